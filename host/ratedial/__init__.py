@@ -1,0 +1,3 @@
+"""ratedial: moment-to-moment rating with a physical dial, synchronised to video."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,52 @@
+"""The ratedial wire protocol v1 (docs/protocol.md): frames, the sans-I/O decoder, commands."""
+
+from .codec import DecoderStats, FrameDecoder, encode_body, encode_frame
+from .commands import Batch, Command, Info, Ping, Rate, Zero, encode_command
+from .frames import (
+    FLAG_BUTTON,
+    FLAG_ILLEGAL,
+    FLAG_OVERRUN,
+    PROTOCOL_VERSION,
+    Ack,
+    AckCommand,
+    Button,
+    Drop,
+    Error,
+    ErrorCode,
+    Frame,
+    FrameType,
+    Hello,
+    Samples,
+    Status,
+    Sync,
+)
+
+__all__ = [
+    "FLAG_BUTTON",
+    "FLAG_ILLEGAL",
+    "FLAG_OVERRUN",
+    "PROTOCOL_VERSION",
+    "Ack",
+    "AckCommand",
+    "Batch",
+    "Button",
+    "Command",
+    "DecoderStats",
+    "Drop",
+    "Error",
+    "ErrorCode",
+    "Frame",
+    "FrameDecoder",
+    "FrameType",
+    "Hello",
+    "Info",
+    "Ping",
+    "Rate",
+    "Samples",
+    "Status",
+    "Sync",
+    "Zero",
+    "encode_body",
+    "encode_command",
+    "encode_frame",
+]
