@@ -1,0 +1,3 @@
+from ratedial.cli import main
+
+main()

@@ -1,0 +1,35 @@
+"""Exceptions with one meaning each. The CLI turns every one into a one-line message."""
+
+from __future__ import annotations
+
+
+class RatedialError(Exception):
+    """Base class: ``str(exc)`` is the one-line message shown to the user."""
+
+    exit_code = 1
+
+
+class UsageError(RatedialError):
+    """A command-line option or config value is invalid."""
+
+    exit_code = 2
+
+
+class ProtocolMismatch(RatedialError):
+    """The dial speaks another protocol version."""
+
+    def __init__(self, device_version: int, host_version: int) -> None:
+        super().__init__(
+            f"dial speaks protocol v{device_version}, this host speaks v{host_version}: "
+            "update the firmware (ratedial flash) or the host software"
+        )
+        self.device_version = device_version
+        self.host_version = host_version
+
+
+class PortError(RatedialError):
+    """A serial port cannot be opened or disappeared."""
+
+
+class SimulatorError(RatedialError):
+    """The virtual dial could not be started or died."""

@@ -1,0 +1,59 @@
+"""Rating scale: raw quarter-step counts in, a rating out (pure).
+
+Invariants:
+
+* The rating always lies within ``[minimum, maximum]``.
+* No wind-up: turning past a stop does not accumulate. The rating moves by the counts turned
+  since the previous sample divided by ``counts_per_point``, then is clamped; so turning back
+  from a stop moves the rating away from it at once.
+* Only count *differences* matter, so a device reboot or ``ZERO`` never moves the rating;
+  the caller calls :meth:`RatingTracker.rebase` with the first count of a new epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RatingScale:
+    minimum: float = 0.0
+    maximum: float = 100.0
+    start: float = 50.0
+    counts_per_point: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.minimum < self.maximum:
+            raise ValueError("scale minimum must be below its maximum")
+        if not self.minimum <= self.start <= self.maximum:
+            raise ValueError("scale start must lie between minimum and maximum")
+        if self.counts_per_point == 0:
+            raise ValueError("counts_per_point must not be zero (negative reverses the dial)")
+
+    def clamp(self, value: float) -> float:
+        return min(self.maximum, max(self.minimum, value))
+
+
+class RatingTracker:
+    """Follows one dial's counts and turns them into ratings on ``scale``."""
+
+    def __init__(self, scale: RatingScale) -> None:
+        self.scale = scale
+        self.rating = scale.start
+        self._last_count: int | None = None
+
+    def reset(self, rating: float | None = None) -> None:
+        """Set the rating to ``rating`` (the scale's start by default) at the current count."""
+        self.rating = self.scale.clamp(self.scale.start if rating is None else rating)
+
+    def rebase(self, count: int) -> None:
+        """Take ``count`` as the reference without moving the rating (new epoch, ZERO)."""
+        self._last_count = count
+
+    def update(self, count: int) -> float:
+        """The rating for a sample with raw ``count``."""
+        if self._last_count is not None:
+            delta = (count - self._last_count) / self.scale.counts_per_point
+            self.rating = self.scale.clamp(self.rating + delta)
+        self._last_count = count
+        return self.rating

@@ -1,0 +1,39 @@
+import pytest
+
+from ratedial.scale import RatingScale, RatingTracker
+
+
+def test_counts_move_the_rating_from_the_start():
+    t = RatingTracker(RatingScale(counts_per_point=2))
+    assert t.update(100) == 50
+    assert t.update(110) == 55
+    assert t.update(90) == 45
+
+
+def test_saturates_without_wind_up_and_turning_back_moves_at_once():
+    t = RatingTracker(RatingScale())
+    t.update(0)
+    assert t.update(80) == 100  # 50 + 80 clamps at 100
+    assert t.update(500) == 100  # far past the stop
+    assert t.update(499) == 99  # one count back moves the rating immediately
+    assert t.update(-1000) == 0
+    assert t.update(-990) == 10
+
+
+def test_rebase_and_reset_never_jump():
+    t = RatingTracker(RatingScale(minimum=1, maximum=7, start=4, counts_per_point=4))
+    t.update(1000)
+    t.update(1008)
+    assert t.rating == 6
+    t.rebase(0)  # device rebooted: counts start again from 0
+    assert t.update(4) == 7
+    t.reset()
+    assert t.rating == 4
+    assert t.update(0) == 3
+
+
+@pytest.mark.parametrize("kwargs", [{"minimum": 5, "maximum": 5}, {"start": 101},
+                                    {"counts_per_point": 0}])
+def test_bad_scales_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        RatingScale(**kwargs)
