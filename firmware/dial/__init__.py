@@ -1,0 +1,1 @@
+"""Dial firmware: encoder counting, sampling and framing for the rating dial."""
