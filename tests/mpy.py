@@ -44,7 +44,7 @@ def run_mpy(
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "MICROPYPATH": ""},
+        env={**os.environ, "MICROPYPATH": ".frozen"},  # frozen stdlib (asyncio) only
         check=False,
     )
     if proc.returncode != 0:

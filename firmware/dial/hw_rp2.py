@@ -1,0 +1,146 @@
+"""The HW object (firmware/README.md) for rp2 boards: Pico, Pico W, Pico 2.
+
+Invariants:
+- Sample clock: a PIO state machine (``timer_sm``) clocked at exactly 1 MHz raises its IRQ
+  flag every ``period_us`` cycles and the sampler runs as a HARD PIO interrupt. Not
+  machine.Timer: on rp2 it is a soft timer with millisecond resolution (extmod soft timer,
+  period rounded down to whole ms, minimum 1 ms), so 2000 Hz or 300 Hz would silently
+  become 1000 Hz or 333 Hz. The PIO loop is crystal-timed and takes periods to the us.
+- The counter PIO program fills all 32 instructions of its PIO block (dial.counter_pio), so
+  the timer runs on another block: SM 4-7 (PIO1), or 8-11 (PIO2, RP2350 only). Pico W: the
+  radio driver claims a PIO1 state machine; boards/pico_w.py uses SM 7.
+- Link: USB CDC via sys.stdout.buffer. ``tx_write`` writes only when poll reports POLLOUT
+  and at most 64 bytes (one USB full-speed packet) per call: TinyUSB's TX FIFO is 256 bytes
+  and a write larger than its free space waits in 1 ms steps (up to 500 ms) for the host.
+  POLLOUT on stdout: per the project's notes on v1.28/1.29; old ports (e.g. 2023) polled
+  stdin only, and there the dial would send nothing.
+- Ticks: time.ticks_us, 30 bits. ``rx`` is sys.stdin.buffer (Ctrl-C still interrupts).
+Only this module (with the counter modules) imports machine/rp2.
+"""
+
+import gc
+import os
+import select
+import sys
+import time
+
+import machine
+import rp2
+from micropython import const
+
+TX_CHUNK = const(64)
+PIO_HZ = const(1_000_000)  # 1 cycle = 1 us: 125 MHz / 125 or 150 MHz / 150, exact
+_OVERHEAD = const(3)  # cycles per period besides the count loop (see _tick)
+
+
+@rp2.asm_pio()
+def _tick():
+    # Period in cycles = Y + 3: mov (1) + jmp x_dec taken Y times and falling through once
+    # (Y + 1) + irq (1); wrap costs nothing. Y is loaded once from the TX FIFO.
+    pull(block)
+    mov(y, osr)
+    wrap_target()
+    mov(x, y)
+    label("count")
+    jmp(x_dec, "count")
+    irq(rel(0))
+    wrap()
+
+
+class _Button:
+    """Debounced by the sampler; this only reads the level (IRQ-safe)."""
+
+    def __init__(self, pin, active_low):
+        self._v = pin.value
+        self._inv = 1 if active_low else 0
+
+    def value(self):
+        return self._v() ^ self._inv
+
+
+class HW:
+    tick_bits = 30
+
+    def __init__(self, cfg):
+        self.board = cfg["board"]
+        self.ticks_us = time.ticks_us
+        self.ticks_diff = time.ticks_diff
+        self._boot = int.from_bytes(os.urandom(4), "little")
+        pull = machine.Pin.PULL_UP if cfg.get("pull_up", True) else None
+        self.counter = self._make_counter(cfg, pull)
+        pb = cfg.get("pin_button")
+        if pb is None:
+            self.button = None
+        else:
+            self.button = _Button(machine.Pin(pb, machine.Pin.IN, pull),
+                                  cfg.get("button_active_low", True))
+        self._sm_id = cfg.get("timer_sm", 4)
+        self._sm = None
+        self._out = sys.stdout.buffer
+        self._wpoll = select.poll()
+        self._wpoll.register(sys.stdout, select.POLLOUT)
+        self.rx = sys.stdin.buffer
+
+    @staticmethod
+    def _make_counter(cfg, pull):
+        backend = cfg["backend"]
+        if backend == "pio":
+            a = cfg["pin_a"]
+            if cfg["pin_b"] != a + 1:
+                raise ValueError("pio backend needs pin_b == pin_a + 1")
+            from . import counter_pio
+
+            return counter_pio.make_pio_counter(cfg.get("pio_sm", 0), a,
+                                                pull_up=pull is not None)
+        if backend == "irq":
+            from . import quad
+
+            return quad.IrqCounter(machine.Pin(cfg["pin_a"], machine.Pin.IN, pull),
+                                   machine.Pin(cfg["pin_b"], machine.Pin.IN, pull))
+        if backend == "adc":
+            from . import counter_adc
+
+            opts = {}
+            for key, name in (("adc_oversample", "oversample"), ("adc_hysteresis", "hysteresis"),
+                              ("adc_settle", "settle"), ("adc_smooth", "smooth")):
+                if key in cfg:
+                    opts[name] = cfg[key]
+            return counter_adc.make_adc_counter(cfg["pin_adc"], **opts)
+        raise ValueError("rp2 backends: pio, irq, adc")
+
+    def unique_id(self):
+        return machine.unique_id()
+
+    def boot_id(self):
+        return self._boot
+
+    def start_timer(self, period_us, callback):
+        self.stop_timer()
+        sm = rp2.StateMachine(self._sm_id, _tick, freq=PIO_HZ)
+        sm.irq(handler=callback, hard=True)
+        sm.put(period_us - _OVERHEAD)
+        sm.active(1)
+        self._sm = sm
+
+    def stop_timer(self):
+        sm = self._sm
+        if sm is not None:
+            sm.active(0)
+            sm.irq(None)
+            self._sm = None
+
+    def disable_irq(self):
+        return machine.disable_irq()
+
+    def enable_irq(self, state):
+        machine.enable_irq(state)
+
+    def tx_write(self, buf):
+        if not self._wpoll.poll(0):
+            return 0
+        if len(buf) > TX_CHUNK:
+            buf = buf[:TX_CHUNK]
+        return self._out.write(buf) or 0
+
+    def mem_free(self):
+        return gc.mem_free()
