@@ -1,0 +1,243 @@
+"""The recorder: one writer thread that owns the SQLite connection (docs/recording.md).
+
+Invariants:
+
+* The file is created with mode 0600 before SQLite touches it; SQLite gives the ``-wal`` and
+  ``-shm`` files the same mode.
+* Everything handed to the recorder is committed within ``commit_interval_s`` (default
+  0.25 s). A ``kill -9`` of the process loses at most that much; the file always opens.
+* The asyncio side never blocks on SQLite: it enqueues rows; the thread batches them.
+* A write failure (disk full, file removed, I/O error) stops the recorder and is reported
+  once, as a :class:`RecordingError` with a one-line message; rows are never dropped silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import RatedialError
+from .schema import DDL, FORMAT, FORMAT_VERSION
+
+Row = Sequence[Any]
+
+SQL = {
+    "dials": "INSERT INTO dials (dial_id, uid, rater, board, firmware, backend) VALUES (?,?,?,?,?,?)",
+    "dial_update": "UPDATE dials SET rater=?, board=?, firmware=?, backend=? WHERE dial_id=?",
+    "epochs": "INSERT INTO epochs (epoch_id, dial_id, boot_id, first_host_ns, hello) "
+    "VALUES (?,?,?,?,?)",
+    "samples": "INSERT OR IGNORE INTO samples (epoch_id, sample_index, dial_id, device_us, "
+    "host_ns, count, rating, flags, media_id, media_s, media_state) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+    "gaps": "INSERT INTO gaps (epoch_id, dial_id, first_index, end_index, reason, "
+    "first_host_ns, end_host_ns) VALUES (?,?,?,?,?,?,?)",
+    "events": "INSERT INTO events (event_id, host_ns, dial_id, kind, data) VALUES (?,?,?,?,?)",
+    "sync_obs": "INSERT INTO sync_obs (epoch_id, token, host_send_ns, device_rx_us, "
+    "device_tx_us, host_recv_ns) VALUES (?,?,?,?,?,?)",
+    "arrivals": "INSERT INTO arrivals (epoch_id, last_index, device_us, host_recv_ns) "
+    "VALUES (?,?,?,?)",
+    "clock_models": "INSERT INTO clock_models (epoch_id, host_ns, ref_device_us, ref_host_ns, "
+    "skew_ppm, uncertainty_ns, n_obs) VALUES (?,?,?,?,?,?,?)",
+    "wall_anchors": "INSERT INTO wall_anchors (host_ns, wall_ns) VALUES (?,?)",
+    "media": "INSERT INTO media (media_id, path, duration_s, fps, fingerprint) VALUES (?,?,?,?,?)",
+    "media_obs": "INSERT INTO media_obs (host_ns, media_id, media_s, rate, playing, source) "
+    "VALUES (?,?,?,?,?,?)",
+    "meta": "INSERT OR REPLACE INTO meta (key, value) VALUES (?,?)",
+    "notes": "INSERT INTO notes (wall_ns, kind, data) VALUES (?,?,?)",
+}
+
+
+class RecordingError(RatedialError):
+    """The recording cannot be written; the run must stop."""
+
+
+def describe_sqlite_error(path: Path, exc: BaseException) -> str:
+    text = str(exc)
+    if "full" in text or getattr(exc, "errno", None) == 28:
+        return f"recording stopped: the disk holding {path} is full"
+    if "readonly" in text or "read-only" in text:
+        return f"recording stopped: {path} is read-only"
+    return f"recording stopped: cannot write {path}: {text}"
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` (mode 0600) or refuse if it exists: a recording is never overwritten."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise RecordingError(f"{path} already exists; choose another --record path") from None
+    except OSError as exc:
+        raise RecordingError(f"cannot create recording {path}: {exc.strerror}") from None
+    os.close(fd)
+
+
+class Recorder:
+    """Writes one recording file from a background thread.
+
+    Ids for dials, epochs and media are allocated here, synchronously, so callers can use
+    them at once; the rows follow through the queue like everything else.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        meta: dict[str, Any],
+        commit_interval_s: float = 0.25,
+        on_error: Callable[[RecordingError], None] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.commit_interval_s = commit_interval_s
+        self._on_error = on_error
+        self._queue: queue.SimpleQueue[tuple[str, Row] | None] = queue.SimpleQueue()
+        self._next_id = {"dials": 1, "epochs": 1, "media": 1, "events": 1}
+        self._id_lock = threading.Lock()
+        self._flushed = threading.Condition()
+        self._enqueued = 0
+        self._committed = 0
+        self.rows_written = 0
+        self.commits = 0
+        self.error: RecordingError | None = None
+        create_private_file(self.path)
+        try:
+            con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            con.executescript(DDL)
+            con.execute("PRAGMA synchronous = NORMAL")
+            base = {"format": FORMAT, "format_version": FORMAT_VERSION}
+            con.executemany(SQL["meta"], [(k, json.dumps(v)) for k, v in {**base, **meta}.items()])
+        except sqlite3.Error as exc:
+            raise RecordingError(describe_sqlite_error(self.path, exc)) from None
+        self._con = con
+        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
+        self._thread.start()
+
+    # --- producer side (any thread) -------------------------------------------------------
+
+    def _new_id(self, table: str) -> int:
+        with self._id_lock:
+            new = self._next_id[table]
+            self._next_id[table] = new + 1
+            return new
+
+    def put(self, table: str, row: Row) -> None:
+        if self.error is not None:
+            raise self.error
+        self._enqueued += 1
+        self._queue.put((table, row))
+
+    def put_many(self, table: str, rows: Iterable[Row]) -> None:
+        for row in rows:
+            self.put(table, row)
+
+    def add_dial(self, uid: str, rater: str | None, board: str, firmware: str,
+                 backend: str) -> int:
+        dial_id = self._new_id("dials")
+        self.put("dials", (dial_id, uid, rater, board, firmware, backend))
+        return dial_id
+
+    def add_epoch(self, dial_id: int, boot_id: int, first_host_ns: int,
+                  hello: dict[str, Any]) -> int:
+        epoch_id = self._new_id("epochs")
+        self.put("epochs", (epoch_id, dial_id, boot_id, first_host_ns, json.dumps(hello)))
+        return epoch_id
+
+    def add_media(self, path: str | None, duration_s: float | None, fps: float | None,
+                  fingerprint: str | None) -> int:
+        media_id = self._new_id("media")
+        self.put("media", (media_id, path, duration_s, fps, fingerprint))
+        return media_id
+
+    def new_event_id(self) -> int:
+        return self._new_id("events")
+
+    def event(self, host_ns: int, dial_id: int | None, kind: str, data: dict[str, Any],
+              event_id: int | None = None) -> int:
+        """Record an event; ``event_id`` from :meth:`new_event_id`, or a new one."""
+        if event_id is None:
+            event_id = self.new_event_id()
+        self.put("events", (event_id, host_ns, dial_id, kind, json.dumps(data)))
+        return event_id
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.put("meta", (key, json.dumps(value)))
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Block until everything enqueued so far is committed (or the recorder failed)."""
+        target = self._enqueued
+        self._queue.put(("__flush__", ()))
+        deadline = time.monotonic() + timeout
+        with self._flushed:
+            while self._committed < target and self.error is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RecordingError(f"recording {self.path} did not flush in {timeout} s")
+                self._flushed.wait(left)
+        if self.error is not None:
+            raise self.error
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Commit what is queued, stop the thread and close the file."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout)
+        with contextlib.suppress(sqlite3.Error):
+            self._con.close()
+        if self.error is not None:
+            raise self.error
+
+    # --- writer thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        pending: dict[str, list[Row]] = {}
+        n_pending = 0
+        deadline: float | None = None
+        stop = False
+        while not stop:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                item = ("__flush__", ())
+            if item is None:
+                stop = True
+            elif item[0] != "__flush__":
+                pending.setdefault(item[0], []).append(item[1])
+                n_pending += 1
+                if deadline is None:
+                    deadline = time.monotonic() + self.commit_interval_s
+                continue
+            if not self._commit(pending, n_pending):
+                return
+            pending, n_pending, deadline = {}, 0, None
+
+    def _commit(self, pending: dict[str, list[Row]], n: int) -> bool:
+        try:
+            if pending:
+                self._con.execute("BEGIN")
+                for table, rows in pending.items():
+                    self._con.executemany(SQL[table], rows)
+                self._con.execute("COMMIT")
+                self.commits += 1
+                self.rows_written += n
+        except (sqlite3.Error, OSError) as exc:
+            self.error = RecordingError(describe_sqlite_error(self.path, exc))
+            with contextlib.suppress(sqlite3.Error):
+                self._con.execute("ROLLBACK")
+            with self._flushed:
+                self._flushed.notify_all()
+            if self._on_error is not None:
+                self._on_error(self.error)
+            return False
+        with self._flushed:
+            self._committed += n
+            self._flushed.notify_all()
+        return True

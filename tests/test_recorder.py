@@ -1,0 +1,142 @@
+"""The recorder writes real SQLite files: private, committed promptly, crash-safe."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from ratedial.recording.schema import FORMAT, FORMAT_VERSION
+from ratedial.recording.writer import Recorder, RecordingError
+
+
+def sample_row(epoch_id, dial_id, i):
+    return (epoch_id, i, dial_id, 1000 * i, 10**9 + 10**6 * i, i, 50.0 + i % 7, 0, None, None, 5)
+
+
+def test_file_is_private_and_holds_what_was_written(tmp_path):
+    path = tmp_path / "run.ratedial"
+    rec = Recorder(path, meta={"software_version": "test"})
+    dial = rec.add_dial("e66038b7132f4a2c", "client", "pico", "0.1.0", "pio")
+    epoch = rec.add_epoch(dial, 0x1234, 5, {"rate_hz": 1000})
+    rec.put_many("samples", (sample_row(epoch, dial, i) for i in range(1000)))
+    rec.event(7, dial, "dial_connected", {"port": "/dev/ttyACM0"})
+    rec.flush()
+    for suffix in ("", "-wal", "-shm"):
+        p = tmp_path / f"run.ratedial{suffix}"
+        if p.exists():
+            assert stat.S_IMODE(p.stat().st_mode) == 0o600, suffix
+    rec.close()
+    con = sqlite3.connect(path)
+    meta = dict(con.execute("SELECT key, value FROM meta"))
+    assert json.loads(meta["format"]) == FORMAT
+    assert json.loads(meta["format_version"]) == FORMAT_VERSION
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert con.execute("SELECT count(*), min(sample_index), max(sample_index) FROM samples"
+                       ).fetchone() == (1000, 0, 999)
+    assert con.execute("SELECT uid, rater FROM dials").fetchall() == [("e66038b7132f4a2c", "client")]
+    assert con.execute("SELECT kind FROM events").fetchall() == [("dial_connected",)]
+
+
+def test_an_existing_file_is_never_overwritten(tmp_path):
+    path = tmp_path / "x.ratedial"
+    path.write_text("precious")
+    with pytest.raises(RecordingError, match="already exists"):
+        Recorder(path, meta={})
+    assert path.read_text() == "precious"
+
+
+def test_rows_are_committed_within_the_interval_without_flush(tmp_path):
+    path = tmp_path / "run.ratedial"
+    rec = Recorder(path, meta={}, commit_interval_s=0.1)
+    rec.put_many("samples", (sample_row(1, 1, i) for i in range(10)))
+    reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    deadline = time.monotonic() + 5
+    seen = 0
+    while time.monotonic() < deadline and seen < 10:
+        seen = reader.execute("SELECT count(*) FROM samples").fetchone()[0]
+    assert seen == 10
+    rec.close()
+
+
+def test_disk_full_stops_with_one_line_error(tmp_path):
+    path = tmp_path / "full.ratedial"
+    errors = []
+    rec = Recorder(path, meta={}, on_error=errors.append)
+    rec._con.execute("PRAGMA max_page_count = 40")  # SQLite's own "disk full" (SQLITE_FULL)
+    with pytest.raises(RecordingError, match="full") as info:
+        for i in range(100_000):
+            rec.put("samples", sample_row(1, 1, i))
+            if i % 1000 == 999:
+                rec.flush()
+    assert "\n" not in str(info.value)
+    assert errors and errors[0] is rec.error
+    with pytest.raises(RecordingError):
+        rec.put("samples", sample_row(1, 1, 10**6))
+    with pytest.raises(RecordingError):
+        rec.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or sys.platform != "linux", reason="needs root for a tmpfs")
+def test_a_real_full_filesystem_stops_with_one_line_error(tmp_path):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)],
+                      capture_output=True, check=False).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        rec = Recorder(mnt / "run.ratedial", meta={})
+        with pytest.raises(RecordingError, match="full"):
+            for i in range(200_000):
+                rec.put("samples", sample_row(1, 1, i))
+                if i % 2000 == 1999:
+                    rec.flush()
+        with pytest.raises(RecordingError):
+            rec.close()
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+WRITER = textwrap.dedent("""
+    import sys, time
+    from ratedial.recording.writer import Recorder
+    rec = Recorder(sys.argv[1], meta={}, commit_interval_s=0.25)
+    i = 0
+    t0 = time.monotonic_ns()
+    print("ready", flush=True)
+    while True:
+        now = time.monotonic_ns()
+        while i < (now - t0) // 1_000_000:   # 1 kHz of samples, stamped with their host time
+            rec.put("samples", (1, i, 1, i * 1000, t0 + i * 1_000_000, i, 50.0, 0, None, None, 5))
+            i += 1
+        time.sleep(0.001)
+""")
+
+
+def test_kill_9_loses_at_most_the_commit_interval(tmp_path):
+    path = tmp_path / "killed.ratedial"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    deadline = time.monotonic() + 20
+    while reader.execute("SELECT count(*) FROM samples").fetchone()[0] < 2000:
+        assert time.monotonic() < deadline, "writer made no progress"
+    reader.close()
+    killed_at = time.monotonic_ns()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    n, last_ns = con.execute("SELECT count(*), max(host_ns) FROM samples").fetchone()
+    assert n == con.execute("SELECT max(sample_index) + 1 FROM samples").fetchone()[0]
+    lost_ms = (killed_at - last_ns) / 1e6
+    assert 0 <= lost_ms <= 250 + 50, lost_ms  # commit interval plus scheduling slack
