@@ -6,6 +6,7 @@ nothing a user can cause ends in a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import click
@@ -34,6 +35,120 @@ def demo(seconds: float, seed: int) -> None:
     from .demo import run_demo
 
     run_demo(seconds=seconds, seed=seed)
+
+
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values:
+        label, sep, ident = v.partition("=")
+        if not sep or not label or not ident:
+            raise click.BadParameter(f"{v!r}: expected LABEL=VALUE", param_hint=what)
+        out[label] = ident
+    return out
+
+
+@cli.command()
+@click.option("--port", "ports", multiple=True, metavar="PATH",
+              help="Serial port of a dial (repeatable), e.g. /dev/ttyACM0 or a virtual dial.")
+@click.option("--rater", "raters", multiple=True, metavar="LABEL=DIAL",
+              help="Give a dial a pseudonymous rater label, by dial id or port: "
+                   "--rater client=e66038b7132f4a2c (repeatable).")
+@click.option("--record", type=click.Path(dir_okay=False), default=None,
+              help="Recording file to create (default recordings/<date>-<time>.ratedial).")
+@click.option("--duration", type=click.FloatRange(min=0.1), default=None,
+              help="Stop after this many seconds (default: run until Ctrl-C).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="TOML configuration file; flags override it.")
+@click.option("--broker", default=None, metavar="URL|embedded|none",
+              help="MQTT broker: mqtt://host:port (default mqtt://localhost:1883), "
+                   "mqtts://host:port, embedded (in-process, localhost only) or none.")
+@click.option("--no-scan", is_flag=True, help="Only use the --port ports; do not look for dials.")
+@click.option("--session", "session", multiple=True, metavar="KEY=VALUE",
+              help="Pseudonymous session labels stored in the recording, e.g. --session dyad=D07.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
+        duration: float | None, config_path: str | None, broker: str | None, no_scan: bool,
+        session: tuple[str, ...], as_json: bool) -> None:
+    """Record dials (and publish them over MQTT) until stopped.
+
+    Finds dials on USB (or uses --port), maps their clocks to this computer's clock,
+    accounts for every sample, records everything to one SQLite file and publishes the
+    stream live over MQTT. Secrets (MQTT password) come from RATEDIAL_MQTT_PASSWORD or
+    mqtt.password_file in the config, never from the command line.
+    """
+    import asyncio
+
+    from rich.console import Console
+
+    from .config import load_config, with_overrides
+    from .daemon.app import json_summary, print_summary, run_daemon
+
+    cfg = load_config(config_path)
+    mqtt = cfg.mqtt if broker is None else dataclasses.replace(cfg.mqtt, broker=broker)
+    cfg = with_overrides(
+        cfg,
+        ports=tuple(dict.fromkeys(cfg.ports + ports)) if ports else None,
+        raters={**cfg.raters, **_pairs(raters, "--rater")} if raters else None,
+        record=record, duration_s=duration, mqtt=mqtt,
+        scan=False if no_scan else None,
+        session={**cfg.session, **_pairs(session, "--session")} if session else None,
+    )
+    if cfg.mqtt.broker not in ("embedded", "none"):
+        from .mqtt.publisher import parse_broker
+
+        parse_broker(cfg.mqtt.broker)
+    console = Console()
+    summary = asyncio.run(run_daemon(cfg, console=console))
+    if as_json:
+        click.echo(json_summary(summary))
+    else:
+        print_summary(console, summary)
+
+
+@cli.command()
+@click.option("--port", "ports", multiple=True, metavar="PATH",
+              help="Also ask these ports (e.g. virtual dials).")
+@click.option("--timeout", type=click.FloatRange(min=0.2), default=2.0, show_default=True,
+              help="Seconds to wait for each dial to answer.")
+def devices(ports: tuple[str, ...], timeout: float) -> None:
+    """List connected dials: id, port, board and firmware.
+
+    Explains in one line when a port cannot be opened (for example permissions).
+    """
+    from .devices import list_dials
+
+    rows = list_dials(extra_ports=ports, timeout=timeout)
+    if not rows:
+        click.echo("no dials found (plugged in? for a virtual dial pass --port PATH)")
+    for r in rows:
+        click.echo(r)
+
+
+@cli.command()
+@click.option("--broker", default="mqtt://localhost:1883", show_default=True,
+              help="MQTT broker to subscribe to.")
+@click.option("--prefix", default="ratedial", show_default=True, help="Topic prefix.")
+@click.option("--duration", type=click.FloatRange(min=0.1), default=None,
+              help="Stop after this many seconds.")
+def monitor(broker: str, prefix: str, duration: float | None) -> None:
+    """Subscribe to a broker and show every dial's live rating, state and losses."""
+    import asyncio
+
+    import aiomqtt
+    from rich.console import Console
+
+    from .errors import RatedialError
+    from .mqtt.monitor import monitor as run_monitor
+
+    try:
+        asyncio.run(run_monitor(broker, prefix=prefix, duration=duration, console=Console()))
+    except aiomqtt.MqttError as exc:
+        raise RatedialError(f"cannot subscribe at {broker}: {exc}") from None
+
+
+from .flash import flash  # noqa: E402  (the command lives with the flashing code)
+
+cli.add_command(flash)
 
 
 def main() -> None:

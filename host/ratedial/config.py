@@ -1,0 +1,160 @@
+"""Configuration: a TOML file, overridden by command-line flags (pure).
+
+Invariants: unknown keys and wrong types are refused with a one-line :class:`UsageError`
+naming the key; secrets never come from the command line, only from the environment or a
+file (``password_file``), and never appear in :meth:`RunConfig.public`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .scale import RatingScale
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MqttConfig:
+    broker: str = "mqtt://localhost:1883"  # or "embedded" or "none"
+    topic_prefix: str = "ratedial"
+    username: str | None = None
+    password_file: str | None = None  # the password itself comes from RATEDIAL_MQTT_PASSWORD
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    batch_ms: int = 50
+    live_expiry_s: int = 10
+    client_id: str | None = None
+
+    def password(self) -> str | None:
+        env = os.environ.get("RATEDIAL_MQTT_PASSWORD")
+        if env:
+            return env
+        if self.password_file:
+            try:
+                return Path(self.password_file).read_text().strip()
+            except OSError as exc:
+                raise UsageError(
+                    f"cannot read mqtt.password_file {self.password_file}: {exc.strerror}"
+                ) from None
+        return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScaleConfig:
+    minimum: float = 0.0
+    maximum: float = 100.0
+    start: float = 50.0
+    counts_per_point: float = 1.0
+    long_press_s: float | None = 2.0  # None: the button never resets the rating
+    anchors: dict[str, str] = field(
+        default_factory=lambda: {"0": "hindering", "50": "neutral", "100": "helpful"}
+    )
+
+    def scale(self) -> RatingScale:
+        try:
+            return RatingScale(minimum=self.minimum, maximum=self.maximum, start=self.start,
+                               counts_per_point=self.counts_per_point)
+        except ValueError as exc:
+            raise UsageError(f"[scale] {exc}") from None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunConfig:
+    ports: tuple[str, ...] = ()
+    raters: dict[str, str] = field(default_factory=dict)  # label -> dial uid or port path
+    record: str | None = None  # recording path; default recordings/<date>-<time>.ratedial
+    duration_s: float | None = None
+    ping_interval_s: float = 1.0
+    scan: bool = True  # look for dials on USB ports besides the given ones
+    session: dict[str, Any] = field(default_factory=dict)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+
+    def public(self) -> dict[str, Any]:
+        """The configuration as stored in recordings: never contains secrets."""
+        d = asdict(self)
+        d["mqtt"].pop("password_file", None)
+        return d
+
+    def rater_for(self, uid: str, port: str) -> str | None:
+        for label, ident in self.raters.items():
+            if ident.lower() == uid.lower() or ident == port:
+                return label
+        return None
+
+
+_SECTIONS: dict[str, type] = {"scale": ScaleConfig, "mqtt": MqttConfig}
+
+
+def _typed(section: str, cls: type, raw: dict[str, Any]) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise UsageError(f"config: unknown key {section + '.' if section else ''}{key}")
+        if name in _SECTIONS and not section:
+            if not isinstance(value, dict):
+                raise UsageError(f"config: [{key}] must be a table")
+            out[name] = _typed(name, _SECTIONS[name], value)
+            continue
+        default = getattr(cls(), name)
+        out[name] = _coerce(f"{section + '.' if section else ''}{key}", default, value)
+    return cls(**out)
+
+
+def _coerce(key: str, default: Any, value: Any) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise UsageError(f"config: {key} must be true or false")
+        return value
+    if isinstance(default, float) or key.endswith(("_s", "duration")):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise UsageError(f"config: {key} must be a number")
+        return float(value)
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"config: {key} must be an integer")
+        return value
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise UsageError(f"config: {key} must be a list of strings")
+        return tuple(value)
+    if isinstance(default, dict):
+        if not isinstance(value, dict):
+            raise UsageError(f"config: {key} must be a table")
+        return {str(k): v if key.endswith("session") else str(v) for k, v in value.items()}
+    if value is not None and not isinstance(value, str):
+        raise UsageError(f"config: {key} must be a string")
+    return value
+
+
+def load_config(path: str | os.PathLike[str] | None) -> RunConfig:
+    """Read a TOML config file (or the defaults when ``path`` is None)."""
+    if path is None:
+        return RunConfig()
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"config file {p} does not exist") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read config file {p}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"config file {p} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config file {p} is not valid TOML: {exc}") from None
+    cfg: RunConfig = _typed("", RunConfig, raw)
+    cfg.scale.scale()  # validate now, with a one-line message
+    return cfg
+
+
+def with_overrides(cfg: RunConfig, **changes: Any) -> RunConfig:
+    """Apply command-line flags (``None`` means "not given")."""
+    return replace(cfg, **{k: v for k, v in changes.items() if v is not None})

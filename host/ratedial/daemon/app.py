@@ -1,0 +1,213 @@
+"""``ratedial run``: wires the daemon, the recorder, MQTT and the live view together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from .. import __version__
+from ..config import RunConfig
+from ..errors import RatedialError
+from ..mqtt.topics import Topics, default_daemon_id
+from ..recording.writer import Recorder, RecordingError
+from .run import Daemon, DialView
+from .sinks import RecorderSink, Sink
+from .view import LiveView
+
+SECRET_FLAGS = ("--password",)
+
+
+@dataclass(slots=True)
+class RunSummary:
+    path: Path
+    seconds: float
+    dials: list[DialView] = field(default_factory=list)
+    gaps: dict[str, int] = field(default_factory=dict)
+    events: int = 0
+    broker: str = "none"
+
+
+def first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+def default_recording_path() -> Path:
+    return Path("recordings") / time.strftime("%Y%m%d-%H%M%S.ratedial")
+
+
+def scrub_command_line(argv: list[str]) -> list[str]:
+    """The command line as stored in recordings: values of secret-looking flags removed."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            out.append("***")
+            skip = False
+        elif arg in SECRET_FLAGS:
+            out.append(arg)
+            skip = True
+        elif "://" in arg and "@" in arg:
+            scheme, rest = arg.split("://", 1)
+            out.append(f"{scheme}://***@{rest.split('@', 1)[1]}")
+        else:
+            out.append(arg)
+    return out
+
+
+def status_dict(v: DialView, daemon: str) -> dict[str, Any]:
+    return {"v": 1, "dial": v.uid, "rater": v.rater, "daemon": daemon, "state": v.state,
+            "board": v.board, "firmware": v.firmware, "received": v.received,
+            "missing": v.missing, "rejected": v.rejected, "rate_hz": round(v.rate_hz, 1),
+            "rating": v.rating, "clock": {"offset_ms": v.offset_ms, "skew_ppm": v.skew_ppm,
+                                          "uncertainty_us": v.uncertainty_us},
+            "wall_ns": time.time_ns()}
+
+
+async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
+                     argv: list[str] | None = None) -> RunSummary:
+    console = console or Console(stderr=False)
+    path = Path(cfg.record) if cfg.record else default_recording_path()
+    loop = asyncio.get_running_loop()
+    failure: list[RecordingError] = []
+    daemon: Daemon | None = None
+
+    def on_record_error(err: RecordingError) -> None:
+        failure.append(err)
+        if daemon is not None:
+            loop.call_soon_threadsafe(daemon.stop)
+
+    wall_offset = time.time_ns() - time.monotonic_ns()
+    recorder = Recorder(path, on_error=on_record_error, meta={
+        "software_version": __version__,
+        "created_wall_ns": time.time_ns(),
+        "host": socket.gethostname(),
+        "command_line": scrub_command_line(argv if argv is not None else sys.argv),
+        "config": cfg.public(),
+        "scale": {"minimum": cfg.scale.minimum, "maximum": cfg.scale.maximum,
+                  "start": cfg.scale.start, "counts_per_point": cfg.scale.counts_per_point,
+                  "anchors": cfg.scale.anchors},
+        "session": cfg.session,
+        "media": None,
+    })
+    recorder.put("wall_anchors", (time.monotonic_ns(), time.time_ns()))
+    rec_sink = RecorderSink(recorder, raters=lambda uid: None)
+    sinks: list[Sink] = [rec_sink]
+    daemon = Daemon(cfg, sinks, next_event_id=recorder.new_event_id,
+                    on_message=lambda m: console.print(f"ratedial: {m}", highlight=False,
+                                                       soft_wrap=True))
+    rec_sink.raters = lambda uid: daemon.views[uid].rater if uid in daemon.views else None
+
+    broker_kind = cfg.mqtt.broker
+    embedded = None
+    publisher = None
+    daemon_id = default_daemon_id()
+    if broker_kind != "none":
+        from ..mqtt.publisher import MqttPublisher
+
+        mqtt_cfg = cfg.mqtt
+        if broker_kind == "embedded":
+            from ..mqtt.broker import EmbeddedBroker
+
+            embedded = EmbeddedBroker()
+            await embedded.start()
+            from dataclasses import replace
+
+            mqtt_cfg = replace(mqtt_cfg, broker=embedded.url)
+            console.print(f"ratedial: embedded MQTT broker on {embedded.url}", highlight=False)
+        publisher = MqttPublisher(
+            mqtt_cfg, topics=Topics(cfg.mqtt.topic_prefix, daemon_id), recorder=recorder,
+            epoch_ids=rec_sink.epoch_ids, rater_of=rec_sink.raters,
+            status_of=lambda: {uid: status_dict(v, daemon_id) for uid, v in daemon.views.items()},
+            wall_offset_ns=wall_offset, software_version=__version__)
+        sinks.append(publisher)
+
+    def broker_state() -> str:
+        if publisher is None:
+            return "none"
+        return publisher.state + (f" ({publisher.address.host}:{publisher.address.port})")
+
+    view = LiveView(console, lambda: list(daemon.views.values()), broker_state,
+                    lo=cfg.scale.minimum, hi=cfg.scale.maximum, recording=str(path))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, daemon.stop)
+    t0 = time.monotonic()
+    daemon.event(None, "run_start", recording=path.name)
+    try:
+        with view:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(daemon.run(), name="daemon")
+                if publisher is not None:
+                    tg.create_task(publisher.run(), name="mqtt")
+                tg.create_task(_refresh(view, daemon, recorder), name="view")
+    except* RatedialError as group:
+        raise first_leaf(group) from None
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+        if embedded is not None:
+            await embedded.stop()
+    if failure:
+        with contextlib.suppress(RecordingError):
+            recorder.close()
+        raise failure[0]
+    daemon.event(None, "run_end", reason="stopped")
+    recorder.set_meta("ended_wall_ns", time.time_ns())
+    recorder.close()
+    summary = RunSummary(path=path, seconds=time.monotonic() - t0,
+                         dials=list(daemon.views.values()), broker=broker_state())
+    for core in daemon.cores.values():
+        if core.epoch is not None:
+            for reason, n in core.epoch.ledger.missing.items():
+                summary.gaps[str(reason)] = summary.gaps.get(str(reason), 0) + n
+    return summary
+
+
+async def _refresh(view: LiveView, daemon: Daemon, recorder: Recorder) -> None:
+    last_anchor = time.monotonic()
+    while not daemon.stop_event.is_set():
+        view.refresh()
+        if time.monotonic() - last_anchor > 60:
+            last_anchor = time.monotonic()
+            recorder.put("wall_anchors", (time.monotonic_ns(), time.time_ns()))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(daemon.stop_event.wait(), 0.25)
+    # the publisher (if any) stops when the daemon does
+    for sink in daemon.sinks:
+        stop = getattr(sink, "stop", None)
+        if stop is not None:
+            await stop()
+
+
+def print_summary(console: Console, s: RunSummary) -> None:
+    console.print(f"recording: {s.path}  ({s.seconds:.1f} s)", highlight=False)
+    for v in s.dials:
+        console.print(f"  dial {v.uid} rater={v.rater or '-'}: {v.received} samples received, "
+                      f"{v.missing} missing, {v.rejected} damaged frames", highlight=False)
+    if any(s.gaps.values()):
+        console.print("  missing by reason: " + ", ".join(
+            f"{k} {n}" for k, n in s.gaps.items() if n), highlight=False)
+    console.print(f"  inspect it: sqlite3 {s.path} 'SELECT count(*) FROM samples'  "
+                  "(schema: docs/recording.md)", highlight=False)
+
+
+def json_summary(s: RunSummary) -> str:
+    return json.dumps({"path": os.fspath(s.path), "seconds": round(s.seconds, 3),
+                       "dials": [{"uid": v.uid, "rater": v.rater, "received": v.received,
+                                  "missing": v.missing, "rejected": v.rejected}
+                                 for v in s.dials], "gaps": s.gaps})

@@ -1,0 +1,105 @@
+"""The serial shell: one asyncio protocol per open port, stamping every read on arrival.
+
+Invariants:
+
+* Bytes are timestamped with ``time.monotonic_ns()`` in ``data_received``, before any
+  queueing, so every frame's arrival time is an upper bound on when it left the dial.
+* The decoder never raises; rejected chunks are reported to the owner as counts.
+* Losing the port (unplug, EIO) ends the link exactly once, via :attr:`PortLink.closed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import serial
+import serial_asyncio_fast
+
+from ..errors import PortError
+from ..wire import Command, Frame, FrameDecoder, encode_command
+
+FrameHandler = Callable[[list[Frame], int, int], None]  # frames, host_recv_ns, new_rejects
+
+
+class PortLink(asyncio.Protocol):
+    """Feeds a :class:`FrameDecoder` from a serial transport."""
+
+    def __init__(self, port: str, on_frames: FrameHandler) -> None:
+        self.port = port
+        self.decoder = FrameDecoder()
+        self._on_frames = on_frames
+        self._rejected = 0
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+        self.bytes_in = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic_ns()
+        self.bytes_in += len(data)
+        frames = self.decoder.feed(data)
+        rejected = self.decoder.stats.rejected
+        new_rejects, self._rejected = rejected - self._rejected, rejected
+        if frames or new_rejects:
+            self._on_frames(frames, now, new_rejects)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(exc)
+
+    def send(self, cmd: Command) -> int:
+        """Send a command; return the host time just before it was handed to the OS."""
+        now = time.monotonic_ns()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(encode_command(cmd))
+        return now
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.abort() if hasattr(self.transport, "abort") else self.transport.close()
+
+
+async def open_link(port: str, on_frames: FrameHandler) -> PortLink:
+    """Open ``port`` raw (no echo, no line handling) and attach a :class:`PortLink`."""
+    loop = asyncio.get_running_loop()
+    link: PortLink | None = None
+
+    def factory() -> PortLink:
+        nonlocal link
+        link = PortLink(port, on_frames)
+        return link
+
+    try:
+        await serial_asyncio_fast.create_serial_connection(
+            loop, factory, port, baudrate=115200, exclusive=True
+        )
+    except (serial.SerialException, OSError, ValueError) as exc:
+        raise PortError(f"cannot open {port}: {_reason(exc)}") from None
+    assert link is not None
+    return link
+
+
+def _reason(exc: Any) -> str:
+    errno = getattr(exc, "errno", None)
+    text = str(exc)
+    if errno == 13 or "Permission denied" in text:
+        return "permission denied (on Linux, add yourself to the dialout group: " \
+            "sudo usermod -aG dialout $USER, then log in again)"
+    if errno == 2 or "No such file" in text:
+        return "no such port"
+    if "busy" in text.lower() or errno == 16:
+        return "port is busy (another program has it open)"
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+async def close_link(link: PortLink) -> None:
+    link.close()
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(asyncio.shield(link.closed), 2.0)

@@ -1,0 +1,324 @@
+"""The daemon: one task per port, one per sink, in a TaskGroup (thin asyncio shell).
+
+Invariants:
+
+* A dial is known by its unique id from HELLO, never by its port; the same :class:`DialCore`
+  follows it across unplugging and ports.
+* Nothing a dial, a port or a user can do ends in a traceback: port failures become ``lost``
+  states and events, protocol mismatches one-line messages, and the run goes on.
+* Each sink gets every output in order; sinks never block the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from serial.tools import list_ports
+
+from ..clock import DeviceClock
+from ..config import RunConfig
+from ..errors import PortError, ProtocolMismatch
+from ..wire import (
+    PROTOCOL_VERSION,
+    Ack,
+    Button,
+    Drop,
+    Error,
+    Frame,
+    Hello,
+    Info,
+    Ping,
+    Samples,
+    Status,
+    Sync,
+)
+from .core import DialCore, EventOut, Out, SamplesOut
+from .link import PortLink, close_link, open_link
+from .sinks import Sink
+
+log = logging.getLogger("ratedial")
+
+# USB vendor ids of boards the firmware runs on (Raspberry Pi, Espressif, common USB-UART
+# bridges on ESP32 boards: Silicon Labs CP210x, WCH CH34x, FTDI).
+DIAL_VIDS = {0x2E8A, 0x303A, 0x10C4, 0x1A86, 0x0403}
+HANDSHAKE_S = 3.0
+
+
+@dataclass(slots=True)
+class DialView:
+    """What the live view and status topics show about one dial."""
+
+    uid: str
+    rater: str | None
+    port: str | None = None
+    state: str = "connecting"  # connecting | connected | lost
+    board: str = ""
+    firmware: str = ""
+    received: int = 0
+    missing: int = 0
+    rejected: int = 0
+    rate_hz: float = 0.0
+    rating: float | None = None
+    count: int | None = None
+    offset_ms: float | None = None
+    skew_ppm: float | None = None
+    uncertainty_us: float | None = None
+    last_status: Status | None = None
+    _window: list[tuple[int, int]] = field(default_factory=list)
+
+
+class Daemon:
+    def __init__(self, cfg: RunConfig, sinks: list[Sink], *,
+                 next_event_id: Callable[[], int] | None = None,
+                 on_message: Callable[[str], None] | None = None) -> None:
+        self.cfg = cfg
+        self._next_event_id = next_event_id or itertools.count(1).__next__
+        self.sinks = sinks
+        self.scale = cfg.scale.scale()
+        self.cores: dict[str, DialCore] = {}
+        self.views: dict[str, DialView] = {}
+        self.links: dict[str, PortLink] = {}  # port -> link
+        self.by_port: dict[str, str] = {}  # port -> uid
+        self._tokens = itertools.count(1)
+        self._pings: dict[tuple[str, int], int] = {}
+        self._port_tasks: dict[str, asyncio.Task[None]] = {}
+        self._said: set[str] = set()
+        self._early: dict[str, list[tuple[Frame, int]]] = {}
+        self._say = on_message or (lambda m: log.warning("%s", m))
+        self.stop_event = asyncio.Event()
+
+    # --- outputs --------------------------------------------------------------------------
+
+    def emit(self, outs: list[Out]) -> None:
+        if not outs:
+            return
+        for i, o in enumerate(outs):
+            if isinstance(o, EventOut) and not o.event_id:
+                outs[i] = replace(o, event_id=self._next_event_id())
+            elif isinstance(o, SamplesOut):
+                v = self.views.get(o.uid)
+                if v is not None:
+                    v.received += len(o)
+                    v.rating = o.ratings[-1]
+                    v.count = o.counts[-1]
+                    now = time.monotonic_ns()
+                    v._window.append((now, len(o)))
+                    while v._window and v._window[0][0] < now - 2_000_000_000:
+                        v._window.pop(0)
+                    span = (now - v._window[0][0]) / 1e9 if len(v._window) > 1 else 0
+                    v.rate_hz = sum(n for _, n in v._window[1:]) / span if span else 0.0
+        for sink in self.sinks:
+            sink.handle(outs)
+
+    def event(self, uid: str | None, kind: str, **data: Any) -> None:
+        self.emit([EventOut(uid or "", time.monotonic_ns(), kind, data)])
+
+    def say_once(self, message: str) -> None:
+        if message not in self._said:
+            self._said.add(message)
+            self._say(message)
+
+    # --- frames from a port ---------------------------------------------------------------
+
+    def _frames(self, port: str, frames: list[Frame], host_ns: int, new_rejects: int) -> None:
+        uid = self.by_port.get(port)
+        core = self.cores.get(uid) if uid else None
+        link = self.links.get(port)
+        if link is not None:
+            st = link.decoder.stats
+            if st.last_foreign_version is not None and core is None:
+                self.say_once(str(ProtocolMismatch(st.last_foreign_version, PROTOCOL_VERSION))
+                              + f" ({port})")
+        if core is None:
+            hello = next((f for f in frames if isinstance(f, Hello)), None)
+            if hello is None:
+                # Not yet known which dial this is: keep the frames until its HELLO.
+                early = self._early.setdefault(port, [])
+                if len(early) < 2000:
+                    early.extend((f, host_ns) for f in frames if isinstance(f, Samples))
+                return
+            core = self._bind(port, hello, host_ns)
+            first = core.hello(hello, host_ns)
+            for f, t in self._early.pop(port, []):
+                if isinstance(f, Samples):
+                    first += core.samples(f, t)
+            self.emit(first)
+        elif any(isinstance(f, Hello) for f in frames):
+            for f in frames:
+                if isinstance(f, Hello):
+                    self._bind(port, f, host_ns)
+        view = self.views[core.uid]
+        if new_rejects:
+            core.rejects()
+            view.rejected += new_rejects
+        outs: list[Out] = []
+        for f in frames:
+            match f:
+                case Samples():
+                    outs += core.samples(f, host_ns)
+                case Hello():
+                    outs += core.hello(f, host_ns)
+                case Sync():
+                    sent = self._pings.pop((port, f.token), None)
+                    if sent is not None:
+                        outs += core.sync(f, sent, host_ns)
+                case Drop():
+                    core.drop(f)
+                case Status():
+                    core.status(f)
+                    view.last_status = f
+                case Button():
+                    outs += core.button(f, host_ns)
+                case Ack():
+                    outs += core.ack(f, host_ns)
+                case Error():
+                    outs += core.error(f, host_ns)
+        ep = core.epoch
+        if ep is not None:
+            view.missing = ep.ledger.total_missing
+            est = ep.clock.estimate()
+            if est is not None:
+                view.skew_ppm = est.skew_ppm
+                view.uncertainty_us = est.uncertainty_ns / 1000
+                if ep.last_device_us is not None:
+                    view.offset_ms = (est.to_host_ns(ep.last_device_us)
+                                      - ep.last_device_us * 1000) / 1e6
+        self.emit(outs)
+        if core.needs_hello and link is not None and not frames_have_hello(frames):
+            link.send(Info())
+
+    def _bind(self, port: str, h: Hello, host_ns: int) -> DialCore:
+        uid = h.uid_hex
+        other = next((p for p, u in self.by_port.items() if u == uid and p != port), None)
+        if other is not None and other in self.links:
+            self.say_once(f"dial {uid} appears on both {other} and {port}; using {other}")
+        self.by_port[port] = uid
+        core = self.cores.get(uid)
+        if core is None:
+            core = DialCore(uid, scale=self.scale, clock_factory=DeviceClock,
+                            long_press_s=self.cfg.scale.long_press_s)
+            self.cores[uid] = core
+            self.views[uid] = DialView(uid=uid, rater=self.cfg.rater_for(uid, port))
+        view = self.views[uid]
+        if view.state != "connected":
+            view.state = "connected"
+            view.port = port
+            view.board, view.firmware = h.board, h.firmware
+            self.event(uid, "dial_connected", port=port, boot_id=h.boot_id,
+                       firmware=h.firmware, board=h.board)
+        return core
+
+    # --- ports ----------------------------------------------------------------------------
+
+    async def _port_task(self, port: str, explicit: bool) -> None:
+        backoff = 0.2
+        first = True
+        while not self.stop_event.is_set():
+            try:
+                link = await open_link(port, functools.partial(self._frames, port))
+            except PortError as exc:
+                if first and explicit:
+                    raise
+                if not explicit:
+                    return  # a scanned port that went away: the scanner will find it again
+                await self._sleep(backoff)
+                backoff = min(2.0, backoff * 2)
+                continue
+            first = False
+            backoff = 0.2
+            self.links[port] = link
+            try:
+                await self._serve(port, link)
+            finally:
+                self.links.pop(port, None)
+                self._early.pop(port, None)
+                await close_link(link)
+            uid = self.by_port.pop(port, None)
+            if uid is not None:
+                view = self.views[uid]
+                view.state = "lost"
+                self.emit(self.cores[uid].unplugged(time.monotonic_ns(), port))
+            if not explicit:
+                return
+
+    async def _serve(self, port: str, link: PortLink) -> None:
+        link.send(Info())
+        deadline = time.monotonic() + HANDSHAKE_S
+        while port not in self.by_port:
+            if link.closed.done() or self.stop_event.is_set():
+                return
+            if time.monotonic() > deadline:
+                st = link.decoder.stats
+                if st.last_foreign_version is None:
+                    self.say_once(f"{port}: no ratedial dial answered (is the firmware "
+                                  "installed? try: ratedial flash)")
+                deadline = time.monotonic() + 5 * HANDSHAKE_S
+                link.send(Info())
+            await self._wait(link, 0.1)
+        while not link.closed.done() and not self.stop_event.is_set():
+            token = next(self._tokens) & 0xFFFFFFFF
+            self._pings[(port, token)] = link.send(Ping(token))
+            if len(self._pings) > 64:  # replies that never came
+                for key in list(self._pings)[:32]:
+                    del self._pings[key]
+            await self._wait(link, self.cfg.ping_interval_s)
+
+    async def _wait(self, link: PortLink, seconds: float) -> None:
+        stop: asyncio.Future[Any] = asyncio.ensure_future(self.stop_event.wait())
+        closed: asyncio.Future[Any] = link.closed
+        try:
+            await asyncio.wait([stop, closed], timeout=seconds,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.stop_event.wait(), seconds)
+
+    async def _scan(self, tg: asyncio.TaskGroup) -> None:
+        while not self.stop_event.is_set():
+            for p in list_ports.comports():
+                if p.vid in DIAL_VIDS and p.device not in self._port_tasks:
+                    self._start_port(tg, p.device, explicit=False)
+            await self._sleep(1.0)
+
+    def _start_port(self, tg: asyncio.TaskGroup, port: str, *, explicit: bool) -> None:
+        task = tg.create_task(self._port_task(port, explicit), name=f"port {port}")
+        self._port_tasks[port] = task
+        task.add_done_callback(functools.partial(self._port_done, port))
+
+    def _port_done(self, port: str, _task: asyncio.Task[None]) -> None:
+        self._port_tasks.pop(port, None)
+
+    async def run(self) -> None:
+        """Run until :meth:`stop` or the configured duration."""
+        for core in self.cores.values():
+            core.start_rating()
+        async with asyncio.TaskGroup() as tg:
+            for port in self.cfg.ports:
+                self._start_port(tg, port, explicit=True)
+            if self.cfg.scan:
+                tg.create_task(self._scan(tg), name="scan")
+            if self.cfg.duration_s is not None:
+                tg.create_task(self._stop_after(self.cfg.duration_s), name="duration")
+            await self.stop_event.wait()
+
+    async def _stop_after(self, seconds: float) -> None:
+        await self._sleep(seconds)
+        self.stop()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+
+def frames_have_hello(frames: list[Frame]) -> bool:
+    return any(isinstance(f, Hello) for f in frames)

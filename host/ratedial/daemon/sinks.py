@@ -1,0 +1,83 @@
+"""Where the core's outputs go: the recording, MQTT, the live view.
+
+Each sink takes lists of outputs from :mod:`ratedial.daemon.core` and must not block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..recording import MediaState
+from ..recording.writer import Recorder
+from .core import (
+    ArrivalOut,
+    ClockOut,
+    EpochOut,
+    EventOut,
+    GapOut,
+    Out,
+    SamplesOut,
+    SyncOut,
+    hello_dict,
+)
+
+class Sink(Protocol):
+    def handle(self, outs: list[Out]) -> None: ...
+
+
+@dataclass(slots=True)
+class RecorderSink:
+    """Turns outputs into recording rows. Allocates dial and epoch ids on first sight."""
+
+    recorder: Recorder
+    raters: Callable[[str], str | None]
+    dial_ids: dict[str, int] = field(default_factory=dict)
+    epoch_ids: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def dial_id(self, uid: str, board: str = "", firmware: str = "", backend: str = "") -> int:
+        if uid not in self.dial_ids:
+            self.dial_ids[uid] = self.recorder.add_dial(uid, self.raters(uid), board, firmware,
+                                                        backend)
+        return self.dial_ids[uid]
+
+    def handle(self, outs: list[Out]) -> None:
+        rec = self.recorder
+        for o in outs:
+            match o:
+                case SamplesOut():
+                    epoch = self.epoch_ids[(o.uid, o.boot_id)]
+                    dial = self.dial_ids[o.uid]
+                    n = len(o)
+                    ids = o.media_ids or (None,) * n
+                    pos = o.media_s or (None,) * n
+                    states = o.media_states or (int(MediaState.NONE),) * n
+                    rec.put_many("samples", [
+                        (epoch, o.first_index + k, dial, o.device_us[k], o.host_ns[k],
+                         o.counts[k], o.ratings[k], o.flags[k], ids[k], pos[k], states[k])
+                        for k in range(n)])
+                case EpochOut():
+                    h = o.hello
+                    dial = self.dial_id(o.uid, h.board, h.firmware, h.backend)
+                    self.epoch_ids[(o.uid, o.boot_id)] = rec.add_epoch(dial, o.boot_id, o.host_ns,
+                                                                       hello_dict(h))
+                case GapOut():
+                    rec.put("gaps", (self.epoch_ids[(o.uid, o.boot_id)], self.dial_ids[o.uid],
+                                     o.gap.first_index, o.gap.end_index, str(o.gap.reason),
+                                     o.first_host_ns, o.end_host_ns))
+                case EventOut():
+                    rec.event(o.host_ns, self.dial_ids.get(o.uid), o.kind, o.data,
+                              o.event_id or None)
+                case SyncOut():
+                    rec.put("sync_obs", (self.epoch_ids[(o.uid, o.boot_id)], o.token,
+                                         o.host_send_ns, o.device_rx_us, o.device_tx_us,
+                                         o.host_recv_ns))
+                case ArrivalOut():
+                    rec.put("arrivals", (self.epoch_ids[(o.uid, o.boot_id)], o.last_index,
+                                         o.device_us, o.host_recv_ns))
+                case ClockOut():
+                    e = o.estimate
+                    rec.put("clock_models", (self.epoch_ids[(o.uid, o.boot_id)], o.host_ns,
+                                             e.ref_device_us, e.ref_host_ns, e.skew_ppm,
+                                             e.uncertainty_ns, e.n_obs))

@@ -1,0 +1,49 @@
+"""``ratedial devices``: which dials are connected, asked with a HELLO handshake."""
+
+from __future__ import annotations
+
+import time
+
+import serial
+from serial.tools import list_ports
+
+from .daemon.link import _reason
+from .daemon.run import DIAL_VIDS
+from .wire import FrameDecoder, Hello, Info, encode_command
+
+
+def candidate_ports(extra: tuple[str, ...] = ()) -> list[str]:
+    found = [p.device for p in list_ports.comports() if p.vid in DIAL_VIDS]
+    return list(dict.fromkeys([*found, *extra]))
+
+
+def ask_hello(port: str, timeout: float) -> Hello | str:
+    """The dial's HELLO, or a one-line explanation of why there is none."""
+    try:
+        with serial.Serial(port, 115200, timeout=0.05, exclusive=True) as ser:
+            ser.reset_input_buffer()
+            ser.write(encode_command(Info()))
+            dec = FrameDecoder()
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                for f in dec.feed(ser.read(4096)):
+                    if isinstance(f, Hello):
+                        return f
+            if dec.stats.last_foreign_version is not None:
+                return (f"dial speaks protocol v{dec.stats.last_foreign_version}; "
+                        "update it with ratedial flash")
+            return "no ratedial dial answered (firmware not installed? try: ratedial flash)"
+    except (serial.SerialException, OSError) as exc:
+        return _reason(exc)
+
+
+def list_dials(*, extra_ports: tuple[str, ...] = (), timeout: float = 2.0) -> list[str]:
+    rows = []
+    for port in candidate_ports(extra_ports):
+        h = ask_hello(port, timeout)
+        if isinstance(h, Hello):
+            rows.append(f"{h.uid_hex}  {port}  board={h.board} firmware={h.firmware} "
+                        f"backend={h.backend} rate={h.rate_hz}Hz boot={h.boot_id:08x}")
+        else:
+            rows.append(f"{port}: {h}")
+    return rows

@@ -1,0 +1,109 @@
+"""What the broker is known to have (pure): the bookkeeping behind store-and-forward.
+
+Live samples go out at QoS 0. Every second a QoS 1 checkpoint follows them on the same
+connection; MQTT keeps one connection's packets in order, so its PUBACK proves the broker
+received every live batch sent before it. Whatever was not proven when the connection drops,
+and whatever was produced while it was down, is *backlog*: it is republished from the
+recording at QoS 1 and leaves the backlog only on its PUBACK.
+
+Invariant: every sample range handed to :meth:`Outbox.live_sent` or :meth:`Outbox.missed`
+is, at any time, either confirmed or in the backlog (or in flight on the current connection,
+in which case it joins the backlog if the connection drops).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+Key = tuple[str, int]  # (dial uid, boot id)
+
+
+def _add(ranges: list[tuple[int, int]], a: int, b: int) -> None:
+    """Insert [a, b) into a sorted list of disjoint ranges, merging neighbours."""
+    if a >= b:
+        return
+    out: list[tuple[int, int]] = []
+    placed = False
+    for lo, hi in ranges:
+        if hi < a:
+            out.append((lo, hi))
+        elif b < lo:
+            if not placed:
+                out.append((a, b))
+                placed = True
+            out.append((lo, hi))
+        else:
+            a, b = min(a, lo), max(b, hi)
+    if not placed:
+        out.append((a, b))
+    ranges[:] = sorted(out)
+
+
+def _remove(ranges: list[tuple[int, int]], a: int, b: int) -> None:
+    out: list[tuple[int, int]] = []
+    for lo, hi in ranges:
+        if hi <= a or b <= lo:
+            out.append((lo, hi))
+            continue
+        if lo < a:
+            out.append((lo, a))
+        if b < hi:
+            out.append((b, hi))
+    ranges[:] = out
+
+
+@dataclass(slots=True)
+class Outbox:
+    generation: int = 0
+    _live: list[tuple[int, Key, int, int]] = field(default_factory=list)
+    backlog: dict[Key, list[tuple[int, int]]] = field(default_factory=dict)
+    _live_events: list[tuple[int, int]] = field(default_factory=list)  # (generation, event id)
+    event_backlog: set[int] = field(default_factory=set)
+
+    def live_sent(self, key: Key, first: int, end: int) -> None:
+        self._live.append((self.generation, key, first, end))
+
+    def event_sent(self, event_id: int) -> None:
+        """An event went out at QoS 1 but its PUBACK has not come yet."""
+        self._live_events.append((self.generation, event_id))
+
+    def event_acked(self, event_id: int) -> None:
+        self._live_events = [(g, e) for g, e in self._live_events if e != event_id]
+        self.event_backlog.discard(event_id)
+
+    def missed(self, key: Key, first: int, end: int) -> None:
+        _add(self.backlog.setdefault(key, []), first, end)
+
+    def event_missed(self, event_id: int) -> None:
+        self.event_backlog.add(event_id)
+
+    def checkpoint(self) -> int:
+        """Call when a QoS 1 checkpoint is published; returns its generation."""
+        gen = self.generation
+        self.generation += 1
+        return gen
+
+    def checkpoint_acked(self, gen: int) -> None:
+        self._live = [x for x in self._live if x[0] > gen]
+
+    def disconnected(self) -> None:
+        for _, key, a, b in self._live:
+            self.missed(key, a, b)
+        self._live.clear()
+        for _, e in self._live_events:
+            self.event_backlog.add(e)
+        self._live_events.clear()
+
+    def backfill_acked(self, key: Key, first: int, end: int) -> None:
+        ranges = self.backlog.get(key)
+        if ranges is not None:
+            _remove(ranges, first, end)
+            if not ranges:
+                del self.backlog[key]
+
+    def pending(self) -> list[tuple[Key, int, int]]:
+        return [(key, a, b) for key, ranges in sorted(self.backlog.items()) for a, b in ranges]
+
+    @property
+    def backlog_samples(self) -> int:
+        return sum(b - a for ranges in self.backlog.values() for a, b in ranges)

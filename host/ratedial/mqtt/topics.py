@@ -1,0 +1,106 @@
+"""MQTT topics and payloads (docs/mqtt.md), pure.
+
+Topics carry only pseudonymous ids: the dial's unique id and a daemon id derived from the
+host name by hashing. Rater labels ("client") appear in payloads, never personal names, and
+never file names or paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+PAYLOAD_VERSION = 1
+
+
+def default_daemon_id() -> str:
+    """A stable pseudonymous id for this machine: ``d`` + 8 hex digits of a hash."""
+    return "d" + hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    prefix: str
+    daemon: str
+
+    def _dial(self, uid: str, leaf: str) -> str:
+        return f"{self.prefix}/v1/dials/{uid}/{leaf}"
+
+    def samples(self, uid: str) -> str:
+        return self._dial(uid, "samples")
+
+    def backfill(self, uid: str) -> str:
+        return self._dial(uid, "backfill")
+
+    def dial_events(self, uid: str) -> str:
+        return self._dial(uid, "events")
+
+    def dial_status(self, uid: str) -> str:
+        return self._dial(uid, "status")
+
+    @property
+    def daemon_status(self) -> str:
+        return f"{self.prefix}/v1/daemons/{self.daemon}/status"
+
+    @property
+    def daemon_events(self) -> str:
+        return f"{self.prefix}/v1/daemons/{self.daemon}/events"
+
+    def all_samples(self) -> list[str]:
+        """Subscriptions that together carry every sample (dedupe by dial, boot, index)."""
+        return [f"{self.prefix}/v1/dials/+/samples", f"{self.prefix}/v1/dials/+/backfill"]
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+def samples_payload(
+    *,
+    uid: str,
+    rater: str | None,
+    daemon: str,
+    boot_id: int,
+    first_index: int,
+    period_us: int,
+    device_us: Sequence[int],
+    host_ns: Sequence[int | None],
+    wall_ns: Sequence[int | None],
+    count: Sequence[int],
+    rating: Sequence[float],
+    flags: Sequence[int],
+    media_s: Sequence[float | None],
+    media_state: Sequence[int],
+    replay: bool = False,
+) -> bytes:
+    return dumps({
+        "v": PAYLOAD_VERSION,
+        "dial": uid,
+        "rater": rater,
+        "daemon": daemon,
+        "boot": boot_id,
+        "first": first_index,
+        "n": len(count),
+        "period_us": period_us,
+        "replay": replay,
+        "device_us": list(device_us),
+        "host_ns": list(host_ns),
+        "wall_ns": list(wall_ns),
+        "count": list(count),
+        "rating": list(rating),
+        "flags": list(flags),
+        "media_s": list(media_s),
+        "media_state": list(media_state),
+    })
+
+
+def event_payload(*, event_id: int, kind: str, host_ns: int, wall_ns: int,
+                  dial: str | None, daemon: str, data: dict[str, Any],
+                  replay: bool = False) -> bytes:
+    return dumps({"v": PAYLOAD_VERSION, "id": event_id, "kind": kind, "host_ns": host_ns,
+                  "wall_ns": wall_ns, "dial": dial, "daemon": daemon, "replay": replay,
+                  "data": data})

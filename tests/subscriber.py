@@ -1,0 +1,89 @@
+"""A test subscriber: a real MQTT client with a persistent session that counts every sample.
+
+It subscribes at QoS 1 to live samples, backfill and events, and keeps exact bookkeeping:
+which ``(dial, boot, index)`` arrived, how often, and on which path.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter, defaultdict
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+
+class Subscriber:
+    def __init__(self, port: int, *, prefix: str = "ratedial", client_id: str = "test-sub") -> None:
+        self.port = port
+        self.prefix = prefix
+        self.seen: Counter[tuple[str, int, int]] = Counter()
+        self.live = 0
+        self.replayed = 0
+        self.events: list[dict[str, Any]] = []
+        self.status: dict[str, dict[str, Any]] = {}
+        self.daemon_status: list[dict[str, Any]] = []
+        self.cond = threading.Condition()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=paho.MQTTv5)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.connects = 0
+
+    def _on_connect(self, client: paho.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        self.connects += 1
+        for leaf in ("samples", "backfill", "events", "status"):
+            client.subscribe(f"{self.prefix}/v1/dials/+/{leaf}", qos=1)
+        client.subscribe(f"{self.prefix}/v1/daemons/+/#", qos=1)
+
+    def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
+        payload = json.loads(msg.payload)
+        leaf = msg.topic.rsplit("/", 1)[-1]
+        with self.cond:
+            if leaf in ("samples", "backfill"):
+                for k in range(payload["n"]):
+                    self.seen[(payload["dial"], payload["boot"], payload["first"] + k)] += 1
+                if leaf == "samples":
+                    self.live += payload["n"]
+                else:
+                    self.replayed += payload["n"]
+            elif leaf == "events":
+                self.events.append(payload)
+            elif leaf == "status" and "/dials/" in msg.topic:
+                self.status[payload["dial"]] = payload
+            else:
+                self.daemon_status.append(payload)
+            self.cond.notify_all()
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600  # keep our subscriptions and queue across outages
+        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.connect("127.0.0.1", self.port, keepalive=5, clean_start=False,
+                            properties=props)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def wait_for(self, predicate: Any, timeout: float) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: predicate(self), timeout)
+
+    def indices(self, dial: str) -> dict[int, set[int]]:
+        by_boot: dict[int, set[int]] = defaultdict(set)
+        with self.cond:
+            for (d, boot, i) in self.seen:
+                if d == dial:
+                    by_boot[boot].add(i)
+        return by_boot
+
+    @property
+    def duplicates(self) -> int:
+        with self.cond:
+            return sum(n - 1 for n in self.seen.values())

@@ -1,0 +1,117 @@
+"""The per-dial core: epochs, held samples, gaps, ratings, long-press reset."""
+
+from __future__ import annotations
+
+from ratedial.clock import DeviceClock
+from ratedial.daemon.core import (
+    ArrivalOut,
+    DialCore,
+    EpochOut,
+    EventOut,
+    GapOut,
+    SamplesOut,
+)
+from ratedial.integrity import GapReason
+from ratedial.scale import RatingScale
+from ratedial.wire import Ack, Drop, Hello, Samples
+
+UID = bytes.fromhex("e66038b7132f4a2c")
+
+
+def hello(boot: int) -> Hello:
+    return Hello(seq=0, boot_id=boot, time_us=0, period_us=1000, rate_hz=1000, batch=10,
+                 tick_bits=30, flags=1, debounce_ms=5, uid=UID, board="virtual",
+                 firmware="0.1.0", backend="irq")
+
+
+def frame(first: int, counts: list[int], *, t0: int | None = None, button: int = 0) -> Samples:
+    t0 = 1_000_000 + first * 1000 if t0 is None else t0
+    return Samples(seq=0, first_index=first, period_us=1000, counts=tuple(counts),
+                   times_us=tuple(t0 + 1000 * k for k in range(len(counts))),
+                   flags=(button,) * len(counts))
+
+
+def host(first: int) -> int:
+    """Arrival host time of a frame: device time mapped 1:1 plus 2 ms of latency."""
+    return (1_000_000 + (first + 10) * 1000) * 1000 + 2_000_000
+
+
+def core() -> DialCore:
+    return DialCore(UID.hex(), scale=RatingScale(), clock_factory=DeviceClock, long_press_s=0.05)
+
+
+def of(outs, kind):
+    return [o for o in outs if isinstance(o, kind)]
+
+
+def test_samples_wait_for_hello_then_flow_with_ratings_and_times():
+    c = core()
+    assert c.samples(frame(0, [0] * 10), host(0)) == []
+    outs = c.hello(hello(7), host(0))
+    (ep,) = of(outs, EpochOut)
+    assert ep.boot_id == 7 and ep.previous_boot_id is None
+    (s0,) = of(outs, SamplesOut)
+    assert s0.first_index == 0 and s0.ratings == (50.0,) * 10
+    outs = c.samples(frame(10, list(range(1, 11))), host(10))
+    (s1,) = of(outs, SamplesOut)
+    assert s1.ratings == tuple(50.0 + k for k in range(1, 11))
+    assert all(h is not None for h in s1.host_ns)
+    assert of(outs, ArrivalOut)[0].last_index == 19
+
+
+def test_reboot_starts_a_new_epoch_without_moving_the_rating():
+    c = core()
+    c.hello(hello(1), host(0))
+    c.samples(frame(0, [0] * 5 + [20] * 5), host(0))
+    assert c.last_rating == 70.0
+    outs = c.hello(hello(2), host(10))
+    assert of(outs, EpochOut)[0].previous_boot_id == 1
+    assert [o.kind for o in of(outs, EventOut)] == ["dial_reboot"]
+    (s,) = of(c.samples(frame(0, [0, 1, 2], t0=500), host(3)), SamplesOut)
+    assert s.boot_id == 2 and s.first_index == 0
+    assert s.ratings == (70.0, 71.0, 72.0)  # counts restarted at 0, the rating did not jump
+
+
+def test_samples_of_an_unannounced_boot_are_held_until_its_hello():
+    c = core()
+    c.hello(hello(1), host(0))
+    c.samples(frame(50_000, [0] * 10, t0=60_000_000), host(0) + 60_000_000_000)
+    # the dial rebooted and its HELLO was lost: index and device time went backwards
+    assert c.samples(frame(0, [0] * 10, t0=100), host(0) + 61_000_000_000) == []
+    assert c.needs_hello
+    outs = c.hello(hello(9), host(0) + 61_100_000_000)
+    assert of(outs, SamplesOut)[0].boot_id == 9
+
+
+def test_gaps_are_reported_with_reasons_never_filled():
+    c = core()
+    c.hello(hello(1), host(0))
+    c.samples(frame(0, [0] * 10), host(0))
+    c.drop(Drop(seq=0, first_index=10, n_samples=20, n_frames=2))
+    outs = c.samples(frame(40, [0] * 10), host(40))
+    gaps = [(g.gap.first_index, g.gap.end_index, g.gap.reason) for g in of(outs, GapOut)]
+    assert gaps == [(10, 30, GapReason.DEVICE_DROP), (30, 40, GapReason.LINK)]
+    (s,) = of(outs, SamplesOut)
+    assert s.first_index == 40 and len(s) == 10
+
+
+def test_long_press_resets_the_rating_to_the_start_once():
+    c = core()
+    c.hello(hello(1), host(0))
+    c.samples(frame(0, [0] + [30] * 9), host(0))
+    assert c.last_rating == 80.0
+    outs = []
+    for f in range(10, 100, 10):
+        outs += c.samples(frame(f, [30] * 10, button=1), host(f))
+    resets = [o for o in of(outs, EventOut) if o.kind == "rating_reset"]
+    assert len(resets) == 1 and resets[0].data["index"] == 60  # 50 ms after the press at 10
+    assert c.last_rating == 50.0
+
+
+def test_zero_rebases_counts_without_a_jump():
+    c = core()
+    c.hello(hello(1), host(0))
+    c.samples(frame(0, [0] * 5 + [10] * 5), host(0))
+    c.ack(Ack(seq=0, command=3, index=10, value=0), host(5))
+    (s,) = of(c.samples(frame(10, [0, 1, 2]), host(10)), SamplesOut)
+    assert s.ratings == (60.0, 61.0, 62.0)

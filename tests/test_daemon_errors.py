@@ -1,0 +1,156 @@
+"""Bad input never wins: config, ports, foreign firmware and garbage give one line or a count."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import random
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import tty
+
+import pytest
+
+from ratedial.wire import Hello, Samples, encode_frame
+
+UID = bytes.fromhex("0123456789abcdef")
+
+
+def ratedial(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ratedial", *args], capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("[scale\nminimum = 0", "not valid TOML"),
+    ("colour = 'blue'", "unknown key colour"),
+    ("[scale]\nminimum = 'low'", "scale.minimum must be a number"),
+    ("[scale]\nminimum = 100\nmaximum = 0", "minimum must be below"),
+    ("[mqtt]\nbroker = 'ftp://x'", "expected mqtt://"),
+    ("ports = '/dev/ttyACM0'", "ports must be a list"),
+])
+def test_bad_config_is_one_line(tmp_path, text, expected):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text)
+    proc = ratedial("run", "--config", str(cfg), "--record", str(tmp_path / "r.ratedial"),
+                    "--duration", "1")
+    assert proc.returncode == 2
+    assert expected in one_line_error(proc)
+    assert not (tmp_path / "r.ratedial").exists()
+
+
+def test_missing_config_file_is_one_line(tmp_path):
+    proc = ratedial("run", "--config", str(tmp_path / "nope.toml"), "--duration", "1")
+    assert proc.returncode == 2
+    assert "does not exist" in one_line_error(proc)
+
+
+def test_unknown_port_is_one_line(tmp_path):
+    proc = ratedial("run", "--port", str(tmp_path / "ttyNOPE"), "--no-scan", "--broker", "none",
+                    "--record", str(tmp_path / "r.ratedial"), "--duration", "2")
+    assert proc.returncode == 1
+    assert "no such port" in one_line_error(proc)
+
+
+class ScriptedPort:
+    """A pty whose device end is written by a thread: for inputs no real dial would send."""
+
+    def __init__(self, chunks_fn) -> None:
+        self.master, slave = pty.openpty()
+        tty.setraw(slave)
+        self.path = os.ttyname(slave)
+        self._slave = slave
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(chunks_fn,), daemon=True)
+        self._thread.start()
+
+    def _run(self, chunks_fn) -> None:
+        t0 = time.monotonic()
+        for chunk, at in chunks_fn():
+            while time.monotonic() - t0 < at:
+                if self._stop.wait(0.005):
+                    return
+            try:
+                os.write(self.master, chunk)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        os.close(self.master)
+        os.close(self._slave)
+
+
+def hello(version_ok: bool = True) -> Hello:
+    return Hello(seq=0, boot_id=42, time_us=0, period_us=1000, rate_hz=1000, batch=10,
+                 tick_bits=30, flags=1, debounce_ms=5, uid=UID, board="test", firmware="0.1.0",
+                 backend="irq")
+
+
+def samples(first: int) -> Samples:
+    return Samples(seq=first // 10, first_index=first, period_us=1000,
+                   counts=tuple(range(first, first + 10)),
+                   times_us=tuple(1_000_000 + 1000 * (first + k) for k in range(10)),
+                   flags=(0,) * 10)
+
+
+def test_wrong_protocol_version_is_one_line_naming_both(tmp_path):
+    def chunks():
+        for i in range(200):
+            yield encode_frame(hello(), version=2), i * 0.02
+
+    port = ScriptedPort(chunks)
+    try:
+        proc = ratedial("run", "--port", port.path, "--no-scan", "--broker", "none",
+                        "--record", str(tmp_path / "r.ratedial"), "--duration", "3")
+    finally:
+        port.close()
+    assert proc.returncode == 0
+    assert "Traceback" not in proc.stderr + proc.stdout
+    hits = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "protocol v2" in ln]
+    assert len(hits) == 1 and "this host speaks v1" in hits[0]
+
+
+def test_garbage_between_frames_is_counted_and_samples_still_recorded(tmp_path):
+    rng = random.Random(3)
+
+    def chunks():
+        yield encode_frame(hello()), 0.0
+        for i in range(150):
+            junk = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40)))
+            extra = encode_frame(hello()) if i % 50 == 0 else b""  # HELLO every 0.5 s
+            yield junk + b"\x00" + extra + encode_frame(samples(10 * i)), 0.05 + i * 0.01
+
+    port = ScriptedPort(chunks)
+    path = tmp_path / "r.ratedial"
+    try:
+        proc = ratedial("run", "--port", port.path, "--no-scan", "--broker", "none",
+                        "--record", str(path), "--duration", "3", "--json")
+    finally:
+        port.close()
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    con = sqlite3.connect(path)
+    n, lo, hi = con.execute("SELECT count(*), min(sample_index), max(sample_index) FROM samples"
+                            ).fetchone()
+    # Whatever was sent before the daemon opened the port is not owed; from the first sample
+    # seen to the last, nothing is missing despite the garbage between every frame.
+    assert hi == 1499 and lo < 1000
+    assert n == hi - lo + 1
+    assert con.execute("SELECT count(*) FROM gaps").fetchone()[0] == 0
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    (dial,) = summary["dials"]
+    assert dial["received"] == n
+    assert dial["rejected"] >= 95  # the ~100 junk chunks after the dial said HELLO at i=50
