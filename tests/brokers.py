@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -47,6 +48,7 @@ class Mosquitto:
             "autosave_interval 1\n"
             "max_queued_messages 0\n"
             "log_dest stderr\n"
+            f"user {pwd.getpwuid(os.getuid()).pw_name}\n"  # as root, don't drop to 'mosquitto'
             f"{self.extra}\n"
         )
 

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import pty
 import random
 import sqlite3
 import subprocess
 import sys
-import threading
-import time
-import tty
 
 import pytest
 
-from ratedial.wire import Hello, Samples, encode_frame
-
-UID = bytes.fromhex("0123456789abcdef")
+from ratedial.wire import encode_frame
+from scripted import ScriptedPort, hello, samples
 
 
 def ratedial(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -61,49 +55,6 @@ def test_unknown_port_is_one_line(tmp_path):
                     "--record", str(tmp_path / "r.ratedial"), "--duration", "2")
     assert proc.returncode == 1
     assert "no such port" in one_line_error(proc)
-
-
-class ScriptedPort:
-    """A pty whose device end is written by a thread: for inputs no real dial would send."""
-
-    def __init__(self, chunks_fn) -> None:
-        self.master, slave = pty.openpty()
-        tty.setraw(slave)
-        self.path = os.ttyname(slave)
-        self._slave = slave
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(chunks_fn,), daemon=True)
-        self._thread.start()
-
-    def _run(self, chunks_fn) -> None:
-        t0 = time.monotonic()
-        for chunk, at in chunks_fn():
-            while time.monotonic() - t0 < at:
-                if self._stop.wait(0.005):
-                    return
-            try:
-                os.write(self.master, chunk)
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        os.close(self.master)
-        os.close(self._slave)
-
-
-def hello(version_ok: bool = True) -> Hello:
-    return Hello(seq=0, boot_id=42, time_us=0, period_us=1000, rate_hz=1000, batch=10,
-                 tick_bits=30, flags=1, debounce_ms=5, uid=UID, board="test", firmware="0.1.0",
-                 backend="irq")
-
-
-def samples(first: int) -> Samples:
-    return Samples(seq=first // 10, first_index=first, period_us=1000,
-                   counts=tuple(range(first, first + 10)),
-                   times_us=tuple(1_000_000 + 1000 * (first + k) for k in range(10)),
-                   flags=(0,) * 10)
 
 
 def test_wrong_protocol_version_is_one_line_naming_both(tmp_path):

@@ -105,6 +105,7 @@ class MqttPublisher:
         self.published_samples = 0
         self.replayed_samples = 0
         self.last_error: str | None = None
+        self._failure: BaseException | None = None
         self._stop = asyncio.Event()
 
     # --- feeding (synchronous, never blocks) -----------------------------------------------
@@ -118,6 +119,9 @@ class MqttPublisher:
 
     def _add_samples(self, o: SamplesOut) -> None:
         key = (o.uid, o.boot_id)
+        if not self.connected:
+            self.outbox.missed(key, o.first_index, o.first_index + len(o))
+            return
         b = self._batches.get(key)
         if b is not None and (b.end != o.first_index or b.period_us != o.period_us):
             self._flush_one(b)
@@ -166,6 +170,7 @@ class MqttPublisher:
         backoff = 0.5
         while not self._stop.is_set():
             try:
+                self._failure = None
                 async with self._make_client() as client:
                     self._client = client
                     self.connected, self.state, backoff = True, "connected", 0.5
@@ -178,6 +183,7 @@ class MqttPublisher:
                                              retain=True, timeout=2)
                 return
             except aiomqtt.MqttError as exc:
+                self.connected = False
                 text = str(exc)
                 if self.protocol == aiomqtt.ProtocolVersion.V5 and "protocol" in text.lower():
                     self.protocol = aiomqtt.ProtocolVersion.V311  # broker without MQTT 5
@@ -202,6 +208,8 @@ class MqttPublisher:
         self.connected = False
         self.state = "down"
         self.last_error = reason
+        for b in list(self._batches.values()):
+            self._flush_one(b)  # not connected: becomes backlog
         self.outbox.disconnected()
 
     async def stop(self) -> None:
@@ -213,11 +221,9 @@ class MqttPublisher:
         last_status = 0.0
         replay: asyncio.Task[None] | None = None
         while True:
-            if self.outbox.pending() or self.outbox.event_backlog:
-                if replay is None or replay.done():
-                    if replay is not None and replay.done() and replay.exception():
-                        raise aiomqtt.MqttError(str(replay.exception()))
-                    replay = self._spawn(self._replay(client))
+            if (self.outbox.pending() or self.outbox.event_backlog) and (
+                    replay is None or replay.done()):
+                replay = self._spawn(self._replay(client))
             self._flush_all()
             self._publish_events(client)
             now = time.monotonic()
@@ -229,9 +235,8 @@ class MqttPublisher:
                 for uid, st in self.status_of().items():
                     self._spawn(self._publish(client, self.topics.dial_status(uid), dumps(st),
                                               qos=1, retain=True))
-            for t in list(self._tasks):
-                if t.done() and not t.cancelled() and t.exception() is not None:
-                    raise aiomqtt.MqttError(str(t.exception()))
+            if self._failure is not None:
+                raise aiomqtt.MqttError(f"connection lost: {self._failure}")
             if self._stop.is_set():
                 self._flush_all()
                 self._publish_events(client)
@@ -243,8 +248,17 @@ class MqttPublisher:
     def _spawn(self, coro: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()  # retrieved here, so asyncio never logs it as lost
+        if exc is not None and self._failure is None:
+            self._failure = exc
+            self.connected = False  # new samples go to the backlog from now on
 
     async def _publish(self, client: aiomqtt.Client, topic: str, payload: bytes, *, qos: int,
                        retain: bool = False, expiry_s: int | None = None) -> None:

@@ -1,0 +1,71 @@
+"""A scripted dial on a real pty: a thread writes prepared frames at given times.
+
+For inputs no real dial sends (foreign versions, garbage) and for fast, deterministic
+streams in daemon tests. The firmware itself is exercised through the virtual dial.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import threading
+import time
+import tty
+from collections.abc import Callable, Iterator
+
+from ratedial.wire import Hello, Samples, encode_frame
+
+UID = bytes.fromhex("0123456789abcdef")
+
+
+class ScriptedPort:
+    """A pty whose device end is written by a thread: for inputs no real dial would send."""
+
+    def __init__(self, chunks_fn: Callable[[], Iterator[tuple[bytes, float]]]) -> None:
+        self.master, slave = pty.openpty()
+        tty.setraw(slave)
+        self.path = os.ttyname(slave)
+        self._slave = slave
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(chunks_fn,), daemon=True)
+        self._thread.start()
+
+    def _run(self, chunks_fn: Callable[[], Iterator[tuple[bytes, float]]]) -> None:
+        t0 = time.monotonic()
+        for chunk, at in chunks_fn():
+            while time.monotonic() - t0 < at:
+                if self._stop.wait(0.005):
+                    return
+            try:
+                os.write(self.master, chunk)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        os.close(self.master)
+        os.close(self._slave)
+
+
+def hello(*, boot: int = 42) -> Hello:
+    return Hello(seq=0, boot_id=boot, time_us=0, period_us=1000, rate_hz=1000, batch=10,
+                 tick_bits=30, flags=1, debounce_ms=5, uid=UID, board="test", firmware="0.1.0",
+                 backend="irq")
+
+
+def samples(first: int) -> Samples:
+    return Samples(seq=first // 10, first_index=first, period_us=1000,
+                   counts=tuple(range(first, first + 10)),
+                   times_us=tuple(1_000_000 + 1000 * (first + k) for k in range(10)),
+                   flags=(0,) * 10)
+
+
+def stream(n_frames: int, *, period_s: float = 0.01, start: float = 0.0, hello_every: int = 50,
+           boot: int = 42) -> Callable[[], Iterator[tuple[bytes, float]]]:
+    """A 1 kHz dial in real time: HELLO, then frames of 10 samples every 10 ms."""
+    def chunks() -> Iterator[tuple[bytes, float]]:
+        for i in range(n_frames):
+            extra = encode_frame(hello(boot=boot)) if i % hello_every == 0 else b""
+            yield extra + encode_frame(samples(10 * i)), start + i * period_s
+    return chunks
