@@ -65,10 +65,17 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 @click.option("--no-scan", is_flag=True, help="Only use the --port ports; do not look for dials.")
 @click.option("--session", "session", multiple=True, metavar="KEY=VALUE",
               help="Pseudonymous session labels stored in the recording, e.g. --session dyad=D07.")
+@click.option("--player", default=None, metavar="SPEC",
+              help="Video player to follow: mpv[:SOCKET], vlc:URL, mpc:URL, manual[:SECONDS] "
+                   "or none (default none: wall clock only).")
+@click.option("--video", type=click.Path(dir_okay=False), default=None,
+              help="Play this file in an mpv started by ratedial (implies --player mpv).")
+@click.option("--osd", is_flag=True, default=None, help="Show the current rating on mpv's OSD.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
         duration: float | None, config_path: str | None, broker: str | None, no_scan: bool,
-        session: tuple[str, ...], as_json: bool) -> None:
+        session: tuple[str, ...], player: str | None, video: str | None, osd: bool | None,
+        as_json: bool) -> None:
     """Record dials (and publish them over MQTT) until stopped.
 
     Finds dials on USB (or uses --port), maps their clocks to this computer's clock,
@@ -92,6 +99,7 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
         record=record, duration_s=duration, mqtt=mqtt,
         scan=False if no_scan else None,
         session={**cfg.session, **_pairs(session, "--session")} if session else None,
+        player=player, video=video, osd=osd,
     )
     if cfg.mqtt.broker not in ("embedded", "none"):
         from .mqtt.publisher import parse_broker

@@ -71,6 +71,10 @@ class RunConfig:
     record: str | None = None  # recording path; default recordings/<date>-<time>.ratedial
     duration_s: float | None = None
     ping_interval_s: float = 1.0
+    player: str = "none"  # mpv[:SOCKET] | vlc:URL | mpc:URL | manual[:SECONDS] | none
+    video: str | None = None  # a file: implies mpv launched by ratedial
+    player_latency_ms: float = 0.0  # display latency added to the player's position
+    osd: bool = False  # draw the current rating on mpv's OSD
     scan: bool = True  # look for dials on USB ports besides the given ones
     session: dict[str, Any] = field(default_factory=dict)
     scale: ScaleConfig = field(default_factory=ScaleConfig)

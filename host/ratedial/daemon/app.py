@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from ..config import RunConfig
 from ..errors import RatedialError
 from ..mqtt.topics import Topics, default_daemon_id
 from ..recording.writer import Recorder, RecordingError
+from .core import EventOut
+from .media import MediaOutput, MediaSession, NoPlayer
 from .run import Daemon, DialView
 from .sinks import RecorderSink, Sink
 from .view import LiveView
@@ -106,7 +109,9 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
     recorder.put("wall_anchors", (time.monotonic_ns(), time.time_ns()))
     rec_sink = RecorderSink(recorder, raters=lambda uid: None)
     sinks: list[Sink] = [rec_sink]
-    daemon = Daemon(cfg, sinks, next_event_id=recorder.new_event_id,
+    media = make_media_session(cfg, lambda: {
+        (v.rater or uid): v.rating for uid, v in daemon.views.items() if v.rating is not None})
+    daemon = Daemon(cfg, sinks, media=media, next_event_id=recorder.new_event_id,
                     on_message=lambda m: console.print(f"ratedial: {m}", highlight=False,
                                                        soft_wrap=True))
     rec_sink.raters = lambda uid: daemon.views[uid].rater if uid in daemon.views else None
@@ -151,6 +156,8 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
         with view:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(daemon.run(), name="daemon")
+                tg.create_task(_run_media(daemon, media, RunMediaOutput(daemon, recorder)),
+                               name="player")
                 if publisher is not None:
                     tg.create_task(publisher.run(), name="mqtt")
                 tg.create_task(_refresh(view, daemon, recorder), name="view")
@@ -176,6 +183,53 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
             for reason, n in core.epoch.ledger.missing.items():
                 summary.gaps[str(reason)] = summary.gaps.get(str(reason), 0) + n
     return summary
+
+
+def make_media_session(cfg: RunConfig, ratings: Callable[[], dict[str, float]]) -> MediaSession:
+    spec = "mpv" if cfg.video and cfg.player == "none" else cfg.player
+    if spec == "none":
+        return NoPlayer()
+    from ..players import create_session
+
+    return create_session(spec, video=cfg.video, latency_ms=cfg.player_latency_ms,
+                          osd=cfg.osd, ratings=ratings)
+
+
+class RunMediaOutput:
+    """Media events and identities go into the recording and out on the events topic."""
+
+    def __init__(self, daemon: Daemon, recorder: Recorder) -> None:
+        self.daemon = daemon
+        self.recorder = recorder
+
+    def event(self, kind: str, data: dict[str, Any], host_ns: int) -> None:
+        self.daemon.emit([EventOut("", host_ns, kind, data)])
+
+    def add_media(self, path: str | None, duration_s: float | None, fps: float | None,
+                  fingerprint: str | None) -> int:
+        media_id = self.recorder.add_media(path, duration_s, fps, fingerprint)
+        self.recorder.set_meta("media", {"media_id": media_id, "path": path,
+                                         "duration_s": duration_s, "fps": fps,
+                                         "fingerprint": fingerprint})
+        return media_id
+
+    def observation(self, host_ns: int, media_id: int | None, media_s: float | None,
+                    rate: float | None, playing: bool | None, source: str) -> None:
+        self.recorder.put("media_obs", (host_ns, media_id, media_s, rate,
+                                        None if playing is None else int(playing), source))
+
+
+async def _run_media(daemon: Daemon, media: MediaSession, out: MediaOutput) -> None:
+    task = asyncio.ensure_future(media.run(out))
+    stop = asyncio.ensure_future(daemon.stop_event.wait())
+    await asyncio.wait([task, stop], return_when=asyncio.FIRST_COMPLETED)
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    else:
+        task.result()
+    stop.cancel()
 
 
 async def _refresh(view: LiveView, daemon: Daemon, recorder: Recorder) -> None:

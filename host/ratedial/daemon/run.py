@@ -42,6 +42,7 @@ from ..wire import (
 )
 from .core import DialCore, EventOut, Out, SamplesOut
 from .link import PortLink, close_link, open_link
+from .media import MediaSession, NoPlayer
 from .sinks import Sink
 
 log = logging.getLogger("ratedial")
@@ -77,9 +78,11 @@ class DialView:
 
 class Daemon:
     def __init__(self, cfg: RunConfig, sinks: list[Sink], *,
+                 media: MediaSession | None = None,
                  next_event_id: Callable[[], int] | None = None,
                  on_message: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg
+        self.media: MediaSession = media or NoPlayer()
         self._next_event_id = next_event_id or itertools.count(1).__next__
         self.sinks = sinks
         self.scale = cfg.scale.scale()
@@ -104,6 +107,8 @@ class Daemon:
             if isinstance(o, EventOut) and not o.event_id:
                 outs[i] = replace(o, event_id=self._next_event_id())
             elif isinstance(o, SamplesOut):
+                ids, pos, states = self.media.annotate(o.host_ns)
+                outs[i] = o = replace(o, media_ids=ids, media_s=pos, media_states=states)
                 v = self.views.get(o.uid)
                 if v is not None:
                     v.received += len(o)
