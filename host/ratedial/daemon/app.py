@@ -109,8 +109,11 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
     recorder.put("wall_anchors", (time.monotonic_ns(), time.time_ns()))
     rec_sink = RecorderSink(recorder, raters=lambda uid: None)
     sinks: list[Sink] = [rec_sink]
-    media = make_media_session(cfg, lambda: {
-        (v.rater or uid): v.rating for uid, v in daemon.views.items() if v.rating is not None})
+    def ratings() -> dict[str, float]:
+        views = {} if daemon is None else daemon.views
+        return {(v.rater or uid): v.rating for uid, v in views.items() if v.rating is not None}
+
+    media = make_media_session(cfg, ratings)
     daemon = Daemon(cfg, sinks, media=media, next_event_id=recorder.new_event_id,
                     on_message=lambda m: console.print(f"ratedial: {m}", highlight=False,
                                                        soft_wrap=True))
