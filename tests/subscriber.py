@@ -13,8 +13,8 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 
 class Subscriber:
@@ -27,6 +27,7 @@ class Subscriber:
         self.events: list[dict[str, Any]] = []
         self.status: dict[str, dict[str, Any]] = {}
         self.daemon_status: list[dict[str, Any]] = []
+        self.payloads: dict[str, list[dict[str, Any]]] = defaultdict(list)  # by topic leaf
         self.cond = threading.Condition()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=paho.MQTTv5)
@@ -43,7 +44,10 @@ class Subscriber:
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
         payload = json.loads(msg.payload)
         leaf = msg.topic.rsplit("/", 1)[-1]
+        kind = "daemon_" + leaf if "/daemons/" in msg.topic else leaf
         with self.cond:
+            if len(self.payloads[kind]) < 5000:
+                self.payloads[kind].append(payload)
             if leaf in ("samples", "backfill"):
                 for k in range(payload["n"]):
                     self.seen[(payload["dial"], payload["boot"], payload["first"] + k)] += 1

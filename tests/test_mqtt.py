@@ -7,10 +7,15 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import jsonschema
 
 from brokers import mosquitto
 from scripted import UID, ScriptedPort, stream
 from subscriber import Subscriber
+
+SCHEMAS = Path(__file__).resolve().parent.parent / "docs" / "schemas"
 
 
 def start_daemon(port_path: str, broker_url: str, record: str, seconds: float):
@@ -36,7 +41,7 @@ def test_every_sample_published_exactly_once(tmp_path):
         port = ScriptedPort(stream(400))  # 4 s of 1 kHz
         path = tmp_path / "r.ratedial"
         proc = start_daemon(port.path, broker.url, str(path), 5)
-        out, err = proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=60)
         port.close()
         assert proc.returncode == 0, err
         rec = recorded(path)
@@ -52,6 +57,20 @@ def test_every_sample_published_exactly_once(tmp_path):
     assert status["rater"] == "client" and status["dial"] == UID.hex()
     kinds = [e["kind"] for e in sub.events]
     assert "dial_connected" in kinds
+    check_schemas(sub, ["samples", "events", "status", "daemon_status", "daemon_events"])
+
+
+def check_schemas(sub: Subscriber, kinds: list[str]) -> None:
+    schemas = {
+        "samples": "samples", "backfill": "samples", "events": "event",
+        "daemon_events": "event", "status": "dial_status", "daemon_status": "daemon_status"}
+    for kind in kinds:
+        payloads = sub.payloads[kind]
+        assert payloads, f"nothing received on {kind}"
+        schema = json.loads((SCHEMAS / f"{schemas[kind]}.schema.json").read_text())
+        validator = jsonschema.Draft202012Validator(schema)
+        for p in payloads:
+            validator.validate(p)
 
 
 def test_broker_outage_is_backfilled_from_the_recording(tmp_path):
@@ -76,6 +95,6 @@ def test_broker_outage_is_backfilled_from_the_recording(tmp_path):
     got = {(b, i) for (_d, b, i) in sub.seen}
     assert got == rec
     assert sub.replayed >= 3500  # about 4 s of samples came back from the recording
-    assert "broker" in err or True
+    check_schemas(sub, ["backfill"])
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["dials"][0]["received"] == len(rec)
