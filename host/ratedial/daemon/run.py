@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import functools
 import itertools
+from collections import deque
 import logging
 import time
 from collections.abc import Callable
@@ -73,7 +74,18 @@ class DialView:
     skew_ppm: float | None = None
     uncertainty_us: float | None = None
     last_status: Status | None = None
-    _window: list[tuple[int, int]] = field(default_factory=list)
+    _window: deque[tuple[int, int]] = field(default_factory=deque)
+    _in_window: int = 0
+
+    def note_rate(self, now_ns: int, n: int) -> None:
+        """Samples per second over the last 2 s of arrivals (0 until 0.5 s are seen)."""
+        w = self._window
+        w.append((now_ns, n))
+        self._in_window += n
+        while w[0][0] < now_ns - 2_000_000_000:
+            self._in_window -= w.popleft()[1]
+        span = (now_ns - w[0][0]) / 1e9
+        self.rate_hz = (self._in_window - w[0][1]) / span if span >= 0.5 else 0.0
 
 
 class Daemon:
@@ -114,12 +126,7 @@ class Daemon:
                     v.received += len(o)
                     v.rating = o.ratings[-1]
                     v.count = o.counts[-1]
-                    now = time.monotonic_ns()
-                    v._window.append((now, len(o)))
-                    while v._window and v._window[0][0] < now - 2_000_000_000:
-                        v._window.pop(0)
-                    span = (now - v._window[0][0]) / 1e9 if len(v._window) > 1 else 0
-                    v.rate_hz = sum(n for _, n in v._window[1:]) / span if span else 0.0
+                    v.note_rate(time.monotonic_ns(), len(o))
         for sink in self.sinks:
             sink.handle(outs)
 
