@@ -115,3 +115,12 @@ def test_zero_rebases_counts_without_a_jump():
     c.ack(Ack(seq=0, command=3, index=10, value=0), host(5))
     (s,) = of(c.samples(frame(10, [0, 1, 2]), host(10)), SamplesOut)
     assert s.ratings == (60.0, 61.0, 62.0)
+
+
+def test_adc_dials_are_absolute():
+    c = core()
+    h = hello(1)
+    from dataclasses import replace
+    c.hello(replace(h, backend="adc"), host(0))
+    (s,) = of(c.samples(frame(0, [0, 6553, 65535]), host(0)), SamplesOut)
+    assert s.ratings == (0.0, 6553 / 655.35, 100.0)

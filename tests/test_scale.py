@@ -37,3 +37,14 @@ def test_rebase_and_reset_never_jump():
 def test_bad_scales_are_refused(kwargs):
     with pytest.raises(ValueError):
         RatingScale(**kwargs)
+
+
+def test_a_potentiometer_maps_its_position_absolutely():
+    t = RatingTracker(RatingScale())
+    t.set_absolute(655.35)
+    assert t.update(0) == 0
+    assert t.update(32768) == 32768 / 655.35
+    assert t.update(65535) == 100
+    t.reset()  # a pointer's position is its rating: reset does not move it
+    assert t.rating == 100
+    assert t.update(70000) == 100

@@ -51,6 +51,9 @@ class ScaleConfig:
     maximum: float = 100.0
     start: float = 50.0
     counts_per_point: float = 1.0
+    # Potentiometer dials (backend "adc") are absolute: rating = minimum + units / this.
+    # 65535 ADC units over the pot's travel: 655.35 maps the travel onto 0-100.
+    adc_units_per_point: float = 655.35
     long_press_s: float | None = 2.0  # None: the button never resets the rating
     anchors: dict[str, str] = field(
         default_factory=lambda: {"0": "hindering", "50": "neutral", "100": "helpful"}

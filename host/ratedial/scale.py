@@ -35,15 +35,27 @@ class RatingScale:
 
 
 class RatingTracker:
-    """Follows one dial's counts and turns them into ratings on ``scale``."""
+    """Follows one dial's counts and turns them into ratings on ``scale``.
+
+    An *absolute* dial (a potentiometer read by the ADC) has a position, not a count of
+    turns: its rating is ``minimum + count / units_per_point`` (clamped), and ``reset`` and
+    ``rebase`` do not apply to it.
+    """
 
     def __init__(self, scale: RatingScale) -> None:
         self.scale = scale
         self.rating = scale.start
         self._last_count: int | None = None
+        self.absolute_units_per_point: float | None = None
+
+    def set_absolute(self, units_per_point: float | None) -> None:
+        """Switch to (or, with None, away from) the absolute mapping of a potentiometer."""
+        self.absolute_units_per_point = units_per_point
 
     def reset(self, rating: float | None = None) -> None:
         """Set the rating to ``rating`` (the scale's start by default) at the current count."""
+        if self.absolute_units_per_point is not None:
+            return  # a pointer's position is its rating
         self.rating = self.scale.clamp(self.scale.start if rating is None else rating)
 
     def rebase(self, count: int) -> None:
@@ -52,6 +64,11 @@ class RatingTracker:
 
     def update(self, count: int) -> float:
         """The rating for a sample with raw ``count``."""
+        if self.absolute_units_per_point is not None:
+            self.rating = self.scale.clamp(
+                self.scale.minimum + count / self.absolute_units_per_point)
+            self._last_count = count
+            return self.rating
         if self._last_count is not None:
             delta = (count - self._last_count) / self.scale.counts_per_point
             self.rating = self.scale.clamp(self.rating + delta)

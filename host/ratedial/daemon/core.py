@@ -142,10 +142,12 @@ class DialCore:
         clock_factory: Callable[[], ClockLike],
         long_press_s: float | None = 2.0,
         clock_snapshot_s: float = 1.0,
+        adc_units_per_point: float = 655.35,
     ) -> None:
         self.uid = uid
         self.scale = scale
         self.tracker = RatingTracker(scale)
+        self._adc_units_per_point = adc_units_per_point
         self._clock_factory = clock_factory
         self.long_press_us = None if long_press_s is None else int(long_press_s * 1e6)
         self._snapshot_ns = int(clock_snapshot_s * 1e9)
@@ -167,6 +169,7 @@ class DialCore:
         if self.epoch is None or self.epoch.boot_id != h.boot_id:
             previous = None if self.epoch is None else self.epoch.boot_id
             self.epoch = Epoch(boot_id=h.boot_id, hello=h, clock=self._clock_factory())
+            self.tracker.set_absolute(self._adc_units_per_point if h.backend == "adc" else None)
             self._press_start_us = None
             self._rebase_at = None
             out.append(EpochOut(self.uid, h.boot_id, h, host_ns, previous))

@@ -216,7 +216,8 @@ class Daemon:
         core = self.cores.get(uid)
         if core is None:
             core = DialCore(uid, scale=self.scale, clock_factory=DeviceClock,
-                            long_press_s=self.cfg.scale.long_press_s)
+                            long_press_s=self.cfg.scale.long_press_s,
+                            adc_units_per_point=self.cfg.scale.adc_units_per_point)
             self.cores[uid] = core
             self.views[uid] = DialView(uid=uid, rater=self.cfg.rater_for(uid, port))
         view = self.views[uid]
