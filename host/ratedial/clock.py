@@ -1,0 +1,499 @@
+"""Device clock -> host clock: bounds from every frame and every PING (pure, no I/O).
+
+Maps a dial's device time (µs, one boot) to host ``time.monotonic_ns()`` as a line,
+``host_ns = ref_host_ns + (device_us - ref_device_us) * 1000 * (1 + skew_ppm * 1e-6)``,
+fitted to *bounds* rather than to noisy points (TICSync, Harrison & Newman 2011; Moon et al.
+1999; ethz-asl cuckoo_time_translator). The skew comes from the SAMPLES arrivals (a least-
+squares line through the fastest frame of each 0.2 s of device time: 100 frames/s pin the
+slope of the latency floor), the offset from the centre of the two-way band left by the
+PING/SYNC bounds at that skew. docs/timing.md has the method, the alternatives measured and
+the numbers.
+
+Invariants:
+
+* Every observation is a hard bound on the true map ``F``. A SAMPLES arrival says
+  ``F(device_us) <= host_recv_ns`` (the sample was taken before its frame arrived); a SYNC says
+  ``F(device_tx_us) <= host_recv_ns`` and ``F(device_rx_us) >= host_send_ns`` (the PING was
+  read after it was sent). A late observation (a stall, a delayed reply) is a loose bound,
+  never a wrong one, so nothing is rejected as an outlier.
+* The estimate satisfies every bound in the window (when no line does, the window shrinks to
+  the newest data that agree). Its uncertainty is the distance to the far edge of the band of
+  lines that satisfy every bound with a slope in the arrivals' slope interval: as long as the
+  bounds hold, the clock is linear over the window and the skew is within that interval, the
+  true time is within ``uncertainty_ns``.
+* The estimate is a pure function of the observations in the window (the last ``window_s`` of
+  device time): feeding a recorded log in one go gives exactly the estimate the live daemon
+  had after the same observations. Refits are only throttled, never different.
+* One instance is one epoch (one ``boot_id``). Device time going backwards by more than
+  ``backwards_tolerance_us`` raises :class:`ClockEpochError`; the caller starts a new instance.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+
+from ratedial.errors import RatedialError
+
+__all__ = ["ClockEpochError", "ClockEstimate", "DeviceClock", "fit_log"]
+
+_NS_PER_US = 1000
+
+
+class ClockEpochError(RatedialError):
+    """Device time went backwards: these observations belong to another boot of the dial."""
+
+    def __init__(self, device_us: int, latest_us: int) -> None:
+        super().__init__(
+            f"device time went back from {latest_us} µs to {device_us} µs: the dial restarted "
+            "(a new epoch needs a new clock model)"
+        )
+        self.device_us = device_us
+        self.latest_us = latest_us
+
+
+@dataclass(frozen=True, slots=True)
+class ClockEstimate:
+    """One fitted line. ``host_ns = ref_host_ns + (device_us - ref_device_us) * 1000 * (1 +
+    skew_ppm * 1e-6)``; the true host time of ``device_us`` is within
+    :meth:`uncertainty_at` of :meth:`to_host_ns` (``uncertainty_ns`` at ``ref_device_us``).
+
+    ``ref_host_ns`` is the host time of the middle of microsecond ``ref_device_us`` (a device
+    reading ``t`` means an instant in ``[t, t + 1)`` µs), so mapped integer readings are unbiased.
+    """
+
+    ref_device_us: int
+    ref_host_ns: int
+    skew_ppm: float
+    uncertainty_ns: int
+    n_obs: int
+    skew_uncertainty_ppm: float = 0.0
+
+    def to_host_ns(self, device_us: int) -> int:
+        return self.ref_host_ns + round(
+            (device_us - self.ref_device_us) * (_NS_PER_US + self.skew_ppm * 1e-3))
+
+    def to_host_ns_many(self, device_us: Iterable[int]) -> list[int]:
+        ref_d, ref_h, rate = self.ref_device_us, self.ref_host_ns, _NS_PER_US + self.skew_ppm * 1e-3
+        return [ref_h + round((d - ref_d) * rate) for d in device_us]
+
+    def uncertainty_at(self, device_us: int) -> int:
+        """Bound on the error at ``device_us``: grows with the distance from the reference."""
+        far = abs(device_us - self.ref_device_us) * self.skew_uncertainty_ppm * 1e-3
+        return self.uncertainty_ns + math.ceil(far)
+
+
+# A point is (device_us, y) with y = host_ns - 1000 * device_us: the line's residual against a
+# nominal 1 µs = 1000 ns, kept as an exact integer.
+_Point = tuple[int, int]
+
+
+def _lower_hull(points: Iterable[_Point]) -> list[_Point]:
+    """Lower convex hull (monotone chain, exact integers), one point per x (the lowest)."""
+    hull: list[_Point] = []
+    last_x: int | None = None
+    for p in sorted(points):
+        x, y = p
+        if x == last_x:
+            continue
+        last_x = x
+        while len(hull) >= 2:
+            (ox, oy), (ax, ay) = hull[-2], hull[-1]
+            if (ax - ox) * (y - oy) - (ay - oy) * (x - ox) > 0:
+                break
+            hull.pop()
+        hull.append(p)
+    return hull
+
+
+def _upper_hull(points: Iterable[_Point]) -> list[_Point]:
+    """Upper convex hull, one point per x (the highest)."""
+    return [(x, -y) for x, y in _lower_hull((x, -y) for x, y in points)]
+
+
+def _superlevel(cs: Sequence[float], vs: Sequence[float], level: float
+                ) -> tuple[float, float] | None:
+    """Where a concave piecewise-linear function, sampled at all its breakpoints ``cs``
+    (ascending) with values ``vs``, is ``>= level``: an interval, or None."""
+    inside = [i for i, v in enumerate(vs) if v >= level]
+    if not inside:
+        return None
+    i, j = inside[0], inside[-1]
+    lo, hi = cs[i], cs[j]
+    if i > 0:
+        lo = cs[i - 1] + (cs[i] - cs[i - 1]) * (level - vs[i - 1]) / (vs[i] - vs[i - 1])
+    if j < len(cs) - 1:
+        hi = cs[j] + (cs[j + 1] - cs[j]) * (vs[j] - level) / (vs[j] - vs[j + 1])
+    return lo, hi
+
+
+class _Envelope:
+    """``U(c) = min_i (Y_i - c X_i)`` over a lower hull (concave in ``c``) or, with
+    ``upper=True``, ``L(c) = max_j (Y_j - c X_j)`` over an upper hull (convex in ``c``)."""
+
+    __slots__ = ("keys", "sign", "xs", "ys")
+
+    def __init__(self, hull: Sequence[tuple[float, float]], *, upper: bool) -> None:
+        self.xs = [p[0] for p in hull]
+        self.ys = [p[1] for p in hull]
+        self.sign = -1.0 if upper else 1.0
+        # edge slopes, made ascending (the upper hull's slopes descend)
+        self.keys = [self.sign * (b[1] - a[1]) / (b[0] - a[0]) for a, b in pairwise(hull)]
+
+    def __call__(self, c: float) -> float:
+        k = bisect_left(self.keys, self.sign * c)
+        return self.ys[k] - c * self.xs[k]
+
+    def breakpoints(self) -> list[float]:
+        return [self.sign * k for k in self.keys]
+
+
+@dataclass(frozen=True, slots=True)
+class _Band:
+    a: float  # the chosen line's value at x0 (residual ns, relative to y_ref)
+    c: float  # its slope (ns per µs above 1000)
+    half_width: float  # half the feasible band at x0 (ns)
+    c_half: float  # bound on |true slope - c|
+
+
+def _solve(ups: Sequence[tuple[float, float]], lows: Sequence[tuple[float, float]],
+           c_lo: float, c_hi: float, prior_ns: float) -> _Band | None:
+    """Centre of the lines ``a + c X`` lying below every ``ups`` point (a lower hull) and above
+    every ``lows`` point (an upper hull), ``|c| <= c_box``. Without ``lows``, the band's lower
+    edge is the upper edge minus ``prior_ns``. None when no line fits."""
+    up = _Envelope(ups, upper=False)
+    low = _Envelope(lows, upper=True) if lows else None
+
+    def lower(c: float) -> float:
+        return low(c) if low is not None else up(c) - prior_ns
+
+    cand = {c_lo, c_hi}
+    cand.update(c for c in up.breakpoints() if c_lo < c < c_hi)
+    if low is not None:
+        cand.update(c for c in low.breakpoints() if c_lo < c < c_hi)
+    cs = sorted(cand)
+    uv = [up(c) for c in cs]
+    lv = [lower(c) for c in cs]
+    feasible = _superlevel(cs, [u - v for u, v in zip(uv, lv, strict=True)], 0.0)
+    if feasible is None:
+        return None
+    c1, c2 = feasible
+    inner = [i for i, c in enumerate(cs) if c1 < c < c2]
+    cs = [c1, *(cs[i] for i in inner), c2]
+    uv = [up(c1), *(uv[i] for i in inner), up(c2)]
+    lv = [lower(c1), *(lv[i] for i in inner), lower(c2)]
+    a_max, a_min = max(uv), min(lv)
+    a = (a_max + a_min) / 2
+    below = _superlevel(cs, uv, a)
+    above = _superlevel(cs, [-v for v in lv], -a)
+    if below is None or above is None:  # rounding at a degenerate (zero-width) band
+        c = (c1 + c2) / 2
+        a = (up(c) + lower(c)) / 2
+    else:
+        lo, hi = max(below[0], above[0]), min(below[1], above[1])
+        c = (lo + hi) / 2 if lo <= hi else (c1 + c2) / 2
+    return _Band(a, c, (a_max - a_min) / 2, max(c2 - c, c - c1))
+
+
+def _minima_slope(minima: Sequence[_Point]) -> tuple[float, float] | None:
+    """Least-squares slope through per-bucket minimum latencies, and its standard error.
+
+    Every bucket's fastest frame is equally likely to be near the latency floor, so the
+    line through the minima has the floor's slope; unlike a hull edge it uses every bucket.
+    Buckets whose minimum is far above the rest (spent in a stall) are left out."""
+    if len(minima) < 4:
+        return None
+    x_ref, y_ref = minima[0]
+    xs = [float(x - x_ref) for x, _ in minima]
+    ys = [float(y - y_ref) for _, y in minima]
+    for _ in range(2):  # fit, drop the minima far above the line, fit again
+        n = len(xs)
+        mx, my = sum(xs) / n, sum(ys) / n
+        sxx = sum((x - mx) ** 2 for x in xs)
+        if n < 4 or sxx <= 0:
+            return None
+        c = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+        res = [y - my - c * (x - mx) for x, y in zip(xs, ys, strict=True)]
+        q = sorted(res)
+        cut = q[n // 2] + 3 * (q[(3 * n) // 4] - q[n // 4])
+        keep = [i for i in range(n) if res[i] <= cut]
+        if len(keep) == n:
+            break
+        xs, ys = [xs[i] for i in keep], [ys[i] for i in keep]
+    rss = sum(r * r for r in res if r <= cut)
+    return c, math.sqrt(rss / max(len(xs) - 2, 1) / sxx)
+
+
+class _Bucket:
+    """SAMPLES arrivals from one bucket of device time, with cached summaries: their lower
+    hull, and their fastest frame against a slope (memoised per slope, so exact)."""
+
+    __slots__ = ("fastest", "hull", "points")
+
+    def __init__(self) -> None:
+        self.points: list[_Point] = []
+        self.hull: list[_Point] | None = None
+        self.fastest: tuple[float, _Point] | None = None
+
+    def get_hull(self) -> list[_Point]:
+        if self.hull is None:
+            self.hull = _lower_hull(self.points)
+        return self.hull
+
+    def fastest_at(self, c: float) -> _Point:
+        if self.fastest is None or self.fastest[0] != c:
+            best = min(self.get_hull(), key=lambda p: p[1] - c * p[0])
+            self.fastest = (c, best)
+        return self.fastest[1]
+
+
+_BLOCK = 25  # buckets per block: window hulls merge cached block hulls
+
+
+def _arrival_slopes(hull: Sequence[_Point], tolerance_ns: float, c_box: float
+                    ) -> tuple[float, float, float]:
+    """The one-way (arrivals only) slope and an interval around it.
+
+    The slope is Moon et al.'s (1999): of the lines below every arrival, the one with the
+    least summed latency, i.e. the hull edge over the middle of the span. The interval holds
+    the slopes whose best line loses at most ``tolerance_ns`` at the middle: about
+    ``4 * tolerance / span`` wide, so it is wide early and narrows as the span grows."""
+    x_mid = (hull[0][0] + hull[-1][0]) // 2
+    y_ref = hull[0][1]
+    env = _Envelope([(float(x - x_mid), float(y - y_ref)) for x, y in hull], upper=False)
+    cs = sorted({-c_box, c_box, *(c for c in env.breakpoints() if -c_box < c < c_box)})
+    vs = [env(c) for c in cs]
+    best = max(range(len(cs)), key=vs.__getitem__)
+    interval = _superlevel(cs, vs, vs[best] - tolerance_ns)
+    assert interval is not None
+    return cs[best], interval[0], interval[1]
+
+
+class DeviceClock:
+    """Online and offline model of one dial's clock for one epoch.
+
+    Feed observations as they happen (``add_arrival`` for every SAMPLES frame, ``add_sync``
+    for every SYNC), map device times with :meth:`to_host_ns` (cheap: a cached line, refitted
+    at most every ``refit_s`` of host time and after every SYNC) and read
+    :meth:`estimate` for the freshest fit.
+
+    ``window_s``: how much device time the fit looks back. Longer windows tighten the band
+    (more PINGs pin its edges) but a linear model over a long window bends under a drift
+    change; docs/timing.md has the measured trade-off. ``bucket_s``: arrivals are summarised
+    per bucket of device time (the fastest frame of each feeds the skew fit).
+    ``envelope_tolerance_us``: the arrivals' slope interval holds the slopes whose lowest line
+    under the arrivals loses at most this much at mid-window. ``min_slope_span_s``: until the
+    arrivals span this long, the centre of the two-way polygon is used.
+    ``prior_latency_us`` bounds the unknown minimum frame latency before the first SYNC
+    (estimates are then honest but wide). ``backwards_tolerance_us``: device time may go back
+    this much (a SYNC overtaking queued frames) before :class:`ClockEpochError`.
+    """
+
+    def __init__(self, *, window_s: float = 90.0, bucket_s: float = 0.2,
+                 envelope_tolerance_us: float = 50.0, min_slope_span_s: float = 5.0,
+                 refit_s: float = 0.1, max_skew_ppm: float = 1000.0,
+                 prior_latency_us: int = 5000, backwards_tolerance_us: int = 10_000_000) -> None:
+        if bucket_s <= 0 or window_s < 2 * bucket_s:
+            raise ValueError("window_s must be at least two buckets (bucket_s) long")
+        self._window_us = round(window_s * 1e6)
+        self._env_tol_ns = envelope_tolerance_us * _NS_PER_US
+        self._min_slope_span = round(min_slope_span_s * 1e6)
+        self._bucket_us = max(1, round(bucket_s * 1e6))
+        self._refit_ns = round(refit_s * 1e9)
+        self._c_box = max_skew_ppm * 1e-3
+        self._prior_ns = prior_latency_us * _NS_PER_US
+        self._back_us = backwards_tolerance_us
+        self._buckets: dict[int, _Bucket] = {}
+        self._ordered = True  # bucket keys were created in ascending order
+        self._last_key = -(2**62)
+        self._block_hulls: dict[int, list[_Point]] = {}
+        self._txs: list[_Point] = []  # upper bounds from SYNC replies
+        self._lows: list[_Point] = []  # lower bounds from PING receipts
+        self._x_max: int | None = None
+        self._h_max = 0  # latest host time seen
+        self._n_obs = 0
+        self._dirty = False  # observations since the last fit
+        self._stale = True  # the cached estimate is due for a refit
+        self._next_fit_ns: int | None = None
+        self._cached: ClockEstimate | None = None
+        self.inconsistent_fits = 0  # fits that had to drop old data to find any line
+
+    # -- observations ------------------------------------------------------------------
+    def add_arrival(self, device_us: int, host_recv_ns: int) -> None:
+        """A SAMPLES frame whose last sample has ``device_us`` was read at ``host_recv_ns``."""
+        self._check_epoch(device_us)
+        key = device_us // self._bucket_us
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket()
+            if key < self._last_key:
+                self._ordered = False  # a late frame opened an older bucket
+            self._last_key = max(self._last_key, key)
+            self._prune(device_us)
+        bucket.points.append((device_us, host_recv_ns - _NS_PER_US * device_us))
+        bucket.hull = bucket.fastest = None
+        self._block_hulls.pop(key // _BLOCK, None)
+        self._seen(device_us, host_recv_ns)
+        if self._next_fit_ns is None or host_recv_ns >= self._next_fit_ns:
+            self._stale = True
+
+    def add_sync(self, host_send_ns: int, device_rx_us: int, device_tx_us: int,
+                 host_recv_ns: int) -> None:
+        """A PING stamped ``host_send_ns`` just before it was written, read by the dial at
+        ``device_rx_us``, answered at ``device_tx_us``, the SYNC read at ``host_recv_ns``."""
+        if device_tx_us < device_rx_us or host_recv_ns < host_send_ns:
+            raise ValueError("a SYNC must not end before it starts")
+        self._check_epoch(device_rx_us)
+        self._txs.append((device_tx_us, host_recv_ns - _NS_PER_US * device_tx_us))
+        # The PING was read at an instant in [rx, rx + 1) µs, so F(rx + 1) > host_send and
+        # F(rx) > host_send - 1 µs * (1 + skew): 1001 ns covers skews up to 1000 ppm.
+        self._lows.append((device_rx_us, host_send_ns - _NS_PER_US * device_rx_us - 1001))
+        self._seen(device_tx_us, host_recv_ns)
+        self._stale = True
+
+    def _check_epoch(self, device_us: int) -> None:
+        if self._x_max is not None and device_us < self._x_max - self._back_us:
+            raise ClockEpochError(device_us, self._x_max)
+
+    def _seen(self, device_us: int, host_ns: int) -> None:
+        self._n_obs += 1
+        self._dirty = True
+        if self._x_max is None or device_us > self._x_max:
+            self._x_max = device_us
+        self._h_max = max(self._h_max, host_ns)
+
+    def _prune(self, device_us: int) -> None:
+        start = max(device_us, self._x_max or device_us) - self._window_us
+        first = start // self._bucket_us
+        for key in [k for k in self._buckets if k < first]:
+            del self._buckets[key]
+            self._block_hulls.pop(key // _BLOCK, None)
+        if self._lows and self._lows[0][0] < start:
+            self._lows = [p for p in self._lows if p[0] >= start]
+            self._txs = [p for p in self._txs if p[0] >= start]
+
+    # -- estimates ---------------------------------------------------------------------
+    def estimate(self) -> ClockEstimate | None:
+        """The fit to every observation so far (None before the first observation)."""
+        if self._dirty:
+            self._cached = self._fit()
+            self._dirty = False
+            self._stale = False
+            self._next_fit_ns = self._h_max + self._refit_ns
+        return self._cached
+
+    def current(self) -> ClockEstimate | None:
+        """The cached estimate, refitted at most every ``refit_s`` and after each SYNC."""
+        if self._stale:
+            return self.estimate()
+        return self._cached
+
+    def to_host_ns(self, device_us: int) -> int | None:
+        est = self._cached if not self._stale else self.estimate()
+        return None if est is None else est.to_host_ns(device_us)
+
+    def _keys_since(self, x_start: int) -> list[int]:
+        if not self._ordered:
+            self._buckets = dict(sorted(self._buckets.items()))
+            self._ordered = True
+        first = x_start // self._bucket_us
+        return [k for k in self._buckets if k >= first]
+
+    def _minima(self, x_start: int, c: float) -> list[_Point]:
+        """Each bucket's fastest frame against slope ``c`` (rounded to 0.01 ppm)."""
+        c = round(c, 5)
+        return [self._buckets[k].fastest_at(c) for k in self._keys_since(x_start)]
+
+    def _arrival_hull(self, x_start: int) -> list[_Point]:
+        keys = self._keys_since(x_start)
+        pts: list[_Point] = []
+        i = 0
+        while i < len(keys):
+            block = keys[i] // _BLOCK
+            j = i
+            while j < len(keys) and keys[j] // _BLOCK == block:
+                j += 1
+            whole = j - i == len([k for k in range(block * _BLOCK, (block + 1) * _BLOCK)
+                                  if k in self._buckets])
+            if whole:
+                hull = self._block_hulls.get(block)
+                if hull is None:
+                    hull = self._block_hulls[block] = _lower_hull(
+                        p for k in keys[i:j] for p in self._buckets[k].get_hull())
+                pts.extend(hull)
+            else:  # the block the window starts in: only part of it counts
+                pts.extend(p for k in keys[i:j] for p in self._buckets[k].get_hull())
+            i = j
+        return _lower_hull(pts)
+
+    def _fit(self) -> ClockEstimate | None:
+        if self._x_max is None:
+            return None
+        x0 = self._x_max
+        span = self._window_us
+        while True:
+            start = x0 - span
+            arr = self._arrival_hull(start)
+            ups = _lower_hull(arr + [p for p in self._txs if p[0] >= start])
+            lows = _upper_hull(p for p in self._lows if p[0] >= start)
+            y_ref = ups[-1][1]
+            fu = [(float(x - x0), float(y - y_ref)) for x, y in ups]
+            fl = [(float(x - x0), float(y - y_ref)) for x, y in lows]
+            band = self._band(arr, fu, fl, start)
+            if band is not None:
+                break
+            # No line satisfies every bound: the clock stepped or bent within the window.
+            # Fit the newer half; at the shortest span, trust the upper bounds alone.
+            self.inconsistent_fits += 1
+            if span <= 2 * self._bucket_us:
+                band = _solve(fu, [], -self._c_box, self._c_box, self._prior_ns)
+                assert band is not None  # upper bounds alone are always satisfiable
+                break
+            span = max(span // 2, 2 * self._bucket_us)
+        ref_host = y_ref + band.a + _NS_PER_US * x0 + 0.5 * (_NS_PER_US + band.c)
+        # margin: the half microsecond of reading quantisation, and float rounding
+        return ClockEstimate(ref_device_us=x0, ref_host_ns=round(ref_host), skew_ppm=band.c * 1e3,
+                             uncertainty_ns=math.ceil(band.half_width + 502),
+                             n_obs=self._n_obs, skew_uncertainty_ppm=band.c_half * 1e3)
+
+    def _band(self, arr: Sequence[_Point], ups: Sequence[tuple[float, float]],
+              lows: Sequence[tuple[float, float]], start: int) -> _Band | None:
+        """The line: slope from the arrivals' one-way hull, offset from the two-way band at
+        that slope; uncertainty from the two-way band over the arrivals' slope interval.
+        Early (arrivals spanning under ``min_slope_span_s``) or when the arrivals' slope
+        contradicts the two-way bounds: the centre of the two-way polygon."""
+        if arr and arr[-1][0] - arr[0][0] >= self._min_slope_span:
+            c_arr, c_lo, c_hi = _arrival_slopes(arr, self._env_tol_ns, self._c_box)
+            ls = _minima_slope(self._minima(start, c_arr))
+            if ls is not None:
+                c_arr = ls[0]
+                c_lo = min(c_lo, c_arr - 3 * ls[1])
+                c_hi = max(c_hi, c_arr + 3 * ls[1])
+            wide = _solve(ups, lows, c_lo, c_hi, self._prior_ns)
+            if wide is not None:
+                fixed = _solve(ups, lows, c_arr, c_arr, self._prior_ns) or wide
+                lo, hi = wide.a - wide.half_width, wide.a + wide.half_width
+                return _Band(fixed.a, fixed.c, max(fixed.a - lo, hi - fixed.a),
+                             max(c_hi - fixed.c, fixed.c - c_lo))
+        return _solve(ups, lows, -self._c_box, self._c_box, self._prior_ns)
+
+
+def fit_log(syncs: Iterable[tuple[int, int, int, int]], arrivals: Iterable[tuple[int, int]],
+            clock: DeviceClock | None = None) -> DeviceClock:
+    """Replay a recorded epoch into ``clock`` (default: a new :class:`DeviceClock`) in host
+    receive order: ``sync_obs`` rows as ``(host_send_ns, device_rx_us, device_tx_us,
+    host_recv_ns)``, ``arrivals`` rows as ``(device_us, host_recv_ns)``. The returned model's
+    :meth:`~DeviceClock.estimate` is what the live model had after the same observations."""
+    clock = DeviceClock() if clock is None else clock
+    events: list[tuple[int, int, tuple[int, ...]]] = [(s[3], 1, s) for s in syncs]
+    events.extend((a[1], 0, a) for a in arrivals)
+    events.sort(key=lambda e: (e[0], e[1]))
+    for _, kind, obs in events:
+        if kind:
+            clock.add_sync(*obs)
+        else:
+            clock.add_arrival(*obs)
+    return clock
