@@ -39,7 +39,7 @@ class ClockLike(Protocol):
 
     def add_arrival(self, device_us: int, host_recv_ns: int) -> None: ...
 
-    def estimate(self) -> Any: ...
+    def current(self) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +200,7 @@ class DialCore:
             return []
         out.append(ArrivalOut(self.uid, ep.boot_id, s.end_index - 1, s.times_us[-1],
                               host_recv_ns))
-        est = ep.clock.estimate()
+        est = ep.clock.current()  # cached: refitted at most every 100 ms or after a SYNC
         new, gaps = ep.ledger.accept(s)
         for gap in gaps:
             first_t = None if est is None or ep.last_device_us is None else est.to_host_ns(
@@ -232,7 +232,8 @@ class DialCore:
                     "rating": rating, "index": new.start + k, "boot_id": ep.boot_id,
                     "cause": "long_press"}))
             ratings.append(rating)
-        host = tuple(None if est is None else est.to_host_ns(t) for t in times)
+        host: tuple[int | None, ...] = (
+            (None,) * len(times) if est is None else tuple(est.to_host_ns_many(times)))
         ep.last_device_us = times[-1]
         self.last_rating = ratings[-1]
         self.last_count = counts[-1]

@@ -196,7 +196,7 @@ class Daemon:
         ep = core.epoch
         if ep is not None:
             view.missing = ep.ledger.total_missing
-            est = ep.clock.estimate()
+            est = ep.clock.current()
             if est is not None:
                 view.skew_ppm = est.skew_ppm
                 view.uncertainty_us = est.uncertainty_ns / 1000

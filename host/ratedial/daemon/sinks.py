@@ -80,4 +80,5 @@ class RecorderSink:
                     e = o.estimate
                     rec.put("clock_models", (self.epoch_ids[(o.uid, o.boot_id)], o.host_ns,
                                              e.ref_device_us, e.ref_host_ns, e.skew_ppm,
-                                             e.uncertainty_ns, e.n_obs))
+                                             e.uncertainty_ns, e.n_obs,
+                                             getattr(e, "skew_uncertainty_ppm", None)))

@@ -113,8 +113,9 @@ CREATE TABLE IF NOT EXISTS clock_models (
     ref_device_us  INTEGER NOT NULL,
     ref_host_ns    INTEGER NOT NULL,   -- host_ns = ref_host_ns + (device_us - ref_device_us) * 1000 * (1 + skew_ppm * 1e-6)
     skew_ppm       REAL NOT NULL,
-    uncertainty_ns INTEGER NOT NULL,
-    n_obs          INTEGER NOT NULL
+    uncertainty_ns INTEGER NOT NULL,   -- bound on the error at ref_device_us
+    n_obs          INTEGER NOT NULL,
+    skew_uncertainty_ppm REAL          -- the bound grows by this much per µs from the reference
 );
 
 CREATE TABLE IF NOT EXISTS wall_anchors (

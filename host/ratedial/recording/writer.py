@@ -45,7 +45,7 @@ SQL = {
     "arrivals": "INSERT INTO arrivals (epoch_id, last_index, device_us, host_recv_ns) "
     "VALUES (?,?,?,?)",
     "clock_models": "INSERT INTO clock_models (epoch_id, host_ns, ref_device_us, ref_host_ns, "
-    "skew_ppm, uncertainty_ns, n_obs) VALUES (?,?,?,?,?,?,?)",
+    "skew_ppm, uncertainty_ns, n_obs, skew_uncertainty_ppm) VALUES (?,?,?,?,?,?,?,?)",
     "wall_anchors": "INSERT INTO wall_anchors (host_ns, wall_ns) VALUES (?,?)",
     "media": "INSERT INTO media (media_id, path, duration_s, fps, fingerprint) VALUES (?,?,?,?,?)",
     "media_obs": "INSERT INTO media_obs (host_ns, media_id, media_s, rate, playing, source) "
