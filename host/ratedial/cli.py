@@ -22,15 +22,17 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--seconds", type=click.FloatRange(min=1), default=20.0, show_default=True,
+@click.option("--seconds", type=click.FloatRange(min=1), default=30.0, show_default=True,
               help="How long to run.")
 @click.option("--seed", type=int, default=1, show_default=True,
               help="Seed of the simulated rater.")
 def demo(seconds: float, seed: int) -> None:
-    """Run a virtual dial and show its decoded stream live.
+    """Two virtual dials (client and therapist) recorded by the daemon, shown live.
 
-    The real firmware runs under the MicroPython interpreter with a simulated encoder and
-    a simulated rater; this shows the rating, the sample rate and any missing samples.
+    The real firmware runs under the MicroPython interpreter with simulated encoders,
+    clocks and raters; the daemon records them with an embedded MQTT broker, shows the
+    rating, sample rate, missing samples and clock of each, and ends by printing where
+    the recording is and what it holds.
     """
     from .demo import run_demo
 
@@ -157,6 +159,16 @@ def monitor(broker: str, prefix: str, duration: float | None) -> None:
 from .flash import flash  # noqa: E402  (the command lives with the flashing code)
 
 cli.add_command(flash)
+from .virtual.command import virtual_dial  # noqa: E402
+
+cli.add_command(virtual_dial, "virtual-dial")
+
+
+# Research analysis (the `analysis` extra); the module imports only click at this point.
+from .analysis.cli import analyze, annotate, export, plot, review  # noqa: E402
+
+for _command in (analyze, export, plot, review, annotate):
+    cli.add_command(_command)
 
 
 def main() -> None:

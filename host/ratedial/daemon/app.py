@@ -140,7 +140,8 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
             mqtt_cfg, topics=Topics(cfg.mqtt.topic_prefix, daemon_id), recorder=recorder,
             epoch_ids=rec_sink.epoch_ids, rater_of=rec_sink.raters,
             status_of=lambda: {uid: status_dict(v, daemon_id) for uid, v in daemon.views.items()},
-            wall_offset_ns=wall_offset, software_version=__version__)
+            wall_offset_ns=wall_offset, software_version=__version__,
+            mqtt5=embedded is None)  # the embedded broker (amqtt) speaks MQTT 3.1.1
         sinks.append(publisher)
 
     def broker_state() -> str:

@@ -263,19 +263,15 @@ class Daemon:
                 return
 
     async def _serve(self, port: str, link: PortLink) -> None:
-        link.send(Info())
         deadline = time.monotonic() + HANDSHAKE_S
         while port not in self.by_port:
             if link.closed.done() or self.stop_event.is_set():
                 return
-            if time.monotonic() > deadline:
-                st = link.decoder.stats
-                if st.last_foreign_version is None:
-                    self.say_once(f"{port}: no ratedial dial answered (is the firmware "
-                                  "installed? try: ratedial flash)")
-                deadline = time.monotonic() + 5 * HANDSHAKE_S
-                link.send(Info())
-            await self._wait(link, 0.1)
+            if time.monotonic() > deadline and link.decoder.stats.last_foreign_version is None:
+                self.say_once(f"{port}: no ratedial dial answered (is the firmware "
+                              "installed? try: ratedial flash)")
+            link.send(Info())  # again every half second: a booting dial may miss one
+            await self._wait(link, 0.5)
         while not link.closed.done() and not self.stop_event.is_set():
             token = next(self._tokens) & 0xFFFFFFFF
             self._pings[(port, token)] = link.send(Ping(token))

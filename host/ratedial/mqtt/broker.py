@@ -6,6 +6,7 @@ network unless asked. amqtt speaks MQTT 3.1.1: the publisher falls back to it by
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -30,6 +31,19 @@ class EmbeddedBroker:
         return f"mqtt://{self.host}:{self.port}"
 
     async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        default = loop.get_exception_handler()
+
+        def quiet(lp: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            # amqtt leaves cancelled connection handlers behind at shutdown: not an error.
+            if isinstance(context.get("exception"), asyncio.CancelledError):
+                return
+            if default is not None:
+                default(lp, context)
+            else:
+                lp.default_exception_handler(context)
+
+        loop.set_exception_handler(quiet)
         for name in ("amqtt", "transitions"):
             logging.getLogger(name).setLevel(logging.ERROR)
         with warnings.catch_warnings():

@@ -84,6 +84,7 @@ class MqttPublisher:
         status_of: Callable[[], dict[str, dict[str, Any]]],
         wall_offset_ns: int,
         software_version: str,
+        mqtt5: bool = True,
     ) -> None:
         self.cfg = cfg
         self.address = parse_broker(cfg.broker, tls=cfg.tls)
@@ -97,7 +98,7 @@ class MqttPublisher:
         self.outbox = Outbox()
         self.connected = False
         self.state = "connecting"
-        self.protocol = aiomqtt.ProtocolVersion.V5
+        self.protocol = aiomqtt.ProtocolVersion.V5 if mqtt5 else aiomqtt.ProtocolVersion.V311
         self._batches: dict[Key, _Batch] = {}
         self._events: list[EventOut] = []
         self._client: aiomqtt.Client | None = None
@@ -106,6 +107,7 @@ class MqttPublisher:
         self.replayed_samples = 0
         self.last_error: str | None = None
         self._failure: BaseException | None = None
+        self._ever_connected = False
         self._stop = asyncio.Event()
 
     # --- feeding (synchronous, never blocks) -----------------------------------------------
@@ -173,6 +175,7 @@ class MqttPublisher:
                 self._failure = None
                 async with self._make_client() as client:
                     self._client = client
+                    self._ever_connected = True
                     self.connected, self.state, backoff = True, "connected", 0.5
                     await client.publish(self.topics.daemon_status,
                                          dumps(self._daemon_status("online")), qos=1, retain=True)
@@ -185,9 +188,14 @@ class MqttPublisher:
             except aiomqtt.MqttError as exc:
                 self.connected = False
                 text = str(exc)
-                if self.protocol == aiomqtt.ProtocolVersion.V5 and "protocol" in text.lower():
-                    self.protocol = aiomqtt.ProtocolVersion.V311  # broker without MQTT 5
-                    continue
+                if not self._ever_connected and self._client is None:
+                    # Never got a CONNACK: a broker without MQTT 5 may refuse it or stay
+                    # silent (amqtt), so try the other protocol version next time.
+                    v5 = self.protocol == aiomqtt.ProtocolVersion.V5
+                    self.protocol = (aiomqtt.ProtocolVersion.V311 if v5
+                                     else aiomqtt.ProtocolVersion.V5)
+                    if v5:
+                        continue
                 self._went_down(text)
             except ssl.SSLError as exc:
                 self._went_down(f"TLS: {exc.reason or exc}")
