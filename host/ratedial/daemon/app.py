@@ -75,7 +75,7 @@ def status_dict(v: DialView, daemon: str) -> dict[str, Any]:
     return {"v": 1, "dial": v.uid, "rater": v.rater, "daemon": daemon, "state": v.state,
             "board": v.board, "firmware": v.firmware, "received": v.received,
             "missing": v.missing, "rejected": v.rejected, "rate_hz": round(v.rate_hz, 1),
-            "rating": v.rating, "clock": {"offset_ms": v.offset_ms, "skew_ppm": v.skew_ppm,
+            "rating": v.rating, "clock": {"latency_ms": v.latency_ms, "skew_ppm": v.skew_ppm,
                                           "uncertainty_us": v.uncertainty_us},
             "wall_ns": time.time_ns()}
 

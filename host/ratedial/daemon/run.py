@@ -70,7 +70,7 @@ class DialView:
     rate_hz: float = 0.0
     rating: float | None = None
     count: int | None = None
-    offset_ms: float | None = None
+    latency_ms: float | None = None  # arrival minus mapped time of the newest sample
     skew_ppm: float | None = None
     uncertainty_us: float | None = None
     last_status: Status | None = None
@@ -201,8 +201,7 @@ class Daemon:
                 view.skew_ppm = est.skew_ppm
                 view.uncertainty_us = est.uncertainty_ns / 1000
                 if ep.last_device_us is not None:
-                    view.offset_ms = (est.to_host_ns(ep.last_device_us)
-                                      - ep.last_device_us * 1000) / 1e6
+                    view.latency_ms = (host_ns - est.to_host_ns(ep.last_device_us)) / 1e6
         self.emit(outs)
         if core.needs_hello and link is not None and not frames_have_hello(frames):
             link.send(Info())

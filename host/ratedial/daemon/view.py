@@ -25,7 +25,7 @@ def table(views: list[DialView], *, lo: float, hi: float, broker: str,
     t = Table(title=f"ratedial  {elapsed_s:6.1f} s   broker: {broker}   recording: {recording}",
               title_justify="left", expand=False)
     for col in ("rater", "dial", "link", "rating", "", "samples/s", "received", "missing",
-                "rejected", "offset ms", "drift ppm", "± µs"):
+                "rejected", "latency ms", "drift ppm", "± µs"):
         t.add_column(col, justify="right" if col not in ("rater", "dial", "link", "") else "left")
     for v in views:
         state_style = {"connected": "green", "lost": "bold red"}.get(v.state, "yellow")
@@ -34,7 +34,7 @@ def table(views: list[DialView], *, lo: float, hi: float, broker: str,
             "-" if v.rating is None else f"{v.rating:5.1f}", _bar(v.rating, lo, hi),
             f"{v.rate_hz:6.0f}", str(v.received),
             Text(str(v.missing), style="bold red" if v.missing else ""), str(v.rejected),
-            _fmt(v.offset_ms, "{:.3f}"), _fmt(v.skew_ppm, "{:+.1f}"),
+            _fmt(v.latency_ms, "{:.1f}"), _fmt(v.skew_ppm, "{:+.1f}"),
             _fmt(v.uncertainty_us, "{:.0f}"))
     if not views:
         t.add_row("waiting for dials…", *[""] * 11)
