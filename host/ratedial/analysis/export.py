@@ -1,0 +1,233 @@
+"""Open files for R, SPSS and pandas: the grid series as CSV (long, wide) and Parquet, a JSON
+sidecar describing them, and the one-row-per-dyad table. Columns: docs/recording.md,
+"Exported files".
+
+Invariants:
+
+* A missing value is an empty CSV field and a null in Parquet, never a number.
+* Media times are written rounded to microseconds, ratings to 6 decimals.
+* Files are created with mode 0600, like recordings: they hold clinical data.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from .align import STATUS_NAMES, padded
+from .analyse import table_columns
+from .errors import UsageError
+from .groups import Group
+from .load import Series
+
+FORMATS = ("csv-long", "csv-wide", "parquet")
+
+LONG_COLUMNS = {
+    "dyad": "dyad label (meta.session, --dyad) or the video's name",
+    "media": "the video's fingerprint (media.fingerprint), or file:<name> without one",
+    "rater": "rater label (dials.rater or --rater)",
+    "recording": "recording file name",
+    "dial": "dial uid",
+    "t_s": "media time of the bin's start in seconds; the bin is [t_s, t_s + 1/rate_hz)",
+    "rating": "mean rating in the bin (re-rated bins: by the rule); empty when missing",
+    "status": "rated | filled (short hole interpolated) | missing",
+    "n_samples": "samples behind the value",
+    "n_passes": "passes over the bin (2 or more: re-rated)",
+}
+WIDE_COLUMNS = {
+    "dyad": LONG_COLUMNS["dyad"], "media": LONG_COLUMNS["media"], "t_s": LONG_COLUMNS["t_s"],
+    "<rater>": "that rater's rating in the bin (as rating above); empty when missing",
+}
+
+
+def _private(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.close(fd)
+
+
+def _t(group: Group) -> Any:
+    return np.round(np.arange(group.n_bins) / group.rate_hz, 6)
+
+
+def long_records(groups: Sequence[Group]) -> Iterable[dict[str, Any]]:
+    """Column arrays of the long table, one dict per series (memory: one series at a time)."""
+    for g in groups:
+        n = g.n_bins
+        t = _t(g)
+        for s in g.series:
+            v = padded(s.values, n)
+            status = np.full(n, 0, dtype=np.int8)
+            status[: len(s.status)] = s.status[:n]
+            ns = np.zeros(n, dtype=np.int64)
+            ns[: len(s.binned.n_samples)] = s.binned.n_samples[:n]
+            npass = np.zeros(n, dtype=np.int64)
+            npass[: len(s.binned.n_passes)] = s.binned.n_passes[:n]
+            yield {"dyad": g.label, "media": g.media_key, "rater": s.rater,
+                   "recording": s.recording.path.name, "dial": s.dial.uid, "t_s": t,
+                   "rating": np.round(v, 6), "status": status, "n_samples": ns,
+                   "n_passes": npass}
+
+
+def _cell(x: float) -> str:
+    return "" if np.isnan(x) else repr(float(x))
+
+
+def write_long_csv(groups: Sequence[Group], path: Path) -> None:
+    _private(path)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(list(LONG_COLUMNS))
+        for rec in long_records(groups):
+            fixed = [rec[k] for k in ("dyad", "media", "rater", "recording", "dial")]
+            names = [STATUS_NAMES[int(x)] for x in rec["status"]]
+            w.writerows([*fixed, repr(float(t)), _cell(v), st, int(k), int(p)]
+                        for t, v, st, k, p in zip(rec["t_s"], rec["rating"], names,
+                                                  rec["n_samples"], rec["n_passes"],
+                                                  strict=True))
+
+
+def rater_columns(groups: Sequence[Group]) -> list[str]:
+    cols: dict[str, None] = {}
+    for g in groups:
+        cols.update(dict.fromkeys(s.rater for s in g.series))
+    return list(cols)
+
+
+def write_wide_csv(groups: Sequence[Group], path: Path) -> None:
+    raters = rater_columns(groups)
+    _private(path)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["dyad", "media", "t_s", *raters])
+        for g in groups:
+            n = g.n_bins
+            by = {s.rater: padded(s.values, n) for s in g.series}
+            cols = [np.round(by[r], 6) if r in by else np.full(n, np.nan) for r in raters]
+            t = _t(g)
+            for i in range(n):
+                w.writerow([g.label, g.media_key, repr(float(t[i])),
+                            *(_cell(c[i]) for c in cols)])
+
+
+def write_parquet(groups: Sequence[Group], path: Path) -> None:
+    import pandas as pd  # noqa: PLC0415  (only Parquet needs pandas: keep `analyze` light)
+
+    frames = []
+    for rec in long_records(groups):
+        n = len(rec["t_s"])
+        frames.append(pd.DataFrame({
+            "dyad": [rec["dyad"]] * n, "media": [rec["media"]] * n,
+            "rater": [rec["rater"]] * n, "recording": [rec["recording"]] * n,
+            "dial": [rec["dial"]] * n, "t_s": rec["t_s"],
+            "rating": pd.array(rec["rating"], dtype="Float64"),
+            "status": [STATUS_NAMES[int(x)] for x in rec["status"]],
+            "n_samples": rec["n_samples"].astype(np.int32),
+            "n_passes": rec["n_passes"].astype(np.int16)}))
+    df = pd.concat(frames, ignore_index=True)
+    for col in ("dyad", "media", "rater", "recording", "dial", "status"):
+        df[col] = df[col].astype("category")
+    _private(path)
+    df.to_parquet(path, engine="pyarrow", index=False)
+
+
+def _series_json(s: Series) -> dict[str, Any]:
+    rec = s.recording
+    epochs = rec.epochs_of(s.dial.dial_id)
+    clocks = [c for c in rec.clocks if c.epoch_id in {e.epoch_id for e in epochs}]
+    return {
+        "rater": s.rater, "recording": str(rec.path),
+        "dial": {"uid": s.dial.uid, "board": s.dial.board, "firmware": s.dial.firmware,
+                 "backend": s.dial.backend},
+        "epochs": [{"epoch_id": e.epoch_id, "boot_id": e.boot_id, "sample_rate_hz": e.rate_hz}
+                   for e in epochs],
+        "clock": [{"epoch_id": c.epoch_id, "models": c.models,
+                   "uncertainty_us_median": c.uncertainty_us_median,
+                   "uncertainty_us_max": c.uncertainty_us_max, "skew_ppm": c.skew_ppm}
+                  for c in clocks],
+        "media": {"media_id": s.media.media_id, "path": s.media.path,
+                  "duration_s": s.media.duration_s, "fps": s.media.fps,
+                  "fingerprint": s.media.fingerprint},
+        "session": rec.session, "annotations": rec.annotations,
+        "software_version": rec.meta.get("software_version"),
+        "created_wall_ns": rec.meta.get("created_wall_ns"),
+        "samples_used": s.samples_used, "samples_excluded": dict(s.excluded),
+        "passes": s.passes,
+        "gaps": [{"epoch_id": g.epoch_id, "first_index": g.first_index,
+                  "end_index": g.end_index, "n_missing": g.n_missing, "reason": g.reason,
+                  "seconds": g.seconds, "media_from_s": g.media_from_s,
+                  "media_to_s": g.media_to_s} for g in s.gaps],
+    }
+
+
+def sidecar(groups: Sequence[Group], files: Mapping[str, str]) -> dict[str, Any]:
+    first = groups[0].series[0]
+    opt = first.options
+    return {
+        "format": "ratedial-export", "format_version": 1, "software_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "files": dict(files),
+        "grid": {"rate_hz": opt.rate_hz,
+                 "bin": "t_s is the start of the bin [t_s, t_s + 1/rate_hz) in media time"},
+        "rules": {"rerate": opt.rerate, "max_fill_s": opt.max_fill_s,
+                  "rewind_tolerance_s": opt.rewind_tolerance_s,
+                  "included": "samples taken while the video played (media_state 1) with a "
+                              "media time; paused, seeking, ended and unknown are left out"},
+        "scale": first.recording.scale,
+        "columns": {"long": LONG_COLUMNS, "wide": WIDE_COLUMNS},
+        "dyads": [{"dyad": g.label, "media_key": g.media_key, "paired_by": g.paired_by,
+                   "pair": None if g.pair is None else [g.pair[0].rater, g.pair[1].rater],
+                   "n_bins": g.n_bins, "series": [_series_json(s) for s in g.series]}
+                  for g in groups],
+    }
+
+
+def write_export(groups: Sequence[Group], prefix: str | Path, formats: Sequence[str],
+                 ) -> list[Path]:
+    """Write ``PREFIX.long.csv``, ``PREFIX.wide.csv``, ``PREFIX.parquet`` (as asked) and
+    always ``PREFIX.json``; returns the paths written."""
+    base = Path(prefix)
+    names = {"csv-long": base.with_name(base.name + ".long.csv"),
+             "csv-wide": base.with_name(base.name + ".wide.csv"),
+             "parquet": base.with_name(base.name + ".parquet")}
+    written = []
+    for fmt in formats:
+        path = names[fmt]
+        {"csv-long": write_long_csv, "csv-wide": write_wide_csv,
+         "parquet": write_parquet}[fmt](groups, path)
+        written.append(path)
+    meta = base.with_name(base.name + ".json")
+    _private(meta)
+    meta.write_text(json.dumps(sidecar(groups, {f: names[f].name for f in formats}), indent=1,
+                               default=str) + "\n", encoding="utf-8")
+    written.append(meta)
+    return written
+
+
+def write_table(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
+    """The dyad table as CSV (empty field for a missing value)."""
+    cols = table_columns(rows)
+    _private(path)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols, restval="")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+
+
+def read_annotation_table(path: Path, key: str = "dyad") -> dict[str, dict[str, str]]:
+    """A CSV sidecar of questionnaire scores, one row per dyad (column ``key``); the other
+    columns are added to that dyad's row of the table."""
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or key not in reader.fieldnames:
+            raise UsageError(f"{path}: needs a {key!r} column")
+        return {row[key]: {k: v for k, v in row.items() if k != key} for row in reader}

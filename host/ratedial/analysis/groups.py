@@ -1,0 +1,145 @@
+"""Which series belong together: the raters of one video in one dyad. Rules (also in
+docs/analysis.md, "Pairing dyads"):
+
+* Same video: the same ``media.fingerprint`` (``match="fingerprint"``; a video recorded
+  without a fingerprint falls back to its file name), the same file name (``"path"``), or
+  every recording is taken to show the same video (``"any"``).
+* Dyad label: ``meta.session[dyad_key]`` (``ratedial run --session dyad=D07``), or
+  ``--dyad RECORDING=LABEL``. Series of one video with different labels are different
+  groups; series without a label join the one labelled group of their video (or form their
+  own group, called after the video, when there is none; with several it is an error).
+* The pair: the raters named by ``roles`` (default ``client`` then ``therapist``), so ``a``
+  is the client and ``b`` the therapist. A group of exactly two other raters is paired in
+  the order of their labels. A rater label twice in one group is an error (relabel with
+  ``--rater``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .errors import PairingError
+from .load import Series
+from .read import Media
+
+Match = Literal["fingerprint", "path", "any"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PairingOptions:
+    dyad_key: str = "dyad"
+    roles: tuple[str, str] = ("client", "therapist")
+    match: Match = "fingerprint"
+    dyads: Mapping[str, str] = field(default_factory=dict)  # recording path or name -> label
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Group:
+    label: str
+    media_key: str
+    series: tuple[Series, ...]  # the pair first (a, b), then any others by label
+    pair: tuple[Series, Series] | None
+    paired_by: str  # "roles", "label order" or "" (no pair)
+
+    @property
+    def n_bins(self) -> int:
+        return max(len(s.values) for s in self.series)
+
+    @property
+    def media(self) -> Media:
+        return self.series[0].media
+
+    @property
+    def rate_hz(self) -> float:
+        return self.series[0].rate_hz
+
+    @property
+    def duration_s(self) -> float:
+        return max(s.duration_s for s in self.series)
+
+
+def media_key(media: Media, match: Match) -> str:
+    if match == "any":
+        return "any"
+    if match == "fingerprint" and media.fingerprint:
+        return media.fingerprint
+    if media.path:
+        return "file:" + media.path.replace("\\", "/").rsplit("/", 1)[-1]
+    return f"unknown:{media.media_id}"
+
+
+def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that puts D2 before D10."""
+    return tuple((0, int(p)) if p.isdigit() else (1, p)
+                 for p in re.split(r"(\d+)", text) if p)
+
+
+def dyad_label(s: Series, options: PairingOptions) -> str | None:
+    for name in (str(s.recording.path), s.recording.path.name):
+        if name in options.dyads:
+            return options.dyads[name]
+    value = s.recording.session.get(options.dyad_key)
+    return None if value is None or value == "" else str(value)
+
+
+def _pair(series: list[Series], roles: tuple[str, str]) -> tuple[tuple[Series, ...],
+                                                                  tuple[Series, Series] | None,
+                                                                  str]:
+    by = {s.rater: s for s in series}
+    others = sorted((s for s in series if s.rater not in roles), key=lambda s: s.rater)
+    if roles[0] in by and roles[1] in by:
+        a, b = by[roles[0]], by[roles[1]]
+        return (a, b, *others), (a, b), "roles"
+    if len(series) == 2:
+        a, b = sorted(series, key=lambda s: s.rater)
+        return (a, b), (a, b), "label order"
+    ordered = [by[r] for r in roles if r in by] + others
+    return tuple(ordered), None, ""
+
+
+def group_series(series: Sequence[Series], options: PairingOptions | None = None) -> list[Group]:
+    opt = options or PairingOptions()
+    by_media: dict[str, list[Series]] = {}
+    for s in series:
+        by_media.setdefault(media_key(s.media, opt.match), []).append(s)
+    raw: list[tuple[str, str, list[Series]]] = []
+    for key, members in by_media.items():
+        labelled: dict[str, list[Series]] = {}
+        unlabelled: list[Series] = []
+        for s in members:
+            label = dyad_label(s, opt)
+            (labelled.setdefault(label, []) if label is not None else unlabelled).append(s)
+        if unlabelled and len(labelled) > 1:
+            names = ", ".join(s.recording.path.name for s in unlabelled)
+            raise PairingError(f"{names}: no dyad label, and the video is in dyads "
+                               f"{', '.join(sorted(labelled))}; give one with "
+                               "--dyad RECORDING=LABEL")
+        if unlabelled:
+            if labelled:
+                only = next(iter(labelled))
+                labelled[only].extend(unlabelled)
+            else:
+                labelled[members[0].media.name] = unlabelled
+        for label, ss in labelled.items():
+            raw.append((label, key, ss))
+    counts: dict[str, int] = {}
+    for label, _, _ in raw:
+        counts[label] = counts.get(label, 0) + 1
+    groups = []
+    for label, key, ss in raw:
+        seen: dict[str, Series] = {}
+        for s in ss:
+            if s.rater in seen:
+                raise PairingError(
+                    f"rater {s.rater!r} appears twice for {label} ({seen[s.rater].label} and "
+                    f"{s.label}); relabel one with --rater RECORDING[:DIAL]=LABEL or leave "
+                    "it out")
+            seen[s.rater] = s
+        ordered, pair, how = _pair(ss, opt.roles)
+        name = label if counts[label] == 1 else f"{label} {ss[0].media.name}"
+        groups.append(Group(label=name, media_key=key, series=ordered, pair=pair,
+                            paired_by=how))
+    return sorted(groups, key=lambda g: natural_key(g.label))

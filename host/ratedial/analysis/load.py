@@ -1,0 +1,234 @@
+"""Load recordings into rater series on a common media-time grid.
+
+A *series* is what one dial rated of one video in one recording, on the grid of
+:mod:`ratedial.analysis.align`. Series of the same video from different recordings line up
+bin for bin, because every grid starts at media time 0 with the same rate.
+
+Invariants:
+
+* Memory is bounded by the number of grid bins and sample groups, not by the number of
+  samples: SQLite aggregates (:func:`ratedial.analysis.read.sample_groups`).
+* Long recordings are read in parallel, one forked worker process per epoch (threads would
+  contend on SQLite's global allocator lock), but only where ``fork`` is safe (POSIX, no
+  other thread running); otherwise one after the other. The result is the same either way.
+* Rater labels come from ``dials.rater``, then from overrides; a dial without any label is
+  called by its uid.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..recording.schema import MediaState
+from .align import (
+    AlignOptions,
+    Binned,
+    FloatArray,
+    StatusArray,
+    fill_short,
+    pass_ids,
+    resolve,
+)
+from .errors import NothingToAnalyse, UsageError
+from .read import (
+    BIN_NO_MEDIA_TIME,
+    Dial,
+    Gap,
+    Groups,
+    Media,
+    Recording,
+    read_recording,
+    sample_groups,
+)
+
+DEFAULT_SAMPLE_RATE_HZ = 1000.0
+#: Below this many samples in all, reading in worker processes costs more than it saves.
+PARALLEL_MIN_SAMPLES = 1_500_000
+
+_STATE_REASON = {int(MediaState.UNKNOWN): "state_unknown", int(MediaState.PAUSED): "paused",
+                 int(MediaState.SEEKING): "seeking", int(MediaState.ENDED): "ended",
+                 int(MediaState.NONE): "no_player"}
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Series:
+    """One rater's ratings of one video, on the grid."""
+
+    recording: Recording
+    dial: Dial
+    media: Media
+    rater: str
+    options: AlignOptions
+    binned: Binned
+    passes: int  # passes over this video (1 when watched once straight through)
+    samples_used: int
+    excluded: dict[str, int] = field(default_factory=dict)  # samples left out, by reason
+    gaps: tuple[Gap, ...] = ()
+
+    @property
+    def values(self) -> FloatArray:
+        return self.binned.values
+
+    @property
+    def status(self) -> StatusArray:
+        return self.binned.status
+
+    @property
+    def rate_hz(self) -> float:
+        return self.options.rate_hz
+
+    @property
+    def duration_s(self) -> float:
+        if self.media.duration_s:
+            return float(self.media.duration_s)
+        return len(self.values) / self.rate_hz
+
+    @property
+    def label(self) -> str:
+        """``rater`` in ``recording`` (for messages)."""
+        return f"{self.rater} ({self.recording.path.name})"
+
+
+def parse_rater_overrides(specs: Iterable[str]) -> dict[str, str]:
+    """``["REC=LABEL", "REC:DIAL=LABEL"]`` → ``{"REC": "LABEL", "REC:DIAL": "LABEL"}``."""
+    out: dict[str, str] = {}
+    for spec in specs:
+        target, sep, label = spec.rpartition("=")
+        if not sep or not target or not label:
+            raise UsageError(f"--rater {spec!r}: expected RECORDING=LABEL or "
+                             "RECORDING:DIAL=LABEL")
+        out[target] = label
+    return out
+
+
+def rater_label(rec: Recording, dial: Dial, overrides: Mapping[str, str]) -> str:
+    names = {str(rec.path), rec.path.name}
+    for name in names:
+        for sel in (dial.uid, str(dial.dial_id), dial.rater):
+            if sel is not None and f"{name}:{sel}" in overrides:
+                return overrides[f"{name}:{sel}"]
+    for name in names:
+        if name in overrides:
+            if len(rec.dials) > 1:
+                raise UsageError(f"--rater {name}=...: {rec.path.name} holds "
+                                 f"{len(rec.dials)} dials; name one as {name}:DIAL=LABEL "
+                                 f"(DIAL: {', '.join(d.uid for d in rec.dials)})")
+            return overrides[name]
+    return dial.rater or dial.uid
+
+
+def _block(rate_hz: float | None, options: AlignOptions) -> int:
+    """Consecutive samples one SQL group may span: at most 0.1 s and half the tolerance."""
+    span_s = min(0.1, options.rewind_tolerance_s / 2)
+    return max(1, int((rate_hz or DEFAULT_SAMPLE_RATE_HZ) * span_s))
+
+
+def _n_bins(media: Media, max_bin: int, options: AlignOptions) -> int:
+    n = max_bin + 1
+    if media.duration_s:
+        n = max(n, math.ceil(media.duration_s * options.rate_hz - 1e-9))
+    return n
+
+
+def _build(rec: Recording, dial: Dial, groups: Sequence[Groups], overrides: Mapping[str, str],
+           options: AlignOptions) -> list[Series]:
+    excluded: dict[int, dict[str, int]] = {}
+    no_time = 0
+    for g in groups:
+        out = g.bin < 0
+        for mid, state, b, n in zip(g.media_id[out], g.state[out], g.bin[out], g.count[out],
+                                    strict=True):
+            if b == BIN_NO_MEDIA_TIME or mid < 0:
+                no_time += int(n)
+                continue
+            reason = _STATE_REASON.get(int(state), f"state_{state}")
+            per = excluded.setdefault(int(mid), {})
+            per[reason] = per.get(reason, 0) + int(n)
+    series = []
+    gaps = tuple(gp for gp in rec.gaps if gp.dial_id == dial.dial_id)
+    for media in rec.media:
+        parts_p, parts_g = [], []
+        next_pass = 0
+        for g in groups:  # epochs in order; every epoch starts a new pass
+            mine = g.take((g.media_id == media.media_id) & (g.bin >= 0))
+            if len(mine.bin) == 0:
+                continue
+            p = pass_ids(mine.media_min, mine.media_max, tolerance_s=options.rewind_tolerance_s,
+                         start=next_pass)
+            next_pass = int(p[-1]) + 1
+            parts_p.append(p)
+            parts_g.append(mine)
+        if not parts_g:
+            continue
+        pid = np.concatenate(parts_p)
+        bins = np.concatenate([g.bin for g in parts_g])
+        sums = np.concatenate([g.rating_sum for g in parts_g])
+        counts = np.concatenate([g.count for g in parts_g])
+        binned = resolve(pid, bins, sums, counts, n_bins=_n_bins(media, int(bins.max()), options),
+                         rule=options.rerate)
+        binned = fill_short(binned, max_fill_bins=int(options.max_fill_s * options.rate_hz
+                                                      + 1e-9))
+        ex = dict(excluded.get(media.media_id, {}))
+        if no_time:
+            ex["no_media_time"] = no_time
+        series.append(Series(recording=rec, dial=dial, media=media,
+                             rater=rater_label(rec, dial, overrides), options=options,
+                             binned=binned, passes=next_pass, samples_used=int(counts.sum()),
+                             excluded=ex, gaps=gaps))
+    return series
+
+
+def _fork_context() -> multiprocessing.context.BaseContext | None:
+    # fork needs no importable __main__ (spawn would re-run the caller's script), and is safe
+    # while this process runs a single thread
+    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return None
+
+
+def _groups_job(job: tuple[str, int, float, int]) -> Groups:
+    path, epoch_id, rate_hz, block = job
+    return sample_groups(path, epoch_id, rate_hz=rate_hz, block=block)
+
+
+def load(paths: Sequence[str | Path], options: AlignOptions | None = None, *,
+         raters: Mapping[str, str] | None = None, workers: int | None = None) -> list[Series]:
+    """Read ``paths`` and return every (recording, dial, video) series, in input order.
+
+    Raises :class:`NothingToAnalyse` when no recording holds a sample with a media time.
+    """
+    options = options or AlignOptions()
+    overrides = dict(raters or {})
+    recs = [read_recording(p) for p in paths]
+    tasks = [(r, e) for r in recs for e in r.epochs if e.last_index is not None]
+    jobs = [(str(r.path), e.epoch_id, options.rate_hz, _block(e.rate_hz, options))
+            for r, e in tasks]
+    total = sum((e.last_index or 0) + 1 for _, e in tasks)
+    n_workers = min(len(jobs), workers or os.cpu_count() or 1)
+    ctx = _fork_context()
+    if ctx is not None and n_workers > 1 and total >= PARALLEL_MIN_SAMPLES:
+        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
+            done = list(pool.map(_groups_job, jobs))
+    else:
+        done = [_groups_job(j) for j in jobs]
+    by_epoch = {(id(r), e.epoch_id): g for (r, e), g in zip(tasks, done, strict=True)}
+    out: list[Series] = []
+    for rec in recs:
+        for dial in rec.dials:
+            groups = [by_epoch[(id(rec), e.epoch_id)] for e in rec.epochs_of(dial.dial_id)
+                      if (id(rec), e.epoch_id) in by_epoch]
+            out.extend(_build(rec, dial, groups, overrides, options))
+    if not out:
+        names = ", ".join(r.path.name for r in recs)
+        raise NothingToAnalyse(f"no samples with a media time in {names}: was a player "
+                               "followed (ratedial run --player/--video)?")
+    return out

@@ -1,0 +1,220 @@
+"""A small synchronous client of mpv's JSON IPC, for replaying segments in the interview.
+
+mpv is started by us with ``--input-ipc-server=SOCKET --idle=yes`` (and ``--vo=null
+--ao=null`` without a display). Messages are JSON lines; replies carry our ``request_id``;
+everything else (events, observed property changes) is queued until asked for.
+
+Invariants:
+
+* Every wait has a timeout; a dead or silent mpv becomes a :class:`PlayerError`, never a hang.
+* We only ever stop the mpv process we started (``quit``, then terminate, then kill).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import PlayerError
+
+Event = dict[str, Any]
+
+
+class MpvClient:
+    """Commands and events over one connected IPC socket."""
+
+    def __init__(self, sock: socket.socket, *, timeout: float = 10.0) -> None:
+        self._sock = sock
+        self._buf = b""
+        self._next_id = 1
+        self.timeout = timeout
+        self.events: deque[Event] = deque(maxlen=10_000)
+
+    @classmethod
+    def connect(cls, path: str, *, timeout: float = 10.0,
+                alive: Callable[[], bool] = lambda: True) -> MpvClient:
+        deadline = time.monotonic() + timeout
+        while True:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(path)
+                return cls(s, timeout=timeout)
+            except OSError:
+                s.close()
+                if time.monotonic() > deadline or not alive():
+                    raise PlayerError(f"mpv did not open its IPC socket {path}") from None
+                time.sleep(0.05)
+
+    def _read_message(self, deadline: float) -> Event:
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            self._sock.settimeout(left)
+            try:
+                chunk = self._sock.recv(65536)
+            except TimeoutError:
+                raise
+            except OSError as exc:
+                raise PlayerError(f"lost the connection to mpv: {exc}") from None
+            if not chunk:
+                raise PlayerError("mpv closed its IPC connection")
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            return {}
+        return msg if isinstance(msg, dict) else {}
+
+    def command(self, *args: Any, timeout: float | None = None) -> Any:
+        """Run an mpv command; returns its ``data``; raises on an error reply."""
+        rid = self._next_id
+        self._next_id += 1
+        payload = json.dumps({"command": list(args), "request_id": rid}) + "\n"
+        try:
+            self._sock.sendall(payload.encode())
+        except OSError as exc:
+            raise PlayerError(f"cannot talk to mpv: {exc}") from None
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            try:
+                msg = self._read_message(deadline)
+            except TimeoutError:
+                raise PlayerError(f"mpv did not answer {args[0]!r}") from None
+            if msg.get("request_id") == rid and "error" in msg:
+                if msg["error"] != "success":
+                    raise PlayerError(f"mpv: {args[0]} failed: {msg['error']}")
+                return msg.get("data")
+            if "event" in msg:
+                self.events.append(msg)
+
+    def get(self, name: str) -> Any:
+        return self.command("get_property", name)
+
+    def set(self, name: str, value: Any) -> None:
+        self.command("set_property", name, value)
+
+    def observe(self, name: str, ident: int) -> None:
+        self.command("observe_property", ident, name)
+
+    def wait_for(self, predicate: Callable[[Event], bool], timeout: float) -> Event:
+        """The first queued or arriving event that satisfies ``predicate``; earlier events
+        are dropped."""
+        while self.events:
+            ev = self.events.popleft()
+            if predicate(ev):
+                return ev
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                ev = self._read_message(deadline)
+            except TimeoutError:
+                raise PlayerError("mpv did not get there in time") from None
+            if "event" in ev and predicate(ev):
+                return ev
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+
+def has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+class MpvPlayer:
+    """An mpv process we start, load one video into, and play spans of."""
+
+    TIME_POS = 1
+    EOF = 2
+
+    def __init__(self, video: str | Path, *, mpv: str = "mpv", headless: bool | None = None,
+                 speed: float = 1.0, extra_args: Sequence[str] = (),
+                 timeout: float = 15.0) -> None:
+        exe = shutil.which(mpv)
+        if exe is None:
+            raise PlayerError(f"{mpv} not found: install mpv (apt-get install mpv) or pass "
+                              "--mpv PATH, or use --no-video")
+        self.video = str(video)
+        self.speed = speed
+        self._dir = tempfile.mkdtemp(prefix="ratedial-mpv-")
+        self._sock_path = os.path.join(self._dir, "ipc.sock")
+        headless = not has_display() if headless is None else headless
+        args = [exe, "--idle=yes", "--pause", "--keep-open=yes", "--no-terminal",
+                "--really-quiet", f"--input-ipc-server={self._sock_path}",
+                "--osd-level=1", *(["--vo=null", "--ao=null"] if headless else []),
+                *extra_args]
+        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            self.client = MpvClient.connect(self._sock_path, timeout=timeout,
+                                            alive=lambda: self._proc.poll() is None)
+            self.client.observe("time-pos", self.TIME_POS)
+            self.client.observe("eof-reached", self.EOF)
+            self.client.command("loadfile", self.video)
+            self.client.wait_for(lambda e: e.get("event") in ("file-loaded", "end-file"),
+                                 timeout)
+            if self.client.get("path") is None:
+                raise PlayerError(f"mpv could not open {self.video}")
+            self.duration_s: float | None = self.client.get("duration")
+            self.client.set("speed", speed)
+        except BaseException:
+            self.close()
+            raise
+
+    def play(self, start_s: float, end_s: float) -> float:
+        """Play ``[start_s, end_s)`` and pause; returns where playback stopped."""
+        c = self.client
+        c.set("pause", True)
+        c.events.clear()
+        c.command("seek", max(0.0, start_s), "absolute+exact")
+        with contextlib.suppress(PlayerError):
+            c.wait_for(lambda e: e.get("event") == "playback-restart", 5.0)
+        c.set("pause", False)
+
+        def done(e: Event) -> bool:
+            if e.get("event") == "end-file":
+                return True
+            if e.get("event") != "property-change":
+                return False
+            if e.get("id") == self.EOF:
+                return e.get("data") is True
+            pos = e.get("data")
+            return e.get("id") == self.TIME_POS and isinstance(pos, int | float) and (
+                pos >= end_s - 0.02)
+
+        try:
+            c.wait_for(done, (end_s - start_s) / self.speed + 10.0)
+        finally:
+            with contextlib.suppress(PlayerError):
+                c.set("pause", True)
+        pos = c.get("time-pos")
+        return float(pos) if isinstance(pos, int | float) else end_s
+
+    def close(self) -> None:
+        client = getattr(self, "client", None)
+        if client is not None:
+            with contextlib.suppress(PlayerError):
+                client.command("quit", timeout=2.0)
+            client.close()
+        try:
+            self._proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        shutil.rmtree(self._dir, ignore_errors=True)

@@ -1,0 +1,109 @@
+"""Writing to a finished recording: annotations (``meta.annotations``) and interview notes.
+
+Invariants:
+
+* Only the ``meta`` key ``annotations`` and the ``notes`` table are ever written; samples and
+  everything the daemon recorded stay as they were.
+* Each change is one transaction, and every annotation change is also appended to ``notes``
+  (kind ``annotation``), so the history of a questionnaire score is kept.
+* The file keeps its permissions (SQLite gives new ``-wal``/``-shm`` files the mode of the
+  database).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import NotARecording, UsageError
+from .read import connect
+
+KINDS = ("segment_note", "guess", "annotation")
+
+
+def parse_value(text: str) -> Any:
+    """``"34"`` → 34, ``"4.5"`` → 4.5, ``"true"`` → True, ``"null"`` → None, else the text."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("null", "none", ""):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{item!r}: expected KEY=VALUE, e.g. wai=52")
+        out[key.strip()] = parse_value(value)
+    return out
+
+
+def add_note(path: str | Path, kind: str, data: Mapping[str, Any]) -> int:
+    """Append one row to the recording's ``notes``; returns its ``note_id``."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown note kind {kind!r}")
+    con = connect(path, write=True)
+    try:
+        with con:
+            cur = con.execute("INSERT INTO notes (wall_ns, kind, data) VALUES (?,?,?)",
+                              (time.time_ns(), kind, json.dumps(dict(data))))
+        return int(cur.lastrowid or 0)
+    except sqlite3.Error as exc:
+        raise NotARecording(f"{path}: cannot save the note: {exc}") from None
+    finally:
+        con.close()
+
+
+def annotate(path: str | Path, values: Mapping[str, Any],
+             remove: Iterable[str] = ()) -> dict[str, Any]:
+    """Merge ``values`` into ``meta.annotations`` (and drop ``remove``); returns the result."""
+    drop = list(remove)
+    con = connect(path, write=True)
+    try:
+        con.isolation_level = None
+        con.execute("BEGIN IMMEDIATE")
+        row = con.execute("SELECT value FROM meta WHERE key = 'annotations'").fetchone()
+        current = json.loads(row[0]) if row else {}
+        if not isinstance(current, dict):
+            current = {}
+        current.update(values)
+        for key in drop:
+            current.pop(key, None)
+        con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('annotations', ?)",
+                    (json.dumps(current),))
+        con.execute("INSERT INTO notes (wall_ns, kind, data) VALUES (?,?,?)",
+                    (time.time_ns(), "annotation", json.dumps({"set": dict(values),
+                                                               "removed": drop})))
+        con.execute("COMMIT")
+    except sqlite3.Error as exc:
+        raise NotARecording(f"{path}: cannot write annotations: {exc}") from None
+    finally:
+        con.close()
+    return current
+
+
+def read_notes(path: str | Path, kind: str | None = None) -> list[dict[str, Any]]:
+    """Notes in the order written: ``{"note_id", "wall_ns", "kind", "data"}``."""
+    con = connect(path)
+    try:
+        sql = "SELECT note_id, wall_ns, kind, data FROM notes"
+        rows = (con.execute(sql + " WHERE kind = ? ORDER BY note_id", (kind,)) if kind
+                else con.execute(sql + " ORDER BY note_id")).fetchall()
+    finally:
+        con.close()
+    return [{"note_id": r[0], "wall_ns": r[1], "kind": r[2], "data": json.loads(r[3])}
+            for r in rows]

@@ -1,0 +1,289 @@
+"""Reading recording files (docs/recording.md): read-only, in bounded memory.
+
+Invariants:
+
+* A recording is opened read-only (``mode=ro``); nothing here writes to it.
+* Samples are never loaded whole: :func:`sample_groups` lets SQLite aggregate the samples of
+  one epoch into groups of at most ``block`` consecutive sample indices that share media,
+  player state and grid bin, and streams those groups out in chunks. The groups keep
+  everything the alignment needs (order, media-time range, rating sum and count), at about
+  one group per grid bin instead of one row per sample.
+* Every query names its columns; unknown extra columns or tables in newer files are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..recording.schema import FORMAT, FORMAT_VERSION, MediaState
+from .errors import NotARecording
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+#: Group ``bin`` values that are not grid bins: why the samples are not on the media timeline.
+BIN_NO_MEDIA_TIME = -1  # media_s is NULL (no player, player lost, state unknown)
+BIN_NOT_PLAYING = -2  # a media time is known, but the video was paused, seeking or ended
+
+CHUNK_ROWS = 65_536
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dial:
+    dial_id: int
+    uid: str
+    rater: str | None
+    board: str | None
+    firmware: str | None
+    backend: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Media:
+    media_id: int
+    path: str | None
+    duration_s: float | None
+    fps: float | None
+    fingerprint: str | None
+
+    @property
+    def name(self) -> str:
+        if self.path:
+            return Path(self.path).name
+        return (self.fingerprint or f"media {self.media_id}")[:24]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Epoch:
+    epoch_id: int
+    dial_id: int
+    boot_id: int
+    rate_hz: float | None  # from the dial's HELLO
+    last_index: int | None  # highest sample index recorded (None: no samples)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Gap:
+    """Missing samples ``[first_index, end_index)`` of an epoch, placed on the media timeline
+    by the samples on either side (``None`` where a side has no media time)."""
+
+    epoch_id: int
+    dial_id: int
+    first_index: int
+    end_index: int
+    reason: str
+    seconds: float | None  # n_missing / sample rate
+    media_from_s: float | None
+    media_to_s: float | None
+
+    @property
+    def n_missing(self) -> int:
+        return self.end_index - self.first_index
+
+
+@dataclass(frozen=True, kw_only=True)
+class Clock:
+    """The device-to-host clock model of one epoch, summarised."""
+
+    epoch_id: int
+    models: int
+    uncertainty_us_median: float | None
+    uncertainty_us_max: float | None
+    skew_ppm: float | None  # the last fitted skew
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recording:
+    path: Path
+    meta: dict[str, Any]
+    dials: tuple[Dial, ...]
+    media: tuple[Media, ...]
+    epochs: tuple[Epoch, ...]
+    gaps: tuple[Gap, ...]
+    clocks: tuple[Clock, ...]
+
+    @property
+    def session(self) -> dict[str, Any]:
+        s = self.meta.get("session")
+        return s if isinstance(s, dict) else {}
+
+    @property
+    def annotations(self) -> dict[str, Any]:
+        a = self.meta.get("annotations")
+        return a if isinstance(a, dict) else {}
+
+    @property
+    def scale(self) -> dict[str, Any]:
+        s = self.meta.get("scale")
+        return s if isinstance(s, dict) else {}
+
+    def anchors(self) -> dict[float, str]:
+        """Scale anchors, e.g. ``{0.0: "hindering", 50.0: "neutral", 100.0: "helpful"}``."""
+        raw = self.scale.get("anchors")
+        out: dict[float, str] = {}
+        if isinstance(raw, dict):
+            for k, v in raw.items():
+                try:
+                    out[float(k)] = str(v)
+                except ValueError:
+                    continue
+        return dict(sorted(out.items()))
+
+    def epochs_of(self, dial_id: int) -> list[Epoch]:
+        return sorted((e for e in self.epochs if e.dial_id == dial_id), key=lambda e: e.epoch_id)
+
+
+def connect(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
+    """Open a recording (read-only unless ``write``) after checking that it is one."""
+    p = Path(path)
+    if not p.is_file():
+        raise NotARecording(f"{p}: no such recording file")
+    uri = p.resolve().as_uri() + ("?mode=rw" if write else "?mode=ro")
+    try:
+        con = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        row = con.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        version = con.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
+    except sqlite3.Error:
+        raise NotARecording(f"{p} is not a ratedial recording (not an SQLite file with a "
+                            "meta table)") from None
+    if row is None or json.loads(row[0]) != FORMAT:
+        con.close()
+        raise NotARecording(f"{p} is not a ratedial recording (meta.format is not {FORMAT!r})")
+    if version is None or json.loads(version[0]) != FORMAT_VERSION:
+        con.close()
+        raise NotARecording(f"{p} has recording format version "
+                            f"{None if version is None else json.loads(version[0])}; this "
+                            f"ratedial reads version {FORMAT_VERSION}")
+    return con
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def read_recording(path: str | Path) -> Recording:
+    """Everything about a recording except its samples."""
+    p = Path(path)
+    con = connect(p)
+    try:
+        meta = {k: _json(v) for k, v in con.execute("SELECT key, value FROM meta")}
+        dials = tuple(Dial(dial_id=r[0], uid=r[1], rater=r[2], board=r[3], firmware=r[4],
+                           backend=r[5])
+                      for r in con.execute("SELECT dial_id, uid, rater, board, firmware, backend "
+                                           "FROM dials ORDER BY dial_id"))
+        media = tuple(Media(media_id=r[0], path=r[1], duration_s=r[2], fps=r[3],
+                            fingerprint=r[4])
+                      for r in con.execute("SELECT media_id, path, duration_s, fps, fingerprint "
+                                           "FROM media ORDER BY media_id"))
+        epochs = []
+        for eid, did, boot, hello in con.execute(
+                "SELECT epoch_id, dial_id, boot_id, hello FROM epochs ORDER BY epoch_id"):
+            h = _json(hello)
+            rate = h.get("rate_hz") if isinstance(h, dict) else None
+            last = con.execute("SELECT MAX(sample_index) FROM samples WHERE epoch_id=?",
+                               (eid,)).fetchone()[0]
+            epochs.append(Epoch(epoch_id=eid, dial_id=did, boot_id=boot,
+                                rate_hz=float(rate) if isinstance(rate, int | float) and rate > 0
+                                else None, last_index=last))
+        rates = {e.epoch_id: e.rate_hz for e in epochs}
+        gaps = []
+        for eid, did, first, end, reason in con.execute(
+                "SELECT epoch_id, dial_id, first_index, end_index, reason FROM gaps "
+                "ORDER BY epoch_id, first_index").fetchall():
+            before = con.execute("SELECT media_s FROM samples WHERE epoch_id=? AND "
+                                 "sample_index=?", (eid, first - 1)).fetchone()
+            after = con.execute("SELECT media_s FROM samples WHERE epoch_id=? AND "
+                                "sample_index=?", (eid, end)).fetchone()
+            rate = rates.get(eid)
+            gaps.append(Gap(epoch_id=eid, dial_id=did, first_index=first, end_index=end,
+                            reason=reason, seconds=None if rate is None else (end - first) / rate,
+                            media_from_s=None if before is None else before[0],
+                            media_to_s=None if after is None else after[0]))
+        clocks = []
+        for eid in sorted(rates):
+            rows = con.execute("SELECT uncertainty_ns, skew_ppm FROM clock_models "
+                               "WHERE epoch_id=? ORDER BY host_ns", (eid,)).fetchall()
+            unc = [r[0] / 1000 for r in rows if r[0] is not None]
+            clocks.append(Clock(epoch_id=eid, models=len(rows),
+                                uncertainty_us_median=statistics.median(unc) if unc else None,
+                                uncertainty_us_max=max(unc) if unc else None,
+                                skew_ppm=rows[-1][1] if rows else None))
+    except sqlite3.Error as exc:
+        raise NotARecording(f"{p}: cannot read the recording: {exc}") from None
+    finally:
+        con.close()
+    return Recording(path=p, meta=meta, dials=dials, media=media, epochs=tuple(epochs),
+                     gaps=tuple(gaps), clocks=tuple(clocks))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Groups:
+    """The samples of one epoch, aggregated (see the module docstring), in recording order.
+
+    ``bin`` is the grid bin ``floor(media_s * rate_hz)`` of samples taken while the video
+    played, or :data:`BIN_NO_MEDIA_TIME` / :data:`BIN_NOT_PLAYING` for excluded samples.
+    """
+
+    first_index: IntArray
+    media_id: IntArray  # -1 for NULL
+    state: IntArray
+    bin: IntArray
+    media_min: FloatArray
+    media_max: FloatArray
+    rating_sum: FloatArray
+    count: IntArray
+
+    def take(self, mask: npt.NDArray[np.bool_]) -> Groups:
+        return Groups(first_index=self.first_index[mask], media_id=self.media_id[mask],
+                      state=self.state[mask], bin=self.bin[mask],
+                      media_min=self.media_min[mask], media_max=self.media_max[mask],
+                      rating_sum=self.rating_sum[mask], count=self.count[mask])
+
+
+_GROUP_SQL = f"""
+SELECT MIN(sample_index), COALESCE(media_id, -1), media_state, bin,
+       COALESCE(MIN(media_s), -1.0), COALESCE(MAX(media_s), -1.0), SUM(rating), COUNT(*)
+FROM (SELECT sample_index, media_id, media_state, media_s, rating,
+             CASE WHEN media_s IS NULL OR media_s < 0 THEN {BIN_NO_MEDIA_TIME}
+                  WHEN media_state = {int(MediaState.PLAYING)}
+                       THEN CAST(media_s * :rate + 1e-9 AS INTEGER)
+                  ELSE {BIN_NOT_PLAYING} END AS bin
+      FROM samples WHERE epoch_id = :epoch)
+GROUP BY sample_index / :block, media_id, media_state, bin
+"""
+
+
+def sample_groups(path: str | Path, epoch_id: int, *, rate_hz: float, block: int) -> Groups:
+    """Aggregate the samples of one epoch for a grid of ``rate_hz`` (see :class:`Groups`).
+
+    ``block`` bounds how many consecutive sample indices one group may span; keep
+    ``block / sample rate`` below the rewind tolerance so that a rewind never merges two
+    passes over the same bin into one group.
+    """
+    con = connect(path)
+    try:
+        cur = con.execute(_GROUP_SQL, {"rate": rate_hz, "epoch": epoch_id, "block": block})
+        parts: list[npt.NDArray[np.float64]] = []
+        while rows := cur.fetchmany(CHUNK_ROWS):
+            parts.append(np.array(rows, dtype=np.float64).reshape(len(rows), 8))
+    except sqlite3.Error as exc:
+        raise NotARecording(f"{path}: cannot read samples: {exc}") from None
+    finally:
+        con.close()
+    a = np.concatenate(parts) if parts else np.zeros((0, 8))
+    a = a[np.argsort(a[:, 0], kind="stable")]
+    as_int = a[:, [0, 1, 2, 3, 7]].astype(np.int64)
+    return Groups(first_index=as_int[:, 0], media_id=as_int[:, 1], state=as_int[:, 2],
+                  bin=as_int[:, 3], media_min=a[:, 4].copy(), media_max=a[:, 5].copy(),
+                  rating_sum=a[:, 6].copy(), count=as_int[:, 4])

@@ -1,0 +1,161 @@
+"""The human-readable report of ``ratedial analyze`` (plain text, fits 100 columns)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from .analyse import GroupResult, PairResult, RaterResult
+from .mediatime import fmt_span, fmt_time
+from .stats import CATEGORY_NAMES, Estimate
+
+
+def _f(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{100 * x:.0f}%"
+
+
+def _p(p: float) -> str:
+    if not math.isfinite(p):
+        return "-"
+    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
+
+
+def _est(e: Estimate, digits: int = 2) -> str:
+    return f"{_f(e.value, digits)}  95% CI [{_f(e.ci_low, digits)}, {_f(e.ci_high, digits)}]"
+
+
+def _passes(n: int) -> str:
+    return "1 pass" if n == 1 else f"{n} passes"
+
+
+def _rater_lines(rs: Sequence[RaterResult]) -> list[str]:
+    rows: list[tuple[str, list[str]]] = [
+        ("", [r.rater for r in rs]),
+        ("recording", [r.series.recording.path.name for r in rs]),
+        ("mean (SD)", [f"{_f(r.describe.mean)} ({_f(r.describe.sd)})" for r in rs]),
+        ("median", [_f(r.describe.median) for r in rs]),
+        ("range", [f"{_f(r.describe.minimum, 0)}-{_f(r.describe.maximum, 0)} "
+                   f"({_f(r.describe.range, 0)})" for r in rs]),
+        ("below band", [_pct(r.describe.below) for r in rs]),
+        ("within band", [_pct(r.describe.within) for r in rs]),
+        ("above band", [_pct(r.describe.above) for r in rs]),
+        ("rated", [f"{fmt_time(r.rated_s + r.filled_s)} ({_pct(r.coverage)})" for r in rs]),
+        ("missing", [fmt_time(r.missing_s, tenths=True) for r in rs]),
+        ("filled (≤ limit)", [f"{r.filled_s:.1f} s" for r in rs]),
+        ("re-rated", [f"{fmt_time(r.rerated_s, tenths=True)} ({_passes(r.series.passes)})"
+                      for r in rs]),
+        ("gaps", [f"{r.gaps} ({r.missing_samples} samples)" for r in rs]),
+    ]
+    excluded = [", ".join(f"{k} {v}" for k, v in sorted(r.series.excluded.items())) or "none"
+                for r in rs]
+    rows.append(("samples left out", excluded))
+    w = max(len(c) for _, cells in rows for c in cells) + 3
+    lines = []
+    for name, cells in rows:
+        lines.append(f"  {name:<18}" + "".join(f"{c:<{w}}" for c in cells).rstrip())
+    return lines
+
+
+def _segment_lines(result: GroupResult) -> list[str]:
+    opt = result.options.segments
+    how = (f"{opt.window_s:g} s windows" if opt.mode == "windows" else
+           f"peaks of {opt.window_s:g} s means, ≥ {opt.min_separation_s or opt.window_s:g} s "
+           "apart")
+    lines = [f"Top and bottom segments ({how}, ≥ {opt.min_coverage:.0%} rated)"]
+    checks = {} if result.pair is None else {(c.owner, c.segment.label): c
+                                             for c in result.pair.checks}
+    for r in result.raters:
+        if not r.segments:
+            lines.append(f"  {r.rater}: none (too little rated time)")
+        for s in r.segments:
+            line = (f"  {r.rater:<10} {s.label}  {fmt_span(s.start_s, s.end_s):<17} "
+                    f"mean {_f(s.mean):>5}")
+            c = checks.get((r.rater, s.label))
+            if c is not None:
+                line += f"   {c.other} there: {_f(c.other_mean):>5} {c.other_category or ''}"
+                if c.overlap_same_s > 0:
+                    line += f", overlaps {c.other}'s {s.kind} segment"
+            lines.append(line.rstrip())
+    return lines
+
+
+def _pair_lines(p: PairResult, result: GroupResult) -> list[str]:
+    lines = [f"Agreement, {p.a} vs {p.b} (over {fmt_time(p.common_s)} rated by both"
+             + (", paired by label order" if p.paired_by == "label order" else "") + ")"]
+    ag = p.agreement
+    if ag is None:
+        lines.append("  too little time rated by both")
+        return lines
+    lines += [
+        f"  Pearson r       {_est(ag.pearson)}  p {_p(ag.pearson_p)} "
+        f"(effective n {ag.n_eff_pearson:.0f} of {ag.n} bins)",
+        f"  Spearman rho    {_est(ag.spearman)}  p {_p(ag.spearman_p)} "
+        f"(effective n {ag.n_eff_spearman:.0f})",
+        f"  ICC(2,1)        {_est(ag.icc2_1)}  (absolute agreement)",
+        f"  ICC(3,1)        {_est(ag.icc3_1)}  (consistency)",
+        f"  Cohen's kappa   {_est(ag.kappa)}  (hindering / neutral / helpful)",
+    ]
+    if math.isfinite(p.best_lag_r):
+        if p.best_lag_s == 0:
+            who = "no lag"
+        elif p.best_lag_s > 0:
+            who = f"{p.b} follows {p.a} by {p.best_lag_s:g} s"
+        else:
+            who = f"{p.a} follows {p.b} by {-p.best_lag_s:g} s"
+        lines.append(f"  best lag        {who} (r {_f(p.best_lag_r, 2)}; searched "
+                     f"±{result.options.max_lag_s:g} s)")
+    lines.append(f"  share of common time (rows {p.a}, columns {p.b}):")
+    lines.append("  " + " " * 14 + "".join(f"{c:>11}" for c in CATEGORY_NAMES))
+    for i, ca in enumerate(CATEGORY_NAMES):
+        lines.append(f"  {ca:>14}" + "".join(f"{_pct(x):>11}" for x in ag.confusion[i]))
+    for owner, other in ((p.a, p.b), (p.b, p.a)):
+        tops = [c for c in p.checks if c.owner == owner and c.segment.kind == "top"]
+        bots = [c for c in p.checks if c.owner == owner and c.segment.kind == "bottom"]
+        if tops or bots:
+            lines.append(f"  {owner}'s top segments rated helpful by {other}: "
+                         f"{sum(bool(c.agrees) for c in tops)} of {len(tops)}; bottom rated "
+                         f"hindering: {sum(bool(c.agrees) for c in bots)} of {len(bots)}")
+    if p.divergent:
+        lines.append("  Most divergent windows (mean |difference|):")
+        for d in p.divergent:
+            span = fmt_span(d.start_s, d.end_s)
+            lines.append(f"    {d.rank}  {span:<17} {_f(d.mean_abs_diff):>5}"
+                         f"   {p.a} {_f(d.mean_a)}, {p.b} {_f(d.mean_b)}")
+    return lines
+
+
+def format_group(result: GroupResult) -> str:
+    g = result.group
+    s0 = g.series[0]
+    band = result.options.band
+    head = (f"{g.label} · {g.media.name} · {fmt_time(g.duration_s)} · grid {s0.rate_hz:g} Hz, "
+            f"re-rated: {_RULE[s0.options.rerate]}, fill ≤ {s0.options.max_fill_s:g} s, "
+            f"neutral band {band.low:g}-{band.high:g}")
+    lines = [head, *_rater_lines(result.raters), "", *_segment_lines(result)]
+    if result.pair is not None:
+        lines += ["", *_pair_lines(result.pair, result)]
+    return "\n".join(lines)
+
+
+_RULE = {"last": "last pass wins", "first": "first pass", "mean": "mean of passes"}
+
+
+def format_overview(results: Sequence[GroupResult]) -> str:
+    """One line per dyad."""
+    lines = [f"{'dyad':<12}{'pair':<22}{'r':>6}{'95% CI':>16}{'p':>9}{'ICC(2,1)':>10}"
+             f"{'kappa':>7}{'lag s':>7}"]
+    for r in results:
+        p = r.pair
+        if p is None or p.agreement is None:
+            lines.append(f"{r.label:<12}{'(no pair)':<22}")
+            continue
+        ag = p.agreement
+        ci = f"[{_f(ag.pearson.ci_low, 2)}, {_f(ag.pearson.ci_high, 2)}]"
+        lines.append(f"{r.label:<12}{p.a + '/' + p.b:<22}{_f(ag.pearson.value, 2):>6}{ci:>16}"
+                     f"{_f(ag.pearson_p, 3):>9}{_f(ag.icc2_1.value, 2):>10}"
+                     f"{_f(ag.kappa.value, 2):>7}{p.best_lag_s:>7.1f}")
+    return "\n".join(lines)

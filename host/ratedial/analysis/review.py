@@ -1,0 +1,205 @@
+"""The recall interview and the guess test (``ratedial review``). Procedure: docs/analysis.md.
+
+* Review: a rater's top and bottom segments are replayed one by one (each with a lead-in) in
+  the chosen order; after each the interviewer types notes, saved at once to the recording
+  (``notes``, kind ``segment_note``).
+* Guess: the client's segments are replayed to the therapist in a seeded random order,
+  without saying which is which; the therapist answers helpful or hindering for each. The
+  answers, the seed, the order and the score are saved as one note (kind ``guess``).
+
+Invariants:
+
+* The player and the terminal are passed in (:class:`Player`, :class:`Prompter`), so the same
+  procedure runs with mpv and a person, or headless with scripted answers.
+* The truth of a segment is its kind: a top segment is "helpful", a bottom one "hindering".
+* Nothing of a guess test is saved unless every answer was given.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol, TextIO
+
+from .errors import ReviewAborted
+from .mediatime import fmt_span, fmt_time
+from .notes import add_note
+from .segments import Segment
+
+Order = Literal["rank", "chronological", "random"]
+ORDERS: tuple[Order, ...] = ("rank", "chronological", "random")
+TRUTH = {"top": "helpful", "bottom": "hindering"}
+_ANSWERS = {"helpful": "helpful", "help": "helpful", "+": "helpful", "h+": "helpful",
+            "hindering": "hindering", "hinder": "hindering", "-": "hindering",
+            "h-": "hindering"}
+
+
+class Player(Protocol):
+    def play(self, start_s: float, end_s: float) -> float:
+        """Play the span and pause at its end."""
+
+
+class NoVideo:
+    """``--no-video``: the interview without replay (e.g. the video is shown elsewhere)."""
+
+    def play(self, start_s: float, end_s: float) -> float:
+        return end_s
+
+
+class Prompter:
+    """Plain-terminal prompts: works with a person, a pipe or a file of answers."""
+
+    def __init__(self, inp: TextIO, out: TextIO) -> None:
+        self.inp = inp
+        self.out = out
+
+    def say(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def ask(self, prompt: str) -> str:
+        self.out.write(prompt)
+        self.out.flush()
+        line = self.inp.readline()
+        if not line:
+            self.out.write("\n")
+            raise ReviewAborted("input ended before the interview was complete")
+        return line.rstrip("\r\n")
+
+    def lines(self, prompt: str) -> list[str]:
+        """Lines up to an empty line (or the end of input)."""
+        out: list[str] = []
+        while True:
+            try:
+                line = self.ask(prompt)
+            except ReviewAborted:
+                if out:
+                    return out
+                raise
+            if not line.strip():
+                return out
+            out.append(line)
+
+
+def order_segments(segments: Sequence[Segment], order: Order,
+                   rng: random.Random | None = None) -> list[Segment]:
+    """``rank``: T1, T2, … then B1, B2, …; ``chronological``: by start; ``random``: shuffled
+    by ``rng``."""
+    if order == "rank":
+        return sorted(segments, key=lambda s: (s.kind != "top", s.rank))
+    if order == "chronological":
+        return sorted(segments, key=lambda s: s.start_s)
+    out = sorted(segments, key=lambda s: (s.kind != "top", s.rank))
+    (rng or random.Random()).shuffle(out)
+    return out
+
+
+def _segment_json(s: Segment) -> dict[str, Any]:
+    return {"label": s.label, "kind": s.kind, "rank": s.rank, "start_s": round(s.start_s, 3),
+            "end_s": round(s.end_s, 3), "mean": round(s.mean, 4)}
+
+
+def _play(player: Player, prompter: Prompter, s: Segment, lead_in_s: float) -> None:
+    start = max(0.0, s.start_s - lead_in_s)
+    prompter.say(f"      playing {fmt_time(start, tenths=True)} → "
+                 f"{fmt_time(s.end_s, tenths=True)} ({s.start_s - start:.0f} s lead-in)")
+    player.play(start, s.end_s)
+
+
+def run_review(recording: Path, rater: str, segments: Sequence[Segment], *, player: Player,
+               prompter: Prompter, order: Order = "rank", lead_in_s: float = 5.0,
+               seed: int | None = None, params: Mapping[str, Any] | None = None,
+               ) -> list[dict[str, Any]]:
+    """Replay each segment and save the interviewer's notes; returns the notes saved."""
+    if order == "random" and seed is None:
+        seed = secrets.randbelow(2**31)
+    shown = order_segments(segments, order, random.Random(seed))
+    how = f"random order (seed {seed})" if order == "random" else f"order {order}"
+    prompter.say(f"Review of {rater}'s segments in {recording.name}: {len(shown)} segments, "
+                 f"{how}.")
+    saved = []
+    for i, s in enumerate(shown, start=1):
+        what = "highest" if s.kind == "top" else "lowest"
+        prompter.say(f"[{i}/{len(shown)}] {rater} {s.label} ({what} {s.rank}): "
+                     f"{fmt_span(s.start_s, s.end_s)}, mean {s.mean:.1f}")
+        while True:
+            _play(player, prompter, s, lead_in_s)
+            prompter.say(f"Notes for {s.label} (end with an empty line; /replay to watch "
+                         "again):")
+            text = prompter.lines("> ")
+            if text and text[0].strip() == "/replay":
+                continue
+            break
+        data = {"rater": rater, "segment": _segment_json(s), "position": i,
+                "order": order, "seed": seed if order == "random" else None,
+                "lead_in_s": lead_in_s, "text": "\n".join(text), "params": dict(params or {})}
+        add_note(recording, "segment_note", data)
+        saved.append(data)
+        prompter.say("      saved." if text else "      saved (no note).")
+    return saved
+
+
+@dataclass(frozen=True, kw_only=True)
+class GuessResult:
+    seed: int
+    shown: tuple[Segment, ...]
+    answers: tuple[str, ...]
+    correct: tuple[bool, ...]
+
+    @property
+    def score(self) -> int:
+        return sum(self.correct)
+
+    def score_of(self, kind: str) -> tuple[int, int]:
+        pairs = [c for s, c in zip(self.shown, self.correct, strict=True) if s.kind == kind]
+        return sum(pairs), len(pairs)
+
+
+def parse_answer(text: str) -> str | None:
+    return _ANSWERS.get(text.strip().lower())
+
+
+def run_guess(recording: Path, rater: str, segments: Sequence[Segment], *, player: Player,
+              prompter: Prompter, answerer: str = "therapist", seed: int | None = None,
+              lead_in_s: float = 5.0, params: Mapping[str, Any] | None = None) -> GuessResult:
+    """The guess test; saves one ``guess`` note with answers, seed, order and score."""
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+    shown = tuple(order_segments(segments, "random", random.Random(seed)))
+    prompter.say(f"Guess test: {len(shown)} segments of {rater}'s ratings in random order "
+                 f"(seed {seed}). For each, {answerer}: was it helpful or hindering?")
+    answers: list[str] = []
+    for i, s in enumerate(shown, start=1):
+        prompter.say(f"[{i}/{len(shown)}] {fmt_span(s.start_s, s.end_s)}")
+        _play(player, prompter, s, lead_in_s)
+        while True:
+            text = prompter.ask("Helpful or hindering? (helpful / hindering, + / -, /replay) ")
+            if text.strip() == "/replay":
+                _play(player, prompter, s, lead_in_s)
+                continue
+            answer = parse_answer(text)
+            if answer is not None:
+                answers.append(answer)
+                break
+            prompter.say("  please answer helpful or hindering (or + / -)")
+    correct = tuple(a == TRUTH[s.kind] for s, a in zip(shown, answers, strict=True))
+    result = GuessResult(seed=seed, shown=shown, answers=tuple(answers), correct=correct)
+    top, bottom = result.score_of("top"), result.score_of("bottom")
+    add_note(recording, "guess", {
+        "rater": rater, "answered_by": answerer, "seed": seed,
+        "order": [s.label for s in shown], "lead_in_s": lead_in_s,
+        "segments": [_segment_json(s) for s in shown],
+        "answers": [{"segment": s.label, "answer": a, "truth": TRUTH[s.kind], "correct": c}
+                    for s, a, c in zip(shown, answers, correct, strict=True)],
+        "score": result.score, "n": len(shown), "helpful_correct": top[0],
+        "hindering_correct": bottom[0], "params": dict(params or {}),
+    })
+    prompter.say(f"Score: {result.score} of {len(shown)} correct (helpful {top[0]} of {top[1]}, "
+                 f"hindering {bottom[0]} of {bottom[1]}). Saved to {recording.name}.")
+    for i, (s, a, c) in enumerate(zip(shown, answers, correct, strict=True), start=1):
+        prompter.say(f"  {i}  {fmt_span(s.start_s, s.end_s):<17} answered {a:<9} was {s.label} "
+                     f"({TRUTH[s.kind]}, mean {s.mean:.1f})  {'correct' if c else 'wrong'}")
+    return result

@@ -1,0 +1,264 @@
+"""Alignment on media time against synthetic recordings with known ground truth: re-rated
+stretches by each rule, pauses and unknown media time left out, gaps kept missing, short
+holes filled, reboots, several raters and videos."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from ratedial.analysis.align import (
+    FILLED,
+    MISSING,
+    RATED,
+    AlignOptions,
+    Binned,
+    fill_short,
+    pass_ids,
+    resolve,
+)
+from ratedial.analysis.errors import NotARecording, NothingToAnalyse
+from ratedial.analysis.groups import group_series
+from ratedial.analysis.load import load
+from ratedial.analysis.read import sample_groups
+from ratedial.analysis.synth import (
+    Pause,
+    Play,
+    Reboot,
+    SynthMedia,
+    SynthRater,
+    Unknown,
+    constant,
+    piecewise,
+    simple_rater,
+    write_recording,
+)
+
+SAMPLE_HZ = 100.0
+
+
+def _script():
+    """The client's session (see the module docstring of the test for the story)."""
+    return (
+        Play(start_s=0, end_s=40),  # 30 until 20 s, then 70
+        Pause(at_s=40, seconds=5, rating=90),  # turned to 90 while paused: left out
+        Play(start_s=40, end_s=60, rating=constant(60)),
+        Play(start_s=30, end_s=60, rating=constant(80)),  # rewound: 30-60 rated again
+        Play(start_s=60, end_s=80, rating=constant(40)),
+        Unknown(seconds=3),  # player lost: no media time
+        Play(start_s=80, end_s=100, rating=constant(40),
+             gaps=((85, 87, "link"), (90, 90.3, "crc"))),
+        Reboot(),
+        Play(start_s=100, end_s=120, rating=constant(20)),
+    )
+
+
+def _expected(rule):
+    v = np.full(1200, np.nan)
+    v[0:200] = 30
+    v[200:300] = 70
+    first = {"last": (80, 80), "first": (70, 60), "mean": (75, 70)}[rule]
+    v[300:400] = first[0]
+    v[400:600] = first[1]
+    v[600:850] = 40
+    v[870:1000] = 40
+    v[1000:1200] = 20
+    return v
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory):
+    path = tmp_path_factory.mktemp("align") / "client.ratedial"
+    rater = SynthRater(label="client", curve=piecewise([20], [30, 70]), script=_script())
+    written = write_recording(path, [rater], media=SynthMedia(duration_s=120.0),
+                              rate_hz=SAMPLE_HZ, session={"dyad": "D01"})
+    return path, written
+
+
+@pytest.mark.parametrize("rule", ["last", "first", "mean"])
+def test_rerated_stretch_follows_the_rule(story, rule):
+    path, _ = story
+    (s,) = load([path], AlignOptions(rerate=rule))
+    exp = _expected(rule)
+    assert len(s.values) == 1200
+    filled = s.status == FILLED
+    np.testing.assert_allclose(s.values[~filled], exp[~filled], equal_nan=True)
+    assert s.binned.n_passes[300:600].min() == 2
+    assert s.binned.n_passes[:300].max() == 1 and s.binned.n_passes[600:].max() <= 1
+
+
+def test_gaps_stay_missing_and_short_holes_are_filled(story):
+    path, written = story
+    (s,) = load([path])
+    assert (s.status[850:870] == MISSING).all()  # 2 s lost: longer than the 0.5 s limit
+    assert np.isnan(s.values[850:870]).all()
+    assert (s.status[900:903] == FILLED).all()  # 0.3 s lost: interpolated
+    np.testing.assert_allclose(s.values[900:903], 40)
+    assert (s.status[:850] == RATED).all() and (s.status[870:900] == RATED).all()
+    (never,) = load([path], AlignOptions(max_fill_s=0))
+    assert np.isnan(never.values[900:903]).all()
+    assert [(g.reason, g.n_missing) for g in s.gaps] == [("link", 200), ("crc", 30)]
+    assert s.gaps[0].media_from_s == pytest.approx(84.99)
+    assert s.gaps[0].media_to_s == pytest.approx(87.0)
+    assert [(g[3], g[2] - g[1]) for g in written.gaps] == [("link", 200), ("crc", 30)]
+
+
+def test_excluded_samples_are_counted_not_used(story):
+    path, _ = story
+    (s,) = load([path])
+    assert s.excluded == {"paused": 500, "no_media_time": 300}
+    assert s.passes == 3  # first watch, the rewound pass, after the reboot
+    assert s.samples_used == (40 + 20 + 30 + 20 + 20 + 20) * 100 - 230
+    con = sqlite3.connect(path)
+    total = con.execute("SELECT count(*) FROM samples").fetchone()[0]
+    assert total == s.samples_used + 500 + 300
+
+
+def test_means_against_ground_truth(story):
+    path, _ = story
+    (s,) = load([path])
+    exp = _expected("last")
+    ok = ~np.isnan(exp)
+    exp[900:903] = 40
+    assert np.nanmean(s.values) == pytest.approx(exp[ok].mean(), abs=1e-9)
+
+
+def test_groups_never_mix_passes_and_stay_small(story):
+    path, _ = story
+    g = sample_groups(path, 1, rate_hz=10, block=50)
+    assert g.count.sum() == (40 + 5 + 20 + 30 + 20 + 3 + 20) * 100 - 230  # epoch 1, all kinds
+    assert len(g.bin) < g.count.sum() / 9  # about one group per bin (10 samples), not per sample
+    assert (np.diff(g.first_index) > 0).all()  # recording order
+
+
+def test_rewind_tolerance_decides_what_is_a_new_pass(tmp_path):
+    script = (Play(start_s=0, end_s=10, rating=constant(20)),
+              Play(start_s=9.8, end_s=20, rating=constant(60)))
+    path = tmp_path / "jitter.ratedial"
+    write_recording(path, [SynthRater(label="client", curve=constant(0), script=script)],
+                    media=SynthMedia(duration_s=20.0), rate_hz=SAMPLE_HZ)
+    (same,) = load([path], AlignOptions(rewind_tolerance_s=0.5))
+    assert same.passes == 1
+    assert same.values[98] == pytest.approx((20 * 10 + 60 * 10) / 20)  # one pass: all samples
+    (new,) = load([path], AlignOptions(rewind_tolerance_s=0.1))
+    assert new.passes == 2
+    assert new.values[98] == 60 and new.binned.n_passes[98] == 2
+
+
+def test_two_recordings_align_on_the_video(tmp_path):
+    media = SynthMedia(duration_s=60.0, fingerprint="rdfp1:abc")
+    a = tmp_path / "client.ratedial"
+    b = tmp_path / "therapist.ratedial"
+    write_recording(a, [simple_rater("client", piecewise([30], [40, 60]), 60)], media=media,
+                    rate_hz=SAMPLE_HZ)
+    # the therapist starts at 10 s and stops at 50 s
+    write_recording(b, [SynthRater(label="therapist", curve=piecewise([30], [45, 65]),
+                                   script=(Play(start_s=10, end_s=50),))], media=media,
+                    rate_hz=SAMPLE_HZ)
+    series = load([a, b])
+    (g,) = group_series(series)
+    assert g.pair is not None and [s.rater for s in g.pair] == ["client", "therapist"]
+    ca, th = g.pair
+    assert len(ca.values) == len(th.values) == 600
+    assert np.isnan(th.values[:100]).all() and np.isnan(th.values[500:]).all()
+    np.testing.assert_allclose(th.values[100:300], 45)
+    np.testing.assert_allclose(th.values[300:500], 65)
+    np.testing.assert_allclose(ca.values[300:], 60)
+
+
+def test_several_dials_and_videos_in_one_recording(tmp_path):
+    path = tmp_path / "both.ratedial"
+    write_recording(path, [simple_rater("client", constant(70), 30, uid="aa"),
+                           simple_rater("therapist", constant(30), 30, uid="bb")],
+                    media=SynthMedia(duration_s=30.0), rate_hz=SAMPLE_HZ)
+    series = load([path])
+    assert {s.rater: float(np.nanmean(s.values)) for s in series} == {"client": 70.0,
+                                                                      "therapist": 30.0}
+    relabelled = load([path], raters={"both.ratedial:bb": "observer"})
+    assert sorted(s.rater for s in relabelled) == ["client", "observer"]
+
+
+def test_duration_unknown_uses_the_last_rated_bin(tmp_path):
+    path = tmp_path / "x.ratedial"
+    write_recording(path, [simple_rater("client", constant(50), 12.34)],
+                    media=SynthMedia(duration_s=None), rate_hz=SAMPLE_HZ)
+    (s,) = load([path])
+    assert len(s.values) == 124
+
+
+def test_no_player_is_nothing_to_analyse(tmp_path):
+    path = tmp_path / "wall.ratedial"
+    write_recording(path, [SynthRater(label="client", curve=constant(50),
+                                      script=(Unknown(seconds=5),))], media=None,
+                    rate_hz=SAMPLE_HZ)
+    with pytest.raises(NothingToAnalyse, match="no samples with a media time"):
+        load([path])
+
+
+def test_not_a_recording(tmp_path):
+    junk = tmp_path / "junk.ratedial"
+    junk.write_bytes(b"not sqlite at all" * 100)
+    with pytest.raises(NotARecording, match="not a ratedial recording"):
+        load([junk])
+    other = tmp_path / "other.db"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE meta (key TEXT, value TEXT)")
+    con.execute("INSERT INTO meta VALUES ('format', '\"something-else\"')")
+    con.commit()
+    con.close()
+    with pytest.raises(NotARecording, match=r"meta\.format"):
+        load([other])
+    with pytest.raises(NotARecording, match="no such"):
+        load([tmp_path / "missing.ratedial"])
+
+
+# --- the pure core, directly ---------------------------------------------------------------
+
+
+def test_pass_ids_break_only_on_rewinds():
+    mn = np.array([0.0, 1.0, 2.0, 0.5, 1.5, 1.3, 5.0])
+    mx = mn + 0.05
+    assert pass_ids(mn, mx, tolerance_s=0.5).tolist() == [0, 0, 0, 1, 1, 1, 1]
+    assert pass_ids(mn, mx, tolerance_s=0.1, start=4).tolist() == [4, 4, 4, 5, 5, 6, 6]
+
+
+def test_resolve_weighs_passes_equally_for_mean():
+    # bin 0: pass 0 has 9 samples of 10, pass 1 has 1 sample of 40 -> mean of passes 25
+    b = resolve(np.array([0, 1]), np.array([0, 0]), np.array([90.0, 40.0]), np.array([9, 1]),
+                n_bins=2, rule="mean")
+    assert b.values[0] == 25 and b.n_samples[0] == 10 and b.n_passes[0] == 2
+    assert np.isnan(b.values[1]) and b.status[1] == MISSING
+
+
+def test_fill_never_bridges_long_runs_or_ends():
+    v = np.array([np.nan, 1, np.nan, np.nan, 4, np.nan, np.nan, np.nan, np.nan, 9, np.nan])
+    b = Binned(values=v, status=np.where(np.isnan(v), MISSING, RATED).astype(np.int8),
+               n_samples=np.zeros(11, dtype=np.int64), n_passes=np.zeros(11, dtype=np.int64))
+    f = fill_short(b, max_fill_bins=3)
+    np.testing.assert_allclose(f.values, [np.nan, 1, 2, 3, 4, np.nan, np.nan, np.nan, np.nan, 9,
+                                          np.nan])
+    assert f.status.tolist() == [0, 1, 2, 2, 1, 0, 0, 0, 0, 1, 0]
+
+
+def test_parallel_reading_gives_the_same_series(story, monkeypatch):
+    from ratedial.analysis import load as load_mod
+
+    path, _ = story
+    if load_mod._fork_context() is None:
+        pytest.skip("fork is not safe here (another thread is running)")
+    monkeypatch.setattr(load_mod, "PARALLEL_MIN_SAMPLES", 0)
+    calls = []
+    real = load_mod.ProcessPoolExecutor
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(load_mod, "ProcessPoolExecutor", spy)
+    (par,) = load_mod.load([path], workers=2)  # two epochs: the dial rebooted
+    (seq,) = load_mod.load([path], workers=1)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(par.values, seq.values)
+    assert par.passes == seq.passes and par.excluded == seq.excluded

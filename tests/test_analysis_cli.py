@@ -1,0 +1,94 @@
+"""The analysis commands as a user meets them: one-line errors, a fast --help, annotate."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from ratedial.analysis.notes import read_notes
+from ratedial.analysis.synth import SynthMedia, constant, simple_rater, write_recording
+
+
+def run(*args, stdin=""):
+    return subprocess.run([sys.executable, "-m", "ratedial", *args], input=stdin, text=True,
+                          capture_output=True, timeout=60, check=False)
+
+
+def test_help_does_not_import_the_analysis_stack():
+    code = ("import sys; from ratedial.cli import cli; "
+            "print(sorted(m for m in ('numpy', 'scipy', 'pandas', 'matplotlib') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+    res = run("--help")
+    assert all(c in res.stdout for c in ("analyze", "export", "plot", "review", "annotate"))
+
+
+def test_errors_are_one_line(tmp_path):
+    junk = tmp_path / "junk.ratedial"
+    junk.write_text("hello")
+    res = run("analyze", str(junk))
+    assert res.returncode == 1
+    assert res.stderr.strip().count("\n") == 0 and "not a ratedial recording" in res.stderr
+    rec = tmp_path / "r.ratedial"
+    write_recording(rec, [simple_rater("client", constant(50), 10)], rate_hz=50,
+                    media=SynthMedia(duration_s=10.0))
+    res = run("analyze", str(rec), "--band", "60")
+    assert res.returncode == 2 and "--band" in res.stderr
+    res = run("analyze", str(rec), "--band", "60:40")
+    assert res.returncode == 2 and "neutral band" in res.stderr
+    res = run("export", str(rec), "-o", str(tmp_path / "x"), "--format", "xlsx")
+    assert res.returncode == 2 and "csv-long" in res.stderr
+    res = run("review", str(rec), "--no-video", "--of", "therapist")
+    assert res.returncode == 2 and "no rater 'therapist'" in res.stderr
+
+
+def test_analyze_json_for_one_rater(tmp_path):
+    rec = tmp_path / "r.ratedial"
+    write_recording(rec, [simple_rater("client", constant(60), 90)], rate_hz=50,
+                    media=SynthMedia(duration_s=90.0))
+    res = run("analyze", str(rec), "--json")
+    assert res.returncode == 0, res.stderr
+    (dyad,) = json.loads(res.stdout)["dyads"]
+    assert dyad["pair"] is None
+    (r,) = dyad["raters"]
+    assert r["mean"] == 60 and r["share_above"] == 1 and r["coverage"] == 1
+    assert len(r["segments"]) == 3  # three tops fill 90 s; no bottom may overlap them
+
+
+def test_annotate_round_trip(tmp_path):
+    rec = tmp_path / "r.ratedial"
+    write_recording(rec, [simple_rater("client", constant(60), 5)], rate_hz=50,
+                    media=SynthMedia(duration_s=5.0))
+    res = run("annotate", str(rec), "wai=52", "srs=33.5", "note=late start", "done=true")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == {"wai": 52, "srs": 33.5, "note": "late start",
+                                      "done": True}
+    res = run("annotate", str(rec), "--remove", "note")
+    assert "note" not in json.loads(res.stdout)
+    assert json.loads(run("annotate", str(rec)).stdout) == {"wai": 52, "srs": 33.5,
+                                                            "done": True}
+    history = read_notes(rec, "annotation")
+    assert [h["data"]["removed"] for h in history] == [[], ["note"]]
+    res = run("annotate", str(rec), "broken")
+    assert res.returncode == 2 and "KEY=VALUE" in res.stderr
+
+
+def test_known_mean_band_shares_and_segments_end_to_end(tmp_path):
+    from ratedial.analysis.synth import piecewise
+
+    rec = tmp_path / "r.ratedial"
+    write_recording(rec, [simple_rater("client", piecewise([20, 50], [30, 50, 70]), 100)],
+                    rate_hz=200, media=SynthMedia(duration_s=100.0))
+    res = run("analyze", str(rec), "--json", "--segments", "1")
+    (r,) = json.loads(res.stdout)["dyads"][0]["raters"]
+    assert r["mean"] == 56.0 and r["median"] == 60.0
+    assert (r["share_below"], r["share_within"], r["share_above"]) == (0.2, 0.3, 0.5)
+    top, bottom = r["segments"]
+    assert (top["start_s"], top["end_s"], top["mean"]) == (50.0, 80.0, 70.0)
+    assert (bottom["start_s"], bottom["mean"]) == (0.0, round((30 * 20 + 50 * 10) / 30, 6))
+    res = run("analyze", str(rec), "--json", "--band", "25:35")
+    (r,) = json.loads(res.stdout)["dyads"][0]["raters"]
+    assert (r["share_below"], r["share_within"], r["share_above"]) == (0.0, 0.2, 0.8)

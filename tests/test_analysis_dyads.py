@@ -1,0 +1,160 @@
+"""Pairing recordings into dyads, and the one-row-per-dyad table over 18 synthetic dyads."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from scipy import stats as sps
+
+from ratedial.analysis.errors import PairingError
+from ratedial.analysis.groups import PairingOptions, group_series
+from ratedial.analysis.load import load
+from ratedial.analysis.notes import annotate
+from ratedial.analysis.synth import SynthMedia, constant, simple_rater, write_dyad, write_recording
+from ratedial.cli import cli
+
+N_DYADS = 18
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    d = tmp_path_factory.mktemp("study")
+    paths = []
+    for i in range(N_DYADS):
+        agreement = 0.15 + 0.8 * i / (N_DYADS - 1)
+        c, t = write_dyad(d, f"D{i + 1}", duration_s=240, seed=100 + i, rate_hz=50,
+                          agreement=agreement, lag_s=0.0,
+                          annotations=({"srs": 30 + i}, {"wai": 40 + i}))
+        paths += [c, t]
+    return d, paths
+
+
+def test_eighteen_dyads_one_table(study, tmp_path):
+    _, paths = study
+    sidecar = tmp_path / "scores.csv"
+    sidecar.write_text("dyad,alliance\n" + "".join(f"D{i + 1},{3 + i % 4}\n"
+                                                     for i in range(N_DYADS)))
+    table = tmp_path / "table.csv"
+    res = CliRunner().invoke(cli, ["analyze", *map(str, paths), "--table", str(table),
+                                   "--annotations", str(sidecar), "--bootstrap", "200",
+                                   "--brief"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(table.open()))
+    assert [r["dyad"] for r in rows] == [f"D{i + 1}" for i in range(N_DYADS)]  # D2 before D10
+    for i, r in enumerate(rows):
+        assert r["rater_a"] == "client" and r["rater_b"] == "therapist"
+        assert r["paired_by"] == "roles"
+        assert int(r["client_ann_srs"]) == 30 + i and int(r["therapist_ann_wai"]) == 40 + i
+        assert int(r["alliance"]) == 3 + i % 4
+        assert float(r["pearson_r_ci_low"]) <= float(r["pearson_r"]) <= float(
+            r["pearson_r_ci_high"])
+        assert 0 <= float(r["pearson_p"]) <= 1
+        assert float(r["client_coverage"]) == 1.0
+        for col in ("icc2_1", "icc3_1", "kappa", "spearman_rho", "best_lag_s", "n_eff",
+                    "client_top1_start_s", "therapist_bottom1_mean", "divergent1_start_s",
+                    "share_client_neutral_therapist_hindering",
+                    "client_top_rated_helpful_by_therapist"):
+            assert r[col] != "", col
+    r_values = [float(r["pearson_r"]) for r in rows]
+    # the synthetic agreement rises from dyad 1 to 18: so must the correlation, on the whole
+    assert sps.spearmanr(np.arange(N_DYADS), r_values).statistic > 0.8
+    assert "D18" in res.output and "client/therapist" in res.output
+
+
+def test_table_numbers_equal_direct_computation(study):
+    _, paths = study
+    series = load(paths[:2])
+    a, b = (s.values for s in series)
+    res = CliRunner().invoke(cli, ["analyze", *map(str, paths[:2]), "--json",
+                                   "--bootstrap", "200"], catch_exceptions=False)
+    out = json.loads(res.output)["dyads"][0]
+    assert out["pair"]["pearson"]["value"] == pytest.approx(sps.pearsonr(a, b).statistic,
+                                                            abs=1e-6)
+    assert out["raters"][0]["mean"] == pytest.approx(a.mean(), abs=1e-6)
+    assert out["options"]["rerate"] == "last" and out["options"]["rate_hz"] == 10
+
+
+def _rec(path, label, *, dyad=None, fingerprint="rdfp1:v", uid="aa", path_name="v.mp4",
+         value=50.0):
+    write_recording(path, [simple_rater(label, constant(value), 60, uid=uid)],
+                    media=SynthMedia(duration_s=60.0, fingerprint=fingerprint, path=path_name),
+                    rate_hz=20, session={} if dyad is None else {"dyad": dyad})
+    return path
+
+
+def test_unlabelled_recording_joins_the_labelled_dyad_of_its_video(tmp_path):
+    c = _rec(tmp_path / "c.ratedial", "client", dyad="D07")
+    t = _rec(tmp_path / "t.ratedial", "therapist")
+    (g,) = group_series(load([c, t]))
+    assert g.label == "D07" and g.pair is not None
+
+
+def test_ambiguous_dyad_is_an_error_with_the_fix(tmp_path):
+    paths = [_rec(tmp_path / "a.ratedial", "client", dyad="D1"),
+             _rec(tmp_path / "b.ratedial", "client", dyad="D2"),
+             _rec(tmp_path / "c.ratedial", "therapist")]
+    with pytest.raises(PairingError, match="--dyad RECORDING=LABEL"):
+        group_series(load(paths))
+    groups = group_series(load(paths), PairingOptions(dyads={"c.ratedial": "D2"}))
+    assert [(g.label, g.pair is not None) for g in groups] == [("D1", False), ("D2", True)]
+
+
+def test_same_rater_twice_is_an_error(tmp_path):
+    paths = [_rec(tmp_path / "a.ratedial", "client"), _rec(tmp_path / "b.ratedial", "client")]
+    with pytest.raises(PairingError, match="appears twice"):
+        group_series(load(paths))
+    ok = group_series(load(paths, raters={"b.ratedial": "client-2"}))
+    assert ok[0].paired_by == "label order"
+
+
+def test_videos_are_matched_by_fingerprint_not_name(tmp_path):
+    paths = [_rec(tmp_path / "a.ratedial", "client", fingerprint="rdfp1:one", path_name="x.mp4"),
+             _rec(tmp_path / "b.ratedial", "therapist", fingerprint="rdfp1:two",
+                  path_name="x.mp4")]
+    assert len(group_series(load(paths))) == 2
+    assert len(group_series(load(paths), PairingOptions(match="path"))) == 1
+
+
+def test_roles_can_be_renamed(tmp_path):
+    paths = [_rec(tmp_path / "a.ratedial", "patient", dyad="D1", value=70),
+             _rec(tmp_path / "b.ratedial", "clinician", dyad="D1", value=30),
+             _rec(tmp_path / "c.ratedial", "observer", dyad="D1")]
+    (g,) = group_series(load(paths), PairingOptions(roles=("patient", "clinician")))
+    assert g.pair is not None and [s.rater for s in g.pair] == ["patient", "clinician"]
+    assert [s.rater for s in g.series] == ["patient", "clinician", "observer"]
+    (no_pair,) = group_series(load(paths))
+    assert no_pair.pair is None
+
+
+def test_annotations_written_with_annotate_reach_the_table(tmp_path):
+    c = _rec(tmp_path / "c.ratedial", "client", dyad="D1")
+    t = _rec(tmp_path / "t.ratedial", "therapist", dyad="D1", uid="bb")
+    annotate(c, {"wai": 52, "comment": "late start"})
+    annotate(c, {"wai": 54}, remove=["comment"])
+    table = tmp_path / "t.csv"
+    res = CliRunner().invoke(cli, ["analyze", str(c), str(t), "--table", str(table),
+                                   "--bootstrap", "100"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    row = next(csv.DictReader(table.open()))
+    assert row["client_ann_wai"] == "54" and "client_ann_comment" not in row
+
+
+def test_known_lag_end_to_end(tmp_path):
+    from ratedial.analysis.synth import shifted, smooth_random
+
+    media = SynthMedia(duration_s=300.0, fingerprint="rdfp1:lag")
+    client = smooth_random(9, 320, knot_s=6)
+    paths = [tmp_path / "c.ratedial", tmp_path / "t.ratedial"]
+    for p, label, curve in ((paths[0], "client", client),
+                            (paths[1], "therapist", shifted(client, 2.0))):
+        write_recording(p, [simple_rater(label, curve, 300)], media=media, rate_hz=50,
+                        session={"dyad": "L1"})
+    res = CliRunner().invoke(cli, ["analyze", *map(str, paths), "--json", "--bootstrap", "200"],
+                             catch_exceptions=False)
+    pair = json.loads(res.output)["dyads"][0]["pair"]
+    assert pair["best_lag_s"] == 2.0 and pair["best_lag_r"] > 0.99
+    assert pair["pearson"]["value"] < pair["best_lag_r"]

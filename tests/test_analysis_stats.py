@@ -1,0 +1,205 @@
+"""Statistics checked against scipy, pingouin, statsmodels and scikit-learn, and the
+effective sample size checked for what it is for: honest p values on autocorrelated series."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from ratedial.analysis.stats import (
+    Band,
+    _all_from,
+    _features,
+    acf,
+    agreement,
+    best_lag,
+    block_bootstrap,
+    categories,
+    corr_p,
+    cross_correlation,
+    describe,
+    effective_n,
+)
+
+pingouin = pytest.importorskip("pingouin")
+pd = pytest.importorskip("pandas")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning",
+                                        "ignore:The inplace keyword:Warning")
+
+
+def pingouin_icc(xs, ys):
+    """ICC(2,1) and ICC(3,1) from pingouin (ICC2/ICC3, or ICC(A,1)/ICC(C,1) in newer
+    versions, McGraw & Wong's names for the same forms)."""
+    long = pd.DataFrame({"t": np.tile(np.arange(len(xs)), 2),
+                         "rater": ["a"] * len(xs) + ["b"] * len(ys),
+                         "v": np.concatenate([xs, ys])})
+    icc = pingouin.intraclass_corr(data=long, targets="t", raters="rater",
+                                   ratings="v").set_index("Type")["ICC"]
+    pick = lambda *names: next(float(icc[n]) for n in names if n in icc.index)  # noqa: E731
+    return pick("ICC2", "ICC(A,1)"), pick("ICC3", "ICC(C,1)")
+
+
+def ar1(rng, n, phi):
+    e = rng.standard_normal(n)
+    x = np.empty(n)
+    x[0] = e[0] / np.sqrt(1 - phi * phi)
+    for i in range(1, n):
+        x[i] = phi * x[i - 1] + e[i]
+    return x
+
+
+@pytest.fixture(scope="module")
+def pair():
+    rng = np.random.default_rng(5)
+    common = ar1(rng, 3000, 0.98)
+    x = 55 + 10 * (0.7 * common + 0.3 * ar1(rng, 3000, 0.98))
+    y = 48 + 8 * (0.7 * common + 0.3 * ar1(rng, 3000, 0.98))
+    x[200:260] = np.nan  # a gap in one rater
+    y[1000:1010] = np.nan
+    return x, y
+
+
+def test_describe_known_shares():
+    v = np.concatenate([np.full(100, 30.0), np.full(100, 50.0), np.full(200, 70.0),
+                        np.full(7, np.nan), [45.0, 55.0]])
+    d = describe(v, Band(low=45, high=55))
+    assert d.n == 402
+    assert d.mean == pytest.approx(np.nanmean(v))
+    assert d.sd == pytest.approx(np.nanstd(v, ddof=1))
+    assert (d.below, d.within, d.above) == pytest.approx((100 / 402, 102 / 402, 200 / 402))
+    assert d.range == 40
+    assert categories(np.array([44.9, 45, 55, 55.1, np.nan]), Band()).tolist() == [0, 1, 1, 2, -1]
+
+
+def test_point_estimates_match_scipy_pingouin_and_sklearn(pair):
+    x, y = pair
+    ag = agreement(x, y, Band(), block_bins=300, replicates=200)
+    both = ~np.isnan(x) & ~np.isnan(y)
+    xs, ys = x[both], y[both]
+    assert ag.n == both.sum()
+    assert ag.pearson.value == pytest.approx(sps.pearsonr(xs, ys).statistic, abs=1e-10)
+    assert ag.spearman.value == pytest.approx(sps.spearmanr(xs, ys).statistic, abs=1e-10)
+    icc2, icc3 = pingouin_icc(xs, ys)
+    assert ag.icc2_1.value == pytest.approx(icc2, abs=1e-10)
+    assert ag.icc3_1.value == pytest.approx(icc3, abs=1e-10)
+    assert ag.icc2_1.value < ag.icc3_1.value  # the raters' means differ: absolute < consistency
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    kappa = sklearn_metrics.cohen_kappa_score(categories(xs, Band()), categories(ys, Band()))
+    assert ag.kappa.value == pytest.approx(kappa, abs=1e-10)
+    assert np.sum(ag.confusion) == pytest.approx(1.0)
+    corr = pingouin.corr(xs, ys)
+    assert ag.pearson.value == pytest.approx(corr["r"].iloc[0], abs=1e-10)
+    for e in (ag.pearson, ag.spearman, ag.icc2_1, ag.icc3_1, ag.kappa):
+        assert e.ci_low <= e.value <= e.ci_high
+
+
+def test_acf_matches_statsmodels():
+    tsa = pytest.importorskip("statsmodels.tsa.stattools")
+    x = ar1(np.random.default_rng(1), 2000, 0.8)
+    np.testing.assert_allclose(acf(x, 40), tsa.acf(x, nlags=40, fft=False), atol=1e-10)
+
+
+def test_effective_n_white_noise_and_ar1():
+    rng = np.random.default_rng(2)
+    n = 6000
+    ne = effective_n(rng.standard_normal(n), rng.standard_normal(n))
+    assert 0.8 * n < ne <= n
+    phi = 0.9
+    theory = n * (1 - phi * phi) / (1 + phi * phi)  # Bartlett for two AR(1) with the same phi
+    ne_ar = np.median([effective_n(ar1(rng, n, phi), ar1(rng, n, phi)) for _ in range(9)])
+    assert 0.75 * theory < ne_ar < 1.3 * theory
+
+
+def test_effective_n_keeps_false_positives_near_nominal():
+    """Independent smooth series: the naive test rejects far too often, ours does not."""
+    rng = np.random.default_rng(3)
+    naive = ours = 0
+    reps = 200
+    for _ in range(reps):
+        x, y = ar1(rng, 1500, 0.97), ar1(rng, 1500, 0.97)
+        r = float(np.corrcoef(x, y)[0, 1])
+        naive += corr_p(r, 1500) < 0.05
+        ours += corr_p(r, effective_n(x, y)) < 0.05
+    assert naive / reps > 0.4
+    assert ours / reps < 0.1
+
+
+def test_bootstrap_sums_equal_resampling_the_rows():
+    rng = np.random.default_rng(4)
+    x, y = ar1(rng, 103, 0.5) + 50, ar1(rng, 103, 0.5) + 40
+    f = _features(x, y, categories(x, Band()), categories(y, Band()))
+    sums = block_bootstrap(f, block=10, replicates=5, seed=9)
+    # redo the resampling by hand with the same generator calls
+    g = np.random.default_rng(9)
+    starts = g.integers(0, 103 - 10 + 1, size=(5, 10))
+    tail = g.integers(0, 103 - 3 + 1, size=5)
+    for i in range(5):
+        idx = np.concatenate([np.arange(s, s + 10) for s in starts[i]]
+                             + [np.arange(tail[i], tail[i] + 3)])
+        xs, ys = x[idx], y[idx]
+        np.testing.assert_allclose(sums[i], f[idx].sum(axis=0), atol=1e-8)
+        est = _all_from(sums[i], 103)
+        assert est["pearson"] == pytest.approx(np.corrcoef(xs, ys)[0, 1], abs=1e-10)
+        icc2, icc3 = pingouin_icc(xs, ys)
+        assert est["icc2_1"] == pytest.approx(icc2, abs=1e-9)
+        assert est["icc3_1"] == pytest.approx(icc3, abs=1e-9)
+
+
+def test_block_bootstrap_widens_for_autocorrelated_series():
+    rng = np.random.default_rng(6)
+    n = 4000
+    white = agreement(50 + 10 * rng.standard_normal(n), 50 + 10 * rng.standard_normal(n),
+                      Band(), block_bins=1, replicates=1000)
+    fisher = 2 * 1.96 / np.sqrt(n - 3)  # width of the Fisher z interval around r = 0
+    width = white.pearson.ci_high - white.pearson.ci_low
+    assert 0.8 * fisher < width < 1.2 * fisher
+    x, y = 50 + ar1(rng, n, 0.99), 50 + ar1(rng, n, 0.99)
+    iid = agreement(x, y, Band(), block_bins=1, replicates=1000)
+    blocks = agreement(x, y, Band(), block_bins=400, replicates=1000)
+    assert (blocks.pearson.ci_high - blocks.pearson.ci_low) > 3 * (
+        iid.pearson.ci_high - iid.pearson.ci_low)
+
+
+def test_same_seed_same_interval(pair):
+    x, y = pair
+    a = agreement(x, y, Band(), block_bins=300, replicates=300, seed=11)
+    b = agreement(x, y, Band(), block_bins=300, replicates=300, seed=11)
+    c = agreement(x, y, Band(), block_bins=300, replicates=300, seed=12)
+    assert a.pearson == b.pearson
+    assert a.pearson.ci_low != c.pearson.ci_low
+
+
+def test_p_value_uses_effective_n(pair):
+    x, y = pair
+    ag = agreement(x, y, Band(), block_bins=300, replicates=200)
+    assert 3 <= ag.n_eff_pearson < ag.n / 10
+    r = ag.pearson.value
+    t = r * np.sqrt((ag.n_eff_pearson - 2) / (1 - r * r))
+    assert ag.pearson_p == pytest.approx(2 * sps.t.sf(abs(t), ag.n_eff_pearson - 2))
+    assert ag.pearson_p_naive <= ag.pearson_p
+
+
+def test_cross_correlation_finds_a_known_lag():
+    rng = np.random.default_rng(7)
+    base = np.convolve(rng.standard_normal(3000), np.ones(30) / 30, mode="same")
+    lag = 23  # bins
+    x = base.copy()
+    y = np.roll(base, lag) + 0.01 * rng.standard_normal(3000)
+    y[:lag] = np.nan
+    x[1500:1550] = np.nan
+    lags, r = cross_correlation(x, y, 60)
+    best, rb = best_lag(lags, r)
+    assert best == lag and rb > 0.99
+    i = int(np.flatnonzero(lags == -5)[0])
+    a, b = x[5:], y[:-5]
+    ok = ~np.isnan(a) & ~np.isnan(b)
+    assert r[i] == pytest.approx(np.corrcoef(a[ok], b[ok])[0, 1])
+    lags2, r2 = cross_correlation(y, x, 60)
+    assert best_lag(lags2, r2)[0] == -lag
+
+
+def test_too_little_overlap_gives_none():
+    x = np.full(50, np.nan)
+    x[:5] = 1.0
+    assert agreement(x, x.copy(), Band(), block_bins=10) is None

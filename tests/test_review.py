@@ -1,0 +1,223 @@
+"""``ratedial review`` and ``--guess``: the procedure with scripted answers, and end to end
+against a real mpv without a display (``--vo=null --ao=null``)."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ratedial.analysis.errors import ReviewAborted
+from ratedial.analysis.load import load
+from ratedial.analysis.mpvctl import MpvPlayer
+from ratedial.analysis.notes import read_notes
+from ratedial.analysis.review import (
+    NoVideo,
+    Prompter,
+    order_segments,
+    parse_answer,
+    run_guess,
+    run_review,
+)
+from ratedial.analysis.segments import SegmentOptions, find_segments
+from ratedial.analysis.synth import SynthMedia, piecewise, simple_rater, write_recording
+
+WINDOW = 3.0
+# tops at 5, 20, 33 s; bottoms at 12, 27, 36 s (3 s each); 50 elsewhere
+CURVE = piecewise([5, 8, 12, 15, 20, 23, 27, 30, 33, 36, 39],
+                  [50, 95, 50, 5, 50, 90, 50, 10, 50, 85, 15, 50])
+EXPECTED = {"T1": 5.0, "T2": 20.0, "T3": 33.0, "B1": 12.0, "B2": 27.0, "B3": 36.0}
+
+
+def make_recording(d: Path, video: Path | None, fingerprint: str = "rdfp1:review") -> Path:
+    path = d / "D01-client.ratedial"
+    write_recording(path, [simple_rater("client", CURVE, 40)], rate_hz=100,
+                    media=SynthMedia(duration_s=40.0, path=str(video) if video else "gone.mp4",
+                                     fingerprint=fingerprint),
+                    session={"dyad": "D01"})
+    return path
+
+
+def segments_of(path: Path):
+    (s,) = load([path])
+    return find_segments(s.values, s.rate_hz, SegmentOptions(window_s=WINDOW))
+
+
+class CountingPlayer(NoVideo):
+    def __init__(self) -> None:
+        self.spans: list[tuple[float, float]] = []
+
+    def play(self, start_s: float, end_s: float) -> float:
+        self.spans.append((start_s, end_s))
+        return end_s
+
+
+def test_segments_are_the_known_ones(tmp_path):
+    segs = segments_of(make_recording(tmp_path, None))
+    assert {s.label: s.start_s for s in segs} == EXPECTED
+
+
+def test_review_saves_a_note_per_segment_in_rank_order(tmp_path):
+    rec = make_recording(tmp_path, None)
+    segs = segments_of(rec)
+    answers = "/replay\n\nfelt understood\nsecond line\n\n" + "\n".join(
+        f"note {i}\n" for i in range(2, 7)) + "\n"
+    out = io.StringIO()
+    player = CountingPlayer()
+    run_review(rec, "client", segs, player=player, prompter=Prompter(io.StringIO(answers), out),
+               lead_in_s=2.0)
+    notes = read_notes(rec, "segment_note")
+    assert [n["data"]["segment"]["label"] for n in notes] == ["T1", "T2", "T3", "B1", "B2", "B3"]
+    assert notes[0]["data"]["text"] == "felt understood\nsecond line"
+    assert [n["data"]["text"] for n in notes[1:]] == [f"note {i}" for i in range(2, 7)]
+    assert player.spans[:2] == [(3.0, 8.0), (3.0, 8.0)]  # 2 s lead-in, replayed once
+    assert "T1 (highest 1): 00:05-00:08, mean 95.0" in out.getvalue()
+
+
+def test_orders():
+    from ratedial.analysis.segments import Segment
+
+    segs = [Segment(kind=k, rank=r, start_s=s, end_s=s + 3, mean=0, coverage=1)
+            for k, r, s in (("bottom", 1, 1.0), ("top", 2, 9.0), ("top", 1, 5.0))]
+    assert [s.label for s in order_segments(segs, "rank")] == ["T1", "T2", "B1"]
+    assert [s.label for s in order_segments(segs, "chronological")] == ["B1", "T1", "T2"]
+    a = order_segments(segs, "random", random.Random(3))
+    assert a == order_segments(segs, "random", random.Random(3))
+
+
+def test_guess_is_seeded_scored_and_saved(tmp_path):
+    rec = make_recording(tmp_path, None)
+    segs = segments_of(rec)
+    shown = order_segments(segs, "random", random.Random(7))
+    truth = ["helpful" if s.kind == "top" else "hindering" for s in shown]
+    flip = {"helpful": "-", "hindering": "+"}
+    # four right (one after a replay and a typo), two wrong
+    lines = ["/replay", "maybe", truth[0], *truth[1:4], flip[truth[4]], flip[truth[5]]]
+    out = io.StringIO()
+    result = run_guess(rec, "client", segs, player=NoVideo(), answerer="therapist", seed=7,
+                       prompter=Prompter(io.StringIO("\n".join(lines) + "\n"), out))
+    assert result.score == 4 and [s.label for s in result.shown] == [s.label for s in shown]
+    (note,) = read_notes(rec, "guess")
+    data = note["data"]
+    assert data["seed"] == 7 and data["order"] == [s.label for s in shown]
+    assert data["score"] == 4 and data["n"] == 6 and data["answered_by"] == "therapist"
+    assert [a["correct"] for a in data["answers"]] == [True] * 4 + [False] * 2
+    text = out.getvalue()
+    assert "Score: 4 of 6 correct" in text
+    # blind: before the score, no segment label or mean is shown
+    before = text.split("Score:")[0]
+    assert not any(lbl in before for lbl in EXPECTED) and "mean" not in before
+
+
+def test_guess_without_all_answers_saves_nothing(tmp_path):
+    rec = make_recording(tmp_path, None)
+    with pytest.raises(ReviewAborted):
+        run_guess(rec, "client", segments_of(rec), player=NoVideo(), seed=1,
+                  prompter=Prompter(io.StringIO("helpful\n-\n"), io.StringIO()))
+    assert read_notes(rec, "guess") == []
+
+
+def test_answers_accepted():
+    assert [parse_answer(x) for x in ("Helpful", " + ", "hindering", "-", "HINDER", "x")] == [
+        "helpful", "helpful", "hindering", "hindering", "hindering", None]
+
+
+# --- real mpv -----------------------------------------------------------------------------
+
+needs_mpv = pytest.mark.skipif(shutil.which("mpv") is None or shutil.which("ffmpeg") is None,
+                               reason="needs mpv and ffmpeg (apt-get install mpv ffmpeg)")
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg")
+    path = tmp_path_factory.mktemp("video") / "session.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc=size=96x64:rate=10", "-t", "40", "-c:v", "libx264", "-preset",
+                    "ultrafast", "-g", "10", "-pix_fmt", "yuv420p", str(path)], check=True,
+                   timeout=60)
+    return path
+
+
+@needs_mpv
+def test_mpv_plays_a_span_and_stops_there(video):
+    player = MpvPlayer(video, headless=True, speed=2.0)
+    try:
+        assert player.duration_s == pytest.approx(40, abs=0.2)
+        t0 = time.monotonic()
+        pos = player.play(10.0, 13.0)
+        took = time.monotonic() - t0
+        assert pos == pytest.approx(13.0, abs=0.3)
+        assert took > 0.8 * 3.0 / 2.0  # it played in real time (at speed 2), not jumped
+        assert player.client.get("pause") is True
+    finally:
+        player.close()
+    assert player._proc.poll() is not None  # the mpv we started is gone
+
+
+def _cli(args, stdin, env_extra=None):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    return subprocess.run([sys.executable, "-m", "ratedial", *args], input=stdin, text=True,
+                          capture_output=True, timeout=120, env=env, check=False)
+
+
+@needs_mpv
+def test_review_end_to_end_with_mpv(tmp_path, video):
+    rec = make_recording(tmp_path, video)
+    notes = "".join(f"segment {i} notes\n\n" for i in range(1, 7))
+    res = _cli(["review", str(rec), "--window", "3", "--lead-in", "1", "--speed", "8"], notes)
+    assert res.returncode == 0, res.stderr + res.stdout
+    saved = read_notes(rec, "segment_note")
+    assert [n["data"]["text"] for n in saved] == [f"segment {i} notes" for i in range(1, 7)]
+    assert saved[0]["data"]["segment"] == {"label": "T1", "kind": "top", "rank": 1,
+                                           "start_s": 5.0, "end_s": 8.0, "mean": 95.0}
+    assert saved[0]["data"]["params"]["window_s"] == 3
+    assert "is not the video of this recording" in res.stderr  # recorded "rdfp1:review"
+
+
+@needs_mpv
+def test_guess_end_to_end_with_mpv(tmp_path, video):
+    identity = pytest.importorskip("ratedial.players.identity")
+    rec = make_recording(tmp_path, video, fingerprint=identity.fingerprint(str(video)))
+    shown = order_segments(segments_of(rec), "random", random.Random(11))
+    truth = ["+" if s.kind == "top" else "-" for s in shown]
+    answers = truth[:4] + ["-" if t == "+" else "+" for t in truth[4:]]
+    res = _cli(["review", str(rec), "--guess", "--order-seed", "11", "--window", "3",
+                "--lead-in", "1", "--speed", "8", "--video", str(video)],
+               "\n".join(answers) + "\n")
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert "Score: 4 of 6 correct" in res.stdout
+    assert "warning" not in res.stderr  # the right video
+    (note,) = read_notes(rec, "guess")
+    assert note["data"]["seed"] == 11 and note["data"]["score"] == 4
+    assert note["data"]["order"] == [s.label for s in shown]
+
+
+@needs_mpv
+def test_review_stops_cleanly_when_input_ends(tmp_path, video):
+    rec = make_recording(tmp_path, video)
+    res = _cli(["review", str(rec), "--guess", "--order-seed", "1", "--window", "3",
+                "--lead-in", "0", "--speed", "8"], "+\n")
+    assert res.returncode == 3
+    assert "input ended" in res.stderr and "Traceback" not in res.stderr
+    assert read_notes(rec, "guess") == []
+
+
+def test_review_in_random_order_records_its_seed(tmp_path):
+    rec = make_recording(tmp_path, None)
+    segs = segments_of(rec)
+    run_review(rec, "client", segs, player=NoVideo(), order="random",
+               prompter=Prompter(io.StringIO("\n" * 6), io.StringIO()))
+    notes = read_notes(rec, "segment_note")
+    seed = notes[0]["data"]["seed"]
+    assert isinstance(seed, int) and all(n["data"]["seed"] == seed for n in notes)
+    again = order_segments(segs, "random", random.Random(seed))
+    assert [n["data"]["segment"]["label"] for n in notes] == [s.label for s in again]
