@@ -62,8 +62,11 @@ class PortLink(asyncio.Protocol):
         return now
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.abort() if hasattr(self.transport, "abort") else self.transport.close()
+        # A transport that lost its port has already closed itself; closing it again would
+        # make serial_asyncio_fast report the loss twice.
+        if self.transport is not None and not self.closed.done() \
+                and not self.transport.is_closing():
+            self.transport.abort()
 
 
 async def open_link(port: str, on_frames: FrameHandler) -> PortLink:

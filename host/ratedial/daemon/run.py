@@ -254,7 +254,7 @@ class Daemon:
                 self._early.pop(port, None)
                 await close_link(link)
             uid = self.by_port.pop(port, None)
-            if uid is not None:
+            if uid is not None and not self.stop_event.is_set():
                 view = self.views[uid]
                 view.state = "lost"
                 self.emit(self.cores[uid].unplugged(time.monotonic_ns(), port))
