@@ -1,0 +1,172 @@
+"""The daemon against virtual dials (real firmware under MicroPython, real ptys), a real
+mosquitto and real SQLite: exact accounting through unplugging, reboots, outages and kills."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sqlite3
+import time
+
+import pytest
+from brokers import mosquitto
+from daemonrun import (
+    assert_exact_accounting,
+    epoch_indices,
+    finish,
+    gap_ranges,
+    query,
+    start_daemon,
+    wait_until,
+)
+from subscriber import Subscriber
+
+from ratedial.virtual import VirtualDial
+
+pytestmark = pytest.mark.slow
+
+N_SAMPLES = "SELECT count(*) FROM samples"
+
+
+def recorded_set(path) -> set[tuple[str, int, int]]:
+    return {(uid, boot, i) for (uid, boot), idx in epoch_indices(path).items() for i in idx}
+
+
+def test_two_dials_for_60_s_every_sample_recorded_and_published_once(tmp_path):
+    with mosquitto(tmp_path / "broker") as broker, \
+            VirtualDial(seed=11, drift_ppm=50, subprocess=True) as a, \
+            VirtualDial(seed=12, drift_ppm=-30, subprocess=True) as b:
+        sub = Subscriber(broker.port)
+        sub.start()
+        assert sub.wait_for(lambda s: s.connects >= 1, 10)
+        path = tmp_path / "two.ratedial"
+        proc = start_daemon("--port", a.port, "--port", b.port, "--broker", broker.url,
+                            "--record", str(path), "--duration", "60",
+                            "--rater", f"client={a.port}", "--rater", f"therapist={b.port}")
+        out, _ = finish(proc)
+        rec = recorded_set(path)
+        assert sub.wait_for(lambda s: set(s.seen) >= rec, 20), len(rec - set(sub.seen))
+        sub.stop()
+    assert set(sub.seen) == rec
+    assert sub.duplicates == 0
+    per_dial = epoch_indices(path)
+    assert len(per_dial) == 2
+    for key, idx in per_dial.items():
+        assert len(idx) >= 58_000, (key, len(idx))  # ~60 s at 1 kHz from the first sample
+        assert idx == list(range(idx[0], idx[0] + len(idx))), f"{key} not contiguous"
+    assert query(path, "SELECT count(*) FROM gaps")[0][0] == 0
+    raters = dict(query(path, "SELECT rater, uid FROM dials"))
+    assert set(raters) == {"client", "therapist"}
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert sum(d["received"] for d in summary["dials"]) == len(rec)
+
+
+def test_unplug_and_replug_twice_gives_exact_gaps_and_the_run_goes_on(tmp_path):
+    path = tmp_path / "unplug.ratedial"
+    with VirtualDial(seed=21, subprocess=True) as dial:
+        proc = start_daemon("--port", dial.port, "--broker", "none", "--record", str(path),
+                            "--duration", "16")
+        for k in (1, 2):
+            wait_until(path, N_SAMPLES, lambda n, k=k: n >= 3000 * k)
+            dial.control("unplug 1.5")
+        finish(proc)
+    gaps = gap_ranges(path)
+    (key,) = epoch_indices(path)
+    unplugged = [g for g in gaps.get(key, []) if g[2] == "unplugged"]
+    assert len(unplugged) == 2, gaps
+    for a, b, _ in unplugged:
+        assert 1000 <= b - a <= 6000  # 1.5 s unplugged plus reconnecting, at 1 kHz
+    assert_exact_accounting(path)
+    kinds = [k for (k,) in query(path, "SELECT kind FROM events ORDER BY event_id")]
+    assert kinds.count("dial_lost") == 2
+    assert kinds.count("dial_connected") == 3
+    idx = epoch_indices(path)[key]
+    assert idx[-1] - idx[0] > 12_000  # the run went on after both unplugs
+
+
+def test_a_reboot_starts_a_new_epoch_without_mixing_indices(tmp_path):
+    path = tmp_path / "reboot.ratedial"
+    with VirtualDial(seed=31, subprocess=True) as dial:
+        proc = start_daemon("--port", dial.port, "--broker", "none", "--record", str(path),
+                            "--duration", "10")
+        wait_until(path, N_SAMPLES, lambda n: n >= 3000)
+        dial.control("reboot")
+        finish(proc)
+    epochs = epoch_indices(path)
+    assert len(epochs) == 2, list(epochs)
+    (k1, i1), (k2, i2) = sorted(epochs.items(), key=lambda kv: min(
+        query(path, "SELECT first_host_ns FROM epochs WHERE boot_id=?", kv[0][1])))
+    assert k1[0] == k2[0] and k1[1] != k2[1]  # same dial, two boots
+    assert i2[0] < 1000  # the new boot's indices start again near 0 ...
+    assert i1[-1] > 2900  # ... while the old boot had gone well past that
+    assert_exact_accounting(path)
+    kinds = [k for (k,) in query(path, "SELECT kind FROM events")]
+    assert "dial_reboot" in kinds
+    # device times of one epoch never go backwards
+    for (boot,) in query(path, "SELECT boot_id FROM epochs"):
+        t = [d for (d,) in query(path, "SELECT s.device_us FROM samples s JOIN epochs e "
+                                       "USING (epoch_id) WHERE e.boot_id=? "
+                                       "ORDER BY s.sample_index", boot)]
+        assert all(b > a for a, b in zip(t, t[1:], strict=False))
+
+
+def test_broker_down_for_10_s_then_every_sample_reaches_the_subscriber(tmp_path):
+    with mosquitto(tmp_path / "broker") as broker, VirtualDial(seed=41, subprocess=True) as dial:
+        sub = Subscriber(broker.port)
+        sub.start()
+        assert sub.wait_for(lambda s: s.connects >= 1, 10)
+        path = tmp_path / "outage.ratedial"
+        proc = start_daemon("--port", dial.port, "--broker", broker.url, "--record", str(path),
+                            "--duration", "22")
+        assert sub.wait_for(lambda s: len(s.seen) >= 2000, 30)
+        broker.kill()
+        time.sleep(10)  # the outage (scenario length, not synchronisation)
+        broker.start()
+        finish(proc)
+        rec = recorded_set(path)
+        assert sub.wait_for(lambda s: set(s.seen) >= rec, 30), len(rec - set(sub.seen))
+        sub.stop()
+    assert set(sub.seen) == rec
+    assert sub.replayed >= 9000  # the outage's ~10 s came back from the recording
+    assert_exact_accounting(path)
+
+
+def test_sigkill_of_the_daemon_loses_at_most_the_commit_interval(tmp_path):
+    path = tmp_path / "killed.ratedial"
+    with VirtualDial(seed=51, subprocess=True) as dial:
+        proc = start_daemon("--port", dial.port, "--broker", "none", "--record", str(path))
+        wait_until(path, N_SAMPLES, lambda n: n >= 4000)
+        killed_ns = time.monotonic_ns()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    last_ns = con.execute("SELECT max(host_ns) FROM samples").fetchone()[0]
+    lost_ms = (killed_ns - last_ns) / 1e6
+    # commit interval 250 ms + link and batching latency (~10-20 ms) + scheduling slack
+    assert 0 < lost_ms < 250 + 100, lost_ms
+    assert_exact_accounting(path)
+
+
+def test_clock_mapping_error_after_30_s_is_below_100_us(tmp_path):
+    path = tmp_path / "clock.ratedial"
+    # 100 ppm drift, a 30-bit tick that wraps 5 s into the run, the jittery link model
+    with VirtualDial(seed=61, drift_ppm=100, wrap_bits=30, tick_start_us=(1 << 30) - 5_000_000,
+                     subprocess=True) as dial:
+        proc = start_daemon("--port", dial.port, "--broker", "none", "--record", str(path),
+                            "--duration", "45")
+        finish(proc)
+        truth = dial.truth()
+    (boot,) = truth
+    rows = query(path, "SELECT s.device_us, s.host_ns, s.sample_index FROM samples s")
+    t0 = min(h for _, h, _ in rows)
+    errs = [h - boot.host_ns(d, near_ns=h) for d, h, _ in rows if h - t0 > 30e9]
+    assert len(errs) > 10_000
+    rms_us = math.sqrt(sum(e * e for e in errs) / len(errs)) / 1000
+    assert rms_us < 100, rms_us
+    # device time kept increasing across the tick wrap
+    dev = [d for d, _, _ in sorted(rows, key=lambda r: r[2])]
+    assert max(dev) > (1 << 30)
+    assert all(b > a for a, b in zip(dev, dev[1:], strict=False))
