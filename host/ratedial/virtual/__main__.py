@@ -1,0 +1,3 @@
+from ratedial.virtual.command import main
+
+main()
