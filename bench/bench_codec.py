@@ -67,7 +67,7 @@ def run() -> dict[str, object]:
             buf += text[i : i + CHUNK]
             *complete, buf = buf.split(b"\n")
             for line in complete:
-                idx, t, c, b = (int(x) for x in line.split(b","))
+                _idx, _t, _c, _b = (int(x) for x in line.split(b","))
                 n += 1
         assert n == N_SAMPLES
 

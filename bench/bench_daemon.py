@@ -35,7 +35,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from brokers import Mosquitto  # noqa: E402
-
 from ratedial.clock_baselines import LslMinRtt  # noqa: E402
 from ratedial.virtual import VirtualDial  # noqa: E402
 

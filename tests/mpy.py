@@ -49,6 +49,7 @@ def run_mpy(
     )
     if proc.returncode != 0:
         raise AssertionError(
-            f"MicroPython exited {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+            f"MicroPython exited {proc.returncode}\n--- stdout\n{proc.stdout}"
+            f"\n--- stderr\n{proc.stderr}"
         )
     return proc.stdout

@@ -3,6 +3,7 @@ mosquitto and real SQLite: exact accounting through unplugging, reboots, outages
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -11,6 +12,7 @@ import sqlite3
 import time
 
 import pytest
+
 from brokers import mosquitto
 from daemonrun import (
     assert_exact_accounting,
@@ -21,9 +23,8 @@ from daemonrun import (
     start_daemon,
     wait_until,
 )
-from subscriber import Subscriber
-
 from ratedial.virtual import VirtualDial
+from subscriber import Subscriber
 
 pytestmark = pytest.mark.slow
 
@@ -109,7 +110,7 @@ def test_a_reboot_starts_a_new_epoch_without_mixing_indices(tmp_path):
         t = [d for (d,) in query(path, "SELECT s.device_us FROM samples s JOIN epochs e "
                                        "USING (epoch_id) WHERE e.boot_id=? "
                                        "ORDER BY s.sample_index", boot)]
-        assert all(b > a for a, b in zip(t, t[1:], strict=False))
+        assert all(b > a for a, b in itertools.pairwise(t))
 
 
 def test_broker_down_for_10_s_then_every_sample_reaches_the_subscriber(tmp_path):
@@ -169,4 +170,4 @@ def test_clock_mapping_error_after_30_s_is_below_100_us(tmp_path):
     # device time kept increasing across the tick wrap
     dev = [d for d, _, _ in sorted(rows, key=lambda r: r[2])]
     assert max(dev) > (1 << 30)
-    assert all(b > a for a, b in zip(dev, dev[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(dev))

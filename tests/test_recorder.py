@@ -42,7 +42,8 @@ def test_file_is_private_and_holds_what_was_written(tmp_path):
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert con.execute("SELECT count(*), min(sample_index), max(sample_index) FROM samples"
                        ).fetchone() == (1000, 0, 999)
-    assert con.execute("SELECT uid, rater FROM dials").fetchall() == [("e66038b7132f4a2c", "client")]
+    assert con.execute("SELECT uid, rater FROM dials").fetchall() == [
+        ("e66038b7132f4a2c", "client")]
     assert con.execute("SELECT kind FROM events").fetchall() == [("dial_connected",)]
 
 

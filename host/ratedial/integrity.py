@@ -43,7 +43,7 @@ class IndexLedger:
     next_index: int | None = None
     received: int = 0
     duplicates: int = 0
-    missing: dict[GapReason, int] = field(default_factory=lambda: {r: 0 for r in GapReason})
+    missing: dict[GapReason, int] = field(default_factory=lambda: dict.fromkeys(GapReason, 0))
     _drops: list[tuple[int, int]] = field(default_factory=list)
     _rejects_pending: bool = False
     _unplugged: bool = False

@@ -24,8 +24,8 @@ def check(data: bytes) -> None:
     stream = fdp.ConsumeBytes(fdp.remaining_bytes())
     dec = FrameDecoder(synced=synced)
     prev = 0
-    for cut in [*cuts, len(stream)]:
-        cut = min(max(cut, prev), len(stream))
+    for point in [*cuts, len(stream)]:
+        cut = min(max(point, prev), len(stream))
         for frame in dec.feed(stream[prev:cut]):
             again = FrameDecoder(synced=True).feed(encode_frame(frame))
             if again != [frame]:

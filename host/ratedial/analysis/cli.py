@@ -4,7 +4,7 @@ Only click and the standard library are imported here, so ``ratedial --help`` st
 numpy, scipy, pandas and matplotlib (the ``analysis`` extra) load inside the commands.
 """
 
-# ruff: noqa: PLC0415  (imports inside the commands are the point: see above)
+
 
 from __future__ import annotations
 

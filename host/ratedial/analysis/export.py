@@ -119,7 +119,7 @@ def write_wide_csv(groups: Sequence[Group], path: Path) -> None:
 
 
 def write_parquet(groups: Sequence[Group], path: Path) -> None:
-    import pandas as pd  # noqa: PLC0415  (only Parquet needs pandas: keep `analyze` light)
+    import pandas as pd
 
     frames = []
     for rec in long_records(groups):

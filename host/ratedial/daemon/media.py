@@ -34,7 +34,7 @@ class MediaOutput(Protocol):
 
 class MediaSession(Protocol):
     def annotate(self, host_ns: Sequence[int | None]) -> Annotation:
-        """(media_id, media_s, MediaState) for each host time; must be cheap (1 kHz × dials)."""
+        """(media_id, media_s, MediaState) for each host time; must be cheap (1 kHz per dial)."""
 
     async def run(self, out: MediaOutput) -> None:
         """Talk to the player until cancelled; reconnect when it goes away."""

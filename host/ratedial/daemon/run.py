@@ -15,9 +15,9 @@ import asyncio
 import contextlib
 import functools
 import itertools
-from collections import deque
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -120,8 +120,9 @@ class Daemon:
                 outs[i] = replace(o, event_id=self._next_event_id())
             elif isinstance(o, SamplesOut):
                 ids, pos, states = self.media.annotate(o.host_ns)
-                outs[i] = o = replace(o, media_ids=ids, media_s=pos, media_states=states)
-                v = self.views.get(o.uid)
+                annotated = replace(o, media_ids=ids, media_s=pos, media_states=states)
+                outs[i] = annotated
+                v = self.views.get(annotated.uid)
                 if v is not None:
                     v.received += len(o)
                     v.rating = o.ratings[-1]
@@ -236,7 +237,7 @@ class Daemon:
         while not self.stop_event.is_set():
             try:
                 link = await open_link(port, functools.partial(self._frames, port))
-            except PortError as exc:
+            except PortError:
                 if first and explicit:
                     raise
                 if not explicit:

@@ -23,6 +23,7 @@ from .core import (
     hello_dict,
 )
 
+
 class Sink(Protocol):
     def handle(self, outs: list[Out]) -> None: ...
 

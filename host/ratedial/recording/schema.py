@@ -65,7 +65,7 @@ CREATE TABLE IF NOT EXISTS samples (
     host_ns      INTEGER,              -- device time mapped by the online clock model
     count        INTEGER NOT NULL,     -- raw quarter-steps (or ADC units)
     rating       REAL NOT NULL,        -- on the recording's scale (meta "scale")
-    flags        INTEGER NOT NULL,     -- bit 0 button, bit 1 timer overrun, bit 2 illegal transition
+    flags        INTEGER NOT NULL,     -- bit 0 button, 1 timer overrun, 2 illegal transition
     media_id     INTEGER,              -- media(media_id) playing, NULL when none
     media_s      REAL,                 -- position in the video, NULL when unknown
     media_state  INTEGER NOT NULL,     -- MediaState
@@ -111,7 +111,8 @@ CREATE TABLE IF NOT EXISTS clock_models (
     epoch_id       INTEGER NOT NULL,
     host_ns        INTEGER NOT NULL,   -- when this model was fitted
     ref_device_us  INTEGER NOT NULL,
-    ref_host_ns    INTEGER NOT NULL,   -- host_ns = ref_host_ns + (device_us - ref_device_us) * 1000 * (1 + skew_ppm * 1e-6)
+    -- host_ns = ref_host_ns + (device_us - ref_device_us) * 1000 * (1 + skew_ppm * 1e-6)
+    ref_host_ns    INTEGER NOT NULL,
     skew_ppm       REAL NOT NULL,
     uncertainty_ns INTEGER NOT NULL,   -- bound on the error at ref_device_us
     n_obs          INTEGER NOT NULL,

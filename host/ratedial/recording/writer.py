@@ -30,7 +30,8 @@ from .schema import DDL, FORMAT, FORMAT_VERSION
 Row = Sequence[Any]
 
 SQL = {
-    "dials": "INSERT INTO dials (dial_id, uid, rater, board, firmware, backend) VALUES (?,?,?,?,?,?)",
+    "dials": "INSERT INTO dials (dial_id, uid, rater, board, firmware, backend) "
+    "VALUES (?,?,?,?,?,?)",
     "dial_update": "UPDATE dials SET rater=?, board=?, firmware=?, backend=? WHERE dial_id=?",
     "epochs": "INSERT INTO epochs (epoch_id, dial_id, boot_id, first_host_ns, hello) "
     "VALUES (?,?,?,?,?)",
