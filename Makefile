@@ -9,13 +9,14 @@ STAMP  := $(VENV)/.installed
 # System programs the tests use (command name:Debian package).
 SYSTEM_DEPS := mosquitto:mosquitto mpv:mpv ffmpeg:ffmpeg
 
-.PHONY: all demo test bench lint fuzz sysdeps clean help
+.PHONY: all demo test bench soak lint fuzz sysdeps clean help
 
 help:
 	@echo "make demo   - run a virtual dial and show its decoded stream live"
 	@echo "make test   - run every test (bootstraps .venv)"
 	@echo "make bench  - run benchmarks, results under bench/results/"
 	@echo "make lint   - ruff and mypy"
+	@echo "make soak   - long fault sessions (not part of make test)"
 	@echo "make fuzz   - run the codec fuzz target for a bounded time"
 
 $(STAMP): pyproject.toml
@@ -42,12 +43,15 @@ demo: $(STAMP)
 	$(VENV)/bin/ratedial demo
 
 test: $(STAMP) sysdeps
-	@$(PY) -m pytest; rc=$$?; \
+	@$(PY) -m pytest -m "not soak"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - treating as failure"; exit 1; fi; \
 	exit $$rc
 
-bench: $(STAMP)
+bench: $(STAMP) sysdeps
 	$(PY) bench/run.py
+
+soak: $(STAMP) sysdeps
+	$(PY) -m pytest -m soak
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check host tests bench
