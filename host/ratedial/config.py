@@ -79,6 +79,8 @@ class RunConfig:
     player_latency_ms: float = 0.0  # display latency added to the player's position
     osd: bool = False  # draw the current rating on mpv's OSD
     scan: bool = True  # look for dials on USB ports besides the given ones
+    lsl: bool = False  # publish dials and markers over Lab Streaming Layer (extra "lsl")
+    web: str | None = None  # HOST:PORT of the live web view (port 0: a free one)
     session: dict[str, Any] = field(default_factory=dict)
     scale: ScaleConfig = field(default_factory=ScaleConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
@@ -105,7 +107,8 @@ def _typed(section: str, cls: type, raw: dict[str, Any]) -> Any:
     for key, value in raw.items():
         name = key.replace("-", "_")
         if name not in known:
-            raise UsageError(f"config: unknown key {section + '.' if section else ''}{key}")
+            shown = key if key.isidentifier() else repr(key)  # keep the message on one line
+            raise UsageError(f"config: unknown key {section + '.' if section else ''}{shown}")
         if name in _SECTIONS and not section:
             if not isinstance(value, dict):
                 raise UsageError(f"config: [{key}] must be a table")
@@ -124,7 +127,13 @@ def _coerce(key: str, default: Any, value: Any) -> Any:
     if isinstance(default, float) or key.endswith(("_s", "duration")):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise UsageError(f"config: {key} must be a number")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            raise UsageError(f"config: {key} is out of range") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise UsageError(f"config: {key} must be a finite number")
+        return number
     if isinstance(default, int):
         if isinstance(value, bool) or not isinstance(value, int):
             raise UsageError(f"config: {key} must be an integer")
@@ -157,6 +166,8 @@ def load_config(path: str | os.PathLike[str] | None) -> RunConfig:
         raise UsageError(f"config file {p} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config file {p} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"config file {p} nests too deeply") from None
     cfg: RunConfig = _typed("", RunConfig, raw)
     cfg.scale.scale()  # validate now, with a one-line message
     return cfg
