@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # System programs the tests use (command name:Debian package).
-SYSTEM_DEPS := mosquitto:mosquitto mpv:mpv ffmpeg:ffmpeg
+SYSTEM_DEPS := mosquitto:mosquitto mpv:mpv ffmpeg:ffmpeg chromium:chromium
 
 .PHONY: all demo test bench soak lint fuzz sysdeps clean help
 

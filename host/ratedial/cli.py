@@ -73,11 +73,17 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 @click.option("--video", type=click.Path(dir_okay=False), default=None,
               help="Play this file in an mpv started by ratedial (implies --player mpv).")
 @click.option("--osd", is_flag=True, default=None, help="Show the current rating on mpv's OSD.")
+@click.option("--lsl", is_flag=True, default=None,
+              help="Publish each dial and a marker stream over Lab Streaming Layer "
+                   "(needs the lsl extra).")
+@click.option("--web", is_flag=False, flag_value="127.0.0.1:0", default=None, metavar="[ADDR]",
+              help="Serve a live view of the dials at ADDR (HOST:PORT; alone: 127.0.0.1 "
+                   "and a free port, printed).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
         duration: float | None, config_path: str | None, broker: str | None, no_scan: bool,
         session: tuple[str, ...], player: str | None, video: str | None, osd: bool | None,
-        as_json: bool) -> None:
+        lsl: bool | None, web: str | None, as_json: bool) -> None:
     """Record dials (and publish them over MQTT) until stopped.
 
     Finds dials on USB (or uses --port), maps their clocks to this computer's clock,
@@ -101,7 +107,7 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
         record=record, duration_s=duration, mqtt=mqtt,
         scan=False if no_scan else None,
         session={**cfg.session, **_pairs(session, "--session")} if session else None,
-        player=player, video=video, osd=osd,
+        player=player, video=video, osd=osd, lsl=lsl, web=web,
     )
     if cfg.mqtt.broker not in ("embedded", "none"):
         from .mqtt.publisher import parse_broker

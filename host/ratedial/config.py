@@ -7,6 +7,7 @@ file (``password_file``), and never appear in :meth:`RunConfig.public`.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -131,7 +132,7 @@ def _coerce(key: str, default: Any, value: Any) -> Any:
             number = float(value)
         except OverflowError:
             raise UsageError(f"config: {key} is out of range") from None
-        if number != number or number in (float("inf"), float("-inf")):
+        if not math.isfinite(number):
             raise UsageError(f"config: {key} must be a finite number")
         return number
     if isinstance(default, int):

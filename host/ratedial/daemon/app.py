@@ -144,6 +144,24 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
             mqtt5=embedded is None)  # the embedded broker (amqtt) speaks MQTT 3.1.1
         sinks.append(publisher)
 
+    if cfg.lsl:
+        from ..lsl import LslSink
+
+        sinks.append(LslSink(raters=rec_sink.raters, daemon_id=daemon_id,
+                             scale={"minimum": cfg.scale.minimum, "maximum": cfg.scale.maximum,
+                                    "start": cfg.scale.start,
+                                    "counts_per_point": cfg.scale.counts_per_point,
+                                    "anchors": cfg.scale.anchors}))
+    web = None
+    if cfg.web is not None:
+        from ..web import WebServer, WebSink
+
+        web_sink = WebSink(views=lambda: list(daemon.views.values()), media=media.status,
+                           scale=(cfg.scale.minimum, cfg.scale.maximum))
+        sinks.append(web_sink)
+        web = WebServer(web_sink, cfg.web)
+        console.print(f"ratedial: live view on {await web.start()}", highlight=False)
+
     def broker_state() -> str:
         if publisher is None:
             return "none"
@@ -165,6 +183,8 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
                 if publisher is not None:
                     tg.create_task(publisher.run(), name="mqtt")
                 tg.create_task(_refresh(view, daemon, recorder), name="view")
+                if web is not None:
+                    tg.create_task(web.run(daemon.stop_event), name="web")
     except* RatedialError as group:
         raise first_leaf(group) from None
     finally:

@@ -258,6 +258,9 @@ class Daemon:
             if uid is not None and not self.stop_event.is_set():
                 view = self.views[uid]
                 view.state = "lost"
+                view.rate_hz = 0.0
+                view._window.clear()
+                view._in_window = 0
                 self.emit(self.cores[uid].unplugged(time.monotonic_ns(), port))
             if not explicit:
                 return

@@ -1,0 +1,207 @@
+"""A tiny read-only HTTP server for the live view (standard library asyncio, Server-Sent Events).
+
+Routes: ``GET /`` the page (a package resource, inline JS and CSS, no external assets),
+``GET /events`` an event stream (``snapshot`` once, then ``tick`` every :data:`TICK_S`),
+``GET /state`` the snapshot as JSON. Anything else is 404, any other method 405.
+
+Invariants:
+
+* Read-only: no route changes the daemon.
+* Bounded: every client has a queue of at most :data:`CLIENT_QUEUE` ticks; a client that falls
+  that far behind is disconnected (its browser reconnects and starts from a snapshot), so a
+  stalled page never grows the daemon's memory. At most :data:`MAX_CLIENTS` streams.
+* One tick message is built per interval and shared by every client; nothing is built when
+  nobody watches beyond the sink's own bounded rings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from importlib import resources
+from typing import Any
+
+from ..errors import UsageError
+from .sink import WebSink
+
+log = logging.getLogger("ratedial.web")
+
+TICK_S = 0.05  # 20 updates a second
+CLIENT_QUEUE = 40  # 2 s of ticks
+MAX_CLIENTS = 32
+REQUEST_TIMEOUT_S = 5.0
+
+_SECURITY_HEADERS = (
+    "Cache-Control: no-store\r\n"
+    "X-Content-Type-Options: nosniff\r\n"
+    "Referrer-Policy: no-referrer\r\n"
+    "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; "
+    "style-src 'unsafe-inline'; connect-src 'self'; img-src data:\r\n"
+)
+
+
+def parse_addr(addr: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT``, ``HOST`` or ``PORT`` -> (host, port); 127.0.0.1 and port 0
+    (a free one) by default."""
+    addr = addr.strip()
+    host, port = "127.0.0.1", "0"
+    if addr.startswith("["):
+        end = addr.find("]")
+        if end < 0:
+            raise UsageError(f"--web {addr}: expected [IPV6]:PORT")
+        host, rest = addr[1:end], addr[end + 1:]
+        if rest:
+            if not rest.startswith(":"):
+                raise UsageError(f"--web {addr}: expected [IPV6]:PORT")
+            port = rest[1:]
+    elif addr.isdigit():
+        port = addr
+    elif ":" in addr:
+        host, _, port = addr.rpartition(":")
+        host = host or "127.0.0.1"
+    elif addr:
+        host = addr
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UsageError(f"--web {addr}: the port must be a number 0-65535")
+    return host, int(port)
+
+
+def page_html() -> bytes:
+    return resources.files(__package__).joinpath("static/index.html").read_bytes()
+
+
+class WebServer:
+    """Serves one :class:`WebSink` to browsers. ``await start()``, then ``await run(stop)``."""
+
+    def __init__(self, sink: WebSink, addr: str = "127.0.0.1:0", *,
+                 tick_s: float = TICK_S) -> None:
+        self.sink = sink
+        self.host, self.port = parse_addr(addr)
+        self.tick_s = tick_s
+        self._server: asyncio.Server | None = None
+        self._clients: set[asyncio.Queue[bytes | None]] = set()
+        self._page = page_html()
+        self.sent = 0
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    async def start(self) -> str:
+        """Bind (so the URL with the real port can be printed) and return the URL."""
+        try:
+            self._server = await asyncio.start_server(self._connection, self.host, self.port)
+        except OSError as exc:
+            raise UsageError(f"--web: cannot listen on {self.host}:{self.port}: "
+                             f"{exc.strerror}") from None
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.url
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Send ticks until ``stop`` is set, then close every stream and the socket."""
+        if self._server is None:
+            await self.start()
+        loop = asyncio.get_running_loop()
+        next_t = loop.time()
+        try:
+            while not stop.is_set():
+                self._broadcast(_sse("tick", self.sink.tick()))
+                next_t += self.tick_s
+                delay = next_t - loop.time()
+                if delay < 0:  # fell behind (a busy loop): do not try to catch up
+                    next_t, delay = loop.time(), 0.0
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+        finally:
+            for q in list(self._clients):
+                _offer(q, None)
+            if self._server is not None:
+                self._server.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._server.wait_closed(), 2.0)
+
+    def _broadcast(self, msg: bytes) -> None:
+        for q in list(self._clients):
+            if not _offer(q, msg):
+                self._clients.discard(q)  # too slow: drop it, the browser will reconnect
+                _offer(q, None)
+
+    # --- HTTP -----------------------------------------------------------------------------
+
+    async def _connection(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT_S)
+            method, _, rest = head.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
+            path = rest.split(" ", 1)[0].split("?", 1)[0]
+            if method not in ("GET", "HEAD"):
+                await _respond(writer, "405 Method Not Allowed", "text/plain", b"read-only\n",
+                               extra="Allow: GET, HEAD\r\n")
+            elif path in ("/", "/index.html"):
+                await _respond(writer, "200 OK", "text/html; charset=utf-8", self._page,
+                               head=method == "HEAD")
+            elif path == "/state":
+                body = json.dumps(self.sink.snapshot(), separators=(",", ":")).encode()
+                await _respond(writer, "200 OK", "application/json", body,
+                               head=method == "HEAD")
+            elif path == "/events" and method == "GET":
+                await self._events(writer)
+            else:
+                await _respond(writer, "404 Not Found", "text/plain", b"not found\n")
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ConnectionError, UnicodeDecodeError, ValueError):
+            pass  # a client that went away or sent nonsense: nothing to tell anyone
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def _events(self, writer: asyncio.StreamWriter) -> None:
+        if len(self._clients) >= MAX_CLIENTS:
+            await _respond(writer, "503 Service Unavailable", "text/plain", b"too many views\n")
+            return
+        writer.write(("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                      "Connection: keep-alive\r\n" + _SECURITY_HEADERS + "\r\n"
+                      "retry: 1000\n\n").encode())
+        writer.write(_sse("snapshot", self.sink.snapshot()))
+        q: asyncio.Queue[bytes | None] = asyncio.Queue(CLIENT_QUEUE)
+        self._clients.add(q)
+        try:
+            while True:
+                await writer.drain()
+                msg = await q.get()
+                if msg is None:
+                    return
+                writer.write(msg)
+                self.sent += 1
+        finally:
+            self._clients.discard(q)
+
+
+def _offer(q: asyncio.Queue[bytes | None], msg: bytes | None) -> bool:
+    try:
+        q.put_nowait(msg)
+    except asyncio.QueueFull:
+        if msg is None:  # make room for the end marker
+            with contextlib.suppress(asyncio.QueueEmpty):
+                q.get_nowait()
+            q.put_nowait(None)
+        return False
+    return True
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+async def _respond(writer: asyncio.StreamWriter, status: str, ctype: str, body: bytes, *,
+                   head: bool = False, extra: str = "") -> None:
+    writer.write((f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
+                  f"Content-Length: {len(body)}\r\nConnection: close\r\n"
+                  + _SECURITY_HEADERS + extra + "\r\n").encode())
+    if not head:
+        writer.write(body)
+    await writer.drain()

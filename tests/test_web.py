@@ -1,0 +1,152 @@
+"""The live web view: bounded memory (unit), and the page in headless Chromium against
+``ratedial run --web`` with two virtual dials (curves advance, a mean line, a lost dial is
+shown as lost). The screenshot is kept in tests/artifacts/ (gitignored).
+
+Needs Debian's chromium (``apt-get install -y chromium``) and the Python ``playwright``
+package (its own browsers are not used or downloaded).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from daemonrun import finish, start_daemon
+from ratedial.daemon.core import SamplesOut
+from ratedial.errors import UsageError
+from ratedial.web import RING_POINTS, WebSink, parse_addr
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
+class View:
+    def __init__(self, uid, state="connected") -> None:
+        self.uid, self.rater, self.state = uid, "r" + uid, state
+        self.received = self.missing = 0
+        self.rate_hz, self.rating, self.latency_ms, self.uncertainty_us = 1000.0, 50.0, 1.0, 9.0
+
+
+def test_parse_addr():
+    assert parse_addr("127.0.0.1:0") == ("127.0.0.1", 0)
+    assert parse_addr("8080") == ("127.0.0.1", 8080)
+    assert parse_addr("0.0.0.0:8000") == ("0.0.0.0", 8000)
+    assert parse_addr("[::1]:9000") == ("::1", 9000)
+    assert parse_addr("localhost") == ("localhost", 0)
+    for bad in ("host:x", "[::1", "h:70000"):
+        with pytest.raises(UsageError):
+            parse_addr(bad)
+
+
+def test_sink_memory_is_bounded_over_a_long_session():
+    """Two dials at 1 kHz for a simulated hour: held points never exceed the rings."""
+    now = [0]
+    views = [View("a"), View("b")]
+    sink = WebSink(views=lambda: views, media=lambda: {"player": "none", "connected": False},
+                   clock=lambda: now[0])
+    peak = 0
+    for batch in range(3600 * 50):  # 20 ms batches of 20 samples
+        t0 = batch * 20_000_000
+        now[0] = t0 + 20_000_000
+        for k, uid in enumerate(("a", "b")):
+            host = tuple(t0 + i * 1_000_000 for i in range(20))
+            sink.handle([SamplesOut(uid, 1, batch * 20, 1000, tuple(range(20)), host,
+                                    (0,) * 20, (40.0 + 10 * k,) * 20, (0,) * 20)])
+        if batch % 5 == 0:  # the server ticks every 100 ms here
+            msg = sink.tick()
+            assert len(msg["points"]["a"]) <= 2
+        peak = max(peak, sink.held_points())
+    assert peak <= 3 * RING_POINTS
+    snap = sink.snapshot()
+    assert len(snap["points"]["a"]) == RING_POINTS
+    xs = [p[0] for p in snap["points"]["a"]]
+    assert xs == sorted(xs) and xs[-1] > 3599  # the newest 10 minutes, in order
+    g = snap["group"][-1]
+    assert g[1] == 45.0 and (g[2], g[3]) == (40.0, 50.0) and g[5] == 2  # mean, range, n
+
+
+def read_url(proc, timeout=30.0) -> str:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        line = proc.stdout.readline()
+        m = re.search(r"live view on (http://\S+)", line)
+        if m:
+            return m.group(1)
+        if not line and proc.poll() is not None:
+            break
+    raise AssertionError("the daemon printed no live view URL")
+
+
+@pytest.mark.slow
+def test_page_in_headless_chromium(tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    from ratedial.virtual import VirtualDial
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = tmp_path / "web.ratedial"
+    with VirtualDial(seed=41, subprocess=True) as a, VirtualDial(seed=42, subprocess=True) as b, \
+            sync_api.sync_playwright() as pw:
+        proc = start_daemon("--port", a.port, "--port", b.port, "--broker", "none",
+                            "--record", str(path), "--duration", "25",
+                            "--rater", f"client={a.port}", "--rater", f"therapist={b.port}",
+                            "--web")
+        url = read_url(proc)
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url) as r:  # the page: no external assets
+            html = r.read().decode()
+            assert "connect-src 'self'" in r.headers["Content-Security-Policy"]
+        assert not re.search(r"(src|href)=\"(https?:)?//", html)
+        req = urllib.request.Request(url, method="POST")
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req)
+        assert err.value.code == 405
+
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                     headless=True)
+        # bypass_csp: Playwright evaluates its probes with eval(), which the page's CSP forbids.
+        page = browser.new_page(viewport={"width": 1280, "height": 720}, bypass_csp=True)
+        page.goto(url)
+        page.wait_for_function("document.querySelectorAll('tr[data-uid]').length === 2 && "
+                               "[...document.querySelectorAll('tr[data-uid]')]"
+                               ".every(r => +r.dataset.points > 10)", timeout=20_000)
+        rows = "[...document.querySelectorAll('tr[data-uid]')].map(r => ({...r.dataset}))"
+        t1 = time.monotonic()
+        first = page.evaluate(rows)
+        ticks1 = int(page.get_attribute("body", "data-ticks"))
+        time.sleep(2.0)
+        second = page.evaluate(rows)
+        ticks2 = int(page.get_attribute("body", "data-ticks"))
+        rate = (ticks2 - ticks1) / (time.monotonic() - t1)
+        assert rate >= 10, rate
+        for r1, r2 in zip(first, second, strict=True):
+            assert r1["uid"] == r2["uid"] and r2["state"] == "connected"
+            assert float(r2["lastX"]) > float(r1["lastX"]) + 1.5  # the curve advanced
+            assert int(r2["points"]) > int(r1["points"])
+        assert "mean of 2" in page.inner_text("#groupfoot")
+        assert page.get_attribute("body", "data-axis") == "wall"
+        page.screenshot(path=str(ARTIFACTS / "web_live.png"))
+
+        uid_a = json.loads(urllib.request.urlopen(url + "state").read())["dials"]
+        a_uid = next(d["uid"] for d in uid_a if d["rater"] == "client")
+        a.control("unplug")
+        page.wait_for_selector(f"tr[data-uid='{a_uid}'][data-state='lost']", timeout=10_000)
+        assert page.inner_text(f"tr[data-uid='{a_uid}'] .state") == "lost"
+        page.wait_for_function("document.getElementById('groupfoot').innerText === ''")
+        page.screenshot(path=str(ARTIFACTS / "web_lost.png"))
+        a.control("plug")
+        page.wait_for_selector(f"tr[data-uid='{a_uid}'][data-state='connected']",
+                               timeout=15_000)
+        browser.close()
+        finish(proc)
+    print(f"web: {rate:.1f} updates/s in the page")
