@@ -1,0 +1,381 @@
+"""mpv over its JSON IPC socket (``--input-ipc-server``), and mpv launched by ratedial.
+
+Invariants:
+
+* Event-driven: mpv pushes ``time-pos`` once per frame, so each report is a lower bound of the
+  media clock at its receipt (:data:`Source.PUSH`); the clock never runs more than one frame
+  past the last report. Observers die with the connection: every connection observes again,
+  and the initial values it gets back re-synchronise the clock.
+* Message -> clock input is pure (:class:`MpvInput`, shared with the benchmark) and a table
+  (:data:`_PROPERTY_INPUTS`, :data:`_EVENT_INPUTS`), not a chain of ifs; unknown messages are
+  ignored.
+* A launched mpv (``--video``) is started once and stopped when the run ends; if the rater
+  quits it, the run goes on with the media time unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import math
+import os
+import shlex
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..daemon.media import MediaOutput
+from ..errors import UsageError
+from ..media import ClockConfig, MediaClock, MediaEvent, Source
+from ..recording import MediaState
+from .session import PlayerGone, PlayerSession
+
+OBSERVED = ("time-pos", "pause", "speed", "seeking", "eof-reached", "idle-active", "path")
+LAUNCH_ARGS = ("--keep-open=yes", "--idle=yes", "--pause", "--no-terminal", "--osd-level=1")
+OSD_PERIOD_S = 0.2
+REQUEST_TIMEOUT_S = 2.0
+SOCKET_WAIT_S = 10.0
+
+
+def mpv_clock_config(latency_ms: float) -> ClockConfig:
+    return ClockConfig(source=Source.PUSH, latency_ms=latency_ms, max_lead_frames=1.5)
+
+
+class MpvSession(PlayerSession):
+    player = "mpv"
+
+    def __init__(self, socket_path: str, *, latency_ms: float = 0.0, video: str | None = None,
+                 osd: bool = False, ratings: Callable[[], dict[str, float]] | None = None,
+                 mpv_exe: str = "mpv", extra_args: tuple[str, ...] = (),
+                 tmpdir: str | None = None) -> None:
+        super().__init__(mpv_clock_config(latency_ms))
+        self.socket_path = socket_path
+        self.video = video
+        self.osd = osd
+        self.ratings = ratings or dict
+        self.mpv_exe = mpv_exe
+        self.extra_args = extra_args
+        self.process: asyncio.subprocess.Process | None = None
+        self._tmpdir = tmpdir  # removed at the end (the launched mpv's private socket dir)
+        self._writer: asyncio.StreamWriter | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self.input = MpvInput(self.clock)
+
+    # --- launching (--video) ----------------------------------------------------------------
+
+    async def _start(self) -> None:
+        if self.video is None:
+            return
+        args = [self.mpv_exe, f"--input-ipc-server={self.socket_path}", *LAUNCH_ARGS,
+                *self.extra_args, "--", self.video]
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path)  # mpv leaves its socket behind when it exits
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL)
+        except OSError as exc:
+            raise UsageError(f"--video: cannot start mpv ({exc.strerror})") from None
+        deadline = asyncio.get_running_loop().time() + SOCKET_WAIT_S
+        while not os.path.exists(self.socket_path):  # ~75 ms after launch
+            if self.process.returncode is not None:
+                raise UsageError(f"--video {self.video}: mpv exited at once "
+                                 f"(code {self.process.returncode}); is it a video file?")
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.02)
+
+    async def _stop(self) -> None:
+        proc = self.process
+        if proc is not None and proc.returncode is None:
+            proc.terminate()
+            try:
+                async with asyncio.timeout(3.0):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+    # --- one connection ---------------------------------------------------------------------
+
+    async def _follow(self, out: MediaOutput) -> None:
+        reader, writer = await asyncio.open_unix_connection(self.socket_path, limit=1 << 20)
+        self._writer = writer
+        self.input = MpvInput(self.clock)
+        osd_task = asyncio.create_task(self._osd_loop(), name="mpv osd") if self.osd else None
+        try:
+            for i, name in enumerate(OBSERVED, start=1):
+                self._send(["observe_property", i, name])
+            while True:
+                line = await reader.readline()
+                host_ns = self.now()
+                if not line:
+                    raise PlayerGone("mpv closed the connection")
+                try:
+                    msg = json.loads(line)
+                except (ValueError, RecursionError):  # not JSON, or nested beyond reason
+                    continue
+                if isinstance(msg, dict):
+                    self._connected(host_ns)
+                    self._message(host_ns, msg)
+        finally:
+            if osd_task is not None:
+                osd_task.cancel()
+            self._writer = None
+            for fut in self._pending.values():
+                fut.cancel()
+            self._pending.clear()
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    def _send(self, command: list[Any], request_id: int = 0) -> None:
+        if self._writer is None:
+            raise PlayerGone("not connected")
+        self._writer.write(json.dumps({"command": command, "request_id": request_id}).encode()
+                           + b"\n")
+
+    async def request(self, *command: Any) -> Any:
+        """Send a command and wait for its answer's ``data`` (None on error)."""
+        rid = next(self._ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        try:
+            self._send(list(command), rid)
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                return await fut
+        finally:
+            self._pending.pop(rid, None)
+
+    def _message(self, host_ns: int, msg: dict[str, Any]) -> None:
+        rid = msg.get("request_id")
+        if rid and "error" in msg:
+            fut = self._pending.get(rid)
+            if fut is not None and not fut.done():
+                fut.set_result(msg.get("data") if msg.get("error") == "success" else None)
+            return
+        self._on_message(host_ns, msg)
+
+    def _on_message(self, host_ns: int, msg: dict[str, Any]) -> None:
+        step = self.input.message(host_ns, msg)
+        self._emit(step.events)
+        for media_s, rate, playing, source in step.observations:
+            self._observe(host_ns, media_s, rate, playing, source)
+        if step.load:
+            if self._identify_task is not None:
+                self._identify_task.cancel()
+            self._identify_task = asyncio.create_task(self._identify_mpv(host_ns),
+                                                      name="mpv identify")
+
+    async def _identify_mpv(self, host_ns: int) -> None:
+        with contextlib.suppress(PlayerGone, TimeoutError):
+            await self._identify_mpv_now(host_ns)
+
+    async def _identify_mpv_now(self, host_ns: int) -> None:
+        path = await self.request("get_property", "path")
+        wd = await self.request("get_property", "working-directory")
+        duration = None
+        for _ in range(10):  # connected while the file was still opening: not known yet
+            duration = await self.request("get_property", "duration")
+            if duration is not None:
+                break
+            await asyncio.sleep(0.1)
+        fps = (await self.request("get_property", "container-fps")
+               or await self.request("get_property", "estimated-vf-fps"))
+        if isinstance(path, str) and "://" not in path and isinstance(wd, str):
+            path = os.path.normpath(os.path.join(wd, path))
+        await self._identify(host_ns, path if isinstance(path, str) else None,
+                             duration_s=_num(duration), fps=_num(fps), use_probe=False)
+
+    # --- rater feedback ---------------------------------------------------------------------
+
+    async def _osd_loop(self) -> None:
+        last = None
+        while True:
+            text = osd_text(self.ratings())
+            if text != last:
+                with contextlib.suppress(PlayerGone):
+                    self._send(["osd-overlay", 1, "ass-events", text] if text
+                               else ["osd-overlay", 1, "none", ""])
+                last = text
+            await asyncio.sleep(OSD_PERIOD_S)
+
+
+Observation = tuple[float | None, float | None, bool | None, str]
+
+
+@dataclass(slots=True)
+class MpvStep:
+    """What one mpv message did: media events, raw observations, whether a file loaded."""
+
+    events: list[MediaEvent] = field(default_factory=list)
+    observations: list[Observation] = field(default_factory=list)
+    load: bool = False
+
+
+class MpvInput:
+    """mpv IPC messages -> media clock inputs (pure: the session and the benchmark share it)."""
+
+    def __init__(self, clock: MediaClock) -> None:
+        self.clock = clock
+        self.loaded = False
+        self.starting = False  # a start-file event was seen: a file-loaded will follow
+
+    def message(self, host_ns: int, msg: dict[str, Any]) -> MpvStep:
+        step = MpvStep()
+        event = msg.get("event")
+        if event == "property-change":
+            prop = _PROPERTY_INPUTS.get(str(msg.get("name")))
+            if prop is not None:
+                prop(self, step, host_ns, msg.get("data"))
+        elif isinstance(event, str):
+            on_event = _EVENT_INPUTS.get(event)
+            if on_event is not None:
+                on_event(self, step, host_ns, msg)
+        return step
+
+    def _obs(self, step: MpvStep, host_ns: int, source: str, *, media_s: float | None = None,
+             playing: bool | None = None, rate: float | None = None) -> None:
+        c = self.clock
+        step.observations.append((
+            c.position_now(host_ns) if media_s is None else media_s,
+            c.rate if rate is None else rate,
+            (c.state is MediaState.PLAYING) if playing is None else playing, source))
+
+    def _time_pos(self, step: MpvStep, host_ns: int, value: Any) -> None:
+        pos = finite(value)
+        if pos is not None and pos >= 0:
+            step.events += self.clock.position(host_ns, pos)
+            self._obs(step, host_ns, "time-pos", media_s=pos)
+
+    def _pause(self, step: MpvStep, host_ns: int, value: Any) -> None:
+        if isinstance(value, bool):
+            step.events += self.clock.paused(host_ns, value)
+            self._obs(step, host_ns, "pause", playing=not value)
+
+    def _speed(self, step: MpvStep, host_ns: int, value: Any) -> None:
+        rate = finite(value)
+        if rate is not None and rate > 0:
+            step.events += self.clock.set_rate(host_ns, rate)
+            self._obs(step, host_ns, "speed")
+
+    def _seeking(self, step: MpvStep, host_ns: int, value: Any) -> None:
+        if isinstance(value, bool):
+            step.events += self.clock.seeking(host_ns, value)
+
+    def _eof(self, step: MpvStep, host_ns: int, value: Any) -> None:
+        step.events += self.clock.ended(host_ns, bool(value))
+        if value:
+            self._obs(step, host_ns, "eof-reached", playing=False)
+
+    def _idle(self, step: MpvStep, host_ns: int, value: Any) -> None:
+        if value is True and self.loaded:
+            self.loaded = False
+            step.events += self.clock.unload(host_ns)
+
+    def _path(self, step: MpvStep, host_ns: int, value: Any) -> None:
+        # Connecting to an mpv that already plays a file: no file-loaded event will come.
+        if isinstance(value, str) and not self.loaded:
+            self._load(step, host_ns)
+
+    def _event_seek(self, step: MpvStep, host_ns: int, msg: dict[str, Any]) -> None:
+        step.events += self.clock.seeking(host_ns, True)
+        self._obs(step, host_ns, "seek", playing=False)
+
+    def _event_restart(self, step: MpvStep, host_ns: int, msg: dict[str, Any]) -> None:
+        step.events += self.clock.seeking(host_ns, False)
+        self._obs(step, host_ns, "playback-restart")
+
+    def _event_start(self, step: MpvStep, host_ns: int, msg: dict[str, Any]) -> None:
+        self.starting = True
+
+    def _event_loaded(self, step: MpvStep, host_ns: int, msg: dict[str, Any]) -> None:
+        if self.loaded and not self.starting:
+            return  # the file we picked up from the initial ``path`` on connecting
+        self.starting = False
+        self._load(step, host_ns)
+
+    def _event_end(self, step: MpvStep, host_ns: int, msg: dict[str, Any]) -> None:
+        if msg.get("reason") == "eof":
+            step.events += self.clock.ended(host_ns, True)
+        else:
+            self.loaded = False
+            step.events += self.clock.unload(host_ns)
+        self._obs(step, host_ns, "end-file", playing=False)
+
+    def _load(self, step: MpvStep, host_ns: int) -> None:
+        self.loaded = True
+        step.events += self.clock.load(host_ns)
+        step.load = True
+
+
+# mpv message -> clock input.
+_PROPERTY_INPUTS: dict[str, Callable[[MpvInput, MpvStep, int, Any], None]] = {
+    "time-pos": MpvInput._time_pos,
+    "pause": MpvInput._pause,
+    "speed": MpvInput._speed,
+    "seeking": MpvInput._seeking,
+    "eof-reached": MpvInput._eof,
+    "idle-active": MpvInput._idle,
+    "path": MpvInput._path,
+}
+_EVENT_INPUTS: dict[str, Callable[[MpvInput, MpvStep, int, dict[str, Any]], None]] = {
+    "seek": MpvInput._event_seek,
+    "playback-restart": MpvInput._event_restart,
+    "start-file": MpvInput._event_start,
+    "file-loaded": MpvInput._event_loaded,
+    "end-file": MpvInput._event_end,
+}
+
+
+def osd_text(ratings: dict[str, float]) -> str:
+    """The ASS text drawn on mpv's OSD (top right): ``client 63   therapist 40``."""
+    if not ratings:
+        return ""
+    parts = [f"{_ass_escape(label)} {value:.0f}" for label, value in sorted(ratings.items())]
+    return "{\\an9}" + "   ".join(parts)
+
+
+def _ass_escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("{", "\\{").replace("}", "\\}").replace("\n", " ")
+
+
+def finite(v: Any) -> float | None:
+    """A JSON number as a finite float, else None (bools, huge integers, NaN, infinities)."""
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        return None
+    try:
+        f = float(v)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _num(v: Any) -> float | None:
+    f = finite(v)
+    return f if f is not None and f > 0 else None
+
+
+def launched_session(video: str, *, socket_path: str | None, latency_ms: float, osd: bool,
+                     ratings: Callable[[], dict[str, float]]) -> MpvSession:
+    """``--video FILE``: an mpv started (paused) by ratedial on a private socket."""
+    exe = shutil.which("mpv")
+    if exe is None:
+        raise UsageError("--video needs mpv: install it (Debian/Ubuntu: apt-get install mpv; "
+                         "macOS: brew install mpv)")
+    if not os.path.isfile(video):
+        raise UsageError(f"--video {video}: no such file")
+    tmpdir = None
+    if socket_path is None:
+        tmpdir = tempfile.mkdtemp(prefix="ratedial-mpv-")
+        socket_path = os.path.join(tmpdir, "mpv.sock")
+    extra = tuple(shlex.split(os.environ.get("RATEDIAL_MPV_ARGS", "")))
+    return MpvSession(socket_path, latency_ms=latency_ms, video=os.path.abspath(video),
+                      osd=osd, ratings=ratings, mpv_exe=exe, extra_args=extra, tmpdir=tmpdir)

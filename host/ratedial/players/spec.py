@@ -1,0 +1,101 @@
+"""``--player`` specifications (pure): ``mpv[:SOCKET] | vlc[:URL] | mpc[:URL] | manual[:SECONDS]
+| none``.
+
+Invariants: a bad spec is a one-line :class:`UsageError` naming the accepted forms; a URL never
+carries a password (secrets come from the environment or a file, never the command line).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from ..errors import UsageError
+
+FORMS = "mpv[:SOCKET], vlc[:URL], mpc[:URL], manual[:SECONDS] or none"
+DEFAULT_MPV_SOCKET = r"\\.\pipe\mpvsocket" if sys.platform == "win32" else "/tmp/mpvsocket"
+DEFAULT_PORTS = {"vlc": 8080, "mpc": 13579}
+
+
+@dataclass(frozen=True, slots=True)
+class PlayerSpec:
+    kind: str  # mpv | vlc | mpc | manual | none
+    socket: str | None = None  # mpv
+    host: str | None = None  # vlc, mpc
+    port: int | None = None
+    seconds: float = 0.0  # manual: media time at the mark
+    explicit_socket: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def _http(kind: str, arg: str, spec: str) -> PlayerSpec:
+    if not arg:
+        return PlayerSpec(kind, host="127.0.0.1", port=DEFAULT_PORTS[kind])
+    if arg.isdigit():  # vlc:8080
+        return PlayerSpec(kind, host="127.0.0.1", port=int(arg))
+    text = arg if "://" in arg else f"http://{arg}"
+    try:
+        u = urlsplit(text)
+        port = u.port
+    except ValueError:
+        raise UsageError(f"--player {spec}: not a valid URL") from None
+    if u.scheme != "http":
+        raise UsageError(f"--player {spec}: only http:// URLs are supported")
+    if u.password is not None or u.username:
+        raise UsageError(f"--player {spec}: put no password in the URL; set "
+                         "RATEDIAL_VLC_PASSWORD or RATEDIAL_VLC_PASSWORD_FILE instead")
+    if not u.hostname:
+        raise UsageError(f"--player {spec}: the URL has no host")
+    return PlayerSpec(kind, host=u.hostname, port=port or DEFAULT_PORTS[kind])
+
+
+def _mpv(arg: str, spec: str) -> PlayerSpec:
+    if arg:
+        return PlayerSpec("mpv", socket=os.path.expanduser(arg), explicit_socket=True)
+    return PlayerSpec("mpv", socket=DEFAULT_MPV_SOCKET)
+
+
+def _manual(arg: str, spec: str) -> PlayerSpec:
+    if not arg:
+        return PlayerSpec("manual")
+    try:
+        seconds = float(arg)
+    except ValueError:
+        raise UsageError(f"--player {spec}: manual:SECONDS needs a number of seconds, "
+                         "e.g. manual:12.5") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise UsageError(f"--player {spec}: SECONDS must be 0 or more")
+    return PlayerSpec("manual", seconds=seconds)
+
+
+def _none(arg: str, spec: str) -> PlayerSpec:
+    if arg:
+        raise UsageError(f"--player {spec}: 'none' takes no argument")
+    return PlayerSpec("none")
+
+
+_KINDS = {
+    "mpc-hc": lambda arg, spec: _http("mpc", arg, spec),
+    "mpc-be": lambda arg, spec: _http("mpc", arg, spec),
+    "mpv": _mpv,
+    "vlc": lambda arg, spec: _http("vlc", arg, spec),
+    "mpc": lambda arg, spec: _http("mpc", arg, spec),
+    "manual": _manual,
+    "none": _none,
+}
+
+
+def parse_spec(spec: str) -> PlayerSpec:
+    """Parse a ``--player`` value; raises :class:`UsageError` with a one-line message."""
+    kind, _, arg = spec.strip().partition(":")
+    parse = _KINDS.get(kind.lower())
+    shown = spec if spec.isprintable() else repr(spec)  # messages stay one line
+    if parse is None:
+        raise UsageError(f"--player {shown}: expected {FORMS}")
+    return parse(arg, shown)
