@@ -7,7 +7,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # System programs the tests use (command name:Debian package).
-SYSTEM_DEPS := mosquitto:mosquitto mpv:mpv ffmpeg:ffmpeg chromium:chromium
+SYSTEM_DEPS := mosquitto:mosquitto mpv:mpv ffmpeg:ffmpeg ffprobe:ffmpeg cvlc:vlc-bin+vlc-plugin-base \
+               chromium:chromium openssl:openssl mosquitto_passwd:mosquitto
 
 .PHONY: all demo test bench soak lint fuzz sysdeps clean help
 
@@ -27,7 +28,7 @@ $(STAMP): pyproject.toml
 
 sysdeps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do \
-	  cmd=$${dep%%:*}; pkg=$${dep##*:}; \
+	  cmd=$${dep%%:*}; pkg=$$(echo $${dep##*:} | tr + ' '); \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then \

@@ -26,7 +26,7 @@ from .core import EventOut
 from .media import MediaOutput, MediaSession, NoPlayer
 from .run import Daemon, DialView
 from .sinks import RecorderSink, Sink
-from .view import LiveView
+from .view import LiveView, player_line
 
 SECRET_FLAGS = ("--password",)
 
@@ -93,6 +93,12 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
         if daemon is not None:
             loop.call_soon_threadsafe(daemon.stop)
 
+    def ratings() -> dict[str, float]:
+        views = {} if daemon is None else daemon.views
+        return {(v.rater or uid): v.rating for uid, v in views.items() if v.rating is not None}
+
+    # Before the recording exists: a bad --player must not leave an empty file behind.
+    media = make_media_session(cfg, ratings)
     wall_offset = time.time_ns() - time.monotonic_ns()
     recorder = Recorder(path, on_error=on_record_error, meta={
         "software_version": __version__,
@@ -109,11 +115,6 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
     recorder.put("wall_anchors", (time.monotonic_ns(), time.time_ns()))
     rec_sink = RecorderSink(recorder, raters=lambda uid: None)
     sinks: list[Sink] = [rec_sink]
-    def ratings() -> dict[str, float]:
-        views = {} if daemon is None else daemon.views
-        return {(v.rater or uid): v.rating for uid, v in views.items() if v.rating is not None}
-
-    media = make_media_session(cfg, ratings)
     daemon = Daemon(cfg, sinks, media=media, next_event_id=recorder.new_event_id,
                     on_message=lambda m: console.print(f"ratedial: {m}", highlight=False,
                                                        soft_wrap=True))
@@ -168,7 +169,8 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
         return publisher.state + (f" ({publisher.address.host}:{publisher.address.port})")
 
     view = LiveView(console, lambda: list(daemon.views.values()), broker_state,
-                    lo=cfg.scale.minimum, hi=cfg.scale.maximum, recording=str(path))
+                    lo=cfg.scale.minimum, hi=cfg.scale.maximum, recording=str(path),
+                    player=lambda: player_line(media.status()))
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, daemon.stop)

@@ -190,6 +190,10 @@ class Daemon:
                     view.last_status = f
                 case Button():
                     outs += core.button(f, host_ns)
+                    press = getattr(self.media, "button", None)
+                    if f.pressed and press is not None:  # manual mode marks media time
+                        est = core.epoch.clock.current() if core.epoch else None
+                        press(host_ns if est is None else est.to_host_ns(f.t_us))
                 case Ack():
                     outs += core.ack(f, host_ns)
                 case Error():

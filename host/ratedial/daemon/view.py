@@ -21,8 +21,9 @@ def _bar(rating: float | None, lo: float, hi: float, width: int = 20) -> Text:
 
 
 def table(views: list[DialView], *, lo: float, hi: float, broker: str,
-          elapsed_s: float, recording: str) -> Table:
-    t = Table(title=f"ratedial  {elapsed_s:6.1f} s   broker: {broker}   recording: {recording}",
+          elapsed_s: float, recording: str, player: str = "") -> Table:
+    t = Table(title=f"ratedial  {elapsed_s:6.1f} s   broker: {broker}   {player}"
+                    f"recording: {recording}",
               title_justify="left", expand=False)
     for col in ("rater", "dial", "link", "rating", "", "samples/s", "received", "missing",
                 "rejected", "latency ms", "drift ppm", "± µs"):
@@ -48,6 +49,16 @@ def plain_line(v: DialView) -> str:
             f"±{_fmt(v.uncertainty_us, '{:.0f}')}us")
 
 
+def player_line(status: dict[str, object]) -> str:
+    """``player: mpv playing 12.34 s`` (empty without a player)."""
+    if status.get("player") in (None, "none"):
+        return ""
+    pos = status.get("media_s")
+    where = f" {pos:.2f} s" if isinstance(pos, int | float) else ""
+    state = status.get("state") if status.get("connected") else "not connected"
+    return f"player: {status.get('player')} {state}{where}   "
+
+
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else spec.format(value)
 
@@ -56,8 +67,10 @@ class LiveView:
     """Redraws a table at ``hz`` on a terminal; logs a line per dial every few seconds otherwise."""
 
     def __init__(self, console: Console, views: Callable[[], list[DialView]],
-                 broker: Callable[[], str], *, lo: float, hi: float, recording: str) -> None:
+                 broker: Callable[[], str], *, lo: float, hi: float, recording: str,
+                 player: Callable[[], str] = lambda: "") -> None:
         self.console = console
+        self.player = player
         self.views = views
         self.broker = broker
         self.lo, self.hi = lo, hi
@@ -82,7 +95,8 @@ class LiveView:
 
     def _render(self) -> Table:
         return table(self.views(), lo=self.lo, hi=self.hi, broker=self.broker(),
-                     elapsed_s=time.monotonic() - self.t0, recording=self.recording)
+                     elapsed_s=time.monotonic() - self.t0, recording=self.recording,
+                     player=self.player())
 
     def refresh(self) -> None:
         if self._live is not None:
@@ -91,5 +105,7 @@ class LiveView:
         now = time.monotonic()
         if now - self._last_plain >= 5.0:
             self._last_plain = now
+            if self.player():
+                self.console.print(self.player(), highlight=False, soft_wrap=True)
             for v in self.views():
                 self.console.print(plain_line(v), highlight=False, soft_wrap=True)
