@@ -157,7 +157,9 @@ def monitor(broker: str, prefix: str, duration: float | None) -> None:
     from .mqtt.monitor import monitor as run_monitor
 
     try:
-        asyncio.run(run_monitor(broker, prefix=prefix, duration=duration, console=Console()))
+        # Piped or logged output keeps whole columns instead of squeezing them into 80.
+        console = Console() if sys.stdout.isatty() else Console(width=160)
+        asyncio.run(run_monitor(broker, prefix=prefix, duration=duration, console=console))
     except aiomqtt.MqttError as exc:
         raise RatedialError(f"cannot subscribe at {broker}: {exc}") from None
 

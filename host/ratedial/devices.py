@@ -22,10 +22,13 @@ def ask_hello(port: str, timeout: float) -> Hello | str:
     try:
         with serial.Serial(port, 115200, timeout=0.05, exclusive=True) as ser:
             ser.reset_input_buffer()
-            ser.write(encode_command(Info()))
             dec = FrameDecoder()
             deadline = time.monotonic() + timeout
+            next_ask = 0.0
             while time.monotonic() < deadline:
+                if time.monotonic() >= next_ask:  # again every 0.3 s: a dial may miss one
+                    ser.write(encode_command(Info()))
+                    next_ask = time.monotonic() + 0.3
                 for f in dec.feed(ser.read(4096)):
                     if isinstance(f, Hello):
                         return f
