@@ -32,7 +32,6 @@ Row = Sequence[Any]
 SQL = {
     "dials": "INSERT INTO dials (dial_id, uid, rater, board, firmware, backend) "
     "VALUES (?,?,?,?,?,?)",
-    "dial_update": "UPDATE dials SET rater=?, board=?, firmware=?, backend=? WHERE dial_id=?",
     "epochs": "INSERT INTO epochs (epoch_id, dial_id, boot_id, first_host_ns, hello) "
     "VALUES (?,?,?,?,?)",
     "samples": "INSERT OR IGNORE INTO samples (epoch_id, sample_index, dial_id, device_us, "
