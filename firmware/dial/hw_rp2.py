@@ -18,17 +18,12 @@ Invariants:
 Only this module (with the counter modules) imports machine/rp2.
 """
 
-import gc
-import os
-import select
-import sys
-import time
-
 import machine
 import rp2
 from micropython import const
 
-TX_CHUNK = const(64)
+from .hw_board import BoardHW
+
 PIO_HZ = const(1_000_000)  # 1 cycle = 1 us: 125 MHz / 125 or 150 MHz / 150, exact
 _OVERHEAD = const(3)  # cycles per period besides the count loop (see _tick)
 
@@ -47,43 +42,17 @@ def _tick():
     wrap()
 
 
-class _Button:
-    """Debounced by the sampler; this only reads the level (IRQ-safe)."""
-
-    def __init__(self, pin, active_low):
-        self._v = pin.value
-        self._inv = 1 if active_low else 0
-
-    def value(self):
-        return self._v() ^ self._inv
-
-
-class HW:
-    tick_bits = 30
+class HW(BoardHW):
+    TX_CHUNK = 64  # one USB full-speed packet (see the notes above)
+    PORT = "rp2"
+    BACKENDS = "pio, irq, adc"
 
     def __init__(self, cfg):
-        self.board = cfg["board"]
-        self.ticks_us = time.ticks_us
-        self.ticks_diff = time.ticks_diff
-        self._boot = int.from_bytes(os.urandom(4), "little")
-        pull = machine.Pin.PULL_UP if cfg.get("pull_up", True) else None
-        self.counter = self._make_counter(cfg, pull)
-        pb = cfg.get("pin_button")
-        if pb is None:
-            self.button = None
-        else:
-            self.button = _Button(machine.Pin(pb, machine.Pin.IN, pull),
-                                  cfg.get("button_active_low", True))
+        super().__init__(cfg)
         self._sm_id = cfg.get("timer_sm", 4)
         self._sm = None
-        self._out = sys.stdout.buffer
-        self._wpoll = select.poll()
-        self._wpoll.register(sys.stdout, select.POLLOUT)
-        self.rx = sys.stdin.buffer
 
-    @staticmethod
-    def _make_counter(cfg, pull):
-        backend = cfg["backend"]
+    def _port_counter(self, backend, cfg, pull):
         if backend == "pio":
             a = cfg["pin_a"]
             if cfg["pin_b"] != a + 1:
@@ -92,27 +61,7 @@ class HW:
 
             return counter_pio.make_pio_counter(cfg.get("pio_sm", 0), a,
                                                 pull_up=pull is not None)
-        if backend == "irq":
-            from . import quad
-
-            return quad.IrqCounter(machine.Pin(cfg["pin_a"], machine.Pin.IN, pull),
-                                   machine.Pin(cfg["pin_b"], machine.Pin.IN, pull))
-        if backend == "adc":
-            from . import counter_adc
-
-            opts = {}
-            for key, name in (("adc_oversample", "oversample"), ("adc_hysteresis", "hysteresis"),
-                              ("adc_settle", "settle"), ("adc_smooth", "smooth")):
-                if key in cfg:
-                    opts[name] = cfg[key]
-            return counter_adc.make_adc_counter(cfg["pin_adc"], **opts)
-        raise ValueError("rp2 backends: pio, irq, adc")
-
-    def unique_id(self):
-        return machine.unique_id()
-
-    def boot_id(self):
-        return self._boot
+        return None
 
     def start_timer(self, period_us, callback):
         self.stop_timer()
@@ -128,19 +77,3 @@ class HW:
             sm.active(0)
             sm.irq(None)
             self._sm = None
-
-    def disable_irq(self):
-        return machine.disable_irq()
-
-    def enable_irq(self, state):
-        machine.enable_irq(state)
-
-    def tx_write(self, buf):
-        if not self._wpoll.poll(0):
-            return 0
-        if len(buf) > TX_CHUNK:
-            buf = buf[:TX_CHUNK]
-        return self._out.write(buf) or 0
-
-    def mem_free(self):
-        return gc.mem_free()
