@@ -42,8 +42,10 @@ class Subscriber:
         client.subscribe(f"{self.prefix}/v1/daemons/+/#", qos=1)
 
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
-        payload = json.loads(msg.payload)
         leaf = msg.topic.rsplit("/", 1)[-1]
+        if leaf == "replay":  # requests to a daemon, not something a daemon publishes
+            return
+        payload = json.loads(msg.payload)
         kind = "daemon_" + leaf if "/daemons/" in msg.topic else leaf
         with self.cond:
             if len(self.payloads[kind]) < 5000:

@@ -29,8 +29,10 @@ class MqttConfig:
     cert_file: str | None = None
     key_file: str | None = None
     batch_ms: int = 50
-    live_expiry_s: int = 10
+    live_expiry_s: int = 60
+    live_qos: int = 1  # 1: the broker queues live batches for persistent-session subscribers
     client_id: str | None = None
+    daemon_id: str | None = None  # pseudonymous id in topics; default: hash of the host name
 
     def password(self) -> str | None:
         env = os.environ.get("RATEDIAL_MQTT_PASSWORD")

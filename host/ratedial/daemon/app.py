@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -20,7 +21,8 @@ from rich.console import Console
 from .. import __version__
 from ..config import RunConfig
 from ..errors import RatedialError
-from ..mqtt.topics import Topics, default_daemon_id
+from ..mqtt.archive import find_unfinished, lock_recording
+from ..mqtt.topics import Topics, checked_daemon_id
 from ..recording.writer import Recorder, RecordingError
 from .core import EventOut
 from .media import MediaOutput, MediaSession, NoPlayer
@@ -75,8 +77,9 @@ def status_dict(v: DialView, daemon: str) -> dict[str, Any]:
     return {"v": 1, "dial": v.uid, "rater": v.rater, "daemon": daemon, "state": v.state,
             "board": v.board, "firmware": v.firmware, "received": v.received,
             "missing": v.missing, "rejected": v.rejected, "rate_hz": round(v.rate_hz, 1),
-            "rating": v.rating, "clock": {"latency_ms": v.latency_ms, "skew_ppm": v.skew_ppm,
-                                          "uncertainty_us": v.uncertainty_us},
+            "rating": v.rating, "boot": v.boot, "next_index": v.next_index,
+            "clock": {"latency_ms": v.latency_ms, "skew_ppm": v.skew_ppm,
+                      "uncertainty_us": v.uncertainty_us},
             "wall_ns": time.time_ns()}
 
 
@@ -97,9 +100,11 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
         views = {} if daemon is None else daemon.views
         return {(v.rater or uid): v.rating for uid, v in views.items() if v.rating is not None}
 
-    # Before the recording exists: a bad --player must not leave an empty file behind.
+    # Before the recording exists: a bad --player or daemon id must not leave a file behind.
+    daemon_id = checked_daemon_id(cfg.mqtt.daemon_id)
     media = make_media_session(cfg, ratings)
     wall_offset = time.time_ns() - time.monotonic_ns()
+    run_id = secrets.token_hex(8)
     recorder = Recorder(path, on_error=on_record_error, meta={
         "software_version": __version__,
         "created_wall_ns": time.time_ns(),
@@ -111,7 +116,12 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
                   "anchors": cfg.scale.anchors},
         "session": cfg.session,
         "media": None,
+        "daemon_id": daemon_id,
+        "run_id": run_id,
+        "mqtt": None if cfg.mqtt.broker == "none" else {
+            "prefix": cfg.mqtt.topic_prefix, "broker": cfg.mqtt.broker},
     })
+    lock_fd = lock_recording(path)  # a later run resumes this file only once we are gone
     recorder.put("wall_anchors", (time.monotonic_ns(), time.time_ns()))
     rec_sink = RecorderSink(recorder, raters=lambda uid: None)
     sinks: list[Sink] = [rec_sink]
@@ -123,11 +133,13 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
     broker_kind = cfg.mqtt.broker
     embedded = None
     publisher = None
-    daemon_id = default_daemon_id()
     if broker_kind != "none":
         from ..mqtt.publisher import MqttPublisher
 
         mqtt_cfg = cfg.mqtt
+        resume = [] if broker_kind == "embedded" else find_unfinished(
+            path.parent, current=path, daemon_id=daemon_id, prefix=cfg.mqtt.topic_prefix,
+            broker=cfg.mqtt.broker)
         if broker_kind == "embedded":
             from ..mqtt.broker import EmbeddedBroker
 
@@ -139,11 +151,14 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
             console.print(f"ratedial: embedded MQTT broker on {embedded.url}", highlight=False)
         publisher = MqttPublisher(
             mqtt_cfg, topics=Topics(cfg.mqtt.topic_prefix, daemon_id), recorder=recorder,
-            epoch_ids=rec_sink.epoch_ids, rater_of=rec_sink.raters,
+            run_id=run_id, resume=resume, rater_of=rec_sink.raters,
             status_of=lambda: {uid: status_dict(v, daemon_id) for uid, v in daemon.views.items()},
             wall_offset_ns=wall_offset, software_version=__version__,
             mqtt5=embedded is None)  # the embedded broker (amqtt) speaks MQTT 3.1.1
         sinks.append(publisher)
+        if resume:
+            console.print(f"ratedial: republishing what {len(resume)} earlier recording(s) of "
+                          f"daemon {daemon_id} had not published", highlight=False)
 
     if cfg.lsl:
         from ..lsl import LslSink
@@ -198,10 +213,14 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
     if failure:
         with contextlib.suppress(RecordingError):
             recorder.close()
+        os.close(lock_fd)
         raise failure[0]
     daemon.event(None, "run_end", reason="stopped")
     recorder.set_meta("ended_wall_ns", time.time_ns())
+    if publisher is not None:
+        publisher.save_progress(final=True)
     recorder.close()
+    os.close(lock_fd)
     summary = RunSummary(path=path, seconds=time.monotonic() - t0,
                          dials=list(daemon.views.values()), broker=broker_state())
     for core in daemon.cores.values():

@@ -70,6 +70,8 @@ class DialView:
     rate_hz: float = 0.0
     rating: float | None = None
     count: int | None = None
+    boot: int | None = None  # current device epoch
+    next_index: int | None = None  # one past the newest sample index received in it
     latency_ms: float | None = None  # arrival minus mapped time of the newest sample
     skew_ppm: float | None = None
     uncertainty_us: float | None = None
@@ -201,6 +203,7 @@ class Daemon:
         ep = core.epoch
         if ep is not None:
             view.missing = ep.ledger.total_missing
+            view.boot, view.next_index = ep.boot_id, ep.ledger.next_index
             est = ep.clock.current()
             if est is not None:
                 view.skew_ppm = est.skew_ppm

@@ -8,12 +8,14 @@ recording at QoS 1 and leaves the backlog only on its PUBACK.
 
 Invariant: every sample range handed to :meth:`Outbox.live_sent` or :meth:`Outbox.missed`
 is, at any time, either confirmed or in the backlog (or in flight on the current connection,
-in which case it joins the backlog if the connection drops).
+in which case it joins the backlog if the connection drops). :meth:`Outbox.snapshot` is what
+the recording stores so that a restarted daemon can finish the job (see ``archive.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 Key = tuple[str, int]  # (dial uid, boot id)
 
@@ -59,13 +61,20 @@ class Outbox:
     backlog: dict[Key, list[tuple[int, int]]] = field(default_factory=dict)
     _live_events: list[tuple[int, int]] = field(default_factory=list)  # (generation, event id)
     event_backlog: set[int] = field(default_factory=set)
+    sent_below: dict[Key, int] = field(default_factory=dict)  # end of what was handed to us
+    events_handed_max: int = 0
+
+    def _handed(self, key: Key, end: int) -> None:
+        self.sent_below[key] = max(self.sent_below.get(key, end), end)
 
     def live_sent(self, key: Key, first: int, end: int) -> None:
         self._live.append((self.generation, key, first, end))
+        self._handed(key, end)
 
     def event_sent(self, event_id: int) -> None:
         """An event went out at QoS 1 but its PUBACK has not come yet."""
         self._live_events.append((self.generation, event_id))
+        self.events_handed_max = max(self.events_handed_max, event_id)
 
     def event_acked(self, event_id: int) -> None:
         self._live_events = [(g, e) for g, e in self._live_events if e != event_id]
@@ -73,9 +82,42 @@ class Outbox:
 
     def missed(self, key: Key, first: int, end: int) -> None:
         _add(self.backlog.setdefault(key, []), first, end)
+        self._handed(key, end)
+
+    def restore(self, key: Key, first: int, end: int) -> None:
+        """Backlog left by an earlier run (its recording said so); not ours to account for."""
+        _add(self.backlog.setdefault(key, []), first, end)
 
     def event_missed(self, event_id: int) -> None:
         self.event_backlog.add(event_id)
+        self.events_handed_max = max(self.events_handed_max, event_id)
+
+    def overlaps(self, key: Key, first: int, end: int) -> bool:
+        """Is any index of ``[first, end)`` still unconfirmed (backlog or in flight)?"""
+        if any(a < end and first < b for a, b in self.backlog.get(key, [])):
+            return True
+        return any(k == key and a < end and first < b for _, k, a, b in self._live)
+
+    @property
+    def unconfirmed(self) -> bool:
+        return bool(self.backlog or self._live or self._live_events or self.event_backlog)
+
+    def snapshot(self, *, complete: bool = False) -> dict[str, Any]:
+        """What is not yet confirmed, as JSON for the recording's ``mqtt_progress`` row."""
+        pending: dict[Key, list[tuple[int, int]]] = {}
+        for key, ranges in self.backlog.items():
+            for a, b in ranges:
+                _add(pending.setdefault(key, []), a, b)
+        for _, key, a, b in self._live:
+            _add(pending.setdefault(key, []), a, b)
+        keys = sorted(set(pending) | set(self.sent_below))
+        return {
+            "complete": complete,
+            "epochs": [{"dial": k[0], "boot": k[1], "sent_below": self.sent_below.get(k, 0),
+                        "pending": [list(r) for r in pending.get(k, [])]} for k in keys],
+            "events_pending": sorted(self.event_backlog | {e for _, e in self._live_events}),
+            "events_handed_max": self.events_handed_max,
+        }
 
     def checkpoint(self) -> int:
         """Call when a QoS 1 checkpoint is published; returns its generation."""

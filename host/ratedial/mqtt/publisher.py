@@ -1,9 +1,11 @@
 """The MQTT shell: live publishing, checkpoints, and store-and-forward from the recording.
 
 Invariants (see :mod:`ratedial.mqtt.outbox`): every sample and event reaches the broker at
-least once, live or republished from the recording after an outage; subscribers that want
-exactly once deduplicate by ``(dial, boot, index)`` and event ``id``. The publisher never
-blocks the daemon: :meth:`MqttPublisher.handle` only appends to buffers.
+least once, live or republished from the recording after an outage, or, if this daemon was
+killed, by the next run of the same daemon id (``archive.py``); subscribers that want exactly
+once deduplicate by ``(dial, boot, index)`` and events by ``(daemon, run, id)``. Replay
+requests from subscribers are answered from the recordings, never from memory. The
+publisher never blocks the daemon: :meth:`MqttPublisher.handle` only appends to buffers.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import contextlib
 import json
 import logging
 import random
-import sqlite3
 import ssl
 import time
 from collections.abc import Callable
@@ -29,12 +30,17 @@ from ..config import MqttConfig
 from ..daemon.core import EventOut, Out, SamplesOut
 from ..errors import UsageError
 from ..recording.writer import Recorder
+from .archive import Archive, Unfinished, absent_ranges, mark_complete, read_samples
 from .outbox import Key, Outbox
 from .topics import Topics, dumps, event_payload, samples_payload
 
 log = logging.getLogger("ratedial.mqtt")
 
 REPLAY_CHUNK = 500  # samples per backfill message: about 12 kB of JSON
+QOS1_TIMEOUT_S = 60.0  # a PUBACK slower than this means the connection is gone
+STOP_DRAIN_S = 30.0  # on stop, how long to keep publishing the backlog
+MAX_REQUEST_RANGES = 100
+MAX_REQUEST_SAMPLES = 3_600_000  # one hour at 1 kHz per request
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +85,8 @@ class MqttPublisher:
         *,
         topics: Topics,
         recorder: Recorder,
-        epoch_ids: dict[tuple[str, int], int],
+        run_id: str,
+        resume: list[Unfinished] | None = None,
         rater_of: Callable[[str], str | None],
         status_of: Callable[[], dict[str, dict[str, Any]]],
         wall_offset_ns: int,
@@ -90,7 +97,8 @@ class MqttPublisher:
         self.address = parse_broker(cfg.broker, tls=cfg.tls)
         self.topics = topics
         self.recorder = recorder
-        self.epoch_ids = epoch_ids
+        self.run_id = run_id
+        self.archives = [Archive(recorder.path, run_id)]
         self.rater_of = rater_of
         self.status_of = status_of
         self.wall_offset_ns = wall_offset_ns
@@ -109,6 +117,23 @@ class MqttPublisher:
         self._failure: BaseException | None = None
         self._ever_connected = False
         self._stop = asyncio.Event()
+        self._requests: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=100)
+        self.requests_served = 0
+        self._last_progress: dict[str, Any] | None = None
+        # Earlier runs of this daemon that were killed before the broker had everything.
+        self._resumed = resume or []
+        self._old_events: dict[int, set[int]] = {}
+        self._finished: set[int] = set()
+        for k, u in enumerate(self._resumed, start=1):
+            self.archives.append(u.archive)
+            for key, ranges in u.ranges.items():
+                for a, b in ranges:
+                    self.outbox.restore(key, a, b)
+            if u.events:
+                self._old_events[k] = set(u.events)
+        if self._resumed:
+            log.info("republishing %d samples of %d earlier recording(s) of this daemon",
+                     sum(u.samples for u in self._resumed), len(self._resumed))
 
     # --- feeding (synchronous, never blocks) -----------------------------------------------
 
@@ -162,6 +187,7 @@ class MqttPublisher:
             tls_context=tls_context,
             keepalive=10,
             timeout=5,
+            max_inflight_messages=200,
         )
 
     def _daemon_status(self, state: str) -> dict[str, Any]:
@@ -179,6 +205,7 @@ class MqttPublisher:
                     self.connected, self.state, backoff = True, "connected", 0.5
                     await client.publish(self.topics.daemon_status,
                                          dumps(self._daemon_status("online")), qos=1, retain=True)
+                    await client.subscribe(self.topics.replay_requests, qos=1)
                     await self._serve(client)
                     with contextlib.suppress(aiomqtt.MqttError):
                         await client.publish(self.topics.daemon_status,
@@ -224,12 +251,24 @@ class MqttPublisher:
         """Publish what is buffered, then end the connection."""
         self._stop.set()
 
+    def save_progress(self, *, final: bool = False) -> None:
+        """Store what the broker has not confirmed in the recording (``mqtt_progress``)."""
+        done = final and not self._batches and not self.outbox.pending() \
+            and not self.outbox.unconfirmed and not self._old_events
+        snap = self.outbox.snapshot(complete=done)
+        if snap != self._last_progress:
+            self._last_progress = snap
+            with contextlib.suppress(Exception):  # a failed recorder reports itself
+                self.recorder.set_meta("mqtt_progress", snap)
+
     async def _serve(self, client: aiomqtt.Client) -> None:
         last_checkpoint = 0.0
         last_status = 0.0
         replay: asyncio.Task[None] | None = None
+        self._spawn(self._read_requests(client), endless=True)
+        self._spawn(self._serve_requests(client), endless=True)
         while True:
-            if (self.outbox.pending() or self.outbox.event_backlog) and (
+            if (self.outbox.pending() or self.outbox.event_backlog or self._old_events) and (
                     replay is None or replay.done()):
                 replay = self._spawn(self._replay(client))
             self._flush_all()
@@ -237,7 +276,9 @@ class MqttPublisher:
             now = time.monotonic()
             if now - last_checkpoint >= 1.0:
                 last_checkpoint = now
-                self._spawn(self._checkpoint(client))
+                self.save_progress()
+                # The generation is taken here, in publish order, not when the task runs.
+                self._spawn(self._checkpoint(client, self.outbox.checkpoint()))
             if now - last_status >= 1.0:
                 last_status = now
                 for uid, st in self.status_of().items():
@@ -246,15 +287,35 @@ class MqttPublisher:
             if self._failure is not None:
                 raise aiomqtt.MqttError(f"connection lost: {self._failure}")
             if self._stop.is_set():
-                self._flush_all()
-                self._publish_events(client)
-                await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), 5)
+                await self._drain(client, replay)
                 return
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.cfg.batch_ms / 1000)
 
-    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+    async def _drain(self, client: aiomqtt.Client, replay: asyncio.Task[None] | None) -> None:
+        """On stop: publish what is buffered and finish the backlog, for at most
+        ``STOP_DRAIN_S``; what is still unconfirmed then is left to the next run."""
+        self._flush_all()
+        self._publish_events(client)
+        self._spawn(self._checkpoint(client, self.outbox.checkpoint()))
+        deadline = time.monotonic() + STOP_DRAIN_S
+        while self._failure is None:
+            if (self.outbox.pending() or self.outbox.event_backlog or self._old_events) and (
+                    replay is None or replay.done()):
+                replay = self._spawn(self._replay(client))
+            waiting = [t for t in self._tasks if not getattr(t, "endless", False)]
+            left = deadline - time.monotonic()
+            if not waiting or left <= 0:
+                break
+            await asyncio.wait(waiting, timeout=left)
+        if self.outbox.unconfirmed:
+            log.warning("MQTT: stopping with %d samples the broker has not confirmed; the next "
+                        "run of this daemon publishes them", self.outbox.backlog_samples)
+
+    def _spawn(self, coro: Any, *, endless: bool = False) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        if endless:
+            task.endless = True  # type: ignore[attr-defined]
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
@@ -274,12 +335,12 @@ class MqttPublisher:
         if expiry_s and self.protocol == aiomqtt.ProtocolVersion.V5:
             props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             props.MessageExpiryInterval = expiry_s
-        await client.publish(topic, payload, qos=qos, retain=retain, properties=props)
+        await client.publish(topic, payload, qos=qos, retain=retain, properties=props,
+                             timeout=QOS1_TIMEOUT_S)
 
-    async def _checkpoint(self, client: aiomqtt.Client) -> None:
-        gen = self.outbox.checkpoint()
+    async def _checkpoint(self, client: aiomqtt.Client, gen: int) -> None:
         await client.publish(self.topics.daemon_status, dumps(self._daemon_status("online")),
-                             qos=1, retain=True)
+                             qos=1, retain=True, timeout=QOS1_TIMEOUT_S)
         self.outbox.checkpoint_acked(gen)
 
     # --- samples and events ---------------------------------------------------------------
@@ -304,8 +365,8 @@ class MqttPublisher:
             media_s=b.cols["media_s"], media_state=b.cols["media_state"])
         self.outbox.live_sent(b.key, b.first, b.end)
         self.published_samples += b.end - b.first
-        self._spawn(self._publish(self._client, self.topics.samples(uid), payload, qos=0,
-                                  expiry_s=self.cfg.live_expiry_s))
+        self._spawn(self._publish(self._client, self.topics.samples(uid), payload,
+                                  qos=self.cfg.live_qos, expiry_s=self.cfg.live_expiry_s))
 
     def _wall(self, host_ns: int | None) -> int | None:
         return None if host_ns is None else host_ns + self.wall_offset_ns
@@ -319,72 +380,131 @@ class MqttPublisher:
             topic = self.topics.dial_events(e.uid) if e.uid else self.topics.daemon_events
             payload = event_payload(event_id=e.event_id, kind=e.kind, host_ns=e.host_ns,
                                     wall_ns=e.host_ns + self.wall_offset_ns, dial=e.uid or None,
-                                    daemon=self.topics.daemon, data=e.data)
+                                    daemon=self.topics.daemon, run=self.run_id, data=e.data)
             self.outbox.event_sent(e.event_id)
             self._spawn(self._publish_event(client, topic, payload, e.event_id))
 
     async def _publish_event(self, client: aiomqtt.Client, topic: str, payload: bytes,
                              event_id: int) -> None:
-        await client.publish(topic, payload, qos=1)
+        await client.publish(topic, payload, qos=1, timeout=QOS1_TIMEOUT_S)
         self.outbox.event_acked(event_id)
 
+    async def _send_rows(self, client: aiomqtt.Client, key: Key,
+                         rows: list[tuple[Any, ...]]) -> None:
+        """Republish recorded rows on the dial's backfill topic at QoS 1."""
+        uid, boot = key
+        for chunk in _contiguous_chunks(rows, REPLAY_CHUNK):
+            payload = samples_payload(
+                uid=uid, rater=self.rater_of(uid), daemon=self.topics.daemon, boot_id=boot,
+                first_index=chunk[0][0], period_us=0, device_us=[r[1] for r in chunk],
+                host_ns=[r[2] for r in chunk], wall_ns=[self._wall(r[2]) for r in chunk],
+                count=[r[3] for r in chunk], rating=[r[4] for r in chunk],
+                flags=[r[5] for r in chunk], media_s=[r[6] for r in chunk],
+                media_state=[r[7] for r in chunk], replay=True)
+            await client.publish(self.topics.backfill(uid), payload, qos=1,
+                                 timeout=QOS1_TIMEOUT_S)
+            self.replayed_samples += len(chunk)
+            if self.outbox.overlaps(key, chunk[0][0], chunk[-1][0] + 1):
+                self.outbox.backfill_acked(key, chunk[0][0], chunk[-1][0] + 1)
+
     async def _replay(self, client: aiomqtt.Client) -> None:
-        """Republish the backlog from the recording (never from memory), at QoS 1."""
+        """Republish the backlog from the recordings (never from memory), at QoS 1."""
         await asyncio.to_thread(self.recorder.flush)
         for key, first, end in self.outbox.pending():
-            epoch = self.epoch_ids.get(key)
-            if epoch is None:
-                continue
-            rows = await asyncio.to_thread(self._read_samples, epoch, first, end)
-            for chunk in _contiguous_chunks(rows, REPLAY_CHUNK):
-                uid, boot = key
-                c0 = chunk[0]
-                payload = samples_payload(
-                    uid=uid, rater=self.rater_of(uid), daemon=self.topics.daemon, boot_id=boot,
-                    first_index=c0[0], period_us=0, device_us=[r[1] for r in chunk],
-                    host_ns=[r[2] for r in chunk], wall_ns=[self._wall(r[2]) for r in chunk],
-                    count=[r[3] for r in chunk], rating=[r[4] for r in chunk],
-                    flags=[r[5] for r in chunk], media_s=[r[6] for r in chunk],
-                    media_state=[r[7] for r in chunk], replay=True)
-                await client.publish(self.topics.backfill(uid), payload, qos=1)
-                self.replayed_samples += len(chunk)
-                self.outbox.backfill_acked(key, c0[0], chunk[-1][0] + 1)
-            self.outbox.backfill_acked(key, first, end)  # indices absent from the recording
+            for a in range(first, end, REPLAY_CHUNK * 20):
+                b = min(end, a + REPLAY_CHUNK * 20)
+                rows = await asyncio.to_thread(read_samples, self.archives, key, a, b)
+                await self._send_rows(client, key, rows)
+                self.outbox.backfill_acked(key, a, b)  # indices absent from the recordings
         ids = sorted(self.outbox.event_backlog)
         if ids:
-            for row in await asyncio.to_thread(self._read_events, ids):
-                event_id, host_ns, uid, kind, data = row
-                topic = self.topics.dial_events(uid) if uid else self.topics.daemon_events
-                payload = event_payload(event_id=event_id, kind=kind, host_ns=host_ns,
-                                        wall_ns=host_ns + self.wall_offset_ns, dial=uid,
-                                        daemon=self.topics.daemon, data=json.loads(data),
-                                        replay=True)
-                await client.publish(topic, payload, qos=1)
-                self.outbox.event_acked(event_id)
+            await self._send_events(client, self.archives[0], ids)
+            for i in ids:
+                self.outbox.event_acked(i)
+        for k, old in list(self._old_events.items()):
+            await self._send_events(client, self.archives[k], sorted(old))
+            del self._old_events[k]
+        self._finish_resumed()
 
-    def _connect_ro(self) -> sqlite3.Connection:
-        return sqlite3.connect(f"file:{self.recorder.path}?mode=ro", uri=True)
+    async def _send_events(self, client: aiomqtt.Client, archive: Archive,
+                           ids: list[int]) -> None:
+        for row in await asyncio.to_thread(archive.events, ids):
+            event_id, host_ns, uid, kind, data = row
+            topic = self.topics.dial_events(uid) if uid else self.topics.daemon_events
+            payload = event_payload(event_id=event_id, kind=kind, host_ns=host_ns,
+                                    wall_ns=host_ns + self.wall_offset_ns, dial=uid,
+                                    daemon=self.topics.daemon, run=archive.run_id,
+                                    data=json.loads(data), replay=True)
+            await client.publish(topic, payload, qos=1, timeout=QOS1_TIMEOUT_S)
+            self.outbox.event_acked(event_id)
 
-    def _read_samples(self, epoch: int, first: int, end: int) -> list[tuple[Any, ...]]:
-        con = self._connect_ro()
-        try:
-            return con.execute(
-                "SELECT sample_index, device_us, host_ns, count, rating, flags, media_s, "
-                "media_state FROM samples WHERE epoch_id=? AND sample_index>=? AND "
-                "sample_index<? ORDER BY sample_index", (epoch, first, end)).fetchall()
-        finally:
-            con.close()
+    def _finish_resumed(self) -> None:
+        """Mark earlier recordings complete once the broker confirmed all of them."""
+        for k, u in enumerate(self._resumed, start=1):
+            if k in self._finished or k in self._old_events:
+                continue
+            if not any(self.outbox.overlaps(key, a, b) for key, rs in u.ranges.items()
+                       for a, b in rs):
+                self._finished.add(k)
+                if mark_complete(u.archive.path):
+                    log.info("earlier recording %s: the broker now has all of it",
+                             u.archive.path.name)
 
-    def _read_events(self, ids: list[int]) -> list[tuple[Any, ...]]:
-        con = self._connect_ro()
-        try:
-            marks = ",".join("?" * len(ids))
-            return con.execute(
-                "SELECT e.event_id, e.host_ns, d.uid, e.kind, e.data FROM events e "
-                f"LEFT JOIN dials d USING (dial_id) WHERE e.event_id IN ({marks}) "
-                "ORDER BY e.event_id", ids).fetchall()
-        finally:
-            con.close()
+    # --- replay requests from subscribers ------------------------------------------------
+
+    async def _read_requests(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            req = parse_replay_request(message.payload)
+            if req is None:
+                log.warning("ignored a malformed replay request on %s", message.topic)
+                continue
+            try:
+                self._requests.put_nowait(req)
+            except asyncio.QueueFull:
+                log.warning("replay requests arrive faster than they can be served; "
+                            "one was dropped (the requester will ask again)")
+
+    async def _serve_requests(self, client: aiomqtt.Client) -> None:
+        while True:
+            req = await self._requests.get()
+            key: Key = (req["dial"], req["boot"])
+            await asyncio.to_thread(self.recorder.flush)
+            absent: list[list[int]] = []
+            for first, end in req["ranges"]:
+                rows = await asyncio.to_thread(read_samples, self.archives, key, first, end)
+                await self._send_rows(client, key, rows)
+                absent += [[a, b] for a, b in absent_ranges(first, end, (r[0] for r in rows))]
+            reply = {"v": 1, "dial": key[0], "boot": key[1],
+                     "ranges": [list(r) for r in req["ranges"]], "absent": absent}
+            await client.publish(self.topics.replayed, dumps(reply), qos=1,
+                                 timeout=QOS1_TIMEOUT_S)
+            self.requests_served += 1
+
+
+def parse_replay_request(raw: Any) -> dict[str, Any] | None:
+    """A valid replay request (docs/mqtt.md), or None. Bounded so one cannot flood us."""
+    try:
+        req = json.loads(raw)
+        if not isinstance(req, dict) or req.get("v") != 1:
+            return None
+        dial, boot, ranges = req["dial"], req["boot"], req["ranges"]
+        if not isinstance(dial, str) or type(boot) is not int or not isinstance(ranges, list):
+            return None
+        if not 0 < len(ranges) <= MAX_REQUEST_RANGES:
+            return None
+        out = []
+        total = 0
+        for r in ranges:
+            if (not isinstance(r, list) or len(r) != 2
+                    or not all(type(x) is int for x in r) or not 0 <= r[0] < r[1]):
+                return None
+            total += r[1] - r[0]
+            out.append((r[0], r[1]))
+        if total > MAX_REQUEST_SAMPLES:
+            return None
+        return {"dial": dial, "boot": boot, "ranges": out}
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _contiguous_chunks(rows: list[tuple[Any, ...]], size: int) -> list[list[tuple[Any, ...]]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +21,20 @@ PAYLOAD_VERSION = 1
 def default_daemon_id() -> str:
     """A stable pseudonymous id for this machine: ``d`` + 8 hex digits of a hash."""
     return "d" + hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def checked_daemon_id(value: str | None) -> str:
+    """The configured daemon id, or the default; a one-line error if it is not topic-safe."""
+    if value is None:
+        return default_daemon_id()
+    if not _ID.fullmatch(value):
+        from ..errors import UsageError
+
+        raise UsageError(f"daemon id {value!r}: use 1-64 letters, digits, '-' or '_'")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +64,16 @@ class Topics:
     @property
     def daemon_events(self) -> str:
         return f"{self.prefix}/v1/daemons/{self.daemon}/events"
+
+    @property
+    def replay_requests(self) -> str:
+        """Subscribers ask this daemon to republish index ranges from its recordings."""
+        return f"{self.prefix}/v1/daemons/{self.daemon}/replay"
+
+    @property
+    def replayed(self) -> str:
+        """Where the daemon says a replay request was served, and what it did not hold."""
+        return f"{self.prefix}/v1/daemons/{self.daemon}/replayed"
 
     def all_samples(self) -> list[str]:
         """Subscriptions that together carry every sample (dedupe by dial, boot, index)."""
@@ -99,8 +124,9 @@ def samples_payload(
 
 
 def event_payload(*, event_id: int, kind: str, host_ns: int, wall_ns: int,
-                  dial: str | None, daemon: str, data: dict[str, Any],
+                  dial: str | None, daemon: str, data: dict[str, Any], run: str | None = None,
                   replay: bool = False) -> bytes:
+    """``id`` counts within one run (recording) of the daemon: dedupe by daemon, run, id."""
     return dumps({"v": PAYLOAD_VERSION, "id": event_id, "kind": kind, "host_ns": host_ns,
-                  "wall_ns": wall_ns, "dial": dial, "daemon": daemon, "replay": replay,
-                  "data": data})
+                  "wall_ns": wall_ns, "dial": dial, "daemon": daemon, "run": run,
+                  "replay": replay, "data": data})

@@ -70,7 +70,11 @@ def describe_sqlite_error(path: Path, exc: BaseException) -> str:
 
 def create_private_file(path: Path) -> None:
     """Create ``path`` (mode 0600) or refuse if it exists: a recording is never overwritten."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "part of the path is a file" if isinstance(exc, FileExistsError) else exc.strerror
+        raise RecordingError(f"cannot create recording {path}: {why}") from None
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -1,0 +1,117 @@
+"""Store and forward across a killed daemon, and replay requests (real mosquitto, real ptys).
+
+A daemon killed while the broker was away leaves samples the broker never confirmed; the
+next run of the same daemon id republishes them from the killed run's recording, marks that
+file finished, and a third run does not send them again. Subscribers that missed something
+ask for index ranges on the daemon's replay topic and get them from the recordings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import paho.mqtt.publish as paho_publish
+
+from brokers import mosquitto
+from daemonrun import epoch_indices, finish, query, start_daemon, wait_until
+from scripted import UID, ScriptedPort, stream
+from subscriber import Subscriber
+
+N_SAMPLES = "SELECT count(*) FROM samples"
+DIAL = UID.hex()
+
+
+def recorded(path: Path) -> set[tuple[str, int, int]]:
+    return {(u, b, i) for (u, b), idx in epoch_indices(path).items() for i in idx}
+
+
+def progress(path: Path) -> dict[str, object]:
+    (value,) = query(path, "SELECT value FROM meta WHERE key = 'mqtt_progress'")[0]
+    return dict(json.loads(value))
+
+
+def test_killed_daemon_is_finished_by_the_next_run(tmp_path):
+    rec1, rec2, rec3 = (tmp_path / f"run{k}.ratedial" for k in (1, 2, 3))
+    with mosquitto(tmp_path / "broker") as broker:
+        sub = Subscriber(broker.port)
+        sub.start()
+        assert sub.wait_for(lambda s: s.connects >= 1, 10)
+        port1 = ScriptedPort(stream(3000, boot=42))
+        proc = start_daemon("--port", port1.path, "--broker", broker.url, "--record", str(rec1))
+        try:
+            wait_until(rec1, N_SAMPLES, lambda n: n >= 1500)
+            assert sub.wait_for(lambda s: len(s.seen) >= 1000, 20)
+            broker.kill()  # from here on the killed daemon's samples reach only its file
+            n = query(rec1, N_SAMPLES)[0][0]
+            wait_until(rec1, N_SAMPLES, lambda m: m >= n + 1500)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            port1.close()
+        first = recorded(rec1)
+        assert not first <= set(sub.seen)  # the broker really missed part of it
+        broker.start()
+
+        port2 = ScriptedPort(stream(300, boot=43))
+        proc = start_daemon("--port", port2.path, "--broker", broker.url, "--record", str(rec2),
+                            "--duration", "4")
+        out, _err = finish(proc)
+        port2.close()
+        assert "republishing what 1 earlier recording(s)" in out
+        both = first | recorded(rec2)
+        assert sub.wait_for(lambda s: set(s.seen) >= both, 30), len(both - set(sub.seen))
+        assert progress(rec1) == {"complete": True}
+        assert progress(rec2)["complete"] is True
+        sent_before = {k: sub.seen[k] for k in first}
+
+        port3 = ScriptedPort(stream(200, boot=44))
+        proc = start_daemon("--port", port3.path, "--broker", broker.url, "--record", str(rec3),
+                            "--duration", "3")
+        out, _err = finish(proc)
+        port3.close()
+        assert "republishing" not in out
+        assert sub.wait_for(lambda s: set(s.seen) >= recorded(rec3), 30)
+        sub.stop()
+    assert {k: sub.seen[k] for k in first} == sent_before  # nothing of run 1 sent again
+    assert sub.replayed >= 1500
+    # events of a killed run are republished too, under that run's id
+    runs = {e.get("run") for e in sub.events}
+    assert len(runs) == 3 and None not in runs
+
+
+def test_replay_requests_are_answered_from_the_recording(tmp_path):
+    rec = tmp_path / "r.ratedial"
+    with mosquitto(tmp_path / "broker") as broker:
+        sub = Subscriber(broker.port)
+        sub.start()
+        assert sub.wait_for(lambda s: s.connects >= 1, 10)
+        port = ScriptedPort(stream(800, boot=42))
+        proc = start_daemon("--port", port.path, "--broker", broker.url, "--record", str(rec),
+                            "--duration", "6", "--daemon-id", "room-1")
+        wait_until(rec, N_SAMPLES, lambda n: n >= 2000)
+        topic = "ratedial/v1/daemons/room-1/replay"
+        for junk in (b"\xff\x00", b"{}", b'{"v":1,"dial":"x","boot":1,"ranges":[[5,2]]}'):
+            paho_publish.single(topic, junk, qos=1, hostname="127.0.0.1", port=broker.port)
+        lo = query(rec, "SELECT min(sample_index) FROM samples")[0][0] + 100
+        request = {"v": 1, "dial": DIAL, "boot": 42, "ranges": [[lo, lo + 100], [10**7, 10**7 + 5]]}
+        paho_publish.single(topic, json.dumps(request), qos=1, hostname="127.0.0.1",
+                            port=broker.port)
+        assert sub.wait_for(lambda s: s.payloads["daemon_replayed"], 20)
+        finish(proc)
+        port.close()
+        sub.stop()
+    (reply,) = sub.payloads["daemon_replayed"]
+    assert reply == {"v": 1, "dial": DIAL, "boot": 42,
+                     "ranges": [[lo, lo + 100], [10**7, 10**7 + 5]],
+                     "absent": [[10**7, 10**7 + 5]]}
+    assert all(sub.seen[(DIAL, 42, i)] == 2 for i in range(lo, lo + 100))  # live, then replayed
+    assert sub.replayed == 100
+    assert all(p["daemon"] == "room-1" for p in sub.payloads["samples"])
+    status = sub.status[DIAL]
+    assert status["boot"] == 42 and status["next_index"] > 2000
