@@ -23,6 +23,8 @@ Invariants:
 * Polled answers are taken as true at their receipt (servers answer as soon as they look); a
   change between two answers is placed halfway between them. An unchanged STEP value is never
   a seek (a seek changes it); while paused, a changed value is a new position.
+* A playing segment that no report has placed yet (a file known to be playing before its
+  position came) is UNKNOWN with no media time: the clock never counts up from an assumed 0.
 * Paused, seeking and ended segments hold one position: a rating made while paused belongs to
   the paused frame.
 * Display latency: the answer for host time ``t`` is the clock at ``t - latency``.
@@ -199,6 +201,8 @@ class MediaClock:
         seg = self._segment_at(t)
         if seg.state is not MediaState.PLAYING:
             return seg.media_id, seg.pos_s, seg.state
+        if _unanchored(seg):  # playing, but where is not reported yet: never count from 0
+            return seg.media_id, None, MediaState.UNKNOWN
         return seg.media_id, self._playing_pos(seg, t), MediaState.PLAYING
 
     def _playing_pos(self, seg: _Segment, t: int) -> float:
@@ -216,7 +220,7 @@ class MediaClock:
         """Position at host time ``t`` (no display latency) from the current segment."""
         seg = self._segments[-1]
         if seg.state is MediaState.PLAYING:
-            return self._playing_pos(seg, t)
+            return None if _unanchored(seg) else self._playing_pos(seg, t)
         return seg.pos_s
 
     def position_now(self, host_ns: int) -> float | None:
@@ -612,6 +616,11 @@ class MediaClock:
 
 _FORGOTTEN = _Segment(start_ns=-(1 << 62), state=MediaState.UNKNOWN, media_id=None, rate=1.0,
                       pos_s=None)
+
+
+def _unanchored(seg: _Segment) -> bool:
+    """A playing segment no report has placed yet (a file loaded before its position came)."""
+    return seg.offset is None and seg.pos_s is None
 
 
 def _report_bounds(seg: _Segment, recv_ns: int, sent_ns: int | None,

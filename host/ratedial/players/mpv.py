@@ -34,7 +34,9 @@ from ..media import ClockConfig, MediaClock, MediaEvent, Source
 from ..recording import MediaState
 from .session import PlayerGone, PlayerSession
 
-OBSERVED = ("time-pos", "pause", "speed", "seeking", "eof-reached", "idle-active", "path")
+# ``path`` first: mpv answers each observer at once, in this order, and a file loaded after its
+# position was reported would start a playing segment without a position.
+OBSERVED = ("path", "time-pos", "pause", "speed", "seeking", "eof-reached", "idle-active")
 LAUNCH_ARGS = ("--keep-open=yes", "--idle=yes", "--pause", "--no-terminal", "--osd-level=1")
 OSD_PERIOD_S = 0.2
 REQUEST_TIMEOUT_S = 2.0
@@ -47,6 +49,8 @@ def mpv_clock_config(latency_ms: float) -> ClockConfig:
 
 class MpvSession(PlayerSession):
     player = "mpv"
+    # Trying a local socket costs nothing; a restarted mpv is followed within ~0.3 s.
+    max_backoff_s = 0.25
 
     def __init__(self, socket_path: str, *, latency_ms: float = 0.0, video: str | None = None,
                  osd: bool = False, ratings: Callable[[], dict[str, float]] | None = None,

@@ -5,7 +5,8 @@ Invariants:
 * One task per player (:meth:`PlayerSession.run`); everything the player says goes through
   the pure :class:`~ratedial.media.MediaClock`, so :meth:`annotate` never waits for I/O.
 * The player going away never ends the run: the clock turns UNKNOWN, a ``player_lost`` event
-  is recorded, the adapter reconnects with jittered back-off (0.1 s doubling to 2 s) and
+  is recorded, the adapter reconnects with jittered back-off (0.1 s doubling to
+  ``max_backoff_s``: 2 s, mpv's local socket 0.25 s) and
   ``player_back`` is recorded when it answers again. A player that is not there at the start
   gets ``player_lost`` once (``reason: "not running"``).
 * Configuration mistakes the player reveals (wrong password) end the run with a one-line
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import random
 import time
@@ -30,6 +32,8 @@ from .identity import MediaIdentity, identify
 
 MAX_BACKOFF_S = 2.0
 
+log = logging.getLogger("ratedial.players")
+
 
 class PlayerGone(Exception):
     """The connection to the player ended or it stopped answering."""
@@ -39,6 +43,7 @@ class PlayerSession:
     """Base class: subclasses implement :meth:`_follow` (one connection's lifetime)."""
 
     player = "player"
+    max_backoff_s = MAX_BACKOFF_S  # between reconnection attempts
 
     def __init__(self, clock_config: ClockConfig, *,
                  monotonic_ns: Callable[[], int] = time.monotonic_ns) -> None:
@@ -69,17 +74,20 @@ class PlayerSession:
         try:
             await self._start()
             while True:
-                with contextlib.suppress(OSError, EOFError, PlayerGone, TimeoutError,
-                                         asyncio.IncompleteReadError):
+                why = "connection closed"
+                try:
                     await self._follow(out)
+                except (OSError, EOFError, PlayerGone, TimeoutError,
+                        asyncio.IncompleteReadError) as exc:
+                    why = _why(exc)
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
                     raise asyncio.CancelledError  # a cancellation hidden in a timeout
                 if self.connected:
                     backoff = 0.1
-                self._gone()
+                self._gone(why)
                 await asyncio.sleep(backoff * random.uniform(0.75, 1.25))
-                backoff = min(MAX_BACKOFF_S, backoff * 2)
+                backoff = min(self.max_backoff_s, backoff * 2)
         finally:
             if self._identify_task is not None:
                 self._identify_task.cancel()
@@ -106,8 +114,9 @@ class PlayerSession:
         if self._announced_lost and self._out is not None:
             self._out.event("player_back", {"player": self.player}, host_ns)
             self._announced_lost = False
+            log.warning("player %s is back: media times recorded again", self.player)
 
-    def _gone(self) -> None:
+    def _gone(self, why: str = "connection closed") -> None:
         host_ns = self.now()
         was = self.connected
         self.connected = False
@@ -122,6 +131,8 @@ class PlayerSession:
                 data["reason"] = "not running"
             self._out.event("player_lost", data, host_ns)
             self._announced_lost = True
+            log.warning("player %s %s (%s): media time unknown until it answers again",
+                        self.player, "lost" if was else "not running", why)
 
     def _emit(self, events: list[MediaEvent]) -> None:
         if self._out is None:
@@ -168,6 +179,17 @@ class PlayerSession:
         if self._out is None:
             return None
         return self._out.add_media(ident.path, ident.duration_s, ident.fps, ident.fingerprint)
+
+
+def _why(exc: BaseException) -> str:
+    """A few words on why the connection to the player ended."""
+    if isinstance(exc, TimeoutError):
+        return "not answering"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, EOFError | asyncio.IncompleteReadError):
+        return "connection closed"
+    return str(exc) or type(exc).__name__
 
 
 def _file_key(path: str | None) -> tuple[str, int, int] | None:
