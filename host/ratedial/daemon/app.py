@@ -215,7 +215,6 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
             recorder.close()
         os.close(lock_fd)
         raise failure[0]
-    daemon.event(None, "run_end", reason="stopped")
     recorder.set_meta("ended_wall_ns", time.time_ns())
     if publisher is not None:
         publisher.save_progress(final=True)
@@ -286,7 +285,9 @@ async def _refresh(view: LiveView, daemon: Daemon, recorder: Recorder) -> None:
             recorder.put("wall_anchors", (time.monotonic_ns(), time.time_ns()))
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(daemon.stop_event.wait(), 0.25)
-    # the publisher (if any) stops when the daemon does
+    # the publisher (if any) stops when the daemon does, after publishing the end of the run
+    if recorder.error is None:
+        daemon.event(None, "run_end", reason="stopped")
     for sink in daemon.sinks:
         stop = getattr(sink, "stop", None)
         if stop is not None:

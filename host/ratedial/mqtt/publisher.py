@@ -36,7 +36,7 @@ from .topics import Topics, dumps, event_payload, samples_payload
 
 log = logging.getLogger("ratedial.mqtt")
 
-REPLAY_CHUNK = 500  # samples per backfill message: about 12 kB of JSON
+REPLAY_CHUNK = 500  # samples per backfill message: about 35 kB of JSON
 QOS1_TIMEOUT_S = 60.0  # a PUBACK slower than this means the connection is gone
 STOP_DRAIN_S = 30.0  # on stop, how long to keep publishing the backlog
 MAX_REQUEST_RANGES = 100
