@@ -100,3 +100,34 @@ def mosquitto(workdir: Path, **kw: object) -> Iterator[Mosquitto]:
         yield m
     finally:
         m.stop()
+
+
+def bridge_conf(name: str, remote_port: int, *, topic: str = "ratedial/#", qos: int = 1) -> str:
+    """mosquitto.conf lines for a bridge to the broker on ``remote_port`` (for ``extra=``).
+
+    Both directions, QoS 1, a persistent bridge session (``cleansession false``): what one
+    side publishes while the bridge is down is queued and forwarded when it is back.
+    """
+    return (f"connection {name}\n"
+            f"address 127.0.0.1:{remote_port}\n"
+            f"topic {topic} both {qos}\n"
+            "cleansession false\n"
+            f"remote_clientid {name}\n"
+            "bridge_protocol_version mqttv50\n"
+            "keepalive_interval 5\n"
+            "restart_timeout 1 2\n"
+            "notifications false\n")
+
+
+@contextlib.contextmanager
+def bridged_pair(workdir: Path) -> Iterator[tuple[Mosquitto, Mosquitto]]:
+    """Two brokers: ``edge`` bridges ``ratedial/#`` both ways to ``core``."""
+    core = Mosquitto(workdir / "core")
+    core.start()
+    edge = Mosquitto(workdir / "edge", extra=bridge_conf("edge-to-core", core.port))
+    try:
+        edge.start()
+        yield edge, core
+    finally:
+        edge.stop()
+        core.stop()

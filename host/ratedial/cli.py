@@ -65,6 +65,9 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
               help="MQTT broker: mqtt://host:port (default mqtt://localhost:1883), "
                    "mqtts://host:port, embedded (in-process, localhost only) or none.")
 @click.option("--no-scan", is_flag=True, help="Only use the --port ports; do not look for dials.")
+@click.option("--daemon-id", default=None, metavar="ID",
+              help="Pseudonymous id of this daemon in MQTT topics (letters, digits, - and _; "
+                   "default: a hash of the host name). Give each daemon on one machine its own.")
 @click.option("--session", "session", multiple=True, metavar="KEY=VALUE",
               help="Pseudonymous session labels stored in the recording, e.g. --session dyad=D07.")
 @click.option("--player", default=None, metavar="SPEC",
@@ -82,8 +85,9 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
         duration: float | None, config_path: str | None, broker: str | None, no_scan: bool,
-        session: tuple[str, ...], player: str | None, video: str | None, osd: bool | None,
-        lsl: bool | None, web: str | None, as_json: bool) -> None:
+        daemon_id: str | None, session: tuple[str, ...], player: str | None,
+        video: str | None, osd: bool | None, lsl: bool | None, web: str | None,
+        as_json: bool) -> None:
     """Record dials (and publish them over MQTT) until stopped.
 
     Finds dials on USB (or uses --port), maps their clocks to this computer's clock,
@@ -100,6 +104,8 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
 
     cfg = load_config(config_path)
     mqtt = cfg.mqtt if broker is None else dataclasses.replace(cfg.mqtt, broker=broker)
+    if daemon_id is not None:
+        mqtt = dataclasses.replace(mqtt, daemon_id=daemon_id)
     cfg = with_overrides(
         cfg,
         ports=tuple(dict.fromkeys(cfg.ports + ports)) if ports else None,
@@ -162,6 +168,84 @@ def monitor(broker: str, prefix: str, duration: float | None) -> None:
         asyncio.run(run_monitor(broker, prefix=prefix, duration=duration, console=console))
     except aiomqtt.MqttError as exc:
         raise RatedialError(f"cannot subscribe at {broker}: {exc}") from None
+
+
+@cli.command()
+@click.option("--mqtt", "broker", required=True, metavar="URL",
+              help="Broker to collect from: mqtt://host:port or mqtts://host:port.")
+@click.option("--record", type=click.Path(dir_okay=False), required=True,
+              help="Recording file to write; an existing file written by record --mqtt is "
+                   "continued (after a crash or restart).")
+@click.option("--prefix", default=None, help="Topic prefix (default ratedial, or the config's).")
+@click.option("--client-id", default=None, metavar="ID",
+              help="MQTT client id of the persistent session (default: derived from the host "
+                   "name, prefix and --record path, so a restart resumes the session).")
+@click.option("--duration", type=click.FloatRange(min=0.1), default=None,
+              help="Stop after this many seconds (default: run until Ctrl-C).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="TOML configuration file: its [mqtt] username, password_file, TLS files.")
+@click.option("--share", default=None, metavar="GROUP",
+              help="Subscribe as one member of the shared subscription $share/GROUP/... "
+                   "(several collectors; the broker must dispatch by publisher, "
+                   "see docs/scaling.md). Each member writes its own recording.")
+@click.option("--session-expiry", type=click.IntRange(min=1), default=3600, show_default=True,
+              help="Seconds the broker keeps the session (and queues messages) while the "
+                   "collector is away.")
+@click.option("--settle", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="Seconds a missing sample must stay missing before it is asked for.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+def record(broker: str, record: str, prefix: str | None, client_id: str | None,
+           duration: float | None, config_path: str | None, share: str | None,
+           session_expiry: int, settle: float, as_json: bool) -> None:
+    """Collect a whole session (all daemons, all dials) from an MQTT broker into one recording.
+
+    Subscribes with a persistent session to every dial's samples, backfill, events and status
+    and to the daemons' status and events, writes each sample exactly once (deduplicated by
+    dial, boot and index) into a recording in the same format as `ratedial run`, and asks
+    the daemons to replay what it missed during its own outages. The password comes from
+    RATEDIAL_MQTT_PASSWORD or mqtt.password_file in the config.
+    """
+    import json
+    from pathlib import Path
+
+    from .config import load_config
+    from .daemon.app import scrub_command_line
+    from .mqtt.collector import CollectConfig, collect
+    from .mqtt.publisher import parse_broker
+
+    cfg = load_config(config_path)
+    mqtt = dataclasses.replace(cfg.mqtt, broker=broker,
+                               topic_prefix=prefix or cfg.mqtt.topic_prefix)
+    if broker in ("embedded", "none"):
+        raise click.BadParameter("expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]",
+                                 param_hint="--mqtt")
+    from .errors import UsageError
+
+    try:
+        parse_broker(broker, tls=mqtt.tls)
+    except UsageError:
+        raise UsageError(f"--mqtt {broker!r}: expected mqtt://HOST[:PORT] or "
+                         "mqtts://HOST[:PORT]") from None
+    if not mqtt.topic_prefix or any(c in mqtt.topic_prefix for c in "+#"):
+        raise click.BadParameter(f"{mqtt.topic_prefix!r}: not a topic prefix",
+                                 param_hint="--prefix")
+    if share is not None and (not share or any(c in share for c in "/+#")):
+        raise click.BadParameter(f"{share!r}: a group name has no '/', '+' or '#'",
+                                 param_hint="--share")
+    summary = collect(CollectConfig(
+        mqtt=mqtt, record=Path(record), client_id=client_id, share=share, duration_s=duration,
+        session_expiry_s=session_expiry, settle_s=settle,
+        command_line=scrub_command_line(sys.argv)),
+        on_message=lambda m: click.echo(f"ratedial: {m}", err=True))
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(f"{summary['recording']}: {summary['samples']} samples of "
+                   f"{summary['dials']} dials from {len(summary['daemons'])} daemons, "
+                   f"{summary['gaps']} gaps ({summary['gap_samples']} samples), "
+                   f"{summary['duplicates']} duplicates dropped, "
+                   f"{summary['replay_requests']} replay requests, "
+                   f"{summary['holes']} samples still missing")
 
 
 from .flash import flash  # noqa: E402  (the command lives with the flashing code)

@@ -1,0 +1,462 @@
+"""The collector's bookkeeping (pure): exactly once per sample, holes, replay requests, gaps."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from ratedial.mqtt.collector import (
+    ABSENT,
+    MAX_RANGES,
+    TAIL_SPAN,
+    Collector,
+    RangeSet,
+    RecorderStore,
+    ResumedRecorder,
+    read_resume_state,
+)
+from ratedial.mqtt.topics import event_payload, samples_payload
+from ratedial.recording.writer import Recorder
+
+P = "ratedial"
+DIAL = "0123456789abcdef"
+OFFSET = 1_700_000_000_000_000_000
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.dials: list[tuple[Any, ...]] = []
+        self.epochs: list[tuple[Any, ...]] = []
+        self.media: list[str] = []
+        self.rows: list[tuple[Any, ...]] = []
+        self.gaps: list[tuple[int, int, int, int, str]] = []
+        self.events: list[tuple[int, int | None, str, dict[str, Any]]] = []
+        self.meta_kv: dict[str, Any] = {}
+
+    def add_dial(self, uid: str, rater: str | None, board: str, firmware: str) -> int:
+        self.dials.append((uid, rater, board, firmware))
+        return len(self.dials)
+
+    def add_epoch(self, dial_id: int, boot: int, first_host_ns: int,
+                  hello: dict[str, Any]) -> int:
+        self.epochs.append((dial_id, boot, first_host_ns, hello))
+        return len(self.epochs)
+
+    def add_media(self, daemon: str) -> int:
+        self.media.append(daemon)
+        return len(self.media)
+
+    def samples(self, rows: list[tuple[Any, ...]]) -> None:
+        self.rows += rows
+
+    def gap(self, epoch_id: int, dial_id: int, first: int, end: int, reason: str) -> None:
+        self.gaps.append((epoch_id, dial_id, first, end, reason))
+
+    def event(self, host_ns: int, dial_id: int | None, kind: str, data: dict[str, Any]) -> None:
+        self.events.append((host_ns, dial_id, kind, data))
+
+    def meta(self, key: str, value: Any) -> None:
+        self.meta_kv[key] = value
+
+    def indices(self, epoch_id: int = 1) -> list[int]:
+        return sorted(r[1] for r in self.rows if r[0] == epoch_id)
+
+
+def batch(first: int, n: int, *, boot: int = 7, dial: str = DIAL, daemon: str = "room1",
+          replay: bool = False, media: bool = False) -> tuple[str, bytes]:
+    idx = range(first, first + n)
+    payload = samples_payload(
+        uid=dial, rater="client", daemon=daemon, boot_id=boot, first_index=first,
+        period_us=0 if replay else 1000, device_us=[1000 * i for i in idx],
+        host_ns=[10**6 * i for i in idx], wall_ns=[OFFSET + 10**6 * i for i in idx],
+        count=list(idx), rating=[50.0 + i % 10 for i in idx], flags=[0] * n,
+        media_s=[i / 1000 for i in idx] if media else [None] * n,
+        media_state=[1 if media else 5] * n, replay=replay)
+    return f"{P}/v1/dials/{dial}/{'backfill' if replay else 'samples'}", payload
+
+
+def status(next_index: int | None, *, boot: int | None = 7, dial: str = DIAL,
+           daemon: str = "room1") -> tuple[str, bytes]:
+    return f"{P}/v1/dials/{dial}/status", json.dumps({
+        "v": 1, "dial": dial, "rater": "client", "daemon": daemon, "state": "connected",
+        "board": "pico", "firmware": "0.1.0", "received": 0, "missing": 0, "rejected": 0,
+        "rate_hz": 1000.0, "rating": 50.0,
+        "clock": {"latency_ms": None, "skew_ppm": None, "uncertainty_us": None},
+        "wall_ns": OFFSET, "boot": boot, "next_index": next_index}).encode()
+
+
+def gap_event(event_id: int, a: int, b: int, reason: str = "device_drop", *, boot: int = 7,
+              daemon: str = "room1") -> tuple[str, bytes]:
+    return f"{P}/v1/dials/{DIAL}/events", event_payload(
+        event_id=event_id, kind="gap", host_ns=5, wall_ns=OFFSET + 5, dial=DIAL, daemon=daemon,
+        data={"boot_id": boot, "first_index": a, "end_index": b, "reason": reason})
+
+
+def answer(ranges: list[list[int]], absent: list[list[int]], *, boot: int = 7,
+           daemon: str = "room1") -> tuple[str, bytes]:
+    return f"{P}/v1/daemons/{daemon}/replayed", json.dumps({
+        "v": 1, "dial": DIAL, "boot": boot, "ranges": ranges, "absent": absent}).encode()
+
+
+def make() -> tuple[Collector, MemoryStore]:
+    store = MemoryStore()
+    return Collector(P, store, wall_offset_ns=OFFSET, settle_s=2.0,
+                     request_timeout_s=10.0), store
+
+
+def feed(c: Collector, msg: tuple[str, bytes], now: float = 0.0) -> None:
+    c.feed(msg[0], msg[1], now)
+
+
+def test_rangeset_merges_and_reports_missing_parts():
+    r = RangeSet([(10, 20), (30, 40)])
+    r.add(20, 25)
+    assert r.ranges == [(10, 25), (30, 40)]
+    r.add(25, 30)
+    assert r.ranges == [(10, 40)]
+    r.add(50, 60)
+    assert r.missing(0, 70) == [(0, 10), (40, 50), (60, 70)]
+    assert r.missing(12, 38) == []
+    assert r.missing(39, 55) == [(40, 50)]
+    assert 55 in r and 45 not in r
+    assert r.total() == 40 and r.first == 10 and r.end == 60
+
+
+def test_each_sample_is_written_once_live_and_backfill_overlapping():
+    c, store = make()
+    feed(c, batch(0, 50))
+    feed(c, batch(50, 50))
+    feed(c, batch(0, 50))  # the same live batch again
+    feed(c, batch(25, 100, replay=True))  # backfill overlapping what arrived live
+    assert store.indices() == list(range(125))
+    assert c.stats.samples == 125 and c.stats.backfilled == 25
+    assert c.stats.duplicates == 50 + 75
+    # one dial, one epoch, keyed by (uid, boot); the rater label comes from the payload
+    assert store.dials == [(DIAL, "client", "", "")]
+    assert [(e[0], e[1], e[3]["daemon"], e[3]["rate_hz"]) for e in store.epochs] == [
+        (1, 7, "room1", 1000.0)]
+
+
+def test_rows_carry_values_and_host_time_on_one_base():
+    c, store = make()
+    feed(c, batch(10, 3, media=True))
+    feed(c, batch(13, 2))
+    rows = sorted(store.rows, key=lambda r: r[1])
+    # (epoch, index, dial, device_us, host_ns, count, rating, flags, media_id, media_s, state)
+    assert rows[0] == (1, 10, 1, 10_000, 10 * 10**6, 10, 50.0, 0, 1, 0.010, 1)
+    assert rows[3] == (1, 13, 1, 13_000, 13 * 10**6, 13, 53.0, 0, None, None, 5)
+    assert store.media == ["room1"]
+
+
+def test_boots_and_dials_are_separate_epochs():
+    c, store = make()
+    feed(c, batch(0, 10, boot=7))
+    feed(c, batch(0, 10, boot=8))
+    feed(c, batch(0, 10, dial="fedcba9876543210", daemon="room2"))
+    assert len(store.rows) == 30
+    assert sorted((e[0], e[1]) for e in store.epochs) == [(1, 7), (1, 8), (2, 7)]
+    assert sorted(c.daemons) == ["room1", "room2"]
+    assert store.meta_kv["collected"]["daemons"] == ["room1", "room2"]
+
+
+def test_hole_is_requested_only_after_settling_and_then_once():
+    c, _ = make()
+    feed(c, batch(0, 100), now=0.0)
+    feed(c, batch(150, 50), now=0.1)  # 100..150 missing
+    feed(c, status(260), now=0.2)  # the daemon has up to 259
+    assert c.due_requests(1.0) == []  # not settled: live batches may still be on the way
+    reqs = c.due_requests(2.25)
+    assert len(reqs) == 1
+    r = reqs[0]
+    assert r.topic(P) == f"{P}/v1/daemons/room1/replay"
+    assert json.loads(r.payload()) == {"v": 1, "dial": DIAL, "boot": 7,
+                                       "ranges": [[100, 150], [200, 260]]}
+    # at most one outstanding request per (dial, boot)
+    feed(c, status(400), now=2.3)
+    assert c.due_requests(5.0) == []
+
+
+def test_holes_filled_in_time_are_not_requested():
+    c, _ = make()
+    feed(c, batch(0, 100), now=0.0)
+    feed(c, status(150), now=0.0)
+    feed(c, batch(100, 50), now=0.5)  # the live batch came before the settle time
+    assert c.due_requests(3.0) == []
+    assert c.holes() == {}
+
+
+def test_answer_with_absent_indices_records_absent_gaps_and_clears_request():
+    c, store = make()
+    feed(c, batch(0, 100), now=0.0)
+    feed(c, batch(200, 100), now=0.0)
+    feed(c, status(300), now=0.0)
+    (req,) = c.due_requests(3.0)
+    assert req.ranges == ((100, 200),)
+    feed(c, batch(100, 60, replay=True), now=3.1)  # the daemon held 100..159
+    # it did not hold 160..199; an absent range outside the request is ignored
+    feed(c, answer([[100, 200]], [[160, 200], [400, 500]]), now=3.2)
+    assert store.gaps == [(1, 1, 160, 200, ABSENT)]
+    assert c.stats.absent == 40
+    assert c.holes() == {}
+    assert c.due_requests(3.5) == []
+    assert store.indices() == list(range(160)) + list(range(200, 300))
+
+
+def test_gap_events_are_gaps_not_holes_and_keep_their_reason():
+    c, store = make()
+    feed(c, batch(0, 100), now=0.0)
+    feed(c, gap_event(3, 100, 120), now=0.0)
+    feed(c, gap_event(3, 100, 120), now=0.0)  # the same event again (replayed): once
+    feed(c, batch(120, 80), now=0.0)
+    feed(c, status(200), now=0.0)
+    assert c.due_requests(3.0) == []
+    assert store.gaps == [(1, 1, 100, 120, "device_drop")]
+    (ev,) = store.events
+    assert ev[2] == "gap" and ev[3]["source"] == {"daemon": "room1", "run": "", "event_id": 3}
+    assert ev[0] == 5  # host_ns: the event's wall time on the collection's time base
+    # a sample inside a known gap is not written (a gap stays a gap)
+    feed(c, batch(110, 5, replay=True))
+    assert c.stats.conflicts == 5
+    assert 110 not in store.indices()
+
+
+def test_events_are_deduplicated_by_daemon_run_and_id():
+    c, store = make()
+    for run in ("r1", "r1", "r2"):  # the same event twice, then id 1 of the next run
+        c.feed(f"{P}/v1/daemons/room1/events", event_payload(
+            event_id=1, kind="run_start", host_ns=1, wall_ns=OFFSET + 7, dial=None,
+            daemon="room1", data={}, run=run), 0.0)
+    assert [(e[1], e[2], e[3]["source"]) for e in store.events] == [
+        (None, "run_start", {"daemon": "room1", "run": "r1", "event_id": 1}),
+        (None, "run_start", {"daemon": "room1", "run": "r2", "event_id": 1})]
+
+
+def test_unanswered_request_times_out_and_backs_off():
+    c, _ = make()
+    feed(c, batch(0, 10), now=0.0)
+    feed(c, batch(20, 10), now=0.0)
+    assert len(c.due_requests(2.0)) == 1
+    assert c.due_requests(11.0) == []  # outstanding until the timeout
+    assert c.due_requests(12.0) == []  # timed out, now backing off
+    assert c.stats.timeouts == 1
+    assert len(c.due_requests(14.1)) == 1  # again after timeout + back-off (settle_s)
+    assert c.due_requests(24.2) == []
+    assert c.stats.timeouts == 2
+    assert c.due_requests(27.0) == []  # back-off doubles: 4 s
+    assert len(c.due_requests(28.3)) == 1
+
+
+def test_answer_without_progress_backs_off_and_with_progress_asks_again_at_once():
+    c, _ = make()
+    feed(c, batch(0, 10), now=0.0)
+    feed(c, batch(50, 10), now=0.0)
+    (r1,) = c.due_requests(2.0)
+    feed(c, answer([[10, 50]], []), now=2.1)  # nothing came back and nothing is absent
+    assert c.due_requests(2.2) == []
+    (r2,) = c.due_requests(4.2)
+    assert r2.ranges == r1.ranges
+    feed(c, batch(10, 20, replay=True), now=4.3)
+    feed(c, answer([[10, 50]], []), now=4.4)  # progress: the rest is asked for at once
+    (r3,) = c.due_requests(4.5)
+    assert r3.ranges == ((30, 50),)
+
+
+def test_request_holds_at_most_100_ranges():
+    c, _ = make()
+    for k in range(150):
+        feed(c, batch(20 * k, 10), now=0.0)
+    (req,) = c.due_requests(2.5)
+    assert len(req.ranges) == MAX_RANGES
+    assert req.ranges[0] == (10, 20) and req.ranges[-1] == (2000 - 10, 2000)
+
+
+def test_after_a_reboot_the_old_boot_tail_is_asked_for_once_and_is_no_gap():
+    c, store = make()
+    feed(c, batch(0, 100, boot=7), now=0.0)
+    feed(c, status(100, boot=7), now=0.0)
+    feed(c, status(5000, boot=8), now=1.0)  # rebooted; the end of boot 7 is not known
+    assert c.due_requests(2.5) == []  # settling
+    (req,) = c.due_requests(3.1)
+    assert req.boot == 7 and req.ranges == ((100, 100 + TAIL_SPAN),)
+    feed(c, batch(100, 20, boot=7, replay=True), now=3.2)  # the daemon had up to 119
+    feed(c, answer([[100, 100 + TAIL_SPAN]], [[120, 100 + TAIL_SPAN]]), now=3.3)
+    assert store.gaps == [] and c.stats.absent == 0
+    assert c.due_requests(10.0) == []
+    assert c.open_tails() == 0 and c.holes() == {}
+    assert store.indices() == list(range(120))
+
+
+def test_the_head_of_a_boot_seen_late_is_asked_for_and_is_no_gap():
+    c, store = make()
+    feed(c, batch(500, 100), now=0.0)  # collection started while the boot was running
+    (req,) = c.due_requests(2.5)
+    assert req.ranges == ((0, 500),)
+    feed(c, batch(300, 100, replay=True), now=2.6)
+    feed(c, batch(420, 80, replay=True), now=2.6)
+    # the daemon's recording starts at 300 (not a gap) and lacks 400..420 (a gap)
+    feed(c, answer([[0, 500]], [[0, 300], [400, 420]]), now=2.7)
+    assert store.gaps == [(1, 1, 400, 420, ABSENT)]
+    assert c.due_requests(5.0) == []
+    feed(c, batch(650, 50), now=5.0)  # later holes start from the daemon's first index
+    (req,) = c.due_requests(7.5)
+    assert req.ranges == ((600, 650),)
+
+
+def test_an_answer_to_another_request_is_not_taken_for_absent_samples():
+    c, store = make()
+    feed(c, batch(0, 10), now=0.0)
+    feed(c, batch(20, 10), now=0.0)
+    c.due_requests(2.5)
+    feed(c, answer([[0, 30]], [[0, 30]]), now=2.6)  # e.g. asked by a killed predecessor
+    assert store.gaps == [] and c.stats.answers == 1
+
+
+def test_garbage_is_counted_not_fatal():
+    c, store = make()
+    c.feed(f"{P}/v1/dials/{DIAL}/samples", b"\xff not json", 0.0)
+    c.feed(f"{P}/v1/dials/{DIAL}/samples", b'{"v": 1, "dial": "0123456789abcdef"}', 0.0)
+    c.feed(f"{P}/v1/dials/{DIAL}/samples", json.dumps({"v": 1, "dial": DIAL, "boot": 1,
+           "first": 0, "n": 2, "device_us": [1]}).encode(), 0.0)
+    c.feed(f"{P}/v1/daemons/room1/replayed", b'{"v": 1, "dial": 3}', 0.0)
+    c.feed("other/v1/dials/x/samples", b"{}", 0.0)
+    assert c.stats.rejected == 4
+    assert store.rows == []
+
+
+def test_real_recording_resumes_with_dedupe_state(tmp_path):
+    path = tmp_path / "c.ratedial"
+    rec = Recorder(path, meta={"collected": {"source": "mqtt", "prefix": P, "daemons": []}})
+    rec.put("wall_anchors", (1000, OFFSET + 1000))
+    c = Collector(P, RecorderStore(rec), wall_offset_ns=OFFSET)
+    feed(c, batch(0, 100, media=True))
+    feed(c, batch(150, 50))
+    feed(c, gap_event(4, 200, 210))
+    feed(c, batch(210, 10))
+    rec.close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+    st = read_resume_state(path)
+    assert st.dial_ids == {DIAL: 1}
+    assert st.epochs == {(DIAL, 7): (1, "room1")}
+    assert st.received == {1: [(0, 100), (150, 200), (210, 220)]}
+    assert st.gaps == {1: [(200, 210)]}
+    assert st.events == {("room1", "", 4)}
+    assert st.media == {"room1": 1}
+    assert st.wall_offset_ns == OFFSET
+    assert st.daemons == {"room1"}
+
+    rec2 = ResumedRecorder(path, next_ids=st.next_ids)
+    c2 = Collector(P, RecorderStore(rec2), wall_offset_ns=OFFSET, resume=st)
+    feed(c2, batch(50, 150, replay=True), now=0.0)  # 100..150 new, the rest duplicates
+    feed(c2, gap_event(4, 200, 210), now=0.0)  # seen before the restart
+    feed(c2, batch(220, 10, boot=9), now=0.0)  # a new boot: a new epoch id
+    rec2.close()
+    assert c2.stats.samples == 60 and c2.stats.duplicates == 100 and c2.stats.events == 0
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT COUNT(*), COUNT(DISTINCT sample_index) FROM samples "
+                       "WHERE epoch_id = 1").fetchone() == (210, 210)
+    assert con.execute("SELECT epoch_id, boot_id FROM epochs ORDER BY 1").fetchall() == [
+        (1, 7), (2, 9)]
+    assert con.execute("SELECT COUNT(*) FROM events").fetchone() == (1,)
+    assert con.execute("SELECT first_index, end_index, reason FROM gaps").fetchall() == [
+        (200, 210, "device_drop")]
+
+
+def test_resume_refuses_a_daemon_recording(tmp_path):
+    from ratedial.errors import UsageError
+
+    path = tmp_path / "d.ratedial"
+    Recorder(path, meta={}).close()
+    with pytest.raises(UsageError, match="not a recording collected"):
+        read_resume_state(path)
+
+
+def test_request_holds_at_most_an_hour_of_samples():
+    c, _ = make()
+    feed(c, batch(0, 10), now=0.0)
+    feed(c, batch(5_000_000, 10), now=0.0)
+    (req,) = c.due_requests(2.5)
+    assert req.ranges == ((10, 3_600_010),)
+
+
+def run_record(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ratedial", "record", *args],
+                          check=False, capture_output=True, text=True, timeout=timeout)
+
+
+def test_bad_url_is_one_line_error_and_no_file(tmp_path):
+    path = tmp_path / "c.ratedial"
+    r = run_record("--mqtt", "ftp://host", "--record", str(path))
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "ratedial: error: --mqtt 'ftp://host': expected mqtt://HOST[:PORT] or "
+        "mqtts://HOST[:PORT]"]
+    assert not path.exists()
+
+
+def test_unreachable_broker_at_start_is_one_line_error_and_no_file(tmp_path):
+    from brokers import free_port
+
+    path = tmp_path / "c.ratedial"
+    r = run_record("--mqtt", f"mqtt://127.0.0.1:{free_port()}", "--record", str(path))
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ratedial: error: cannot connect to broker ")
+    assert "Traceback" not in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_daemon_recording_is_not_overwritten(tmp_path):
+    path = tmp_path / "d.ratedial"
+    Recorder(path, meta={}).close()
+    before = path.read_bytes()
+    r = run_record("--mqtt", "mqtt://127.0.0.1:1", "--record", str(path))
+    assert r.returncode == 2 and "not a recording collected" in r.stderr
+    assert path.read_bytes() == before
+
+
+def test_a_file_another_collector_writes_is_refused(tmp_path):
+    import fcntl
+
+    path = tmp_path / "c.ratedial"
+    Recorder(path, meta={"collected": {"source": "mqtt", "prefix": P, "daemons": []}}).close()
+    with open(path, "rb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        r = run_record("--mqtt", "mqtt://127.0.0.1:1", "--record", str(path))
+    assert r.returncode == 2
+    assert r.stderr.strip() == (f"ratedial: error: {path} is being written by another "
+                                "running collector")
+
+
+def test_analyze_and_export_read_a_collected_recording(tmp_path):
+    path = tmp_path / "c.ratedial"
+    rec = Recorder(path, meta={"collected": {"source": "mqtt", "prefix": P, "daemons": []},
+                               "scale": {"minimum": 0, "maximum": 100, "start": 50,
+                                         "counts_per_point": 1, "anchors": {}}})
+    rec.put("wall_anchors", (1000, OFFSET + 1000))
+    c = Collector(P, RecorderStore(rec), wall_offset_ns=OFFSET)
+    for dial, rater in (("0123456789abcdef", "client"), ("fedcba9876543210", "therapist")):
+        for k in range(100):  # 5 s of 1 kHz with a playing video
+            topic, payload = batch(50 * k, 50, dial=dial, media=True)
+            c.feed(topic, payload.replace(b'"rater":"client"', f'"rater":"{rater}"'.encode()),
+                   0.0)
+    rec.close()
+    out = subprocess.run([sys.executable, "-m", "ratedial", "export", str(path), "-o",
+                          str(tmp_path / "x"), "--format", "csv-long"],
+                         check=False, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rows = (tmp_path / "x.long.csv").read_text().splitlines()
+    raters = {r.split(",")[2] for r in rows[1:]}
+    assert raters == {"client", "therapist"}
+    assert len(rows) - 1 == 2 * 50  # 5 s on the default 10 Hz grid, both raters
+    out = subprocess.run([sys.executable, "-m", "ratedial", "analyze", str(path)],
+                         check=False, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "client vs therapist" in out.stdout
