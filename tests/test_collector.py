@@ -19,7 +19,6 @@ from ratedial.mqtt.collector import (
     Collector,
     RangeSet,
     RecorderStore,
-    ResumedRecorder,
     read_resume_state,
 )
 from ratedial.mqtt.topics import event_payload, samples_payload
@@ -352,7 +351,7 @@ def test_real_recording_resumes_with_dedupe_state(tmp_path):
     assert st.wall_offset_ns == OFFSET
     assert st.daemons == {"room1"}
 
-    rec2 = ResumedRecorder(path, next_ids=st.next_ids)
+    rec2 = Recorder(path, meta={}, append=True, next_ids=st.next_ids)
     c2 = Collector(P, RecorderStore(rec2), wall_offset_ns=OFFSET, resume=st)
     feed(c2, batch(50, 150, replay=True), now=0.0)  # 100..150 new, the rest duplicates
     feed(c2, gap_event(4, 200, 210), now=0.0)  # seen before the restart

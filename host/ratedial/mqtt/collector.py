@@ -30,13 +30,11 @@ import hashlib
 import json
 import logging
 import os
-import queue
 import random
 import signal
 import socket
 import sqlite3
 import ssl
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +44,7 @@ from typing import Any, Protocol, TypeGuard
 from ..config import MqttConfig
 from ..errors import RatedialError, UsageError
 from ..recording.schema import FORMAT, FORMAT_VERSION, MediaState
-from ..recording.writer import Recorder, RecordingError, describe_sqlite_error
+from ..recording.writer import Recorder, RecordingError
 
 log = logging.getLogger("ratedial.collector")
 
@@ -688,39 +686,6 @@ def read_resume_state(path: Path) -> ResumeState:
             con.close()
 
 
-class ResumedRecorder(Recorder):
-    """A :class:`Recorder` that appends to an existing recording file.
-
-    ``Recorder.__init__`` only creates new files (it refuses to overwrite), so this mirrors
-    its set-up without the creation step. (Better: a ``Recorder.reopen`` in writer.py.)
-    """
-
-    def __init__(self, path: str | os.PathLike[str], *, next_ids: dict[str, int],
-                 commit_interval_s: float = 0.25,
-                 on_error: Callable[[RecordingError], None] | None = None) -> None:
-        self.path = Path(path)
-        self.commit_interval_s = commit_interval_s
-        self._on_error = on_error
-        self._queue = queue.SimpleQueue()
-        self._next_id = {"dials": 1, "epochs": 1, "media": 1, "events": 1, **next_ids}
-        self._id_lock = threading.Lock()
-        self._flushed = threading.Condition()
-        self._enqueued = 0
-        self._committed = 0
-        self.rows_written = 0
-        self.commits = 0
-        self.error = None
-        try:
-            con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            con.execute("PRAGMA journal_mode = WAL")
-            con.execute("PRAGMA synchronous = NORMAL")
-        except sqlite3.Error as exc:
-            raise RecordingError(describe_sqlite_error(self.path, exc)) from None
-        self._con = con
-        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
-        self._thread.start()
-
-
 @dataclass(slots=True)
 class RecorderStore:
     """:class:`Store` on a :class:`Recorder`."""
@@ -791,7 +756,7 @@ def open_recording(cfg: CollectConfig, client_id: str,
     if path.exists():
         lock(path)
         st = read_resume_state(path)
-        rec: Recorder = ResumedRecorder(path, next_ids=st.next_ids, on_error=on_error)
+        rec = Recorder(path, meta={}, append=True, next_ids=st.next_ids, on_error=on_error)
         offset = st.wall_offset_ns
         if offset is None:
             offset = time.time_ns() - time.monotonic_ns()

@@ -98,12 +98,16 @@ class Recorder:
         meta: dict[str, Any],
         commit_interval_s: float = 0.25,
         on_error: Callable[[RecordingError], None] | None = None,
+        append: bool = False,
+        next_ids: dict[str, int] | None = None,
     ) -> None:
+        """``append=True`` continues an existing recording (``next_ids``: the first free id
+        of each table); otherwise the file is created and must not exist."""
         self.path = Path(path)
         self.commit_interval_s = commit_interval_s
         self._on_error = on_error
         self._queue: queue.SimpleQueue[tuple[str, Row] | None] = queue.SimpleQueue()
-        self._next_id = {"dials": 1, "epochs": 1, "media": 1, "events": 1}
+        self._next_id = {"dials": 1, "epochs": 1, "media": 1, "events": 1, **(next_ids or {})}
         self._id_lock = threading.Lock()
         self._flushed = threading.Condition()
         self._enqueued = 0
@@ -111,7 +115,10 @@ class Recorder:
         self.rows_written = 0
         self.commits = 0
         self.error: RecordingError | None = None
-        create_private_file(self.path)
+        if not append:
+            create_private_file(self.path)
+        elif not self.path.is_file():
+            raise RecordingError(f"cannot continue recording {self.path}: no such file")
         try:
             con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             con.executescript(DDL)
