@@ -318,6 +318,8 @@ class App:
         self._fperiod = self._pcur
         protocol.pack_record(self.body, 0, f, 0, 0)
         self._n = 1
+        if self.sampler.wake is not None:
+            self.sampler.wake_at = (self._rd + self.batch - 1) & M30
         if self.batch <= 1:
             self._close()
 
@@ -326,6 +328,8 @@ class App:
         if not n:
             return
         self._n = 0
+        if self.sampler.wake is not None:  # the frame after this one, if none opens first
+            self.sampler.wake_at = (self._first + n + self.batch - 1) & M30
         end = protocol.pack_samples_head(
             self.body, self._next_seq(), self._first, self.clock.extend(self._t0),
             self._fperiod, self._c0, n)
@@ -521,6 +525,12 @@ class App:
             self.pack()
             await asyncio.sleep_ms(PACK_MS)
 
+    async def _frame_done(self, flag):
+        """Pack the moment the sampler stores the last sample of the open frame."""
+        while True:
+            await flag.wait()
+            self.pack()
+
     async def _housekeeper(self):
         while True:
             self.housekeeping()
@@ -557,9 +567,15 @@ class App:
 
     async def main(self):
         self._wake_ev = asyncio.Event()
+        make_flag = getattr(self.hw, "wake_flag", None)
+        flag = None if make_flag is None else make_flag()
+        self.sampler.wake = flag
         self.start()
+        tasks = [asyncio.create_task(self._packer())]
+        if flag is not None:
+            tasks.append(asyncio.create_task(self._frame_done(flag)))
         await asyncio.gather(
-            asyncio.create_task(self._packer()),
+            *tasks,
             asyncio.create_task(self._writer()),
             asyncio.create_task(self._reader()),
             asyncio.create_task(self._housekeeper()),

@@ -93,5 +93,11 @@ class BoardHW:
             buf = buf[: self.TX_CHUNK]
         return self._out.write(buf) or 0
 
+    def wake_flag(self):
+        """What the sampling interrupt sets when a frame is full (see dial.sampler)."""
+        import asyncio
+
+        return asyncio.ThreadSafeFlag()
+
     def mem_free(self):
         return gc.mem_free()

@@ -16,6 +16,9 @@ Invariants:
   own 30-bit write counter ``ev_w``.
 - Settings (period, debounce length) change only through ``configure`` with the timer
   stopped or interrupts disabled.
+- ``wake_at``: when the sample with these index low bits is stored, ``wake.set()`` (an
+  asyncio ThreadSafeFlag, safe from an interrupt) tells the packer that its open frame is
+  full, so a frame leaves as soon as its last sample is taken, not at the next poll.
 
 Cost: about 45 bytecodes per sample (one tick read, one counter read, a button read, six
 array stores); on an RP2040 at 125 MHz roughly 40-60 us (estimate), 4-6 % of the CPU at
@@ -90,6 +93,8 @@ class Sampler:
         self._cand = 0  # reading being confirmed
         self._run = 1  # consecutive samples with reading == _cand
         self._run_t = 0  # tick of the first sample of that run
+        self.wake = None  # set before wake_at is: an object with set()
+        self.wake_at = -1  # index low bits of the sample that completes the open frame
         self.irq = self._irq  # one bound method object, made here, passed to the timer
 
     def configure(self, period_us, need):
@@ -144,3 +149,5 @@ class Sampler:
             f |= self._state
         self.flags[i] = f
         self.w = (w + 1) & M30
+        if w == self.wake_at:
+            self.wake.set()

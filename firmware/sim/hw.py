@@ -90,6 +90,45 @@ class SimPin:
         return "SimPin(%s)" % self.name
 
 
+class SocketFlag:
+    """The virtual dial's ThreadSafeFlag: ``set()`` from the hardware thread sends a datagram
+    to a socket the main loop polls, so the loop wakes at once, as an interrupt wakes a
+    board's. (The unix port's own ThreadSafeFlag is not a file descriptor: with one
+    registered its poll loop checks every millisecond, for every stream, which a real
+    board never does.) ``set()`` allocates nothing: it sends a preallocated byte."""
+
+    def __init__(self):
+        import socket
+
+        import asyncio
+
+        rx = None
+        for _ in range(64):  # the unix port cannot say which port bind(0) chose
+            port = 20000 + int.from_bytes(os.urandom(2), "little") % 40000
+            addr = socket.getaddrinfo("127.0.0.1", port)[0][-1]
+            rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                rx.bind(addr)
+                break
+            except OSError:
+                rx.close()
+                rx = None
+        if rx is None:
+            raise OSError("no free UDP port for the wake flag")
+        rx.setblocking(False)
+        self._tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._tx.connect(addr)
+        self._tx.setblocking(False)
+        self._one = b"\x01"
+        self._reader = asyncio.StreamReader(rx)
+
+    def set(self):
+        self._tx.send(self._one)
+
+    async def wait(self):
+        await self._reader.read(256)  # every pending wake-up at once
+
+
 class SimHW:
     """The HW object of the virtual dial. Call ``start()`` to power up the hardware thread."""
 
@@ -245,6 +284,9 @@ class SimHW:
         return n or 0  # None when the pipe is full (EAGAIN on a non-blocking fd)
 
     # --- the hardware thread ----------------------------------------------------------------
+    def wake_flag(self):
+        return SocketFlag()
+
     def start(self):
         self._running = True
         self._refill(self._mono() - self._t0)

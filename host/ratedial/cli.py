@@ -95,12 +95,11 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
     stream live over MQTT. Secrets (MQTT password) come from RATEDIAL_MQTT_PASSWORD or
     mqtt.password_file in the config, never from the command line.
     """
-    import asyncio
 
     from rich.console import Console
 
     from .config import load_config, with_overrides
-    from .daemon.app import json_summary, print_summary, run_daemon
+    from .daemon.app import json_summary, print_summary, serve
 
     cfg = load_config(config_path)
     mqtt = cfg.mqtt if broker is None else dataclasses.replace(cfg.mqtt, broker=broker)
@@ -120,7 +119,7 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
 
         parse_broker(cfg.mqtt.broker)
     console = Console()
-    summary = asyncio.run(run_daemon(cfg, console=console))
+    summary = serve(cfg, console=console)
     if as_json:
         click.echo(json_summary(summary))
     else:

@@ -3,11 +3,12 @@
 Maps a dial's device time (µs, one boot) to host ``time.monotonic_ns()`` as a line,
 ``host_ns = ref_host_ns + (device_us - ref_device_us) * 1000 * (1 + skew_ppm * 1e-6)``,
 fitted to *bounds* rather than to noisy points (TICSync, Harrison & Newman 2011; Moon et al.
-1999; ethz-asl cuckoo_time_translator). The skew comes from the SAMPLES arrivals (a least-
-squares line through the fastest frame of each 0.2 s of device time: 100 frames/s pin the
-slope of the latency floor), the offset from the centre of the two-way band left by the
-PING/SYNC bounds at that skew. docs/timing.md has the method, the alternatives measured and
-the numbers.
+1999; ethz-asl cuckoo_time_translator). The skew comes from the SAMPLES arrivals (the edge
+of their lower convex hull over the middle of the window, Moon et al.'s slope: it follows the
+latency floor even when frames leave at a fixed phase of the 1 ms USB frame and the fastest
+frame of each moment rises and falls as the dial's clock drifts past the host's), the offset
+from the centre of the two-way band left by the PING/SYNC bounds at that skew.
+docs/timing.md has the method, the alternatives measured and the numbers.
 
 Invariants:
 
@@ -198,56 +199,19 @@ def _solve(ups: Sequence[tuple[float, float]], lows: Sequence[tuple[float, float
     return _Band(a, c, (a_max - a_min) / 2, max(c2 - c, c - c1))
 
 
-def _minima_slope(minima: Sequence[_Point]) -> tuple[float, float] | None:
-    """Least-squares slope through per-bucket minimum latencies, and its standard error.
-
-    Every bucket's fastest frame is equally likely to be near the latency floor, so the
-    line through the minima has the floor's slope; unlike a hull edge it uses every bucket.
-    Buckets whose minimum is far above the rest (spent in a stall) are left out."""
-    if len(minima) < 4:
-        return None
-    x_ref, y_ref = minima[0]
-    xs = [float(x - x_ref) for x, _ in minima]
-    ys = [float(y - y_ref) for _, y in minima]
-    for _ in range(2):  # fit, drop the minima far above the line, fit again
-        n = len(xs)
-        mx, my = sum(xs) / n, sum(ys) / n
-        sxx = sum((x - mx) ** 2 for x in xs)
-        if n < 4 or sxx <= 0:
-            return None
-        c = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
-        res = [y - my - c * (x - mx) for x, y in zip(xs, ys, strict=True)]
-        q = sorted(res)
-        cut = q[n // 2] + 3 * (q[(3 * n) // 4] - q[n // 4])
-        keep = [i for i in range(n) if res[i] <= cut]
-        if len(keep) == n:
-            break
-        xs, ys = [xs[i] for i in keep], [ys[i] for i in keep]
-    rss = sum(r * r for r in res if r <= cut)
-    return c, math.sqrt(rss / max(len(xs) - 2, 1) / sxx)
-
-
 class _Bucket:
-    """SAMPLES arrivals from one bucket of device time, with cached summaries: their lower
-    hull, and their fastest frame against a slope (memoised per slope, so exact)."""
+    """SAMPLES arrivals from one bucket of device time, with their lower hull cached."""
 
-    __slots__ = ("fastest", "hull", "points")
+    __slots__ = ("hull", "points")
 
     def __init__(self) -> None:
         self.points: list[_Point] = []
         self.hull: list[_Point] | None = None
-        self.fastest: tuple[float, _Point] | None = None
 
     def get_hull(self) -> list[_Point]:
         if self.hull is None:
             self.hull = _lower_hull(self.points)
         return self.hull
-
-    def fastest_at(self, c: float) -> _Point:
-        if self.fastest is None or self.fastest[0] != c:
-            best = min(self.get_hull(), key=lambda p: p[1] - c * p[0])
-            self.fastest = (c, best)
-        return self.fastest[1]
 
 
 _BLOCK = 25  # buckets per block: window hulls merge cached block hulls
@@ -283,7 +247,7 @@ class DeviceClock:
     ``window_s``: how much device time the fit looks back. Longer windows tighten the band
     (more PINGs pin its edges) but a linear model over a long window bends under a drift
     change; docs/timing.md has the measured trade-off. ``bucket_s``: arrivals are summarised
-    per bucket of device time (the fastest frame of each feeds the skew fit).
+    per bucket of device time (their lower hulls are cached and merged).
     ``envelope_tolerance_us``: the arrivals' slope interval holds the slopes whose lowest line
     under the arrivals loses at most this much at mid-window. ``min_slope_span_s``: until the
     arrivals span this long, the centre of the two-way polygon is used.
@@ -334,7 +298,7 @@ class DeviceClock:
             self._last_key = max(self._last_key, key)
             self._prune(device_us)
         bucket.points.append((device_us, host_recv_ns - _NS_PER_US * device_us))
-        bucket.hull = bucket.fastest = None
+        bucket.hull = None
         self._block_hulls.pop(key // _BLOCK, None)
         self._seen(device_us, host_recv_ns)
         if self._next_fit_ns is None or host_recv_ns >= self._next_fit_ns:
@@ -402,11 +366,6 @@ class DeviceClock:
         first = x_start // self._bucket_us
         return [k for k in self._buckets if k >= first]
 
-    def _minima(self, x_start: int, c: float) -> list[_Point]:
-        """Each bucket's fastest frame against slope ``c`` (rounded to 0.01 ppm)."""
-        c = round(c, 5)
-        return [self._buckets[k].fastest_at(c) for k in self._keys_since(x_start)]
-
     def _arrival_hull(self, x_start: int) -> list[_Point]:
         keys = self._keys_since(x_start)
         pts: list[_Point] = []
@@ -467,11 +426,6 @@ class DeviceClock:
         contradicts the two-way bounds: the centre of the two-way polygon."""
         if arr and arr[-1][0] - arr[0][0] >= self._min_slope_span:
             c_arr, c_lo, c_hi = _arrival_slopes(arr, self._env_tol_ns, self._c_box)
-            ls = _minima_slope(self._minima(start, c_arr))
-            if ls is not None:
-                c_arr = ls[0]
-                c_lo = min(c_lo, c_arr - 3 * ls[1])
-                c_hi = max(c_hi, c_arr + 3 * ls[1])
             wide = _solve(ups, lows, c_lo, c_hi, self._prior_ns)
             if wide is not None:
                 fixed = _solve(ups, lows, c_arr, c_arr, self._prior_ns) or wide

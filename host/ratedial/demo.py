@@ -8,7 +8,6 @@ is and what it holds.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from .config import MqttConfig, RunConfig
-from .daemon.app import print_summary, run_daemon
+from .daemon.app import print_summary, serve
 
 TABLES = ("dials", "epochs", "samples", "gaps", "events", "sync_obs", "arrivals",
           "clock_models")
@@ -53,7 +52,7 @@ def run_demo(*, seconds: float, seed: int) -> None:
             raters={"client": client.port, "therapist": therapist.port},
             record=str(path), duration_s=seconds, scan=False,
             session={"demo": True}, mqtt=MqttConfig(broker="embedded"))
-        summary = asyncio.run(run_daemon(cfg, console=console, argv=["ratedial", "demo"]))
+        summary = serve(cfg, console=console, argv=["ratedial", "demo"])
     print_summary(console, summary)
     console.print("what the recording holds:", highlight=False)
     for line in describe(summary.path):

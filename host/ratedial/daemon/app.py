@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import secrets
+import selectors
 import signal
 import socket
 import sys
@@ -81,6 +82,25 @@ def status_dict(v: DialView, daemon: str) -> dict[str, Any]:
             "clock": {"latency_ms": v.latency_ms, "skew_ppm": v.skew_ppm,
                       "uncertainty_us": v.uncertainty_us},
             "wall_ns": time.time_ns()}
+
+
+def precise_loop() -> asyncio.AbstractEventLoop:
+    """An event loop whose timers fire to the microsecond.
+
+    The default epoll selector waits in whole milliseconds, counted from the loop's last
+    wake-up, which on a dial link is a frame arrival; PINGs then leave at a fixed phase of
+    the 1 ms USB frame and every one waits most of a frame before the dial reads it, which
+    biases the clock model (docs/timing.md). ``select`` takes microseconds; a daemon has
+    far fewer than its 1024 descriptors.
+    """
+    return asyncio.SelectorEventLoop(selectors.SelectSelector())
+
+
+def serve(cfg: RunConfig, *, console: Console | None = None,
+          argv: list[str] | None = None) -> RunSummary:
+    """Run the daemon to the end on a :func:`precise_loop`."""
+    with asyncio.Runner(loop_factory=precise_loop) as runner:
+        return runner.run(run_daemon(cfg, console=console, argv=argv))
 
 
 async def run_daemon(cfg: RunConfig, *, console: Console | None = None,

@@ -16,6 +16,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -288,7 +289,9 @@ class Daemon:
             if len(self._pings) > 64:  # replies that never came
                 for key in list(self._pings)[:32]:
                     del self._pings[key]
-            await self._wait(link, self.cfg.ping_interval_s)
+            # A random fraction of a USB frame on top: PINGs must not keep one phase of the
+            # 1 ms frame, or the lower clock bound never gets tight (docs/timing.md).
+            await self._wait(link, self.cfg.ping_interval_s + random.random() * 1e-3)
 
     async def _wait(self, link: PortLink, seconds: float) -> None:
         stop: asyncio.Future[Any] = asyncio.ensure_future(self.stop_event.wait())
