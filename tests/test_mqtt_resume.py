@@ -103,10 +103,20 @@ def test_replay_requests_are_answered_from_the_recording(tmp_path):
         paho_publish.single(topic, json.dumps(request), qos=1, hostname="127.0.0.1",
                             port=broker.port)
         assert sub.wait_for(lambda s: s.payloads["daemon_replayed"], 20)
+        run = json.loads(query(rec, "SELECT value FROM meta WHERE key = 'run_id'")[0][0])
+        ask = {"v": 1, "run": run, "events": [[1, 3], [10**6, 10**6 + 1]]}
+        paho_publish.single(topic, json.dumps(ask), qos=1, hostname="127.0.0.1",
+                            port=broker.port)
+        assert sub.wait_for(lambda s: len(s.payloads["daemon_replayed"]) == 2, 20)
         finish(proc)
         port.close()
         sub.stop()
-    (reply,) = sub.payloads["daemon_replayed"]
+    reply, events_reply = sub.payloads["daemon_replayed"]
+    assert events_reply == {"v": 1, "run": run, "events": [[1, 3], [10**6, 10**6 + 1]],
+                            "absent": [[10**6, 10**6 + 1]]}
+    again = sorted(e["id"] for e in sub.events if e["replay"])
+    assert again == [1, 2]
+    assert any(p.get("run") == run and p.get("next_event", 0) > 2 for p in sub.daemon_status)
     assert reply == {"v": 1, "dial": DIAL, "boot": 42,
                      "ranges": [[lo, lo + 100], [10**7, 10**7 + 5]],
                      "absent": [[10**7, 10**7 + 5]]}

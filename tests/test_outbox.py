@@ -92,6 +92,11 @@ def test_absent_ranges():
 def test_replay_requests_are_validated():
     ok = parse_replay_request(b'{"v":1,"dial":"ab","boot":3,"ranges":[[0,5],[9,12]]}')
     assert ok == {"dial": "ab", "boot": 3, "ranges": [(0, 5), (9, 12)]}
+    ev = parse_replay_request(b'{"v":1,"run":"9f0c","events":[[1,4]]}')
+    assert ev == {"run": "9f0c", "events": [(1, 4)]}
+    for bad in (b'{"v":1,"run":7,"events":[[1,4]]}', b'{"v":1,"run":"9f0c","events":[[4,1]]}',
+                b'{"v":1,"run":"9f0c","events":[[0,1000000]]}', b'{"v":1,"run":"9f0c"}'):
+        assert parse_replay_request(bad) is None, bad
     for bad in (b"", b"\xff", b"[]", b'{"v":2,"dial":"ab","boot":3,"ranges":[[0,5]]}',
                 b'{"v":1,"dial":"ab","boot":3,"ranges":[]}',
                 b'{"v":1,"dial":"ab","boot":true,"ranges":[[0,5]]}',

@@ -41,6 +41,7 @@ QOS1_TIMEOUT_S = 60.0  # a PUBACK slower than this means the connection is gone
 STOP_DRAIN_S = 30.0  # on stop, how long to keep publishing the backlog
 MAX_REQUEST_RANGES = 100
 MAX_REQUEST_SAMPLES = 3_600_000  # one hour at 1 kHz per request
+MAX_REQUEST_EVENTS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +193,8 @@ class MqttPublisher:
 
     def _daemon_status(self, state: str) -> dict[str, Any]:
         return {"v": 1, "daemon": self.topics.daemon, "state": state,
-                "software": self.version, "wall_ns": time.time_ns()}
+                "software": self.version, "wall_ns": time.time_ns(), "run": self.run_id,
+                "next_event": self.recorder.next_id("events")}
 
     async def run(self) -> None:
         backoff = 0.5
@@ -428,7 +430,12 @@ class MqttPublisher:
 
     async def _send_events(self, client: aiomqtt.Client, archive: Archive,
                            ids: list[int]) -> None:
-        for row in await asyncio.to_thread(archive.events, ids):
+        await self._publish_event_rows(client, archive, await asyncio.to_thread(
+            archive.events, ids))
+
+    async def _publish_event_rows(self, client: aiomqtt.Client, archive: Archive,
+                                  rows: list[tuple[Any, ...]]) -> None:
+        for row in rows:
             event_id, host_ns, uid, kind, data = row
             topic = self.topics.dial_events(uid) if uid else self.topics.daemon_events
             payload = event_payload(event_id=event_id, kind=kind, host_ns=host_ns,
@@ -436,7 +443,8 @@ class MqttPublisher:
                                     daemon=self.topics.daemon, run=archive.run_id,
                                     data=json.loads(data), replay=True)
             await client.publish(topic, payload, qos=1, timeout=QOS1_TIMEOUT_S)
-            self.outbox.event_acked(event_id)
+            if archive is self.archives[0]:  # ids count per run: only ours are in the outbox
+                self.outbox.event_acked(event_id)
 
     def _finish_resumed(self) -> None:
         """Mark earlier recordings complete once the broker confirmed all of them."""
@@ -467,6 +475,9 @@ class MqttPublisher:
     async def _serve_requests(self, client: aiomqtt.Client) -> None:
         while True:
             req = await self._requests.get()
+            if "run" in req:
+                await self._serve_event_request(client, req)
+                continue
             key: Key = (req["dial"], req["boot"])
             await asyncio.to_thread(self.recorder.flush)
             absent: list[list[int]] = []
@@ -480,29 +491,58 @@ class MqttPublisher:
                                  timeout=QOS1_TIMEOUT_S)
             self.requests_served += 1
 
+    async def _serve_event_request(self, client: aiomqtt.Client, req: dict[str, Any]) -> None:
+        """Republish events of one run (this one or an earlier one it holds) by id."""
+        archive = next((a for a in self.archives if a.run_id == req["run"]), None)
+        await asyncio.to_thread(self.recorder.flush)
+        absent: list[list[int]] = []
+        for first, end in req["events"]:
+            found: list[int] = []
+            if archive is not None:
+                rows = await asyncio.to_thread(archive.events, range(first, end))
+                found = [r[0] for r in rows]
+                await self._publish_event_rows(client, archive, rows)
+            absent += [[a, b] for a, b in absent_ranges(first, end, found)]
+        reply = {"v": 1, "run": req["run"], "events": [list(r) for r in req["events"]],
+                 "absent": absent}
+        await client.publish(self.topics.replayed, dumps(reply), qos=1, timeout=QOS1_TIMEOUT_S)
+        self.requests_served += 1
+
+
+def _parse_ranges(ranges: Any, limit: int) -> list[tuple[int, int]] | None:
+    if not isinstance(ranges, list) or not 0 < len(ranges) <= MAX_REQUEST_RANGES:
+        return None
+    out = []
+    total = 0
+    for r in ranges:
+        if (not isinstance(r, list) or len(r) != 2
+                or not all(type(x) is int for x in r) or not 0 <= r[0] < r[1]):
+            return None
+        total += r[1] - r[0]
+        out.append((r[0], r[1]))
+    return out if total <= limit else None
+
 
 def parse_replay_request(raw: Any) -> dict[str, Any] | None:
-    """A valid replay request (docs/mqtt.md), or None. Bounded so one cannot flood us."""
+    """A valid replay request (docs/mqtt.md), or None. Bounded so one cannot flood us.
+
+    Samples: ``{"v": 1, "dial", "boot", "ranges"}``; events of one run of the daemon:
+    ``{"v": 1, "run", "events"}`` (ranges of event ids)."""
     try:
         req = json.loads(raw)
         if not isinstance(req, dict) or req.get("v") != 1:
             return None
-        dial, boot, ranges = req["dial"], req["boot"], req["ranges"]
-        if not isinstance(dial, str) or type(boot) is not int or not isinstance(ranges, list):
-            return None
-        if not 0 < len(ranges) <= MAX_REQUEST_RANGES:
-            return None
-        out = []
-        total = 0
-        for r in ranges:
-            if (not isinstance(r, list) or len(r) != 2
-                    or not all(type(x) is int for x in r) or not 0 <= r[0] < r[1]):
+        if "run" in req:
+            run = req["run"]
+            ids = _parse_ranges(req["events"], MAX_REQUEST_EVENTS)
+            if not isinstance(run, str) or ids is None:
                 return None
-            total += r[1] - r[0]
-            out.append((r[0], r[1]))
-        if total > MAX_REQUEST_SAMPLES:
+            return {"run": run, "events": ids}
+        dial, boot = req["dial"], req["boot"]
+        ranges = _parse_ranges(req["ranges"], MAX_REQUEST_SAMPLES)
+        if not isinstance(dial, str) or type(boot) is not int or ranges is None:
             return None
-        return {"dial": dial, "boot": boot, "ranges": out}
+        return {"dial": dial, "boot": boot, "ranges": ranges}
     except (ValueError, KeyError, TypeError):
         return None
 

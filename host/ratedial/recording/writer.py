@@ -139,6 +139,11 @@ class Recorder:
             self._next_id[table] = new + 1
             return new
 
+    def next_id(self, table: str) -> int:
+        """The id the next row of ``table`` (dials, epochs, media, events) will get."""
+        with self._id_lock:
+            return self._next_id[table]
+
     def put(self, table: str, row: Row) -> None:
         if self.error is not None:
             raise self.error
