@@ -459,3 +459,37 @@ def test_analyze_and_export_read_a_collected_recording(tmp_path):
                          check=False, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "client vs therapist" in out.stdout
+
+
+def _event(event_id: int, run: str, *, daemon: str = "room1", replay: bool = False
+           ) -> tuple[str, bytes]:
+    return (f"{P}/v1/daemons/{daemon}/events",
+            event_payload(event_id=event_id, kind="media_play", host_ns=5, wall_ns=OFFSET + 5,
+                          dial=None, daemon=daemon, run=run, data={}, replay=replay))
+
+
+def _status(run: str, next_event: int, *, daemon: str = "room1") -> tuple[str, bytes]:
+    return (f"{P}/v1/daemons/{daemon}/status", json.dumps({
+        "v": 1, "daemon": daemon, "state": "online", "software": "x", "wall_ns": OFFSET,
+        "run": run, "next_event": next_event}).encode())
+
+
+def test_missing_events_are_asked_for_by_run_and_id():
+    store = MemoryStore()
+    col = Collector(P, store, wall_offset_ns=OFFSET, settle_s=2.0)
+    col.feed(*_status("r1", 6), now=0.0)
+    for i in (1, 2, 5):
+        col.feed(*_event(i, "r1"), now=0.5)
+    col.feed(*_event(2, "r1", replay=True), now=0.6)  # a duplicate: stored once
+    assert len(store.events) == 3
+    assert col.due_requests(1.0) == []  # not settled yet
+    (req,) = col.due_requests(2.5)
+    assert json.loads(req.payload()) == {"v": 1, "run": "r1", "events": [[3, 5]]}
+    assert req.topic(P) == f"{P}/v1/daemons/room1/replay"
+    assert col.due_requests(3.0) == []  # one outstanding request per run
+    col.feed(*_event(3, "r1", replay=True), now=3.1)
+    answer = {"v": 1, "run": "r1", "events": [[3, 5]], "absent": [[4, 5]]}
+    col.feed(f"{P}/v1/daemons/room1/replayed", json.dumps(answer).encode(), now=3.2)
+    assert col.due_requests(10.0) == []  # 4 is absent: never asked for again
+    assert sorted(e[3]["source"]["event_id"] for e in store.events) == [1, 2, 3, 5]
+    assert col.summary()["missing_events"] == 0

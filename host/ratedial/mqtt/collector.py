@@ -167,6 +167,50 @@ class ReplayRequest:
                           separators=(",", ":")).encode()
 
 
+@dataclass(frozen=True, slots=True)
+class EventRequest:
+    """Ask a daemon for the events of one of its runs by id (docs/mqtt.md)."""
+
+    daemon: str
+    run: str
+    ids: tuple[Range, ...]
+
+    def topic(self, prefix: str) -> str:
+        return f"{prefix}/v1/daemons/{self.daemon}/replay"
+
+    def payload(self) -> bytes:
+        return json.dumps({"v": 1, "run": self.run, "events": [list(r) for r in self.ids]},
+                          separators=(",", ":")).encode()
+
+
+@dataclass(slots=True)
+class RunState:
+    """The events of one run of one daemon: ids count from 1; the daemon's status says how far.
+
+    Ids below the ``next_event`` the status showed ``settle_s`` ago that have not arrived
+    (and were not declared absent) are asked for."""
+
+    daemon: str
+    run: str
+    received: RangeSet = field(default_factory=RangeSet)
+    absent: RangeSet = field(default_factory=RangeSet)
+    marks: list[tuple[float, int]] = field(default_factory=list)  # (when, next_event)
+    horizon: int = 1
+    outstanding: EventRequest | None = None
+    sent_at: float = 0.0
+    attempts: int = 0
+    not_before: float = 0.0
+
+    def mark(self, next_event: int, now: float) -> None:
+        if next_event > (self.marks[-1][1] if self.marks else self.horizon):
+            self.marks.append((now, next_event))
+
+    def holes(self, now: float, settle_s: float) -> list[Range]:
+        while self.marks and self.marks[0][0] <= now - settle_s:
+            self.horizon = max(self.horizon, self.marks.pop(0)[1])
+        return subtract([(1, self.horizon)], self.received, self.absent)
+
+
 @dataclass(slots=True)
 class EpochState:
     dial: str
@@ -242,6 +286,7 @@ class Stats:
     absent: int = 0  # samples declared absent by a daemon
     requests: int = 0
     requested_samples: int = 0
+    requested_events: int = 0
     answers: int = 0
     timeouts: int = 0
 
@@ -282,6 +327,7 @@ class Collector:
         self.epochs: dict[tuple[str, int], EpochState] = {}
         self.media: dict[str, int] = {}
         self.events_seen: set[tuple[str, str, int]] = set()  # (daemon, run, id)
+        self.runs: dict[tuple[str, str], RunState] = {}
         self.daemons: dict[str, dict[str, Any]] = {}
         self.current: dict[str, int] = {}  # each dial's current boot
         self._now: float | None = None  # time of the message being fed
@@ -296,6 +342,9 @@ class Collector:
                 self.epochs[(uid, boot)] = ep
             self.media = dict(resume.media)
             self.events_seen = set(resume.events)
+            for daemon, run, event_id in self.events_seen:
+                if run:
+                    self._run(daemon, run).received.add(event_id, event_id + 1)
             self.daemons = {d: {} for d in resume.daemons}
 
     # --- messages -------------------------------------------------------------------------
@@ -463,6 +512,8 @@ class Collector:
         if (daemon, run, event_id) in self.events_seen:
             return
         self.events_seen.add((daemon, run, event_id))
+        if run:
+            self._run(daemon, run).received.add(event_id, event_id + 1)
         uid = msg.get("dial")
         host_ns = self._host(msg.get("wall_ns"))
         if host_ns is None:
@@ -488,13 +539,43 @@ class Collector:
             added += b - a
         return added
 
+    def _run(self, daemon: str, run: str) -> RunState:
+        st = self.runs.get((daemon, run))
+        if st is None:
+            st = self.runs[(daemon, run)] = RunState(daemon, run)
+        return st
+
     def _daemon_status(self, daemon: str, msg: dict[str, Any]) -> None:
         if msg.get("daemon") != daemon:
             raise ValueError("status of another daemon")
         self._seen_daemon(daemon)
         self.daemons[daemon] = {k: msg.get(k) for k in ("state", "software")}
+        run, next_event = msg.get("run"), msg.get("next_event")
+        if isinstance(run, str) and run and _int(next_event) and self._now is not None:
+            self._run(daemon, run).mark(next_event, self._now)
+
+    def _events_replayed(self, daemon: str, msg: dict[str, Any], now: float) -> None:
+        run, asked, absent = msg["run"], _ranges(msg.get("events")), _ranges(msg.get("absent"))
+        if not isinstance(run, str) or asked is None or absent is None:
+            raise ValueError("bad replay answer")
+        st = self.runs.get((daemon, run))
+        if st is None or st.outstanding is None or list(st.outstanding.ids) != asked:
+            return  # an answer to an earlier request: ask again if still missing
+        self.stats.answers += 1
+        st.outstanding = None
+        wanted = RangeSet(asked)
+        for a, b in absent:
+            for x, y in _within(wanted, a, b):
+                st.absent.add(x, y)
+        still = subtract(asked, st.received, st.absent)
+        progress = sum(b - a for a, b in still) < sum(b - a for a, b in asked)
+        st.attempts = 0 if progress else st.attempts + 1
+        st.not_before = now + (0.0 if progress else self._backoff(st.attempts))
 
     def _replayed(self, daemon: str, msg: dict[str, Any], now: float) -> None:
+        if "run" in msg:
+            self._events_replayed(daemon, msg, now)
+            return
         uid, boot = msg["dial"], msg["boot"]
         requested, absent = _ranges(msg.get("ranges")), _ranges(msg.get("absent"))
         if not (isinstance(uid, str) and _int(boot)) or requested is None or absent is None:
@@ -540,9 +621,29 @@ class Collector:
 
     # --- replay requests ------------------------------------------------------------------
 
-    def due_requests(self, now: float) -> list[ReplayRequest]:
-        """Replay requests to publish now (QoS 1), at most one outstanding per epoch."""
-        out: list[ReplayRequest] = []
+    def due_requests(self, now: float) -> list[ReplayRequest | EventRequest]:
+        """Replay requests to publish now (QoS 1), at most one outstanding per epoch and
+        one per daemon run for events."""
+        out: list[ReplayRequest | EventRequest] = []
+        for st in self.runs.values():
+            if st.outstanding is not None:
+                if now - st.sent_at < self.request_timeout_s:
+                    continue
+                st.outstanding = None
+                st.attempts += 1
+                st.not_before = st.sent_at + self.request_timeout_s + self._backoff(st.attempts)
+                self.stats.timeouts += 1
+            if now < st.not_before:
+                continue
+            missing = st.holes(now, self.settle_s)
+            if not missing:
+                st.attempts = 0
+                continue
+            ereq = EventRequest(st.daemon, st.run, tuple(missing[:MAX_RANGES]))
+            st.outstanding, st.sent_at = ereq, now
+            self.stats.requests += 1
+            self.stats.requested_events += sum(b - a for a, b in ereq.ids)
+            out.append(ereq)
         for ep in self.epochs.values():
             ep.settle(now, self.settle_s)
             if ep.outstanding is not None:
@@ -588,6 +689,9 @@ class Collector:
             "rejected": s.rejected, "events": s.events, "gaps": s.gaps,
             "gap_samples": s.gap_samples, "absent": s.absent,
             "replay_requests": s.requests, "requested_samples": s.requested_samples,
+            "requested_events": s.requested_events,
+            "missing_events": sum(b - a for st in self.runs.values()
+                                  for a, b in st.holes(self._now or 0.0, 0.0)),
             "replay_answers": s.answers, "replay_timeouts": s.timeouts,
             "holes": sum(b - a for h in self.holes().values() for a, b in h),
             "open_tails": self.open_tails(),
