@@ -160,8 +160,8 @@ class Switching:
 
 
 CANDIDATES = {
-    # the default: slope from the arrivals (least squares through the fastest frame of each
-    # 0.2 s bucket), offset from the centre of the two-way band at that slope, 90 s window
+    # the default: slope from the arrivals (the edge of their lower hull over mid-window),
+    # offset from the centre of the two-way band at that slope, 90 s window
     "default_w90": lambda: Ours(DeviceClock()),
     "window_60s": lambda: Ours(DeviceClock(window_s=60)),
     "window_120s": lambda: Ours(DeviceClock(window_s=120)),

@@ -12,8 +12,9 @@ What is modelled (all parameters in :class:`LinkConfig`; the defaults are the "n
   continuous device time, so truth has sub-microsecond detail the device cannot report.
 * Sampling at 1 kHz on the device clock (the timer is the device's crystal), a few µs of
   interrupt latency before the time is read, ``batch`` samples per SAMPLES frame.
-* Packing: the firmware's asyncio packer hands a frame to the USB driver a few ms after its
-  last sample (uniform in ``pack_delay_us``).
+* Packing: the firmware hands a frame to the USB driver soon after its last sample (uniform
+  in ``pack_delay_us``: 20-250 µs when the sampler wakes the packer, 0.3-3 ms for a 4 ms
+  packer poll, the ``poll_packing`` scenario).
 * USB full-speed IN: data handed to the driver leaves at the next 1 ms USB frame boundary (the
   host controller's frame clock, itself ``usb_sof_ppm`` off the host clock), then the host's
   scheduling latency before the daemon's read returns (lognormal, mostly 50-300 µs, plus a
@@ -56,7 +57,9 @@ class LinkConfig:
     rate_hz: int = 1000
     batch: int = 10
     sample_latency_us: tuple[float, float] = (1.0, 5.0)
-    pack_delay_us: tuple[float, float] = (300.0, 3000.0)
+    # the sampler wakes the packer when a frame's last sample is stored (wake_flag);
+    # the "poll_packing" scenario is the 4 ms packer poll of boards without a wake flag
+    pack_delay_us: tuple[float, float] = (20.0, 250.0)
     # USB IN (host side)
     usb_frame_ns: int = 1_000_000
     usb_sof_ppm: float = 20.0
@@ -345,6 +348,7 @@ SCENARIOS: dict[str, LinkConfig] = {
                             tail_prob=0.08, device_poll_fast_prob=0.3,
                             short_stall_rate_hz=0.3),
     "long_stalls": replace(NOMINAL, long_stall_period_s=40.0, short_stall_rate_hz=0.3),
+    "poll_packing": replace(NOMINAL, pack_delay_us=(300.0, 3000.0)),
 }
 
 
