@@ -75,10 +75,12 @@ def recorded(path: Path) -> set[tuple[str, int, int]]:
 
 
 def one_line(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, err
+    """The one error line. (With --json, stderr also carries the live view's status lines.)"""
     assert "Traceback" not in err, err
-    return lines[0]
+    errors = [ln for ln in err.splitlines() if "error" in ln.lower()]
+    assert len(errors) == 1, err
+    assert err.strip().splitlines()[-1] == errors[0], err  # and it is the last word
+    return errors[0]
 
 
 def test_disk_fills_during_the_run_stops_with_one_line_and_keeps_what_was_committed(tmp_path):

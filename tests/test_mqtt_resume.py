@@ -61,9 +61,9 @@ def test_killed_daemon_is_finished_by_the_next_run(tmp_path):
         port2 = ScriptedPort(stream(300, boot=43))
         proc = start_daemon("--port", port2.path, "--broker", broker.url, "--record", str(rec2),
                             "--duration", "4")
-        out, _err = finish(proc)
+        _out, err = finish(proc)
         port2.close()
-        assert "republishing what 1 earlier recording(s)" in out
+        assert "republishing what 1 earlier recording(s)" in err  # --json: messages on stderr
         both = first | recorded(rec2)
         assert sub.wait_for(lambda s: set(s.seen) >= both, 30), len(both - set(sub.seen))
         assert progress(rec1) == {"complete": True}
@@ -73,9 +73,9 @@ def test_killed_daemon_is_finished_by_the_next_run(tmp_path):
         port3 = ScriptedPort(stream(200, boot=44))
         proc = start_daemon("--port", port3.path, "--broker", broker.url, "--record", str(rec3),
                             "--duration", "3")
-        out, _err = finish(proc)
+        _out, err = finish(proc)
         port3.close()
-        assert "republishing" not in out
+        assert "republishing" not in err
         assert sub.wait_for(lambda s: set(s.seen) >= recorded(rec3), 30)
         sub.stop()
     assert {k: sub.seen[k] for k in first} == sent_before  # nothing of run 1 sent again

@@ -77,7 +77,7 @@ def test_sink_memory_is_bounded_over_a_long_session():
 def read_url(proc, timeout=30.0) -> str:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        line = proc.stdout.readline()
+        line = proc.stderr.readline()  # with --json, messages go to stderr
         m = re.search(r"live view on (http://\S+)", line)
         if m:
             return m.group(1)

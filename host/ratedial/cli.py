@@ -118,7 +118,7 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
         from .mqtt.publisher import parse_broker
 
         parse_broker(cfg.mqtt.broker)
-    console = Console()
+    console = Console(stderr=as_json)  # with --json, stdout carries only the summary
     summary = serve(cfg, console=console)
     if as_json:
         click.echo(json_summary(summary))

@@ -257,7 +257,7 @@ class DeviceClock:
     """
 
     def __init__(self, *, window_s: float = 90.0, bucket_s: float = 0.2,
-                 envelope_tolerance_us: float = 50.0, min_slope_span_s: float = 5.0,
+                 envelope_tolerance_us: float = 150.0, min_slope_span_s: float = 5.0,
                  refit_s: float = 0.1, max_skew_ppm: float = 1000.0,
                  prior_latency_us: int = 5000, backwards_tolerance_us: int = 10_000_000) -> None:
         if bucket_s <= 0 or window_s < 2 * bucket_s:

@@ -35,6 +35,11 @@ from .outbox import Key, Outbox
 from .topics import Topics, dumps, event_payload, samples_payload
 
 log = logging.getLogger("ratedial.mqtt")
+# aiomqtt warns "There are N pending publish calls" whenever more than ten QoS 1 messages
+# await their PUBACK: normal here (20 live batches a second per dial), and at tens of dials
+# a flood of stderr lines. Connection problems reach us as exceptions, not log lines.
+_client_log = logging.getLogger("ratedial.mqtt.client")
+_client_log.setLevel(logging.ERROR)
 
 REPLAY_CHUNK = 500  # samples per backfill message: about 35 kB of JSON
 QOS1_TIMEOUT_S = 60.0  # a PUBACK slower than this means the connection is gone
@@ -189,6 +194,7 @@ class MqttPublisher:
             keepalive=10,
             timeout=5,
             max_inflight_messages=200,
+            logger=_client_log,
         )
 
     def _daemon_status(self, state: str) -> dict[str, Any]:
