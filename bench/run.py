@@ -2,6 +2,7 @@
 
 Each benchmark module ``bench/bench_*.py`` exposes ``run() -> dict``. Comparisons are made
 inside one module, in the same process run and on the same data, and reported as ratios.
+A full run (no arguments) ends by writing docs/performance.md with ``bench/report.py``.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ def main(argv: list[str]) -> int:
         results = merged
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {out}")
+    if not argv:  # a full run also regenerates docs/performance.md and its figures
+        import report
+
+        report.main([str(out)])
     return 0
 
 
