@@ -94,7 +94,7 @@ def _capacity(broker: Any, work: Path) -> dict[str, Any]:
         "rate_hz_per_dial": 1000,
         "steps": steps,
         "max_dials_ok": best,
-        "limit_reached": bool(steps) and not steps[-1]["ok"],
+        "limit_reached": any(not s["ok"] for s in steps),
         "note": "The daemon alone is pinned to one core; N doubles until a step fails, then one "
                 "step halfway between the last good and the failed N is tried; capacity is the "
                 "largest N that passed. Feeders, mosquitto and the subscriber share the other "

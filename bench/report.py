@@ -325,16 +325,17 @@ def _capacity(res: dict[str, Any], figs: dict[str, str]) -> list[str]:
                    "daemon CPU %"], rows)
     for st in c.get("steps", []):
         if not st["ok"]:
-            out += [f"At {st['dials']} dials the daemon recorded {_f(st.get('daemon_recorded'))} "
-                    f"of {st['expected']:,} samples"
-                    + (f"; its last messages: `{' / '.join(st['daemon_stderr_tail'])}`"
-                       if st.get("daemon_stderr_tail") else "") + "."
+            out += [f"At {st['dials']} dials the step failed on "
+                    f"{' and '.join(st['failed_because'])}: p99 {_f(st['latency_p99_ms'], 1)} ms, "
+                    f"loss {_f(st['loss'], 4)}; the daemon recorded "
+                    f"{_f(st.get('daemon_recorded'))} of {st['expected']:,} samples."
                     + (f" The daemon's core was not saturated "
                        f"({_f(st['daemon_cpu_percent_of_core'], 1)} %): this limit is not CPU."
                        if (st.get("daemon_cpu_percent_of_core") or 100) < 50 else ""), ""]
     best = c.get("max_dials_ok")
     out += [f"**One daemon on one core carried {best} dials at 1 kHz** within the criterion"
-            + ("" if c.get("limit_reached") else " (the largest step tried; no limit reached)")
+            + ("" if any(not s["ok"] for s in c.get("steps", []))
+               else " (the largest step tried; no limit reached)")
             + ".", ""]
     if "capacity" in figs:
         out += [f"![capacity]({figs['capacity']})", "",
@@ -399,7 +400,8 @@ def _physical(res: dict[str, Any]) -> list[str]:
                    "max samples/s, USB FS bulk", "max samples/s, 115200 baud UART"], rows)
     sm = p.get("sampler") or {}
     out += [f"Sampler: period {_f(sm.get('period_ms_default'))} ms by default (rates "
-            f"{sm.get('rate_hz_range')} Hz), frames packed within {sm.get('pack_ms')} ms, at "
+            f"{sm.get('rate_hz_range')} Hz), a frame sent when its last sample is taken (a "
+            f"{sm.get('pack_ms')} ms poll on a board without a wake flag), at "
             f"most {sm.get('max_batch')} samples a frame; board defaults "
             f"{json.dumps(sm.get('board_defaults'))}. UART load at 1 kHz: "
             f"{_f(p.get('uart_load_1khz_batch10'), 2)} with our 10-sample frames, "

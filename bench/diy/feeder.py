@@ -12,7 +12,7 @@ Device time *is* this machine's ``CLOCK_MONOTONIC`` in µs (shared by all proces
 ``k`` of a dial is generated at ``t0 + k * period`` and carries that time, so a subscriber can
 measure the true time from a sample's generation to its arrival. Counts are a seeded random
 walk, identical in both formats. ``frames``: SAMPLES frames of ``--batch`` samples written
-as soon as their last sample is due (the firmware packs within 4 ms), HELLO at start, on
+as soon as their last sample is due (as the firmware does), HELLO at start, on
 ``INFO`` and every 5 s, SYNC replies to ``PING``. ``text``: one ``t_us,count\\n`` line per
 sample, written when due, what most lab firmware prints.
 

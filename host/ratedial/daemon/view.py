@@ -31,7 +31,7 @@ def table(views: list[DialView], *, lo: float, hi: float, broker: str,
     for v in views:
         state_style = {"connected": "green", "lost": "bold red"}.get(v.state, "yellow")
         t.add_row(
-            v.rater or "-", v.uid[:8], Text(v.state, style=state_style),
+            v.rater or "-", v.uid, Text(v.state, style=state_style),
             "-" if v.rating is None else f"{v.rating:5.1f}", _bar(v.rating, lo, hi),
             f"{v.rate_hz:6.0f}", str(v.received),
             Text(str(v.missing), style="bold red" if v.missing else ""), str(v.rejected),
@@ -43,7 +43,7 @@ def table(views: list[DialView], *, lo: float, hi: float, broker: str,
 
 
 def plain_line(v: DialView) -> str:
-    return (f"dial {v.uid[:8]} rater={v.rater or '-'} {v.state} rating={_fmt(v.rating, '{:.1f}')} "
+    return (f"dial {v.uid} rater={v.rater or '-'} {v.state} rating={_fmt(v.rating, '{:.1f}')} "
             f"rate={v.rate_hz:.0f}/s received={v.received} missing={v.missing} "
             f"rejected={v.rejected} drift={_fmt(v.skew_ppm, '{:+.1f}')}ppm "
             f"±{_fmt(v.uncertainty_us, '{:.0f}')}us")
