@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,3 +184,69 @@ class Timeline:
 
 def have(*programs: str) -> bool:
     return all(shutil.which(p) for p in programs)
+
+
+class MpvClient:
+    """The test's own connection to mpv: records what mpv pushes, with receipt times."""
+
+    def __init__(self, path: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.sock.connect(path)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        self.log: list[tuple[int, dict[str, Any]]] = []
+        self.replies: dict[int, Any] = {}
+        self.cv = threading.Condition()
+        self.rid = 100
+        threading.Thread(target=self._read, daemon=True).start()
+        for i, name in enumerate(("time-pos", "pause", "speed", "seeking", "eof-reached"), 1):
+            self.command("observe_property", i, name)
+
+    def _read(self) -> None:
+        buf = b""
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                return
+            t = time.monotonic_ns()
+            if not data:
+                return
+            buf += data
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                msg = json.loads(line)
+                with self.cv:
+                    if msg.get("request_id"):
+                        self.replies[msg["request_id"]] = msg
+                    else:
+                        self.log.append((t, msg))
+                    self.cv.notify_all()
+
+    def command(self, *cmd: Any) -> Any:
+        with self.cv:
+            self.rid += 1
+            rid = self.rid
+        self.sock.sendall(json.dumps({"command": list(cmd), "request_id": rid}).encode() + b"\n")
+        with self.cv:
+            assert self.cv.wait_for(lambda: rid in self.replies, 5), cmd
+            reply = self.replies.pop(rid)
+        assert reply["error"] == "success", (cmd, reply)
+        return reply.get("data")
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def reports(self) -> list[tuple[int, float]]:
+        """mpv's own ``time-pos`` reports: (host ns received, seconds)."""
+        with self.cv:
+            return [(t, m["data"]) for t, m in self.log
+                    if m.get("name") == "time-pos" and isinstance(m.get("data"), float)]
+
+

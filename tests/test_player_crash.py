@@ -24,10 +24,8 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from conftest_media import Timeline, have, make_test_video
+from conftest_media import MpvClient, Timeline, have, make_test_video
 from daemonrun import assert_exact_accounting, epoch_indices, query, start_daemon, wait_until
 from ratedial.media import MediaClock
 from ratedial.players.mpv import OBSERVED, MpvInput, mpv_clock_config
@@ -70,51 +68,6 @@ def start_mpv(sock: Path, video: Path, *extra: str) -> subprocess.Popen[bytes]:
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-class TimePos:
-    """The test's own connection to mpv: every ``time-pos`` it pushes, with receipt times."""
-
-    def __init__(self, sock: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.sock.connect(str(sock))
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)  # polling for mpv's socket, not synchronising
-        self.log: list[tuple[int, float]] = []
-        self.lock = threading.Lock()
-        self.sock.sendall(b'{"command": ["observe_property", 1, "time-pos"]}\n')
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        buf = b""
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except OSError:
-                return
-            t = time.monotonic_ns()
-            if not data:
-                return
-            buf += data
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                msg = json.loads(line)
-                if msg.get("name") == "time-pos" and isinstance(msg.get("data"), float):
-                    with self.lock:
-                        self.log.append((t, msg["data"]))
-
-    def reports(self) -> list[tuple[int, float]]:
-        with self.lock:
-            return list(self.log)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def events(path: Path, kind: str) -> list[tuple[int, dict[str, Any]]]:
     return [(t, json.loads(d)) for t, d in query(
         path, "SELECT host_ns, data FROM events WHERE kind = ? ORDER BY event_id", kind)]
@@ -136,8 +89,8 @@ def test_mpv_killed_and_restarted_mid_run(tmp_path, video):
     sock = tmp_path / "mpv.sock"
     rec = tmp_path / "run.ratedial"
     mpv = start_mpv(sock, video)
-    first = TimePos(sock)
-    second: TimePos | None = None
+    first = MpvClient(str(sock))
+    second: MpvClient | None = None
     mpv2: subprocess.Popen[bytes] | None = None
     with VirtualDial(seed=37, subprocess=True) as dial:
         proc = start_daemon("--port", dial.port, "--broker", "none", "--record", str(rec),
@@ -158,7 +111,7 @@ def test_mpv_killed_and_restarted_mid_run(tmp_path, video):
             assert sock.exists()  # mpv left its socket file: a restart must replace it
             restarted = time.monotonic_ns()
             mpv2 = start_mpv(sock, video, f"--start={RESTART_AT_S}")
-            second = TimePos(sock)
+            second = MpvClient(str(sock))
             wait_until(rec, "SELECT count(*) FROM events WHERE kind = 'player_back'",
                        lambda n: n >= 1, timeout=15)
             back_ns = events(rec, "player_back")[0][0]

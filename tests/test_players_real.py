@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from conftest_media import Daemon, Dial, Timeline, free_port, have, make_test_video
+from conftest_media import Daemon, Dial, MpvClient, Timeline, free_port, have, make_test_video
 from ratedial.players.identity import fingerprint
 
 FRAME = 1 / 30
@@ -49,64 +49,6 @@ def video() -> Iterator[Path]:
     path.chmod(0o644)
     yield path
     shutil.rmtree(d, ignore_errors=True)
-
-
-class MpvClient:
-    """The test's own connection to mpv: records what mpv pushes, with receipt times."""
-
-    def __init__(self, path: str) -> None:
-        self.sock = socket.socket(socket.AF_UNIX)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.sock.connect(path)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-        self.log: list[tuple[int, dict[str, Any]]] = []
-        self.replies: dict[int, Any] = {}
-        self.cv = threading.Condition()
-        self.rid = 100
-        threading.Thread(target=self._read, daemon=True).start()
-        for i, name in enumerate(("time-pos", "pause", "speed", "seeking", "eof-reached"), 1):
-            self.command("observe_property", i, name)
-
-    def _read(self) -> None:
-        buf = b""
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except OSError:
-                return
-            t = time.monotonic_ns()
-            if not data:
-                return
-            buf += data
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                msg = json.loads(line)
-                with self.cv:
-                    if msg.get("request_id"):
-                        self.replies[msg["request_id"]] = msg
-                    else:
-                        self.log.append((t, msg))
-                    self.cv.notify_all()
-
-    def command(self, *cmd: Any) -> Any:
-        with self.cv:
-            self.rid += 1
-            rid = self.rid
-        self.sock.sendall(json.dumps({"command": list(cmd), "request_id": rid}).encode() + b"\n")
-        with self.cv:
-            assert self.cv.wait_for(lambda: rid in self.replies, 5), cmd
-            reply = self.replies.pop(rid)
-        assert reply["error"] == "success", (cmd, reply)
-        return reply.get("data")
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def rater_session_mpv(c: MpvClient, duration: float) -> None:
