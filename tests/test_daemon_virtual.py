@@ -180,7 +180,9 @@ def test_clock_mapping_after_30_s_beats_arrival_stamping(tmp_path):
     naive_rms_us = math.sqrt(sum(e * e for e in naive) / len(naive)) / 1000
     print(f"clock RMS after 30 s: {rms_us:.1f} us (arrival stamping {naive_rms_us:.0f} us)")
     assert rms_us < 200, rms_us
-    assert naive_rms_us > 10 * rms_us
+    # Frames now leave when full, so arrival stamping itself is ~1 ms off (it was ~3 ms):
+    # the mapping must still be several times better on the same data.
+    assert naive_rms_us > 5 * rms_us
     # device time kept increasing across the tick wrap
     dev = [d for d, _, _ in sorted(rows, key=lambda r: r[2])]
     assert max(dev) > (1 << 30)
