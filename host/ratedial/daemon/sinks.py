@@ -5,12 +5,13 @@ Each sink takes lists of outputs from :mod:`ratedial.daemon.core` and must not b
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..recording import MediaState
-from ..recording.writer import Recorder
+from ..recording.writer import Recorder, RecordingError
 from .core import (
     ArrivalOut,
     ClockOut,
@@ -44,6 +45,13 @@ class RecorderSink:
         return self.dial_ids[uid]
 
     def handle(self, outs: list[Out]) -> None:
+        # If the recorder failed (a full disk), it has reported that once through its
+        # on_error callback, which stops the run; what arrives until the daemon has stopped
+        # cannot be recorded, and must not end up as a traceback in the event loop.
+        with contextlib.suppress(RecordingError):
+            self._handle(outs)
+
+    def _handle(self, outs: list[Out]) -> None:
         rec = self.recorder
         for o in outs:
             match o:
