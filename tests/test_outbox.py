@@ -12,13 +12,12 @@ from ratedial.mqtt.archive import (
     Archive,
     absent_ranges,
     find_unfinished,
-    lock_recording,
     read_samples,
     unfinished,
 )
 from ratedial.mqtt.outbox import Outbox
 from ratedial.mqtt.publisher import parse_replay_request
-from ratedial.recording.writer import Recorder
+from ratedial.recording.writer import Recorder, try_lock
 
 KEY = ("abc", 1)
 
@@ -148,7 +147,8 @@ def test_a_killed_run_leaves_exactly_its_unconfirmed_part(tmp_path):
 def test_a_recording_in_use_is_not_resumed(tmp_path):
     path = tmp_path / "a.ratedial"
     make_recording(path)
-    fd = lock_recording(path)
+    fd = try_lock(path)
+    assert fd is not None
     try:
         assert unfinished(path, daemon_id="d1", prefix="ratedial",
                           broker="mqtt://b:1883") is None

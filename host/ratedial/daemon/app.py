@@ -22,9 +22,9 @@ from rich.console import Console
 from .. import __version__
 from ..config import RunConfig
 from ..errors import RatedialError
-from ..mqtt.archive import find_unfinished, lock_recording
+from ..mqtt.archive import find_unfinished
 from ..mqtt.topics import Topics, checked_daemon_id
-from ..recording.writer import Recorder, RecordingError
+from ..recording.writer import Recorder, RecordingError, try_lock
 from .core import EventOut
 from .media import MediaOutput, MediaSession, NoPlayer
 from .run import Daemon, DialView
@@ -141,7 +141,8 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
         "mqtt": None if cfg.mqtt.broker == "none" else {
             "prefix": cfg.mqtt.topic_prefix, "broker": cfg.mqtt.broker},
     })
-    lock_fd = lock_recording(path)  # a later run resumes this file only once we are gone
+    # Ours alone (we just created it); a later run resumes it only once we are gone.
+    lock_fd = try_lock(path)
     recorder.put("wall_anchors", (time.monotonic_ns(), time.time_ns()))
     rec_sink = RecorderSink(recorder, raters=lambda uid: None)
     sinks: list[Sink] = [rec_sink]
@@ -233,13 +234,15 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
     if failure:
         with contextlib.suppress(RecordingError):
             recorder.close()
-        os.close(lock_fd)
+        if lock_fd is not None:
+            os.close(lock_fd)
         raise failure[0]
     recorder.set_meta("ended_wall_ns", time.time_ns())
     if publisher is not None:
         publisher.save_progress(final=True)
     recorder.close()
-    os.close(lock_fd)
+    if lock_fd is not None:
+        os.close(lock_fd)
     summary = RunSummary(path=path, seconds=time.monotonic() - t0,
                          dials=list(daemon.views.values()), broker=broker_state())
     for core in daemon.cores.values():

@@ -18,7 +18,6 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import sqlite3
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..recording.writer import try_lock
 from .outbox import Key, _add
 
 SAMPLE_COLUMNS = ("sample_index, device_us, host_ns, count, rating, flags, media_s, "
@@ -142,28 +142,14 @@ def _meta(con: sqlite3.Connection) -> dict[str, Any]:
 def held(path: Path) -> Iterator[bool]:
     """Try to take the exclusive lock a running daemon keeps on its recording."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = try_lock(path)
     except OSError:
-        yield False
-        return
+        fd = None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        yield False
-        return
-    try:
-        yield True
+        yield fd is not None
     finally:
-        os.close(fd)  # releases the lock
-
-
-def lock_recording(path: Path) -> int:
-    """Hold an exclusive lock on our own recording for the life of the process."""
-    fd = os.open(path, os.O_RDONLY)
-    with contextlib.suppress(OSError):
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return fd
+        if fd is not None:
+            os.close(fd)  # releases the lock
 
 
 def unfinished(path: Path, *, daemon_id: str, prefix: str,

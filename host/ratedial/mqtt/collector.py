@@ -44,7 +44,7 @@ from typing import Any, Protocol, TypeGuard
 from ..config import MqttConfig
 from ..errors import RatedialError, UsageError
 from ..recording.schema import FORMAT, FORMAT_VERSION, MediaState
-from ..recording.writer import Recorder, RecordingError
+from ..recording.writer import Recorder, RecordingError, try_lock
 
 log = logging.getLogger("ratedial.collector")
 
@@ -896,17 +896,12 @@ _locks: dict[Path, int] = {}
 def lock(path: Path) -> None:
     """Hold an exclusive lock on the recording while this process writes it (released
     by the OS when the process ends, also on SIGKILL): one collector per file."""
-    import fcntl
-
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = try_lock(path)
     except OSError as exc:
         raise UsageError(f"cannot open {path}: {exc.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise UsageError(f"{path} is being written by another running collector") from None
+    if fd is None:
+        raise UsageError(f"{path} is being written by another running collector")
     _locks[path] = fd
 
 

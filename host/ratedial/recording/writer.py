@@ -14,6 +14,7 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import queue
@@ -66,6 +67,20 @@ def describe_sqlite_error(path: Path, exc: BaseException) -> str:
     if "readonly" in text or "read-only" in text:
         return f"recording stopped: {path} is read-only"
     return f"recording stopped: cannot write {path}: {text}"
+
+
+def try_lock(path: Path) -> int | None:
+    """Take the exclusive lock the process writing a recording keeps on it (one writer per
+    file): the descriptor holding it, or None if another process holds it. Closing the
+    descriptor releases the lock, and so does the process ending, even by SIGKILL.
+    OSError if the file cannot be opened."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def create_private_file(path: Path) -> None:
