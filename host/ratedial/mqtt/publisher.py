@@ -261,8 +261,8 @@ class MqttPublisher:
 
     def save_progress(self, *, final: bool = False) -> None:
         """Store what the broker has not confirmed in the recording (``mqtt_progress``)."""
-        done = final and not self._batches and not self.outbox.pending() \
-            and not self.outbox.unconfirmed and not self._old_events
+        done = final and not self._batches and not self.outbox.unconfirmed \
+            and not self._old_events
         snap = self.outbox.snapshot(complete=done)
         if snap != self._last_progress:
             self._last_progress = snap
@@ -276,9 +276,7 @@ class MqttPublisher:
         self._spawn(self._read_requests(client), endless=True)
         self._spawn(self._serve_requests(client), endless=True)
         while True:
-            if (self.outbox.pending() or self.outbox.event_backlog or self._old_events) and (
-                    replay is None or replay.done()):
-                replay = self._spawn(self._replay(client))
+            replay = self._replay_if_due(client, replay)
             self._flush_all()
             self._publish_events(client)
             now = time.monotonic()
@@ -308,9 +306,7 @@ class MqttPublisher:
         self._spawn(self._checkpoint(client, self.outbox.checkpoint()))
         deadline = time.monotonic() + STOP_DRAIN_S
         while self._failure is None:
-            if (self.outbox.pending() or self.outbox.event_backlog or self._old_events) and (
-                    replay is None or replay.done()):
-                replay = self._spawn(self._replay(client))
+            replay = self._replay_if_due(client, replay)
             waiting = [t for t in self._tasks if not getattr(t, "endless", False)]
             left = deadline - time.monotonic()
             if not waiting or left <= 0:
@@ -319,6 +315,14 @@ class MqttPublisher:
         if self.outbox.unconfirmed:
             log.warning("MQTT: stopping with %d samples the broker has not confirmed; the next "
                         "run of this daemon publishes them", self.outbox.backlog_samples)
+
+    def _replay_if_due(self, client: aiomqtt.Client,
+                       replay: asyncio.Task[None] | None) -> asyncio.Task[None] | None:
+        """Start a replay pass when there is backlog and none is running; the running one."""
+        if (self.outbox.pending() or self.outbox.event_backlog or self._old_events) and (
+                replay is None or replay.done()):
+            return self._spawn(self._replay(client))
+        return replay
 
     def _spawn(self, coro: Any, *, endless: bool = False) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -412,8 +416,7 @@ class MqttPublisher:
             await client.publish(self.topics.backfill(uid), payload, qos=1,
                                  timeout=QOS1_TIMEOUT_S)
             self.replayed_samples += len(chunk)
-            if self.outbox.overlaps(key, chunk[0][0], chunk[-1][0] + 1):
-                self.outbox.backfill_acked(key, chunk[0][0], chunk[-1][0] + 1)
+            self.outbox.backfill_acked(key, chunk[0][0], chunk[-1][0] + 1)
 
     async def _replay(self, client: aiomqtt.Client) -> None:
         """Republish the backlog from the recordings (never from memory), at QoS 1."""
