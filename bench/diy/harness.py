@@ -352,15 +352,8 @@ def run_ratedial(broker: Any, *, dials: int, rate: int, seconds: float, workdir:
             run.rss = [(round(t - t00, 1), round(m, 2)) for t, _, m in sampler.rows["daemon"]
                        if m is not None]
     finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.communicate()
-        feeder.close()
-        stamper.stop()
-    run.received = stamper.received
-    run.duplicates = stamper.dup
-    run.latency = stamper.latency()
-    return run
+        _stop(daemon, feeder, stamper)
+    return _delivered(run, stamper)
 
 
 def run_diy(broker: Any, *, rate: int, seconds: float) -> StreamRun:
@@ -390,11 +383,21 @@ def run_diy(broker: Any, *, rate: int, seconds: float) -> StreamRun:
         if t_first is not None:
             _cpu_figures(run, sampler, t_first + WARMUP_S, min(t_written, t_first + seconds))
     finally:
-        if bridge.poll() is None:
-            bridge.kill()
-            bridge.communicate()
-        feeder.close()
-        stamper.stop()
+        _stop(bridge, feeder, stamper)
+    return _delivered(run, stamper)
+
+
+def _stop(proc: subprocess.Popen[str], feeder: Feeder, stamper: Stamper) -> None:
+    """End a run: the process under test (if it is still going), its feeder, the stamper."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+    feeder.close()
+    stamper.stop()
+
+
+def _delivered(run: StreamRun, stamper: Stamper) -> StreamRun:
+    """What the subscriber received: counts, duplicates, latency."""
     run.received = stamper.received
     run.duplicates = stamper.dup
     run.latency = stamper.latency()
