@@ -70,13 +70,15 @@ def test_history_answers_past_times_from_the_segment_then():
     play_frames(c, 0, 0.0, 31)
     c.paused(1_003 * MS, True)
     c.seeking(1_500 * MS, True)
-    c.position(1_500 * MS, 40.0)
+    c.position(1_500 * MS, 40.0)  # the target
     c.seeking(1_505 * MS, False)
+    c.position(1_506 * MS, 40.0)  # where it landed (the answer to get_property)
     # Samples taken before the pause and the seek, annotated only now:
     _, (a, b, d, e), states = c.annotate([995 * MS, 1_002 * MS, 1_502 * MS, 1_600 * MS])
     assert states == (1, 1, 3, 2)
     assert a == pytest.approx(0.995, abs=0.001) and b == pytest.approx(1.002, abs=0.001)
-    assert d == 40.0 and e == 40.0
+    assert d == 1.0  # during the seek: the paused frame, still on the screen
+    assert e == 40.0
 
 
 def test_seek_events_and_seek_while_paused():
@@ -85,13 +87,17 @@ def test_seek_events_and_seek_while_paused():
     assert [e.kind for e in events] == ["media_play"]
     play_frames(c, 0, 0.0, 61)
     events = c.seeking(2_010 * MS, True) + c.position(2_010 * MS, 50.0)
-    assert c.at(2_011 * MS)[1:] == (50.0, MediaState.SEEKING)
+    _, seeking_at, state = c.at(2_011 * MS)
+    assert state is MediaState.SEEKING and seeking_at == pytest.approx(2.0, abs=0.02)
     events += c.paused(2_012 * MS, True)  # pause during the seek
     events += c.seeking(2_020 * MS, False)
+    assert c.settling and c.at(2_021 * MS)[2] is MediaState.SEEKING
+    events += c.position(2_021 * MS, 50.0)
     assert [e.kind for e in events] == ["media_pause", "media_seek"]
     assert events[1].data == {"from_s": pytest.approx(2.0, abs=0.02), "to_s": 50.0}
     assert c.at(2_030 * MS)[1:] == (50.0, MediaState.PAUSED)
     events = c.seeking(3 * S, True) + c.position(3 * S, 20.0) + c.seeking(3 * S + 5 * MS, False)
+    events += c.position(3 * S + 6 * MS, 20.0)
     assert [e.data for e in events] == [{"from_s": 50.0, "to_s": 20.0}]
     assert c.at(4 * S)[1:] == (20.0, MediaState.PAUSED)
 
@@ -244,3 +250,69 @@ def test_random_sessions_stay_within_bounds_away_from_transitions(script, player
 def test_standard_script_is_a_rater_session():
     names = [a.name for a in STANDARD_SCRIPT]
     assert {"play", "pause", "seek", "seek_by", "rate"} <= set(names)
+
+
+# --- seek edges: the target is never a media time (issue 15) ----------------------------------
+
+
+def test_seek_past_the_end_records_the_last_frame_never_the_target():
+    """mpv order (measured): seek, time-pos = 75 (the target), seeking, playback-restart,
+    then the landed 59.967 (answer to get_property); paused, eof-reached may come first."""
+    c = MediaClock(mpv_clock_config(0.0))
+    c.connected(0)
+    c.load(0, fps=30.0, duration_s=60.0)
+    c.identify(0, media_id=1, path="/v.mp4", duration_s=60.0, fps=30.0)
+    c.paused(0, False)
+    play_frames(c, 0, 10.0, 31)
+    events = c.seek(1_010 * MS) + c.position(1_010 * MS, 75.0) + c.seeking(1_011 * MS, True)
+    events += c.seeking(1_030 * MS, False)
+    events += c.ended(1_031 * MS, True)  # eof before the landing report
+    events += c.position(1_032 * MS, 59.966667, sent_ns=1_030 * MS)
+    events += c.paused(1_033 * MS, True)
+    _, pos, states = c.annotate([t * MS for t in range(1_000, 1_100)])
+    assert all(p is None or p <= 60.0 for p in pos), max(p for p in pos if p is not None)
+    assert 75.0 not in pos
+    assert pos[-1] == pytest.approx(59.966667) and states[-1] == int(MediaState.ENDED)
+    seeks = [e.data for e in events if e.kind == "media_seek"]
+    assert seeks == [{"from_s": pytest.approx(11.0, abs=0.01), "to_s": 59.966667}]
+
+
+def test_relative_seek_records_the_keyframe_it_landed_on():
+    c = push_clock()
+    c.paused(0, False)
+    play_frames(c, 0, 15.0, 31)
+    events = c.seek(1_001 * MS) + c.position(1_001 * MS, 11.0) + c.seeking(1_001 * MS, True)
+    events += c.seeking(1_035 * MS, False)
+    events += c.position(1_035 * MS + 200_000, 9.0, sent_ns=1_035 * MS)  # the keyframe
+    play_frames(c, 1_068 * MS, 9.0 + FRAME, 10)
+    _, pos, states = c.annotate([t * MS for t in range(1_002, 1_300)])
+    assert 11.0 not in pos
+    during = [p for p, s in zip(pos, states, strict=True) if s == int(MediaState.SEEKING)]
+    assert during and all(p == pytest.approx(16.0, abs=0.01) for p in during)
+    after = c.at(1_200 * MS)
+    assert after[2] is MediaState.PLAYING and after[1] == pytest.approx(9.165, abs=0.035)
+    assert [e.data["to_s"] for e in events if e.kind == "media_seek"] == [9.0]
+
+
+def test_repeated_seeks_land_once_from_the_first_position():
+    c = push_clock()
+    c.paused(0, True)
+    c.position(MS, 30.0)
+    events = c.seek(10 * MS) + c.position(10 * MS, 35.0) + c.seeking(10 * MS, True)
+    events += c.seeking(20 * MS, False)
+    events += c.seek(21 * MS) + c.position(21 * MS, 40.0)  # a second seek before the landing
+    events += c.seeking(30 * MS, False) + c.position(31 * MS, 39.9)
+    assert [e.data for e in events if e.kind == "media_seek"] == [
+        {"from_s": 30.0, "to_s": 39.9}]
+    assert c.at(40 * MS)[1:] == (39.9, MediaState.PAUSED)
+
+
+def test_positions_are_clamped_to_the_video():
+    c = push_clock()  # 100 s
+    c.paused(0, True)
+    c.position(MS, 130.0)  # a player saying more than the file holds
+    assert c.at(2 * MS)[1] == 100.0
+    c.position(3 * MS, -2.0)
+    assert c.at(4 * MS)[1] == 0.0
+    c.mark(5 * MS, 150.0)
+    assert c.at(6 * MS)[1] == 100.0

@@ -27,6 +27,13 @@ Invariants:
   position came) is UNKNOWN with no media time: the clock never counts up from an assumed 0.
 * Paused, seeking and ended segments hold one position: a rating made while paused belongs to
   the paused frame.
+* A media time is one the player can show: never below 0 nor past the duration (when known).
+* A seek's *target* is never a media time. During a seek (from the seek's start until the
+  player reports where it landed) the state is SEEKING and the time is the last position
+  shown before it; reports during the seek are targets (mpv sets ``time-pos`` to the target at
+  once) and only remembered. When playback restarts, the clock waits for the next report
+  (``settling``): that is the landed position (a keyframe for an inexact seek, the last frame
+  for a seek past the end), and the ``media_seek`` event's ``to_s``.
 * Display latency: the answer for host time ``t`` is the clock at ``t - latency``.
 """
 
@@ -151,6 +158,8 @@ class MediaClock:
         self._starts: list[int] = [self._segments[0].start_ns]
         self._last_pos: float | None = None  # last reported position (any state)
         self._seek_from: float | None = None
+        self._seek_target: float | None = None  # what a report during the seek said
+        self._settling = False  # playback restarted after a seek: the next report lands it
         self._poll_prev: tuple[int, int, float | None] | None = None  # (sent, recv, value)
         self._load_ns = 0
         self._identified = False  # media_load recorded for the loaded file
@@ -169,6 +178,11 @@ class MediaClock:
     @property
     def rate(self) -> float:
         return self._flags.rate
+
+    @property
+    def settling(self) -> bool:
+        """A seek finished but where it landed is not reported yet: ask the player."""
+        return self._settling
 
     def at(self, host_ns: int) -> tuple[int | None, float | None, MediaState]:
         """(media_id, media_s, state) at ``host_ns`` as seen on the screen."""
@@ -200,7 +214,7 @@ class MediaClock:
     def _at(self, t: int) -> tuple[int | None, float | None, MediaState]:
         seg = self._segment_at(t)
         if seg.state is not MediaState.PLAYING:
-            return seg.media_id, seg.pos_s, seg.state
+            return seg.media_id, None if seg.pos_s is None else self._clamp(seg.pos_s), seg.state
         if _unanchored(seg):  # playing, but where is not reported yet: never count from 0
             return seg.media_id, None, MediaState.UNKNOWN
         return seg.media_id, self._playing_pos(seg, t), MediaState.PLAYING
@@ -212,6 +226,10 @@ class MediaClock:
             last = seg.last_report(t)
             if last is not None:
                 m = min(max(m, last), last + lead)
+        return self._clamp(m)
+
+    def _clamp(self, m: float) -> float:
+        """A position the player can show: within [0, duration]."""
         if self.duration_s is not None:
             m = min(m, self.duration_s)
         return max(m, 0.0)
@@ -252,6 +270,8 @@ class MediaClock:
         media_id = f.media_id if state is not MediaState.UNKNOWN else None
         if state is MediaState.UNKNOWN:
             pos_s = None
+        elif pos_s is not None:
+            pos_s = self._clamp(pos_s)
         seg = _Segment(start_ns=t, state=state, media_id=media_id, rate=f.rate, pos_s=pos_s,
                        ceil_base=ceil_base if ceil_base is not None else pos_s)
         if t == cur.start_ns and len(self._segments) > 1:
@@ -319,6 +339,7 @@ class MediaClock:
         self._identified = False
         self._last_pos = None
         self._seek_from = None
+        self._settling = False
         self._poll_prev = None
         self._start(host_ns, None)
         return []
@@ -331,6 +352,7 @@ class MediaClock:
         f.media_id = None
         f.ended = False
         f.seeking = False
+        self._settling = False
         self.fps = fps
         self.duration_s = duration_s
         self._poll_prev = None
@@ -369,6 +391,8 @@ class MediaClock:
         f.loaded = False
         f.media_id = None
         f.ended = False
+        f.seeking = False
+        self._settling = False
         self._identified = False
         self._last_pos = None
         self._start(host_ns, None)
@@ -381,6 +405,12 @@ class MediaClock:
         """A position report received at ``recv_ns`` (``sent_ns``: when it was asked for)."""
         events: list[MediaEvent] = []
         if media_s is None:
+            return events
+        if self._flags.seeking:
+            if self._settling:  # the first report after the restart: where the seek landed
+                self._land(recv_ns, media_s, sent_ns, events)
+            else:  # the seek's target, not a position the player has shown
+                self._seek_target = media_s
             return events
         self._last_pos = media_s
         cur = self._segments[-1]
@@ -423,27 +453,63 @@ class MediaClock:
             events.append(MediaEvent("media_rate", {"rate": rate, "media_s": _r(pos)}, t))
         self._restate(t, pos, events)
 
-    def seeking(self, host_ns: int, value: bool) -> list[MediaEvent]:
-        """A seek started (``True``) or playback restarted after it (``False``)."""
+    def seek(self, host_ns: int) -> list[MediaEvent]:
+        """A seek command started (mpv's ``seek`` event), also during another seek: reports
+        until the next restart are this seek's target."""
+        if self._flags.seeking:
+            self._settling = False
+            return []
+        return self.seeking(host_ns, True)
+
+    def seeking(self, host_ns: int, value: bool, *,
+                landed_s: float | None = None) -> list[MediaEvent]:
+        """A seek started (``True``) or playback restarted after it (``False``).
+
+        On restart the position is the landed one: ``landed_s`` when the caller knows it,
+        else the next :meth:`position` report (until then the state stays SEEKING)."""
         events: list[MediaEvent] = []
+        if not value and landed_s is not None and self._flags.seeking:
+            self._land(host_ns, landed_s, None, events)
+            return events
         if value == self._flags.seeking:
             return events
         if value:
             self._seek_from = self._now_pos(host_ns)
+            self._seek_target = None
+            self._settling = False
             self._flags.seeking = True
             self._restate(host_ns, self._seek_from, events)
             return events
+        self._settling = True
+        return events
+
+    def _land(self, t: int, media_s: float, sent_ns: int | None,
+              events: list[MediaEvent]) -> None:
+        """The seek landed at ``media_s`` (reported at ``t``): the new position."""
+        media_s = self._clamp(media_s)
         self._flags.seeking = False
-        to = self._last_pos
+        self._settling = False
         if self._seek_from is not None and self._identified:
             events.append(MediaEvent("media_seek", {"from_s": _r(self._seek_from),
-                                                    "to_s": _r(to)}, host_ns))
+                                                    "to_s": _r(media_s)}, t))
         self._seek_from = None
-        self._start(host_ns, to)
-        return events
+        self._seek_target = None
+        self._last_pos = media_s
+        self._start(t, media_s)
+        cur = self._segments[-1]
+        if cur.state is MediaState.PLAYING:
+            lo, hi = _report_bounds(cur, t, sent_ns, media_s)
+            self._add(cur, t, lo, hi, media_s)
 
     def ended(self, host_ns: int, value: bool) -> list[MediaEvent]:
         events: list[MediaEvent] = []
+        if value and self._flags.seeking and not self._flags.ended:
+            # End reached by a seek whose landing is not reported yet: unknown until it is.
+            self._flags.ended = True
+            if self._identified:
+                events.append(MediaEvent("media_end", {"media_s": None}, host_ns))
+            self._start(host_ns, None)
+            return events
         pos = self._last_pos if value else None
         if value and pos is None:
             pos = self.duration_s
@@ -563,6 +629,7 @@ class MediaClock:
         f.loaded = True
         f.ended = False
         f.seeking = False
+        self._settling = False
         f.rate = 1.0
         self._identified = True
         self._last_pos = media_s

@@ -68,6 +68,7 @@ class MpvSession(PlayerSession):
         self._writer: asyncio.StreamWriter | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._ask_task: asyncio.Task[None] | None = None
         self.input = MpvInput(self.clock)
 
     # --- launching (--video) ----------------------------------------------------------------
@@ -172,11 +173,23 @@ class MpvSession(PlayerSession):
         self._emit(step.events)
         for media_s, rate, playing, source in step.observations:
             self._observe(host_ns, media_s, rate, playing, source)
+        if step.ask_position:
+            self._ask_task = asyncio.create_task(self._ask_position(), name="mpv landed")
         if step.load:
             if self._identify_task is not None:
                 self._identify_task.cancel()
             self._identify_task = asyncio.create_task(self._identify_mpv(host_ns),
                                                       name="mpv identify")
+
+    async def _ask_position(self) -> None:
+        """After a seek: mpv's answer to ``get_property time-pos`` is where it landed."""
+        sent = self.now()
+        with contextlib.suppress(PlayerGone, TimeoutError):
+            pos = finite(await self.request("get_property", "time-pos"))
+            recv = self.now()
+            if pos is not None and pos >= 0:
+                self._emit(self.clock.position(recv, pos, sent_ns=sent))
+                self._observe(recv, pos, self.clock.rate, None, "get:time-pos")
 
     async def _identify_mpv(self, host_ns: int) -> None:
         with contextlib.suppress(PlayerGone, TimeoutError):
@@ -222,6 +235,7 @@ class MpvStep:
     events: list[MediaEvent] = field(default_factory=list)
     observations: list[Observation] = field(default_factory=list)
     load: bool = False
+    ask_position: bool = False  # a seek finished: ask time-pos, the answer is where it landed
 
 
 class MpvInput:
@@ -290,11 +304,13 @@ class MpvInput:
             self._load(step, host_ns)
 
     def _event_seek(self, step: MpvStep, host_ns: int, msg: dict[str, Any]) -> None:
-        step.events += self.clock.seeking(host_ns, True)
+        step.events += self.clock.seek(host_ns)
         self._obs(step, host_ns, "seek", playing=False)
 
     def _event_restart(self, step: MpvStep, host_ns: int, msg: dict[str, Any]) -> None:
+        # time-pos is the target until mpv has a frame; it says nothing when they are equal.
         step.events += self.clock.seeking(host_ns, False)
+        step.ask_position = self.clock.settling
         self._obs(step, host_ns, "playback-restart")
 
     def _event_start(self, step: MpvStep, host_ns: int, msg: dict[str, Any]) -> None:

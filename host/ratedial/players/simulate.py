@@ -149,10 +149,17 @@ class _Sim:
     def mpv_message(self, t: int, *, msg: dict[str, Any]) -> None:
         step = self.mpv.message(t, msg)
         self.result.events += step.events
+        if step.ask_position:  # the session asks where a seek landed (get_property time-pos)
+            self.at(t + 2 * self.delay(), functools.partial(self.mpv_landed, sent=t))
         if step.load:  # the session identifies the file a few ms later
             self.result.events += self.clock.identify(t, media_id=1, path=self.media.path,
                                                       duration_s=self.media.duration_s,
                                                       fps=self.media.fps)
+
+    def mpv_landed(self, t: int, *, sent: int) -> None:
+        value = self.media.mpv_property("time-pos")
+        if value is not None:
+            self.result.events += self.clock.position(t, value, sent_ns=sent)
 
     # --- polls --------------------------------------------------------------------------
 
