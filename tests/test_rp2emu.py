@@ -1,0 +1,297 @@
+"""The dial firmware on the real MicroPython rp2 port, on an emulated RP2040 (rp2040js).
+
+One emulated Pico (board config ``pico``) boots from a littlefs image holding what
+``ratedial flash --board pico`` writes; the tests below run against it in order (boot,
+counting and the 1 kHz clock, 2000 and 300 Hz, commands, a stalled host). Ground truth comes
+from the harness: the pin changes it schedules on the emulated clock and the device times in
+the frames. Durations are emulated seconds: the emulator runs at ~0.1-0.2x real time.
+See tests/rp2emu/board.py for the harness and its invariants.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from rp2emu import board as rp2board
+from rp2emu import truth
+
+_SKIP = rp2board.skip_reason()
+pytestmark = [pytest.mark.skipif(_SKIP is not None, reason=_SKIP or ""), pytest.mark.rp2emu]
+
+if _SKIP is None:
+    from rp2emu.link import Link
+
+from ratedial.wire import Ack, AckCommand, Batch, Drop, Hello, Info, Ping, Rate, Samples, Status
+from ratedial.wire import Sync, Zero
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "firmware"))
+import waveforms  # noqa: E402  (tests/firmware: the same waveforms the unix-port tests use)
+
+WALL_PER_EMU_S = 40.0  # wall-clock safety net per emulated second (a loaded 2-core box)
+PIN_A, PIN_B, PIN_BUTTON = 2, 3, 4  # boards/pico.py
+
+
+@pytest.fixture(scope="module")
+def pico(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[rp2board.EmuPico, Link]]:
+    cache = tmp_path_factory.mktemp("rp2emu")
+    image = rp2board.make_image(rp2board.firmware_files("pico"), cache)
+    with rp2board.EmuPico(image=image, high=(PIN_A, PIN_B, PIN_BUTTON)) as emu:
+        link = Link(emu.port)
+        try:
+            yield emu, link
+        finally:
+            link.close()
+
+
+def _hello(frames: list[object]) -> Hello | None:
+    return next((f for f in frames if isinstance(f, Hello)), None)
+
+
+def test_boots_to_hello(pico: tuple[rp2board.EmuPico, Link]) -> None:
+    emu, link = pico
+    hello = link.wait_for(_hello, 30 * WALL_PER_EMU_S, "HELLO")
+    version = (rp2board.FIRMWARE / "dial" / "version.py").read_text()
+    assert f'"{hello.firmware}"' in version
+    assert (hello.board, hello.backend, hello.rate_hz, hello.period_us, hello.batch) == (
+        "pico", "pio", 1000, 1000, 10)
+    assert hello.tick_bits == 30 and hello.has_button
+    status = link.wait_for(lambda fs: next((f for f in fs if isinstance(f, Status)), None),
+                           2 * WALL_PER_EMU_S, "STATUS")
+    assert status.mem_free > 20_000, status
+    assert status.overruns == 0 and status.frames_dropped == 0
+    # Released button (pull-up, switch open): no press reported at boot.
+    assert not any(f.flags[0] & 1 for f in link.since(0, Samples)[:5])
+    assert link.rejected == []
+    assert emu.stats()["connected"]
+
+
+# ------------------------------------------------------------------ figures for make rp2emu
+FIGURES: dict[str, object] = {}
+
+
+def _record(**kw: object) -> None:
+    """Figures for the ``make rp2emu`` summary line (written when RATEDIAL_RP2EMU_SUMMARY is
+    set; tests/rp2emu/summary.py prints the line)."""
+    import json
+    import os
+
+    FIGURES.update(kw)
+    path = os.environ.get("RATEDIAL_RP2EMU_SUMMARY")
+    if path:
+        Path(path).write_text(json.dumps(FIGURES, indent=1))
+
+
+def _samples_since(link: Link, mark: int) -> list[Samples]:
+    return link.since(mark, Samples)
+
+
+def _contiguous(frames: list[Samples]) -> bool:
+    idx = [i for f in frames for i in f.indices]
+    return idx == list(range(idx[0], idx[0] + len(idx)))
+
+
+@dataclass
+class Grid:
+    """Sample times against the ideal grid t_0 + (i - i_0) * period."""
+
+    worst_us: int  # largest |deviation|: interrupt latency varying, not the clock
+    late_us: int  # largest deviation late of the grid
+    early_us: int  # largest deviation early of the grid (as a positive number)
+    span_us: int
+    samples: int
+    slope_ppm: float  # drift of the deviations over the run (0 for an exact period)
+
+
+def _grid(frames: list[Samples], period: int) -> Grid:
+    t0 = frames[0].times_us[0]
+    i0 = frames[0].first_index
+    ks: list[int] = []
+    devs: list[int] = []
+    for f in frames:
+        for i, t in zip(f.indices, f.times_us, strict=True):
+            ks.append(i - i0)
+            devs.append(t - t0 - (i - i0) * period)
+    n = len(ks)
+    mk = sum(ks) / n
+    md = sum(devs) / n
+    sxx = sum((k - mk) ** 2 for k in ks)
+    slope = sum((k - mk) * (d - md) for k, d in zip(ks, devs, strict=True)) / sxx
+    last = frames[-1]
+    return Grid(max(abs(d) for d in devs), max(devs), -min(devs),
+                last.times_us[-1] - t0, last.end_index - i0, slope / period * 1e6)
+
+
+def _run_for(link: Link, mark: int, seconds: float) -> list[Samples]:
+    """Samples from ``mark`` on until they span ``seconds`` of device time."""
+    first = link.wait_for(lambda fs: next((f for f in fs[mark:] if isinstance(f, Samples)),
+                                          None), 2 * WALL_PER_EMU_S, "a SAMPLES frame")
+    end = first.times_us[0] + int(seconds * 1e6)
+    link.wait_for(lambda fs: any(isinstance(f, Samples) and f.times_us[-1] >= end
+                                 for f in fs[-20:]), seconds * WALL_PER_EMU_S,
+                  f"{seconds} s of samples")
+    return [f for f in _samples_since(link, mark) if f.times_us[0] <= end]
+
+
+# Each sample's time is the tick read in the interrupt handler: the grid is exact (the PIO
+# timer), the latency from the PIO IRQ to that read is not (the CPU may be in the USB
+# interrupt or a critical section when it fires): measured 0-7 us late at 1 kHz.
+JITTER_US = 20
+
+
+def test_pio_counts_every_step_and_1khz_clock_exact(pico: tuple[rp2board.EmuPico, Link]) -> None:
+    emu, link = pico
+    link.wait_for(_hello, 30 * WALL_PER_EMU_S, "HELLO")
+    mark = link.mark()
+    before = link.wait_for(lambda fs: [f for f in fs[mark:] if isinstance(f, Samples)],
+                           2 * WALL_PER_EMU_S, "samples")
+    base = before[-1].counts[-1]
+    start, events = truth.scenario(["fast", "reversals"])
+    wave = truth.pin_changes(start, events, pin_a=PIN_A, pin_b=PIN_B)
+    t0 = emu.wave(wave.changes, delay_ns=20_000_000)
+    done = emu.wait_event("wave_done", (wave.end_ns / 1e9 + 1) * WALL_PER_EMU_S)
+    assert done["nanos"] == t0 + wave.end_ns  # every change applied at its emulated time
+    link.wait_device_time(done["nanos"] // 1000 + 50_000, 2 * WALL_PER_EMU_S)
+    frames = _samples_since(link, mark)
+    check = truth.check_counts(frames, wave, t0, base)
+    _record(injected=wave.transitions, counted=wave.transitions - check.missed - check.phantom,
+            missed=check.missed, phantom=check.phantom)
+    assert check.first_bad is None, check
+    assert (check.missed, check.phantom, check.mismatched) == (0, 0, 0)
+    assert frames[-1].counts[-1] - base == wave.final
+    assert check.samples * 1000 > wave.end_ns // 1000  # the samples cover the whole wave
+
+    # The sample clock over the same run (>= 5 s): contiguous, each time on the 1000 us grid.
+    assert _contiguous(frames)
+    assert {f.period_us for f in frames} == {1000}
+    g = _grid(frames, 1000)
+    _record(rate_1000=g.__dict__)
+    assert g.span_us >= 5_000_000 and g.samples >= 5000
+    assert abs(g.slope_ppm) < 0.1, g  # no drift: the PIO timer's period is exact
+    assert g.worst_us <= JITTER_US, g
+    status = [f for f in link.since(mark) if isinstance(f, Status)]
+    assert status and all(s.overruns == 0 and s.frames_dropped == 0 for s in status)
+
+
+def _acked(link: Link, mark: int, command: AckCommand, timeout: float) -> Ack:
+    return link.wait_for(lambda fs: next((f for f in fs[mark:] if isinstance(f, Ack)
+                                          and f.command == command), None), timeout,
+                         f"ACK {command.name}")
+
+
+@pytest.mark.parametrize("hz", [2000, 300])
+def test_rate_change_clock_exact(pico: tuple[rp2board.EmuPico, Link], hz: int) -> None:
+    """2000 Hz and 300 Hz (which rp2's millisecond machine.Timer could not do): contiguous
+    indices across the change, frames at the new period from the ACKed index, every sample on
+    the exact grid over 5 emulated seconds, no overruns."""
+    emu, link = pico
+    link.wait_for(_hello, 30 * WALL_PER_EMU_S, "HELLO")
+    period = round(1_000_000 / hz)
+    mark = link.mark()
+    link.send(Rate(hz))
+    ack = _acked(link, mark, AckCommand.RATE, 2 * WALL_PER_EMU_S)
+    assert ack.value == hz
+    hello = link.wait_for(lambda fs: next((f for f in fs[mark:] if isinstance(f, Hello)), None),
+                          2 * WALL_PER_EMU_S, "HELLO after RATE")
+    assert (hello.rate_hz, hello.period_us) == (hz, period)
+    frames = _run_for(link, mark, 5.2)
+    assert _contiguous(frames)  # no index lost or repeated across the change
+    before = [f for f in frames if f.first_index < ack.index]
+    after = [f for f in frames if f.first_index >= ack.index]
+    assert all(f.end_index <= ack.index for f in before)  # no frame spans the change
+    assert after[0].first_index == ack.index
+    assert {f.period_us for f in after} == {period}
+    g = _grid(after, period)
+    _record(**{f"rate_{hz}": g.__dict__})
+    assert g.span_us >= 5_000_000, g
+    assert abs(g.slope_ppm) < 0.1, g
+    assert g.worst_us <= JITTER_US, g
+    status = [f for f in link.since(mark) if isinstance(f, Status)]
+    assert len(status) >= 4 and all(s.overruns == 0 for s in status), status[-1]
+    assert status[-1].frames_dropped == 0
+
+
+def test_commands(pico: tuple[rp2board.EmuPico, Link]) -> None:
+    """PING, INFO, BATCH, ZERO as docs/protocol.md says, back at 1000 Hz."""
+    emu, link = pico
+    mark = link.mark()
+    link.send(Rate(1000))
+    _acked(link, mark, AckCommand.RATE, 2 * WALL_PER_EMU_S)
+
+    mark = link.mark()
+    link.send(Ping(4_000_000_123))
+    sync = link.wait_for(lambda fs: next((f for f in fs[mark:] if isinstance(f, Sync)), None),
+                         2 * WALL_PER_EMU_S, "SYNC")
+    assert sync.token == 4_000_000_123
+    assert 0 < sync.t_tx_us - sync.t_rx_us < 5_000  # answered within 5 ms of device time
+    last = link.last_time_us(link.since(0))
+    assert last is not None and abs(sync.t_rx_us - last) < 1_000_000
+
+    mark = link.mark()
+    link.send(Info())
+    hello = link.wait_for(lambda fs: next((f for f in fs[mark:] if isinstance(f, Hello)), None),
+                          2 * WALL_PER_EMU_S, "HELLO after INFO")
+    assert (hello.rate_hz, hello.batch, hello.backend) == (1000, 10, "pio")
+
+    mark = link.mark()
+    link.send(Batch(25))
+    ack = _acked(link, mark, AckCommand.BATCH, 2 * WALL_PER_EMU_S)
+    assert ack.value == 25
+    link.wait_for(lambda fs: sum(isinstance(f, Samples) and f.first_index >= ack.index
+                                 for f in fs[mark:]) >= 4, 2 * WALL_PER_EMU_S, "new frames")
+    after = [f for f in link.since(mark, Samples) if f.first_index >= ack.index]
+    assert after[0].first_index == ack.index and {len(f) for f in after[:4]} == {25}
+
+    # ZERO with the knob away from 0: the ACKed sample and all later count from there.
+    mark = link.mark()
+    count_now = link.wait_for(lambda fs: [f for f in fs[mark:] if isinstance(f, Samples)],
+                              2 * WALL_PER_EMU_S, "samples")[-1].counts[-1]
+    assert count_now != 0  # the counting test left the knob turned
+    link.send(Zero())
+    ack = _acked(link, mark, AckCommand.ZERO, 2 * WALL_PER_EMU_S)
+    link.wait_for(lambda fs: any(isinstance(f, Samples) and f.end_index > ack.index + 50
+                                 for f in fs[mark:]), 2 * WALL_PER_EMU_S, "samples after ZERO")
+    counts = {c for f in link.since(mark, Samples) for i, c in zip(f.indices, f.counts,
+                                                                   strict=True)
+              if i >= ack.index}
+    assert counts == {0}
+    link.send(Batch(10))
+
+
+def test_drop_exact_when_host_stops_reading(pico: tuple[rp2board.EmuPico, Link]) -> None:
+    """The host stops taking USB IN packets for 1.5 emulated s: the 64-frame queue (0.64 s at
+    100 frames/s) overflows; DROP frames name exactly the samples that never came, every
+    index is in exactly one SAMPLES frame or DROP range, and sampling never stalls."""
+    emu, link = pico
+    mark = link.mark()
+    t_stall = emu.stall(True)["nanos"]
+    # Board time runs on while nothing arrives: wait on the emulated clock (stats), not frames.
+    emu.call("wave", events=[[1_500_000_000, PIN_BUTTON, 1]])
+    emu.wait_event("wave_done", 3 * WALL_PER_EMU_S)
+    emu.call("pins", levels=[[PIN_BUTTON, 1]])
+    emu.stall(False)
+    link.wait_device_time((t_stall + 2_000_000_000) // 1000, 2 * WALL_PER_EMU_S)
+    got = link.since(mark)
+    drops = [f for f in got if isinstance(f, Drop)]
+    samples = [f for f in got if isinstance(f, Samples)]
+    assert drops, "no DROP after a 1.5 s stall"
+    covered: dict[int, str] = {}
+    for f in samples:
+        for i in f.indices:
+            assert i not in covered, f"sample {i} twice"
+            covered[i] = "s"
+    for d in drops:
+        for i in range(d.first_index, d.end_index):
+            assert i not in covered, f"sample {i} both sent and dropped"
+            covered[i] = "d"
+    lo, hi = min(covered), max(covered)
+    assert sorted(covered) == list(range(lo, hi + 1))  # no index missing
+    n_dropped = sum(d.n_samples for d in drops)
+    assert 500 <= n_dropped <= 1500, n_dropped  # ~1.5 s stall minus the 0.64 s of queue
+    status = [f for f in got if isinstance(f, Status)]
+    assert status[-1].samples_dropped >= n_dropped and status[-1].overruns == 0
+    _record(drop_samples=n_dropped, drop_frames=sum(d.n_frames for d in drops))
