@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 SYSTEM_DEPS := mosquitto:mosquitto mpv:mpv ffmpeg:ffmpeg ffprobe:ffmpeg cvlc:vlc-bin+vlc-plugin-base \
                chromium:chromium openssl:openssl mosquitto_passwd:mosquitto
 
-.PHONY: all demo test bench soak lint fuzz sysdeps clean help
+.PHONY: all demo test bench soak lint fuzz sysdeps clean help rp2emu
 
 help:
 	@echo "make demo   - run a virtual dial and show its decoded stream live"
@@ -19,12 +19,32 @@ help:
 	@echo "make lint   - ruff and mypy"
 	@echo "make soak   - long fault sessions (not part of make test)"
 	@echo "make fuzz   - run the codec fuzz target for a bounded time"
+	@echo "make rp2emu - the firmware on an emulated Pico (real MicroPython rp2 UF2), alone"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $@
+
+# The emulated Pico (tests/test_rp2emu.py, tests/rp2emu/): rp2040js from npm, installed here
+# when node is, and MicroPython v1.28.0's RPI_PICO UF2 + the RP2040 boot ROM read from
+# ../shared/rp2emu/ (RATEDIAL_RP2EMU points elsewhere). Without node or the UF2 the tests skip
+# with one line saying so. To rebuild the UF2 from source (internet, gcc-arm-none-eabi,
+# libnewlib-arm-none-eabi, libstdc++-arm-none-eabi-newlib, cmake; ~4 min on 2 cores):
+#   git clone --branch v1.28.0 https://github.com/micropython/micropython && cd micropython
+#   make -C mpy-cross && make -C ports/rp2 BOARD=RPI_PICO submodules all
+#   cp ports/rp2/build-RPI_PICO/firmware.uf2 ../shared/rp2emu/RPI_PICO-v1.28.0.uf2
+RP2EMU_NPM := tests/rp2emu/node_modules/.package-lock.json
+$(RP2EMU_NPM): tests/rp2emu/package.json tests/rp2emu/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm ci --prefix tests/rp2emu --no-audit --no-fund --loglevel=error; \
+	else echo "rp2emu: npm not found; the emulated-Pico tests will be skipped"; fi
+
+rp2emu: $(STAMP) $(RP2EMU_NPM)
+	@mkdir -p tests/artifacts; rm -f tests/artifacts/rp2emu.json; \
+	RATEDIAL_RP2EMU_SUMMARY=tests/artifacts/rp2emu.json $(PY) -m pytest -m rp2emu -q tests/test_rp2emu.py; \
+	rc=$$?; $(PY) tests/rp2emu/summary.py tests/artifacts/rp2emu.json; exit $$rc
 
 sysdeps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do \
@@ -43,7 +63,7 @@ sysdeps:
 demo: $(STAMP)
 	$(VENV)/bin/ratedial demo
 
-test: $(STAMP) sysdeps
+test: $(STAMP) sysdeps $(RP2EMU_NPM)
 	@$(PY) -m pytest -m "not soak"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - treating as failure"; exit 1; fi; \
 	exit $$rc

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,18 @@ def _record(**kw: object) -> None:
         Path(path).write_text(json.dumps(FIGURES, indent=1))
 
 
+def cpu_share(s0: dict[str, Any], s1: dict[str, Any]) -> dict[str, float]:
+    """Share of the RP2040's cycles between two stats() calls: busy (not asleep in WFI/WFE),
+    in the sampling interrupt (PIO1 IRQ 0 = exception 25) and in the USB interrupt (21)."""
+    total = (s1["busy"] + s1["idle"]) - (s0["busy"] + s0["idle"])
+
+    def h(k: str) -> float:
+        return 100.0 * (s1["handler"].get(k, 0) - s0["handler"].get(k, 0)) / total
+
+    return {"busy_pct": round(100.0 * (s1["busy"] - s0["busy"]) / total, 2),
+            "sampler_pct": round(h("25"), 2), "usb_pct": round(h("21"), 2)}
+
+
 def _samples_since(link: Link, mark: int) -> list[Samples]:
     return link.since(mark, Samples)
 
@@ -150,14 +163,17 @@ def test_pio_counts_every_step_and_1khz_clock_exact(pico: tuple[rp2board.EmuPico
     before = link.wait_for(lambda fs: [f for f in fs[mark:] if isinstance(f, Samples)],
                            2 * WALL_PER_EMU_S, "samples")
     base = before[-1].counts[-1]
+    s0 = emu.stats()
     start, events = truth.scenario(["fast", "reversals"])
     wave = truth.pin_changes(start, events, pin_a=PIN_A, pin_b=PIN_B)
     t0 = emu.wave(wave.changes, delay_ns=20_000_000)
     done = emu.wait_event("wave_done", (wave.end_ns / 1e9 + 1) * WALL_PER_EMU_S)
     assert done["nanos"] == t0 + wave.end_ns  # every change applied at its emulated time
     link.wait_device_time(done["nanos"] // 1000 + 50_000, 2 * WALL_PER_EMU_S)
+    s1 = emu.stats()
     frames = _samples_since(link, mark)
     check = truth.check_counts(frames, wave, t0, base)
+    _record(cpu_1000=cpu_share(s0, s1))
     _record(injected=wave.transitions, counted=wave.transitions - check.missed - check.phantom,
             missed=check.missed, phantom=check.phantom)
     assert check.first_bad is None, check
