@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+from jsonschemas import analyze_json
 from ratedial.analysis.notes import read_notes
 from ratedial.analysis.synth import SynthMedia, constant, simple_rater, write_recording
 
@@ -51,7 +52,7 @@ def test_analyze_json_for_one_rater(tmp_path):
                     media=SynthMedia(duration_s=90.0))
     res = run("analyze", str(rec), "--json")
     assert res.returncode == 0, res.stderr
-    (dyad,) = json.loads(res.stdout)["dyads"]
+    (dyad,) = analyze_json(res.stdout)["dyads"]
     assert dyad["pair"] is None
     (r,) = dyad["raters"]
     assert r["mean"] == 60 and r["share_above"] == 1 and r["coverage"] == 1
@@ -83,12 +84,12 @@ def test_known_mean_band_shares_and_segments_end_to_end(tmp_path):
     write_recording(rec, [simple_rater("client", piecewise([20, 50], [30, 50, 70]), 100)],
                     rate_hz=200, media=SynthMedia(duration_s=100.0))
     res = run("analyze", str(rec), "--json", "--segments", "1")
-    (r,) = json.loads(res.stdout)["dyads"][0]["raters"]
+    (r,) = analyze_json(res.stdout)["dyads"][0]["raters"]
     assert r["mean"] == 56.0 and r["median"] == 60.0
     assert (r["share_below"], r["share_within"], r["share_above"]) == (0.2, 0.3, 0.5)
     top, bottom = r["segments"]
     assert (top["start_s"], top["end_s"], top["mean"]) == (50.0, 80.0, 70.0)
     assert (bottom["start_s"], bottom["mean"]) == (0.0, round((30 * 20 + 50 * 10) / 30, 6))
     res = run("analyze", str(rec), "--json", "--band", "25:35")
-    (r,) = json.loads(res.stdout)["dyads"][0]["raters"]
+    (r,) = analyze_json(res.stdout)["dyads"][0]["raters"]
     assert (r["share_below"], r["share_within"], r["share_above"]) == (0.0, 0.2, 0.8)

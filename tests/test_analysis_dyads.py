@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-import json
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from scipy import stats as sps
 
+from jsonschemas import analyze_json
 from ratedial.analysis.errors import PairingError
 from ratedial.analysis.groups import PairingOptions, group_series
 from ratedial.analysis.load import load
@@ -54,7 +54,7 @@ def test_eighteen_dyads_one_table(study, tmp_path):
             r["pearson_r_ci_high"])
         assert 0 <= float(r["pearson_p"]) <= 1
         assert float(r["client_coverage"]) == 1.0
-        for col in ("icc2_1", "icc3_1", "kappa", "spearman_rho", "best_lag_s", "n_eff",
+        for col in ("icc2_1", "icc3_1", "kappa", "spearman_rho", "best_lag_s", "n_eff_pearson",
                     "client_top1_start_s", "therapist_bottom1_mean", "divergent1_start_s",
                     "share_client_neutral_therapist_hindering",
                     "client_top_rated_helpful_by_therapist"):
@@ -71,7 +71,7 @@ def test_table_numbers_equal_direct_computation(study):
     a, b = (s.values for s in series)
     res = CliRunner().invoke(cli, ["analyze", *map(str, paths[:2]), "--json",
                                    "--bootstrap", "200"], catch_exceptions=False)
-    out = json.loads(res.output)["dyads"][0]
+    out = analyze_json(res.output)["dyads"][0]
     assert out["pair"]["pearson"]["value"] == pytest.approx(sps.pearsonr(a, b).statistic,
                                                             abs=1e-6)
     assert out["raters"][0]["mean"] == pytest.approx(a.mean(), abs=1e-6)
@@ -155,6 +155,6 @@ def test_known_lag_end_to_end(tmp_path):
                         session={"dyad": "L1"})
     res = CliRunner().invoke(cli, ["analyze", *map(str, paths), "--json", "--bootstrap", "200"],
                              catch_exceptions=False)
-    pair = json.loads(res.output)["dyads"][0]["pair"]
+    pair = analyze_json(res.output)["dyads"][0]["pair"]
     assert pair["best_lag_s"] == 2.0 and pair["best_lag_r"] > 0.99
     assert pair["pearson"]["value"] < pair["best_lag_r"]

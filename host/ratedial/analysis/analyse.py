@@ -222,8 +222,9 @@ def _num(x: float | None, digits: int = 6) -> float | None:
     return round(float(x), digits)
 
 
-def _est(e: Estimate) -> dict[str, float | None]:
-    return {"value": _num(e.value), "ci_low": _num(e.ci_low), "ci_high": _num(e.ci_high)}
+def _est(e: Estimate) -> dict[str, Any]:
+    return {"value": _num(e.value), "ci_low": _num(e.ci_low), "ci_high": _num(e.ci_high),
+            "undefined_resamples": e.undefined, "note": e.note}
 
 
 def _segment(s: Segment) -> dict[str, Any]:
@@ -333,7 +334,7 @@ def _rater_columns(r: RaterResult, k: int) -> dict[str, Any]:
 
 
 def _agreement_columns(pr: PairResult, ag: Agreement) -> dict[str, Any]:
-    row: dict[str, Any] = {"n_bins": ag.n, "n_eff": _num(ag.n_eff_pearson, 2)}
+    row: dict[str, Any] = {"n_bins": ag.n, "n_eff_pearson": _num(ag.n_eff_pearson, 2)}
     for name, e in (("pearson_r", ag.pearson), ("spearman_rho", ag.spearman),
                     ("icc2_1", ag.icc2_1), ("icc3_1", ag.icc3_1), ("kappa", ag.kappa)):
         row[name] = _num(e.value)

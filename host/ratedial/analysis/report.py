@@ -25,7 +25,21 @@ def _p(p: float) -> str:
 
 
 def _est(e: Estimate, digits: int = 2) -> str:
+    if e.note is not None:  # show enough digits to see where the estimate lies
+        digits = max(digits, 4)
     return f"{_f(e.value, digits)}  95% CI [{_f(e.ci_low, digits)}, {_f(e.ci_high, digits)}]"
+
+
+def _notes(*named: tuple[str, Estimate]) -> list[str]:
+    """Why an interval does not contain its estimate, and resamples left out."""
+    out = []
+    for name, e in named:
+        if e.note is not None:
+            out.append(f"  note: {name}: {e.note}")
+        if e.undefined:
+            out.append(f"  note: {name}: {e.undefined} bootstrap resamples undefined, "
+                       "left out of the interval")
+    return out
 
 
 def _passes(n: int) -> str:
@@ -98,6 +112,8 @@ def _pair_lines(p: PairResult, result: GroupResult) -> list[str]:
         f"  ICC(2,1)        {_est(ag.icc2_1)}  (absolute agreement)",
         f"  ICC(3,1)        {_est(ag.icc3_1)}  (consistency)",
         f"  Cohen's kappa   {_est(ag.kappa)}  (hindering / neutral / helpful)",
+        *_notes(("Pearson r", ag.pearson), ("Spearman rho", ag.spearman),
+                ("ICC(2,1)", ag.icc2_1), ("ICC(3,1)", ag.icc3_1), ("kappa", ag.kappa)),
     ]
     if math.isfinite(p.best_lag_r):
         if p.best_lag_s == 0:

@@ -12,6 +12,7 @@ Invariants:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -219,9 +220,18 @@ def block_bootstrap(f: FloatArray, *, block: int, replicates: int, seed: int) ->
 
 @dataclass(frozen=True, kw_only=True)
 class Estimate:
+    """A point estimate with its bootstrap percentile interval.
+
+    A percentile interval need not contain the estimate when the resampled values pile up on
+    one value (kappa is exactly 0 in every resample where one rater used a single category):
+    ``note`` then says so, with how many resamples gave that value; ``undefined`` counts the
+    resamples where the statistic did not exist (left out of the interval)."""
+
     value: float
     ci_low: float
     ci_high: float
+    undefined: int = 0
+    note: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -264,9 +274,7 @@ def agreement(x: FloatArray, y: FloatArray, band: Band, *, block_bins: int,
     q = ((1 - level) / 2 * 100, (1 + level) / 2 * 100)
 
     def est(name: str) -> Estimate:
-        lo, hi = np.nanpercentile(reps[name], q) if np.isfinite(reps[name]).any() else (
-            np.nan, np.nan)
-        return Estimate(value=float(point[name]), ci_low=float(lo), ci_high=float(hi))
+        return _estimate(name, float(point[name]), reps[name], q)
 
     xr, yr = np.where(both, x, np.nan), np.where(both, y, np.nan)
     ne_p = effective_n(xr, yr)
@@ -284,6 +292,25 @@ def agreement(x: FloatArray, y: FloatArray, band: Band, *, block_bins: int,
         icc2_1=est("icc2_1"), icc3_1=est("icc3_1"), kappa=est("kappa"),
         confusion=tuple(tuple(float(c) for c in row) for row in cells),
         block_bins=block, replicates=replicates, seed=seed)
+
+
+def _estimate(name: str, value: float, reps: FloatArray, q: tuple[float, float]) -> Estimate:
+    ok = reps[np.isfinite(reps)]
+    undefined = len(reps) - len(ok)
+    if not len(ok):
+        return Estimate(value=value, ci_low=math.nan, ci_high=math.nan, undefined=undefined)
+    lo, hi = (float(v) for v in np.percentile(ok, q))
+    note = None
+    eps = 1e-9 * max(1.0, abs(value))
+    if math.isfinite(value) and not lo - eps <= value <= hi + eps:
+        values, counts = np.unique(ok, return_counts=True)
+        top = int(counts.argmax())
+        note = (f"the estimate {value:.4g} lies outside its bootstrap interval: "
+                f"{counts[top] / len(ok):.0%} of {len(ok)} resamples gave exactly "
+                f"{values[top]:.4g}")
+        if name == "kappa" and values[top] == 0:
+            note += " (one rater used a single category throughout them)"
+    return Estimate(value=value, ci_low=lo, ci_high=hi, undefined=undefined, note=note)
 
 
 # --- lagged cross-correlation ----------------------------------------------------------------
