@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from typing import ClassVar
 
 import click
 
@@ -15,7 +16,42 @@ from . import __version__
 from .errors import RatedialError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command table. ``virtual-dial`` (a Linux simulator: the firmware behind a
+    pseudo-terminal) is imported only when asked for, so every other command loads on
+    Windows and macOS; where it cannot load it answers with one line."""
+
+    LAZY: ClassVar[dict[str, tuple[str, str]]] = {
+        "virtual-dial": ("ratedial.virtual.command", "virtual_dial")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.LAZY:
+            return super().get_command(ctx, cmd_name)
+        import importlib
+
+        module, attr = self.LAZY[cmd_name]
+        try:
+            command: click.Command = getattr(importlib.import_module(module), attr)
+        except ImportError:
+            return _unavailable(cmd_name)
+        return command
+
+
+def _unavailable(name: str) -> click.Command:
+    def refuse(args: tuple[str, ...] = ()) -> None:
+        raise RatedialError(f"{name} runs on Linux only (it needs pseudo-terminals); "
+                            "use a real dial here, or run it on a Linux machine")
+
+    return click.Command(name, callback=refuse, add_help_option=False,
+                         context_settings={"ignore_unknown_options": True},
+                         params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
+                         help="The virtual dial (Linux only; not available here).")
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ratedial")
 def cli() -> None:
     """Moment-to-moment rating with a physical dial, synchronised to video."""
@@ -34,6 +70,11 @@ def demo(seconds: float, seed: int) -> None:
     rating, sample rate, missing samples and clock of each, and ends by printing where
     the recording is and what it holds.
     """
+    try:
+        import ratedial.virtual  # noqa: F401  (pseudo-terminals: Linux only)
+    except ImportError:
+        raise RatedialError("demo runs virtual dials, which need Linux (pseudo-terminals); "
+                            "here, plug in a dial and use ratedial run") from None
     from .demo import run_demo
 
     run_demo(seconds=seconds, seed=seed)
@@ -82,12 +123,17 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 @click.option("--web", is_flag=False, flag_value="127.0.0.1:0", default=None, metavar="[ADDR]",
               help="Serve a live view of the dials at ADDR (HOST:PORT; alone: 127.0.0.1 "
                    "and a free port, printed).")
+@click.option("--serial-io", type=click.Choice(["asyncio", "thread"]), default=None,
+              help="How dials' serial ports are read: asyncio (the event loop waits on the "
+                   "port; default on Linux and macOS) or thread (a thread per port blocked "
+                   "in the read stamps each arrival; default on Windows, where asyncio can "
+                   "only poll). Config: [serial] io.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
         duration: float | None, config_path: str | None, broker: str | None, no_scan: bool,
         daemon_id: str | None, session: tuple[str, ...], player: str | None,
         video: str | None, osd: bool | None, lsl: bool | None, web: str | None,
-        as_json: bool) -> None:
+        serial_io: str | None, as_json: bool) -> None:
     """Record dials (and publish them over MQTT) until stopped.
 
     Finds dials on USB (or uses --port), maps their clocks to this computer's clock,
@@ -113,6 +159,7 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
         scan=False if no_scan else None,
         session={**cfg.session, **_pairs(session, "--session")} if session else None,
         player=player, video=video, osd=osd, lsl=lsl, web=web,
+        serial=None if serial_io is None else dataclasses.replace(cfg.serial, io=serial_io),
     )
     if cfg.mqtt.broker not in ("embedded", "none"):
         from .mqtt.publisher import parse_broker
@@ -250,9 +297,6 @@ def record(broker: str, record: str, prefix: str | None, client_id: str | None,
 from .flash import flash  # noqa: E402  (the command lives with the flashing code)
 
 cli.add_command(flash)
-from .virtual.command import virtual_dial  # noqa: E402
-
-cli.add_command(virtual_dial, "virtual-dial")
 
 
 # Research analysis (the `analysis` extra); the module imports only click at this point.

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ._platform import SERIAL_IO, default_serial_io
 from .errors import UsageError
 from .scale import RatingScale
 
@@ -71,6 +72,17 @@ class ScaleConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SerialConfig:
+    # How ports are read: "asyncio" (the event loop waits on the port) or "thread" (a thread
+    # blocked in Serial.read stamps each read); "thread" is the default on Windows.
+    io: str = field(default_factory=default_serial_io)
+
+    def __post_init__(self) -> None:
+        if self.io not in SERIAL_IO:
+            raise UsageError(f"config: serial.io must be one of {', '.join(SERIAL_IO)}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunConfig:
     ports: tuple[str, ...] = ()
     raters: dict[str, str] = field(default_factory=dict)  # label -> dial uid or port path
@@ -87,6 +99,7 @@ class RunConfig:
     session: dict[str, Any] = field(default_factory=dict)
     scale: ScaleConfig = field(default_factory=ScaleConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    serial: SerialConfig = field(default_factory=SerialConfig)
 
     def public(self) -> dict[str, Any]:
         """The configuration as stored in recordings: never contains secrets."""
@@ -101,7 +114,8 @@ class RunConfig:
         return None
 
 
-_SECTIONS: dict[str, type] = {"scale": ScaleConfig, "mqtt": MqttConfig}
+_SECTIONS: dict[str, type] = {"scale": ScaleConfig, "mqtt": MqttConfig,
+                               "serial": SerialConfig}
 
 
 def _typed(section: str, cls: type, raw: dict[str, Any]) -> Any:

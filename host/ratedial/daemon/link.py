@@ -1,5 +1,9 @@
 """The serial shell: one asyncio protocol per open port, stamping every read on arrival.
 
+Two ways to read a port feed the same :class:`PortLink`: ``io="asyncio"`` (an asyncio
+transport, the default on Linux and macOS) and ``io="thread"`` (a thread blocked in
+``Serial.read``, :mod:`.serial_thread`, the default on Windows).
+
 Invariants:
 
 * Bytes are timestamped with ``time.monotonic_ns()`` in ``data_received``, before any
@@ -42,7 +46,10 @@ class PortLink(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        now = time.monotonic_ns()
+        self.received(data, time.monotonic_ns())
+
+    def received(self, data: bytes, now: int) -> None:
+        """Bytes that had all arrived by host time ``now``."""
         self.bytes_in += len(data)
         frames = self.decoder.feed(data)
         rejected = self.decoder.stats.rejected
@@ -69,8 +76,13 @@ class PortLink(asyncio.Protocol):
             self.transport.abort()
 
 
-async def open_link(port: str, on_frames: FrameHandler) -> PortLink:
-    """Open ``port`` raw (no echo, no line handling) and attach a :class:`PortLink`."""
+async def open_link(port: str, on_frames: FrameHandler, *, io: str = "asyncio") -> PortLink:
+    """Open ``port`` raw (no echo, no line handling) and attach a :class:`PortLink`, read
+    by the event loop (``io="asyncio"``) or by a thread of its own (``io="thread"``)."""
+    if io == "thread":
+        from .serial_thread import open_thread_link
+
+        return await open_thread_link(port, on_frames)
     loop = asyncio.get_running_loop()
     link: PortLink | None = None
 
@@ -84,14 +96,22 @@ async def open_link(port: str, on_frames: FrameHandler) -> PortLink:
             loop, factory, port, baudrate=115200, exclusive=True
         )
     except (serial.SerialException, OSError, ValueError) as exc:
-        raise PortError(f"cannot open {port}: {_reason(exc)}") from None
+        raise PortError(describe_open_error(port, exc)) from None
     assert link is not None
     return link
+
+
+def describe_open_error(port: str, exc: BaseException) -> str:
+    return f"cannot open {port}: {_reason(exc)}"
 
 
 def _reason(exc: Any) -> str:
     errno = getattr(exc, "errno", None)
     text = str(exc)
+    if "Access is denied" in text or getattr(exc, "winerror", None) == 5:
+        # Windows opens a COM port in one program at a time and says only this.
+        return "port is busy: another program has it open (close the Arduino IDE, Thonny, " \
+            "a serial monitor or another ratedial, then try again)"
     if errno == 13 or "Permission denied" in text:
         return "permission denied (on Linux, add yourself to the dialout group: " \
             "sudo usermod -aG dialout $USER, then log in again)"

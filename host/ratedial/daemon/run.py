@@ -17,9 +17,10 @@ import functools
 import itertools
 import logging
 import random
+import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -53,6 +54,22 @@ log = logging.getLogger("ratedial")
 # bridges on ESP32 boards: Silicon Labs CP210x, WCH CH34x, FTDI).
 DIAL_VIDS = {0x2E8A, 0x303A, 0x10C4, 0x1A86, 0x0403}
 HANDSHAKE_S = 3.0
+
+
+def dial_ports(ports: Iterable[Any] | None = None, *, platform: str = sys.platform) -> list[str]:
+    """The serial ports of boards a dial can be, by USB vendor id (never by name): COM4 on
+    Windows, /dev/ttyACM0 on Linux, /dev/cu.usbmodem1101 on macOS. On macOS a port also
+    appears as /dev/tty.*, whose open waits for carrier detect: only the cu.* side is used."""
+    found = list_ports.comports() if ports is None else ports
+    out: list[str] = []
+    for p in found:
+        if p.vid not in DIAL_VIDS:
+            continue
+        device = str(p.device)
+        if platform == "darwin" and device.startswith("/dev/tty."):
+            device = "/dev/cu." + device.removeprefix("/dev/tty.")
+        out.append(device)
+    return list(dict.fromkeys(out))
 
 
 @dataclass(slots=True)
@@ -244,7 +261,8 @@ class Daemon:
         first = True
         while not self.stop_event.is_set():
             try:
-                link = await open_link(port, functools.partial(self._frames, port))
+                link = await open_link(port, functools.partial(self._frames, port),
+                                       io=self.cfg.serial.io)
             except PortError:
                 if first and explicit:
                     raise
@@ -308,9 +326,9 @@ class Daemon:
 
     async def _scan(self, tg: asyncio.TaskGroup) -> None:
         while not self.stop_event.is_set():
-            for p in list_ports.comports():
-                if p.vid in DIAL_VIDS and p.device not in self._port_tasks:
-                    self._start_port(tg, p.device, explicit=False)
+            for device in dial_ports():
+                if device not in self._port_tasks:
+                    self._start_port(tg, device, explicit=False)
             await self._sleep(1.0)
 
     def _start_port(self, tg: asyncio.TaskGroup, port: str, *, explicit: bool) -> None:

@@ -1,0 +1,30 @@
+"""Everything that differs between Linux, macOS and Windows, one small seam per difference.
+
+Invariants:
+
+* Nothing here imports a platform-only module (``fcntl``, ``termios``, ``msvcrt``,
+  ``_winapi``) at module level: each seam picks its side when called, so every module of the
+  package imports on every OS.
+* Each seam has a POSIX side and a Windows side with the same signature; where the Windows
+  side can run on Linux too (the thread serial reader, the signal path, the thread keyboard
+  reader), it is selectable here and tested here.
+
+Seams: :mod:`.lock` (one writer per recording), :mod:`.signals` (Ctrl+C, Ctrl+Break,
+SIGTERM stop the daemon), :mod:`.keys` (lines typed at the terminal), :mod:`.pipes` (mpv's
+IPC: a Unix socket or a Windows named pipe), :func:`default_serial_io`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+WINDOWS = sys.platform == "win32"
+MACOS = sys.platform == "darwin"
+
+SERIAL_IO = ("asyncio", "thread")
+
+
+def default_serial_io() -> str:
+    """``thread`` on Windows (pyserial-asyncio there polls every 0.5 ms, so arrival stamps
+    are poll times), ``asyncio`` elsewhere."""
+    return "thread" if WINDOWS else "asyncio"
