@@ -5,16 +5,14 @@ from __future__ import annotations
 import time
 
 import serial
-from serial.tools import list_ports
 
 from .daemon.link import _reason
-from .daemon.run import DIAL_VIDS
+from .daemon.run import dial_ports
 from .wire import FrameDecoder, Hello, Info, encode_command
 
 
 def candidate_ports(extra: tuple[str, ...] = ()) -> list[str]:
-    found = [p.device for p in list_ports.comports() if p.vid in DIAL_VIDS]
-    return list(dict.fromkeys([*found, *extra]))
+    return list(dict.fromkeys([*dial_ports(), *extra]))
 
 
 def ask_hello(port: str, timeout: float) -> Hello | str:

@@ -1,6 +1,7 @@
 """A small synchronous client of mpv's JSON IPC, for replaying segments in the interview.
 
-mpv is started by us with ``--input-ipc-server=SOCKET --idle=yes`` (and ``--vo=null
+mpv is started by us with ``--input-ipc-server=SOCKET --idle=yes`` (a Unix socket; on
+Windows a named pipe, :mod:`ratedial._platform.pipes`) (and ``--vo=null
 --ao=null`` without a display). Messages are JSON lines; replies carry our ``request_id``;
 everything else (events, observed property changes) is queued until asked for.
 
@@ -16,15 +17,14 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._platform.pipes import Channel, connect_sync, private_endpoint
 from .errors import PlayerError
 
 Event = dict[str, Any]
@@ -33,7 +33,7 @@ Event = dict[str, Any]
 class MpvClient:
     """Commands and events over one connected IPC socket."""
 
-    def __init__(self, sock: socket.socket, *, timeout: float = 10.0) -> None:
+    def __init__(self, sock: Channel, *, timeout: float = 10.0) -> None:
         self._sock = sock
         self._buf = b""
         self._next_id = 1
@@ -45,12 +45,9 @@ class MpvClient:
                 alive: Callable[[], bool] = lambda: True) -> MpvClient:
         deadline = time.monotonic() + timeout
         while True:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                s.connect(path)
-                return cls(s, timeout=timeout)
+                return cls(connect_sync(path), timeout=timeout)
             except OSError:
-                s.close()
                 if time.monotonic() > deadline or not alive():
                     raise PlayerError(f"mpv did not open its IPC socket {path}") from None
                 time.sleep(0.05)
@@ -60,9 +57,8 @@ class MpvClient:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError
-            self._sock.settimeout(left)
             try:
-                chunk = self._sock.recv(65536)
+                chunk = self._sock.recv(65536, left)
             except TimeoutError:
                 raise
             except OSError as exc:
@@ -148,8 +144,7 @@ class MpvPlayer:
                               "--mpv PATH, or use --no-video")
         self.video = str(video)
         self.speed = speed
-        self._dir = tempfile.mkdtemp(prefix="ratedial-mpv-")
-        self._sock_path = os.path.join(self._dir, "ipc.sock")
+        self._sock_path, self._dir = private_endpoint()
         headless = not has_display() if headless is None else headless
         args = [exe, "--idle=yes", "--pause", "--keep-open=yes", "--no-terminal",
                 "--really-quiet", f"--input-ipc-server={self._sock_path}",
@@ -217,4 +212,5 @@ class MpvPlayer:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)

@@ -14,17 +14,18 @@ seen. The least accurate mode (docs/timing.md): the error is the rater's reactio
 player's start-up delay, typically 0.1-0.5 s, constant over the run.
 
 Invariants: the mark's host time is when the line arrived (Enter) or the button's mapped host
-time; nothing here blocks: stdin is read with ``loop.add_reader`` and only if it is open.
+time; nothing here blocks: stdin is read with ``loop.add_reader``, or on Windows (no select on
+a console) by a thread (:mod:`ratedial._platform.keys`), and only if it is open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 from typing import Any, TextIO
 
+from .._platform.keys import read_chunks
 from ..daemon.media import MediaOutput
 from ..media import ClockConfig, Source
 from ..recording import MediaState
@@ -38,13 +39,16 @@ class ManualSession(PlayerSession):
     player = "manual"
 
     def __init__(self, *, seconds: float = 0.0, latency_ms: float = 0.0,
-                 stdin: TextIO | None = None, say: TextIO | None = None) -> None:
+                 stdin: TextIO | None = None, say: TextIO | None = None,
+                 thread: bool | None = None) -> None:
+        """``thread``: read the keyboard from a thread (default: on Windows only)."""
         super().__init__(ClockConfig(source=Source.NONE, latency_ms=latency_ms))
         self.seconds = seconds
         self.stdin = stdin if stdin is not None else sys.stdin
         self.say = say if say is not None else sys.stderr
         self._button_marked = False
         self._buffer = b""
+        self._thread = thread
 
     async def run(self, out: MediaOutput) -> None:
         self._out = out
@@ -53,30 +57,13 @@ class ManualSession(PlayerSession):
         if fd is None:
             await asyncio.Event().wait()
             return
-        loop = asyncio.get_running_loop()
-        done = asyncio.Event()
-        try:
-            loop.add_reader(fd, self._readable, fd, done)
-        except (OSError, ValueError):  # a regular file or closed stream: keys cannot mark
-            await asyncio.Event().wait()
-            return
-        try:
-            await done.wait()  # stdin closed: marks can still come from the button
-            await asyncio.Event().wait()
-        finally:
-            with contextlib.suppress(ValueError, OSError):
-                loop.remove_reader(fd)
+        # A regular file or closed stream: keys cannot mark. Stdin closed: marks can still
+        # come from the button.
+        with contextlib.suppress(OSError, ValueError):
+            await read_chunks(fd, self._typed, self.now, thread=self._thread)
+        await asyncio.Event().wait()
 
-    def _readable(self, fd: int, done: asyncio.Event) -> None:
-        host_ns = self.now()
-        try:
-            data = os.read(fd, 4096)
-        except OSError:
-            data = b""
-        if not data:
-            asyncio.get_running_loop().remove_reader(fd)
-            done.set()
-            return
+    def _typed(self, host_ns: int, data: bytes) -> None:
         self._buffer += data
         while b"\n" in self._buffer:
             line, _, self._buffer = self._buffer.partition(b"\n")

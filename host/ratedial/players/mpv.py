@@ -23,11 +23,11 @@ import math
 import os
 import shlex
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._platform.pipes import endpoint_ready, open_ipc, private_endpoint, remove_stale
 from ..daemon.media import MediaOutput
 from ..errors import UsageError
 from ..media import ClockConfig, MediaClock, MediaEvent, Source
@@ -78,8 +78,7 @@ class MpvSession(PlayerSession):
             return
         args = [self.mpv_exe, f"--input-ipc-server={self.socket_path}", *LAUNCH_ARGS,
                 *self.extra_args, "--", self.video]
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.socket_path)  # mpv leaves its socket behind when it exits
+        remove_stale(self.socket_path)  # mpv leaves its socket behind when it exits
         try:
             self.process = await asyncio.create_subprocess_exec(
                 *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
@@ -87,7 +86,7 @@ class MpvSession(PlayerSession):
         except OSError as exc:
             raise UsageError(f"--video: cannot start mpv ({exc.strerror})") from None
         deadline = asyncio.get_running_loop().time() + SOCKET_WAIT_S
-        while not os.path.exists(self.socket_path):  # ~75 ms after launch
+        while not endpoint_ready(self.socket_path):  # ~75 ms after launch
             if self.process.returncode is not None:
                 raise UsageError(f"--video {self.video}: mpv exited at once "
                                  f"(code {self.process.returncode}); is it a video file?")
@@ -111,7 +110,7 @@ class MpvSession(PlayerSession):
     # --- one connection ---------------------------------------------------------------------
 
     async def _follow(self, out: MediaOutput) -> None:
-        reader, writer = await asyncio.open_unix_connection(self.socket_path, limit=1 << 20)
+        reader, writer = await open_ipc(self.socket_path, limit=1 << 20)
         self._writer = writer
         self.input = MpvInput(self.clock)
         osd_task = asyncio.create_task(self._osd_loop(), name="mpv osd") if self.osd else None
@@ -389,13 +388,13 @@ def launched_session(video: str, *, socket_path: str | None, latency_ms: float, 
     exe = shutil.which("mpv")
     if exe is None:
         raise UsageError("--video needs mpv: install it (Debian/Ubuntu: apt-get install mpv; "
-                         "macOS: brew install mpv)")
+                         "macOS: brew install mpv; Windows: winget install mpv, or put "
+                         "mpv.exe on PATH)")
     if not os.path.isfile(video):
         raise UsageError(f"--video {video}: no such file")
     tmpdir = None
     if socket_path is None:
-        tmpdir = tempfile.mkdtemp(prefix="ratedial-mpv-")
-        socket_path = os.path.join(tmpdir, "mpv.sock")
+        socket_path, tmpdir = private_endpoint()
     extra = tuple(shlex.split(os.environ.get("RATEDIAL_MPV_ARGS", "")))
     return MpvSession(socket_path, latency_ms=latency_ms, video=os.path.abspath(video),
                       osd=osd, ratings=ratings, mpv_exe=exe, extra_args=extra, tmpdir=tmpdir)

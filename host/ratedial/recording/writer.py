@@ -14,7 +14,6 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import queue
@@ -25,6 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._platform.lock import try_lock
 from ..errors import RatedialError
 from .schema import DDL, FORMAT, FORMAT_VERSION
 
@@ -69,18 +69,8 @@ def describe_sqlite_error(path: Path, exc: BaseException) -> str:
     return f"recording stopped: cannot write {path}: {text}"
 
 
-def try_lock(path: Path) -> int | None:
-    """Take the exclusive lock the process writing a recording keeps on it (one writer per
-    file): the descriptor holding it, or None if another process holds it. Closing the
-    descriptor releases the lock, and so does the process ending, even by SIGKILL.
-    OSError if the file cannot be opened."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
+__all__ = ["SQL", "Recorder", "RecordingError", "create_private_file",
+           "describe_sqlite_error", "try_lock"]
 
 
 def create_private_file(path: Path) -> None:

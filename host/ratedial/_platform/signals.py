@@ -1,0 +1,71 @@
+"""Ctrl+C, Ctrl+Break and SIGTERM ask a running loop to stop cleanly (recording closed, end
+of run published), instead of tearing the loop down with KeyboardInterrupt.
+
+Invariants:
+
+* ``stop`` runs on the loop's thread, never inside a signal handler.
+* POSIX: ``loop.add_signal_handler``, which wakes the loop at once.
+* Windows has no ``add_signal_handler``: a ``signal.signal`` handler hands ``stop`` to the
+  loop with ``call_soon_threadsafe`` (this also wakes a loop waiting in ``select``).
+  Python runs that handler between bytecodes of the main thread, so it takes effect at the
+  loop's next wake-up (the daemon wakes at least every 0.25 s). Ctrl+Break is SIGBREAK.
+* The returned function puts the previous handlers back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+
+def stop_signals() -> tuple[signal.Signals, ...]:
+    """The signals that stop a run on this OS."""
+    if sys.platform == "win32":
+        return (signal.SIGINT, signal.SIGBREAK)  # Ctrl+C, Ctrl+Break
+    return (signal.SIGINT, signal.SIGTERM)
+
+
+def stop_on_signals(loop: asyncio.AbstractEventLoop, stop: Callable[[], None], *,
+                    portable: bool | None = None) -> Callable[[], None]:
+    """Call ``stop`` on ``loop`` when a stop signal arrives; returns the undo function.
+
+    ``portable=True`` takes the Windows path (``signal.signal``) on any OS, so it is tested
+    on Linux; the default is that path on Windows only. Must be called from the main thread.
+    """
+    if portable is None:
+        portable = sys.platform == "win32"
+    signals = stop_signals()
+    if not portable:
+        installed = []
+        for sig in signals:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop)
+                installed.append(sig)
+
+        def undo_loop() -> None:
+            for sig in installed:
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.remove_signal_handler(sig)
+
+        return undo_loop
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(stop)
+
+    previous: dict[signal.Signals, Any] = {}
+    for sig in signals:
+        with contextlib.suppress(ValueError, OSError):  # not the main thread; not this OS
+            previous[sig] = signal.signal(sig, handler)
+
+    def undo() -> None:
+        for sig, old in previous.items():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(sig, old)
+
+    return undo
