@@ -87,7 +87,7 @@ def test_gaps_are_reported_with_reasons_never_filled():
     c = core()
     c.hello(hello(1), host(0))
     c.samples(frame(0, [0] * 10), host(0))
-    c.drop(Drop(seq=0, first_index=10, n_samples=20, n_frames=2))
+    c.drop(Drop(seq=0, first_index=10, n_samples=20, n_frames=2), host(40))
     outs = c.samples(frame(40, [0] * 10), host(40))
     gaps = [(g.gap.first_index, g.gap.end_index, g.gap.reason) for g in of(outs, GapOut)]
     assert gaps == [(10, 30, GapReason.DEVICE_DROP), (30, 40, GapReason.LINK)]

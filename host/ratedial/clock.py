@@ -39,7 +39,7 @@ from itertools import pairwise
 
 from ratedial.errors import RatedialError
 
-__all__ = ["ClockEpochError", "ClockEstimate", "DeviceClock", "fit_log"]
+__all__ = ["ClockEpochError", "ClockEstimate", "DeviceClock", "SlewedMap", "fit_log"]
 
 _NS_PER_US = 1000
 
@@ -433,6 +433,45 @@ class DeviceClock:
                 return _Band(fixed.a, fixed.c, max(fixed.a - lo, hi - fixed.a),
                              max(c_hi - fixed.c, fixed.c - c_lo))
         return _solve(ups, lows, -self._c_box, self._c_box, self._prior_ns)
+
+
+class SlewedMap:
+    """Maps one epoch's sample times through successive estimates without ever stepping.
+
+    When a refit moves the line, the host time of the last mapped sample is kept and the
+    difference is taken in at ``slew`` of device time (0.1: 100 µs per ms), so mapped times
+    never decrease and never jump (docs/timing.md, "Refits are slewed"). ``offset_ns`` is
+    what is still to be taken in: the mapped time minus the current line.
+    """
+
+    __slots__ = ("_at_us", "_est", "_last_us", "offset_ns", "slew")
+
+    def __init__(self, slew: float = 0.1) -> None:
+        self.slew = slew
+        self.offset_ns = 0.0
+        self._at_us = 0
+        self._est: ClockEstimate | None = None
+        self._last_us: int | None = None
+
+    def map(self, est: ClockEstimate, times_us: Sequence[int]) -> list[int]:
+        host = est.to_host_ns_many(times_us)
+        prev = self._est
+        if prev is not None and prev is not est and self._last_us is not None:
+            t = self._last_us
+            self.offset_ns += prev.to_host_ns(t) - est.to_host_ns(t)
+            self._at_us = t
+        self._est = est
+        if times_us:
+            self._last_us = times_us[-1]
+        if self.offset_ns:
+            off, at, rate = self.offset_ns, self._at_us, 1000 * self.slew
+            for k, t in enumerate(times_us):
+                step = (t - at) * rate
+                off = max(0.0, off - step) if off > 0 else min(0.0, off + step)
+                at = t
+                host[k] += round(off)
+            self.offset_ns, self._at_us = off, at
+        return host
 
 
 def fit_log(syncs: Iterable[tuple[int, int, int, int]], arrivals: Iterable[tuple[int, int]],

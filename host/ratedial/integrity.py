@@ -5,8 +5,11 @@ Invariants:
 * Every sample index from the first one seen onwards is, exactly once, either *received* or
   part of exactly one :class:`Gap`. Gaps are never filled with values.
 * A gap's reason is ``device_drop`` for indices inside a DROP range the device reported,
-  ``crc`` when frames were rejected by the decoder since the last good SAMPLES frame,
-  ``unplugged`` when the link was down, and ``link`` otherwise (lost without trace).
+  ``unplugged`` when the link was down, ``crc`` when the decoder rejected damaged bytes since
+  the last good SAMPLES frame, ``rejected`` when well-formed frames were rejected as
+  impossible since then, ``no_hello`` for indices whose frames came from a boot the host had
+  not been told of in time (:meth:`IndexLedger.seed`), and ``link`` otherwise (lost without
+  trace). The reason depends only on the order of what arrived, never on read boundaries.
 * Samples that arrive twice or out of order are counted and ignored, never recorded twice.
 """
 
@@ -23,6 +26,8 @@ class GapReason(StrEnum):
     CRC = "crc"  # frames arrived damaged and were rejected
     LINK = "link"  # lost between device and host without trace
     UNPLUGGED = "unplugged"  # the dial was disconnected
+    REJECTED = "rejected"  # well-formed frames with impossible contents were rejected
+    NO_HELLO = "no_hello"  # frames of this boot arrived before its HELLO and waited too long
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,17 +50,27 @@ class IndexLedger:
     duplicates: int = 0
     missing: dict[GapReason, int] = field(default_factory=lambda: dict.fromkeys(GapReason, 0))
     _drops: list[tuple[int, int]] = field(default_factory=list)
-    _rejects_pending: bool = False
+    _rejects_pending: GapReason | None = None
     _unplugged: bool = False
+    _seed_reason: GapReason | None = None
 
     def note_drop(self, drop: Drop) -> None:
         """A DROP frame arrived: it precedes the samples that follow the dropped range."""
         if drop.n_samples:
             self._drops.append((drop.first_index, drop.end_index))
 
-    def note_rejects(self) -> None:
-        """The decoder rejected one or more chunks since the last SAMPLES frame."""
-        self._rejects_pending = True
+    def note_rejects(self, reason: GapReason = GapReason.CRC) -> None:
+        """Chunks were rejected since the last SAMPLES frame: by the decoder (``crc``, which
+        wins) or as impossible frames (``rejected``)."""
+        if self._rejects_pending is not GapReason.CRC:
+            self._rejects_pending = reason
+
+    def seed(self, first_index: int, reason: GapReason) -> None:
+        """Start the accounting at ``first_index`` (before any sample was received): indices
+        from there to the first one received form a gap with ``reason``."""
+        if self.next_index is None or (first_index < self.next_index and not self.received):
+            self.next_index = first_index
+            self._seed_reason = reason
 
     def note_unplugged(self) -> None:
         """The link went down; indices missing when it returns are attributed to that."""
@@ -81,21 +96,17 @@ class IndexLedger:
             gaps = self._explain(self.next_index, first)
             for gap in gaps:
                 self.missing[gap.reason] += gap.n_samples
-        self._rejects_pending = False
+        self._rejects_pending = None
         self._unplugged = False
+        self._seed_reason = None
         self.next_index = end
         self.received += end - first
         return range(first, end), gaps
 
     def _explain(self, first: int, end: int) -> list[Gap]:
         """Split the missing range [first, end) by reason."""
-        other = (
-            GapReason.UNPLUGGED
-            if self._unplugged
-            else GapReason.CRC
-            if self._rejects_pending
-            else GapReason.LINK
-        )
+        other = self._seed_reason or (
+            GapReason.UNPLUGGED if self._unplugged else self._rejects_pending or GapReason.LINK)
         gaps: list[Gap] = []
         pos = first
         for d_first, d_end in sorted(self._drops):

@@ -40,6 +40,7 @@ class RunSummary:
     seconds: float
     dials: list[DialView] = field(default_factory=list)
     gaps: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)  # impossible frames by reason
     events: int = 0
     broker: str = "none"
 
@@ -246,9 +247,10 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
     summary = RunSummary(path=path, seconds=time.monotonic() - t0,
                          dials=list(daemon.views.values()), broker=broker_state())
     for core in daemon.cores.values():
-        if core.epoch is not None:
-            for reason, n in core.epoch.ledger.missing.items():
-                summary.gaps[str(reason)] = summary.gaps.get(str(reason), 0) + n
+        for reason, n in core.missing_by_reason().items():
+            summary.gaps[reason] = summary.gaps.get(reason, 0) + n
+        for reason, n in core.rejected.items():
+            summary.rejected[reason] = summary.rejected.get(reason, 0) + n
     return summary
 
 
@@ -321,10 +323,14 @@ def print_summary(console: Console, s: RunSummary) -> None:
     console.print(f"recording: {s.path}  ({s.seconds:.1f} s)", highlight=False)
     for v in s.dials:
         console.print(f"  dial {v.uid} rater={v.rater or '-'}: {v.received} samples received, "
-                      f"{v.missing} missing, {v.rejected} damaged frames", highlight=False)
+                      f"{v.missing} missing, {v.rejected} damaged frames, "
+                      f"{v.rejected_content} impossible frames", highlight=False)
     if any(s.gaps.values()):
         console.print("  missing by reason: " + ", ".join(
             f"{k} {n}" for k, n in s.gaps.items() if n), highlight=False)
+    if s.rejected:
+        console.print("  impossible frames rejected, by reason: " + ", ".join(
+            f"{k} {n}" for k, n in sorted(s.rejected.items())), highlight=False)
     console.print(f"  inspect it: sqlite3 {s.path} 'SELECT count(*) FROM samples'  "
                   "(schema: docs/recording.md)", highlight=False)
 
@@ -332,5 +338,7 @@ def print_summary(console: Console, s: RunSummary) -> None:
 def json_summary(s: RunSummary) -> str:
     return json.dumps({"path": os.fspath(s.path), "seconds": round(s.seconds, 3),
                        "dials": [{"uid": v.uid, "rater": v.rater, "received": v.received,
-                                  "missing": v.missing, "rejected": v.rejected}
-                                 for v in s.dials], "gaps": s.gaps})
+                                  "missing": v.missing, "rejected": v.rejected,
+                                  "rejected_content": v.rejected_content}
+                                 for v in s.dials], "gaps": s.gaps,
+                       "rejected_content": s.rejected})

@@ -8,7 +8,9 @@ Invariants:
 
 * Bytes are timestamped with ``time.monotonic_ns()`` in ``data_received``, before any
   queueing, so every frame's arrival time is an upper bound on when it left the dial.
-* The decoder never raises; rejected chunks are reported to the owner as counts.
+* The decoder never raises; rejected chunks are reported to the owner as
+  :class:`~ratedial.wire.Rejected` markers in stream order, so nothing downstream depends
+  on how the bytes were split into reads.
 * Losing the port (unplug, EIO) ends the link exactly once, via :attr:`PortLink.closed`.
 """
 
@@ -24,9 +26,9 @@ import serial
 import serial_asyncio_fast
 
 from ..errors import PortError
-from ..wire import Command, Frame, FrameDecoder, encode_command
+from ..wire import Command, Frame, FrameDecoder, Rejected, encode_command
 
-FrameHandler = Callable[[list[Frame], int, int], None]  # frames, host_recv_ns, new_rejects
+FrameHandler = Callable[[list[Frame | Rejected], int], None]  # frames, host_recv_ns
 
 
 class PortLink(asyncio.Protocol):
@@ -36,7 +38,6 @@ class PortLink(asyncio.Protocol):
         self.port = port
         self.decoder = FrameDecoder()
         self._on_frames = on_frames
-        self._rejected = 0
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
         self.bytes_in = 0
@@ -51,11 +52,9 @@ class PortLink(asyncio.Protocol):
     def received(self, data: bytes, now: int) -> None:
         """Bytes that had all arrived by host time ``now``."""
         self.bytes_in += len(data)
-        frames = self.decoder.feed(data)
-        rejected = self.decoder.stats.rejected
-        new_rejects, self._rejected = rejected - self._rejected, rejected
-        if frames or new_rejects:
-            self._on_frames(frames, now, new_rejects)
+        items = self.decoder.feed_marked(data)
+        if items:
+            self._on_frames(items, now)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():

@@ -31,19 +31,18 @@ from ..config import RunConfig
 from ..errors import PortError, ProtocolMismatch
 from ..wire import (
     PROTOCOL_VERSION,
-    Ack,
     Button,
-    Drop,
-    Error,
     Frame,
     Hello,
     Info,
     Ping,
+    Rejected,
     Samples,
     Status,
     Sync,
 )
-from .core import DialCore, EventOut, Out, SamplesOut
+from ..wire.checks import field_problem
+from .core import DialCore, EventOut, Held, Out, SamplesOut
 from .link import PortLink, close_link, open_link
 from .media import MediaSession, NoPlayer
 from .sinks import Sink
@@ -72,6 +71,9 @@ def dial_ports(ports: Iterable[Any] | None = None, *, platform: str = sys.platfo
     return list(dict.fromkeys(out))
 
 
+HOLD_NS = 6_000_000_000  # SAMPLES wait this long for their dial's first HELLO
+
+
 @dataclass(slots=True)
 class DialView:
     """What the live view and status topics show about one dial."""
@@ -84,7 +86,8 @@ class DialView:
     firmware: str = ""
     received: int = 0
     missing: int = 0
-    rejected: int = 0
+    rejected: int = 0  # damaged chunks the decoder rejected
+    rejected_content: int = 0  # well-formed frames rejected as impossible (docs/protocol.md)
     rate_hz: float = 0.0
     rating: float | None = None
     count: int | None = None
@@ -126,7 +129,8 @@ class Daemon:
         self._pings: dict[tuple[str, int], int] = {}
         self._port_tasks: dict[str, asyncio.Task[None]] = {}
         self._said: set[str] = set()
-        self._early: dict[str, list[tuple[Frame, int]]] = {}
+        self._early: dict[str, Held] = {}  # port -> SAMPLES that came before any HELLO
+        self._info_sent: dict[str, int] = {}
         self._say = on_message or (lambda m: log.warning("%s", m))
         self.stop_event = asyncio.Event()
 
@@ -161,82 +165,111 @@ class Daemon:
 
     # --- frames from a port ---------------------------------------------------------------
 
-    def _frames(self, port: str, frames: list[Frame], host_ns: int, new_rejects: int) -> None:
-        uid = self.by_port.get(port)
-        core = self.cores.get(uid) if uid else None
-        link = self.links.get(port)
-        if link is not None:
-            st = link.decoder.stats
-            if st.last_foreign_version is not None and core is None:
-                self.say_once(str(ProtocolMismatch(st.last_foreign_version, PROTOCOL_VERSION))
-                              + f" ({port})")
-        if core is None:
-            hello = next((f for f in frames if isinstance(f, Hello)), None)
-            if hello is None:
-                # Not yet known which dial this is: keep the frames until its HELLO.
-                early = self._early.setdefault(port, [])
-                if len(early) < 2000:
-                    early.extend((f, host_ns) for f in frames if isinstance(f, Samples))
-                return
-            core = self._bind(port, hello, host_ns)
-            first = core.hello(hello, host_ns)
-            for f, t in self._early.pop(port, []):
-                if isinstance(f, Samples):
-                    first += core.samples(f, t)
-            self.emit(first)
-        elif any(isinstance(f, Hello) for f in frames):
-            for f in frames:
-                if isinstance(f, Hello):
-                    self._bind(port, f, host_ns)
-        view = self.views[core.uid]
-        if new_rejects:
-            core.rejects()
-            view.rejected += new_rejects
+    def _frames(self, port: str, items: list[Frame | Rejected], host_ns: int) -> None:
+        """Everything one read of ``port`` brought, in stream order.
+
+        Frames go to the core of the dial whose HELLO this port gave last; a HELLO naming
+        another dial ends the first one's connection here and binds the port to the new one
+        from that frame on. Before any HELLO, SAMPLES wait in the port's :class:`Held`.
+        """
         outs: list[Out] = []
-        for f in frames:
-            match f:
-                case Samples():
-                    outs += core.samples(f, host_ns)
-                case Hello():
-                    outs += core.hello(f, host_ns)
-                case Sync():
-                    sent = self._pings.pop((port, f.token), None)
-                    if sent is not None:
-                        outs += core.sync(f, sent, host_ns)
-                case Drop():
-                    core.drop(f)
-                case Status():
-                    core.status(f)
-                    view.last_status = f
-                case Button():
-                    outs += core.button(f, host_ns)
-                    press = getattr(self.media, "button", None)
-                    if f.pressed and press is not None:  # manual mode marks media time
-                        est = core.epoch.clock.current() if core.epoch else None
-                        press(host_ns if est is None else est.to_host_ns(f.t_us))
-                case Ack():
-                    outs += core.ack(f, host_ns)
-                case Error():
-                    outs += core.error(f, host_ns)
-        ep = core.epoch
-        if ep is not None:
-            view.missing = ep.ledger.total_missing
-            view.boot, view.next_index = ep.boot_id, ep.ledger.next_index
-            est = ep.clock.current()
-            if est is not None:
-                view.skew_ppm = est.skew_ppm
-                view.uncertainty_us = est.uncertainty_ns / 1000
-                if ep.last_device_us is not None:
-                    view.latency_ms = (host_ns - est.to_host_ns(ep.last_device_us)) / 1e6
+        core = self._core_of(port)
+        for f in items:
+            if isinstance(f, Rejected):
+                self._rejected_chunk(port, core, f)
+                continue
+            if isinstance(f, Hello) and (core is None or core.uid != f.uid_hex):
+                if field_problem(f) is not None:
+                    if core is not None:
+                        outs += core.receive(f, host_ns)
+                    continue
+                self.emit(outs)
+                outs = []
+                if core is not None:
+                    self._lose(port, core.uid, "replaced")
+                core = self._bind(port, f, host_ns)
+                if core is None:
+                    continue
+                early = self._early.pop(port, None)
+                if early is not None:  # the HELLO places them, or rejects what is not its
+                    core.held.merge(early)
+                outs += core.receive(f, host_ns)
+                continue
+            if core is None:
+                if isinstance(f, Samples):
+                    early = self._early.setdefault(port, Held(HOLD_NS))
+                    early.add(f, host_ns, "no_hello")
+                    early.expire(host_ns)
+                continue
+            sent = self._pings.pop((port, f.token), None) if isinstance(f, Sync) else None
+            got = core.receive(f, host_ns, ping_sent_ns=sent)
+            outs += got
+            if isinstance(f, Status):
+                self.views[core.uid].last_status = f
+            elif isinstance(f, Button) and f.pressed and got and \
+                    isinstance(got[0], EventOut) and got[0].kind == "button":
+                press = getattr(self.media, "button", None)
+                if press is not None:  # manual mode marks media time
+                    est = core.epoch.clock.current() if core.epoch else None
+                    press(host_ns if est is None else est.to_host_ns(f.t_us))
+        if core is not None:
+            self._refresh_view(core, host_ns)
         self.emit(outs)
-        if core.needs_hello and link is not None and not frames_have_hello(frames):
+        if core is not None and core.needs_hello:
+            self._ask_hello(port)
+
+    def _core_of(self, port: str) -> DialCore | None:
+        uid = self.by_port.get(port)
+        return self.cores.get(uid) if uid else None
+
+    def _rejected_chunk(self, port: str, core: DialCore | None, r: Rejected) -> None:
+        if r.reason == "version" and r.version is not None:
+            self.say_once(str(ProtocolMismatch(r.version, PROTOCOL_VERSION)) + f" ({port})")
+        if core is not None:
+            core.rejects()
+            self.views[core.uid].rejected += 1
+
+    def _refresh_view(self, core: DialCore, host_ns: int) -> None:
+        view = self.views[core.uid]
+        view.missing = core.total_missing
+        view.rejected_content = sum(core.rejected.values())
+        ep = core.epoch
+        if ep is None:
+            return
+        view.boot, view.next_index = ep.boot_id, ep.ledger.next_index
+        est = ep.clock.current()
+        if est is not None:
+            view.skew_ppm = est.skew_ppm
+            view.uncertainty_us = est.uncertainty_ns / 1000
+            if ep.last_device_us is not None:
+                view.latency_ms = (host_ns - est.to_host_ns(ep.last_device_us)) / 1e6
+
+    def _ask_hello(self, port: str) -> None:
+        """Send INFO, at most every half second per port (a HELLO answers it)."""
+        link = self.links.get(port)
+        now = time.monotonic_ns()
+        if link is not None and now >= self._info_sent.get(port, 0) + 500_000_000:
+            self._info_sent[port] = now
             link.send(Info())
 
-    def _bind(self, port: str, h: Hello, host_ns: int) -> DialCore:
+    def _lose(self, port: str, uid: str, cause: str) -> None:
+        """The dial ``uid`` is no longer on ``port`` (unplugged, or another dial answered)."""
+        if self.by_port.get(port) == uid:
+            del self.by_port[port]
+        view = self.views[uid]
+        view.state = "lost"
+        view.rate_hz = 0.0
+        view._window.clear()
+        view._in_window = 0
+        self.emit(self.cores[uid].unplugged(time.monotonic_ns(), port, cause=cause))
+
+    def _bind(self, port: str, h: Hello, host_ns: int) -> DialCore | None:
+        """Bind ``port`` to the dial of ``h``; None if that dial is live on another port."""
         uid = h.uid_hex
         other = next((p for p, u in self.by_port.items() if u == uid and p != port), None)
         if other is not None and other in self.links:
             self.say_once(f"dial {uid} appears on both {other} and {port}; using {other}")
+            return None
         self.by_port[port] = uid
         core = self.cores.get(uid)
         if core is None:
@@ -253,6 +286,19 @@ class Daemon:
             self.event(uid, "dial_connected", port=port, boot_id=h.boot_id,
                        firmware=h.firmware, board=h.board)
         return core
+
+    def _housekeeping(self, port: str) -> None:
+        """Bound every wait for a HELLO in time, even when the dial sends nothing more."""
+        now = time.monotonic_ns()
+        core = self._core_of(port)
+        if core is not None:
+            self.emit(core.expire(now))
+            self._refresh_view(core, now)
+            if core.needs_hello:
+                self._ask_hello(port)
+        early = self._early.get(port)
+        if early is not None:
+            early.expire(now)
 
     # --- ports ----------------------------------------------------------------------------
 
@@ -280,14 +326,10 @@ class Daemon:
                 self.links.pop(port, None)
                 self._early.pop(port, None)
                 await close_link(link)
-            uid = self.by_port.pop(port, None)
+            uid = self.by_port.get(port)
             if uid is not None and not self.stop_event.is_set():
-                view = self.views[uid]
-                view.state = "lost"
-                view.rate_hz = 0.0
-                view._window.clear()
-                view._in_window = 0
-                self.emit(self.cores[uid].unplugged(time.monotonic_ns(), port))
+                self._lose(port, uid, "unplugged")
+            self.by_port.pop(port, None)
             if not explicit:
                 return
 
@@ -310,6 +352,7 @@ class Daemon:
             # A random fraction of a USB frame on top: PINGs must not keep one phase of the
             # 1 ms frame, or the lower clock bound never gets tight (docs/timing.md).
             await self._wait(link, self.cfg.ping_interval_s + random.random() * 1e-3)
+            self._housekeeping(port)
 
     async def _wait(self, link: PortLink, seconds: float) -> None:
         stop: asyncio.Future[Any] = asyncio.ensure_future(self.stop_event.wait())
@@ -360,5 +403,3 @@ class Daemon:
         self.stop_event.set()
 
 
-def frames_have_hello(frames: list[Frame]) -> bool:
-    return any(isinstance(f, Hello) for f in frames)

@@ -66,7 +66,7 @@ class RecorderSink:
                         (epoch, o.first_index + k, dial, o.device_us[k], o.host_ns[k],
                          o.counts[k], o.ratings[k], o.flags[k], ids[k], pos[k], states[k])
                         for k in range(n)])
-                case EpochOut():
+                case EpochOut() if (o.uid, o.boot_id) not in self.epoch_ids:
                     h = o.hello
                     dial = self.dial_id(o.uid, h.board, h.firmware, h.backend)
                     self.epoch_ids[(o.uid, o.boot_id)] = rec.add_epoch(dial, o.boot_id, o.host_ns,

@@ -26,7 +26,7 @@ def table(views: list[DialView], *, lo: float, hi: float, broker: str,
                     f"recording: {recording}",
               title_justify="left", expand=False)
     for col in ("rater", "dial", "link", "rating", "", "samples/s", "received", "missing",
-                "rejected", "latency ms", "drift ppm", "± µs"):
+                "rejected", "latency ms", "dial ppm", "± µs"):
         t.add_column(col, justify="right" if col not in ("rater", "dial", "link", "") else "left")
     for v in views:
         state_style = {"connected": "green", "lost": "bold red"}.get(v.state, "yellow")
@@ -35,17 +35,23 @@ def table(views: list[DialView], *, lo: float, hi: float, broker: str,
             "-" if v.rating is None else f"{v.rating:5.1f}", _bar(v.rating, lo, hi),
             f"{v.rate_hz:6.0f}", str(v.received),
             Text(str(v.missing), style="bold red" if v.missing else ""), str(v.rejected),
-            _fmt(v.latency_ms, "{:.1f}"), _fmt(v.skew_ppm, "{:+.1f}"),
+            _fmt(v.latency_ms, "{:.1f}"), _fmt(dial_ppm(v.skew_ppm), "{:+.1f}"),
             _fmt(v.uncertainty_us, "{:.0f}"))
     if not views:
         t.add_row("waiting for dials…", *[""] * 11)
     return t
 
 
+def dial_ppm(skew_ppm: float | None) -> float | None:
+    """How fast the dial's clock runs against the host's, in ppm (+: fast), from the model's
+    ``skew_ppm`` (host ns per device µs above 1000: + means the dial is slow)."""
+    return None if skew_ppm is None else (1 / (1 + skew_ppm * 1e-6) - 1) * 1e6
+
+
 def plain_line(v: DialView) -> str:
     return (f"dial {v.uid} rater={v.rater or '-'} {v.state} rating={_fmt(v.rating, '{:.1f}')} "
             f"rate={v.rate_hz:.0f}/s received={v.received} missing={v.missing} "
-            f"rejected={v.rejected} drift={_fmt(v.skew_ppm, '{:+.1f}')}ppm "
+            f"rejected={v.rejected} dial={_fmt(dial_ppm(v.skew_ppm), '{:+.1f}')}ppm "
             f"±{_fmt(v.uncertainty_us, '{:.0f}')}us")
 
 

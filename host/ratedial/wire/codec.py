@@ -6,6 +6,9 @@ Invariants (docs/protocol.md, "Host decoder rules"):
 * Only frames whose CRC-32 matches are ever returned; every other ``0x00``-terminated chunk
   is counted in :class:`DecoderStats` under exactly one reason.
 * After any garbage the decoder resynchronises at the next ``0x00``.
+* :meth:`FrameDecoder.feed_marked` also yields a :class:`Rejected` marker for each rejected
+  chunk, at its place in the stream, so what follows a rejection never depends on how the
+  bytes were split into reads.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass, fields
 
 from cobs import cobs
 
-from .frames import FRAME_TYPES, MAX_BODY, PROTOCOL_VERSION, Frame
+from .frames import FRAME_TYPES, MAX_BODY, PROTOCOL_VERSION, Frame, Rejected
 from .layout import PARSERS, MalformedPayload, pack_payload, parse_payload
 
 _HEADER = struct.Struct("<BBH")
@@ -74,8 +77,12 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> list[Frame]:
         """Consume ``data``; return the frames completed by it, in order."""
+        return [f for f in self.feed_marked(data) if not isinstance(f, Rejected)]
+
+    def feed_marked(self, data: bytes) -> list[Frame | Rejected]:
+        """Like :meth:`feed`, with a :class:`Rejected` marker where each rejected chunk was."""
         self.stats.bytes_in += len(data)
-        out: list[Frame] = []
+        out: list[Frame | Rejected] = []
         start = 0
         while True:
             end = data.find(0, start)
@@ -93,10 +100,17 @@ class FrameDecoder:
                     self.stats.partial_start += 1
                 continue
             if skipping:
-                continue  # already counted as too_long
+                out.append(Rejected("too_long"))  # counted when the skipping began
+                continue
             frame = self._decode_chunk(chunk)
             if frame is not None:
                 out.append(frame)
+            if start < len(data) and data[start] == 0:
+                # A run of delimiters is a run of empty chunks: count it in one step (a
+                # megabyte of 0x00 must not cost a Python iteration per byte).
+                run = len(data) - start - len(data[start:].lstrip(b"\x00"))
+                self.stats.empty += run
+                start += run
 
     def _append(self, part: bytes) -> None:
         if self._skipping or not part:
@@ -108,7 +122,7 @@ class FrameDecoder:
             if self._synced:
                 self.stats.too_long += 1
 
-    def _decode_chunk(self, chunk: bytes) -> Frame | None:
+    def _decode_chunk(self, chunk: bytes) -> Frame | Rejected | None:
         st = self.stats
         if not chunk:
             st.empty += 1
@@ -117,22 +131,22 @@ class FrameDecoder:
             body = cobs.decode(chunk)
         except cobs.DecodeError:
             st.cobs_errors += 1
-            return None
+            return Rejected("cobs")
         if len(body) < _MIN_BODY:
             st.too_short += 1
-            return None
+            return Rejected("too_short")
         if len(body) > MAX_BODY:
             st.too_long += 1
-            return None
+            return Rejected("too_long")
         (crc,) = _CRC.unpack_from(body, len(body) - _CRC.size)
         if zlib.crc32(memoryview(body)[: -_CRC.size]) != crc:
             st.crc_errors += 1
-            return None
+            return Rejected("crc")
         version, frame_type, seq = _HEADER.unpack_from(body)
         if version != PROTOCOL_VERSION:
             st.foreign_version += 1
             st.last_foreign_version = version
-            return None
+            return Rejected("version", version)
         if frame_type not in PARSERS:
             st.unknown_type += 1
             return None
@@ -140,7 +154,7 @@ class FrameDecoder:
             frame = parse_payload(frame_type, seq, body[_HEADER.size : -_CRC.size])
         except MalformedPayload:
             st.malformed += 1
-            return None
+            return Rejected("malformed")
         st.frames += 1
         return frame
 

@@ -151,6 +151,15 @@ class Ack:
     value: int
 
 
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Not a frame: where the decoder rejected a chunk (``reason``: ``cobs``, ``too_short``,
+    ``too_long``, ``crc``, ``version`` with the ``version`` byte, or ``malformed``)."""
+
+    reason: str
+    version: int | None = None
+
+
 Frame = Hello | Samples | Sync | Button | Status | Error | Drop | Ack
 
 FRAME_TYPES: dict[type[Frame], FrameType] = {

@@ -1,0 +1,219 @@
+"""Well-formed frames with impossible contents: no single frame can cost a session.
+
+Each test sends an honest dial's stream (tests/hostile.py) through the daemon's real frame
+path into a real recording, with one kind of hostile frame in it, and asserts that every
+honest sample after it is recorded, that the accounting is exact and that the hostile frame
+was rejected with its reason (docs/protocol.md, "What a host does with ...").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from hostile import PORT, SimDial, World, accounted, gaps, recorded
+from ratedial.wire import Ack, Button, Error, Hello, Samples, Sync, encode_frame
+
+UID_A = bytes.fromhex("a1a2a3a4a5a6a7a8")
+UID_B = bytes.fromhex("b1b2b3b4b5b6b7b8")
+
+
+def stream(world: World, dial: SimDial, n: int, *, hello_every: int = 50,
+           first_hello: int | None = 0, inject: dict[int, bytes] | None = None) -> None:
+    """``n`` frames of ``dial`` in real time, a HELLO every ``hello_every`` frames from frame
+    ``first_hello`` (None: no HELLO), and ``inject[k]`` (bytes) sent in the same read just
+    after frame ``k``."""
+    for k in range(n):
+        s = dial.frame()
+        announce = first_hello is not None and k >= first_hello and \
+            (k - first_hello) % hello_every == 0
+        data = (encode_frame(dial.hello()) if announce else b"") + encode_frame(s)
+        if inject and k in inject:
+            data += inject[k]
+        world.send(data, dial.arrival_ns(s))
+
+
+def rejected(world: World) -> list[tuple[str, str]]:
+    return [(e.data["frame"], e.data["reason"]) for e in world.events("frame_rejected")]
+
+
+@pytest.fixture
+def world(tmp_path):
+    return World(tmp_path / "r.ratedial")
+
+
+def owed(dial: SimDial) -> list[int]:
+    return sorted({i for s in dial.sent for i in s.indices})
+
+
+def test_a_replayed_old_frame_is_a_counted_duplicate_and_nothing_stalls(world):
+    dial = SimDial(UID_A, boot=7)
+    stream(world, dial, 100)
+    old = dial.sent[10]  # from 0.9 s earlier
+    stream(world, dial, 200, inject={0: encode_frame(old), 50: encode_frame(old)})
+    con = world.close()
+    assert recorded(con) == {(UID_A.hex(), 7): owed(dial)}
+    assert gaps(con) == {}
+    core = world.daemon.cores[UID_A.hex()]
+    assert core.epoch is not None and core.epoch.ledger.duplicates == 20
+    assert not core.held.frames and not core.needs_hello
+
+
+def test_a_duplicate_with_device_time_far_ahead_is_rejected_and_the_clock_untouched(tmp_path):
+    def run(name: str, hostile: bool) -> tuple[World, SimDial]:
+        world = World(tmp_path / name)
+        dial = SimDial(UID_A, boot=7, drift_ppm=200)
+        stream(world, dial, 100)
+        last = dial.sent[-1]
+        bogus = dataclasses.replace(last, times_us=tuple(t + 2**40 for t in last.times_us))
+        stream(world, dial, 300, inject={5: encode_frame(bogus)} if hostile else None)
+        return world, dial
+
+    world, dial = run("hostile.ratedial", True)
+    control, _ = run("control.ratedial", False)
+    con, con0 = world.close(), control.close()
+    assert recorded(con) == {(UID_A.hex(), 7): owed(dial)}
+    assert gaps(con) == {}
+    assert rejected(world) == [("SAMPLES", "time_jump")]
+    # The clock never saw it: every sample maps exactly as without the bogus frame.
+    q = "SELECT sample_index, device_us, host_ns FROM samples ORDER BY 1"
+    assert con.execute(q).fetchall() == con0.execute(q).fetchall()
+
+
+def test_a_frame_whose_index_is_far_ahead_opens_no_gap(world):
+    dial = SimDial(UID_A, boot=7)
+    stream(world, dial, 100)
+    nxt = dial.next_index + 10  # it follows the next honest frame
+    bogus = Samples(seq=1, first_index=nxt + 2**31, period_us=1000, counts=(0,) * 10,
+                    times_us=tuple(dial.t_us(nxt) + k * 1000 for k in range(10)),
+                    flags=(0,) * 10)
+    stream(world, dial, 200, inject={0: encode_frame(bogus)})
+    con = world.close()
+    assert recorded(con) == {(UID_A.hex(), 7): owed(dial)}
+    assert gaps(con) == {}
+    assert rejected(world) == [("SAMPLES", "index_jump")]
+
+
+def test_a_sync_that_ends_before_it_starts_is_rejected_and_its_read_recorded(world):
+    dial = SimDial(UID_A, boot=7)
+    stream(world, dial, 20)
+    world.daemon._pings[(PORT, 99)] = dial.host_ns(dial.t_us(dial.next_index)) - 3_000_000
+    s = dial.frame()
+    bad = Sync(seq=1, token=99, t_rx_us=s.times_us[0], t_tx_us=s.times_us[0] - 5)
+    world.send(encode_frame(bad) + encode_frame(s), dial.arrival_ns(s))
+    stream(world, dial, 20)
+    con = world.close()
+    assert recorded(con) == {(UID_A.hex(), 7): owed(dial)}
+    assert rejected(world) == [("SYNC", "field")]
+
+
+def test_another_dial_on_the_same_port_is_a_second_dial_and_the_run_goes_on(world):
+    a = SimDial(UID_A, boot=1)
+    b = SimDial(UID_B, boot=2, t0_us=9_000_000)
+    stream(world, a, 60)
+    b.host0_ns = a.arrival_ns(a.sent[-1])  # B is plugged in where A was
+    stream(world, b, 88)
+    a.next_index += 880  # A was away as long, its samples never came
+    a_sent_before = set(owed(a))
+    stream(world, a, 60)  # A back on the port: its HELLO first
+    stream(world, b, 10)  # and B once more: a second HELLO of B's boot must not fail
+    con = world.close()
+    rec = recorded(con)
+    assert rec[(UID_A.hex(), 1)] == owed(a)
+    assert rec[(UID_B.hex(), 2)] == owed(b)
+    assert set(rec) == {(UID_A.hex(), 1), (UID_B.hex(), 2)}
+    assert gaps(con)[(UID_A.hex(), 1)] == [(600, 1480, "unplugged")]
+    assert max(a_sent_before) == 599
+    causes = [e.data["cause"] for e in world.events("dial_lost")]
+    assert causes == ["replaced", "replaced", "replaced"]
+    accounted(con)
+
+
+@pytest.mark.parametrize("splits", [(), "each_frame", "every_byte"])
+def test_gap_reasons_do_not_depend_on_read_boundaries(world, splits):
+    dial = SimDial(UID_A, boot=7)
+    stream(world, dial, 5)
+    good = dial.frame()
+    damaged = bytearray(encode_frame(dial.frame()))
+    damaged[9] ^= 0x10  # a bit error inside the frame: the CRC no longer matches
+    after = dial.frame()
+    data = encode_frame(good) + bytes(damaged) + encode_frame(after)
+    cuts: tuple[int, ...] = ()
+    if splits == "each_frame":
+        cuts = (len(encode_frame(good)), len(encode_frame(good)) + len(damaged))
+    elif splits == "every_byte":
+        cuts = tuple(range(1, len(data)))
+    world.send(data, dial.arrival_ns(after), splits=cuts)
+    con = world.close()
+    assert gaps(con) == {(UID_A.hex(), 7): [(60, 70, "crc")]}
+
+
+@pytest.mark.parametrize(("frame", "what"), [
+    (Button(seq=1, pressed=True, index=2**64 - 1, t_us=2_000_000, t_edge_us=1_990_000),
+     "BUTTON"),
+    (Error(seq=1, code=2, text="\x00\x01\x02binary\xff"), "ERROR"),
+    (Ack(seq=1, command=9, index=100, value=0), "ACK"),
+    (Ack(seq=1, command=1, index=100, value=70_000), "ACK"),
+    (Samples(seq=1, first_index=50, period_us=0, counts=(0,), times_us=(1_050_000,),
+             flags=(0,)), "SAMPLES"),
+    (Samples(seq=1, first_index=50, period_us=1000, counts=(0, 0), times_us=(1_050_000,) * 2,
+             flags=(0x80, 0)), "SAMPLES"),
+    (Hello(seq=1, boot_id=7, time_us=0, period_us=1000, rate_hz=0, batch=10, tick_bits=30,
+           flags=0, debounce_ms=5, uid=UID_A, board="test", firmware="0.1.0",
+           backend="irq"), "HELLO"),
+])
+def test_impossible_values_are_rejected_never_recorded(world, frame, what):
+    dial = SimDial(UID_A, boot=7)
+    stream(world, dial, 10, inject={5: encode_frame(frame)})
+    con = world.close()
+    assert rejected(world) == [(what, "field")]
+    assert recorded(con) == {(UID_A.hex(), 7): owed(dial)}
+    kinds = {k for (k,) in con.execute("SELECT DISTINCT kind FROM events")}
+    assert not kinds & {"button", "dial_error", "dial_ack"}
+    (n,) = con.execute("SELECT count(*) FROM events WHERE kind = 'frame_rejected'").fetchone()
+    assert n == 1
+
+
+def test_a_hello_of_another_protocol_version_mid_stream_is_said_once(world):
+    dial = SimDial(UID_A, boot=7)
+    v2 = encode_frame(dial.hello(), version=2)
+    stream(world, dial, 60, inject={10: v2, 20: v2, 30: v2})
+    con = world.close()
+    (said,) = world.said
+    assert "dial speaks protocol v2, this host speaks v1" in said and PORT in said
+    assert recorded(con) == {(UID_A.hex(), 7): owed(dial)}
+
+
+def test_a_reboot_without_its_hello_is_held_then_taken_in_by_the_hello(world):
+    dial = SimDial(UID_A, boot=1)
+    stream(world, dial, 100)
+    dial.reboot(2, at_host_ns=dial.arrival_ns(dial.sent[-1]) + 50_000_000)
+    first_new = len(dial.sent)
+    stream(world, dial, 100, first_hello=80)  # the HELLO of boot 2 comes after 0.8 s
+    con = world.close()
+    rec = recorded(con)
+    assert rec[(UID_A.hex(), 2)] == list(range(0, 1000))
+    assert rec[(UID_A.hex(), 1)] == list(range(0, 1000))
+    assert len(dial.sent) - first_new == 100
+    assert rejected(world) == []
+
+
+def test_a_boot_whose_hello_never_comes_in_time_becomes_a_no_hello_gap(world):
+    dial = SimDial(UID_A, boot=1)
+    stream(world, dial, 100)
+    dial.reboot(2, at_host_ns=dial.arrival_ns(dial.sent[-1]) + 50_000_000)
+    stream(world, dial, 800, first_hello=None)  # 8 s of boot 2 without its HELLO
+    view = world.daemon.views[UID_A.hex()]
+    assert view.missing == 0 and world.events("frame_rejected")  # rejected, and said so
+    core = world.daemon.cores[UID_A.hex()]
+    assert core.needs_hello and core.held.frames
+    stream(world, dial, 50)  # now the HELLO comes
+    con = world.close()
+    rec = recorded(con)[(UID_A.hex(), 2)]
+    (gap,) = gaps(con)[(UID_A.hex(), 2)]
+    assert gap[0] == 0 and gap[2] == "no_hello"
+    assert rec == list(range(gap[1], dial.next_index))  # the rest, after the gap, recorded
+    assert gap[1] > 1000  # about 2 s of boot 2 waited too long (6 s is the limit)
+    assert view.missing == gap[1]
+    accounted(con)
