@@ -377,10 +377,10 @@ def test_factory_wiring(board):
 
 def test_value_reads_into_preallocated_word(board):
     counter, sm = board(Schedule((0, 0)))
-    buf = counter._buf
-    assert isinstance(buf, array)
-    assert buf.typecode == "i"
+    bufs = list(counter._bufs)  # one per FIFO level: level n drains n stale words + 1 fresh
+    assert [len(b) for b in bufs] == [1, 2, 3, 4, 5]
+    assert all(isinstance(b, array) and b.typecode == "i" for b in bufs)
     sm.run_until(LEAD_IN)
     assert len(sm.state.receive_fifo) == 4  # full of stale words between reads
     counter.value()
-    assert counter._buf is buf
+    assert counter._bufs == bufs and all(a is b for a, b in zip(counter._bufs, bufs))

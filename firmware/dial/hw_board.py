@@ -15,11 +15,12 @@ import machine
 
 
 class Button:
-    """Debounced by the sampler; this only reads the level (IRQ-safe)."""
+    """Debounced by the sampler; this only reads the level (IRQ-safe). The sampler reads
+    ``pin_value() ^ invert`` itself (one native call per sample instead of this method)."""
 
     def __init__(self, pin, active_low):
-        self._v = pin.value
-        self._inv = 1 if active_low else 0
+        self._v = self.pin_value = pin.value
+        self._inv = self.invert = 1 if active_low else 0
 
     def value(self):
         return self._v() ^ self._inv

@@ -178,8 +178,7 @@ def cobs_encode(src, n, dst, off=0):
     cp = off  # where the current block's code byte goes
     o = off + 1
     code = 1
-    for i in range(n):
-        b = src[i]
+    for b in memoryview(src)[:n]:  # iterating is cheaper than indexing on MicroPython
         if b:
             dst[o] = b
             o += 1

@@ -21,8 +21,9 @@ Invariants:
   full, so a frame leaves as soon as its last sample is taken, not at the next poll.
 
 Cost: about 45 bytecodes per sample (one tick read, one counter read, a button read, six
-array stores); on an RP2040 at 125 MHz roughly 40-60 us (estimate), 4-6 % of the CPU at
-1 kHz.
+array stores). Measured on the real MicroPython rp2 port (emulated RP2040, cycle-counted,
+tests/test_rp2emu.py): ~190 us per sample as first written (19 % of the CPU at 1 kHz; the
+estimate here used to say 40-60 us); see firmware/README.md for the current figure.
 """
 
 from array import array
@@ -81,14 +82,27 @@ class Sampler:
         self._diff = hw.ticks_diff
         counter = hw.counter
         self._value = counter.value
-        self._errors = counter.errors
-        self._button = None if hw.button is None else hw.button.value
+        # A counter that can never report errors (the PIO program drops illegal transitions
+        # silently) says so with ``no_errors``: one Python call less per sample.
+        self._errors = None if getattr(counter, "no_errors", False) else counter.errors
+        # The button is read as pin_value() ^ invert when the HW object offers its pin
+        # (dial.hw_board.Button): a native call instead of a Python method per sample.
+        btn = hw.button
+        if btn is None:
+            self._button = None
+            self._binv = 0
+        elif hasattr(btn, "pin_value"):
+            self._button = btn.pin_value
+            self._binv = btn.invert
+        else:
+            self._button = btn.value
+            self._binv = 0
 
         self._period = 1000
         self._need = 1
         self._have_prev = False
         self._prev_t = 0
-        self._prev_err = self._errors()
+        self._prev_err = 0 if self._errors is None else self._errors()
         self._state = 0  # debounced button
         self._cand = 0  # reading being confirmed
         self._run = 1  # consecutive samples with reading == _cand
@@ -125,13 +139,14 @@ class Sampler:
         else:
             self._have_prev = True
         self._prev_t = t
-        e = self._errors()
-        if e != self._prev_err:
-            self._prev_err = e
-            f |= 4
+        if self._errors is not None:
+            e = self._errors()
+            if e != self._prev_err:
+                self._prev_err = e
+                f |= 4
         b = self._button
         if b is not None:
-            r = b()
+            r = b() ^ self._binv
             if r != self._cand:
                 self._cand = r
                 self._run = 1

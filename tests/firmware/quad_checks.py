@@ -416,14 +416,16 @@ class FakeSm:
         return self.n
 
     def get(self, buf):
-        if self.n == 0:
-            self.push()
-        buf[0] = self.fifo[0]
-        self.fifo[0] = self.fifo[1]
-        self.fifo[1] = self.fifo[2]
-        self.fifo[2] = self.fifo[3]
-        self.n -= 1
-        self.gets += 1
+        # One word into each item of buf, as MicroPython's StateMachine.get(buf) does.
+        for k in range(len(buf)):
+            if self.n == 0:
+                self.push()
+            buf[k] = self.fifo[0]
+            self.fifo[0] = self.fifo[1]
+            self.fifo[1] = self.fifo[2]
+            self.fifo[2] = self.fifo[3]
+            self.n -= 1
+            self.gets += 1
         return buf
 
     def active(self, on=None):
