@@ -236,3 +236,31 @@ def test_dial_ports_by_vendor_id_and_the_cu_side_on_macos():
     assert dial_ports(win, platform="win32") == ["COM4", "COM7"]
     linux = [port("/dev/ttyACM0", 0x2E8A), port("/dev/ttyS0", None)]
     assert dial_ports(linux, platform="linux") == ["/dev/ttyACM0"]
+
+
+# --- recording privacy --------------------------------------------------------------------
+
+
+def test_privacy_note_on_windows_only_outside_the_user_folder(tmp_path):
+    from ratedial._platform.privacy import privacy_warning
+
+    home = tmp_path / "Users" / "rater"
+    assert privacy_warning(home / "recordings" / "a.ratedial", platform="win32",
+                           home=home) is None
+    note = privacy_warning(tmp_path / "shared" / "a.ratedial", platform="win32", home=home)
+    assert note is not None and "outside your user folder" in note and "\n" not in note
+    assert privacy_warning(tmp_path / "shared" / "a.ratedial", platform="linux",
+                           home=home) is None
+
+
+def test_the_precise_loop_per_platform():
+    import selectors
+
+    from ratedial._platform.loops import precise_loop
+
+    loop = precise_loop()
+    try:
+        assert isinstance(loop, asyncio.SelectorEventLoop)
+        assert isinstance(loop._selector, selectors.SelectSelector)  # type: ignore[attr-defined]
+    finally:
+        loop.close()
