@@ -316,3 +316,19 @@ def test_positions_are_clamped_to_the_video():
     assert c.at(4 * MS)[1] == 0.0
     c.mark(5 * MS, 150.0)
     assert c.at(6 * MS)[1] == 100.0
+
+
+def test_polled_players_are_clamped_to_the_video_too():
+    from ratedial.players.mpc import mpc_clock_config
+
+    c = MediaClock(mpc_clock_config(0.0))
+    c.connected(0)
+    c.load(0, fps=25.0, duration_s=60.0)
+    c.identify(0, media_id=1, path="/v.mp4", duration_s=60.0, fps=25.0)
+    c.poll(0, MS, media_s=10.0, playing=True, rate=1.0)
+    events = c.poll(40 * MS, 41 * MS, media_s=75.0, playing=True, rate=1.0)  # past the end
+    assert [(e.kind, e.data["to_s"]) for e in events] == [("media_seek", 60.0)]
+    for t in (42 * MS, 500 * MS, 5 * S):
+        assert c.at(t)[1] == 60.0
+    c.poll(80 * MS, 81 * MS, media_s=75.0, playing=False, rate=1.0)
+    assert c.at(100 * MS)[1:] == (60.0, MediaState.PAUSED)

@@ -406,6 +406,10 @@ class MediaClock:
         events: list[MediaEvent] = []
         if media_s is None:
             return events
+        if self.config.source is Source.PUSH:
+            # A PUSH player's value is a lower bound only, also when asked for: mpv answers
+            # with the frame shown at a restart while the next one is already queued.
+            sent_ns = None
         if self._flags.seeking:
             if self._settling:  # the first report after the restart: where the seek landed
                 self._land(recv_ns, media_s, sent_ns, events)
@@ -567,7 +571,8 @@ class MediaClock:
             if moved and media_s != cur.pos_s:
                 if abs(media_s - cur.pos_s) > self._jump_s():
                     events.append(MediaEvent("media_seek", {"from_s": _r(cur.pos_s),
-                                                            "to_s": _r(media_s)}, boundary))
+                                                            "to_s": _r(self._clamp(media_s))},
+                                             boundary))
                 self._last_pos = media_s
                 self._start(boundary, media_s)
         self._last_pos = self._now_pos(recv_ns)
@@ -604,7 +609,7 @@ class MediaClock:
             return
         if lo > est_hi + jump or hi < est_lo - jump:
             events.append(MediaEvent("media_seek", {"from_s": _r(self._now_pos(boundary)),
-                                                    "to_s": _r(media_s)}, boundary))
+                                                    "to_s": _r(self._clamp(media_s))}, boundary))
             # VLC shows a seek's target at once; MPC's answer is the position at its receipt.
             at = media_s if stepped else media_s - cur.rate * (recv_ns - boundary) / NS
             self._start(boundary, at)
