@@ -101,13 +101,14 @@ def make_image(files: dict[str, bytes], cache: Path) -> Path:
 class EmuPico:
     """One emulated Pico: node runner + pty. Use as a context manager."""
 
-    def __init__(self, *, image: Path, pio: str = "faithful", high: Iterable[int] = ()) -> None:
+    def __init__(self, *, image: Path, pio: str = "faithful", high: Iterable[int] = (),
+                 start_us: int = 0) -> None:
         d = shared_dir()
         self._ctl, child = socket.socketpair()
         self.proc = subprocess.Popen(
             ["node", str(HERE / "runner.mjs"), "--uf2", str(d / UF2_NAME),
              "--bootrom", str(d / BOOTROM_NAME), "--fs", str(image), "--pio", pio, "--ctl-fd", str(child.fileno()),
-             "--high", ",".join(str(p) for p in high)],
+             "--high", ",".join(str(p) for p in high), "--start-us", str(start_us)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             pass_fds=(child.fileno(),), cwd=HERE,
         )

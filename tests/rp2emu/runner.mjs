@@ -38,6 +38,7 @@ function parseArgs(argv) {
     else if (k === '--pio') opts.pio = v;
     else if (k === '--chunk-ns') opts.chunkNs = Number(v);
     else if (k === '--ctl-fd') opts.ctlFd = Number(v);
+    else if (k === '--start-us') opts.startUs = Number(v);
     else if (k === '--high') opts.high = v ? v.split(',').map(Number) : [];
     else throw new Error('unknown option ' + k);
     i++;
@@ -308,6 +309,9 @@ process.stdin.on('data', (d) => {
 process.stdin.on('end', () => {});
 process.stdout.on('error', () => process.exit(0));
 
+// Start the emulated clock late (e.g. just before time.ticks_us wraps at 2**30 us): the
+// RP2040 timer counts clock.nanos / 1000, as from a board that has been up that long.
+if (opts.startUs) clock.nanosCounter = opts.startUs * 1000;
 // Inputs wired to a pull-up with the switch open (rp2040js does not model pad pulls).
 for (const pin of opts.high || []) mcu.gpio[pin].setInputValue(true);
 core.PC = FLASH_BASE;

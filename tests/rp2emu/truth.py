@@ -151,6 +151,12 @@ def check_counts(frames: Sequence[Samples], wave: Wave, t0_ns: int, base: int) -
 def scenario(names: Sequence[str], seed: int = 1) -> tuple[tuple[int, int],
                                                             list[tuple[int, int, int]]]:
     """tests/firmware/waveforms.py scenarios played one after another."""
+    import sys
+    from pathlib import Path
+
+    fw_tests = str(Path(__file__).resolve().parent.parent / "firmware")
+    if fw_tests not in sys.path:
+        sys.path.insert(0, fw_tests)
     import waveforms
 
     parts = []
@@ -158,3 +164,24 @@ def scenario(names: Sequence[str], seed: int = 1) -> tuple[tuple[int, int],
         start, events, _final, _cp = waveforms.generate(name, seed)
         parts.append((start, events))
     return concat(*parts)
+
+
+def check_settled(frames: Sequence[Samples], wave: Wave, t0_ns: int, base: int, *,
+                  quiet_us: int = 3000) -> tuple[int, list[tuple[int, int, int]]]:
+    """Compare only the samples taken when the pins had been quiet for ``quiet_us`` (every
+    bounce burst settled): a counter that may miss toggles INSIDE a burst must still be
+    exact there. Returns (samples compared, [(index, got, want)] that differ)."""
+    times = [t0_ns + t for t in wave.times]
+    compared = 0
+    bad: list[tuple[int, int, int]] = []
+    for f in frames:
+        for idx, t_us, c in zip(f.indices, f.times_us, f.counts, strict=True):
+            lo = bisect.bisect_right(times, (t_us - quiet_us) * 1000)
+            hi = bisect.bisect_right(times, (t_us + READ_WINDOW_US) * 1000)
+            if hi != lo:
+                continue  # a change within quiet_us before or during the read
+            want = wave.counts[hi - 1] if hi else 0
+            compared += 1
+            if c - base != want:
+                bad.append((idx, c - base, want))
+    return compared, bad
