@@ -264,3 +264,12 @@ def test_the_precise_loop_per_platform():
         assert isinstance(loop._selector, selectors.SelectSelector)  # type: ignore[attr-defined]
     finally:
         loop.close()
+
+
+def test_the_clock_note_names_the_python_that_fixes_it():
+    from ratedial._platform import clock_note
+
+    note = clock_note("win32", (3, 12))
+    assert note is not None and "3.13" in note and "\n" not in note
+    assert clock_note("win32", (3, 13)) is None
+    assert clock_note("linux", (3, 11)) is None and clock_note("darwin", (3, 11)) is None

@@ -80,12 +80,14 @@ def demo(seconds: float, seed: int) -> None:
     run_demo(seconds=seconds, seed=seed)
 
 
-def _warn_privacy(path: str) -> None:
+def _platform_notes(path: str) -> None:
+    """Notes that matter on this OS: who can read the recording, how fine the clock is."""
+    from ._platform import clock_note
     from ._platform.privacy import privacy_warning
 
-    warning = privacy_warning(path)
-    if warning is not None:
-        click.echo(f"ratedial: note: {warning}", err=True)
+    for note in (privacy_warning(path), clock_note()):
+        if note is not None:
+            click.echo(f"ratedial: note: {note}", err=True)
 
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
@@ -174,7 +176,7 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
 
         parse_broker(cfg.mqtt.broker)
     console = Console(stderr=as_json)  # with --json, stdout carries only the summary
-    _warn_privacy(cfg.record or "recordings")
+    _platform_notes(cfg.record or "recordings")
     summary = serve(cfg, console=console)
     if as_json:
         click.echo(json_summary(summary))
@@ -287,7 +289,7 @@ def record(broker: str, record: str, prefix: str | None, client_id: str | None,
     if share is not None and (not share or any(c in share for c in "/+#")):
         raise click.BadParameter(f"{share!r}: a group name has no '/', '+' or '#'",
                                  param_hint="--share")
-    _warn_privacy(record)
+    _platform_notes(record)
     summary = collect(CollectConfig(
         mqtt=mqtt, record=Path(record), client_id=client_id, share=share, duration_s=duration,
         session_expiry_s=session_expiry, settle_s=settle,

@@ -24,6 +24,17 @@ MACOS = sys.platform == "darwin"
 SERIAL_IO = ("asyncio", "thread")
 
 
+def clock_note(platform: str = sys.platform,
+               version: tuple[int, int] = (sys.version_info.major, sys.version_info.minor)
+               ) -> str | None:
+    """One line when this Python's clock is too coarse for ratedial's timing: on Windows,
+    ``time.monotonic_ns`` (every host stamp) ticks in 15.6 ms steps before Python 3.13."""
+    if platform == "win32" and version < (3, 13):
+        return ("Python before 3.13 on Windows stamps time in 15.6 ms steps, so clock and "
+                "media times are that coarse: use Python 3.13 or newer")
+    return None
+
+
 def default_serial_io() -> str:
     """``thread`` on Windows (pyserial-asyncio there polls every 0.5 ms, so arrival stamps
     are poll times), ``asyncio`` elsewhere."""
