@@ -411,6 +411,34 @@ def _physical(res: dict[str, Any]) -> list[str]:
     return out
 
 
+def _rp2(res: dict[str, Any]) -> list[str]:
+    r = res.get("rp2")
+    out = ["## The firmware on the RP2040 (emulated, real MicroPython rp2 port)", ""]
+    if _skipped(r):
+        return [*out, f"Skipped: {_skipped(r)}", ""]
+    out += [_what(r) + " Busy = cycles not asleep in WFI/WFE; the sampling interrupt is the "
+            "PIO timer's hard IRQ running the sampler in bytecode; the main loop is asyncio "
+            "packing, COBS-encoding and writing frames. Cycle counts are optimistic against a "
+            "physical Pico (rp2040js does not model XIP flash cache misses).", ""]
+    rows = []
+    for hz, x in (r.get("rates") or {}).items():
+        rows.append([f"{hz} Hz", _f(x.get("busy_pct"), 1, " %"), _f(x.get("sampler_irq_pct"), 1, " %"),
+                     _f(x.get("main_loop_pct"), 1, " %"), _f(x.get("usb_irq_pct"), 2, " %"),
+                     _f(x.get("sampler_us_per_sample"), 0), _f(x.get("dropped_samples")),
+                     _f(x.get("overruns")), _f(x.get("jitter_max_us")), _f(x.get("mem_free_min"))])
+    out += _table(["rate", "CPU busy", "sampling IRQ", "main loop", "USB IRQ",
+                   "IRQ µs/sample", "samples lost", "overruns", "jitter max µs",
+                   "lowest free heap B"], rows)
+    out += [f"Free heap after start: {_f(r.get('mem_free_after_start'))} bytes (STATUS "
+            "`mem_free`; it falls between garbage collections and recovers). Highest rate with "
+            f"CPU to spare: {_f(r.get('highest_rate_with_headroom_hz'))} Hz; highest without "
+            f"loss or overruns: {_f(r.get('highest_rate_without_loss_hz'))} Hz (the firmware's "
+            "maximum; at 2 kHz the CPU is fully used, so any extra load drops frames, reported "
+            "exactly). The emulator ran at "
+            f"{_f(r.get('emulated_wall_ratio'), 2)}x real time.", ""]
+    return out
+
+
 def _wall(res: dict[str, Any]) -> list[str]:
     rows = [[k, _f(v.get("wall_s"), 0, " s")] for k, v in res.items()
             if isinstance(v, dict) and "wall_s" in v]
@@ -445,7 +473,7 @@ def render(res: dict[str, Any]) -> str:
                 "which costs a little delay and saves a lot of work). " + _peers_summary(res),
                 ""]
     for part in (_machine(res), _peers(res), _capacity(res, figs), _soak(res, figs),
-                 _physical(res), _codec(res), _clock(res), _daemon(res), _media(res),
+                 _physical(res), _rp2(res), _codec(res), _clock(res), _daemon(res), _media(res),
                  _analysis(res), _wall(res)):
         out += part
     return "\n".join(out).rstrip() + "\n"

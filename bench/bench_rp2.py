@@ -1,0 +1,108 @@
+"""The firmware's CPU budget on the real chip: the MicroPython rp2 port on an emulated RP2040.
+
+The dial firmware (board config ``pico``) runs on rp2040js with the harness of tests/rp2emu/
+(PIO stepped with the CPU, clock dividers honoured). CPU shares are counted in emulated cycles
+at 125 MHz: busy = cycles not asleep in WFI/WFE, split into the sampling interrupt (PIO1
+IRQ 0), the USB interrupt and the rest (asyncio main loop: packing, COBS, writing).
+Wall time does not enter any figure. Cycle counts are optimistic against a physical Pico:
+rp2040js does not model XIP flash cache misses (see ../shared/rp2emu/README.md).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+RATES = (500, 1000, 2000)
+MEASURE_S = 3.0  # emulated seconds per rate
+SETTLE_S = 0.3
+WALL_PER_EMU_S = 40.0
+
+
+def _share(s0: dict[str, Any], s1: dict[str, Any]) -> dict[str, float]:
+    total = (s1["busy"] + s1["idle"]) - (s0["busy"] + s0["idle"])
+
+    def h(k: str) -> float:
+        return round(100.0 * (s1["handler"].get(k, 0) - s0["handler"].get(k, 0)) / total, 2)
+
+    busy = round(100.0 * (s1["busy"] - s0["busy"]) / total, 2)
+    return {"busy_pct": busy, "sampler_irq_pct": h("25"), "usb_irq_pct": h("21"),
+            "main_loop_pct": round(busy - h("25") - h("21") - h("19") - h("15"), 2)}
+
+
+def run() -> dict[str, Any]:
+    from rp2emu import board as rp2board
+
+    reason = rp2board.skip_reason()
+    if reason is not None:
+        return {"skipped": reason}
+    from rp2emu.link import Link
+
+    from ratedial.wire import Ack, Drop, Hello, Rate, Samples, Status
+
+    out: dict[str, Any] = {
+        "what": "the dial firmware on MicroPython v1.28.0 (rp2 port, RPI_PICO UF2) on an "
+                "emulated RP2040 at 125 MHz: share of the CPU per sample rate, counted in "
+                "emulated cycles",
+        "rates": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="ratedial-rp2bench-") as tmp:
+        image = rp2board.make_image(rp2board.firmware_files("pico"), Path(tmp))
+        t_wall = time.perf_counter()
+        with rp2board.EmuPico(image=image, high=(2, 3, 4)) as emu:
+            link = Link(emu.port)
+            try:
+                link.wait_for(lambda fs: any(isinstance(f, Hello) for f in fs),
+                              30 * WALL_PER_EMU_S, "HELLO")
+                first = link.wait_for(lambda fs: next((f for f in fs if isinstance(f, Status)),
+                                                      None), 3 * WALL_PER_EMU_S, "STATUS")
+                out["mem_free_after_start"] = first.mem_free
+                for hz in RATES:
+                    mark = link.mark()
+                    link.send(Rate(hz))
+                    link.wait_for(lambda fs, m=mark: any(isinstance(f, Ack) for f in fs[m:]),
+                                  3 * WALL_PER_EMU_S, "ACK")
+                    t = link.last_time_us(link.frames) or 0
+                    link.wait_device_time(t + int(SETTLE_S * 1e6), 2 * WALL_PER_EMU_S)
+                    s0 = emu.stats()
+                    mark = link.mark()
+                    t = link.last_time_us(link.frames) or 0
+                    link.wait_device_time(t + int(MEASURE_S * 1e6), MEASURE_S * WALL_PER_EMU_S)
+                    s1 = emu.stats()
+                    got = link.since(mark)
+                    status = [f for f in got if isinstance(f, Status)]
+                    samples = [f for f in got if isinstance(f, Samples)]
+                    r: dict[str, Any] = _share(s0, s1)
+                    r["emulated_s"] = round((s1["nanos"] - s0["nanos"]) / 1e9, 3)
+                    r["samples"] = sum(len(f) for f in samples)
+                    r["dropped_samples"] = sum(f.n_samples for f in got if isinstance(f, Drop))
+                    r["overruns"] = status[-1].overruns if status else None
+                    r["jitter_max_us"] = max((s.jitter_max_us for s in status), default=None)
+                    r["mem_free_min"] = min((s.mem_free for s in status), default=None)
+                    r["sampler_us_per_sample"] = round(
+                        r["sampler_irq_pct"] / 100 * 1e6 / hz, 1)
+                    out["rates"][str(hz)] = r
+            finally:
+                link.close()
+        out["emulated_wall_ratio"] = round(
+            sum(r["emulated_s"] for r in out["rates"].values())
+            / (time.perf_counter() - t_wall), 3)
+    sustained = [int(hz) for hz, r in out["rates"].items()
+                 if r["dropped_samples"] == 0 and r["overruns"] == 0 and r["busy_pct"] < 99]
+    out["highest_rate_with_headroom_hz"] = max(sustained, default=None)
+    out["highest_rate_without_loss_hz"] = max(
+        (int(hz) for hz, r in out["rates"].items()
+         if r["dropped_samples"] == 0 and r["overruns"] == 0), default=None)
+    return out
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run(), indent=1))
