@@ -23,11 +23,28 @@ Players (fakes with their measured behaviour):
 Stable keys per player: ``ratedial`` and ``carma_poll``, each ``median_ms``, ``p99_ms``,
 ``max_ms`` (the max is a seek: until the next answer shows it, both methods are off by the
 seek distance) and ``within_1_frame``.
+
+``mpv_real``: the same figure against a **real headless mpv**, measured the way an outside
+observer would (and as ``tests/test_players_real.py`` does): ``ratedial run`` records a
+virtual dial and follows mpv while a separate connection (this process) stamps every
+``time-pos`` mpv pushes on arrival; the error is the recording's media time at that arrival
+minus the reported position (reports during a seek and within 5 ms of a media event are
+transitions and left out). ``runs`` holds each run's ``median_ms`` / ``p99_ms`` / ``max_ms``
+of |error|; ``pooled`` the same over all reports. Skipped without mpv and ffmpeg.
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
 from ratedial.players.simulate import SimResult, simulate
+
+HERE = Path(__file__).resolve().parent
+REAL_RUNS = 5
 
 SEEDS = (1, 2, 3)
 
@@ -59,7 +76,64 @@ def run() -> dict[str, object]:
             "median_ratio_carma_over_ratedial": round(base["median_ms"]
                                                       / max(ours["median_ms"], 1e-3), 1),
         }
+    out["mpv_real"] = run_mpv_real(REAL_RUNS)
     return out
+
+
+def _abs_stats(errors: list[float]) -> dict[str, float | int]:
+    e = sorted(abs(x) * 1000 for x in errors)
+    return {"n": len(e), "median_ms": round(e[len(e) // 2], 2),
+            "p99_ms": round(e[min(len(e) - 1, int(len(e) * 0.99))], 2), "max_ms": round(e[-1], 2)}
+
+
+def run_mpv_real(runs: int) -> dict[str, object]:
+    """The rater session of tests/test_players_real.py ``runs`` times against real mpv."""
+    if not (shutil.which("mpv") and shutil.which("ffmpeg")):
+        return {"skipped": "needs mpv and ffmpeg"}
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from conftest_media import Daemon, Dial, MpvClient, Timeline, make_test_video
+    from test_players_real import compare_mpv, rater_session_mpv
+
+    per_run: list[dict[str, float | int]] = []
+    pooled: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="ratedial-bench-media-") as d:
+        video = make_test_video(Path(d) / "counter.mp4")
+        for k in range(runs):
+            tmp = Path(d) / f"run{k}"
+            tmp.mkdir()
+            sock = str(tmp / "mpv.sock")
+            mpv = subprocess.Popen(
+                ["mpv", "--vo=null", "--ao=null", "--idle=yes", "--pause", "--no-terminal",
+                 "--keep-open=yes", f"--input-ipc-server={sock}", str(video)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            dial = Dial(60)
+            daemon = client = None
+            try:
+                client = MpvClient(sock)
+                duration = client.wait_duration()
+                daemon = Daemon(tmp, dial.path, f"mpv:{sock}")
+                daemon.wait_for("SELECT 1 FROM events WHERE kind = 'media_load'")
+                daemon.wait_for("SELECT 1 FROM samples WHERE media_state = 2")
+                rater_session_mpv(client, duration)
+                daemon.stop()
+                rec = daemon.recording
+                errors, _ = compare_mpv(client.log, rec.events("media"), Timeline(rec.samples()))
+            finally:
+                if daemon is not None:
+                    daemon.stop()
+                if client is not None:
+                    client.close()
+                mpv.terminate()
+                mpv.wait(10)
+                dial.close()
+            per_run.append(_abs_stats(errors))
+            pooled += errors
+    return {"what": "|recorded media time - mpv's time-pos| at the arrival of each report at "
+                    "an independent observer, ms (real headless mpv, 150 s test video, "
+                    f"{runs} runs)",
+            "runs": per_run, "pooled": _abs_stats(pooled),
+            "median_range_ms": [min(r["median_ms"] for r in per_run),
+                                max(r["median_ms"] for r in per_run)]}
 
 
 if __name__ == "__main__":

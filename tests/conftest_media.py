@@ -243,6 +243,14 @@ class MpvClient:
     def close(self) -> None:
         self.sock.close()
 
+    def wait_duration(self, timeout: float = 10.0) -> float:
+        """The file's duration, once mpv has opened it (it pushes the property then)."""
+        self.command("observe_property", 90, "duration")
+        with self.cv:
+            assert self.cv.wait_for(lambda: any(
+                m.get("name") == "duration" and m.get("data") for _, m in self.log), timeout)
+        return float(self.command("get_property", "duration"))
+
     def reports(self) -> list[tuple[int, float]]:
         """mpv's own ``time-pos`` reports: (host ns received, seconds)."""
         with self.cv:

@@ -332,3 +332,22 @@ def test_polled_players_are_clamped_to_the_video_too():
         assert c.at(t)[1] == 60.0
     c.poll(80 * MS, 81 * MS, media_s=75.0, playing=False, rate=1.0)
     assert c.at(100 * MS)[1:] == (60.0, MediaState.PAUSED)
+
+
+def test_a_stale_answer_after_a_seek_does_not_hold_the_clock_back():
+    """Measured with real mpv: after a seek while playing at 1.5x, time-pos pushed 147.067,
+    then the answer to get_property said 147.033, then 147.1: the stale answer must not
+    become the frame ceiling (it held the recording 50 ms behind mpv)."""
+    c = push_clock()
+    c.paused(0, False)
+    c.set_rate(0, 1.5)
+    play_frames(c, 0, 10.0, 10, rate=1.5)
+    c.seek(400 * MS)
+    c.position(400 * MS, 80.0)
+    c.seeking(420 * MS, False)
+    c.position(420 * MS, 80.066667)  # lands
+    c.position(420 * MS + 250_000, 80.033333)  # the answer, older
+    c.position(421 * MS, 80.1)
+    _, pos, state = c.at(438 * MS)  # 17 ms later, before the next frame's report
+    assert state is MediaState.PLAYING
+    assert pos == pytest.approx(80.1 + 1.5 * 0.017, abs=0.003)

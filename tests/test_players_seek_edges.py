@@ -69,11 +69,7 @@ def test_mpv_seek_edges_record_what_the_player_shows(tmp_path, video):
     landed: dict[str, float] = {}
     try:
         client = MpvClient(sock)
-        client.command("observe_property", 9, "duration")
-        with client.cv:  # mpv pushes the duration once the file is open
-            assert client.cv.wait_for(lambda: any(
-                m.get("name") == "duration" and m.get("data") for _, m in client.log), 10)
-        duration = client.command("get_property", "duration")
+        duration = client.wait_duration()
         assert abs(duration - DURATION) < 0.1
         daemon = Daemon(tmp_path, dial.path, f"mpv:{sock}")
         daemon.wait_for("SELECT 1 FROM events WHERE kind = 'media_load'")

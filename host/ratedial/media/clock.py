@@ -434,6 +434,10 @@ class MediaClock:
                 self._start(recv_ns, media_s)
                 cur = self._segments[-1]
                 lo, hi = _report_bounds(cur, recv_ns, sent_ns, media_s)
+            elif cur.reports and media_s < cur.reports[-1][1]:
+                # Older than a report already here (mpv's answer after a seek can arrive
+                # after the next frame's push): it would only lower the frame ceiling.
+                return events
         self._add(cur, recv_ns, lo, hi, media_s)
         return events
 
