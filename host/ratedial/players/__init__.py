@@ -1,6 +1,7 @@
 """Video players: media clock sessions for ``ratedial run --player``.
 
-``--player`` takes ``mpv[:SOCKET] | vlc[:URL] | mpc[:URL] | manual[:SECONDS] | none``
+``--player`` takes ``mpv[:SOCKET] | vlc[:URL] | mpc[:URL] | mpris[:NAME] | manual[:SECONDS] |
+none``
 (docs/players.md); ``--video FILE`` starts an mpv for the file. Each session feeds the pure
 :class:`~ratedial.media.MediaClock` from its player and implements the daemon's
 :class:`~ratedial.daemon.media.MediaSession` seam.
@@ -31,10 +32,7 @@ def create_session(spec: str, *, video: str | None, latency_ms: float, osd: bool
     if osd and p.kind != "mpv":
         raise UsageError("--osd draws the rating on mpv's screen; use it with --player mpv "
                          "or --video")
-    if p.kind == "mpv":
-        if sys.platform == "win32":
-            raise UsageError("--player mpv: mpv's IPC pipe is not supported on Windows yet; "
-                             "use --player mpc or vlc")
+    if p.kind == "mpv":  # a Unix socket, or on Windows a named pipe (_platform.pipes)
         if video is not None:
             return launched_session(video, socket_path=p.socket if p.explicit_socket else None,
                                     latency_ms=latency_ms, osd=osd, ratings=ratings)
@@ -47,6 +45,13 @@ def create_session(spec: str, *, video: str | None, latency_ms: float, osd: bool
     if p.kind == "mpc":
         assert p.host is not None and p.port is not None
         return MpcSession(host=p.host, port=p.port, latency_ms=latency_ms)
+    if p.kind == "mpris":
+        if not sys.platform.startswith("linux"):
+            raise UsageError("--player mpris follows players on Linux's D-Bus session bus; "
+                             "here use mpv, vlc, mpc or manual")
+        from .mpris import MprisSession
+
+        return MprisSession(p.name, latency_ms=latency_ms)
     if p.kind == "manual":
         return ManualSession(seconds=p.seconds, latency_ms=latency_ms)
     return NoPlayer()

@@ -1,5 +1,5 @@
-"""``--player`` specifications (pure): ``mpv[:SOCKET] | vlc[:URL] | mpc[:URL] | manual[:SECONDS]
-| none``.
+"""``--player`` specifications (pure): ``mpv[:SOCKET] | vlc[:URL] | mpc[:URL] | mpris[:NAME] |
+manual[:SECONDS] | none``.
 
 Invariants: a bad spec is a one-line :class:`UsageError` naming the accepted forms; a URL never
 carries a password (secrets come from the environment or a file, never the command line).
@@ -15,15 +15,16 @@ from urllib.parse import urlsplit
 
 from ..errors import UsageError
 
-FORMS = "mpv[:SOCKET], vlc[:URL], mpc[:URL], manual[:SECONDS] or none"
+FORMS = "mpv[:SOCKET], vlc[:URL], mpc[:URL], mpris[:NAME], manual[:SECONDS] or none"
 DEFAULT_MPV_SOCKET = r"\\.\pipe\mpvsocket" if sys.platform == "win32" else "/tmp/mpvsocket"
 DEFAULT_PORTS = {"vlc": 8080, "mpc": 13579}
 
 
 @dataclass(frozen=True, slots=True)
 class PlayerSpec:
-    kind: str  # mpv | vlc | mpc | manual | none
+    kind: str  # mpv | vlc | mpc | mpris | manual | none
     socket: str | None = None  # mpv
+    name: str | None = None  # mpris: the player's bus name after org.mpris.MediaPlayer2.
     host: str | None = None  # vlc, mpc
     port: int | None = None
     seconds: float = 0.0  # manual: media time at the mark
@@ -74,6 +75,14 @@ def _manual(arg: str, spec: str) -> PlayerSpec:
     return PlayerSpec("manual", seconds=seconds)
 
 
+def _mpris(arg: str, spec: str) -> PlayerSpec:
+    if arg and not all(part and all(c.isalnum() or c in "_-" for c in part)
+                       for part in arg.split(".")):
+        raise UsageError(f"--player {spec}: NAME is a bus name part such as vlc or "
+                         "chromium.instance1234")
+    return PlayerSpec("mpris", name=arg or None)
+
+
 def _none(arg: str, spec: str) -> PlayerSpec:
     if arg:
         raise UsageError(f"--player {spec}: 'none' takes no argument")
@@ -86,6 +95,7 @@ _KINDS = {
     "mpv": _mpv,
     "vlc": lambda arg, spec: _http("vlc", arg, spec),
     "mpc": lambda arg, spec: _http("mpc", arg, spec),
+    "mpris": _mpris,
     "manual": _manual,
     "none": _none,
 }
