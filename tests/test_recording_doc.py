@@ -259,3 +259,52 @@ def test_the_pages_worked_examples(tmp_path):
     big = tmp_path / "big"
     big.write_bytes(bytes(i % 251 for i in range(3 << 20)))
     assert [identity.fingerprint(str(letters)), identity.fingerprint(str(big))] == examples
+
+
+# --- the virtual dial's ground-truth file ----------------------------------------------------
+
+
+def _truth_keys() -> dict[str, str]:
+    text = DOC.read_text(encoding="utf-8")
+    part = text[text.index("## The virtual dial's ground-truth file"):]
+    part = part[:part.index("\n## ", 1)]
+    rows = re.findall(r"^\| `(\w+)` \| (\w+) \|", part, flags=re.M)
+    return dict(rows)
+
+
+def _doc_host_ns(line: dict[str, Any], device_us: int, near_ns: int) -> int:
+    """The page's three steps, written from the page."""
+    def host(d: int) -> int:
+        e = max(0, d - 1)
+        while e + (e * line["drift_ppb"]) // 10**9 < d:
+            e += 1
+        while e > 0 and (e - 1) + ((e - 1) * line["drift_ppb"]) // 10**9 >= d:
+            e -= 1
+        return int(line["mono0_ns"] + 1000 * e)
+
+    cands = [device_us - line["tick_start"] + w * 2 ** line["wrap_bits"] for w in (0, 1)]
+    return min((host(d) for d in cands if d >= 0), key=lambda h: abs(h - near_ns))
+
+
+def test_a_virtual_dials_truth_file_is_as_the_page_says(tmp_path):
+    from ratedial.virtual.truth import read_truth
+
+    truth = tmp_path / "truth.jsonl"
+    subprocess.run([sys.executable, "-m", "ratedial", "virtual-dial", "--duration", "0.5",
+                    "--drift-ppm", "150", "--tick-start-us", str(2**30 - 200_000),
+                    "--truth", str(truth)], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=60, check=False)
+    lines = [json.loads(x) for x in truth.read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 1
+    (line,) = lines
+    types = {"string": str, "integer": int, "number": (int, float)}
+    keys = _truth_keys()
+    assert set(keys) == set(line)
+    for k, t in keys.items():
+        assert isinstance(line[k], types[t]), (k, line[k])
+    assert line["drift_ppb"] == 150_000 and line["tick_start"] == 2**30 - 200_000
+    (boot,) = read_truth(truth)
+    for offset_us in (0, 150_000, 199_999, 200_000, 900_000, 10_000_000):
+        device_us = line["tick_start"] + offset_us - (2**30 if offset_us >= 200_000 else 0)
+        near = line["mono0_ns"] + offset_us * 1000
+        assert _doc_host_ns(line, device_us, near) == boot.host_ns(device_us, near_ns=near)

@@ -1,6 +1,8 @@
 """Ground truth of a virtual dial: map device time back to host time exactly (pure).
 
-At every boot the simulated hardware records one JSON line (see ``firmware/sim/hw.py``).
+At every boot the simulated hardware records one JSON line (see ``firmware/sim/hw.py``); the
+file format (keys, types, the mapping) is specified in docs/recording.md, "The virtual
+dial's ground-truth file".
 The device clock of that boot is, with integer arithmetic::
 
     e        = mono_us - mono0_us                    # host CLOCK_MONOTONIC µs since boot
