@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -126,6 +127,9 @@ class MpvClient:
 
 
 def has_display() -> bool:
+    """Windows and macOS always have one; on Linux and BSD it is X11 or Wayland."""
+    if sys.platform in ("win32", "darwin"):
+        return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
@@ -140,8 +144,9 @@ class MpvPlayer:
                  timeout: float = 15.0) -> None:
         exe = shutil.which(mpv)
         if exe is None:
-            raise PlayerError(f"{mpv} not found: install mpv (apt-get install mpv) or pass "
-                              "--mpv PATH, or use --no-video")
+            raise PlayerError(f"{mpv} not found: install mpv (apt-get install mpv; macOS: brew "
+                              "install mpv; Windows: winget install mpv) or pass --mpv PATH, "
+                              "or use --no-video")
         self.video = str(video)
         self.speed = speed
         self._sock_path, self._dir = private_endpoint()
