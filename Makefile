@@ -43,7 +43,7 @@ $(RP2EMU_NPM): tests/rp2emu/package.json tests/rp2emu/package-lock.json
 
 rp2emu: $(STAMP) $(RP2EMU_NPM)
 	@mkdir -p tests/artifacts; rm -f tests/artifacts/rp2emu.json; \
-	RATEDIAL_RP2EMU_SUMMARY=tests/artifacts/rp2emu.json $(PY) -m pytest -m rp2emu -q tests/test_rp2emu.py; \
+	RATEDIAL_RP2EMU_SUMMARY=tests/artifacts/rp2emu.json $(PY) -m pytest -m rp2emu -q tests/test_rp2emu*.py; \
 	rc=$$?; $(PY) tests/rp2emu/summary.py tests/artifacts/rp2emu.json; exit $$rc
 
 sysdeps:

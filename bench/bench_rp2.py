@@ -42,9 +42,8 @@ def run() -> dict[str, Any]:
     reason = rp2board.skip_reason()
     if reason is not None:
         return {"skipped": reason}
-    from rp2emu.link import Link
-
     from ratedial.wire import Ack, Drop, Hello, Rate, Samples, Status
+    from rp2emu.link import Link
 
     out: dict[str, Any] = {
         "what": "the dial firmware on MicroPython v1.28.0 (rp2 port, RPI_PICO UF2) on an "

@@ -422,7 +422,8 @@ def _rp2(res: dict[str, Any]) -> list[str]:
             "physical Pico (rp2040js does not model XIP flash cache misses).", ""]
     rows = []
     for hz, x in (r.get("rates") or {}).items():
-        rows.append([f"{hz} Hz", _f(x.get("busy_pct"), 1, " %"), _f(x.get("sampler_irq_pct"), 1, " %"),
+        rows.append([f"{hz} Hz", _f(x.get("busy_pct"), 1, " %"),
+                     _f(x.get("sampler_irq_pct"), 1, " %"),
                      _f(x.get("main_loop_pct"), 1, " %"), _f(x.get("usb_irq_pct"), 2, " %"),
                      _f(x.get("sampler_us_per_sample"), 0), _f(x.get("dropped_samples")),
                      _f(x.get("overruns")), _f(x.get("jitter_max_us")), _f(x.get("mem_free_min"))])

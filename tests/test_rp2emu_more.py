@@ -14,17 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from daemonrun import assert_exact_accounting, epoch_indices, finish, query, start_daemon
+from ratedial.wire import Hello, Samples, Status
 from rp2emu import board as rp2board
 from rp2emu import truth
+from rp2emu.link import Link
 
 _SKIP = rp2board.skip_reason()
 pytestmark = [pytest.mark.skipif(_SKIP is not None, reason=_SKIP or ""), pytest.mark.rp2emu]
-
-if _SKIP is None:
-    from rp2emu.link import Link
-
-from daemonrun import assert_exact_accounting, epoch_indices, finish, query, start_daemon
-from ratedial.wire import Hello, Samples, Status
 
 WALL_PER_EMU_S = 40.0
 PIN_A, PIN_B, PIN_BUTTON = 2, 3, 4
@@ -65,7 +62,7 @@ def test_tick_wrap_crossed_on_the_real_port(boot) -> None:  # type: ignore[no-un
     """The board boots 1.5 s before time.ticks_us wraps at 2**30 us (the emulated clock starts
     late): device time runs on past 2**30 as 64-bit, samples stay contiguous and on the grid."""
     wrap = 1 << 30
-    emu, link = boot(start_us=wrap - 1_500_000)
+    _emu, link = boot(start_us=wrap - 1_500_000)
     hello = link.wait_for(lambda fs: next((f for f in fs if isinstance(f, Hello)), None),
                           30 * WALL_PER_EMU_S, "HELLO")
     assert wrap - 1_500_000 < hello.time_us < wrap
@@ -117,7 +114,8 @@ def test_ratedial_devices_and_run_record_the_emulated_pico(boot, tmp_path: Path)
     out = ""
     while time.monotonic() < deadline:  # the board needs ~0.3 emulated s to boot
         proc = subprocess.run([sys.executable, "-m", "ratedial", "devices", "--port", emu.port,
-                               "--timeout", "10"], capture_output=True, text=True, timeout=120)
+                               "--timeout", "10"], capture_output=True, text=True, timeout=120,
+                              check=False)
         out = proc.stdout + proc.stderr
         if "pico" in out:
             break
@@ -125,7 +123,7 @@ def test_ratedial_devices_and_run_record_the_emulated_pico(boot, tmp_path: Path)
     path = tmp_path / "emu.ratedial"
     daemon = start_daemon("--port", emu.port, "--broker", "none", "--record", str(path),
                           "--duration", "25")
-    out, err = finish(daemon, timeout=300)
+    out, _err = finish(daemon, timeout=300)
     summary = json.loads(out.strip().splitlines()[-1])
     per_dial = epoch_indices(path)
     assert len(per_dial) == 1
@@ -201,3 +199,26 @@ def test_hard_irq_runs_with_the_heap_locked(boot) -> None:  # type: ignore[no-un
     assert "MemoryError" in out, out
     ran, allocated = (int(x) for x in out.split("PROBE", 1)[1].split()[:2])
     assert ran == 1 and allocated == 0, out  # ran once, failed at the allocation, disabled
+
+
+def _u16(raw12: int) -> int:
+    """MicroPython rp2's ADC.read_u16 of a 12-bit conversion result."""
+    return (raw12 << 4) | (raw12 >> 8)
+
+
+def test_pot_variant_reads_the_emulated_adc(boot) -> None:  # type: ignore[no-untyped-def]
+    """boards/pico_pot.py on the real port: the potentiometer through the RP2040 ADC (the
+    emulator's channel 0 = GP26). At rest the count settles to the exact position in
+    read_u16 units, relative to the position at start."""
+    emu, link = boot(rp2board.firmware_files("pico_pot"))
+    hello = link.wait_for(lambda fs: next((f for f in fs if isinstance(f, Hello)), None),
+                          30 * WALL_PER_EMU_S, "HELLO")
+    assert (hello.board, hello.backend) == ("pico-pot", "adc")
+    start = link.wait_for(lambda fs: [f for f in fs if isinstance(f, Samples)],
+                          2 * WALL_PER_EMU_S, "samples")[-1].counts[-1]
+    assert start == 0  # the pin read 0 at start: the position is counted from there
+    for raw in (2048, 3001, 17):
+        t = emu.call("adc", channel=0, value=raw)["nanos"] // 1000
+        link.wait_device_time(t + 300_000, 2 * WALL_PER_EMU_S)  # > 64 quiet samples + filter
+        last = [f for f in link.since(0, Samples) if f.times_us[0] > t + 200_000]
+        assert last and {c for f in last for c in f.counts} == {_u16(raw)}, (raw, last[-1])

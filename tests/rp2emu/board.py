@@ -16,6 +16,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -89,8 +90,8 @@ def make_image(files: dict[str, bytes], cache: Path) -> Path:
     from mpy import micropython_exe
 
     tmp = out.with_suffix(".tmp")
-    subprocess.run([micropython_exe(), "-X", "heapsize=16M", str(HERE / "mkfs_mpy.py"), str(tmp), str(src)],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run([micropython_exe(), "-X", "heapsize=16M", str(HERE / "mkfs_mpy.py"),
+                    str(tmp), str(src)], check=True, capture_output=True, timeout=120)
     tmp.replace(out)
     return out
 
@@ -107,7 +108,8 @@ class EmuPico:
         self._ctl, child = socket.socketpair()
         self.proc = subprocess.Popen(
             ["node", str(HERE / "runner.mjs"), "--uf2", str(d / UF2_NAME),
-             "--bootrom", str(d / BOOTROM_NAME), "--fs", str(image), "--pio", pio, "--ctl-fd", str(child.fileno()),
+             "--bootrom", str(d / BOOTROM_NAME), "--fs", str(image), "--pio", pio,
+             "--ctl-fd", str(child.fileno()),
              "--high", ",".join(str(p) for p in high), "--start-us", str(start_us)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             pass_fds=(child.fileno(),), cwd=HERE,
@@ -189,7 +191,8 @@ class EmuPico:
         try:
             msg = q.get(timeout=timeout)
         except queue.Empty:
-            raise TimeoutError(f"rp2emu: no answer to {op}; stderr: {self.stderr[-2000:]!r}")
+            raise TimeoutError(
+                f"rp2emu: no answer to {op}; stderr: {self.stderr[-2000:]!r}") from None
         finally:
             del self._replies[rid]
         if "error" in msg:
@@ -220,10 +223,8 @@ class EmuPico:
         if self._closed:
             return
         self._closed = True
-        try:
+        with contextlib.suppress(OSError, TimeoutError, RuntimeError):
             self.call("quit", timeout=5)
-        except (OSError, TimeoutError, RuntimeError):
-            pass
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -231,16 +232,12 @@ class EmuPico:
             self.proc.wait()
         self._ctl.close()
         for fd in (self._master, self._slave):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
         for s in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if s is not None:
-                try:
+                with contextlib.suppress(OSError):
                     s.close()
-                except OSError:
-                    pass
 
     def __enter__(self) -> EmuPico:
         return self
@@ -257,7 +254,5 @@ if __name__ == "__main__":  # pragma: no cover - manual use: print the port, run
     img = make_image(firmware_files(board), cache)
     with EmuPico(image=img) as pico:
         print(pico.port, flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
-        except KeyboardInterrupt:
-            pass

@@ -6,6 +6,7 @@
 # Geometry of RPI_PICO: 4096-byte blocks, 352 of them (1408 KB at flash offset 0xa0000).
 import os
 import sys
+
 import vfs
 
 BLOCK = 4096

@@ -273,6 +273,10 @@ const ops = {
     else applyWave();
     return { t0 };
   },
+  adc: (r) => {
+    mcu.adc.channelValues[r.channel] = r.value; // 12-bit, read by the next conversion
+    return { nanos: clock.nanos };
+  },
   pins: (r) => {
     for (const [pin, level] of r.levels) mcu.gpio[pin].setInputValue(!!level);
     return { nanos: clock.nanos };
