@@ -7,8 +7,8 @@ position) until mpv says where it landed, then that position; ``media_seek`` eve
 landed position. Frame steps move the paused position by one frame each way.
 
 The video is 20 s at 30 fps with a keyframe every 3 s, so an inexact seek lands on a multiple
-of 3 s. The test drives mpv over its own IPC connection and waits on what the recording holds
-(no sleeps as synchronisation).
+of 3 s. The tests drive the player through its own interface and wait on what the recording
+holds (no sleeps as synchronisation). VLC (polled) gets the same seek past the end.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def video() -> Iterator[Path]:
     if not have("ffmpeg", "mpv"):
         pytest.skip("needs ffmpeg and mpv (apt-get install ffmpeg mpv)")
     d = Path(tempfile.mkdtemp(prefix="ratedial-seek-"))
+    d.chmod(0o755)  # VLC runs as nobody
     path = d / "gop3.mp4"
     subprocess.run(
         ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
@@ -44,6 +45,7 @@ def video() -> Iterator[Path]:
          "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
          "-g", "90", "-keyint_min", "90", "-sc_threshold", "0", str(path)],
         check=True, timeout=120)
+    path.chmod(0o644)
     yield path
     shutil.rmtree(d, ignore_errors=True)
 
@@ -141,3 +143,49 @@ def test_mpv_seek_edges_record_what_the_player_shows(tmp_path, video):
     assert all(m is None or m <= duration for m in seeking)
     ended = [m for (m,) in rec.query("SELECT media_s FROM samples WHERE media_state = 4")]
     assert ended and all(m is None or m == pytest.approx(landed["end"]) for m in ended)
+
+
+def test_vlc_seek_past_the_end_is_clamped_to_the_video(tmp_path, video):
+    """VLC (3.0, polled) answers a seek past the end by pausing where it was; ratedial
+    records that, never a time past the end; then an absolute and a relative seek land."""
+    if not have("cvlc"):
+        pytest.skip("VLC is not installed (apt-get install vlc-bin vlc-plugin-base)")
+    from test_players_real import Vlc
+
+    vlc = Vlc(video, "test-password")
+    dial = Dial(60)
+    daemon = None
+    try:
+        daemon = Daemon(tmp_path, dial.path, f"vlc:127.0.0.1:{vlc.port}",
+                        env={"RATEDIAL_VLC_PASSWORD": "test-password"})
+        daemon.wait_for("SELECT 1 FROM events WHERE kind = 'media_load'")
+        daemon.wait_for("SELECT 1 FROM samples WHERE media_state = 2")
+        vlc.status("?command=pl_forceresume")
+        daemon.wait_for("SELECT 1 FROM samples WHERE media_state = 1 AND media_s > 0.5")
+        vlc.status("?command=seek&val=35")
+        after = time.monotonic_ns()
+        daemon.wait_for(f"SELECT 1 FROM samples WHERE media_state IN (2, 4) "
+                        f"AND host_ns > {after + 500_000_000}", timeout=20)
+        (seeks_before,), = daemon.recording.query(
+            "SELECT count(*) FROM events WHERE kind = 'media_seek'")
+        vlc.status("?command=seek&val=12")
+        daemon.wait_for(n_seeks(seeks_before + 1), timeout=20)
+        vlc.status("?command=seek&val=-5")  # relative, paused
+        daemon.wait_for(n_seeks(seeks_before + 2), timeout=20)
+        out = daemon.stop()
+        assert daemon.proc.returncode == 0, out
+    finally:
+        if daemon is not None:
+            daemon.stop()
+        vlc.close()
+        dial.close()
+
+    rec = daemon.recording
+    (duration,), = rec.query("SELECT duration_s FROM media")
+    assert duration == pytest.approx(DURATION, abs=0.1)
+    positions = [m for (m,) in rec.query("SELECT media_s FROM samples WHERE media_s IS NOT NULL")]
+    assert max(positions) <= duration and min(positions) >= 0.0
+    seeks = [json.loads(d) for _, k, d in rec.events("media_seek")]
+    assert all(0.0 <= s["to_s"] <= duration for s in seeks), seeks
+    assert seeks[-2]["to_s"] == pytest.approx(12.0, abs=0.5), seeks
+    assert seeks[-1]["to_s"] == pytest.approx(7.0, abs=0.5), seeks
