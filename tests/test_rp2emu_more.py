@@ -222,3 +222,36 @@ def test_pot_variant_reads_the_emulated_adc(boot) -> None:  # type: ignore[no-un
         link.wait_device_time(t + 300_000, 2 * WALL_PER_EMU_S)  # > 64 quiet samples + filter
         last = [f for f in link.since(0, Samples) if f.times_us[0] > t + 200_000]
         assert last and {c for f in last for c in f.counts} == {_u16(raw)}, (raw, last[-1])
+
+
+def _flash(port: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ratedial", "flash", "--port", port, *args],
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_ratedial_flash_installs_and_boots_on_the_emulated_pico(boot) -> None:  # type: ignore[no-untyped-def]
+    """``ratedial flash`` against a Pico with MicroPython and an empty filesystem: detection,
+    a refusal, compile, the copy (flash writes are performed by the harness at the boot ROM's
+    erase/program functions, rp2040js has none), the restart from what was written, and a
+    second run that writes nothing."""
+    emu, _ = boot({"README.txt": b"a Pico with MicroPython and nothing else\n"}, link=False)
+    refused = _flash(emu.port, "--board", "esp32_devkitc")
+    assert refused.returncode != 0
+    assert "esp32" in refused.stdout + refused.stderr and "Traceback" not in refused.stderr
+    first = _flash(emu.port, "--board", "pico", "--timeout", "120")
+    out = first.stdout + first.stderr
+    assert first.returncode == 0, out
+    assert "MicroPython 1.28.0 on rp2" in out and ".mpy v6.3" in out, out
+    assert "0 unchanged" in out and "board=pico firmware=0.1.0 backend=pio" in out, out
+    st = emu.stats()
+    assert st["flash_programmed"] > 20_000 and st["flash_erased"] > 0
+    # The board now runs the flashed firmware: its stream decodes.
+    link = Link(emu.port)
+    try:
+        link.wait_for(lambda fs: sum(isinstance(f, Samples) for f in fs) >= 20,
+                      3 * WALL_PER_EMU_S, "samples from the flashed firmware")
+    finally:
+        link.close()
+    again = _flash(emu.port, "--board", "pico", "--timeout", "120")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "nothing to write, 16 unchanged" in again.stdout, again.stdout

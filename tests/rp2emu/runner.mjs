@@ -65,6 +65,43 @@ for (let off = 0; off + 512 <= uf2.length; off += 512) {
 }
 if (opts.fs) mcu.flash.set(fs.readFileSync(opts.fs), FS_OFFSET);
 
+// ------------------------------------------------------------------ flash writes
+// rp2040js does not emulate flash writes (its SSI is a stub). The boot ROM's flash functions,
+// which pico-sdk (and so MicroPython's rp2.Flash) calls for every erase and program, are
+// performed here on the flash array instead: when the core reaches one of them, do what it
+// does and return to the caller (LR). Erase sets bytes to 0xFF; program ANDs the data in
+// (NOR flash only clears bits). They take no emulated time here (a real sector erase takes
+// ~45 ms with interrupts off; nothing samples while the REPL writes files).
+function romWord16(off) {
+  return (bootromB1[off >> 2] >>> ((off & 2) * 8)) & 0xffff;
+}
+const romHooks = new Map();
+{
+  const codes = {
+    IF: () => {}, // connect_internal_flash
+    EX: () => {}, // flash_exit_xip
+    FC: () => {}, // flash_flush_cache (no XIP cache modelled)
+    CX: () => {}, // flash_enter_cmd_xip
+    RE: () => { // flash_range_erase(addr, count, block_size, block_cmd)
+      const [addr, count] = core.registers;
+      mcu.flash.fill(0xff, addr, addr + count);
+      flashStats.erased += count;
+    },
+    RP: () => { // flash_range_program(addr, data, count)
+      const [addr, data, count] = core.registers;
+      for (let i = 0; i < count; i++) mcu.flash[addr + i] &= mcu.readUint8(data + i);
+      flashStats.programmed += count;
+    },
+  };
+  for (let off = romWord16(0x14); ; off += 4) {
+    const code = romWord16(off);
+    if (!code) break;
+    const name = String.fromCharCode(code & 0xff, code >> 8);
+    if (codes[name]) romHooks.set(romWord16(off + 2) & ~1, codes[name]);
+  }
+}
+const flashStats = { erased: 0, programmed: 0 };
+
 // ------------------------------------------------------------------ PIO stepping
 const pios = [mcu.pio[0], mcu.pio[1]];
 const active = []; // {sm, pio, div, acc, wait}
@@ -231,6 +268,12 @@ function runChunk() {
       stats.idle += cyc;
       clock.tick(cyc * CYCLE_NS);
     } else {
+      const pc = core.PC;
+      if (pc < 0x4000 && romHooks.has(pc)) {
+        romHooks.get(pc)();
+        core.PC = core.LR & ~1;
+        continue;
+      }
       const ipsr = core.IPSR;
       const cycles = core.executeInstruction();
       stats.busy += cycles;
@@ -255,6 +298,7 @@ function statsReply() {
   return {
     nanos: clock.nanos, busy: stats.busy, idle: stats.idle, handler: h, pio_steps: pioSteps,
     connected, bytes_to_host: bytesToHost, stalled, held_in: heldIn.length,
+    flash_erased: flashStats.erased, flash_programmed: flashStats.programmed,
     active_sm: active.map((a) => ({ pio: a.pio.index, sm: a.sm.index, div: a.div / 256 })),
   };
 }
