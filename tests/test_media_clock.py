@@ -351,3 +351,12 @@ def test_a_stale_answer_after_a_seek_does_not_hold_the_clock_back():
     _, pos, state = c.at(438 * MS)  # 17 ms later, before the next frame's report
     assert state is MediaState.PLAYING
     assert pos == pytest.approx(80.1 + 1.5 * 0.017, abs=0.003)
+
+
+def test_event_positions_are_clamped_too():
+    """mpv reported time-pos 150.025 at the end of a file whose duration is 150.016."""
+    c = push_clock()  # 100 s
+    c.paused(0, False)
+    play_frames(c, 0, 99.9, 5)
+    events = c.ended(200 * MS, True)
+    assert [(e.kind, e.data["media_s"]) for e in events] == [("media_end", 100.0)]

@@ -228,6 +228,10 @@ class MediaClock:
                 m = min(max(m, last), last + lead)
         return self._clamp(m)
 
+    def _ev(self, m: float | None) -> float | None:
+        """A position for an event's data: clamped like every media time, rounded to 1 µs."""
+        return None if m is None else _r(self._clamp(m))
+
     def _clamp(self, m: float) -> float:
         """A position the player can show: within [0, duration]."""
         if self.duration_s is not None:
@@ -322,7 +326,7 @@ class MediaClock:
         if kind is not None and self._identified:
             at = pos_s if pos_s is not None else (
                 self._last_pos if name != "paused" or value else before)
-            events.append(MediaEvent(kind, {"media_s": _r(at)}, t))
+            events.append(MediaEvent(kind, {"media_s": self._ev(at)}, t))
         self._restate(t, pos_s, events)
 
     # --- inputs: connection and media ------------------------------------------------------
@@ -382,7 +386,7 @@ class MediaClock:
                                             "duration_s": duration_s, "fps": fps}, host_ns)]
         if self._flags.paused is not None and self._flags.connected:  # the state it is in
             kind = "media_pause" if self._flags.paused else "media_play"
-            events.append(MediaEvent(kind, {"media_s": _r(self._now_pos(host_ns))}, host_ns))
+            events.append(MediaEvent(kind, {"media_s": self._ev(self._now_pos(host_ns))}, host_ns))
         return events
 
     def unload(self, host_ns: int) -> list[MediaEvent]:
@@ -458,7 +462,7 @@ class MediaClock:
         pos = self._now_pos(t)
         self._flags.rate = rate
         if self._identified:
-            events.append(MediaEvent("media_rate", {"rate": rate, "media_s": _r(pos)}, t))
+            events.append(MediaEvent("media_rate", {"rate": rate, "media_s": self._ev(pos)}, t))
         self._restate(t, pos, events)
 
     def seek(self, host_ns: int) -> list[MediaEvent]:
@@ -498,8 +502,8 @@ class MediaClock:
         self._flags.seeking = False
         self._settling = False
         if self._seek_from is not None and self._identified:
-            events.append(MediaEvent("media_seek", {"from_s": _r(self._seek_from),
-                                                    "to_s": _r(media_s)}, t))
+            events.append(MediaEvent("media_seek", {"from_s": self._ev(self._seek_from),
+                                                    "to_s": self._ev(media_s)}, t))
         self._seek_from = None
         self._seek_target = None
         self._last_pos = media_s
@@ -574,8 +578,8 @@ class MediaClock:
             moved = prev is None or prev[2] != media_s if stale else media_s != cur.pos_s
             if moved and media_s != cur.pos_s:
                 if abs(media_s - cur.pos_s) > self._jump_s():
-                    events.append(MediaEvent("media_seek", {"from_s": _r(cur.pos_s),
-                                                            "to_s": _r(self._clamp(media_s))},
+                    events.append(MediaEvent("media_seek", {"from_s": self._ev(cur.pos_s),
+                                                            "to_s": self._ev(media_s)},
                                              boundary))
                 self._last_pos = media_s
                 self._start(boundary, media_s)
@@ -612,8 +616,8 @@ class MediaClock:
                 self._fit(cur, recv_ns)
             return
         if lo > est_hi + jump or hi < est_lo - jump:
-            events.append(MediaEvent("media_seek", {"from_s": _r(self._now_pos(boundary)),
-                                                    "to_s": _r(self._clamp(media_s))}, boundary))
+            events.append(MediaEvent("media_seek", {"from_s": self._ev(self._now_pos(boundary)),
+                                                    "to_s": self._ev(media_s)}, boundary))
             # VLC shows a seek's target at once; MPC's answer is the position at its receipt.
             at = media_s if stepped else media_s - cur.rate * (recv_ns - boundary) / NS
             self._start(boundary, at)
@@ -644,10 +648,10 @@ class MediaClock:
         self._last_pos = media_s
         if f.paused is not False:
             f.paused = False
-            events.append(MediaEvent("media_play", {"media_s": _r(media_s)}, host_ns))
+            events.append(MediaEvent("media_play", {"media_s": self._ev(media_s)}, host_ns))
         elif was is not None:
-            events.append(MediaEvent("media_seek", {"from_s": _r(was), "to_s": _r(media_s)},
-                                     host_ns))
+            events.append(MediaEvent("media_seek", {"from_s": self._ev(was),
+                                                    "to_s": self._ev(media_s)}, host_ns))
         self._start(host_ns, media_s)
         return events
 
