@@ -115,6 +115,18 @@ def test_the_page_lists_every_table_and_column_of_the_schema():
         assert a[name] == b[name], name
 
 
+def test_the_pages_codes_are_the_schemas():
+    from ratedial.recording.schema import FORMAT, FORMAT_VERSION, MediaState
+
+    text = DOC.read_text(encoding="utf-8")
+    m = re.search(r"^\| `media_state` \| `INTEGER NOT NULL` \| (.*) \|$", text, flags=re.M)
+    assert m is not None
+    names = {MediaState.NONE: "no player"}
+    assert m.group(1) == ", ".join(f"{int(s)} {names.get(s, s.name.lower())}"
+                                   for s in MediaState)
+    assert f'`"{FORMAT}"`, `{FORMAT_VERSION}`' in text
+
+
 # --- a recording from the page alone ---------------------------------------------------------
 
 RATE_HZ = 100
