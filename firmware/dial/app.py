@@ -168,6 +168,7 @@ class App:
         self._cur_len = 0
         self._cur_q = False
         self._wake_ev = None  # asyncio.Event of the writer task, when running
+        self._quiet = False  # True while _frame_done packs: it writes itself (see there)
 
         # Packer: next sample to read (absolute index and its low 30 bits) and open frame.
         self._rd = 0
@@ -216,7 +217,7 @@ class App:
         return s
 
     def _wake(self):
-        if self._wake_ev is not None:
+        if self._wake_ev is not None and not self._quiet:
             self._wake_ev.set()
 
     def _queue(self, body, end, first=0, nsamp=0):
@@ -564,10 +565,19 @@ class App:
             await asyncio.sleep_ms(period_ms)
 
     async def _frame_done(self, flag):
-        """Pack the moment the sampler stores the last sample of the open frame."""
+        """Pack the moment the sampler stores the last sample of the open frame, and write
+        it in the same round: waking the writer task instead would cost a second asyncio
+        round per frame (~220 us on an RP2040). The writer is woken only if the link did not
+        take everything."""
         while True:
             await flag.wait()
-            self.pack()
+            self._quiet = True
+            try:
+                self.pack()
+            finally:
+                self._quiet = False
+            if not self.write():
+                self._wake()
 
     async def _housekeeper(self):
         while True:
