@@ -178,7 +178,7 @@ def test_a_named_pipe_on_linux_is_a_clear_oserror():
     async def main() -> None:
         await open_ipc(r"\\.\pipe\mpvsocket", limit=1 << 16)
 
-    with pytest.raises(OSError, match="Proactor"):
+    with pytest.raises(OSError, match="Windows only"):
         asyncio.run(main())
 
 
@@ -251,19 +251,6 @@ def test_privacy_note_on_windows_only_outside_the_user_folder(tmp_path):
     assert note is not None and "outside your user folder" in note and "\n" not in note
     assert privacy_warning(tmp_path / "shared" / "a.ratedial", platform="linux",
                            home=home) is None
-
-
-def test_the_precise_loop_per_platform():
-    import selectors
-
-    from ratedial._platform.loops import precise_loop
-
-    loop = precise_loop()
-    try:
-        assert isinstance(loop, asyncio.SelectorEventLoop)
-        assert isinstance(loop._selector, selectors.SelectSelector)  # type: ignore[attr-defined]
-    finally:
-        loop.close()
 
 
 def test_the_clock_note_names_the_python_that_fixes_it():

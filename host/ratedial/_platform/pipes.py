@@ -7,8 +7,11 @@ Invariants:
   (:func:`open_ipc`, asyncio streams) and the review player (:func:`connect_sync`, a
   blocking channel whose every read has a timeout).
 * A name that does not exist yet is an ``OSError`` (callers retry while mpv starts).
-* On Windows the pipe is opened for overlapped I/O, so a pending read never blocks a write;
-  the asyncio side needs a loop with ``create_pipe_connection`` (the Proactor loop).
+* On Windows the pipe is opened for overlapped I/O, so a pending read never blocks a write.
+  The daemon's loop there waits in ``select`` (aiomqtt needs ``add_reader``, which the
+  Proactor loop lacks), which cannot wait on a pipe: a thread reads it and hands the bytes
+  to asyncio streams (:class:`_ChannelTransport`). That thread path runs on any OS with
+  ``open_ipc(..., thread=True)``, so it is tested on Linux over a Unix socket.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ import asyncio
 import contextlib
 import os
 import secrets
+import select
 import socket
 import sys
 import tempfile
+import threading
 from typing import Protocol
 
 
@@ -48,20 +53,105 @@ def remove_stale(path: str) -> None:
             os.unlink(path)
 
 
-async def open_ipc(path: str, *, limit: int) -> tuple[asyncio.StreamReader,
-                                                     asyncio.StreamWriter]:
-    if not is_named_pipe(path):
+async def open_ipc(path: str, *, limit: int, thread: bool | None = None
+                   ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """asyncio streams to mpv's endpoint; ``thread`` (default: for named pipes) reads it
+    from a thread instead of the event loop."""
+    if thread is None:
+        thread = is_named_pipe(path)
+    if not thread:
         if sys.platform == "win32":
             raise OSError(f"{path}: on Windows mpv's IPC is a named pipe, \\\\.\\pipe\\NAME")
         return await asyncio.open_unix_connection(path, limit=limit)
     loop = asyncio.get_running_loop()
-    connect = getattr(loop, "create_pipe_connection", None)
-    if connect is None:
-        raise OSError(f"{path}: named pipes need asyncio's Proactor event loop (Windows)")
+    channel = await asyncio.to_thread(connect_sync, path)
     reader = asyncio.StreamReader(limit=limit, loop=loop)
     protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
-    transport, _ = await connect(lambda: protocol, path)
+    transport = _ChannelTransport(channel, protocol, loop)
+    protocol.connection_made(transport)
+    transport.start()
     return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
+class _ChannelTransport(asyncio.Transport):
+    """A blocking :class:`Channel` as an asyncio transport: a thread reads (waking every
+    :data:`POLL_S` to notice :meth:`close`), the loop writes (small JSON lines)."""
+
+    POLL_S = 0.2
+
+    def __init__(self, channel: Channel, protocol: asyncio.Protocol,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._channel = channel
+        self._protocol = protocol
+        self._loop = loop
+        self._closing = False
+        self._lost = False
+        self._thread = threading.Thread(target=self._read, name="ipc reader", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _read(self) -> None:
+        error: Exception | None = None
+        try:
+            while not self._closing:
+                try:
+                    data = self._channel.recv(65536, self.POLL_S)
+                except TimeoutError:
+                    continue
+                if not data:
+                    break
+                self._loop.call_soon_threadsafe(self._data, data)
+        except OSError as exc:
+            error = None if self._closing else exc
+        finally:
+            with contextlib.suppress(OSError):
+                self._channel.close()
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                self._loop.call_soon_threadsafe(self._connection_lost, error)
+
+    def _data(self, data: bytes) -> None:
+        if not self._lost:
+            self._protocol.data_received(data)
+
+    def _connection_lost(self, error: Exception | None) -> None:
+        if not self._lost:
+            self._lost = True
+            self._closing = True
+            self._protocol.connection_lost(error)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing:
+            return
+        try:
+            self._channel.sendall(bytes(data))
+        except OSError:
+            self.close()  # the reader thread reports the loss
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        self._closing = True
+
+    def abort(self) -> None:
+        self.close()
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def pause_reading(self) -> None:  # mpv's output is bounded by what we ask for
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def is_reading(self) -> bool:
+        return not self._closing
+
+    def get_write_buffer_size(self) -> int:
+        return 0
 
 
 class Channel(Protocol):
@@ -91,11 +181,13 @@ class _SocketChannel:
         self._sock = s
 
     def recv(self, size: int, timeout: float) -> bytes:
-        self._sock.settimeout(timeout)
+        # select, not settimeout: another thread may be writing on this socket meanwhile
+        readable, _, _ = select.select([self._sock], [], [], max(0.0, timeout))
+        if not readable:
+            raise TimeoutError
         return self._sock.recv(size)
 
     def sendall(self, data: bytes) -> None:
-        self._sock.settimeout(None)
         self._sock.sendall(data)
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ import math
 import os
 import shlex
 import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,9 @@ class MpvSession(PlayerSession):
     player = "mpv"
     # Trying a local socket costs nothing; a restarted mpv is followed within ~0.3 s.
     max_backoff_s = 0.25
+    # Read the IPC endpoint from a thread (default: for Windows named pipes); True tests that
+    # path on a Unix socket.
+    ipc_thread: bool | None = None
 
     def __init__(self, socket_path: str, *, latency_ms: float = 0.0, video: str | None = None,
                  osd: bool = False, ratings: Callable[[], dict[str, float]] | None = None,
@@ -63,7 +67,7 @@ class MpvSession(PlayerSession):
         self.ratings = ratings or dict
         self.mpv_exe = mpv_exe
         self.extra_args = extra_args
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self._tmpdir = tmpdir  # removed at the end (the launched mpv's private socket dir)
         self._writer: asyncio.StreamWriter | None = None
         self._ids = itertools.count(1)
@@ -79,15 +83,15 @@ class MpvSession(PlayerSession):
         args = [self.mpv_exe, f"--input-ipc-server={self.socket_path}", *LAUNCH_ARGS,
                 *self.extra_args, "--", self.video]
         remove_stale(self.socket_path)  # mpv leaves its socket behind when it exits
-        try:
-            self.process = await asyncio.create_subprocess_exec(
-                *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL)
+        try:  # Popen, not asyncio's: the loop on Windows (select) has no subprocesses
+            self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL)
         except OSError as exc:
             raise UsageError(f"--video: cannot start mpv ({exc.strerror})") from None
         deadline = asyncio.get_running_loop().time() + SOCKET_WAIT_S
         while not endpoint_ready(self.socket_path):  # ~75 ms after launch
-            if self.process.returncode is not None:
+            if self.process.poll() is not None:
                 raise UsageError(f"--video {self.video}: mpv exited at once "
                                  f"(code {self.process.returncode}); is it a video file?")
             if asyncio.get_running_loop().time() > deadline:
@@ -96,21 +100,20 @@ class MpvSession(PlayerSession):
 
     async def _stop(self) -> None:
         proc = self.process
-        if proc is not None and proc.returncode is None:
+        if proc is not None and proc.poll() is None:
             proc.terminate()
             try:
-                async with asyncio.timeout(3.0):
-                    await proc.wait()
-            except TimeoutError:
+                await asyncio.to_thread(proc.wait, 3.0)
+            except subprocess.TimeoutExpired:
                 proc.kill()
-                await proc.wait()
+                await asyncio.to_thread(proc.wait)
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
 
     # --- one connection ---------------------------------------------------------------------
 
     async def _follow(self, out: MediaOutput) -> None:
-        reader, writer = await open_ipc(self.socket_path, limit=1 << 20)
+        reader, writer = await open_ipc(self.socket_path, limit=1 << 20, thread=self.ipc_thread)
         self._writer = writer
         self.input = MpvInput(self.clock)
         osd_task = asyncio.create_task(self._osd_loop(), name="mpv osd") if self.osd else None
