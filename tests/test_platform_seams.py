@@ -260,3 +260,18 @@ def test_the_clock_note_names_the_python_that_fixes_it():
     assert note is not None and "3.13" in note and "\n" not in note
     assert clock_note("win32", (3, 13)) is None
     assert clock_note("linux", (3, 11)) is None and clock_note("darwin", (3, 11)) is None
+
+
+def test_mqtt_commands_get_a_loop_with_add_reader():
+    from ratedial._platform.loops import selector_loop
+
+    loop = selector_loop()
+    try:
+        assert isinstance(loop, asyncio.SelectorEventLoop)
+        r, w = socket.socketpair()
+        loop.add_reader(r.fileno(), lambda: None)  # what aiomqtt does with paho's socket
+        assert loop.remove_reader(r.fileno())
+        r.close()
+        w.close()
+    finally:
+        loop.close()

@@ -217,13 +217,15 @@ def monitor(broker: str, prefix: str, duration: float | None) -> None:
     import aiomqtt
     from rich.console import Console
 
+    from ._platform.loops import selector_loop
     from .errors import RatedialError
     from .mqtt.monitor import monitor as run_monitor
 
     try:
         # Piped or logged output keeps whole columns instead of squeezing them into 80.
         console = Console() if sys.stdout.isatty() else Console(width=160)
-        asyncio.run(run_monitor(broker, prefix=prefix, duration=duration, console=console))
+        with asyncio.Runner(loop_factory=selector_loop) as runner:  # aiomqtt: add_reader
+            runner.run(run_monitor(broker, prefix=prefix, duration=duration, console=console))
     except aiomqtt.MqttError as exc:
         raise RatedialError(f"cannot subscribe at {broker}: {exc}") from None
 
