@@ -11,7 +11,9 @@ Invariants:
 
 Seams: :mod:`.lock` (one writer per recording), :mod:`.signals` (Ctrl+C, Ctrl+Break,
 SIGTERM stop the daemon), :mod:`.keys` (lines typed at the terminal), :mod:`.pipes` (mpv's
-IPC: a Unix socket or a Windows named pipe), :func:`default_serial_io`.
+IPC: a Unix socket or a Windows named pipe), :mod:`.loops` (a loop MQTT can use),
+:mod:`.privacy` (who can read a recording), :func:`default_serial_io` (the serial reader,
+:mod:`ratedial.daemon.serial_thread` on Windows), :func:`clock_note`.
 """
 
 from __future__ import annotations
