@@ -9,6 +9,7 @@ and device clock, running ``drift_ppm`` fast), so a test knows which samples are
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,7 +97,7 @@ class World:
     def send(self, data: bytes, host_ns: int, *, splits: tuple[int, ...] = ()) -> None:
         """Deliver ``data`` in reads cut at ``splits`` (offsets), all stamped ``host_ns``."""
         cuts = [0, *sorted(c for c in set(splits) if 0 < c < len(data)), len(data)]
-        for a, b in zip(cuts, cuts[1:], strict=False):
+        for a, b in itertools.pairwise(cuts):
             items = self.decoder.feed_marked(data[a:b])
             if items:
                 self.daemon._frames(PORT, items, host_ns)

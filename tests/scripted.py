@@ -48,8 +48,14 @@ class ScriptedPort:
         os.close(self._slave)
 
 
-def hello(*, boot: int = 42) -> Hello:
-    return Hello(seq=0, boot_id=boot, time_us=0, period_us=1000, rate_hz=1000, batch=10,
+def device_us(index: int) -> int:
+    """Device time of sample ``index`` of a scripted dial (sample 0 at 1 s)."""
+    return 1_000_000 + 1000 * index
+
+
+def hello(*, boot: int = 42, index: int = 0) -> Hello:
+    """The HELLO a dial sends when sample ``index`` is next (its device time then)."""
+    return Hello(seq=0, boot_id=boot, time_us=device_us(index), period_us=1000, rate_hz=1000, batch=10,
                  tick_bits=30, flags=1, debounce_ms=5, uid=UID, board="test", firmware="0.1.0",
                  backend="irq")
 
@@ -57,7 +63,7 @@ def hello(*, boot: int = 42) -> Hello:
 def samples(first: int) -> Samples:
     return Samples(seq=first // 10, first_index=first, period_us=1000,
                    counts=tuple(range(first, first + 10)),
-                   times_us=tuple(1_000_000 + 1000 * (first + k) for k in range(10)),
+                   times_us=tuple(device_us(first + k) for k in range(10)),
                    flags=(0,) * 10)
 
 
@@ -66,6 +72,6 @@ def stream(n_frames: int, *, period_s: float = 0.01, start: float = 0.0, hello_e
     """A 1 kHz dial in real time: HELLO, then frames of 10 samples every 10 ms."""
     def chunks() -> Iterator[tuple[bytes, float]]:
         for i in range(n_frames):
-            extra = encode_frame(hello(boot=boot)) if i % hello_every == 0 else b""
+            extra = encode_frame(hello(boot=boot, index=10 * i)) if i % hello_every == 0 else b""
             yield extra + encode_frame(samples(10 * i)), start + i * period_s
     return chunks

@@ -18,8 +18,8 @@ from ratedial.wire import Ack, Drop, Hello, Samples
 UID = bytes.fromhex("e66038b7132f4a2c")
 
 
-def hello(boot: int) -> Hello:
-    return Hello(seq=0, boot_id=boot, time_us=0, period_us=1000, rate_hz=1000, batch=10,
+def hello(boot: int, t_us: int = 1_010_000) -> Hello:
+    return Hello(seq=0, boot_id=boot, time_us=t_us, period_us=1000, rate_hz=1000, batch=10,
                  tick_bits=30, flags=1, debounce_ms=5, uid=UID, board="virtual",
                  firmware="0.1.0", backend="irq")
 
@@ -64,7 +64,7 @@ def test_reboot_starts_a_new_epoch_without_moving_the_rating():
     c.hello(hello(1), host(0))
     c.samples(frame(0, [0] * 5 + [20] * 5), host(0))
     assert c.last_rating == 70.0
-    outs = c.hello(hello(2), host(10))
+    outs = c.hello(hello(2, t_us=0), host(10))
     assert of(outs, EpochOut)[0].previous_boot_id == 1
     assert [o.kind for o in of(outs, EventOut)] == ["dial_reboot"]
     (s,) = of(c.samples(frame(0, [0, 1, 2], t0=500), host(3)), SamplesOut)

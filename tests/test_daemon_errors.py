@@ -81,7 +81,7 @@ def test_garbage_between_frames_is_counted_and_samples_still_recorded(tmp_path):
         yield encode_frame(hello()), 0.0
         for i in range(150):
             junk = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40)))
-            extra = encode_frame(hello()) if i % 50 == 0 else b""  # HELLO every 0.5 s
+            extra = encode_frame(hello(index=10 * i)) if i % 50 == 0 else b""  # every 0.5 s
             yield junk + b"\x00" + extra + encode_frame(samples(10 * i)), 0.05 + i * 0.01
 
     port = ScriptedPort(chunks)

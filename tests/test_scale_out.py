@@ -44,7 +44,7 @@ def dial_stream(uid: str, n_frames: int, *, boot: int = 42, skip: range = range(
             b, k = boot, i
             if reboot_at is not None and i >= reboot_at:
                 b, k = boot + 1, i - reboot_at
-            h = dataclasses.replace(hello(boot=b), uid=bytes.fromhex(uid))
+            h = dataclasses.replace(hello(boot=b, index=10 * k), uid=bytes.fromhex(uid))
             extra = encode_frame(h) if k % 50 == 0 else b""
             if i in skip:
                 continue

@@ -54,10 +54,10 @@ from ..wire import (
 from ..wire.checks import MIN_PERIOD_US, field_problem
 
 DRIFT = 1.001  # device and host clocks agree within 1000 ppm
+PACKING_US = 50_000  # a frame is queued within this of its last sample (GC pauses included)
 RECENT_FRAMES = 4096  # frames whose device times a duplicate is checked against exactly
 MAX_EPOCHS = 16  # boots of one dial kept resumable; older ones are retired
 MAX_HELD = 20_000  # frames waiting for a HELLO (6 s of 1-sample frames at 2 kHz: 12,000)
-CAUSAL_NS = 20_000_000  # room beyond the clock's own uncertainty before "taken after arrival"
 EVENTS_PER_REASON = 100  # frame_rejected events per dial and reason; then every 1000th
 
 
@@ -303,13 +303,14 @@ class DialCore:
         self.needs_hello = False
         self.held.lost.clear()
         for s, t, why in self.held.take():
-            if self._place(ep, s, t)[0] == FOREIGN:
+            if self._place(ep, s, t, before_hello=True)[0] == FOREIGN:
                 out += self.reject(s, why, "not of the boot its HELLO named", host_ns)
             else:
-                out += self.samples(s, t)
+                out += self.samples(s, t, before_hello=True)
         return out
 
-    def samples(self, s: Samples, host_recv_ns: int) -> list[Out]:
+    def samples(self, s: Samples, host_recv_ns: int, *, before_hello: bool = False
+                ) -> list[Out]:
         problem = field_problem(s)
         if problem is not None:
             return self.reject(s, "field", problem, host_recv_ns)
@@ -319,7 +320,7 @@ class DialCore:
             self.needs_hello = True
             self.held.add(s, host_recv_ns, "no_hello")
             return out
-        kind, why = self._place(ep, s, host_recv_ns)
+        kind, why = self._place(ep, s, host_recv_ns, before_hello=before_hello)
         if kind == DUPLICATE:
             ep.ledger.duplicates += len(s)
             return out
@@ -538,34 +539,35 @@ class DialCore:
             ep.ledger.seed(min(firsts), GapReason.NO_HELLO)
 
     def _ahead_limit(self, ep: Epoch, host_ns: int) -> int:
-        """The latest device time the dial can have reached by ``host_ns``: what the host
-        time since the anchor allows, and once the clock is modelled, no sample is taken
-        after it arrived (its mapped time, less the model's uncertainty and CAUSAL_NS, is
-        not after ``host_ns``)."""
+        """The latest device time the dial can have reached by ``host_ns``: the anchor's
+        device time plus the host time since it arrived (clocks within 1000 ppm), plus
+        ``slack_s`` for the anchor's own latency (a frame that waited in the dial's queue).
+        """
         elapsed_us = max(0, host_ns - ep.anchor_host_ns) // 1000
-        limit = ep.anchor_device_us + int(elapsed_us * DRIFT) + self._slack_us
-        est = ep.clock.current() if ep.last_device_us is not None else None
-        if est is not None:
-            room_ns = host_ns + est.uncertainty_ns + CAUSAL_NS - est.ref_host_ns
-            causal = est.ref_device_us + int(room_ns / (1000 + est.skew_ppm * 1e-3))
-            limit = min(limit, max(causal, ep.anchor_device_us))
-        return limit
+        return ep.anchor_device_us + int(elapsed_us * DRIFT) + self._slack_us
 
     def _max_new_samples(self, ep: Epoch, host_ns: int) -> int:
         """How many samples past the anchor the dial can have taken by ``host_ns``."""
         return (self._ahead_limit(ep, host_ns) - ep.anchor_device_us) // MIN_PERIOD_US + 2
 
-    def _place(self, ep: Epoch, s: Samples, host_ns: int) -> tuple[str, str]:
-        """NEW, DUPLICATE or FOREIGN (with why) for SAMPLES ``s`` against epoch ``ep``."""
+    def _place(self, ep: Epoch, s: Samples, host_ns: int, *, before_hello: bool = False
+               ) -> tuple[str, str]:
+        """NEW, DUPLICATE or FOREIGN (with why) for SAMPLES ``s`` against epoch ``ep``;
+        ``before_hello``: ``s`` arrived before the HELLO that made ``ep`` current."""
         if s.times_us[-1] > self._ahead_limit(ep, host_ns):
             return FOREIGN, "time_jump"
         nxt = ep.ledger.next_index
         last_t = ep.last_device_us
         if nxt is None or last_t is None:
-            # The first frame of the boot: device time near the HELLO's, looking back too.
-            earliest = ep.anchor_device_us - (self._ahead_limit(ep, host_ns)
-                                              - ep.anchor_device_us)
-            return (NEW, "") if s.times_us[0] >= earliest else (FOREIGN, "time_backwards")
+            # The first frame of the boot. The dial queues HELLO and SAMPLES in one FIFO and
+            # builds a frame when its last sample is taken: a frame that came before the
+            # HELLO ended before it was built, one that came after ended after.
+            t_hello = ep.hello.time_us
+            if before_hello and s.times_us[-1] > t_hello + PACKING_US:
+                return FOREIGN, "not_this_boot"
+            if not before_hello and s.times_us[-1] < t_hello - PACKING_US:
+                return FOREIGN, "time_backwards"
+            return NEW, ""
         if s.end_index <= nxt:
             # A duplicate carries the device times this boot gave those indices: exactly
             # those recorded, for the recent frames; for older ones not after the newest, not

@@ -1,0 +1,326 @@
+"""The dial core under random interleavings of honest and hostile input (hypothesis).
+
+A rule-based state machine drives the daemon's frame path (``Daemon._frames`` with the
+real decoder, cores, clock models and recorder; tests/hostile.py) with an honest dial's
+frames, reboots with and without their HELLO, a second dial taking the port, replays,
+frames with valid CRC and arbitrary fields, damaged and lost frames, garbage, PING answers
+with arbitrary times and pauses, delivered in reads split at arbitrary points. A twin daemon
+gets the same bytes in one read each time.
+
+Invariants, checked after every delivery: no exception escapes; per epoch, every index
+is recorded once or in exactly one gap; every honest sample sent after its boot's HELLO is
+recorded; the twin recorded the same samples and the same gaps with the same reasons (read
+boundaries change nothing); recorded host times never decrease within an epoch; every
+sample belongs to an epoch a HELLO of its uid introduced.
+
+``make test`` runs a bounded number of examples; ``make fuzz`` runs it long
+(``RATEDIAL_FUZZ_EXAMPLES``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from hostile import PORT, SimDial, World, accounted
+from ratedial.daemon.core import EpochOut, GapOut, SamplesOut
+from ratedial.wire import (
+    Ack,
+    Button,
+    Drop,
+    Error,
+    Hello,
+    Samples,
+    Status,
+    Sync,
+    encode_frame,
+)
+
+UIDS = (bytes.fromhex("a1a2a3a4a5a6a7a8"), bytes.fromhex("b1b2b3b4b5b6b7b8"))
+U64 = st.integers(0, 2**64 - 1)
+U32 = st.integers(0, 2**32 - 1)
+U16 = st.integers(0, 2**16 - 1)
+U8 = st.integers(0, 255)
+EXAMPLES = int(os.environ.get("RATEDIAL_FUZZ_EXAMPLES", "60"))
+
+
+def _near(x: int) -> st.SearchStrategy[int]:
+    """Values near ``x`` and anywhere: extremes and the edges a check might have."""
+    return st.one_of(st.integers(max(0, x - 3000), x + 3000), U64,
+                     st.sampled_from([0, 1, 2**31, 2**32 - 1, 2**53, 2**63, 2**64 - 1]))
+
+
+class DialStreams(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = Path(tempfile.mkdtemp())
+        self.split = World(self.tmp / "split.ratedial")
+        self.whole = World(self.tmp / "whole.ratedial")
+        self.dials = [SimDial(UIDS[0], boot=1, drift_ppm=300),
+                      SimDial(UIDS[1], boot=2, t0_us=50_000_000, drift_ppm=-200)]
+        self.on = 0
+        self.now_ns = 10**12
+        self.pending = bytearray()
+        self.boots = 2
+        self.announced: set[tuple[bytes, int]] = set()
+        self.owed: dict[tuple[str, int], set[int]] = {}
+        self.sent_bytes: list[bytes] = []
+
+    @property
+    def dial(self) -> SimDial:
+        return self.dials[self.on]
+
+    def _emit(self, data: bytes) -> None:
+        self.pending += data
+
+    def _catch_up(self) -> None:
+        """The dial samples whether or not anyone listens: skip what it took meanwhile."""
+        d = self.dial
+        due = d.t0_us + int((self.now_ns - d.host0_ns) / 1000 * (1 + d.drift_ppm * 1e-6))
+        d.next_index = max(d.next_index, (due - d.t0_us) // d.period_us - d.batch)
+
+    def _honest_frame(self) -> Samples:
+        self._catch_up()
+        d = self.dial
+        s = d.frame()
+        self.now_ns = max(self.now_ns, d.arrival_ns(s))
+        return s
+
+    @initialize()
+    def start(self) -> None:
+        self._hello()
+
+    def _hello(self) -> None:
+        self._catch_up()
+        self._emit(encode_frame(self.dial.hello()))
+        self.announced = {(self.dial.uid, self.dial.boot)}
+
+    # --- honest input -------------------------------------------------------------------
+
+    @rule(n=st.integers(1, 30))
+    def frames(self, n: int) -> None:
+        for _ in range(n):
+            s = self._honest_frame()
+            data = encode_frame(s)
+            self._emit(data)
+            self.sent_bytes.append(data)
+            if (self.dial.uid, self.dial.boot) in self.announced:
+                key = (self.dial.uid.hex(), self.dial.boot)
+                self.owed.setdefault(key, set()).update(s.indices)
+
+    @rule()
+    def hello(self) -> None:
+        self._hello()
+
+    @precondition(lambda self: self.now_ns - self.dial.host0_ns > 1_000_000_000)
+    @rule(with_hello=st.booleans(), later_base=st.booleans())
+    def reboot(self, with_hello: bool, later_base: bool) -> None:
+        """A soft reboot (device time goes on from the tick counter) or a hard one (it
+        starts again near 0.3 s); MicroPython takes about a second to start."""
+        self.boots += 1
+        self.sent_bytes = []
+        d = self.dial
+        t0 = d.t_us(d.next_index) + 1_000_000 if later_base else 300_000
+        self.now_ns += 1_000_000_000
+        d.reboot(self.boots, t0_us=t0, at_host_ns=self.now_ns)
+        self.announced = set()
+        if with_hello:
+            self._hello()
+
+    @rule()
+    def other_dial_takes_the_port(self) -> None:
+        self.on = 1 - self.on
+        self.sent_bytes = []
+        self._hello()
+
+    @rule(seconds=st.floats(0.5, 9.0))
+    def pause(self, seconds: float) -> None:
+        """Nothing arrives for a while (the dial's frames in that time are lost)."""
+        self.deliver(splits=[])
+        self.now_ns += int(seconds * 1e9)
+        for w in (self.split, self.whole):
+            w.tick(self.now_ns)
+
+    # --- losses and damage --------------------------------------------------------------
+
+    @rule()
+    def lose(self) -> None:
+        self._honest_frame()
+
+    @rule(pos=st.integers(0, 200), bit=st.integers(0, 7))
+    def damage(self, pos: int, bit: int) -> None:
+        data = bytearray(encode_frame(self._honest_frame()))
+        pos %= len(data) - 1  # not the delimiter: a damaged frame, not two
+        data[pos] ^= 1 << bit
+        if data[pos] == 0:
+            data[pos] = 0x55
+        self._emit(bytes(data))
+
+    @rule(junk=st.binary(max_size=64))
+    def garbage(self, junk: bytes) -> None:
+        self._emit(junk + b"\x00")  # ends at a delimiter: garbage, not a damaged next frame
+
+    @precondition(lambda self: bool(self.sent_bytes))
+    @rule(k=st.integers(0, 10**6))
+    def replay(self, k: int) -> None:
+        """A frame of the current boot again, from any time before (docs/protocol.md: a
+        frame of an *earlier* boot replayed before the first frame of a new one is taken as
+        that boot's first frame; nothing on the wire tells them apart)."""
+        self._emit(self.sent_bytes[k % len(self.sent_bytes)])
+
+    # --- hostile frames with a valid CRC ------------------------------------------------
+
+    @rule(data=st.data())
+    def hostile_samples(self, data: st.DataObject) -> None:
+        d = self.dial
+        n = data.draw(st.integers(1, 12))
+        first = data.draw(_near(d.next_index))
+        t = data.draw(_near(d.t_us(d.next_index)))
+        period = data.draw(st.one_of(st.just(d.period_us), U32))
+        counts = data.draw(st.lists(st.integers(-(2**31), 2**31 - 1), min_size=1,
+                                    max_size=1)) * n
+        flags = tuple(data.draw(st.lists(U8, min_size=n, max_size=n)))
+        times = tuple(t + k * period for k in range(n))
+        # A frame an honest dial could have sent next is not hostile, it is indistinguishable:
+        # push those out of reach (they test nothing but the ordering of two honest dials).
+        honest = range(max(0, d.next_index - 5000), d.next_index + 20_000)
+        if first < honest.stop and first + n > honest.start and \
+                abs(t - d.t_us(first)) < 20_000_000:
+            times = tuple(x + 2**40 for x in times)
+        if first + n >= 2**64 or times[-1] >= 2**64:
+            return
+        s = Samples(seq=data.draw(U16), first_index=first, period_us=period % 2**32,
+                    counts=tuple(counts), times_us=times, flags=flags)
+        try:
+            self._emit(encode_frame(s))
+        except (ValueError, OverflowError):  # not encodable: jitter or dcount out of range
+            pass
+
+    @rule(data=st.data())
+    def hostile_other(self, data: st.DataObject) -> None:
+        d = self.dial
+        t = d.t_us(d.next_index)
+        kind = data.draw(st.sampled_from(["sync", "button", "ack", "error", "drop", "status",
+                                          "hello"]))
+        seq = data.draw(U16)
+        f: object
+        if kind == "sync":
+            token = data.draw(U32)
+            if data.draw(st.booleans()):  # as an answer to a PING that is outstanding
+                sent = self.now_ns - data.draw(st.integers(0, 10**9))
+                for w in (self.split, self.whole):
+                    w.daemon._pings[(PORT, token)] = sent
+            f = Sync(seq=seq, token=token, t_rx_us=data.draw(_near(t)),
+                     t_tx_us=data.draw(_near(t)))
+        elif kind == "button":
+            f = Button(seq=seq, pressed=data.draw(st.booleans()),
+                       index=data.draw(_near(d.next_index)), t_us=data.draw(_near(t)),
+                       t_edge_us=data.draw(_near(t)))
+        elif kind == "ack":
+            f = Ack(seq=seq, command=data.draw(U8), index=data.draw(_near(d.next_index)),
+                    value=data.draw(st.integers(-(2**31), 2**31 - 1)))
+        elif kind == "error":
+            f = Error(seq=seq, code=data.draw(U8), text=data.draw(st.text(max_size=80)))
+        elif kind == "drop":
+            f = Drop(seq=seq, first_index=data.draw(_near(d.next_index)),
+                     n_samples=data.draw(U32), n_frames=data.draw(U32))
+        elif kind == "status":
+            f = Status(seq, data.draw(_near(t)), data.draw(U64), *(data.draw(U32)
+                       for _ in range(5)), data.draw(U16), data.draw(U16))
+        else:
+            uid = data.draw(st.one_of(st.sampled_from(UIDS), st.binary(max_size=40)))
+            f = Hello(seq=seq, boot_id=data.draw(U32), time_us=data.draw(_near(t)),
+                      period_us=data.draw(st.one_of(st.just(1000), U32)),
+                      rate_hz=data.draw(st.one_of(st.just(1000), U16)),
+                      batch=data.draw(U16), tick_bits=data.draw(U8), flags=data.draw(U8),
+                      debounce_ms=data.draw(U16), uid=uid,
+                      board=data.draw(st.text(max_size=40)), firmware="0.1.0",
+                      backend=data.draw(st.sampled_from(["irq", "pio", "adc", "\x00"])))
+            self.announced = set()  # honest frames now follow another dial's word
+        try:
+            self._emit(encode_frame(f))  # type: ignore[arg-type]
+        except (ValueError, OverflowError, __import__("struct").error):
+            pass  # a value the wire format cannot carry at all
+
+    # --- delivery and invariants --------------------------------------------------------
+
+    @rule(splits=st.lists(st.integers(1, 10**6), max_size=8))
+    def deliver(self, splits: list[int]) -> None:
+        data, self.pending = bytes(self.pending), bytearray()
+        if not data:
+            return
+        self.split.send(data, self.now_ns, splits=tuple(c % len(data) for c in splits))
+        self.whole.send(data, self.now_ns)
+        self.check()
+
+    def check(self) -> None:
+        a, b = _outcome(self.split), _outcome(self.whole)
+        assert a == b, "the outcome depends on read boundaries"
+        recorded, gaps, hosts, epochs = a
+        for key in set(recorded) | set(gaps):
+            assert key in epochs, f"output for {key} without a HELLO of that uid and boot"
+            spans = sorted([(i, i + 1, "sample") for i in recorded.get(key, [])]
+                           + gaps.get(key, []))
+            for (_, end, _), (first, _, what) in zip(spans, spans[1:], strict=False):
+                assert first == end, f"{key}: {what} at {first} after {end} (overlap or hole)"
+            h = [hosts[key][i] for i in sorted(hosts.get(key, {}))]
+            assert all(y >= x for x, y in zip(h, h[1:], strict=False)), \
+                f"{key}: host times went backwards"
+        for key, owed in self.owed.items():
+            missing = owed - set(recorded.get(key, []))
+            assert not missing, f"{key}: {len(missing)} honest samples not recorded"
+
+    @invariant()
+    def no_held_frame_outlives_its_wait(self) -> None:
+        for w in (self.split, self.whole):
+            for core in w.daemon.cores.values():
+                for _, arrival, _ in core.held.frames:
+                    assert arrival >= self.now_ns - 60 * 10**9
+
+    def teardown(self) -> None:
+        try:
+            self.deliver(splits=[])
+            for w in (self.split, self.whole):
+                accounted(w.close())
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _outcome(w: World) -> tuple[dict, dict, dict, set]:
+    recorded: dict[tuple[str, int], list[int]] = {}
+    hosts: dict[tuple[str, int], dict[int, int]] = {}
+    gaps: dict[tuple[str, int], list[tuple[int, int, str]]] = {}
+    epochs: set[tuple[str, int]] = set()
+    for o in w.outs:
+        if isinstance(o, EpochOut):
+            assert o.hello.uid_hex == o.uid
+            epochs.add((o.uid, o.boot_id))
+        elif isinstance(o, SamplesOut):
+            key = (o.uid, o.boot_id)
+            recorded.setdefault(key, []).extend(range(o.first_index, o.first_index + len(o)))
+            for k, h in enumerate(o.host_ns):
+                if h is not None:
+                    hosts.setdefault(key, {})[o.first_index + k] = h
+        elif isinstance(o, GapOut):
+            gaps.setdefault((o.uid, o.boot_id), []).append(
+                (o.gap.first_index, o.gap.end_index, str(o.gap.reason)))
+    return recorded, gaps, hosts, epochs
+
+
+DialStreams.TestCase.settings = settings(
+    max_examples=EXAMPLES, stateful_step_count=40, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
+                           HealthCheck.data_too_large])
+test_dial_streams = DialStreams.TestCase
