@@ -72,6 +72,7 @@ def stream(n_frames: int, *, period_s: float = 0.01, start: float = 0.0, hello_e
     """A 1 kHz dial in real time: HELLO, then frames of 10 samples every 10 ms."""
     def chunks() -> Iterator[tuple[bytes, float]]:
         for i in range(n_frames):
-            extra = encode_frame(hello(boot=boot, index=10 * i)) if i % hello_every == 0 else b""
+            announce = i % hello_every == 0
+            extra = encode_frame(hello(boot=boot, index=10 * i)) if announce else b""
             yield extra + encode_frame(samples(10 * i)), start + i * period_s
     return chunks

@@ -19,8 +19,11 @@ sample belongs to an epoch a HELLO of its uid introduced.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import shutil
+import struct
 import tempfile
 from pathlib import Path
 
@@ -203,10 +206,8 @@ class DialStreams(RuleBasedStateMachine):
             return
         s = Samples(seq=data.draw(U16), first_index=first, period_us=period % 2**32,
                     counts=tuple(counts), times_us=times, flags=flags)
-        try:
+        with contextlib.suppress(ValueError, OverflowError):  # jitter or dcount too large
             self._emit(encode_frame(s))
-        except (ValueError, OverflowError):  # not encodable: jitter or dcount out of range
-            pass
 
     @rule(data=st.data())
     def hostile_other(self, data: st.DataObject) -> None:
@@ -249,10 +250,8 @@ class DialStreams(RuleBasedStateMachine):
                       board=data.draw(st.text(max_size=40)), firmware="0.1.0",
                       backend=data.draw(st.sampled_from(["irq", "pio", "adc", "\x00"])))
             self.announced = set()  # honest frames now follow another dial's word
-        try:
-            self._emit(encode_frame(f))  # type: ignore[arg-type]
-        except (ValueError, OverflowError, __import__("struct").error):
-            pass  # a value the wire format cannot carry at all
+        with contextlib.suppress(ValueError, OverflowError, struct.error):
+            self._emit(encode_frame(f))  # type: ignore[arg-type]  # (what the wire can carry)
 
     # --- delivery and invariants --------------------------------------------------------
 
@@ -273,10 +272,10 @@ class DialStreams(RuleBasedStateMachine):
             assert key in epochs, f"output for {key} without a HELLO of that uid and boot"
             spans = sorted([(i, i + 1, "sample") for i in recorded.get(key, [])]
                            + gaps.get(key, []))
-            for (_, end, _), (first, _, what) in zip(spans, spans[1:], strict=False):
+            for (_, end, _), (first, _, what) in itertools.pairwise(spans):
                 assert first == end, f"{key}: {what} at {first} after {end} (overlap or hole)"
             h = [hosts[key][i] for i in sorted(hosts.get(key, {}))]
-            assert all(y >= x for x, y in zip(h, h[1:], strict=False)), \
+            assert all(y >= x for x, y in itertools.pairwise(h)), \
                 f"{key}: host times went backwards"
         for key, owed in self.owed.items():
             missing = owed - set(recorded.get(key, []))
