@@ -360,3 +360,14 @@ def test_event_positions_are_clamped_too():
     play_frames(c, 0, 99.9, 5)
     events = c.ended(200 * MS, True)
     assert [(e.kind, e.data["media_s"]) for e in events] == [("media_end", 100.0)]
+
+
+def test_a_caller_that_knows_where_the_seek_landed_says_so_on_restart():
+    c = push_clock()
+    c.paused(0, True)
+    c.position(MS, 5.0)
+    events = c.seeking(10 * MS, True) + c.position(10 * MS, 50.0)  # target
+    events += c.seeking(20 * MS, False, landed_s=48.0)
+    assert not c.settling
+    assert [e.data for e in events if e.kind == "media_seek"] == [{"from_s": 5.0, "to_s": 48.0}]
+    assert c.at(30 * MS)[1:] == (48.0, MediaState.PAUSED)

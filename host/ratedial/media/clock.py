@@ -31,7 +31,7 @@ Invariants:
 * A seek's *target* is never a media time. During a seek (from the seek's start until the
   player reports where it landed) the state is SEEKING and the time is the last position
   shown before it; reports during the seek are targets (mpv sets ``time-pos`` to the target at
-  once) and only remembered. When playback restarts, the clock waits for the next report
+  once) and are ignored. When playback restarts, the clock waits for the next report
   (``settling``): that is the landed position (a keyframe for an inexact seek, the last frame
   for a seek past the end), and the ``media_seek`` event's ``to_s``.
 * Display latency: the answer for host time ``t`` is the clock at ``t - latency``.
@@ -158,7 +158,6 @@ class MediaClock:
         self._starts: list[int] = [self._segments[0].start_ns]
         self._last_pos: float | None = None  # last reported position (any state)
         self._seek_from: float | None = None
-        self._seek_target: float | None = None  # what a report during the seek said
         self._settling = False  # playback restarted after a seek: the next report lands it
         self._poll_prev: tuple[int, int, float | None] | None = None  # (sent, recv, value)
         self._load_ns = 0
@@ -417,8 +416,7 @@ class MediaClock:
         if self._flags.seeking:
             if self._settling:  # the first report after the restart: where the seek landed
                 self._land(recv_ns, media_s, sent_ns, events)
-            else:  # the seek's target, not a position the player has shown
-                self._seek_target = media_s
+            # else: the seek's target, not a position the player has shown
             return events
         self._last_pos = media_s
         cur = self._segments[-1]
@@ -487,7 +485,6 @@ class MediaClock:
             return events
         if value:
             self._seek_from = self._now_pos(host_ns)
-            self._seek_target = None
             self._settling = False
             self._flags.seeking = True
             self._restate(host_ns, self._seek_from, events)
@@ -505,7 +502,6 @@ class MediaClock:
             events.append(MediaEvent("media_seek", {"from_s": self._ev(self._seek_from),
                                                     "to_s": self._ev(media_s)}, t))
         self._seek_from = None
-        self._seek_target = None
         self._last_pos = media_s
         self._start(t, media_s)
         cur = self._segments[-1]
