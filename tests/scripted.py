@@ -55,9 +55,9 @@ def device_us(index: int) -> int:
 
 def hello(*, boot: int = 42, index: int = 0) -> Hello:
     """The HELLO a dial sends when sample ``index`` is next (its device time then)."""
-    return Hello(seq=0, boot_id=boot, time_us=device_us(index), period_us=1000, rate_hz=1000, batch=10,
-                 tick_bits=30, flags=1, debounce_ms=5, uid=UID, board="test", firmware="0.1.0",
-                 backend="irq")
+    return Hello(seq=0, boot_id=boot, time_us=device_us(index), period_us=1000, rate_hz=1000,
+                 batch=10, tick_bits=30, flags=1, debounce_ms=5, uid=UID, board="test",
+                 firmware="0.1.0", backend="irq")
 
 
 def samples(first: int) -> Samples:
