@@ -8,7 +8,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # System programs the tests use (command name:Debian package).
 SYSTEM_DEPS := mosquitto:mosquitto mpv:mpv ffmpeg:ffmpeg ffprobe:ffmpeg cvlc:vlc-bin+vlc-plugin-base \
-               chromium:chromium openssl:openssl mosquitto_passwd:mosquitto
+               chromium:chromium openssl:openssl mosquitto_passwd:mosquitto \
+               dbus-run-session:dbus-bin
 
 .PHONY: all demo test bench soak lint fuzz sysdeps clean help rp2emu
 
