@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pty
+import select
 import threading
 import time
 import tty
@@ -21,8 +22,13 @@ UID = bytes.fromhex("0123456789abcdef")
 class ScriptedPort:
     """A pty whose device end is written by a thread: for inputs no real dial would send."""
 
-    def __init__(self, chunks_fn: Callable[[], Iterator[tuple[bytes, float]]]) -> None:
+    def __init__(self, chunks_fn: Callable[[], Iterator[tuple[bytes, float]]], *,
+                 wait_for_host: bool = False) -> None:
+        """``wait_for_host``: start the script (its time 0) when the host first writes to
+        the port (the daemon's INFO when it has opened it), so nothing is sent unread."""
         self.master, slave = pty.openpty()
+        self._wait_for_host = wait_for_host
+        self.host_wrote = b""
         tty.setraw(slave)
         self.path = os.ttyname(slave)
         self._slave = slave
@@ -31,13 +37,20 @@ class ScriptedPort:
         self._thread.start()
 
     def _run(self, chunks_fn: Callable[[], Iterator[tuple[bytes, float]]]) -> None:
+        while self._wait_for_host and not self._stop.is_set():
+            ready, _, _ = select.select([self.master], [], [], 0.05)
+            if ready:
+                self.host_wrote = os.read(self.master, 4096)
+                break
         t0 = time.monotonic()
         for chunk, at in chunks_fn():
             while time.monotonic() - t0 < at:
                 if self._stop.wait(0.005):
                     return
             try:
-                os.write(self.master, chunk)
+                view = memoryview(chunk)
+                while view:  # a pty takes a large write in parts
+                    view = view[os.write(self.master, view):]
             except OSError:
                 return
 

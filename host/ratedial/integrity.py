@@ -101,6 +101,8 @@ class IndexLedger:
         self._seed_reason = None
         self.next_index = end
         self.received += end - first
+        if self._drops:  # a DROP of indices that came after all says nothing any more
+            self._drops = [d for d in self._drops if d[1] > end]
         return range(first, end), gaps
 
     def _explain(self, first: int, end: int) -> list[Gap]:
