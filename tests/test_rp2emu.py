@@ -29,6 +29,7 @@ from ratedial.wire import (
     Ack,
     AckCommand,
     Batch,
+    Button,
     Drop,
     Hello,
     Info,
@@ -293,6 +294,33 @@ def test_commands(pico: tuple[rp2board.EmuPico, Link]) -> None:
               if i >= ack.index}
     assert counts == {0}
     link.send(Batch(10))
+
+
+def test_button_press_debounced_on_emulated_time(pico: tuple[rp2board.EmuPico, Link]) -> None:
+    """A press with contact bounce (5 edges in 1.2 ms), held 200 ms, released with bounce:
+    one BUTTON press and one release, each confirmed after debounce_ms (5 samples at 1 kHz)
+    of stable readings, stamped at the first sample of the stable run; the flag bit is set
+    on exactly the samples between them."""
+    emu, link = pico
+    mark = link.mark()
+    bounce = [(0, 0), (200_000, 1), (500_000, 0), (900_000, 1), (1_200_000, 0)]  # ns, level
+    press = [(t, PIN_BUTTON, v) for t, v in bounce]
+    release = [(200_000_000 + t, PIN_BUTTON, 1 - v) for t, v in bounce]
+    t0 = emu.wave(press + release, delay_ns=10_000_000)
+    done = emu.wait_event("wave_done", 2 * WALL_PER_EMU_S)
+    link.wait_device_time(done["nanos"] // 1000 + 50_000, 2 * WALL_PER_EMU_S)
+    buttons = link.since(mark, Button)
+    assert [b.pressed for b in buttons] == [True, False], buttons
+    for b, first_ns in zip(buttons, (t0, t0 + 200_000_000), strict=True):
+        first_us, settled_us = first_ns // 1000, first_ns // 1000 + 1200
+        # the stable run starts at a sample inside the burst that read the new level, or
+        # at the first sample after the burst ...
+        assert first_us <= b.t_edge_us <= settled_us + 1000 + JITTER_US, (b, first_us)
+        # ... and its fifth sample confirms it
+        assert abs(b.t_us - b.t_edge_us - 4 * 1000) <= JITTER_US, b
+    frames = link.since(mark, Samples)
+    flagged = [i for f in frames for i, fl in zip(f.indices, f.flags, strict=True) if fl & 1]
+    assert flagged == list(range(buttons[0].index, buttons[1].index)), (flagged[:3], buttons)
 
 
 def test_drop_exact_when_host_stops_reading(pico: tuple[rp2board.EmuPico, Link]) -> None:
