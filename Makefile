@@ -19,7 +19,7 @@ help:
 	@echo "make bench  - run benchmarks, results under bench/results/"
 	@echo "make lint   - ruff and mypy (also as Windows and macOS see the code)"
 	@echo "make soak   - long fault sessions (not part of make test)"
-	@echo "make fuzz   - run the codec fuzz target for a bounded time"
+	@echo "make fuzz   - the codec fuzz target, then the dial core's property test, at length"
 	@echo "make rp2emu - the firmware on an emulated Pico (real MicroPython rp2 UF2), alone"
 
 $(STAMP): pyproject.toml
@@ -86,9 +86,13 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy --platform win32 $(MYPY_OTHER_OS) --exclude 'host/ratedial/players/fake\.py'
 	$(VENV)/bin/mypy --platform darwin $(MYPY_OTHER_OS)
 
+# The codec's libFuzzer target, then the dial core's stateful property test at length
+# (FUZZ_EXAMPLES examples of 40 steps; make test runs 60).
 fuzz: $(STAMP)
 	@mkdir -p .fuzz-corpus && cp -n tests/fuzz/corpus/codec/* .fuzz-corpus/
 	$(PY) tests/fuzz/fuzz_codec.py .fuzz-corpus -max_total_time=$${FUZZ_SECONDS:-300}
+	RATEDIAL_FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-5000} $(PY) -m pytest -q --timeout=0 \
+	  tests/test_core_stateful.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
