@@ -216,6 +216,37 @@ def _acked(link: Link, mark: int, command: AckCommand, timeout: float) -> Ack:
                          f"ACK {command.name}")
 
 
+def test_rater_script_through_the_virtual_dials_person(
+        pico: tuple[rp2board.EmuPico, Link]) -> None:
+    """tests/data/virtual_script.csv, the virtual dial's test script, through the virtual
+    dial's own simulated person and encoder (firmware/sim/rater.py, bounce included), played
+    on the emulated pins: every sample exact, and at each rest the count the script asks for."""
+    emu, link = pico
+    mark = link.mark()
+    base = link.wait_for(lambda fs: [f for f in fs[mark:] if isinstance(f, Samples)],
+                         2 * WALL_PER_EMU_S, "samples")[-1].counts[-1]
+    inputs = emu.stats()["inputs"]
+    levels = ((inputs >> PIN_A) & 1, (inputs >> PIN_B) & 1)
+    start, events, rests = truth.rater_script(
+        rp2board.ROOT / "tests" / "data" / "virtual_script.csv", 3_300_000)
+    lead_us = 2000
+    wave = truth.pin_changes(start, events, pin_a=PIN_A, pin_b=PIN_B, levels=levels,
+                             lead_us=lead_us)
+    lead = [c for t, c in zip(wave.times, wave.counts, strict=True) if t < lead_us * 1000]
+    t0 = emu.wave(wave.changes, delay_ns=20_000_000)
+    done = emu.wait_event("wave_done", (wave.end_ns / 1e9 + 1) * WALL_PER_EMU_S)
+    link.wait_device_time(done["nanos"] // 1000 + 50_000, 2 * WALL_PER_EMU_S)
+    frames = _samples_since(link, mark)
+    check = truth.check_counts(frames, wave, t0, base)
+    assert (check.missed, check.phantom, check.mismatched) == (0, 0, 0), check
+    assert len(rests) == 2
+    for a, b, want in rests:
+        lo, hi = t0 // 1000 + lead_us + a + 5_000, t0 // 1000 + lead_us + b - 1_000
+        got = {c - base - (lead[-1] if lead else 0) for f in frames
+               for t, c in zip(f.times_us, f.counts, strict=True) if lo <= t <= hi}
+        assert got == {want}, (a, b, got, want)
+
+
 @pytest.mark.parametrize("hz", [2000, 300])
 def test_rate_change_clock_exact(pico: tuple[rp2board.EmuPico, Link], hz: int) -> None:
     """2000 Hz and 300 Hz (which rp2's millisecond machine.Timer could not do): contiguous

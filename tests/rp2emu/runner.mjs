@@ -299,6 +299,7 @@ function statsReply() {
     nanos: clock.nanos, busy: stats.busy, idle: stats.idle, handler: h, pio_steps: pioSteps,
     connected, bytes_to_host: bytesToHost, stalled, held_in: heldIn.length,
     flash_erased: flashStats.erased, flash_programmed: flashStats.programmed,
+    inputs: mcu.gpio.reduce((m, g, i) => (g.rawInputValue ? m | (1 << i) : m), 0) >>> 0,
     active_sm: active.map((a) => ({ pio: a.pio.index, sm: a.sm.index, div: a.div / 256 })),
   };
 }

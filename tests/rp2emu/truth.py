@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from ratedial.wire import Samples
 
@@ -185,3 +186,42 @@ def check_settled(frames: Sequence[Samples], wave: Wave, t0_ns: int, base: int, 
             if c - base != want:
                 bad.append((idx, c - base, want))
     return compared, bad
+
+
+def rater_script(path: Path, until_us: int, *, seed: int = 1) -> tuple[
+        tuple[int, int], list[tuple[int, int, int]], list[tuple[int, int, int]]]:
+    """A virtual-dial rating script (``t_s,value[,button]`` CSV) through the virtual dial's own
+    simulated person and encoder (firmware/sim/rater.py: bounce included), up to ``until_us``.
+    Returns the encoder's start levels, its changes as ``(t_us, a, b)`` and the script's rests
+    as ``(t_from_us, t_to_us, count)``."""
+    import sys
+
+    from ratedial.virtual.script import count_of, load_script
+
+    fw = str(Path(__file__).resolve().parent.parent.parent / "firmware")
+    if fw not in sys.path:
+        sys.path.insert(0, fw)
+    from sim import rater  # the virtual dial's person and encoder, run here under CPython
+
+    script = load_script(path)
+    knots = [(k.t_us, k.x_mc, k.button) for k in script.knots]
+    person = rater.Rater(lambda: rater.script_knots(knots), seed)
+    ab = person.ab0()
+    start = (ab >> 1, ab & 1)
+    times: list[int] = []
+    codes: list[int] = []
+    person.take(until_us, times, codes)
+    a, b = start
+    events = []
+    for t, code in zip(times, codes, strict=True):
+        pin, level = code >> 1, code & 1
+        if pin == rater.PIN_A:
+            a = level
+        elif pin == rater.PIN_B:
+            b = level
+        else:
+            continue  # the button: not part of this check
+        events.append((t, a, b))
+    rests = [(r.t_start_us, r.t_end_us, r.target - count_of(knots[0][1]))
+             for r in script.rests() if r.t_end_us is not None and r.t_end_us <= until_us]
+    return start, events, rests
