@@ -9,9 +9,10 @@ Invariants:
 * The thread only reads and stamps: it blocks in ``Serial.read(1)`` (overlapped I/O on
   Windows, ``select`` on POSIX), then takes what else is waiting, then stamps
   ``time.monotonic_ns()``; every byte was there before its stamp, so a frame's arrival
-  time stays an upper bound on when it left the dial. Chunks reach the loop in order
-  through ``call_soon_threadsafe``; decoding and everything after happen on the loop,
-  exactly as for :class:`~.link.PortLink`.
+  time stays an upper bound on when it left the dial. Chunks reach the loop in order,
+  each with its own stamp, through a queue; the loop is woken (``call_soon_threadsafe``)
+  only when it is not already due to drain it. Decoding and everything after happen on the
+  loop, exactly as for :class:`~.link.PortLink`.
 * Commands are written from the loop with a zero write timeout (never blocks); the send
   stamp is taken just before the write, as in :class:`~.link.PortLink`.
 * The port is closed by its thread alone, which then resolves :attr:`closed` exactly once:
@@ -24,6 +25,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections import deque
 
 import serial
 
@@ -42,6 +44,8 @@ class ThreadLink(PortLink):
         self._ser = ser
         self._loop = asyncio.get_running_loop()
         self._closing = False
+        self._chunks: deque[tuple[bytes, int]] = deque()  # read by the thread, not yet fed
+        self._wake_due = False  # a drain is scheduled on the loop
         self._thread = threading.Thread(target=self._read, name=f"serial {port}", daemon=True)
 
     def start(self) -> None:
@@ -60,7 +64,10 @@ class ThreadLink(PortLink):
                     data += ser.read(min(waiting, CHUNK))
                 now = time.monotonic_ns()
                 if data and not self._closing:
-                    self._loop.call_soon_threadsafe(self._chunk, data, now)
+                    self._chunks.append((data, now))
+                    if not self._wake_due:
+                        self._wake_due = True
+                        self._loop.call_soon_threadsafe(self._drain)
         except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
             # pyserial raises TypeError/AttributeError when the port is closed under it
             error = None if self._closing else exc
@@ -70,9 +77,14 @@ class ThreadLink(PortLink):
             with contextlib.suppress(RuntimeError):  # the loop has gone away
                 self._loop.call_soon_threadsafe(self.connection_lost, error)
 
-    def _chunk(self, data: bytes, now: int) -> None:
-        if not self.closed.done():
-            self.received(data, now)
+    def _drain(self) -> None:
+        # Reset first: a chunk queued from here on schedules another drain (which may find
+        # the queue already empty). deque append/popleft are atomic.
+        self._wake_due = False
+        while self._chunks:
+            data, now = self._chunks.popleft()
+            if not self.closed.done():
+                self.received(data, now)
 
     # --- the loop side -------------------------------------------------------------------
 
