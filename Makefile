@@ -10,11 +10,13 @@ STAMP  := $(VENV)/.installed
 SYSTEM_DEPS := mosquitto:mosquitto mpv:mpv ffmpeg:ffmpeg ffprobe:ffmpeg cvlc:vlc-bin+vlc-plugin-base \
                chromium:chromium openssl:openssl mosquitto_passwd:mosquitto \
                dbus-run-session:dbus-bin
+# What make demo needs of them (it records without a video when they are missing and not root).
+DEMO_DEPS := mpv:mpv ffmpeg:ffmpeg
 
 .PHONY: all demo test bench soak lint fuzz sysdeps clean help rp2emu
 
 help:
-	@echo "make demo   - run a virtual dial and show its decoded stream live"
+	@echo "make demo   - the whole study in about a minute: video, two dials, analysis"
 	@echo "make test   - run every test (bootstraps .venv)"
 	@echo "make bench  - run benchmarks, results under bench/results/"
 	@echo "make lint   - ruff and mypy (also as Windows and macOS see the code)"
@@ -63,6 +65,7 @@ sysdeps:
 	fi
 
 demo: $(STAMP)
+	@$(MAKE) --no-print-directory sysdeps SYSTEM_DEPS="$(DEMO_DEPS)" || true
 	$(VENV)/bin/ratedial demo
 
 test: $(STAMP) sysdeps $(RP2EMU_NPM)

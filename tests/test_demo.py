@@ -1,30 +1,90 @@
-"""`make demo` runs `ratedial demo`: two virtual dials, the daemon, an embedded broker."""
+"""`make demo` runs `ratedial demo`: a test video played in headless mpv, two scripted virtual
+dials recorded and published, then the analysis of the video it just followed."""
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import sqlite3
 import stat
 import subprocess
 import sys
 
+import pytest
 
-def test_demo_records_both_raters_and_says_where(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "ratedial", "demo", "--seconds", "6"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                          check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stdout + proc.stderr
-    assert "embedded MQTT broker on mqtt://127.0.0.1:" in proc.stdout
-    assert "what the recording holds:" in proc.stdout
+from ratedial.demo import CLIENT_CURVE, THERAPIST_CURVE, demo_window_s, script_csv
+from ratedial.virtual import parse_script
+
+pytestmark = pytest.mark.skipif(shutil.which("mpv") is None or shutil.which("ffmpeg") is None,
+                                reason="needs mpv and ffmpeg (make sysdeps)")
+
+SECONDS = 16.0
+
+
+def _span(text: str) -> tuple[float, float]:
+    a, b = text.split("-")
+    return tuple(int(x.split(":")[0]) * 60 + float(x.split(":")[1]) for x in (a, b))  # type: ignore[return-value]
+
+
+def test_scripts_are_valid_virtual_dial_scripts():
+    for curve in (CLIENT_CURVE, THERAPIST_CURVE):
+        script = parse_script(script_csv(curve, 40.0, lead_s=3.0))
+        assert script is not None
+
+
+def test_demo_follows_the_video_and_ends_with_its_analysis(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    proc = subprocess.run([sys.executable, "-m", "ratedial", "demo", "--seconds", str(SECONDS)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=150,
+                          check=False, env=env)
+    out = proc.stdout
+    assert proc.returncode == 0, proc.stderr[-2000:] + out[-2000:]
+    assert "Traceback" not in out + proc.stderr
+    assert "embedded MQTT broker on mqtt://127.0.0.1:" in out
+    assert "headless: no display" in out
     (path,) = (tmp_path / "recordings").glob("demo-*.ratedial")
-    assert str(path.name) in proc.stdout
+    (video,) = (tmp_path / "recordings").glob("demo-*.mp4")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+    # The recording: both raters, on the media timeline of the video the demo made.
     con = sqlite3.connect(path)
-    per_rater = dict(con.execute(
-        "SELECT d.rater, count(*) FROM samples s JOIN dials d USING (dial_id) GROUP BY d.rater"))
+    (media_path, duration), = con.execute("SELECT path, duration_s FROM media").fetchall()
+    assert os.path.basename(media_path) == video.name
+    assert duration == pytest.approx(SECONDS, abs=0.1)
+    playing = dict(con.execute(
+        "SELECT d.rater, max(media_s) - min(media_s) FROM samples s JOIN dials d "
+        "USING (dial_id) WHERE media_state = 1 GROUP BY d.rater"))
     con.close()
-    assert set(per_rater) == {"client", "therapist"}
-    assert all(n > 3000 for n in per_rater.values()), per_rater  # about 6 s at 1 kHz each
-    for rater, n in per_rater.items():
-        assert f"{rater}: {n:,} samples" in proc.stdout
+    assert set(playing) == {"client", "therapist"}
+    assert all(v > SECONDS - 0.5 for v in playing.values()), playing
+
+    # Not a terminal: no sentence is wrapped.
+    assert re.search(r"inspect it: sqlite3 \S+ 'SELECT count\(\*\) FROM samples'  "
+                     r"\(schema: docs/recording.md\)\n", out)
+
+    # The analysis of that video.
+    assert "the analysis (ratedial analyze):" in out
+    assert re.search(rf"demo · {re.escape(video.name)} · 00:16 · grid 10 Hz", out)
+    assert "rated             00:16 (100%)" in out
+    segs = dict(re.findall(r"  client +(B1|T1)  (\S+) ", out))
+    dip = (0.36 * SECONDS, 0.48 * SECONDS)  # the shared dip, in video time
+    b1 = _span(segs["B1"])
+    assert dip[0] - 1.0 <= b1[0] and b1[1] <= dip[1] + 1.0, (b1, dip)
+    # The divergence (client helpful, therapist hindering) is the most divergent window.
+    (first,) = re.findall(r"\n    1  (\S+) +([\d.]+)   client ([\d.]+), therapist ([\d.]+)",
+                          out)
+    start, end = _span(first[0])
+    assert start >= 0.52 * SECONDS - 1.0 and end <= 0.76 * SECONDS + 1.0, first
+    assert float(first[2]) > 70 and float(first[3]) < 40, first
+    assert demo_window_s(SECONDS) == 2.0
+    assert "2 s windows" in out
+    assert "best lag" in out
+
+    # Figures exist and are PNG; the next commands name the recording.
+    figs = re.findall(r"^  (recordings/\S+\.png)$", out, re.MULTILINE)
+    assert len(figs) == 2
+    for f in figs:
+        assert (tmp_path / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "next, try:" in out
+    assert f"ratedial review {path.relative_to(tmp_path)} --of client" in out

@@ -58,17 +58,20 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--seconds", type=click.FloatRange(min=1), default=30.0, show_default=True,
-              help="How long to run.")
+@click.option("--seconds", type=click.FloatRange(min=8), default=40.0, show_default=True,
+              help="Length of the test video (and so of the run).")
 @click.option("--seed", type=int, default=1, show_default=True,
-              help="Seed of the simulated rater.")
-def demo(seconds: float, seed: int) -> None:
-    """Two virtual dials (client and therapist) recorded by the daemon, shown live.
+              help="Seed of the simulated dials.")
+@click.option("--no-video", is_flag=True,
+              help="Record without a video player: the analysis runs on run time.")
+def demo(seconds: float, seed: int, no_video: bool) -> None:
+    """The whole study in about a minute: a test video, two rating dials, the analysis.
 
-    The real firmware runs under the MicroPython interpreter with simulated encoders,
-    clocks and raters; the daemon records them with an embedded MQTT broker, shows the
-    rating, sample rate, missing samples and clock of each, and ends by printing where
-    the recording is and what it holds.
+    ffmpeg makes a test video (clock and frame counter burned in) that mpv plays (in a
+    window, or headless without a display); two virtual dials (the real firmware under
+    MicroPython) rate it as a scripted client and therapist; the daemon records and
+    publishes them (embedded MQTT broker) with its live view; then the recording is
+    analysed: the report, top and bottom segments, figures, and the next commands to try.
     """
     try:
         import ratedial.virtual  # noqa: F401  (pseudo-terminals: Linux only)
@@ -77,7 +80,7 @@ def demo(seconds: float, seed: int) -> None:
                             "here, plug in a dial and use ratedial run") from None
     from .demo import run_demo
 
-    run_demo(seconds=seconds, seed=seed)
+    run_demo(seconds=seconds, seed=seed, video=not no_video)
 
 
 def _platform_notes(path: str) -> None:
