@@ -8,7 +8,6 @@ import json
 import os
 import secrets
 import selectors
-import signal
 import socket
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import Any
 from rich.console import Console
 
 from .. import __version__
+from .._platform.signals import stop_on_signals
 from ..config import RunConfig
 from ..errors import RatedialError
 from ..mqtt.archive import find_unfinished
@@ -208,9 +208,7 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
     view = LiveView(console, lambda: list(daemon.views.values()), broker_state,
                     lo=cfg.scale.minimum, hi=cfg.scale.maximum, recording=str(path),
                     player=lambda: player_line(media.status()))
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, daemon.stop)
+    undo_signals = stop_on_signals(loop, daemon.stop)  # Ctrl+C, and Ctrl+Break on Windows
     t0 = time.monotonic()
     daemon.event(None, "run_start", recording=path.name)
     try:
@@ -227,9 +225,7 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
     except* RatedialError as group:
         raise first_leaf(group) from None
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
+        undo_signals()
         if embedded is not None:
             await embedded.stop()
     if failure:

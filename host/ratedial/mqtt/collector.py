@@ -31,7 +31,6 @@ import json
 import logging
 import os
 import random
-import signal
 import socket
 import sqlite3
 import ssl
@@ -41,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeGuard
 
+from .._platform.loops import selector_loop
+from .._platform.signals import stop_on_signals
 from ..config import MqttConfig
 from ..errors import RatedialError, UsageError
 from ..recording.schema import FORMAT, FORMAT_VERSION, MediaState
@@ -975,9 +976,7 @@ class CollectorShell:
                               settle_s=self.cfg.settle_s,
                               request_timeout_s=self.cfg.request_timeout_s, resume=resume)
         self.collector = collector
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stop_event.set)
+        undo_signals = stop_on_signals(loop, self.stop_event.set)
         t0 = time.monotonic()
         timer: asyncio.TimerHandle | None = None
         if self.cfg.duration_s is not None:
@@ -1029,9 +1028,7 @@ class CollectorShell:
         finally:
             if timer is not None:
                 timer.cancel()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.remove_signal_handler(sig)
+            undo_signals()
             if self.connects == 0 and created:
                 # never connected: leave no empty recording behind
                 with contextlib.suppress(RecordingError):
@@ -1106,4 +1103,5 @@ def collect(cfg: CollectConfig, *, on_message: Callable[[str], None] = lambda _m
             ) -> dict[str, Any]:
     """Run a collection until ``duration_s``, SIGINT or SIGTERM; return its summary."""
     shell = CollectorShell(cfg, on_message=on_message)
-    return asyncio.run(shell.run())
+    with asyncio.Runner(loop_factory=selector_loop) as runner:  # aiomqtt needs add_reader
+        return runner.run(shell.run())
