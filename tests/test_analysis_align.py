@@ -24,6 +24,7 @@ from ratedial.analysis.groups import group_series
 from ratedial.analysis.load import load
 from ratedial.analysis.read import sample_groups
 from ratedial.analysis.synth import (
+    NoPlayer,
     Pause,
     Play,
     Reboot,
@@ -188,12 +189,43 @@ def test_duration_unknown_uses_the_last_rated_bin(tmp_path):
     assert len(s.values) == 124
 
 
-def test_no_player_is_nothing_to_analyse(tmp_path):
+def test_no_player_analyses_on_run_time(tmp_path):
+    # ratedial run without a player: no sample has a media time. The ratings are placed on
+    # run time (seconds since the first sample), and the series says so.
     path = tmp_path / "wall.ratedial"
+    step = piecewise([10, 20], [30, 80, 60])
+    write_recording(path, [SynthRater(label="client", curve=step,
+                                      script=(NoPlayer(seconds=30),)),
+                           SynthRater(label="therapist", uid="bb", curve=constant(40),
+                                      script=(NoPlayer(seconds=30),))], media=None,
+                    rate_hz=SAMPLE_HZ, session={"dyad": "W1"})
+    series = load([path], AlignOptions(rate_hz=10))
+    assert [s.media.timeline for s in series] == ["run", "run"]
+    assert series[0].recording.timeline == "run"
+    c = series[0].values
+    assert len(c) == 300 and not np.isnan(c).any()
+    assert np.allclose(c[:100], 30) and np.allclose(c[100:200], 80) and np.allclose(c[200:], 60)
+    assert np.allclose(series[1].values, 40)
+    (g,) = group_series(series)
+    assert g.label == "W1" and g.pair is not None and g.media_key == "run-time"
+
+
+def test_player_lost_all_along_analyses_on_run_time(tmp_path):
+    # A player was configured but never reported a position: run time too, never silently.
+    path = tmp_path / "lost.ratedial"
     write_recording(path, [SynthRater(label="client", curve=constant(50),
                                       script=(Unknown(seconds=5),))], media=None,
                     rate_hz=SAMPLE_HZ)
-    with pytest.raises(NothingToAnalyse, match="no samples with a media time"):
+    (s,) = load([path])
+    assert s.media.timeline == "run" and s.media.name == "run time (no video)"
+    assert len(s.values) == 50 and np.allclose(s.values, 50)
+
+
+def test_a_recording_without_samples_is_nothing_to_analyse(tmp_path):
+    path = tmp_path / "empty.ratedial"
+    write_recording(path, [SynthRater(label="client", curve=constant(50), script=())],
+                    media=None, rate_hz=SAMPLE_HZ)
+    with pytest.raises(NothingToAnalyse, match="no samples to analyse"):
         load([path])
 
 

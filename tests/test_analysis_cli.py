@@ -8,7 +8,15 @@ import sys
 
 from jsonschemas import analyze_json
 from ratedial.analysis.notes import read_notes
-from ratedial.analysis.synth import SynthMedia, constant, simple_rater, write_recording
+from ratedial.analysis.synth import (
+    NoPlayer,
+    SynthMedia,
+    SynthRater,
+    constant,
+    piecewise,
+    simple_rater,
+    write_recording,
+)
 
 
 def run(*args, stdin=""):
@@ -57,6 +65,35 @@ def test_analyze_json_for_one_rater(tmp_path):
     (r,) = dyad["raters"]
     assert r["mean"] == 60 and r["share_above"] == 1 and r["coverage"] == 1
     assert len(r["segments"]) == 3  # three tops fill 90 s; no bottom may overlap them
+
+
+def test_analyze_without_a_player_says_run_time_everywhere(tmp_path):
+    rec = tmp_path / "wall.ratedial"
+    write_recording(rec, [SynthRater(label="client", curve=piecewise([20], [70, 30]),
+                                     script=(NoPlayer(seconds=40),)),
+                          SynthRater(label="therapist", uid="bb",
+                                     curve=piecewise([20], [65, 35]),
+                                     script=(NoPlayer(seconds=40),))],
+                    media=None, rate_hz=50, session={"dyad": "W2"})
+    res = run("analyze", str(rec), "--json", "--window", "5", "--bootstrap", "200")
+    assert res.returncode == 0, res.stderr
+    (dyad,) = analyze_json(res.stdout)["dyads"]
+    assert dyad["timeline"]["kind"] == "run"
+    assert "run time, seconds since the recording's first sample" in dyad["timeline"]["note"]
+    assert dyad["media"]["key"] == "run-time"
+    c, t = dyad["raters"]
+    assert c["mean"] == 50 and c["coverage"] == 1 and t["mean"] == 50
+    assert dyad["pair"]["pearson"]["value"] > 0.99
+    res = run("analyze", str(rec), "--window", "5", "--bootstrap", "200",
+              "--table", str(tmp_path / "t.csv"))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("W2 · run time (no video) · 00:40 ·")
+    assert "  timeline: RUN TIME. No sample in the recording has a video time" in res.stdout
+    assert ",timeline," in (tmp_path / "t.csv").read_text().splitlines()[0]
+    res = run("export", str(rec), "-o", str(tmp_path / "x"), "--format", "csv-long")
+    assert res.returncode == 0, res.stderr
+    side = json.loads((tmp_path / "x.json").read_text())
+    assert side["dyads"][0]["timeline"]["kind"] == "run"
 
 
 def test_annotate_round_trip(tmp_path):

@@ -29,8 +29,11 @@ def _span(text: str) -> tuple[float, float]:
 
 def test_scripts_are_valid_virtual_dial_scripts():
     for curve in (CLIENT_CURVE, THERAPIST_CURVE):
-        script = parse_script(script_csv(curve, 40.0, lead_s=3.0))
-        assert script is not None
+        for lead in (0.0, 3.0):
+            text = script_csv(curve, 40.0, lead_s=lead)
+            assert parse_script(text) is not None
+            rows = [tuple(map(float, r.split(","))) for r in text.splitlines()[1:]]
+            assert rows[0] == (0.0, 50.0) and rows[-1][0] == pytest.approx(40.0 + lead)
 
 
 def test_demo_follows_the_video_and_ends_with_its_analysis(tmp_path):
@@ -88,3 +91,16 @@ def test_demo_follows_the_video_and_ends_with_its_analysis(tmp_path):
         assert (tmp_path / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "next, try:" in out
     assert f"ratedial review {path.relative_to(tmp_path)} --of client" in out
+
+
+def test_demo_without_a_video_analyses_on_run_time(tmp_path):
+    env = {**os.environ, "PATH": "/nonexistent"}  # no ffmpeg, no mpv
+    proc = subprocess.run([sys.executable, "-m", "ratedial", "demo", "--seconds", "8"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          check=False, env=env)
+    out = proc.stdout
+    assert proc.returncode == 0, proc.stderr[-2000:] + out[-2000:]
+    assert "note: ffmpeg and mpv not found" in out
+    assert "demo · run time (no video) · 00:0" in out
+    assert "  timeline: RUN TIME. No sample in the recording has a video time" in out
+    assert "ratedial review" not in out  # nothing to replay without a video

@@ -69,7 +69,7 @@ def script_csv(curve: Sequence[tuple[float, float]], seconds: float, *,
     """A virtual-dial script (``t_s,value``): a rest at 50 for ``lead_s`` (the dial starts
     before the video plays), then ``curve`` stretched over ``seconds``, with a small wiggle
     every second so that the ratings look hand-made."""
-    rows = [(0.0, 50.0)]
+    rows = [(0.0, 50.0)] if lead_s > 0 else []
     knots = [(lead_s + f * seconds, float(v)) for f, v in curve]
     t = lead_s
     end = knots[-1][0]
@@ -234,7 +234,9 @@ def run_demo(*, seconds: float, seed: int, video: bool = True) -> None:
         make_video(clip, seconds)
     work = Path(tempfile.mkdtemp(prefix="ratedial-demo-"))
     try:
-        lead_s = LEAD_S  # the dials start before the video: they rest at neutral meanwhile
+        # With a video the dials start before it plays and rest at neutral meanwhile; without
+        # one, run time starts with the first sample, about when the scripts start.
+        lead_s = LEAD_S if video else 0.0
         scripts = {}
         for name, curve in (("client", CLIENT_CURVE), ("therapist", THERAPIST_CURVE)):
             scripts[name] = work / f"{name}.csv"

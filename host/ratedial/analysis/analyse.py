@@ -18,6 +18,7 @@ import numpy as np
 from .align import FILLED, MISSING, RATED, FloatArray, padded
 from .groups import Group
 from .load import Series
+from .read import RUN_TIME_NOTE, RUN_TIMELINE
 from .segments import Segment, SegmentOptions, find_segments, mean_over, window_bins, window_means
 from .stats import (
     CATEGORY_NAMES,
@@ -295,6 +296,12 @@ def pair_json(p: PairResult) -> dict[str, Any]:
     return out
 
 
+def timeline_json(timeline: str) -> dict[str, Any]:
+    """Which clock the times are on: the video's (``media``) or the recording's own (``run``,
+    no player; :data:`~.read.RUN_TIME_NOTE`)."""
+    return {"kind": timeline, "note": RUN_TIME_NOTE if timeline == RUN_TIMELINE else None}
+
+
 def to_json(result: GroupResult) -> dict[str, Any]:
     g = result.group
     s0 = g.series[0]
@@ -302,6 +309,7 @@ def to_json(result: GroupResult) -> dict[str, Any]:
         "dyad": g.label, "media": {"key": g.media_key, "path": g.media.path,
                                    "duration_s": g.media.duration_s,
                                    "fingerprint": g.media.fingerprint},
+        "timeline": timeline_json(g.media.timeline),
         "options": options_json(result.options, s0.rate_hz, s0.options.rerate,
                                 s0.options.max_fill_s),
         "raters": [rater_json(r) for r in result.raters],
@@ -377,6 +385,7 @@ def table_row(result: GroupResult, extra: Mapping[str, Any] | None = None) -> di
     g = result.group
     row: dict[str, Any] = {"dyad": g.label, "media": g.media.name,
                            "media_fingerprint": g.media.fingerprint,
+                           "timeline": g.media.timeline,
                            "duration_s": _num(result.raters[0].duration_s, 3)}
     for r in result.raters:
         row.update(_rater_columns(r, result.options.segments.k))

@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import __version__
 from .align import STATUS_NAMES, padded
-from .analyse import table_columns
+from .analyse import table_columns, timeline_json
 from .errors import UsageError
 from .groups import Group
 from .load import Series
@@ -36,7 +36,9 @@ LONG_COLUMNS = {
     "rater": "rater label (dials.rater or --rater)",
     "recording": "recording file name",
     "dial": "dial uid",
-    "t_s": "media time of the bin's start in seconds; the bin is [t_s, t_s + 1/rate_hz)",
+    "t_s": "media time of the bin's start in seconds; the bin is [t_s, t_s + 1/rate_hz) (run "
+           "time, seconds since the recording's first sample, where the sidecar's "
+           "dyads[].timeline.kind is run: no player was followed)",
     "rating": "mean rating in the bin (re-rated bins: by the rule); empty when missing",
     "status": "rated | filled (short hole interpolated) | missing",
     "n_samples": "samples behind the value",
@@ -184,6 +186,7 @@ def sidecar(groups: Sequence[Group], files: Mapping[str, str]) -> dict[str, Any]
         "scale": first.recording.scale,
         "columns": {"long": LONG_COLUMNS, "wide": WIDE_COLUMNS},
         "dyads": [{"dyad": g.label, "media_key": g.media_key, "paired_by": g.paired_by,
+                   "timeline": timeline_json(g.media.timeline),
                    "pair": None if g.pair is None else [g.pair[0].rater, g.pair[1].rater],
                    "n_bins": g.n_bins, "series": [_series_json(s) for s in g.series]}
                   for g in groups],

@@ -23,7 +23,7 @@ from typing import Literal
 
 from .errors import PairingError
 from .load import Series
-from .read import Media
+from .read import RUN_TIMELINE, Media
 
 Match = Literal["fingerprint", "path", "any"]
 
@@ -62,6 +62,8 @@ class Group:
 
 
 def media_key(media: Media, match: Match) -> str:
+    if media.timeline == RUN_TIMELINE:  # recordings on run time pair with each other only
+        return "run-time"
     if match == "any":
         return "any"
     if match == "fingerprint" and media.fingerprint:

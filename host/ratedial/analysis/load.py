@@ -195,22 +195,24 @@ def _fork_context() -> multiprocessing.context.BaseContext | None:
     return None
 
 
-def _groups_job(job: tuple[str, int, float, int]) -> Groups:
-    path, epoch_id, rate_hz, block = job
-    return sample_groups(path, epoch_id, rate_hz=rate_hz, block=block)
+def _groups_job(job: tuple[str, int, float, int, int | None]) -> Groups:
+    path, epoch_id, rate_hz, block, run_t0_ns = job
+    return sample_groups(path, epoch_id, rate_hz=rate_hz, block=block, run_t0_ns=run_t0_ns)
 
 
 def load(paths: Sequence[str | Path], options: AlignOptions | None = None, *,
          raters: Mapping[str, str] | None = None, workers: int | None = None) -> list[Series]:
     """Read ``paths`` and return every (recording, dial, video) series, in input order.
 
-    Raises :class:`NothingToAnalyse` when no recording holds a sample with a media time.
+    A recording in which no sample has a media time is read on run time (its own timeline,
+    see :mod:`.read`); ``series.media.timeline`` says so.
+    Raises :class:`NothingToAnalyse` when no recording holds a sample with a time.
     """
     options = options or AlignOptions()
     overrides = dict(raters or {})
     recs = [read_recording(p) for p in paths]
     tasks = [(r, e) for r in recs for e in r.epochs if e.last_index is not None]
-    jobs = [(str(r.path), e.epoch_id, options.rate_hz, _block(e.rate_hz, options))
+    jobs = [(str(r.path), e.epoch_id, options.rate_hz, _block(e.rate_hz, options), r.run_t0_ns)
             for r, e in tasks]
     total = sum((e.last_index or 0) + 1 for _, e in tasks)
     n_workers = min(len(jobs), workers or os.cpu_count() or 1)
@@ -229,6 +231,6 @@ def load(paths: Sequence[str | Path], options: AlignOptions | None = None, *,
             out.extend(_build(rec, dial, groups, overrides, options))
     if not out:
         names = ", ".join(r.path.name for r in recs)
-        raise NothingToAnalyse(f"no samples with a media time in {names}: was a player "
-                               "followed (ratedial run --player/--video)?")
+        raise NothingToAnalyse(f"no samples to analyse in {names} (no sample has a media "
+                               "time or a host time)")
     return out

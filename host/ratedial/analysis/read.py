@@ -9,6 +9,10 @@ Invariants:
   everything the alignment needs (order, media-time range, rating sum and count), at about
   one group per grid bin instead of one row per sample.
 * Every query names its columns; unknown extra columns or tables in newer files are ignored.
+* A recording in which no sample has a media time (no player was followed, or the player
+  never reported a position) is read on its own timeline, *run time*: seconds since its
+  first sample (``samples.host_ns``), as one pseudo-video of ``media_id`` 0 that is always
+  "playing". ``Recording.timeline`` says which, and every output repeats it.
 """
 
 from __future__ import annotations
@@ -35,6 +39,13 @@ BIN_NOT_PLAYING = -2  # a media time is known, but the video was paused, seeking
 
 CHUNK_ROWS = 65_536
 
+#: ``Recording.timeline`` values.
+MEDIA_TIMELINE = "media"  # positions in the video, from the player
+RUN_TIMELINE = "run"  # seconds since the recording's first sample: no media time at all
+RUN_TIME_NOTE = ("no sample in the recording has a video time (no player was followed, or it "
+                 "never reported a position): times are run time, seconds since the "
+                 "recording's first sample, not positions in a video")
+
 
 @dataclass(frozen=True, kw_only=True)
 class Dial:
@@ -53,9 +64,12 @@ class Media:
     duration_s: float | None
     fps: float | None
     fingerprint: str | None
+    timeline: str = MEDIA_TIMELINE
 
     @property
     def name(self) -> str:
+        if self.timeline == RUN_TIMELINE:
+            return "run time (no video)"
         if self.path:
             return Path(self.path).name
         return (self.fingerprint or f"media {self.media_id}")[:24]
@@ -109,6 +123,8 @@ class Recording:
     epochs: tuple[Epoch, ...]
     gaps: tuple[Gap, ...]
     clocks: tuple[Clock, ...]
+    timeline: str = MEDIA_TIMELINE
+    run_t0_ns: int | None = None  # run time 0 (host_ns of the first sample), run timeline only
 
     @property
     def session(self) -> dict[str, Any]:
@@ -197,6 +213,14 @@ def read_recording(path: str | Path) -> Recording:
                                 rate_hz=float(rate) if isinstance(rate, int | float) and rate > 0
                                 else None, last_index=last))
         rates = {e.epoch_id: e.rate_hz for e in epochs}
+        timeline, run_t0 = MEDIA_TIMELINE, None
+        if con.execute("SELECT 1 FROM samples WHERE media_s IS NOT NULL LIMIT 1").fetchone() \
+                is None:
+            run_t0 = con.execute("SELECT MIN(host_ns) FROM samples").fetchone()[0]
+            if run_t0 is not None:
+                timeline = RUN_TIMELINE
+                media = (Media(media_id=0, path=None, duration_s=None, fps=None,
+                               fingerprint=None, timeline=RUN_TIMELINE),)
         gaps = []
         for eid, did, first, end, reason in con.execute(
                 "SELECT epoch_id, dial_id, first_index, end_index, reason FROM gaps "
@@ -210,6 +234,8 @@ def read_recording(path: str | Path) -> Recording:
                             reason=reason, seconds=None if rate is None else (end - first) / rate,
                             media_from_s=None if before is None else before[0],
                             media_to_s=None if after is None else after[0]))
+        if timeline == RUN_TIMELINE:
+            gaps = [_run_gap(con, g, run_t0) for g in gaps]
         clocks = []
         for eid in sorted(rates):
             rows = con.execute("SELECT uncertainty_ns, skew_ppm FROM clock_models "
@@ -224,7 +250,21 @@ def read_recording(path: str | Path) -> Recording:
     finally:
         con.close()
     return Recording(path=p, meta=meta, dials=dials, media=media, epochs=tuple(epochs),
-                     gaps=tuple(gaps), clocks=tuple(clocks))
+                     gaps=tuple(gaps), clocks=tuple(clocks), timeline=timeline,
+                     run_t0_ns=run_t0)
+
+
+def _run_gap(con: sqlite3.Connection, g: Gap, t0_ns: int | None) -> Gap:
+    """A gap placed on run time by the samples on either side."""
+    def at(index: int) -> float | None:
+        row = con.execute("SELECT host_ns FROM samples WHERE epoch_id=? AND sample_index=?",
+                          (g.epoch_id, index)).fetchone()
+        return None if row is None or row[0] is None or t0_ns is None \
+            else (row[0] - t0_ns) / 1e9
+
+    return Gap(epoch_id=g.epoch_id, dial_id=g.dial_id, first_index=g.first_index,
+               end_index=g.end_index, reason=g.reason, seconds=g.seconds,
+               media_from_s=at(g.first_index - 1), media_to_s=at(g.end_index))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -251,29 +291,46 @@ class Groups:
                       rating_sum=self.rating_sum[mask], count=self.count[mask])
 
 
-_GROUP_SQL = f"""
+_GROUP_SQL = """
 SELECT MIN(sample_index), COALESCE(media_id, -1), media_state, bin,
        COALESCE(MIN(media_s), -1.0), COALESCE(MAX(media_s), -1.0), SUM(rating), COUNT(*)
 FROM (SELECT sample_index, media_id, media_state, media_s, rating,
-             CASE WHEN media_s IS NULL OR media_s < 0 THEN {BIN_NO_MEDIA_TIME}
-                  WHEN media_state = {int(MediaState.PLAYING)}
+             CASE WHEN media_s IS NULL OR media_s < 0 THEN {no_time}
+                  WHEN media_state = {playing}
                        THEN CAST(media_s * :rate + 1e-9 AS INTEGER)
-                  ELSE {BIN_NOT_PLAYING} END AS bin
-      FROM samples WHERE epoch_id = :epoch)
+                  ELSE {not_playing} END AS bin
+      FROM {source})
 GROUP BY sample_index / :block, media_id, media_state, bin
 """
+_MEDIA_SOURCE = "samples WHERE epoch_id = :epoch"
+# Run time: every sample with a host time is "playing" the pseudo-video 0.
+_RUN_SOURCE = (f"(SELECT sample_index, 0 AS media_id, {int(MediaState.PLAYING)} AS media_state,"
+               " (host_ns - :t0) * 1e-9 AS media_s, rating FROM samples"
+               " WHERE epoch_id = :epoch)")
 
 
-def sample_groups(path: str | Path, epoch_id: int, *, rate_hz: float, block: int) -> Groups:
+def _group_sql(source: str) -> str:
+    return _GROUP_SQL.format(no_time=BIN_NO_MEDIA_TIME, playing=int(MediaState.PLAYING),
+                             not_playing=BIN_NOT_PLAYING, source=source)
+
+
+def sample_groups(path: str | Path, epoch_id: int, *, rate_hz: float, block: int,
+                  run_t0_ns: int | None = None) -> Groups:
     """Aggregate the samples of one epoch for a grid of ``rate_hz`` (see :class:`Groups`).
 
     ``block`` bounds how many consecutive sample indices one group may span; keep
     ``block / sample rate`` below the rewind tolerance so that a rewind never merges two
-    passes over the same bin into one group.
+    passes over the same bin into one group. With ``run_t0_ns`` the samples are placed on
+    run time (see the module docstring) instead of media time.
     """
     con = connect(path)
     try:
-        cur = con.execute(_GROUP_SQL, {"rate": rate_hz, "epoch": epoch_id, "block": block})
+        if run_t0_ns is None:
+            cur = con.execute(_group_sql(_MEDIA_SOURCE),
+                              {"rate": rate_hz, "epoch": epoch_id, "block": block})
+        else:
+            cur = con.execute(_group_sql(_RUN_SOURCE), {"rate": rate_hz, "epoch": epoch_id,
+                                                        "block": block, "t0": run_t0_ns})
         parts: list[npt.NDArray[np.float64]] = []
         while rows := cur.fetchmany(CHUNK_ROWS):
             parts.append(np.array(rows, dtype=np.float64).reshape(len(rows), 8))

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from .analyse import GroupResult, PairResult, RaterResult
 from .mediatime import fmt_span, fmt_time
+from .read import RUN_TIME_NOTE, RUN_TIMELINE
 from .stats import CATEGORY_NAMES, Estimate
 
 
@@ -151,7 +152,10 @@ def format_group(result: GroupResult) -> str:
     head = (f"{g.label} · {g.media.name} · {fmt_time(g.duration_s)} · grid {s0.rate_hz:g} Hz, "
             f"re-rated: {_RULE[s0.options.rerate]}, fill ≤ {s0.options.max_fill_s:g} s, "
             f"neutral band {band.low:g}-{band.high:g}")
-    lines = [head, *_rater_lines(result.raters), "", *_segment_lines(result)]
+    lines = [head]
+    if g.media.timeline == RUN_TIMELINE:
+        lines.append(f"  timeline: RUN TIME. {RUN_TIME_NOTE[0].upper()}{RUN_TIME_NOTE[1:]}.")
+    lines += [*_rater_lines(result.raters), "", *_segment_lines(result)]
     if result.pair is not None:
         lines += ["", *_pair_lines(result.pair, result)]
     return "\n".join(lines)

@@ -91,11 +91,20 @@ class Unknown:
 
 
 @dataclass(frozen=True, kw_only=True)
+class NoPlayer:
+    """No player at all for ``seconds`` (``ratedial run`` without ``--player``): samples have
+    no media time (state none); the rating follows the rater's curve over *run time*, the
+    seconds since the recording's first sample."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class Reboot:
     """The dial reboots: a new epoch starts, sample indices restart at 0."""
 
 
-Step = Play | Pause | Unknown | Reboot
+Step = Play | Pause | Unknown | NoPlayer | Reboot
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -307,6 +316,11 @@ class _RaterWriter:
         self.emit(None, np.full(n, self.last_rating), MediaState.UNKNOWN)
         self.events.append((self.host_ns(), None, "player_back", {"player": "mpv"}))
 
+    def no_player(self, step: NoPlayer) -> None:
+        n = round(step.seconds * self.rate)
+        run_s = self.t_us / 1e6 + np.arange(n, dtype=np.float64) / self.rate
+        self.emit(None, self.r.curve(run_s), MediaState.NONE)
+
     def reboot(self) -> None:
         old = 0x1000 + len(self.epochs) - 1
         self.epoch_id += 1
@@ -324,6 +338,8 @@ class _RaterWriter:
                 self.pause(step)
             elif isinstance(step, Unknown):
                 self.unknown(step)
+            elif isinstance(step, NoPlayer):
+                self.no_player(step)
             else:
                 self.reboot()
 
