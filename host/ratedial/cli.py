@@ -318,9 +318,9 @@ cli.add_command(flash)
 
 
 # Research analysis (the `analysis` extra); the module imports only click at this point.
-from .analysis.cli import analyze, annotate, export, plot, review  # noqa: E402
+from .analysis.cli import analyze, annotate, export, plot, render, review  # noqa: E402
 
-for _command in (analyze, export, plot, review, annotate):
+for _command in (analyze, export, plot, review, annotate, render):
     cli.add_command(_command)
 
 

@@ -412,6 +412,61 @@ def review(*, recording: str, who: str | None, guess: bool, answerer: str, order
 
 
 @click.command()
+@RECORDINGS
+@alignment_options
+@segment_options
+@click.option("--band", default="45:55", show_default=True, metavar="LOW:HIGH",
+              help="The neutral band, drawn as a grey stripe.")
+@click.option("--video", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The video file (default: the path recorded in the recording).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="The MP4 file to write.")
+@click.option("--preset", default="veryfast", show_default=True,
+              type=click.Choice(["ultrafast", "superfast", "veryfast", "faster", "fast",
+                                 "medium"]),
+              help="x264 speed preset: faster presets make larger files.")
+@friendly
+def render(*, recordings: tuple[str, ...], video: str | None, output: str, preset: str,
+           band: str, **kw: Any) -> None:
+    """The video with the rating traces drawn over it, as MP4 (for a recall interview or a talk).
+
+    A panel across the lower third shows each rater's trace over the whole video (gaps
+    blank), the neutral band, each rater's top (green) and bottom (orange) segments as a
+    strip, and a white cursor moving with the video. Needs ffmpeg; about one decode and one
+    encode of the video (docs/analysis.md gives the speed).
+    """
+    import time
+
+    from .render import render as do_render
+    from .render import traces_of
+    from .segments import find_segments
+
+    _, groups = _load(recordings, kw)
+    if len(groups) != 1:
+        raise UsageError(f"the recordings hold {len(groups)} dyads or videos "
+                         f"({', '.join(g.label for g in groups)}); render one at a time")
+    (g,) = groups
+    s0 = g.series[0]
+    if s0.media.timeline != "media":
+        raise UsageError("the recording has no video timeline (no player was followed): "
+                         "there is no video to draw the ratings on")
+    path = _video(s0, video)
+    _check_video(s0, path)
+    opt = _segment_opts(kw)
+    lo, hi = _band(band)
+    scale = s0.recording.scale
+    ends = (float(scale.get("minimum", 0.0)), float(scale.get("maximum", 100.0)))
+    traces = traces_of([(s.rater, s.values, s.rate_hz, find_segments(s.values, s.rate_hz, opt))
+                        for s in g.series], g.n_bins)
+    t0 = time.monotonic()
+    layout = do_render(path, traces, Path(output), band=(lo, hi), scale=ends, preset=preset)
+    took = time.monotonic() - t0
+    click.echo(f"{output}: {layout.width}x{layout.height}, {layout.duration_s:.1f} s of video "
+               f"rendered in {took:.1f} s ({layout.duration_s / max(took, 1e-9):.0f}x real "
+               "time)")
+
+
+@click.command()
 @click.argument("recording", type=click.Path(exists=True, dir_okay=False))
 @click.argument("values", nargs=-1, metavar="KEY=VALUE...")
 @click.option("--remove", multiple=True, metavar="KEY", help="Remove an annotation.")
@@ -434,4 +489,4 @@ def annotate(*, recording: str, values: tuple[str, ...], remove: tuple[str, ...]
     click.echo(json.dumps(result, indent=1, sort_keys=True))
 
 
-COMMANDS = (analyze, export, plot, review, annotate)
+COMMANDS = (analyze, export, plot, review, annotate, render)

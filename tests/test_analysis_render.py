@@ -1,0 +1,121 @@
+"""`ratedial render`: frames decoded by ffmpeg at known times show the cursor, the traces, the
+neutral band and the segments where the recording says."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ratedial.analysis.render import Layout, probe
+from ratedial.analysis.synth import Play, SynthMedia, SynthRater, piecewise, write_recording
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
+                                reason="needs ffmpeg (make sysdeps)")
+
+W, H, FPS, SECONDS = 640, 360, 25, 12.0
+
+
+def frame_at(path, t_s: float) -> np.ndarray:
+    """The frame shown at ``t_s`` as H x W x 3 RGB, decoded by ffmpeg (not by our code)."""
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-ss", f"{t_s}", "-i", str(path),
+                          "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                         capture_output=True, check=True, timeout=60).stdout
+    return np.frombuffer(raw, dtype=np.uint8).reshape(H, W, 3).astype(int)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    d = tmp_path_factory.mktemp("render")
+    video = d / "session.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    f"testsrc2=size={W}x{H}:rate={FPS}:duration={SECONDS}", "-f", "lavfi", "-i",
+                    "anullsrc=r=48000:cl=mono", "-c:v", "libx264", "-preset", "ultrafast",
+                    "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(video)],
+                   check=True, timeout=120)
+    media = SynthMedia(path=str(video), duration_s=SECONDS, fingerprint=None)
+    client = piecewise([3, 6, 9], [80, 20, 80, 20])
+    therapist = piecewise([6], [30, 70])
+    rec = d / "D1.ratedial"
+    write_recording(rec, [
+        SynthRater(label="client", curve=client, script=(Play(start_s=0, end_s=SECONDS),)),
+        SynthRater(label="therapist", uid="bb", curve=therapist,
+                   script=(Play(start_s=0, end_s=SECONDS),))],
+        media=media, rate_hz=100, session={"dyad": "D1"})
+    out = d / "out.mp4"
+    res = subprocess.run([sys.executable, "-m", "ratedial", "render", str(rec), "-o", str(out),
+                          "--window", "2", "--segments", "1"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr
+    assert "x real time" in res.stdout
+    layout = Layout.for_video(probe(video), n_raters=2)
+    return out, layout, res.stdout
+
+
+def blue(px: np.ndarray) -> np.ndarray:  # client, Okabe-Ito blue (0, 114, 178)
+    return (px[..., 2] > 110) & (px[..., 2] > px[..., 0] + 70)
+
+
+def vermillion(px: np.ndarray) -> np.ndarray:  # therapist (213, 94, 0)
+    return (px[..., 0] > 140) & (px[..., 0] > px[..., 2] + 90)
+
+
+def test_output_is_a_private_mp4_of_the_whole_video(rendered):
+    out, layout, _ = rendered
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    info = probe(out)
+    assert (info.width, info.height) == (W, H)
+    assert info.duration_s == pytest.approx(SECONDS, abs=0.1)
+    assert layout.panel_y == H - layout.panel_h and layout.plot_top < layout.plot_bottom <= H
+
+
+@pytest.mark.parametrize("t_s", [1.5, 4.5, 7.5, 10.5])
+def test_cursor_is_at_the_frame_time(rendered, t_s):
+    out, layout, _ = rendered
+    f = frame_at(out, t_s)
+    rows = f[layout.plot_top:layout.plot_bottom]
+    white = (rows.min(axis=2) > 200).sum(axis=0)  # white pixels per column
+    x = int(np.argmax(white))
+    assert white[x] > 0.6 * (layout.plot_bottom - layout.plot_top)
+    assert abs(x - layout.x_of(t_s)) <= 2.5, (x, layout.x_of(t_s))
+
+
+@pytest.mark.parametrize(("t_s", "client", "therapist"),
+                         [(1.5, 80, 30), (4.5, 20, 30), (7.5, 80, 70), (10.5, 20, 70)])
+def test_traces_are_at_the_recorded_ratings(rendered, t_s, client, therapist):
+    out, layout, _ = rendered
+    f = frame_at(out, 0.5 if t_s > 3 else 11.5)  # a frame whose cursor is elsewhere
+    col = f[layout.panel_y:, round(layout.x_of(t_s)) - 1:round(layout.x_of(t_s)) + 2]
+    for mask, value in ((blue(col), client), (vermillion(col), therapist)):
+        rows = np.flatnonzero(mask.any(axis=1)) + layout.panel_y
+        rows = rows[rows >= layout.plot_top]  # below the segment strips
+        assert len(rows) >= 2, value
+        assert abs(float(np.median(rows)) - layout.y_of(value)) <= 3.0, (rows, value)
+
+
+def test_neutral_band_and_segments(rendered):
+    out, layout, _ = rendered
+    f = frame_at(out, 0.2)
+    lum = f.mean(axis=2)
+    xs = slice(round(layout.x_of(0.5)), round(layout.x_of(11.5)))
+    inside = np.median(lum[round(layout.y_of(50)), xs])
+    outside = np.median(lum[round(layout.y_of(40)), xs])
+    assert inside > outside + 15, (inside, outside)
+    # The client's strip: its top segment (80 over [0, 3) or [6, 9): a 2 s window inside
+    # one) green, its bottom segment orange, where the recording has them.
+    strip = f[layout.panel_y + layout.pad_y + layout.strip_h // 2]
+    green = [(x, strip[x]) for x in range(W) if strip[x][1] > strip[x][0] + 80
+             and strip[x][1] > strip[x][2] + 20]
+    orange = [(x, strip[x]) for x in range(W) if strip[x][0] > 170 and strip[x][1] > 125
+              and strip[x][2] < 90]
+    assert green and orange
+    tg = [(x - layout.margin_x) / layout.plot_w * SECONDS for x, _ in green]
+    to = [(x - layout.margin_x) / layout.plot_w * SECONDS for x, _ in orange]
+    assert max(tg) - min(tg) == pytest.approx(2.0, abs=0.2)
+    assert (min(tg) >= -0.1 and max(tg) <= 3.1) or (min(tg) >= 5.9 and max(tg) <= 9.1), tg
+    assert (min(to) >= 2.9 and max(to) <= 6.1) or (min(to) >= 8.9 and max(to) <= 12.1), to
