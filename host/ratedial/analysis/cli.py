@@ -201,7 +201,8 @@ def _analyse_all(groups: Sequence[Group], kw: dict[str, Any]) -> list[GroupResul
 @analysis_options
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
 @click.option("--table", "table", type=click.Path(dir_okay=False), default=None,
-              help="Write the one-row-per-dyad table to this CSV file.")
+              help="Write the one-row-per-dyad table to this CSV file (SPSS .sav when it "
+                   "ends in .sav).")
 @click.option("--annotations", "annotations", type=click.Path(exists=True, dir_okay=False),
               default=None,
               help="CSV of questionnaire scores with a 'dyad' column, added to the table.")
@@ -249,24 +250,32 @@ def analyze(*, recordings: tuple[str, ...], as_json: bool, table: str | None,
 @click.command()
 @RECORDINGS
 @alignment_options
+@segment_options
 @click.option("-o", "--output", "prefix", required=True, metavar="PREFIX",
-              help="Files are PREFIX.long.csv, PREFIX.wide.csv, PREFIX.parquet, PREFIX.json.")
+              help="Files are PREFIX.long.csv, PREFIX.wide.csv, PREFIX.parquet, PREFIX.sav, "
+                   "PREFIX.xdf, PREFIX.<dyad>.eaf (with its .ratings.csv and "
+                   ".ratings_tsconf.xml) and PREFIX.json.")
 @click.option("--format", "formats", multiple=True, default=("csv-long", "csv-wide", "parquet"),
-              show_default=True, help="csv-long, csv-wide, parquet (repeat or comma-separate).")
+              show_default=True,
+              help="csv-long, csv-wide, parquet, sav (SPSS), eaf (ELAN), xdf (LSL's "
+                   "LabRecorder format) (repeat or comma-separate; sav, eaf and xdf need "
+                   "the research extra).")
 @friendly
 def export(*, recordings: tuple[str, ...], prefix: str, formats: tuple[str, ...],
            **kw: Any) -> None:
     """Ratings on a uniform media-time grid for R, SPSS or pandas.
 
-    Long CSV (one row per rater and time), wide CSV (one column per rater) and Parquet,
-    with a JSON sidecar: scale anchors, raters, dials and firmware, media, clock
-    uncertainty, gaps and the rules used. Missing values are empty, never a number.
+    Long CSV (one row per rater and time), wide CSV (one column per rater), Parquet,
+    SPSS .sav (labelled), ELAN .eaf (segments, events, the curves as a time series) and
+    XDF (every sample on the recording's clock, and the events), with a JSON sidecar:
+    scale anchors, raters, dials and firmware, media, clock uncertainty, gaps and the rules
+    used. Missing values are empty, never a number.
     """
     from .export import FORMATS, write_export
 
     fmts = _formats(formats, FORMATS)
     _, groups = _load(recordings, kw)
-    for p in write_export(groups, prefix, fmts):
+    for p in write_export(groups, prefix, fmts, _segment_opts(kw)):
         click.echo(str(p))
 
 

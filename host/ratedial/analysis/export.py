@@ -27,8 +27,9 @@ from .analyse import table_columns, timeline_json
 from .errors import UsageError
 from .groups import Group
 from .load import Series
+from .segments import SegmentOptions
 
-FORMATS = ("csv-long", "csv-wide", "parquet")
+FORMATS = ("csv-long", "csv-wide", "parquet", "sav", "eaf", "xdf")
 
 LONG_COLUMNS = {
     "dyad": "dyad label (meta.session, --dyad) or the video's name",
@@ -194,18 +195,41 @@ def sidecar(groups: Sequence[Group], files: Mapping[str, str]) -> dict[str, Any]
 
 
 def write_export(groups: Sequence[Group], prefix: str | Path, formats: Sequence[str],
-                 ) -> list[Path]:
+                 segments: SegmentOptions | None = None) -> list[Path]:
     """Write ``PREFIX.long.csv``, ``PREFIX.wide.csv``, ``PREFIX.parquet`` (as asked) and
     always ``PREFIX.json``; returns the paths written."""
     base = Path(prefix)
     names = {"csv-long": base.with_name(base.name + ".long.csv"),
              "csv-wide": base.with_name(base.name + ".wide.csv"),
-             "parquet": base.with_name(base.name + ".parquet")}
+             "parquet": base.with_name(base.name + ".parquet"),
+             "sav": base.with_name(base.name + ".sav"),
+             "xdf": base.with_name(base.name + ".xdf")}
     written = []
     for fmt in formats:
+        if fmt == "eaf":
+            from .elan import write_eaf
+            from .plots import safe_name
+
+            files = [write_eaf(g, base.with_name(f"{base.name}.{safe_name(g.label)}"),
+                               segments) for g in groups]
+            written += [p for f in files for p in f]
+            names["eaf"] = files[0][0] if len(files) == 1 else base.with_name(
+                base.name + ".*.eaf")
+            continue
         path = names[fmt]
-        {"csv-long": write_long_csv, "csv-wide": write_wide_csv,
-         "parquet": write_parquet}[fmt](groups, path)
+        if fmt == "sav":
+            from .spss import write_long_sav
+
+            write_long_sav(groups, path, groups[0].series[0].recording.anchors() or None)
+        elif fmt == "xdf":
+            from .xdf import write_xdf
+
+            recs = list({id(s.recording): s.recording for g in groups
+                         for s in g.series}.values())
+            write_xdf(recs, path)
+        else:
+            {"csv-long": write_long_csv, "csv-wide": write_wide_csv,
+             "parquet": write_parquet}[fmt](groups, path)
         written.append(path)
     meta = base.with_name(base.name + ".json")
     _private(meta)
@@ -216,7 +240,13 @@ def write_export(groups: Sequence[Group], prefix: str | Path, formats: Sequence[
 
 
 def write_table(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
-    """The dyad table as CSV (empty field for a missing value)."""
+    """The dyad table as CSV (empty field for a missing value), or as SPSS ``.sav`` when
+    ``path`` ends in ``.sav``."""
+    if path.suffix.lower() == ".sav":
+        from .spss import write_table_sav
+
+        write_table_sav(rows, path)
+        return
     cols = table_columns(rows)
     _private(path)
     with path.open("w", newline="", encoding="utf-8") as fh:

@@ -1,0 +1,177 @@
+"""ELAN files (pympi-ling): an ``.eaf`` document per dyad, its video linked, and the rating
+curves as an ELAN time-series file linked to it.
+
+Per dyad, ``PREFIX.<dyad>.eaf`` holds:
+
+* the video as the primary linked media (``MEDIA_DESCRIPTOR``), by absolute path and by
+  a path relative to the document;
+* a tier per rater, ``<rater> segments``: the top and bottom segments, each annotated
+  ``T1 mean 85.5`` / ``B1 mean 20.3`` (label and mean rating over the segment);
+* a tier ``events``: pauses, seeks and rate changes of the player (from the recordings'
+  ``events``, at their media time) and every gap (``gap <reason>: N samples lost``) with the
+  media-time stretch it spans;
+* the rating curves as a secondary linked file: ``PREFIX.<dyad>.ratings.csv`` (``t_s``, one
+  column per rater, the analysis grid; empty where missing) described by
+  ``PREFIX.<dyad>.ratings_tsconf.xml``, ELAN's time-series configuration (one track per
+  rater, range 0-100). In ELAN: the time-series viewer shows the curves under the video.
+
+Invariants: times are media times in milliseconds (ELAN's unit); an event has at least
+``MIN_EVENT_MS`` so that ELAN can show it; files are created with mode 0600.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sqlite3
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+
+from .align import padded
+from .groups import Group
+from .read import connect
+from .segments import SegmentOptions, find_segments
+
+MIN_EVENT_MS = 40  # one frame at 25 fps
+COLORS = ("0,114,178", "213,94,0", "0,158,115", "204,121,167", "86,180,233", "230,159,0")
+
+
+def _private(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.close(fd)
+
+
+def _ms(t_s: float) -> int:
+    return max(0, round(t_s * 1000))
+
+
+def media_events(group: Group) -> list[tuple[int, int, str]]:
+    """Player events and gaps of the group's recordings as (start_ms, end_ms, text)."""
+    out: list[tuple[int, int, str]] = []
+    seen: set[tuple[str, str, int]] = set()
+    for s in group.series:
+        rec = s.recording
+        con = connect(rec.path)
+        try:
+            rows = con.execute("SELECT kind, data FROM events WHERE kind IN "
+                               "('media_pause', 'media_play', 'media_seek', 'media_rate') "
+                               "ORDER BY host_ns, event_id").fetchall()
+        except sqlite3.Error:
+            rows = []
+        finally:
+            con.close()
+        for kind, data in rows:
+            try:
+                d = json.loads(data)
+            except ValueError:
+                continue
+            at = d.get("to_s") if kind == "media_seek" else d.get("media_s")
+            if not isinstance(at, int | float):
+                continue
+            text = {"media_pause": "paused", "media_play": "playing",
+                    "media_rate": f"rate {d.get('rate')}",
+                    "media_seek": f"seek from {d.get('from_s')} s"}[kind]
+            key = (rec.path.name, kind, _ms(at))
+            if key not in seen:
+                seen.add(key)
+                out.append((_ms(at), _ms(at) + MIN_EVENT_MS, f"{text} ({rec.path.name})"))
+        for g in s.gaps:
+            a, b = g.media_from_s, g.media_to_s
+            if a is None and b is None:
+                continue
+            lo = a if a is not None else b
+            hi = b if b is not None else a
+            assert lo is not None and hi is not None
+            out.append((_ms(lo), max(_ms(hi), _ms(lo) + MIN_EVENT_MS),
+                        f"gap {g.reason}: {g.n_missing} samples lost ({s.rater})"))
+    return sorted(out)
+
+
+def _tsconf(csv_path: Path, raters: Sequence[str]) -> str:
+    tracks = "".join(
+        f"""    <track derivative="0" name={quoteattr(r)}>
+      <property key="detect-range" value="false"/>
+      <sample-position><pos col="{i + 1}" row="0"/></sample-position>
+      <description>{r}: rating on the analysis grid</description>
+      <units>rating</units>
+      <range max="100.0" min="0.0"/>
+      <color>{COLORS[i % len(COLORS)]}</color>
+    </track>
+""" for i, r in enumerate(raters))
+    url = quoteattr(csv_path.resolve().as_uri())
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<timeseries version="1.0">
+  <tracksource sample-type="Continuous Rate" source-url={url} time-column="0">
+    <property key="provider" value="mpi.eudico.client.annotator.timeseries.csv.CSVServiceProvider"/>
+{tracks}  </tracksource>
+</timeseries>
+"""
+
+
+def write_eaf(group: Group, base: Path, segments: SegmentOptions | None = None) -> list[Path]:
+    """``base.eaf``, ``base.ratings.csv`` and ``base.ratings_tsconf.xml`` for one dyad."""
+    import pympi
+
+    opt = segments or SegmentOptions()
+    eaf_path = base.with_name(base.name + ".eaf")
+    csv_path = base.with_name(base.name + ".ratings.csv")
+    eaf_path.parent.mkdir(parents=True, exist_ok=True)
+    conf_path = base.with_name(base.name + ".ratings_tsconf.xml")
+    raters = [s.rater for s in group.series]
+    n = group.n_bins
+    _private(csv_path)
+    with csv_path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["t_s", *raters])
+        cols = [np.round(padded(s.values, n), 6) for s in group.series]
+        for i in range(n):
+            w.writerow([repr(round(i / group.rate_hz, 6)),
+                        *("" if np.isnan(c[i]) else repr(float(c[i])) for c in cols)])
+    _private(conf_path)
+    conf_path.write_text(_tsconf(csv_path, raters), encoding="utf-8")
+
+    eaf = pympi.Elan.Eaf(author="ratedial")
+    eaf.remove_tier("default")
+    media = group.media
+    if media.path:
+        video = Path(media.path)
+        rel = os.path.relpath(video, eaf_path.parent.resolve()) if video.is_absolute() \
+            else str(video)
+        eaf.add_linked_file(video.resolve().as_uri() if video.is_absolute() else str(video),
+                            relpath=rel, mimetype="video/mp4")
+    eaf.add_secondary_linked_file(conf_path.resolve().as_uri(), relpath=conf_path.name,
+                                  mimetype="text/xml")
+    for s in group.series:
+        tier = f"{s.rater} segments"
+        eaf.add_tier(tier)
+        for seg in find_segments(s.values, s.rate_hz, opt):
+            eaf.add_annotation(tier, _ms(seg.start_s), _ms(seg.end_s),
+                               f"{seg.label} mean {seg.mean:.1f}")
+    eaf.add_tier("events")
+    for start, end, text in _non_overlapping(media_events(group)):
+        eaf.add_annotation("events", start, end, text)
+    # pympi renames an existing file to .bak: write in a private folder, then move it in
+    with tempfile.TemporaryDirectory(dir=eaf_path.parent, prefix=".eaf-") as tmp:
+        part = Path(tmp) / eaf_path.name
+        pympi.Elan.to_eaf(str(part), eaf)
+        os.chmod(part, 0o600)
+        os.replace(part, eaf_path)
+    return [eaf_path, csv_path, conf_path]
+
+
+def _non_overlapping(events: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """ELAN tiers hold no overlapping annotations: overlapping events are merged."""
+    out: list[tuple[int, int, str]] = []
+    for start, end, text in events:
+        if out and start < out[-1][1]:
+            s0, e0, t0 = out[-1]
+            out[-1] = (s0, max(e0, end), f"{t0}; {text}")
+        else:
+            out.append((start, end, text))
+    return out

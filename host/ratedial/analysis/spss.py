@@ -1,0 +1,115 @@
+"""SPSS ``.sav`` files (pyreadstat): the long grid table and the dyad table.
+
+Invariants:
+
+* Every variable has a label (the column's meaning); ratings carry the scale's anchors as
+  value labels (0 "hindering", 50 "neutral", 100 "helpful" by default), ``status`` is coded
+  0 missing / 1 rated / 2 filled with value labels.
+* A missing value is SPSS's system-missing, never a number.
+* Variable names are valid SPSS names (letters, digits, ``_``; at most 64 bytes; starting
+  with a letter); a renamed column keeps its original name in its label.
+* Files are created with mode 0600, like every export.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .align import STATUS_NAMES
+from .groups import Group
+
+LONG_LABELS = {
+    "dyad": "Dyad label", "media": "Video (fingerprint, or file:<name>)", "rater": "Rater label",
+    "recording": "Recording file", "dial": "Dial uid",
+    "t_s": "Media time of the bin start (s); bin is [t_s, t_s + 1/rate)",
+    "rating": "Mean rating in the bin (missing: not rated)",
+    "status": "Bin status", "n_samples": "Samples behind the value",
+    "n_passes": "Passes over the bin (2+: re-rated)",
+}
+
+
+def spss_name(name: str, taken: set[str]) -> str:
+    """A valid, unique SPSS variable name for ``name``."""
+    out = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    if not out or not out[0].isalpha():
+        out = "v_" + out
+    out = out[:64]
+    base, i = out, 2
+    while out.lower() in taken:
+        suffix = f"_{i}"
+        out = base[:64 - len(suffix)] + suffix
+        i += 1
+    taken.add(out.lower())
+    return out
+
+
+def _private(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.close(fd)
+
+
+def write_long_sav(groups: Sequence[Group], path: Path,
+                   anchors: Mapping[float, str] | None = None) -> Path:
+    import pandas as pd
+    import pyreadstat
+
+    from .export import long_records
+
+    frames = []
+    for rec in long_records(groups):
+        n = len(rec["t_s"])
+        frames.append(pd.DataFrame({
+            "dyad": [rec["dyad"]] * n, "media": [rec["media"]] * n,
+            "rater": [rec["rater"]] * n, "recording": [rec["recording"]] * n,
+            "dial": [rec["dial"]] * n, "t_s": rec["t_s"].astype(np.float64),
+            "rating": rec["rating"].astype(np.float64),
+            "status": rec["status"].astype(np.float64),
+            "n_samples": rec["n_samples"].astype(np.float64),
+            "n_passes": rec["n_passes"].astype(np.float64)}))
+    df = pd.concat(frames, ignore_index=True)
+    scale = dict(anchors or {0.0: "hindering", 50.0: "neutral", 100.0: "helpful"})
+    _private(path)
+    pyreadstat.write_sav(
+        df, str(path), file_label="ratedial export: ratings on a uniform media-time grid",
+        column_labels=[LONG_LABELS.get(str(c)) for c in df.columns],
+        variable_value_labels={"rating": {float(k): v for k, v in scale.items()},
+                               "status": {float(k): s for k, s in STATUS_NAMES.items()}},
+        variable_measure={"rating": "scale", "t_s": "scale", "status": "nominal",
+                          "dyad": "nominal", "rater": "nominal"})
+    return path
+
+
+def write_table_sav(rows: Sequence[Mapping[str, Any]], path: Path,
+                    labels: Mapping[str, str] | None = None) -> Path:
+    """The one-row-per-dyad table as ``.sav`` (columns as in the CSV, names made valid)."""
+    import pandas as pd
+    import pyreadstat
+
+    from .analyse import table_columns
+
+    cols = table_columns(rows)
+    taken: set[str] = set()
+    names = {c: spss_name(c, taken) for c in cols}
+    data: dict[str, Any] = {}
+    for c in cols:
+        values = [r.get(c) for r in rows]
+        if all(v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+               for v in values):
+            data[names[c]] = pd.array([np.nan if v is None else float(v) for v in values],
+                                      dtype="float64")
+        else:
+            data[names[c]] = ["" if v is None else str(v) for v in values]
+    df = pd.DataFrame(data)
+    given = dict(labels or {})
+    col_labels: list[str | None] = [given.get(c, c) for c in cols]
+    _private(path)
+    pyreadstat.write_sav(df, str(path), file_label="ratedial dyad table",
+                         column_labels=col_labels)
+    return path

@@ -1,0 +1,172 @@
+"""`ratedial export --format sav,eaf,xdf` and `analyze --table x.sav`, each read back with an
+independent reader: pyreadstat (SPSS), pympi (ELAN) and pyxdf (XDF)."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ratedial.analysis.synth import Pause, Play, SynthMedia, SynthRater, piecewise, write_recording
+
+pympi = pytest.importorskip("pympi")
+pyreadstat = pytest.importorskip("pyreadstat")
+pyxdf = pytest.importorskip("pyxdf")
+
+DURATION = 60.0
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ratedial", *args], capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+@pytest.fixture(scope="module")
+def dyad(tmp_path_factory):
+    d = tmp_path_factory.mktemp("research")
+    video = d / "session07.mp4"
+    video.write_bytes(b"not really a video")
+    media = SynthMedia(path=str(video), duration_s=DURATION, fingerprint="sha256:x")
+    client = SynthRater(label="client", curve=piecewise([20, 40], [80, 20, 60]), script=(
+        Play(start_s=0, end_s=30, gaps=((12.0, 13.0, "link"),)),
+        Pause(at_s=30, seconds=2), Play(start_s=30, end_s=DURATION)))
+    therapist = SynthRater(label="therapist", uid="bb", curve=piecewise([30], [40, 70]),
+                           script=(Play(start_s=0, end_s=DURATION),))
+    recs = [d / "D07-client.ratedial", d / "D07-therapist.ratedial"]
+    write_recording(recs[0], [client], media=media, rate_hz=100, session={"dyad": "D07"},
+                    annotations={"srs": 34})
+    write_recording(recs[1], [therapist], media=media, rate_hz=100, session={"dyad": "D07"},
+                    annotations={"srs": 31})
+    res = run("export", *map(str, recs), "-o", str(d / "out" / "D07"), "--format",
+              "csv-long,csv-wide,sav,eaf,xdf", "--window", "10")
+    assert res.returncode == 0, res.stderr
+    return d, recs, res.stdout.split()
+
+
+def _long_csv(d: Path) -> list[dict[str, str]]:
+    with (d / "out" / "D07.long.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_every_file_is_private(dyad):
+    d, _, written = dyad
+    names = {Path(p).name for p in written}
+    assert {"D07.sav", "D07.xdf", "D07.D07.eaf", "D07.D07.ratings.csv",
+            "D07.D07.ratings_tsconf.xml", "D07.json"} <= names
+    for p in written:
+        assert stat.S_IMODE(os.stat(p).st_mode) == 0o600, p
+    assert not list((d / "out").glob("*.bak"))
+
+
+def test_sav_holds_the_long_table_with_labels(dyad):
+    d, _, _ = dyad
+    df, meta = pyreadstat.read_sav(str(d / "out" / "D07.sav"))
+    rows = _long_csv(d)
+    assert len(df) == len(rows) == 2 * int(DURATION * 10)
+    assert list(df["rater"]) == [r["rater"] for r in rows]
+    assert np.allclose(df["t_s"], [float(r["t_s"]) for r in rows])
+    expected = np.array([float(r["rating"]) if r["rating"] else np.nan for r in rows])
+    got = df["rating"].to_numpy(dtype=float)
+    assert np.array_equal(np.isnan(got), np.isnan(expected)) and np.isnan(got).sum() >= 8
+    assert np.allclose(got[~np.isnan(got)], expected[~np.isnan(expected)])
+    labels = dict(zip(meta.column_names, meta.column_labels, strict=True))
+    assert labels["rating"].startswith("Mean rating in the bin")
+    assert meta.variable_value_labels["rating"] == {0.0: "hindering", 50.0: "neutral",
+                                                     100.0: "helpful"}
+    assert meta.variable_value_labels["status"] == {0.0: "missing", 1.0: "rated",
+                                                     2.0: "filled"}
+    status = {"missing": 0, "rated": 1, "filled": 2}
+    assert list(df["status"].astype(int)) == [status[r["status"]] for r in rows]
+
+
+def test_eaf_has_segments_events_video_and_the_curves(dyad):
+    d, _, _ = dyad
+    eaf = pympi.Elan.Eaf(str(d / "out" / "D07.D07.eaf"))
+    assert set(eaf.get_tier_names()) == {"client segments", "therapist segments", "events"}
+    (m,) = eaf.media_descriptors
+    assert m["MEDIA_URL"].endswith("/session07.mp4") and m["MIME_TYPE"] == "video/mp4"
+    assert m["RELATIVE_MEDIA_URL"] == "../session07.mp4"
+    client = sorted(eaf.get_annotation_data_for_tier("client segments"))
+    # 10 s windows: the client is at 80 over 0-20 s and 20 over 20-40 s.
+    tops = [a for a in client if a[2].startswith("T")]
+    bottoms = [a for a in client if a[2].startswith("B")]
+    assert ("T1 mean 80.0" in {a[2] for a in tops}) and all(a[1] <= 20000 for a in tops[:2])
+    assert all(a[0] >= 20000 and a[1] <= 40000 for a in bottoms[:2])
+    assert all(a[1] - a[0] == 10000 for a in client)
+    events = eaf.get_annotation_data_for_tier("events")
+    gap = [e for e in events if e[2].startswith("gap link: 100 samples lost (client)")]
+    assert len(gap) == 1 and abs(gap[0][0] - 12000) <= 10 and abs(gap[0][1] - 13000) <= 10
+    assert any(e[2].startswith("paused") and abs(e[0] - 30000) <= 10 for e in events)
+    # The time series: a tsconf linked to the document, pointing to a CSV with the curves.
+    (linked,) = eaf.linked_file_descriptors
+    assert linked["LINK_URL"].endswith("D07.D07.ratings_tsconf.xml")
+    root = ET.parse(d / "out" / "D07.D07.ratings_tsconf.xml").getroot()
+    src = root.find("tracksource")
+    assert src is not None and src.get("time-column") == "0"
+    assert [t.get("name") for t in src.findall("track")] == ["client", "therapist"]
+    series = Path(src.get("source-url", "").removeprefix("file://"))
+    with series.open() as fh:
+        table = list(csv.reader(fh))
+    assert table[0] == ["t_s", "client", "therapist"] and len(table) == 1 + 600
+    with (d / "out" / "D07.wide.csv").open() as fh:
+        wide = list(csv.reader(fh))
+    assert [r[3:] for r in wide[1:]] == [r[1:] for r in table[1:]]
+
+
+def test_xdf_round_trip_keeps_the_recorded_timestamps(dyad):
+    d, recs, _ = dyad
+    streams, _header = pyxdf.load_xdf(str(d / "out" / "D07.xdf"), dejitter_timestamps=False)
+    by_name: dict[str, list[dict]] = {}
+    for s in streams:
+        by_name.setdefault(s["info"]["name"][0], []).append(s)
+    assert set(by_name) == {"client rating", "therapist rating", "ratedial events"}
+    for name, rec in (("client rating", recs[0]), ("therapist rating", recs[1])):
+        (s,) = by_name[name]
+        con = sqlite3.connect(rec)
+        rows = con.execute("SELECT host_ns, rating, media_s FROM samples ORDER BY epoch_id, "
+                           "sample_index").fetchall()
+        con.close()
+        host = np.array([r[0] for r in rows], dtype=np.int64)
+        assert len(s["time_stamps"]) == len(rows)
+        assert np.array_equal(s["time_stamps"], host / 1e9)  # equal, not close
+        assert np.array_equal(s["time_series"][:, 0], [r[1] for r in rows])
+        media = np.array([math.nan if r[2] is None else r[2] for r in rows])
+        assert np.allclose(s["time_series"][:, 1], media, equal_nan=True)
+        assert list(s["clock_values"]) == [0.0, 0.0]
+        assert float(s["info"]["nominal_srate"][0]) == 100
+    events = by_name["ratedial events"]
+    assert len(events) == 2  # one marker stream per recording
+    con = sqlite3.connect(recs[0])
+    n_events, first = con.execute("SELECT count(*), min(host_ns) FROM events").fetchone()
+    con.close()
+    (client_events,) = [e for e in events if "D07-client" in e["info"]["source_id"][0]]
+    assert len(client_events["time_series"]) == n_events
+    assert client_events["time_stamps"][0] == first / 1e9
+    assert any('"kind": "gap"' in m[0] for m in client_events["time_series"])
+
+
+def test_dyad_table_as_sav(dyad, tmp_path):
+    _, recs, _ = dyad
+    res = run("analyze", *map(str, recs), "--table", str(tmp_path / "t.csv"), "--brief",
+              "--bootstrap", "200", "--window", "10")
+    assert res.returncode == 0, res.stderr
+    res = run("analyze", *map(str, recs), "--table", str(tmp_path / "t.sav"), "--brief",
+              "--bootstrap", "200", "--window", "10")
+    assert res.returncode == 0, res.stderr
+    df, meta = pyreadstat.read_sav(str(tmp_path / "t.sav"))
+    with (tmp_path / "t.csv").open() as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert len(df) == 1 and df["dyad"][0] == "D07"
+    assert df["pearson_r"][0] == pytest.approx(float(row["pearson_r"]))
+    assert df["client_mean"][0] == pytest.approx(float(row["client_mean"]))
+    assert df["client_ann_srs"][0] == 34 and df["therapist_ann_srs"][0] == 31
+    assert set(meta.column_names) == set(row)  # every CSV name is a valid SPSS name
