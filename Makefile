@@ -6,10 +6,11 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# System programs the tests use (command name:Debian package).
+# System programs the tests use (command name:Debian package). r-cran-lme4 (R, ~90 s to
+# install) cross-checks the Truth-and-Bias model; without it that one test is skipped.
 SYSTEM_DEPS := mosquitto:mosquitto mpv:mpv ffmpeg:ffmpeg ffprobe:ffmpeg cvlc:vlc-bin+vlc-plugin-base \
                chromium:chromium openssl:openssl mosquitto_passwd:mosquitto \
-               dbus-run-session:dbus-bin
+               dbus-run-session:dbus-bin Rscript:r-cran-lme4
 # What make demo needs of them (it records without a video when they are missing and not root).
 DEMO_DEPS := mpv:mpv ffmpeg:ffmpeg
 

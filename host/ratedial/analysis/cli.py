@@ -209,9 +209,16 @@ def _analyse_all(groups: Sequence[Group], kw: dict[str, Any]) -> list[GroupResul
 @click.option("--plots", "plots", type=click.Path(file_okay=False), default=None,
               help="Also write the figures of every dyad into this folder.")
 @click.option("--brief", is_flag=True, help="One line per dyad instead of the full report.")
+@click.option("--truth-bias/--no-truth-bias", "truth_bias", default=True, show_default=True,
+              help="Fit West and Kenny's Truth-and-Bias model over all dyads (the first "
+                   "role as truth, the second as judge; needs the research extra).")
+@click.option("--tb-step", "tb_step_s", type=click.FloatRange(min=0, min_open=True),
+              default=1.0, show_default=True,
+              help="Truth-and-Bias: one moment per this many seconds of video.")
 @friendly
 def analyze(*, recordings: tuple[str, ...], as_json: bool, table: str | None,
-            annotations: str | None, plots: str | None, brief: bool, **kw: Any) -> None:
+            annotations: str | None, plots: str | None, brief: bool, truth_bias: bool,
+            tb_step_s: float, **kw: Any) -> None:
     """Figures for a paper from one or many recordings.
 
     Per rater: mean, SD, range, time below / within / above the neutral band, coverage,
@@ -228,14 +235,19 @@ def analyze(*, recordings: tuple[str, ...], as_json: bool, table: str | None,
     _, groups = _load(recordings, kw)
     results = _analyse_all(groups, kw)
     extra = {} if annotations is None else read_annotation_table(Path(annotations))
+    tb = _truth_bias(groups, kw, tb_step_s) if truth_bias else None
     if table is not None:
-        write_table([table_row(r, extra.get(r.label)) for r in results], Path(table))
+        write_table([{**table_row(r, extra.get(r.label)), **_tb_columns(tb, r.label)}
+                     for r in results], Path(table))
     if plots is not None:
         from .plots import write_plots
 
         write_plots(results, Path(plots))
     if as_json:
-        click.echo(json.dumps({"dyads": [to_json(r) for r in results]}, indent=1))
+        from .truthbias import to_json as tb_json
+
+        click.echo(json.dumps({"dyads": [to_json(r) for r in results],
+                               "truth_and_bias": tb_json(tb)}, indent=1))
         return
     if brief:
         click.echo(format_overview(results))
@@ -243,8 +255,35 @@ def analyze(*, recordings: tuple[str, ...], as_json: bool, table: str | None,
         click.echo("\n\n".join(format_group(r) for r in results))
         if len(results) > 1:
             click.echo("\n" + format_overview(results))
+    if tb is not None:
+        from .truthbias import format_tb
+
+        click.echo("\n" + format_tb(tb))
     if table is not None:
         click.echo(f"\ntable: {table} ({len(results)} rows)")
+
+
+def _truth_bias(groups: Sequence[Group], kw: dict[str, Any], step_s: float) -> Any:
+    """The Truth-and-Bias fit over the paired groups, or None (no pair, or no statsmodels)."""
+    if importlib.util.find_spec("statsmodels") is None:
+        return None
+    from .truthbias import fit, tb_data
+
+    data = tb_data(groups, step_s=step_s)
+    if data is None or len(data.truth) < 10:
+        return None
+    truth, judge = (r.strip() for r in kw["roles"].split(","))
+    return fit(data, truth=truth, judge=judge)
+
+
+def _tb_columns(tb: Any, dyad: str) -> dict[str, Any]:
+    if tb is None:
+        return {}
+    mine = tb.by_dyad.get(dyad)
+    return {"tb_truth_force": round(tb.truth_force, 6),
+            "tb_directional_bias": round(tb.directional_bias, 6),
+            "tb_dyad_truth_force": None if mine is None else round(mine[0], 6),
+            "tb_dyad_directional_bias": None if mine is None else round(mine[1], 6)}
 
 
 @click.command()

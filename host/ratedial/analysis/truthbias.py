@@ -1,0 +1,259 @@
+"""West and Kenny's (2011) Truth-and-Bias model over many dyads: the client's ratings as the
+truth, the therapist's as the judgment, moment by moment.
+
+For dyad *i* and moment *t* (one row per ``step_s`` seconds of video rated by both, the
+mean of the grid bins in it), with ``M`` the mean of all truth values over all dyads::
+
+    J_it - M = b0 + b1 (T_it - M) + u0_i + u1_i (T_it - M) + e_it
+
+* ``b1``, the **truth force**: how strongly the therapist's rating follows the client's
+  (1: moves one point per point; 0: unrelated).
+* ``b0``, the **directional bias**: how far the therapist's rating lies above (> 0) or
+  below (< 0) the client's at the client's mean rating.
+* ``u0_i``, ``u1_i``: dyad random effects (intercept and slope; their SDs are reported),
+  ``e_it`` the residual.
+
+Fitted by restricted maximum likelihood with statsmodels ``MixedLM``; with one dyad only, by
+ordinary least squares (no random effects; said in ``method``). :func:`reml_fit` is a second,
+independent fit of the same model (the REML likelihood written out, maximised by scipy) that
+the tests compare with statsmodels and, where R is installed, with lme4.
+
+Caveat, stated in every output: the moments of one session are autocorrelated, so the
+standard errors are too small whatever the step (a coarser ``step_s`` helps); use the
+estimates, and the intervals with care.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .align import padded
+from .groups import Group
+
+FloatArray = npt.NDArray[np.float64]
+
+CAVEAT = ("moments within a session are autocorrelated: standard errors and p values are "
+          "too small; read the estimates, and the intervals with care")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TBData:
+    dyad: list[str]
+    truth: FloatArray  # T - M
+    judgment: FloatArray  # J - M
+    mean_truth: float  # M
+    step_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class TruthBias:
+    truth_force: float
+    truth_force_se: float
+    directional_bias: float
+    directional_bias_se: float
+    sd_dyad_intercept: float | None
+    sd_dyad_slope: float | None
+    sd_residual: float
+    mean_truth: float
+    n_dyads: int
+    n_moments: int
+    step_s: float
+    method: str  # "REML mixed model (statsmodels MixedLM)" or "OLS (one dyad)"
+    truth: str  # role label of the truth (client)
+    judge: str  # role label of the judge (therapist)
+    notes: tuple[str, ...] = field(default_factory=tuple)
+    #: per dyad: (truth force, directional bias) = fixed effects plus its random effects
+    by_dyad: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def ci(self, which: str) -> tuple[float, float]:
+        est, se = ((self.truth_force, self.truth_force_se) if which == "truth_force"
+                   else (self.directional_bias, self.directional_bias_se))
+        return est - 1.959964 * se, est + 1.959964 * se
+
+
+def tb_data(groups: Sequence[Group], *, step_s: float = 1.0) -> TBData | None:
+    """Rows for the model from every paired group: ``step_s`` means of bins rated by both."""
+    dyads: list[str] = []
+    ts: list[FloatArray] = []
+    js: list[FloatArray] = []
+    for g in groups:
+        if g.pair is None:
+            continue
+        n = g.n_bins
+        a, b = padded(g.pair[0].values, n), padded(g.pair[1].values, n)
+        k = max(1, round(step_s * g.rate_hz))
+        m = n // k
+        if m == 0:
+            continue
+        both = ~np.isnan(a[: m * k]) & ~np.isnan(b[: m * k])
+        aa = np.where(both, a[: m * k], 0.0).reshape(m, k)
+        bb = np.where(both, b[: m * k], 0.0).reshape(m, k)
+        cnt = both.reshape(m, k).sum(axis=1)
+        keep = cnt >= max(1, k // 2)  # at least half of the step rated by both
+        if not keep.any():
+            continue
+        ts.append(aa.sum(axis=1)[keep] / cnt[keep])
+        js.append(bb.sum(axis=1)[keep] / cnt[keep])
+        dyads += [g.label] * int(keep.sum())
+    if not ts:
+        return None
+    t = np.concatenate(ts)
+    j = np.concatenate(js)
+    mean_t = float(t.mean())
+    return TBData(dyad=dyads, truth=t - mean_t, judgment=j - mean_t, mean_truth=mean_t,
+                  step_s=step_s)
+
+
+def fit(data: TBData, *, truth: str = "client", judge: str = "therapist") -> TruthBias:
+    """The Truth-and-Bias model of ``data`` (statsmodels; OLS for one dyad)."""
+    import pandas as pd
+    import statsmodels.api as sm
+    import statsmodels.formula.api as smf
+
+    df = pd.DataFrame({"dyad": data.dyad, "t": data.truth, "j": data.judgment})
+    n_dyads = df["dyad"].nunique()
+    notes = [CAVEAT]
+    if n_dyads < 2:
+        res = sm.OLS(df["j"], sm.add_constant(df["t"])).fit()
+        b1, b0 = float(res.params["t"]), float(res.params["const"])
+        return TruthBias(
+            by_dyad={str(df["dyad"].iloc[0]): (b1, b0)}, truth_force=b1,
+            truth_force_se=float(res.bse["t"]),
+            directional_bias=float(res.params["const"]),
+            directional_bias_se=float(res.bse["const"]), sd_dyad_intercept=None,
+            sd_dyad_slope=None, sd_residual=float(math.sqrt(res.scale)),
+            mean_truth=data.mean_truth, n_dyads=n_dyads, n_moments=len(df),
+            step_s=data.step_s, method="OLS (one dyad: no dyad random effects)",
+            truth=truth, judge=judge, notes=tuple(notes))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = smf.mixedlm("j ~ t", df, groups=df["dyad"], re_formula="~t")
+        res = model.fit(reml=True, method=["lbfgs", "powell"])
+    for w in caught:  # a failed first optimizer that the second one fixed is not news
+        text = str(w.message).splitlines()[0]
+        if res.converged and ("Retrying" in text or "failed to converge" in text):
+            continue
+        if text and f"statsmodels: {text}" not in notes:
+            notes.append(f"statsmodels: {text}")
+    if n_dyads < 5:
+        notes.append(f"{n_dyads} dyads: the dyad variances are poorly determined")
+    cov = np.asarray(res.cov_re)
+    b0, b1 = float(res.fe_params["Intercept"]), float(res.fe_params["t"])
+    by_dyad = {str(d): (b1 + float(re.iloc[1]), b0 + float(re.iloc[0]))
+               for d, re in res.random_effects.items()}
+    return TruthBias(by_dyad=by_dyad,
+        truth_force=float(res.fe_params["t"]), truth_force_se=float(res.bse_fe["t"]),
+        directional_bias=float(res.fe_params["Intercept"]),
+        directional_bias_se=float(res.bse_fe["Intercept"]),
+        sd_dyad_intercept=float(math.sqrt(max(cov[0, 0], 0.0))),
+        sd_dyad_slope=float(math.sqrt(max(cov[1, 1], 0.0))),
+        sd_residual=float(math.sqrt(res.scale)), mean_truth=data.mean_truth,
+        n_dyads=n_dyads, n_moments=len(df), step_s=data.step_s,
+        method="REML mixed model (statsmodels MixedLM), dyad random intercept and slope",
+        truth=truth, judge=judge, notes=tuple(notes))
+
+
+def reml_fit(data: TBData) -> dict[str, float]:
+    """A second fit of the same model, independent of statsmodels: the REML log-likelihood
+    of ``y_i ~ N(X_i b, Z_i G Z_i' + s2 I)`` (``X = Z = [1, T-M]``) written out with the
+    Woodbury identity and maximised over (log s, Cholesky factor of G / s) with scipy.
+
+    Returns ``b0``, ``b1``, ``sd_intercept``, ``sd_slope``, ``sd_residual``.
+    """
+    from scipy.optimize import minimize
+
+    labels = np.array(data.dyad)
+    groups = [np.flatnonzero(labels == d) for d in dict.fromkeys(data.dyad)]
+    xs = [np.column_stack([np.ones(len(ix)), data.truth[ix]]) for ix in groups]
+    ys = [data.judgment[ix] for ix in groups]
+    p = 2
+
+    def parts(theta: FloatArray) -> tuple[float, Any, Any, Any, float]:
+        s2 = math.exp(2 * theta[0])
+        lam = np.array([[math.exp(theta[1]), 0.0], [theta[2], math.exp(theta[3])]])
+        g = s2 * lam @ lam.T  # G
+        xtvx = np.zeros((p, p))
+        xtvy = np.zeros(p)
+        logdet = 0.0
+        cache = []
+        ginv = np.linalg.inv(g)
+        for x, y in zip(xs, ys, strict=True):
+            ztz = x.T @ x  # Z = X
+            m = ginv + ztz / s2
+            minv = np.linalg.inv(m)
+            # V^-1 = I/s2 - Z M^-1 Z' / s2^2 ; log|V| = n log s2 + log|G| + log|M|
+            def vinv(a: Any, x: Any = x, minv: Any = minv) -> Any:
+                return a / s2 - x @ (minv @ (x.T @ a)) / s2**2
+            logdet += (len(y) * math.log(s2) + np.linalg.slogdet(g)[1]
+                       + np.linalg.slogdet(m)[1])
+            vx = vinv(x)
+            xtvx += x.T @ vx
+            xtvy += vx.T @ y
+            cache.append(vinv)
+        b = np.linalg.solve(xtvx, xtvy)
+        quad = 0.0
+        for x, y, vinv in zip(xs, ys, cache, strict=True):
+            r = y - x @ b
+            quad += float(r @ vinv(r[:, None])[:, 0])
+        return logdet, xtvx, b, g, quad
+
+    def neg_reml(theta: FloatArray) -> float:
+        try:
+            logdet, xtvx, _b, _g, quad = parts(theta)
+        except np.linalg.LinAlgError:
+            return 1e300
+        return float(0.5 * (logdet + np.linalg.slogdet(xtvx)[1] + quad))
+
+    start = np.array([math.log(float(np.std(data.judgment)) or 1.0), -1.0, 0.0, -3.0])
+    best = minimize(neg_reml, start, method="Nelder-Mead",
+                    options={"maxiter": 20000, "xatol": 1e-8, "fatol": 1e-10})
+    best = minimize(neg_reml, best.x, method="BFGS")
+    _logdet, _xtvx, b, g, _quad = parts(best.x)
+    return {"b0": float(b[0]), "b1": float(b[1]),
+            "sd_intercept": float(math.sqrt(g[0, 0])), "sd_slope": float(math.sqrt(g[1, 1])),
+            "sd_residual": float(math.exp(best.x[0]))}
+
+
+def to_json(tb: TruthBias | None) -> dict[str, Any] | None:
+    if tb is None:
+        return None
+
+    def num(x: float | None) -> float | None:
+        return None if x is None or not math.isfinite(x) else round(float(x), 6)
+
+    lo1, hi1 = tb.ci("truth_force")
+    lo0, hi0 = tb.ci("directional_bias")
+    return {"truth": tb.truth, "judge": tb.judge, "method": tb.method,
+            "truth_force": {"value": num(tb.truth_force), "se": num(tb.truth_force_se),
+                            "ci_low": num(lo1), "ci_high": num(hi1)},
+            "directional_bias": {"value": num(tb.directional_bias),
+                                 "se": num(tb.directional_bias_se), "ci_low": num(lo0),
+                                 "ci_high": num(hi0)},
+            "sd_dyad_intercept": num(tb.sd_dyad_intercept),
+            "sd_dyad_slope": num(tb.sd_dyad_slope), "sd_residual": num(tb.sd_residual),
+            "mean_truth": num(tb.mean_truth), "n_dyads": tb.n_dyads,
+            "n_moments": tb.n_moments, "step_s": tb.step_s, "notes": list(tb.notes)}
+
+
+def format_tb(tb: TruthBias) -> str:
+    lo1, hi1 = tb.ci("truth_force")
+    lo0, hi0 = tb.ci("directional_bias")
+    sds = ("-" if tb.sd_dyad_intercept is None else
+           f"dyad SD intercept {tb.sd_dyad_intercept:.2f}, slope {tb.sd_dyad_slope:.3f}, ")
+    lines = [f"Truth and Bias ({tb.judge} judging {tb.truth}; {tb.n_dyads} dyads, "
+             f"{tb.n_moments} moments of {tb.step_s:g} s; {tb.method})",
+             f"  truth force       {tb.truth_force:.3f}  95% CI [{lo1:.3f}, {hi1:.3f}]  "
+             f"({tb.judge} moves {tb.truth_force:.2f} points per point of {tb.truth})",
+             f"  directional bias  {tb.directional_bias:+.2f}  95% CI [{lo0:.2f}, {hi0:.2f}]  "
+             f"({tb.judge} rates {'higher' if tb.directional_bias > 0 else 'lower'} than "
+             f"{tb.truth} at {tb.truth}'s mean {tb.mean_truth:.1f})",
+             f"  {sds}residual SD {tb.sd_residual:.2f}".replace("  -", "  ")]
+    lines += [f"  note: {n}" for n in tb.notes]
+    return "\n".join(lines)

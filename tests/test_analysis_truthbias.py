@@ -1,0 +1,166 @@
+"""The Truth-and-Bias model: known effects recovered, statsmodels against a second fit
+(the REML likelihood written out) and against R's lme4 where R is installed, and its place
+in `analyze` (text, --json with the schema, --table CSV)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from jsonschemas import analyze_json
+from ratedial.analysis.synth import Play, SynthMedia, SynthRater, write_recording
+
+pytest.importorskip("statsmodels")
+
+from ratedial.analysis.truthbias import TBData, fit, reml_fit, tb_data
+
+
+def synthetic(seed: int = 3, dyads: int = 8, n: int = 300, *, force: float = 0.6,
+              bias: float = 5.0) -> TBData:
+    rng = np.random.default_rng(seed)
+    dy, ts, js = [], [], []
+    for i in range(dyads):
+        x = np.cumsum(rng.normal(0, 2, n))
+        x = 55 + 15 * (x - x.mean()) / x.std()
+        u0, u1 = rng.normal(0, 3), rng.normal(0, 0.1)
+        y = 55 + bias + u0 + (force + u1) * (x - 55) + rng.normal(0, 6, n)
+        dy += [f"D{i:02d}"] * n
+        ts.append(x)
+        js.append(y)
+    t, j = np.concatenate(ts), np.concatenate(js)
+    m = float(t.mean())
+    return TBData(dyad=dy, truth=t - m, judgment=j - m, mean_truth=m, step_s=1.0)
+
+
+def test_known_truth_force_and_bias_are_recovered():
+    tb = fit(synthetic())
+    assert tb.n_dyads == 8 and tb.n_moments == 2400
+    assert tb.truth_force == pytest.approx(0.6, abs=0.08)
+    assert tb.directional_bias == pytest.approx(5.0, abs=2.5)
+    lo, hi = tb.ci("truth_force")
+    assert lo < tb.truth_force < hi
+    assert tb.sd_residual == pytest.approx(6.0, abs=0.4)
+    assert set(tb.by_dyad) == {f"D{i:02d}" for i in range(8)}
+    assert "autocorrelated" in tb.notes[0]
+
+
+def test_statsmodels_equals_an_independent_reml_fit():
+    data = synthetic(seed=11)
+    tb = fit(data)
+    second = reml_fit(data)
+    assert second["b1"] == pytest.approx(tb.truth_force, abs=1e-5)
+    assert second["b0"] == pytest.approx(tb.directional_bias, abs=1e-4)
+    assert second["sd_residual"] == pytest.approx(tb.sd_residual, rel=1e-3)
+    assert second["sd_intercept"] == pytest.approx(tb.sd_dyad_intercept, rel=2e-2, abs=1e-3)
+    assert second["sd_slope"] == pytest.approx(tb.sd_dyad_slope, rel=2e-2, abs=1e-3)
+
+
+def _lme4_available() -> bool:
+    if shutil.which("Rscript") is None:
+        return False
+    res = subprocess.run(["Rscript", "-e", "library(lme4)"], capture_output=True, check=False,
+                         timeout=120)
+    return res.returncode == 0
+
+
+@pytest.mark.skipif(not _lme4_available(),
+                    reason="R with lme4 not installed (Debian: r-cran-lme4); "
+                           "the independent REML fit above still checks statsmodels")
+def test_statsmodels_equals_lme4(tmp_path):
+    data = synthetic(seed=5)
+    tb = fit(data)
+    path = tmp_path / "tb.csv"
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["dyad", "t", "j"])
+        w.writerows(zip(data.dyad, data.truth.tolist(), data.judgment.tolist(), strict=True))
+    script = (f"suppressMessages(library(lme4)); d <- read.csv('{path}'); "
+              "m <- lmer(j ~ t + (t | dyad), data = d, REML = TRUE); "
+              "v <- as.data.frame(VarCorr(m)); "
+              "cat(fixef(m)[1], fixef(m)[2], v$sdcor[1], v$sdcor[2], v$sdcor[4], "
+              "sqrt(diag(vcov(m))), '\\n')")
+    res = subprocess.run(["Rscript", "-e", script], capture_output=True, text=True,
+                         check=True, timeout=120)
+    b0, b1, sd0, sd1, sde, se0, se1 = map(float, res.stdout.split())
+    assert b1 == pytest.approx(tb.truth_force, abs=1e-4)
+    assert b0 == pytest.approx(tb.directional_bias, abs=1e-3)
+    assert sde == pytest.approx(tb.sd_residual, rel=1e-3)
+    assert sd0 == pytest.approx(tb.sd_dyad_intercept, rel=2e-2)
+    assert sd1 == pytest.approx(tb.sd_dyad_slope, rel=2e-2, abs=1e-3)
+    assert se1 == pytest.approx(tb.truth_force_se, rel=2e-2)
+    assert se0 == pytest.approx(tb.directional_bias_se, rel=2e-2)
+
+
+def _curve(seed: int):
+    rng = np.random.default_rng(seed)
+    knots = rng.uniform(20, 90, 16)
+
+    def f(t):
+        return np.interp(t, np.linspace(0, 120, 16), knots)
+    return f
+
+
+def test_analyze_reports_truth_and_bias_for_a_study(tmp_path):
+    recs = []
+    media = SynthMedia(path="v.mp4", duration_s=120.0, fingerprint=None)
+    for i in range(4):
+        client = _curve(i)
+        shift = 4.0 * (i - 1.5)
+
+        def therapist(t, client=client, shift=shift):
+            return 58 + shift + 0.5 * (client(t) - 55)
+        for role, curve in (("client", client), ("therapist", therapist)):
+            p = tmp_path / f"S{i}-{role}.ratedial"
+            write_recording(p, [SynthRater(label=role, uid=f"{i:02x}{role[0]}", curve=curve,
+                                           quantize=False,
+                                           script=(Play(start_s=0, end_s=120),))],
+                            media=SynthMedia(path=f"S{i}.mp4", duration_s=media.duration_s,
+                                             fingerprint=None),
+                            rate_hz=50, session={"dyad": f"S{i}"})
+            recs.append(str(p))
+    args = ["--bootstrap", "200", "--window", "10", "--tb-step", "2"]
+    res = subprocess.run([sys.executable, "-m", "ratedial", "analyze", *recs, "--json", *args],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr
+    tb = analyze_json(res.stdout)["truth_and_bias"]
+    assert tb["truth"] == "client" and tb["judge"] == "therapist" and tb["n_dyads"] == 4
+    assert tb["n_moments"] == 4 * 60 and tb["step_s"] == 2
+    assert tb["truth_force"]["value"] == pytest.approx(0.5, abs=1e-3)
+    # the therapist is 58 + shift at the client's 55: bias = 3 + mean shift + 0.5 (55 - M) - ...
+    assert tb["directional_bias"]["value"] == pytest.approx(
+        58 - tb["mean_truth"] + 0.5 * (tb["mean_truth"] - 55), abs=0.05)
+    table = tmp_path / "study.csv"
+    res = subprocess.run([sys.executable, "-m", "ratedial", "analyze", *recs, "--table",
+                          str(table), *args], capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert res.returncode == 0, res.stderr
+    assert "Truth and Bias (therapist judging client; 4 dyads" in res.stdout
+    assert "truth force       0.500" in res.stdout
+    with table.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["dyad"] for r in rows] == ["S0", "S1", "S2", "S3"]
+    assert all(float(r["tb_truth_force"]) == pytest.approx(0.5, abs=1e-3) for r in rows)
+    per_dyad = [float(r["tb_dyad_directional_bias"]) for r in rows]
+    assert per_dyad == sorted(per_dyad)  # the shift grows with i
+    assert per_dyad[3] - per_dyad[0] == pytest.approx(12.0, abs=0.5)
+    res = subprocess.run([sys.executable, "-m", "ratedial", "analyze", *recs[:2], "--json",
+                          *args], capture_output=True, text=True, timeout=120, check=False)
+    one = json.loads(res.stdout)["truth_and_bias"]
+    assert one["n_dyads"] == 1 and one["method"].startswith("OLS")
+
+
+def test_no_pair_no_model(tmp_path):
+    p = tmp_path / "x.ratedial"
+    write_recording(p, [SynthRater(label="client", curve=_curve(1),
+                                   script=(Play(start_s=0, end_s=60),))],
+                    media=SynthMedia(duration_s=60.0), rate_hz=50)
+    from ratedial.analysis.groups import group_series
+    from ratedial.analysis.load import load
+
+    assert tb_data(group_series(load([p]))) is None
