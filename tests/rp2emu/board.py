@@ -8,7 +8,7 @@ Invariants:
 - The board's USB CDC appears as a real pseudo-terminal (``EmuPico.port``) in raw mode, which
   pyserial, mpremote and ``ratedial`` open like a Pico's /dev/ttyACM0. The harness keeps the
   slave open itself, so a host closing and reopening the port never ends the link.
-- Time on the board is emulated (cycles at 125 MHz), about 0.1x wall time: everything is
+- Time on the board is emulated (cycles at 125 MHz), about 0.1-0.2x wall time: everything is
   judged on the board's clock (frame device times, ``stats()["nanos"]``), never on sleeps.
 - ``skip_reason()`` says in one line why the emulator cannot run here (no node, no UF2, npm
   packages not installed); the tests skip with it.
