@@ -383,4 +383,4 @@ def test_value_reads_into_preallocated_word(board):
     sm.run_until(LEAD_IN)
     assert len(sm.state.receive_fifo) == 4  # full of stale words between reads
     counter.value()
-    assert counter._bufs == bufs and all(a is b for a, b in zip(counter._bufs, bufs))
+    assert all(a is b for a, b in zip(counter._bufs, bufs, strict=True))
