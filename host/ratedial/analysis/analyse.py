@@ -17,6 +17,7 @@ import numpy as np
 
 from .align import FILLED, MISSING, RATED, FloatArray, padded
 from .groups import Group
+from .lag import Lag, reaction_lag, shift
 from .load import Series
 from .read import RUN_TIME_NOTE, RUN_TIMELINE
 from .segments import Segment, SegmentOptions, find_segments, mean_over, window_bins, window_means
@@ -43,6 +44,7 @@ class AnalysisOptions:
     replicates: int = 2000
     seed: int = 0
     divergent_k: int = 3  # most divergent windows (of the segment window length)
+    align_lag: bool = False  # shift b back by its reaction lag before the agreement figures
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,6 +110,8 @@ class PairResult:
     xcorr: FloatArray
     best_lag_s: float  # > 0: b follows a
     best_lag_r: float
+    lag: Lag | None  # the same lag with its block-bootstrap interval (None: too short)
+    aligned_lag_s: float | None  # b was moved back by this before the agreement figures
     checks: tuple[SegmentCheck, ...]
     divergent: tuple[Divergence, ...]
 
@@ -190,15 +194,26 @@ def pair_result(group: Group, ra: RaterResult, rb: RaterResult,
                 options: AnalysisOptions) -> PairResult:
     n, rate = group.n_bins, group.rate_hz
     a, b = _values(ra.series, n), _values(rb.series, n)
+    lags, r = cross_correlation(a, b, round(options.max_lag_s * rate))
+    lag, r_best = best_lag(lags, r)
+    with_ci = reaction_lag(a, b, rate_hz=rate, max_lag_s=options.max_lag_s,
+                           block_s=options.block_s, replicates=min(options.replicates, 1000),
+                           seed=options.seed)
+    b_unaligned = b
+    aligned = None
+    if options.align_lag and lag != 0:
+        b = shift(b, lag)
+        aligned = lag / rate
     both = ~np.isnan(a) & ~np.isnan(b)
     ag = agreement(a, b, options.band, block_bins=round(options.block_s * rate),
                    replicates=options.replicates, seed=options.seed)
-    lags, r = cross_correlation(a, b, round(options.max_lag_s * rate))
-    lag, r_best = best_lag(lags, r)
-    checks = (*_check(ra, rb, b, rate, options.band), *_check(rb, ra, a, rate, options.band))
+    # segments are checked where each rater rated them, unaligned
+    checks = (*_check(ra, rb, b_unaligned, rate, options.band),
+              *_check(rb, ra, a, rate, options.band))
     return PairResult(a=ra.rater, b=rb.rater, paired_by=group.paired_by,
                       common_s=float(both.sum() / rate), agreement=ag, lags_s=lags / rate,
-                      xcorr=r, best_lag_s=lag / rate, best_lag_r=r_best, checks=checks,
+                      xcorr=r, best_lag_s=lag / rate, best_lag_r=r_best, lag=with_ci,
+                      aligned_lag_s=aligned, checks=checks,
                       divergent=_divergent(a, b, rate, options))
 
 
@@ -240,9 +255,9 @@ def options_json(opt: AnalysisOptions, rate_hz: float, rerate: str, max_fill_s: 
             "segments": {"k": opt.segments.k, "window_s": opt.segments.window_s,
                          "min_coverage": opt.segments.min_coverage, "mode": opt.segments.mode,
                          "min_separation_s": opt.segments.min_separation_s},
-            "max_lag_s": opt.max_lag_s, "bootstrap": {"block_s": opt.block_s,
-                                                       "replicates": opt.replicates,
-                                                       "seed": opt.seed}}
+            "max_lag_s": opt.max_lag_s, "align_lag": opt.align_lag,
+            "bootstrap": {"block_s": opt.block_s, "replicates": opt.replicates,
+                          "seed": opt.seed}}
 
 
 def rater_json(r: RaterResult) -> dict[str, Any]:
@@ -280,6 +295,11 @@ def pair_json(p: PairResult) -> dict[str, Any]:
         })
     out["best_lag_s"] = _num(p.best_lag_s, 3)
     out["best_lag_r"] = _num(p.best_lag_r)
+    out["lag"] = None if p.lag is None else {
+        "lag_s": _num(p.lag.lag_s, 3), "r": _num(p.lag.r), "ci_low_s": _num(p.lag.ci_low_s, 3),
+        "ci_high_s": _num(p.lag.ci_high_s, 3), "replicates": p.lag.replicates,
+        "blocks": p.lag.blocks}
+    out["aligned_lag_s"] = _num(p.aligned_lag_s, 3) if p.aligned_lag_s is not None else None
     out["xcorr"] = {"lag_s": [_num(x, 3) for x in p.lags_s.tolist()],
                     "r": [_num(x) for x in p.xcorr.tolist()]}
     out["segment_checks"] = [
@@ -367,6 +387,9 @@ def _pair_columns(pr: PairResult) -> dict[str, Any]:
         row.update(_agreement_columns(pr, pr.agreement))
     row["best_lag_s"] = _num(pr.best_lag_s, 3)
     row["best_lag_r"] = _num(pr.best_lag_r)
+    row["best_lag_ci_low_s"] = None if pr.lag is None else _num(pr.lag.ci_low_s, 3)
+    row["best_lag_ci_high_s"] = None if pr.lag is None else _num(pr.lag.ci_high_s, 3)
+    row["aligned_lag_s"] = None if pr.aligned_lag_s is None else _num(pr.aligned_lag_s, 3)
     for owner, other in ((pr.a, pr.b), (pr.b, pr.a)):
         for kind, want in (("top", "helpful"), ("bottom", "hindering")):
             cs = [c for c in pr.checks if c.owner == owner and c.segment.kind == kind]

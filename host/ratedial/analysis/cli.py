@@ -111,6 +111,10 @@ def analysis_options(f: F) -> F:
                      show_default=True, help="Bootstrap resamples."),
         click.option("--seed", type=int, default=0, show_default=True,
                      help="Bootstrap seed (results are reproducible)."),
+        click.option("--align-lag", is_flag=True,
+                     help="Move the second rater back by the estimated reaction lag before "
+                          "the agreement figures (correlations, ICC, kappa, shares, "
+                          "divergent windows)."),
     ])
 
 
@@ -173,7 +177,8 @@ def _analysis_opts(kw: dict[str, Any]) -> AnalysisOptions:
     lo, hi = _band(kw["band"])
     return AnalysisOptions(band=Band(low=lo, high=hi), segments=_segment_opts(kw),
                            max_lag_s=kw["max_lag_s"], block_s=kw["block_s"],
-                           replicates=kw["replicates"], seed=kw["seed"])
+                           replicates=kw["replicates"], seed=kw["seed"],
+                           align_lag=kw["align_lag"])
 
 
 def _formats(values: Sequence[str], allowed: Sequence[str]) -> list[str]:

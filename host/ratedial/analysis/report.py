@@ -123,8 +123,13 @@ def _pair_lines(p: PairResult, result: GroupResult) -> list[str]:
             who = f"{p.b} follows {p.a} by {p.best_lag_s:g} s"
         else:
             who = f"{p.a} follows {p.b} by {-p.best_lag_s:g} s"
+        ci = "" if p.lag is None else (f"; 95% CI [{p.lag.ci_low_s:g}, "
+                                         f"{p.lag.ci_high_s:g}] s")
         lines.append(f"  best lag        {who} (r {_f(p.best_lag_r, 2)}; searched "
-                     f"±{result.options.max_lag_s:g} s)")
+                     f"±{result.options.max_lag_s:g} s{ci})")
+    if p.aligned_lag_s is not None:
+        lines.append(f"  aligned         {p.b} moved {'back' if p.aligned_lag_s > 0 else 'on'} "
+                     f"by {abs(p.aligned_lag_s):g} s before the figures above (--align-lag)")
     lines.append(f"  share of common time (rows {p.a}, columns {p.b}):")
     lines.append("  " + " " * 14 + "".join(f"{c:>11}" for c in CATEGORY_NAMES))
     for i, ca in enumerate(CATEGORY_NAMES):

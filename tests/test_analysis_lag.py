@@ -1,0 +1,103 @@
+"""Reaction lag: recovered from synthetic raters (against the other rater and against the
+scripted ground truth), its block-bootstrap interval, and `analyze --align-lag`."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from jsonschemas import analyze_json
+from ratedial.analysis.align import AlignOptions
+from ratedial.analysis.lag import reaction_lag, shift
+from ratedial.analysis.load import load
+from ratedial.analysis.synth import (
+    Play,
+    SynthMedia,
+    SynthRater,
+    shifted,
+    smooth_random,
+    write_dyad,
+    write_recording,
+)
+
+RATE = 10.0
+
+
+def test_lag_between_two_series_with_its_interval():
+    rng = np.random.default_rng(1)
+    truth = smooth_random(4, 700.0, knot_s=6.0)
+    t = np.arange(0, 600, 1 / RATE)
+    x = truth(t) + rng.normal(0, 2, len(t))
+    y = truth(t - 1.5) + rng.normal(0, 2, len(t))  # y follows x by 1.5 s
+    y[2000:2300] = np.nan  # a gap stays a gap
+    lag = reaction_lag(x, y, rate_hz=RATE, max_lag_s=5, block_s=30, replicates=500)
+    assert lag is not None
+    assert lag.lag_s == pytest.approx(1.5, abs=0.1)
+    assert lag.ci_low_s <= 1.5 <= lag.ci_high_s and lag.ci_high_s - lag.ci_low_s < 1.0
+    assert lag.blocks == 600 // 30 and lag.r > 0.9
+    back = reaction_lag(y, x, rate_hz=RATE, max_lag_s=5, block_s=30, replicates=200)
+    assert back is not None and back.lag_s == pytest.approx(-1.5, abs=0.1)
+    same = reaction_lag(x, y, rate_hz=RATE, max_lag_s=5, block_s=30, replicates=500)
+    assert same == lag  # seeded: reproducible
+
+
+def test_each_raters_lag_against_the_scripted_ground_truth(tmp_path):
+    truth = smooth_random(7, 400.0, knot_s=5.0)
+    rec = tmp_path / "r.ratedial"
+    write_recording(rec, [
+        SynthRater(label="client", curve=shifted(truth, 0.7), quantize=False,
+                   script=(Play(start_s=0, end_s=300),)),
+        SynthRater(label="therapist", uid="bb", curve=shifted(truth, 2.1), quantize=False,
+                   script=(Play(start_s=0, end_s=300),))],
+        media=SynthMedia(duration_s=300.0), rate_hz=100)
+    series = load([rec], AlignOptions(rate_hz=RATE))
+    grid = (np.arange(3000) + 0.5) / RATE  # bin centres
+    got = {}
+    for s in series:
+        lag = reaction_lag(truth(grid), s.values[:3000], rate_hz=RATE, max_lag_s=5,
+                           block_s=30, replicates=300)
+        assert lag is not None
+        got[s.rater] = lag
+    assert got["client"].lag_s == pytest.approx(0.7, abs=0.1)
+    assert got["therapist"].lag_s == pytest.approx(2.1, abs=0.1)
+    assert got["therapist"].ci_low_s <= 2.1 <= got["therapist"].ci_high_s + 0.1
+
+
+def test_shift_moves_back_and_pads_with_nan():
+    y = np.arange(6, dtype=float)
+    assert np.array_equal(shift(y, 2), [2, 3, 4, 5, np.nan, np.nan], equal_nan=True)
+    assert np.array_equal(shift(y, -1), [np.nan, 0, 1, 2, 3, 4], equal_nan=True)
+
+
+def test_analyze_reports_the_interval_and_aligns_on_request(tmp_path):
+    c, t = write_dyad(tmp_path, "D01", duration_s=300, seed=3, rate_hz=50, agreement=0.95,
+                      lag_s=2.0)
+    base = [sys.executable, "-m", "ratedial", "analyze", str(c), str(t), "--bootstrap", "300",
+            "--window", "20"]
+    plain = subprocess.run([*base, "--json"], capture_output=True, text=True, timeout=120,
+                           check=False)
+    assert plain.returncode == 0, plain.stderr
+    p0 = analyze_json(plain.stdout)["dyads"][0]["pair"]
+    assert p0["lag"]["lag_s"] == pytest.approx(2.0, abs=0.2)
+    assert p0["lag"]["ci_low_s"] <= p0["lag"]["lag_s"] <= p0["lag"]["ci_high_s"]
+    assert p0["aligned_lag_s"] is None
+    aligned = subprocess.run([*base, "--json", "--align-lag"], capture_output=True, text=True,
+                             timeout=120, check=False)
+    d1 = analyze_json(aligned.stdout)["dyads"][0]
+    p1 = d1["pair"]
+    assert d1["options"]["align_lag"] is True
+    assert p1["aligned_lag_s"] == p0["best_lag_s"]
+    assert p1["pearson"]["value"] > p0["pearson"]["value"] + 0.02
+    assert p1["n_bins"] < p0["n_bins"]  # the shifted end has no partner
+    text = subprocess.run([*base, "--align-lag", "--table", str(tmp_path / "t.csv")],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert "aligned         therapist moved back by" in text.stdout
+    assert "95% CI [" in text.stdout.split("best lag", 1)[1].splitlines()[0]
+    with (tmp_path / "t.csv").open() as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert float(row["aligned_lag_s"]) == p0["best_lag_s"]
+    assert float(row["best_lag_ci_low_s"]) <= float(row["best_lag_s"])
