@@ -318,9 +318,17 @@ cli.add_command(flash)
 
 
 # Research analysis (the `analysis` extra); the module imports only click at this point.
-from .analysis.cli import analyze, annotate, export, plot, render, review  # noqa: E402
+from .analysis.cli import (  # noqa: E402
+    analyze,
+    annotate,
+    export,
+    plot,
+    render,
+    review,
+    study,
+)
 
-for _command in (analyze, export, plot, review, annotate, render):
+for _command in (analyze, export, plot, review, annotate, render, study):
     cli.add_command(_command)
 
 

@@ -268,6 +268,60 @@ def analyze(*, recordings: tuple[str, ...], as_json: bool, table: str | None,
         click.echo(f"\ntable: {table} ({len(results)} rows)")
 
 
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@alignment_options
+@analysis_options
+@click.option("-o", "--output", "prefix", required=True, metavar="PREFIX",
+              help="Writes PREFIX.csv and PREFIX.sav (one row per dyad).")
+@click.option("--annotations", "annotations", type=click.Path(exists=True, dir_okay=False),
+              default=None,
+              help="CSV of questionnaire scores with a 'dyad' column, added to the table.")
+@click.option("--tb-step", "tb_step_s", type=click.FloatRange(min=0, min_open=True),
+              default=1.0, show_default=True,
+              help="Truth-and-Bias: one moment per this many seconds of video.")
+@friendly
+def study(*, paths: tuple[str, ...], prefix: str, annotations: str | None, tb_step_s: float,
+          **kw: Any) -> None:
+    """The study table in one command: every recording in the folders (or files) given.
+
+    Recordings are paired into dyads by their session labels (ratedial run --session
+    dyad=D07) and raters (client, therapist); the table has one row per dyad: each rater's
+    mean, SD and time below / within / above the neutral band, top and bottom segments,
+    agreement (r with its interval, ICC, kappa, lag), the Truth-and-Bias model over all
+    dyads and each dyad's own truth force and bias, and the questionnaire scores stored
+    with 'ratedial annotate' (or --annotations). Written as CSV and as SPSS .sav.
+    """
+    from .analyse import table_row
+    from .export import read_annotation_table, write_table
+    from .report import format_overview
+
+    files: list[str] = []
+    for p in map(Path, paths):
+        files += sorted(str(f) for f in p.rglob("*.ratedial")) if p.is_dir() else [str(p)]
+    if not files:
+        raise UsageError(f"no .ratedial recordings in {', '.join(paths)}")
+    _, groups = _load(files, kw)
+    results = _analyse_all(groups, kw)
+    extra = {} if annotations is None else read_annotation_table(Path(annotations))
+    tb = _truth_bias(groups, kw, tb_step_s)
+    rows = [{**table_row(r, extra.get(r.label)), **_tb_columns(tb, r.label)} for r in results]
+    base = Path(prefix)
+    out = [base.with_name(base.name + ".csv"), base.with_name(base.name + ".sav")]
+    for path in out:
+        write_table(rows, path)
+    click.echo(f"{len(files)} recordings, {len(results)} dyads "
+               f"({sum(r.pair is not None for r in results)} with both raters)\n")
+    click.echo(format_overview(results))
+    if tb is not None:
+        from .truthbias import format_tb
+
+        click.echo("\n" + format_tb(tb))
+    click.echo("")
+    for path in out:
+        click.echo(f"table: {path} ({len(rows)} rows)")
+
+
 def _truth_bias(groups: Sequence[Group], kw: dict[str, Any], step_s: float) -> Any:
     """The Truth-and-Bias fit over the paired groups, or None (no pair, or no statsmodels)."""
     if importlib.util.find_spec("statsmodels") is None:
@@ -542,4 +596,4 @@ def annotate(*, recording: str, values: tuple[str, ...], remove: tuple[str, ...]
     click.echo(json.dumps(result, indent=1, sort_keys=True))
 
 
-COMMANDS = (analyze, export, plot, review, annotate, render)
+COMMANDS = (analyze, export, plot, review, annotate, render, study)
