@@ -91,6 +91,7 @@ def test_demo_follows_the_video_and_ends_with_its_analysis(tmp_path):
         assert (tmp_path / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "next, try:" in out
     assert f"ratedial review {path.relative_to(tmp_path)} --of client" in out
+    assert f"ratedial render {path.relative_to(tmp_path)} --window 2 -o demo-rated.mp4" in out
 
 
 def test_demo_without_a_video_analyses_on_run_time(tmp_path):

@@ -158,6 +158,9 @@ class Starter:
                 return
         if self.stop.wait(max(0.0, self.not_before - time.monotonic())):
             return
+        if sys.platform == "win32":  # the demo's virtual dials need Linux; mpv's pipe differs
+            self.error = "playback control needs a Unix socket"
+            return
         try:
             with socket.socket(socket.AF_UNIX) as s:
                 s.settimeout(2.0)
@@ -293,10 +296,11 @@ def run_demo(*, seconds: float, seed: int, video: bool = True) -> None:
 
 def _next_commands(console: Console, rec: Path, seconds: float, clip: Path | None) -> None:
     w = demo_window_s(seconds)
-    lines = [f"ratedial analyze {rec} --window {w:g} --plots figures/",
-             f"ratedial export {rec} -o demo --format csv-long,csv-wide,parquet"]
+    lines = [f"ratedial analyze {rec} --window {w:g} --plots figures/ --json",
+             f"ratedial export {rec} -o demo --format csv-long,sav,eaf,xdf --window {w:g}"]
     if clip is not None:
-        lines += [f"ratedial review {rec} --of client --window {w:g}",
+        lines += [f"ratedial render {rec} --window {w:g} -o demo-rated.mp4",
+                  f"ratedial review {rec} --of client --window {w:g}",
                   f"ratedial review {rec} --guess --answerer therapist --window {w:g}"]
     lines.append(f"ratedial annotate {rec} alliance=4.2 srs=36")
     console.print("\nnext, try:", highlight=False)
