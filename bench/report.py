@@ -196,6 +196,43 @@ def _clock(res: dict[str, Any]) -> list[str]:
     return out
 
 
+def _clock_extremes(res: dict[str, Any]) -> list[str]:
+    c = res.get("clock_extremes")
+    out = ["## Clock at the extremes (virtual dials)", ""]
+    if not c:
+        return [*out, "Not run yet: `.venv/bin/python bench/run.py bench_clock_extremes`.", ""]
+    if _skipped(c):
+        return [*out, f"Skipped: {_skipped(c)}", ""]
+    out += [_what(c) + " RMS is the steady-state error of the recorded host times; "
+            "coverage is the share of samples within the stated uncertainty (whole boot, and "
+            "its first 5 s); backwards counts recorded times that went back within an epoch "
+            "(slewing makes it 0).", ""]
+    rows = [[drift, _f(r.get("rms_us")), _f(r.get("skew_error_ppm"), 2),
+             _f(r.get("coverage"), 4), _f(r.get("coverage_first_5s"), 4),
+             str(r.get("backwards"))]
+            for drift, r in (c.get("worst_seed") or {}).items()]
+    out += _table(["dial clock", "RMS µs (worst seed)", "skew error ppm at 30 s",
+                   "coverage", "coverage, first 5 s", "backwards"], rows)
+    return out
+
+
+def _serial_io(res: dict[str, Any]) -> list[str]:
+    c = res.get("serial_io")
+    out = ["## Serial readers: asyncio against a reader thread", ""]
+    if not c:
+        return [*out, "Not run yet: `.venv/bin/python bench/run.py bench_serial_io`.", ""]
+    if _skipped(c):
+        return [*out, f"Skipped: {_skipped(c)}", ""]
+    out += [_what(c) + " The thread reader is the default on Windows; here both run on "
+            "Linux against the same virtual dial.", ""]
+    rows = [[io, _f(_v(r, "ratedial", "rms_us")), _f(_v(r, "ratedial", "p99_us")),
+             _f(r.get("cpu_percent"), 1, " %")]
+            for io, r in (c.get("readers") or {}).items()]
+    out += _table(["reader", "clock RMS µs", "p99 µs", "daemon CPU"], rows)
+    out += [f"Thread over asyncio, RMS: {_f(c.get('ratio_rms_thread_vs_asyncio'), 2)}x.", ""]
+    return out
+
+
 def _daemon(res: dict[str, Any]) -> list[str]:
     d = res.get("daemon")
     out = ["## Daemon end to end (virtual dial, real firmware)", ""]
@@ -474,8 +511,8 @@ def render(res: dict[str, Any]) -> str:
                 "which costs a little delay and saves a lot of work). " + _peers_summary(res),
                 ""]
     for part in (_machine(res), _peers(res), _capacity(res, figs), _soak(res, figs),
-                 _physical(res), _rp2(res), _codec(res), _clock(res), _daemon(res), _media(res),
-                 _analysis(res), _wall(res)):
+                 _physical(res), _rp2(res), _codec(res), _clock(res), _clock_extremes(res),
+                 _daemon(res), _serial_io(res), _media(res), _analysis(res), _wall(res)):
         out += part
     return "\n".join(out).rstrip() + "\n"
 

@@ -47,8 +47,9 @@ class SimDial:
         return self.host0_ns + round((device_us - self.t0_us) * 1000 / (1 + self.drift_ppm * 1e-6))
 
     def hello(self) -> Hello:
+        """The next HELLO: like every frame it takes the next seq (the first of a boot: 0)."""
         self.seq += 1
-        return Hello(seq=self.seq & 0xFFFF, boot_id=self.boot,
+        return Hello(seq=(self.seq - 1) & 0xFFFF, boot_id=self.boot,
                      time_us=self.t_us(self.next_index), period_us=self.period_us,
                      rate_hz=round(1e6 / self.period_us), batch=self.batch, tick_bits=30,
                      flags=1, debounce_ms=5, uid=self.uid, board="test", firmware="0.1.0",

@@ -19,7 +19,7 @@ UID = bytes.fromhex("e66038b7132f4a2c")
 
 
 def hello(boot: int, t_us: int = 1_010_000) -> Hello:
-    return Hello(seq=0, boot_id=boot, time_us=t_us, period_us=1000, rate_hz=1000, batch=10,
+    return Hello(seq=100, boot_id=boot, time_us=t_us, period_us=1000, rate_hz=1000, batch=10,
                  tick_bits=30, flags=1, debounce_ms=5, uid=UID, board="virtual",
                  firmware="0.1.0", backend="irq")
 

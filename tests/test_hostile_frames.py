@@ -217,3 +217,27 @@ def test_a_boot_whose_hello_never_comes_in_time_becomes_a_no_hello_gap(world):
     assert gap[1] > 1000  # about 2 s of boot 2 waited too long (6 s is the limit)
     assert view.missing == gap[1]
     accounted(con)
+
+
+def test_a_dial_clock_far_too_slow_is_said_once_and_its_times_left_unknown(world):
+    """The emulated Pico's clock runs ~7x slow against the host: after 10 s of host time the
+    boot is judged, one event and one line say so, and host times are NULL from then on."""
+    dial = SimDial(UID_A, boot=7, drift_ppm=-860_000)  # 1 device µs per 7.1 host µs
+    stream(world, dial, 200)  # 2 s of device time: 14 s of host time
+    con = world.close()
+    (event,) = world.events("clock_rate_implausible")
+    assert 0.13 < event.data["ratio"] < 0.15 and event.data["boot_id"] == 7
+    (said,) = [m for m in world.said if "clock ran" in m]
+    assert "without host times" in said
+    rows = con.execute("SELECT host_ns IS NULL FROM samples ORDER BY sample_index").fetchall()
+    assert recorded(con) == {(UID_A.hex(), 7): owed(dial)}
+    nulls = [n for (n,) in rows]
+    k = nulls.index(1)  # from the judgement on, no host time
+    assert 1000 < k < 2000 and all(nulls[k:]) and not any(nulls[10:k])
+
+
+def test_a_dial_clock_within_a_crystal_is_never_judged(world):
+    dial = SimDial(UID_A, boot=7, drift_ppm=900)
+    stream(world, dial, 1500)  # 15 s
+    world.close()
+    assert world.events("clock_rate_implausible") == []

@@ -503,6 +503,12 @@ def test_ratedial_devices_and_run_record_the_emulated_pico(boot, tmp_path: Path)
     assert_exact_accounting(path)
     assert query(path, "SELECT count(*) FROM gaps")[0][0] == 0
     assert sum(d["received"] for d in summary["dials"]) == len(idx)
+    # Its clock runs several times slower than the host's: said once, and from then on the
+    # samples have no host time (docs/timing.md) instead of wrong ones.
+    (ratio,) = [json.loads(d)["ratio"] for (d,) in query(
+        path, "SELECT data FROM events WHERE kind = 'clock_rate_implausible'")]
+    assert ratio < 0.5, ratio
+    assert query(path, "SELECT count(*) FROM samples WHERE host_ns IS NULL")[0][0] > 0
 
 
 def test_rp2040js_own_pio_scheduling_is_not_enough(boot) -> None:  # type: ignore[no-untyped-def]

@@ -252,14 +252,15 @@ class DeviceClock:
     under the arrivals loses at most this much at mid-window. ``min_slope_span_s``: until the
     arrivals span this long, the centre of the two-way polygon is used.
     ``prior_latency_us`` bounds the unknown minimum frame latency before the first SYNC
-    (estimates are then honest but wide). ``backwards_tolerance_us``: device time may go back
+    (estimates are then honest but wide: the first frames after a boot were seen 20 ms late
+    on the virtual dial, so 50 ms). ``backwards_tolerance_us``: device time may go back
     this much (a SYNC overtaking queued frames) before :class:`ClockEpochError`.
     """
 
     def __init__(self, *, window_s: float = 90.0, bucket_s: float = 0.2,
                  envelope_tolerance_us: float = 150.0, min_slope_span_s: float = 5.0,
                  refit_s: float = 0.1, max_skew_ppm: float = 1000.0,
-                 prior_latency_us: int = 5000, backwards_tolerance_us: int = 10_000_000) -> None:
+                 prior_latency_us: int = 50_000, backwards_tolerance_us: int = 10_000_000) -> None:
         if bucket_s <= 0 or window_s < 2 * bucket_s:
             raise ValueError("window_s must be at least two buckets (bucket_s) long")
         self._window_us = round(window_s * 1e6)
@@ -355,6 +356,11 @@ class DeviceClock:
             return self.estimate()
         return self._cached
 
+    def peek(self) -> ClockEstimate | None:
+        """The cached estimate, never refitting: for displays, which must not change when
+        the model refits (and so what the samples get)."""
+        return self._cached
+
     def to_host_ns(self, device_us: int) -> int | None:
         est = self._cached if not self._stale else self.estimate()
         return None if est is None else est.to_host_ns(device_us)
@@ -439,14 +445,16 @@ class SlewedMap:
     """Maps one epoch's sample times through successive estimates without ever stepping.
 
     When a refit moves the line, the host time of the last mapped sample is kept and the
-    difference is taken in at ``slew`` of device time (0.1: 100 µs per ms), so mapped times
-    never decrease and never jump (docs/timing.md, "Refits are slewed"). ``offset_ns`` is
-    what is still to be taken in: the mapped time minus the current line.
+    difference is taken in at ``slew`` of device time (0.5: 500 µs per ms, so a correction
+    is gone within twice its size of device time and mapped sample intervals stay at least
+    half a period), so mapped times never decrease and never jump (docs/timing.md, "Refits
+    are slewed"). ``offset_ns`` is what is still to be taken in: the mapped time minus the
+    current line.
     """
 
     __slots__ = ("_at_us", "_est", "_last_us", "offset_ns", "slew")
 
-    def __init__(self, slew: float = 0.1) -> None:
+    def __init__(self, slew: float = 0.5) -> None:
         self.slew = slew
         self.offset_ns = 0.0
         self._at_us = 0

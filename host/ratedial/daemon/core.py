@@ -54,6 +54,8 @@ from ..wire import (
 from ..wire.checks import MIN_PERIOD_US, field_problem
 
 DRIFT = 1.001  # device and host clocks agree within 1000 ppm
+RATE_CHECK_NS = 10_000_000_000  # host time in a boot before its clock rate is judged
+EARLY_FITS_NS = 5_000_000_000  # every fit of a boot's first 5 s is stored (clock_models)
 PACKING_US = 50_000  # a frame is queued within this of its last sample (GC pauses included)
 RECENT_FRAMES = 4096  # frames whose device times a duplicate is checked against exactly
 MAX_EPOCHS = 16  # boots of one dial kept resumable; older ones are retired
@@ -68,6 +70,8 @@ class ClockLike(Protocol):
     def add_arrival(self, device_us: int, host_recv_ns: int) -> None: ...
 
     def current(self) -> ClockEstimate | None: ...
+
+    def peek(self) -> ClockEstimate | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +171,13 @@ class Epoch:
     first_count_seen: bool = False
     status: Status | None = None
     mapper: SlewedMap = field(default_factory=SlewedMap)
+    n_syncs: int = 0  # SYNC answers the clock model took
+    seed_index: int | None = None  # first index of this boot's frames that expired unheard
+    rate_ref: tuple[int, int] | None = None  # (device_us, host_ns) of the first accepted frame
+    rate_implausible: bool = False  # its clock runs far from 1 µs per µs: host times unknown
+    anchor0_host_ns: int = 0  # when the boot's HELLO came
+    next_snapshot_ns: int = 0
+    stored_est: ClockEstimate | None = None  # the newest fit put out as a ClockOut
 
 
 @dataclass(slots=True)
@@ -230,7 +241,6 @@ class DialCore:
         self.long_press_us = None if long_press_s is None else int(long_press_s * 1e6)
         self._snapshot_ns = int(clock_snapshot_s * 1e9)
         self._slack_us = int(slack_s * 1e6)
-        self._next_snapshot_ns = 0
         self.epoch: Epoch | None = None
         self.epochs: dict[int, Epoch] = {}  # every boot seen, newest last (MAX_EPOCHS)
         self._retired: set[int] = set()
@@ -276,7 +286,8 @@ class DialCore:
             return self.reject(h, "field", problem, host_ns)
         out: list[Out] = []
         ep = self.epoch
-        if ep is not None and ep.boot_id == h.boot_id:
+        same_boot = ep is not None and ep.boot_id == h.boot_id
+        if ep is not None and same_boot:
             ep.hello = h
         elif h.boot_id in self._retired:
             return self.reject(h, "retired_boot", f"boot {h.boot_id} ended long ago", host_ns)
@@ -285,7 +296,8 @@ class DialCore:
             resumed = self.epochs.get(h.boot_id)
             if resumed is None:
                 ep = Epoch(boot_id=h.boot_id, hello=h, clock=self._clock_factory(),
-                           anchor_device_us=h.time_us, anchor_host_ns=host_ns)
+                           anchor_device_us=h.time_us, anchor_host_ns=host_ns,
+                           anchor0_host_ns=host_ns)
                 self._add_epoch(ep)
                 out.append(EpochOut(self.uid, h.boot_id, h, host_ns, previous))
                 self._seed(ep, h, host_ns)
@@ -303,7 +315,11 @@ class DialCore:
         self.needs_hello = False
         self.held.lost.clear()
         for s, t, why in self.held.take():
-            if self._place(ep, s, t, before_hello=True)[0] == FOREIGN:
+            # Held against this very boot: the HELLO confirms they are not of it. Otherwise:
+            # frames created before this HELLO have smaller seq numbers (mod 2^16), and the
+            # HELLO a dial sends at start (seq 0) has none before it.
+            if same_boot or not 0 < (h.seq - s.seq) % 65536 < 32768 or \
+                    self._place(ep, s, t, before_hello=True)[0] == FOREIGN:
                 out += self.reject(s, why, "not of the boot its HELLO named", host_ns)
             else:
                 out += self.samples(s, t, before_hello=True)
@@ -336,6 +352,10 @@ class DialCore:
         out.append(ArrivalOut(self.uid, ep.boot_id, s.end_index - 1, s.times_us[-1],
                               host_recv_ns))
         est = ep.clock.current()  # cached: refitted at most every 100 ms or after a SYNC
+        if ep.seed_index is not None:
+            if ep.ledger.next_index is None and ep.seed_index < s.first_index:
+                ep.ledger.seed(ep.seed_index, GapReason.NO_HELLO)
+            ep.seed_index = None
         new, gaps = ep.ledger.accept(s)
         for gap in gaps:
             first_t = None if est is None or ep.last_device_us is None else est.to_host_ns(
@@ -347,6 +367,7 @@ class DialCore:
                 "end_index": gap.end_index, "reason": str(gap.reason)}))
         ep.anchor_device_us, ep.anchor_host_ns = s.times_us[-1], host_recv_ns
         ep.last_period_us = s.period_us
+        out += self._check_rate(ep, s.times_us[-1], host_recv_ns)
         ep.recent.append((new.start, s.times_us[new.start - s.first_index:]))
         if ep.first_device_us is None:
             ep.first_device_us = s.times_us[0]
@@ -370,14 +391,18 @@ class DialCore:
                     "rating": rating, "index": new.start + k, "boot_id": ep.boot_id,
                     "cause": "long_press"}))
             ratings.append(rating)
-        host = self._map(ep, est, times)
+        host = (None,) * len(times) if ep.rate_implausible else self._map(ep, est, times)
         ep.last_device_us = times[-1]
         self.last_rating = ratings[-1]
         self.last_count = counts[-1]
         out.append(SamplesOut(self.uid, ep.boot_id, new.start, s.period_us, times, host, counts,
                               tuple(ratings), flags))
-        if est is not None and host_recv_ns >= self._next_snapshot_ns:
-            self._next_snapshot_ns = host_recv_ns + self._snapshot_ns
+        # Every fit of the boot's first EARLY_FITS_S (they move a lot), then one a second.
+        if est is not None and est is not ep.stored_est and (
+                host_recv_ns >= ep.next_snapshot_ns
+                or host_recv_ns - ep.anchor0_host_ns < EARLY_FITS_NS):
+            ep.next_snapshot_ns = host_recv_ns + self._snapshot_ns
+            ep.stored_est = est
             out.append(ClockOut(self.uid, ep.boot_id, host_recv_ns, est))
         return out
 
@@ -401,6 +426,7 @@ class DialCore:
             ep.clock.add_sync(host_send_ns, f.t_rx_us, f.t_tx_us, host_recv_ns)
         except ClockEpochError:
             return []
+        ep.n_syncs += 1
         return [SyncOut(self.uid, ep.boot_id, f.token, host_send_ns, f.t_rx_us, f.t_tx_us,
                         host_recv_ns)]
 
@@ -536,7 +562,7 @@ class DialCore:
 
         firsts = [first for first, t, arrival in self.held.lost if could_be_ours(t, arrival)]
         if firsts:
-            ep.ledger.seed(min(firsts), GapReason.NO_HELLO)
+            ep.seed_index = min(firsts)  # a gap if the boot's first frame comes after it
 
     def _ahead_limit(self, ep: Epoch, host_ns: int) -> int:
         """The latest device time the dial can have reached by ``host_ns``: the anchor's
@@ -589,6 +615,26 @@ class DialCore:
         if (i0 - nxt) * min(ep.last_period_us, s.period_us) > t0 - last_t:
             return FOREIGN, "index_jump"
         return NEW, ""
+
+    def _check_rate(self, ep: Epoch, device_us: int, host_ns: int) -> list[Out]:
+        """Once RATE_CHECK_NS of host time has passed in a boot, its device clock must run
+        within a factor of two of the host's (a crystal is within 0.1 %; a stall or burst
+        moves arrivals by seconds at most). Otherwise the boot's host times are not
+        computed (NULL) from then on, and one event says why."""
+        if ep.rate_ref is None:
+            ep.rate_ref = (device_us, host_ns)
+            return []
+        d0, h0 = ep.rate_ref
+        if ep.rate_implausible or host_ns - h0 < RATE_CHECK_NS:
+            return []
+        ratio = (device_us - d0) * 1000 / (host_ns - h0)
+        if 0.5 <= ratio <= 2.0:
+            return []
+        ep.rate_implausible = True
+        return [EventOut(self.uid, host_ns, "clock_rate_implausible", {
+            "boot_id": ep.boot_id, "ratio": round(ratio, 4),
+            "device_s": round((device_us - d0) / 1e6, 3),
+            "host_s": round((host_ns - h0) / 1e9, 3)})]
 
     @staticmethod
     def _recorded_time(ep: Epoch, index: int) -> int | None:

@@ -71,6 +71,7 @@ def dial_ports(ports: Iterable[Any] | None = None, *, platform: str = sys.platfo
     return list(dict.fromkeys(out))
 
 
+FAST_SYNCS = 10  # answered PINGs per boot before the PING interval slows to the configured one
 HOLD_NS = 6_000_000_000  # SAMPLES wait this long for their dial's first HELLO
 
 
@@ -142,6 +143,11 @@ class Daemon:
         for i, o in enumerate(outs):
             if isinstance(o, EventOut) and not o.event_id:
                 outs[i] = replace(o, event_id=self._next_event_id())
+                if o.kind == "clock_rate_implausible":
+                    self.say_once(f"dial {o.uid}: its clock ran {o.data['device_s']} s in "
+                                  f"{o.data['host_s']} s of this computer's time (x"
+                                  f"{o.data['ratio']}); its samples are recorded without "
+                                  "host times from now on (docs/timing.md)")
             elif isinstance(o, SamplesOut):
                 ids, pos, states = self.media.annotate(o.host_ns)
                 annotated = replace(o, media_ids=ids, media_s=pos, media_states=states)
@@ -210,7 +216,7 @@ class Daemon:
                     isinstance(got[0], EventOut) and got[0].kind == "button":
                 press = getattr(self.media, "button", None)
                 if press is not None:  # manual mode marks media time
-                    est = core.epoch.clock.current() if core.epoch else None
+                    est = core.epoch.clock.peek() if core.epoch else None
                     press(host_ns if est is None else est.to_host_ns(f.t_us))
         if core is not None:
             self._refresh_view(core, host_ns)
@@ -237,7 +243,7 @@ class Daemon:
         if ep is None:
             return
         view.boot, view.next_index = ep.boot_id, ep.ledger.next_index
-        est = ep.clock.current()
+        est = ep.clock.peek()  # never a refit: what samples get must not depend on reads
         if est is not None:
             view.skew_ppm = est.skew_ppm
             view.uncertainty_us = est.uncertainty_ns / 1000
@@ -351,8 +357,16 @@ class Daemon:
                     del self._pings[key]
             # A random fraction of a USB frame on top: PINGs must not keep one phase of the
             # 1 ms frame, or the lower clock bound never gets tight (docs/timing.md).
-            await self._wait(link, self.cfg.ping_interval_s + random.random() * 1e-3)
+            await self._wait(link, self._ping_interval(port) + random.random() * 1e-3)
             self._housekeeping(port)
+
+    def _ping_interval(self, port: str) -> float:
+        """PINGs come ten times faster until a boot has FAST_SYNCS answers: a new clock
+        model gets its two-way bounds in its first second, not its first ten."""
+        core = self._core_of(port)
+        if core is None or core.epoch is None or core.epoch.n_syncs < FAST_SYNCS:
+            return self.cfg.ping_interval_s / 10
+        return self.cfg.ping_interval_s
 
     async def _wait(self, link: PortLink, seconds: float) -> None:
         stop: asyncio.Future[Any] = asyncio.ensure_future(self.stop_event.wait())

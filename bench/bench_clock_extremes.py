@@ -1,0 +1,171 @@
+"""The device clock model at the extremes, on virtual dials: ±100 and ±500 ppm, a tick wrap,
+a 2 s stall and a reboot, several seeds; the worst seed is the figure.
+
+Each seed is one ``ratedial run`` recording four virtual dials (the real firmware under
+MicroPython behind the jittery USB link model) that run 100 ppm fast, 100 ppm slow, 500 ppm
+fast and 500 ppm slow. Each dial reboots at 4 s, its 30-bit tick wraps about 14 s into the
+run, and its link stalls for 2 s at 26 s (the host not reading). From the recording and the
+simulator's ground truth, per dial:
+
+* ``rms_us``: error of the recorded host times of the second boot's samples taken 30 s or
+  more after that boot started (the steady state);
+* ``skew_error_ppm``: the stored model's skew 30 s after the boot against the true one;
+* ``coverage`` / ``coverage_first_5s``: the share of samples for which the stored model in
+  effect when their frame arrived (``clock_models``) is within its stated bound of the
+  truth, over the whole boot and over its first 5 s;
+* ``max_from_stored_line_us``: the largest difference between a recorded host time and
+  that stored line (a refit between stored models, or a correction being slewed in);
+* ``backwards``: recorded host times that went back within an epoch (must be 0).
+
+Figures are reported per drift as the worst over the seeds (largest RMS, largest |skew
+error|, lowest coverage).
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ratedial.virtual import VirtualDial
+from ratedial.virtual.faults import parse_fault
+
+DRIFTS = (100.0, -100.0, 500.0, -500.0)
+SEEDS = tuple(int(s) for s in __import__("os").environ.get("EXTREMES_SEEDS", "1,2,3").split(","))
+REBOOT_S = 4.0
+RUN_S = 4.0 + 30.0 + 16.0  # 16 s of steady state after the 30 s
+STEADY_AFTER_S = 30.0
+
+
+def _record(seed: int, workdir: Path) -> tuple[Path, dict[str, list[Any]], dict[str, float]]:
+    dials = [VirtualDial(seed=10 * seed + k, drift_ppm=drift, wrap_bits=30,
+                         tick_start_us=(1 << 30) - 18_000_000, subprocess=True,
+                         faults=(parse_fault(f"reboot@{REBOOT_S}"), parse_fault("stall@26:2")))
+             for k, drift in enumerate(DRIFTS)]
+    for d in dials:
+        d.start()
+    path = workdir / f"extremes-{seed}.ratedial"
+    try:
+        args = [sys.executable, "-m", "ratedial", "run", "--no-scan", "--broker", "none",
+                "--record", str(path), "--duration", str(RUN_S), "--json"]
+        for d in dials:
+            args += ["--port", d.port]
+        subprocess.run(args, capture_output=True, text=True, check=True, timeout=RUN_S + 120)
+        truths = {d.options.uid_bytes.hex(): d.truth() for d in dials}
+        drift_of = {d.options.uid_bytes.hex(): d.options.drift_ppm for d in dials}
+    finally:
+        for d in dials:
+            d.close(check=False)
+    return path, truths, drift_of
+
+
+def _true_skew_ppm(drift_ppm: float) -> float:
+    """The model's skew (host ns per device µs above 1000, ppm) of a dial ``drift_ppm`` fast."""
+    return (1 / (1 + drift_ppm * 1e-6) - 1) * 1e6
+
+
+def _dial_figures(con: sqlite3.Connection, uid: str, boots: list[Any], drift: float
+                  ) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    by_boot = {b.boot_id: b for b in boots}
+    epochs = con.execute("SELECT e.epoch_id, e.boot_id FROM epochs e JOIN dials d "
+                         "USING (dial_id) WHERE d.uid = ? ORDER BY e.first_host_ns",
+                         (uid,)).fetchall()
+    cover = cover5 = n = n5 = back = slew = 0
+    steady: list[int] = []
+    skew_err = None
+    for epoch_id, boot_id in epochs:
+        truth = by_boot[boot_id]
+        rows = con.execute("SELECT sample_index, device_us, host_ns FROM samples WHERE "
+                           "epoch_id = ? AND "
+                           "host_ns IS NOT NULL ORDER BY sample_index", (epoch_id,)).fetchall()
+        models = con.execute("SELECT host_ns, ref_device_us, ref_host_ns, skew_ppm, "
+                             "uncertainty_ns, skew_uncertainty_ppm FROM clock_models WHERE "
+                             "epoch_id = ? ORDER BY host_ns", (epoch_id,)).fetchall()
+        if not rows or not models:
+            continue
+        arrivals = con.execute("SELECT last_index, host_recv_ns FROM arrivals WHERE "
+                               "epoch_id = ? ORDER BY 1", (epoch_id,)).fetchall()
+        start_ns = truth.host_ns(rows[0][1], near_ns=rows[0][2])
+        k = a = 0
+        prev = None
+        for index, d_us, h in rows:
+            true = truth.host_ns(d_us, near_ns=h)
+            while a < len(arrivals) and arrivals[a][0] < index:
+                a += 1
+            arrival = arrivals[a][1] if a < len(arrivals) else h
+            while k + 1 < len(models) and models[k + 1][0] <= arrival:
+                k += 1
+            # the stored line in effect when the sample's frame arrived, and its bound
+            _, ref_d, ref_h, skew, unc, skew_unc = models[k]
+            line = ref_h + round((d_us - ref_d) * (1000 + skew * 1e-3))
+            bound = unc + math.ceil(abs(d_us - ref_d) * (skew_unc or 0) * 1e-3)
+            ok = abs(line - true) <= bound
+            slew = max(slew, abs(h - line))
+            since = (true - start_ns) / 1e9
+            n += 1
+            cover += ok
+            if since < 5:
+                n5 += 1
+                cover5 += ok
+            if since >= STEADY_AFTER_S and boot_id == epochs[-1][1]:
+                steady.append(h - true)
+            if prev is not None and h < prev:
+                back += 1
+            prev = h
+        at30 = [m for m in models if (m[0] - start_ns) / 1e9 >= STEADY_AFTER_S]
+        if at30 and boot_id == epochs[-1][1]:
+            skew_err = at30[0][3] - _true_skew_ppm(drift)
+    out["rms_us"] = round(math.sqrt(sum(e * e for e in steady) / len(steady)) / 1000, 1) \
+        if steady else None
+    out["mean_us"] = round(sum(steady) / len(steady) / 1000, 1) if steady else None
+    out["n_steady"] = len(steady)
+    out["skew_error_ppm"] = None if skew_err is None else round(skew_err, 2)
+    out["coverage"] = round(cover / n, 5) if n else None
+    out["coverage_first_5s"] = round(cover5 / n5, 5) if n5 else None
+    out["backwards"] = back
+    out["max_from_stored_line_us"] = round(slew / 1000, 1)
+    out["epochs"] = len(epochs)
+    return out
+
+
+def run() -> dict[str, Any]:
+    per_seed: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in SEEDS:
+            path, truths, drift_of = _record(seed, Path(tmp))
+            con = sqlite3.connect(path)
+            for uid, boots in truths.items():
+                fig = _dial_figures(con, uid, boots, drift_of[uid])
+                per_seed.setdefault(f"{drift_of[uid]:+.0f}ppm", {})[f"seed{seed}"] = fig
+            con.close()
+    worst: dict[str, Any] = {}
+    for drift, seeds in per_seed.items():
+        figs = list(seeds.values())
+
+        def pick(key: str, fn: Any, figs: list[dict[str, Any]] = figs) -> Any:
+            vals = [f[key] for f in figs if f[key] is not None]
+            return fn(vals) if vals else None
+
+        worst[drift] = {
+            "rms_us": pick("rms_us", max),
+            "skew_error_ppm": pick("skew_error_ppm", lambda v: max(v, key=abs)),
+            "coverage": pick("coverage", min),
+            "coverage_first_5s": pick("coverage_first_5s", min),
+            "backwards": pick("backwards", sum),
+        }
+    return {"what": f"virtual dials at ±100 and ±500 ppm, reboot at {REBOOT_S:g} s, 30-bit "
+                    f"tick wrap, 2 s stall; {RUN_S:g} s runs, seeds {list(SEEDS)}; steady "
+                    f"state = samples {STEADY_AFTER_S:g} s or more after the reboot; worst "
+                    "seed per drift",
+            "worst_seed": worst, "per_seed": per_seed}
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run(), indent=1))
