@@ -61,7 +61,7 @@ def test_every_file_is_private(dyad):
     d, _, written = dyad
     names = {Path(p).name for p in written}
     assert {"D07.sav", "D07.xdf", "D07.D07.eaf", "D07.D07.ratings.csv",
-            "D07.D07.ratings_tsconf.xml", "D07.json"} <= names
+            "D07.D07_tsconf.xml", "D07.json"} <= names
     for p in written:
         assert stat.S_IMODE(os.stat(p).st_mode) == 0o600, p
     assert not list((d / "out").glob("*.bak"))
@@ -107,9 +107,10 @@ def test_eaf_has_segments_events_video_and_the_curves(dyad):
     assert len(gap) == 1 and abs(gap[0][0] - 12000) <= 10 and abs(gap[0][1] - 13000) <= 10
     assert any(e[2].startswith("paused") and abs(e[0] - 30000) <= 10 for e in events)
     # The time series: a tsconf linked to the document, pointing to a CSV with the curves.
-    (linked,) = eaf.linked_file_descriptors
-    assert linked["LINK_URL"].endswith("D07.D07.ratings_tsconf.xml")
-    root = ET.parse(d / "out" / "D07.D07.ratings_tsconf.xml").getroot()
+    data, conf = eaf.linked_file_descriptors
+    assert data["LINK_URL"].endswith("D07.D07.ratings.csv")
+    assert conf["LINK_URL"].endswith("D07.D07_tsconf.xml") and conf["MIME_TYPE"] == "text/xml"
+    root = ET.parse(d / "out" / "D07.D07_tsconf.xml").getroot()
     src = root.find("tracksource")
     assert src is not None and src.get("time-column") == "0"
     assert [t.get("name") for t in src.findall("track")] == ["client", "therapist"]

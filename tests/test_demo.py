@@ -69,16 +69,20 @@ def test_demo_follows_the_video_and_ends_with_its_analysis(tmp_path):
     # The analysis of that video.
     assert "the analysis (ratedial analyze):" in out
     assert re.search(rf"demo · {re.escape(video.name)} · 00:16 · grid 10 Hz", out)
-    assert "rated             00:16 (100%)" in out
+    rated = re.search(r"\n  rated +(\S+) \((\d+)%\) +(\S+) \((\d+)%\)\n", out)
+    assert rated is not None, out[out.find("rated"):][:300]
+    assert int(rated.group(2)) >= 97 and int(rated.group(4)) >= 97, rated.group(0)
     segs = dict(re.findall(r"  client +(B1|T1)  (\S+) ", out))
+    # Playback starts when the scripts' lead-in is over, or later when the daemon was slow
+    # to follow mpv on a busy machine: then the curves land earlier in the video.
     dip = (0.36 * SECONDS, 0.48 * SECONDS)  # the shared dip, in video time
     b1 = _span(segs["B1"])
-    assert dip[0] - 1.0 <= b1[0] and b1[1] <= dip[1] + 1.0, (b1, dip)
+    assert dip[0] - 2.5 <= b1[0] and b1[1] <= dip[1] + 1.0, (b1, dip)
     # The divergence (client helpful, therapist hindering) is the most divergent window.
     (first,) = re.findall(r"\n    1  (\S+) +([\d.]+)   client ([\d.]+), therapist ([\d.]+)",
                           out)
     start, end = _span(first[0])
-    assert start >= 0.52 * SECONDS - 1.0 and end <= 0.76 * SECONDS + 1.0, first
+    assert start >= 0.52 * SECONDS - 2.5 and end <= 0.76 * SECONDS + 1.0, first
     assert float(first[2]) > 70 and float(first[3]) < 40, first
     assert demo_window_s(SECONDS) == 2.0
     assert "2 s windows" in out

@@ -207,7 +207,8 @@ def analyse(path: Path, *, video_s: float, figures: Path, console: Console) -> l
 
     series = load([path], AlignOptions(rate_hz=10.0))
     opt = AnalysisOptions(segments=SegmentOptions(k=3, window_s=demo_window_s(video_s)),
-                          max_lag_s=min(10.0, video_s / 4), block_s=min(30.0, video_s / 6),
+                          # the scripts have no designed lag: search a small range only
+                          max_lag_s=min(2.0, video_s / 8), block_s=min(30.0, video_s / 6),
                           replicates=500)
     results = [analyse_group(g, opt) for g in group_series(series)]
     for r in results:
@@ -273,7 +274,10 @@ def run_demo(*, seconds: float, seed: int, video: bool = True) -> None:
             cfg = RunConfig(
                 ports=(client.port, therapist.port),
                 raters={"client": client.port, "therapist": therapist.port},
-                record=str(path), duration_s=seconds + (3.0 if video else 0.0), scan=False,
+                # with a video: the lead-in, the video, and slack for a slow start on a busy
+                # machine (the samples after the end are recorded as "ended")
+                record=str(path), duration_s=seconds + (lead_s + 4.0 if video else 0.0),
+                scan=False,
                 player=player, session={"demo": True, "dyad": "demo"},
                 mqtt=MqttConfig(broker="embedded"))
             summary = serve(cfg, console=console, argv=["ratedial", "demo"])

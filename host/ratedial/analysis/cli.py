@@ -351,8 +351,8 @@ def _tb_columns(tb: Any, dyad: str) -> dict[str, Any]:
 @segment_options
 @click.option("-o", "--output", "prefix", required=True, metavar="PREFIX",
               help="Files are PREFIX.long.csv, PREFIX.wide.csv, PREFIX.parquet, PREFIX.sav, "
-                   "PREFIX.xdf, PREFIX.<dyad>.eaf (with its .ratings.csv and "
-                   ".ratings_tsconf.xml) and PREFIX.json.")
+                   "PREFIX.xdf, PREFIX.<dyad>.eaf (with PREFIX.<dyad>.ratings.csv and "
+                   "PREFIX.<dyad>_tsconf.xml) and PREFIX.json.")
 @click.option("--format", "formats", multiple=True, default=("csv-long", "csv-wide", "parquet"),
               show_default=True,
               help="csv-long, csv-wide, parquet, sav (SPSS), eaf (ELAN), xdf (LSL's "

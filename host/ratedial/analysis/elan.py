@@ -10,10 +10,10 @@ Per dyad, ``PREFIX.<dyad>.eaf`` holds:
 * a tier ``events``: pauses, seeks and rate changes of the player (from the recordings'
   ``events``, at their media time) and every gap (``gap <reason>: N samples lost``) with the
   media-time stretch it spans;
-* the rating curves as a secondary linked file: ``PREFIX.<dyad>.ratings.csv`` (``t_s``, one
-  column per rater, the analysis grid; empty where missing) described by
-  ``PREFIX.<dyad>.ratings_tsconf.xml``, ELAN's time-series configuration (one track per
-  rater, range 0-100). In ELAN: the time-series viewer shows the curves under the video.
+* the rating curves as ELAN links a time series, two secondary linked files:
+  ``PREFIX.<dyad>.ratings.csv`` (``t_s``, one column per rater, the analysis grid; empty
+  where missing) and ``PREFIX.<dyad>_tsconf.xml``, ELAN's time-series configuration named as
+  ELAN names it (one track per rater, range 0-100).
 
 Invariants: times are media times in milliseconds (ELAN's unit); an event has at least
 ``MIN_EVENT_MS`` so that ELAN can show it; files are created with mode 0600.
@@ -26,6 +26,7 @@ import json
 import os
 import sqlite3
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
@@ -105,8 +106,9 @@ def _tsconf(csv_path: Path, raters: Sequence[str]) -> str:
     </track>
 """ for i, r in enumerate(raters))
     url = quoteattr(csv_path.resolve().as_uri())
+    date = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
     return f"""<?xml version="1.0" encoding="UTF-8"?>
-<timeseries version="1.0">
+<timeseries date="{date}" version="1.0">
   <tracksource sample-type="Continuous Rate" source-url={url} time-column="0">
     <property key="provider" value="mpi.eudico.client.annotator.timeseries.csv.CSVServiceProvider"/>
 {tracks}  </tracksource>
@@ -122,7 +124,7 @@ def write_eaf(group: Group, base: Path, segments: SegmentOptions | None = None) 
     eaf_path = base.with_name(base.name + ".eaf")
     csv_path = base.with_name(base.name + ".ratings.csv")
     eaf_path.parent.mkdir(parents=True, exist_ok=True)
-    conf_path = base.with_name(base.name + ".ratings_tsconf.xml")
+    conf_path = base.with_name(base.name + "_tsconf.xml")  # ELAN's name: <eaf>_tsconf.xml
     raters = [s.rater for s in group.series]
     n = group.n_bins
     _private(csv_path)
@@ -145,6 +147,9 @@ def write_eaf(group: Group, base: Path, segments: SegmentOptions | None = None) 
             else str(video)
         eaf.add_linked_file(video.resolve().as_uri() if video.is_absolute() else str(video),
                             relpath=rel, mimetype="video/mp4")
+    # as ELAN links a time series: the data file and its configuration, both secondary
+    eaf.add_secondary_linked_file(csv_path.resolve().as_uri(), relpath=csv_path.name,
+                                  mimetype="text/plain")
     eaf.add_secondary_linked_file(conf_path.resolve().as_uri(), relpath=conf_path.name,
                                   mimetype="text/xml")
     for s in group.series:
