@@ -164,3 +164,18 @@ def test_no_pair_no_model(tmp_path):
     from ratedial.analysis.load import load
 
     assert tb_data(group_series(load([p]))) is None
+
+
+def test_a_truth_that_never_moves_is_not_fitted(tmp_path):
+    from ratedial.analysis.groups import group_series
+    from ratedial.analysis.load import load
+    from ratedial.analysis.synth import constant
+
+    p = tmp_path / "flat.ratedial"
+    write_recording(p, [SynthRater(label="client", curve=constant(50),
+                                   script=(Play(start_s=0, end_s=60),)),
+                        SynthRater(label="therapist", uid="bb", curve=_curve(2),
+                                   script=(Play(start_s=0, end_s=60),))],
+                    media=SynthMedia(duration_s=60.0), rate_hz=50, session={"dyad": "F1"})
+    (g,) = group_series(load([p]))
+    assert g.pair is not None and tb_data([g]) is None

@@ -49,6 +49,7 @@ def test_demo_follows_the_video_and_ends_with_its_analysis(tmp_path):
     (path,) = (tmp_path / "recordings").glob("demo-*.ratedial")
     (video,) = (tmp_path / "recordings").glob("demo-*.mp4")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert not list((tmp_path / "recordings").glob("*-wal"))  # no SQLite leftovers
 
     # The recording: both raters, on the media timeline of the video the demo made.
     con = sqlite3.connect(path)

@@ -213,7 +213,15 @@ def analyse(path: Path, *, video_s: float, figures: Path, console: Console) -> l
     results = [analyse_group(g, opt) for g in group_series(series)]
     for r in results:
         console.print(format_group(r), highlight=False, markup=False)
-    return write_plots(results, figures, ("png",))
+    figs = write_plots(results, figures, ("png",))
+    # Read-only readers leave SQLite's -wal and -shm files behind; the last read-write
+    # connection to close removes them (the recording itself is unchanged).
+    con = sqlite3.connect(path)
+    try:
+        con.execute("SELECT count(*) FROM meta").fetchone()
+    finally:
+        con.close()
+    return figs
 
 
 def run_demo(*, seconds: float, seed: int, video: bool = True) -> None:

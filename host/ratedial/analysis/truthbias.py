@@ -79,7 +79,9 @@ class TruthBias:
 
 
 def tb_data(groups: Sequence[Group], *, step_s: float = 1.0) -> TBData | None:
-    """Rows for the model from every paired group: ``step_s`` means of bins rated by both."""
+    """Rows for the model from every paired group: ``step_s`` means of bins rated by both.
+
+    ``None`` without a paired moment, or when the truth is the same at every moment."""
     dyads: list[str] = []
     ts: list[FloatArray] = []
     js: list[FloatArray] = []
@@ -106,6 +108,8 @@ def tb_data(groups: Sequence[Group], *, step_s: float = 1.0) -> TBData | None:
         return None
     t = np.concatenate(ts)
     j = np.concatenate(js)
+    if len(t) < 3 or float(np.ptp(t)) == 0:  # a truth that never moves has no force to fit
+        return None
     mean_t = float(t.mean())
     return TBData(dyad=dyads, truth=t - mean_t, judgment=j - mean_t, mean_truth=mean_t,
                   step_s=step_s)
