@@ -6,15 +6,19 @@ The data path, one module each:
 * :mod:`.align` — samples to one value per grid bin of media time (passes, re-rating, fill)
 * :mod:`.load` — recordings to rater :class:`~.load.Series`
 * :mod:`.groups` — series paired into dyads (same video, same dyad label, client/therapist)
-* :mod:`.stats`, :mod:`.segments` — the numbers (pure)
+* :mod:`.stats`, :mod:`.segments`, :mod:`.lag` — the numbers (pure)
+* :mod:`.truthbias` — West and Kenny's Truth-and-Bias model over many dyads
 * :mod:`.analyse` — the figures of one dyad, as JSON and as a table row
 * :mod:`.report`, :mod:`.export`, :mod:`.plots` — text, open files, figures
+* :mod:`.spss`, :mod:`.elan`, :mod:`.xdf` — files for SPSS, ELAN and LSL/XDF
+* :mod:`.render` — the video with the rating traces drawn over it (ffmpeg)
 * :mod:`.mpvctl`, :mod:`.review`, :mod:`.notes` — replay, interview, guess test, annotations
 * :mod:`.synth` — synthetic recordings with known ground truth (tests, benchmarks)
 * :mod:`.cli` — the commands
 
-Heavy dependencies (numpy, scipy, pandas, matplotlib: the ``analysis`` extra) are imported
-only by the modules that need them; importing this package or :mod:`.cli` imports none.
+Heavy dependencies (numpy, scipy, pandas, matplotlib: the ``analysis`` extra; pympi-ling,
+pyreadstat, pyxdf, statsmodels: the ``research`` extra) are imported only by the modules
+that need them; importing this package or :mod:`.cli` imports none.
 """
 
 from __future__ import annotations
