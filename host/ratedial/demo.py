@@ -35,6 +35,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -259,11 +260,18 @@ def run_demo(*, seconds: float, seed: int, video: bool = True) -> None:
         console.print("starting two virtual dials (the real firmware under MicroPython), "
                       "client and therapist, following scripted curves", highlight=False)
         with contextlib.ExitStack() as stack:
-            client = stack.enter_context(VirtualDial(
-                seed=seed, drift_ppm=80.0, subprocess=True, script=scripts["client"]))
-            script_t0 = time.monotonic()  # the client's script time 0, give or take 0.1 s
-            therapist = stack.enter_context(VirtualDial(
-                seed=seed + 1, drift_ppm=-40.0, subprocess=True, script=scripts["therapist"]))
+            client = VirtualDial(seed=seed, drift_ppm=80.0, subprocess=True,
+                                 script=scripts["client"])
+            therapist = VirtualDial(seed=seed + 1, drift_ppm=-40.0, subprocess=True,
+                                    script=scripts["therapist"])
+            stack.push(client)  # their __exit__: closed (and checked) at the end
+            stack.push(therapist)
+            # Both start at once, so that their scripts (and so the raters) keep time with
+            # each other: one after the other, the second would lag by its start-up time.
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                for future in [pool.submit(d.start) for d in (client, therapist)]:
+                    future.result()
+            script_t0 = time.monotonic()  # the scripts' time 0, give or take 0.1 s
             player = "none"
             starter = None
             stop = threading.Event()
