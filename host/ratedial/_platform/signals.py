@@ -41,16 +41,21 @@ def stop_on_signals(loop: asyncio.AbstractEventLoop, stop: Callable[[], None], *
         portable = sys.platform == "win32"
     signals = stop_signals()
     if not portable:
-        installed = []
+        installed: list[tuple[signal.Signals, Any]] = []
         for sig in signals:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                before = signal.getsignal(sig)
                 loop.add_signal_handler(sig, stop)
-                installed.append(sig)
+                installed.append((sig, before))
 
         def undo_loop() -> None:
-            for sig in installed:
+            for sig, before in installed:
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.remove_signal_handler(sig)
+                # asyncio puts back Python's default, not what was there (SIG_IGN when
+                # started in the background, a caller's own handler)
+                with contextlib.suppress(ValueError, OSError, TypeError):
+                    signal.signal(sig, before)
 
         return undo_loop
 
