@@ -103,11 +103,11 @@ class EmuPico:
     """One emulated Pico: node runner + pty. Use as a context manager."""
 
     def __init__(self, *, image: Path, pio: str = "faithful", high: Iterable[int] = (),
-                 start_us: int = 0) -> None:
+                 start_us: int = 0, uf2: Path | None = None) -> None:
         d = shared_dir()
         self._ctl, child = socket.socketpair()
         self.proc = subprocess.Popen(
-            ["node", str(HERE / "runner.mjs"), "--uf2", str(d / UF2_NAME),
+            ["node", str(HERE / "runner.mjs"), "--uf2", str(uf2 or d / UF2_NAME),
              "--bootrom", str(d / BOOTROM_NAME), "--fs", str(image), "--pio", pio,
              "--ctl-fd", str(child.fileno()),
              "--high", ",".join(str(p) for p in high), "--start-us", str(start_us)],
