@@ -121,7 +121,7 @@ def flash(board_name: str | None, port: str | None, drive: Path | None,
           micropython: Path | None, wait: float, force: bool, timeout: float) -> None:
     """Install the dial firmware; on a blank board, MicroPython first.
 
-    First time on a Pico: hold BOOTSEL, plug it in, run ``ratedial flash --board pico``.
+    First time on a Pico: hold BOOTSEL, plug it in, run ratedial flash --board pico.
     The MicroPython UF2 is copied onto the BOOTSEL drive (after checking the drive's
     INFO_UF2.TXT and the UF2's chip family), then the board comes back as a serial port and
     the dial firmware is installed. ESP32: --port PORT --micropython FILE.bin (esptool).

@@ -1,0 +1,338 @@
+"""``ratedial flash`` on a blank Pico, without the emulator: the UF2 and INFO_UF2.TXT parsers,
+finding the BOOTSEL drive, the pinned MicroPython download (from a local HTTP server standing
+in for micropython.org), and every refusal in one line through the real command line.
+
+The end-to-end run, where the emulated RP2040 boots from the copied UF2, is in
+tests/test_flash_rp2emu.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from flash_fakes import (
+    INFO_RP2040,
+    INFO_RP2350,
+    Mirror,
+    bootsel_drive,
+    closed_port,
+    make_uf2,
+)
+
+from ratedial.errors import UsageError
+from ratedial.flash import FlashError, bootsel, uf2, uf2source
+
+SHARED_UF2 = Path(os.environ.get("RATEDIAL_RP2EMU") or
+                  Path(__file__).resolve().parent.parent.parent / "shared" / "rp2emu"
+                  ) / "RPI_PICO-v1.28.0.uf2"
+PINNED = uf2source.RELEASES["RPI_PICO"]
+needs_pinned_uf2 = pytest.mark.skipif(
+    not SHARED_UF2.is_file(), reason=f"no {SHARED_UF2.name} (the pinned MicroPython) here")
+
+
+# ------------------------------------------------------------------ UF2 and INFO_UF2.TXT
+
+
+def test_read_uf2_families(tmp_path):
+    p = tmp_path / "a.uf2"
+    p.write_bytes(make_uf2([uf2.ABSOLUTE, uf2.RP2350_ARM_S, uf2.RP2350_ARM_S]))
+    img = uf2.read_uf2(p)
+    assert (img.size, img.blocks, img.families) == (1536, 3, {uf2.ABSOLUTE, uf2.RP2350_ARM_S})
+    assert img.describe() == "a.uf2 (2 kB, RP2350 (Arm), absolute)"
+
+
+@needs_pinned_uf2
+def test_the_pinned_micropython_is_an_rp2040_uf2():
+    img = uf2.read_uf2(SHARED_UF2)
+    assert img.families == {uf2.RP2040}
+    assert img.blocks == SHARED_UF2.stat().st_size // 512
+    assert hashlib.sha256(SHARED_UF2.read_bytes()).hexdigest() == PINNED.sha256
+    assert (PINNED.version, PINNED.file) == ("1.28.0", "RPI_PICO-20260406-v1.28.0.uf2")
+    assert PINNED.url(uf2source.OFFICIAL_BASE) == (
+        "https://micropython.org/resources/firmware/RPI_PICO-20260406-v1.28.0.uf2")
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"", "is not a multiple of 512"),
+    (b"x" * 700, "is not a multiple of 512"),
+    (b"x" * 1024, "bad magic in block 0"),
+])
+def test_read_uf2_refuses_other_files(tmp_path, data, message):
+    p = tmp_path / "firmware.bin"
+    p.write_bytes(data)
+    with pytest.raises(FlashError, match=message):
+        uf2.read_uf2(p)
+
+
+def test_parse_info_and_chip():
+    assert uf2.parse_info(INFO_RP2040) == {"Model": "Raspberry Pi RP2", "Board-ID": "RPI-RP2"}
+    assert uf2.chip_of_board_id("RPI-RP2") == "RP2040"
+    assert uf2.chip_of_board_id(uf2.parse_info(INFO_RP2350)["Board-ID"]) == "RP2350"
+    assert uf2.chip_of_board_id("SAMD21") is None
+
+
+def test_family_check(tmp_path):
+    p = tmp_path / "x.uf2"
+    p.write_bytes(make_uf2([uf2.ABSOLUTE, uf2.RP2350_RISCV]))
+    uf2.check_family(uf2.read_uf2(p), "RP2350", tmp_path)  # boots: no error
+    with pytest.raises(FlashError, match=r"is not for the RP2040 behind .*nothing was copied"):
+        uf2.check_family(uf2.read_uf2(p), "RP2040", tmp_path)
+
+
+# ------------------------------------------------------------------ finding the drive
+
+
+def test_candidate_drives_per_os():
+    linux = bootsel.candidate_drives("linux", {"USER": "ana"})
+    assert Path("/media/ana/RPI-RP2") in linux and Path("/run/media/ana/RP2350") in linux
+    assert bootsel.candidate_drives("darwin", {}) == [Path("/Volumes/RPI-RP2"),
+                                                      Path("/Volumes/RP2350")]
+    win = bootsel.candidate_drives("win32", {})
+    assert win[0] == Path("D:\\") and len(win) == 23
+
+
+def test_mount_table_with_escaped_spaces(tmp_path):
+    mounts = tmp_path / "mounts"
+    mounts.write_text("/dev/sda1 / ext4 rw 0 0\n"
+                      "/dev/sdb1 /mnt/my\\040stuff/RPI-RP2 vfat rw,nosuid 0 0\n")
+    assert bootsel._mount_points(mounts)[1] == Path("/mnt/my stuff/RPI-RP2")
+
+
+def test_find_drive(tmp_path):
+    a = bootsel_drive(tmp_path / "a" / "RPI-RP2")
+    (tmp_path / "b").mkdir()
+    assert bootsel.find_drive([tmp_path / "b", a, tmp_path / "nowhere"]) == a
+    with pytest.raises(FlashError, match=r"no Pico in BOOTSEL mode found .*--drive"):
+        bootsel.find_drive([tmp_path / "b"])
+    c = bootsel_drive(tmp_path / "c" / "RP2350", INFO_RP2350)
+    with pytest.raises(FlashError, match="several BOOTSEL drives: .*--drive"):
+        bootsel.find_drive([a, c])
+
+
+def test_open_drive(tmp_path):
+    d = bootsel.open_drive(bootsel_drive(tmp_path / "RP2350", INFO_RP2350))
+    assert (d.chip, d.board_id, d.model) == ("RP2350", "RP2350", "Raspberry Pi RP2350")
+    (tmp_path / "usbstick").mkdir()
+    with pytest.raises(bootsel.NotBootloader, match=r"no INFO_UF2.TXT\): nothing was copied"):
+        bootsel.open_drive(tmp_path / "usbstick")
+    other = tmp_path / "samd"
+    other.mkdir()
+    (other / "INFO_UF2.TXT").write_text("UF2 Bootloader v3.6\nBoard-ID: SAMD21G18A-Feather\n")
+    with pytest.raises(bootsel.NotBootloader, match="Board-ID 'SAMD21G18A-Feather'"):
+        bootsel.open_drive(other)
+
+
+# ------------------------------------------------------------------ copying: full, read-only
+
+
+def _image(tmp_path, families=(uf2.RP2040,) * 4):
+    p = tmp_path / "mp.uf2"
+    p.write_bytes(make_uf2(list(families)))
+    return uf2.read_uf2(p)
+
+
+def test_copy_refuses_a_full_or_read_only_drive(tmp_path):
+    drive = bootsel.open_drive(bootsel_drive(tmp_path / "RPI-RP2"))
+    image = _image(tmp_path)
+    with pytest.raises(FlashError, match=r"is full \(1 kB free, mp.uf2 needs 2 kB\)"):
+        bootsel.copy_uf2(image, drive, space=lambda _p: (1024, True))
+    with pytest.raises(FlashError, match="is read-only: nothing was copied"):
+        bootsel.copy_uf2(image, drive, space=lambda _p: (10**8, False))
+    assert not (drive.path / "mp.uf2").exists()
+    # the real check on this (writable) directory: copies byte for byte
+    dest = bootsel.copy_uf2(image, drive)
+    assert dest.read_bytes() == image.path.read_bytes()
+
+
+def test_wait_for_port_matches_usb_id_and_ignores_ports_already_there():
+    ports = [SimpleNamespace(device="/dev/ttyACM0", vid=0x2E8A, pid=0x0005),
+             SimpleNamespace(device="/dev/ttyACM1", vid=0x2E8A, pid=0x000A),  # a C SDK app
+             SimpleNamespace(device="/dev/ttyUSB0", vid=0x10C4, pid=0xEA60)]
+    calls = iter([ports[1:], ports])
+    assert bootsel.wait_for_port(before=[], timeout=5, comports=lambda: next(calls),
+                                 poll=0) == "/dev/ttyACM0"
+    with pytest.raises(FlashError, match=r"did not come back as a MicroPython serial port "
+                                         r"\(USB 2e8a:0005\) within 1e-06 s"):
+        bootsel.wait_for_port(before=["/dev/ttyACM0"], timeout=1e-6, comports=lambda: ports)
+
+
+# ------------------------------------------------------------------ the pinned download
+
+
+@needs_pinned_uf2
+def test_download_once_then_cached(tmp_path):
+    with Mirror({PINNED.file: SHARED_UF2.read_bytes()}) as mirror:
+        lines: list[str] = []
+        got = uf2source.fetch_release(PINNED, cache=tmp_path, base=mirror.url, say=lines.append)
+        assert got == tmp_path / "micropython" / PINNED.file
+        assert got.read_bytes() == SHARED_UF2.read_bytes()
+        assert mirror.requests == [f"/resources/firmware/{PINNED.file}"]
+        assert lines[-1].endswith("(sha256 verified)")
+        again = uf2source.fetch_release(PINNED, cache=tmp_path, base=mirror.url,
+                                        say=lines.append)
+        assert again == got and len(mirror.requests) == 1  # no second request
+        assert lines[-1].endswith("(cached)")
+    assert not list((tmp_path / "micropython").glob("*.part"))
+
+
+def test_wrong_sha_is_never_used(tmp_path):
+    bad = make_uf2([uf2.RP2040] * 3)
+    with Mirror({PINNED.file: bad}) as mirror, pytest.raises(
+            FlashError, match=r"has sha256 [0-9a-f]{16}\.\.\., not the pinned 736852bda78bdfac"
+                              r"\.\.\.: not used \(deleted\)"):
+        uf2source.fetch_release(PINNED, cache=tmp_path, base=mirror.url)
+    assert list((tmp_path / "micropython").iterdir()) == []
+
+
+def test_a_corrupt_cached_file_is_fetched_again(tmp_path):
+    (tmp_path / "micropython").mkdir()
+    (tmp_path / "micropython" / PINNED.file).write_bytes(b"truncated")
+    with Mirror({}) as mirror, pytest.raises(FlashError, match="HTTP Error 404|Not Found"):
+        uf2source.fetch_release(PINNED, cache=tmp_path, base=mirror.url)
+    assert mirror.requests and not (tmp_path / "micropython" / PINNED.file).exists()
+
+
+def test_offline_names_the_file_and_where_to_put_it(tmp_path):
+    base = f"http://127.0.0.1:{closed_port()}/fw"
+    with pytest.raises(FlashError) as err:
+        uf2source.fetch_release(PINNED, cache=tmp_path, base=base)
+    dest = tmp_path / "micropython" / PINNED.file
+    assert str(err.value) == (
+        f"cannot download {PINNED.file} ([Errno 111] Connection refused): fetch "
+        f"{base}/{PINNED.file} and put it at {dest}, or pass --micropython FILE")
+
+
+def test_release_and_cache_dir():
+    assert uf2source.release_for("pico_pot") is PINNED
+    with pytest.raises(UsageError, match=r"no MicroPython release is pinned for --board "
+                                         r"pico_w: download the RPI_PICO_W \.uf2"):
+        uf2source.release_for("pico_w")
+    assert uf2source.user_cache_dir("linux", {"HOME": "/h"}) == Path("/h/.cache/ratedial")
+    assert uf2source.user_cache_dir("linux", {"HOME": "/h", "XDG_CACHE_HOME": "/x"}) == Path(
+        "/x/ratedial")
+    assert uf2source.user_cache_dir("darwin", {"HOME": "/h"}) == Path(
+        "/h/Library/Caches/ratedial")
+    assert uf2source.user_cache_dir("win32", {"HOME": "/h", "LOCALAPPDATA": "C:/L"}) == Path(
+        "C:/L/ratedial/Cache")
+    assert uf2source.user_cache_dir("linux", {"RATEDIAL_CACHE_DIR": "/c"}) == Path("/c")
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def _flash(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ratedial", "flash", *args],
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "COLUMNS": "200", **env})
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode != 0, proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("ratedial: error: ")
+    return lines[0]
+
+
+@pytest.fixture
+def env(tmp_path):
+    return {"RATEDIAL_CACHE_DIR": str(tmp_path / "cache"),
+            "RATEDIAL_MICROPYTHON_MIRROR": f"http://127.0.0.1:{closed_port()}/fw"}
+
+
+def test_cli_refuses_a_drive_that_is_not_a_bootloader(tmp_path, env):
+    stick = tmp_path / "USBSTICK"
+    stick.mkdir()
+    line = _one_line_error(_flash("--board", "pico", "--drive", str(stick), env=env))
+    assert line == (f"ratedial: error: {stick} is not a Pico bootloader drive (no "
+                    "INFO_UF2.TXT): nothing was copied")
+    assert list(stick.iterdir()) == []
+
+
+def test_cli_refuses_a_uf2_for_another_family(tmp_path, env):
+    drive = bootsel_drive(tmp_path / "RPI-RP2")
+    pico2 = tmp_path / "RPI_PICO2-v1.28.0.uf2"
+    pico2.write_bytes(make_uf2([uf2.ABSOLUTE, uf2.RP2350_ARM_S]))
+    line = _one_line_error(_flash("--board", "pico", "--micropython", str(pico2),
+                                  env={**env, "RATEDIAL_BOOTSEL_DRIVE": str(drive)}))
+    assert line.endswith(f"RPI_PICO2-v1.28.0.uf2 (1 kB, RP2350 (Arm), absolute) is not for the "
+                         f"RP2040 behind {drive}: nothing was copied (use the MicroPython .uf2 "
+                         "built for this board)")
+    assert sorted(p.name for p in drive.iterdir()) == ["INDEX.HTM", "INFO_UF2.TXT"]
+
+
+def test_cli_refuses_a_board_config_for_another_chip(tmp_path, env):
+    drive = bootsel_drive(tmp_path / "RPI-RP2")
+    line = _one_line_error(_flash("--board", "esp32_s3", "--drive", str(drive), env=env))
+    assert "is a RP2040 in BOOTSEL mode but --board esp32_s3 is for esp32: use --board pico" in (
+        line)
+
+
+def test_cli_micropython_file_copied_then_board_does_not_come_back(tmp_path, env):
+    """--micropython FILE: copied byte for byte; no serial port with MicroPython's USB id
+    appears (nothing here restarts a board), so the wait ends in one line."""
+    drive = bootsel_drive(tmp_path / "RPI-RP2")
+    mine = tmp_path / "my-micropython.uf2"
+    mine.write_bytes(make_uf2([uf2.RP2040] * 8))
+    proc = _flash("--board", "pico", "--drive", str(drive), "--micropython", str(mine),
+                  "--wait", "1", env=env)
+    line = _one_line_error(proc)
+    assert line == ("ratedial: error: the board did not come back as a MicroPython serial port "
+                    "(USB 2e8a:0005) within 1 s of the copy: unplug it and plug it in again "
+                    "(without BOOTSEL), then run ratedial flash --port PORT")
+    assert (drive / mine.name).read_bytes() == mine.read_bytes()
+    assert "Board-ID RPI-RP2): copying my-micropython.uf2 (4 kB, RP2040)" in proc.stdout
+
+
+def test_cli_offline_says_which_file_and_where(tmp_path, env):
+    drive = bootsel_drive(tmp_path / "RPI-RP2")
+    line = _one_line_error(_flash("--board", "pico", "--drive", str(drive), env=env))
+    dest = tmp_path / "cache" / "micropython" / PINNED.file
+    assert line == (f"ratedial: error: cannot download {PINNED.file} ([Errno 111] Connection "
+                    f"refused): fetch {env['RATEDIAL_MICROPYTHON_MIRROR']}/{PINNED.file} and "
+                    f"put it at {dest}, or pass --micropython FILE")
+    assert sorted(p.name for p in drive.iterdir()) == ["INDEX.HTM", "INFO_UF2.TXT"]
+
+
+@needs_pinned_uf2
+def test_cli_cached_release_needs_no_network(tmp_path, env):
+    """The file put where the offline message said: used without any network (the mirror
+    is a closed port), copied to the drive byte for byte."""
+    drive = bootsel_drive(tmp_path / "RPI-RP2")
+    dest = tmp_path / "cache" / "micropython" / PINNED.file
+    dest.parent.mkdir(parents=True)
+    shutil.copyfile(SHARED_UF2, dest)
+    proc = _flash("--board", "pico", "--drive", str(drive), "--wait", "1", env=env)
+    assert "did not come back" in _one_line_error(proc)
+    assert f"{dest} (cached)" in proc.stdout
+    assert (drive / PINNED.file).read_bytes() == SHARED_UF2.read_bytes()
+
+
+def test_cli_without_board_or_drive_mentions_bootsel(tmp_path, env):
+    proc = _flash("--micropython", str(tmp_path / "none.uf2"), env=env)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr  # click's own check
+    mine = tmp_path / "mp.uf2"
+    mine.write_bytes(make_uf2([uf2.RP2040]))
+    # no --drive, and (in a test environment) no RPI-RP2 drive mounted anywhere
+    if any((p / "INFO_UF2.TXT").is_file() for p in bootsel.candidate_drives()):
+        pytest.skip("a real BOOTSEL drive is mounted on this machine")
+    line = _one_line_error(_flash("--board", "pico", "--micropython", str(mine), env=env))
+    assert "is copied onto a Pico in BOOTSEL mode, and none was found" in line
+
+
+def test_help_documents_the_blank_board_options():
+    proc = _flash("--help", env={})
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    for needle in ("--drive DIR", "RATEDIAL_BOOTSEL_DRIVE", "--micropython FILE",
+                   "RATEDIAL_MICROPYTHON_MIRROR", "RATEDIAL_CACHE_DIR", "--wait",
+                   "2e8a:0005", "hold BOOTSEL, plug it in, run ratedial flash --board pico",
+                   "sha256", "1.28.0"):
+        assert needle in text, needle
