@@ -17,6 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
 from flash_fakes import (
     INFO_RP2040,
     INFO_RP2350,
@@ -25,7 +26,6 @@ from flash_fakes import (
     closed_port,
     make_uf2,
 )
-
 from ratedial.errors import UsageError
 from ratedial.flash import FlashError, bootsel, uf2, uf2source
 
@@ -112,7 +112,7 @@ def test_find_drive(tmp_path):
     with pytest.raises(FlashError, match=r"no Pico in BOOTSEL mode found .*--drive"):
         bootsel.find_drive([tmp_path / "b"])
     c = bootsel_drive(tmp_path / "c" / "RP2350", INFO_RP2350)
-    with pytest.raises(FlashError, match="several BOOTSEL drives: .*--drive"):
+    with pytest.raises(FlashError, match=r"several BOOTSEL drives: .*--drive"):
         bootsel.find_drive([a, c])
 
 
@@ -194,7 +194,7 @@ def test_wrong_sha_is_never_used(tmp_path):
 def test_a_corrupt_cached_file_is_fetched_again(tmp_path):
     (tmp_path / "micropython").mkdir()
     (tmp_path / "micropython" / PINNED.file).write_bytes(b"truncated")
-    with Mirror({}) as mirror, pytest.raises(FlashError, match="HTTP Error 404|Not Found"):
+    with Mirror({}) as mirror, pytest.raises(FlashError, match=r"HTTP Error 404|Not Found"):
         uf2source.fetch_release(PINNED, cache=tmp_path, base=mirror.url)
     assert mirror.requests and not (tmp_path / "micropython" / PINNED.file).exists()
 

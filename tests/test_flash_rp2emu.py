@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from flash_fakes import Mirror, bootsel_drive
 
+from flash_fakes import Mirror, bootsel_drive
 from ratedial.cli import cli
 from ratedial.flash import command, firmware_version, uf2, uf2source
 from ratedial.wire import Samples

@@ -11,6 +11,7 @@ EN/RST is pressed: the messages say so.
 from __future__ import annotations
 
 import contextlib
+import io
 import struct
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -82,8 +83,10 @@ def detect_chip(port: str, attempts: int = 3) -> str:
     from esptool.cmds import detect_chip as _detect
     from esptool.util import FatalError
 
+    noise = io.StringIO()  # esptool's connect chatter; its reason is in the exception
     try:
-        loader = _detect(port=port, connect_attempts=attempts)
+        with contextlib.redirect_stdout(noise), contextlib.redirect_stderr(noise):
+            loader = _detect(port=port, connect_attempts=attempts)
     except (FatalError, serial.SerialException, OSError) as exc:
         first = (str(exc).strip().splitlines() or ["no answer"])[0]
         raise FlashError(f"no ESP32 bootloader answered on {port} ({first[:80]}): "
