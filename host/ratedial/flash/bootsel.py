@@ -126,10 +126,10 @@ def open_drive(path: Path) -> BootselDrive:
 
 
 def _free_and_writable(path: Path) -> tuple[int, bool]:
-    if hasattr(os, "statvfs"):
-        st = os.statvfs(path)
-        return st.f_bavail * st.f_frsize, not (st.f_flag & os.ST_RDONLY)
-    return shutil.disk_usage(path).free, os.access(path, os.W_OK)
+    if sys.platform == "win32":
+        return shutil.disk_usage(path).free, os.access(path, os.W_OK)
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize, not (st.f_flag & os.ST_RDONLY)
 
 
 def copy_uf2(image: Uf2Image, drive: BootselDrive, *,
