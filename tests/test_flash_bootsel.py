@@ -271,7 +271,7 @@ def test_cli_refuses_a_uf2_for_another_family(tmp_path, env):
 def test_cli_refuses_a_board_config_for_another_chip(tmp_path, env):
     drive = bootsel_drive(tmp_path / "RPI-RP2")
     line = _one_line_error(_flash("--board", "esp32_s3", "--drive", str(drive), env=env))
-    assert "is a RP2040 in BOOTSEL mode but --board esp32_s3 is for esp32: use --board pico" in (
+    assert "is an RP2040 in BOOTSEL mode but --board esp32_s3 is for esp32: use --board pico" in (
         line)
 
 
@@ -336,3 +336,26 @@ def test_help_documents_the_blank_board_options():
                    "2e8a:0005", "hold BOOTSEL, plug it in, run ratedial flash --board pico",
                    "sha256", "1.28.0"):
         assert needle in text, needle
+
+
+def test_cli_rp2350_defaults_to_pico2_which_needs_a_file(tmp_path, env):
+    drive = bootsel_drive(tmp_path / "RP2350", INFO_RP2350)
+    line = _one_line_error(_flash("--drive", str(drive), env=env))
+    assert line == ("ratedial: error: no MicroPython release is pinned for --board pico2: "
+                    "download the RPI_PICO2 .uf2 from micropython.org/download and pass "
+                    "--micropython FILE")
+
+
+def test_the_drive_is_looked_for_only_without_a_micropython_board(tmp_path, monkeypatch):
+    from ratedial.flash import command
+
+    drive = bootsel_drive(tmp_path / "media" / "ana" / "RPI-RP2")
+    monkeypatch.setattr(bootsel, "candidate_drives", lambda: [tmp_path / "nope", drive])
+    monkeypatch.setattr(command, "comports", lambda: [SimpleNamespace(device="/dev/ttyS0",
+                                                                      vid=None, pid=None)])
+    assert command._bootsel_drive(None, None) == drive
+    assert command._bootsel_drive(None, "/dev/ttyACM0") is None  # --port: today's flash
+    assert command._bootsel_drive(tmp_path / "x", None) == tmp_path / "x"  # --drive wins
+    monkeypatch.setattr(command, "comports", lambda: [SimpleNamespace(device="/dev/ttyACM0",
+                                                                      vid=0x2E8A, pid=5)])
+    assert command._bootsel_drive(None, None) is None  # a board that runs MicroPython

@@ -78,7 +78,7 @@ def run_flash(*, board_name: str | None, port: str | None, force: bool, timeout:
     name = board_name or CHIP_BOARD[boot.chip]
     board = load_board(locate_firmware(), name)
     if board.platform != "rp2":
-        raise UsageError(f"{where} is a {boot.chip} in BOOTSEL mode but --board {name} is for "
+        raise UsageError(f"{where} is an {boot.chip} in BOOTSEL mode but --board {name} is for "
                          f"{board.platform}: use --board {CHIP_BOARD[boot.chip]}")
     if micropython is None:
         micropython = uf2source.fetch_release(uf2source.release_for(name), say=say)
