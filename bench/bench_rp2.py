@@ -6,6 +6,9 @@ at 125 MHz: busy = cycles not asleep in WFI/WFE, split into the sampling interru
 IRQ 0), the USB interrupt and the rest (asyncio main loop: packing, COBS, writing).
 Wall time does not enter any figure. Cycle counts are optimistic against a physical Pico:
 rp2040js does not model XIP flash cache misses (see ../shared/rp2emu/README.md).
+
+Baseline in the same run: the firmware as of BASELINE_COMMIT (before the native sampler
+and sealing of dial.fast), extracted with ``git archive``, on the same emulator and rates.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-RATES = (500, 1000, 2000)
+RATES = (1000, 2000)
+# The last firmware commit before dial.fast (issue 19): the previous firmware's figures.
+BASELINE_COMMIT = "768b7d77d8b87e949cd198b2138fa547ad12fb0a"
 MEASURE_S = 3.0  # emulated seconds per rate
 SETTLE_S = 0.3
 WALL_PER_EMU_S = 40.0
@@ -36,13 +41,42 @@ def _share(s0: dict[str, Any], s1: dict[str, Any]) -> dict[str, float]:
             "main_loop_pct": round(busy - h("25") - h("21") - h("19") - h("15"), 2)}
 
 
+def _baseline_tree(dest: Path) -> Path | None:
+    import io
+    import subprocess
+    import tarfile
+
+    try:
+        data = subprocess.run(["git", "-C", str(ROOT), "archive", BASELINE_COMMIT, "firmware"],
+                              capture_output=True, check=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest / "firmware"
+
+
 def run() -> dict[str, Any]:
     from rp2emu import board as rp2board
 
     reason = rp2board.skip_reason()
     if reason is not None:
         return {"skipped": reason}
+    out = _measure(None)
+    with tempfile.TemporaryDirectory(prefix="ratedial-rp2base-") as tmp:
+        tree = _baseline_tree(Path(tmp))
+        if tree is not None:
+            base = _measure(tree)
+            out["baseline"] = {"commit": BASELINE_COMMIT, **base}
+            out["ratio_busy_vs_baseline"] = {
+                hz: round(r["busy_pct"] / base["rates"][hz]["busy_pct"], 3)
+                for hz, r in out["rates"].items() if hz in base["rates"]}
+    return out
+
+
+def _measure(firmware: Path | None) -> dict[str, Any]:
     from ratedial.wire import Ack, Drop, Hello, Rate, Samples, Status
+    from rp2emu import board as rp2board
     from rp2emu.link import Link
 
     out: dict[str, Any] = {
@@ -52,7 +86,8 @@ def run() -> dict[str, Any]:
         "rates": {},
     }
     with tempfile.TemporaryDirectory(prefix="ratedial-rp2bench-") as tmp:
-        image = rp2board.make_image(rp2board.firmware_files("pico"), Path(tmp))
+        image = rp2board.make_image(rp2board.firmware_files("pico", firmware=firmware),
+                                    Path(tmp))
         t_wall = time.perf_counter()
         with rp2board.EmuPico(image=image, high=(2, 3, 4)) as emu:
             link = Link(emu.port)

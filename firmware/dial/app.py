@@ -284,6 +284,7 @@ class App:
         open frame) because the first version (pack_record + ticks_diff per sample) took
         ~330 us per sample, a third of the CPU at 1 kHz and more than all of it at 2 kHz."""
         s = self.sampler
+        sst = s.st  # sst[0] is s.w (dial.sampler.S_W) without a property call
         self.clock.now()
         done = 0
         tick = s.tick
@@ -294,7 +295,7 @@ class App:
         thalf = self._thalf
         while done < PACK_MAX:
             rd_lo = self._rd_lo
-            ahead = (s.w - rd_lo) & M30
+            ahead = (sst[0] - rd_lo) & M30
             if not ahead:
                 break
             if ahead > RING:
@@ -304,7 +305,7 @@ class App:
             t = tick[i]
             c = count[i]
             f = flags[i]
-            if ((s.w - rd_lo) & M30) > RING:
+            if ((sst[0] - rd_lo) & M30) > RING:
                 continue  # overwritten while we read it: the next round counts it lost
             n = self._n
             if n and self._pchange_at < 0:

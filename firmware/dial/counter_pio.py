@@ -104,7 +104,9 @@ class PioCounter:
         # One buffer per FIFO level n (0-4): sm.get(bufs[n]) drains the n stale words and
         # the fresh one in ONE call (five separate calls cost ~80 us on the RP2040).
         self._bufs = [array("i", [0] * (k + 1)) for k in range(5)]
-        self._zero = 0
+        # The zero offset as a one-word array: the native sampler (dial.fast) reads the FIFO
+        # registers itself and subtracts raw counts from this word.
+        self.fast_zero = array("i", [0])
         # The SM's first push comes before its first sample, which may still count one step
         # from the OSR's power-on state (00) to the pins' real state: a second fresh read
         # is pushed after that sample, so zero() then absorbs it.
@@ -122,10 +124,10 @@ class PioCounter:
         n = self._rx_fifo()
         buf = self._bufs[n]
         self._get(buf)
-        return self._zero - buf[n]
+        return self.fast_zero[0] - buf[n]
 
     def zero(self):
-        self._zero = self._raw()
+        self.fast_zero[0] = self._raw()
 
     def errors(self):
         # The program drops illegal transitions without telling: nothing to report.

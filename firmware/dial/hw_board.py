@@ -18,9 +18,10 @@ class Button:
     """Debounced by the sampler; this only reads the level (IRQ-safe). The sampler reads
     ``pin_value() ^ invert`` itself (one native call per sample instead of this method)."""
 
-    def __init__(self, pin, active_low):
+    def __init__(self, pin, active_low, pin_id=None):
         self._v = self.pin_value = pin.value
         self._inv = self.invert = 1 if active_low else 0
+        self.pin_id = pin_id  # GPIO number: the rp2 native sampler reads SIO GPIO_IN itself
 
     def value(self):
         return self._v() ^ self._inv
@@ -44,7 +45,7 @@ class BoardHW:
             self.button = None
         else:
             self.button = Button(machine.Pin(pb, machine.Pin.IN, pull),
-                                 cfg.get("button_active_low", True))
+                                 cfg.get("button_active_low", True), pb)
         self._out = sys.stdout.buffer
         self._wpoll = select.poll()
         self._wpoll.register(sys.stdout, select.POLLOUT)

@@ -42,6 +42,13 @@ def _tick():
     wrap()
 
 
+# Registers the native sampler (dial.fast) reads directly: the 1 MHz timer's raw low word
+# (time.ticks_us is it masked to 30 bits), a PIO block's FSTAT/FLEVEL/RXF, SIO GPIO_IN.
+_TIMERAWL = {"RP2040": 0x40054028, "RP2350": 0x400B0028}
+_PIO0 = const(0x50200000)  # PIO1 +0x100000, PIO2 (RP2350) +0x200000
+_SIO_GPIO_IN = const(-0x2FFFFFFC)  # 0xd0000004 as a signed 32-bit word
+
+
 class HW(BoardHW):
     TX_CHUNK = 64  # one USB full-speed packet (see the notes above)
     PORT = "rp2"
@@ -51,6 +58,7 @@ class HW(BoardHW):
         super().__init__(cfg)
         self._sm_id = cfg.get("timer_sm", 4)
         self._sm = None
+        self._pio_sm = cfg.get("pio_sm", 0)
 
     def _port_counter(self, backend, cfg, pull):
         if backend == "pio":
@@ -62,6 +70,27 @@ class HW(BoardHW):
             return counter_pio.make_pio_counter(cfg.get("pio_sm", 0), a,
                                                 pull_up=pull is not None)
         return None
+
+    def fast_regs(self):
+        """(timer register, counter PIO block base, SM index in it, SIO GPIO_IN) for the native
+        sampler, or None. The timer register is checked against time.ticks_us first: a chip
+        this module does not know keeps the calls."""
+        import sys
+        import time
+
+        chip = "RP2350" if "RP2350" in sys.implementation._machine else "RP2040"
+        treg = _TIMERAWL[chip]
+        t0 = time.ticks_us()
+        raw = machine.mem32[treg] & 0x3FFFFFFF
+        if not 0 <= time.ticks_diff(raw, t0) < 1000:
+            return None
+        pio = 0
+        sm = 0
+        if getattr(self.counter, "fast_zero", None) is not None:
+            sm_id = self._pio_sm
+            pio = _PIO0 + 0x100000 * (sm_id // 4)
+            sm = sm_id % 4
+        return treg, pio, sm, _SIO_GPIO_IN
 
     def start_timer(self, period_us, callback):
         self.stop_timer()

@@ -20,13 +20,21 @@ Invariants:
   asyncio ThreadSafeFlag, safe from an interrupt) tells the packer that its open frame is
   full, so a frame leaves as soon as its last sample is taken, not at the next poll.
 
-Cost: about 45 bytecodes per sample (one tick read, one counter read, a button read, six
-array stores). Measured on the real MicroPython rp2 port (emulated RP2040, cycle-counted,
-tests/test_rp2emu.py): ~190 us per sample as first written (19 % of the CPU at 1 kHz; the
-estimate here used to say 40-60 us); see firmware/README.md for the current figure.
+- All scalar state lives in one ``array("i")`` ``st`` (offsets ``S_*``), so the handler can
+  be native code (dial.fast, viper) that touches no Python object but ``self.st``. The
+  attributes ``w``, ``overruns``, ``jitter_max``, ``ev_w``, ``wake_at`` read and write it.
+- Direct hardware reads (rp2): when the HW object offers ``fast_regs()`` (timer register,
+  counter PIO block and SM, SIO input register) and the counter ``fast_zero`` (its zero
+  offset as a one-word array), the native handler reads registers and calls nothing.
+
+Cost measured on the real MicroPython rp2 port (emulated RP2040, cycle-counted,
+tests/rp2emu/profile.py): ~190 us per sample as first written, ~138 us in bytecode with
+cached calls; the native handler with register reads: see firmware/README.md.
 """
 
 from array import array
+
+from . import fast
 
 try:
     from micropython import const
@@ -55,6 +63,45 @@ def debounce_samples(debounce_ms, rate_hz):
     return n if n > 0 else 1
 
 
+# Offsets in Sampler.st (dial.fast's native handler uses the same numbers).
+S_W = const(0)
+S_PERIOD = const(1)
+S_HAVE_PREV = const(2)
+S_PREV_T = const(3)
+S_OVERRUNS = const(4)
+S_JMAX = const(5)
+S_STATE = const(6)
+S_CAND = const(7)
+S_RUN = const(8)
+S_RUN_T = const(9)
+S_NEED = const(10)
+S_BINV = const(11)
+S_EV_W = const(12)
+S_WAKE_AT = const(13)
+S_PREV_ERR = const(14)
+S_TIMER_REG = const(15)
+S_PIO_BASE = const(16)
+S_PIO_SM = const(17)
+S_BTN_PIN = const(18)
+S_MASK = const(19)
+S_EV_MASK = const(20)
+S_HAS_BTN = const(21)
+S_HAS_ERR = const(22)
+S_RAW = const(23)
+S_ZERO_ADDR = const(24)
+S_TICK_ADDR = const(25)
+S_COUNT_ADDR = const(26)
+S_FLAGS_ADDR = const(27)
+S_SIO_IN = const(28)
+S_SIZE = const(29)
+
+
+def _addr(buf):
+    import uctypes
+
+    return uctypes.addressof(buf)
+
+
 class Sampler:
     def __init__(self, hw, size=RING, events=EVENTS):
         if size & (size - 1) or events & (events - 1):
@@ -64,7 +111,6 @@ class Sampler:
         self.tick = array("i", [0] * size)
         self.count = array("i", [0] * size)
         self.flags = bytearray(size)
-        self.w = 0
 
         self.events = events
         self.ev_mask = events - 1
@@ -72,10 +118,15 @@ class Sampler:
         self.ev_idx = array("i", [0] * events)
         self.ev_tick = array("i", [0] * events)
         self.ev_edge = array("i", [0] * events)
-        self.ev_w = 0
 
-        self.overruns = 0  # since start, modulo 2**30
-        self.jitter_max = 0  # largest |interval - period| since the last reset (STATUS)
+        st = self.st = array("i", [0] * S_SIZE)
+        st[S_MASK] = self.mask
+        st[S_EV_MASK] = self.ev_mask
+        st[S_PERIOD] = 1000
+        st[S_NEED] = 1
+        st[S_RUN] = 1
+        st[S_WAKE_AT] = -1
+        st[S_BTN_PIN] = -1
 
         # Cached bound methods: the handler makes no attribute look-ups on hw.
         self._ticks = hw.ticks_us
@@ -83,86 +134,143 @@ class Sampler:
         counter = hw.counter
         self._value = counter.value
         # A counter that can never report errors (the PIO program drops illegal transitions
-        # silently) says so with ``no_errors``: one Python call less per sample.
-        self._errors = None if getattr(counter, "no_errors", False) else counter.errors
+        # silently) says so with ``no_errors``: one call less per sample.
+        no_err = getattr(counter, "no_errors", False)
+        self._errors = None if no_err else counter.errors
+        st[S_HAS_ERR] = 0 if no_err else 1
+        st[S_PREV_ERR] = 0 if no_err else counter.errors()
         # The button is read as pin_value() ^ invert when the HW object offers its pin
         # (dial.hw_board.Button): a native call instead of a Python method per sample.
         btn = hw.button
         if btn is None:
             self._button = None
-            self._binv = 0
         elif hasattr(btn, "pin_value"):
             self._button = btn.pin_value
-            self._binv = btn.invert
+            st[S_BINV] = btn.invert
         else:
             self._button = btn.value
-            self._binv = 0
-
-        self._period = 1000
-        self._need = 1
-        self._have_prev = False
-        self._prev_t = 0
-        self._prev_err = 0 if self._errors is None else self._errors()
-        self._state = 0  # debounced button
-        self._cand = 0  # reading being confirmed
-        self._run = 1  # consecutive samples with reading == _cand
-        self._run_t = 0  # tick of the first sample of that run
+        st[S_HAS_BTN] = 0 if btn is None else 1
         self.wake = None  # set before wake_at is: an object with set()
-        self.wake_at = -1  # index low bits of the sample that completes the open frame
-        self.irq = self._irq  # one bound method object, made here, passed to the timer
+        self.native = fast.NATIVE
+        if self.native:
+            # Addresses fit a 32-bit word only on 32-bit ports (rp2, esp32); on 64-bit ones
+            # (the unix port) the native handler looks the buffers up instead.
+            wide = _addr(self.tick) > 0x7FFFFFFF
+            if not wide:
+                st[S_TICK_ADDR] = _addr(self.tick)
+                st[S_COUNT_ADDR] = _addr(self.count)
+                st[S_FLAGS_ADDR] = _addr(self.flags)
+            regs = getattr(hw, "fast_regs", None)
+            regs = regs() if regs is not None and not wide else None
+            if regs is not None:
+                timer_reg, pio_base, pio_sm, sio_in = regs
+                st[S_TIMER_REG] = timer_reg
+                zero = getattr(counter, "fast_zero", None)
+                if pio_base and zero is not None:
+                    st[S_PIO_BASE] = pio_base
+                    st[S_PIO_SM] = pio_sm
+                    st[S_ZERO_ADDR] = _addr(zero)
+                pin = getattr(btn, "pin_id", None)
+                if sio_in and pin is not None and hasattr(btn, "pin_value"):
+                    st[S_SIO_IN] = sio_in
+                    st[S_BTN_PIN] = pin
+            # The native function bound as a method: no bytecode frame in between.
+            self.irq = self._irq_native  # one bound method object, passed to the timer
+        else:
+            self.irq = self._irq
+
+    # Scalar state, kept in ``st`` (module docstring).
+    @property
+    def w(self):
+        return self.st[S_W]
+
+    @property
+    def overruns(self):
+        return self.st[S_OVERRUNS]
+
+    @property
+    def jitter_max(self):
+        return self.st[S_JMAX]
+
+    @jitter_max.setter
+    def jitter_max(self, v):
+        self.st[S_JMAX] = v
+
+    @property
+    def ev_w(self):
+        return self.st[S_EV_W]
+
+    @property
+    def wake_at(self):
+        return self.st[S_WAKE_AT]
+
+    @wake_at.setter
+    def wake_at(self, v):
+        self.st[S_WAKE_AT] = v
+
+    @property
+    def _need(self):
+        return self.st[S_NEED]
 
     def configure(self, period_us, need):
         """Set the nominal period and the debounce length in samples. Call with the timer
         stopped or interrupts disabled. The next interval is not judged (the timer was
         restarted, so it is not a real sample interval)."""
-        self._period = period_us
-        self._need = need
-        self._have_prev = False
+        st = self.st
+        st[S_PERIOD] = period_us
+        st[S_NEED] = need
+        st[S_HAVE_PREV] = 0
+
+    if fast.NATIVE:
+        _irq_native = fast.sampler_irq
 
     def _irq(self, _timer):
+        # The bytecode twin of dial.fast's native handler (ports without a native emitter).
+        st = self.st
         t = self._ticks()
         c = self._value()
-        w = self.w
-        i = w & self.mask
+        w = st[S_W]
+        i = w & st[S_MASK]
         self.tick[i] = t
         self.count[i] = c
         f = 0
-        if self._have_prev:
-            d = self._diff(t, self._prev_t) - self._period
-            if d + d > self._period:  # interval > 1.5 periods
+        if st[S_HAVE_PREV]:
+            p = st[S_PERIOD]
+            d = self._diff(t, st[S_PREV_T]) - p
+            if d + d > p:  # interval > 1.5 periods
                 f = 2
-                self.overruns = (self.overruns + 1) & M30
+                st[S_OVERRUNS] = (st[S_OVERRUNS] + 1) & M30
             if d < 0:
                 d = -d
-            if d > self.jitter_max:
-                self.jitter_max = d
+            if d > st[S_JMAX]:
+                st[S_JMAX] = d
         else:
-            self._have_prev = True
-        self._prev_t = t
+            st[S_HAVE_PREV] = 1
+        st[S_PREV_T] = t
         if self._errors is not None:
             e = self._errors()
-            if e != self._prev_err:
-                self._prev_err = e
+            if e != st[S_PREV_ERR]:
+                st[S_PREV_ERR] = e
                 f |= 4
         b = self._button
         if b is not None:
-            r = b() ^ self._binv
-            if r != self._cand:
-                self._cand = r
-                self._run = 1
-                self._run_t = t
-            elif self._run < self._need:
-                self._run += 1
-            if r != self._state and self._run >= self._need:
-                self._state = r
-                j = self.ev_w & self.ev_mask
+            r = b() ^ st[S_BINV]
+            if r != st[S_CAND]:
+                st[S_CAND] = r
+                st[S_RUN] = 1
+                st[S_RUN_T] = t
+            elif st[S_RUN] < st[S_NEED]:
+                st[S_RUN] += 1
+            if r != st[S_STATE] and st[S_RUN] >= st[S_NEED]:
+                st[S_STATE] = r
+                j = st[S_EV_W] & st[S_EV_MASK]
                 self.ev_state[j] = r
                 self.ev_idx[j] = w
                 self.ev_tick[j] = t
-                self.ev_edge[j] = self._run_t
-                self.ev_w = (self.ev_w + 1) & M30
-            f |= self._state
+                self.ev_edge[j] = st[S_RUN_T]
+                st[S_EV_W] = (st[S_EV_W] + 1) & M30
+            f |= st[S_STATE]
         self.flags[i] = f
-        self.w = (w + 1) & M30
-        if w == self.wake_at:
+        st[S_W] = (w + 1) & M30
+        if w == st[S_WAKE_AT]:
             self.wake.set()

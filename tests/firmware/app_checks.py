@@ -538,7 +538,8 @@ def check_period_rounding():
 class _Intruder:
     """Stands in for a ring array: reading it lets the timer interrupt the reader."""
 
-    def __init__(self, arr, hw, fires):
+    def __init__(self, arr, hw, fires, sampler):
+        self.sampler = sampler
         self.arr = arr
         self.hw = hw
         self.fires = fires
@@ -546,7 +547,11 @@ class _Intruder:
     def __getitem__(self, i):
         if self.fires:
             self.fires -= 1
-            self.hw.step()  # an interrupt between reading the tick and the count
+            # An interrupt between reading the tick and the count. The handler writes the
+            # real ring (a native handler takes its buffer, which this stand-in has not).
+            self.sampler.count = self.arr
+            self.hw.step()
+            self.sampler.count = self
         return self.arr[i]
 
     def __setitem__(self, i, v):
@@ -559,7 +564,7 @@ def check_overwritten_while_reading():
     truth = []
     drive(hw, a, dial_sampler.RING, every=0, motion=lambda i: i * 3, truth=truth)
     s = a.sampler
-    s.count = _Intruder(s.count, hw, 1)  # the ring is full: this IRQ overwrites sample 0
+    s.count = _Intruder(s.count, hw, 1, s)  # the ring is full: this IRQ overwrites sample 0
     a.pack()
     truth.append((hw.counter.value(), hw.device_time()))
     s.count = s.count.arr

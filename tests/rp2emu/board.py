@@ -61,14 +61,17 @@ def skip_reason() -> str | None:
 # ------------------------------------------------------------------ the flash image
 
 
-def firmware_files(board: str, extra: dict[str, bytes] | None = None) -> dict[str, bytes]:
-    """What ``ratedial flash --board BOARD`` writes: dial/*.mpy, dial_board.py, main.py."""
+def firmware_files(board: str, extra: dict[str, bytes] | None = None, *,
+                   firmware: Path | None = None) -> dict[str, bytes]:
+    """What ``ratedial flash --board BOARD`` writes: dial/*.mpy, dial_board.py, main.py.
+    ``firmware``: another firmware/ tree (e.g. an older commit's, for a baseline)."""
     from ratedial import flash
 
+    fw = FIRMWARE if firmware is None else firmware
     compiler = flash.find_compiler(MPY_VERSION)
-    files = flash.compile_firmware(compiler, FIRMWARE / "dial")
-    files["dial_board.py"] = flash.load_board(FIRMWARE, board).source.encode()
-    files["main.py"] = (FIRMWARE / "main.py").read_bytes()
+    files = flash.compile_firmware(compiler, fw / "dial")
+    files["dial_board.py"] = flash.load_board(fw, board).source.encode()
+    files["main.py"] = (fw / "main.py").read_bytes()
     files.update(extra or {})
     return files
 
