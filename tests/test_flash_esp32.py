@@ -2,17 +2,20 @@
 own command-line parser, and the chip detection against a fake serial device.
 
 No ESP32 ran: the commands are parsed by esptool's real parser (the same click group
-``esptool`` runs) but not executed against a chip; detection runs esptool's real connect
-against a pseudo-terminal that never answers, as a board does when it is not in its
-bootloader.
+``esptool`` runs) but not executed against a chip. Chip detection runs esptool's real
+connect against fake serial devices: a pseudo-terminal that never answers (a board not in its
+bootloader) and a fake ROM bootloader that answers SYNC, READ_REG and GET_SECURITY_INFO
+over SLIP like an ESP32 or ESP32-S3 ROM.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import struct
 import subprocess
 import sys
+import threading
 import tty
 from pathlib import Path
 
@@ -139,3 +142,109 @@ def test_cli_esp32_path_is_one_line(tmp_path, silent_port):
     assert wrong.returncode == 2
     assert wrong.stderr.strip() == ("ratedial: error: a .bin MicroPython image is for an "
                                     "ESP32: add --board esp32_devkitc or esp32_s3")
+
+
+class FakeEspRom:
+    """The serial side of an ESP32's ROM bootloader, as much of it as chip detection uses:
+    SLIP frames; SYNC, READ_REG (the chip-detect magic word at 0x40001000, 0 elsewhere),
+    GET_SECURITY_INFO (chip id on the ESP32-S3 and later; the original ESP32's ROM does not
+    know the command); every other command succeeds. ``ops`` lists the commands received."""
+
+    MAGIC_REG = 0x40001000
+
+    def __init__(self, *, chip_id: int | None, magic: int = 0) -> None:
+        self.chip_id = chip_id
+        self.magic = magic
+        self.ops: list[int] = []
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.master)
+        tty.setraw(self.slave)
+        self.port = os.ttyname(self.slave)
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _slip(payload: bytes) -> bytes:
+        return b"\xc0" + payload.replace(b"\xdb", b"\xdb\xdd").replace(b"\xc0", b"\xdb\xdc") + (
+            b"\xc0")
+
+    def _answer(self, op: int, data: bytes) -> bytes:
+        self.ops.append(op)
+        ok = b"\0\0\0\0"
+        if op == 0x08:  # SYNC: the ROM answers eight times, with a non-zero value
+            return b"".join(self._slip(struct.pack("<BBHI", 1, op, 4, 0x20120707) + ok)
+                            for _ in range(8))
+        if op == 0x0A:  # READ_REG
+            (addr,) = struct.unpack_from("<I", data)
+            value = self.magic if addr == self.MAGIC_REG else 0
+            return self._slip(struct.pack("<BBHI", 1, op, 4, value) + ok)
+        if op == 0x14:  # GET_SECURITY_INFO
+            if self.chip_id is None:
+                return self._slip(struct.pack("<BBHI", 1, op, 4, 0) + b"\x01\x05\0\0")
+            info = struct.pack("<IB7BII", 0, 0, *([0] * 7), self.chip_id, 0)
+            return self._slip(struct.pack("<BBHI", 1, op, len(info) + 4, 0) + info + ok)
+        return self._slip(struct.pack("<BBHI", 1, op, 4, 0) + ok)
+
+    def _serve(self) -> None:
+        buf = bytearray()
+        while not self._stop:
+            r, _, _ = select.select([self.master], [], [], 0.1)
+            if not r:
+                continue
+            try:
+                buf += os.read(self.master, 4096)
+            except OSError:
+                return
+            while True:
+                start = buf.find(b"\xc0")
+                end = buf.find(b"\xc0", start + 1) if start >= 0 else -1
+                if end < 0:
+                    break
+                frame = bytes(buf[start + 1:end]).replace(b"\xdb\xdc", b"\xc0").replace(
+                    b"\xdb\xdd", b"\xdb")
+                del buf[:end + 1]
+                if len(frame) >= 8 and frame[0] == 0:
+                    _, op, size, _chk = struct.unpack_from("<BBHI", frame)
+                    os.write(self.master, self._answer(op, frame[8:8 + size]))
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(timeout=5)
+        os.close(self.master)
+        os.close(self.slave)
+
+
+@pytest.mark.parametrize(("rom", "chip"), [
+    ({"chip_id": 9}, "esp32s3"),  # answers GET_SECURITY_INFO with its chip id
+    ({"chip_id": None, "magic": 0x00F01D83}, "esp32"),  # the original ESP32: magic word
+])
+def test_esptool_detects_the_chip_on_a_fake_rom(rom, chip):
+    fake = FakeEspRom(**rom)
+    try:
+        assert esp32.detect_chip(fake.port, attempts=1) == chip
+    finally:
+        fake.close()
+    assert fake.ops[0] == 0x08 and 0x14 in fake.ops  # synced, then asked for the chip id
+
+
+def test_install_detects_on_the_fake_rom_then_erases_and_writes(tmp_path, monkeypatch):
+    """esptool's real detection on the fake ROM, then the erase and write command lines as
+    esptool's parser reads them (not run: the fake ROM has no flash)."""
+    fake = FakeEspRom(chip_id=9)
+    parsed: list[tuple[dict, str, dict]] = []
+
+    def run(argv):
+        top, name, params = _parse(list(argv), monkeypatch)
+        for _addr, f in params.get("addr_filename") or ():
+            f.close()
+        parsed.append((top, name, params))
+
+    try:
+        image = _image(tmp_path, 9, "ESP32_GENERIC_S3-v1.28.0.bin")
+        assert esp32.install_esp32(image, fake.port, run=run) == "esp32s3"
+    finally:
+        fake.close()
+    assert [(t["chip"], t["port"], n) for t, n, _ in parsed] == [
+        ("esp32s3", fake.port, "erase-flash"), ("esp32s3", fake.port, "write-flash")]
+    assert [a for a, _ in parsed[1][2]["addr_filename"]] == [0x0]
