@@ -273,6 +273,10 @@ def test_cli_refuses_a_board_config_for_another_chip(tmp_path, env):
     line = _one_line_error(_flash("--board", "esp32_s3", "--drive", str(drive), env=env))
     assert "is an RP2040 in BOOTSEL mode but --board esp32_s3 is for esp32: use --board pico" in (
         line)
+    pico2 = bootsel_drive(tmp_path / "RP2350", INFO_RP2350)
+    line = _one_line_error(_flash("--board", "pico", "--drive", str(pico2), env=env))
+    assert line.endswith("is an RP2350 in BOOTSEL mode but --board pico is for RP2040: use "
+                         "--board pico2")
 
 
 def test_cli_micropython_file_copied_then_board_does_not_come_back(tmp_path, env):

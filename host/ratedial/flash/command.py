@@ -28,6 +28,7 @@ The board must run MicroPython before ratedial flash can install the dial firmwa
 Details: hardware/README.md."""
 
 CHIP_BOARD = {"RP2040": "pico", "RP2350": "pico2"}
+BOARD_CHIP = {"pico": "RP2040", "pico_w": "RP2040", "pico_pot": "RP2040", "pico2": "RP2350"}
 
 
 def comports() -> Iterable[Any]:
@@ -77,9 +78,10 @@ def run_flash(*, board_name: str | None, port: str | None, force: bool, timeout:
     boot = bootsel.open_drive(where)
     name = board_name or CHIP_BOARD[boot.chip]
     board = load_board(locate_firmware(), name)
-    if board.platform != "rp2":
+    if board.platform != "rp2" or BOARD_CHIP.get(name, boot.chip) != boot.chip:
+        target = BOARD_CHIP.get(name, board.platform)
         raise UsageError(f"{where} is an {boot.chip} in BOOTSEL mode but --board {name} is for "
-                         f"{board.platform}: use --board {CHIP_BOARD[boot.chip]}")
+                         f"{target}: use --board {CHIP_BOARD[boot.chip]}")
     if micropython is None:
         micropython = uf2source.fetch_release(uf2source.release_for(name), say=say)
     image = read_uf2(micropython)
