@@ -454,16 +454,23 @@ def _rp2(res: dict[str, Any]) -> list[str]:
     if _skipped(r):
         return [*out, f"Skipped: {_skipped(r)}", ""]
     out += [_what(r) + " Busy = cycles not asleep in WFI/WFE; the sampling interrupt is the "
-            "PIO timer's hard IRQ running the sampler in bytecode; the main loop is asyncio "
-            "packing, COBS-encoding and writing frames. Cycle counts are optimistic against a "
-            "physical Pico (rp2040js does not model XIP flash cache misses).", ""]
+            "PIO timer's hard IRQ running the sampler (native viper code since issue 19, "
+            "bytecode in the baseline); the main loop is asyncio packing, sealing (CRC + COBS) "
+            "and writing frames. Cycle counts are optimistic against a physical Pico "
+            "(rp2040js does not model XIP flash cache misses). Baseline: the previous firmware "
+            f"(commit {str((r.get('baseline') or {}).get('commit', '?'))[:10]}) in the same run.",
+            ""]
     rows = []
-    for hz, x in (r.get("rates") or {}).items():
-        rows.append([f"{hz} Hz", _f(x.get("busy_pct"), 1, " %"),
-                     _f(x.get("sampler_irq_pct"), 1, " %"),
-                     _f(x.get("main_loop_pct"), 1, " %"), _f(x.get("usb_irq_pct"), 2, " %"),
-                     _f(x.get("sampler_us_per_sample"), 0), _f(x.get("dropped_samples")),
-                     _f(x.get("overruns")), _f(x.get("jitter_max_us")), _f(x.get("mem_free_min"))])
+    runs = [("", r.get("rates") or {}),
+            ("baseline ", ((r.get("baseline") or {}).get("rates")) or {})]
+    for tag, rates in runs:
+        for hz, x in rates.items():
+            rows.append([f"{tag}{hz} Hz", _f(x.get("busy_pct"), 1, " %"),
+                         _f(x.get("sampler_irq_pct"), 1, " %"),
+                         _f(x.get("main_loop_pct"), 1, " %"), _f(x.get("usb_irq_pct"), 2, " %"),
+                         _f(x.get("sampler_us_per_sample"), 0), _f(x.get("dropped_samples")),
+                         _f(x.get("overruns")), _f(x.get("jitter_max_us")),
+                         _f(x.get("mem_free_min"))])
     out += _table(["rate", "CPU busy", "sampling IRQ", "main loop", "USB IRQ",
                    "IRQ µs/sample", "samples lost", "overruns", "jitter max µs",
                    "lowest free heap B"], rows)
@@ -474,6 +481,10 @@ def _rp2(res: dict[str, Any]) -> list[str]:
             "maximum; at 2 kHz the CPU is fully used, so any extra load drops frames, reported "
             "exactly). The emulator ran at "
             f"{_f(r.get('emulated_wall_ratio'), 2)}x real time.", ""]
+    ratio = r.get("ratio_busy_vs_baseline") or {}
+    if ratio:
+        out += ["CPU busy against the baseline (ratio, lower is better): " + ", ".join(
+            f"{hz} Hz {_f(v, 2)}" for hz, v in ratio.items()) + ".", ""]
     return out
 
 
