@@ -248,3 +248,14 @@ def test_install_detects_on_the_fake_rom_then_erases_and_writes(tmp_path, monkey
     assert [(t["chip"], t["port"], n) for t, n, _ in parsed] == [
         ("esp32s3", fake.port, "erase-flash"), ("esp32s3", fake.port, "write-flash")]
     assert [a for a, _ in parsed[1][2]["addr_filename"]] == [0x0]
+
+
+def test_offsets_and_chip_ids_agree_with_esptools_chip_definitions():
+    """MicroPython's ESP32 images begin with the second-stage bootloader, so the offset is
+    where each chip's ROM loads it from: esptool's own BOOTLOADER_FLASH_OFFSET."""
+    from esptool.targets import CHIP_DEFS
+
+    for chip, offset in esp32.OFFSETS.items():
+        assert CHIP_DEFS[chip].BOOTLOADER_FLASH_OFFSET == offset, chip
+    for chip_id, chip in esp32.IMAGE_CHIP_ID.items():
+        assert CHIP_DEFS[chip].IMAGE_CHIP_ID == chip_id, chip
