@@ -256,6 +256,6 @@ def test_offsets_and_chip_ids_agree_with_esptools_chip_definitions():
     from esptool.targets import CHIP_DEFS
 
     for chip, offset in esp32.OFFSETS.items():
-        assert CHIP_DEFS[chip].BOOTLOADER_FLASH_OFFSET == offset, chip
+        assert offset == CHIP_DEFS[chip].BOOTLOADER_FLASH_OFFSET, chip
     for chip_id, chip in esp32.IMAGE_CHIP_ID.items():
-        assert CHIP_DEFS[chip].IMAGE_CHIP_ID == chip_id, chip
+        assert chip_id == CHIP_DEFS[chip].IMAGE_CHIP_ID, chip

@@ -18,8 +18,10 @@ from pathlib import Path
 
 from .board import FlashError
 
-# esptool's chip name -> flash offset of MicroPython's image (micropython.org/download,
-# ports/esp32/boards/deploy*.md: esp32 0x1000; esp32s3, esp32c3 and esp32c6 0x0).
+# esptool's chip name -> flash offset of MicroPython's image, which starts with the bootloader:
+# the chip ROM's bootloader offset (esptool's BOOTLOADER_FLASH_OFFSET; MicroPython's deploy
+# notes: esp32 and esp32s2 0x1000, esp32s3 and esp32c3 0x0). The tests check both tables
+# against esptool's chip definitions.
 OFFSETS: dict[str, int] = {
     "esp32": 0x1000, "esp32s2": 0x1000, "esp32s3": 0x0, "esp32c3": 0x0, "esp32c6": 0x0,
 }
