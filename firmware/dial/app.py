@@ -18,6 +18,7 @@ The HW object contract is in firmware/README.md; cfg keys are the board config k
 """
 
 import sys
+from array import array
 
 import asyncio
 
@@ -29,7 +30,7 @@ except ImportError:  # CPython (tools only)
         return x
 
 
-from . import commands, protocol
+from . import commands, fast, protocol
 from .sampler import EVENTS, M30, RING, Sampler, debounce_samples
 from .txqueue import TxQueue
 from .version import FIRMWARE_VERSION
@@ -183,6 +184,14 @@ class App:
         self._pchange_at = -1  # sample index where _pnext takes over (-1: none)
         self._pnext = self.period
         self._ev_rd = 0
+        # dial.fast.pack_run's state: rd_lo, n, t0, prev_c, fperiod, batch, -, tmask, thalf,
+        # ring mask, ring size (copied in and out around each call, once per frame).
+        self._ps = array("i", [0] * 11)
+        self._ps[7] = self._tmask
+        self._ps[8] = self._thalf
+        self._ps[9] = RING - 1
+        self._ps[10] = RING
+        self._pack_run = fast.pack_run
 
         self._next_status = 0
         self._next_hello = 0
@@ -293,7 +302,28 @@ class App:
         body = self.body
         tmask = self._tmask
         thalf = self._thalf
+        run = self._pack_run
         while done < PACK_MAX:
+            n = self._n
+            if run is not None and n and n < self.batch and self._pchange_at < 0:
+                # The common case in native code: records into the open frame.
+                ps = self._ps
+                ps[0] = self._rd_lo
+                ps[1] = n
+                ps[2] = self._t0
+                ps[3] = self._prev_c
+                ps[4] = self._fperiod
+                ps[5] = self.batch
+                k = run(ps, s, body)
+                if k:
+                    self._rd += k
+                    self._rd_lo = ps[0]
+                    self._prev_c = ps[3]
+                    n = self._n = ps[1]
+                    done += k
+                    if n >= self.batch:
+                        self._close()
+                    continue
             rd_lo = self._rd_lo
             ahead = (sst[0] - rd_lo) & M30
             if not ahead:
@@ -384,8 +414,11 @@ class App:
 
     def _events(self):
         s = self.sampler
+        sst = s.st  # sst[12] is s.ev_w (dial.sampler.S_EV_W) without a property call
         while True:
-            w = s.ev_w
+            w = sst[12]
+            if w == self._ev_rd:
+                return  # the common case: no button event
             ahead = (w - self._ev_rd) & M30
             if not ahead:
                 return
@@ -398,7 +431,7 @@ class App:
             lo = s.ev_idx[j]
             t = s.ev_tick[j]
             te = s.ev_edge[j]
-            if ((s.ev_w - self._ev_rd) & M30) > EVENTS:
+            if ((sst[12] - self._ev_rd) & M30) > EVENTS:
                 continue
             self._ev_rd = (self._ev_rd + 1) & M30
             end = protocol.pack_button(

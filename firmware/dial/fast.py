@@ -10,6 +10,8 @@ Invariants:
 - ``finish(body, n, dst, off)``: CRC-32 (IEEE, as ``binascii.crc32``) of ``body[:n]``
   appended little-endian at ``body[n:n+4]``, then COBS of ``body[:n+4]`` into ``dst`` from
   ``off``, then the 0x00 delimiter; returns the end offset. Allocates nothing.
+- ``pack_run(ps, sampler, body)``: the packer's per-sample loop for the open SAMPLES frame
+  (dial.app.App.pack keeps the rest: opening and closing frames, losses, period changes).
 - ``sampler_irq(self, arg)``: the body of ``dial.sampler.Sampler`` 's interrupt handler over
   its state array ``self.st`` (field offsets ``S_*`` in dial.sampler). When the HW object
   gave register addresses (rp2: TIMERAWL, the counter SM's PIO block, SIO GPIO_IN) it reads
@@ -21,6 +23,7 @@ Invariants:
 NATIVE = False
 finish = None
 sampler_irq = None
+pack_run = None
 crc_table = None
 WHY = None  # why NATIVE is False, when it is
 
@@ -93,6 +96,60 @@ def _finish(body, n: int, dst, off: int) -> int:
         d[cp] = code
     d[o] = 0
     return o + 1
+
+
+@micropython.viper
+def _pack_run(ps, smp, body) -> int:
+    # The packer's common case (dial.app.App.pack): records appended to the open SAMPLES
+    # frame while it is open and not full, each sample's dcount fits i8 and jitter i16.
+    # ps: rd_lo, n, t0, prev_c, fperiod, batch, -, tmask, thalf, ring mask, ring size.
+    # Returns the number of samples packed; ps[0], ps[1], ps[3] are updated.
+    p = ptr32(ps)
+    s = ptr32(smp.st)
+    tk = ptr32(smp.tick)
+    ct = ptr32(smp.count)
+    fl = ptr8(smp.flags)
+    b = ptr8(body)
+    one = 1
+    sb = one << 31  # sign bit: 64-bit ports zero-extend ptr32 loads, (x ^ sb) - sb restores
+    rd = p[0]
+    n = p[1]
+    t0 = p[2]
+    pc = (p[3] ^ sb) - sb
+    per = p[4]
+    batch = p[5]
+    tmask = p[7]
+    thalf = p[8]
+    mask = p[9]
+    ring = p[10]
+    k = 0
+    while n > 0 and n < batch:
+        ahead = (s[0] - rd) & 0x3FFFFFFF
+        if ahead == 0 or ahead > ring:
+            break
+        i = rd & mask
+        t = tk[i]
+        c = (ct[i] ^ sb) - sb
+        f = fl[i]
+        if ((s[0] - rd) & 0x3FFFFFFF) > ring:
+            break  # overwritten while read: the bytecode path counts it lost
+        dc = c - pc
+        jit = ((t - t0 + thalf) & tmask) - thalf - n * per
+        if dc < -128 or dc > 127 or jit < -32768 or jit > 32767:
+            break
+        o = 29 + 4 * n
+        b[o] = f
+        b[o + 1] = dc & 0xFF
+        b[o + 2] = jit & 0xFF
+        b[o + 3] = (jit >> 8) & 0xFF
+        pc = c
+        n += 1
+        rd = (rd + 1) & 0x3FFFFFFF
+        k += 1
+    p[0] = rd
+    p[1] = n
+    p[3] = pc
+    return k
 
 
 @micropython.viper
@@ -178,7 +235,7 @@ def _sampler_irq(self, _arg):
 
 
 def _load():
-    global NATIVE, finish, sampler_irq, crc_table
+    global NATIVE, finish, sampler_irq, crc_table, pack_run
     try:
         import micropython  # noqa: F401 - only to fail fast outside MicroPython
         from array import array
@@ -197,6 +254,7 @@ def _load():
     crc_table = tbl
     finish = g["_finish"]
     sampler_irq = g["_sampler_irq"]
+    pack_run = g["_pack_run"]
     NATIVE = True
 
 
