@@ -7,13 +7,16 @@ landed on the drive it restarts the board, i.e. boots the emulated RP2040 (tests
 exactly the file that was copied, and lists the emulated USB CDC as a serial port with
 MicroPython's USB id 2e8a:0005 once the emulated device has enumerated. The flash then finds
 that port by its USB id and carries on over the emulated USB CDC: probe, compile, write, soft
-reset, HELLO.
+reset, HELLO. Three runs: the pinned release downloaded; offline with it already cached; offline
+with ``--micropython FILE``. The refusals, which stop before a board would boot, are in
+tests/test_flash_bootsel.py.
 """
 
 from __future__ import annotations
 
 import hashlib
 import queue
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -93,6 +96,29 @@ def usb(tmp_path: Path):
         bus.close()
 
 
+def _invoke(usb: FakeUsb, *extra: str) -> tuple[str, list[str]]:
+    result = CliRunner().invoke(
+        cli, ["flash", "--board", "pico", "--drive", str(usb.drive), *extra,
+              "--wait", str(WALL), "--timeout", str(WALL)], catch_exceptions=False)
+    out = result.output
+    print(out)
+    assert result.exit_code == 0, out
+    return out, out.splitlines()
+
+
+def _assert_flashed_and_answered(usb: FakeUsb, copied: Path, out: str, lines: list[str]) -> None:
+    """The board booted from exactly the file copied, came back by its USB id, got the dial
+    firmware and answered HELLO."""
+    assert usb.booted_from == copied
+    assert usb.emu is not None
+    assert lines.index(f"MicroPython came up on {usb.emu.port}") > 0
+    assert f"{usb.emu.port}: MicroPython 1.28.0 on rp2 (Raspberry Pi Pico with RP2040), " \
+           ".mpy v6.3" in lines
+    assert any(ln.startswith("wrote ") and ln.endswith(" 0 unchanged") for ln in lines), out
+    assert f"board=pico firmware={VERSION} backend=pio rate=1000Hz" in lines[-1]
+    assert usb.emu.stats()["flash_programmed"] > 20_000  # the firmware really went into flash
+
+
 def test_blank_pico_to_hello(usb: FakeUsb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                              ) -> None:
     """Download (once, sha256-checked, cached), copy, the emulated board boots exactly that
@@ -103,35 +129,48 @@ def test_blank_pico_to_hello(usb: FakeUsb, tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("RATEDIAL_CACHE_DIR", str(tmp_path / "cache"))
     with Mirror({PINNED.file: shared.read_bytes()}) as mirror:
         monkeypatch.setenv("RATEDIAL_MICROPYTHON_MIRROR", mirror.url)
-        result = CliRunner().invoke(
-            cli, ["flash", "--board", "pico", "--drive", str(usb.drive),
-                  "--wait", str(WALL), "--timeout", str(WALL)], catch_exceptions=False)
+        out, lines = _invoke(usb)
         assert mirror.requests == [f"/resources/firmware/{PINNED.file}"]
-    out = result.output
-    print(out)
-    assert result.exit_code == 0, out
     cached = tmp_path / "cache" / "micropython" / PINNED.file
     copied = usb.drive / PINNED.file
-    # the board booted from exactly the file copied, which is the pinned release
-    assert usb.booted_from == copied
     assert hashlib.sha256(copied.read_bytes()).hexdigest() == PINNED.sha256
     assert cached.read_bytes() == copied.read_bytes()
-    assert usb.emu is not None
-    lines = out.splitlines()
     assert lines[0] == f"downloading {mirror.url}/{PINNED.file}"
     assert lines[1] == f"MicroPython 1.28.0 for RPI_PICO: {cached} (sha256 verified)"
     assert lines[2] == (f"{usb.drive}: Raspberry Pi RP2 (RP2040, Board-ID RPI-RP2): copying "
                         f"{PINNED.file} ({copied.stat().st_size / 1000:.0f} kB, RP2040)")
-    assert f"MicroPython came up on {usb.emu.port}" in lines
-    assert f"{usb.emu.port}: MicroPython 1.28.0 on rp2 (Raspberry Pi Pico with RP2040), " \
-           ".mpy v6.3" in lines
-    assert any(ln.startswith("wrote ") and ln.endswith(" 0 unchanged") for ln in lines), out
-    assert f"board=pico firmware={VERSION} backend=pio rate=1000Hz" in lines[-1]
-    stats = usb.emu.stats()
-    assert stats["flash_programmed"] > 20_000  # the firmware really went into flash
+    _assert_flashed_and_answered(usb, copied, out, lines)
+    assert usb.emu is not None
     link = Link(usb.emu.port)
     try:
         link.wait_for(lambda fs: sum(isinstance(f, Samples) for f in fs) >= 5, WALL,
                       "samples from the flashed firmware")
     finally:
         link.close()
+
+
+@pytest.mark.parametrize("source", ["cached", "file"])
+def test_blank_pico_offline(usb: FakeUsb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                            source: str) -> None:
+    """Offline (the mirror asks for nothing and answers nothing): the release already in the
+    cache, or the user's --micropython FILE, goes onto the drive and the board boots it."""
+    shared = rp2board.shared_dir() / rp2board.UF2_NAME
+    monkeypatch.setattr(command, "comports", usb.comports)
+    monkeypatch.setenv("RATEDIAL_CACHE_DIR", str(tmp_path / "cache"))
+    with Mirror({}) as mirror:
+        monkeypatch.setenv("RATEDIAL_MICROPYTHON_MIRROR", mirror.url)
+        if source == "cached":
+            given = tmp_path / "cache" / "micropython" / PINNED.file
+            given.parent.mkdir(parents=True)
+            shutil.copyfile(shared, given)
+            out, lines = _invoke(usb)
+            assert lines[0] == f"MicroPython 1.28.0 for RPI_PICO: {given} (cached)"
+        else:
+            given = tmp_path / "downloads" / "my-pico-micropython.uf2"
+            given.parent.mkdir()
+            shutil.copyfile(shared, given)
+            out, lines = _invoke(usb, "--micropython", str(given))
+        assert mirror.requests == []
+    copied = usb.drive / given.name
+    assert copied.read_bytes() == given.read_bytes()
+    _assert_flashed_and_answered(usb, copied, out, lines)
