@@ -13,6 +13,8 @@ and sealing of dial.fast), extracted with ``git archive``, on the same emulator 
 
 from __future__ import annotations
 
+import itertools
+import os
 import sys
 import tempfile
 import time
@@ -27,6 +29,10 @@ RATES = (1000, 2000)
 BASELINE_COMMIT = "768b7d77d8b87e949cd198b2138fa547ad12fb0a"
 MEASURE_S = 2.0  # emulated seconds per rate
 SETTLE_S = 0.3
+# The current firmware's 2 kHz case runs this long (issue 19 asks 60 emulated s; on a
+# loaded 2-core box that is ~30-50 min of wall time, so RATEDIAL_RP2_SUSTAIN_S may shorten
+# it; the figure states the emulated seconds it covered).
+SUSTAIN_2K_S = float(os.environ.get("RATEDIAL_RP2_SUSTAIN_S", "60"))
 WALL_PER_EMU_S = 200.0  # a timeout only: a loaded 2-core box runs the emulator at ~0.02x
 
 
@@ -62,7 +68,7 @@ def run() -> dict[str, Any]:
     reason = rp2board.skip_reason()
     if reason is not None:
         return {"skipped": reason}
-    out = _measure(None, "pio", RATES)
+    out = _measure(None, "pio", RATES, SUSTAIN_2K_S)
     out["irq_backend"] = _measure(None, "irq", (1000,))
     with tempfile.TemporaryDirectory(prefix="ratedial-rp2base-") as tmp:
         tree = _baseline_tree(Path(tmp))
@@ -80,11 +86,43 @@ def run() -> dict[str, Any]:
         "irq_1khz_busy_pct": irq1.get("busy_pct"), "irq_1khz_target_pct": 35,
         "2khz_dropped_samples": r2.get("dropped_samples"), "2khz_overruns": r2.get("overruns"),
         "2khz_emulated_s": r2.get("emulated_s"),
+        "2khz_gc_seen": r2.get("gc_seen"),
+        "latency_p99_us_1khz": r1.get("latency_p99_us"),
+        "latency_p99_us_2khz": r2.get("latency_p99_us"), "latency_p99_target_us": 3000,
     }
     return out
 
 
-def _measure(firmware: Path | None, backend: str, rates: tuple[int, ...]) -> dict[str, Any]:
+def _latency(samples: list[Any], stamps: list[list[int]]) -> dict[str, Any]:
+    """Last sample taken -> its frame's 0x00 delimiter on the host, in emulated us: the
+    runner stamps every SAMPLES frame's arrival on the emulated clock, and the RP2040 timer
+    (the sample times) counts that same clock in us."""
+    t_last = {f.first_index + len(f) - 1: f.times_us[-1] for f in samples}
+    lat = sorted(float(ns / 1000 - t_last[i]) for i, ns in stamps if i in t_last)
+    if not lat:
+        return {"latency_frames": 0}
+
+    def q(p: float) -> float:
+        return round(lat[min(len(lat) - 1, int(p * len(lat)))], 1)
+
+    return {"latency_frames": len(lat), "latency_p50_us": q(0.5), "latency_p99_us": q(0.99),
+            "latency_max_us": round(lat[-1], 1)}
+
+
+def _alloc_rate(status: list[Any]) -> dict[str, Any]:
+    """Heap allocation rate from STATUS mem_free (it only falls between collections; a rise
+    means a collection ran). Reported: collections seen and bytes/s while none ran."""
+    rises = sum(1 for a, b in itertools.pairwise(status) if b.mem_free > a.mem_free)
+    if len(status) < 2:
+        return {"gc_seen": None}
+    span_s = (status[-1].time_us - status[0].time_us) / 1e6
+    fell = status[0].mem_free - status[-1].mem_free
+    return {"gc_seen": rises,
+            "alloc_bytes_per_s": round(fell / span_s, 1) if not rises and span_s else None}
+
+
+def _measure(firmware: Path | None, backend: str, rates: tuple[int, ...],
+             sustain_s: float = MEASURE_S) -> dict[str, Any]:
     from ratedial.wire import Ack, Drop, Hello, Rate, Samples, Status
     from rp2emu import board as rp2board
     from rp2emu.link import Link
@@ -118,11 +156,14 @@ def _measure(firmware: Path | None, backend: str, rates: tuple[int, ...]) -> dic
                                   3 * WALL_PER_EMU_S, "ACK")
                     t = link.last_time_us(link.frames) or 0
                     link.wait_device_time(t + int(SETTLE_S * 1e6), 2 * WALL_PER_EMU_S)
+                    emu.call("frame_stamps")  # arrival stamps from here on
                     s0 = emu.stats()
                     mark = link.mark()
                     t = link.last_time_us(link.frames) or 0
-                    link.wait_device_time(t + int(MEASURE_S * 1e6), MEASURE_S * WALL_PER_EMU_S)
+                    span = sustain_s if hz == 2000 else MEASURE_S
+                    link.wait_device_time(t + int(span * 1e6), span * WALL_PER_EMU_S)
                     s1 = emu.stats()
+                    stamps = emu.call("frame_stamps")["stamps"]
                     got = link.since(mark)
                     status = [f for f in got if isinstance(f, Status)]
                     samples = [f for f in got if isinstance(f, Samples)]
@@ -135,6 +176,8 @@ def _measure(firmware: Path | None, backend: str, rates: tuple[int, ...]) -> dic
                     r["mem_free_min"] = min((s.mem_free for s in status), default=None)
                     r["sampler_us_per_sample"] = round(
                         r["sampler_irq_pct"] / 100 * 1e6 / hz, 1)
+                    r.update(_latency(samples, stamps))
+                    r.update(_alloc_rate(status))
                     out["rates"][str(hz)] = r
             finally:
                 link.close()

@@ -46,6 +46,7 @@ PACK_MS = const(4)  # packer period: a 1 kHz/batch 10 frame waits at most 4 ms e
 # safety net: every asyncio round costs ~270 us on an RP2040 (measured, emulated), and a
 # 4 ms poll alone took 7 % of the CPU.
 PACK_SAFETY_MS = const(50)
+MEM_EVERY = const(10)  # STATUS reads gc.mem_free() every 10th time (10 s): see _mem_free
 PACK_MAX = const(256)  # samples packed per call before yielding to the writer
 MAX_BATCH = const(100)
 
@@ -195,6 +196,8 @@ class App:
 
         self._next_status = 0
         self._next_hello = 0
+        self._mem_k = 0  # STATUS frames until mem_free is read again (see _mem_free)
+        self._mem_last = 0
         self.started = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -265,8 +268,19 @@ class App:
         end = protocol.pack_status(
             self.scratch, self._next_seq(), self.clock.now(), self._abs(lo),
             q.frames_dropped & U32, q.samples_dropped & U32, overruns, jmax,
-            hw.mem_free() & U32, q.count, q.capacity)
+            self._mem_free(), q.count, q.capacity)
         self._queue(self.scratch, end)
+
+    def _mem_free(self):
+        """Free heap for STATUS, read every MEM_EVERY-th STATUS: gc.mem_free() walks the whole
+        heap (~8 ms on an RP2040, a pause every frame behind it waits for), so the value may
+        be up to MEM_EVERY seconds old."""
+        k = self._mem_k
+        if k <= 0:
+            self._mem_last = self.hw.mem_free() & U32
+            k = MEM_EVERY
+        self._mem_k = k - 1
+        return self._mem_last
 
     def _ack(self, command, index, value):
         end = protocol.pack_ack(self.scratch, self._next_seq(), command, index, value)

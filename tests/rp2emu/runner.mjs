@@ -236,8 +236,41 @@ cdc.onDeviceConnected = () => {
   connected = true;
   notify({ event: 'connected', nanos: clock.nanos });
 };
+// Frame arrival stamps: for each SAMPLES frame the host receives, [index of its last sample,
+// emulated ns when its 0x00 delimiter arrived], so the host side can measure the latency
+// from a sample being taken to its frame being on the host (op frame_stamps).
+const frameStamps = [];
+let frameBytes = [];
+function cobsDecode(src) {
+  const out = [];
+  let i = 0;
+  while (i < src.length) {
+    const code = src[i++];
+    if (code === 0) return null;
+    for (let k = 1; k < code; k++) {
+      if (i >= src.length) return null;
+      out.push(src[i++]);
+    }
+    if (code < 0xff && i < src.length) out.push(0);
+  }
+  return out;
+}
+function stampFrame(bytes) {
+  const body = cobsDecode(bytes);
+  if (!body || body.length < 33 || body[1] !== 2) return; // SAMPLES only
+  let first = 0;
+  for (let k = 7; k >= 0; k--) first = first * 256 + body[4 + k];
+  const n = body[28];
+  if (n && frameStamps.length < 1000000) frameStamps.push([first + n - 1, clock.nanos]);
+}
 cdc.onSerialData = (data) => {
   bytesToHost += data.length;
+  for (const b of data) {
+    if (b === 0) {
+      if (frameBytes.length) stampFrame(frameBytes);
+      frameBytes = [];
+    } else if (frameBytes.length < 2048) frameBytes.push(b);
+  }
   process.stdout.write(Buffer.from(data));
 };
 usb.onEndpointRead = (endpoint, size) => {
@@ -348,6 +381,7 @@ function statsReply() {
 }
 const ops = {
   stats: () => statsReply(),
+  frame_stamps: () => ({ stamps: frameStamps.splice(0, frameStamps.length), nanos: clock.nanos }),
   stall: (r) => {
     setStall(!!r.on);
     return { stalled, nanos: clock.nanos };
