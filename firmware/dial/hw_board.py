@@ -89,7 +89,10 @@ class BoardHW:
         machine.enable_irq(state)
 
     def tx_write(self, buf):
-        if not self._wpoll.poll(0):
+        # ipoll, not poll: poll() allocates a list of tuples on every call.
+        for _ in self._wpoll.ipoll(0):
+            break
+        else:
             return 0
         if len(buf) > self.TX_CHUNK:
             buf = buf[: self.TX_CHUNK]
