@@ -73,11 +73,44 @@ def events(path: Path, kind: str) -> list[tuple[int, dict[str, Any]]]:
         path, "SELECT host_ns, data FROM events WHERE kind = ? ORDER BY event_id", kind)]
 
 
+def catching_up(reports: list[tuple[int, float]]) -> set[int]:
+    """Indices of reports in a catch-up burst: mpv stalled (a loaded machine starves it) and
+    then ran through the frames it owed faster than real time, a frame every few µs (seen:
+    1.1 s of video in 1 ms after a 1.1 s stall). A report that comes less than one sample
+    period (1 ms) after the previous one, with a later frame, is such a burst: at that instant
+    "the recorded time when the report arrived" is not defined to within a frame at 1 kHz
+    sampling, so it is not compared. The stall itself is covered: the clock holds at the
+    ceiling (LEAD_FRAMES), and the first report after the stall is compared."""
+    return {i for i in range(1, len(reports))
+            if reports[i][0] - reports[i - 1][0] < 1_000_000 and reports[i][1] > reports[i - 1][1]}
+
+
+def first_receipts(reports: list[tuple[int, float]], rec: Path) -> list[tuple[int, float]]:
+    """Each of mpv's reports stamped with the earlier of its two receipts: the test's own and
+    the daemon's (``media_obs``). mpv sent it before either; on a loaded machine either reader
+    can be descheduled for tens of ms, and a late stamp would count that delay as the
+    recording's error (seen: 50.5 ms at the test's reader where the daemon's receipt of the
+    same report gives 19 ms)."""
+    theirs: dict[float, list[int]] = {}
+    for t, m in query(rec, "SELECT host_ns, media_s FROM media_obs WHERE source = 'time-pos' "
+                           "AND media_s IS NOT NULL"):
+        theirs.setdefault(round(m, 6), []).append(t)
+    out = []
+    for t, m in reports:
+        near = [u for u in theirs.get(round(m, 6), ()) if abs(u - t) < 200_000_000]
+        out.append((min([t, *near]), m))
+    return out
+
+
 def compare(reports: list[tuple[int, float]], timeline: Timeline, lo_ns: int,
             hi_ns: int) -> list[float]:
-    """Recorded media time minus mpv's own report, for reports received in [lo_ns, hi_ns)."""
+    """Recorded media time minus mpv's own report, for reports received in [lo_ns, hi_ns)
+    (reports in a catch-up burst excepted: :func:`catching_up`)."""
     errors = []
-    for t, media_s in reports:
+    skip = catching_up(reports)
+    for i, (t, media_s) in enumerate(reports):
+        if i in skip:
+            continue
         if lo_ns <= t < hi_ns:
             got = timeline.at(t, 1.0, max_gap_ns=10_000_000)  # clock-model steps
             assert got is not None and got[0] is not None and got[1] == 1, (t, media_s, got)
@@ -175,8 +208,10 @@ def test_mpv_killed_and_restarted_mid_run(tmp_path, video):
         rec, "SELECT host_ns, media_s, media_state, media_id FROM samples "
              "WHERE host_ns IS NOT NULL ORDER BY host_ns")])
     (first_load_ns,) = query(rec, "SELECT min(host_ns) FROM events WHERE kind = 'media_load'")[0]
-    before = compare(first.reports(), timeline, first_load_ns + SETTLE_NS, killed)
-    after = compare(second.reports() if second else [], timeline, back_ns + SETTLE_NS,
+    seen_first = first_receipts(first.reports(), rec)
+    seen_second = first_receipts(second.reports() if second else [], rec)
+    before = compare(seen_first, timeline, first_load_ns + SETTLE_NS, killed)
+    after = compare(seen_second, timeline, back_ns + SETTLE_NS,
                     timeline.times[-1])  # up to the last sample (the run ends after it)
     assert len(before) > 60 and len(after) > 60, (len(before), len(after))
     assert max(map(abs, before)) < FRAME, max(before, key=abs)
@@ -186,14 +221,26 @@ def test_mpv_killed_and_restarted_mid_run(tmp_path, video):
     (resumed_at,) = query(rec, "SELECT media_s FROM samples WHERE host_ns = ?", resumed)[0]
     # the new mpv's time (it started at 20 s), not the dead one's (it was at ~3 s) run on
     assert resumed_at >= RESTART_AT_S, resumed_at
-    assert resumed - back_ns < 2 * FRAME * 1e9, (resumed - back_ns) / 1e6  # its next report
-    at_once = compare(second.reports() if second else [], timeline, resumed, resumed + SETTLE_NS)
+    # media times resume with the new mpv's first position report, not before it (nothing is
+    # invented) and not long after it; when that report comes is up to mpv (it may still be
+    # opening the file on a loaded machine), so it is the event this is measured from
+    # (mpv --start seeks: its first time-pos is the seek's target, the landed position is
+    # the first after playback-restart)
+    (restart_ns,) = query(rec, "SELECT coalesce(max(host_ns), ?) FROM media_obs WHERE source "
+                               "= 'playback-restart' AND host_ns > ? AND host_ns < ?",
+                          back_ns, back_ns, resumed)[0]
+    (first_pos,) = query(rec, "SELECT min(host_ns) FROM media_obs WHERE source = 'time-pos' "
+                              "AND host_ns > ? AND media_s IS NOT NULL", restart_ns)[0]
+    assert first_pos is not None and resumed >= first_pos - 1_000_000, (resumed, first_pos)
+    assert resumed - first_pos < 2 * FRAME * 1e9, (resumed - first_pos) / 1e6
+    at_once = compare(seen_second, timeline, resumed, resumed + SETTLE_NS)
     assert at_once and max(map(abs, at_once)) < FRAME, at_once  # right from the first sample
     print(f"player crash: {n_dead} samples media-unknown over {(back_ns - lost_ns) / 1e6:.0f} ms "
           f"(mpv dead {(restarted - killed) / 1e6:.0f} ms), detected "
           f"{(lost_ns - killed) / 1e6:.1f} ms after SIGKILL, back "
           f"{(back_ns - restarted) / 1e6:.0f} ms after the restart, annotated again "
-          f"{(resumed - back_ns) / 1e6:.0f} ms after that; |err| before "
+          f"{(resumed - back_ns) / 1e6:.0f} ms after that ({(resumed - first_pos) / 1e6:.1f} ms "
+          f"after its first position); |err| before "
           f"{max(map(abs, before)) * 1000:.1f} ms, after {max(map(abs, after)) * 1000:.1f} ms "
           f"({len(before)}/{len(after)} reports); output: {said[0].strip()!r}")
 
@@ -218,14 +265,32 @@ def initial_answers(order: tuple[str, ...], at: float, path: str = "/v/counter.m
             for i, name in enumerate(order, start=1)]
 
 
-def reconnected_clock(order: tuple[str, ...]) -> tuple[MediaClock, MpvInput, int]:
+def reconnected_clock(order: tuple[str, ...], *, identified: bool = True
+                      ) -> tuple[MediaClock, MpvInput, int]:
     clock = MediaClock(mpv_clock_config(0.0))
     inp = MpvInput(clock)
     t0 = 1_000 * 1_000 * MS
     clock.connected(t0)
     for k, msg in enumerate(initial_answers(order, 21.6)):
         inp.message(t0 + k * 10_000, msg)  # the answers arrive 10 us apart
+    if identified:  # the file's identity, read from disk in the background, a moment later
+        clock.identify(t0 + 100_000, media_id=1, path="/v/counter.mp4", duration_s=90.0,
+                       fps=30.0)
     return clock, inp, t0
+
+
+def test_no_media_time_without_the_media_id_it_belongs_to():
+    """Found by the restart test under load: samples taken after mpv's answers but before the
+    file's identity was read were recorded playing at a time with ``media_id`` NULL. Until
+    ``identify`` they read UNKNOWN; after it the same instants carry the id."""
+    clock, _, t0 = reconnected_clock(OBSERVED, identified=False)
+    assert clock.at(t0 + 5 * MS) == (None, None, MediaState.UNKNOWN)
+    ids, pos, states = clock.annotate([t0 + 5 * MS])
+    assert (ids, pos, states) == ((None,), (None,), (int(MediaState.UNKNOWN),))
+    clock.identify(t0 + 6 * MS, media_id=7, path="/v/counter.mp4", duration_s=90.0, fps=30.0)
+    media_id, media_s, state = clock.at(t0 + 5 * MS)  # the same instant, asked again
+    assert (media_id, state) == (7, MediaState.PLAYING)
+    assert media_s == pytest.approx(21.605, abs=1e-3)
 
 
 @pytest.mark.parametrize("order", [
@@ -269,7 +334,7 @@ def test_media_play_after_identify_is_not_at_zero():
     for order in (("time-pos", "pause", "speed", "seeking", "eof-reached", "idle-active",
                    "path"), ("path", "time-pos", "pause", "speed", "seeking", "eof-reached",
                              "idle-active")):
-        clock, _, t0 = reconnected_clock(order)
+        clock, _, t0 = reconnected_clock(order, identified=False)
         events = clock.identify(t0 + MS, media_id=1, path="/v/counter.mp4", duration_s=90.0,
                                 fps=30.0)
         plays = [e.data["media_s"] for e in events if e.kind == "media_play"]

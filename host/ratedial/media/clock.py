@@ -25,6 +25,9 @@ Invariants:
   a seek (a seek changes it); while paused, a changed value is a new position.
 * A playing segment that no report has placed yet (a file known to be playing before its
   position came) is UNKNOWN with no media time: the clock never counts up from an assumed 0.
+* From a file's load until it is identified (:meth:`MediaClock.identify`, a few ms later:
+  the identity is read from disk in the background) every segment reads UNKNOWN: a sample
+  never has a media time without the ``media_id`` it belongs to.
 * Paused, seeking and ended segments hold one position: a rating made while paused belongs to
   the paused frame.
 * A media time is one the player can show: never below 0 nor past the duration (when known).
@@ -133,6 +136,7 @@ class _Segment:
     highs: list[tuple[int, float]] = field(default_factory=list)
     reports: list[tuple[int, float]] = field(default_factory=list)  # (recv_ns, media_s)
     report_times: list[int] = field(default_factory=list)
+    identified: bool = True  # False from a load until its file is identified: reads UNKNOWN
 
     def line(self, t: int) -> float:
         base = self.pos_s if self.offset is None else self.offset
@@ -212,6 +216,8 @@ class MediaClock:
 
     def _at(self, t: int) -> tuple[int | None, float | None, MediaState]:
         seg = self._segment_at(t)
+        if not seg.identified:  # a file is loaded but which one is not known yet: a few ms
+            return None, None, MediaState.UNKNOWN
         if seg.state is not MediaState.PLAYING:
             return seg.media_id, None if seg.pos_s is None else self._clamp(seg.pos_s), seg.state
         if _unanchored(seg):  # playing, but where is not reported yet: never count from 0
@@ -276,7 +282,8 @@ class MediaClock:
         elif pos_s is not None:
             pos_s = self._clamp(pos_s)
         seg = _Segment(start_ns=t, state=state, media_id=media_id, rate=f.rate, pos_s=pos_s,
-                       ceil_base=ceil_base if ceil_base is not None else pos_s)
+                       ceil_base=ceil_base if ceil_base is not None else pos_s,
+                       identified=self._identified or not f.loaded)
         if t == cur.start_ns and len(self._segments) > 1:
             self._segments[-1] = seg
         else:
@@ -380,6 +387,7 @@ class MediaClock:
                 break
             if seg.state is not MediaState.UNKNOWN:
                 seg.media_id = media_id
+            seg.identified = True
         self._identified = True
         events = [MediaEvent("media_load", {"media_id": media_id, "path": path,
                                             "duration_s": duration_s, "fps": fps}, host_ns)]

@@ -200,18 +200,23 @@ class MpvSession(PlayerSession):
     async def _identify_mpv_now(self, host_ns: int) -> None:
         path = await self.request("get_property", "path")
         wd = await self.request("get_property", "working-directory")
+        if isinstance(path, str) and "://" not in path and isinstance(wd, str):
+            path = os.path.normpath(os.path.join(wd, path))
+        path = path if isinstance(path, str) else None
+        if self._known_file(path):  # the same file again (mpv restarted, reloaded): at once,
+            # since until it is identified the samples have no media time (docs/timing.md)
+            await self._identify(host_ns, path, duration_s=None, fps=None, use_probe=False)
+            return
         duration = None
-        for _ in range(10):  # connected while the file was still opening: not known yet
+        for _ in range(50):  # connected while the file was still opening: not known yet
             duration = await self.request("get_property", "duration")
             if duration is not None:
                 break
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.02)
         fps = (await self.request("get_property", "container-fps")
                or await self.request("get_property", "estimated-vf-fps"))
-        if isinstance(path, str) and "://" not in path and isinstance(wd, str):
-            path = os.path.normpath(os.path.join(wd, path))
-        await self._identify(host_ns, path if isinstance(path, str) else None,
-                             duration_s=_num(duration), fps=_num(fps), use_probe=False)
+        await self._identify(host_ns, path, duration_s=_num(duration), fps=_num(fps),
+                             use_probe=False)
 
     # --- rater feedback ---------------------------------------------------------------------
 

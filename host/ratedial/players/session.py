@@ -156,6 +156,11 @@ class PlayerSession:
             self._identify(host_ns, path, duration_s=duration_s, fps=fps, use_probe=use_probe),
             name=f"{self.player} identify")
 
+    def _known_file(self, path: str | None) -> bool:
+        """This file (same path, size and mtime) was identified before in this run."""
+        key = _file_key(path)
+        return key is not None and key in self._media_cache
+
     async def _identify(self, host_ns: int, path: str | None, *, duration_s: float | None,
                         fps: float | None, use_probe: bool) -> None:
         key = _file_key(path)
