@@ -6,6 +6,12 @@ killed, by the next run of the same daemon id (``archive.py``); subscribers that
 once deduplicate by ``(dial, boot, index)`` and events by ``(daemon, run, id)``. Replay
 requests from subscribers are answered from the recordings, never from memory. The
 publisher never blocks the daemon: :meth:`MqttPublisher.handle` only appends to buffers.
+
+Live batches form only under load (the way TCP corks): while no live message is in flight,
+a dial's samples go out as soon as they arrive; while one is (awaiting its PUBACK at QoS 1,
+or while the event loop is busy with other dials' frames), what arrives is coalesced, one
+message per dial, and sent when the last in-flight message is confirmed. ``[mqtt] batch_ms``
+is the upper bound a sample waits in a batch, however slow the broker.
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -28,11 +33,18 @@ from paho.mqtt.properties import Properties
 
 from ..config import MqttConfig
 from ..daemon.core import EventOut, Out, SamplesOut
-from ..errors import UsageError
 from ..recording.writer import Recorder
 from .archive import Archive, Unfinished, absent_ranges, mark_complete, read_samples
 from .outbox import Key, Outbox
+from .requests import (
+    BrokerAddress,
+    contiguous_chunks,
+    parse_broker,
+    parse_replay_request,
+)
 from .topics import Topics, dumps, event_payload, samples_payload
+
+__all__ = ["BrokerAddress", "MqttPublisher", "parse_broker", "parse_replay_request"]
 
 log = logging.getLogger("ratedial.mqtt")
 # aiomqtt warns "There are N pending publish calls" whenever more than ten QoS 1 messages
@@ -44,30 +56,6 @@ _client_log.setLevel(logging.ERROR)
 REPLAY_CHUNK = 500  # samples per backfill message: about 35 kB of JSON
 QOS1_TIMEOUT_S = 60.0  # a PUBACK slower than this means the connection is gone
 STOP_DRAIN_S = 30.0  # on stop, how long to keep publishing the backlog
-MAX_REQUEST_RANGES = 100
-MAX_REQUEST_SAMPLES = 3_600_000  # one hour at 1 kHz per request
-MAX_REQUEST_EVENTS = 100_000
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    host: str
-    port: int
-    tls: bool
-
-
-def parse_broker(url: str, *, tls: bool = False) -> BrokerAddress:
-    """``mqtt://host[:port]`` or ``mqtts://host[:port]``; one-line UsageError otherwise."""
-    parts = urlsplit(url if "://" in url else f"mqtt://{url}")
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise UsageError(f"--broker {url!r}: expected mqtt://HOST[:PORT], mqtts://HOST[:PORT], "
-                         "embedded or none")
-    secure = tls or parts.scheme == "mqtts"
-    try:
-        port = parts.port or (8883 if secure else 1883)
-    except ValueError:
-        raise UsageError(f"--broker {url!r}: bad port") from None
-    return BrokerAddress(parts.hostname, port, secure)
 
 
 @dataclass(slots=True)
@@ -76,6 +64,7 @@ class _Batch:
     first: int
     period_us: int
     cols: dict[str, list[Any]] = field(default_factory=dict)
+    since: float = 0.0  # time.monotonic() of its first sample
 
     @property
     def end(self) -> int:
@@ -115,6 +104,10 @@ class MqttPublisher:
         self.protocol = aiomqtt.ProtocolVersion.V5 if mqtt5 else aiomqtt.ProtocolVersion.V311
         self._batches: dict[Key, _Batch] = {}
         self._events: list[EventOut] = []
+        self._wake = asyncio.Event()  # new samples or events, or the last live PUBACK came
+        self._expiry_props: dict[int, Properties] = {}
+        self._live_inflight = 0  # live sample messages not yet confirmed (QoS 1) or written
+        self.live_messages = 0
         self._client: aiomqtt.Client | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.published_samples = 0
@@ -149,6 +142,7 @@ class MqttPublisher:
                 self._add_samples(o)
             elif isinstance(o, EventOut):
                 self._events.append(o)
+                self._wake.set()
 
     def _add_samples(self, o: SamplesOut) -> None:
         key = (o.uid, o.boot_id)
@@ -161,8 +155,10 @@ class MqttPublisher:
             b = None
         if b is None:
             b = _Batch(key, o.first_index, o.period_us, {k: [] for k in (
-                "device_us", "host_ns", "count", "rating", "flags", "media_s", "media_state")})
+                "device_us", "host_ns", "count", "rating", "flags", "media_s", "media_state")},
+                time.monotonic())
             self._batches[key] = b
+            self._wake.set()
         c = b.cols
         c["device_us"] += o.device_us
         c["host_ns"] += o.host_ns
@@ -258,6 +254,7 @@ class MqttPublisher:
     async def stop(self) -> None:
         """Publish what is buffered, then end the connection."""
         self._stop.set()
+        self._wake.set()
 
     def save_progress(self, *, final: bool = False) -> None:
         """Store what the broker has not confirmed in the recording (``mqtt_progress``)."""
@@ -275,11 +272,16 @@ class MqttPublisher:
         replay: asyncio.Task[None] | None = None
         self._spawn(self._read_requests(client), endless=True)
         self._spawn(self._serve_requests(client), endless=True)
+        bound_s = self.cfg.batch_ms / 1000
         while True:
+            self._wake.clear()
             replay = self._replay_if_due(client, replay)
-            self._flush_all()
-            self._publish_events(client)
             now = time.monotonic()
+            oldest = min((b.since for b in self._batches.values()), default=None)
+            if oldest is not None and (self._live_inflight == 0 or now - oldest >= bound_s):
+                self._flush_all()
+                oldest = None
+            self._publish_events(client)
             if now - last_checkpoint >= 1.0:
                 last_checkpoint = now
                 self.save_progress()
@@ -295,8 +297,15 @@ class MqttPublisher:
             if self._stop.is_set():
                 await self._drain(client, replay)
                 return
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.cfg.batch_ms / 1000)
+            # Sleep until something arrives, the last live message is confirmed, a batch
+            # reaches its bound, or the next checkpoint is due.
+            wait = 1.0 - (now - min(last_checkpoint, last_status))
+            if oldest is not None:
+                wait = min(wait, oldest + bound_s - now)
+            if not self._wake.is_set() and not self._stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, wait)):  # no task per wait
+                        await self._wake.wait()
 
     async def _drain(self, client: aiomqtt.Client, replay: asyncio.Task[None] | None) -> None:
         """On stop: publish what is buffered and finish the backlog, for at most
@@ -345,8 +354,11 @@ class MqttPublisher:
                        retain: bool = False, expiry_s: int | None = None) -> None:
         props = None
         if expiry_s and self.protocol == aiomqtt.ProtocolVersion.V5:
-            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            props.MessageExpiryInterval = expiry_s
+            props = self._expiry_props.get(expiry_s)
+            if props is None:  # built once: paho only reads it when packing
+                props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+                props.MessageExpiryInterval = expiry_s
+                self._expiry_props[expiry_s] = props
         await client.publish(topic, payload, qos=qos, retain=retain, properties=props,
                              timeout=QOS1_TIMEOUT_S)
 
@@ -377,8 +389,18 @@ class MqttPublisher:
             media_s=b.cols["media_s"], media_state=b.cols["media_state"])
         self.outbox.live_sent(b.key, b.first, b.end)
         self.published_samples += b.end - b.first
-        self._spawn(self._publish(self._client, self.topics.samples(uid), payload,
-                                  qos=self.cfg.live_qos, expiry_s=self.cfg.live_expiry_s))
+        self.live_messages += 1
+        self._live_inflight += 1
+        self._spawn(self._publish_live(self._client, self.topics.samples(uid), payload))
+
+    async def _publish_live(self, client: aiomqtt.Client, topic: str, payload: bytes) -> None:
+        try:
+            await self._publish(client, topic, payload, qos=self.cfg.live_qos,
+                                expiry_s=self.cfg.live_expiry_s)
+        finally:
+            self._live_inflight -= 1
+            if self._live_inflight == 0:
+                self._wake.set()  # what was coalesced meanwhile can go now
 
     def _wall(self, host_ns: int | None) -> int | None:
         return None if host_ns is None else host_ns + self.wall_offset_ns
@@ -405,7 +427,7 @@ class MqttPublisher:
                          rows: list[tuple[Any, ...]]) -> None:
         """Republish recorded rows on the dial's backfill topic at QoS 1."""
         uid, boot = key
-        for chunk in _contiguous_chunks(rows, REPLAY_CHUNK):
+        for chunk in contiguous_chunks(rows, REPLAY_CHUNK):
             payload = samples_payload(
                 uid=uid, rater=self.rater_of(uid), daemon=self.topics.daemon, boot_id=boot,
                 first_index=chunk[0][0], period_us=0, device_us=[r[1] for r in chunk],
@@ -516,51 +538,3 @@ class MqttPublisher:
                  "absent": absent}
         await client.publish(self.topics.replayed, dumps(reply), qos=1, timeout=QOS1_TIMEOUT_S)
         self.requests_served += 1
-
-
-def _parse_ranges(ranges: Any, limit: int) -> list[tuple[int, int]] | None:
-    if not isinstance(ranges, list) or not 0 < len(ranges) <= MAX_REQUEST_RANGES:
-        return None
-    out = []
-    total = 0
-    for r in ranges:
-        if (not isinstance(r, list) or len(r) != 2
-                or not all(type(x) is int for x in r) or not 0 <= r[0] < r[1]):
-            return None
-        total += r[1] - r[0]
-        out.append((r[0], r[1]))
-    return out if total <= limit else None
-
-
-def parse_replay_request(raw: Any) -> dict[str, Any] | None:
-    """A valid replay request (docs/mqtt.md), or None. Bounded so one cannot flood us.
-
-    Samples: ``{"v": 1, "dial", "boot", "ranges"}``; events of one run of the daemon:
-    ``{"v": 1, "run", "events"}`` (ranges of event ids)."""
-    try:
-        req = json.loads(raw)
-        if not isinstance(req, dict) or req.get("v") != 1:
-            return None
-        if "run" in req:
-            run = req["run"]
-            ids = _parse_ranges(req["events"], MAX_REQUEST_EVENTS)
-            if not isinstance(run, str) or ids is None:
-                return None
-            return {"run": run, "events": ids}
-        dial, boot = req["dial"], req["boot"]
-        ranges = _parse_ranges(req["ranges"], MAX_REQUEST_SAMPLES)
-        if not isinstance(dial, str) or type(boot) is not int or ranges is None:
-            return None
-        return {"dial": dial, "boot": boot, "ranges": ranges}
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-def _contiguous_chunks(rows: list[tuple[Any, ...]], size: int) -> list[list[tuple[Any, ...]]]:
-    chunks: list[list[tuple[Any, ...]]] = []
-    for r in rows:
-        if chunks and len(chunks[-1]) < size and chunks[-1][-1][0] + 1 == r[0]:
-            chunks[-1].append(r)
-        else:
-            chunks.append([r])
-    return chunks

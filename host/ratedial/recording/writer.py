@@ -111,7 +111,8 @@ class Recorder:
         self.path = Path(path)
         self.commit_interval_s = commit_interval_s
         self._on_error = on_error
-        self._queue: queue.SimpleQueue[tuple[str, Row] | None] = queue.SimpleQueue()
+        # (table, rows): a frame's samples travel as one item, not one per sample
+        self._queue: queue.SimpleQueue[tuple[str, list[Row]] | None] = queue.SimpleQueue()
         self._next_id = {"dials": 1, "epochs": 1, "media": 1, "events": 1, **(next_ids or {})}
         self._id_lock = threading.Lock()
         self._flushed = threading.Condition()
@@ -153,11 +154,16 @@ class Recorder:
         if self.error is not None:
             raise self.error
         self._enqueued += 1
-        self._queue.put((table, row))
+        self._queue.put((table, [row]))
 
     def put_many(self, table: str, rows: Iterable[Row]) -> None:
-        for row in rows:
-            self.put(table, row)
+        """Queue several rows of one table as one item (one queue operation a frame)."""
+        if self.error is not None:
+            raise self.error
+        batch = list(rows)
+        if batch:
+            self._enqueued += len(batch)
+            self._queue.put((table, batch))
 
     def add_dial(self, uid: str, rater: str | None, board: str, firmware: str,
                  backend: str) -> int:
@@ -194,7 +200,7 @@ class Recorder:
     def flush(self, timeout: float = 10.0) -> None:
         """Block until everything enqueued so far is committed (or the recorder failed)."""
         target = self._enqueued
-        self._queue.put(("__flush__", ()))
+        self._queue.put(("__flush__", []))
         deadline = time.monotonic() + timeout
         with self._flushed:
             while self._committed < target and self.error is None:
@@ -227,12 +233,12 @@ class Recorder:
             try:
                 item = self._queue.get(timeout=timeout)
             except queue.Empty:
-                item = ("__flush__", ())
+                item = ("__flush__", [])
             if item is None:
                 stop = True
             elif item[0] != "__flush__":
-                pending.setdefault(item[0], []).append(item[1])
-                n_pending += 1
+                pending.setdefault(item[0], []).extend(item[1])
+                n_pending += len(item[1])
                 if deadline is None:
                     deadline = time.monotonic() + self.commit_interval_s
                 continue

@@ -1,0 +1,87 @@
+"""What the daemon's MQTT side parses: broker addresses and subscribers' replay requests.
+
+Pure functions (no connection), bounded so a request cannot flood the daemon; split from
+:mod:`ratedial.mqtt.publisher`, which re-exports them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import UsageError
+
+MAX_REQUEST_RANGES = 100
+MAX_REQUEST_SAMPLES = 3_600_000  # one hour at 1 kHz per request
+MAX_REQUEST_EVENTS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool
+
+
+def parse_broker(url: str, *, tls: bool = False) -> BrokerAddress:
+    """``mqtt://host[:port]`` or ``mqtts://host[:port]``; one-line UsageError otherwise."""
+    parts = urlsplit(url if "://" in url else f"mqtt://{url}")
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise UsageError(f"--broker {url!r}: expected mqtt://HOST[:PORT], mqtts://HOST[:PORT], "
+                         "embedded or none")
+    secure = tls or parts.scheme == "mqtts"
+    try:
+        port = parts.port or (8883 if secure else 1883)
+    except ValueError:
+        raise UsageError(f"--broker {url!r}: bad port") from None
+    return BrokerAddress(parts.hostname, port, secure)
+
+
+def _parse_ranges(ranges: Any, limit: int) -> list[tuple[int, int]] | None:
+    if not isinstance(ranges, list) or not 0 < len(ranges) <= MAX_REQUEST_RANGES:
+        return None
+    out = []
+    total = 0
+    for r in ranges:
+        if (not isinstance(r, list) or len(r) != 2
+                or not all(type(x) is int for x in r) or not 0 <= r[0] < r[1]):
+            return None
+        total += r[1] - r[0]
+        out.append((r[0], r[1]))
+    return out if total <= limit else None
+
+
+def parse_replay_request(raw: Any) -> dict[str, Any] | None:
+    """A valid replay request (docs/mqtt.md), or None. Bounded so one cannot flood us.
+
+    Samples: ``{"v": 1, "dial", "boot", "ranges"}``; events of one run of the daemon:
+    ``{"v": 1, "run", "events"}`` (ranges of event ids)."""
+    try:
+        req = json.loads(raw)
+        if not isinstance(req, dict) or req.get("v") != 1:
+            return None
+        if "run" in req:
+            run = req["run"]
+            ids = _parse_ranges(req["events"], MAX_REQUEST_EVENTS)
+            if not isinstance(run, str) or ids is None:
+                return None
+            return {"run": run, "events": ids}
+        dial, boot = req["dial"], req["boot"]
+        ranges = _parse_ranges(req["ranges"], MAX_REQUEST_SAMPLES)
+        if not isinstance(dial, str) or type(boot) is not int or ranges is None:
+            return None
+        return {"dial": dial, "boot": boot, "ranges": ranges}
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def contiguous_chunks(rows: list[tuple[Any, ...]], size: int) -> list[list[tuple[Any, ...]]]:
+    chunks: list[list[tuple[Any, ...]]] = []
+    for r in rows:
+        if chunks and len(chunks[-1]) < size and chunks[-1][-1][0] + 1 == r[0]:
+            chunks[-1].append(r)
+        else:
+            chunks.append([r])
+    return chunks

@@ -1,0 +1,85 @@
+"""Live batches form only under load (real mosquitto, real recorder, the real publisher).
+
+An idle publisher sends a dial's frame at once, whatever ``batch_ms`` says; frames that
+arrive while a publish is in flight (or in one turn of the event loop) are coalesced into
+one message per dial. No timing is asserted: ``batch_ms`` is set far beyond every wait here,
+so a sample that arrives at all was not held for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from brokers import mosquitto
+from ratedial.config import MqttConfig
+from ratedial.daemon.core import SamplesOut
+from ratedial.mqtt.publisher import MqttPublisher
+from ratedial.mqtt.topics import Topics
+from ratedial.recording.writer import Recorder
+from subscriber import Subscriber
+
+DIAL = "c0ffee0000000001"
+HOUR_MS = 3_600_000
+
+
+def frame(first: int, n: int) -> SamplesOut:
+    idx = range(first, first + n)
+    return SamplesOut(DIAL, 7, first, 1000, tuple(1000 * i for i in idx),
+                      tuple(10**9 + 10**6 * i for i in idx), tuple(idx),
+                      tuple(float(i) for i in idx), (0,) * n)
+
+
+async def _run(path: Path, port: int, sub: Subscriber) -> MqttPublisher:
+    rec = Recorder(path, meta={"daemon_id": "cork", "run_id": "r1"})
+    pub = MqttPublisher(MqttConfig(broker=f"mqtt://127.0.0.1:{port}", batch_ms=HOUR_MS),
+                        topics=Topics("ratedial", "cork"), recorder=rec, run_id="r1",
+                        rater_of=lambda _u: None, status_of=dict, wall_offset_ns=0,
+                        software_version="test")
+    task = asyncio.create_task(pub.run())
+    loop = asyncio.get_running_loop()
+
+    async def until(pred: object, timeout: float = 30.0) -> bool:
+        return await loop.run_in_executor(None, sub.wait_for, pred, timeout)
+
+    try:
+        # The publisher announces itself online right after it connected.
+        assert await until(lambda s: any(d.get("state") == "online" for d in s.daemon_status))
+        assert pub.connected
+        # Idle: one frame goes out on its own, long before batch_ms.
+        pub.handle([frame(0, 10)])
+        assert await until(lambda s: len(s.seen) >= 10)
+        assert pub.live_messages == 1
+        # Twenty frames handed over in one turn of the loop: coalesced, one message.
+        pub.handle([frame(10 + 10 * k, 10) for k in range(20)])
+        assert await until(lambda s: len(s.seen) >= 210)
+        assert pub.live_messages == 2
+        # Idle again: the next frame goes out alone.
+        pub.handle([frame(210, 1)])
+        assert await until(lambda s: len(s.seen) >= 211)
+        assert pub.live_messages == 3
+        await pub.stop()
+        await asyncio.wait_for(task, 60)
+        rec.close()
+        return pub
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+def test_frames_go_out_at_once_when_idle_and_coalesce_under_load(tmp_path):
+    with mosquitto(tmp_path / "broker") as broker:
+        sub = Subscriber(broker.port)
+        sub.start()
+        try:
+            assert sub.wait_for(lambda s: s.connects >= 1, 10)
+            pub = asyncio.run(_run(tmp_path / "cork.ratedial", broker.port, sub))
+        finally:
+            sub.stop()
+    got = sub.indices(DIAL)
+    assert got == {7: set(range(211))}
+    assert sub.duplicates == 0
+    sizes = [p["n"] for p in sub.payloads["samples"]]
+    assert sizes == [10, 200, 1]
+    assert pub.published_samples == 211
+    assert not pub.outbox.backlog
