@@ -249,8 +249,10 @@ class DeviceClock:
     change; docs/timing.md has the measured trade-off. ``bucket_s``: arrivals are summarised
     per bucket of device time (their lower hulls are cached and merged).
     ``envelope_tolerance_us``: the arrivals' slope interval holds the slopes whose lowest line
-    under the arrivals loses at most this much at mid-window. ``min_slope_span_s``: until the
-    arrivals span this long, the centre of the two-way polygon is used.
+    under the arrivals loses at most this much at mid-window: 150 µs of noise plus half a
+    1 ms USB frame, as the hull has the USB clock's slope until the window holds one beat of
+    the dial's clock against it (1 ms / drift: 10 s at 100 ppm; docs/timing.md).
+    ``min_slope_span_s``: until the arrivals span this long, the two-way polygon's centre.
     ``prior_latency_us`` bounds the unknown minimum frame latency before the first SYNC
     (estimates are then honest but wide: the first frames after a boot were seen 20 ms late
     on the virtual dial, so 50 ms). ``backwards_tolerance_us``: device time may go back
@@ -258,7 +260,7 @@ class DeviceClock:
     """
 
     def __init__(self, *, window_s: float = 90.0, bucket_s: float = 0.2,
-                 envelope_tolerance_us: float = 150.0, min_slope_span_s: float = 5.0,
+                 envelope_tolerance_us: float = 650.0, min_slope_span_s: float = 5.0,
                  refit_s: float = 0.1, max_skew_ppm: float = 1000.0,
                  prior_latency_us: int = 50_000, backwards_tolerance_us: int = 10_000_000) -> None:
         if bucket_s <= 0 or window_s < 2 * bucket_s:
