@@ -24,6 +24,7 @@ error|, lowest coverage).
 from __future__ import annotations
 
 import math
+import os
 import sqlite3
 import subprocess
 import sys
@@ -31,14 +32,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from clocksim import FrameArrival, LinkConfig, SyncObs, simulate
+from ratedial.clock import DeviceClock
 from ratedial.virtual import VirtualDial
 from ratedial.virtual.faults import parse_fault
 
 DRIFTS = (100.0, -100.0, 500.0, -500.0)
-SEEDS = tuple(int(s) for s in __import__("os").environ.get("EXTREMES_SEEDS", "1,2,3").split(","))
+SEEDS = tuple(int(s) for s in os.environ.get("EXTREMES_SEEDS", "1,2,3").split(","))
 REBOOT_S = 4.0
 RUN_S = 4.0 + 30.0 + 16.0  # 16 s of steady state after the 30 s
 STEADY_AFTER_S = 30.0
+SIM_SEEDS = tuple(range(1, 9))
+SIM_PING_PERIODS_S = (1.0, 0.1)  # the daemon's PING interval, and ten times faster
 
 
 def _record(seed: int, workdir: Path) -> tuple[Path, dict[str, list[Any]], dict[str, float]]:
@@ -66,6 +71,28 @@ def _record(seed: int, workdir: Path) -> tuple[Path, dict[str, list[Any]], dict[
 def _true_skew_ppm(drift_ppm: float) -> float:
     """The model's skew (host ns per device µs above 1000, ppm) of a dial ``drift_ppm`` fast."""
     return (1 / (1 + drift_ppm * 1e-6) - 1) * 1e6
+
+
+def _floors(con: sqlite3.Connection, epoch_id: int, truth: Any) -> dict[str, Any]:
+    """What the model's bounds are made of, against the truth, over the whole boot: how late
+    the fastest SAMPLES frame arrived (the upper bound's slack), how long the fastest PING
+    took to be read (the lower bound's slack), the fastest SYNC reply, the median frame
+    latency (the host's load), and half the difference of the two slacks: the offset bias of
+    the band's centre, which no two-way method can see (docs/timing.md, "Asymmetry")."""
+    arr = con.execute("SELECT device_us, host_recv_ns FROM arrivals WHERE epoch_id = ?",
+                      (epoch_id,)).fetchall()
+    syncs = con.execute("SELECT host_send_ns, device_rx_us, device_tx_us, host_recv_ns FROM "
+                        "sync_obs WHERE epoch_id = ?", (epoch_id,)).fetchall()
+    if not arr or not syncs:
+        return {}
+    lat = sorted(h - truth.host_ns(d, near_ns=h) for d, h in arr)
+    fwd = min(truth.host_ns(rx, near_ns=hs) - hs for hs, rx, _, _ in syncs)
+    back = min(hr - truth.host_ns(tx, near_ns=hr) for _, _, tx, hr in syncs)
+    up = min(lat[0], back)
+    return {"arrival_floor_us": round(lat[0] / 1000), "ping_floor_us": round(fwd / 1000),
+            "reply_floor_us": round(back / 1000),
+            "arrival_median_us": round(lat[len(lat) // 2] / 1000),
+            "half_asymmetry_us": round((up - fwd) / 2000, 1)}
 
 
 def _dial_figures(con: sqlite3.Connection, uid: str, boots: list[Any], drift: float
@@ -130,6 +157,52 @@ def _dial_figures(con: sqlite3.Connection, uid: str, boots: list[Any], drift: fl
     out["backwards"] = back
     out["max_from_stored_line_us"] = round(slew / 1000, 1)
     out["epochs"] = len(epochs)
+    if epochs:
+        out.update(_floors(con, epochs[-1][0], by_boot[epochs[-1][1]]))
+    return out
+
+
+def _simulated_one(drift_ppm: float, seed: int, ping_period_s: float) -> dict[str, float]:
+    """The model alone on the load-free simulated link (bench/clocksim.py, its nominal
+    latencies), the first boot's first ``RUN_S - REBOOT_S`` s: skew error at 30 s, RMS and
+    mean error of the samples from 30 s on."""
+    skew = _true_skew_ppm(drift_ppm)
+    link = simulate(LinkConfig(duration_s=RUN_S - REBOOT_S, seed=seed, skew_ppm=skew,
+                               ping_period_s=ping_period_s))
+    clock = DeviceClock()
+    skew_err = math.nan
+    errs: list[int] = []
+    for e in link.events:
+        if isinstance(e, SyncObs):
+            clock.add_sync(e.host_send_ns, e.device_rx_us, e.device_tx_us, e.host_recv_ns)
+            continue
+        assert isinstance(e, FrameArrival)
+        clock.add_arrival(e.times_us[-1], e.host_recv_ns)
+        est = clock.current()
+        if est is None or (e.truth_ns[0] - link.start_ns) / 1e9 < STEADY_AFTER_S:
+            continue
+        if math.isnan(skew_err):
+            skew_err = est.skew_ppm - skew
+        errs += [m - t for m, t in zip(est.to_host_ns_many(e.times_us), e.truth_ns,
+                                       strict=True)]
+    return {"rms_us": math.sqrt(sum(x * x for x in errs) / len(errs)) / 1000,
+            "mean_us": sum(errs) / len(errs) / 1000, "skew_error_ppm": skew_err}
+
+
+def _simulated() -> dict[str, Any]:
+    """Worst over SIM_SEEDS per drift and PING interval: what the estimator does when the
+    machine's load is taken out (the virtual dials share this host's CPU)."""
+    out: dict[str, Any] = {}
+    for period in SIM_PING_PERIODS_S:
+        per: dict[str, Any] = {}
+        for drift in DRIFTS:
+            figs = [_simulated_one(drift, seed, period) for seed in SIM_SEEDS]
+            worst = max(figs, key=lambda f: f["rms_us"])
+            per[f"{drift:+.0f}ppm"] = {
+                "rms_us": round(worst["rms_us"], 1), "mean_us": round(worst["mean_us"], 1),
+                "skew_error_ppm": round(max((f["skew_error_ppm"] for f in figs), key=abs), 2),
+                "rms_us_median": round(sorted(f["rms_us"] for f in figs)[len(figs) // 2], 1)}
+        out[f"ping_every_{period:g}s"] = per
     return out
 
 
@@ -157,12 +230,23 @@ def run() -> dict[str, Any]:
             "coverage": pick("coverage", min),
             "coverage_first_5s": pick("coverage_first_5s", min),
             "backwards": pick("backwards", sum),
+            # what the worst seed's error is made of (per_seed has every seed's)
+            "mean_us": max(figs, key=lambda f: f["rms_us"] or 0.0).get("mean_us"),
+            "half_asymmetry_us": max(figs, key=lambda f: f["rms_us"] or 0.0).get(
+                "half_asymmetry_us"),
+            "arrival_median_us": pick("arrival_median_us", max),
         }
     return {"what": f"virtual dials at ±100 and ±500 ppm, reboot at {REBOOT_S:g} s, 30-bit "
                     f"tick wrap, 2 s stall; {RUN_S:g} s runs, seeds {list(SEEDS)}; steady "
                     f"state = samples {STEADY_AFTER_S:g} s or more after the reboot; worst "
                     "seed per drift",
-            "worst_seed": worst, "per_seed": per_seed}
+            "worst_seed": worst, "per_seed": per_seed,
+            "simulated_link": {
+                "what": f"the same model on bench/clocksim.py's load-free nominal link, first "
+                        f"{RUN_S - REBOOT_S:g} s of a boot, seeds {list(SIM_SEEDS)}, worst seed "
+                        "(largest RMS; skew: largest |error|), PINGs every 1 s (the daemon's) "
+                        "and every 0.1 s",
+                **_simulated()}}
 
 
 if __name__ == "__main__":

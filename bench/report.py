@@ -213,6 +213,17 @@ def _clock_extremes(res: dict[str, Any]) -> list[str]:
             for drift, r in (c.get("worst_seed") or {}).items()]
     out += _table(["dial clock", "RMS µs (worst seed)", "skew error ppm at 30 s",
                    "coverage", "coverage, first 5 s", "backwards"], rows)
+    seeds = [[drift, seed, _f(f.get("rms_us")), _f(f.get("mean_us")),
+              _f(f.get("half_asymmetry_us")), _f(f.get("skew_error_ppm"), 2),
+              _f(f.get("arrival_median_us"))]
+             for drift, per in (c.get("per_seed") or {}).items() for seed, f in per.items()]
+    if seeds and any(r[4] != "-" for r in seeds):
+        out += ["Every seed, with what its error is made of: the mean error (a constant bias), "
+                "half the difference of the fastest frame's and the fastest PING's delays "
+                "(the bias a two-way estimate cannot see), and the median frame latency "
+                "(the host's load).", ""]
+        out += _table(["dial clock", "seed", "RMS µs", "mean µs", "half asymmetry µs",
+                       "skew error ppm", "median frame latency µs"], seeds)
     return out
 
 
