@@ -15,6 +15,12 @@ receives. From that one recording:
 Latency is from a sample's true time (ground truth) to the subscriber receiving it.
 CPU is the daemon process's user+system time per dial per second of recording, measured
 with 1 and with 4 dials.
+
+``one_sample_frames``: the closed-loop setting, one virtual dial at 1 kHz sending 1-sample
+frames (``BATCH 1``, here the virtual dial's ``batch`` option), for ``ONE_S`` seconds: the
+frames per second the daemon recorded (the ``arrivals`` table holds one row a frame), its
+latency to the subscriber and its CPU per sample, against the default 10-sample frames of
+the main run.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from ratedial.virtual import VirtualDial  # noqa: E402
 
 RUN_S = 45
 WARMUP_S = 30
+ONE_S = 20
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -87,14 +94,14 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _record(n_dials: int, broker: Mosquitto, workdir: Path, seconds: float,
-            stamper: _Stamper | None) -> dict[str, Any]:
+            stamper: _Stamper | None, batch: int | None = None) -> dict[str, Any]:
     dials = [VirtualDial(seed=100 + k, drift_ppm=100.0, wrap_bits=30,
-                         tick_start_us=(1 << 30) - 10_000_000, subprocess=True)
+                         tick_start_us=(1 << 30) - 10_000_000, subprocess=True, batch=batch)
              for k in range(n_dials)]
     for d in dials:
         d.start()
     try:
-        path = workdir / f"bench-{n_dials}.ratedial"
+        path = workdir / f"bench-{n_dials}-{batch or 'default'}.ratedial"
         args = [sys.executable, "-m", "ratedial", "run", "--no-scan", "--broker", broker.url,
                 "--record", str(path), "--duration", str(seconds), "--json"]
         for d in dials:
@@ -168,6 +175,50 @@ def _clock_figures(path: Path, truths: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _latencies(path: Path, truths: dict[str, Any], stamper: _Stamper,
+               skip_s: float = 0.0) -> tuple[list[float], int]:
+    """Latency (ms) of every sample the subscriber got, from its true time; and the number
+    of samples recorded. ``skip_s``: leave out the first seconds (start-up)."""
+    con = sqlite3.connect(path)
+    rows = con.execute("SELECT d.uid, e.boot_id, s.sample_index, s.device_us, s.host_ns "
+                       "FROM samples s JOIN epochs e USING (epoch_id) JOIN dials d "
+                       "ON d.dial_id = s.dial_id").fetchall()
+    con.close()
+    t0 = min((h for *_, h in rows if h is not None), default=0)
+    lat = []
+    for uid, boot, i, dev, h in rows:
+        got = stamper.arrived.get((uid, boot, i))
+        if got is not None and h is not None and h - t0 >= skip_s * 1e9:
+            lat.append((got - truths[uid].host_ns(dev, near_ns=h)) / 1e6)
+    return lat, len(rows)
+
+
+def _one_sample_frames(broker: Mosquitto, work: Path, seconds: float) -> dict[str, Any]:
+    """One dial at 1 kHz in 1-sample frames: frames/s held, latency, CPU per sample."""
+    stamper = _Stamper(broker.port)
+    try:
+        got = _record(1, broker, work, seconds, stamper, batch=1)
+    finally:
+        stamper.stop()
+    lat, n = _latencies(got["path"], got["truths"], stamper, skip_s=2.0)
+    con = sqlite3.connect(got["path"])
+    (frames, span_ns), = con.execute("SELECT count(*), max(host_recv_ns) - min(host_recv_ns) "
+                                     "FROM arrivals").fetchall()
+    (gaps,), = con.execute("SELECT count(*) FROM gaps").fetchall()
+    con.close()
+    span_s = (span_ns or 0) / 1e9
+    return {
+        "batch": 1, "seconds": seconds, "samples": n, "frames": frames,
+        "frames_per_s": round(frames / span_s, 1) if span_s > 0 else None,
+        "samples_per_frame": round(n / frames, 3) if frames else None, "gaps": gaps,
+        "latency_to_subscriber_ms": {"p50": round(statistics.median(lat), 2),
+                                     "p99": round(_pct(lat, 0.99), 2),
+                                     "max": round(max(lat), 2), "n": len(lat)} if lat else None,
+        "cpu_percent_of_core": round(100 * got["cpu_s"] / seconds, 1),
+        "cpu_us_per_sample": round(got["cpu_s"] / n * 1e6, 1) if n else None,
+    }
+
+
 def run() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -178,17 +229,8 @@ def run() -> dict[str, Any]:
             one = _record(1, broker, work, RUN_S, stamper)
             stamper.stop()
             clock = _clock_figures(one["path"], one["truths"])
-            con = sqlite3.connect(one["path"])
-            rows = con.execute("SELECT d.uid, e.boot_id, s.sample_index, s.device_us, s.host_ns "
-                               "FROM samples s JOIN epochs e USING (epoch_id) JOIN dials d "
-                               "ON d.dial_id = s.dial_id").fetchall()
-            lat = []
-            truths = one["truths"]
-            for uid, boot, i, dev, h in rows:
-                got = stamper.arrived.get((uid, boot, i))
-                if got is not None:
-                    lat.append((got - truths[uid].host_ns(dev, near_ns=h)) / 1e6)
-            n1 = len(rows)
+            lat, n1 = _latencies(one["path"], one["truths"], stamper)
+            single = _one_sample_frames(broker, work, ONE_S)
             four = _record(4, broker, work, 20, None)
             n4 = sqlite3.connect(four["path"]).execute("SELECT count(*) FROM samples").fetchone()[0]
         finally:
@@ -201,7 +243,16 @@ def run() -> dict[str, Any]:
             "p50": round(statistics.median(lat), 2), "p99": round(_pct(lat, 0.99), 2),
             "max": round(max(lat), 2), "n": len(lat), "received_share": round(len(lat) / n1, 4),
             "note": "true sample time to a QoS 0 subscriber on the same machine, including "
-                    "the 10-sample firmware frames, the USB link model and the 50 ms MQTT batch"},
+                    "the 10-sample firmware frames, the USB link model and the MQTT publisher "
+                    "(batches form only while a publish is in flight, at most [mqtt] batch_ms)"},
+        "one_sample_frames": {
+            **single,
+            "ten_sample_frames": {"cpu_us_per_sample": round(one["cpu_s"] / n1 * 1e6, 1)
+                                  if n1 else None,
+                                  "latency_p99_ms": round(_pct(lat, 0.99), 2)},
+            "note": "the closed-loop setting: BATCH 1 on the dial; every sample leaves the dial "
+                    "at once and costs the daemon one frame (decode, clock, record) and, when "
+                    "the publisher is idle, one MQTT message"},
         "daemon_cpu": {
             "one_dial_percent_of_core": round(100 * one["cpu_s"] / RUN_S, 1),
             "four_dials_percent_of_core": round(100 * four["cpu_s"] / 20, 1),

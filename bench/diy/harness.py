@@ -228,10 +228,11 @@ def broker_or_skip(workdir: Path) -> tuple[Any, str | None]:
 class Feeder:
     """``feeder.py`` as a process pinned to the other core."""
 
-    def __init__(self, fmt: str, dials: int, rate: int, seconds: float) -> None:
+    def __init__(self, fmt: str, dials: int, rate: int, seconds: float,
+                 batch: int = 10) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, str(HERE / "feeder.py"), "--format", fmt, "--dials", str(dials),
-             "--rate", str(rate), "--seconds", str(seconds)],
+             "--rate", str(rate), "--seconds", str(seconds), "--batch", str(batch)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         pin(self.proc.pid, OTHER_CORE)
         self._lines: queue.Queue[str] = queue.Queue()
@@ -306,12 +307,15 @@ def _cpu_figures(run: StreamRun, sampler: Sampler, t0: float, t1: float) -> None
 
 def run_ratedial(broker: Any, *, dials: int, rate: int, seconds: float, workdir: Path,
                  rss_every_s: float | None = None, tag: str = "",
-                 keep_every: int = 1, extra_args: tuple[str, ...] = ()) -> StreamRun:
-    """``ratedial run`` on ``dials`` scripted ptys, pinned to the measured core."""
+                 keep_every: int = 1, extra_args: tuple[str, ...] = (),
+                 batch: int = 10) -> StreamRun:
+    """``ratedial run`` on ``dials`` scripted ptys sending ``batch``-sample frames, pinned to
+    the measured core."""
     run = StreamRun("ratedial", dials, rate, seconds, expected=dials * round(rate * seconds))
+    run.extra["samples_per_frame"] = batch
     stamper = Stamper(broker.port, "ratedial/v1/dials/+/samples", "ratedial", keep_every)
-    feeder = Feeder("frames", dials, rate, seconds)
-    record = workdir / f"ratedial-{tag}{dials}x{rate}.ratedial"
+    feeder = Feeder("frames", dials, rate, seconds, batch)
+    record = workdir / f"ratedial-{tag}{dials}x{rate}b{batch}.ratedial"
     args = [sys.executable, "-m", "ratedial", "run", "--no-scan", "--broker", broker.url,
             "--record", str(record), "--duration", str(seconds + 30), "--json",
             "--daemon-id", f"bench{dials}x{rate}", *extra_args]
