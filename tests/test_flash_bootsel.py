@@ -2,13 +2,22 @@
 finding the BOOTSEL drive, the pinned MicroPython download (from a local HTTP server standing
 in for micropython.org), and every refusal in one line through the real command line.
 
+The pins are the sha256 of the official files on micropython.org, which cannot be fetched
+here. A test that needs a download or cache hit to pass verification stands a file in for the
+official one by pinning that file's sha256 in its own process (``dataclasses.replace`` on the
+release, in-process through click's CliRunner); the local build of RPI_PICO v1.28.0 in
+../shared/rp2emu is refused against the real pin, as a user's download would be if the
+official file moved.
+
 The end-to-end run, where the emulated RP2040 boots from the copied UF2, is in
 tests/test_flash_rp2emu.py.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import io
 import os
 import shutil
 import subprocess
@@ -17,6 +26,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from click.testing import CliRunner
 
 from flash_fakes import (
     INFO_RP2040,
@@ -26,15 +36,31 @@ from flash_fakes import (
     closed_port,
     make_uf2,
 )
-from ratedial.errors import UsageError
-from ratedial.flash import FlashError, bootsel, uf2, uf2source
+from ratedial.cli import cli
+from ratedial.errors import RatedialError, UsageError
+from ratedial.flash import FlashError, bootsel, command, uf2, uf2source
 
 SHARED_UF2 = Path(os.environ.get("RATEDIAL_RP2EMU") or
                   Path(__file__).resolve().parent.parent.parent / "shared" / "rp2emu"
                   ) / "RPI_PICO-v1.28.0.uf2"
 PINNED = uf2source.RELEASES["RPI_PICO"]
-needs_pinned_uf2 = pytest.mark.skipif(
-    not SHARED_UF2.is_file(), reason=f"no {SHARED_UF2.name} (the pinned MicroPython) here")
+PINNED2 = uf2source.RELEASES["RPI_PICO2"]
+needs_shared_uf2 = pytest.mark.skipif(
+    not SHARED_UF2.is_file(), reason=f"no {SHARED_UF2.name} (the local MicroPython build) here")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _stand_in(release: uf2source.Release, data: bytes) -> uf2source.Release:
+    """``release`` with the sha256 of ``data``: a file standing in for the official one."""
+    return dataclasses.replace(release, sha256=_sha256(data))
+
+
+# An RPI_PICO2 UF2 as the pico-sdk writes it: one RP2350-E10 "absolute" block first, then the
+# image's rp2350-arm-s blocks.
+PICO2_LIKE = make_uf2([uf2.ABSOLUTE] + [uf2.RP2350_ARM_S] * 7)
 
 
 # ------------------------------------------------------------------ UF2 and INFO_UF2.TXT
@@ -48,15 +74,50 @@ def test_read_uf2_families(tmp_path):
     assert img.describe() == "a.uf2 (2 kB, RP2350 (Arm), absolute)"
 
 
-@needs_pinned_uf2
-def test_the_pinned_micropython_is_an_rp2040_uf2():
+def test_the_pinned_table():
+    """The pins, spelled out so that changing one is deliberate: the official v1.28.0 files
+    and their sha256 as github.com/tinyrange/renvo_emu firmware/micropython-v1.28.0.toml
+    (commit 4ccaa53) lists them; re-check with sha256sum as hardware/README.md says."""
+    pinned = {name: (r.board, r.version, r.chip, r.url(uf2source.OFFICIAL_BASE), r.sha256)
+              for name, r in uf2source.RELEASES.items()}
+    assert pinned == {
+        "RPI_PICO": (
+            "RPI_PICO", "1.28.0", "RP2040",
+            "https://micropython.org/resources/firmware/RPI_PICO-20260406-v1.28.0.uf2",
+            "00aedb8431ebea83b470ef909509f16432c5b1b43e8f6eaf015f6f9560bc8152"),
+        "RPI_PICO2": (
+            "RPI_PICO2", "1.28.0", "RP2350",
+            "https://micropython.org/resources/firmware/RPI_PICO2-20260406-v1.28.0.uf2",
+            "e65ad62ae886a4f56da8ef2c07904fe504b92de69e5ae6489acf881bcf30b6ae"),
+    }
+    assert uf2source.OFFICIAL_BASE == "https://micropython.org/resources/firmware"
+    assert uf2source.BOARD_RELEASE == {"pico": "RPI_PICO", "pico_pot": "RPI_PICO",
+                                       "pico2": "RPI_PICO2"}
+    # each board's release is for the chip the board config is for
+    for board, name in uf2source.BOARD_RELEASE.items():
+        assert uf2source.RELEASES[name].chip == command.BOARD_CHIP[board], board
+    # only the configs with a pinned release need no --micropython FILE
+    assert uf2source.MICROPYTHON_BOARD == {"pico_w": "RPI_PICO_W"}
+
+
+@needs_shared_uf2
+def test_the_local_build_is_an_rp2040_uf2_but_not_the_official_file():
+    """The UF2 the emulated-Pico tests boot: an RP2040 image of the same version, built
+    locally, so its sha256 is not the pin (tests stand it in for the official file)."""
     img = uf2.read_uf2(SHARED_UF2)
     assert img.families == {uf2.RP2040}
     assert img.blocks == SHARED_UF2.stat().st_size // 512
-    assert hashlib.sha256(SHARED_UF2.read_bytes()).hexdigest() == PINNED.sha256
-    assert (PINNED.version, PINNED.file) == ("1.28.0", "RPI_PICO-20260406-v1.28.0.uf2")
-    assert PINNED.url(uf2source.OFFICIAL_BASE) == (
-        "https://micropython.org/resources/firmware/RPI_PICO-20260406-v1.28.0.uf2")
+    assert _sha256(SHARED_UF2.read_bytes()) != PINNED.sha256
+
+
+def test_the_official_rp2350_families_boot_on_an_rp2350_only(tmp_path):
+    p = tmp_path / PINNED2.file
+    p.write_bytes(PICO2_LIKE)
+    image = uf2.read_uf2(p)
+    assert image.families == {uf2.ABSOLUTE, uf2.RP2350_ARM_S}
+    uf2.check_family(image, "RP2350", tmp_path)  # boots: no error
+    with pytest.raises(FlashError, match="is not for the RP2040 behind"):
+        uf2.check_family(image, "RP2040", tmp_path)
 
 
 @pytest.mark.parametrize(("data", "message"), [
@@ -166,28 +227,55 @@ def test_wait_for_port_matches_usb_id_and_ignores_ports_already_there():
 # ------------------------------------------------------------------ the pinned download
 
 
-@needs_pinned_uf2
 def test_download_once_then_cached(tmp_path):
-    with Mirror({PINNED.file: SHARED_UF2.read_bytes()}) as mirror:
+    data = make_uf2([uf2.RP2040] * 64)
+    release = _stand_in(PINNED, data)
+    with Mirror({PINNED.file: data}) as mirror:
         lines: list[str] = []
-        got = uf2source.fetch_release(PINNED, cache=tmp_path, base=mirror.url, say=lines.append)
+        got = uf2source.fetch_release(release, cache=tmp_path, base=mirror.url,
+                                      say=lines.append)
         assert got == tmp_path / "micropython" / PINNED.file
-        assert got.read_bytes() == SHARED_UF2.read_bytes()
+        assert got.read_bytes() == data
         assert mirror.requests == [f"/resources/firmware/{PINNED.file}"]
-        assert lines[-1].endswith("(sha256 verified)")
-        again = uf2source.fetch_release(PINNED, cache=tmp_path, base=mirror.url,
+        assert lines == [f"downloading {mirror.url}/{PINNED.file}",
+                         f"MicroPython 1.28.0 for RPI_PICO: {got} (sha256 verified)"]
+        again = uf2source.fetch_release(release, cache=tmp_path, base=mirror.url,
                                         say=lines.append)
         assert again == got and len(mirror.requests) == 1  # no second request
-        assert lines[-1].endswith("(cached)")
+        assert lines[-1] == f"MicroPython 1.28.0 for RPI_PICO: {got} (cached)"
     assert not list((tmp_path / "micropython").glob("*.part"))
 
 
 def test_wrong_sha_is_never_used(tmp_path):
     bad = make_uf2([uf2.RP2040] * 3)
-    with Mirror({PINNED.file: bad}) as mirror, pytest.raises(
-            FlashError, match=r"has sha256 [0-9a-f]{16}\.\.\., not the pinned 736852bda78bdfac"
-                              r"\.\.\.: not used \(deleted\)"):
+    with Mirror({PINNED.file: bad}) as mirror, pytest.raises(FlashError) as err:
         uf2source.fetch_release(PINNED, cache=tmp_path, base=mirror.url)
+    assert str(err.value) == (
+        f"{mirror.url}/{PINNED.file} has sha256 {_sha256(bad)[:16]}..., not the pinned "
+        "00aedb8431ebea83...: not used (deleted); check $RATEDIAL_MICROPYTHON_MIRROR, or "
+        "pass --micropython FILE")
+    assert list((tmp_path / "micropython").iterdir()) == []
+
+
+def test_a_mismatch_from_the_official_url_points_at_the_pin(tmp_path, monkeypatch):
+    """From micropython.org itself (here: urlopen answering for it), a file that is not the
+    pinned one is deleted and the line says to re-check the pin, not the mirror."""
+    bad = make_uf2([uf2.RP2040] * 2)
+    asked: list[str] = []
+
+    def urlopen(url: str, timeout: float) -> io.BytesIO:
+        asked.append(url)
+        return io.BytesIO(bad)
+
+    monkeypatch.delenv(uf2source.MIRROR_ENV, raising=False)
+    monkeypatch.setattr(uf2source.urllib.request, "urlopen", urlopen)
+    with pytest.raises(FlashError) as err:
+        uf2source.fetch_release(PINNED, cache=tmp_path)
+    assert asked == [f"https://micropython.org/resources/firmware/{PINNED.file}"]
+    assert str(err.value) == (
+        f"{asked[0]} has sha256 {_sha256(bad)[:16]}..., not the pinned 00aedb8431ebea83...: "
+        "not used (deleted); re-check the pin as hardware/README.md says, or pass "
+        "--micropython FILE")
     assert list((tmp_path / "micropython").iterdir()) == []
 
 
@@ -211,6 +299,7 @@ def test_offline_names_the_file_and_where_to_put_it(tmp_path):
 
 def test_release_and_cache_dir():
     assert uf2source.release_for("pico_pot") is PINNED
+    assert uf2source.release_for("pico2") is PINNED2
     with pytest.raises(UsageError, match=r"no MicroPython release is pinned for --board "
                                          r"pico_w: download the RPI_PICO_W \.uf2"):
         uf2source.release_for("pico_w")
@@ -305,18 +394,70 @@ def test_cli_offline_says_which_file_and_where(tmp_path, env):
     assert sorted(p.name for p in drive.iterdir()) == ["INDEX.HTM", "INFO_UF2.TXT"]
 
 
-@needs_pinned_uf2
-def test_cli_cached_release_needs_no_network(tmp_path, env):
+def _flash_in_process(monkeypatch, env: dict[str, str], *args: str) -> tuple[str, str]:
+    """``ratedial flash ARGS`` through click's CliRunner in this process (so that a test can
+    pin a stand-in's sha256), no serial port ever appearing; stdout and the error line the
+    CLI would print (RatedialError -> "ratedial: error: ...", see ratedial.cli.main)."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(command, "comports", list)
+    result = CliRunner().invoke(cli, ["flash", *args])
+    assert isinstance(result.exception, RatedialError), result.output
+    return result.stdout, f"ratedial: error: {result.exception}"
+
+
+@needs_shared_uf2
+def test_cli_cached_release_needs_no_network(tmp_path, env, monkeypatch):
     """The file put where the offline message said: used without any network (the mirror
-    is a closed port), copied to the drive byte for byte."""
+    is a closed port), copied to the drive byte for byte. The local build stands in for the
+    official file (its sha256 pinned in this process)."""
+    monkeypatch.setitem(uf2source.RELEASES, "RPI_PICO",
+                        _stand_in(PINNED, SHARED_UF2.read_bytes()))
     drive = bootsel_drive(tmp_path / "RPI-RP2")
     dest = tmp_path / "cache" / "micropython" / PINNED.file
     dest.parent.mkdir(parents=True)
     shutil.copyfile(SHARED_UF2, dest)
-    proc = _flash("--board", "pico", "--drive", str(drive), "--wait", "1", env=env)
-    assert "did not come back" in _one_line_error(proc)
-    assert f"{dest} (cached)" in proc.stdout
+    out, line = _flash_in_process(monkeypatch, env, "--board", "pico", "--drive", str(drive),
+                                  "--wait", "1")
+    assert "did not come back" in line
+    assert out.splitlines()[0] == f"MicroPython 1.28.0 for RPI_PICO: {dest} (cached)"
     assert (drive / PINNED.file).read_bytes() == SHARED_UF2.read_bytes()
+
+
+@needs_shared_uf2
+def test_cli_the_local_build_is_refused_against_the_real_pin(tmp_path, env):
+    """What a user sees if the official file's sha256 moved: the mirror serves the local
+    build (same name, another sha256); it is deleted, nothing reaches the drive, one line."""
+    drive = bootsel_drive(tmp_path / "RPI-RP2")
+    data = SHARED_UF2.read_bytes()
+    with Mirror({PINNED.file: data}) as mirror:
+        proc = _flash("--board", "pico", "--drive", str(drive),
+                      env={**env, "RATEDIAL_MICROPYTHON_MIRROR": mirror.url})
+        assert mirror.requests == [f"/resources/firmware/{PINNED.file}"]
+    line = _one_line_error(proc)
+    assert proc.returncode == 1
+    assert line == (f"ratedial: error: {mirror.url}/{PINNED.file} has sha256 "
+                    f"{_sha256(data)[:16]}..., not the pinned 00aedb8431ebea83...: not used "
+                    "(deleted); check $RATEDIAL_MICROPYTHON_MIRROR, or pass --micropython FILE")
+    assert list((tmp_path / "cache" / "micropython").iterdir()) == []  # no file, no .part
+    assert sorted(p.name for p in drive.iterdir()) == ["INDEX.HTM", "INFO_UF2.TXT"]
+
+
+@needs_shared_uf2
+def test_cli_a_cached_local_build_is_deleted_not_used(tmp_path, env):
+    """The local build put at the cache path: not the pinned file, so deleted and fetched
+    again (offline here: the offline line)."""
+    drive = bootsel_drive(tmp_path / "RPI-RP2")
+    dest = tmp_path / "cache" / "micropython" / PINNED.file
+    dest.parent.mkdir(parents=True)
+    shutil.copyfile(SHARED_UF2, dest)
+    proc = _flash("--board", "pico", "--drive", str(drive), env=env)
+    assert "ratedial: error: cannot download RPI_PICO-20260406-v1.28.0.uf2 (" in (
+        _one_line_error(proc))
+    assert proc.stdout.splitlines()[0] == (
+        f"{dest}: sha256 does not match the pinned one: downloading it again")
+    assert list(dest.parent.iterdir()) == []
+    assert sorted(p.name for p in drive.iterdir()) == ["INDEX.HTM", "INFO_UF2.TXT"]
 
 
 def test_cli_without_board_or_drive_mentions_bootsel(tmp_path, env):
@@ -342,12 +483,40 @@ def test_help_documents_the_blank_board_options():
         assert needle in text, needle
 
 
-def test_cli_rp2350_defaults_to_pico2_which_needs_a_file(tmp_path, env):
+def test_cli_rp2350_defaults_to_pico2_and_its_pinned_release(tmp_path, env):
     drive = bootsel_drive(tmp_path / "RP2350", INFO_RP2350)
-    line = _one_line_error(_flash("--drive", str(drive), env=env))
-    assert line == ("ratedial: error: no MicroPython release is pinned for --board pico2: "
-                    "download the RPI_PICO2 .uf2 from micropython.org/download and pass "
-                    "--micropython FILE")
+    proc = _flash("--drive", str(drive), env=env)
+    dest = tmp_path / "cache" / "micropython" / PINNED2.file
+    assert _one_line_error(proc) == (
+        f"ratedial: error: cannot download {PINNED2.file} ([Errno 111] Connection refused): "
+        f"fetch {env['RATEDIAL_MICROPYTHON_MIRROR']}/{PINNED2.file} and put it at {dest}, "
+        "or pass --micropython FILE")
+    assert proc.stdout.splitlines()[0] == (
+        f"downloading {env['RATEDIAL_MICROPYTHON_MIRROR']}/{PINNED2.file}")
+
+
+def test_cli_pico2_downloads_verifies_and_copies_its_release(tmp_path, env, monkeypatch):
+    """An RP2350 in BOOTSEL mode, no --board: pico2, whose pinned RPI_PICO2 release (a
+    stand-in with the official file's block families, its sha256 pinned in this process) is
+    downloaded, verified, passes the RP2350 family check and lands on the drive byte for
+    byte; no board comes back here, so the wait ends in one line."""
+    monkeypatch.setitem(uf2source.RELEASES, "RPI_PICO2", _stand_in(PINNED2, PICO2_LIKE))
+    drive = bootsel_drive(tmp_path / "RP2350", INFO_RP2350)
+    with Mirror({PINNED2.file: PICO2_LIKE}) as mirror:
+        out, line = _flash_in_process(
+            monkeypatch, {**env, "RATEDIAL_MICROPYTHON_MIRROR": mirror.url},
+            "--drive", str(drive), "--wait", "1")
+        assert mirror.requests == [f"/resources/firmware/{PINNED2.file}"]
+    cached = tmp_path / "cache" / "micropython" / PINNED2.file
+    assert out.splitlines() == [
+        f"downloading {mirror.url}/{PINNED2.file}",
+        f"MicroPython 1.28.0 for RPI_PICO2: {cached} (sha256 verified)",
+        f"{drive}: Raspberry Pi RP2350 (RP2350, Board-ID RP2350): copying {PINNED2.file} "
+        "(4 kB, RP2350 (Arm), absolute)",
+        "copied; waiting up to 1 s for the board to restart as MicroPython"]
+    assert line.startswith("ratedial: error: the board did not come back as a MicroPython "
+                           "serial port (USB 2e8a:0005) within 1 s of the copy")
+    assert (drive / PINNED2.file).read_bytes() == PICO2_LIKE == cached.read_bytes()
 
 
 def test_the_drive_is_looked_for_only_without_a_micropython_board(tmp_path, monkeypatch):

@@ -21,7 +21,8 @@ INSTALL_HELP = """\
 The board must run MicroPython before ratedial flash can install the dial firmware:
   Raspberry Pi Pico / Pico W / Pico 2: unplug it, hold the BOOTSEL button and plug it in (it
     shows up as a drive, RPI-RP2 or RP2350), then run: ratedial flash --board pico
-    (pico_w, pico2: add --micropython FILE with the .uf2 from micropython.org/download).
+    (pico2 for a Pico 2; pico_w: add --micropython FILE with the .uf2 from
+    micropython.org/download).
   ESP32 (MicroPython 1.26 or newer): pip install 'ratedial[esp32]' (esptool), then
     ratedial flash --board esp32_devkitc --port PORT --micropython ESP32_GENERIC-*.bin
     (ESP32-S3: --board esp32_s3 and the ESP32_GENERIC_S3 .bin).
@@ -109,8 +110,9 @@ def run_flash(*, board_name: str | None, port: str | None, force: bool, timeout:
               default=None, metavar="FILE",
               help="Install this MicroPython first: a .uf2 copied onto the BOOTSEL drive, or "
                    "an ESP32 .bin written with esptool. Default for a Pico in BOOTSEL mode: "
-                   "the pinned official release (MicroPython 1.28.0, RPI_PICO), downloaded "
-                   "once over HTTPS, sha256-checked and cached in the user cache directory "
+                   "the pinned official release (MicroPython 1.28.0, RPI_PICO or RPI_PICO2), "
+                   "downloaded once over HTTPS, sha256-checked against the pin (no way "
+                   "around it) and cached in the user cache directory "
                    "(env RATEDIAL_MICROPYTHON_MIRROR: another base URL, e.g. a local mirror; "
                    "RATEDIAL_CACHE_DIR: another cache directory).")
 @click.option("--wait", type=click.FloatRange(min=1), default=60.0, show_default=True,

@@ -7,7 +7,9 @@ Invariants:
 - Offline (or the server unreachable), one line names the exact file, its URL and the path to
   put it at.
 - ``$RATEDIAL_MICROPYTHON_MIRROR`` replaces the base URL (a local mirror, or a test server);
-  the file name and sha256 stay pinned. ``$RATEDIAL_CACHE_DIR`` replaces the cache directory.
+  the file name and sha256 stay pinned: nothing (no variable, no option) replaces or skips the
+  sha256 check. ``$RATEDIAL_CACHE_DIR`` replaces the cache directory. A MicroPython not in
+  RELEASES goes in with ``--micropython FILE``, the user's own choice.
 """
 
 from __future__ import annotations
@@ -44,20 +46,34 @@ class Release:
         return f"{base.rstrip('/')}/{self.file}"
 
 
-# The MicroPython the dial firmware is tested with (tests/rp2emu boots this version).
-# The sha256 is that of the RPI_PICO v1.28.0 UF2 the emulated-Pico tests boot
-# (../shared/rp2emu/RPI_PICO-v1.28.0.uf2, built from the v1.28.0 tag); re-pin it against the
-# file micropython.org serves before relying on the download (see hardware/README.md).
+# The MicroPython the dial firmware is tested with (tests/rp2emu boots the same version, built
+# locally from the v1.28.0 tag: that build's sha256 is NOT the official file's, and the tests
+# stand it in for the official file explicitly).
+# The sha256 values are those of the official files on micropython.org, as pinned by an
+# independent public manifest of the official v1.28.0 firmware: github.com/tinyrange/renvo_emu,
+# firmware/micropython-v1.28.0.toml, commit 4ccaa5318052114935d51aafcce16026912edb03. They
+# were NOT downloaded and checked here (no internet where this was written). To re-check:
+#   curl -O https://micropython.org/resources/firmware/RPI_PICO-20260406-v1.28.0.uf2
+#   sha256sum RPI_PICO-20260406-v1.28.0.uf2    # must print the sha256 below
+# (the same for RPI_PICO2). A moved official file is refused (sha256 mismatch), never used.
+# RPI_PICO2 is the Arm build, not RPI_PICO2-RISCV. Its blocks should be rp2350-arm-s
+# (0xe48bff59) plus, from the pico-sdk's RP2350-E10 workaround, one "absolute" (0xe48bff57)
+# block: the family check (uf2.check_family) takes any UF2 with an RP2350 family block.
 RELEASES: dict[str, Release] = {
     "RPI_PICO": Release(
         board="RPI_PICO", version="1.28.0", file="RPI_PICO-20260406-v1.28.0.uf2",
-        sha256="736852bda78bdfacaaab3d5fe02c82d6b147a509da1b723eef5a3fae77735901",
+        sha256="00aedb8431ebea83b470ef909509f16432c5b1b43e8f6eaf015f6f9560bc8152",
         chip="RP2040"),
+    "RPI_PICO2": Release(
+        board="RPI_PICO2", version="1.28.0", file="RPI_PICO2-20260406-v1.28.0.uf2",
+        sha256="e65ad62ae886a4f56da8ef2c07904fe504b92de69e5ae6489acf881bcf30b6ae",
+        chip="RP2350"),
 }
 # Dial board config -> MicroPython board whose release is pinned.
-BOARD_RELEASE: dict[str, str] = {"pico": "RPI_PICO", "pico_pot": "RPI_PICO"}
+BOARD_RELEASE: dict[str, str] = {"pico": "RPI_PICO", "pico_pot": "RPI_PICO",
+                                 "pico2": "RPI_PICO2"}
 # Boards without a pinned release: the MicroPython board name to download by hand.
-MICROPYTHON_BOARD: dict[str, str] = {"pico_w": "RPI_PICO_W", "pico2": "RPI_PICO2"}
+MICROPYTHON_BOARD: dict[str, str] = {"pico_w": "RPI_PICO_W"}
 
 
 def user_cache_dir(platform: str = sys.platform,
@@ -128,9 +144,11 @@ def fetch_release(release: Release, *, cache: Path | None = None, base: str | No
                          f"at {dest}, or pass --micropython FILE") from None
     if h.hexdigest() != release.sha256:
         tmp.unlink()
+        hint = (f"check ${MIRROR_ENV}, or pass" if base != OFFICIAL_BASE else
+                "re-check the pin as hardware/README.md says, or pass")
         raise FlashError(f"{url} has sha256 {h.hexdigest()[:16]}..., not the pinned "
-                         f"{release.sha256[:16]}...: not used (deleted); check "
-                         f"${MIRROR_ENV} or pass --micropython FILE")
+                         f"{release.sha256[:16]}...: not used (deleted); {hint} "
+                         "--micropython FILE")
     tmp.replace(dest)
     say(f"MicroPython {release.version} for {release.board}: {dest} (sha256 verified)")
     return dest
