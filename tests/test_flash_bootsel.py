@@ -31,6 +31,7 @@ from click.testing import CliRunner
 from flash_fakes import (
     INFO_RP2040,
     INFO_RP2350,
+    ROOT,
     Mirror,
     bootsel_drive,
     closed_port,
@@ -98,6 +99,11 @@ def test_the_pinned_table():
         assert uf2source.RELEASES[name].chip == command.BOARD_CHIP[board], board
     # only the configs with a pinned release need no --micropython FILE
     assert uf2source.MICROPYTHON_BOARD == {"pico_w": "RPI_PICO_W"}
+    # the build guide lists the same pins, with where they come from
+    guide = (ROOT / "hardware" / "README.md").read_text(encoding="utf-8")
+    for r in uf2source.RELEASES.values():
+        assert f"| `{r.file}` | `{r.sha256}` |" in guide, r.file
+    assert "4ccaa5318052114935d51aafcce16026912edb03" in guide
 
 
 @needs_shared_uf2
