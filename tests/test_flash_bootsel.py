@@ -97,7 +97,7 @@ def test_the_pinned_table():
     # each board's release is for the chip the board config is for
     for board, name in uf2source.BOARD_RELEASE.items():
         assert uf2source.RELEASES[name].chip == command.BOARD_CHIP[board], board
-    # only the configs with a pinned release need no --micropython FILE
+    # configs with no pinned release: the MicroPython board to download by hand
     assert uf2source.MICROPYTHON_BOARD == {"pico_w": "RPI_PICO_W"}
     # the build guide lists the same pins, with where they come from
     guide = (ROOT / "hardware" / "README.md").read_text(encoding="utf-8")
