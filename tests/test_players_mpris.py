@@ -12,7 +12,9 @@ happened.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -20,13 +22,14 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest_media import Daemon, Dial, Timeline, have, make_test_video
+from conftest_media import Daemon, Dial, Timeline, free_port, have, make_test_video
 from ratedial.errors import UsageError
 from ratedial.players.identity import fingerprint
 from ratedial.players.mpris import PREFIX, parse_player, pick_player, url_path
@@ -77,6 +80,16 @@ def test_player_choice_and_spec():
     assert url_path("https://example.org/v.mp4") == "https://example.org/v.mp4"
 
 
+@pytest.mark.parametrize("platform", ["darwin", "win32"])
+def test_mpris_is_refused_in_one_line_off_linux(monkeypatch, platform):
+    from ratedial.players import create_session
+
+    monkeypatch.setattr("sys.platform", platform)
+    with pytest.raises(UsageError, match=r"^--player mpris follows players on Linux's D-Bus "
+                                         r"session bus; here use mpv, vlc, mpc or manual$"):
+        create_session("mpris:vlc", video=None, latency_ms=0.0, osd=False, ratings=dict)
+
+
 # --- real VLC -----------------------------------------------------------------------------
 
 BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
@@ -99,28 +112,54 @@ STEP_BOUND_S = 0.080  # as VLC's HTTP position at its steps (docs/timing.md)
 
 
 class VlcOnBus:
-    """``cvlc`` as nobody inside ``dbus-run-session``; the bus address it was given."""
+    """``cvlc`` as nobody inside ``dbus-run-session``; the bus address it was given. With
+    ``password``, VLC's HTTP interface too (on :attr:`port`, read with :meth:`status`), so
+    that one player is followed over both at once (bench/media_mpris.py)."""
 
-    def __init__(self, video: Path) -> None:
+    def __init__(self, video: Path, password: str | None = None) -> None:
         self.home = Path(tempfile.mkdtemp(prefix="ratedial-mpris-"))
         os.chown(self.home, 65534, 65534)
         conf = self.home / "bus.conf"
         conf.write_text(BUS_CONFIG)
         conf.chmod(0o644)
         addr_file = self.home / "address"
+        intf = "--intf dummy"
+        if password is not None:
+            self.port = free_port()
+            self.auth = "Basic " + base64.b64encode(f":{password}".encode()).decode()
+            intf = (f"--intf http --http-host 127.0.0.1 --http-port {self.port} "
+                    f"--http-password {password}")
         self.proc = subprocess.Popen(
             ["dbus-run-session", f"--config-file={conf}", "--", "sh", "-c",
-             f'echo "$DBUS_SESSION_BUS_ADDRESS" > {addr_file}; exec cvlc --intf dummy '
+             f'echo "$DBUS_SESSION_BUS_ADDRESS" > {addr_file}; exec cvlc {intf} '
              "--vout dummy --aout dummy --no-media-library --play-and-pause --start-paused "
              f'"{video}"'],
             user="nobody", group="nogroup", extra_groups=[], start_new_session=True,
             env={"HOME": str(self.home), "PATH": "/usr/bin:/bin"},
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while not (addr_file.exists() and addr_file.read_text().strip()):
-            assert self.proc.poll() is None and time.monotonic() < deadline, "no bus"
-            time.sleep(0.02)  # polling for the file, not synchronising
-        self.address = addr_file.read_text().strip()
+        try:
+            while not (addr_file.exists() and addr_file.read_text().strip()):
+                assert self.proc.poll() is None and time.monotonic() < deadline, "no bus"
+                time.sleep(0.02)  # polling for the file, not synchronising
+            self.address = addr_file.read_text().strip()
+            while password is not None:
+                try:
+                    self.status()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "VLC's HTTP interface did not answer"
+                    time.sleep(0.05)  # polling for VLC's port, not synchronising
+        except BaseException:
+            self.close()
+            raise
+
+    def status(self, query: str = "") -> dict[str, Any]:
+        """VLC's ``status.json`` (with ``password`` only)."""
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/requests/status.json{query}",
+                                     headers={"Authorization": self.auth})
+        with urllib.request.urlopen(req, timeout=2) as r:
+            return dict(json.loads(r.read()))
 
     def close(self) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
