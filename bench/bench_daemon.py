@@ -222,7 +222,7 @@ def _one_sample_frames(broker: Mosquitto, work: Path, seconds: float) -> dict[st
 def run() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        broker = Mosquitto(work / "broker")
+        broker = Mosquitto(work / "broker", extra="set_tcp_nodelay true\n")  # as in diy/harness
         broker.start()
         try:
             stamper = _Stamper(broker.port)

@@ -38,9 +38,12 @@ def test_every_sample_published_exactly_once(tmp_path):
         sub = Subscriber(broker.port)
         sub.start()
         assert sub.wait_for(lambda s: s.connects >= 1, 10)
-        port = ScriptedPort(stream(400))  # 4 s of 1 kHz
+        # 10 s of 1 kHz for an 8 s run: what the dial sends before the daemon has opened its
+        # port is gone (as with a real dial), and a loaded machine can take seconds to start
+        # the daemon, so the run must not depend on catching the stream's start.
+        port = ScriptedPort(stream(1000))
         path = tmp_path / "r.ratedial"
-        proc = start_daemon(port.path, broker.url, str(path), 5)
+        proc = start_daemon(port.path, broker.url, str(path), 8)
         _out, err = proc.communicate(timeout=60)
         port.close()
         assert proc.returncode == 0, err

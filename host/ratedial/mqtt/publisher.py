@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import random
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -205,6 +206,7 @@ class MqttPublisher:
                 self._failure = None
                 async with self._make_client() as client:
                     self._client = client
+                    _no_delay(client)
                     self._ever_connected = True
                     self.connected, self.state, backoff = True, "connected", 0.5
                     await client.publish(self.topics.daemon_status,
@@ -538,3 +540,13 @@ class MqttPublisher:
                  "absent": absent}
         await client.publish(self.topics.replayed, dumps(reply), qos=1, timeout=QOS1_TIMEOUT_S)
         self.requests_served += 1
+
+
+def _no_delay(client: aiomqtt.Client) -> None:
+    """Send each small live message at once (TCP_NODELAY): with Nagle's algorithm a message
+    waits for the ACK of the one before it, which a peer may delay by up to 40 ms."""
+    paho_client = getattr(client, "_client", None)
+    sock = paho_client.socket() if paho_client is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
