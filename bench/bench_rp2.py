@@ -110,15 +110,19 @@ def _latency(samples: list[Any], stamps: list[list[int]]) -> dict[str, Any]:
 
 
 def _alloc_rate(status: list[Any]) -> dict[str, Any]:
-    """Heap allocation rate from STATUS mem_free (it only falls between collections; a rise
-    means a collection ran). Reported: collections seen and bytes/s while none ran."""
-    rises = sum(1 for a, b in itertools.pairwise(status) if b.mem_free > a.mem_free)
+    """Heap allocation from STATUS mem_free. The firmware reads gc.mem_free() every 10th
+    STATUS (it walks the heap) and repeats it in between, so only the frames where the value
+    changes are fresh reads: a rise means a collection ran; a fall between two fresh reads
+    with no rise between them is what was allocated meanwhile. ``gc_seen`` counts rises."""
     if len(status) < 2:
         return {"gc_seen": None}
-    span_s = (status[-1].time_us - status[0].time_us) / 1e6
-    fell = status[0].mem_free - status[-1].mem_free
-    return {"gc_seen": rises,
-            "alloc_bytes_per_s": round(fell / span_s, 1) if not rises and span_s else None}
+    rises = sum(1 for a, b in itertools.pairwise(status) if b.mem_free > a.mem_free)
+    fresh = [b for a, b in itertools.pairwise(status) if b.mem_free != a.mem_free]
+    out: dict[str, Any] = {"gc_seen": rises, "mem_free_fresh_reads": len(fresh)}
+    if not rises and len(fresh) >= 2:
+        span_s = (fresh[-1].time_us - fresh[0].time_us) / 1e6
+        out["alloc_bytes_per_s"] = round((fresh[0].mem_free - fresh[-1].mem_free) / span_s, 1)
+    return out
 
 
 def _measure(firmware: Path | None, backend: str, rates: tuple[int, ...],
