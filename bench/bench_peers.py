@@ -5,7 +5,8 @@
   message per sample (QoS 0, ``loop_start``) to a real mosquitto.
 * ``ratedial``: the same sample sequence as ratedial binary frames (10 samples a frame) on a
   real pty, read by a real ``ratedial run`` subprocess that records to SQLite and publishes
-  to the same mosquitto.
+  to the same mosquitto. A dial samples at most 2 kHz, so above that ratedial's stream is
+  split over equal dials (5 kHz: 3 dials at 1,666 Hz; the step's total is what counts).
 * ``ratedial_1sample``: ratedial with 1-sample frames (``BATCH 1``, the closed-loop
   setting), ramped the same way.
 * ``lsl``: a Lab Streaming Layer outlet pushing the same stream, sample by sample, to an
@@ -48,6 +49,7 @@ STEP_S = float(os.environ.get("RATEDIAL_BENCH_PEERS_S", "10"))
 RATES = tuple(int(r) for r in os.environ.get(
     "RATEDIAL_BENCH_PEERS_RATES", "1000,2000,5000,10000,20000,50000,100000").split(","))
 BASE_RATE = 1000
+MAX_DIAL_HZ = 2000
 
 NOTE = ("ratedial does more than the DIY bridge for the same samples: it records every sample "
         "to a crash-safe SQLite file, maps the dial's clock to the host's, accounts for every "
@@ -61,6 +63,12 @@ NOTE = ("ratedial does more than the DIY bridge for the same samples: it records
         "ratios between systems measured in the same run are what count.")
 
 
+def _dials(rate: int) -> int:
+    """A dial samples at most MAX_DIAL_HZ (the RATE command's range; the daemon rejects a
+    HELLO claiming more), so ratedial's stream above it is split over equal dials."""
+    return -(-rate // MAX_DIAL_HZ)
+
+
 def _ramp(measure: Any, rates: tuple[int, ...]) -> dict[str, Any]:
     steps: list[dict[str, Any]] = []
     at_base: dict[str, Any] | None = None
@@ -68,7 +76,8 @@ def _ramp(measure: Any, rates: tuple[int, ...]) -> dict[str, Any]:
     for rate in rates:
         run: harness.StreamRun = measure(rate)
         ok = harness.sustainable(run)
-        steps.append({"rate_hz": rate, "sustainable": ok, "received": run.received,
+        steps.append({"rate_hz": rate, "dials": run.dials, "sustainable": ok,
+                      "received": run.received,
                       "expected": run.expected, "loss": run.loss,
                       "latency_p50_ms": run.latency.get("p50_ms"),
                       "latency_p99_ms": run.latency.get("p99_ms"),
@@ -76,7 +85,8 @@ def _ramp(measure: Any, rates: tuple[int, ...]) -> dict[str, Any]:
                       "feeder_late_ms_max": run.feeder.get("late_ms_max"),
                       "cpu_percent_of_core": run.cpu,
                       "cpu_us_per_sample": run.cpu_us_per_sample})
-        print(f"   {run.system} {rate}/s: {'ok' if ok else 'FAIL'} loss={run.loss} "
+        print(f"   {run.system} {rate}/s ({run.dials} dial(s)): {'ok' if ok else 'FAIL'} "
+              f"loss={run.loss} "
               f"p99={run.latency.get('p99_ms')} ms cpu={run.cpu}", flush=True)
         if rate == BASE_RATE:
             at_base = run.summary()
@@ -241,10 +251,11 @@ def run() -> dict[str, Any]:
                 out["diy_paho"] = _ramp(lambda r: harness.run_diy(broker, rate=r, seconds=STEP_S),
                                         RATES)
                 out["ratedial"] = _ramp(lambda r: harness.run_ratedial(
-                    broker, dials=1, rate=r, seconds=STEP_S, workdir=work), RATES)
+                    broker, dials=_dials(r), rate=r // _dials(r), seconds=STEP_S,
+                    workdir=work), RATES)
                 out["ratedial_1sample"] = _ramp(lambda r: harness.run_ratedial(
-                    broker, dials=1, rate=r, seconds=STEP_S, workdir=work, batch=1,
-                    tag="one"), RATES)
+                    broker, dials=_dials(r), rate=r // _dials(r), seconds=STEP_S,
+                    workdir=work, batch=1, tag="one"), RATES)
             finally:
                 broker.stop()
         out["lsl"] = _lsl_ramp(STEP_S, RATES)

@@ -122,10 +122,11 @@ def _plots(res: dict[str, Any]) -> dict[str, str]:
         made["soak"] = "img/soak_rss.png"
 
     peers = res.get("peers") or {}
-    lines = [(k, _v(peers, k, "ramp")) for k in ("ratedial", "diy_paho")]
+    lines = [(k, _v(peers, k, "ramp")) for k in ("ratedial", "ratedial_1sample", "diy_paho",
+                                                  "lsl")]
     if any(r for _, r in lines):
         fig, ax = plt.subplots(figsize=(6.4, 3.8))
-        for (name, ramp), style in zip(lines, ("o-", "s-"), strict=True):
+        for (name, ramp), style in zip(lines, ("o-", "o--", "s-", "^-"), strict=True):
             if not ramp:
                 continue
             ax.plot([s["rate_hz"] for s in ramp], [s["latency_p99_ms"] for s in ramp], style,
@@ -139,7 +140,7 @@ def _plots(res: dict[str, Any]) -> dict[str, str]:
         ax.set_xlabel("samples per second (one stream)")
         ax.set_ylabel("p99 sample to subscriber (ms)")
         ax.legend()
-        ax.set_title("Rate ramp: ratedial vs a DIY pyserial+paho bridge")
+        ax.set_title("Rate ramp: ratedial vs a DIY pyserial+paho bridge vs LSL")
         fig.tight_layout()
         fig.savefig(IMG / "peers_ramp.png", dpi=110)
         plt.close(fig)
@@ -263,6 +264,22 @@ def _daemon(res: dict[str, Any]) -> list[str]:
         ["daemon CPU, 1 dial", _f(cpu.get("one_dial_percent_of_core"), 1, " % of a core")],
         ["daemon CPU, 4 dials", _f(cpu.get("four_dials_percent_of_core"), 1, " % of a core")],
     ])
+    one = d.get("one_sample_frames") or {}
+    if one:
+        ten = one.get("ten_sample_frames") or {}
+        out += ["1-sample frames (`BATCH 1`, the closed-loop setting) on the same virtual dial "
+                f"at 1 kHz for {_f(one.get('seconds'), 0)} s: {one.get('note', '')}.", ""]
+        out += _table(["figure", "1-sample frames", "10-sample frames (main run)"], [
+            ["frames recorded per second", _f(one.get("frames_per_s"), 1), "100 (by design)"],
+            ["gaps", _f(one.get("gaps"), 0), ""],
+            ["latency to subscriber p50", _f(_v(one, "latency_to_subscriber_ms", "p50"), 1,
+                                             " ms"), _f(lat.get("p50"), 1, " ms")],
+            ["latency to subscriber p99", _f(_v(one, "latency_to_subscriber_ms", "p99"), 1,
+                                             " ms"), _f(ten.get("latency_p99_ms"), 1, " ms")],
+            ["daemon CPU per sample (whole process, start-up included)",
+             _f(one.get("cpu_us_per_sample"), 1, " µs"),
+             _f(ten.get("cpu_us_per_sample"), 1, " µs")],
+        ])
     return out
 
 
@@ -273,7 +290,8 @@ def _peers(res: dict[str, Any]) -> list[str]:
         return [*out, "Not run.", ""]
     out += [_what(p), "", f"*Note:* {p.get('note', '')}", ""]
     rows = []
-    for name, proc in (("ratedial", "daemon"), ("diy_paho", "bridge")):
+    for name, proc in (("ratedial", "daemon"), ("ratedial_1sample", "daemon"),
+                       ("diy_paho", "bridge")):
         s = p.get(name) or {}
         if _skipped(s):
             rows.append([name, f"skipped: {_skipped(s)}", "", "", "", "", ""])
@@ -291,18 +309,21 @@ def _peers(res: dict[str, Any]) -> list[str]:
         rows.append(["lsl", f"skipped: {_skipped(lsl)}", "", "", "", "", ""])
     else:
         cpu = lsl.get("cpu_us_per_sample") or {}
+        lbest = lsl.get("max_sustainable_rate_hz")
         rows.append(["lsl (outlet → inlet)", _f(_v(lsl, "latency_ms", "p50_ms"), 2),
                      _f(_v(lsl, "latency_ms", "p99_ms"), 2),
                      f"{_f(cpu.get('outlet'), 1)} + inlet {_f(cpu.get('inlet'), 1)}", "no broker",
-                     _f(lsl.get("loss"), 4), "not ramped"])
+                     _f(lsl.get("loss"), 4),
+                     "-" if lbest is None else (f"{lbest:,}" if lsl.get("limit_reached")
+                                                else f"≥ {lbest:,}")])
     out += ["At 1 kHz (one dial):", ""]
     out += _table(["system", "p50 ms", "p99 ms", "CPU µs/sample (process)",
                    "broker CPU µs/sample", "loss", "max sustainable samples/s"], rows)
     ramp_rows = []
-    for name in ("diy_paho", "ratedial"):
+    for name in ("diy_paho", "ratedial", "ratedial_1sample", "lsl"):
         for s in _v(p, name, "ramp") or []:
             cpu = s.get("cpu_percent_of_core") or {}
-            proc_cpu = next((v for k, v in cpu.items() if k != "broker"), None)
+            proc_cpu = next((v for k, v in cpu.items() if k not in ("broker", "inlet")), None)
             ramp_rows.append([name, f"{s['rate_hz']:,}", "yes" if s["sustainable"] else "**no**",
                               _f(s.get("loss"), 4), _f(s.get("latency_p50_ms"), 1),
                               _f(s.get("latency_p99_ms"), 1), _f(proc_cpu, 1)])
@@ -313,9 +334,29 @@ def _peers(res: dict[str, Any]) -> list[str]:
     r = p.get("ratios") or {}
     out += _table(["ratio", "value"], [[k, _f(v, 2)] for k, v in r.items()
                                        if not k.endswith("note")])
+    t = p.get("targets") or {}
+    if t:
+        out += ["Targets (issue 16), same run:", ""]
+        out += _table(["target", "measured", "met"], [
+            ["10-sample frames: p99 ≤ 15 ms", _f(t.get("ten_sample_frames_p99_ms"), 2, " ms"),
+             _met(t.get("ten_sample_frames_p99_ms"), 15.0)],
+            ["1-sample frames: p99 ≤ the DIY bridge's p99",
+             f"{_f(t.get('one_sample_frames_p99_ms'), 2)} vs {_f(t.get('diy_p99_ms'), 2)} ms",
+             _met(t.get("one_sample_frames_p99_ms"), t.get("diy_p99_ms"))],
+            ["CPU per sample ≤ the DIY bridge's (recording included)",
+             f"{_f(t.get('ratedial_cpu_us_per_sample'), 1)} vs "
+             f"{_f(t.get('diy_cpu_us_per_sample'), 1)} µs",
+             _met(t.get("ratedial_cpu_us_per_sample"), t.get("diy_cpu_us_per_sample"))],
+        ])
     if p.get("lsl_vs_ratedial_mqtt"):
         out += [f"LSL against our MQTT path: {p['lsl_vs_ratedial_mqtt'].get('note', '')}", ""]
     return out
+
+
+def _met(x: Any, limit: Any) -> str:
+    if x is None or limit is None:
+        return "-"
+    return "yes" if x <= limit else "**no**"
 
 
 def _peers_summary(res: dict[str, Any]) -> str:
@@ -335,8 +376,11 @@ def _peers_summary(res: dict[str, Any]) -> str:
             f"{_f(_v(ours, 'latency_ms', 'p50_ms'), 1)} ms, and spent "
             f"{_f(_v(diy, 'cpu_us_per_sample', 'bridge'), 0)} µs of CPU per sample against "
             f"ratedial's {_f(_v(ours, 'cpu_us_per_sample', 'daemon'), 0)} µs (which includes "
-            f"recording). The DIY bridge kept up with {best('diy_paho')}, ratedial with "
-            f"{best('ratedial')}.")
+            f"recording). With 1-sample frames ratedial's median was "
+            f"{_f(_v(p, 'ratedial_1sample', 'at_1khz', 'latency_ms', 'p50_ms'), 1)} ms and its "
+            f"p99 {_f(_v(p, 'ratedial_1sample', 'at_1khz', 'latency_ms', 'p99_ms'), 1)} ms "
+            f"(DIY p99 {_f(_v(diy, 'latency_ms', 'p99_ms'), 1)} ms). The DIY bridge kept up "
+            f"with {best('diy_paho')}, ratedial with {best('ratedial')}.")
 
 
 def _media(res: dict[str, Any]) -> list[str]:
@@ -354,9 +398,50 @@ def _media(res: dict[str, Any]) -> list[str]:
             rows.append([player if k == "ratedial" else "", k, _f(s.get("median_ms"), 2),
                          _f(s.get("p99_ms"), 2), _f(s.get("within_1_frame"), 4)])
     out += _table(["player", "method", "median ms", "p99 ms", "within one frame"], rows)
+    mpris = m.get("mpris_vlc")
+    if _skipped(mpris):
+        out += [f"mpris_vlc: skipped: {_skipped(mpris)}", ""]
+    elif isinstance(mpris, dict):
+        out += ["`mpris_vlc` is not simulated: the same session is played in real time by a fake "
+                "VLC MPRIS service (dbus-fast, VLC's stepped position) on a private D-Bus "
+                "session bus, followed by `ratedial run --player mpris:vlc` recording a virtual "
+                "dial, one run per seed; its CARMA-style baseline polls the same service's "
+                "`Position` over the same bus at 25 Hz and extrapolates it. The other rows run "
+                "the players' parsers in simulated time.", ""]
     out += ["The maximum (not shown) is a seek in every method: until the player's next "
             "answer shows the seek, every follower is off by the seek distance.", ""]
-    return out
+    return out + _media_real(m)
+
+
+def _media_real(m: dict[str, Any]) -> list[str]:
+    """Real headless players against an independent observer (mpv_real, vlc_real)."""
+    out = ["### Real players, against an independent observer", ""]
+    rows: list[list[str]] = []
+    notes: list[str] = []
+
+    def row(player: str, how: str, s: Any) -> None:
+        s = s if isinstance(s, dict) else {}
+        rows.append([player, how, _f(s.get("n")), _f(s.get("median_ms"), 2),
+                     _f(s.get("p99_ms"), 2), _f(s.get("max_ms"), 2)])
+
+    mpv, vlc = m.get("mpv_real"), m.get("vlc_real")
+    if _skipped(mpv):
+        notes.append(f"mpv: skipped: {_skipped(mpv)}")
+    elif isinstance(mpv, dict):
+        row("mpv", "ratedial (JSON IPC)", mpv.get("pooled"))
+        notes.append(f"mpv: {_what(mpv)}")
+    if _skipped(vlc):
+        notes.append(f"VLC: skipped: {_skipped(vlc)}")
+    elif isinstance(vlc, dict):
+        row("VLC", "ratedial over HTTP (`--player vlc`)", vlc.get("vlc_http"))
+        row("", "ratedial over MPRIS (`--player mpris:vlc`)", vlc.get("mpris_vlc"))
+        row("", "CARMA-style polling of status.json", vlc.get("carma_poll"))
+        notes.append(f"VLC: {_what(vlc)} The step happened somewhere in the observer's poll "
+                     f"window (median {_f(vlc.get('poll_window_median_ms'), 1)} ms): each "
+                     "figure is uncertain by half of it.")
+    if rows:
+        out += _table(["player", "followed by", "n", "median ms", "p99 ms", "max ms"], rows)
+    return [*out, *(n for note in notes for n in (note, "")), ""][:-1]
 
 
 def _capacity(res: dict[str, Any], figs: dict[str, str]) -> list[str]:
@@ -379,7 +464,8 @@ def _capacity(res: dict[str, Any], figs: dict[str, str]) -> list[str]:
                     f"{_f(st.get('daemon_recorded'))} of {st['expected']:,} samples."
                     + (f" The daemon's core was not saturated "
                        f"({_f(st['daemon_cpu_percent_of_core'], 1)} %): this limit is not CPU."
-                       if (st.get("daemon_cpu_percent_of_core") or 100) < 50 else ""), ""]
+                       if (st.get("daemon_cpu_percent_of_core") or 100) < 50 else "")
+                    + (f" Bound by: {st['bound_by']}." if st.get("bound_by") else ""), ""]
     best = c.get("max_dials_ok")
     out += [f"**One daemon on one core carried {best} dials at 1 kHz** within the criterion"
             + ("" if any(not s["ok"] for s in c.get("steps", []))
@@ -392,8 +478,9 @@ def _capacity(res: dict[str, Any], figs: dict[str, str]) -> list[str]:
                 "dials streaming at 1 kHz into one daemon that may use only one CPU core. The "
                 "lines show how late a sample reaches a program listening on MQTT (median and "
                 "the slowest 1 %); the grey bars how busy the daemon's core was. Latency stays "
-                "near the 50 ms batching interval while the daemon keeps up; the red line is "
-                "our latency limit, and a step marked failed lost samples or crossed it.", ""]
+                "near the frame's own 10 ms while the daemon keeps up (batches form only under "
+                "load); the red line is our latency limit, and a step marked failed lost "
+                "samples or crossed it.", ""]
     return out
 
 
@@ -529,8 +616,10 @@ def render(res: dict[str, Any]) -> str:
                 "ratedial and through the serial-to-MQTT bridge a lab typically writes itself. "
                 "The y axis is how late the slowest 1 % of samples reach a listening program. "
                 "Where a line shoots up, that tool can no longer keep up and samples queue. "
-                "ratedial's floor is its 50 ms publishing batch (it sends samples in groups, "
-                "which costs a little delay and saves a lot of work). " + _peers_summary(res),
+                "ratedial sends each frame as soon as it arrives and groups samples only "
+                "while a publish is in flight; with the default 10-sample frames a sample "
+                "waits up to 9 ms on the dial, with 1-sample frames (the closed-loop setting) "
+                "it does not. " + _peers_summary(res),
                 ""]
     for part in (_machine(res), _peers(res), _capacity(res, figs), _soak(res, figs),
                  _physical(res), _rp2(res), _codec(res), _clock(res), _clock_extremes(res),
