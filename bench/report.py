@@ -225,6 +225,18 @@ def _clock_extremes(res: dict[str, Any]) -> list[str]:
                 "(the host's load).", ""]
         out += _table(["dial clock", "seed", "RMS µs", "mean µs", "half asymmetry µs",
                        "skew error ppm", "median frame latency µs"], seeds)
+    sim = c.get("simulated_link") or {}
+    pings = [k for k in sim if k.startswith("ping_every_")]
+    if pings:
+        out += [str(sim.get("what", "")) + ".", ""]
+        def cell(p: str, drift: str) -> str:
+            return f"{_f(_v(sim, p, drift, 'rms_us'))} ({_f(_v(sim, p, drift, 'rms_us_median'))})"
+
+        rows = [[drift, *(cell(p, drift) for p in pings),
+                 _f(_v(sim, pings[0], drift, "skew_error_ppm"), 2)] for drift in sim[pings[0]]]
+        out += _table(["dial clock", *(f"RMS µs, PING every {p.removeprefix('ping_every_')} "
+                                       "(median seed)" for p in pings), "skew error ppm at 30 s"],
+                      rows)
     return out
 
 
