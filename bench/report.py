@@ -483,6 +483,10 @@ def _capacity(res: dict[str, Any], figs: dict[str, str]) -> list[str]:
             + ("" if any(not s["ok"] for s in c.get("steps", []))
                else " (the largest step tried; no limit reached)")
             + ".", ""]
+    if c.get("max_dials_no_loss") is not None:
+        out += [f"Without the latency limit (no loss, no growing backlog) it carried "
+                f"{c['max_dials_no_loss']} dials; the shared machine's other work sets the "
+                "p99 more than the daemon does.", ""]
     if "capacity" in figs:
         out += [f"![capacity]({figs['capacity']})", "",
                 f"*What this figure means:* each point is a {_f(c.get('step_s'), 0)}-second "
