@@ -442,6 +442,11 @@ def _media_real(m: dict[str, Any]) -> list[str]:
     elif isinstance(mpv, dict):
         row("mpv", "ratedial (JSON IPC)", mpv.get("pooled"))
         notes.append(f"mpv: {_what(mpv)}")
+        if mpv.get("failed_runs"):
+            notes.append(f"{len(mpv['failed_runs'])} mpv run(s) not scored: an mpv report with "
+                         "no recorded sample within 3 ms before it (a gap in the recording on "
+                         "the loaded machine): "
+                         + ", ".join(str(r).split(":")[0] for r in mpv["failed_runs"]) + ".")
     if _skipped(vlc):
         notes.append(f"VLC: skipped: {_skipped(vlc)}")
     elif isinstance(vlc, dict):
