@@ -68,10 +68,11 @@ def _capacity(broker: Any, work: Path) -> dict[str, Any]:
             causes.append("feeder fell behind (the bench's own core was saturated)")
         d_cpu = run.cpu.get("daemon") or 0.0
         b_cpu = run.cpu.get("broker") or 0.0
-        bound = ("the daemon's core (CPU)" if d_cpu >= 90 else
+        trend = run.latency.get("trend_ms")
+        backlog = trend is None or trend > 50.0
+        bound = ("the daemon's core (CPU)" if d_cpu >= 90 or (backlog and d_cpu >= 75) else
                  "the bench's other core (feeders, broker, subscriber)" if late > 100 or
                  b_cpu >= 60 else "not CPU: latency of the shared machine")
-        trend = run.latency.get("trend_ms")
         flows = (run.received >= run.expected and trend is not None and trend <= 50.0
                  and late <= 100)
         if flows:

@@ -461,6 +461,16 @@ def _media_real(m: dict[str, Any]) -> list[str]:
     return [*out, *(n for note in notes for n in (note, "")), ""][:-1]
 
 
+def _bound(st: dict[str, Any]) -> str:
+    """What bounded a failed capacity step: a growing backlog with a busy core is the
+    daemon's CPU (what it got of a shared core), whatever the step recorded."""
+    cpu = st.get("daemon_cpu_percent_of_core") or 0.0
+    if st.get("no_loss_no_backlog") is False and cpu >= 75:
+        return (f"the daemon's core (CPU: {cpu:.0f} % of it, a backlog growing by "
+                f"{_f(st.get('latency_trend_ms'), 0)} ms over the step)")
+    return str(st.get("bound_by"))
+
+
 def _capacity(res: dict[str, Any], figs: dict[str, str]) -> list[str]:
     c = _v(res, "capacity", "capacity")
     out = ["## Capacity: dials per daemon on one core", ""]
@@ -482,7 +492,7 @@ def _capacity(res: dict[str, Any], figs: dict[str, str]) -> list[str]:
                     + (f" The daemon's core was not saturated "
                        f"({_f(st['daemon_cpu_percent_of_core'], 1)} %): this limit is not CPU."
                        if (st.get("daemon_cpu_percent_of_core") or 100) < 50 else "")
-                    + (f" Bound by: {st['bound_by']}." if st.get("bound_by") else ""), ""]
+                    + (f" Bound by: {_bound(st)}." if st.get("bound_by") else ""), ""]
     best = c.get("max_dials_ok")
     out += [f"**One daemon on one core carried {best} dials at 1 kHz** within the criterion"
             + ("" if any(not s["ok"] for s in c.get("steps", []))
