@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import socket
@@ -35,11 +34,11 @@ from paho.mqtt.properties import Properties
 from ..config import MqttConfig
 from ..daemon.core import EventOut, Out, SamplesOut
 from ..recording.writer import Recorder
-from .archive import Archive, Unfinished, absent_ranges, mark_complete, read_samples
+from .archive import Archive, Unfinished
+from .backfill import QOS1_TIMEOUT_S, FromRecordings
 from .outbox import Key, Outbox
 from .requests import (
     BrokerAddress,
-    contiguous_chunks,
     parse_broker,
     parse_replay_request,
 )
@@ -54,8 +53,6 @@ log = logging.getLogger("ratedial.mqtt")
 _client_log = logging.getLogger("ratedial.mqtt.client")
 _client_log.setLevel(logging.ERROR)
 
-REPLAY_CHUNK = 500  # samples per backfill message: about 35 kB of JSON
-QOS1_TIMEOUT_S = 60.0  # a PUBACK slower than this means the connection is gone
 STOP_DRAIN_S = 30.0  # on stop, how long to keep publishing the backlog
 
 
@@ -72,7 +69,7 @@ class _Batch:
         return self.first + len(self.cols["count"])
 
 
-class MqttPublisher:
+class MqttPublisher(FromRecordings):
     """One broker connection with a reconnect loop. Feed it with :meth:`handle`."""
 
     def __init__(
@@ -404,9 +401,6 @@ class MqttPublisher:
             if self._live_inflight == 0:
                 self._wake.set()  # what was coalesced meanwhile can go now
 
-    def _wall(self, host_ns: int | None) -> int | None:
-        return None if host_ns is None else host_ns + self.wall_offset_ns
-
     def _publish_events(self, client: aiomqtt.Client) -> None:
         events, self._events = self._events, []
         for e in events:
@@ -424,122 +418,6 @@ class MqttPublisher:
                              event_id: int) -> None:
         await client.publish(topic, payload, qos=1, timeout=QOS1_TIMEOUT_S)
         self.outbox.event_acked(event_id)
-
-    async def _send_rows(self, client: aiomqtt.Client, key: Key,
-                         rows: list[tuple[Any, ...]]) -> None:
-        """Republish recorded rows on the dial's backfill topic at QoS 1."""
-        uid, boot = key
-        for chunk in contiguous_chunks(rows, REPLAY_CHUNK):
-            payload = samples_payload(
-                uid=uid, rater=self.rater_of(uid), daemon=self.topics.daemon, boot_id=boot,
-                first_index=chunk[0][0], period_us=0, device_us=[r[1] for r in chunk],
-                host_ns=[r[2] for r in chunk], wall_ns=[self._wall(r[2]) for r in chunk],
-                count=[r[3] for r in chunk], rating=[r[4] for r in chunk],
-                flags=[r[5] for r in chunk], media_s=[r[6] for r in chunk],
-                media_state=[r[7] for r in chunk], replay=True)
-            await client.publish(self.topics.backfill(uid), payload, qos=1,
-                                 timeout=QOS1_TIMEOUT_S)
-            self.replayed_samples += len(chunk)
-            self.outbox.backfill_acked(key, chunk[0][0], chunk[-1][0] + 1)
-
-    async def _replay(self, client: aiomqtt.Client) -> None:
-        """Republish the backlog from the recordings (never from memory), at QoS 1."""
-        await asyncio.to_thread(self.recorder.flush)
-        for key, first, end in self.outbox.pending():
-            for a in range(first, end, REPLAY_CHUNK * 20):
-                b = min(end, a + REPLAY_CHUNK * 20)
-                rows = await asyncio.to_thread(read_samples, self.archives, key, a, b)
-                await self._send_rows(client, key, rows)
-                self.outbox.backfill_acked(key, a, b)  # indices absent from the recordings
-        ids = sorted(self.outbox.event_backlog)
-        if ids:
-            await self._send_events(client, self.archives[0], ids)
-            for i in ids:
-                self.outbox.event_acked(i)
-        for k, old in list(self._old_events.items()):
-            await self._send_events(client, self.archives[k], sorted(old))
-            del self._old_events[k]
-        self._finish_resumed()
-
-    async def _send_events(self, client: aiomqtt.Client, archive: Archive,
-                           ids: list[int]) -> None:
-        await self._publish_event_rows(client, archive, await asyncio.to_thread(
-            archive.events, ids))
-
-    async def _publish_event_rows(self, client: aiomqtt.Client, archive: Archive,
-                                  rows: list[tuple[Any, ...]]) -> None:
-        for row in rows:
-            event_id, host_ns, uid, kind, data = row
-            topic = self.topics.dial_events(uid) if uid else self.topics.daemon_events
-            payload = event_payload(event_id=event_id, kind=kind, host_ns=host_ns,
-                                    wall_ns=host_ns + self.wall_offset_ns, dial=uid,
-                                    daemon=self.topics.daemon, run=archive.run_id,
-                                    data=json.loads(data), replay=True)
-            await client.publish(topic, payload, qos=1, timeout=QOS1_TIMEOUT_S)
-            if archive is self.archives[0]:  # ids count per run: only ours are in the outbox
-                self.outbox.event_acked(event_id)
-
-    def _finish_resumed(self) -> None:
-        """Mark earlier recordings complete once the broker confirmed all of them."""
-        for k, u in enumerate(self._resumed, start=1):
-            if k in self._finished or k in self._old_events:
-                continue
-            if not any(self.outbox.overlaps(key, a, b) for key, rs in u.ranges.items()
-                       for a, b in rs):
-                self._finished.add(k)
-                if mark_complete(u.archive.path):
-                    log.info("earlier recording %s: the broker now has all of it",
-                             u.archive.path.name)
-
-    # --- replay requests from subscribers ------------------------------------------------
-
-    async def _read_requests(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            req = parse_replay_request(message.payload)
-            if req is None:
-                log.warning("ignored a malformed replay request on %s", message.topic)
-                continue
-            try:
-                self._requests.put_nowait(req)
-            except asyncio.QueueFull:
-                log.warning("replay requests arrive faster than they can be served; "
-                            "one was dropped (the requester will ask again)")
-
-    async def _serve_requests(self, client: aiomqtt.Client) -> None:
-        while True:
-            req = await self._requests.get()
-            if "run" in req:
-                await self._serve_event_request(client, req)
-                continue
-            key: Key = (req["dial"], req["boot"])
-            await asyncio.to_thread(self.recorder.flush)
-            absent: list[list[int]] = []
-            for first, end in req["ranges"]:
-                rows = await asyncio.to_thread(read_samples, self.archives, key, first, end)
-                await self._send_rows(client, key, rows)
-                absent += [[a, b] for a, b in absent_ranges(first, end, (r[0] for r in rows))]
-            reply = {"v": 1, "dial": key[0], "boot": key[1],
-                     "ranges": [list(r) for r in req["ranges"]], "absent": absent}
-            await client.publish(self.topics.replayed, dumps(reply), qos=1,
-                                 timeout=QOS1_TIMEOUT_S)
-            self.requests_served += 1
-
-    async def _serve_event_request(self, client: aiomqtt.Client, req: dict[str, Any]) -> None:
-        """Republish events of one run (this one or an earlier one it holds) by id."""
-        archive = next((a for a in self.archives if a.run_id == req["run"]), None)
-        await asyncio.to_thread(self.recorder.flush)
-        absent: list[list[int]] = []
-        for first, end in req["events"]:
-            found: list[int] = []
-            if archive is not None:
-                rows = await asyncio.to_thread(archive.events, range(first, end))
-                found = [r[0] for r in rows]
-                await self._publish_event_rows(client, archive, rows)
-            absent += [[a, b] for a, b in absent_ranges(first, end, found)]
-        reply = {"v": 1, "run": req["run"], "events": [list(r) for r in req["events"]],
-                 "absent": absent}
-        await client.publish(self.topics.replayed, dumps(reply), qos=1, timeout=QOS1_TIMEOUT_S)
-        self.requests_served += 1
 
 
 def _no_delay(client: aiomqtt.Client) -> None:
