@@ -102,6 +102,7 @@ class MqttPublisher(FromRecordings):
         self.protocol = aiomqtt.ProtocolVersion.V5 if mqtt5 else aiomqtt.ProtocolVersion.V311
         self._batches: dict[Key, _Batch] = {}
         self._events: list[EventOut] = []
+        self._events_since = 0.0  # time.monotonic() of the oldest unpublished event
         self._wake = asyncio.Event()  # new samples or events, or the last live PUBACK came
         self._expiry_props: dict[int, Properties] = {}
         self._live_inflight = 0  # live sample messages not yet confirmed (QoS 1) or written
@@ -139,8 +140,11 @@ class MqttPublisher(FromRecordings):
             if isinstance(o, SamplesOut):
                 self._add_samples(o)
             elif isinstance(o, EventOut):
+                # Events ride with the next samples (or go within batch_ms): a dial's first
+                # message is then its samples, which name its rater, not dial_connected.
+                if not self._events:
+                    self._events_since = time.monotonic()
                 self._events.append(o)
-                self._wake.set()
 
     def _add_samples(self, o: SamplesOut) -> None:
         key = (o.uid, o.boot_id)
@@ -277,10 +281,12 @@ class MqttPublisher(FromRecordings):
             replay = self._replay_if_due(client, replay)
             now = time.monotonic()
             oldest = min((b.since for b in self._batches.values()), default=None)
+            flushed = False
             if oldest is not None and (self._live_inflight == 0 or now - oldest >= bound_s):
                 self._flush_all()
-                oldest = None
-            self._publish_events(client)
+                oldest, flushed = None, True
+            if self._events and (flushed or now - self._events_since >= bound_s):
+                self._publish_events(client)
             if now - last_checkpoint >= 1.0:
                 last_checkpoint = now
                 self.save_progress()
@@ -301,6 +307,8 @@ class MqttPublisher(FromRecordings):
             wait = 1.0 - (now - min(last_checkpoint, last_status))
             if oldest is not None:
                 wait = min(wait, oldest + bound_s - now)
+            if self._events:
+                wait = min(wait, self._events_since + bound_s - now)
             if not self._wake.is_set() and not self._stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(max(0.0, wait)):  # no task per wait
