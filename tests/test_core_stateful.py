@@ -323,3 +323,38 @@ DialStreams.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                            HealthCheck.data_too_large])
 test_dial_streams = DialStreams.TestCase
+
+
+# --- failing examples the search found, kept as regression tests ---------------------------
+
+
+class _Draws:
+    """Stands in for hypothesis' ``data()``: hands out the values of a recorded example."""
+
+    def __init__(self, *values: object) -> None:
+        self.values = list(values)
+
+    def draw(self, strategy: object, label: object = None) -> object:
+        return self.values.pop(0)
+
+
+def test_an_old_index_with_a_current_time_as_the_first_frame_does_not_hold_the_dial():
+    """Found 2026-12-03: after a HELLO and a 5 s silence, the boot's first SAMPLES frame was
+    hostile (index 0 with the device time of index ~5000). It was taken in, and every honest
+    frame after it failed the index check against it, was held and then rejected at the next
+    HELLO: the dial was lost for good. Now a boot's first frame is confirmed only by another
+    that fits it; one going forward in index and device time re-anchors the boot instead."""
+    m = DialStreams()
+    try:
+        m.start()
+        m.pause(seconds=5.0)
+        m.lose()
+        m.hostile_samples(_Draws(1, 0, 5_998_000, 1000, [0], [0], 0))  # type: ignore[arg-type]
+        m.frames(n=1)
+        m.pause(seconds=1.0)  # delivers and checks: the honest frame is recorded
+        recorded, gaps, _, _ = _outcome(m.whole)
+        key = (m.dial.uid.hex(), m.dial.boot)
+        assert set(range(5001, 5011)) <= set(recorded[key])
+        assert (1, 5001, "link") in gaps[key]
+    finally:
+        m.teardown()

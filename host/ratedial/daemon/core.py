@@ -178,6 +178,7 @@ class Epoch:
     anchor0_host_ns: int = 0  # when the boot's HELLO came
     next_snapshot_ns: int = 0
     stored_est: ClockEstimate | None = None  # the newest fit put out as a ClockOut
+    fitted: int = 0  # SAMPLES frames taken in; the first is unconfirmed until another fits it
 
 
 @dataclass(slots=True)
@@ -357,6 +358,7 @@ class DialCore:
                 ep.ledger.seed(ep.seed_index, GapReason.NO_HELLO)
             ep.seed_index = None
         new, gaps = ep.ledger.accept(s)
+        ep.fitted += 1
         for gap in gaps:
             first_t = None if est is None or ep.last_device_us is None else est.to_host_ns(
                 ep.last_device_us + s.period_us)
@@ -613,6 +615,13 @@ class DialCore:
         # Each index takes at least a period (the smaller of the two, if the rate changed)
         # of device time, less one period of jitter.
         if (i0 - nxt) * min(ep.last_period_us, s.period_us) > t0 - last_t:
+            if ep.fitted == 1:
+                # Only the boot's first frame stands against it, and nothing has confirmed
+                # that one: it may be the impostor (e.g. an old index with a current time),
+                # and trusting it would hold every honest frame after it. Going forward in
+                # both index and device time, this frame re-anchors the boot; the indices
+                # between are a gap.
+                return NEW, ""
             return FOREIGN, "index_jump"
         return NEW, ""
 
