@@ -607,8 +607,8 @@ def _rp2(res: dict[str, Any]) -> list[str]:
             "`mem_free`; it falls between garbage collections and recovers). Highest rate with "
             f"CPU to spare: {_f(r.get('highest_rate_with_headroom_hz'))} Hz; highest without "
             f"loss or overruns: {_f(r.get('highest_rate_without_loss_hz'))} Hz (the firmware's "
-            "maximum; at 2 kHz the CPU is fully used, so any extra load drops frames, reported "
-            "exactly). The emulator ran at "
+            "maximum; a rate the CPU cannot keep up with drops frames, reported exactly by DROP "
+            "frames). The emulator ran at "
             f"{_f(r.get('emulated_wall_ratio'), 2)}x real time.", ""]
     ratio = r.get("ratio_busy_vs_baseline") or {}
     if ratio:
