@@ -311,12 +311,15 @@ def test_simhw_timer_runs_on_the_device_time_grid_and_pins_fire() -> None:
         "while n[0] < 600: time.sleep_ms(10)\n"
         "hw.stop_timer(); hw.stop()\n"
         "d = [hw.ticks_diff(T[i + 1], T[i]) for i in range(599)]\n"
-        "print(sum(d) // len(d), max(d), min(d), hw.counter.calls)\n"
+        "print(sum(d) // len(d), max(d), min(d), hw.counter.calls, sorted(d)[299])\n"
     )
     lines = run_mpy(code, paths=[FIRMWARE]).splitlines()
     assert lines[0] == "1 0"  # nested critical sections: only the outer one takes the lock
-    mean, _mx, mn, _calls = (int(x) for x in lines[1].split())
-    assert 995 <= mean <= 1010  # 1 ms on average (a late tick skips, never bunches up)
+    mean, _mx, mn, _calls, median = (int(x) for x in lines[1].split())
+    # 1 ms apart: the typical interval is the period; a late tick skips (a loaded machine
+    # raises the mean, never lowers it below the period: ticks never bunch up)
+    assert 990 <= median <= 1010, (median, mean)
+    assert mean >= 995, mean
     assert mn > 0
 
 
