@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -229,7 +230,13 @@ def _check_phase1(s: Stream, script, boot: BootTruth) -> None:
         h = boot.host_ns(t_us, near_ns=arrival)
         assert h < arrival, f"sample {i} 'taken' after it arrived"
         late.append(arrival - h)
-    assert max(late) < 50_000_000, f"a sample arrived {max(late) / 1e6:.1f} ms after it was taken"
+    # How late is a timing figure (a loaded host delays the simulator's writes and our reads),
+    # so the bounds only catch a wrong clock or samples held back: a frame of 10 samples
+    # leaves when its last is taken, so the typical sample waits a few ms, and none is held
+    # for a second.
+    late.sort()
+    assert late[len(late) // 2] < 50_000_000, f"median lateness {late[len(late) // 2] / 1e6:.1f} ms"
+    assert late[-1] < 1_000_000_000, f"a sample arrived {late[-1] / 1e6:.1f} ms after it was taken"
 
     # Counts at the rests of the script are exactly its targets.
     checked = 0
@@ -417,3 +424,44 @@ def _use_until_failure(dial: VirtualDial) -> None:
         end = time.monotonic() + 20
         while time.monotonic() < end:
             dial.status()  # raises once the bridge has seen the firmware die
+
+
+def test_a_starved_simulator_catches_up_with_the_samples_the_hardware_would_take(
+        tmp_path: Path) -> None:
+    """The simulator process stopped for 0.3 s mid-turn (a loaded host starving it): a real
+    dial's timer would not have missed a tick, so neither may the virtual dial. Every index
+    arrives, each exactly one period after the last by the dial's clock, none flagged as an
+    overrun, and the samples taken during the stop show the knob moving through every
+    count, not jumping to where it was when the process resumed."""
+    script = tmp_path / "ramp.csv"
+    script.write_text("t_s,value,button\n0,50,0\n1.0,50,0\n3.0,90,0\n")  # 20 counts/s
+    opts = DialOptions(seed=4, script=script, truth=tmp_path / "truth.jsonl")
+    with VirtualDial(opts) as dial:
+        pid = dial.status()["pid"]
+        s = Stream(dial.port)
+        try:
+            s.send("INFO")
+            s.until(lambda: bool(s.hellos) and bool(dial.truth()), 15, "HELLO")
+            boot = dial.truth()[0]
+
+            def rating_s(i: int) -> float:
+                return (boot.host_ns(s.samples[i][1], near_ns=s.samples[i][3]) - boot.t0_ns) / 1e9
+
+            s.until(lambda: bool(s.samples) and rating_s(s.last_index()) >= 1.6, 15, "the turn")
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                time.sleep(0.3)  # the fault itself: the host gives the simulator no CPU
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            s.until(lambda: rating_s(s.last_index()) >= 2.5, 15, "samples after the stop")
+        finally:
+            s.close()
+    idx = sorted(s.samples)
+    assert idx == list(range(idx[0], idx[-1] + 1)), "indices missing"
+    times = [s.samples[i][1] for i in idx]
+    assert {b - a for a, b in itertools.pairwise(times)} == {1000}
+    assert not [i for i in idx if s.samples[i][2] & 2], "overrun flags"
+    turn = [i for i in idx if 1.6 <= rating_s(i) <= 2.4]
+    counts = [s.samples[i][0] for i in turn]
+    assert max(abs(b - a) for a, b in itertools.pairwise(counts)) <= 1
+    assert counts[-1] - counts[0] >= 12  # 0.8 s at 20 counts/s, every count passed through

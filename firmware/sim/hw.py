@@ -11,9 +11,14 @@ status 3.
 Invariants:
 - Interrupt handlers run one at a time, in event-time order, each pin change seen alone
   (an ideal, zero-latency interrupt controller: no edge is ever coalesced or missed).
-- Timer deadlines are in DEVICE time: ``start + k * period``. A callback that is late by a
-  whole period or more skips the missed deadlines (no catch-up burst); the firmware sees
-  the long interval as an overrun.
+- Timer deadlines are in DEVICE time: ``start + k * period``. The host may run this thread
+  late (a loaded machine starves it for tens of ms); a dial's hardware timer is never late
+  that way, so due deadlines are caught up in event-time order, interleaved with the pin
+  changes, and each handler reads ``ticks_us()`` as the moment of its event (the deadline,
+  or the pin change), not the host's later "now". Pins then hold exactly the levels they had
+  at that moment, so the samples are those the hardware would have taken; only their
+  transmission is late. A thread late by more than ``_CATCH_UP_US`` (1 s: the process was
+  stopped) skips the missed deadlines instead, and the firmware sees an overrun.
 - Device clock (integers only, no allocation; small ints reach 2**62 on 64-bit unix)::
 
       e        = mono_us - mono0_us                     # CLOCK_MONOTONIC µs since sim start
@@ -50,6 +55,7 @@ from sim.rater import PIN_A, PIN_B, PIN_BUTTON
 
 _REFILL_US = 100_000  # generate pin events 100 ms ahead, outside the heap lock
 _MAX_WAIT_US = 20_000  # wake at least every 20 ms (refill, control pipe)
+_CATCH_UP_US = 1_000_000  # later than this, missed timer deadlines are skipped
 EXIT_IRQ_FAULT = 3
 
 
@@ -184,6 +190,7 @@ class SimHW:
         self._irq = _thread.allocate_lock()
         self._masked = False
         self._hw_ident = -1
+        self._at = -1  # device µs elapsed of the event being serviced (hardware thread only)
         self._period = 0
         self._deadline = 0
         self._cb = None
@@ -236,6 +243,8 @@ class SimHW:
         return e + e * self._ppb // 1_000_000_000
 
     def ticks_us(self):
+        if self._at >= 0 and _thread.get_ident() == self._hw_ident:
+            return (self._tick_start + self._at) & self._mask  # inside a handler: its moment
         e = self._mono() - self._mono0
         return (self._tick_start + e + e * self._ppb // 1_000_000_000) & self._mask
 
@@ -386,16 +395,20 @@ class SimHW:
                 timer_due = False
                 if self._period:
                     late = self._elapsed() - self._deadline
-                    timer_due = late >= 0 and now - late <= te
+                    # due, not after the next pin change, and within the pin events generated
+                    # so far (past the horizon, the hardware thread refills first)
+                    timer_due = late >= 0 and now - late <= te and now - late < self._horizon + t0
                 if timer_due:
                     what = self._cb
+                    self._at = self._deadline
                     self._cb(self)
+                    self._at = -1
                     p = self._period
                     if p:
                         d = self._deadline + p
                         e = self._elapsed()
-                        if d <= e:  # late by a whole period: skip, do not catch up
-                            d += ((e - d) // p + 1) * p
+                        if e - d >= _CATCH_UP_US:  # stopped for a second: skip, as hardware
+                            d += ((e - d) // p + 1) * p  # would not catch up either
                         self._deadline = d
                 elif te <= now:
                     code = ev_c[i]
@@ -407,10 +420,14 @@ class SimHW:
                         h = pin._handler
                         if h is not None and pin._trigger & (8 if level else 4):
                             what = h
+                            x = te - self._mono0
+                            self._at = x + x * self._ppb // 1_000_000_000
                             h(pin)
+                            self._at = -1
                 else:
                     break
         except BaseException as e:
+            self._at = -1
             micropython.heap_unlock()
             self._irq.release()
             self._die("interrupt handler %r failed (MemoryError means it allocated)" % (what,), e)
