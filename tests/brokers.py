@@ -1,4 +1,12 @@
-"""Real mosquitto brokers for tests: spawned on a free port, with their own config and store."""
+"""Real mosquitto brokers for tests: spawned on a free port, with their own config and store.
+
+mosquitto's persistence is a snapshot, written every ``autosave_interval`` seconds and on a
+clean stop (SIGTERM), never per message. :meth:`Mosquitto.kill` (SIGKILL, a crash) therefore
+loses whatever changed since the last snapshot, although the broker acknowledged it: a
+persistent session younger than the snapshot (its subscriptions, so what is published for it
+before it subscribes again is dropped) and QoS 1 messages queued for a subscriber. A test
+that crashes the broker and needs a subscriber's session to survive calls :meth:`save` first.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ import contextlib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -30,11 +39,13 @@ def mosquitto_exe() -> str:
 class Mosquitto:
     """One mosquitto process; :meth:`restart` keeps its port and its persistent store."""
 
-    def __init__(self, workdir: Path, *, port: int | None = None, extra: str = "") -> None:
+    def __init__(self, workdir: Path, *, port: int | None = None, extra: str = "",
+                 autosave_s: int = 1) -> None:
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.extra = extra
+        self.autosave_s = autosave_s  # mosquitto's own default is 1800
         self.proc: subprocess.Popen[bytes] | None = None
         self.conf = self.dir / "mosquitto.conf"
         self.log = self.dir / "mosquitto.log"
@@ -45,7 +56,7 @@ class Mosquitto:
             "allow_anonymous true\n"
             "persistence true\n"
             f"persistence_location {self.dir}/\n"
-            "autosave_interval 1\n"
+            f"autosave_interval {self.autosave_s}\n"
             "max_queued_messages 0\n"
             "log_dest stderr\n"
             f"user {pwd.getpwuid(os.getuid()).pw_name}\n"  # as root, don't drop to 'mosquitto'
@@ -66,6 +77,29 @@ class Mosquitto:
                 return
             time.sleep(0.02)  # polling for the listener, not synchronising the test
         raise RuntimeError("mosquitto did not start listening")
+
+    def save(self, timeout: float = 10.0) -> None:
+        """Have the broker write its store now (SIGUSR1) and return once it is on disk.
+
+        mosquitto writes ``mosquitto.db.new`` and renames it over ``mosquitto.db``, so the
+        store is complete when the file at that name is a new one."""
+        assert self.proc is not None and self.proc.poll() is None
+        db = self.dir / "mosquitto.db"
+
+        def ident() -> tuple[int, int] | None:
+            try:
+                st = db.stat()
+            except FileNotFoundError:
+                return None
+            return st.st_ino, st.st_mtime_ns
+
+        before = ident()
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while ident() == before:
+            if time.monotonic() > deadline:
+                raise RuntimeError("mosquitto did not save its store")
+            time.sleep(0.01)  # polling for the rename, not synchronising the test
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -77,6 +77,15 @@ class Subscriber:
         self.client.disconnect()
         self.client.loop_stop()
 
+    def pause(self) -> None:
+        """Stay away (no reading, no reconnecting) without ending the session: after the
+        broker went down, what is published for us meanwhile waits in our session."""
+        self.client.loop_stop()
+
+    def resume(self) -> None:
+        """Come back: reconnect (``clean_start`` false) and receive what the session kept."""
+        self.client.loop_start()
+
     def wait_for(self, predicate: Any, timeout: float) -> bool:
         with self.cond:
             return self.cond.wait_for(lambda: predicate(self), timeout)

@@ -1,10 +1,12 @@
 """What the broker is known to have (pure): the bookkeeping behind store-and-forward.
 
-Live samples go out at QoS 0. Every second a QoS 1 checkpoint follows them on the same
-connection; MQTT keeps one connection's packets in order, so its PUBACK proves the broker
-received every live batch sent before it. Whatever was not proven when the connection drops,
-and whatever was produced while it was down, is *backlog*: it is republished from the
-recording at QoS 1 and leaves the backlog only on its PUBACK.
+Live samples go out at ``[mqtt] live_qos`` (1 by default, or 0). Every second a QoS 1
+checkpoint follows them on the same connection; MQTT keeps one connection's packets in order,
+so its PUBACK proves the broker received every live batch sent before it (at either QoS).
+"Received" is all a PUBACK says: what a broker loses afterwards (a crash before its next
+snapshot) only a subscriber can notice, and a replay request recovers it. Whatever was not
+proven when the connection drops, and whatever was produced while it was down, is *backlog*:
+it is republished from the recording at QoS 1 and leaves the backlog only on its PUBACK.
 
 Invariant: every sample range handed to :meth:`Outbox.live_sent` or :meth:`Outbox.missed`
 is, at any time, either confirmed or in the backlog (or in flight on the current connection,
