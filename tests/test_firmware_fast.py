@@ -101,7 +101,7 @@ def run(native):
     hw = FakeHW()
     a = App(hw, dict(CFG))
     if not native:
-        a._pack_run = None
+        a.packer.pack_run = None
     a.start()
     x = 7
     pos = 0

@@ -11,7 +11,7 @@ Invariants:
   appended little-endian at ``body[n:n+4]``, then COBS of ``body[:n+4]`` into ``dst`` from
   ``off``, then the 0x00 delimiter; returns the end offset. Allocates nothing.
 - ``pack_run(ps, sampler, body)``: the packer's per-sample loop for the open SAMPLES frame
-  (dial.app.App.pack keeps the rest: opening and closing frames, losses, period changes).
+  (dial.packer.Packer.pack keeps the rest: closing frames, losses, period changes).
 - ``sampler_irq(self, arg)``: the body of ``dial.sampler.Sampler`` 's interrupt handler over
   its state array ``self.st`` (field offsets ``S_*`` in dial.sampler). When the HW object
   gave register addresses (rp2: TIMERAWL, the counter SM's PIO block, SIO GPIO_IN) it reads
@@ -100,10 +100,12 @@ def _finish(body, n: int, dst, off: int) -> int:
 
 @micropython.viper
 def _pack_run(ps, smp, body) -> int:
-    # The packer's common case (dial.app.App.pack): records appended to the open SAMPLES
+    # The packer's common case (dial.packer.Packer.pack): records appended to the open SAMPLES
     # frame while it is open and not full, each sample's dcount fits i8 and jitter i16.
-    # ps: rd_lo, n, t0, prev_c, fperiod, batch, -, tmask, thalf, ring mask, ring size.
-    # Returns the number of samples packed; ps[0], ps[1], ps[3] are updated.
+    # With n == 0 the first sample opens the frame (record 0 is flags, 0, 0): t0 and c0
+    # come back in ps[2] and ps[6]; the caller only asks so when no period change waits.
+    # ps: rd_lo, n, t0, prev_c, fperiod, batch, c0, tmask, thalf, ring mask, ring size.
+    # Returns the number of samples packed; ps[0], ps[1], ps[2], ps[3], ps[6] are updated.
     p = ptr32(ps)
     s = ptr32(smp.st)
     tk = ptr32(smp.tick)
@@ -123,7 +125,7 @@ def _pack_run(ps, smp, body) -> int:
     mask = p[9]
     ring = p[10]
     k = 0
-    while n > 0 and n < batch:
+    while n < batch:
         ahead = (s[0] - rd) & 0x3FFFFFFF
         if ahead == 0 or ahead > ring:
             break
@@ -133,21 +135,30 @@ def _pack_run(ps, smp, body) -> int:
         f = fl[i]
         if ((s[0] - rd) & 0x3FFFFFFF) > ring:
             break  # overwritten while read: the bytecode path counts it lost
-        dc = c - pc
-        jit = ((t - t0 + thalf) & tmask) - thalf - n * per
-        if dc < -128 or dc > 127 or jit < -32768 or jit > 32767:
-            break
-        o = 29 + 4 * n
-        b[o] = f
-        b[o + 1] = dc & 0xFF
-        b[o + 2] = jit & 0xFF
-        b[o + 3] = (jit >> 8) & 0xFF
+        if n == 0:
+            t0 = t
+            p[6] = c
+            b[29] = f
+            b[30] = 0
+            b[31] = 0
+            b[32] = 0
+        else:
+            dc = c - pc
+            jit = ((t - t0 + thalf) & tmask) - thalf - n * per
+            if dc < -128 or dc > 127 or jit < -32768 or jit > 32767:
+                break
+            o = 29 + 4 * n
+            b[o] = f
+            b[o + 1] = dc & 0xFF
+            b[o + 2] = jit & 0xFF
+            b[o + 3] = (jit >> 8) & 0xFF
         pc = c
         n += 1
         rd = (rd + 1) & 0x3FFFFFFF
         k += 1
     p[0] = rd
     p[1] = n
+    p[2] = t0
     p[3] = pc
     return k
 

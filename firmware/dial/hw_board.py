@@ -89,20 +89,24 @@ class BoardHW:
         machine.enable_irq(state)
 
     def tx_write(self, buf):
+        return self.tx_write_at(buf, 0, len(buf))
+
+    def tx_write_at(self, buf, off, n):
+        """``tx_write(buf[off:off + n])`` without making the slice: MicroPython streams take
+        ``write(buf, off, n)``, so a frame is written with no allocation."""
         # ipoll, not poll: poll() allocates a list of tuples on every call.
         for _ in self._wpoll.ipoll(0):
             break
         else:
             return 0
-        if len(buf) > self.TX_CHUNK:
-            buf = buf[: self.TX_CHUNK]
-        return self._out.write(buf) or 0
+        return self._out.write(buf, off, n if n < self.TX_CHUNK else self.TX_CHUNK) or 0
 
     def wake_flag(self):
-        """What the sampling interrupt sets when a frame is full (see dial.sampler)."""
-        import asyncio
+        """What the sampling interrupt sets when a frame is full (see dial.sampler): an
+        asyncio wake-up that allocates nothing per wait (dial.aio)."""
+        from .aio import IrqFlag
 
-        return asyncio.ThreadSafeFlag()
+        return IrqFlag()
 
     def mem_free(self):
         return gc.mem_free()

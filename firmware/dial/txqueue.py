@@ -86,6 +86,19 @@ class TxQueue:
         self.count -= 1
         self.started = False
 
+    def next_entry(self):
+        """What the writer sends next: -2 a DROP notice first (``take_drop``), -1 nothing,
+        else the head's slot id, marked started (``start``). Gap entries at the head join
+        the pending drop range first (``absorb_gaps``). One call per frame written."""
+        if self.count and not self.started and not self.length[self._order[self._head]]:
+            self.absorb_gaps()
+        if self.pend_n or self.pend_frames:
+            return -2
+        if not self.count:
+            return -1
+        self.started = True
+        return self._order[self._head]
+
     def absorb_gaps(self):
         """Move gap entries at the (unstarted) head into the pending drop range: they are
         reported by the next DROP frame, merged with any frames evicted just before them."""

@@ -75,7 +75,7 @@ def assert_exact(recv, truth, upto):
 
 def packed_upto(a):
     """Indices below this are in closed frames (or dropped); the open frame is not."""
-    return a._rd - a._n
+    return a.packer.rd - a.packer.n
 
 
 # ---------------------------------------------------------------------------------------
@@ -409,7 +409,8 @@ def check_ping_sync():
     drive(hw2, b, 20, every=0)
     hw2.room = 40
     b.step()
-    assert b._cur_len and 0 < b._cur_off < b._cur_len  # a frame in flight
+    w = b.writer
+    assert w._cur_len and 0 < w._cur_off < w._cur_len  # a frame in flight
     hw2.room = None
     b.rx_bytes(b"PING 5\n")
     frames2, rej2 = decode_stream(hw2.take())
@@ -564,7 +565,7 @@ def check_overwritten_while_reading():
     truth = []
     drive(hw, a, dial_sampler.RING, every=0, motion=lambda i: i * 3, truth=truth)
     s = a.sampler
-    a._pack_run = None  # the bytecode reader: native code cannot be interrupted from Python
+    a.packer.pack_run = None  # the bytecode reader: native code cannot be interrupted from Python
     s.count = _Intruder(s.count, hw, 1, s)  # the ring is full: this IRQ overwrites sample 0
     a.pack()
     truth.append((hw.counter.value(), hw.device_time()))

@@ -71,11 +71,11 @@ one = timed_pack(1)
 out("pack_1_sample_open_frame", one)
 # a whole frame: samples until the open frame closes
 settle()
-need = a.batch - a._n
+need = a.batch - a.packer.n
 out(f"pack_to_close_frame_{need}", timed_pack(need, 1))
 settle()
 out("pack_frame_of_10", timed_pack(10))
-body = a.body
+body = a.packer.body
 n = protocol.pack_samples_head(body, 1, 1000, 123456789, 1000, 5, 10)
 dst = bytearray(200)
 out("seal_crc_75B", per(lambda: protocol.seal(body, n)))

@@ -1,0 +1,111 @@
+"""Two asyncio wake-ups that allocate nothing: ``IrqFlag`` (set from an interrupt) and
+``Signal`` (set from another task).
+
+Invariants:
+- Awaiting either is ``await x.wait()``, and ``wait()`` returns the object itself: an
+  iterator whose ``__next__`` yields once (queues the task) or raises a preallocated
+  StopIteration with no traceback, like asyncio's own ``sleep_ms`` (core.SingletonGenerator).
+  asyncio's ``ThreadSafeFlag.wait()`` and ``Event.wait()`` are generators: one heap object
+  per wait, i.e. per frame, and the collector ran every ~12 s at 2 kHz because of them.
+- ``IrqFlag`` is a stream that asyncio's poller asks for POLLIN (as ThreadSafeFlag is), so
+  an interrupt's ``set()`` ends the loop's sleep in ``poll``. asyncio's IOQueue allocates
+  an entry (a list, a dict slot, a poller registration) each time a stream starts being
+  waited on, and drops it after each wake-up; ``pin()`` parks a task waiting for POLLOUT on
+  the flag, which it never reports, so the entry stays and every later wait only changes
+  the poller's mask. Uses asyncio.core's ``_io_queue.queue_read/queue_write`` and
+  ``cur_task``, as asyncio's own ThreadSafeFlag and streams do.
+- One task waits on each object at a time. ``set()`` of an IrqFlag only stores an int (safe
+  in a hard interrupt); ``Signal.set()`` must run in the asyncio thread.
+- Measured on the emulated RP2040 (tests/rp2emu/profile.py): see firmware/README.md.
+"""
+
+import io
+
+from asyncio import core
+
+_POLL = 3  # MP_STREAM_POLL
+_POLLIN = 1
+
+
+class IrqFlag(io.IOBase):
+    def __init__(self):
+        self.state = 0
+        self._stop = StopIteration()
+        self._pinned = False
+
+    def ioctl(self, req, flags):
+        if req == _POLL:
+            return self.state * (flags & _POLLIN)  # never POLLOUT: pin() keeps waiting
+        return -1
+
+    def set(self):
+        self.state = 1
+
+    def clear(self):
+        self.state = 0
+
+    def wait(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.state:
+            self.state = 0
+            e = self._stop
+            e.__traceback__ = None
+            raise e
+        core._io_queue.queue_read(self)
+        return None
+
+    async def pin(self):
+        """Run as a task for as long as the flag is used (see the module notes)."""
+        await _Park(self)
+
+
+class _Park:
+    def __init__(self, flag):
+        self._flag = flag
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        core._io_queue.queue_write(self._flag)  # woken never: the flag has no POLLOUT
+        return None
+
+
+class Signal:
+    """A task-side event for one waiter: ``set()`` wakes it (or the next ``wait()`` returns
+    at once); the wait clears it."""
+
+    def __init__(self):
+        self.state = False
+        self._task = None
+        self._stop = StopIteration()
+
+    def set(self):
+        self.state = True
+        t = self._task
+        if t is not None:
+            self._task = None
+            core._task_queue.push(t)
+
+    def clear(self):
+        self.state = False
+
+    def wait(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.state:
+            self.state = False
+            e = self._stop
+            e.__traceback__ = None
+            raise e
+        self._task = core.cur_task
+        return None
