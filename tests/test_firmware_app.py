@@ -43,6 +43,9 @@ def test_checks_found() -> None:
         "check_button_debounce",
         "check_heap_lock_catches_allocation",
         "check_run_asyncio_shell",
+        "check_run_scheduled_shell",
+        "check_steady_state_allocates_nothing",
+        "check_frame_job_waits_for_main_loop_work",
     ):
         assert name in CHECKS
 

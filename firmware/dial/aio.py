@@ -1,5 +1,6 @@
-"""Two asyncio wake-ups that allocate nothing: ``IrqFlag`` (set from an interrupt) and
-``Signal`` (set from another task).
+"""Wake-ups that allocate nothing: ``IrqFlag`` (an interrupt wakes an asyncio task),
+``Signal`` (a task wakes a task) and ``Scheduled`` (an interrupt runs a job in the main
+thread, with no asyncio round at all).
 
 Invariants:
 - Awaiting either is ``await x.wait()``, and ``wait()`` returns the object itself: an
@@ -14,6 +15,14 @@ Invariants:
   the flag, which it never reports, so the entry stays and every later wait only changes
   the poller's mask. Uses asyncio.core's ``_io_queue.queue_read/queue_write`` and
   ``cur_task``, as asyncio's own ThreadSafeFlag and streams do.
+- ``Scheduled(job)``: ``set()`` (from the interrupt) queues ``job()`` with
+  ``micropython.schedule``, at most once at a time (``armed``), so the port's scheduler
+  queue (depth 8) never overflows because of it. MicroPython runs scheduled jobs between
+  two bytecodes of the main thread, also while asyncio sleeps in ``poll``: the job must not
+  touch asyncio and must not meet half-done main-loop work (dial.app guards it).
+  An asyncio wake-up costs a loop round and, worse, a Python ``ioctl`` call on every
+  interrupt while the loop sleeps in ``poll`` (each interrupt ends the WFE and the poller
+  asks every registered stream again); a scheduled job costs neither.
 - One task waits on each object at a time. ``set()`` of an IrqFlag only stores an int (safe
   in a hard interrupt); ``Signal.set()`` must run in the asyncio thread.
 - Measured on the emulated RP2040 (tests/rp2emu/profile.py): see firmware/README.md.
@@ -22,6 +31,11 @@ Invariants:
 import io
 
 from asyncio import core
+
+try:
+    from micropython import schedule
+except ImportError:  # CPython tools
+    schedule = None
 
 _POLL = 3  # MP_STREAM_POLL
 _POLLIN = 1
@@ -109,3 +123,21 @@ class Signal:
             raise e
         self._task = core.cur_task
         return None
+
+
+class Scheduled:
+    """``set()`` from an interrupt runs ``job()`` soon in the main thread (module notes)."""
+
+    def __init__(self, job):
+        self.armed = 0
+        self._job = job
+        self._cb = self._run  # one bound method, made here: set() must not allocate
+
+    def set(self):
+        if not self.armed:
+            self.armed = 1
+            schedule(self._cb, None)
+
+    def _run(self, _arg):
+        self.armed = 0
+        self._job()

@@ -8,8 +8,15 @@ Invariants:
   ``rx_byte``) that tests and the virtual dial can drive with a manual clock; ``App.main``
   is a thin asyncio shell that calls them. ``run(hw, cfg)`` runs that shell until
   KeyboardInterrupt and then stops the timer and releases the counter.
-- Steady streaming allocates nothing (no garbage collection): the frame task waits on an
-  IrqFlag and the writer on a Signal (dial.aio), frames are written without slices.
+- Steady streaming allocates nothing (no garbage collection): frames are written without
+  slices, and the wake-ups (dial.aio) need no generator per wait.
+- When the sampler has filled a frame it wakes the main loop, which packs and writes it at
+  once. Where the HW object says ``wake_scheduled`` (the boards), that is a job that
+  MicroPython's scheduler runs between two bytecodes (dial.aio.Scheduled): no asyncio round.
+  The job never meets half-done work: the main loop's own work on the packer and writer
+  (ticker, writer task, commands) runs between ``_hold()`` and ``_release()``; a job due
+  meanwhile is deferred (``_pending``) and run by ``_release()``. Otherwise (the virtual
+  dial) the HW object's ``wake_flag`` wakes an asyncio task that does the same.
 - Commands change settings between samples: RATE and BATCH drain the ring first, so every
   sample is packed with the settings it was taken with.
 
@@ -31,7 +38,8 @@ except ImportError:  # CPython (tools only)
 from . import aio, commands, protocol
 from .clock import Clock, period_for
 from .packer import MAX_BATCH, Packer
-from .sampler import EVENTS, RING, S_JMAX, S_OVERRUNS, S_W, Sampler, debounce_samples
+from .sampler import (EVENTS, RING, S_JMAX, S_OVERRUNS, S_W, S_WAKE_AT, Sampler,
+                      debounce_samples)
 from .version import FIRMWARE_VERSION
 from .writer import Writer
 
@@ -126,6 +134,11 @@ class App:
         self._mem_k = 0  # STATUS frames until mem_free is read again (see _mem_free)
         self._mem_last = 0
         self.started = False
+        self._busy = 0  # main-loop work on the packer/writer under way (see _hold)
+        self._pending = 0  # a scheduled frame job found _busy set: _release runs it
+        # An exception in a scheduled job would surface in whatever code the main loop was
+        # running; it is kept here and raised by the ticker, ending run() as any fault.
+        self.job_error = None
 
     @property
     def batch(self):
@@ -317,6 +330,50 @@ class App:
         self.housekeeping()
         return self.writer.write()
 
+    # ------------------------------------------------------------------ the frame job
+
+    def frame_job(self):
+        """A frame is full: pack it, run the housekeeping if due, write. Runs as a job of
+        MicroPython's scheduler (dial.aio.Scheduled) between two bytecodes of the main
+        loop, so it touches no asyncio state (the writer is ``quiet``); when the link takes
+        less than all, the sampler wakes it again at the next sample to go on writing."""
+        if self._busy:
+            self._pending = 1
+            return
+        self._busy = 1
+        self._pending = 0
+        w = self.writer
+        w.quiet = True
+        try:
+            if self.job_error is not None:
+                return  # failed before: the ticker ends the run with it
+            self.packer.pack()
+            if self.clock.base >= self._next_due:
+                self.housekeeping()
+            done = w.write()
+            sst = self.sampler.st
+            if done:
+                sst[S_WAKE_AT] = self.packer.wake_index()
+            else:
+                hw = self.hw
+                st = hw.disable_irq()
+                sst[S_WAKE_AT] = sst[S_W]  # the next sample: go on writing then
+                hw.enable_irq(st)
+        except Exception as e:  # noqa: BLE001 - raised again by the ticker (see there)
+            self.job_error = e
+        finally:
+            w.quiet = False
+            self._busy = 0
+
+    def _hold(self):
+        """The main loop starts work on the packer/writer: a frame job waits for it."""
+        self._busy = 1
+
+    def _release(self):
+        self._busy = 0
+        while self._pending:
+            self.frame_job()
+
     # ------------------------------------------------------------------ asyncio shell
 
     async def _ticker(self, period_ms):
@@ -324,8 +381,14 @@ class App:
         housekeeping: one asyncio round per period for both."""
         packer = self.packer
         while True:
-            packer.pack()
-            self.housekeeping()
+            if self.job_error is not None:
+                raise self.job_error
+            self._hold()
+            try:
+                packer.pack()
+                self.housekeeping()
+            finally:
+                self._release()
             await asyncio.sleep_ms(period_ms)
 
     async def _frame_done(self, flag):
@@ -352,8 +415,14 @@ class App:
     async def _writer(self, signal):
         writer = self.writer
         while True:
-            if writer.write():
-                signal.clear()  # no await between write() and here: no wake-up is lost
+            self._hold()
+            try:
+                done = writer.write()
+                if done:
+                    signal.clear()  # no await between write() and here: no wake-up is lost
+            finally:
+                self._release()
+            if done:
                 await signal.wait()
             else:
                 await asyncio.sleep_ms(1)
@@ -371,20 +440,29 @@ class App:
             b = await sreader.read(1)  # wakes the moment a byte arrives
             if not b:
                 return  # end of input: keep streaming, stop reading commands
-            self.rx_byte(b[0])
-            while poller.poll(0):  # drain the rest of the line without a loop round
-                b = rx.read(1)
-                if not b:
-                    return
+            self._hold()
+            try:
                 self.rx_byte(b[0])
+                while poller.poll(0):  # drain the rest of the line without a loop round
+                    b = rx.read(1)
+                    if not b:
+                        return
+                    self.rx_byte(b[0])
+            finally:
+                self._release()
 
     async def main(self):
         signal = self.writer.signal = aio.Signal()
-        make_flag = getattr(self.hw, "wake_flag", None)
-        flag = None if make_flag is None else make_flag()
-        self.sampler.wake = flag
+        flag = None
+        if getattr(self.hw, "wake_scheduled", False) and aio.schedule is not None:
+            self.sampler.wake = aio.Scheduled(self.frame_job)
+        else:
+            make_flag = getattr(self.hw, "wake_flag", None)
+            flag = None if make_flag is None else make_flag()
+            self.sampler.wake = flag
         self.start()
-        tasks = [asyncio.create_task(self._ticker(PACK_MS if flag is None else PACK_SAFETY_MS)),
+        period = PACK_MS if self.sampler.wake is None else PACK_SAFETY_MS
+        tasks = [asyncio.create_task(self._ticker(period)),
                  asyncio.create_task(self._writer(signal)),
                  asyncio.create_task(self._reader())]
         if flag is not None:

@@ -29,6 +29,9 @@ class Button:
 
 class BoardHW:
     tick_bits = 30
+    # The sampler's "frame full" runs the app's frame job through micropython.schedule
+    # (dial.aio.Scheduled): no asyncio round per frame. wake_flag() stays for other hosts.
+    wake_scheduled = True
     TX_CHUNK = 64  # bytes per tx_write call; the port sets its own (see its module notes)
     PORT = "board"
     BACKENDS = "irq, adc"

@@ -84,6 +84,13 @@ class Packer:
         self._pchange_at = index
         self._pnext = period
 
+    def wake_index(self):
+        """Low 30 bits of the index of the sample that fills the open frame (or the next
+        frame, when none is open): when the sampler stores it, the frame is full."""
+        if self.n:
+            return (self._first + self.batch - 1) & M30
+        return (self.rd + self.batch - 1) & M30
+
     def drain(self):
         """Pack everything the ring holds now, writing as it goes so a backlog does not
         overrun the queue (commands use it before changing settings)."""

@@ -495,24 +495,106 @@ def check_run_asyncio_shell():
     assert [r[0] for r in recv] == list(range(len(recv))) and len(recv) >= 250, len(recv)
 
 
+def _shell_run(hw, n):
+    """dial.app.run on ``hw`` for ``n`` samples (hw.auto), the reader fed INFO and PING.
+    Returns the decoded frames after checking the stream is whole."""
+    import os
+
+    path = "/tmp/ratedial_rx_%d" % os.getpid() if hasattr(os, "getpid") else "/tmp/rd_rx"
+    with open(path, "wb") as f:
+        f.write(b"INFO\nPING 9\n")
+    hw.rx = open(path, "rb")
+    hw.auto = n
+    a = dial_app.run(hw, dict(CFG))
+    os.remove(path)
+    assert hw.callback is None and hw.counter.deinited and not a.started
+    data = hw.take()
+    frames, rej = decode_stream(data)
+    assert rej == 0 and data[:1] == b"\x00"
+    assert [s["token"] for s in of_type(frames, "SYNC")] == [9]
+    recv = samples(frames)
+    assert [r[0] for r in recv] == list(range(len(recv))), len(recv)
+    return a, frames, recv
+
+
+def check_run_scheduled_shell():
+    # The boards' mode: the sampler's "frame full" runs App.frame_job through
+    # micropython.schedule (dial.aio.Scheduled), no asyncio task per frame.
+    from fakehw import SinkHW
+
+    hw = SinkHW()
+    hw.wake_scheduled = True
+    a, frames, recv = _shell_run(hw, 600)
+    assert type(a.sampler.wake).__name__ == "Scheduled"
+    assert len(recv) >= 590, len(recv)  # all but the open frame and the last ticks
+    assert [f["type"] for f in frames].count("STATUS") == 0  # 0.6 s of device time
+
+
+def check_steady_state_allocates_nothing():
+    # 3 s of streaming (STATUS every second included) with the heap locked, in both wake
+    # modes: any allocation in the sampler, the packer, the writer, the frame job or the
+    # asyncio shell (task wake-ups, the ticker, the writer's Signal) raises MemoryError.
+    import gc
+
+    from fakehw import SinkHW
+
+    for mode in ("scheduled", "flag"):
+        hw = SinkHW()
+        if mode == "scheduled":
+            hw.wake_scheduled = True
+        else:
+            from dial.aio import IrqFlag
+
+            hw.wake_flag = IrqFlag
+        hw.auto_lock = (500, 3000)
+        a, frames, recv = _shell_run(hw, 3600)
+        assert len(recv) >= 3590, (mode, len(recv))
+        assert [f["type"] for f in frames].count("STATUS") == 3, mode
+        hw = a = frames = recv = None
+        gc.collect()
+
+
+def check_frame_job_waits_for_main_loop_work():
+    # A frame job that lands while the main loop works on the packer/writer (between
+    # _hold and _release) is deferred, then run by _release: nothing packed twice or lost.
+    hw, a = make()
+    drive(hw, a, 25, every=0)
+    a._hold()
+    a.frame_job()
+    assert a._pending and hw.take() == b""  # deferred: the main loop holds the state
+    a._release()
+    assert not a._pending
+    _, frames = flush(hw, a)
+    recv = samples(frames)
+    assert [r[0] for r in recv] == list(range(20))  # two frames; the open one stays
+    assert a.sampler.wake_at == -1 or a.sampler.wake_at == 29
+
+
 def check_run_fault():
-    hw = FakeHW()
-    hw.auto = 50
-    calls = [0]
+    # A failing link ends the run (the ERROR frame tried first), whether the failure is in
+    # an asyncio task or in a scheduled frame job (kept, then raised by the ticker).
+    for scheduled in (False, True):
+        hw = FakeHW()
+        hw.auto = 200
+        if scheduled:
+            hw.wake_scheduled = True
+        calls = [0]
 
-    def bad_write(buf):
-        calls[0] += 1
-        raise ValueError("link broke")
+        def bad_write(buf, calls=calls):
+            calls[0] += 1
+            if calls[0] > 5:  # after the 0x00 and HELLO: in the frame job when scheduled
+                raise ValueError("link broke")
+            return min(len(buf), 64)
 
-    hw.tx_write = bad_write
-    try:
-        dial_app.run(hw, dict(CFG))
-    except ValueError:
-        pass
-    else:
-        raise AssertionError("a fault must propagate")
-    assert hw.counter.deinited and hw.callback is None
-    assert calls[0] >= 2  # the failed write, then the best-effort ERROR frame
+        hw.tx_write = bad_write
+        try:
+            dial_app.run(hw, dict(CFG))
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("a fault must propagate")
+        assert hw.counter.deinited and hw.callback is None
+        assert calls[0] >= 7  # the failed write, then the best-effort ERROR frame
 
 
 def check_fallback_configs():

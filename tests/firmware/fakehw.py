@@ -64,6 +64,7 @@ class FakeHW:
         self.elapsed = 0  # us advanced since t0, unwrapped: device time = t0 + elapsed
         self.fired = 0  # timer interrupts so far = the next sample index
         self.auto = None  # see start_timer
+        self.auto_lock = (-1, 0)  # see _auto
         self.counter = FakeCounter()
         self.button = FakeButton() if button else None
         self.uid = uid
@@ -107,7 +108,12 @@ class FakeHW:
     async def _auto(self, n):
         import asyncio
 
-        for _ in range(n):
+        lock_at, lock_n = self.auto_lock  # samples run with the heap locked (steady state)
+        for i in range(n):
+            if i == lock_at:
+                micropython.heap_lock()
+            elif i == lock_at + lock_n:
+                micropython.heap_unlock()
             self.step()
             await asyncio.sleep_ms(1)
         raise KeyboardInterrupt
@@ -169,4 +175,37 @@ class FakeHW:
         """Bytes written since the last take()."""
         b = bytes(self.out)
         self.out = bytearray()
+        return b
+
+
+class SinkHW(FakeHW):
+    """FakeHW whose link also offers ``tx_write_at`` and keeps what it took in a
+    preallocated buffer: writing allocates nothing, so a run can hold the heap locked."""
+
+    def __init__(self, size=1 << 17, **kw):
+        super().__init__(**kw)
+        self.sink = bytearray(size)
+        self.n_out = 0
+
+    def tx_write_at(self, buf, off, n):
+        self.writes += 1
+        if n > self.chunk:
+            n = self.chunk
+        if self.room is not None:
+            if n > self.room:
+                n = self.room
+            self.room -= n
+        o = self.n_out
+        sink = self.sink
+        for j in range(n):
+            sink[o + j] = buf[off + j]
+        self.n_out = o + n
+        return n
+
+    def tx_write(self, buf):
+        return self.tx_write_at(buf, 0, len(buf))
+
+    def take(self):
+        b = bytes(self.sink[: self.n_out])
+        self.n_out = 0
         return b
