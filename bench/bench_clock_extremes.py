@@ -36,7 +36,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from clocksim import FrameArrival, LinkConfig, SyncObs, simulate
+from clocksim import LinkConfig, feed, simulate
 from ratedial.clock import DeviceClock
 from ratedial.virtual import VirtualDial
 from ratedial.virtual.faults import parse_fault
@@ -172,22 +172,16 @@ def _simulated_one(drift_ppm: float, seed: int, ping_period_s: float) -> dict[st
     mean error of the samples from 30 s on."""
     skew = _true_skew_ppm(drift_ppm)
     link = simulate(LinkConfig(duration_s=RUN_S - REBOOT_S, seed=seed, skew_ppm=skew,
-                               ping_period_s=ping_period_s))
-    clock = DeviceClock()
+                               ping_period_s=ping_period_s, ping_phase_us=1000.0,
+                               fast_pings=10))
     skew_err = math.nan
     errs: list[int] = []
-    for e in link.events:
-        if isinstance(e, SyncObs):
-            clock.add_sync(e.host_send_ns, e.device_rx_us, e.device_tx_us, e.host_recv_ns)
-            continue
-        assert isinstance(e, FrameArrival)
-        clock.add_arrival(e.times_us[-1], e.host_recv_ns)
-        est = clock.current()
-        if est is None or (e.truth_ns[0] - link.start_ns) / 1e9 < STEADY_AFTER_S:
+    for frame, est in feed(link, DeviceClock()):
+        if est is None or (frame.truth_ns[0] - link.start_ns) / 1e9 < STEADY_AFTER_S:
             continue
         if math.isnan(skew_err):
             skew_err = est.skew_ppm - skew
-        errs += [m - t for m, t in zip(est.to_host_ns_many(e.times_us), e.truth_ns,
+        errs += [m - t for m, t in zip(est.to_host_ns_many(frame.times_us), frame.truth_ns,
                                        strict=True)]
     return {"rms_us": math.sqrt(sum(x * x for x in errs) / len(errs)) / 1000,
             "mean_us": sum(errs) / len(errs) / 1000, "skew_error_ppm": skew_err}

@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,10 @@ class LinkConfig:
     ping_burst: int = 1  # probes per PING round
     ping_burst_spacing_s: float = 0.064
     ping_timer_jitter_us: float = 300.0
+    # the daemon adds a random 0..ping_phase_us to every interval (so PINGs meet every phase
+    # of the 1 ms USB frame) and sends its first ``fast_pings`` ten times as often
+    ping_phase_us: float = 0.0
+    fast_pings: int = 0
     host_write_us: tuple[float, float] = (20.0, 60.0)
     usb_out_irq_us: float = 10.0
     device_poll_min_us: float = 100.0
@@ -250,9 +255,18 @@ def _sync_writes(cfg: LinkConfig, clock: DeviceClockTruth, usb: _Usb, rng: rando
     writes: list[_Write] = []
     dropped = 0
     end_ns = cfg.host_start_ns + cfg.duration_s * 1e9
-    for i in range(1, int(cfg.duration_s / cfg.ping_period_s)):
+    starts = [i * cfg.ping_period_s for i in range(1, int(cfg.duration_s / cfg.ping_period_s))]
+    if cfg.ping_phase_us or cfg.fast_pings:  # the daemon's schedule: each wait from the last
+        starts, t = [], 0.0
+        while True:
+            t += cfg.ping_period_s / (10 if len(starts) < cfg.fast_pings else 1)
+            t += rng.uniform(0, cfg.ping_phase_us) * 1e-6
+            if t > cfg.duration_s - cfg.ping_period_s:
+                break
+            starts.append(t)
+    for t0 in starts:
         for b in range(cfg.ping_burst):
-            s = (cfg.host_start_ns + (i * cfg.ping_period_s + b * cfg.ping_burst_spacing_s) * 1e9
+            s = (cfg.host_start_ns + (t0 + b * cfg.ping_burst_spacing_s) * 1e9
                  + rng.uniform(0, cfg.ping_timer_jitter_us) * 1e3)
             t_out = usb.boundary(s + rng.uniform(*cfg.host_write_us) * 1e3)
             stall_end = usb.in_long_stall(t_out)
@@ -378,6 +392,29 @@ class Estimator(Protocol):
         """Host times of the frame's samples and an uncertainty (ns) if the estimator has one;
         None while it cannot map yet."""
         ...
+
+
+class LiveClock(Protocol):
+    """What :func:`feed` drives: ``ratedial.clock.DeviceClock``'s observation methods."""
+
+    def add_sync(self, host_send_ns: int, device_rx_us: int, device_tx_us: int,
+                 host_recv_ns: int) -> None: ...
+
+    def add_arrival(self, device_us: int, host_recv_ns: int) -> None: ...
+
+    def current(self) -> Any: ...
+
+
+def feed(link: SimLink, clock: LiveClock) -> Iterator[tuple[FrameArrival, Any]]:
+    """Feed ``clock`` every observation of ``link`` in the order the daemon sees them; yield
+    each SAMPLES frame with the estimate the daemon maps it with (``clock.current()`` right
+    after its arrival; None before the first fit)."""
+    for e in link.events:
+        if isinstance(e, SyncObs):
+            clock.add_sync(e.host_send_ns, e.device_rx_us, e.device_tx_us, e.host_recv_ns)
+            continue
+        clock.add_arrival(e.times_us[-1], e.host_recv_ns)
+        yield e, clock.current()
 
 
 @dataclass(frozen=True, slots=True)
