@@ -17,23 +17,18 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-from clocksim import FrameArrival, LinkConfig, SyncObs, simulate
+from clocksim import LinkConfig, feed, simulate
 from ratedial.clock import DeviceClock
 
 
-def _worst_excess(skew_ppm: float, seed: int, clock: DeviceClock) -> tuple[float, int, int]:
+def _worst_excess(skew_ppm: float, seed: int, clock: DeviceClock, **link: float
+                  ) -> tuple[float, int, int]:
     """(largest |error| - uncertainty in µs, uncovered frames, frames) over the link."""
-    link = simulate(LinkConfig(duration_s=30.0, seed=seed, skew_ppm=skew_ppm))
+    sim = simulate(LinkConfig(**{"duration_s": 30.0, **link}, seed=seed, skew_ppm=skew_ppm))
     worst, bad, n = float("-inf"), 0, 0
-    for e in link.events:
-        if isinstance(e, SyncObs):
-            clock.add_sync(e.host_send_ns, e.device_rx_us, e.device_tx_us, e.host_recv_ns)
-            continue
-        assert isinstance(e, FrameArrival)
-        clock.add_arrival(e.times_us[-1], e.host_recv_ns)
-        est = clock.current()
+    for frame, est in feed(sim, clock):
         assert est is not None
-        d, true_ns = e.times_us[-1], e.truth_ns[-1]
+        d, true_ns = frame.times_us[-1], frame.truth_ns[-1]
         excess = abs(est.to_host_ns(d) - true_ns) - est.uncertainty_at(d)
         worst = max(worst, excess / 1000)
         bad += excess > 0
@@ -53,3 +48,50 @@ def test_the_old_tolerance_did_not():
     """The same link with the old 150 µs tolerance: the check above can fail."""
     _, bad, _ = _worst_excess(-40.0, 4, DeviceClock(envelope_tolerance_us=150.0))
     assert bad > 0
+
+
+# --- dense PINGs: the slope from the two-way band ------------------------------------------
+DENSE = {"ping_period_s": 0.1, "ping_phase_us": 1000.0, "fast_pings": 10}  # the daemon's way
+
+
+@pytest.mark.parametrize("skew_ppm", [100.0, -100.0, 500.0, -500.0])
+def test_dense_pings_keep_the_bound(skew_ppm):
+    """Ten PINGs a second at random phases: the slope is the band's centre, and the stated
+    uncertainty still covers every frame from the first on (60 s: the window fills)."""
+    for seed in (1, 2):
+        worst, bad, n = _worst_excess(skew_ppm, seed, DeviceClock(), duration_s=60.0, **DENSE)
+        assert bad == 0, f"seed {seed}: {bad} of {n} frames outside the bound by {worst:.0f} µs"
+
+
+def _estimates(link: dict[str, float], clock: DeviceClock) -> list[object]:
+    """The estimates from 10 s on (before, the boot's ten fast PINGs count as dense)."""
+    sim = simulate(LinkConfig(**{"duration_s": 40.0, **link}, seed=3, skew_ppm=100.0))
+    return [est for f, est in feed(sim, clock) if f.truth_ns[0] - sim.start_ns >= 10e9]
+
+
+def test_one_ping_a_second_keeps_the_arrivals_slope():
+    """At the daemon's default rate the band's slope is not taken (it was the worse one)."""
+    link = {"ping_phase_us": 1000.0, "fast_pings": 10}
+    assert _estimates(link, DeviceClock()) == _estimates(
+        link, DeviceClock(dense_syncs_per_s=float("inf")))
+
+
+def test_dense_pings_take_the_bands_slope():
+    assert _estimates(DENSE, DeviceClock()) != _estimates(
+        DENSE, DeviceClock(dense_syncs_per_s=float("inf")))
+
+
+def test_later_syncs_wait_for_the_refit_throttle():
+    """The first SYNCs refit at once; later ones wait for ``refit_s`` like arrivals (ten
+    PINGs a second must not mean ten refits a second)."""
+    clock = DeviceClock(refit_s=0.1)
+    t = 1_000_000_000
+    for k in range(20):  # 20 SYNCs 1 ms apart: each one refits
+        clock.add_sync(t + k * 1_000_000, 1_000 * k, 1_000 * k + 100, t + k * 1_000_000 + 500_000)
+        before = clock.peek()
+        assert clock.current() is not before
+    last = clock.current()
+    clock.add_sync(t + 21_000_000, 21_000, 21_100, t + 21_500_000)  # within 0.1 s of host time
+    assert clock.current() is last
+    clock.add_sync(t + 200_000_000, 200_000, 200_100, t + 200_500_000)  # 0.2 s later: refitted
+    assert clock.current() is not last

@@ -32,16 +32,18 @@ Invariants:
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 
+from ratedial.clock_bounds import Band, Point, arrival_slopes, lower_hull, solve
 from ratedial.errors import RatedialError
 
 __all__ = ["ClockEpochError", "ClockEstimate", "DeviceClock", "SlewedMap", "fit_log"]
 
 _NS_PER_US = 1000
+# SYNCs after which the model refits at once (while they reshape it); later ones wait for the
+# refit_s throttle like arrivals (ten PINGs a second would otherwise mean ten refits a second)
+_PROMPT_SYNCS = 20
 
 
 class ClockEpochError(RatedialError):
@@ -87,153 +89,92 @@ class ClockEstimate:
         return self.uncertainty_ns + math.ceil(far)
 
 
-# A point is (device_us, y) with y = host_ns - 1000 * device_us: the line's residual against a
-# nominal 1 µs = 1000 ns, kept as an exact integer.
-_Point = tuple[int, int]
-
-
-def _lower_hull(points: Iterable[_Point]) -> list[_Point]:
-    """Lower convex hull (monotone chain, exact integers), one point per x (the lowest)."""
-    hull: list[_Point] = []
-    last_x: int | None = None
-    for p in sorted(points):
-        x, y = p
-        if x == last_x:
-            continue
-        last_x = x
-        while len(hull) >= 2:
-            (ox, oy), (ax, ay) = hull[-2], hull[-1]
-            if (ax - ox) * (y - oy) - (ay - oy) * (x - ox) > 0:
-                break
-            hull.pop()
-        hull.append(p)
-    return hull
-
-
-def _upper_hull(points: Iterable[_Point]) -> list[_Point]:
-    """Upper convex hull, one point per x (the highest)."""
-    return [(x, -y) for x, y in _lower_hull((x, -y) for x, y in points)]
-
-
-def _superlevel(cs: Sequence[float], vs: Sequence[float], level: float
-                ) -> tuple[float, float] | None:
-    """Where a concave piecewise-linear function, sampled at all its breakpoints ``cs``
-    (ascending) with values ``vs``, is ``>= level``: an interval, or None."""
-    inside = [i for i, v in enumerate(vs) if v >= level]
-    if not inside:
-        return None
-    i, j = inside[0], inside[-1]
-    lo, hi = cs[i], cs[j]
-    if i > 0:
-        lo = cs[i - 1] + (cs[i] - cs[i - 1]) * (level - vs[i - 1]) / (vs[i] - vs[i - 1])
-    if j < len(cs) - 1:
-        hi = cs[j] + (cs[j + 1] - cs[j]) * (vs[j] - level) / (vs[j] - vs[j + 1])
-    return lo, hi
-
-
-class _Envelope:
-    """``U(c) = min_i (Y_i - c X_i)`` over a lower hull (concave in ``c``) or, with
-    ``upper=True``, ``L(c) = max_j (Y_j - c X_j)`` over an upper hull (convex in ``c``)."""
-
-    __slots__ = ("keys", "sign", "xs", "ys")
-
-    def __init__(self, hull: Sequence[tuple[float, float]], *, upper: bool) -> None:
-        self.xs = [p[0] for p in hull]
-        self.ys = [p[1] for p in hull]
-        self.sign = -1.0 if upper else 1.0
-        # edge slopes, made ascending (the upper hull's slopes descend)
-        self.keys = [self.sign * (b[1] - a[1]) / (b[0] - a[0]) for a, b in pairwise(hull)]
-
-    def __call__(self, c: float) -> float:
-        k = bisect_left(self.keys, self.sign * c)
-        return self.ys[k] - c * self.xs[k]
-
-    def breakpoints(self) -> list[float]:
-        return [self.sign * k for k in self.keys]
-
-
-@dataclass(frozen=True, slots=True)
-class _Band:
-    a: float  # the chosen line's value at x0 (residual ns, relative to y_ref)
-    c: float  # its slope (ns per µs above 1000)
-    half_width: float  # half the feasible band at x0 (ns)
-    c_half: float  # bound on |true slope - c|
-
-
-def _solve(ups: Sequence[tuple[float, float]], lows: Sequence[tuple[float, float]],
-           c_lo: float, c_hi: float, prior_ns: float) -> _Band | None:
-    """Centre of the lines ``a + c X`` lying below every ``ups`` point (a lower hull) and above
-    every ``lows`` point (an upper hull), ``|c| <= c_box``. Without ``lows``, the band's lower
-    edge is the upper edge minus ``prior_ns``. None when no line fits."""
-    up = _Envelope(ups, upper=False)
-    low = _Envelope(lows, upper=True) if lows else None
-
-    def lower(c: float) -> float:
-        return low(c) if low is not None else up(c) - prior_ns
-
-    cand = {c_lo, c_hi}
-    cand.update(c for c in up.breakpoints() if c_lo < c < c_hi)
-    if low is not None:
-        cand.update(c for c in low.breakpoints() if c_lo < c < c_hi)
-    cs = sorted(cand)
-    uv = [up(c) for c in cs]
-    lv = [lower(c) for c in cs]
-    feasible = _superlevel(cs, [u - v for u, v in zip(uv, lv, strict=True)], 0.0)
-    if feasible is None:
-        return None
-    c1, c2 = feasible
-    inner = [i for i, c in enumerate(cs) if c1 < c < c2]
-    cs = [c1, *(cs[i] for i in inner), c2]
-    uv = [up(c1), *(uv[i] for i in inner), up(c2)]
-    lv = [lower(c1), *(lv[i] for i in inner), lower(c2)]
-    a_max, a_min = max(uv), min(lv)
-    a = (a_max + a_min) / 2
-    below = _superlevel(cs, uv, a)
-    above = _superlevel(cs, [-v for v in lv], -a)
-    if below is None or above is None:  # rounding at a degenerate (zero-width) band
-        c = (c1 + c2) / 2
-        a = (up(c) + lower(c)) / 2
-    else:
-        lo, hi = max(below[0], above[0]), min(below[1], above[1])
-        c = (lo + hi) / 2 if lo <= hi else (c1 + c2) / 2
-    return _Band(a, c, (a_max - a_min) / 2, max(c2 - c, c - c1))
-
-
 class _Bucket:
-    """SAMPLES arrivals from one bucket of device time, with their lower hull cached."""
+    """Bounds from one bucket of device time, with their lower hull cached."""
 
     __slots__ = ("hull", "points")
 
     def __init__(self) -> None:
-        self.points: list[_Point] = []
-        self.hull: list[_Point] | None = None
+        self.points: list[Point] = []
+        self.hull: list[Point] | None = None
 
-    def get_hull(self) -> list[_Point]:
+    def get_hull(self) -> list[Point]:
         if self.hull is None:
-            self.hull = _lower_hull(self.points)
+            self.hull = lower_hull(self.points)
         return self.hull
 
 
 _BLOCK = 25  # buckets per block: window hulls merge cached block hulls
 
 
-def _arrival_slopes(hull: Sequence[_Point], tolerance_ns: float, c_box: float
-                    ) -> tuple[float, float, float]:
-    """The one-way (arrivals only) slope and an interval around it.
+class _HullStore:
+    """Points bucketed by device time; the lower hull of those from a bucket on, merged from
+    cached bucket and block hulls (a refit costs the hull of the hulls, not of every point)."""
 
-    The slope is Moon et al.'s (1999): of the lines below every arrival, the one with the
-    least summed latency, i.e. the hull edge over the middle of the span. The interval holds
-    the slopes whose best line loses at most ``tolerance_ns`` at the middle: about
-    ``4 * tolerance / span`` wide, so it is wide early and narrows as the span grows."""
-    x_mid = (hull[0][0] + hull[-1][0]) // 2
-    y_ref = hull[0][1]
-    env = _Envelope([(float(x - x_mid), float(y - y_ref)) for x, y in hull], upper=False)
-    cs = sorted({-c_box, c_box, *(c for c in env.breakpoints() if -c_box < c < c_box)})
-    vs = [env(c) for c in cs]
-    best = max(range(len(cs)), key=vs.__getitem__)
-    interval = _superlevel(cs, vs, vs[best] - tolerance_ns)
-    assert interval is not None
-    return cs[best], interval[0], interval[1]
+    __slots__ = ("_blocks", "_bucket_us", "_buckets", "_last_key", "_ordered")
+
+    def __init__(self, bucket_us: int) -> None:
+        self._bucket_us = bucket_us
+        self._buckets: dict[int, _Bucket] = {}
+        self._ordered = True  # bucket keys were created in ascending order
+        self._last_key = -(2**62)
+        self._blocks: dict[int, list[Point]] = {}
+
+    def add(self, p: Point) -> bool:
+        """Add a point; True when it opened a new bucket."""
+        key = p[0] // self._bucket_us
+        bucket = self._buckets.get(key)
+        opened = bucket is None
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket()
+            if key < self._last_key:
+                self._ordered = False  # a late point opened an older bucket
+            self._last_key = max(self._last_key, key)
+        bucket.points.append(p)
+        bucket.hull = None
+        self._blocks.pop(key // _BLOCK, None)
+        return opened
+
+    def prune(self, x_start: int) -> None:
+        """Forget the buckets wholly before ``x_start``."""
+        first = x_start // self._bucket_us
+        for key in [k for k in self._buckets if k < first]:
+            del self._buckets[key]
+            self._blocks.pop(key // _BLOCK, None)
+
+    def _keys_since(self, x_start: int) -> list[int]:
+        if not self._ordered:
+            self._buckets = dict(sorted(self._buckets.items()))
+            self._ordered = True
+        first = x_start // self._bucket_us
+        return [k for k in self._buckets if k >= first]
+
+    def count(self, x_start: int) -> int:
+        """Points in the buckets from ``x_start``'s on."""
+        return sum(len(self._buckets[k].points) for k in self._keys_since(x_start))
+
+    def hull(self, x_start: int) -> list[Point]:
+        """Lower hull of the points in the buckets from ``x_start``'s on."""
+        keys = self._keys_since(x_start)
+        pts: list[Point] = []
+        i = 0
+        while i < len(keys):
+            block = keys[i] // _BLOCK
+            j = i
+            while j < len(keys) and keys[j] // _BLOCK == block:
+                j += 1
+            whole = j - i == len([k for k in range(block * _BLOCK, (block + 1) * _BLOCK)
+                                  if k in self._buckets])
+            if whole:
+                hull = self._blocks.get(block)
+                if hull is None:
+                    hull = self._blocks[block] = lower_hull(
+                        p for k in keys[i:j] for p in self._buckets[k].get_hull())
+                pts.extend(hull)
+            else:  # the block the window starts in: only part of it counts
+                pts.extend(p for k in keys[i:j] for p in self._buckets[k].get_hull())
+            i = j
+        return lower_hull(pts)
 
 
 class DeviceClock:
@@ -241,7 +182,8 @@ class DeviceClock:
 
     Feed observations as they happen (``add_arrival`` for every SAMPLES frame, ``add_sync``
     for every SYNC), map device times with :meth:`to_host_ns` (cheap: a cached line, refitted
-    at most every ``refit_s`` of host time and after every SYNC) and read
+    at most every ``refit_s`` of host time, and at once after each of the first
+    ``_PROMPT_SYNCS`` SYNCs) and read
     :meth:`estimate` for the freshest fit.
 
     ``window_s``: how much device time the fit looks back. Longer windows tighten the band
@@ -257,31 +199,36 @@ class DeviceClock:
     (estimates are then honest but wide: the first frames after a boot were seen 20 ms late
     on the virtual dial, so 50 ms). ``backwards_tolerance_us``: device time may go back
     this much (a SYNC overtaking queued frames) before :class:`ClockEpochError`.
+    ``dense_syncs_per_s``: with at least this many SYNCs per second in the window, the slope
+    is the centre of the two-way band instead of the arrivals' hull edge: PINGs at random
+    phases pin the band everywhere, while the hull stands on the few bottoms of the USB
+    sawtooth (one per 10 s at 100 ppm); with one PING a second the band's centre was the worse
+    slope (docs/timing.md, "At the extremes").
     """
 
     def __init__(self, *, window_s: float = 90.0, bucket_s: float = 0.2,
                  envelope_tolerance_us: float = 650.0, min_slope_span_s: float = 5.0,
                  refit_s: float = 0.1, max_skew_ppm: float = 1000.0,
-                 prior_latency_us: int = 50_000, backwards_tolerance_us: int = 10_000_000) -> None:
+                 prior_latency_us: int = 50_000, backwards_tolerance_us: int = 10_000_000,
+                 dense_syncs_per_s: float = 2.0) -> None:
         if bucket_s <= 0 or window_s < 2 * bucket_s:
             raise ValueError("window_s must be at least two buckets (bucket_s) long")
         self._window_us = round(window_s * 1e6)
         self._env_tol_ns = envelope_tolerance_us * _NS_PER_US
         self._min_slope_span = round(min_slope_span_s * 1e6)
+        self._dense = dense_syncs_per_s
         self._bucket_us = max(1, round(bucket_s * 1e6))
         self._refit_ns = round(refit_s * 1e9)
         self._c_box = max_skew_ppm * 1e-3
         self._prior_ns = prior_latency_us * _NS_PER_US
         self._back_us = backwards_tolerance_us
-        self._buckets: dict[int, _Bucket] = {}
-        self._ordered = True  # bucket keys were created in ascending order
-        self._last_key = -(2**62)
-        self._block_hulls: dict[int, list[_Point]] = {}
-        self._txs: list[_Point] = []  # upper bounds from SYNC replies
-        self._lows: list[_Point] = []  # lower bounds from PING receipts
+        self._arrivals = _HullStore(self._bucket_us)  # upper bounds from SAMPLES frames
+        self._txs = _HullStore(self._bucket_us)  # upper bounds from SYNC replies
+        self._lows = _HullStore(self._bucket_us)  # lower bounds from PING receipts, y negated
         self._x_max: int | None = None
         self._h_max = 0  # latest host time seen
         self._n_obs = 0
+        self._n_syncs = 0
         self._dirty = False  # observations since the last fit
         self._stale = True  # the cached estimate is due for a refit
         self._next_fit_ns: int | None = None
@@ -292,17 +239,8 @@ class DeviceClock:
     def add_arrival(self, device_us: int, host_recv_ns: int) -> None:
         """A SAMPLES frame whose last sample has ``device_us`` was read at ``host_recv_ns``."""
         self._check_epoch(device_us)
-        key = device_us // self._bucket_us
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = _Bucket()
-            if key < self._last_key:
-                self._ordered = False  # a late frame opened an older bucket
-            self._last_key = max(self._last_key, key)
+        if self._arrivals.add((device_us, host_recv_ns - _NS_PER_US * device_us)):
             self._prune(device_us)
-        bucket.points.append((device_us, host_recv_ns - _NS_PER_US * device_us))
-        bucket.hull = None
-        self._block_hulls.pop(key // _BLOCK, None)
         self._seen(device_us, host_recv_ns)
         if self._next_fit_ns is None or host_recv_ns >= self._next_fit_ns:
             self._stale = True
@@ -314,12 +252,15 @@ class DeviceClock:
         if device_tx_us < device_rx_us or host_recv_ns < host_send_ns:
             raise ValueError("a SYNC must not end before it starts")
         self._check_epoch(device_rx_us)
-        self._txs.append((device_tx_us, host_recv_ns - _NS_PER_US * device_tx_us))
+        self._txs.add((device_tx_us, host_recv_ns - _NS_PER_US * device_tx_us))
         # The PING was read at an instant in [rx, rx + 1) µs, so F(rx + 1) > host_send and
         # F(rx) > host_send - 1 µs * (1 + skew): 1001 ns covers skews up to 1000 ppm.
-        self._lows.append((device_rx_us, host_send_ns - _NS_PER_US * device_rx_us - 1001))
+        self._lows.add((device_rx_us, -(host_send_ns - _NS_PER_US * device_rx_us - 1001)))
         self._seen(device_tx_us, host_recv_ns)
-        self._stale = True
+        self._n_syncs += 1
+        if (self._n_syncs <= _PROMPT_SYNCS or self._next_fit_ns is None
+                or host_recv_ns >= self._next_fit_ns):
+            self._stale = True
 
     def _check_epoch(self, device_us: int) -> None:
         if self._x_max is not None and device_us < self._x_max - self._back_us:
@@ -334,13 +275,8 @@ class DeviceClock:
 
     def _prune(self, device_us: int) -> None:
         start = max(device_us, self._x_max or device_us) - self._window_us
-        first = start // self._bucket_us
-        for key in [k for k in self._buckets if k < first]:
-            del self._buckets[key]
-            self._block_hulls.pop(key // _BLOCK, None)
-        if self._lows and self._lows[0][0] < start:
-            self._lows = [p for p in self._lows if p[0] >= start]
-            self._txs = [p for p in self._txs if p[0] >= start]
+        for store in (self._arrivals, self._txs, self._lows):
+            store.prune(start)
 
     # -- estimates ---------------------------------------------------------------------
     def estimate(self) -> ClockEstimate | None:
@@ -353,7 +289,8 @@ class DeviceClock:
         return self._cached
 
     def current(self) -> ClockEstimate | None:
-        """The cached estimate, refitted at most every ``refit_s`` and after each SYNC."""
+        """The cached estimate, refitted at most every ``refit_s`` (and after each of the first
+        SYNCs)."""
         if self._stale:
             return self.estimate()
         return self._cached
@@ -367,35 +304,6 @@ class DeviceClock:
         est = self._cached if not self._stale else self.estimate()
         return None if est is None else est.to_host_ns(device_us)
 
-    def _keys_since(self, x_start: int) -> list[int]:
-        if not self._ordered:
-            self._buckets = dict(sorted(self._buckets.items()))
-            self._ordered = True
-        first = x_start // self._bucket_us
-        return [k for k in self._buckets if k >= first]
-
-    def _arrival_hull(self, x_start: int) -> list[_Point]:
-        keys = self._keys_since(x_start)
-        pts: list[_Point] = []
-        i = 0
-        while i < len(keys):
-            block = keys[i] // _BLOCK
-            j = i
-            while j < len(keys) and keys[j] // _BLOCK == block:
-                j += 1
-            whole = j - i == len([k for k in range(block * _BLOCK, (block + 1) * _BLOCK)
-                                  if k in self._buckets])
-            if whole:
-                hull = self._block_hulls.get(block)
-                if hull is None:
-                    hull = self._block_hulls[block] = _lower_hull(
-                        p for k in keys[i:j] for p in self._buckets[k].get_hull())
-                pts.extend(hull)
-            else:  # the block the window starts in: only part of it counts
-                pts.extend(p for k in keys[i:j] for p in self._buckets[k].get_hull())
-            i = j
-        return _lower_hull(pts)
-
     def _fit(self) -> ClockEstimate | None:
         if self._x_max is None:
             return None
@@ -403,9 +311,9 @@ class DeviceClock:
         span = self._window_us
         while True:
             start = x0 - span
-            arr = self._arrival_hull(start)
-            ups = _lower_hull(arr + [p for p in self._txs if p[0] >= start])
-            lows = _upper_hull(p for p in self._lows if p[0] >= start)
+            arr = self._arrivals.hull(start)
+            ups = lower_hull(arr + self._txs.hull(start))
+            lows = [(x, -y) for x, y in self._lows.hull(start)]
             y_ref = ups[-1][1]
             fu = [(float(x - x0), float(y - y_ref)) for x, y in ups]
             fl = [(float(x - x0), float(y - y_ref)) for x, y in lows]
@@ -416,7 +324,7 @@ class DeviceClock:
             # Fit the newer half; at the shortest span, trust the upper bounds alone.
             self.inconsistent_fits += 1
             if span <= 2 * self._bucket_us:
-                band = _solve(fu, [], -self._c_box, self._c_box, self._prior_ns)
+                band = solve(fu, [], -self._c_box, self._c_box, self._prior_ns)
                 assert band is not None  # upper bounds alone are always satisfiable
                 break
             span = max(span // 2, 2 * self._bucket_us)
@@ -426,21 +334,25 @@ class DeviceClock:
                              uncertainty_ns=math.ceil(band.half_width + 502),
                              n_obs=self._n_obs, skew_uncertainty_ppm=band.c_half * 1e3)
 
-    def _band(self, arr: Sequence[_Point], ups: Sequence[tuple[float, float]],
-              lows: Sequence[tuple[float, float]], start: int) -> _Band | None:
-        """The line: slope from the arrivals' one-way hull, offset from the two-way band at
-        that slope; uncertainty from the two-way band over the arrivals' slope interval.
+    def _band(self, arr: Sequence[Point], ups: Sequence[tuple[float, float]],
+              lows: Sequence[tuple[float, float]], start: int) -> Band | None:
+        """The line: slope from the arrivals' one-way hull, or, when PINGs are dense (at least
+        ``dense_syncs_per_s`` answered per second of the arrivals' span), the centre of the
+        two-way band over the arrivals' slope interval; offset from the two-way band at that
+        slope; uncertainty from the two-way band over the arrivals' slope interval.
         Early (arrivals spanning under ``min_slope_span_s``) or when the arrivals' slope
         contradicts the two-way bounds: the centre of the two-way polygon."""
-        if arr and arr[-1][0] - arr[0][0] >= self._min_slope_span:
-            c_arr, c_lo, c_hi = _arrival_slopes(arr, self._env_tol_ns, self._c_box)
-            wide = _solve(ups, lows, c_lo, c_hi, self._prior_ns)
+        span = arr[-1][0] - arr[0][0] if arr else 0
+        if span >= self._min_slope_span:
+            c_arr, c_lo, c_hi = arrival_slopes(arr, self._env_tol_ns, self._c_box)
+            wide = solve(ups, lows, c_lo, c_hi, self._prior_ns)
             if wide is not None:
-                fixed = _solve(ups, lows, c_arr, c_arr, self._prior_ns) or wide
+                c = wide.c if self._lows.count(start) * 1e6 >= self._dense * span else c_arr
+                fixed = solve(ups, lows, c, c, self._prior_ns) or wide
                 lo, hi = wide.a - wide.half_width, wide.a + wide.half_width
-                return _Band(fixed.a, fixed.c, max(fixed.a - lo, hi - fixed.a),
-                             max(c_hi - fixed.c, fixed.c - c_lo))
-        return _solve(ups, lows, -self._c_box, self._c_box, self._prior_ns)
+                return Band(fixed.a, fixed.c, max(fixed.a - lo, hi - fixed.a),
+                            max(c_hi - fixed.c, fixed.c - c_lo))
+        return solve(ups, lows, -self._c_box, self._c_box, self._prior_ns)
 
 
 class SlewedMap:
