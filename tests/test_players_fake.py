@@ -782,3 +782,27 @@ def test_garbage_from_a_player_is_skipped_or_oserror():
     with pytest.raises(UsageError) as exc:
         create_session("vlc:http://u:p@h\nx", video=None, latency_ms=0, osd=False, ratings=dict)
     assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("order", [
+    ("start", "path", "loaded"),  # connected before the file started: both orders of the path
+    ("start", "loaded", "path"),
+    ("path", "loaded"),  # connected after start-file: the initial path, then file-loaded
+    ("loaded", "path"),
+])
+def test_mpv_messages_of_one_load_in_any_order_give_one_media_load(order) -> None:
+    """mpv reports ``start-file``, the ``path`` property and ``file-loaded`` in an order that
+    depends on when the IPC client connected and on scheduling: one file is one load."""
+    from ratedial.media import MediaClock
+    from ratedial.players.mpv import MpvInput, mpv_clock_config
+
+    msgs = {"start": {"event": "start-file"},
+            "path": {"event": "property-change", "name": "path", "data": "/v/a.mp4"},
+            "loaded": {"event": "file-loaded"}}
+    inp = MpvInput(MediaClock(mpv_clock_config(0.0)))
+    loads = [inp.message(10 + k, msgs[m]).load for k, m in enumerate(order)]
+    assert loads.count(True) == 1, (order, loads)
+    # and the next file, announced the same way, is a second load
+    nxt = [inp.message(20 + k, m).load for k, m in enumerate(
+        ({"event": "end-file", "reason": "stop"}, msgs["start"], msgs["path"], msgs["loaded"]))]
+    assert nxt.count(True) == 1

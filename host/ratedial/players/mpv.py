@@ -307,7 +307,9 @@ class MpvInput:
 
     def _path(self, step: MpvStep, host_ns: int, value: Any) -> None:
         # Connecting to an mpv that already plays a file: no file-loaded event will come.
-        if isinstance(value, str) and not self.loaded:
+        # After a start-file, one will: the load is that event's (mpv may report the new
+        # path before or after it).
+        if isinstance(value, str) and not self.loaded and not self.starting:
             self._load(step, host_ns)
 
     def _event_seek(self, step: MpvStep, host_ns: int, msg: dict[str, Any]) -> None:
