@@ -17,6 +17,11 @@ simulator's ground truth, per dial:
   that stored line (a refit between stored models, or a correction being slewed in);
 * ``backwards``: recorded host times that went back within an epoch (must be 0).
 
+The whole is run twice: with the daemon's default PING interval and with
+``ping_interval_s = DENSE_PING_S`` in its config (``dense_pings``); each recording is also
+replayed through this model and through the arrivals' slope alone (``replayed_worst_seed``:
+RMS and skew error frame by frame, no slewing), two estimators on the same observations.
+
 Figures are reported per drift as the worst over the seeds (largest RMS, largest |skew
 error|, lowest coverage). Per seed also what the error is made of, against the truth: the
 fastest frame's, PING's and reply's delays, half the asymmetry of the first two (the bias
@@ -48,19 +53,26 @@ RUN_S = 4.0 + 30.0 + 16.0  # 16 s of steady state after the 30 s
 STEADY_AFTER_S = 30.0
 SIM_SEEDS = tuple(range(1, 9))
 SIM_PING_PERIODS_S = (1.0, 0.1)  # the daemon's PING interval, and ten times faster
+DENSE_PING_S = 0.1  # the second pass: ``ping_interval_s`` in the daemon's config
 
 
-def _record(seed: int, workdir: Path) -> tuple[Path, dict[str, list[Any]], dict[str, float]]:
+def _record(seed: int, workdir: Path, ping_interval_s: float | None = None
+            ) -> tuple[Path, dict[str, list[Any]], dict[str, float]]:
     dials = [VirtualDial(seed=10 * seed + k, drift_ppm=drift, wrap_bits=30,
                          tick_start_us=(1 << 30) - 18_000_000, subprocess=True,
                          faults=(parse_fault(f"reboot@{REBOOT_S}"), parse_fault("stall@26:2")))
              for k, drift in enumerate(DRIFTS)]
     for d in dials:
         d.start()
-    path = workdir / f"extremes-{seed}.ratedial"
+    name = f"extremes-{seed}" + ("" if ping_interval_s is None else f"-ping{ping_interval_s:g}")
+    path = workdir / f"{name}.ratedial"
     try:
         args = [sys.executable, "-m", "ratedial", "run", "--no-scan", "--broker", "none",
                 "--record", str(path), "--duration", str(RUN_S), "--json"]
+        if ping_interval_s is not None:
+            cfg = workdir / f"{name}.toml"
+            cfg.write_text(f"ping_interval_s = {ping_interval_s}\n")
+            args += ["--config", str(cfg)]
         for d in dials:
             args += ["--port", d.port]
         subprocess.run(args, capture_output=True, text=True, check=True, timeout=RUN_S + 120)
@@ -204,22 +216,48 @@ def _simulated() -> dict[str, Any]:
     return out
 
 
-def run() -> dict[str, Any]:
-    per_seed: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in SEEDS:
-            path, truths, drift_of = _record(seed, Path(tmp))
-            con = sqlite3.connect(path)
-            for uid, boots in truths.items():
-                fig = _dial_figures(con, uid, boots, drift_of[uid])
-                per_seed.setdefault(f"{drift_of[uid]:+.0f}ppm", {})[f"seed{seed}"] = fig
-            con.close()
+def _replayed(con: sqlite3.Connection, uid: str, boots: list[Any], drift: float,
+              clock: DeviceClock) -> dict[str, Any]:
+    """The last boot's observations (``arrivals``, ``sync_obs``) replayed into ``clock`` in
+    receive order, each frame's last sample mapped as it arrives: RMS from 30 s after the
+    boot and the skew error at 30 s (no slewing: a few µs from the recorded figures). Two
+    estimators on the very same recording."""
+    epoch_id, boot_id = con.execute(
+        "SELECT e.epoch_id, e.boot_id FROM epochs e JOIN dials d USING (dial_id) WHERE d.uid = ? "
+        "ORDER BY e.first_host_ns DESC LIMIT 1", (uid,)).fetchone()
+    truth = {b.boot_id: b for b in boots}[boot_id]
+    arrivals = con.execute("SELECT device_us, host_recv_ns FROM arrivals WHERE epoch_id = ?",
+                           (epoch_id,)).fetchall()
+    syncs = con.execute("SELECT host_send_ns, device_rx_us, device_tx_us, host_recv_ns FROM "
+                        "sync_obs WHERE epoch_id = ?", (epoch_id,)).fetchall()
+    events = sorted([(a[1], 0, a) for a in arrivals] + [(s[3], 1, s) for s in syncs],
+                    key=lambda e: (e[0], e[1]))
+    start = None
+    errs: list[int] = []
+    skew_err = None
+    for h, kind, obs in events:
+        if kind:
+            clock.add_sync(*obs)
+            continue
+        clock.add_arrival(*obs)
+        est = clock.current()
+        true = truth.host_ns(obs[0], near_ns=h)
+        start = true if start is None else start
+        if est is not None and (true - start) / 1e9 >= STEADY_AFTER_S:
+            if skew_err is None:
+                skew_err = est.skew_ppm - _true_skew_ppm(drift)
+            errs.append(est.to_host_ns(obs[0]) - true)
+    return {"rms_us": round(math.sqrt(sum(e * e for e in errs) / len(errs)) / 1000, 1)
+            if errs else None, "skew_error_ppm": None if skew_err is None else round(skew_err, 2)}
+
+
+def _worst(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
     worst: dict[str, Any] = {}
     for drift, seeds in per_seed.items():
         figs = list(seeds.values())
 
         def pick(key: str, fn: Any, figs: list[dict[str, Any]] = figs) -> Any:
-            vals = [f[key] for f in figs if f[key] is not None]
+            vals = [f[key] for f in figs if f.get(key) is not None]
             return fn(vals) if vals else None
 
         worst[drift] = {
@@ -234,11 +272,47 @@ def run() -> dict[str, Any]:
                 "half_asymmetry_us"),
             "arrival_median_us": pick("arrival_median_us", max),
         }
+    return worst
+
+
+def _pass(tmp: Path, ping_interval_s: float | None) -> dict[str, Any]:
+    """One recording per seed; per dial the recorded figures, and the same recording
+    replayed through the model as shipped and through the one before dense PINGs counted."""
+    per_seed: dict[str, dict[str, Any]] = {}
+    replays: dict[str, dict[str, dict[str, Any]]] = {"this_model": {}, "arrivals_slope": {}}
+    for seed in SEEDS:
+        path, truths, drift_of = _record(seed, tmp, ping_interval_s)
+        con = sqlite3.connect(path)
+        for uid, boots in truths.items():
+            drift = f"{drift_of[uid]:+.0f}ppm"
+            per_seed.setdefault(drift, {})[f"seed{seed}"] = _dial_figures(
+                con, uid, boots, drift_of[uid])
+            for name, clock in (("this_model", DeviceClock()), ("arrivals_slope", DeviceClock(
+                    dense_syncs_per_s=math.inf))):
+                replays[name].setdefault(drift, {})[f"seed{seed}"] = _replayed(
+                    con, uid, boots, drift_of[uid], clock)
+        con.close()
+    return {"worst_seed": _worst(per_seed), "per_seed": per_seed,
+            "replayed_worst_seed": {name: _worst(r) for name, r in replays.items()}}
+
+
+def run() -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        default = _pass(Path(tmp), None)
+        dense = _pass(Path(tmp), DENSE_PING_S)
+    worst, per_seed = default["worst_seed"], default["per_seed"]
     return {"what": f"virtual dials at ±100 and ±500 ppm, reboot at {REBOOT_S:g} s, 30-bit "
                     f"tick wrap, 2 s stall; {RUN_S:g} s runs, seeds {list(SEEDS)}; steady "
                     f"state = samples {STEADY_AFTER_S:g} s or more after the reboot; worst "
                     "seed per drift",
             "worst_seed": worst, "per_seed": per_seed,
+            "replayed_worst_seed": default["replayed_worst_seed"],
+            "dense_pings": {
+                "what": f"the same runs with ping_interval_s = {DENSE_PING_S:g} in the daemon's "
+                        "config; replayed_worst_seed: each recording replayed through this model "
+                        "and through the arrivals' slope alone (the model before dense PINGs "
+                        "counted), frame by frame",
+                **dense},
             "simulated_link": {
                 "what": f"the same model on bench/clocksim.py's load-free nominal link, first "
                         f"{RUN_S - REBOOT_S:g} s of a boot, seeds {list(SIM_SEEDS)}, worst seed "
