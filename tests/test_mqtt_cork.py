@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from brokers import mosquitto
 from ratedial.config import MqttConfig
 from ratedial.daemon.core import SamplesOut
@@ -30,9 +32,10 @@ def frame(first: int, n: int) -> SamplesOut:
                       tuple(float(i) for i in idx), (0,) * n)
 
 
-async def _run(path: Path, port: int, sub: Subscriber) -> MqttPublisher:
+async def _run(path: Path, port: int, sub: Subscriber, live_qos: int) -> MqttPublisher:
     rec = Recorder(path, meta={"daemon_id": "cork", "run_id": "r1"})
-    pub = MqttPublisher(MqttConfig(broker=f"mqtt://127.0.0.1:{port}", batch_ms=HOUR_MS),
+    pub = MqttPublisher(MqttConfig(broker=f"mqtt://127.0.0.1:{port}", batch_ms=HOUR_MS,
+                                   live_qos=live_qos),
                         topics=Topics("ratedial", "cork"), recorder=rec, run_id="r1",
                         rater_of=lambda _u: None, status_of=dict, wall_offset_ns=0,
                         software_version="test")
@@ -67,13 +70,15 @@ async def _run(path: Path, port: int, sub: Subscriber) -> MqttPublisher:
             task.cancel()
 
 
-def test_frames_go_out_at_once_when_idle_and_coalesce_under_load(tmp_path):
+@pytest.mark.parametrize("live_qos", [1, 0])
+def test_frames_go_out_at_once_when_idle_and_coalesce_under_load(tmp_path, live_qos):
+    """At QoS 1 a live message is in flight until its PUBACK, at QoS 0 until it is written."""
     with mosquitto(tmp_path / "broker") as broker:
         sub = Subscriber(broker.port)
         sub.start()
         try:
             assert sub.wait_for(lambda s: s.connects >= 1, 10)
-            pub = asyncio.run(_run(tmp_path / "cork.ratedial", broker.port, sub))
+            pub = asyncio.run(_run(tmp_path / "cork.ratedial", broker.port, sub, live_qos))
         finally:
             sub.stop()
     got = sub.indices(DIAL)
@@ -83,3 +88,4 @@ def test_frames_go_out_at_once_when_idle_and_coalesce_under_load(tmp_path):
     assert sizes == [10, 200, 1]
     assert pub.published_samples == 211
     assert not pub.outbox.backlog
+    assert not pub.outbox.unconfirmed  # the last checkpoint's PUBACK covered every batch

@@ -22,12 +22,14 @@ import logging
 import random
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -106,6 +108,7 @@ class MqttPublisher(FromRecordings):
         self._wake = asyncio.Event()  # new samples or events, or the last live PUBACK came
         self._expiry_props: dict[int, Properties] = {}
         self._live_inflight = 0  # live sample messages not yet confirmed (QoS 1) or written
+        self._live_mids: set[int] = set()  # their message ids on the current connection
         self.live_messages = 0
         self._client: aiomqtt.Client | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -208,6 +211,8 @@ class MqttPublisher(FromRecordings):
                 async with self._make_client() as client:
                     self._client = client
                     _no_delay(client)
+                    _write_at_once(client)
+                    self._hook_live_acks(client)
                     self._ever_connected = True
                     self.connected, self.state, backoff = True, "connected", 0.5
                     await client.publish(self.topics.daemon_status,
@@ -237,6 +242,8 @@ class MqttPublisher(FromRecordings):
                 self._went_down(exc.strerror or str(exc))
             finally:
                 self._client = None
+                self._live_inflight = 0  # their samples are in the outbox's backlog now
+                self._live_mids.clear()
                 for t in list(self._tasks):
                     t.cancel()
             with contextlib.suppress(asyncio.TimeoutError):
@@ -353,21 +360,12 @@ class MqttPublisher(FromRecordings):
         if task.cancelled():
             return
         exc = task.exception()  # retrieved here, so asyncio never logs it as lost
-        if exc is not None and self._failure is None:
-            self._failure = exc
-            self.connected = False  # new samples go to the backlog from now on
+        if exc is not None:
+            self._fail(exc)
 
     async def _publish(self, client: aiomqtt.Client, topic: str, payload: bytes, *, qos: int,
-                       retain: bool = False, expiry_s: int | None = None) -> None:
-        props = None
-        if expiry_s and self.protocol == aiomqtt.ProtocolVersion.V5:
-            props = self._expiry_props.get(expiry_s)
-            if props is None:  # built once: paho only reads it when packing
-                props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-                props.MessageExpiryInterval = expiry_s
-                self._expiry_props[expiry_s] = props
-        await client.publish(topic, payload, qos=qos, retain=retain, properties=props,
-                             timeout=QOS1_TIMEOUT_S)
+                       retain: bool = False) -> None:
+        await client.publish(topic, payload, qos=qos, retain=retain, timeout=QOS1_TIMEOUT_S)
 
     async def _checkpoint(self, client: aiomqtt.Client, gen: int) -> None:
         await client.publish(self.topics.daemon_status, dumps(self._daemon_status("online")),
@@ -397,17 +395,53 @@ class MqttPublisher(FromRecordings):
         self.outbox.live_sent(b.key, b.first, b.end)
         self.published_samples += b.end - b.first
         self.live_messages += 1
-        self._live_inflight += 1
-        self._spawn(self._publish_live(self._client, self.topics.samples(uid), payload))
+        self._send_live(self._client, self.topics.samples(uid), payload)
 
-    async def _publish_live(self, client: aiomqtt.Client, topic: str, payload: bytes) -> None:
-        try:
-            await self._publish(client, topic, payload, qos=self.cfg.live_qos,
-                                expiry_s=self.cfg.live_expiry_s)
-        finally:
-            self._live_inflight -= 1
-            if self._live_inflight == 0:
-                self._wake.set()  # what was coalesced meanwhile can go now
+    def _send_live(self, client: aiomqtt.Client, topic: str, payload: bytes) -> None:
+        """Hand a live batch to the connection now, in publish order; its PUBACK comes to
+        :meth:`_live_acked`. Without the task, event and timer per message that
+        ``client.publish`` takes, and one turn of the loop sooner: nothing waits here for
+        the PUBACK (the outbox waits for the next checkpoint's), and a connection that stops
+        acknowledging fails that checkpoint's ``QOS1_TIMEOUT_S``."""
+        props = None
+        expiry_s = self.cfg.live_expiry_s
+        if expiry_s and self.protocol == aiomqtt.ProtocolVersion.V5:
+            props = self._expiry_props.get(expiry_s)
+            if props is None:  # built and packed once: paho packs it for every message
+                props = self._expiry_props[expiry_s] = _PackedProperties(expiry_s)
+        info = client._client.publish(topic, payload, self.cfg.live_qos, False, props)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            self._fail(aiomqtt.MqttCodeError(info.rc, "could not publish a live batch"))
+            return
+        if info.is_published():
+            return  # QoS 0, on the socket already
+        self._live_mids.add(info.mid)
+        self._live_inflight += 1
+
+    def _hook_live_acks(self, client: aiomqtt.Client) -> None:
+        """Route the PUBACKs of live batches to :meth:`_live_acked`, the rest to aiomqtt."""
+        paho_client = client._client
+        theirs = paho_client.on_publish
+
+        def on_publish(c: Any, userdata: Any, mid: int, *rest: Any) -> None:
+            if mid in self._live_mids:
+                self._live_acked(mid)
+            elif theirs is not None:
+                theirs(c, userdata, mid, *rest)
+
+        paho_client.on_publish = on_publish
+
+    def _live_acked(self, mid: int) -> None:
+        self._live_mids.discard(mid)
+        self._live_inflight -= 1
+        if self._live_inflight == 0:
+            self._wake.set()  # what was coalesced meanwhile can go now
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._failure is None:
+            self._failure = exc
+            self.connected = False  # new samples go to the backlog from now on
+            self._wake.set()
 
     def _publish_events(self, client: aiomqtt.Client) -> None:
         events, self._events = self._events, []
@@ -436,3 +470,48 @@ def _no_delay(client: aiomqtt.Client) -> None:
     if sock is not None:
         with contextlib.suppress(OSError, AttributeError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _PackedProperties(Properties):
+    """A PUBLISH's message expiry, packed once: paho packs a message's properties each time
+    it sends one (a walk of its property tables per live message)."""
+
+    _packed: bytes
+
+    def __init__(self, expiry_s: int) -> None:
+        super().__init__(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        self.MessageExpiryInterval = expiry_s
+        packed: bytes = super().pack()  # type: ignore[no-untyped-call]
+        object.__setattr__(self, "_packed", packed)  # paho's __setattr__ takes property names
+
+    def pack(self) -> bytes:
+        return self._packed
+
+
+def _write_at_once(client: aiomqtt.Client) -> None:
+    """Hand each packet to the socket when it is queued, not one event-loop turn later.
+
+    aiomqtt flushes paho's queue from a writer callback it registers through
+    ``call_soon_threadsafe``: per packet a self-pipe write and read, two ``epoll_ctl`` and
+    two more turns of the loop before the packet is sent. On the loop's own thread and
+    outside paho's callbacks (where paho writes at once too when it runs its own loop), the
+    packet is written here; what the socket does not take (or a broken socket) goes the
+    deferred way, which reports errors as before.
+    """
+    paho_client = getattr(client, "_client", None)
+    deferred = getattr(paho_client, "on_socket_register_write", None)
+    in_callback = getattr(paho_client, "_in_callback_mutex", None)
+    if paho_client is None or deferred is None or in_callback is None:
+        return
+    loop_thread = threading.get_ident()
+
+    def register_write(c: Any, userdata: Any, sock: Any) -> None:
+        if threading.get_ident() == loop_thread and in_callback.acquire(False):
+            in_callback.release()
+            with contextlib.suppress(Exception):  # the deferred write meets it and reports it
+                c.loop_write()
+            if not c.want_write():
+                return
+        deferred(c, userdata, sock)
+
+    paho_client.on_socket_register_write = register_write
