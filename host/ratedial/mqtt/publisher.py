@@ -409,7 +409,11 @@ class MqttPublisher(FromRecordings):
             props = self._expiry_props.get(expiry_s)
             if props is None:  # built and packed once: paho packs it for every message
                 props = self._expiry_props[expiry_s] = _PackedProperties(expiry_s)
-        info = client._client.publish(topic, payload, self.cfg.live_qos, False, props)
+        try:
+            info = client._client.publish(topic, payload, self.cfg.live_qos, False, props)
+        except Exception as exc:  # as from a publish task: this connection is given up
+            self._fail(exc)
+            return
         if info.rc != paho.MQTT_ERR_SUCCESS:
             self._fail(aiomqtt.MqttCodeError(info.rc, "could not publish a live batch"))
             return
