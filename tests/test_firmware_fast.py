@@ -129,3 +129,26 @@ def test_native_pack_run_equals_bytecode_packer() -> None:
     frames of every fill level."""
     out = run_mpy(_PACK).split()
     assert out[0] == "OK" and int(out[1]) > 10000, out
+
+
+_TIME = """
+import struct
+from dial import clock, fast
+assert fast.NATIVE, fast.WHY
+b1 = bytearray(20)
+b2 = bytearray(20)
+for t in (0, 1, (1 << 29) - 1, 1 << 29, (1 << 30) + 12345, (1 << 32) + 7, (1 << 40) + 99,
+          (1 << 62) + 3, (1 << 64) - 1):
+    hi, lo = t >> 29, t & ((1 << 29) - 1)
+    clock.put_time(b1, 3, hi, lo)
+    fast.put_time(b2, 3, hi, lo)
+    assert struct.unpack_from("<Q", b1, 3)[0] == t, (t, bytes(b1))
+    assert b1 == b2, (t, bytes(b1), bytes(b2))
+print("OK")
+"""
+
+
+def test_put_time_writes_64_bit_times_from_two_small_ints() -> None:
+    """dial.clock writes 64-bit device times from hi * 2**29 + lo (two small ints, no bigint
+    on 32-bit ports); the native twin writes the same bytes, up to 2**64 - 1."""
+    assert run_mpy(_TIME).split() == ["OK"]

@@ -44,6 +44,8 @@ from .version import FIRMWARE_VERSION
 from .writer import Writer
 
 U32 = const(0xFFFFFFFF)
+STATUS_TIME = const(4)  # offset of time_us in a STATUS body
+HELLO_TIME = const(8)  # offset of time_us in a HELLO body
 
 STATUS_US = const(1_000_000)
 HELLO_US = const(5_000_000)
@@ -92,6 +94,12 @@ FALLBACK = {
 }
 
 
+def _u32(x):
+    """x mod 2**32 for a u32 field; without an int op when x is a small int already (an op
+    with 0xFFFFFFFF, a bigint on rp2/esp32, allocates)."""
+    return x if 0 <= x and not x >> 30 else x & U32
+
+
 class App:
     def __init__(self, hw, cfg):
         if hw.tick_bits > 30:
@@ -108,6 +116,8 @@ class App:
         self.backend = hw.counter.name
         self.uid = hw.unique_id()
         self.boot = hw.boot_id() & U32
+        # HELLO's strings as bytes once: str.encode() would allocate every 5 s
+        self._names = (self.board.encode(), FIRMWARE_VERSION.encode(), self.backend.encode())
 
         self.clock = Clock(hw)
         self.sampler = Sampler(hw, RING, EVENTS)
@@ -128,9 +138,13 @@ class App:
             commands.BATCH: self._cmd_batch,
             commands.ZERO: self._cmd_zero,
         }
-        self._next_status = 0
-        self._next_hello = 0
-        self._next_due = 0  # min(_next_status, _next_hello)
+        # Raw ticks of the next STATUS and HELLO, and the earlier of both: compared with
+        # ticks_diff, so no 64-bit int is made (dial.clock).
+        self._diff = hw.ticks_diff
+        self._tmask = (1 << hw.tick_bits) - 1
+        self._status_at = 0
+        self._hello_at = 0
+        self._due_at = 0
         self._mem_k = 0  # STATUS frames until mem_free is read again (see _mem_free)
         self._mem_last = 0
         self.started = False
@@ -153,10 +167,11 @@ class App:
     def start(self):
         """Lone 0x00 first, then HELLO, then start sampling."""
         self.writer.begin()
-        now = self.clock.now()
-        self._next_status = now + STATUS_US
-        self._next_hello = now + HELLO_US
-        self._next_due = self._next_status
+        c = self.clock
+        c.now()
+        self._status_at = (c.raw + STATUS_US) & self._tmask
+        self._hello_at = (c.raw + HELLO_US) & self._tmask
+        self._due_at = self._status_at
         self.sampler.configure(self.period, debounce_samples(self.debounce_ms, self.rate))
         self._hello()
         self.hw.start_timer(self.period, self.sampler.irq)
@@ -189,10 +204,12 @@ class App:
 
     def _hello_body(self, seq, batch):
         flags = 0 if self.hw.button is None else 1
-        return protocol.pack_hello(
-            self.scratch, seq, self.boot, self.clock.base, self.period, self.rate,
-            batch, self.hw.tick_bits, flags, self.debounce_ms, self.uid, self.board,
-            FIRMWARE_VERSION, self.backend)
+        board, firmware, backend = self._names
+        end = protocol.pack_hello(
+            self.scratch, seq, self.boot, 0, self.period, self.rate, batch,
+            self.hw.tick_bits, flags, self.debounce_ms, self.uid, board, firmware, backend)
+        self.clock.put_now(self.scratch, HELLO_TIME)
+        return end
 
     def _hello(self):
         self.clock.now()
@@ -213,10 +230,13 @@ class App:
         finally:
             hw.enable_irq(st)
         q = self.q
+        c = self.clock
+        c.now()
         end = protocol.pack_status(
-            self.scratch, self.writer.next_seq(), self.clock.now(), self.packer.abs_index(lo),
-            q.frames_dropped & U32, q.samples_dropped & U32, overruns, jmax,
+            self.scratch, self.writer.next_seq(), 0, self.packer.abs_index(lo),
+            _u32(q.frames_dropped), _u32(q.samples_dropped), overruns, jmax,
             self._mem_free(), q.count, q.capacity)
+        c.put_now(self.scratch, STATUS_TIME)
         self._queue(end)
 
     def _mem_free(self):
@@ -225,7 +245,7 @@ class App:
         be up to MEM_EVERY seconds old."""
         k = self._mem_k
         if k <= 0:
-            self._mem_last = self.hw.mem_free() & U32
+            self._mem_last = _u32(self.hw.mem_free())
             k = MEM_EVERY
         self._mem_k = k - 1
         return self._mem_last
@@ -241,7 +261,10 @@ class App:
 
     def rx_byte(self, c):
         """One byte from the host."""
-        t_rx = self.clock.now() if c == 10 else 0
+        t_rx = 0
+        if c == 10:
+            self.clock.now()
+            t_rx = self.clock.base
         r = self.lines.feed(c)
         if r is None:
             return
@@ -259,8 +282,9 @@ class App:
         w = self.writer
         seq = w.next_seq()
         if w.flush_for_sync():
+            self.clock.now()
             w.send_now(self.scratch,
-                       protocol.pack_sync(self.scratch, seq, token, t_rx, self.clock.now()))
+                       protocol.pack_sync(self.scratch, seq, token, t_rx, self.clock.base))
         else:
             self.q.lost_frame()  # the link could not take it: counted like any dropped frame
 
@@ -311,18 +335,22 @@ class App:
 
     def housekeeping(self):
         """STATUS every second, HELLO every 5 s (device time)."""
-        now = self.clock.now()
-        if now >= self._next_status:
+        c = self.clock
+        c.now()
+        diff = self._diff
+        tm = self._tmask
+        if diff(c.raw, self._status_at) >= 0:
             self._status()
-            self._next_status += STATUS_US
-            if self._next_status <= now:
-                self._next_status = now + STATUS_US
-        if now >= self._next_hello:
+            self._status_at = (self._status_at + STATUS_US) & tm
+            if diff(c.raw, self._status_at) >= 0:
+                self._status_at = (c.raw + STATUS_US) & tm
+        if diff(c.raw, self._hello_at) >= 0:
             self._hello()
-            self._next_hello += HELLO_US
-            if self._next_hello <= now:
-                self._next_hello = now + HELLO_US
-        self._next_due = min(self._next_status, self._next_hello)
+            self._hello_at = (self._hello_at + HELLO_US) & tm
+            if diff(c.raw, self._hello_at) >= 0:
+                self._hello_at = (c.raw + HELLO_US) & tm
+        sa = self._status_at
+        self._due_at = sa if diff(self._hello_at, sa) >= 0 else self._hello_at
 
     def step(self):
         """One round of the main loop without asyncio (tests, simple hosts)."""
@@ -348,7 +376,7 @@ class App:
             if self.job_error is not None:
                 return  # failed before: the ticker ends the run with it
             self.packer.pack()
-            if self.clock.base >= self._next_due:
+            if self._diff(self.clock.raw, self._due_at) >= 0:
                 self.housekeeping()
             done = w.write()
             sst = self.sampler.st
@@ -405,7 +433,7 @@ class App:
             writer.quiet = True
             try:
                 packer.pack()
-                if clock.base >= self._next_due:
+                if self._diff(clock.raw, self._due_at) >= 0:
                     self.housekeeping()
             finally:
                 writer.quiet = False

@@ -10,6 +10,8 @@ Invariants:
 - ``finish(body, n, dst, off)``: CRC-32 (IEEE, as ``binascii.crc32``) of ``body[:n]``
   appended little-endian at ``body[n:n+4]``, then COBS of ``body[:n+4]`` into ``dst`` from
   ``off``, then the 0x00 delimiter; returns the end offset. Allocates nothing.
+- ``put_time(buf, off, hi, lo)``: dial.clock.put_time's twin (a 64-bit time from two small
+  ints, written without making the int).
 - ``pack_run(ps, sampler, body)``: the packer's per-sample loop for the open SAMPLES frame
   (dial.packer.Packer.pack keeps the rest: closing frames, losses, period changes).
 - ``sampler_irq(self, arg)``: the body of ``dial.sampler.Sampler`` 's interrupt handler over
@@ -24,6 +26,7 @@ NATIVE = False
 finish = None
 sampler_irq = None
 pack_run = None
+put_time = None
 crc_table = None
 WHY = None  # why NATIVE is False, when it is
 
@@ -164,6 +167,22 @@ def _pack_run(ps, smp, body) -> int:
 
 
 @micropython.viper
+def _put_time(buf, off: int, hi: int, lo: int):
+    # dial.clock.put_time: hi * 2**29 + lo as u64 little-endian at buf[off:off + 8]
+    b = ptr8(buf)
+    v = lo | (hi << 29)
+    b[off] = v & 0xFF
+    b[off + 1] = (v >> 8) & 0xFF
+    b[off + 2] = (v >> 16) & 0xFF
+    b[off + 3] = (v >> 24) & 0xFF
+    h = hi >> 3
+    b[off + 4] = h & 0xFF
+    b[off + 5] = (h >> 8) & 0xFF
+    b[off + 6] = (h >> 16) & 0xFF
+    b[off + 7] = (h >> 24) & 0xFF
+
+
+@micropython.viper
 def _sampler_irq(self, _arg):
     s = ptr32(self.st)
     ta = s[15]
@@ -246,7 +265,7 @@ def _sampler_irq(self, _arg):
 
 
 def _load():
-    global NATIVE, finish, sampler_irq, crc_table, pack_run
+    global NATIVE, finish, sampler_irq, crc_table, pack_run, put_time
     try:
         import micropython  # noqa: F401 - only to fail fast outside MicroPython
         from array import array
@@ -266,6 +285,7 @@ def _load():
     finish = g["_finish"]
     sampler_irq = g["_sampler_irq"]
     pack_run = g["_pack_run"]
+    put_time = g["_put_time"]
     NATIVE = True
 
 

@@ -35,6 +35,7 @@ from .sampler import EVENTS, M30, RING, S_EV_W, S_WAKE_AT
 
 _HALF30 = const(0x20000000)
 RECORDS = const(29)  # protocol.SAMPLES_RECORDS: offset of record 0 in a SAMPLES body
+T_FIRST = const(12)  # offset of t_first_us in a SAMPLES body (header 4, first_index 8)
 PACK_MAX = const(256)  # samples packed per call before yielding to the writer
 MAX_BATCH = const(100)
 
@@ -216,10 +217,11 @@ class Packer:
         if self.sampler.wake is not None:  # the frame after this one, if none opens first
             self.sampler.st[S_WAKE_AT] = (self._first + n + self.batch - 1) & M30
         w = self.writer
-        end = protocol.pack_samples_head(
-            self.body, w.next_seq(), self._first, self.clock.extend(self._t0),
-            self._fperiod, self._c0, n)
-        w.queue(self.body, end, self._first, n)
+        body = self.body
+        end = protocol.pack_samples_head(body, w.next_seq(), self._first, 0, self._fperiod,
+                                         self._c0, n)
+        self.clock.put(body, T_FIRST, self._t0)  # 64-bit time, no bigint (dial.clock)
+        w.queue(body, end, self._first, n)
 
     def _lost(self, k):
         """The ring overflowed: samples rd .. rd+k-1 were overwritten unread."""

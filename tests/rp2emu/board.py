@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import tty
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -247,6 +248,87 @@ class EmuPico:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# ------------------------------------------------------------------ counting collections
+
+# Runs as main.py: prints the C function behind gc.collect (py_gc_collect) and its first
+# 16 halfwords, then, after one byte from the host, collects 3 times; after a second byte it
+# makes 400 KB of garbage (the heap is ~160 KB: the allocator must collect by itself).
+_GC_PROBE = b"""import gc, machine, sys
+f = machine.mem32[id(gc.collect) + 4] & ~1
+print('GCFUN', f, ' '.join(str(machine.mem16[f + k]) for k in range(0, 32, 2)))
+sys.stdin.buffer.read(1)
+for _ in range(3):
+    gc.collect()
+print('GCDONE')
+sys.stdin.buffer.read(1)
+for _ in range(4000):
+    bytearray(100)
+print('GCAUTO')
+"""
+_gc_collect_addr: dict[Path, int] = {}
+
+
+def _first_bl(fun: int, halfwords: list[int]) -> int:
+    """Target of the first Thumb BL in a function's code (ARMv6-M encoding T1)."""
+    for k in range(len(halfwords) - 1):
+        h1, h2 = halfwords[k], halfwords[k + 1]
+        if h1 & 0xF800 == 0xF000 and h2 & 0xD000 == 0xD000:
+            s = (h1 >> 10) & 1
+            i1 = 1 - (((h2 >> 13) & 1) ^ s)
+            i2 = 1 - (((h2 >> 11) & 1) ^ s)
+            imm = (s << 24) | (i1 << 23) | (i2 << 22) | ((h1 & 0x3FF) << 12) | ((h2 & 0x7FF) << 1)
+            if s:
+                imm -= 1 << 25
+            return fun + 2 * k + 4 + imm
+    raise LookupError("no BL in py_gc_collect's first instructions")
+
+
+def find_gc_collect(cache: Path, uf2: Path | None = None, timeout: float = 300.0) -> int:
+    """Address of the interpreter's ``gc_collect()`` in this UF2: the first call made by the
+    function behind ``gc.collect`` (MicroPython's py/modgc.c), which every collection goes
+    through, whether asked for or forced by an allocation that found the heap full. Checked
+    with the runner's ``watch_pc``: 3 explicit collections count 3, and garbage beyond the
+    heap's size counts the allocator's own. Cached per UF2."""
+    import serial
+
+    key = (uf2 or shared_dir() / UF2_NAME).resolve()
+    if key in _gc_collect_addr:
+        return _gc_collect_addr[key]
+    image = make_image({"main.py": _GC_PROBE}, cache)
+    with EmuPico(image=image, uf2=uf2) as emu:
+        ser = serial.Serial(emu.port, timeout=0.5)
+        try:
+            text = b""
+            deadline = time.monotonic() + timeout
+            while b"GCFUN" not in text or not text.split(b"GCFUN", 1)[1].count(b"\n"):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(text[-500:])
+                text += ser.read(4096)
+            line = text.split(b"GCFUN", 1)[1].split(b"\n", 1)[0].split()
+            fun, hws = int(line[0]), [int(x) for x in line[1:]]
+            addr = _first_bl(fun, hws)
+            emu.call("watch_pc", addr=addr)
+            ser.write(b"x")
+            while b"GCDONE" not in text:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(text[-500:])
+                text += ser.read(4096)
+            hits = emu.stats()["watch_hits"]
+            ser.write(b"x")
+            while b"GCAUTO" not in text:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(text[-500:])
+                text += ser.read(4096)
+            auto = emu.stats()["watch_hits"] - hits
+        finally:
+            ser.close()
+    if hits != 3 or auto < 2:
+        raise LookupError(f"gc_collect at {addr:#x} ran {hits} times for 3 gc.collect() and "
+                          f"{auto} times for 400 KB of garbage")
+    _gc_collect_addr[key] = addr
+    return addr
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use: print the port, run until ^C

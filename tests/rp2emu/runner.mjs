@@ -321,6 +321,12 @@ function applyWave() {
   }
 }
 
+// ------------------------------------------------------------------ a watched address
+// op watch_pc: count how often the core starts executing the instruction at an address
+// (e.g. the interpreter's gc_collect, found by tests/rp2emu/board.py find_gc_collect).
+let watchPc = -1;
+let watchHits = 0;
+
 // ------------------------------------------------------------------ the run loop
 let running = true;
 function runChunk() {
@@ -345,6 +351,7 @@ function runChunk() {
       clock.tick(cyc * CYCLE_NS);
     } else {
       const pc = core.PC;
+      if (pc === watchPc) watchHits++;
       if (pc < 0x4000 && romHooks.has(pc)) {
         romHooks.get(pc)();
         core.PC = core.LR & ~1;
@@ -374,6 +381,7 @@ function statsReply() {
   return {
     nanos: clock.nanos, busy: stats.busy, idle: stats.idle, handler: h, pio_steps: pioSteps,
     connected, bytes_to_host: bytesToHost, stalled, held_in: heldIn.length,
+    watch_pc: watchPc, watch_hits: watchHits,
     flash_erased: flashStats.erased, flash_programmed: flashStats.programmed,
     inputs: mcu.gpio.reduce((m, g, i) => (g.rawInputValue ? m | (1 << i) : m), 0) >>> 0,
     active_sm: active.map((a) => ({ pio: a.pio.index, sm: a.sm.index, div: a.div / 256 })),
@@ -394,6 +402,11 @@ const ops = {
     if (r.events.length) waveAlarm.schedule(t0 + r.events[0][0] - clock.nanos);
     else applyWave();
     return { t0 };
+  },
+  watch_pc: (r) => {
+    watchPc = r.addr & ~1; // a Thumb function pointer has bit 0 set
+    watchHits = 0;
+    return { nanos: clock.nanos, watch_pc: watchPc };
   },
   adc: (r) => {
     mcu.adc.channelValues[r.channel] = r.value; // 12-bit, read by the next conversion
