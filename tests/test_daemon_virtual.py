@@ -59,12 +59,13 @@ def test_two_dials_for_60_s_every_sample_recorded_and_published_once(tmp_path):
               "JOIN epochs e USING (epoch_id) JOIN dials d ON d.dial_id = e.dial_id "
               "GROUP BY e.epoch_id")}
     for key, idx in per_dial.items():
-        # ~60 s of the dial's own clock, every sample it took in it: on a starved machine the
-        # simulated timer skips late ticks (flagged as overruns, no index), so the count of
-        # samples can fall short of 60,000 while nothing is lost
+        # ~60 s of the dial's own clock with a sample at every period of it (1 kHz): a
+        # starved simulator catches up late ticks as the hardware timer would have taken them
         lo, hi = spans[key]
         assert hi - lo >= 58_000_000, (key, (hi - lo) / 1e6, len(idx))
         assert idx == list(range(idx[0], idx[0] + len(idx))), f"{key} not contiguous"
+        assert len(idx) == (hi - lo) // 1000 + 1, (key, len(idx), (hi - lo) / 1e6)
+    assert query(path, "SELECT count(*) FROM samples WHERE flags & 2")[0][0] == 0  # no overrun
     assert query(path, "SELECT count(*) FROM gaps")[0][0] == 0
     raters = dict(query(path, "SELECT rater, uid FROM dials"))
     assert set(raters) == {"client", "therapist"}

@@ -189,11 +189,12 @@ def test_mpv_killed_and_restarted_mid_run(tmp_path, video):
                       "WHERE host_ns >= ? AND host_ns < ? GROUP BY 1, 2, 3", lost_ns, back_ns)
     assert [(s, m, i) for s, m, i, _ in dead] == [(0, None, None)], dead
     n_dead = dead[0][3]
-    # recorded all along: the dial's own clock spans the outage (a starved virtual dial skips
-    # late ticks, so the count of samples alone can fall short of 1 kHz x the outage)
+    # recorded all along: the dial's own clock spans the outage with a sample at every
+    # period of it (1 kHz)
     ((lo_us, hi_us),) = query(rec, "SELECT min(device_us), max(device_us) FROM samples "
                                    "WHERE host_ns >= ? AND host_ns < ?", lost_ns, back_ns)
     assert hi_us - lo_us >= OUTAGE_S * 1e6 * 0.95, (n_dead, (hi_us - lo_us) / 1e6)
+    assert n_dead == (hi_us - lo_us) // 1000 + 1, (n_dead, (hi_us - lo_us) / 1e6)
     (last_report,) = query(rec, "SELECT max(media_s) FROM media_obs WHERE host_ns <= ? "
                                 "AND source = 'time-pos'", killed)[0]
     (ran_to,) = query(rec, "SELECT max(media_s) FROM samples WHERE host_ns >= ? "
