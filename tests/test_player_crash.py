@@ -219,8 +219,13 @@ def test_mpv_killed_and_restarted_mid_run(tmp_path, video):
     after = compare(seen_second, timeline, back_ns + SETTLE_NS,
                     timeline.times[-1])  # up to the last sample (the run ends after it)
     assert len(before) > 60 and len(after) > 60, (len(before), len(after))
-    assert max(map(abs, before)) < FRAME, max(before, key=abs)
-    assert max(map(abs, after)) < FRAME, max(after, key=abs)
+    # docs/timing.md's rule for mpv: 99 % of reports within a frame; a daemon that reads
+    # mpv's socket late on a busy machine holds the last report plus the frame ceiling, so a
+    # few can be off by that delay (documented: 50-120 ms)
+    for errs in (before, after):
+        size = sorted(map(abs, errs))
+        assert size[int(len(size) * 0.99)] < FRAME, (size[-5:], len(size))
+        assert size[-1] < 0.15, max(errs, key=abs)
     (resumed,) = query(rec, "SELECT min(host_ns) FROM samples WHERE media_state = 1 "
                             "AND host_ns > ?", lost_ns)[0]
     (resumed_at,) = query(rec, "SELECT media_s FROM samples WHERE host_ns = ?", resumed)[0]
