@@ -26,6 +26,8 @@ from .board import (
     parse_probe,
 )
 
+READ_TIMEOUT_S = 5.0  # longest wait for the board's next byte during a transfer
+
 # ------------------------------------------------------------------ finding the board
 
 
@@ -109,8 +111,10 @@ class _Session:
         self._error: type[Exception] = TransportError
         self._exec_error: type[Exception] = TransportExecError
         try:
-            # timeout: pty ports read byte by byte without it and could block for ever
-            self.t: Any = SerialTransport(port, baudrate=115200, timeout=1)
+            # timeout: pty ports read byte by byte without it and could block for ever. It
+            # bounds each wait for the board (e.g. a raw-paste window): a Pico answers in
+            # ms, an emulated one on a busy machine has taken over a second.
+            self.t: Any = SerialTransport(port, baudrate=115200, timeout=READ_TIMEOUT_S)
         except TransportError as exc:
             raise PortError(f"{port}: cannot open it ({exc}; another program may have it open)"
                             ) from None
