@@ -23,8 +23,6 @@ Invariants:
 The HW object contract is in firmware/README.md; cfg keys are the board config keys.
 """
 
-import sys
-
 import asyncio
 
 try:
@@ -36,6 +34,7 @@ except ImportError:  # CPython (tools only)
 
 
 from . import aio, commands, protocol
+from .board import FALLBACK, load_config, make_hw  # noqa: F401 - the entry points' names
 from .clock import Clock, period_for
 from .packer import MAX_BATCH, Packer
 from .sampler import (EVENTS, RING, S_JMAX, S_OVERRUNS, S_W, S_WAKE_AT, Sampler,
@@ -56,43 +55,6 @@ PACK_MS = const(4)  # packer period: a 1 kHz/batch 10 frame waits at most 4 ms e
 # the housekeeping too once it is due, so STATUS is late by at most one frame at high rates.
 PACK_SAFETY_MS = const(100)
 MEM_EVERY = const(10)  # STATUS reads gc.mem_free() every 10th time (10 s): see _mem_free
-
-# Defaults when no dial_board.py is installed; the same values as boards/pico.py and
-# boards/esp32_devkitc.py (tests/test_firmware_app.py checks that they agree).
-FALLBACK = {
-    "rp2": {
-        "board": "pico",
-        "backend": "pio",
-        "pin_a": 2,
-        "pin_b": 3,
-        "pin_button": 4,
-        "button_active_low": True,
-        "pull_up": True,
-        "rate_hz": 1000,
-        "batch": 10,
-        "debounce_ms": 5,
-        "queue_frames": 64,
-        "pio_sm": 0,
-        "timer_sm": 4,
-    },
-    "esp32": {
-        "board": "esp32-devkitc",
-        "backend": "pcnt",
-        "pin_a": 25,
-        "pin_b": 26,
-        "pin_button": 27,
-        "button_active_low": True,
-        "pull_up": True,
-        "rate_hz": 500,
-        "batch": 20,
-        "debounce_ms": 5,
-        "queue_frames": 64,
-        "pcnt_unit": 0,
-        "filter_ns": 1000,
-        "timer_id": 0,
-    },
-}
-
 
 def _u32(x):
     """x mod 2**32 for a u32 field; without an int op when x is a small int already (an op
@@ -534,31 +496,6 @@ def run(hw, cfg):
     return app
 
 
-def load_config():
-    """dial_board.CONFIG if installed, else the fallback for this platform."""
-    try:
-        import dial_board
-
-        return dict(dial_board.CONFIG)
-    except ImportError:
-        cfg = FALLBACK.get(sys.platform)
-        if cfg is None:
-            raise
-        return dict(cfg)
-
-
-def make_hw(cfg):
-    if sys.platform == "rp2":
-        from . import hw_rp2
-
-        return hw_rp2.HW(cfg)
-    if sys.platform == "esp32":
-        from . import hw_esp32
-
-        return hw_esp32.HW(cfg)
-    raise OSError("no dial hardware for platform " + sys.platform)
-
-
 def main():
     cfg = load_config()
-    run(make_hw(cfg), cfg)
+    run(make_hw(cfg), cfg)  # make_hw looked up here: the virtual board replaces it

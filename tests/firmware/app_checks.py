@@ -550,7 +550,7 @@ def check_steady_state_allocates_nothing():
         a, frames, recv = _shell_run(hw, 3600)
         assert len(recv) >= 3590, (mode, len(recv))
         assert [f["type"] for f in frames].count("STATUS") == 3, mode
-        hw = a = frames = recv = None
+        del hw, a, frames, recv  # free the heap before the next run
         gc.collect()
 
 
