@@ -438,8 +438,7 @@ def test_tick_wrap_crossed_on_the_real_port(boot, cache: Path) -> None:  # type:
     Past 2**30 us a 64-bit time as one int is a heap object on this port, yet streaming
     allocates nothing: no garbage collection in 21 s (the harness counts the core entering
     gc_collect), and STATUS mem_free (read at every 10th STATUS) the same at the 11th and the
-    21st STATUS. (Between the 1st and the 11th, 64 bytes go once, to paths that run for the
-    first time after the 1st STATUS.)"""
+    21st STATUS. (Between the 1st and the 11th, 64 bytes go once: some path's first run.)"""
     wrap = 1 << 30
     gc_addr = rp2board.find_gc_collect(cache)
     emu, link = boot(start_us=wrap - 1_500_000)
