@@ -6,7 +6,9 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import jsonschema
@@ -33,7 +35,25 @@ def recorded(path) -> set[tuple[int, int]]:
     return set(rows)
 
 
+def gated(chunks_fn: Callable[[], Iterator[tuple[bytes, float]]],
+          go: threading.Event) -> Callable[[], Iterator[tuple[bytes, float]]]:
+    """The scripted stream, started (its time 0) when ``go`` is set."""
+    def chunks() -> Iterator[tuple[bytes, float]]:
+        t0 = time.monotonic()
+        assert go.wait(60)
+        waited = time.monotonic() - t0
+        for chunk, at in chunks_fn():
+            yield chunk, at + waited
+    return chunks
+
+
 def test_every_sample_published_exactly_once(tmp_path):
+    """No outage: every sample goes out live, none as backfill.
+
+    The dial starts sending once the daemon is connected to the broker: what a daemon
+    receives before its first connection goes out as backfill (by design, nothing is lost),
+    and on a loaded machine the connection can come after the first frames (once replayed
+    770 samples)."""
     with mosquitto(tmp_path / "broker") as broker:
         sub = Subscriber(broker.port)
         sub.start()
@@ -41,9 +61,14 @@ def test_every_sample_published_exactly_once(tmp_path):
         # 10 s of 1 kHz for an 8 s run: what the dial sends before the daemon has opened its
         # port is gone (as with a real dial), and a loaded machine can take seconds to start
         # the daemon, so the run must not depend on catching the stream's start.
-        port = ScriptedPort(stream(1000))
+        go = threading.Event()
+        port = ScriptedPort(gated(stream(1000), go))
         path = tmp_path / "r.ratedial"
         proc = start_daemon(port.path, broker.url, str(path), 8)
+        online = sub.wait_for(lambda s: any(d.get("state") == "online"
+                                            for d in s.daemon_status), 30)
+        go.set()
+        assert online
         _out, err = proc.communicate(timeout=60)
         port.close()
         assert proc.returncode == 0, err
