@@ -11,6 +11,7 @@ file, player crash and restart, wrong or missing password. MPC is also run end t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -806,3 +807,58 @@ def test_mpv_messages_of_one_load_in_any_order_give_one_media_load(order) -> Non
     nxt = [inp.message(20 + k, m).load for k, m in enumerate(
         ({"event": "end-file", "reason": "stop"}, msgs["start"], msgs["path"], msgs["loaded"]))]
     assert nxt.count(True) == 1
+
+
+def test_mpv_reports_already_sent_are_taken_in_before_samples_are_annotated(tmp_path) -> None:
+    """On a busy machine the loop can read mpv's socket tens of ms late; samples annotated
+    meanwhile would be held at the last report by the frame ceiling. ``poll()`` (called by
+    the daemon before it annotates samples) reads what mpv has already sent, once."""
+    from ratedial.players.mpv import MpvSession
+
+    class Out:
+        def __init__(self) -> None:
+            self.obs: list[tuple[str, float | None]] = []
+
+        def event(self, kind: str, data: dict, host_ns: int) -> None:
+            pass
+
+        def add_media(self, *args: object) -> int:
+            return 1
+
+        def observation(self, host_ns: int, media_id: int | None, media_s: float | None,
+                        rate: float | None, playing: bool | None, source: str) -> None:
+            self.obs.append((source, media_s))
+
+    async def main() -> None:
+        path = str(tmp_path / "mpv.sock")
+        ready: asyncio.Future[asyncio.StreamWriter] = asyncio.get_running_loop().create_future()
+
+        async def fake_mpv(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            await r.readline()  # the session's first observe_property: it is connected
+            ready.set_result(w)
+            await r.read()
+
+        server = await asyncio.start_unix_server(fake_mpv, path)
+        out = Out()
+        session = MpvSession(path)
+        task = asyncio.create_task(session.run(out))
+        try:
+            w = await asyncio.wait_for(ready, 10)
+            assert not session.connected and out.obs == []
+            w.write(b'{"event":"property-change","name":"time-pos","data":12.5}\n')
+            # no await since: the loop has not read the session's socket, only poll() can
+            session.poll()
+            assert session.connected and out.obs == [("time-pos", 12.5)]
+            w.write(b'{"event":"property-change","name":"time-pos","data":12.6}\n')
+            while len(out.obs) < 2:  # the loop's own read takes the next one, and only it
+                await asyncio.sleep(0.01)
+            assert out.obs == [("time-pos", 12.5), ("time-pos", 12.6)]
+            session.poll()
+            assert len(out.obs) == 2
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            server.close()
+
+    asyncio.run(asyncio.wait_for(main(), 30))

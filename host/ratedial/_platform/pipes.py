@@ -25,7 +25,8 @@ import socket
 import sys
 import tempfile
 import threading
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 
 def is_named_pipe(path: str) -> bool:
@@ -53,23 +54,37 @@ def remove_stale(path: str) -> None:
             os.unlink(path)
 
 
-async def open_ipc(path: str, *, limit: int, thread: bool | None = None
-                   ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """asyncio streams to mpv's endpoint; ``thread`` (default: for named pipes) reads it
-    from a thread instead of the event loop."""
+_P = TypeVar("_P", bound=asyncio.Protocol)
+
+
+async def connect_ipc(path: str, protocol_factory: Callable[[], _P], *,
+                      thread: bool | None = None) -> tuple[asyncio.Transport, _P]:
+    """An asyncio transport to mpv's endpoint driving ``protocol_factory()``'s protocol;
+    ``thread`` (default: for named pipes) reads it from a thread instead of the event loop.
+    On the loop's own path the transport's ``socket`` extra is the connected socket."""
     if thread is None:
         thread = is_named_pipe(path)
+    loop = asyncio.get_running_loop()
     if not thread:
         if sys.platform == "win32":
             raise OSError(f"{path}: on Windows mpv's IPC is a named pipe, \\\\.\\pipe\\NAME")
-        return await asyncio.open_unix_connection(path, limit=limit)
-    loop = asyncio.get_running_loop()
+        transport, protocol = await loop.create_unix_connection(protocol_factory, path)
+        return transport, protocol
     channel = await asyncio.to_thread(connect_sync, path)
+    protocol = protocol_factory()
+    ch_transport = _ChannelTransport(channel, protocol, loop)
+    protocol.connection_made(ch_transport)
+    ch_transport.start()
+    return ch_transport, protocol
+
+
+async def open_ipc(path: str, *, limit: int, thread: bool | None = None
+                   ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """asyncio streams to mpv's endpoint (:func:`connect_ipc`)."""
+    loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=limit, loop=loop)
-    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
-    transport = _ChannelTransport(channel, protocol, loop)
-    protocol.connection_made(transport)
-    transport.start()
+    transport, protocol = await connect_ipc(
+        path, lambda: asyncio.StreamReaderProtocol(reader, loop=loop), thread=thread)
     return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
 

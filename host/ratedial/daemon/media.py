@@ -33,6 +33,11 @@ class MediaOutput(Protocol):
 
 
 class MediaSession(Protocol):
+    def poll(self) -> None:
+        """Take in, without waiting, what the player has already sent (the daemon calls it
+        before :meth:`annotate`, so a loop that read the player late does not annotate with
+        an old state); may record media events."""
+
     def annotate(self, host_ns: Sequence[int | None]) -> Annotation:
         """(media_id, media_s, MediaState) for each host time; must be cheap (1 kHz per dial)."""
 
@@ -46,6 +51,9 @@ class MediaSession(Protocol):
 
 class NoPlayer:
     """``--player none``: wall clock only."""
+
+    def poll(self) -> None:
+        return None
 
     def annotate(self, host_ns: Sequence[int | None]) -> Annotation:
         n = len(host_ns)

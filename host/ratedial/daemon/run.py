@@ -140,6 +140,8 @@ class Daemon:
     def emit(self, outs: list[Out]) -> None:
         if not outs:
             return
+        if any(isinstance(o, SamplesOut) for o in outs):
+            self.media.poll()  # media events it records go out before these samples
         for i, o in enumerate(outs):
             if isinstance(o, EventOut) and not o.event_id:
                 outs[i] = replace(o, event_id=self._next_event_id())

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._platform.pipes import endpoint_ready, open_ipc, private_endpoint, remove_stale
+from .._platform.pipes import connect_ipc, endpoint_ready, private_endpoint, remove_stale
 from ..daemon.media import MediaOutput
 from ..errors import UsageError
 from ..media import ClockConfig, MediaClock, MediaEvent, Source
@@ -42,6 +42,7 @@ LAUNCH_ARGS = ("--keep-open=yes", "--idle=yes", "--pause", "--no-terminal", "--o
 OSD_PERIOD_S = 0.2
 REQUEST_TIMEOUT_S = 2.0
 SOCKET_WAIT_S = 10.0
+LINE_LIMIT = 1 << 20  # bytes of one IPC message
 
 
 def mpv_clock_config(latency_ms: float) -> ClockConfig:
@@ -69,7 +70,8 @@ class MpvSession(PlayerSession):
         self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
         self._tmpdir = tmpdir  # removed at the end (the launched mpv's private socket dir)
-        self._writer: asyncio.StreamWriter | None = None
+        self._writer: asyncio.Transport | None = None
+        self._lines: _IpcLines | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._ask_task: asyncio.Task[None] | None = None
@@ -113,35 +115,42 @@ class MpvSession(PlayerSession):
     # --- one connection ---------------------------------------------------------------------
 
     async def _follow(self, out: MediaOutput) -> None:
-        reader, writer = await open_ipc(self.socket_path, limit=1 << 20, thread=self.ipc_thread)
-        self._writer = writer
+        transport, lines = await connect_ipc(
+            self.socket_path, lambda: _IpcLines(self._line, self.now), thread=self.ipc_thread)
+        self._writer = transport
+        self._lines = lines
         self.input = MpvInput(self.clock)
         osd_task = asyncio.create_task(self._osd_loop(), name="mpv osd") if self.osd else None
         try:
             for i, name in enumerate(OBSERVED, start=1):
                 self._send(["observe_property", i, name])
-            while True:
-                line = await reader.readline()
-                host_ns = self.now()
-                if not line:
-                    raise PlayerGone("mpv closed the connection")
-                try:
-                    msg = json.loads(line)
-                except (ValueError, RecursionError):  # not JSON, or nested beyond reason
-                    continue
-                if isinstance(msg, dict):
-                    self._connected(host_ns)
-                    self._message(host_ns, msg)
+            await lines.closed  # raises what ended the connection
+            raise PlayerGone("mpv closed the connection")
         finally:
             if osd_task is not None:
                 osd_task.cancel()
             self._writer = None
+            self._lines = None
             for fut in self._pending.values():
                 fut.cancel()
             self._pending.clear()
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+            transport.close()
+
+    def poll(self) -> None:
+        """Take in what mpv has already sent, before samples are put on its timeline: on a
+        busy machine the loop may not have read the socket for tens of ms, and the frame
+        ceiling would hold the samples at the last report it had."""
+        if self._lines is not None:
+            self._lines.poll()
+
+    def _line(self, host_ns: int, line: bytes) -> None:
+        try:
+            msg = json.loads(line)
+        except (ValueError, RecursionError):  # not JSON, or nested beyond reason
+            return
+        if isinstance(msg, dict):
+            self._connected(host_ns)
+            self._message(host_ns, msg)
 
     def _send(self, command: list[Any], request_id: int = 0) -> None:
         if self._writer is None:
@@ -233,6 +242,77 @@ class MpvSession(PlayerSession):
 
 
 Observation = tuple[float | None, float | None, bool | None, str]
+
+
+class _IpcLines(asyncio.Protocol):
+    """mpv's IPC bytes -> complete lines, each handled with its receipt time as soon as it is
+    seen: by the loop's read callback, or by :meth:`poll` (a non-blocking read of the socket
+    before samples are annotated). A line longer than :data:`LINE_LIMIT` is dropped; an
+    exception from the handler ends the connection with it."""
+
+    def __init__(self, on_line: Callable[[int, bytes], None], now: Callable[[], int]) -> None:
+        self._on_line = on_line
+        self._now = now
+        self._buf = bytearray()
+        self._skipping = False  # inside an over-long line: drop up to its newline
+        self._fd = -1
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        sock = transport.get_extra_info("socket")
+        self._fd = sock.fileno() if sock is not None else -1  # None: a reader thread
+
+    def data_received(self, data: bytes) -> None:
+        self._feed(self._now(), data)
+
+    def eof_received(self) -> bool:
+        self._end(None)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end(exc)
+
+    def poll(self) -> None:
+        while self._fd >= 0 and not self.closed.done():
+            try:
+                data = os.read(self._fd, 65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # the transport sees the same error and closes
+                self._end(exc)
+                return
+            if not data:  # end of stream; the transport sees it too
+                self._end(None)
+                return
+            self._feed(self._now(), data)
+
+    def _feed(self, host_ns: int, data: bytes) -> None:
+        if self.closed.done():
+            return
+        self._buf += data
+        start = 0
+        try:
+            while (end := self._buf.find(b"\n", start)) >= 0:
+                if not self._skipping:
+                    self._on_line(host_ns, bytes(self._buf[start:end]))
+                self._skipping = False
+                start = end + 1
+        except Exception as exc:  # ends this connection; _follow raises it
+            self._end(exc)
+            return
+        finally:
+            del self._buf[:start]
+        if len(self._buf) > LINE_LIMIT:
+            self._buf.clear()
+            self._skipping = True
+
+    def _end(self, exc: Exception | None) -> None:
+        self._fd = -1
+        if not self.closed.done():
+            if exc is None:
+                self.closed.set_result(None)
+            else:
+                self.closed.set_exception(exc)
 
 
 @dataclass(slots=True)

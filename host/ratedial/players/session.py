@@ -58,6 +58,9 @@ class PlayerSession:
 
     # --- MediaSession ------------------------------------------------------------------------
 
+    def poll(self) -> None:
+        """Adapters that can read what the player already sent without waiting do it here."""
+
     def annotate(self, host_ns: Sequence[int | None]) -> Annotation:
         return self.clock.annotate(host_ns)
 
