@@ -13,6 +13,9 @@ Invariants:
   enough for nothing to be lost; at worst a few samples arrive twice (subscribers dedupe).
 * A recording another live process holds (its daemon keeps an exclusive ``flock`` on it) is
   never resumed. ``complete: true`` is written only when nothing of it is pending.
+* The recording being written is read with ``must_read``: a failed read raises
+  :class:`ArchiveUnreadable` instead of returning no rows, so the publisher never takes
+  "could not read" for "does not hold" and drops backlog it could not republish.
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ def _epochs_of(con: sqlite3.Connection, key: Key) -> list[int]:
         key)]
 
 
+class ArchiveUnreadable(Exception):
+    """A recording could not be read just now (it was not found to lack the rows)."""
+
+
 @dataclass(slots=True)
 class Archive:
     """One recording, read on demand. ``run_id`` names its run in event payloads."""
@@ -51,11 +58,16 @@ class Archive:
     path: Path
     run_id: str | None = None
 
-    def samples(self, key: Key, first: int, end: int) -> list[tuple[Any, ...]]:
-        """Rows ``(index, device_us, host_ns, count, rating, flags, media_s, media_state)``."""
+    def samples(self, key: Key, first: int, end: int, *,
+                must_read: bool = False) -> list[tuple[Any, ...]]:
+        """Rows ``(index, device_us, host_ns, count, rating, flags, media_s, media_state)``.
+
+        An unreadable file holds nothing, unless ``must_read``: then ArchiveUnreadable."""
         try:
             con = _connect_ro(self.path)
-        except sqlite3.Error:
+        except sqlite3.Error as exc:
+            if must_read:
+                raise ArchiveUnreadable(f"{self.path}: {exc}") from None
             return []
         try:
             rows: list[tuple[Any, ...]] = []
@@ -65,19 +77,23 @@ class Archive:
                     "sample_index >= ? AND sample_index < ? ORDER BY sample_index",
                     (epoch, first, end)).fetchall()
             return rows
-        except sqlite3.Error:
+        except sqlite3.Error as exc:
+            if must_read:
+                raise ArchiveUnreadable(f"{self.path}: {exc}") from None
             return []
         finally:
             con.close()
 
-    def events(self, ids: Iterable[int]) -> list[tuple[Any, ...]]:
+    def events(self, ids: Iterable[int], *, must_read: bool = False) -> list[tuple[Any, ...]]:
         """Rows ``(event_id, host_ns, dial uid or None, kind, data JSON)``."""
         wanted = sorted(set(ids))
         if not wanted:
             return []
         try:
             con = _connect_ro(self.path)
-        except sqlite3.Error:
+        except sqlite3.Error as exc:
+            if must_read:
+                raise ArchiveUnreadable(f"{self.path}: {exc}") from None
             return []
         try:
             out: list[tuple[Any, ...]] = []
@@ -88,7 +104,9 @@ class Archive:
                     f"LEFT JOIN dials d USING (dial_id) WHERE e.event_id IN "
                     f"({','.join('?' * len(part))}) ORDER BY e.event_id", part).fetchall()
             return out
-        except sqlite3.Error:
+        except sqlite3.Error as exc:
+            if must_read:
+                raise ArchiveUnreadable(f"{self.path}: {exc}") from None
             return []
         finally:
             con.close()
@@ -96,10 +114,12 @@ class Archive:
 
 def read_samples(archives: Iterable[Archive], key: Key, first: int,
                  end: int) -> list[tuple[Any, ...]]:
-    """The union of what the archives hold for ``[first, end)``, one row per index."""
+    """The union of what the archives hold for ``[first, end)``, one row per index. The first
+    archive is the recording being written: it must be read (else ArchiveUnreadable); an
+    earlier one that cannot be read any more holds nothing."""
     by_index: dict[int, tuple[Any, ...]] = {}
-    for a in archives:
-        for row in a.samples(key, first, end):
+    for k, a in enumerate(archives):
+        for row in a.samples(key, first, end, must_read=k == 0):
             by_index.setdefault(row[0], row)
     return [by_index[i] for i in sorted(by_index)]
 

@@ -15,7 +15,14 @@ from typing import Any
 import aiomqtt
 
 from ..recording.writer import Recorder
-from .archive import Archive, Unfinished, absent_ranges, mark_complete, read_samples
+from .archive import (
+    Archive,
+    ArchiveUnreadable,
+    Unfinished,
+    absent_ranges,
+    mark_complete,
+    read_samples,
+)
 from .outbox import Key, Outbox
 from .requests import contiguous_chunks, parse_replay_request
 from .topics import Topics, dumps, event_payload, samples_payload
@@ -24,6 +31,7 @@ log = logging.getLogger("ratedial.mqtt")
 
 REPLAY_CHUNK = 500  # samples per backfill message: about 35 kB of JSON
 QOS1_TIMEOUT_S = 60.0  # a PUBACK slower than this means the connection is gone
+UNREADABLE_RETRY_S = 5.0  # after a failed read of the recording, the backlog waits this long
 
 
 class FromRecordings:
@@ -37,6 +45,7 @@ class FromRecordings:
     wall_offset_ns: int
     replayed_samples: int
     requests_served: int
+    unreadable: int  # reads of the recording that failed (the backlog stayed)
     _resumed: list[Unfinished]
     _old_events: dict[int, set[int]]
     _finished: set[int]
@@ -68,12 +77,27 @@ class FromRecordings:
         for key, first, end in self.outbox.pending():
             for a in range(first, end, REPLAY_CHUNK * 20):
                 b = min(end, a + REPLAY_CHUNK * 20)
-                rows = await asyncio.to_thread(read_samples, self.archives, key, a, b)
+                try:
+                    rows = await asyncio.to_thread(read_samples, self.archives, key, a, b)
+                except ArchiveUnreadable as exc:
+                    # Not "absent": the backlog stays, and this pass ends after a pause
+                    # (the next one starts when it has, reading again).
+                    self.unreadable += 1
+                    log.warning("MQTT backfill waits: cannot read the recording (%s)", exc)
+                    await asyncio.sleep(UNREADABLE_RETRY_S)
+                    return
                 await self._send_rows(client, key, rows)
                 self.outbox.backfill_acked(key, a, b)  # indices absent from the recordings
         ids = sorted(self.outbox.event_backlog)
         if ids:
-            await self._send_events(client, self.archives[0], ids)
+            try:
+                rows = await asyncio.to_thread(self.archives[0].events, ids, must_read=True)
+            except ArchiveUnreadable as exc:
+                self.unreadable += 1
+                log.warning("MQTT backfill waits: cannot read the recording (%s)", exc)
+                await asyncio.sleep(UNREADABLE_RETRY_S)
+                return
+            await self._publish_event_rows(client, self.archives[0], rows)
             for i in ids:
                 self.outbox.event_acked(i)
         for k, old in list(self._old_events.items()):
@@ -134,10 +158,17 @@ class FromRecordings:
             key: Key = (req["dial"], req["boot"])
             await asyncio.to_thread(self.recorder.flush)
             absent: list[list[int]] = []
-            for first, end in req["ranges"]:
-                rows = await asyncio.to_thread(read_samples, self.archives, key, first, end)
-                await self._send_rows(client, key, rows)
-                absent += [[a, b] for a, b in absent_ranges(first, end, (r[0] for r in rows))]
+            try:
+                for first, end in req["ranges"]:
+                    rows = await asyncio.to_thread(read_samples, self.archives, key, first, end)
+                    await self._send_rows(client, key, rows)
+                    absent += [[a, b] for a, b in absent_ranges(first, end,
+                                                                (r[0] for r in rows))]
+            except ArchiveUnreadable as exc:
+                # No answer rather than a wrong "absent": the requester asks again.
+                self.unreadable += 1
+                log.warning("replay request not answered: cannot read the recording (%s)", exc)
+                continue
             reply = {"v": 1, "dial": key[0], "boot": key[1],
                      "ranges": [list(r) for r in req["ranges"]], "absent": absent}
             await client.publish(self.topics.replayed, dumps(reply), qos=1,

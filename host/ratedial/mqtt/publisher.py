@@ -114,6 +114,7 @@ class MqttPublisher(FromRecordings):
         self._tasks: set[asyncio.Task[None]] = set()
         self.published_samples = 0
         self.replayed_samples = 0
+        self.unreadable = 0
         self.last_error: str | None = None
         self._failure: BaseException | None = None
         self._ever_connected = False
