@@ -46,6 +46,7 @@ def test_checks_found() -> None:
         "check_run_scheduled_shell",
         "check_steady_state_allocates_nothing",
         "check_frame_job_waits_for_main_loop_work",
+        "check_first_frame_goes_at_once",
     ):
         assert name in CHECKS
 

@@ -37,7 +37,7 @@ from . import aio, commands, protocol
 from .board import FALLBACK, load_config, make_hw  # noqa: F401 - the entry points' names
 from .clock import Clock, period_for
 from .packer import MAX_BATCH, Packer
-from .sampler import (EVENTS, RING, S_JMAX, S_OVERRUNS, S_W, S_WAKE_AT, Sampler,
+from .sampler import (EVENTS, M30, RING, S_JMAX, S_OVERRUNS, S_W, S_WAKE_AT, Sampler,
                       debounce_samples)
 from .version import FIRMWARE_VERSION
 from .writer import Writer
@@ -135,9 +135,16 @@ class App:
         self._hello_at = (c.raw + HELLO_US) & self._tmask
         self._due_at = self._status_at
         self.sampler.configure(self.period, debounce_samples(self.debounce_ms, self.rate))
+        self._wake_at_frame_end()  # the first frame goes at once too, not at the ticker
         self._hello()
         self.hw.start_timer(self.period, self.sampler.irq)
         self.started = True
+
+    def _wake_at_frame_end(self):
+        """The sampler wakes the main loop when it stores the open (or next) frame's last
+        sample: set where the packer has not set it yet (at start, after BATCH)."""
+        if self.sampler.wake is not None:
+            self.sampler.st[S_WAKE_AT] = self.packer.wake_index()
 
     def stop(self):
         """Stop sampling and release the counter (each step even if another fails)."""
@@ -277,6 +284,7 @@ class App:
         p.drain()
         p.close()  # the open frame ends: frames from the next sample use the new batch
         p.batch = n
+        self._wake_at_frame_end()
         self._ack(protocol.ACK_BATCH, p.rd, n)
         self._hello()
 
@@ -330,25 +338,31 @@ class App:
         if self._busy:
             self._pending = 1
             return
+        if not self.started or self.job_error is not None:
+            return  # stopped (a job left in the queue), or failed: the ticker raises it
         self._busy = 1
         self._pending = 0
         w = self.writer
         w.quiet = True
+        sst = self.sampler.st
         try:
-            if self.job_error is not None:
-                return  # failed before: the ticker ends the run with it
-            self.packer.pack()
-            if self._diff(self.clock.raw, self._due_at) >= 0:
-                self.housekeeping()
-            done = w.write()
-            sst = self.sampler.st
-            if done:
-                sst[S_WAKE_AT] = self.packer.wake_index()
-            else:
-                hw = self.hw
-                st = hw.disable_irq()
-                sst[S_WAKE_AT] = sst[S_W]  # the next sample: go on writing then
-                hw.enable_irq(st)
+            again = True
+            while again:
+                self.packer.pack()
+                if self._diff(self.clock.raw, self._due_at) >= 0:
+                    self.housekeeping()
+                if w.write():
+                    wake = self.packer.wake_index()
+                    sst[S_WAKE_AT] = wake
+                    # The open frame may have filled while the link was written: then the
+                    # sampler has passed ``wake`` and would not call again. Pack it now.
+                    again = 0 < ((sst[S_W] - wake) & M30) <= RING
+                else:
+                    hw = self.hw
+                    st = hw.disable_irq()
+                    sst[S_WAKE_AT] = sst[S_W]  # the next sample: go on writing then
+                    hw.enable_irq(st)
+                    again = False
         except Exception as e:  # noqa: BLE001 - raised again by the ticker (see there)
             self.job_error = e
         finally:

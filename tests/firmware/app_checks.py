@@ -495,23 +495,25 @@ def check_run_asyncio_shell():
     assert [r[0] for r in recv] == list(range(len(recv))) and len(recv) >= 250, len(recv)
 
 
-def _shell_run(hw, n):
-    """dial.app.run on ``hw`` for ``n`` samples (hw.auto), the reader fed INFO and PING.
-    Returns the decoded frames after checking the stream is whole."""
+def _shell_run(hw, n, commands=True):
+    """dial.app.run on ``hw`` for ``n`` samples (hw.auto), the reader fed INFO and PING (or
+    no command input). Returns the decoded frames after checking the stream is whole."""
     import os
 
     path = "/tmp/ratedial_rx_%d" % os.getpid() if hasattr(os, "getpid") else "/tmp/rd_rx"
-    with open(path, "wb") as f:
-        f.write(b"INFO\nPING 9\n")
-    hw.rx = open(path, "rb")
+    if commands:
+        with open(path, "wb") as f:
+            f.write(b"INFO\nPING 9\n")
+        hw.rx = open(path, "rb")
     hw.auto = n
     a = dial_app.run(hw, dict(CFG))
-    os.remove(path)
+    if commands:
+        os.remove(path)
     assert hw.callback is None and hw.counter.deinited and not a.started
     data = hw.take()
     frames, rej = decode_stream(data)
     assert rej == 0 and data[:1] == b"\x00"
-    assert [s["token"] for s in of_type(frames, "SYNC")] == [9]
+    assert [s["token"] for s in of_type(frames, "SYNC")] == ([9] if commands else [])
     recv = samples(frames)
     assert [r[0] for r in recv] == list(range(len(recv))), len(recv)
     return a, frames, recv
@@ -528,6 +530,23 @@ def check_run_scheduled_shell():
     assert type(a.sampler.wake).__name__ == "Scheduled"
     assert len(recv) >= 590, len(recv)  # all but the open frame and the last ticks
     assert [f["type"] for f in frames].count("STATUS") == 0  # 0.6 s of device time
+
+
+def check_first_frame_goes_at_once():
+    # The first SAMPLES frame leaves when its 10th sample is taken, in both wake modes (not
+    # at the ticker's first round, 100 ms later): the sampler's wake is set at start.
+    from dial.aio import IrqFlag
+    from fakehw import SinkHW
+
+    for mode in ("scheduled", "flag"):
+        hw = SinkHW()
+        if mode == "scheduled":
+            hw.wake_scheduled = True
+        else:
+            hw.wake_flag = IrqFlag
+        _shell_run(hw, 60, commands=False)
+        fired = [f for f in hw.write_fired[: hw.n_writes] if f > 0]
+        assert fired and 10 <= fired[0] <= 11, (mode, list(hw.write_fired))
 
 
 def check_steady_state_allocates_nothing():

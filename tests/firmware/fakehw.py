@@ -15,6 +15,8 @@ Everything is manual and deterministic:
   (select.poll on the unix port needs a file descriptor) for the asyncio shell.
 """
 
+from array import array
+
 import micropython
 
 MASK = (1 << 30) - 1
@@ -110,12 +112,14 @@ class FakeHW:
 
         lock_at, lock_n = self.auto_lock  # samples run with the heap locked (steady state)
         for i in range(n):
+            # The first period passes before the first sample, as on a board: the app's
+            # other tasks run their first round before any sample exists.
+            await asyncio.sleep_ms(1)
             if i == lock_at:
                 micropython.heap_lock()
             elif i == lock_at + lock_n:
                 micropython.heap_unlock()
             self.step()
-            await asyncio.sleep_ms(1)
         raise KeyboardInterrupt
 
     def stop_timer(self):
@@ -186,9 +190,14 @@ class SinkHW(FakeHW):
         super().__init__(**kw)
         self.sink = bytearray(size)
         self.n_out = 0
+        self.write_fired = array("i", [-1] * 16)  # samples taken at each of the first writes
+        self.n_writes = 0
 
     def tx_write_at(self, buf, off, n):
         self.writes += 1
+        if self.n_writes < 16:
+            self.write_fired[self.n_writes] = self.fired
+            self.n_writes += 1
         if n > self.chunk:
             n = self.chunk
         if self.room is not None:

@@ -157,7 +157,10 @@ class EmuPico:
     def _pump_in(self) -> None:
         assert self.proc.stdin is not None
         while not self._closed:
-            r, _, _ = select.select([self._master], [], [], 0.2)
+            try:
+                r, _, _ = select.select([self._master], [], [], 0.2)
+            except (OSError, ValueError):
+                return  # close() closed the pty meanwhile
             if not r:
                 continue
             try:

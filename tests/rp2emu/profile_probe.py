@@ -126,6 +126,7 @@ class _Wake:  # the frame job sets wake_at, so the sampler calls wake.set(): not
 
 if hasattr(a, "frame_job"):
     s.wake = _Wake()
+    a.started = True  # the job does nothing for a stopped app
     a.housekeeping()  # STATUS and HELLO now: not due again within the measurement
     settle()
     out("frame_job_10", per(job, 20) - 10 * per(lambda: irq(None)))
