@@ -131,6 +131,9 @@ def test_broker_down_for_10_s_then_every_sample_reaches_the_subscriber(tmp_path)
         proc = start_daemon("--port", dial.port, "--broker", broker.url, "--record", str(path),
                             "--duration", "22")
         assert sub.wait_for(lambda s: len(s.seen) >= 2000, 30)
+        # mosquitto keeps sessions only in snapshots: without one, the crash would forget the
+        # subscriber's session and the broker would drop the backfill (tests/brokers.py)
+        broker.save()
         broker.kill()
         time.sleep(10)  # the outage (scenario length, not synchronisation)
         broker.start()

@@ -177,7 +177,8 @@ def run_session(tmp_path: Path, video: Path, *, cycles: int) -> None:
             dial.control("stall 2")  # the host stops reading: the dial drops what it cannot hold
             time.sleep(2.0)  # the stall itself
             grows(rec1, 1500)
-            broker.kill()  # the broker dies without saving; live samples become backlog
+            broker.save()  # the subscriber's session survives the crash (tests/brokers.py)
+            broker.kill()  # the broker dies; live samples since the save become backlog
             grows(rec1, 2000)
             broker.start()
             # Everything recorded so far, the outage included, reaches the subscriber. (The
