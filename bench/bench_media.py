@@ -138,8 +138,9 @@ def run_mpv_real(runs: int) -> dict[str, object]:
                 daemon.stop()
                 rec = daemon.recording
                 try:
-                    errors, _ = compare_mpv(client.log, rec.events("media"),
-                                            Timeline(rec.samples()))
+                    # every report counts here, those mpv told the daemon late included
+                    errors, _, _ = compare_mpv(client.log, rec.events("media"),
+                                               Timeline(rec.samples()), {})
                 except AssertionError as exc:  # a report with no sample near it (a gap)
                     failed.append(f"run {k}: {str(exc)[:160]}")
                     continue

@@ -258,3 +258,13 @@ class MpvClient:
                     if m.get("name") == "time-pos" and isinstance(m.get("data"), float)]
 
 
+def catching_up(reports: list[tuple[int, float]]) -> set[int]:
+    """Indices of reports in a catch-up burst: mpv stalled (a loaded machine starves it) and
+    then ran through the frames it owed faster than real time, a frame every few µs (seen:
+    1.1 s of video in 1 ms after a 1.1 s stall). A report that comes less than one sample
+    period (1 ms) after the previous one, with a later frame, is such a burst: at that instant
+    "the recorded time when the report arrived" is not defined to within a frame at 1 kHz
+    sampling, so it is not compared. The stall itself is covered: the clock holds at the
+    ceiling (LEAD_FRAMES), and the first report after the stall is compared."""
+    return {i for i in range(1, len(reports))
+            if reports[i][0] - reports[i - 1][0] < 1_000_000 and reports[i][1] > reports[i - 1][1]}

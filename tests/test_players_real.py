@@ -31,7 +31,16 @@ from typing import Any
 
 import pytest
 
-from conftest_media import Daemon, Dial, MpvClient, Timeline, free_port, have, make_test_video
+from conftest_media import (
+    Daemon,
+    Dial,
+    MpvClient,
+    Timeline,
+    catching_up,
+    free_port,
+    have,
+    make_test_video,
+)
 from ratedial.players.identity import fingerprint
 
 FRAME = 1 / 30
@@ -116,14 +125,24 @@ def test_mpv_headless_recorded_media_times_agree_within_one_frame(tmp_path, vide
     states = {s for _, _, s, _ in samples}
     assert {1, 2, 4} <= states, states  # playing, paused, ended
 
-    errors, skipped = compare_mpv(client.log, events, timeline)
+    daemon_got: dict[float, list[int]] = {}
+    for t, m in rec.query("SELECT host_ns, media_s FROM media_obs WHERE source = 'time-pos' "
+                          "AND media_s IS NOT NULL"):
+        daemon_got.setdefault(round(m, 6), []).append(t)
+    errors, skipped, late = compare_mpv(client.log, events, timeline, daemon_got)
     assert len(errors) > 300, len(errors)
+    # mpv writes to each IPC client on its own; a busy machine delays one client's copy of a
+    # report (seen: 180 ms, eight reports at once) while the other has it. What mpv had not
+    # yet told the daemon, the recording cannot follow (it holds at the frame ceiling); those
+    # reports are counted, and few may be.
+    assert late <= 0.05 * (len(errors) + late), (late, len(errors))
     worst = max(errors, key=abs)
     size = sorted(map(abs, errors))
     p99 = size[int(len(size) * 0.99)]
     report = (f"mpv: {len(errors)} reports compared ({skipped} at transitions skipped), "
               f"median |err| {size[len(size) // 2] * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
-              f"worst {worst * 1000:+.1f} ms; {dial.kind} dial")
+              f"worst {worst * 1000:+.1f} ms; {late} reached the daemon a frame later than "
+              f"this observer; {dial.kind} dial")
     print(report)
     # Within one frame for 99 % of reports. Not every one: on a busy machine mpv's own
     # reports, and this observer's reads, can be tens of ms late (docs/timing.md);
@@ -133,25 +152,36 @@ def test_mpv_headless_recorded_media_times_agree_within_one_frame(tmp_path, vide
 
 
 def compare_mpv(log: list[tuple[int, dict[str, Any]]], events: list[tuple[int, str, str]],
-                timeline: Timeline) -> tuple[list[float], int]:
+                timeline: Timeline, daemon_got: dict[float, list[int]]
+                ) -> tuple[list[float], int, int]:
     """Every time-pos mpv pushed (to the test), against the recording at that host time.
 
     Skipped: reports during a seek (between ``seek`` and ``playback-restart``), before the
-    daemon followed the player, and within 5 ms of a recorded media event (a transition)."""
+    daemon followed the player, within 5 ms of a recorded media event (a transition), and in
+    a catch-up burst after mpv stalled (:func:`conftest_media.catching_up`). Returned apart
+    (``late``): reports mpv delivered to the daemon (``daemon_got``: its receipts by value,
+    from ``media_obs``) more than a frame after this observer had them."""
     transitions = [t for t, k, _ in events if k != "media_load"]
     start = next(t for t, k, _ in events if k == "media_load")
     rate = 1.0
     seeking = False
     errors: list[float] = []
-    skipped = 0
+    skipped = late = 0
+    reports = [(t, m["data"]) for t, m in log
+               if m.get("name") == "time-pos" and isinstance(m.get("data"), int | float)]
+    burst = {reports[i][0] for i in catching_up(reports)}
     for t, msg in log:
         seeking = {"seek": True, "playback-restart": False}.get(msg.get("event", ""), seeking)
         if msg.get("name") == "speed":
             rate = msg["data"]
         if msg.get("name") != "time-pos" or msg.get("data") is None or seeking or t < start:
             continue
-        if any(abs(t - tt) < 5_000_000 for tt in transitions):
+        if t in burst or any(abs(t - tt) < 5_000_000 for tt in transitions):
             skipped += 1
+            continue
+        theirs = [u for u in daemon_got.get(round(msg["data"], 6), ()) if abs(u - t) < 1e9]
+        if theirs and min(theirs) - t > FRAME * 1e9:
+            late += 1
             continue
         # the sample at or before the report (a 1 kHz dial: within 1 ms of it, and a
         # starved simulator catches its late ticks up), extrapolated at the rate
@@ -163,7 +193,7 @@ def compare_mpv(log: list[tuple[int, dict[str, Any]]], events: list[tuple[int, s
             near = min(events, key=lambda e: abs(e[0] - t))
             print(f"off by {errors[-1] * 1000:+.1f} ms at report {msg['data']}, "
                   f"{(t - near[0]) / 1e6:+.1f} ms from {near[1]} {near[2]}")
-    return errors, skipped
+    return errors, skipped, late
 
 
 # --- VLC --------------------------------------------------------------------------------------
