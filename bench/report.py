@@ -577,15 +577,23 @@ def _physical(res: dict[str, Any]) -> list[str]:
     return out
 
 
+def _ms(us: Any) -> float | None:
+    return None if us is None else float(us) / 1000
+
+
 def _rp2(res: dict[str, Any]) -> list[str]:
     r = res.get("rp2")
     out = ["## The firmware on the RP2040 (emulated, real MicroPython rp2 port)", ""]
     if _skipped(r):
         return [*out, f"Skipped: {_skipped(r)}", ""]
     out += [_what(r) + " Busy = cycles not asleep in WFI/WFE; the sampling interrupt is the "
-            "PIO timer's hard IRQ running the sampler (native viper code since issue 19, "
-            "bytecode in the baseline); the main loop is asyncio packing, sealing (CRC + COBS) "
-            "and writing frames. Cycle counts are optimistic against a physical Pico "
+            "PIO timer's hard IRQ running the sampler (native viper code); the main loop "
+            "packs, seals (CRC + COBS) and writes each full frame in a job the interrupt "
+            "schedules (micropython.schedule; asyncio only for commands, STATUS and a 100 ms "
+            "ticker). Garbage collections are counted by the emulator (entries to the "
+            "interpreter's gc_collect), with no help from the firmware. Latency: a frame's "
+            "last sample taken to the frame on the host, in emulated time. Cycle counts are "
+            "optimistic against a physical Pico "
             "(rp2040js does not model XIP flash cache misses). Baseline: the previous firmware "
             f"(commit {str((r.get('baseline') or {}).get('commit', '?'))[:10]}) in the same run.",
             ""]
@@ -599,9 +607,12 @@ def _rp2(res: dict[str, Any]) -> list[str]:
                          _f(x.get("main_loop_pct"), 1, " %"), _f(x.get("usb_irq_pct"), 2, " %"),
                          _f(x.get("sampler_us_per_sample"), 0), _f(x.get("dropped_samples")),
                          _f(x.get("overruns")), _f(x.get("jitter_max_us")),
+                         _f(x.get("emulated_s"), 0, " s"), _f(x.get("gc_runs")),
+                         _f(_ms(x.get("latency_p99_us")), 1, " ms"),
                          _f(x.get("mem_free_min"))])
     out += _table(["rate", "CPU busy", "sampling IRQ", "main loop", "USB IRQ",
                    "IRQ µs/sample", "samples lost", "overruns", "jitter max µs",
+                   "emulated time", "garbage collections", "latency p99",
                    "lowest free heap B"], rows)
     out += [f"Free heap after start: {_f(r.get('mem_free_after_start'))} bytes (STATUS "
             "`mem_free`; it falls between garbage collections and recovers). Highest rate with "
