@@ -1,7 +1,8 @@
 """An emulated Raspberry Pi Pico running the real MicroPython rp2 UF2 and the dial firmware.
 
 Invariants:
-- Real parts only: the official MicroPython v1.28.0 RPI_PICO UF2 and the RP2040 boot ROM from
+- Real parts only: MicroPython v1.28.0's RPI_PICO UF2 (the official rp2 port, built from
+  source: its sha256 is not the released file's) and the RP2040 boot ROM from
   ``../shared/rp2emu/`` (or ``$RATEDIAL_RP2EMU``), rp2040js pinned in ``package.json`` beside
   this file, the firmware compiled with the same mpy-cross and file set ``ratedial flash``
   writes, put into a littlefs image made by MicroPython's own VfsLfs2 (``mkfs_mpy.py``).
