@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from conftest_media import have, make_test_video
-from ratedial._platform.pipes import open_ipc
+from ratedial._platform.pipes import connect_ipc
 from ratedial.players.mpv import MpvSession
 
 pytestmark = pytest.mark.timeout(120)
@@ -104,4 +104,9 @@ def test_the_mpv_session_follows_mpv_through_the_thread_ipc_path(tmp_path):
 
 
 async def _connect(sock: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await open_ipc(sock, limit=1 << 20, thread=True)
+    """asyncio streams over the reader-thread transport (the path named pipes take)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20, loop=loop)
+    transport, protocol = await connect_ipc(
+        sock, lambda: asyncio.StreamReaderProtocol(reader, loop=loop), thread=True)
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)

@@ -20,7 +20,7 @@ import serial
 from ratedial._platform import default_serial_io
 from ratedial._platform import lock as lockmod
 from ratedial._platform.keys import read_chunks
-from ratedial._platform.pipes import connect_sync, is_named_pipe, open_ipc, private_endpoint
+from ratedial._platform.pipes import connect_ipc, connect_sync, is_named_pipe, private_endpoint
 from ratedial._platform.signals import stop_on_signals
 from ratedial.daemon.link import describe_open_error
 from ratedial.players.manual import ManualSession
@@ -176,7 +176,7 @@ def test_a_named_pipe_on_linux_is_a_clear_oserror():
         connect_sync(r"\\.\pipe\mpvsocket")
 
     async def main() -> None:
-        await open_ipc(r"\\.\pipe\mpvsocket", limit=1 << 16)
+        await connect_ipc(r"\\.\pipe\mpvsocket", asyncio.Protocol)
 
     with pytest.raises(OSError, match="Windows only"):
         asyncio.run(main())

@@ -4,14 +4,14 @@ r"""mpv's JSON IPC endpoint: a Unix socket on Linux and macOS, a named pipe
 Invariants:
 
 * One endpoint name works for both sides of ratedial: the live session
-  (:func:`open_ipc`, asyncio streams) and the review player (:func:`connect_sync`, a
-  blocking channel whose every read has a timeout).
+  (:func:`connect_ipc`, an asyncio transport and protocol) and the review player
+  (:func:`connect_sync`, a blocking channel whose every read has a timeout).
 * A name that does not exist yet is an ``OSError`` (callers retry while mpv starts).
 * On Windows the pipe is opened for overlapped I/O, so a pending read never blocks a write.
   The daemon's loop there waits in ``select`` (aiomqtt needs ``add_reader``, which the
   Proactor loop lacks), which cannot wait on a pipe: a thread reads it and hands the bytes
-  to asyncio streams (:class:`_ChannelTransport`). That thread path runs on any OS with
-  ``open_ipc(..., thread=True)``, so it is tested on Linux over a Unix socket.
+  to the protocol (:class:`_ChannelTransport`). That thread path runs on any OS with
+  ``connect_ipc(..., thread=True)``, so it is tested on Linux over a Unix socket.
 """
 
 from __future__ import annotations
@@ -76,16 +76,6 @@ async def connect_ipc(path: str, protocol_factory: Callable[[], _P], *,
     protocol.connection_made(ch_transport)
     ch_transport.start()
     return ch_transport, protocol
-
-
-async def open_ipc(path: str, *, limit: int, thread: bool | None = None
-                   ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """asyncio streams to mpv's endpoint (:func:`connect_ipc`)."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=limit, loop=loop)
-    transport, protocol = await connect_ipc(
-        path, lambda: asyncio.StreamReaderProtocol(reader, loop=loop), thread=thread)
-    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
 
 class _ChannelTransport(asyncio.Transport):
