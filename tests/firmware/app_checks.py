@@ -495,6 +495,21 @@ def check_run_asyncio_shell():
     assert [r[0] for r in recv] == list(range(len(recv))) and len(recv) >= 250, len(recv)
 
 
+def _sink_hw(mode):
+    """A SinkHW whose full frames wake the frame job (``"scheduled"``, as on the boards) or
+    an asyncio IrqFlag (``"flag"``)."""
+    from fakehw import SinkHW
+
+    hw = SinkHW()
+    if mode == "scheduled":
+        hw.wake_scheduled = True
+    else:
+        from dial.aio import IrqFlag
+
+        hw.wake_flag = IrqFlag
+    return hw
+
+
 def _shell_run(hw, n, commands=True):
     """dial.app.run on ``hw`` for ``n`` samples (hw.auto), the reader fed INFO and PING (or
     no command input). Returns the decoded frames after checking the stream is whole."""
@@ -522,11 +537,7 @@ def _shell_run(hw, n, commands=True):
 def check_run_scheduled_shell():
     # The boards' mode: the sampler's "frame full" runs App.frame_job through
     # micropython.schedule (dial.aio.Scheduled), no asyncio task per frame.
-    from fakehw import SinkHW
-
-    hw = SinkHW()
-    hw.wake_scheduled = True
-    a, frames, recv = _shell_run(hw, 600)
+    a, frames, recv = _shell_run(_sink_hw("scheduled"), 600)
     assert type(a.sampler.wake).__name__ == "Scheduled"
     assert len(recv) >= 590, len(recv)  # all but the open frame and the last ticks
     assert [f["type"] for f in frames].count("STATUS") == 0  # 0.6 s of device time
@@ -535,15 +546,8 @@ def check_run_scheduled_shell():
 def check_first_frame_goes_at_once():
     # The first SAMPLES frame leaves when its 10th sample is taken, in both wake modes (not
     # at the ticker's first round, 100 ms later): the sampler's wake is set at start.
-    from dial.aio import IrqFlag
-    from fakehw import SinkHW
-
     for mode in ("scheduled", "flag"):
-        hw = SinkHW()
-        if mode == "scheduled":
-            hw.wake_scheduled = True
-        else:
-            hw.wake_flag = IrqFlag
+        hw = _sink_hw(mode)
         _shell_run(hw, 60, commands=False)
         fired = [f for f in hw.write_fired[: hw.n_writes] if f > 0]
         assert fired and 10 <= fired[0] <= 11, (mode, list(hw.write_fired))
@@ -555,16 +559,8 @@ def check_steady_state_allocates_nothing():
     # asyncio shell (task wake-ups, the ticker, the writer's Signal) raises MemoryError.
     import gc
 
-    from fakehw import SinkHW
-
     for mode in ("scheduled", "flag"):
-        hw = SinkHW()
-        if mode == "scheduled":
-            hw.wake_scheduled = True
-        else:
-            from dial.aio import IrqFlag
-
-            hw.wake_flag = IrqFlag
+        hw = _sink_hw(mode)
         hw.auto_lock = (500, 3000)
         a, frames, recv = _shell_run(hw, 3600)
         assert len(recv) >= 3590, (mode, len(recv))
