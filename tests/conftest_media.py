@@ -268,3 +268,16 @@ def catching_up(reports: list[tuple[int, float]]) -> set[int]:
     ceiling (LEAD_FRAMES), and the first report after the stall is compared."""
     return {i for i in range(1, len(reports))
             if reports[i][0] - reports[i - 1][0] < 1_000_000 and reports[i][1] > reports[i - 1][1]}
+
+
+# The daemon's own receipts of mpv's pushed positions, as recorded (``media_obs``).
+DAEMON_TIME_POS = ("SELECT host_ns, media_s FROM media_obs WHERE source = 'time-pos' "
+                   "AND media_s IS NOT NULL")
+
+
+def receipts_by_value(rows: list[tuple[Any, ...]]) -> dict[float, list[int]]:
+    """``DAEMON_TIME_POS`` rows as {reported position (rounded to 1 µs): receipt times}."""
+    out: dict[float, list[int]] = {}
+    for t, m in rows:
+        out.setdefault(round(m, 6), []).append(t)
+    return out

@@ -33,7 +33,15 @@ from typing import Any
 
 import pytest
 
-from conftest_media import MpvClient, Timeline, catching_up, have, make_test_video
+from conftest_media import (
+    DAEMON_TIME_POS,
+    MpvClient,
+    Timeline,
+    catching_up,
+    have,
+    make_test_video,
+    receipts_by_value,
+)
 from daemonrun import assert_exact_accounting, epoch_indices, query, start_daemon, wait_until
 from ratedial.media import MediaClock
 from ratedial.players.mpv import OBSERVED, MpvInput, mpv_clock_config
@@ -79,10 +87,7 @@ def first_receipts(reports: list[tuple[int, float]], rec: Path) -> list[tuple[in
     can be descheduled for tens of ms, and a late stamp would count that delay as the
     recording's error (seen: 50.5 ms at the test's reader where the daemon's receipt of the
     same report gives 19 ms)."""
-    theirs: dict[float, list[int]] = {}
-    for t, m in query(rec, "SELECT host_ns, media_s FROM media_obs WHERE source = 'time-pos' "
-                           "AND media_s IS NOT NULL"):
-        theirs.setdefault(round(m, 6), []).append(t)
+    theirs = receipts_by_value(query(rec, DAEMON_TIME_POS))
     out = []
     for t, m in reports:
         near = [u for u in theirs.get(round(m, 6), ()) if abs(u - t) < 200_000_000]

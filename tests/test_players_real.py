@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 
 from conftest_media import (
+    DAEMON_TIME_POS,
     Daemon,
     Dial,
     MpvClient,
@@ -40,6 +41,7 @@ from conftest_media import (
     free_port,
     have,
     make_test_video,
+    receipts_by_value,
 )
 from ratedial.players.identity import fingerprint
 
@@ -125,11 +127,8 @@ def test_mpv_headless_recorded_media_times_agree_within_one_frame(tmp_path, vide
     states = {s for _, _, s, _ in samples}
     assert {1, 2, 4} <= states, states  # playing, paused, ended
 
-    daemon_got: dict[float, list[int]] = {}
-    for t, m in rec.query("SELECT host_ns, media_s FROM media_obs WHERE source = 'time-pos' "
-                          "AND media_s IS NOT NULL"):
-        daemon_got.setdefault(round(m, 6), []).append(t)
-    errors, skipped, late = compare_mpv(client.log, events, timeline, daemon_got)
+    errors, skipped, late = compare_mpv(client.log, events, timeline,
+                                        receipts_by_value(rec.query(DAEMON_TIME_POS)))
     assert len(errors) > 300, len(errors)
     # mpv writes to each IPC client on its own; a busy machine delays one client's copy of a
     # report (seen: 180 ms, eight reports at once) while the other has it. What mpv had not
