@@ -353,7 +353,9 @@ def test_scheduled_faults_run_at_their_times() -> None:
     with VirtualDial(opts) as dial:
         t0 = time.monotonic()
         seen_stall = False
-        while dial.status()["boots"] < 2 or not seen_stall:
+        # the second boot's truth line is appended when its firmware reports it, which can
+        # come after the bridge counts the boot: wait for both
+        while dial.status()["boots"] < 2 or not seen_stall or len(dial.truth()) < 2:
             st = dial.status()  # round trips through the bridge, no sleeping
             seen_stall = seen_stall or st["stalled"]
             assert time.monotonic() - t0 < 15, st
