@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ratedial.media import ClockConfig, MediaClock, PollExtrapolate, Source
@@ -231,6 +231,9 @@ actions = st.lists(st.tuples(st.sampled_from(["play", "pause", "seek", "seek_by"
 
 @settings(max_examples=15, deadline=None)
 @given(actions, st.sampled_from(["mpv", "mpc", "vlc"]), st.integers(0, 1000))
+# A seek back to 0.0 within VLC's first stale step: status.json shows no change until VLC's
+# next refresh (found by hypothesis in CI preview; 15 % off against an 11 % budget).
+@example([("seek", 0.0, 3.0)], "vlc", 28)
 def test_random_sessions_stay_within_bounds_away_from_transitions(script, player, seed):
     t = 1.0
     acts = [Action(0.5, "play")]
@@ -244,6 +247,10 @@ def test_random_sessions_stay_within_bounds_away_from_transitions(script, player
     bound = 0.080 if player == "vlc" else FRAME
     off = sum(abs(e) > bound for e in r.ratedial) / max(1, len(r.ratedial))
     budget = (len(acts) + 2) * (0.1 if player == "vlc" else 0.06) / (t + 2.0)
+    # A seek VLC's answers cannot show (the same status.json before and after) is seen at
+    # its next refresh: up to its largest measured step (0.5 s) at the rate in force.
+    fastest = max([1.0] + [a.arg for a in acts if a.name == "rate"])
+    budget += r.unseen_seeks * 0.5 * fastest / (t + 2.0)
     assert off <= budget + 0.01, (player, acts, r.stats("ratedial"))
 
 

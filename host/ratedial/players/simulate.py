@@ -67,6 +67,9 @@ class SimResult:
     state_agree: int = 0
     samples: int = 0
     events: list[MediaEvent] = field(default_factory=list)
+    # Seeks the player's answers cannot show: VLC's status.json after the seek the same as in
+    # its last answer (a target within the step it showed). Seen at its next refresh.
+    unseen_seeks: int = 0
 
     def stats(self, which: str) -> dict[str, float]:
         errs = sorted(abs(e) for e in getattr(self, which))
@@ -111,6 +114,7 @@ class _Sim:
         self.baseline = PollExtrapolate()
         self.result = SimResult(player)
         self._mpv_due = 0
+        self._vlc_shown: dict[str, Any] | None = None  # VLC's last status.json snapshot
         self.clock: MediaClock
         if player == "mpv":
             self.clock = MediaClock(mpv_clock_config(0.0))
@@ -175,7 +179,7 @@ class _Sim:
             value, playing = m.mpv_property("time-pos"), m.moving
             self.at(recv, lambda r: self.baseline.poll(r, value, playing=playing, rate=m.rate))
         elif self.player == "vlc":
-            status = m.vlc_status()
+            status = self._vlc_shown = m.vlc_status()
             self.at(recv, lambda r: self.vlc_answer(sent, r, status))
         else:
             body = m.mpc_variables(t)
@@ -225,6 +229,9 @@ class _Sim:
 
     def action(self, a: Action, t: int) -> None:  # (a first: functools.partial)
         self.deliver(_ACTIONS[a.name](self.media, t, a.arg))
+        if self.player == "vlc" and a.name in ("seek", "seek_by") \
+                and self.media.vlc_status() == self._vlc_shown:
+            self.result.unseen_seeks += 1
 
     def run(self, script: tuple[Action, ...], end_s: float) -> SimResult:
         if self.player == "mpv":  # connect: mpv sends the initial values, then the file loads
