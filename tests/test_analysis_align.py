@@ -246,6 +246,16 @@ def test_not_a_recording(tmp_path):
         load([tmp_path / "missing.ratedial"])
 
 
+def test_a_truncated_recording_is_named_damaged(story, tmp_path):
+    whole, _ = story
+    assert load([whole])  # the whole file reads
+    cut = tmp_path / "cut.ratedial"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) * 2 // 3])  # a copy interrupted two thirds through
+    with pytest.raises(NotARecording, match=r"cut\.ratedial is damaged: an SQLite file"):
+        load([cut])
+
+
 # --- the pure core, directly ---------------------------------------------------------------
 
 

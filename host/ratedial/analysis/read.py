@@ -167,7 +167,10 @@ def connect(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
         con = sqlite3.connect(uri, uri=True, check_same_thread=False)
         row = con.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
         version = con.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
-    except sqlite3.Error:
+    except sqlite3.Error as exc:
+        if _sqlite_header(p):
+            raise NotARecording(f"{p} is damaged: an SQLite file that SQLite cannot read "
+                                f"({exc}; a truncated or partly copied file?)") from None
         raise NotARecording(f"{p} is not a ratedial recording (not an SQLite file with a "
                             "meta table)") from None
     if row is None or json.loads(row[0]) != FORMAT:
@@ -179,6 +182,14 @@ def connect(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
                             f"{None if version is None else json.loads(version[0])}; this "
                             f"ratedial reads version {FORMAT_VERSION}")
     return con
+
+
+def _sqlite_header(p: Path) -> bool:
+    try:
+        with p.open("rb") as f:
+            return f.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
 
 
 def _json(text: str) -> Any:
