@@ -286,6 +286,7 @@ class StreamRun:
     cpu_us_per_sample: dict[str, float | None] = field(default_factory=dict)
     feeder: dict[str, Any] = field(default_factory=dict)
     rss: list[tuple[float, float]] = field(default_factory=list)  # (s since start, MB)
+    record: Path | None = None  # the recording ``ratedial run`` wrote
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -322,7 +323,7 @@ def run_ratedial(broker: Any, *, dials: int, rate: int, seconds: float, workdir:
     run.extra["samples_per_frame"] = batch
     stamper = Stamper(broker.port, "ratedial/v1/dials/+/samples", "ratedial", keep_every)
     feeder = Feeder("frames", dials, rate, seconds, batch)
-    record = workdir / f"ratedial-{tag}{dials}x{rate}b{batch}.ratedial"
+    record = run.record = workdir / f"ratedial-{tag}{dials}x{rate}b{batch}.ratedial"
     args = [sys.executable, "-m", "ratedial", "run", "--no-scan", "--broker", broker.url,
             "--record", str(record), "--duration", str(seconds + 30), "--json",
             "--daemon-id", f"bench{dials}x{rate}", *extra_args]
