@@ -17,10 +17,11 @@ simulator's ground truth, per dial:
   that stored line (a refit between stored models, or a correction being slewed in);
 * ``backwards``: recorded host times that went back within an epoch (must be 0).
 
-The whole is run twice: with the daemon's default PING interval and with
-``ping_interval_s = SPARSE_PING_S`` (the default until 2026-12) in its config
-(``sparse_pings``); each recording is also replayed through this model and through the
-arrivals' slope alone, and the default pass's recordings with only every 2nd and every 20th
+The whole is run three times, the passes interleaved seed by seed (the machine's load
+changes by the minute): with the daemon's default PING interval, with ``ping_interval_s =
+DENSE_PING_S`` (``dense_pings``) and with ``SPARSE_PING_S`` (the default until 2026-12,
+``sparse_pings``) in its config; each recording is also replayed through this model and through the
+arrivals' slope alone, and the default pass's recordings with only every 2nd and every 10th
 SYNC after a boot's first ten (``replayed_worst_seed``: RMS and skew error frame by frame,
 no slewing): estimators and PING intervals compared on the same observations.
 
@@ -58,9 +59,10 @@ REBOOT_S = 4.0
 RUN_S = 4.0 + 30.0 + 16.0  # 16 s of steady state after the 30 s
 STEADY_AFTER_S = 30.0
 SIM_SEEDS = tuple(range(1, 9))
-SIM_PING_PERIODS_S = (0.05, 0.1, 1.0)  # the daemon's PING interval, 2 and 20 times slower
-SPARSE_PING_S = 1.0  # the second pass: ``ping_interval_s`` in the daemon's config
-THINNED = (2, 20)  # the default pass replayed with every 2nd / 20th SYNC (0.1 s / 1 s)
+SIM_PING_PERIODS_S = (0.05, 0.1, 1.0)  # twice the daemon's PING rate, its rate, a tenth
+DENSE_PING_S = 0.05  # the second pass: ``ping_interval_s`` in the daemon's config
+SPARSE_PING_S = 1.0  # the third pass
+THINNED = (2, 10)  # the default pass replayed with every 2nd / 10th SYNC (0.2 s / 1 s)
 FAST_SYNCS = 10  # the daemon's first PINGs of a boot, ten times faster: always kept
 
 
@@ -312,37 +314,45 @@ def _worst(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return worst
 
 
-def _pass(tmp: Path, ping_interval_s: float | None) -> dict[str, Any]:
-    """One recording per seed; per dial the recorded figures, and the same recording
+class _Pass:
+    """One PING interval's recordings: per dial the recorded figures, and the same recording
     replayed through the model as shipped, through the one before dense PINGs counted and
-    (the default pass) with its SYNCs thinned to every 2nd and every 20th."""
-    thin = THINNED if ping_interval_s is None else ()
-    per_seed: dict[str, dict[str, Any]] = {}
-    replays: dict[str, dict[str, dict[str, Any]]] = {"this_model": {}, "arrivals_slope": {}}
-    replays.update({f"syncs_every_{k}": {} for k in thin})
-    for seed in SEEDS:
-        path, truths, drift_of = _record(seed, tmp, ping_interval_s)
+    (the default pass) with its SYNCs thinned to every 2nd and every 10th."""
+
+    def __init__(self, ping_interval_s: float | None) -> None:
+        self.interval = ping_interval_s
+        self.thin = THINNED if ping_interval_s is None else ()
+        self.per_seed: dict[str, dict[str, Any]] = {}
+        self.replays: dict[str, dict[str, dict[str, Any]]] = {
+            "this_model": {}, "arrivals_slope": {}, **{f"syncs_every_{k}": {} for k in self.thin}}
+
+    def record(self, tmp: Path, seed: int) -> None:
+        path, truths, drift_of = _record(seed, tmp, self.interval)
         con = sqlite3.connect(path)
         for uid, boots in truths.items():
             drift = f"{drift_of[uid]:+.0f}ppm"
-            per_seed.setdefault(drift, {})[f"seed{seed}"] = _dial_figures(
+            self.per_seed.setdefault(drift, {})[f"seed{seed}"] = _dial_figures(
                 con, uid, boots, drift_of[uid])
-            for name, clock in (("this_model", DeviceClock()), ("arrivals_slope", DeviceClock(
-                    dense_syncs_per_s=math.inf))):
-                replays[name].setdefault(drift, {})[f"seed{seed}"] = _replayed(
-                    con, uid, boots, drift_of[uid], clock)
-            for k in thin:
-                replays[f"syncs_every_{k}"].setdefault(drift, {})[f"seed{seed}"] = _replayed(
-                    con, uid, boots, drift_of[uid], DeviceClock(), sync_every=k)
+            clocks = [("this_model", DeviceClock(), 1),
+                      ("arrivals_slope", DeviceClock(dense_syncs_per_s=math.inf), 1)]
+            clocks += [(f"syncs_every_{k}", DeviceClock(), k) for k in self.thin]
+            for name, clock, k in clocks:
+                self.replays[name].setdefault(drift, {})[f"seed{seed}"] = _replayed(
+                    con, uid, boots, drift_of[uid], clock, sync_every=k)
         con.close()
-    return {"worst_seed": _worst(per_seed), "per_seed": per_seed,
-            "replayed_worst_seed": {name: _worst(r) for name, r in replays.items()}}
+
+    def figures(self) -> dict[str, Any]:
+        return {"worst_seed": _worst(self.per_seed), "per_seed": self.per_seed,
+                "replayed_worst_seed": {n: _worst(r) for n, r in self.replays.items()}}
 
 
 def run() -> dict[str, Any]:
+    passes = [_Pass(None), _Pass(DENSE_PING_S), _Pass(SPARSE_PING_S)]
     with tempfile.TemporaryDirectory() as tmp:
-        default = _pass(Path(tmp), None)
-        sparse = _pass(Path(tmp), SPARSE_PING_S)
+        for seed in SEEDS:  # the passes interleaved: the machine's load changes by the minute
+            for p in passes:
+                p.record(Path(tmp), seed)
+    default, dense, sparse = (p.figures() for p in passes)
     ping_s = RunConfig().ping_interval_s
     worst, per_seed = default["worst_seed"], default["per_seed"]
     return {"what": f"virtual dials at ±100 and ±500 ppm, reboot at {REBOOT_S:g} s, 30-bit "
@@ -355,6 +365,11 @@ def run() -> dict[str, Any]:
                     f"{ping_s * THINNED[1]:g} s, the same frames)",
             "worst_seed": worst, "per_seed": per_seed,
             "replayed_worst_seed": default["replayed_worst_seed"],
+            "dense_pings": {
+                "what": f"the same runs with ping_interval_s = {DENSE_PING_S:g} in the daemon's "
+                        "config; replayed_worst_seed: each recording replayed through this model "
+                        "and through the arrivals' slope alone",
+                **dense},
             "sparse_pings": {
                 "what": f"the same runs with ping_interval_s = {SPARSE_PING_S:g} in the daemon's "
                         "config (the default until 2026-12); replayed_worst_seed: each recording "

@@ -111,16 +111,17 @@ def test_the_default_ping_interval_counts_as_dense():
 
 @pytest.mark.parametrize("drift_ppm", [100.0, -100.0, 500.0, -500.0])
 def test_default_pings_at_the_extremes(drift_ppm):
-    """The daemon's default PINGs (every 0.05 s) on the load-free link: within 60 µs RMS
-    after 30 s and the skew within 2 ppm at 30 s on seeds 1-3 (the rest is the link's PING
-    path being slower than its reply path: docs/timing.md, "At the extremes"); with one PING
-    a second, the same frames come out worse."""
+    """The daemon's default PINGs (every 0.1 s) on the load-free link: within 60 µs RMS
+    after 30 s and the skew within 2.5 ppm at 30 s on seeds 1-3 (most of the rest is the
+    link's PING path being slower than its reply path: docs/timing.md, "At the extremes");
+    with one PING a second the same frames come out worse (1.85-2.7 times the summed
+    squares)."""
     period = RunConfig().ping_interval_s
     dense = [_steady(drift_ppm, seed, period) for seed in (1, 2, 3)]
     assert max(rms for rms, _ in dense) <= 60.0, dense
-    assert max(abs(skew) for _, skew in dense) <= 2.0, dense
+    assert max(abs(skew) for _, skew in dense) <= 2.5, dense
     sparse = [_steady(drift_ppm, seed, 1.0)[0] for seed in (1, 2, 3)]
-    assert sum(r * r for r in sparse) >= 2 * sum(r * r for r, _ in dense), (dense, sparse)
+    assert sum(r * r for r in sparse) >= 1.5 * sum(r * r for r, _ in dense), (dense, sparse)
 
 
 def test_later_syncs_wait_for_the_refit_throttle():
