@@ -17,17 +17,22 @@ simulator's ground truth, per dial:
   that stored line (a refit between stored models, or a correction being slewed in);
 * ``backwards``: recorded host times that went back within an epoch (must be 0).
 
-The whole is run twice: with the daemon's default PING interval and with
-``ping_interval_s = DENSE_PING_S`` in its config (``dense_pings``); each recording is also
-replayed through this model and through the arrivals' slope alone (``replayed_worst_seed``:
-RMS and skew error frame by frame, no slewing), two estimators on the same observations.
+The whole is run three times, the passes interleaved seed by seed (the machine's load
+changes by the minute): with the daemon's default PING interval, with ``ping_interval_s =
+DENSE_PING_S`` (``dense_pings``) and with ``SPARSE_PING_S`` (the default until 2026-12,
+``sparse_pings``) in its config; each recording is also replayed through this model and through the
+arrivals' slope alone, and the default pass's recordings with only every 2nd and every 10th
+SYNC after a boot's first ten (``replayed_worst_seed``: RMS and skew error frame by frame,
+no slewing): estimators and PING intervals compared on the same observations.
 
 Figures are reported per drift as the worst over the seeds (largest RMS, largest |skew
 error|, lowest coverage). Per seed also what the error is made of, against the truth: the
 fastest frame's, PING's and reply's delays, half the asymmetry of the first two (the bias
 of the two-way band's centre) and the median frame latency (the host's load). And the same
-model on the load-free simulated link (``bench/clocksim.py``), PINGs every 1 s and 0.1 s:
-what the estimator does when this machine's load is taken out.
+model on the load-free simulated link (``bench/clocksim.py``), PINGs every 0.05, 0.1 and 1 s,
+with the true skew given to the band as well (``true_skew_rms_us``: the bias that remains
+is the link's asymmetry, which no two-way estimator sees): what the estimator does when this
+machine's load is taken out.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ from typing import Any
 
 from clocksim import LinkConfig, feed, simulate
 from ratedial.clock import DeviceClock
+from ratedial.clock_bounds import Band, Point, solve
+from ratedial.config import RunConfig
 from ratedial.virtual import VirtualDial
 from ratedial.virtual.faults import parse_fault
 
@@ -52,8 +59,11 @@ REBOOT_S = 4.0
 RUN_S = 4.0 + 30.0 + 16.0  # 16 s of steady state after the 30 s
 STEADY_AFTER_S = 30.0
 SIM_SEEDS = tuple(range(1, 9))
-SIM_PING_PERIODS_S = (1.0, 0.1)  # the daemon's PING interval, and ten times faster
-DENSE_PING_S = 0.1  # the second pass: ``ping_interval_s`` in the daemon's config
+SIM_PING_PERIODS_S = (0.05, 0.1, 1.0)  # twice the daemon's PING rate, its rate, a tenth
+DENSE_PING_S = 0.05  # the second pass: ``ping_interval_s`` in the daemon's config
+SPARSE_PING_S = 1.0  # the third pass
+THINNED = (2, 10)  # the default pass replayed with every 2nd / 10th SYNC (0.2 s / 1 s)
+FAST_SYNCS = 10  # the daemon's first PINGs of a boot, ten times faster: always kept
 
 
 def _record(seed: int, workdir: Path, ping_interval_s: float | None = None
@@ -178,17 +188,39 @@ def _dial_figures(con: sqlite3.Connection, uid: str, boots: list[Any], drift: fl
     return out
 
 
-def _simulated_one(drift_ppm: float, seed: int, ping_period_s: float) -> dict[str, float]:
+class _TrueSkewClock(DeviceClock):
+    """The model with the band's slope set to the true skew once the arrivals span the
+    ``min_slope_span_s`` (benchmark only): its error is the two-way band's bias alone, half
+    the asymmetry of the fastest PING and the fastest frame or reply, which no two-way
+    estimator can see. What is left above it in :class:`DeviceClock` is the skew's error."""
+
+    def __init__(self, skew_ppm: float) -> None:
+        super().__init__()
+        self._true_c = skew_ppm * 1e-3
+
+    def _band(self, arr: Any, ups: list[tuple[float, float]], lows: list[tuple[float, float]],
+              start: int) -> Band | None:
+        arrivals: list[Point] = arr
+        if arrivals and arrivals[-1][0] - arrivals[0][0] >= self._min_slope_span:
+            fixed = solve(ups, lows, self._true_c, self._true_c, self._prior_ns)
+            if fixed is not None:
+                return fixed
+        return super()._band(arr, ups, lows, start)
+
+
+def _simulated_one(drift_ppm: float, seed: int, ping_period_s: float, *,
+                   true_skew: bool = False) -> dict[str, float]:
     """The model alone on the load-free simulated link (bench/clocksim.py, its nominal
     latencies), the first boot's first ``RUN_S - REBOOT_S`` s: skew error at 30 s, RMS and
-    mean error of the samples from 30 s on."""
+    mean error of the samples from 30 s on (``true_skew``: with the band at the true slope)."""
     skew = _true_skew_ppm(drift_ppm)
     link = simulate(LinkConfig(duration_s=RUN_S - REBOOT_S, seed=seed, skew_ppm=skew,
                                ping_period_s=ping_period_s, ping_phase_us=1000.0,
                                fast_pings=10))
     skew_err = math.nan
     errs: list[int] = []
-    for frame, est in feed(link, DeviceClock()):
+    clock = _TrueSkewClock(skew) if true_skew else DeviceClock()
+    for frame, est in feed(link, clock):
         if est is None or (frame.truth_ns[0] - link.start_ns) / 1e9 < STEADY_AFTER_S:
             continue
         if math.isnan(skew_err):
@@ -201,27 +233,32 @@ def _simulated_one(drift_ppm: float, seed: int, ping_period_s: float) -> dict[st
 
 def _simulated() -> dict[str, Any]:
     """Worst over SIM_SEEDS per drift and PING interval: what the estimator does when the
-    machine's load is taken out (the virtual dials share this host's CPU)."""
+    machine's load is taken out (the virtual dials share this host's CPU); and the same
+    with the true skew (the asymmetry's share of the error)."""
     out: dict[str, Any] = {}
     for period in SIM_PING_PERIODS_S:
         per: dict[str, Any] = {}
         for drift in DRIFTS:
             figs = [_simulated_one(drift, seed, period) for seed in SIM_SEEDS]
+            ideal = [_simulated_one(drift, seed, period, true_skew=True)["rms_us"]
+                     for seed in SIM_SEEDS]
             worst = max(figs, key=lambda f: f["rms_us"])
             per[f"{drift:+.0f}ppm"] = {
                 "rms_us": round(worst["rms_us"], 1), "mean_us": round(worst["mean_us"], 1),
                 "skew_error_ppm": round(max((f["skew_error_ppm"] for f in figs), key=abs), 2),
-                "rms_us_median": round(sorted(f["rms_us"] for f in figs)[len(figs) // 2], 1)}
+                "rms_us_median": round(sorted(f["rms_us"] for f in figs)[len(figs) // 2], 1),
+                "true_skew_rms_us": round(max(ideal), 1)}
         out[f"ping_every_{period:g}s"] = per
     return out
 
 
 def _replayed(con: sqlite3.Connection, uid: str, boots: list[Any], drift: float,
-              clock: DeviceClock) -> dict[str, Any]:
+              clock: DeviceClock, sync_every: int = 1) -> dict[str, Any]:
     """The last boot's observations (``arrivals``, ``sync_obs``) replayed into ``clock`` in
     receive order, each frame's last sample mapped as it arrives: RMS from 30 s after the
     boot and the skew error at 30 s (no slewing: a few µs from the recorded figures). Two
-    estimators on the very same recording."""
+    estimators on the very same recording; with ``sync_every`` k, only the boot's first
+    FAST_SYNCS SYNCs and every k-th after them (a k times longer PING interval, same frames)."""
     epoch_id, boot_id = con.execute(
         "SELECT e.epoch_id, e.boot_id FROM epochs e JOIN dials d USING (dial_id) WHERE d.uid = ? "
         "ORDER BY e.first_host_ns DESC LIMIT 1", (uid,)).fetchone()
@@ -229,7 +266,9 @@ def _replayed(con: sqlite3.Connection, uid: str, boots: list[Any], drift: float,
     arrivals = con.execute("SELECT device_us, host_recv_ns FROM arrivals WHERE epoch_id = ?",
                            (epoch_id,)).fetchall()
     syncs = con.execute("SELECT host_send_ns, device_rx_us, device_tx_us, host_recv_ns FROM "
-                        "sync_obs WHERE epoch_id = ?", (epoch_id,)).fetchall()
+                        "sync_obs WHERE epoch_id = ? ORDER BY host_recv_ns", (epoch_id,)).fetchall()
+    syncs = [x for i, x in enumerate(syncs)
+             if i < FAST_SYNCS or (i - FAST_SYNCS) % sync_every == 0]
     events = sorted([(a[1], 0, a) for a in arrivals] + [(s[3], 1, s) for s in syncs],
                     key=lambda e: (e[0], e[1]))
     start = None
@@ -275,49 +314,73 @@ def _worst(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return worst
 
 
-def _pass(tmp: Path, ping_interval_s: float | None) -> dict[str, Any]:
-    """One recording per seed; per dial the recorded figures, and the same recording
-    replayed through the model as shipped and through the one before dense PINGs counted."""
-    per_seed: dict[str, dict[str, Any]] = {}
-    replays: dict[str, dict[str, dict[str, Any]]] = {"this_model": {}, "arrivals_slope": {}}
-    for seed in SEEDS:
-        path, truths, drift_of = _record(seed, tmp, ping_interval_s)
+class _Pass:
+    """One PING interval's recordings: per dial the recorded figures, and the same recording
+    replayed through the model as shipped, through the one before dense PINGs counted and
+    (the default pass) with its SYNCs thinned to every 2nd and every 10th."""
+
+    def __init__(self, ping_interval_s: float | None) -> None:
+        self.interval = ping_interval_s
+        self.thin = THINNED if ping_interval_s is None else ()
+        self.per_seed: dict[str, dict[str, Any]] = {}
+        self.replays: dict[str, dict[str, dict[str, Any]]] = {
+            "this_model": {}, "arrivals_slope": {}, **{f"syncs_every_{k}": {} for k in self.thin}}
+
+    def record(self, tmp: Path, seed: int) -> None:
+        path, truths, drift_of = _record(seed, tmp, self.interval)
         con = sqlite3.connect(path)
         for uid, boots in truths.items():
             drift = f"{drift_of[uid]:+.0f}ppm"
-            per_seed.setdefault(drift, {})[f"seed{seed}"] = _dial_figures(
+            self.per_seed.setdefault(drift, {})[f"seed{seed}"] = _dial_figures(
                 con, uid, boots, drift_of[uid])
-            for name, clock in (("this_model", DeviceClock()), ("arrivals_slope", DeviceClock(
-                    dense_syncs_per_s=math.inf))):
-                replays[name].setdefault(drift, {})[f"seed{seed}"] = _replayed(
-                    con, uid, boots, drift_of[uid], clock)
+            clocks = [("this_model", DeviceClock(), 1),
+                      ("arrivals_slope", DeviceClock(dense_syncs_per_s=math.inf), 1)]
+            clocks += [(f"syncs_every_{k}", DeviceClock(), k) for k in self.thin]
+            for name, clock, k in clocks:
+                self.replays[name].setdefault(drift, {})[f"seed{seed}"] = _replayed(
+                    con, uid, boots, drift_of[uid], clock, sync_every=k)
         con.close()
-    return {"worst_seed": _worst(per_seed), "per_seed": per_seed,
-            "replayed_worst_seed": {name: _worst(r) for name, r in replays.items()}}
+
+    def figures(self) -> dict[str, Any]:
+        return {"worst_seed": _worst(self.per_seed), "per_seed": self.per_seed,
+                "replayed_worst_seed": {n: _worst(r) for n, r in self.replays.items()}}
 
 
 def run() -> dict[str, Any]:
+    passes = [_Pass(None), _Pass(DENSE_PING_S), _Pass(SPARSE_PING_S)]
     with tempfile.TemporaryDirectory() as tmp:
-        default = _pass(Path(tmp), None)
-        dense = _pass(Path(tmp), DENSE_PING_S)
+        for seed in SEEDS:  # the passes interleaved: the machine's load changes by the minute
+            for p in passes:
+                p.record(Path(tmp), seed)
+    default, dense, sparse = (p.figures() for p in passes)
+    ping_s = RunConfig().ping_interval_s
     worst, per_seed = default["worst_seed"], default["per_seed"]
     return {"what": f"virtual dials at ±100 and ±500 ppm, reboot at {REBOOT_S:g} s, 30-bit "
                     f"tick wrap, 2 s stall; {RUN_S:g} s runs, seeds {list(SEEDS)}; steady "
                     f"state = samples {STEADY_AFTER_S:g} s or more after the reboot; worst "
-                    "seed per drift",
+                    f"seed per drift; the daemon's default PINGs (every {ping_s:g} s); "
+                    "replayed_worst_seed: each recording replayed through this model, through "
+                    "the arrivals' slope alone, and with every k-th SYNC after the first "
+                    f"{FAST_SYNCS} (a PING every {ping_s * THINNED[0]:g} s and every "
+                    f"{ping_s * THINNED[1]:g} s, the same frames)",
             "worst_seed": worst, "per_seed": per_seed,
             "replayed_worst_seed": default["replayed_worst_seed"],
             "dense_pings": {
                 "what": f"the same runs with ping_interval_s = {DENSE_PING_S:g} in the daemon's "
                         "config; replayed_worst_seed: each recording replayed through this model "
-                        "and through the arrivals' slope alone (the model before dense PINGs "
-                        "counted), frame by frame",
+                        "and through the arrivals' slope alone",
                 **dense},
+            "sparse_pings": {
+                "what": f"the same runs with ping_interval_s = {SPARSE_PING_S:g} in the daemon's "
+                        "config (the default until 2026-12); replayed_worst_seed: each recording "
+                        "replayed through this model and through the arrivals' slope alone",
+                **sparse},
             "simulated_link": {
                 "what": f"the same model on bench/clocksim.py's load-free nominal link, first "
                         f"{RUN_S - REBOOT_S:g} s of a boot, seeds {list(SIM_SEEDS)}, worst seed "
-                        "(largest RMS; skew: largest |error|), PINGs every 1 s (the daemon's) "
-                        "and every 0.1 s",
+                        "(largest RMS; skew: largest |error|), PINGs every "
+                        f"{', '.join(f'{p:g}' for p in SIM_PING_PERIODS_S)} s; true_skew_rms_us: "
+                        "the worst seed with the band at the true slope (the asymmetry's bias)",
                 **_simulated()}}
 
 

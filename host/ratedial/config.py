@@ -88,7 +88,7 @@ class RunConfig:
     raters: dict[str, str] = field(default_factory=dict)  # label -> dial uid or port path
     record: str | None = None  # recording path; default recordings/<date>-<time>.ratedial
     duration_s: float | None = None
-    ping_interval_s: float = 1.0
+    ping_interval_s: float = 0.1  # dense PINGs pin the clock's skew (docs/timing.md)
     player: str = "none"  # mpv[:SOCKET] | vlc:URL | mpc:URL | manual[:SECONDS] | none
     video: str | None = None  # a file: implies mpv launched by ratedial
     player_latency_ms: float = 0.0  # display latency added to the player's position
