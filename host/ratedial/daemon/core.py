@@ -525,6 +525,8 @@ class DialCore:
 
     def expire(self, now_ns: int) -> list[Out]:
         """Reject the frames that waited for a HELLO longer than ``hold_s``."""
+        if not self.held.frames:  # the usual case, checked on every SAMPLES frame
+            return []
         out: list[Out] = []
         for s, _, why in self.held.expire(now_ns):
             out += self.reject(s, why, "its boot's HELLO did not come in time", now_ns)
