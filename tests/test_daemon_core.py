@@ -95,6 +95,31 @@ def test_gaps_are_reported_with_reasons_never_filled():
     assert s.first_index == 40 and len(s) == 10
 
 
+def test_ratings_sample_by_sample_across_a_zero_and_a_short_press():
+    """A ZERO and a button take effect at their own sample, whichever way a frame is
+    computed (frames with neither take the per-frame path)."""
+    c = core()
+    c.hello(hello(1), host(0))
+
+    def ratings(first: int, counts: list[int], flags: list[int] | None = None) -> list[float]:
+        f = frame(first, counts)
+        if flags is not None:
+            f = Samples(seq=0, first_index=first, period_us=1000, counts=f.counts,
+                        times_us=f.times_us, flags=tuple(flags))
+        (s,) = of(c.samples(f, host(first)), SamplesOut)
+        return list(s.ratings)
+
+    assert ratings(0, [0] * 10) == [50.0] * 10
+    assert ratings(10, list(range(10))) == [50.0 + k for k in range(10)]
+    c.ack(Ack(seq=1, command=3, index=25, value=0), host(20))  # counts restart at 25
+    assert ratings(20, [10, 11, 12, 13, 14, 0, 1, 2, 3, 4]) == [
+        60.0, 61.0, 62.0, 63.0, 64.0, 64.0, 65.0, 66.0, 67.0, 68.0]
+    # a press of 3 ms (well under long_press_s) moves nothing, and is over by the next frame
+    assert ratings(30, [5] * 10, [1, 1, 1] + [0] * 7) == [69.0] * 10
+    assert ratings(40, [6] * 10) == [70.0] * 10
+    assert c._press_start_us is None and c.last_rating == 70.0
+
+
 def test_long_press_resets_the_rating_to_the_start_once():
     c = core()
     c.hello(hello(1), host(0))

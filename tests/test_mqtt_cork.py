@@ -49,8 +49,16 @@ async def _run(path: Path, port: int, sub: Subscriber, live_qos: int) -> MqttPub
         # The publisher announces itself online right after it connected.
         assert await until(lambda s: any(d.get("state") == "online" for d in s.daemon_status))
         assert pub.connected
-        # Idle: one frame goes out on its own, long before batch_ms.
+
+        async def serving() -> None:
+            while not pub._serving:  # polling a condition: the serving loop has begun
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(serving(), 30)
+        # Idle: one frame goes out on its own, long before batch_ms, from handle() itself
+        # (no turn of the event loop in between).
         pub.handle([frame(0, 10)])
+        assert pub.live_messages == 1
         assert await until(lambda s: len(s.seen) >= 10)
         assert pub.live_messages == 1
         # Twenty frames handed over in one turn of the loop: coalesced, one message.

@@ -264,7 +264,7 @@ class DialCore:
             return self.reject(f, "field", problem, host_ns)
         match f:
             case Samples():
-                return self.samples(f, host_ns)
+                return self.samples(f, host_ns, checked=True)
             case Hello():
                 return self.hello(f, host_ns)
             case Sync():
@@ -326,11 +326,13 @@ class DialCore:
                 out += self.samples(s, t, before_hello=True)
         return out
 
-    def samples(self, s: Samples, host_recv_ns: int, *, before_hello: bool = False
-                ) -> list[Out]:
-        problem = field_problem(s)
-        if problem is not None:
-            return self.reject(s, "field", problem, host_recv_ns)
+    def samples(self, s: Samples, host_recv_ns: int, *, before_hello: bool = False,
+                checked: bool = False) -> list[Out]:
+        """``checked``: :func:`field_problem` already passed ``s`` (:meth:`receive`)."""
+        if not checked:
+            problem = field_problem(s)
+            if problem is not None:
+                return self.reject(s, "field", problem, host_recv_ns)
         out = self.expire(host_recv_ns)
         ep = self.epoch
         if ep is None:
@@ -380,19 +382,16 @@ class DialCore:
         if not ep.first_count_seen:
             self.tracker.rebase(counts[0])
             ep.first_count_seen = True
-        ratings = []
-        for k, (t, c, f) in enumerate(zip(times, counts, flags, strict=True)):
-            if self._rebase_at is not None and new.start + k >= self._rebase_at:
-                self.tracker.rebase(c)
-                self._rebase_at = None
-            rating = self.tracker.update(c)
-            if self._long_press(t, f):
-                self.tracker.reset()
-                rating = self.tracker.rating
-                out.append(EventOut(self.uid, host_recv_ns, "rating_reset", {
-                    "rating": rating, "index": new.start + k, "boot_id": ep.boot_id,
-                    "cause": "long_press"}))
-            ratings.append(rating)
+        ratings: list[float]
+        if self._rebase_at is None and self._press_start_us is None and (
+                self.long_press_us is None or not any(f & FLAG_BUTTON for f in flags)):
+            # The common frame: no ZERO to apply, no button held. What the loop below does
+            # per sample reduces to the tracker's update (and a released button's state).
+            update = self.tracker.update
+            ratings = [update(c) for c in counts]
+            self._press_reset_done = False
+        else:
+            ratings = self._ratings(ep, new.start, times, counts, flags, host_recv_ns, out)
         host = (None,) * len(times) if ep.rate_implausible else self._map(ep, est, times)
         ep.last_device_us = times[-1]
         self.last_rating = ratings[-1]
@@ -407,6 +406,25 @@ class DialCore:
             ep.stored_est = est
             out.append(ClockOut(self.uid, ep.boot_id, host_recv_ns, est))
         return out
+
+    def _ratings(self, ep: Epoch, start: int, times: tuple[int, ...], counts: tuple[int, ...],
+                 flags: tuple[int, ...], host_recv_ns: int, out: list[Out]) -> list[float]:
+        """Ratings sample by sample: a ZERO's rebase and long presses take effect at their
+        sample."""
+        ratings = []
+        for k, (t, c, f) in enumerate(zip(times, counts, flags, strict=True)):
+            if self._rebase_at is not None and start + k >= self._rebase_at:
+                self.tracker.rebase(c)
+                self._rebase_at = None
+            rating = self.tracker.update(c)
+            if self._long_press(t, f):
+                self.tracker.reset()
+                rating = self.tracker.rating
+                out.append(EventOut(self.uid, host_recv_ns, "rating_reset", {
+                    "rating": rating, "index": start + k, "boot_id": ep.boot_id,
+                    "cause": "long_press"}))
+            ratings.append(rating)
+        return ratings
 
     def sync(self, f: Sync, host_send_ns: int, host_recv_ns: int) -> list[Out]:
         problem = field_problem(f)
@@ -507,6 +525,8 @@ class DialCore:
 
     def expire(self, now_ns: int) -> list[Out]:
         """Reject the frames that waited for a HELLO longer than ``hold_s``."""
+        if not self.held.frames:  # the usual case, checked on every SAMPLES frame
+            return []
         out: list[Out] = []
         for s, _, why in self.held.expire(now_ns):
             out += self.reject(s, why, "its boot's HELLO did not come in time", now_ns)

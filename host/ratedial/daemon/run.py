@@ -140,19 +140,17 @@ class Daemon:
     def emit(self, outs: list[Out]) -> None:
         if not outs:
             return
-        if any(isinstance(o, SamplesOut) for o in outs):
-            self.media.poll()  # media events it records go out before these samples
+        for o in outs:
+            if isinstance(o, SamplesOut):
+                self.media.poll()  # media events it records go out before these samples
+                break
         for i, o in enumerate(outs):
-            if isinstance(o, EventOut) and not o.event_id:
-                outs[i] = replace(o, event_id=self._next_event_id())
-                if o.kind == "clock_rate_implausible":
-                    self.say_once(f"dial {o.uid}: its clock ran {o.data['device_s']} s in "
-                                  f"{o.data['host_s']} s of this computer's time (x"
-                                  f"{o.data['ratio']}); its samples are recorded without "
-                                  "host times from now on (docs/timing.md)")
-            elif isinstance(o, SamplesOut):
+            if isinstance(o, SamplesOut):
                 ids, pos, states = self.media.annotate(o.host_ns)
-                annotated = replace(o, media_ids=ids, media_s=pos, media_states=states)
+                # built directly: dataclasses.replace walks the fields every frame
+                annotated = SamplesOut(o.uid, o.boot_id, o.first_index, o.period_us,
+                                       o.device_us, o.host_ns, o.counts, o.ratings, o.flags,
+                                       ids, pos, states)
                 outs[i] = annotated
                 v = self.views.get(annotated.uid)
                 if v is not None:
@@ -160,6 +158,13 @@ class Daemon:
                     v.rating = o.ratings[-1]
                     v.count = o.counts[-1]
                     v.note_rate(time.monotonic_ns(), len(o))
+            elif isinstance(o, EventOut) and not o.event_id:
+                outs[i] = replace(o, event_id=self._next_event_id())
+                if o.kind == "clock_rate_implausible":
+                    self.say_once(f"dial {o.uid}: its clock ran {o.data['device_s']} s in "
+                                  f"{o.data['host_s']} s of this computer's time (x"
+                                  f"{o.data['ratio']}); its samples are recorded without "
+                                  "host times from now on (docs/timing.md)")
         for sink in self.sinks:
             sink.handle(outs)
 
