@@ -51,18 +51,24 @@ class FromRecordings:
     _finished: set[int]
     _requests: asyncio.Queue[dict[str, Any]]
 
-    def _wall(self, host_ns: int | None) -> int | None:
-        return None if host_ns is None else host_ns + self.wall_offset_ns
+    def _walls(self, host_ns: list[int | None]) -> list[int | None]:
+        """Wall times of host times (None stays None): one pass, no call a sample (live
+        batches go through here at every frame)."""
+        offset = self.wall_offset_ns
+        if None in host_ns:
+            return [None if t is None else t + offset for t in host_ns]
+        return [t + offset for t in host_ns]  # type: ignore[operator]
 
     async def _send_rows(self, client: aiomqtt.Client, key: Key,
                          rows: list[tuple[Any, ...]]) -> None:
         """Republish recorded rows on the dial's backfill topic at QoS 1."""
         uid, boot = key
         for chunk in contiguous_chunks(rows, REPLAY_CHUNK):
+            host_ns = [r[2] for r in chunk]
             payload = samples_payload(
                 uid=uid, rater=self.rater_of(uid), daemon=self.topics.daemon, boot_id=boot,
                 first_index=chunk[0][0], period_us=0, device_us=[r[1] for r in chunk],
-                host_ns=[r[2] for r in chunk], wall_ns=[self._wall(r[2]) for r in chunk],
+                host_ns=host_ns, wall_ns=self._walls(host_ns),
                 count=[r[3] for r in chunk], rating=[r[4] for r in chunk],
                 flags=[r[5] for r in chunk], media_s=[r[6] for r in chunk],
                 media_state=[r[7] for r in chunk], replay=True)

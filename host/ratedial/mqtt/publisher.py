@@ -412,7 +412,7 @@ class MqttPublisher(FromRecordings):
         payload = samples_payload(
             uid=uid, rater=self.rater_of(uid), daemon=self.topics.daemon, boot_id=boot,
             first_index=b.first, period_us=b.period_us, device_us=b.cols["device_us"],
-            host_ns=b.cols["host_ns"], wall_ns=_wall_times(b.cols["host_ns"], self.wall_offset_ns),
+            host_ns=b.cols["host_ns"], wall_ns=self._walls(b.cols["host_ns"]),
             count=b.cols["count"], rating=b.cols["rating"], flags=b.cols["flags"],
             media_s=b.cols["media_s"], media_state=b.cols["media_state"])
         self.outbox.live_sent(b.key, b.first, b.end)
@@ -487,13 +487,6 @@ class MqttPublisher(FromRecordings):
                              event_id: int) -> None:
         await client.publish(topic, payload, qos=1, timeout=QOS1_TIMEOUT_S)
         self.outbox.event_acked(event_id)
-
-
-def _wall_times(host_ns: list[int | None], offset_ns: int) -> list[int | None]:
-    """Wall times of a batch's host times (None stays None): one pass, no call a sample."""
-    if None in host_ns:
-        return [None if t is None else t + offset_ns for t in host_ns]
-    return [t + offset_ns for t in host_ns]  # type: ignore[operator]
 
 
 def _no_delay(client: aiomqtt.Client) -> None:
