@@ -14,7 +14,9 @@ What it proves (docs/reliability.md, "Player crash and restart"):
   detection the media time never runs more than the clock's ceiling (1.5 frames) past mpv's
   last report;
 * the daemon reconnects on its own when mpv is restarted on the same socket (``player_back``,
-  within 1.5 s of the restart: the back-off for mpv's local socket is at most 0.25 s),
+  within 1 s of the new mpv first answering on it: the back-off for mpv's local socket is at
+  most 0.25 s; how long mpv itself takes to start is up to mpv and the machine, seen 2.1 s on
+  a loaded CI machine, so it is the new mpv's first answer this is measured from),
   the file gets the same ``media_id`` (same file), and the media times it records agree with
   what the new mpv reports within one frame, as before the crash.
 """
@@ -55,7 +57,7 @@ LEAD_FRAMES = 1.5  # the mpv clock never runs more than this past mpv's last rep
 DETECT_NS = 100_000_000  # SIGKILL -> player_lost: the socket closes with the process
 OUTAGE_S = 3.0  # how long mpv stays dead
 RESTART_AT_S = 20.0  # the restarted mpv starts here: far from where the first one was
-RECONNECT_NS = 1_500_000_000  # mpv's start-up (~0.1 s) + back-off (at most 0.25 s x 1.25)
+RECONNECT_NS = 1_000_000_000  # after mpv answers: back-off (at most 0.25 s x 1.25) + slack
 SETTLE_NS = 500_000_000  # after a (re)connect, reports this close to it are not compared
 
 
@@ -137,7 +139,8 @@ def test_mpv_killed_and_restarted_mid_run(tmp_path, video):
             assert sock.exists()  # mpv left its socket file: a restart must replace it
             restarted = time.monotonic_ns()
             mpv2 = start_mpv(sock, video, f"--start={RESTART_AT_S}")
-            second = MpvClient(str(sock))
+            second = MpvClient(str(sock))  # returns once the new mpv has answered it
+            answering = time.monotonic_ns()
             wait_until(rec, "SELECT count(*) FROM events WHERE kind = 'player_back'",
                        lambda n: n >= 1, timeout=15)
             back_ns = events(rec, "player_back")[0][0]
@@ -169,7 +172,8 @@ def test_mpv_killed_and_restarted_mid_run(tmp_path, video):
     assert [d for _, d in back] == [{"player": "mpv"}], back
     lost_ns, back_ns = lost[0][0], back[0][0]
     assert killed <= lost_ns < killed + DETECT_NS, (lost_ns - killed) / 1e6
-    assert restarted < back_ns < restarted + RECONNECT_NS, (back_ns - restarted) / 1e6
+    assert restarted < back_ns < answering + RECONNECT_NS, ((back_ns - restarted) / 1e6,
+                                                            (answering - restarted) / 1e6)
     said = [ln for ln in err.splitlines() if ln.startswith("player mpv lost")]
     assert len(said) == 1, err
     assert said[0] == ("player mpv lost (mpv closed the connection): media time unknown until "
@@ -240,7 +244,8 @@ def test_mpv_killed_and_restarted_mid_run(tmp_path, video):
     at_once = compare(seen_second, timeline, resumed, resumed + SETTLE_NS)
     assert at_once and max(map(abs, at_once)) < FRAME, at_once  # right from the first sample
     print(f"player crash: {n_dead} samples media-unknown over {(back_ns - lost_ns) / 1e6:.0f} ms "
-          f"(mpv dead {(restarted - killed) / 1e6:.0f} ms), detected "
+          f"(mpv dead {(restarted - killed) / 1e6:.0f} ms, answering "
+          f"{(answering - restarted) / 1e6:.0f} ms after its restart), detected "
           f"{(lost_ns - killed) / 1e6:.1f} ms after SIGKILL, back "
           f"{(back_ns - restarted) / 1e6:.0f} ms after the restart, annotated again "
           f"{(resumed - back_ns) / 1e6:.0f} ms after that ({(resumed - first_pos) / 1e6:.1f} ms "
