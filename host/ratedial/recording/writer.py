@@ -56,6 +56,9 @@ SQL = {
 }
 
 
+FLUSH = "__flush__"  # a queue item: commit what came before it now
+
+
 class RecordingError(RatedialError):
     """The recording cannot be written; the run must stop."""
 
@@ -116,6 +119,7 @@ class Recorder:
         self._next_id = {"dials": 1, "epochs": 1, "media": 1, "events": 1, **(next_ids or {})}
         self._id_lock = threading.Lock()
         self._flushed = threading.Condition()
+        self._kick = threading.Event()  # set by flush() and close(): commit now
         self._enqueued = 0
         self._committed = 0
         self.rows_written = 0
@@ -200,7 +204,8 @@ class Recorder:
     def flush(self, timeout: float = 10.0) -> None:
         """Block until everything enqueued so far is committed (or the recorder failed)."""
         target = self._enqueued
-        self._queue.put(("__flush__", []))
+        self._queue.put((FLUSH, []))
+        self._kick.set()
         deadline = time.monotonic() + timeout
         with self._flushed:
             while self._committed < target and self.error is None:
@@ -215,6 +220,7 @@ class Recorder:
         """Commit what is queued, stop the thread and close the file."""
         if self._thread.is_alive():
             self._queue.put(None)
+            self._kick.set()
             self._thread.join(timeout)
         with contextlib.suppress(sqlite3.Error):
             self._con.close()
@@ -224,27 +230,32 @@ class Recorder:
     # --- writer thread --------------------------------------------------------------------
 
     def _run(self) -> None:
-        pending: dict[str, list[Row]] = {}
-        n_pending = 0
-        deadline: float | None = None
-        stop = False
-        while not stop:
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                item = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                item = ("__flush__", [])
-            if item is None:
-                stop = True
-            elif item[0] != "__flush__":
+        while True:
+            item = self._queue.get()  # idle: wait for the first row of the next commit
+            pending: dict[str, list[Row]] = {}
+            n_pending = 0
+            deadline = time.monotonic() + self.commit_interval_s
+            while item is not None and item[0] != FLUSH:
                 pending.setdefault(item[0], []).extend(item[1])
                 n_pending += len(item[1])
-                if deadline is None:
-                    deadline = time.monotonic() + self.commit_interval_s
-                continue
-            if not self._commit(pending, n_pending):
+                item = self._next(deadline)
+            if not self._commit(pending, n_pending) or item is None:
                 return
-            pending, n_pending, deadline = {}, 0, None
+
+    def _next(self, deadline: float) -> tuple[str, list[Row]] | None:
+        """The next queued item, or a flush marker at ``deadline``. Rows do not wake this
+        thread: it sleeps to the deadline (or a flush or close) and then drains the queue, so
+        the event loop's thread is not made to hand over the GIL for every frame."""
+        while True:
+            try:
+                return self._queue.get_nowait()
+            except queue.Empty:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return (FLUSH, [])
+            self._kick.wait(left)
+            self._kick.clear()
 
     def _commit(self, pending: dict[str, list[Row]], n: int) -> bool:
         try:
