@@ -862,3 +862,45 @@ def test_mpv_reports_already_sent_are_taken_in_before_samples_are_annotated(tmp_
             server.close()
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_mpv_opening_seek_after_the_identity_is_no_media_seek() -> None:
+    """Found by CI on a loaded machine: mpv seeks to the start of every file it opens
+    (``seeking`` true, ``playback-restart``, ``seeking`` false); when the file's identity was
+    read before that seek began, the recording got a ``media_seek`` from 0.0 to 0.0 between
+    ``media_pause`` and ``media_play``. A seek that lands where it started is no event; a
+    seek that moves still is one."""
+    from ratedial.media import MediaClock
+    from ratedial.players.mpv import MpvInput, mpv_clock_config
+
+    clock = MediaClock(mpv_clock_config(0.0))
+    inp = MpvInput(clock)
+    ms = 1_000_000
+    kinds: list[str] = []
+
+    def feed(t_ms: int, msg: dict) -> None:
+        kinds.extend(e.kind for e in inp.message(t_ms * ms, msg).events)
+
+    def prop(name: str, data: object) -> dict:
+        return {"event": "property-change", "name": name, "data": data}
+
+    kinds.extend(e.kind for e in clock.connected(1 * ms))
+    feed(2, prop("pause", True))
+    feed(3, {"event": "start-file"})
+    feed(4, prop("path", "/v/a.mp4"))
+    feed(5, {"event": "file-loaded"})
+    feed(6, prop("time-pos", 0.0))
+    kinds.extend(e.kind for e in clock.identify(7 * ms, media_id=1, path="/v/a.mp4",
+                                                duration_s=90.0, fps=30.0))
+    feed(40, prop("seeking", True))  # mpv's opening seek, late
+    feed(41, {"event": "playback-restart"})
+    feed(42, prop("seeking", False))
+    feed(43, prop("time-pos", 0.0))
+    feed(100, prop("pause", False))
+    assert kinds == ["media_load", "media_pause", "media_play"], kinds
+    # a seek that moves: recorded
+    feed(300, {"event": "seek"})
+    feed(301, prop("time-pos", 5.0))
+    feed(330, {"event": "playback-restart"})
+    feed(331, prop("time-pos", 5.0))
+    assert kinds[3:] == ["media_seek"], kinds

@@ -506,7 +506,10 @@ class MediaClock:
         media_s = self._clamp(media_s)
         self._flags.seeking = False
         self._settling = False
-        if self._seek_from is not None and self._identified:
+        # A seek that lands where it started moved nothing: no event (mpv seeks to the start
+        # of every file it opens; on a slow machine that seek can come after media_load).
+        if self._seek_from is not None and self._identified and \
+                abs(self._seek_from - media_s) > 1e-6:
             events.append(MediaEvent("media_seek", {"from_s": self._ev(self._seek_from),
                                                     "to_s": self._ev(media_s)}, t))
         self._seek_from = None
