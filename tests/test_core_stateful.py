@@ -358,3 +358,29 @@ def test_an_old_index_with_a_current_time_as_the_first_frame_does_not_hold_the_d
         assert (1, 5001, "link") in gaps[key]
     finally:
         m.teardown()
+
+
+def test_a_frame_held_for_its_hello_does_not_pull_the_boot_back():
+    """Found 2026-12-03 (CI preview): a hard reboot without HELLO; the new boot's first frame
+    (index 0, device time 0.31 s) waited for a HELLO that did not come and expired; 7 s later
+    the same frame replayed, the boot's HELLO (device time 7.3 s) and its next frame (index
+    7002, 7.31 s) came in one read. The replayed frame, taken as the boot's first, became the
+    anchor at its late arrival, so the frame at 7.31 s looked 7 s ahead of the dial's clock:
+    rejected as a time jump, 10 honest samples unrecorded and no gap. A frame that waited
+    for its HELLO no longer moves the anchor back past that HELLO."""
+    m = DialStreams()
+    try:
+        m.start()
+        m.pause(seconds=2.0)
+        m.reboot(later_base=False, with_hello=False)
+        m.frames(n=1)
+        m.pause(seconds=7.0)
+        m.replay(k=0)
+        m.hello()
+        m.frames(n=1)
+        m.pause(seconds=1.0)  # delivers and checks: the honest frame is recorded
+        recorded, _, _, _ = _outcome(m.whole)
+        key = (m.dial.uid.hex(), m.dial.boot)
+        assert set(range(7002, 7012)) <= set(recorded[key]), sorted(recorded[key])[-12:]
+    finally:
+        m.teardown()

@@ -159,7 +159,8 @@ class Epoch:
     clock: ClockLike
     ledger: IndexLedger = field(default_factory=IndexLedger)
     # The newest accepted SAMPLES frame's last device time and arrival (before the first
-    # one: the HELLO's time and arrival), which bound what the next frame can hold.
+    # one: the HELLO's time and arrival; frames held for the HELLO do not move it back),
+    # which bound what the next frame can hold.
     anchor_device_us: int = 0
     anchor_host_ns: int = 0
     first_device_us: int | None = None
@@ -369,7 +370,13 @@ class DialCore:
             out.append(EventOut(self.uid, host_recv_ns, "gap", {
                 "boot_id": ep.boot_id, "first_index": gap.first_index,
                 "end_index": gap.end_index, "reason": str(gap.reason)}))
-        ep.anchor_device_us, ep.anchor_host_ns = s.times_us[-1], host_recv_ns
+        if not before_hello or s.times_us[-1] > ep.anchor_device_us:
+            # A frame that waited for its HELLO is older than that HELLO: its arrival is not
+            # when it was made, and as the anchor it would bound the next honest frame too
+            # tightly (found by test_core_stateful: a replayed first frame of the boot, then
+            # HELLO, then the boot's frame 7 s on were read at once: that frame was rejected
+            # as a time jump and its samples went unrecorded)
+            ep.anchor_device_us, ep.anchor_host_ns = s.times_us[-1], host_recv_ns
         ep.last_period_us = s.period_us
         out += self._check_rate(ep, s.times_us[-1], host_recv_ns)
         ep.recent.append((new.start, s.times_us[new.start - s.first_index:]))

@@ -26,6 +26,7 @@ from .board import (
     parse_probe,
 )
 
+ENTER_SETTLE_S = (0.3, 1.0)  # s to let the firmware stop before each try at the raw REPL
 READ_TIMEOUT_S = 5.0  # longest wait for the board's next byte during a transfer
 
 # ------------------------------------------------------------------ finding the board
@@ -128,11 +129,17 @@ class _Session:
         saved = ser.timeout
         ser.timeout = 0.05
         rx = _Expect(ser)
+        ok = False
         try:
-            ser.write(b"\r\x03\x03")  # Ctrl-C twice: stop the dial firmware (or anything)
-            rx.drain(0.3)
-            ser.write(b"\r\x01")  # Ctrl-A: raw REPL
-            ok = rx.expect(RAW_BANNER + b">", RAW_REPL_TIMEOUT)
+            # Twice at most: a board still stopping the firmware when Ctrl-A came can miss it
+            # (seen once on the emulated Pico, in CI: a traceback and no raw REPL in time).
+            for settle_s in ENTER_SETTLE_S:
+                ser.write(b"\r\x03\x03")  # Ctrl-C twice: stop the dial firmware (or anything)
+                rx.drain(settle_s)
+                ser.write(b"\r\x01")  # Ctrl-A: raw REPL
+                ok = rx.expect(RAW_BANNER + b">", RAW_REPL_TIMEOUT)
+                if ok:
+                    break
             if ok:
                 ser.write(b"\x04")  # Ctrl-D at the raw prompt: soft reset, stays raw
                 ok = (rx.expect(b"soft reboot\r\n", RAW_REPL_TIMEOUT)
