@@ -17,7 +17,7 @@ from daemonrun import query, start_daemon
 pytestmark = pytest.mark.slow
 
 CASES = [
-    base.test_two_dials_for_60_s_every_sample_recorded_and_published_once,
+    base.test_two_dials_for_30_s_every_sample_recorded_and_published_once,
     base.test_unplug_and_replug_twice_gives_exact_gaps_and_the_run_goes_on,
     base.test_a_reboot_starts_a_new_epoch_without_mixing_indices,
     base.test_broker_down_for_10_s_then_every_sample_reaches_the_subscriber,

@@ -251,7 +251,7 @@ def test_rater_script_through_the_virtual_dials_person(
 def test_rate_change_clock_exact(pico: tuple[rp2board.EmuPico, Link], hz: int) -> None:
     """2000 Hz and 300 Hz (which rp2's millisecond machine.Timer could not do): contiguous
     indices across the change, frames at the new period from the ACKed index, every sample on
-    the exact grid over 5 emulated seconds, no overruns."""
+    the exact grid over 3 emulated seconds, no overruns."""
     emu, link = pico
     link.wait_for(_hello, 30 * WALL_PER_EMU_S, "HELLO")
     period = round(1_000_000 / hz)
@@ -263,7 +263,7 @@ def test_rate_change_clock_exact(pico: tuple[rp2board.EmuPico, Link], hz: int) -
     hello = link.wait_for(lambda fs: next((f for f in fs[mark:] if isinstance(f, Hello)), None),
                           2 * WALL_PER_EMU_S, "HELLO after RATE")
     assert (hello.rate_hz, hello.period_us) == (hz, period)
-    frames = _run_for(link, mark, 5.2)
+    frames = _run_for(link, mark, 3.2)
     assert _contiguous(frames)  # no index lost or repeated across the change
     before = [f for f in frames if f.first_index < ack.index]
     after = [f for f in frames if f.first_index >= ack.index]
@@ -275,11 +275,11 @@ def test_rate_change_clock_exact(pico: tuple[rp2board.EmuPico, Link], hz: int) -
     _record(**{f"rate_{hz}": {**g.__dict__, "dropped": dropped},
                f"cpu_{hz}": cpu_share(s0, emu.stats())})
     assert dropped == 0  # 2 kHz, the protocol's maximum, sustained without loss
-    assert g.span_us >= 5_000_000, g
+    assert g.span_us >= 3_000_000, g
     assert abs(g.slope_ppm) < 0.1, g
     assert g.worst_us <= JITTER_US, g
     status = [f for f in link.since(mark) if isinstance(f, Status)]
-    assert len(status) >= 4 and all(s.overruns == 0 for s in status), status[-1]
+    assert len(status) >= 2 and all(s.overruns == 0 for s in status), status[-1]
     assert status[-1].frames_dropped == 0
 
 
