@@ -158,6 +158,13 @@ def _machine(res: dict[str, Any]) -> list[str]:
     out = ["## Machine", ""]
     out += _table(["", "value"], [[k, str(m.get(k, "-"))] for k in
                                   ("cpu", "cores", "python", "platform", "commit", "date")])
+    later = sorted(f"{name} (commit {r['ran'].get('commit', '?')}, {r['ran'].get('date', '?')})"
+                   for name, r in res.items() if isinstance(r, dict)
+                   and isinstance(r.get("ran"), dict) and r["ran"].get("commit") != m.get("commit"))
+    if later:
+        out += ["", "Run again after the full run, on the same machine: " + "; ".join(later)
+                + ". Their figures and ratios come from that later run; the rest from the "
+                "full run above."]
     return out
 
 

@@ -47,19 +47,24 @@ def machine() -> dict[str, object]:
 def main(argv: list[str]) -> int:
     sys.path.insert(0, str(HERE))
     names = argv or sorted(p.stem for p in HERE.glob("bench_*.py"))
-    results: dict[str, object] = {"machine": machine()}
+    here = machine()
+    results: dict[str, object] = {"machine": here}
     for name in names:
         mod = importlib.import_module(name)
         print(f"== {name}", flush=True)
         t0 = time.perf_counter()
         res = mod.run()
         res["wall_s"] = round(time.perf_counter() - t0, 2)
+        # which code and when: a partial run leaves the other modules' figures as they were
+        res["ran"] = {"commit": here["commit"], "date": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                      time.gmtime())}
         results[name.removeprefix("bench_")] = res
         print(json.dumps(res, indent=1), flush=True)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "latest.json"
     if argv and out.exists():  # a partial run updates only the benchmarks it ran
         merged = json.loads(out.read_text())
+        results.pop("machine")  # the full run's stays: each module says when it ran
         merged.update(results)
         results = merged
     out.write_text(json.dumps(results, indent=1) + "\n")
