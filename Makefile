@@ -69,10 +69,12 @@ demo: $(STAMP)
 	@$(MAKE) --no-print-directory sysdeps SYSTEM_DEPS="$(DEMO_DEPS)" || true
 	$(VENV)/bin/ratedial demo
 
-# Two pytest workers (pytest-xdist), a test module per worker at a time (module fixtures are
-# made once): most tests wait on real time (dials at 1 kHz, players, brokers), so two at once
-# halve the wall time on two cores. TEST_JOBS=0 runs them in one process.
-TEST_JOBS ?= 2
+# Three pytest workers (pytest-xdist), a test module per worker at a time (module fixtures
+# are made once): most tests wait on real time (dials at 1 kHz, players, brokers), and with two
+# workers the two cores still sat idle a quarter of the time (vmstat). Measured here: two
+# workers 13 min 20 s on an idle machine; three 12 min 33 s with a CPU hog on one core.
+# TEST_JOBS=0 runs them in one process.
+TEST_JOBS ?= 3
 test: $(STAMP) sysdeps $(RP2EMU_NPM)
 	@$(PY) -m pytest -m "not soak" $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadscope); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - treating as failure"; exit 1; fi; \
