@@ -164,7 +164,7 @@ def _machine(res: dict[str, Any]) -> list[str]:
     if later:
         out += ["", "Run again after the full run, on the same machine: " + "; ".join(later)
                 + ". Their figures and ratios come from that later run; the rest from the "
-                "full run above."]
+                "full run above.", ""]
     return out
 
 
