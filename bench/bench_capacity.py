@@ -128,8 +128,8 @@ def _capacity(broker: Any, work: Path) -> dict[str, Any]:
         "note": "The daemon alone is pinned to one core; N doubles until a step fails, then one "
                 "step halfway between the last good and the failed N is tried; capacity is the "
                 "largest N that passed. Feeders, mosquitto and the subscriber share the other "
-                "core. The machine is shared with other work while this runs, so the figures "
-                "are a floor; ratios in the same run are what count.",
+                "core. Other work on the machine, if any, makes the figures a floor; ratios in "
+                "the same run are what count.",
         "stopped_at": next(({"dials": s["dials"], "bound_by": s["bound_by"],
                              "failed_because": s["failed_because"]}
                             for s in steps if not s["ok"]), None),

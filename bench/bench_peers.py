@@ -59,7 +59,7 @@ NOTE = ("ratedial does more than the DIY bridge for the same samples: it records
         "ratedial_1sample sends every sample in its own frame. The DIY bridge records nothing, "
         "has no clock model and cannot tell a lost sample; its per-sample messages also cost "
         "the broker and every subscriber one message per sample (see "
-        "cpu_us_per_sample.broker). The machine is shared with other work while this runs: "
+        "cpu_us_per_sample.broker). Other work on the machine, if any, slows every system: "
         "ratios between systems measured in the same run are what count.")
 
 
