@@ -58,6 +58,10 @@ class MemoryStore:
     def gap(self, epoch_id: int, dial_id: int, first: int, end: int, reason: str) -> None:
         self.gaps.append((epoch_id, dial_id, first, end, reason))
 
+    def gap_reason(self, epoch_id: int, first: int, end: int, reason: str) -> None:
+        self.gaps = [(e, d, f, t, reason if (e, f, t) == (epoch_id, first, end) else r)
+                     for e, d, f, t, r in self.gaps]
+
     def event(self, host_ns: int, dial_id: int | None, kind: str, data: dict[str, Any]) -> None:
         self.events.append((host_ns, dial_id, kind, data))
 
@@ -206,6 +210,43 @@ def test_answer_with_absent_indices_records_absent_gaps_and_clears_request():
     assert c.holes() == {}
     assert c.due_requests(3.5) == []
     assert store.indices() == list(range(160)) + list(range(200, 300))
+
+
+def test_a_gap_event_after_an_absent_answer_gives_the_gap_its_reason():
+    """Found by a loaded CI preview of test_scale_out: the collector, back from an outage,
+    asked for a hole before the daemon's queued ``gap`` event reached it; the daemon answered
+    ``absent`` and the collected file kept reason ``absent`` where the daemon's said
+    ``link``. The later gap event now relabels the rows it covers, and only those."""
+    c, store = make()
+    feed(c, batch(0, 100), now=0.0)
+    feed(c, batch(200, 100), now=0.0)
+    feed(c, batch(400, 100), now=0.0)
+    feed(c, status(500), now=0.0)
+    (req,) = c.due_requests(3.0)
+    assert req.ranges == ((100, 200), (300, 400))
+    feed(c, answer([[100, 200], [300, 400]], [[100, 200], [300, 400]]), now=3.1)
+    assert store.gaps == [(1, 1, 100, 200, ABSENT), (1, 1, 300, 400, ABSENT)]
+    feed(c, gap_event(5, 100, 200, "link"), now=3.2)
+    assert store.gaps == [(1, 1, 100, 200, "link"), (1, 1, 300, 400, ABSENT)]
+    assert c.stats.gaps == 2 and c.holes() == {}
+
+
+def test_a_recorder_store_relabels_a_gap_committed_with_it(tmp_path):
+    """The relabel reaches the file even when the absent row and its new reason share one
+    commit (updates run after the commit's inserts)."""
+    from ratedial.mqtt.collector import RecorderStore
+    from ratedial.recording.writer import Recorder
+
+    path = tmp_path / "c.ratedial"
+    rec = Recorder(path, meta={}, commit_interval_s=60)
+    store = RecorderStore(rec)
+    store.gap_reason(1, 0, 5, "earlier")  # a relabel of another row, first in the commit
+    store.gap(1, 1, 100, 200, ABSENT)
+    store.gap_reason(1, 100, 200, "link")
+    rec.close()
+    with sqlite3.connect(path) as con:
+        rows = con.execute("SELECT first_index, end_index, reason FROM gaps").fetchall()
+    assert rows == [(100, 200, "link")]
 
 
 def test_gap_events_are_gaps_not_holes_and_keep_their_reason():

@@ -11,7 +11,8 @@ Invariants:
   ``(daemon, run, id)``.
 * A missing sample is never a row in ``samples``; it lies in at most one gap. A gap comes
   either from a daemon's ``gap`` event (its reason kept) or from a replay answer that lists
-  the index as ``absent`` (reason ``absent``). Samples that arrive inside a known gap are
+  the index as ``absent`` (reason ``absent``; a daemon's ``gap`` event that comes later gives
+  the rows it covers its reason). Samples that arrive inside a known gap are
   counted as ``conflicts`` and not written.
 * A *hole* of an epoch ``(dial, boot)`` is an index between the first index seen and the
   settled horizon (what the daemon's retained status ``next_index`` or the received batches
@@ -146,6 +147,9 @@ class Store(Protocol):
 
     def gap(self, epoch_id: int, dial_id: int, first: int, end: int, reason: str) -> None: ...
 
+    def gap_reason(self, epoch_id: int, first: int, end: int, reason: str) -> None:
+        """Give the gap row ``[first, end)`` of the epoch another reason."""
+
     def event(self, host_ns: int, dial_id: int | None, kind: str,
               data: dict[str, Any]) -> None: ...
 
@@ -221,6 +225,7 @@ class EpochState:
     daemon: str | None = None
     received: RangeSet = field(default_factory=RangeSet)
     gaps: RangeSet = field(default_factory=RangeSet)
+    absent_rows: list[Range] = field(default_factory=list)  # gap rows written as ``absent``
     floor: int | None = None  # the daemon's lowest index of this boot; None: not yet known
     head_from: int = 0  # while floor is None, [head_from, first seen) is asked for
     superseded_at: float | None = None  # when a newer boot of this dial was seen
@@ -528,12 +533,27 @@ class Collector:
             reason = data.get("reason")
             if _int(boot) and _int(a) and _int(b) and isinstance(reason, str):
                 ep = self._epoch(uid, boot, daemon, host_ns)
+                self._relabel_absent(ep, a, b, reason)
                 self._add_gap(ep, [(a, b)], reason)
+
+    def _relabel_absent(self, ep: EpochState, a: int, b: int, reason: str) -> None:
+        """The daemon's ``gap`` event came after a replay answer had declared those indices
+        absent: the rows written then take the daemon's reason (the collected file does not
+        depend on which of the two messages came first)."""
+        keep = []
+        for x, y in ep.absent_rows:
+            if a <= x and y <= b:
+                self.store.gap_reason(ep.epoch_id, x, y, reason)
+            else:
+                keep.append((x, y))
+        ep.absent_rows = keep
 
     def _add_gap(self, ep: EpochState, ranges: list[Range], reason: str) -> int:
         added = 0
         for a, b in subtract(ranges, ep.received, ep.gaps):
             self.store.gap(ep.epoch_id, ep.dial_id, a, b, reason)
+            if reason == ABSENT:
+                ep.absent_rows.append((a, b))
             ep.gaps.add(a, b)
             self.stats.gaps += 1
             self.stats.gap_samples += b - a
@@ -812,6 +832,9 @@ class RecorderStore:
 
     def gap(self, epoch_id: int, dial_id: int, first: int, end: int, reason: str) -> None:
         self.recorder.put("gaps", (epoch_id, dial_id, first, end, reason, None, None))
+
+    def gap_reason(self, epoch_id: int, first: int, end: int, reason: str) -> None:
+        self.recorder.put("gap_reasons", (reason, epoch_id, first, end))
 
     def event(self, host_ns: int, dial_id: int | None, kind: str,
               data: dict[str, Any]) -> None:

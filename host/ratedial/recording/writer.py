@@ -52,11 +52,15 @@ SQL = {
     "media_obs": "INSERT INTO media_obs (host_ns, media_id, media_s, rate, playing, source) "
     "VALUES (?,?,?,?,?,?)",
     "meta": "INSERT OR REPLACE INTO meta (key, value) VALUES (?,?)",
+    # a gap's reason learnt later (ratedial record --mqtt); run after the commit's inserts
+    "gap_reasons": "UPDATE gaps SET reason = ? WHERE epoch_id = ? AND first_index = ? "
+    "AND end_index = ?",
     "notes": "INSERT INTO notes (wall_ns, kind, data) VALUES (?,?,?)",
 }
 
 
 FLUSH = "__flush__"  # a queue item: commit what came before it now
+UPDATES = frozenset({"gap_reasons"})  # statements that change rows the others insert
 
 
 class RecordingError(RatedialError):
@@ -261,8 +265,9 @@ class Recorder:
         try:
             if pending:
                 self._con.execute("BEGIN")
-                for table, rows in pending.items():
-                    self._con.executemany(SQL[table], rows)
+                # updates after inserts: a row and its update can share a commit
+                for table in sorted(pending, key=lambda t: t in UPDATES):
+                    self._con.executemany(SQL[table], pending[table])
                 self._con.execute("COMMIT")
                 self.commits += 1
                 self.rows_written += n
