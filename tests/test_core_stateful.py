@@ -27,6 +27,7 @@ import struct
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -318,8 +319,11 @@ def _outcome(w: World) -> tuple[dict, dict, dict, set]:
     return recorded, gaps, hosts, epochs
 
 
+# ``make test`` runs the same bounded set every time (derandomized: a CI run cannot fail on
+# an example no earlier run met); ``make fuzz`` (RATEDIAL_FUZZ_EXAMPLES) searches at random.
 DialStreams.TestCase.settings = settings(
     max_examples=EXAMPLES, stateful_step_count=40, deadline=None,
+    derandomize="RATEDIAL_FUZZ_EXAMPLES" not in os.environ,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                            HealthCheck.data_too_large])
 test_dial_streams = DialStreams.TestCase
@@ -382,5 +386,26 @@ def test_a_frame_held_for_its_hello_does_not_pull_the_boot_back():
         recorded, _, _, _ = _outcome(m.whole)
         key = (m.dial.uid.hex(), m.dial.boot)
         assert set(range(7002, 7012)) <= set(recorded[key]), sorted(recorded[key])[-12:]
+    finally:
+        m.teardown()
+
+
+@pytest.mark.xfail(strict=True, reason="found 2026-12-03 in the last CI preview, not yet fixed: "
+                   "after a soft reboot whose first frame came before its HELLO, an ACK "
+                   "and a replay of that frame, the next honest frame is not recorded")
+def test_a_replayed_pre_hello_frame_after_an_ack_does_not_cost_the_next_frame():
+    """Kept as found (the state machine's shrunk example), so that its fix shows here."""
+    m = DialStreams()
+    try:
+        m.start()
+        m.pause(seconds=2.0)
+        m.reboot(later_base=True, with_hello=False)
+        m.frames(n=1)
+        m.hello()
+        m.pause(seconds=5.0)
+        m.hostile_other(_Draws("ack", 0, 0, 0, 0))  # type: ignore[arg-type]
+        m.replay(k=0)
+        m.frames(n=1)
+        m.deliver(splits=[])  # delivers and checks
     finally:
         m.teardown()
