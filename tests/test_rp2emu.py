@@ -390,7 +390,11 @@ def test_drop_exact_when_host_stops_reading(pico: tuple[rp2board.EmuPico, Link])
     n_dropped = sum(d.n_samples for d in drops)
     assert 500 <= n_dropped <= 1500, n_dropped  # ~1.5 s stall minus the 0.64 s of queue
     status = [f for f in got if isinstance(f, Status) and f.time_us > t_unstall]
-    assert status[-1].samples_dropped >= n_dropped and status[-1].overruns == 0
+    # the last STATUS counts at least the drops announced before it (a DROP notice can come
+    # after it: seen in CI, 820 counted against 830 announced in all)
+    last = max(i for i, f in enumerate(got) if f is status[-1])
+    before = sum(f.n_samples for f in got[:last] if isinstance(f, Drop))
+    assert status[-1].samples_dropped >= before and status[-1].overruns == 0
     assert status[-1].frames_dropped >= sum(d.n_frames for d in drops)
     _record(drop_samples=n_dropped, drop_frames=sum(d.n_frames for d in drops))
     # The last test on the shared board: free its core for the boards of the tests below.
