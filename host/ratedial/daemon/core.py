@@ -59,6 +59,7 @@ EARLY_FITS_NS = 5_000_000_000  # every fit of a boot's first 5 s is stored (cloc
 PACKING_US = 50_000  # a frame is queued within this of its last sample (GC pauses included)
 RECENT_FRAMES = 4096  # frames whose device times a duplicate is checked against exactly
 MAX_EPOCHS = 16  # boots of one dial kept resumable; older ones are retired
+ANCHOR_TOL_US = 1_000_000  # a new anchor may tighten the bound on the dial's time by this
 MAX_HELD = 20_000  # frames waiting for a HELLO (6 s of 1-sample frames at 2 kHz: 12,000)
 EVENTS_PER_REASON = 100  # frame_rejected events per dial and reason; then every 1000th
 
@@ -370,12 +371,15 @@ class DialCore:
             out.append(EventOut(self.uid, host_recv_ns, "gap", {
                 "boot_id": ep.boot_id, "first_index": gap.first_index,
                 "end_index": gap.end_index, "reason": str(gap.reason)}))
-        if not before_hello or s.times_us[-1] > ep.anchor_device_us:
-            # A frame that waited for its HELLO is older than that HELLO: its arrival is not
-            # when it was made, and as the anchor it would bound the next honest frame too
-            # tightly (found by test_core_stateful: a replayed first frame of the boot, then
-            # HELLO, then the boot's frame 7 s on were read at once: that frame was rejected
-            # as a time jump and its samples went unrecorded)
+        if s.times_us[-1] >= (self._ahead_limit(ep, host_recv_ns) - self._slack_us
+                              - ANCHOR_TOL_US):
+            # The frame becomes the anchor unless it would bound the dial's clock much more
+            # tightly than the anchor it replaces: then it arrived long after it was made (a
+            # replay, or a frame that waited for its HELLO) and would reject the next honest
+            # frame as a time jump (found by test_core_stateful twice: a boot's first frame
+            # replayed 5-7 s late was taken in and its samples, then the boot's next frame,
+            # went unrecorded). Honest frames differ from the old bound by milliseconds;
+            # after a stall they catch up within seconds, and the old anchor stays valid.
             ep.anchor_device_us, ep.anchor_host_ns = s.times_us[-1], host_recv_ns
         ep.last_period_us = s.period_us
         out += self._check_rate(ep, s.times_us[-1], host_recv_ns)
