@@ -44,6 +44,7 @@ class RunSummary:
     rejected: dict[str, int] = field(default_factory=dict)  # impossible frames by reason
     events: int = 0
     broker: str = "none"
+    mqtt_refused: int = 0  # QoS 1 messages the broker refused (MQTT 5 reason codes)
 
 
 def first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
@@ -204,7 +205,10 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
     def broker_state() -> str:
         if publisher is None:
             return "none"
-        return publisher.state + (f" ({publisher.address.host}:{publisher.address.port})")
+        text = f"{publisher.state} ({publisher.address.host}:{publisher.address.port})"
+        if publisher.refused_messages:  # MQTT 5: messages the broker answered with a refusal
+            text += f", {publisher.refused_messages} refused ({publisher.last_refusal})"
+        return text
 
     view = LiveView(console, lambda: list(daemon.views.values()), broker_state,
                     lo=cfg.scale.minimum, hi=cfg.scale.maximum, recording=str(path),
@@ -249,7 +253,8 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
     if lock_fd is not None:
         os.close(lock_fd)
     summary = RunSummary(path=path, seconds=time.monotonic() - t0,
-                         dials=list(daemon.views.values()), broker=broker_state())
+                         dials=list(daemon.views.values()), broker=broker_state(),
+                         mqtt_refused=0 if publisher is None else publisher.refused_messages)
     for core in daemon.cores.values():
         for reason, n in core.missing_by_reason().items():
             summary.gaps[reason] = summary.gaps.get(reason, 0) + n
@@ -335,6 +340,9 @@ def print_summary(console: Console, s: RunSummary) -> None:
     if s.rejected:
         console.print("  impossible frames rejected, by reason: " + ", ".join(
             f"{k} {n}" for k, n in sorted(s.rejected.items())), highlight=False)
+    if s.mqtt_refused:
+        console.print(f"  MQTT broker {s.broker}: what it refused stays in the recording and "
+                      "goes out with the next run of this daemon id", highlight=False)
     console.print(f"  inspect it: sqlite3 {s.path} 'SELECT count(*) FROM samples'  "
                   "(schema: docs/recording.md)", highlight=False)
 
@@ -345,4 +353,5 @@ def json_summary(s: RunSummary) -> str:
                                   "missing": v.missing, "rejected": v.rejected,
                                   "rejected_content": v.rejected_content}
                                  for v in s.dials], "gaps": s.gaps,
-                       "rejected_content": s.rejected})
+                       "rejected_content": s.rejected, "broker": s.broker,
+                       "mqtt_refused": s.mqtt_refused})

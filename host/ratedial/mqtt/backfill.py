@@ -7,6 +7,7 @@ from the recording files. Split from :mod:`ratedial.mqtt.publisher`, whose
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from typing import Any
 import aiomqtt
 
 from ..recording.writer import Recorder
+from .acks import AckRouter, PublishRefused
 from .archive import (
     Archive,
     ArchiveUnreadable,
@@ -50,6 +52,39 @@ class FromRecordings:
     _old_events: dict[int, set[int]]
     _finished: set[int]
     _requests: asyncio.Queue[dict[str, Any]]
+    _acks: AckRouter | None
+    refused_messages: int
+    last_refusal: str | None
+    _refusals_told: set[tuple[str, int]]
+
+    # --- QoS 1 publishing, refusals told ---------------------------------------------------
+
+    def _router(self) -> AckRouter:
+        if self._acks is None:  # pragma: no cover - only called while connected
+            raise aiomqtt.MqttError("not connected")
+        return self._acks
+
+    async def _confirmed(self, acks: AckRouter, topic: str, payload: bytes, *,
+                         retain: bool = False, timeout: float = QOS1_TIMEOUT_S) -> None:
+        """Publish at QoS 1 and wait for the PUBACK; a refusal is told (:meth:`_refused`)
+        and raised as :class:`PublishRefused`."""
+        try:
+            await acks.publish(topic, payload, retain=retain, timeout=timeout)
+        except PublishRefused as exc:
+            self._refused(exc)
+            raise
+
+    def _refused(self, exc: PublishRefused) -> None:
+        """Count a refusal; say it once per kind of topic and reason (one line)."""
+        self.refused_messages += 1
+        code, name = exc.refusal
+        kind = exc.topic.rsplit("/", 1)[-1]
+        self.last_refusal = f"{name} on {kind}"
+        if (kind, code) not in self._refusals_told:
+            self._refusals_told.add((kind, code))
+            log.warning("MQTT: %s; check the broker's access rules for this client. The "
+                        "recording keeps everything; the next run of this daemon id publishes "
+                        "what was refused", exc)
 
     def _walls(self, host_ns: list[int | None]) -> list[int | None]:
         """Wall times of host times (None stays None): one pass, no call a sample (live
@@ -72,8 +107,11 @@ class FromRecordings:
                 count=[r[3] for r in chunk], rating=[r[4] for r in chunk],
                 flags=[r[5] for r in chunk], media_s=[r[6] for r in chunk],
                 media_state=[r[7] for r in chunk], replay=True)
-            await client.publish(self.topics.backfill(uid), payload, qos=1,
-                                 timeout=QOS1_TIMEOUT_S)
+            try:
+                await self._confirmed(self._router(), self.topics.backfill(uid), payload)
+            except PublishRefused:
+                self.outbox.backfill_refused(key, chunk[0][0], chunk[-1][0] + 1)
+                continue
             self.replayed_samples += len(chunk)
             self.outbox.backfill_acked(key, chunk[0][0], chunk[-1][0] + 1)
 
@@ -125,9 +163,16 @@ class FromRecordings:
                                     wall_ns=host_ns + self.wall_offset_ns, dial=uid,
                                     daemon=self.topics.daemon, run=archive.run_id,
                                     data=json.loads(data), replay=True)
-            await client.publish(topic, payload, qos=1, timeout=QOS1_TIMEOUT_S)
+            refused = False
+            try:
+                await self._confirmed(self._router(), topic, payload)
+            except PublishRefused:
+                refused = True
             if archive is self.archives[0]:  # ids count per run: only ours are in the outbox
-                self.outbox.event_acked(event_id)
+                if refused:
+                    self.outbox.event_refused(event_id)
+                else:
+                    self.outbox.event_acked(event_id)
 
     def _finish_resumed(self) -> None:
         """Mark earlier recordings complete once the broker confirmed all of them."""
@@ -177,9 +222,9 @@ class FromRecordings:
                 continue
             reply = {"v": 1, "dial": key[0], "boot": key[1],
                      "ranges": [list(r) for r in req["ranges"]], "absent": absent}
-            await client.publish(self.topics.replayed, dumps(reply), qos=1,
-                                 timeout=QOS1_TIMEOUT_S)
-            self.requests_served += 1
+            with contextlib.suppress(PublishRefused):  # told; the requester asks again
+                await self._confirmed(self._router(), self.topics.replayed, dumps(reply))
+                self.requests_served += 1
 
     async def _serve_event_request(self, client: aiomqtt.Client, req: dict[str, Any]) -> None:
         """Republish events of one run (this one or an earlier one it holds) by id."""
@@ -195,5 +240,6 @@ class FromRecordings:
             absent += [[a, b] for a, b in absent_ranges(first, end, found)]
         reply = {"v": 1, "run": req["run"], "events": [list(r) for r in req["events"]],
                  "absent": absent}
-        await client.publish(self.topics.replayed, dumps(reply), qos=1, timeout=QOS1_TIMEOUT_S)
-        self.requests_served += 1
+        with contextlib.suppress(PublishRefused):  # told; the requester asks again
+            await self._confirmed(self._router(), self.topics.replayed, dumps(reply))
+            self.requests_served += 1

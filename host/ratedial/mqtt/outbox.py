@@ -8,10 +8,16 @@ snapshot) only a subscriber can notice, and a replay request recovers it. Whatev
 proven when the connection drops, and whatever was produced while it was down, is *backlog*:
 it is republished from the recording at QoS 1 and leaves the backlog only on its PUBACK.
 
+A broker can also *refuse* a QoS 1 message (MQTT 5: a PUBACK with a failure reason code, e.g.
+a topic its ACL denies): what it refused is kept apart, not republished on this connection or
+the next (it would be refused again), and stays unconfirmed in the recording, so that the next
+run of the daemon publishes it.
+
 Invariant: every sample range handed to :meth:`Outbox.live_sent` or :meth:`Outbox.missed`
-is, at any time, either confirmed or in the backlog (or in flight on the current connection,
-in which case it joins the backlog if the connection drops). :meth:`Outbox.snapshot` is what
-the recording stores so that a restarted daemon can finish the job (see ``archive.py``).
+is, at any time, either confirmed, refused or in the backlog (or in flight on the current
+connection, in which case it joins the backlog if the connection drops).
+:meth:`Outbox.snapshot` is what the recording stores so that a restarted daemon can finish
+the job (see ``archive.py``).
 """
 
 from __future__ import annotations
@@ -65,6 +71,8 @@ class Outbox:
     event_backlog: set[int] = field(default_factory=set)
     sent_below: dict[Key, int] = field(default_factory=dict)  # end of what was handed to us
     events_handed_max: int = 0
+    refused: dict[Key, list[tuple[int, int]]] = field(default_factory=dict)
+    refused_events: set[int] = field(default_factory=set)
 
     def _handed(self, key: Key, end: int) -> None:
         self.sent_below[key] = max(self.sent_below.get(key, end), end)
@@ -86,6 +94,32 @@ class Outbox:
         _add(self.backlog.setdefault(key, []), first, end)
         self._handed(key, end)
 
+    def live_refused(self, key: Key, first: int, end: int) -> None:
+        """The broker refused this live batch: it is no longer in flight, and a checkpoint
+        after it does not confirm it."""
+        self._live = [x for x in self._live if not (x[1] == key and x[2] == first and
+                                                     x[3] == end)]
+        _add(self.refused.setdefault(key, []), first, end)
+
+    def backfill_refused(self, key: Key, first: int, end: int) -> None:
+        """The broker refused these republished samples: out of the backlog (what of them
+        was in it), kept as refused."""
+        ranges = self.backlog.get(key, [])
+        for a, b in list(ranges):
+            lo, hi = max(a, first), min(b, end)
+            if lo < hi:
+                _add(self.refused.setdefault(key, []), lo, hi)
+        self.backfill_acked(key, first, end)
+
+    def event_refused(self, event_id: int) -> None:
+        self._live_events = [(g, e) for g, e in self._live_events if e != event_id]
+        self.event_backlog.discard(event_id)
+        self.refused_events.add(event_id)
+
+    @property
+    def refused_samples(self) -> int:
+        return sum(b - a for ranges in self.refused.values() for a, b in ranges)
+
     def restore(self, key: Key, first: int, end: int) -> None:
         """Backlog left by an earlier run (its recording said so); not ours to account for."""
         _add(self.backlog.setdefault(key, []), first, end)
@@ -98,18 +132,22 @@ class Outbox:
         """Is any index of ``[first, end)`` still unconfirmed (backlog or in flight)?"""
         if any(a < end and first < b for a, b in self.backlog.get(key, [])):
             return True
+        if any(a < end and first < b for a, b in self.refused.get(key, [])):
+            return True
         return any(k == key and a < end and first < b for _, k, a, b in self._live)
 
     @property
     def unconfirmed(self) -> bool:
-        return bool(self.backlog or self._live or self._live_events or self.event_backlog)
+        return bool(self.backlog or self._live or self._live_events or self.event_backlog
+                    or self.refused or self.refused_events)
 
     def snapshot(self, *, complete: bool = False) -> dict[str, Any]:
         """What is not yet confirmed, as JSON for the recording's ``mqtt_progress`` row."""
         pending: dict[Key, list[tuple[int, int]]] = {}
-        for key, ranges in self.backlog.items():
-            for a, b in ranges:
-                _add(pending.setdefault(key, []), a, b)
+        for held in (self.backlog, self.refused):
+            for key, ranges in held.items():
+                for a, b in ranges:
+                    _add(pending.setdefault(key, []), a, b)
         for _, key, a, b in self._live:
             _add(pending.setdefault(key, []), a, b)
         keys = sorted(set(pending) | set(self.sent_below))
@@ -117,7 +155,8 @@ class Outbox:
             "complete": complete,
             "epochs": [{"dial": k[0], "boot": k[1], "sent_below": self.sent_below.get(k, 0),
                         "pending": [list(r) for r in pending.get(k, [])]} for k in keys],
-            "events_pending": sorted(self.event_backlog | {e for _, e in self._live_events}),
+            "events_pending": sorted(self.event_backlog | self.refused_events
+                                     | {e for _, e in self._live_events}),
             "events_handed_max": self.events_handed_max,
         }
 

@@ -36,6 +36,7 @@ from paho.mqtt.properties import Properties
 from ..config import MqttConfig
 from ..daemon.core import EventOut, Out, SamplesOut
 from ..recording.writer import Recorder
+from .acks import AckRouter, PublishRefused, Refusal
 from .archive import Archive, Unfinished
 from .backfill import QOS1_TIMEOUT_S, FromRecordings
 from .outbox import Key, Outbox
@@ -109,7 +110,10 @@ class MqttPublisher(FromRecordings):
         self._serving = False  # the serving loop runs: handle() may send an idle dial's frame
         self._expiry_props: dict[int, Properties] = {}
         self._live_inflight = 0  # live sample messages not yet confirmed (QoS 1) or written
-        self._live_mids: set[int] = set()  # their message ids on the current connection
+        self._acks: AckRouter | None = None  # the current connection's PUBACKs
+        self.refused_messages = 0  # QoS 1 messages the broker refused (MQTT 5 reason codes)
+        self._refusals_told: set[tuple[str, int]] = set()
+        self.last_refusal: str | None = None
         self.live_messages = 0
         self._client: aiomqtt.Client | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -228,17 +232,19 @@ class MqttPublisher(FromRecordings):
                     self._client = client
                     _no_delay(client)
                     _write_at_once(client)
-                    self._hook_live_acks(client)
+                    acks = self._acks = AckRouter(client)
                     self._ever_connected = True
                     self.connected, self.state, backoff = True, "connected", 0.5
-                    await client.publish(self.topics.daemon_status,
-                                         dumps(self._daemon_status("online")), qos=1, retain=True)
+                    with contextlib.suppress(PublishRefused):  # told by _confirmed
+                        await self._confirmed(acks, self.topics.daemon_status,
+                                              dumps(self._daemon_status("online")), retain=True,
+                                              timeout=QOS1_TIMEOUT_S)
                     await client.subscribe(self.topics.replay_requests, qos=1)
                     await self._serve(client)
-                    with contextlib.suppress(aiomqtt.MqttError):
-                        await client.publish(self.topics.daemon_status,
-                                             dumps(self._daemon_status("offline")), qos=1,
-                                             retain=True, timeout=2)
+                    with contextlib.suppress(aiomqtt.MqttError, PublishRefused):
+                        await self._confirmed(acks, self.topics.daemon_status,
+                                              dumps(self._daemon_status("offline")),
+                                              retain=True, timeout=2)
                 return
             except aiomqtt.MqttError as exc:
                 self.connected = False
@@ -259,7 +265,9 @@ class MqttPublisher(FromRecordings):
             finally:
                 self._client = None
                 self._live_inflight = 0  # their samples are in the outbox's backlog now
-                self._live_mids.clear()
+                if self._acks is not None:
+                    self._acks.forget()
+                    self._acks = None
                 for t in list(self._tasks):
                     t.cancel()
             with contextlib.suppress(asyncio.TimeoutError):
@@ -326,7 +334,7 @@ class MqttPublisher(FromRecordings):
                 last_status = now
                 for uid, st in self.status_of().items():
                     self._spawn(self._publish(client, self.topics.dial_status(uid), dumps(st),
-                                              qos=1, retain=True))
+                                              retain=True))
             if self._failure is not None:
                 raise aiomqtt.MqttError(f"connection lost: {self._failure}")
             if self._stop.is_set():
@@ -359,8 +367,11 @@ class MqttPublisher(FromRecordings):
                 break
             await asyncio.wait(waiting, timeout=left)
         if self.outbox.unconfirmed:
-            log.warning("MQTT: stopping with %d samples the broker has not confirmed; the next "
-                        "run of this daemon publishes them", self.outbox.backlog_samples)
+            refused = self.outbox.refused_samples
+            log.warning("MQTT: stopping with %d samples the broker has not confirmed%s; the "
+                        "next run of this daemon publishes them",
+                        self.outbox.backlog_samples + refused,
+                        f" ({refused} of them refused)" if refused else "")
 
     def _replay_if_due(self, client: aiomqtt.Client,
                        replay: asyncio.Task[None] | None) -> asyncio.Task[None] | None:
@@ -386,13 +397,17 @@ class MqttPublisher(FromRecordings):
         if exc is not None:
             self._fail(exc)
 
-    async def _publish(self, client: aiomqtt.Client, topic: str, payload: bytes, *, qos: int,
+    async def _publish(self, client: aiomqtt.Client, topic: str, payload: bytes, *,
                        retain: bool = False) -> None:
-        await client.publish(topic, payload, qos=qos, retain=retain, timeout=QOS1_TIMEOUT_S)
+        with contextlib.suppress(PublishRefused):  # told by _confirmed
+            await self._confirmed(self._router(), topic, payload, retain=retain)
 
     async def _checkpoint(self, client: aiomqtt.Client, gen: int) -> None:
-        await client.publish(self.topics.daemon_status, dumps(self._daemon_status("online")),
-                             qos=1, retain=True, timeout=QOS1_TIMEOUT_S)
+        with contextlib.suppress(PublishRefused):
+            # Refused or not, its PUBACK says the broker received every live batch before it
+            # (those it refused said so in their own PUBACKs, which came first).
+            await self._confirmed(self._router(), self.topics.daemon_status,
+                                  dumps(self._daemon_status("online")), retain=True)
         self.outbox.checkpoint_acked(gen)
 
     # --- samples and events ---------------------------------------------------------------
@@ -418,11 +433,12 @@ class MqttPublisher(FromRecordings):
         self.outbox.live_sent(b.key, b.first, b.end)
         self.published_samples += b.end - b.first
         self.live_messages += 1
-        self._send_live(self._client, self.topics.samples(uid), payload)
+        self._send_live(self._client, self.topics.samples(uid), payload, b.key, b.first, b.end)
 
-    def _send_live(self, client: aiomqtt.Client, topic: str, payload: bytes) -> None:
+    def _send_live(self, client: aiomqtt.Client, topic: str, payload: bytes, key: Key,
+                   first: int, end: int) -> None:
         """Hand a live batch to the connection now, in publish order; its PUBACK comes to
-        :meth:`_live_acked`. Without the task, event and timer per message that
+        :meth:`_live_acked` (refused or not). Without the task, event and timer per message that
         ``client.publish`` takes, and one turn of the loop sooner: nothing waits here for
         the PUBACK (the outbox waits for the next checkpoint's), and a connection that stops
         acknowledging fails that checkpoint's ``QOS1_TIMEOUT_S``."""
@@ -442,24 +458,16 @@ class MqttPublisher(FromRecordings):
             return
         if info.is_published():
             return  # QoS 0, on the socket already
-        self._live_mids.add(info.mid)
+        self._router().expect(info.mid, lambda refusal: self._live_acked(
+            refusal, topic, key, first, end))
         self._live_inflight += 1
 
-    def _hook_live_acks(self, client: aiomqtt.Client) -> None:
-        """Route the PUBACKs of live batches to :meth:`_live_acked`, the rest to aiomqtt."""
-        paho_client = client._client
-        theirs = paho_client.on_publish
-
-        def on_publish(c: Any, userdata: Any, mid: int, *rest: Any) -> None:
-            if mid in self._live_mids:
-                self._live_acked(mid)
-            elif theirs is not None:
-                theirs(c, userdata, mid, *rest)
-
-        paho_client.on_publish = on_publish
-
-    def _live_acked(self, mid: int) -> None:
-        self._live_mids.discard(mid)
+    def _live_acked(self, refusal: Refusal | None, topic: str, key: Key, first: int,
+                    end: int) -> None:
+        if refusal is not None:
+            self.outbox.live_refused(key, first, end)
+            self.published_samples -= end - first
+            self._refused(PublishRefused(topic, refusal))
         self._live_inflight -= 1
         if self._live_inflight == 0 and self._batches:
             self._wake.set()  # what was coalesced meanwhile can go now
@@ -485,8 +493,12 @@ class MqttPublisher(FromRecordings):
 
     async def _publish_event(self, client: aiomqtt.Client, topic: str, payload: bytes,
                              event_id: int) -> None:
-        await client.publish(topic, payload, qos=1, timeout=QOS1_TIMEOUT_S)
-        self.outbox.event_acked(event_id)
+        try:
+            await self._confirmed(self._router(), topic, payload)
+        except PublishRefused:
+            self.outbox.event_refused(event_id)
+        else:
+            self.outbox.event_acked(event_id)
 
 
 def _no_delay(client: aiomqtt.Client) -> None:
@@ -539,6 +551,11 @@ def _write_at_once(client: aiomqtt.Client) -> None:
                 c.loop_write()
             if not c.want_write():
                 return
+        if sock.fileno() < 0:
+            # Closed under paho (the broker dropped the connection, seen by the write above
+            # or by a read): the loss is reported where it was seen. aiomqtt's deferred
+            # write would watch fd -1, and asyncio would print a traceback for it.
+            return
         deferred(c, userdata, sock)
 
     paho_client.on_socket_register_write = register_write

@@ -1,0 +1,91 @@
+"""PUBACKs and what they say: which QoS 1 messages the broker took and which it refused.
+
+An MQTT 5 broker answers every QoS 1 PUBLISH with a reason code; 0x80 and above is a refusal
+(mosquitto: 0x87 "Not authorized" for a topic its ACL denies this client). aiomqtt's
+``publish`` returns on any PUBACK, refused or not, so this module routes a connection's
+PUBACKs itself: :meth:`AckRouter.publish` awaits one message's PUBACK and raises
+:class:`PublishRefused` for a refusal, and :meth:`AckRouter.expect` hands the reason to a
+callback (live batches, which nothing awaits). With MQTT 3.1.1 a broker cannot refuse: it
+acknowledges and drops, and nothing here can tell (docs/mqtt.md says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import aiomqtt
+import paho.mqtt.client as paho
+
+Refusal = tuple[int, str]  # (reason code, its name), e.g. (0x87, "Not authorized")
+OnAck = Callable[[Refusal | None], None]  # None: the broker took it
+
+
+class PublishRefused(Exception):
+    """The broker answered a QoS 1 PUBLISH with a failure reason code (MQTT 5)."""
+
+    def __init__(self, topic: str, refusal: Refusal) -> None:
+        super().__init__(f"the broker refused a message on {topic}: {refusal[1]} "
+                         f"(reason code 0x{refusal[0]:02X})")
+        self.topic = topic
+        self.refusal = refusal
+
+
+def refusal_of(reason_code: Any) -> Refusal | None:
+    """A PUBACK's reason code as a refusal, or None when it is a success (codes below 0x80,
+    e.g. 0x10 "No matching subscribers"; MQTT 3.1.1 has no code at all)."""
+    value = getattr(reason_code, "value", reason_code)
+    if not isinstance(value, int) or value < 0x80:
+        return None
+    return value, str(reason_code)
+
+
+class AckRouter:
+    """Takes over one connection's ``on_publish``: PUBACKs of the message ids registered
+    here go to their callback; others to aiomqtt as before."""
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self._paho = client._client
+        self._theirs = self._paho.on_publish
+        self._waiting: dict[int, OnAck] = {}
+        self._paho.on_publish = self._on_publish
+
+    def _on_publish(self, c: Any, userdata: Any, mid: int, *rest: Any) -> None:
+        on_ack = self._waiting.pop(mid, None)
+        if on_ack is not None:
+            on_ack(refusal_of(rest[0]) if rest else None)
+        elif self._theirs is not None:
+            self._theirs(c, userdata, mid, *rest)
+
+    def expect(self, mid: int, on_ack: OnAck) -> None:
+        self._waiting[mid] = on_ack
+
+    def forget(self) -> None:
+        """The connection is gone: no PUBACK will come for what is waiting."""
+        self._waiting.clear()
+
+    async def publish(self, topic: str, payload: bytes, *, retain: bool = False,
+                      timeout: float) -> None:
+        """Publish at QoS 1 and wait for the PUBACK: :class:`PublishRefused` if the broker
+        refused it, ``aiomqtt.MqttError`` if it could not be sent or no PUBACK came within
+        ``timeout`` (as ``aiomqtt.Client.publish``)."""
+        info = self._paho.publish(topic, payload, 1, retain)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        done: asyncio.Future[Refusal | None] = asyncio.get_running_loop().create_future()
+
+        def on_ack(refusal: Refusal | None) -> None:
+            if not done.done():
+                done.set_result(refusal)
+
+        self.expect(info.mid, on_ack)
+        try:
+            async with asyncio.timeout(timeout):
+                refusal = await done
+        except TimeoutError:
+            raise aiomqtt.MqttError("Operation timed out") from None
+        finally:
+            self._waiting.pop(info.mid, None)
+        if refusal is not None:
+            raise PublishRefused(topic, refusal)

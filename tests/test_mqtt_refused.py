@@ -1,0 +1,112 @@
+"""A broker that refuses what the daemon publishes (MQTT 5 reason codes; real mosquitto whose
+access rules deny a topic, real ptys).
+
+mosquitto answers a QoS 1 PUBLISH on a topic its ACL denies with PUBACK 0x87 "Not
+authorized" (to an MQTT 5 client). That is not a delivery: the daemon says so in one line
+and in its summary, keeps the refused samples unconfirmed in the recording, and the next run
+of the same daemon id, once the broker takes them, publishes them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from brokers import Mosquitto
+from daemonrun import epoch_indices, finish, query, start_daemon
+from scripted import UID, ScriptedPort, stream
+from subscriber import Subscriber
+
+DIAL = UID.hex()
+
+
+def recorded(path: Path) -> set[tuple[str, int, int]]:
+    return {(u, b, i) for (u, b), idx in epoch_indices(path).items() for i in idx}
+
+
+def progress(path: Path) -> dict[str, object]:
+    (value,) = query(path, "SELECT value FROM meta WHERE key = 'mqtt_progress'")[0]
+    return dict(json.loads(value))
+
+
+def test_refused_samples_are_told_kept_unconfirmed_and_published_by_the_next_run(tmp_path):
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite #\ntopic deny ratedial/v1/dials/+/samples\n")
+    rec1, rec2 = tmp_path / "run1.ratedial", tmp_path / "run2.ratedial"
+    # (not max_queued_messages 0, as brokers.py sets: with it mosquitto 2.0.11 drops the
+    # connection of a client whose publish it denied, test_a_broker_that_drops_..._below)
+    broker = Mosquitto(tmp_path / "broker", extra=f"acl_file {acl}\nmax_queued_messages 1000")
+    broker.start()
+    try:
+        sub = Subscriber(broker.port)
+        sub.start()
+        assert sub.wait_for(lambda s: s.connects >= 1, 10)
+
+        port1 = ScriptedPort(stream(300, boot=42))
+        proc = start_daemon("--port", port1.path, "--broker", broker.url, "--record", str(rec1),
+                            "--duration", "4", "--daemon-id", "room-1")
+        out, err = finish(proc)
+        port1.close()
+        first = recorded(rec1)
+        assert len(first) >= 2000
+        told = [ln for ln in err.splitlines() if "Not authorized" in ln]
+        assert len(told) == 1, err  # one line, not one per message
+        assert "dials/" + DIAL + "/samples" in told[0]
+        n = len(first)
+        assert f"stopping with {n} samples the broker has not confirmed ({n} of them " \
+               "refused)" in err, err
+        summary = json.loads(out.strip().splitlines()[-1])
+        assert "refused (Not authorized on samples)" in summary["broker"], summary["broker"]
+        assert summary["mqtt_refused"] >= 100  # a live message a frame or so
+        assert not sub.seen  # nothing reached the subscriber, and the daemon knows it
+        assert sub.events  # what the broker took (events) still went out
+        p = progress(rec1)
+        assert p["complete"] is False
+        (epoch,) = p["epochs"]  # type: ignore[misc]
+        pending = {(DIAL, 42, i) for a, b in epoch["pending"] for i in range(a, b)}
+        assert pending == first  # every recorded sample still owed to the broker
+
+        # The access rules are fixed: the next run of this daemon id publishes them.
+        acl.write_text("topic readwrite #\n")
+        broker.stop()
+        broker.start()
+        port2 = ScriptedPort(stream(200, boot=43))
+        proc = start_daemon("--port", port2.path, "--broker", broker.url, "--record", str(rec2),
+                            "--duration", "4", "--daemon-id", "room-1")
+        out, err = finish(proc)
+        port2.close()
+        assert "refused" not in err and "not confirmed" not in err
+        assert json.loads(out.strip().splitlines()[-1])["mqtt_refused"] == 0
+        assert sub.wait_for(lambda s: set(s.seen) >= first | recorded(rec2), 30), \
+            len(first - set(sub.seen))
+        assert progress(rec1) == {"complete": True}
+        sub.stop()
+    finally:
+        broker.stop()
+
+
+def test_a_broker_that_drops_the_connection_as_it_refuses_prints_no_traceback(tmp_path):
+    """mosquitto 2.0.11 with ``max_queued_messages 0`` (brokers.py's setting) closes the
+    connection of a client whose QoS 1 publish its ACL denied, while the daemon is queueing
+    the next packets. Until the fix, paho then asked aiomqtt to watch the closed socket and
+    asyncio printed a traceback ("Exception in callback ... add_writer(-1, ...)") for every
+    connection so lost. The daemon reconnects, tells the loss in one-line messages and
+    records every sample."""
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite #\ntopic deny ratedial/v1/dials/+/samples\n")
+    rec = tmp_path / "run.ratedial"
+    broker = Mosquitto(tmp_path / "broker", extra=f"acl_file {acl}")
+    broker.start()
+    try:
+        port = ScriptedPort(stream(300, boot=42))
+        proc = start_daemon("--port", port.path, "--broker", broker.url, "--record", str(rec),
+                            "--duration", "4")
+        out, err = finish(proc)  # exit 0, no "Traceback"
+        port.close()
+    finally:
+        broker.stop()
+    assert "Exception in callback" not in err, err
+    assert "Bad socket read/write" in broker.log.read_text()  # the broker did drop it
+    summary = json.loads(out.strip().splitlines()[-1])
+    (dial,) = summary["dials"]
+    assert dial["missing"] == 0 and dial["received"] == len(recorded(rec)) >= 2000
