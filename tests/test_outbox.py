@@ -28,6 +28,8 @@ ops = st.lists(st.one_of(
     st.tuples(st.just("ack"), st.integers(0, 5)),
     st.tuples(st.just("drop"), st.just(0)),
     st.tuples(st.just("backfill"), st.integers(0, 3)),
+    st.tuples(st.just("refuse"), st.integers(0, 5)),
+    st.tuples(st.just("refuse_backfill"), st.integers(0, 3)),
 ), max_size=60)
 
 
@@ -42,12 +44,15 @@ def covered(snap: dict, key: tuple[str, int], i: int) -> bool:
 @given(ops)
 def test_nothing_handed_over_is_forgotten(script):
     """Every index is confirmed by a checkpoint or backfill ack, or still unconfirmed, and the
-    snapshot a recording stores lists every unconfirmed index."""
+    snapshot a recording stores lists every unconfirmed index. What the broker refused (a
+    live batch's PUBACK or a backfill's with a failure reason code) is never confirmed by a
+    later checkpoint, and stays unconfirmed."""
     box = Outbox()
     at = 0
     confirmed: set[int] = set()
     sent: list[tuple[int, int, int]] = []  # (generation, first, end) of live batches
     gens: list[int] = []
+    refused: set[int] = set()
     for op, n in script:
         if op == "live":
             box.live_sent(KEY, at, at + n)
@@ -64,6 +69,7 @@ def test_nothing_handed_over_is_forgotten(script):
             for g, a, b in sent:
                 if g <= gen:
                     confirmed.update(range(a, b))
+            sent = [x for x in sent if x[0] > gen]  # a refusal's PUBACK comes before
         elif op == "drop":
             box.disconnected()
             sent.clear()
@@ -73,8 +79,22 @@ def test_nothing_handed_over_is_forgotten(script):
             b = min(b, a + 7)
             box.backfill_acked(key, a, b)
             confirmed.update(range(a, b))
+        elif op == "refuse" and sent:
+            _, a, b = sent.pop(n % len(sent))  # its PUBACK came, with a refusal
+            box.live_refused(KEY, a, b)
+            refused.update(range(a, b))
+        elif op == "refuse_backfill" and box.pending():
+            key, a, b = box.pending()[0]
+            b = min(b, a + 5)
+            box.backfill_refused(key, a, b)
+            refused.update(range(a, b))
     snap = box.snapshot()
+    assert not refused & confirmed
+    assert box.refused_samples == len(refused)
+    assert box.unconfirmed or not refused
     for i in range(at):
+        if i in refused:
+            assert box.overlaps(KEY, i, i + 1) and covered(snap, KEY, i), i
         unconfirmed = box.overlaps(KEY, i, i + 1)
         assert unconfirmed or i in confirmed, i
         if unconfirmed:
