@@ -12,8 +12,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+
 from brokers import Mosquitto
 from daemonrun import epoch_indices, finish, query, start_daemon
+from ratedial.mqtt.acks import refusal_of, refused_subscription
 from scripted import UID, ScriptedPort, stream
 from subscriber import Subscriber
 
@@ -110,3 +114,18 @@ def test_a_broker_that_drops_the_connection_as_it_refuses_prints_no_traceback(tm
     summary = json.loads(out.strip().splitlines()[-1])
     (dial,) = summary["dials"]
     assert dial["missing"] == 0 and dial["received"] == len(recorded(rec)) >= 2000
+
+
+def test_reason_codes_that_refuse_and_those_that_do_not():
+    puback = PacketTypes.PUBACK
+    assert refusal_of(ReasonCode(puback, identifier=0x87)) == (0x87, "Not authorized")
+    assert refusal_of(ReasonCode(puback, identifier=0x97)) == (0x97, "Quota exceeded")
+    assert refusal_of(ReasonCode(puback, identifier=0x10)) is None  # no matching subscribers
+    assert refusal_of(ReasonCode(puback, identifier=0)) is None
+    assert refusal_of(None) is None  # MQTT 3.1.1: a PUBACK has no reason code
+    suback = PacketTypes.SUBACK
+    assert refused_subscription([ReasonCode(suback, identifier=1)]) is None
+    assert refused_subscription([ReasonCode(suback, identifier=1), ReasonCode(
+        suback, identifier=0x87)]) == "Not authorized (reason code 0x87)"
+    assert refused_subscription((1,)) is None  # MQTT 3.1.1: the granted QoS
+    assert refused_subscription((0x80,)) == "Failure (reason code 0x80)"

@@ -89,3 +89,14 @@ class AckRouter:
             self._waiting.pop(info.mid, None)
         if refusal is not None:
             raise PublishRefused(topic, refusal)
+
+
+def refused_subscription(granted: Any) -> str | None:
+    """What a SUBACK refused, or None: ``aiomqtt.Client.subscribe`` returns MQTT 5 reason
+    codes, or MQTT 3.1.1's granted QoS per topic, where 0x80 is a failure."""
+    for g in granted if isinstance(granted, list | tuple) else [granted]:
+        refusal = refusal_of(g)
+        if refusal is not None:
+            name = refusal[1] if not isinstance(g, int) else "Failure"
+            return f"{name} (reason code 0x{refusal[0]:02X})"
+    return None

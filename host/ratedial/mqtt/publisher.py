@@ -36,7 +36,7 @@ from paho.mqtt.properties import Properties
 from ..config import MqttConfig
 from ..daemon.core import EventOut, Out, SamplesOut
 from ..recording.writer import Recorder
-from .acks import AckRouter, PublishRefused, Refusal
+from .acks import AckRouter, PublishRefused, Refusal, refused_subscription
 from .archive import Archive, Unfinished
 from .backfill import QOS1_TIMEOUT_S, FromRecordings
 from .outbox import Key, Outbox
@@ -114,6 +114,7 @@ class MqttPublisher(FromRecordings):
         self.refused_messages = 0  # QoS 1 messages the broker refused (MQTT 5 reason codes)
         self._refusals_told: set[tuple[str, int]] = set()
         self.last_refusal: str | None = None
+        self._replay_refused: str | None = None  # the replay subscription's refusal
         self.live_messages = 0
         self._client: aiomqtt.Client | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -239,7 +240,14 @@ class MqttPublisher(FromRecordings):
                         await self._confirmed(acks, self.topics.daemon_status,
                                               dumps(self._daemon_status("online")), retain=True,
                                               timeout=QOS1_TIMEOUT_S)
-                    await client.subscribe(self.topics.replay_requests, qos=1)
+                    refused = refused_subscription(
+                        await client.subscribe(self.topics.replay_requests, qos=1))
+                    if refused is not None and refused != self._replay_refused:
+                        log.warning("MQTT: the broker refused the subscription to %s: %s; "
+                                    "replay requests will not be answered (check its access "
+                                    "rules for this client)", self.topics.replay_requests,
+                                    refused)
+                    self._replay_refused = refused
                     await self._serve(client)
                     with contextlib.suppress(aiomqtt.MqttError, PublishRefused):
                         await self._confirmed(acks, self.topics.daemon_status,
