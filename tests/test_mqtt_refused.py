@@ -9,15 +9,21 @@ of the same daemon id, once the broker takes them, publishes them.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from brokers import Mosquitto
 from daemonrun import epoch_indices, finish, query, start_daemon
 from ratedial.mqtt.acks import refusal_of, refused_subscription
+from ratedial.mqtt.topics import samples_payload
 from scripted import UID, ScriptedPort, stream
 from subscriber import Subscriber
 
@@ -129,3 +135,55 @@ def test_reason_codes_that_refuse_and_those_that_do_not():
         suback, identifier=0x87)]) == "Not authorized (reason code 0x87)"
     assert refused_subscription((1,)) is None  # MQTT 3.1.1: the granted QoS
     assert refused_subscription((0x80,)) == "Failure (reason code 0x80)"
+
+
+def test_a_refused_replay_request_is_told_once(tmp_path):
+    """The collector (``ratedial record --mqtt``) asks the daemon for a hole on a topic the
+    broker's access rules deny: said in one line, not taken as asked, not a traceback."""
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite #\ntopic deny ratedial/v1/daemons/+/replay\n")
+    broker = Mosquitto(tmp_path / "broker", extra=f"acl_file {acl}\nmax_queued_messages 1000")
+    broker.start()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ratedial", "record", "--mqtt", broker.url, "--record",
+             str(tmp_path / "c.ratedial"), "--duration", "8", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stderr is not None
+        said = [proc.stderr.readline()]  # "ratedial: connected to ...": subscribed next
+        assert "connected to" in said[0], said
+        with paho_client(broker.port) as pub:
+            for first, n in ((0, 100), (150, 50)):  # 100..150 missing
+                topic, payload = _samples(first, n)
+                pub.publish(topic, payload, qos=1).wait_for_publish(5)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        broker.stop()
+    said += err.splitlines()
+    assert proc.returncode == 0, said
+    told = [ln for ln in said if "refused" in ln]
+    assert len(told) == 1, said  # asked again with back-off, said once
+    assert "ratedial/v1/daemons/room1/replay" in told[0] and "Not authorized" in told[0]
+    assert "Traceback" not in err
+    assert json.loads(out)["holes"] >= 1  # still missing, and the summary says so
+
+
+def _samples(first: int, n: int) -> tuple[str, bytes]:
+    idx = range(first, first + n)
+    return f"ratedial/v1/dials/{DIAL}/samples", samples_payload(
+        uid=DIAL, rater="client", daemon="room1", boot_id=7, first_index=first,
+        period_us=1000, device_us=[1000 * i for i in idx], host_ns=[10**6 * i for i in idx],
+        wall_ns=[10**18 + 10**6 * i for i in idx], count=list(idx), rating=[50.0] * n,
+        flags=[0] * n, media_s=[None] * n, media_state=[5] * n)
+
+
+@contextlib.contextmanager
+def paho_client(port: int) -> Iterator[paho.Client]:
+    c = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    try:
+        yield c
+    finally:
+        c.loop_stop()
+        c.disconnect()

@@ -47,7 +47,7 @@ from ..config import MqttConfig
 from ..errors import RatedialError, UsageError
 from ..recording.schema import FORMAT, FORMAT_VERSION, MediaState
 from ..recording.writer import Recorder, RecordingError, try_lock
-from .acks import refused_subscription
+from .acks import AckRouter, PublishRefused, refused_subscription
 
 log = logging.getLogger("ratedial.collector")
 
@@ -56,6 +56,7 @@ MAX_RANGES = 100  # per replay request (the daemon's limit)
 MAX_SAMPLES = 3_600_000  # per replay request (the daemon's limit: one hour at 1 kHz)
 TAIL_SPAN = 1_000_000  # asked for past the known end of a boot the dial has left
 ABSENT = "absent"  # gap reason for indices no daemon recording holds
+REQUEST_TIMEOUT_S = 10.0  # a replay request's PUBACK slower than this: the connection is gone
 
 
 # --- ranges -------------------------------------------------------------------------------
@@ -956,6 +957,7 @@ class CollectorShell:
         self.on_message = on_message
         self.connected = False
         self.connects = 0
+        self._refusal_told = False  # the broker refused a replay request (said once)
         self.stop_event = asyncio.Event()
         self.failure: list[RecordingError] = []
         self.recorder: Recorder | None = None
@@ -1092,6 +1094,7 @@ class CollectorShell:
             raise self.failure[0]
 
     async def _serve(self, client: Any, collector: Collector) -> None:
+        acks = AckRouter(client)  # a refused replay request is told, not taken as sent
         it = aiter(client.messages)
         nxt: asyncio.Future[Any] | None = None
         last_tick = 0.0
@@ -1109,7 +1112,15 @@ class CollectorShell:
                 if now - last_tick >= 0.25:
                     last_tick = now
                     for req in collector.due_requests(now):
-                        await client.publish(req.topic(collector.prefix), req.payload(), qos=1)
+                        try:
+                            await acks.publish(req.topic(collector.prefix), req.payload(),
+                                               timeout=REQUEST_TIMEOUT_S)
+                        except PublishRefused as exc:
+                            if not self._refusal_told:  # asked again later: said once
+                                self._refusal_told = True
+                                self.on_message(f"{exc}; replay requests cannot reach the "
+                                                "daemons (check the broker's access rules "
+                                                "for this client)")
         finally:
             if nxt is not None:
                 if nxt.done() and not nxt.cancelled() and nxt.exception() is None:
