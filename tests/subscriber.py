@@ -32,14 +32,23 @@ class Subscriber:
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=paho.MQTTv5)
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
-        self.connects = 0
+        self.connects = 0  # connections whose subscriptions the broker has acknowledged
 
     def _on_connect(self, client: paho.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        self.connects += 1
-        for leaf in ("samples", "backfill", "events", "status"):
-            client.subscribe(f"{self.prefix}/v1/dials/+/{leaf}", qos=1)
-        client.subscribe(f"{self.prefix}/v1/daemons/+/#", qos=1)
+        client.subscribe([*((f"{self.prefix}/v1/dials/+/{leaf}", 1) for leaf in
+                            ("samples", "backfill", "events", "status")),
+                          (f"{self.prefix}/v1/daemons/+/#", 1)])
+
+    def _on_subscribe(self, _c: Any, _u: Any, _mid: Any, _codes: Any, _p: Any) -> None:
+        # Counted (and waiters woken) only once the SUBACK is in: from then on the broker
+        # routes every message to us. (Counting in on_connect, without a notify, left a
+        # waiter asleep until its time-out when the connection came after its first check:
+        # a fault-session test failed so on a loaded machine.)
+        with self.cond:
+            self.connects += 1
+            self.cond.notify_all()
 
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
         leaf = msg.topic.rsplit("/", 1)[-1]
