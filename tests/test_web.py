@@ -8,6 +8,7 @@ package (its own browsers are not used or downloaded).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -20,7 +21,7 @@ import pytest
 from daemonrun import finish, start_daemon
 from ratedial.daemon.core import SamplesOut
 from ratedial.errors import UsageError
-from ratedial.web import RING_POINTS, WebSink, parse_addr
+from ratedial.web import RING_POINTS, WebServer, WebSink, parse_addr
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -72,6 +73,47 @@ def test_sink_memory_is_bounded_over_a_long_session():
     assert xs == sorted(xs) and xs[-1] > 3599  # the newest 10 minutes, in order
     g = snap["group"][-1]
     assert g[1] == 45.0 and (g[2], g[3]) == (40.0, 50.0) and g[5] == 2  # mean, range, n
+
+
+async def _status_for(server: WebServer, host_header: str | None, path: str = "/state") -> str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    head = f"GET {path} HTTP/1.1\r\n" + (f"Host: {host_header}\r\n" if host_header else "")
+    writer.write((head + "\r\n").encode())
+    await writer.drain()
+    status = (await reader.readline()).decode().strip()
+    writer.close()
+    return status
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1:0", "0.0.0.0:0"])
+def test_a_view_bound_to_this_machine_answers_only_requests_for_this_machine(bind):
+    """DNS rebinding: a page on evil.example whose name is made to resolve to 127.0.0.1
+    would otherwise read the view. Bound to loopback, the server answers only Host headers
+    that name this machine; bound to the network (the user's choice), any."""
+    views = [View("a")]
+    sink = WebSink(views=lambda: views, media=lambda: {"player": "none", "connected": False})
+
+    async def main() -> dict[str | None, str]:
+        server = WebServer(sink, bind)
+        await server.start()
+        stop = asyncio.Event()
+        task = asyncio.create_task(server.run(stop))
+        p = server.port
+        try:
+            return {h: await _status_for(server, h) for h in (
+                f"127.0.0.1:{p}", f"localhost:{p}", f"[::1]:{p}", "localhost",
+                f"evil.example:{p}", "evil.example", f"127.0.0.1.evil.example:{p}", None)}
+        finally:
+            stop.set()
+            await task
+
+    got = asyncio.run(main())
+    local = {h: st for h, st in got.items() if h is not None and (
+        h.startswith(("127.0.0.1:", "localhost", "[::1]")))}
+    assert set(local.values()) == {"HTTP/1.1 200 OK"}, got
+    foreign = {h: st for h, st in got.items() if h not in local}
+    want = "HTTP/1.1 403 Forbidden" if bind.startswith("127.") else "HTTP/1.1 200 OK"
+    assert set(foreign.values()) == {want}, got
 
 
 def read_url(proc, timeout=30.0) -> str:

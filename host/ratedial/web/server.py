@@ -12,12 +12,16 @@ Invariants:
   stalled page never grows the daemon's memory. At most :data:`MAX_CLIENTS` streams.
 * One tick message is built per interval and shared by every client; nothing is built when
   nobody watches beyond the sink's own bounded rings.
+* Bound to this machine only (a loopback address or ``localhost``), it answers only requests
+  whose ``Host`` names this machine: a web page elsewhere cannot read the view through DNS
+  rebinding (its name made to resolve to 127.0.0.1).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 from importlib import resources
@@ -66,6 +70,27 @@ def parse_addr(addr: str) -> tuple[str, int]:
     if not port.isdigit() or not 0 <= int(port) <= 65535:
         raise UsageError(f"--web {addr}: the port must be a number 0-65535")
     return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def host_of(head: bytes) -> str | None:
+    """The host name of a request's ``Host`` header (no port, no brackets, lower case)."""
+    for line in head.split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep and name.strip().lower() == b"host":
+            text = value.strip().decode("latin-1").lower()
+            if text.startswith("["):
+                return text[1:text.find("]")] if "]" in text else None
+            return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+    return None
 
 
 def page_html() -> bytes:
@@ -137,7 +162,11 @@ class WebServer:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT_S)
             method, _, rest = head.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
             path = rest.split(" ", 1)[0].split("?", 1)[0]
-            if method not in ("GET", "HEAD"):
+            host = host_of(head)
+            if is_loopback(self.host) and not (host is not None and is_loopback(host)):
+                await _respond(writer, "403 Forbidden", "text/plain",
+                               b"this view answers requests for this machine only\n")
+            elif method not in ("GET", "HEAD"):
                 await _respond(writer, "405 Method Not Allowed", "text/plain", b"read-only\n",
                                extra="Allow: GET, HEAD\r\n")
             elif path in ("/", "/index.html"):
