@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import subprocess
 import sys
@@ -54,6 +55,17 @@ def epoch_indices(path: Path) -> dict[tuple[str, int], list[int]]:
                                       "ON d.dial_id = s.dial_id ORDER BY 1, 2, 3"):
         out.setdefault((uid, boot), []).append(idx)
     return out
+
+
+def recorded(path: Path) -> set[tuple[str, int, int]]:
+    """Every recorded sample as (dial uid, boot id, index)."""
+    return {(u, b, i) for (u, b), idx in epoch_indices(path).items() for i in idx}
+
+
+def mqtt_progress(path: Path) -> dict[str, object]:
+    """The recording's ``mqtt_progress`` meta row (docs/recording.md)."""
+    (value,) = query(path, "SELECT value FROM meta WHERE key = 'mqtt_progress'")[0]
+    return dict(json.loads(value))
 
 
 def gap_ranges(path: Path) -> dict[tuple[str, int], list[tuple[int, int, str]]]:

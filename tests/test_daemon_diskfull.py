@@ -28,7 +28,14 @@ from pathlib import Path
 
 import pytest
 
-from daemonrun import assert_exact_accounting, epoch_indices, query, start_daemon, wait_until
+from daemonrun import (
+    assert_exact_accounting,
+    epoch_indices,
+    query,
+    recorded,
+    start_daemon,
+    wait_until,
+)
 from ratedial.virtual import VirtualDial
 
 pytestmark = [
@@ -68,10 +75,6 @@ def fill(directory: Path) -> int:
         while f.write(b"\0"):  # the last partial block
             pass
     return time.monotonic_ns()
-
-
-def recorded(path: Path) -> set[tuple[str, int, int]]:
-    return {(u, b, i) for (u, b), idx in epoch_indices(path).items() for i in idx}
 
 
 def one_line(err: str) -> str:

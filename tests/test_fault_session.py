@@ -57,6 +57,7 @@ from daemonrun import (
     finish,
     gap_ranges,
     query,
+    recorded,
     start_daemon,
     wait_until,
 )
@@ -76,10 +77,6 @@ PLAYER_OUTAGE_S = 2.0
 RESTART_AT_S = 40.0  # the restarted mpv starts here; the first one was near the start
 DETECT_NS = 500_000_000  # SIGKILL of mpv -> player_lost (the socket closes with mpv)
 FRAME = 1 / 30
-
-
-def recorded(path: Path) -> set[tuple[str, int, int]]:
-    return {(u, b, i) for (u, b), idx in epoch_indices(path).items() for i in idx}
 
 
 def grows(path: Path, by: int, timeout: float = 30.0) -> None:

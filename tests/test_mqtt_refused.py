@@ -14,29 +14,19 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from brokers import Mosquitto
-from daemonrun import epoch_indices, finish, query, start_daemon
+from daemonrun import finish, mqtt_progress, recorded, start_daemon
 from ratedial.mqtt.acks import refusal_of, refused_subscription
 from ratedial.mqtt.topics import samples_payload
 from scripted import UID, ScriptedPort, stream
 from subscriber import Subscriber
 
 DIAL = UID.hex()
-
-
-def recorded(path: Path) -> set[tuple[str, int, int]]:
-    return {(u, b, i) for (u, b), idx in epoch_indices(path).items() for i in idx}
-
-
-def progress(path: Path) -> dict[str, object]:
-    (value,) = query(path, "SELECT value FROM meta WHERE key = 'mqtt_progress'")[0]
-    return dict(json.loads(value))
 
 
 def test_refused_samples_are_told_kept_unconfirmed_and_published_by_the_next_run(tmp_path):
@@ -70,7 +60,7 @@ def test_refused_samples_are_told_kept_unconfirmed_and_published_by_the_next_run
         assert summary["mqtt_refused"] >= 100  # a live message a frame or so
         assert not sub.seen  # nothing reached the subscriber, and the daemon knows it
         assert sub.events  # what the broker took (events) still went out
-        p = progress(rec1)
+        p = mqtt_progress(rec1)
         assert p["complete"] is False
         (epoch,) = p["epochs"]  # type: ignore[misc]
         pending = {(DIAL, 42, i) for a, b in epoch["pending"] for i in range(a, b)}
@@ -89,7 +79,7 @@ def test_refused_samples_are_told_kept_unconfirmed_and_published_by_the_next_run
         assert json.loads(out.strip().splitlines()[-1])["mqtt_refused"] == 0
         assert sub.wait_for(lambda s: set(s.seen) >= first | recorded(rec2), 30), \
             len(first - set(sub.seen))
-        assert progress(rec1) == {"complete": True}
+        assert mqtt_progress(rec1) == {"complete": True}
         sub.stop()
     finally:
         broker.stop()

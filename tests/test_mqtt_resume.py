@@ -11,26 +11,23 @@ from __future__ import annotations
 import json
 import os
 import signal
-from pathlib import Path
 
 import paho.mqtt.publish as paho_publish
 
 from brokers import mosquitto
-from daemonrun import epoch_indices, finish, query, start_daemon, wait_until
+from daemonrun import (
+    finish,
+    mqtt_progress,
+    query,
+    recorded,
+    start_daemon,
+    wait_until,
+)
 from scripted import UID, ScriptedPort, stream
 from subscriber import Subscriber
 
 N_SAMPLES = "SELECT count(*) FROM samples"
 DIAL = UID.hex()
-
-
-def recorded(path: Path) -> set[tuple[str, int, int]]:
-    return {(u, b, i) for (u, b), idx in epoch_indices(path).items() for i in idx}
-
-
-def progress(path: Path) -> dict[str, object]:
-    (value,) = query(path, "SELECT value FROM meta WHERE key = 'mqtt_progress'")[0]
-    return dict(json.loads(value))
 
 
 def test_killed_daemon_is_finished_by_the_next_run(tmp_path):
@@ -69,8 +66,8 @@ def test_killed_daemon_is_finished_by_the_next_run(tmp_path):
         assert "republishing what 1 earlier recording(s)" in err  # --json: messages on stderr
         both = first | recorded(rec2)
         assert sub.wait_for(lambda s: set(s.seen) >= both, 30), len(both - set(sub.seen))
-        assert progress(rec1) == {"complete": True}
-        assert progress(rec2)["complete"] is True
+        assert mqtt_progress(rec1) == {"complete": True}
+        assert mqtt_progress(rec2)["complete"] is True
         sent_before = {k: sub.seen[k] for k in first}
 
         port3 = ScriptedPort(stream(200, boot=44))
