@@ -18,6 +18,8 @@ from typing import Any
 import aiomqtt
 import paho.mqtt.client as paho
 
+from ..errors import RatedialError
+
 Refusal = tuple[int, str]  # (reason code, its name), e.g. (0x87, "Not authorized")
 OnAck = Callable[[Refusal | None], None]  # None: the broker took it
 
@@ -39,6 +41,10 @@ def refusal_of(reason_code: Any) -> Refusal | None:
     if not isinstance(value, int) or value < 0x80:
         return None
     return value, str(reason_code)
+
+
+class SubscriptionRefused(RatedialError):
+    """The broker's SUBACK refused a subscription (reason code 0x80 or above)."""
 
 
 class AckRouter:
@@ -100,3 +106,12 @@ def refused_subscription(granted: Any) -> str | None:
             name = refusal[1] if not isinstance(g, int) else "Failure"
             return f"{name} (reason code 0x{refusal[0]:02X})"
     return None
+
+
+async def subscribe(client: aiomqtt.Client, topic: str) -> None:
+    """Subscribe at QoS 1; :class:`SubscriptionRefused` (one line, naming topic and reason)
+    if the broker refused it."""
+    refused = refused_subscription(await client.subscribe(topic, qos=1))
+    if refused is not None:
+        raise SubscriptionRefused(f"the broker refused the subscription to {topic}: {refused}; "
+                                  "check its access rules for this client")

@@ -64,12 +64,12 @@ class FromRecordings:
             raise aiomqtt.MqttError("not connected")
         return self._acks
 
-    async def _confirmed(self, acks: AckRouter, topic: str, payload: bytes, *,
-                         retain: bool = False, timeout: float = QOS1_TIMEOUT_S) -> None:
+    async def _confirmed(self, topic: str, payload: bytes, *, retain: bool = False,
+                         timeout: float = QOS1_TIMEOUT_S) -> None:
         """Publish at QoS 1 and wait for the PUBACK; a refusal is told (:meth:`_refused`)
         and raised as :class:`PublishRefused`."""
         try:
-            await acks.publish(topic, payload, retain=retain, timeout=timeout)
+            await self._router().publish(topic, payload, retain=retain, timeout=timeout)
         except PublishRefused as exc:
             self._refused(exc)
             raise
@@ -94,7 +94,7 @@ class FromRecordings:
             return [None if t is None else t + offset for t in host_ns]
         return [t + offset for t in host_ns]  # type: ignore[operator]
 
-    async def _send_rows(self, client: aiomqtt.Client, key: Key,
+    async def _send_rows(self, key: Key,
                          rows: list[tuple[Any, ...]]) -> None:
         """Republish recorded rows on the dial's backfill topic at QoS 1."""
         uid, boot = key
@@ -108,14 +108,14 @@ class FromRecordings:
                 flags=[r[5] for r in chunk], media_s=[r[6] for r in chunk],
                 media_state=[r[7] for r in chunk], replay=True)
             try:
-                await self._confirmed(self._router(), self.topics.backfill(uid), payload)
+                await self._confirmed(self.topics.backfill(uid), payload)
             except PublishRefused:
                 self.outbox.backfill_refused(key, chunk[0][0], chunk[-1][0] + 1)
                 continue
             self.replayed_samples += len(chunk)
             self.outbox.backfill_acked(key, chunk[0][0], chunk[-1][0] + 1)
 
-    async def _replay(self, client: aiomqtt.Client) -> None:
+    async def _replay(self) -> None:
         """Republish the backlog from the recordings (never from memory), at QoS 1."""
         await asyncio.to_thread(self.recorder.flush)
         for key, first, end in self.outbox.pending():
@@ -130,7 +130,7 @@ class FromRecordings:
                     log.warning("MQTT backfill waits: cannot read the recording (%s)", exc)
                     await asyncio.sleep(UNREADABLE_RETRY_S)
                     return
-                await self._send_rows(client, key, rows)
+                await self._send_rows(key, rows)
                 self.outbox.backfill_acked(key, a, b)  # indices absent from the recordings
         ids = sorted(self.outbox.event_backlog)
         if ids:
@@ -141,20 +141,20 @@ class FromRecordings:
                 log.warning("MQTT backfill waits: cannot read the recording (%s)", exc)
                 await asyncio.sleep(UNREADABLE_RETRY_S)
                 return
-            await self._publish_event_rows(client, self.archives[0], rows)
+            await self._publish_event_rows(self.archives[0], rows)
             for i in ids:
                 self.outbox.event_acked(i)
         for k, old in list(self._old_events.items()):
-            await self._send_events(client, self.archives[k], sorted(old))
+            await self._send_events(self.archives[k], sorted(old))
             del self._old_events[k]
         self._finish_resumed()
 
-    async def _send_events(self, client: aiomqtt.Client, archive: Archive,
+    async def _send_events(self, archive: Archive,
                            ids: list[int]) -> None:
-        await self._publish_event_rows(client, archive, await asyncio.to_thread(
+        await self._publish_event_rows(archive, await asyncio.to_thread(
             archive.events, ids))
 
-    async def _publish_event_rows(self, client: aiomqtt.Client, archive: Archive,
+    async def _publish_event_rows(self, archive: Archive,
                                   rows: list[tuple[Any, ...]]) -> None:
         for row in rows:
             event_id, host_ns, uid, kind, data = row
@@ -165,7 +165,7 @@ class FromRecordings:
                                     data=json.loads(data), replay=True)
             refused = False
             try:
-                await self._confirmed(self._router(), topic, payload)
+                await self._confirmed(topic, payload)
             except PublishRefused:
                 refused = True
             if archive is self.archives[0]:  # ids count per run: only ours are in the outbox
@@ -200,11 +200,11 @@ class FromRecordings:
                 log.warning("replay requests arrive faster than they can be served; "
                             "one was dropped (the requester will ask again)")
 
-    async def _serve_requests(self, client: aiomqtt.Client) -> None:
+    async def _serve_requests(self) -> None:
         while True:
             req = await self._requests.get()
             if "run" in req:
-                await self._serve_event_request(client, req)
+                await self._serve_event_request(req)
                 continue
             key: Key = (req["dial"], req["boot"])
             await asyncio.to_thread(self.recorder.flush)
@@ -212,7 +212,7 @@ class FromRecordings:
             try:
                 for first, end in req["ranges"]:
                     rows = await asyncio.to_thread(read_samples, self.archives, key, first, end)
-                    await self._send_rows(client, key, rows)
+                    await self._send_rows(key, rows)
                     absent += [[a, b] for a, b in absent_ranges(first, end,
                                                                 (r[0] for r in rows))]
             except ArchiveUnreadable as exc:
@@ -223,10 +223,10 @@ class FromRecordings:
             reply = {"v": 1, "dial": key[0], "boot": key[1],
                      "ranges": [list(r) for r in req["ranges"]], "absent": absent}
             with contextlib.suppress(PublishRefused):  # told; the requester asks again
-                await self._confirmed(self._router(), self.topics.replayed, dumps(reply))
+                await self._confirmed(self.topics.replayed, dumps(reply))
                 self.requests_served += 1
 
-    async def _serve_event_request(self, client: aiomqtt.Client, req: dict[str, Any]) -> None:
+    async def _serve_event_request(self, req: dict[str, Any]) -> None:
         """Republish events of one run (this one or an earlier one it holds) by id."""
         archive = next((a for a in self.archives if a.run_id == req["run"]), None)
         await asyncio.to_thread(self.recorder.flush)
@@ -236,10 +236,10 @@ class FromRecordings:
             if archive is not None:
                 rows = await asyncio.to_thread(archive.events, range(first, end))
                 found = [r[0] for r in rows]
-                await self._publish_event_rows(client, archive, rows)
+                await self._publish_event_rows(archive, rows)
             absent += [[a, b] for a, b in absent_ranges(first, end, found)]
         reply = {"v": 1, "run": req["run"], "events": [list(r) for r in req["events"]],
                  "absent": absent}
         with contextlib.suppress(PublishRefused):  # told; the requester asks again
-            await self._confirmed(self._router(), self.topics.replayed, dumps(reply))
+            await self._confirmed(self.topics.replayed, dumps(reply))
             self.requests_served += 1

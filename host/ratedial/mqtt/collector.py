@@ -47,7 +47,7 @@ from ..config import MqttConfig
 from ..errors import RatedialError, UsageError
 from ..recording.schema import FORMAT, FORMAT_VERSION, MediaState
 from ..recording.writer import Recorder, RecordingError, try_lock
-from .acks import AckRouter, PublishRefused, refused_subscription
+from .acks import AckRouter, PublishRefused, subscribe
 
 log = logging.getLogger("ratedial.collector")
 
@@ -1021,12 +1021,7 @@ class CollectorShell:
                                         f"{self.address.port} as {self.client_id}")
                         for topic in subscriptions(self.cfg.mqtt.topic_prefix,
                                                    self.cfg.share):
-                            refused = refused_subscription(
-                                await client.subscribe(topic, qos=1))
-                            if refused is not None:
-                                raise RatedialError(
-                                    f"the broker refused the subscription to {topic}: "
-                                    f"{refused}; check its access rules for this client")
+                            await subscribe(client, topic)
                         await self._serve(client, collector)
                     break
                 except aiomqtt.MqttError as exc:

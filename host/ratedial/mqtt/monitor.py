@@ -14,8 +14,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from ..errors import RatedialError
-from .acks import refused_subscription
+from .acks import subscribe
 from .publisher import parse_broker
 
 
@@ -99,11 +98,7 @@ async def monitor(broker: str, *, prefix: str, duration: float | None, console: 
             async with aiomqtt.Client(addr.host, addr.port, username=username, password=password,
                                       protocol=protocol, timeout=5) as client:
                 for leaf in ("samples", "backfill", "events", "status"):
-                    topic = f"{prefix}/v1/dials/+/{leaf}"
-                    refused = refused_subscription(await client.subscribe(topic, qos=1))
-                    if refused is not None:
-                        raise RatedialError(f"the broker refused the subscription to {topic}: "
-                                            f"{refused}; check its access rules for this client")
+                    await subscribe(client, f"{prefix}/v1/dials/+/{leaf}")
                 with Live(mon.table(), console=console, auto_refresh=False,
                           transient=False) as live:
                     last = 0.0

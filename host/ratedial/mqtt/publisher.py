@@ -33,9 +33,9 @@ from paho.mqtt.properties import Properties
 from ..config import MqttConfig
 from ..daemon.core import EventOut, Out, SamplesOut
 from ..recording.writer import Recorder
-from .acks import AckRouter, PublishRefused, Refusal, refused_subscription
+from .acks import AckRouter, PublishRefused, Refusal, SubscriptionRefused, subscribe
 from .archive import Archive, Unfinished
-from .backfill import QOS1_TIMEOUT_S, FromRecordings
+from .backfill import FromRecordings
 from .outbox import Key, Outbox
 from .requests import (
     BrokerAddress,
@@ -162,7 +162,7 @@ class MqttPublisher(FromRecordings):
             # that loop: two turns of the event loop fewer per frame at rest.
             self._flush_all()
             if self._events:
-                self._publish_events(client)
+                self._publish_events()
         elif new_batch:
             self._wake.set()  # the serving loop times the new batch's bound
 
@@ -231,24 +231,22 @@ class MqttPublisher(FromRecordings):
                     self._client = client
                     no_delay(client)
                     write_at_once(client)
-                    acks = self._acks = AckRouter(client)
+                    self._acks = AckRouter(client)
                     self._ever_connected = True
                     self.connected, self.state, backoff = True, "connected", 0.5
                     with contextlib.suppress(PublishRefused):  # told by _confirmed
-                        await self._confirmed(acks, self.topics.daemon_status,
-                                              dumps(self._daemon_status("online")), retain=True,
-                                              timeout=QOS1_TIMEOUT_S)
-                    refused = refused_subscription(
-                        await client.subscribe(self.topics.replay_requests, qos=1))
-                    if refused is not None and refused != self._replay_refused:
-                        log.warning("MQTT: the broker refused the subscription to %s: %s; "
-                                    "replay requests will not be answered (check its access "
-                                    "rules for this client)", self.topics.replay_requests,
-                                    refused)
-                    self._replay_refused = refused
+                        await self._confirmed(self.topics.daemon_status,
+                                              dumps(self._daemon_status("online")), retain=True)
+                    try:
+                        await subscribe(client, self.topics.replay_requests)
+                        self._replay_refused = None
+                    except SubscriptionRefused as exc:
+                        if str(exc) != self._replay_refused:
+                            log.warning("MQTT: %s; replay requests will not be answered", exc)
+                        self._replay_refused = str(exc)
                     await self._serve(client)
                     with contextlib.suppress(aiomqtt.MqttError, PublishRefused):
-                        await self._confirmed(acks, self.topics.daemon_status,
+                        await self._confirmed(self.topics.daemon_status,
                                               dumps(self._daemon_status("offline")),
                                               retain=True, timeout=2)
                 return
@@ -308,21 +306,21 @@ class MqttPublisher(FromRecordings):
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         self._spawn(self._read_requests(client), endless=True)
-        self._spawn(self._serve_requests(client), endless=True)
+        self._spawn(self._serve_requests(), endless=True)
         bound_s = self.cfg.batch_ms / 1000
         self._serving = True
         try:
-            await self._serve_loop(client, bound_s)
+            await self._serve_loop(bound_s)
         finally:
             self._serving = False
 
-    async def _serve_loop(self, client: aiomqtt.Client, bound_s: float) -> None:
+    async def _serve_loop(self, bound_s: float) -> None:
         last_checkpoint = 0.0
         last_status = 0.0
         replay: asyncio.Task[None] | None = None
         while True:
             self._wake.clear()
-            replay = self._replay_if_due(client, replay)
+            replay = self._replay_if_due(replay)
             now = time.monotonic()
             oldest = min((b.since for b in self._batches.values()), default=None)
             flushed = False
@@ -330,21 +328,21 @@ class MqttPublisher(FromRecordings):
                 self._flush_all()
                 oldest, flushed = None, True
             if self._events and (flushed or now - self._events_since >= bound_s):
-                self._publish_events(client)
+                self._publish_events()
             if now - last_checkpoint >= 1.0:
                 last_checkpoint = now
                 self.save_progress()
                 # The generation is taken here, in publish order, not when the task runs.
-                self._spawn(self._checkpoint(client, self.outbox.checkpoint()))
+                self._spawn(self._checkpoint(self.outbox.checkpoint()))
             if now - last_status >= 1.0:
                 last_status = now
                 for uid, st in self.status_of().items():
-                    self._spawn(self._publish(client, self.topics.dial_status(uid), dumps(st),
+                    self._spawn(self._publish(self.topics.dial_status(uid), dumps(st),
                                               retain=True))
             if self._failure is not None:
                 raise aiomqtt.MqttError(f"connection lost: {self._failure}")
             if self._stop.is_set():
-                await self._drain(client, replay)
+                await self._drain(replay)
                 return
             # Sleep until something arrives, the last live message is confirmed, a batch
             # reaches its bound, or the next checkpoint is due.
@@ -358,15 +356,15 @@ class MqttPublisher(FromRecordings):
                     async with asyncio.timeout(max(0.0, wait)):  # no task per wait
                         await self._wake.wait()
 
-    async def _drain(self, client: aiomqtt.Client, replay: asyncio.Task[None] | None) -> None:
+    async def _drain(self, replay: asyncio.Task[None] | None) -> None:
         """On stop: publish what is buffered and finish the backlog, for at most
         ``STOP_DRAIN_S``; what is still unconfirmed then is left to the next run."""
         self._flush_all()
-        self._publish_events(client)
-        self._spawn(self._checkpoint(client, self.outbox.checkpoint()))
+        self._publish_events()
+        self._spawn(self._checkpoint(self.outbox.checkpoint()))
         deadline = time.monotonic() + STOP_DRAIN_S
         while self._failure is None:
-            replay = self._replay_if_due(client, replay)
+            replay = self._replay_if_due(replay)
             waiting = [t for t in self._tasks if not getattr(t, "endless", False)]
             left = deadline - time.monotonic()
             if not waiting or left <= 0:
@@ -379,12 +377,11 @@ class MqttPublisher(FromRecordings):
                         self.outbox.backlog_samples + refused,
                         f" ({refused} of them refused)" if refused else "")
 
-    def _replay_if_due(self, client: aiomqtt.Client,
-                       replay: asyncio.Task[None] | None) -> asyncio.Task[None] | None:
+    def _replay_if_due(self, replay: asyncio.Task[None] | None) -> asyncio.Task[None] | None:
         """Start a replay pass when there is backlog and none is running; the running one."""
         if (self.outbox.pending() or self.outbox.event_backlog or self._old_events) and (
                 replay is None or replay.done()):
-            return self._spawn(self._replay(client))
+            return self._spawn(self._replay())
         return replay
 
     def _spawn(self, coro: Any, *, endless: bool = False) -> asyncio.Task[None]:
@@ -403,16 +400,15 @@ class MqttPublisher(FromRecordings):
         if exc is not None:
             self._fail(exc)
 
-    async def _publish(self, client: aiomqtt.Client, topic: str, payload: bytes, *,
-                       retain: bool = False) -> None:
+    async def _publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         with contextlib.suppress(PublishRefused):  # told by _confirmed
-            await self._confirmed(self._router(), topic, payload, retain=retain)
+            await self._confirmed(topic, payload, retain=retain)
 
-    async def _checkpoint(self, client: aiomqtt.Client, gen: int) -> None:
+    async def _checkpoint(self, gen: int) -> None:
         with contextlib.suppress(PublishRefused):
             # Refused or not, its PUBACK says the broker received every live batch before it
             # (those it refused said so in their own PUBACKs, which came first).
-            await self._confirmed(self._router(), self.topics.daemon_status,
+            await self._confirmed(self.topics.daemon_status,
                                   dumps(self._daemon_status("online")), retain=True)
         self.outbox.checkpoint_acked(gen)
 
@@ -484,7 +480,7 @@ class MqttPublisher(FromRecordings):
             self.connected = False  # new samples go to the backlog from now on
             self._wake.set()
 
-    def _publish_events(self, client: aiomqtt.Client) -> None:
+    def _publish_events(self) -> None:
         events, self._events = self._events, []
         for e in events:
             if not self.connected:
@@ -495,12 +491,11 @@ class MqttPublisher(FromRecordings):
                                     wall_ns=e.host_ns + self.wall_offset_ns, dial=e.uid or None,
                                     daemon=self.topics.daemon, run=self.run_id, data=e.data)
             self.outbox.event_sent(e.event_id)
-            self._spawn(self._publish_event(client, topic, payload, e.event_id))
+            self._spawn(self._publish_event(topic, payload, e.event_id))
 
-    async def _publish_event(self, client: aiomqtt.Client, topic: str, payload: bytes,
-                             event_id: int) -> None:
+    async def _publish_event(self, topic: str, payload: bytes, event_id: int) -> None:
         try:
-            await self._confirmed(self._router(), topic, payload)
+            await self._confirmed(topic, payload)
         except PublishRefused:
             self.outbox.event_refused(event_id)
         else:
