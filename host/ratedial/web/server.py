@@ -73,7 +73,8 @@ def parse_addr(addr: str) -> tuple[str, int]:
 
 
 def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+    name = host.lower()
+    if name == "localhost" or name.endswith(".localhost"):
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -104,6 +105,7 @@ class WebServer:
                  tick_s: float = TICK_S) -> None:
         self.sink = sink
         self.host, self.port = parse_addr(addr)
+        self._local_only = is_loopback(self.host)  # then Host must name this machine
         self.tick_s = tick_s
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Queue[bytes | None]] = set()
@@ -163,7 +165,7 @@ class WebServer:
             method, _, rest = head.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
             path = rest.split(" ", 1)[0].split("?", 1)[0]
             host = host_of(head)
-            if is_loopback(self.host) and not (host is not None and is_loopback(host)):
+            if self._local_only and not (host is not None and is_loopback(host)):
                 await _respond(writer, "403 Forbidden", "text/plain",
                                b"this view answers requests for this machine only\n")
             elif method not in ("GET", "HEAD"):
