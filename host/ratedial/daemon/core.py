@@ -371,8 +371,7 @@ class DialCore:
             out.append(EventOut(self.uid, host_recv_ns, "gap", {
                 "boot_id": ep.boot_id, "first_index": gap.first_index,
                 "end_index": gap.end_index, "reason": str(gap.reason)}))
-        if s.times_us[-1] >= (self._ahead_limit(ep, host_recv_ns) - self._slack_us
-                              - ANCHOR_TOL_US):
+        if s.times_us[-1] >= self._projected(ep, host_recv_ns) - ANCHOR_TOL_US:
             # The frame becomes the anchor unless it would bound the dial's clock much more
             # tightly than the anchor it replaces: then it arrived long after it was made (a
             # replay, or a frame that waited for its HELLO) and would reject the next honest
@@ -597,13 +596,18 @@ class DialCore:
         if firsts:
             ep.seed_index = min(firsts)  # a gap if the boot's first frame comes after it
 
-    def _ahead_limit(self, ep: Epoch, host_ns: int) -> int:
-        """The latest device time the dial can have reached by ``host_ns``: the anchor's
-        device time plus the host time since it arrived (clocks within 1000 ppm), plus
-        ``slack_s`` for the anchor's own latency (a frame that waited in the dial's queue).
-        """
+    @staticmethod
+    def _projected(ep: Epoch, host_ns: int) -> int:
+        """The anchor's device time plus the host time since it arrived (clocks within
+        1000 ppm): where the anchor's clock can have got to by ``host_ns``."""
         elapsed_us = max(0, host_ns - ep.anchor_host_ns) // 1000
-        return ep.anchor_device_us + int(elapsed_us * DRIFT) + self._slack_us
+        return ep.anchor_device_us + int(elapsed_us * DRIFT)
+
+    def _ahead_limit(self, ep: Epoch, host_ns: int) -> int:
+        """The latest device time the dial can have reached by ``host_ns``: the projected
+        anchor plus ``slack_s`` for the anchor's own latency (a frame that waited in the
+        dial's queue)."""
+        return self._projected(ep, host_ns) + self._slack_us
 
     def _max_new_samples(self, ep: Epoch, host_ns: int) -> int:
         """How many samples past the anchor the dial can have taken by ``host_ns``."""
