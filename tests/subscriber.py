@@ -82,6 +82,11 @@ class Subscriber:
                             properties=props)
         self.client.loop_start()
 
+    def started(self, timeout: float = 10.0) -> bool:
+        """Connect, and wait until the broker has acknowledged the subscriptions."""
+        self.start()
+        return self.wait_for(lambda s: s.connects >= 1, timeout)
+
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()

@@ -25,6 +25,7 @@ import os
 import shutil
 import struct
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from hypothesis import HealthCheck, settings
@@ -341,26 +342,40 @@ class _Draws:
         return self.values.pop(0)
 
 
+@contextlib.contextmanager
+def _example() -> Iterator[DialStreams]:
+    """A state machine started as hypothesis starts it; torn down (delivering and checking
+    what is pending, then the exact accounting of both daemons) afterwards."""
+    m = DialStreams()
+    try:
+        m.start()
+        yield m
+    finally:
+        m.teardown()
+
+
+def _this_boot(m: DialStreams) -> tuple[set[int], list[tuple[int, int, str]]]:
+    """The indices recorded and the gaps, of the current dial's current boot."""
+    recorded, gaps, _, _ = _outcome(m.whole)
+    key = (m.dial.uid.hex(), m.dial.boot)
+    return set(recorded.get(key, [])), gaps.get(key, [])
+
+
 def test_an_old_index_with_a_current_time_as_the_first_frame_does_not_hold_the_dial():
     """Found 2026-12-03: after a HELLO and a 5 s silence, the boot's first SAMPLES frame was
     hostile (index 0 with the device time of index ~5000). It was taken in, and every honest
     frame after it failed the index check against it, was held and then rejected at the next
     HELLO: the dial was lost for good. Now a boot's first frame is confirmed only by another
     that fits it; one going forward in index and device time re-anchors the boot instead."""
-    m = DialStreams()
-    try:
-        m.start()
+    with _example() as m:
         m.pause(seconds=5.0)
         m.lose()
         m.hostile_samples(_Draws(1, 0, 5_998_000, 1000, [0], [0], 0))  # type: ignore[arg-type]
         m.frames(n=1)
         m.pause(seconds=1.0)  # delivers and checks: the honest frame is recorded
-        recorded, gaps, _, _ = _outcome(m.whole)
-        key = (m.dial.uid.hex(), m.dial.boot)
-        assert set(range(5001, 5011)) <= set(recorded[key])
-        assert (1, 5001, "link") in gaps[key]
-    finally:
-        m.teardown()
+        recorded, gaps = _this_boot(m)
+        assert set(range(5001, 5011)) <= recorded
+        assert (1, 5001, "link") in gaps
 
 
 def test_a_frame_held_for_its_hello_does_not_pull_the_boot_back():
@@ -369,11 +384,10 @@ def test_a_frame_held_for_its_hello_does_not_pull_the_boot_back():
     the same frame replayed, the boot's HELLO (device time 7.3 s) and its next frame (index
     7002, 7.31 s) came in one read. The replayed frame, taken as the boot's first, became the
     anchor at its late arrival, so the frame at 7.31 s looked 7 s ahead of the dial's clock:
-    rejected as a time jump, 10 honest samples unrecorded and no gap. A frame that waited
-    for its HELLO no longer moves the anchor back past that HELLO."""
-    m = DialStreams()
-    try:
-        m.start()
+    rejected as a time jump, 10 honest samples unrecorded and no gap. A frame that would
+    tighten the bound on the dial's clock by more than a second (as this one, which arrived
+    long after it was made) no longer becomes the anchor."""
+    with _example() as m:
         m.pause(seconds=2.0)
         m.reboot(later_base=False, with_hello=False)
         m.frames(n=1)
@@ -382,11 +396,8 @@ def test_a_frame_held_for_its_hello_does_not_pull_the_boot_back():
         m.hello()
         m.frames(n=1)
         m.pause(seconds=1.0)  # delivers and checks: the honest frame is recorded
-        recorded, _, _, _ = _outcome(m.whole)
-        key = (m.dial.uid.hex(), m.dial.boot)
-        assert set(range(7002, 7012)) <= set(recorded[key]), sorted(recorded[key])[-12:]
-    finally:
-        m.teardown()
+        recorded, _ = _this_boot(m)
+        assert set(range(7002, 7012)) <= recorded, sorted(recorded)[-12:]
 
 
 def test_a_first_frame_replayed_late_does_not_cost_the_next_frame():
@@ -398,9 +409,7 @@ def test_a_first_frame_replayed_late_does_not_cost_the_next_frame():
     anchor with its late arrival, so that frame looked 5 s ahead of the dial's clock and was
     held as a time jump: 10 honest samples unrecorded. A frame that would tighten the bound
     on the dial's clock by more than a second no longer becomes the anchor."""
-    m = DialStreams()
-    try:
-        m.start()
+    with _example() as m:
         m.pause(seconds=2.0)
         m.reboot(later_base=True, with_hello=False)
         m.frames(n=1)
@@ -410,8 +419,5 @@ def test_a_first_frame_replayed_late_does_not_cost_the_next_frame():
         m.replay(k=0)
         m.frames(n=1)
         m.deliver(splits=[])  # delivers and checks: the honest frame is recorded
-        recorded, _, _, _ = _outcome(m.whole)
-        key = (m.dial.uid.hex(), m.dial.boot)
-        assert set(range(5001, 5011)) <= set(recorded[key]), sorted(recorded[key])[-12:]
-    finally:
-        m.teardown()
+        recorded, _ = _this_boot(m)
+        assert set(range(5001, 5011)) <= recorded, sorted(recorded)[-12:]

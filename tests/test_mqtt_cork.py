@@ -83,9 +83,8 @@ def test_frames_go_out_at_once_when_idle_and_coalesce_under_load(tmp_path, live_
     """At QoS 1 a live message is in flight until its PUBACK, at QoS 0 until it is written."""
     with mosquitto(tmp_path / "broker") as broker:
         sub = Subscriber(broker.port)
-        sub.start()
         try:
-            assert sub.wait_for(lambda s: s.connects >= 1, 10)
+            assert sub.started()
             pub = asyncio.run(_run(tmp_path / "cork.ratedial", broker.port, sub, live_qos))
         finally:
             sub.stop()

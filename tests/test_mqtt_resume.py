@@ -34,8 +34,7 @@ def test_killed_daemon_is_finished_by_the_next_run(tmp_path):
     rec1, rec2, rec3 = (tmp_path / f"run{k}.ratedial" for k in (1, 2, 3))
     with mosquitto(tmp_path / "broker") as broker:
         sub = Subscriber(broker.port)
-        sub.start()
-        assert sub.wait_for(lambda s: s.connects >= 1, 10)
+        assert sub.started()
         port1 = ScriptedPort(stream(3000, boot=42))
         proc = start_daemon("--port", port1.path, "--broker", broker.url, "--record", str(rec1))
         try:
@@ -89,8 +88,7 @@ def test_replay_requests_are_answered_from_the_recording(tmp_path):
     rec = tmp_path / "r.ratedial"
     with mosquitto(tmp_path / "broker") as broker:
         sub = Subscriber(broker.port)
-        sub.start()
-        assert sub.wait_for(lambda s: s.connects >= 1, 10)
+        assert sub.started()
         port = ScriptedPort(stream(800, boot=42))
         proc = start_daemon("--port", port.path, "--broker", broker.url, "--record", str(rec),
                             "--duration", "6", "--daemon-id", "room-1")
