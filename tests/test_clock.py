@@ -262,6 +262,31 @@ def test_refits_are_throttled_between_syncs():
     assert clock.current() is not first
 
 
+
+def test_refits_thin_out_as_the_line_rests_on_more():
+    """Ten refits a second in the first second of an epoch, then at most every tenth of the
+    span observed, up to one a second from 10 s on: a refit costs ~0.5 ms of CPU, and a line
+    resting on seconds of observations moves by microseconds a second."""
+    clock = DeviceClock(refit_s=0.1, max_refit_s=1.0)
+    t0 = 1_000_000_000
+    clock.add_sync(t0, 1_000, 1_100, t0 + 500_000)
+
+    def refits(start_s: float, seconds: float) -> int:
+        n, last = 0, clock.current()
+        for k in range(round(seconds * 100)):  # a frame every 10 ms
+            d_us = round((start_s + k / 100) * 1e6)
+            clock.add_arrival(d_us, t0 + d_us * 1000 + 300_000)
+            now = clock.current()
+            n += now is not last
+            last = now
+        return n
+
+    assert 9 <= refits(0.01, 1.0) <= 11  # young: every 0.1 s
+    assert 13 <= refits(1.01, 4.0) <= 19  # 10 ln 5 = 16: every 0.1 s at 1 s, 0.5 s at 5 s
+    refits(5.01, 6.0)
+    assert 4 <= refits(11.01, 5.0) <= 6  # from 10 s on: every second
+    assert clock.current() is not None
+
 def test_estimate_formula_and_batch_mapping():
     est = ClockEstimate(ref_device_us=5_000_000, ref_host_ns=10**12, skew_ppm=100.0,
                         uncertainty_ns=50_000, n_obs=3, skew_uncertainty_ppm=2.0)

@@ -183,8 +183,8 @@ class DeviceClock:
     Feed observations as they happen (``add_arrival`` for every SAMPLES frame, ``add_sync``
     for every SYNC), map device times with :meth:`to_host_ns` (cheap: a cached line, refitted
     at most every ``refit_s`` of host time, and at once after each of the first
-    ``_PROMPT_SYNCS`` SYNCs) and read
-    :meth:`estimate` for the freshest fit.
+    ``_PROMPT_SYNCS`` SYNCs; as the epoch's observations span more device time, at most every
+    tenth of that span, up to ``max_refit_s``) and read :meth:`estimate` for the freshest fit.
 
     ``window_s``: how much device time the fit looks back. Longer windows tighten the band
     (more PINGs pin its edges) but a linear model over a long window bends under a drift
@@ -199,6 +199,9 @@ class DeviceClock:
     (estimates are then honest but wide: the first frames after a boot were seen 20 ms late
     on the virtual dial, so 50 ms). ``backwards_tolerance_us``: device time may go back
     this much (a SYNC overtaking queued frames) before :class:`ClockEpochError`.
+    ``max_refit_s``: a line resting on many seconds of observations moves by microseconds a
+    second (its skew is known to a few ppm), while a refit costs about half a millisecond of
+    CPU: one a second instead of ten is what lets one core carry many dials (docs/timing.md).
     ``dense_syncs_per_s``: with at least this many SYNCs per second in the window, the slope
     is the centre of the two-way band instead of the arrivals' hull edge: PINGs at random
     phases pin the band everywhere, while the hull stands on the few bottoms of the USB
@@ -210,7 +213,7 @@ class DeviceClock:
                  envelope_tolerance_us: float = 650.0, min_slope_span_s: float = 5.0,
                  refit_s: float = 0.1, max_skew_ppm: float = 1000.0,
                  prior_latency_us: int = 50_000, backwards_tolerance_us: int = 10_000_000,
-                 dense_syncs_per_s: float = 2.0) -> None:
+                 dense_syncs_per_s: float = 2.0, max_refit_s: float = 1.0) -> None:
         if bucket_s <= 0 or window_s < 2 * bucket_s:
             raise ValueError("window_s must be at least two buckets (bucket_s) long")
         self._window_us = round(window_s * 1e6)
@@ -219,6 +222,8 @@ class DeviceClock:
         self._dense = dense_syncs_per_s
         self._bucket_us = max(1, round(bucket_s * 1e6))
         self._refit_ns = round(refit_s * 1e9)
+        self._max_refit_ns = max(self._refit_ns, round(max_refit_s * 1e9))
+        self._x_first: int | None = None  # the epoch's earliest device time seen
         self._c_box = max_skew_ppm * 1e-3
         self._prior_ns = prior_latency_us * _NS_PER_US
         self._back_us = backwards_tolerance_us
@@ -269,6 +274,8 @@ class DeviceClock:
     def _seen(self, device_us: int, host_ns: int) -> None:
         self._n_obs += 1
         self._dirty = True
+        if self._x_first is None or device_us < self._x_first:
+            self._x_first = device_us
         if self._x_max is None or device_us > self._x_max:
             self._x_max = device_us
         self._h_max = max(self._h_max, host_ns)
@@ -285,12 +292,19 @@ class DeviceClock:
             self._cached = self._fit()
             self._dirty = False
             self._stale = False
-            self._next_fit_ns = self._h_max + self._refit_ns
+            self._next_fit_ns = self._h_max + self._refit_interval_ns()
         return self._cached
 
+    def _refit_interval_ns(self) -> int:
+        """A tenth of the device time the observations span (µs to ns: × 1000 / 10), within
+        [refit_s, max_refit_s]: new observations move a line by less the more it rests on."""
+        first, last = self._x_first, self._x_max
+        span_ns = 0 if first is None or last is None else (last - first) * 100
+        return min(self._max_refit_ns, max(self._refit_ns, span_ns))
+
     def current(self) -> ClockEstimate | None:
-        """The cached estimate, refitted at most every ``refit_s`` (and after each of the first
-        SYNCs)."""
+        """The cached estimate, refitted at most every ``refit_s`` to ``max_refit_s`` (see the
+        class), and after each of the first SYNCs."""
         if self._stale:
             return self.estimate()
         return self._cached
