@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ratedial.scale import RatingScale, RatingTracker
 
@@ -48,3 +50,20 @@ def test_a_potentiometer_maps_its_position_absolutely():
     t.reset()  # a pointer's position is its rating: reset does not move it
     assert t.rating == 100
     assert t.update(70000) == 100
+
+
+@given(start=st.floats(0, 100), per=st.sampled_from([1, 2, 3, -4, 0.5, 7.25]),
+       counts=st.lists(st.integers(-(2**31), 2**31), min_size=1, max_size=40),
+       first=st.integers(-(2**31), 2**31), absolute=st.booleans())
+def test_update_many_is_update_in_turn(start, per, counts, first, absolute):
+    """The frame-at-once path gives the very floats the per-sample path gives, clamping
+    included, and leaves the tracker in the same state."""
+    scale = RatingScale(minimum=0, maximum=100, start=start, counts_per_point=per)
+    one, many = RatingTracker(scale), RatingTracker(scale)
+    for t in (one, many):
+        if absolute:
+            t.set_absolute(per * 4)
+        t.rebase(first)
+    assert many.update_many(counts) == [one.update(c) for c in counts]
+    assert (many.rating, many._last_count) == (one.rating, one._last_count)
+    assert many.update(first) == one.update(first)

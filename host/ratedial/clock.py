@@ -296,7 +296,7 @@ class DeviceClock:
         return self._cached
 
     def _refit_interval_ns(self) -> int:
-        """A tenth of the device time the observations span (µs to ns: × 1000 / 10), within
+        """A tenth of the device time the observations span (µs to ns: times 1000 / 10), within
         [refit_s, max_refit_s]: new observations move a line by less the more it rests on."""
         first, last = self._x_first, self._x_max
         span_ns = 0 if first is None or last is None else (last - first) * 100

@@ -12,6 +12,7 @@ Invariants:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -74,3 +75,19 @@ class RatingTracker:
             self.rating = self.scale.clamp(self.rating + delta)
         self._last_count = count
         return self.rating
+
+    def update_many(self, counts: Sequence[int]) -> list[float]:
+        """:meth:`update` for each of ``counts`` in turn (the same arithmetic, so the same
+        floats), in one loop: a frame's samples without a method call each."""
+        last = self._last_count
+        if self.absolute_units_per_point is not None or last is None:
+            return [self.update(c) for c in counts]
+        lo, hi, per = self.scale.minimum, self.scale.maximum, self.scale.counts_per_point
+        rating = self.rating
+        out = []
+        for c in counts:
+            rating = min(hi, max(lo, rating + (c - last) / per))
+            last = c
+            out.append(rating)
+        self.rating, self._last_count = rating, last
+        return out

@@ -397,8 +397,7 @@ class DialCore:
                 self.long_press_us is None or not any(f & FLAG_BUTTON for f in flags)):
             # The common frame: no ZERO to apply, no button held. What the loop below does
             # per sample reduces to the tracker's update (and a released button's state).
-            update = self.tracker.update
-            ratings = [update(c) for c in counts]
+            ratings = self.tracker.update_many(counts)
             self._press_reset_done = False
         else:
             ratings = self._ratings(ep, new.start, times, counts, flags, host_recv_ns, out)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Protocol
 
 from ..recording import MediaState
@@ -23,6 +24,8 @@ from .core import (
     SyncOut,
     hello_dict,
 )
+
+_NO_MEDIA = int(MediaState.NONE)
 
 
 class Sink(Protocol):
@@ -59,13 +62,12 @@ class RecorderSink:
                     epoch = self.epoch_ids[(o.uid, o.boot_id)]
                     dial = self.dial_ids[o.uid]
                     n = len(o)
-                    ids = o.media_ids or (None,) * n
-                    pos = o.media_s or (None,) * n
-                    states = o.media_states or (int(MediaState.NONE),) * n
-                    rec.put_many("samples", [
-                        (epoch, o.first_index + k, dial, o.device_us[k], o.host_ns[k],
-                         o.counts[k], o.ratings[k], o.flags[k], ids[k], pos[k], states[k])
-                        for k in range(n)])
+                    # one row per sample, zipped column-wise in C rather than indexed
+                    rec.put_many("samples", list(zip(
+                        repeat(epoch, n), range(o.first_index, o.first_index + n),
+                        repeat(dial, n), o.device_us, o.host_ns, o.counts, o.ratings, o.flags,
+                        o.media_ids or repeat(None, n), o.media_s or repeat(None, n),
+                        o.media_states or repeat(_NO_MEDIA, n), strict=False)))
                 case EpochOut() if (o.uid, o.boot_id) not in self.epoch_ids:
                     h = o.hello
                     dial = self.dial_id(o.uid, h.board, h.firmware, h.backend)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from itertools import accumulate
+from itertools import accumulate, islice
+from operator import add
 
 from .frames import (
     Ack,
@@ -98,12 +99,13 @@ def _parse_samples(seq: int, p: bytes) -> Samples:
     end = start + _RECORD.size * n
     if n == 0 or len(p) < end:
         raise MalformedPayload(f"SAMPLES frame declares {n} samples but carries fewer")
-    records = list(_RECORD.iter_unpack(p[start:end]))
-    flags = tuple(r[0] for r in records)
-    counts = tuple(accumulate((r[1] for r in records[1:]), initial=count_first))
-    times = tuple(t_first + k * period + r[2] for k, r in enumerate(records))
-    if records[0][1] != 0 or records[0][2] != 0:
+    # transposed in C: flags, count steps and time jitters as three columns
+    flags, dcounts, jitters = zip(*_RECORD.iter_unpack(p[start:end]), strict=True)
+    if dcounts[0] != 0 or jitters[0] != 0:
         raise MalformedPayload("record 0 must have dcount 0 and jitter 0")
+    counts = tuple(accumulate(islice(dcounts, 1, None), initial=count_first))
+    times = tuple(map(add, range(t_first, t_first + n * period, period), jitters)) \
+        if period else tuple(t_first + j for j in jitters)
     return Samples(
         seq=seq,
         first_index=first_index,
