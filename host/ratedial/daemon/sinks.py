@@ -62,12 +62,12 @@ class RecorderSink:
                     epoch = self.epoch_ids[(o.uid, o.boot_id)]
                     dial = self.dial_ids[o.uid]
                     n = len(o)
-                    # one row per sample, zipped column-wise in C rather than indexed
+                    # one row per sample, zipped column-wise in C (strict: a short column is a bug)
                     rec.put_many("samples", list(zip(
                         repeat(epoch, n), range(o.first_index, o.first_index + n),
                         repeat(dial, n), o.device_us, o.host_ns, o.counts, o.ratings, o.flags,
                         o.media_ids or repeat(None, n), o.media_s or repeat(None, n),
-                        o.media_states or repeat(_NO_MEDIA, n), strict=False)))
+                        o.media_states or repeat(_NO_MEDIA, n), strict=True)))
                 case EpochOut() if (o.uid, o.boot_id) not in self.epoch_ids:
                     h = o.hello
                     dial = self.dial_id(o.uid, h.board, h.firmware, h.backend)
