@@ -553,6 +553,7 @@ def test_mpc_end_to_end_under_ratedial_run(tmp_path):
     # (an event can be dated up to a poll before the action: the adapter dates a change
     # by the position it reports)
     unseen = [(a, next((tt for tt in transitions if tt >= a - 60_000_000), a)) for a in acted]
+    assert len({seen for _, seen in unseen}) == len(acted), (unseen, transitions)  # each seen
     errors = []
     for t, true_s, state in truth:
         if true_s is None or any(abs(t - tt) < 60_000_000 for tt in transitions) or \
