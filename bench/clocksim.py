@@ -27,7 +27,9 @@ What is modelled (all parameters in :class:`LinkConfig`; the defaults are the "n
 * PING/SYNC: the host stamps ``host_send_ns`` and writes the line; the OUT transfer happens at
   the next USB frame boundary; the firmware's asyncio loop reads the line 0.1-2 ms later (mostly
   fast, slow while another task runs) and stamps ``t_rx``; it answers 40-120 µs later (rarely
-  much later: a garbage collection) with ``t_tx`` read just before the write; the SYNC then
+  much later: a garbage collection) and, since the firmware of 2026-12-04, waits for the next
+  SAMPLES frame to be written and follows it 5-20 µs later (``sync_after_frame``; before,
+  it left at once), with ``t_tx`` read just before the write; the SYNC then
   takes the IN path above. OUT and IN delays differ (asymmetry), as WALT measured on real USB.
 
 Random streams are split by purpose (samples, IN latency of frames, pings, stalls) so that two
@@ -36,6 +38,7 @@ runs that differ only in the PING schedule (ours at 1 Hz, LSL's bursts) see iden
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from collections.abc import Iterator
@@ -95,6 +98,11 @@ class LinkConfig:
     reply_us: tuple[float, float] = (40.0, 120.0)
     reply_gc_prob: float = 0.01
     reply_gc_us: tuple[float, float] = (1000.0, 8000.0)
+    # the SYNC follows the next frame written (the firmware since 2026-12-04); False: it is
+    # written as soon as it is ready (the firmware before)
+    sync_after_frame: bool = True
+    sync_follow_us: tuple[float, float] = (5.0, 20.0)
+    sync_wait_us: float = 20_000.0  # no frame by then: the next 0.1 s ticker round sends it
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,9 +238,12 @@ _Write = tuple[float, int, object]  # (host time handed to the USB driver, kind,
 _FRAME, _SYNC = 0, 1
 
 
-def _frame_writes(cfg: LinkConfig, clock: DeviceClockTruth, rng: random.Random) -> list[_Write]:
-    """Samples on the device clock, packed ``batch`` to a frame, handed to the USB driver."""
+def _frame_writes(cfg: LinkConfig, clock: DeviceClockTruth, rng: random.Random
+                  ) -> tuple[list[_Write], list[float]]:
+    """Samples on the device clock, packed ``batch`` to a frame, handed to the USB driver;
+    and the device times of those writes."""
     writes: list[_Write] = []
+    packs: list[float] = []
     period_us = round(1e6 / cfg.rate_hz)
     d_first = float(cfg.device_start_us) + 1000.0
     n_total = int(cfg.duration_s * cfg.rate_hz) - 2 * cfg.batch
@@ -245,11 +256,12 @@ def _frame_writes(cfg: LinkConfig, clock: DeviceClockTruth, rng: random.Random) 
             truth.append(round(clock.host_ns(d)))
         d_pack = times[-1] + rng.uniform(*cfg.pack_delay_us)
         writes.append((clock.host_ns(d_pack), _FRAME, (tuple(times), tuple(truth), period_us)))
-    return writes
+        packs.append(d_pack)
+    return writes, packs
 
 
-def _sync_writes(cfg: LinkConfig, clock: DeviceClockTruth, usb: _Usb, rng: random.Random
-                 ) -> tuple[list[_Write], int]:
+def _sync_writes(cfg: LinkConfig, clock: DeviceClockTruth, usb: _Usb, rng: random.Random,
+                 packs: list[float]) -> tuple[list[_Write], int]:
     """PINGs through the OUT path, the firmware's read and reply; SYNC writes (and how many
     were discarded because the link could not take them)."""
     writes: list[_Write] = []
@@ -277,6 +289,13 @@ def _sync_writes(cfg: LinkConfig, clock: DeviceClockTruth, usb: _Usb, rng: rando
             d_tx = d_rx + rng.uniform(*cfg.reply_us)
             if rng.random() < cfg.reply_gc_prob:
                 d_tx += rng.uniform(*cfg.reply_gc_us)
+            follow = rng.uniform(*cfg.sync_follow_us)  # drawn either way: the same streams
+            if cfg.sync_after_frame:
+                k = bisect.bisect_left(packs, d_tx)
+                if k < len(packs) and packs[k] - d_rx <= cfg.sync_wait_us:
+                    d_tx = packs[k] + follow
+                else:
+                    d_tx = d_rx + cfg.sync_wait_us + follow  # (the ticker round after it: not modelled)
             t_write = clock.host_ns(d_tx)
             if t_write >= end_ns - 0.5e9:
                 continue
@@ -323,8 +342,9 @@ class _InPath:
 def simulate(cfg: LinkConfig) -> SimLink:
     clock = DeviceClockTruth(cfg)
     usb = _Usb(cfg, random.Random(f"{cfg.seed}/link"))
-    writes = _frame_writes(cfg, clock, random.Random(f"{cfg.seed}/samples"))
-    syncs, syncs_dropped = _sync_writes(cfg, clock, usb, random.Random(f"{cfg.seed}/ping"))
+    writes, packs = _frame_writes(cfg, clock, random.Random(f"{cfg.seed}/samples"))
+    syncs, syncs_dropped = _sync_writes(cfg, clock, usb, random.Random(f"{cfg.seed}/ping"),
+                                        packs)
     writes.extend(syncs)
     writes.sort(key=lambda w: w[0])
 

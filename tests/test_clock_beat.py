@@ -112,16 +112,20 @@ def test_the_default_ping_interval_counts_as_dense():
 @pytest.mark.parametrize("drift_ppm", [100.0, -100.0, 500.0, -500.0])
 def test_default_pings_at_the_extremes(drift_ppm):
     """The daemon's default PINGs (every 0.1 s) on the load-free link: within 60 µs RMS
-    after 30 s and the skew within 2.5 ppm at 30 s on seeds 1-3 (most of the rest is the
-    link's PING path being slower than its reply path: docs/timing.md, "At the extremes");
-    with one PING a second the same frames come out worse (1.85-2.7 times the summed
-    squares)."""
+    after 30 s and the skew within 4 ppm at 30 s on seeds 1-3 (most of the rest is the
+    link's PING path being slower than its reply path: docs/timing.md, "At the extremes").
+    Since SYNC replies follow the next frame (firmware 2026-12-04) they share the frames'
+    phase of the USB frame, so the band's upper edge stands on the sawtooth's bottoms: seed
+    1 at -100 ppm is 3.7 ppm off at 30 s (2.5 ppm was the bound before), its RMS 35 µs;
+    with one PING a second the same frames come out worse (1.2-3.6 times the summed squares
+    since replies follow frames, 1.85-2.7 before).
+    """
     period = RunConfig().ping_interval_s
     dense = [_steady(drift_ppm, seed, period) for seed in (1, 2, 3)]
     assert max(rms for rms, _ in dense) <= 60.0, dense
-    assert max(abs(skew) for _, skew in dense) <= 2.5, dense
+    assert max(abs(skew) for _, skew in dense) <= 4.0, dense
     sparse = [_steady(drift_ppm, seed, 1.0)[0] for seed in (1, 2, 3)]
-    assert sum(r * r for r in sparse) >= 1.5 * sum(r * r for r, _ in dense), (dense, sparse)
+    assert sum(r * r for r in sparse) >= 1.1 * sum(r * r for r, _ in dense), (dense, sparse)
 
 
 def test_later_syncs_wait_for_the_refit_throttle():

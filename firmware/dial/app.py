@@ -54,6 +54,7 @@ PACK_MS = const(4)  # packer period: a 1 kHz/batch 10 frame waits at most 4 ms e
 # RP2040 (measured, emulated), a 4 ms poll alone took 7 % of the CPU. The frame task runs
 # the housekeeping too once it is due, so STATUS is late by at most one frame at high rates.
 PACK_SAFETY_MS = const(100)
+SYNC_WAIT_US = const(20_000)  # a SYNC waits this long for a frame to follow (dial.writer)
 MEM_EVERY = const(10)  # STATUS reads gc.mem_free() every 10th time (10 s): see _mem_free
 
 def _u32(x):
@@ -89,6 +90,7 @@ class App:
         hello_len = self._hello_body(0, batch) + protocol.CRC
         slot = protocol.wire_size(max(protocol.samples_body_size(MAX_BATCH), hello_len))
         self.writer = Writer(hw, cfg.get("queue_frames", 64), slot, self.scratch)
+        self.writer.clock = self.clock
         self.q = self.writer.q
         self.packer = Packer(hw, self.sampler, self.clock, self.writer, self.scratch,
                              self.period, batch)
@@ -248,14 +250,7 @@ class App:
             self.rx_byte(c)
 
     def _cmd_ping(self, token, t_rx):
-        w = self.writer
-        seq = w.next_seq()
-        if w.flush_for_sync():
-            self.clock.now()
-            w.send_now(self.scratch,
-                       protocol.pack_sync(self.scratch, seq, token, t_rx, self.clock.base))
-        else:
-            self.q.lost_frame()  # the link could not take it: counted like any dropped frame
+        self.writer.sync_reply(token, t_rx)  # sent right after the next frame (dial.writer)
 
     def _cmd_info(self, _arg, _t):
         self._hello()
@@ -321,6 +316,9 @@ class App:
                 self._hello_at = (c.raw + HELLO_US) & tm
         sa = self._status_at
         self._due_at = sa if diff(self._hello_at, sa) >= 0 else self._hello_at
+        w = self.writer
+        if w.sync_due and c.base - w.sync_rx > SYNC_WAIT_US:
+            w.send_sync()  # no frame came to follow (sampling stopped, long frames)
 
     def step(self):
         """One round of the main loop without asyncio (tests, simple hosts)."""

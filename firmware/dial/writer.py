@@ -6,6 +6,11 @@ Invariants:
 - On the wire: first a lone 0x00 (``begin``), then whole frames. A DROP notice goes out
   before any entry queued after the loss; a SYNC reply (``send_now``) bypasses the queue
   but never cuts a frame in half (``flush_for_sync`` first).
+- A PING's SYNC (``sync_reply``) waits for the next queued frame to be handed to the link
+  and follows it at once, its ``t_tx_us`` read immediately before its own write: a reply
+  sent the moment the PING is read always leaves just after a USB OUT transfer, the worst
+  phase of the 1 ms frame for the IN transfer that carries it (docs/timing.md). It waits
+  no longer than the next PING (which sends it first) or ``send_sync`` from the app.
 - Nothing here waits for the host: ``write`` hands bytes to ``hw.tx_write`` until it takes
   no more and returns False; the caller tries again later. With ``hw.tx_write_at(buf, off,
   n)`` a write needs no memoryview slice, so steady streaming allocates nothing.
@@ -36,6 +41,12 @@ class Writer:
         self._cur_off = 0
         self._cur_len = 0
         self._cur_q = False
+        # The SYNC waiting for the next frame (sync_reply); ``clock`` (dial.clock.Clock) reads
+        # its t_tx_us.
+        self.clock = None
+        self.sync_due = 0
+        self._sync_token = 0
+        self.sync_rx = 0
 
     def next_seq(self):
         s = self.seq
@@ -94,16 +105,47 @@ class Writer:
     def write(self):
         """Hand frames to the link until it takes no more. True when all is written."""
         q = self.q
+        sent = False
         while True:
-            if self._cur_len and not self._push():
-                return False
+            if self._cur_len:
+                was_q = self._cur_q
+                if not self._push():
+                    return False
+                sent = sent or was_q
             sid = q.next_entry()
             if sid < 0:
                 if sid == -1:
+                    if sent and self.sync_due:
+                        self.send_sync()
+                        return not self._cur_len
                     return True
                 self._build_drop()
                 continue
             self._set_cur(q.mv[sid], q.length[sid], True)
+
+    def sync_reply(self, token, t_rx):
+        """A PING was read at device time ``t_rx``: its SYNC follows the next queued frame
+        (``write``). A reply still waiting goes first, now; if the link cannot take it, it
+        is lost, counted like any dropped frame."""
+        if self.sync_due and not self.send_sync():
+            self.next_seq()
+            self.q.lost_frame()
+        self._sync_token = token
+        self.sync_rx = t_rx
+        self.sync_due = 1
+
+    def send_sync(self):
+        """Send the waiting SYNC now, ``t_tx_us`` read immediately before it is written.
+        False (and still waiting) when the frame in flight cannot be finished first."""
+        if not self.flush_for_sync():
+            return False
+        self.sync_due = 0
+        clock = self.clock
+        clock.now()
+        body = self._scratch
+        self.send_now(body, protocol.pack_sync(body, self.next_seq(), self._sync_token,
+                                               self.sync_rx, clock.base))
+        return True
 
     def flush_for_sync(self):
         """Finish the frame in flight and any DROP notice: both precede a SYNC."""

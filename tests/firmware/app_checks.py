@@ -8,7 +8,7 @@ runs each check in a fresh interpreter.
 
 from dial import app as dial_app
 from dial import sampler as dial_sampler
-from dial.app import App
+from dial.app import SYNC_WAIT_US, App
 from fakehw import FakeHW
 from refdecode import decode_stream, samples
 
@@ -375,6 +375,7 @@ def check_bad_commands():
     a.rx_bytes(bad)
     drive(hw, a, 10, every=5)
     a.rx_bytes(b"PING 7\n")
+    drive(hw, a, 10, every=5)  # the SYNC follows the next frame
     _, frames = flush(hw, a)
     errs = of_type(frames, "ERROR")
     assert [e["code"] for e in errs] == [2, 1, 2, 3, 2, 3, 3, 1, 2, 1], errs
@@ -393,38 +394,57 @@ def check_ping_sync():
     a.pack()  # three SAMPLES frames queued, not yet written
     t = hw.device_time()
     a.rx_bytes(b"PING 4294967295\n")
-    data = hw.take()
-    frames, rej = decode_stream(data)
+    assert not hw.take().strip(b"\x00")  # the reply waits for the next frame to be written
+    hw.advance(300)
+    a.writer.write()
+    frames, rej = decode_stream(hw.take())
     assert rej == 0
-    # the in-flight 0x00 went first; SYNC jumped the queue (HELLO, SAMPLES still queued)
-    assert [f["type"] for f in frames] == ["SYNC"], frames
-    s = frames[0]
-    assert (s["token"], s["t_rx_us"], s["t_tx_us"]) == (4294967295, t, t)
-    assert s["seq"] == 4  # HELLO 0 and SAMPLES 1-3 were created before it
-    _, rest = flush(hw, a)
-    assert [f["seq"] for f in rest][:4] == [0, 1, 2, 3]
+    # the queued frames went first, the SYNC right after them, stamped as it was written
+    assert [f["type"] for f in frames] == ["HELLO", "SAMPLES", "SAMPLES", "SAMPLES", "SYNC"]
+    s = frames[-1]
+    assert (s["token"], s["t_rx_us"], s["t_tx_us"]) == (4294967295, t, t + 300)
+    assert [f["seq"] for f in frames] == [0, 1, 2, 3, 4]
 
-    # link busy with a frame half written: SYNC waits for its end, never cuts it
+    # link busy with a frame half written: the SYNC follows its end, never cuts it
     hw2, b = make()
     drive(hw2, b, 20, every=0)
     hw2.room = 40
     b.step()
     w = b.writer
     assert w._cur_len and 0 < w._cur_off < w._cur_len  # a frame in flight
-    hw2.room = None
     b.rx_bytes(b"PING 5\n")
+    hw2.room = None
+    b.step()
     frames2, rej2 = decode_stream(hw2.take())
     assert rej2 == 0 and frames2[-1]["type"] == "SYNC" and frames2[-1]["token"] == 5
+    assert [f["type"] for f in frames2].count("SYNC") == 1
 
-    # link blocked: the SYNC is dropped and reported like any dropped frame
+    # no frame to follow (sampling stopped): the reply goes out after SYNC_WAIT_US
+    hw4, e = make()
+    drive(hw4, e, 20, every=0)
+    flush(hw4, e)
+    e.rx_bytes(b"PING 6\n")
+    t6 = hw4.device_time()
+    hw4.advance(SYNC_WAIT_US)
+    e.step()
+    assert not of_type(decode_stream(hw4.take())[0], "SYNC")
+    hw4.advance(1)
+    e.step()
+    s6 = of_type(decode_stream(hw4.take())[0], "SYNC")
+    assert [(x["token"], x["t_rx_us"], x["t_tx_us"]) for x in s6] == [(6, t6, t6 + SYNC_WAIT_US + 1)]
+
+    # link blocked: a reply waits; when a newer PING comes it is dropped and reported like
+    # any dropped frame, and the newer one goes out once the link takes frames again
     hw3, c = make()
     hw3.room = 0
     c.rx_bytes(b"PING 9\n")
+    assert c.q.frames_dropped == 0
+    c.rx_bytes(b"PING 10\n")
     assert c.q.frames_dropped == 1
     hw3.room = None
     drive(hw3, c, 30, every=5)
     _, frames3 = flush(hw3, c)
-    assert not of_type(frames3, "SYNC")
+    assert [x["token"] for x in of_type(frames3, "SYNC")] == [10]
     d = of_type(frames3, "DROP")
     assert [(x["n_samples"], x["n_frames"]) for x in d] == [(0, 1)], d
     seqs = [f["seq"] for f in frames3]
