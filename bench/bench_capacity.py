@@ -58,11 +58,10 @@ def _capacity(broker: Any, work: Path) -> dict[str, Any]:
     ``max_dials_no_loss`` (no loss and no growing backlog, whatever the p99): on a shared
     machine the p99 is set by whoever else runs, the throughput by the daemon."""
     steps: list[dict[str, Any]] = []
-    best: int | None = None
-    best_flow: int | None = None
-    n = 1
-    refined = False
-    while n <= MAX_DIALS:
+
+    def step(n: int) -> tuple[list[str], bool]:
+        """One step of ``n`` dials: why it failed (empty: it passed), and whether it kept up
+        (no loss, no growing backlog, whatever the p99)."""
         run = harness.run_ratedial(broker, dials=n, rate=1000, seconds=STEP_S, workdir=work,
                                    tag="cap", keep_every=1 if n <= 8 else 4)
         p99 = run.latency.get("p99_ms")
@@ -83,8 +82,6 @@ def _capacity(broker: Any, work: Path) -> dict[str, Any]:
                  b_cpu >= 60 else "not CPU: latency of the shared machine")
         flows = (run.received >= run.expected and trend is not None and trend <= 50.0
                  and late <= 100)
-        if flows:
-            best_flow = n
         steps.append({"dials": n, "ok": not causes, "failed_because": causes,
                       "no_loss_no_backlog": flows, "latency_trend_ms": trend,
                       "received": run.received, "expected": run.expected, "loss": run.loss,
@@ -101,19 +98,34 @@ def _capacity(broker: Any, work: Path) -> dict[str, Any]:
                       or run.extra.get("daemon_error")})
         print(f"   capacity {n} dials: {causes or 'ok'} loss={run.loss} "
               f"p99={p99} ms cpu={run.cpu}", flush=True)
-        if causes == ["latency"] and flows and not refined:
-            n *= 2  # keeps up, only late: go on for the throughput figure
-            continue
-        if causes:
-            # one refinement between the last good step and this one (e.g. 24 after 16, 32)
-            mid = (best + n) // 2 if best is not None else None
-            if refined or mid is None or mid in (best, n) or best_flow != best:
-                break
-            refined = True
-            n = mid
-            continue
-        best = n
-        n = n * 2 if not refined else MAX_DIALS + 1
+        return causes, flows
+
+    # N doubles while steps pass, and past a step that fails on latency alone while it keeps
+    # up (for the throughput figure); then one step halfway between the last N that passed
+    # and the first that failed (e.g. 24 after 16 and 32).
+    best: int | None = None
+    best_flow: int | None = None
+    first_fail: int | None = None
+    n = 1
+    while n <= MAX_DIALS:
+        causes, flows = step(n)
+        if flows:
+            best_flow = n if best_flow is None else max(best_flow, n)
+        if not causes and first_fail is None:
+            best = n
+        elif first_fail is None:
+            first_fail = n
+        if causes and (causes != ["latency"] or not flows):
+            break
+        n *= 2
+    if best is not None and first_fail is not None:
+        mid = (best + first_fail) // 2
+        if mid not in (best, first_fail):
+            causes, flows = step(mid)
+            if flows:
+                best_flow = mid if best_flow is None else max(best_flow, mid)
+            if not causes:
+                best = mid
     return {
         "criterion": f"no sample lost and p99 latency (generation to subscriber) <= "
                      f"{LATENCY_LIMIT_MS:g} ms with the default 10-sample frames (the publisher "
@@ -125,11 +137,12 @@ def _capacity(broker: Any, work: Path) -> dict[str, Any]:
         "max_dials_ok": best,
         "max_dials_no_loss": best_flow,
         "limit_reached": any(not s["ok"] for s in steps),
-        "note": "The daemon alone is pinned to one core; N doubles until a step fails, then one "
-                "step halfway between the last good and the failed N is tried; capacity is the "
-                "largest N that passed. Feeders, mosquitto and the subscriber share the other "
-                "core. Other work on the machine, if any, makes the figures a floor; ratios in "
-                "the same run are what count.",
+        "note": "The daemon alone is pinned to one core; N doubles until a step fails (and on "
+                "past steps that keep up but are late, for the no-loss figure), then one step "
+                "halfway between the last N that passed and the first that failed is tried; "
+                "capacity is the larger of the two that passed. Feeders, mosquitto and the "
+                "subscriber share the other core. Other work on the machine, if any, makes "
+                "the figures a floor; ratios in the same run are what count.",
         "stopped_at": next(({"dials": s["dials"], "bound_by": s["bound_by"],
                              "failed_because": s["failed_because"]}
                             for s in steps if not s["ok"]), None),

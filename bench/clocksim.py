@@ -295,7 +295,8 @@ def _sync_writes(cfg: LinkConfig, clock: DeviceClockTruth, usb: _Usb, rng: rando
                 if k < len(packs) and packs[k] - d_rx <= cfg.sync_wait_us:
                     d_tx = packs[k] + follow
                 else:
-                    d_tx = d_rx + cfg.sync_wait_us + follow  # (the ticker round after it: not modelled)
+                    # sent by the ticker (its round, up to 0.1 s later, is not modelled)
+                    d_tx = d_rx + cfg.sync_wait_us + follow
             t_write = clock.host_ns(d_tx)
             if t_write >= end_ns - 0.5e9:
                 continue
