@@ -74,8 +74,13 @@ class Dial:
             flags=0, debounce_ms=5, uid=self.uid, board="bench", firmware="0.1.0",
             backend="irq"))
 
-    def host_input(self) -> None:
-        """Read what the host wrote; start on the first byte, answer INFO and PING."""
+    def host_input(self, tick_us: int) -> None:
+        """Read what the host wrote; start on the first byte, answer INFO and PING.
+        ``tick_us``: the nominal time of the feeder loop's current tick. Samples fall due on
+        ticks (sample k at the tick k + 1 after the start): a sleep never ends early, so each
+        frame is written on the tick it falls due, a wake-up's overshoot after it. Due times
+        at a random phase of the tick made each run's latency 0-1 ms longer, by luck: the
+        1-sample medians of two runs of the same code differed by 0.9 ms."""
         try:
             data = os.read(self.master, 4096)
         except (BlockingIOError, InterruptedError):
@@ -84,7 +89,7 @@ class Dial:
             return
         now_us = time.monotonic_ns() // 1000
         if self.t0_us is None and data:
-            self.t0_us = now_us + 1000  # the first sample is due one period later
+            self.t0_us = tick_us + TICK_NS // 1000  # the first sample: the next tick
             if self.fmt == "frames":
                 self.pending += self.hello(now_us)
                 self.next_hello_us = now_us + 5_000_000
@@ -182,7 +187,7 @@ def main(argv: list[str]) -> int:
     reported = False
     while stdin_open:
         for d in dials:
-            d.host_input()
+            d.host_input(next_tick // 1000)
         now_us = time.monotonic_ns() // 1000
         for d in dials:
             d.produce(now_us)
