@@ -49,6 +49,7 @@ STEP_S = float(os.environ.get("RATEDIAL_BENCH_PEERS_S", "10"))
 RATES = tuple(int(r) for r in os.environ.get(
     "RATEDIAL_BENCH_PEERS_RATES", "1000,2000,5000,10000,20000,50000,100000").split(","))
 BASE_RATE = 1000
+PAIRS = int(os.environ.get("RATEDIAL_BENCH_PEERS_PAIRS", "3"))  # pooled 1-sample vs DIY runs
 MAX_DIAL_HZ = 2000
 
 NOTE = ("ratedial does more than the DIY bridge for the same samples: it records every sample "
@@ -234,6 +235,31 @@ def _get(d: dict[str, Any] | None, *keys: str) -> Any:
     return d
 
 
+def _pooled_pairs(broker: Any, work: Path) -> dict[str, Any]:
+    """The DIY bridge and ratedial with 1-sample frames at 1 kHz, PAIRS times each,
+    interleaved, latencies pooled. One 10 s step's p99 rests on its 90 slowest samples, a
+    few hiccups of the machine: single steps of the same code gave a p99 of 1.3-3.3 ms for the
+    DIY bridge and 1.6-3.5 ms for ratedial within ten minutes. Pooled over interleaved pairs,
+    both see the same moments of the machine."""
+    pooled: dict[str, list[float]] = {"diy_paho": [], "ratedial_1sample": []}
+    per_run: dict[str, list[Any]] = {"diy_paho": [], "ratedial_1sample": []}
+    for k in range(PAIRS):
+        for name in pooled:
+            run = (harness.run_diy(broker, rate=BASE_RATE, seconds=STEP_S) if name == "diy_paho"
+                   else harness.run_ratedial(broker, dials=1, rate=BASE_RATE, seconds=STEP_S,
+                                             workdir=work, batch=1, tag=f"pair{k}"))
+            pooled[name] += run.lat_ms
+            per_run[name].append(run.latency.get("p99_ms"))
+            print(f"   pooled pair {k} {name}: p99={run.latency.get('p99_ms')} ms "
+                  f"loss={run.loss}", flush=True)
+    stats = {name: harness.lat_stats(lat) for name, lat in pooled.items()}
+    return {"what": f"{PAIRS} interleaved {STEP_S:g} s runs of each at {BASE_RATE} Hz, one dial, "
+                    "latencies pooled",
+            **stats, "p99_ms_per_run": per_run,
+            "p99_ratio_ratedial_1sample_over_diy": _ratio(stats["ratedial_1sample"]["p99_ms"],
+                                                          stats["diy_paho"]["p99_ms"])}
+
+
 def run() -> dict[str, Any]:
     out: dict[str, Any] = {
         "what": "the same scripted dial stream through ratedial, a DIY pyserial+paho bridge and "
@@ -256,6 +282,7 @@ def run() -> dict[str, Any]:
                 out["ratedial_1sample"] = _ramp(lambda r: harness.run_ratedial(
                     broker, dials=_dials(r), rate=r // _dials(r), seconds=STEP_S,
                     workdir=work, batch=1, tag="one"), RATES)
+                out["one_sample_vs_diy_pooled"] = _pooled_pairs(broker, work)
             finally:
                 broker.stop()
         out["lsl"] = _lsl_ramp(STEP_S, RATES)
@@ -287,8 +314,11 @@ def run() -> dict[str, Any]:
     out["targets"] = {
         "ten_sample_frames_p99_ms_max": 15.0,
         "ten_sample_frames_p99_ms": _get(ours, "at_1khz", "latency_ms", "p99_ms"),
-        "one_sample_frames_p99_ms": _get(one, "at_1khz", "latency_ms", "p99_ms"),
-        "diy_p99_ms": _get(diy, "at_1khz", "latency_ms", "p99_ms"),
+        "one_sample_frames_p99_ms": _get(out, "one_sample_vs_diy_pooled", "ratedial_1sample",
+                                         "p99_ms"),
+        "diy_p99_ms": _get(out, "one_sample_vs_diy_pooled", "diy_paho", "p99_ms"),
+        "one_sample_note": f"pooled over {PAIRS} interleaved runs each "
+                           "(one_sample_vs_diy_pooled)",
         "ratedial_cpu_us_per_sample": ours_cpu, "diy_cpu_us_per_sample": diy_cpu,
     }
     if "skipped" not in lsl:

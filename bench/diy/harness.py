@@ -192,16 +192,22 @@ class Stamper:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def latency(self) -> dict[str, Any]:
-        """Latency statistics after the warm-up, and their trend (first vs last fifth)."""
+    def _kept(self) -> list[tuple[int, float]]:
+        """(generation ns, latency ms) of the samples after the warm-up, in generation order."""
         with self.cond:
             rows = sorted(self.lat)
         if not rows:
-            return {**lat_stats([]), "trend_ms": None}
+            return []
         t_start = rows[0][0]
-        kept = [(g, (a - g) / 1e6) for g, a in rows if g - t_start >= WARMUP_S * 1e9]
-        lat = [x for _, x in kept]
-        out: dict[str, Any] = lat_stats(lat)
+        return [(g, (a - g) / 1e6) for g, a in rows if g - t_start >= WARMUP_S * 1e9]
+
+    def latencies(self) -> list[float]:
+        return [x for _, x in self._kept()]
+
+    def latency(self) -> dict[str, Any]:
+        """Latency statistics after the warm-up, and their trend (first vs last fifth)."""
+        kept = self._kept()
+        out: dict[str, Any] = lat_stats([x for _, x in kept])
         if len(kept) >= 10:
             fifth = len(kept) // 5
             first = statistics.median(x for _, x in kept[:fifth])
@@ -288,6 +294,7 @@ class StreamRun:
     rss: list[tuple[float, float]] = field(default_factory=list)  # (s since start, MB)
     record: Path | None = None  # the recording ``ratedial run`` wrote
     extra: dict[str, Any] = field(default_factory=dict)
+    lat_ms: list[float] = field(default_factory=list, repr=False)  # after the warm-up
 
     @property
     def loss(self) -> float:
@@ -413,6 +420,7 @@ def _delivered(run: StreamRun, stamper: Stamper) -> StreamRun:
     run.received = stamper.received
     run.duplicates = stamper.dup
     run.latency = stamper.latency()
+    run.lat_ms = stamper.latencies()
     return run
 
 
