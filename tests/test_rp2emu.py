@@ -299,7 +299,10 @@ def test_commands(pico: tuple[rp2board.EmuPico, Link]) -> None:
     sync = link.wait_for(lambda fs: next((f for f in fs[mark:] if isinstance(f, Sync)), None),
                          2 * WALL_PER_EMU_S, "SYNC")
     assert sync.token == 4_000_000_123
-    assert 0 < sync.t_tx_us - sync.t_rx_us < 5_000  # answered within 5 ms of device time
+    # the reply follows the next frame written (docs/protocol.md, SYNC): within one 10 ms
+    # frame period and its packing, or after 20 ms without a frame (device time: the
+    # emulator's, whatever this machine's load; a link the host reads late can hold a frame)
+    assert 0 < sync.t_tx_us - sync.t_rx_us < 25_000
     last = link.last_time_us(link.since(0))
     assert last is not None and abs(sync.t_rx_us - last) < 1_000_000
 
