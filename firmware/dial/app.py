@@ -54,7 +54,6 @@ PACK_MS = const(4)  # packer period: a 1 kHz/batch 10 frame waits at most 4 ms e
 # RP2040 (measured, emulated), a 4 ms poll alone took 7 % of the CPU. The frame task runs
 # the housekeeping too once it is due, so STATUS is late by at most one frame at high rates.
 PACK_SAFETY_MS = const(100)
-SYNC_WAIT_US = const(20_000)  # a SYNC waits this long for a frame to follow (dial.writer)
 MEM_EVERY = const(10)  # STATUS reads gc.mem_free() every 10th time (10 s): see _mem_free
 
 def _u32(x):
@@ -316,9 +315,7 @@ class App:
                 self._hello_at = (c.raw + HELLO_US) & tm
         sa = self._status_at
         self._due_at = sa if diff(self._hello_at, sa) >= 0 else self._hello_at
-        w = self.writer
-        if w.sync_due and c.base - w.sync_rx > SYNC_WAIT_US:
-            w.send_sync()  # no frame came to follow (sampling stopped, long frames)
+        self.writer.sync_overdue()
 
     def step(self):
         """One round of the main loop without asyncio (tests, simple hosts)."""

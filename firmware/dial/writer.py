@@ -10,7 +10,8 @@ Invariants:
   and follows it at once, its ``t_tx_us`` read immediately before its own write: a reply
   sent the moment the PING is read always leaves just after a USB OUT transfer, the worst
   phase of the 1 ms frame for the IN transfer that carries it (docs/timing.md). It waits
-  no longer than the next PING (which sends it first) or ``send_sync`` from the app.
+  no longer than the next PING (which sends it first) or ``SYNC_WAIT_US`` (``sync_overdue``,
+  from the app's housekeeping).
 - Nothing here waits for the host: ``write`` hands bytes to ``hw.tx_write`` until it takes
   no more and returns False; the caller tries again later. With ``hw.tx_write_at(buf, off,
   n)`` a write needs no memoryview slice, so steady streaming allocates nothing.
@@ -20,6 +21,8 @@ Invariants:
 
 from . import fast, protocol
 from .txqueue import TxQueue
+
+SYNC_WAIT_US = 20_000  # a SYNC waits this long for a frame to follow (sync_overdue)
 
 _finish = fast.finish if fast.NATIVE else protocol.finish
 
@@ -44,9 +47,9 @@ class Writer:
         # The SYNC waiting for the next frame (sync_reply); ``clock`` (dial.clock.Clock) reads
         # its t_tx_us.
         self.clock = None
-        self.sync_due = 0
+        self._sync_due = 0
         self._sync_token = 0
-        self.sync_rx = 0
+        self._sync_rx = 0
 
     def next_seq(self):
         s = self.seq
@@ -115,8 +118,8 @@ class Writer:
             sid = q.next_entry()
             if sid < 0:
                 if sid == -1:
-                    if sent and self.sync_due:
-                        self.send_sync()
+                    if sent and self._sync_due:
+                        self._send_sync()
                         return not self._cur_len
                     return True
                 self._build_drop()
@@ -127,24 +130,30 @@ class Writer:
         """A PING was read at device time ``t_rx``: its SYNC follows the next queued frame
         (``write``). A reply still waiting goes first, now; if the link cannot take it, it
         is lost, counted like any dropped frame."""
-        if self.sync_due and not self.send_sync():
+        if self._sync_due and not self._send_sync():
             self.next_seq()
             self.q.lost_frame()
         self._sync_token = token
-        self.sync_rx = t_rx
-        self.sync_due = 1
+        self._sync_rx = t_rx
+        self._sync_due = 1
 
-    def send_sync(self):
+    def sync_overdue(self):
+        """Send the waiting SYNC if no frame came to follow it within ``SYNC_WAIT_US``
+        (sampling stopped, long frames); ``clock`` has just been read."""
+        if self._sync_due and self.clock.base - self._sync_rx > SYNC_WAIT_US:
+            self._send_sync()
+
+    def _send_sync(self):
         """Send the waiting SYNC now, ``t_tx_us`` read immediately before it is written.
         False (and still waiting) when the frame in flight cannot be finished first."""
         if not self.flush_for_sync():
             return False
-        self.sync_due = 0
+        self._sync_due = 0
         clock = self.clock
         clock.now()
         body = self._scratch
         self.send_now(body, protocol.pack_sync(body, self.next_seq(), self._sync_token,
-                                               self.sync_rx, clock.base))
+                                               self._sync_rx, clock.base))
         return True
 
     def flush_for_sync(self):

@@ -8,7 +8,8 @@ runs each check in a fresh interpreter.
 
 from dial import app as dial_app
 from dial import sampler as dial_sampler
-from dial.app import SYNC_WAIT_US, App
+from dial.app import App
+from dial.writer import SYNC_WAIT_US
 from fakehw import FakeHW
 from refdecode import decode_stream, samples
 
