@@ -192,7 +192,7 @@ class Stamper:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def _kept(self) -> list[tuple[int, float]]:
+    def kept(self) -> list[tuple[int, float]]:
         """(generation ns, latency ms) of the samples after the warm-up, in generation order."""
         with self.cond:
             rows = sorted(self.lat)
@@ -201,21 +201,18 @@ class Stamper:
         t_start = rows[0][0]
         return [(g, (a - g) / 1e6) for g, a in rows if g - t_start >= WARMUP_S * 1e9]
 
-    def latencies(self) -> list[float]:
-        return [x for _, x in self._kept()]
 
-    def latency(self) -> dict[str, Any]:
-        """Latency statistics after the warm-up, and their trend (first vs last fifth)."""
-        kept = self._kept()
-        out: dict[str, Any] = lat_stats([x for _, x in kept])
-        if len(kept) >= 10:
-            fifth = len(kept) // 5
-            first = statistics.median(x for _, x in kept[:fifth])
-            last = statistics.median(x for _, x in kept[-fifth:])
-            out["trend_ms"] = round(last - first, 2)  # > 0 and large: a growing backlog
-        else:
-            out["trend_ms"] = None
-        return out
+def latency_of(kept: list[tuple[int, float]]) -> dict[str, Any]:
+    """Latency statistics of ``Stamper.kept()``, and their trend (first vs last fifth)."""
+    out: dict[str, Any] = lat_stats([x for _, x in kept])
+    if len(kept) >= 10:
+        fifth = len(kept) // 5
+        first = statistics.median(x for _, x in kept[:fifth])
+        last = statistics.median(x for _, x in kept[-fifth:])
+        out["trend_ms"] = round(last - first, 2)  # > 0 and large: a growing backlog
+    else:
+        out["trend_ms"] = None
+    return out
 
 
 # Every system under test gets the same broker. Without TCP_NODELAY mosquitto holds a small
@@ -419,8 +416,9 @@ def _delivered(run: StreamRun, stamper: Stamper) -> StreamRun:
     """What the subscriber received: counts, duplicates, latency."""
     run.received = stamper.received
     run.duplicates = stamper.dup
-    run.latency = stamper.latency()
-    run.lat_ms = stamper.latencies()
+    kept = stamper.kept()
+    run.latency = latency_of(kept)
+    run.lat_ms = [x for _, x in kept]
     return run
 
 
