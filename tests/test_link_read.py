@@ -7,8 +7,11 @@ from __future__ import annotations
 import asyncio
 import os
 import pty
+import select
 import sys
+import time
 import tty
+from collections.abc import Callable
 
 import pytest
 import serial
@@ -79,3 +82,63 @@ def test_a_transport_of_another_shape_is_left_alone() -> None:
 
     t = asyncio.run(attach())
     assert "_read_ready" not in vars(t)  # no serial fd: the transport's own read stays
+
+
+async def _two_ports_ready_together(busy_ns: int) -> tuple[dict[str, int], dict[str, int]]:
+    """Two ptys with a frame each, written before the loop looks: both are readable in the
+    same loop iteration. Handling a frame costs ``busy_ns`` of CPU here."""
+    ptys = {name: pty.openpty() for name in ("a", "b")}
+    stamps: dict[str, int] = {}
+    handled: dict[str, int] = {}  # when each port's frames were handled
+    both = asyncio.Event()
+
+    def handler(name: str) -> Callable[[list[Frame | Rejected], int], None]:
+        def on_frames(_items: list[Frame | Rejected], host_ns: int) -> None:
+            stamps[name] = host_ns
+            handled[name] = time.monotonic_ns()
+            end = handled[name] + busy_ns
+            while time.monotonic_ns() < end:  # the cost of handling a frame
+                pass
+            if len(stamps) == 2:
+                both.set()
+        return on_frames
+
+    links = []
+    try:
+        for name, (_, slave) in ptys.items():
+            tty.setraw(slave)
+            links.append(await open_link(os.ttyname(slave), handler(name)))
+        # A transport starts reading with a callback the loop runs next (call_soon): one
+        # pass of the loop, and both ports are watched before anything is written.
+        await asyncio.sleep(0)
+        wire = b"\x00" + encode_frame(samples(0))
+        for master, _ in ptys.values():
+            os.write(master, wire)
+        # The tty layer hands written bytes to the slave side asynchronously: wait (without
+        # yielding to the loop) until both ends are readable, so the loop's next select
+        # finds both ports ready at once.
+        slaves = [slave for _, slave in ptys.values()]
+        deadline = time.monotonic() + 10
+        while len(select.select(slaves, [], [], 0.1)[0]) < 2 and time.monotonic() < deadline:
+            pass
+        await asyncio.wait_for(both.wait(), 10)
+    finally:
+        for link in links:
+            await close_link(link)
+        for master, slave in ptys.values():
+            os.close(master)
+            os.close(slave)
+    return stamps, handled
+
+
+def test_every_ready_port_is_stamped_before_any_is_handled() -> None:
+    """A frame's arrival stamp must not carry another port's processing: ports readable at
+    once are all read and stamped first (the clock model's arrival bounds; docs/timing.md).
+    Fails when each read is handled before the next port is read: the second stamp then
+    comes after the first port's 20 ms of handling."""
+    busy = 20_000_000
+    stamps, handled = asyncio.run(_two_ports_ready_together(busy))
+    first = min(handled, key=handled.__getitem__)
+    second = "b" if first == "a" else "a"
+    assert handled[second] >= handled[first] + busy  # handled one after the other
+    assert stamps[second] <= handled[first]  # but stamped before the first was handled

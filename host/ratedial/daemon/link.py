@@ -14,6 +14,9 @@ Invariants:
 * Losing the port (unplug, EIO) ends the link exactly once, via :attr:`PortLink.closed`.
 * On POSIX the event loop reads the port with one ``os.read`` per readiness (see
   :func:`_read_directly`), not pyserial's ``read``, which costs two ``select`` calls a read.
+* Every port the loop finds readable is read and stamped before any read is decoded (see
+  :class:`_ReadsFirst`): a frame's stamp never waits for another port's frames to be
+  processed.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import contextlib
 import errno
 import os
 import time
+import weakref
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -84,6 +89,50 @@ READ_SIZE = 16384  # bytes per read: a backlog of frames comes in one read, not 
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
 
 
+class _ReadsFirst:
+    """One event loop's reads, stamped as they are made and decoded after every port that
+    was readable at the same time has been read.
+
+    Dials on one USB bus deliver at the same 1 ms frame boundaries, so the loop often finds
+    several ports readable at once and runs their read callbacks one after another. Had each
+    callback decoded and handled its frames before the next one read, the last port's stamp
+    would carry the others' processing (100-300 µs each), different at every boundary:
+    noise on the arrival bounds the clock model rests on (docs/timing.md). Here a read only
+    reads, stamps and queues; the first read of a loop iteration schedules one drain, which
+    the loop runs after the reads it already had ready. Each port's bytes stay in order, and
+    a port's data is handled before its next read (or the read error that closes it).
+    """
+
+    __slots__ = ("_loop", "_pending", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._pending: deque[tuple[Callable[[bytes, int], None], bytes, int]] = deque()
+        self._scheduled = False
+
+    def add(self, received: Callable[[bytes, int], None], data: bytes, now: int) -> None:
+        self._pending.append((received, data, now))
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        pending = self._pending
+        try:
+            while pending:
+                received, data, now = pending.popleft()
+                received(data, now)
+        finally:
+            self._scheduled = False
+            if pending:  # a handler raised: the rest still go, in order, next round
+                self._scheduled = True
+                self._loop.call_soon(self._drain)
+
+
+_reads_first: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ReadsFirst] = \
+    weakref.WeakKeyDictionary()
+
+
 def _read_directly(transport: Any, link: PortLink) -> None:
     """Make ``transport`` (serial_asyncio_fast's, on POSIX) read its port with one
     ``os.read`` when the event loop reports it readable.
@@ -93,8 +142,9 @@ def _read_directly(transport: Any, link: PortLink) -> None:
     that is 2,000 system calls and most of the read path's Python. The transport registers
     ``_read_ready`` with the loop right after ``connection_made``, so the replacement is
     in place before the first read. Errors end the transport as pyserial's would: a read
-    that fails, or returns nothing on a readable port (an unplugged device).
-    Anything not shaped as expected (another transport, Windows' polling one) is left alone.
+    that fails, or returns nothing on a readable port (an unplugged device). What is read is
+    stamped at once and handed to the loop's :class:`_ReadsFirst`, which decodes it after
+    every port that was readable with it has been read. Anything not shaped as expected (another transport, Windows' polling one) is left alone.
     """
     ser = getattr(transport, "serial", None)
     fd = getattr(ser, "fd", None)
@@ -103,6 +153,11 @@ def _read_directly(transport: Any, link: PortLink) -> None:
             or not hasattr(transport, "_read_ready"):
         return
     received = link.received
+    loop = asyncio.get_running_loop()
+    queue = _reads_first.get(loop)
+    if queue is None:
+        queue = _reads_first[loop] = _ReadsFirst(loop)
+    add = queue.add
 
     def read_ready() -> None:
         try:
@@ -117,7 +172,7 @@ def _read_directly(transport: Any, link: PortLink) -> None:
                 "device reports readiness to read but returned no data (device disconnected "
                 "or multiple access on port?)"))
             return
-        received(data, time.monotonic_ns())
+        add(received, data, time.monotonic_ns())
 
     transport._read_ready = read_ready
 
