@@ -144,7 +144,8 @@ def _read_directly(transport: Any, link: PortLink) -> None:
     in place before the first read. Errors end the transport as pyserial's would: a read
     that fails, or returns nothing on a readable port (an unplugged device). What is read is
     stamped at once and handed to the loop's :class:`_ReadsFirst`, which decodes it after
-    every port that was readable with it has been read. Anything not shaped as expected (another transport, Windows' polling one) is left alone.
+    every port that was readable with it has been read. Anything not shaped as expected
+    (another transport, Windows' polling one) is left alone.
     """
     ser = getattr(transport, "serial", None)
     fd = getattr(ser, "fd", None)
