@@ -147,6 +147,12 @@ def test_broker_down_for_10_s_then_every_sample_reaches_the_subscriber(tmp_path)
     assert set(sub.seen) == rec
     assert sub.replayed >= 9000  # the outage's ~10 s came back from the recording
     assert_exact_accounting(path)
+    # the outage is in the recording: one broker_down with the reason, one broker_up after it
+    links = [(kind, json.loads(data)) for kind, data in query(
+        path, "SELECT kind, data FROM events WHERE kind LIKE 'broker_%' ORDER BY event_id")]
+    assert [k for k, _ in links] == ["broker_down", "broker_up"], links
+    assert links[0][1]["reason"]
+    assert 5 < links[1][1]["down_s"] < 30  # the 10 s outage, less the time to notice it
 
 
 def test_sigkill_of_the_daemon_loses_at_most_the_commit_interval(tmp_path):

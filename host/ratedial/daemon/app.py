@@ -178,7 +178,8 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
             run_id=run_id, resume=resume, rater_of=rec_sink.raters,
             status_of=lambda: {uid: status_dict(v, daemon_id) for uid, v in daemon.views.items()},
             wall_offset_ns=wall_offset, software_version=__version__,
-            mqtt5=embedded is None)  # the embedded broker (amqtt) speaks MQTT 3.1.1
+            mqtt5=embedded is None,  # the embedded broker (amqtt) speaks MQTT 3.1.1
+            on_link=lambda kind, data: daemon.event(None, kind, **data))
         sinks.append(publisher)
         if resume:
             console.print(f"ratedial: republishing what {len(resume)} earlier recording(s) of "

@@ -86,8 +86,13 @@ class MqttPublisher(FromRecordings):
         wall_offset_ns: int,
         software_version: str,
         mqtt5: bool = True,
+        on_link: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.cfg = cfg
+        # told ("broker_down", {"reason"}) when the broker is lost or cannot be reached, and
+        # ("broker_up", {"down_s"}) when it is back: the daemon records both as events
+        self._on_link = on_link
+        self._down_since: float | None = None  # time.monotonic() the broker went down
         self.address = parse_broker(cfg.broker, tls=cfg.tls)
         self.topics = topics
         self.recorder = recorder
@@ -234,6 +239,10 @@ class MqttPublisher(FromRecordings):
                     self._acks = AckRouter(client)
                     self._ever_connected = True
                     self.connected, self.state, backoff = True, "connected", 0.5
+                    if self._down_since is not None:
+                        down_s = round(time.monotonic() - self._down_since, 3)
+                        self._down_since = None
+                        self._tell("broker_up", {"down_s": down_s})
                     with contextlib.suppress(PublishRefused):  # told by _confirmed
                         await self._confirmed(self.topics.daemon_status,
                                               dumps(self._daemon_status("online")), retain=True)
@@ -288,6 +297,13 @@ class MqttPublisher(FromRecordings):
         for b in list(self._batches.values()):
             self._flush_one(b)  # not connected: becomes backlog
         self.outbox.disconnected()
+        if self._down_since is None:  # once per outage, however many retries fail
+            self._down_since = time.monotonic()
+            self._tell("broker_down", {"reason": reason})
+
+    def _tell(self, kind: str, data: dict[str, Any]) -> None:
+        if self._on_link is not None:
+            self._on_link(kind, data)
 
     async def stop(self) -> None:
         """Publish what is buffered, then end the connection."""
