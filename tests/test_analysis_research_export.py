@@ -155,6 +155,17 @@ def test_xdf_round_trip_keeps_the_recorded_timestamps(dyad):
     assert any('"kind": "gap"' in m[0] for m in client_events["time_series"])
 
 
+def test_xdf_streams_take_the_rater_labels_given_with_rater(dyad, tmp_path):
+    """``--rater`` relabels a rater in every export format, XDF's stream names included."""
+    _, recs, _ = dyad
+    res = run("export", *map(str, recs), "-o", str(tmp_path / "R"), "--format", "xdf",
+              "--rater", f"{recs[0]}=C07", "--window", "10")
+    assert res.returncode == 0, res.stderr
+    streams, _header = pyxdf.load_xdf(str(tmp_path / "R.xdf"), dejitter_timestamps=False)
+    names = sorted(s["info"]["name"][0] for s in streams)
+    assert names == ["C07 rating", "ratedial events", "ratedial events", "therapist rating"]
+
+
 def test_dyad_table_as_sav(dyad, tmp_path):
     _, recs, _ = dyad
     res = run("analyze", *map(str, recs), "--table", str(tmp_path / "t.csv"), "--brief",

@@ -249,8 +249,9 @@ def _segment(s: Segment) -> dict[str, Any]:
 
 
 def options_json(opt: AnalysisOptions, rate_hz: float, rerate: str, max_fill_s: float,
-                 ) -> dict[str, Any]:
+                 rewind_tolerance_s: float) -> dict[str, Any]:
     return {"rate_hz": rate_hz, "rerate": rerate, "max_fill_s": max_fill_s,
+            "rewind_tolerance_s": rewind_tolerance_s,
             "neutral_band": [opt.band.low, opt.band.high],
             "segments": {"k": opt.segments.k, "window_s": opt.segments.window_s,
                          "min_coverage": opt.segments.min_coverage, "mode": opt.segments.mode,
@@ -331,7 +332,7 @@ def to_json(result: GroupResult) -> dict[str, Any]:
                                    "fingerprint": g.media.fingerprint},
         "timeline": timeline_json(g.media.timeline),
         "options": options_json(result.options, s0.rate_hz, s0.options.rerate,
-                                s0.options.max_fill_s),
+                                s0.options.max_fill_s, s0.options.rewind_tolerance_s),
         "raters": [rater_json(r) for r in result.raters],
         "pair": None if result.pair is None else pair_json(result.pair),
     }

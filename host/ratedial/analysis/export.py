@@ -226,7 +226,9 @@ def write_export(groups: Sequence[Group], prefix: str | Path, formats: Sequence[
 
             recs = list({id(s.recording): s.recording for g in groups
                          for s in g.series}.values())
-            write_xdf(recs, path)
+            labels = {(s.recording.path, s.dial.dial_id): s.rater for g in groups
+                      for s in g.series}
+            write_xdf(recs, path, labels)
         else:
             {"csv-long": write_long_csv, "csv-wide": write_wide_csv,
              "parquet": write_parquet}[fmt](groups, path)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 from xml.sax.saxutils import escape
@@ -102,8 +102,11 @@ def _clock_offsets(fh: BinaryIO, sid: int, first: float, last: float) -> None:
         _chunk(fh, TAG_CLOCK_OFFSET, struct.pack("<Idd", sid, t, 0.0))
 
 
-def write_xdf(recordings: Sequence[Recording], path: Path) -> Path:
-    """Write every dial boot of ``recordings`` and their events to one XDF file."""
+def write_xdf(recordings: Sequence[Recording], path: Path,
+              raters: Mapping[tuple[Path, int], str] | None = None) -> Path:
+    """Write every dial boot of ``recordings`` and their events to one XDF file. ``raters``
+    names a dial's streams (keyed by recording path and dial id: the labels ``--rater`` gave
+    the analysis); otherwise the recorded rater, or the dial's id."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(b"XDF:")
@@ -112,7 +115,7 @@ def write_xdf(recordings: Sequence[Recording], path: Path) -> Path:
         sid = 0
         for rec in recordings:
             for dial in rec.dials:
-                rater = dial.rater or dial.uid
+                rater = (raters or {}).get((rec.path, dial.dial_id)) or dial.rater or dial.uid
                 for epoch in rec.epochs_of(dial.dial_id):
                     sid += 1
                     clock = next((c for c in rec.clocks if c.epoch_id == epoch.epoch_id), None)
