@@ -125,9 +125,9 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 @click.option("--session", "session", multiple=True, metavar="KEY=VALUE",
               help="Pseudonymous session labels stored in the recording, e.g. --session dyad=D07.")
 @click.option("--player", default=None, metavar="SPEC",
-              help="Video player to follow: mpv[:SOCKET], vlc:URL, mpc:URL, mpris[:NAME] "
-                   "(any MPRIS player on Linux), manual[:SECONDS] or none (default none: "
-                   "wall clock only).")
+              help="Video player to follow: mpv[:SOCKET], vlc[:URL], mpc[:URL] (default "
+                   "127.0.0.1:8080 and :13579), mpris[:NAME] (any MPRIS player on Linux), "
+                   "manual[:SECONDS] or none (default none: wall clock only).")
 @click.option("--video", type=click.Path(dir_okay=False), default=None,
               help="Play this file in an mpv started by ratedial (implies --player mpv).")
 @click.option("--osd", is_flag=True, default=None, help="Show the current rating on mpv's OSD.")
