@@ -103,10 +103,10 @@ class _ReadsFirst:
     a port's data is handled before its next read (or the read error that closes it).
     """
 
-    __slots__ = ("_loop", "_pending", "_scheduled")
+    __slots__ = ("_pending", "_scheduled")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
+        # the loop is not kept here: this is the value of a weak mapping keyed by the loop
         self._pending: deque[tuple[Callable[[bytes, int], None], bytes, int]] = deque()
         self._scheduled = False
 
@@ -114,7 +114,7 @@ class _ReadsFirst:
         self._pending.append((received, data, now))
         if not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon(self._drain)
+            asyncio.get_running_loop().call_soon(self._drain)
 
     def _drain(self) -> None:
         pending = self._pending
@@ -126,7 +126,7 @@ class _ReadsFirst:
             self._scheduled = False
             if pending:  # a handler raised: the rest still go, in order, next round
                 self._scheduled = True
-                self._loop.call_soon(self._drain)
+                asyncio.get_running_loop().call_soon(self._drain)
 
 
 _reads_first: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ReadsFirst] = \
@@ -157,7 +157,7 @@ def _read_directly(transport: Any, link: PortLink) -> None:
     loop = asyncio.get_running_loop()
     queue = _reads_first.get(loop)
     if queue is None:
-        queue = _reads_first[loop] = _ReadsFirst(loop)
+        queue = _reads_first[loop] = _ReadsFirst()
     add = queue.add
 
     def read_ready() -> None:
