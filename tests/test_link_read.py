@@ -17,7 +17,7 @@ import pytest
 import serial
 
 from ratedial.daemon.link import PortLink, _read_directly, close_link, open_link
-from ratedial.wire import Frame, Rejected, Samples, encode_frame
+from ratedial.wire import Frame, Ping, Rejected, Samples, encode_frame
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="ptys are POSIX")
 
@@ -82,6 +82,34 @@ def test_a_transport_of_another_shape_is_left_alone() -> None:
 
     t = asyncio.run(attach())
     assert "_read_ready" not in vars(t)  # no serial fd: the transport's own read stays
+
+
+async def _write_after_hang_up() -> tuple[Exception | None, list[dict[str, object]]]:
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    reported: list[dict[str, object]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _lp, context: reported.append(context))
+    link = await open_link(os.ttyname(slave), lambda items, host_ns: None)
+    try:
+        await asyncio.sleep(0)  # connection_made runs on the loop's next turn
+        assert isinstance(link.transport, asyncio.ReadTransport)
+        link.transport.pause_reading()  # the write, not a read, finds the port gone
+        os.close(master)  # unplugged, and a PING is written
+        link.send(Ping(token=7))
+        exc = await asyncio.wait_for(asyncio.shield(link.closed), 10)
+        loop.call_exception_handler({"message": "another problem"})  # still reported
+        return exc, reported
+    finally:
+        await close_link(link)
+        os.close(slave)
+
+
+def test_a_write_to_a_lost_port_ends_the_link_without_a_traceback() -> None:
+    exc, reported = asyncio.run(_write_after_hang_up())
+    assert isinstance(exc, serial.SerialException)  # the link ends with the write's error
+    assert "write failed" in str(exc)
+    assert [c["message"] for c in reported] == ["another problem"]
 
 
 async def _two_ports_ready_together(busy_ns: int) -> tuple[dict[str, int], dict[str, int]]:

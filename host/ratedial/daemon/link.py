@@ -11,7 +11,9 @@ Invariants:
 * The decoder never raises; rejected chunks are reported to the owner as
   :class:`~ratedial.wire.Rejected` markers in stream order, so nothing downstream depends
   on how the bytes were split into reads.
-* Losing the port (unplug, EIO) ends the link exactly once, via :attr:`PortLink.closed`.
+* Losing the port (unplug, EIO) ends the link exactly once, via :attr:`PortLink.closed`,
+  whether a read or a write finds it gone; nothing else is printed (see
+  :func:`_quiet_port_losses`).
 * On POSIX the event loop reads the port with one ``os.read`` per readiness (see
   :func:`_read_directly`), not pyserial's ``read``, which costs two ``select`` calls a read.
 * Every port the loop finds readable is read and stamped before any read is decoded (see
@@ -186,6 +188,7 @@ async def open_link(port: str, on_frames: FrameHandler, *, io: str = "asyncio") 
 
         return await open_thread_link(port, on_frames)
     loop = asyncio.get_running_loop()
+    _quiet_port_losses(loop)
     link: PortLink | None = None
 
     def factory() -> PortLink:
@@ -201,6 +204,33 @@ async def open_link(port: str, on_frames: FrameHandler, *, io: str = "asyncio") 
         raise PortError(describe_open_error(port, exc)) from None
     assert link is not None
     return link
+
+
+_QUIETED: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def _quiet_port_losses(loop: asyncio.AbstractEventLoop) -> None:
+    """A write that finds the port gone (a dial unplugged while a PING was on its way) is
+    reported by serial_asyncio_fast to the loop's exception handler, whose default prints a
+    traceback, and then aborts the transport, which ends the link through
+    ``connection_lost`` like a failed read: the daemon reports the loss there, in one line.
+    This handler drops that first report (only for a :class:`PortLink`'s transport and a
+    serial or OS error); every other context goes to the handler that was in place."""
+    if loop in _QUIETED:
+        return
+    _QUIETED.add(loop)
+    previous = loop.get_exception_handler()
+
+    def handler(lp: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("protocol"), PortLink) and \
+                isinstance(context.get("exception"), (serial.SerialException, OSError)):
+            return
+        if previous is not None:
+            previous(lp, context)
+        else:
+            lp.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
 
 
 def describe_open_error(port: str, exc: BaseException) -> str:
