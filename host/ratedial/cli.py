@@ -344,5 +344,10 @@ def main() -> None:
     except RatedialError as exc:
         click.echo(f"ratedial: error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:  # a file or folder the command had to write or read (read-only,
+        # full, missing): the OS's words and the path, never a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"ratedial: error: {where}{exc.strerror or exc}", err=True)
+        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

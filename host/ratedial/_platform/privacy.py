@@ -28,3 +28,25 @@ def privacy_warning(path: str | os.PathLike[str], *, platform: str = sys.platfor
                 "as private as its folder (see README, Windows); record under your user "
                 "folder or restrict the folder's access")
     return None
+
+
+def open_private(path: Path) -> int:
+    """Open ``path`` for writing (its folders created, its contents truncated) as a file only
+    its owner can read (0600 on POSIX), also when it was there before with a wider mode: an
+    export written over last week's copy is as private as a new one. Returns the descriptor."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    if sys.platform != "win32":
+        try:
+            os.fchmod(fd, 0o600)
+        except OSError:
+            os.close(fd)
+            raise
+    return fd
+
+
+def create_private(path: Path) -> Path:
+    """:func:`open_private`, closed at once: the file then takes what a library writes to it,
+    keeping the mode."""
+    os.close(open_private(path))
+    return path

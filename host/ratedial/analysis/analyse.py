@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .align import FILLED, MISSING, RATED, FloatArray, padded
+from .errors import UsageError
 from .groups import Group
 from .lag import Lag, reaction_lag, shift
 from .load import Series
@@ -416,6 +417,9 @@ def table_row(result: GroupResult, extra: Mapping[str, Any] | None = None) -> di
     if result.pair is not None:
         row.update(_pair_columns(result.pair))
     for key, value in (extra or {}).items():
+        if key in row:
+            raise UsageError(f"--annotations: column {key!r} is one ratedial computes; rename "
+                             f"it in the CSV (e.g. 'score_{key}')")
         row[key] = _scalar(value)
     return row
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -41,17 +42,17 @@ def _needs_extra() -> None:
 
 def alignment_options(f: F) -> F:
     opts = [
-        click.option("--rate", "rate_hz", type=click.FloatRange(min=0, min_open=True),
+        click.option("--rate", "rate_hz", type=FiniteRange(min=0, min_open=True),
                      default=10.0, show_default=True,
                      help="Grid rate in values per second of video."),
         click.option("--rerate", type=click.Choice(["last", "first", "mean"]), default="last",
                      show_default=True,
                      help="Stretches rated more than once (rewound): which pass counts."),
-        click.option("--max-fill", "max_fill_s", type=click.FloatRange(min=0), default=0.5,
+        click.option("--max-fill", "max_fill_s", type=FiniteRange(min=0), default=0.5,
                      show_default=True,
                      help="Fill holes up to this many seconds by interpolation; longer gaps "
                           "stay missing (0: never fill)."),
-        click.option("--rewind-tolerance", "rewind_s", type=click.FloatRange(min=0),
+        click.option("--rewind-tolerance", "rewind_s", type=FiniteRange(min=0),
                      default=0.5, show_default=True,
                      help="Media time going back by more than this starts a new pass."),
         click.option("--rater", "raters", multiple=True, metavar="REC[:DIAL]=LABEL",
@@ -84,15 +85,15 @@ def segment_options(f: F) -> F:
     return _apply(f, [
         click.option("--segments", "k", type=click.IntRange(min=0), default=3,
                      show_default=True, help="How many top and how many bottom segments."),
-        click.option("--window", "window_s", type=click.FloatRange(min=0, min_open=True),
+        click.option("--window", "window_s", type=FiniteRange(min=0, min_open=True),
                      default=30.0, show_default=True, help="Segment length in seconds."),
-        click.option("--min-coverage", type=click.FloatRange(min=0, max=1, min_open=True),
+        click.option("--min-coverage", type=FiniteRange(min=0, max=1, min_open=True),
                      default=0.9, show_default=True,
                      help="Share of a segment that must be rated to count."),
         click.option("--peaks", is_flag=True,
                      help="Segments at peaks of the windowed mean, --min-separation apart, "
                           "instead of non-overlapping windows."),
-        click.option("--min-separation", "min_sep_s", type=click.FloatRange(min=0),
+        click.option("--min-separation", "min_sep_s", type=FiniteRange(min=0),
                      default=None, help="Peaks mode: seconds between segment starts "
                                         "(default: the window)."),
     ])
@@ -102,9 +103,9 @@ def analysis_options(f: F) -> F:
     return _apply(segment_options(f), [
         click.option("--band", default="45:55", show_default=True, metavar="LOW:HIGH",
                      help="The neutral band; below is hindering, above helpful."),
-        click.option("--max-lag", "max_lag_s", type=click.FloatRange(min=0), default=10.0,
+        click.option("--max-lag", "max_lag_s", type=FiniteRange(min=0), default=10.0,
                      show_default=True, help="Cross-correlation searched over ± seconds."),
-        click.option("--block", "block_s", type=click.FloatRange(min=0, min_open=True),
+        click.option("--block", "block_s", type=FiniteRange(min=0, min_open=True),
                      default=30.0, show_default=True,
                      help="Bootstrap block length in seconds."),
         click.option("--bootstrap", "replicates", type=click.IntRange(min=100), default=2000,
@@ -132,6 +133,18 @@ def friendly(f: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class FiniteRange(click.FloatRange):
+    """A number in a range, and a number: ``inf`` and ``nan`` are refused like any other
+    value outside it."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value} is not a finite number.", param, ctx)
+        return rv
+
+
 def _pairing(kw: dict[str, Any]) -> PairingOptions:
     from .groups import PairingOptions
     from .load import parse_rater_overrides
@@ -139,6 +152,9 @@ def _pairing(kw: dict[str, Any]) -> PairingOptions:
     roles = tuple(r.strip() for r in kw["roles"].split(","))
     if len(roles) != 2 or not all(roles):
         raise UsageError("--roles needs two labels, e.g. client,therapist")
+    if roles[0] == roles[1]:
+        raise UsageError(f"--roles needs two different labels (got {roles[0]!r} twice): a "
+                         "rater is never compared with itself")
     return PairingOptions(dyad_key=kw["dyad_key"], roles=(roles[0], roles[1]),
                           match=kw["match"], dyads=parse_rater_overrides(kw["dyads"]))
 
@@ -150,7 +166,8 @@ def _load(recordings: Sequence[str], kw: dict[str, Any]) -> tuple[list[Series], 
 
     opt = AlignOptions(rate_hz=kw["rate_hz"], rerate=kw["rerate"], max_fill_s=kw["max_fill_s"],
                        rewind_tolerance_s=kw["rewind_s"])
-    series = load(recordings, opt, raters=parse_rater_overrides(kw["raters"]))
+    series = load(recordings, opt, raters=parse_rater_overrides(kw["raters"]),
+                  dyads=parse_rater_overrides(kw["dyads"]))
     return series, group_series(series, _pairing(kw))
 
 
@@ -217,7 +234,7 @@ def _analyse_all(groups: Sequence[Group], kw: dict[str, Any]) -> list[GroupResul
 @click.option("--truth-bias/--no-truth-bias", "truth_bias", default=True, show_default=True,
               help="Fit West and Kenny's Truth-and-Bias model over all dyads (the first "
                    "role as truth, the second as judge; needs the research extra).")
-@click.option("--tb-step", "tb_step_s", type=click.FloatRange(min=0, min_open=True),
+@click.option("--tb-step", "tb_step_s", type=FiniteRange(min=0, min_open=True),
               default=1.0, show_default=True,
               help="Truth-and-Bias: one moment per this many seconds of video.")
 @friendly
@@ -240,6 +257,7 @@ def analyze(*, recordings: tuple[str, ...], as_json: bool, table: str | None,
     _, groups = _load(recordings, kw)
     results = _analyse_all(groups, kw)
     extra = {} if annotations is None else read_annotation_table(Path(annotations))
+    _tell_unmatched(extra, results)
     tb = _truth_bias(groups, kw, tb_step_s) if truth_bias else None
     if table is not None:
         write_table([{**table_row(r, extra.get(r.label)), **_tb_columns(tb, r.label)}
@@ -277,7 +295,7 @@ def analyze(*, recordings: tuple[str, ...], as_json: bool, table: str | None,
 @click.option("--annotations", "annotations", type=click.Path(exists=True, dir_okay=False),
               default=None,
               help="CSV of questionnaire scores with a 'dyad' column, added to the table.")
-@click.option("--tb-step", "tb_step_s", type=click.FloatRange(min=0, min_open=True),
+@click.option("--tb-step", "tb_step_s", type=FiniteRange(min=0, min_open=True),
               default=1.0, show_default=True,
               help="Truth-and-Bias: one moment per this many seconds of video.")
 @friendly
@@ -304,6 +322,7 @@ def study(*, paths: tuple[str, ...], prefix: str, annotations: str | None, tb_st
     _, groups = _load(files, kw)
     results = _analyse_all(groups, kw)
     extra = {} if annotations is None else read_annotation_table(Path(annotations))
+    _tell_unmatched(extra, results)
     tb = _truth_bias(groups, kw, tb_step_s)
     rows = [{**table_row(r, extra.get(r.label)), **_tb_columns(tb, r.label)} for r in results]
     base = Path(prefix)
@@ -320,6 +339,14 @@ def study(*, paths: tuple[str, ...], prefix: str, annotations: str | None, tb_st
     click.echo("")
     for path in out:
         click.echo(f"table: {path} ({len(rows)} rows)")
+
+
+def _tell_unmatched(extra: dict[str, dict[str, str]], results: Sequence[GroupResult]) -> None:
+    from .export import unmatched_annotations
+
+    line = unmatched_annotations(extra, (r.label for r in results))
+    if line is not None:
+        click.echo(line, err=True)
 
 
 def _truth_bias(groups: Sequence[Group], kw: dict[str, Any], step_s: float) -> Any:
@@ -458,14 +485,14 @@ def _video(s: Series, video: str | None) -> Path:
 @click.option("--order-seed", type=int, default=None,
               help="Seed of the random order (guess test and --order random); default: "
                    "drawn at random and recorded.")
-@click.option("--lead-in", "lead_in_s", type=click.FloatRange(min=0), default=5.0,
+@click.option("--lead-in", "lead_in_s", type=FiniteRange(min=0), default=5.0,
               show_default=True, help="Seconds of video shown before each segment.")
 @click.option("--video", type=click.Path(exists=True, dir_okay=False), default=None,
               help="The video file (default: the path recorded in the recording).")
 @click.option("--no-video", is_flag=True, help="Do not play the video; prompts only.")
 @click.option("--headless/--display", default=None,
               help="mpv without a window and sound (default: headless when no display).")
-@click.option("--speed", type=click.FloatRange(min=0.1, max=10), default=1.0,
+@click.option("--speed", type=FiniteRange(min=0.1, max=10), default=1.0,
               show_default=True, help="Playback speed.")
 @click.option("--mpv", "mpv_exe", default="mpv", show_default=True, help="The mpv program.")
 @friendly

@@ -33,6 +33,7 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
+from .._platform.privacy import create_private
 from .align import padded
 from .groups import Group
 from .read import connect
@@ -40,12 +41,6 @@ from .segments import SegmentOptions, find_segments
 
 MIN_EVENT_MS = 40  # one frame at 25 fps
 COLORS = ("0,114,178", "213,94,0", "0,158,115", "204,121,167", "86,180,233", "230,159,0")
-
-
-def _private(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.close(fd)
 
 
 def _ms(t_s: float) -> int:
@@ -127,7 +122,7 @@ def write_eaf(group: Group, base: Path, segments: SegmentOptions | None = None) 
     conf_path = base.with_name(base.name + "_tsconf.xml")  # ELAN's name: <eaf>_tsconf.xml
     raters = [s.rater for s in group.series]
     n = group.n_bins
-    _private(csv_path)
+    create_private(csv_path)
     with csv_path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["t_s", *raters])
@@ -135,7 +130,7 @@ def write_eaf(group: Group, base: Path, segments: SegmentOptions | None = None) 
         for i in range(n):
             w.writerow([repr(round(i / group.rate_hz, 6)),
                         *("" if np.isnan(c[i]) else repr(float(c[i])) for c in cols)])
-    _private(conf_path)
+    create_private(conf_path)
     conf_path.write_text(_tsconf(csv_path, raters), encoding="utf-8")
 
     eaf = pympi.Elan.Eaf(author="ratedial")

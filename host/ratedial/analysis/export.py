@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from .._platform.privacy import create_private
 from .align import STATUS_NAMES, padded
 from .analyse import table_columns, timeline_json
 from .errors import UsageError
@@ -49,12 +49,6 @@ WIDE_COLUMNS = {
     "dyad": LONG_COLUMNS["dyad"], "media": LONG_COLUMNS["media"], "t_s": LONG_COLUMNS["t_s"],
     "<rater>": "that rater's rating in the bin (as rating above); empty when missing",
 }
-
-
-def _private(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.close(fd)
 
 
 def _t(group: Group) -> Any:
@@ -85,7 +79,7 @@ def _cell(x: float) -> str:
 
 
 def write_long_csv(groups: Sequence[Group], path: Path) -> None:
-    _private(path)
+    create_private(path)
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(list(LONG_COLUMNS))
@@ -107,7 +101,7 @@ def rater_columns(groups: Sequence[Group]) -> list[str]:
 
 def write_wide_csv(groups: Sequence[Group], path: Path) -> None:
     raters = rater_columns(groups)
-    _private(path)
+    create_private(path)
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["dyad", "media", "t_s", *raters])
@@ -138,7 +132,7 @@ def write_parquet(groups: Sequence[Group], path: Path) -> None:
     df = pd.concat(frames, ignore_index=True)
     for col in ("dyad", "media", "rater", "recording", "dial", "status"):
         df[col] = df[col].astype("category")
-    _private(path)
+    create_private(path)
     df.to_parquet(path, engine="pyarrow", index=False)
 
 
@@ -208,10 +202,11 @@ def write_export(groups: Sequence[Group], prefix: str | Path, formats: Sequence[
     for fmt in formats:
         if fmt == "eaf":
             from .elan import write_eaf
-            from .plots import safe_name
+            from .plots import safe_names
 
-            files = [write_eaf(g, base.with_name(f"{base.name}.{safe_name(g.label)}"),
-                               segments) for g in groups]
+            files = [write_eaf(g, base.with_name(f"{base.name}.{name}"), segments)
+                     for g, name in zip(groups, safe_names([g.label for g in groups]),
+                                        strict=True)]
             written += [p for f in files for p in f]
             names["eaf"] = files[0][0] if len(files) == 1 else base.with_name(
                 base.name + ".*.eaf")
@@ -234,7 +229,7 @@ def write_export(groups: Sequence[Group], prefix: str | Path, formats: Sequence[
              "parquet": write_parquet}[fmt](groups, path)
         written.append(path)
     meta = base.with_name(base.name + ".json")
-    _private(meta)
+    create_private(meta)
     meta.write_text(json.dumps(sidecar(groups, {f: names[f].name for f in formats}), indent=1,
                                default=str) + "\n", encoding="utf-8")
     written.append(meta)
@@ -250,7 +245,7 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
         write_table_sav(rows, path)
         return
     cols = table_columns(rows)
-    _private(path)
+    create_private(path)
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=cols, restval="")
         w.writeheader()
@@ -265,4 +260,22 @@ def read_annotation_table(path: Path, key: str = "dyad") -> dict[str, dict[str, 
         reader = csv.DictReader(fh)
         if reader.fieldnames is None or key not in reader.fieldnames:
             raise UsageError(f"{path}: needs a {key!r} column")
-        return {row[key]: {k: v for k, v in row.items() if k != key} for row in reader}
+        dupes = sorted({c for c in reader.fieldnames if reader.fieldnames.count(c) > 1})
+        if dupes:
+            raise UsageError(f"{path}: column {dupes[0]!r} appears twice")
+        out: dict[str, dict[str, str]] = {}
+        for row in reader:
+            if row[key] in out:
+                raise UsageError(f"{path}: dyad {row[key]!r} has two rows; keep one")
+            out[row[key]] = {k: v for k, v in row.items() if k != key}
+        return out
+
+
+def unmatched_annotations(table: Mapping[str, object], labels: Iterable[str]) -> str | None:
+    """One line naming the rows of an ``--annotations`` CSV that no dyad of the study has
+    (a typo in a dyad label), or None."""
+    missing = sorted(set(table) - set(labels))
+    if not missing:
+        return None
+    return (f"ratedial: note: --annotations has rows for {len(missing)} dyad(s) not in these "
+            f"recordings: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")

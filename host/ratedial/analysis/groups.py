@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .errors import PairingError
-from .load import Series
+from .load import Series, recording_names
 from .read import RUN_TIMELINE, Media
 
 Match = Literal["fingerprint", "path", "any"]
@@ -80,7 +80,7 @@ def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
 
 
 def dyad_label(s: Series, options: PairingOptions) -> str | None:
-    for name in (str(s.recording.path), s.recording.path.name):
+    for name in recording_names(s.recording):
         if name in options.dyads:
             return options.dyads[name]
     value = s.recording.session.get(options.dyad_key)

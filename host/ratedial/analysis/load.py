@@ -107,11 +107,48 @@ def parse_rater_overrides(specs: Iterable[str]) -> dict[str, str]:
             raise UsageError(f"--rater {spec!r}: expected RECORDING=LABEL or "
                              "RECORDING:DIAL=LABEL")
         out[target] = label
+        resolved = _resolved_key(target)
+        if resolved is not None:
+            out[resolved] = label
     return out
 
 
+def _resolved_key(target: str) -> str | None:
+    """``target`` (``REC`` or ``REC:DIAL``) with ``REC`` as an absolute path, when it names an
+    existing file: ``./a.ratedial``, ``a.ratedial`` and ``/study/a.ratedial`` are one file."""
+    if Path(target).is_file():
+        return str(Path(target).resolve())
+    rec, sep, sel = target.rpartition(":")
+    if sep and rec and Path(rec).is_file():
+        return f"{Path(rec).resolve()}:{sel}"
+    return None
+
+
+def recording_names(rec: Recording) -> set[str]:
+    """The names a ``--rater`` or ``--dyad`` override may give a recording by."""
+    return {str(rec.path), rec.path.name, str(rec.path.resolve())}
+
+
+def check_overrides(recs: Sequence[Recording], overrides: Mapping[str, str], *,
+                    option: str, dials: bool) -> None:
+    """Refuse an override that names no recording (or no dial of it): a typo must not leave
+    a rater or dyad silently under its recorded label."""
+    known: set[str] = set()
+    for rec in recs:
+        names = recording_names(rec)
+        known |= names
+        if dials:
+            known |= {f"{n}:{sel}" for n in names for d in rec.dials
+                      for sel in (d.uid, str(d.dial_id), d.rater) if sel is not None}
+    for key in overrides:
+        if key not in known and _resolved_key(key) not in known:
+            what = "recording or dial" if dials else "recording"
+            raise UsageError(f"{option} {key}={overrides[key]}: no {what} given is {key!r} "
+                             f"(recordings: {', '.join(r.path.name for r in recs)})")
+
+
 def rater_label(rec: Recording, dial: Dial, overrides: Mapping[str, str]) -> str:
-    names = {str(rec.path), rec.path.name}
+    names = recording_names(rec)
     for name in names:
         for sel in (dial.uid, str(dial.dial_id), dial.rater):
             if sel is not None and f"{name}:{sel}" in overrides:
@@ -201,16 +238,20 @@ def _groups_job(job: tuple[str, int, float, int, int | None]) -> Groups:
 
 
 def load(paths: Sequence[str | Path], options: AlignOptions | None = None, *,
-         raters: Mapping[str, str] | None = None, workers: int | None = None) -> list[Series]:
+         raters: Mapping[str, str] | None = None, dyads: Mapping[str, str] | None = None,
+         workers: int | None = None) -> list[Series]:
     """Read ``paths`` and return every (recording, dial, video) series, in input order.
 
     A recording in which no sample has a media time is read on run time (its own timeline,
     see :mod:`.read`); ``series.media.timeline`` says so.
-    Raises :class:`NothingToAnalyse` when no recording holds a sample with a time.
+    Raises :class:`NothingToAnalyse` when no recording holds a sample with a time, and
+    :class:`UsageError` when a ``raters`` or ``dyads`` override names none of ``paths``.
     """
     options = options or AlignOptions()
     overrides = dict(raters or {})
     recs = [read_recording(p) for p in paths]
+    check_overrides(recs, overrides, option="--rater", dials=True)
+    check_overrides(recs, dyads or {}, option="--dyad", dials=False)
     tasks = [(r, e) for r in recs for e in r.epochs if e.last_index is not None]
     jobs = [(str(r.path), e.epoch_id, options.rate_hz, _block(e.rate_hz, options), r.run_t0_ns)
             for r, e in tasks]

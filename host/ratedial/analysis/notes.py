@@ -13,6 +13,8 @@ Invariants:
 from __future__ import annotations
 
 import json
+import math
+import re
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping
@@ -25,21 +27,30 @@ from .read import connect
 KINDS = ("segment_note", "guess", "annotation")
 
 
+_INT = re.compile(r"[+-]?(0|[1-9][0-9]*)")
+_FLOAT = re.compile(r"[+-]?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][+-]?[0-9]+)?")
+
+
 def parse_value(text: str) -> Any:
-    """``"34"`` → 34, ``"4.5"`` → 4.5, ``"true"`` → True, ``"null"`` → None, else the text."""
-    low = text.strip().lower()
+    """``"34"`` → 34, ``"4.5"`` → 4.5, ``"true"`` → True, ``"null"`` or nothing → None, else
+    the text. A code with leading zeros (``007``, ``01234``) stays text, as it was typed;
+    ``nan`` and ``inf`` are refused (JSON has no such numbers)."""
+    t = text.strip()
+    low = t.lower()
     if low in ("true", "false"):
         return low == "true"
     if low in ("null", "none", ""):
         return None
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        return text
+    if low.lstrip("+-") in ("nan", "inf", "infinity"):
+        raise UsageError(f"{text!r} is not a number a recording can hold (JSON has no NaN or "
+                         "infinity): leave the value empty (KEY=) for none")
+    if _INT.fullmatch(t):
+        return int(t)
+    if _FLOAT.fullmatch(t) and not re.match(r"[+-]?0[0-9]", t):
+        value = float(t)
+        if math.isfinite(value):
+            return value
+    return text
 
 
 def parse_assignments(items: Iterable[str]) -> dict[str, Any]:

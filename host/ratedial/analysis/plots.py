@@ -13,7 +13,6 @@ Invariants:
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter
 
+from .._platform.privacy import create_private
 from .analyse import GroupResult, RaterResult
 from .mediatime import fmt_span, fmt_time
 from .stats import CATEGORY_NAMES
@@ -222,9 +222,7 @@ def overview(result: GroupResult) -> Figure:
 
 def save(fig: Figure, path: Path) -> Path:
     """Save as PNG (300 dpi) or SVG by ``path``'s suffix; the file is private (0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.close(fd)
+    create_private(path)
     with mpl.rc_context(RC):
         fig.savefig(path, dpi=300 if path.suffix.lower() == ".png" else None)
     return path
@@ -234,11 +232,27 @@ def safe_name(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in label) or "dyad"
 
 
+def safe_names(labels: Sequence[str]) -> list[str]:
+    """:func:`safe_name` of each label, made unique (``A_B``, ``A_B-2``, ...; compared
+    without case, as Windows and macOS compare file names): two dyads whose labels differ
+    only in characters a file name cannot hold (``A/B`` and ``A_B``) never share a file."""
+    out: list[str] = []
+    taken: set[str] = set()
+    for label in labels:
+        base = name = safe_name(label)
+        k = 1
+        while name.lower() in taken:
+            k += 1
+            name = f"{base}-{k}"
+        taken.add(name.lower())
+        out.append(name)
+    return out
+
+
 def write_plots(results: Sequence[GroupResult], directory: Path,
                 formats: Sequence[str] = ("png", "svg")) -> list[Path]:
     out = []
-    for r in results:
-        name = safe_name(r.label)
+    for r, name in zip(results, safe_names([r.label for r in results]), strict=True):
         figs = {"": time_course(r), "-overview": overview(r)}
         for suffix, fig in figs.items():
             for fmt in formats:

@@ -18,8 +18,10 @@ Invariants:
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import statistics
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,10 +166,18 @@ def connect(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
         raise NotARecording(f"{p}: no such recording file")
     uri = p.resolve().as_uri() + ("?mode=rw" if write else "?mode=ro")
     try:
-        con = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        try:
+            con = _check(sqlite3.connect(uri, uri=True, check_same_thread=False))
+        except sqlite3.OperationalError:
+            if write or not _read_only_folder(p):
+                raise
+            con = _check(_immutable(p))
         row = con.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
         version = con.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
     except sqlite3.Error as exc:
+        if "no such table" in str(exc):
+            raise NotARecording(f"{p} is not a ratedial recording (an SQLite file without "
+                                "ratedial's meta table)") from None
         if _sqlite_header(p):
             raise NotARecording(f"{p} is damaged: an SQLite file that SQLite cannot read "
                                 f"({exc}; a truncated or partly copied file?)") from None
@@ -182,6 +192,45 @@ def connect(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
                             f"{None if version is None else json.loads(version[0])}; this "
                             f"ratedial reads version {FORMAT_VERSION}")
     return con
+
+
+def _check(con: sqlite3.Connection) -> sqlite3.Connection:
+    """``con``, once SQLite has read its schema (it opens files lazily)."""
+    try:
+        con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error:
+        con.close()
+        raise
+    return con
+
+
+def _read_only_folder(p: Path) -> bool:
+    """The recording's folder cannot be written (read-only media, an archive share): SQLite
+    cannot create the ``-shm`` file a reader of a WAL database needs."""
+    return not os.access(p.parent, os.W_OK) or _on_read_only_fs(p)
+
+
+def _on_read_only_fs(p: Path) -> bool:
+    if sys.platform == "win32":
+        return False
+    try:
+        return bool(os.statvfs(p.parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _immutable(p: Path) -> sqlite3.Connection:
+    """Open a recording in a folder that cannot be written: as an immutable file, which is
+    exact when everything is in the main file. A ``-wal`` file with contents (a recording
+    whose daemon was killed, copied as it was) would be ignored that way, so it is refused."""
+    wal = p.with_name(p.name + "-wal")
+    if wal.is_file() and wal.stat().st_size > 0:
+        raise NotARecording(
+            f"{p} is in a folder that cannot be written and has an unfinished {wal.name} "
+            "file, which SQLite can read only where it can write: copy both files to a "
+            "writable folder")
+    return sqlite3.connect(p.resolve().as_uri() + "?mode=ro&immutable=1", uri=True,
+                           check_same_thread=False)
 
 
 def _sqlite_header(p: Path) -> bool:

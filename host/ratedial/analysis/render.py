@@ -31,6 +31,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .._platform.privacy import create_private, open_private
 from .align import padded
 from .errors import UsageError
 from .segments import Segment
@@ -171,8 +172,7 @@ def draw_panel(layout: Layout, traces: Sequence[Trace], band: tuple[float, float
                  color=_rgb(RATER_RGB[i % len(RATER_RGB)]), fontsize=7, va="top",
                  ha="right")
     FigureCanvasAgg(fig)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
+    with os.fdopen(open_private(path), "wb") as fh:
         fig.savefig(fh, format="png", dpi=dpi, facecolor=fig.get_facecolor())
 
 
@@ -203,9 +203,7 @@ def render(video: Path, traces: Sequence[Trace], output: Path, *,
     with tempfile.TemporaryDirectory(prefix="ratedial-render-") as tmp:
         panel = Path(tmp) / "panel.png"
         draw_panel(layout, traces, band, panel)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.close(fd)
+        create_private(output)
         cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(video),
                "-loop", "1", "-framerate", f"{info.fps:g}", "-i", str(panel),
                "-f", "lavfi", "-i",

@@ -13,7 +13,6 @@ Invariants:
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .._platform.privacy import create_private
 from .align import STATUS_NAMES
 from .groups import Group
 
@@ -49,12 +49,6 @@ def spss_name(name: str, taken: set[str]) -> str:
     return out
 
 
-def _private(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.close(fd)
-
-
 def write_long_sav(groups: Sequence[Group], path: Path,
                    anchors: Mapping[float, str] | None = None) -> Path:
     import pandas as pd
@@ -75,7 +69,7 @@ def write_long_sav(groups: Sequence[Group], path: Path,
             "n_passes": rec["n_passes"].astype(np.float64)}))
     df = pd.concat(frames, ignore_index=True)
     scale = dict(anchors or {0.0: "hindering", 50.0: "neutral", 100.0: "helpful"})
-    _private(path)
+    create_private(path)
     pyreadstat.write_sav(
         df, str(path), file_label="ratedial export: ratings on a uniform media-time grid",
         column_labels=[LONG_LABELS.get(str(c)) for c in df.columns],
@@ -109,7 +103,7 @@ def write_table_sav(rows: Sequence[Mapping[str, Any]], path: Path,
     df = pd.DataFrame(data)
     given = dict(labels or {})
     col_labels: list[str | None] = [given.get(c, c) for c in cols]
-    _private(path)
+    create_private(path)
     pyreadstat.write_sav(df, str(path), file_label="ratedial dyad table",
                          column_labels=col_labels)
     return path

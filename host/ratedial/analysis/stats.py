@@ -160,8 +160,16 @@ def _pearson_from(s: FloatArray, n: int, o: int) -> FloatArray:
     sx, sy, sxx, syy, sxy = (s[..., o + i] for i in range(5))
     cov = sxy - sx * sy / n
     vx, vy = sxx - sx * sx / n, syy - sy * sy / n
+    # A constant rater's variance from sums is rounding noise, not 0 (its ratings are
+    # centred on the pair's common value): below a billionth of the sum of squares it is
+    # none, and r does not exist (the ranks' variance is exactly 0 for the same rater).
+    ok = (vx > _VAR_TOL * np.abs(sxx)) & (vy > _VAR_TOL * np.abs(syy))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(cov / np.sqrt(vx * vy), dtype=np.float64)
+        return np.asarray(np.where(ok, cov / np.sqrt(np.where(ok, vx * vy, 1.0)), np.nan),
+                          dtype=np.float64)
+
+
+_VAR_TOL = 1e-9
 
 
 def _icc_from(s: FloatArray, n: int) -> tuple[FloatArray, FloatArray]:

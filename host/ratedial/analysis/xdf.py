@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 from xml.sax.saxutils import escape
 
+from .._platform.privacy import open_private
 from .read import Recording, connect
 
 CHUNK_SAMPLES = 8192
@@ -107,8 +108,7 @@ def write_xdf(recordings: Sequence[Recording], path: Path,
     """Write every dial boot of ``recordings`` and their events to one XDF file. ``raters``
     names a dial's streams (keyed by recording path and dial id: the labels ``--rater`` gave
     the analysis); otherwise the recorded rater, or the dial's id."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
+    with os.fdopen(open_private(path), "wb") as fh:
         fh.write(b"XDF:")
         _chunk(fh, TAG_FILE_HEADER,
                b"<?xml version=\"1.0\"?><info><version>1.0</version></info>")

@@ -1,0 +1,196 @@
+"""The analysis commands against what a careful user tries: options that name nothing, a
+rater who never moves, a scores sheet that clashes, output where it cannot go, files over
+old copies, a recording on read-only media. Each answer is a value or one line on stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ratedial.analysis.synth import SynthMedia, constant, piecewise, simple_rater, write_recording
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ratedial", *args], text=True,
+                          capture_output=True, timeout=120, check=False, cwd=cwd)
+
+
+def one_line_error(res: subprocess.CompletedProcess[str], code: int, *words: str) -> None:
+    assert res.returncode == code, (res.returncode, res.stdout, res.stderr)
+    err = res.stderr.strip()
+    assert "Traceback" not in err and err.count("\n") == 0, err
+    for w in words:
+        assert w in err, err
+
+
+def option_error(res: subprocess.CompletedProcess[str], *words: str) -> None:
+    """click's refusal of an option value: usage, then one ``Error:`` line."""
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error:"), res.stderr
+    for w in words:
+        assert w in last, res.stderr
+
+
+def dyad(path: Path, *, label: str = "D01", client=None, therapist=None) -> Path:
+    write_recording(path, [
+        simple_rater("client", client or piecewise([20, 40], [30, 70, 50]), 60, uid="aa"),
+        simple_rater("therapist", therapist or piecewise([25, 45], [40, 80, 45]), 60,
+                     uid="bb")],
+        rate_hz=50, media=SynthMedia(duration_s=60.0), session={"dyad": label})
+    return path
+
+
+@pytest.fixture(scope="module")
+def rec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return dyad(tmp_path_factory.mktemp("edges") / "D01.ratedial")
+
+
+def test_a_rater_is_never_compared_with_itself(rec: Path) -> None:
+    one_line_error(run("analyze", str(rec), "--roles", "client,client"), 2,
+                   "--roles", "different")
+
+
+def test_a_constant_rater_has_no_pearson_r(tmp_path: Path) -> None:
+    path = dyad(tmp_path / "c.ratedial", client=constant(50))
+    res = run("analyze", str(path), "--json", "--no-truth-bias", "--bootstrap", "200")
+    assert res.returncode == 0, res.stderr
+    pair = json.loads(res.stdout)["dyads"][0]["pair"]
+    for name in ("pearson", "spearman"):
+        assert pair[name]["value"] is None and pair[name]["ci_low"] is None, pair[name]
+        assert pair[name]["undefined_resamples"] == 200
+    assert pair["pearson_p"] is None
+
+
+def test_number_options_must_be_finite(rec: Path, tmp_path: Path) -> None:
+    option_error(run("analyze", str(rec), "--window", "inf"), "--window", "finite")
+    option_error(run("export", str(rec), "-o", str(tmp_path / "x"), "--max-fill", "nan"),
+                 "--max-fill", "finite")
+
+
+def test_overrides_that_name_nothing_are_refused(rec: Path, tmp_path: Path) -> None:
+    one_line_error(run("analyze", str(rec), "--rater", "typo.ratedial:aa=x", "--brief"), 2,
+                   "--rater", "typo.ratedial")
+    one_line_error(run("analyze", str(rec), "--rater", f"{rec}:ffff=x", "--brief"), 2,
+                   "--rater")
+    one_line_error(run("analyze", str(rec), "--dyad", "typo.ratedial=D9", "--brief"), 2,
+                   "--dyad")
+    # any path to the file names it: absolute, relative with ./, or the bare name
+    res = run("analyze", f"./{rec.name}", "--rater", f"{rec.resolve()}:aa=patient",
+              "--roles", "patient,therapist", "--json", "--no-truth-bias", cwd=rec.parent)
+    assert res.returncode == 0, res.stderr
+    pair = json.loads(res.stdout)["dyads"][0]["pair"]
+    assert (pair["a"], pair["b"]) == ("patient", "therapist")
+
+
+def test_a_scores_sheet_never_overwrites_a_figure(rec: Path, tmp_path: Path) -> None:
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("dyad,pearson_r\nD01,0.99\n")
+    one_line_error(run("analyze", str(rec), "--annotations", str(sheet), "--table",
+                       str(tmp_path / "t.csv"), "--brief", "--no-truth-bias"), 2, "pearson_r")
+    sheet.write_text("dyad,wai\nD01,50\nD01,52\n")
+    one_line_error(run("analyze", str(rec), "--annotations", str(sheet), "--brief",
+                       "--no-truth-bias"), 2, "two rows")
+    sheet.write_text("dyad,wai\nD01,50\nD99,52\n")
+    table = tmp_path / "t.csv"
+    res = run("analyze", str(rec), "--annotations", str(sheet), "--table", str(table),
+              "--brief", "--no-truth-bias")
+    assert res.returncode == 0, res.stderr
+    assert "D99" in res.stderr and "not in these recordings" in res.stderr
+    header, row = table.read_text().splitlines()[:2]
+    assert row.split(",")[header.split(",").index("wai")] == "50"
+
+
+def test_annotate_keeps_codes_and_refuses_what_json_cannot_hold(tmp_path: Path) -> None:
+    path = dyad(tmp_path / "a.ratedial")
+    one_line_error(run("annotate", str(path), "x=nan"), 2, "NaN")
+    one_line_error(run("annotate", str(path), "x=-inf"), 2)
+    res = run("annotate", str(path), "code=007", "score=4.5", "n=12", "flag=true", "none=")
+    assert res.returncode == 0, res.stderr
+    con = sqlite3.connect(path)
+    (text,) = con.execute("SELECT value FROM meta WHERE key = 'annotations'").fetchone()
+    con.close()
+    assert json.loads(text) == {"code": "007", "score": 4.5, "n": 12, "flag": True,
+                                "none": None}
+
+
+def test_outputs_are_private_also_over_old_copies(rec: Path, tmp_path: Path) -> None:
+    out = tmp_path / "exp"
+    out.mkdir()
+    old = [out / f"x.{s}" for s in ("long.csv", "wide.csv", "json", "xdf", "sav")]
+    for p in old:
+        p.write_text("last week's copy")
+        os.chmod(p, 0o644)
+    res = run("export", str(rec), "-o", str(out / "x"),
+              "--format", "csv-long,csv-wide,xdf,sav")
+    assert res.returncode == 0, res.stderr
+    for p in old:
+        assert p.read_text(errors="replace") != "last week's copy", p
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+
+
+def test_output_where_it_cannot_go_is_one_line(rec: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for args in (("export", str(rec), "-o", str(blocker / "sub" / "x")),
+                 ("plot", str(rec), "-o", str(blocker / "plots")),
+                 ("analyze", str(rec), "--table", str(blocker / "t.csv"), "--brief",
+                  "--no-truth-bias")):
+        one_line_error(run(*args), 1, str(blocker))
+    # XDF alone creates its folder like every other format
+    res = run("export", str(rec), "-o", str(tmp_path / "new" / "sub" / "x"), "--format", "xdf")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "new" / "sub" / "x.xdf").read_bytes()[:4] == b"XDF:"
+
+
+def test_dyads_whose_labels_make_one_file_name_get_two_files(tmp_path: Path) -> None:
+    a = dyad(tmp_path / "a.ratedial", label="A/B")
+    b = dyad(tmp_path / "b.ratedial", label="A_B")
+    res = run("export", str(a), str(b), "-o", str(tmp_path / "out" / "x"), "--format", "eaf",
+              "--match", "path")
+    assert res.returncode == 0, res.stderr
+    eafs = sorted(p.name for p in (tmp_path / "out").glob("*.eaf"))
+    assert eafs == ["x.A_B-2.eaf", "x.A_B.eaf"], eafs
+
+
+def test_another_programs_sqlite_file_is_not_called_damaged(tmp_path: Path) -> None:
+    other = tmp_path / "o.ratedial"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE foo (x)")
+    con.commit()
+    con.close()
+    one_line_error(run("analyze", str(other)), 1, "not a ratedial recording")
+
+
+def test_a_recording_on_read_only_media_is_read(rec: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "D01.ratedial").write_bytes(rec.read_bytes())
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "--bind", str(src), str(ro)], check=False,
+                                           capture_output=True).returncode != 0:
+        pytest.skip("a read-only bind mount needs root and mount(8)")
+    try:
+        if subprocess.run(["mount", "-o", "remount,ro,bind", str(ro)], check=False,
+                          capture_output=True).returncode != 0:
+            pytest.skip("this machine cannot remount read-only")
+        res = run("analyze", str(ro / "D01.ratedial"), "--json", "--no-truth-bias")
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["dyads"][0]["pair"]["a"] == "client"
+        # a -wal with contents there cannot be read: said in one line, not "damaged"
+        subprocess.run(["umount", str(ro)], check=True)
+        (src / "D01.ratedial-wal").write_bytes(b"x" * 100)
+        subprocess.run(["mount", "--bind", str(src), str(ro)], check=True)
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(ro)], check=True)
+        one_line_error(run("analyze", str(ro / "D01.ratedial")), 1, "-wal", "writable folder")
+    finally:
+        subprocess.run(["umount", str(ro)], check=False, capture_output=True)
