@@ -194,3 +194,24 @@ def test_a_recording_on_read_only_media_is_read(rec: Path, tmp_path: Path) -> No
         one_line_error(run("analyze", str(ro / "D01.ratedial")), 1, "-wal", "writable folder")
     finally:
         subprocess.run(["umount", str(ro)], check=False, capture_output=True)
+
+
+def test_a_rater_paused_throughout_is_reported_not_dropped(tmp_path: Path) -> None:
+    path = dyad(tmp_path / "p.ratedial")
+    con = sqlite3.connect(path)
+    (dial_id,) = con.execute("SELECT dial_id FROM dials WHERE rater = 'therapist'").fetchone()
+    con.execute("UPDATE samples SET media_state = 2 WHERE dial_id = ?", (dial_id,))
+    con.commit()
+    con.close()
+    res = run("analyze", str(path), "--json", "--no-truth-bias")
+    assert res.returncode == 0, res.stderr
+    raters = {r["rater"]: r for r in json.loads(res.stdout)["dyads"][0]["raters"]}
+    assert raters["therapist"]["coverage"] == 0 and raters["therapist"]["mean"] is None
+    assert raters["therapist"]["samples_excluded"] == {"paused": 3000}
+    assert raters["client"]["coverage"] == 1
+    res = run("export", str(path), "-o", str(tmp_path / "x"))
+    assert res.returncode == 0, res.stderr
+    rows = [line.split(",") for line in (tmp_path / "x.long.csv").read_text().splitlines()]
+    col = {name: i for i, name in enumerate(rows[0])}
+    therapist = [r for r in rows[1:] if r[col["rater"]] == "therapist"]
+    assert len(therapist) == 600 and {r[col["status"]] for r in therapist} == {"missing"}

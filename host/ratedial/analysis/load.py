@@ -205,12 +205,18 @@ def _build(rec: Recording, dial: Dial, groups: Sequence[Groups], overrides: Mapp
             parts_p.append(p)
             parts_g.append(mine)
         if not parts_g:
-            continue
+            if media.media_id not in excluded or not media.duration_s:
+                continue
+            # The dial was there while this video was loaded, but rated none of it (paused
+            # throughout, say): a rater with every bin missing, not a rater left out.
+            parts_p, parts_g = [np.zeros(0, dtype=np.int64)], [g.take(g.bin < -2**62)
+                                                               for g in groups[:1]]
         pid = np.concatenate(parts_p)
         bins = np.concatenate([g.bin for g in parts_g])
         sums = np.concatenate([g.rating_sum for g in parts_g])
         counts = np.concatenate([g.count for g in parts_g])
-        binned = resolve(pid, bins, sums, counts, n_bins=_n_bins(media, int(bins.max()), options),
+        binned = resolve(pid, bins, sums, counts,
+                         n_bins=_n_bins(media, int(bins.max()) if len(bins) else -1, options),
                          rule=options.rerate)
         binned = fill_short(binned, max_fill_bins=int(options.max_fill_s * options.rate_hz
                                                       + 1e-9))
