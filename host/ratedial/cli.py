@@ -178,7 +178,9 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
     if cfg.mqtt.broker not in ("embedded", "none"):
         from .mqtt.publisher import parse_broker
 
-        parse_broker(cfg.mqtt.broker)
+        if parse_broker(cfg.mqtt.broker, tls=cfg.mqtt.tls).tls:
+            cfg.mqtt.tls_context()  # a CA or certificate file that cannot be used: one line now
+        cfg.mqtt.password()  # a password file that cannot be read: the same
     console = Console(stderr=as_json)  # with --json, stdout carries only the summary
     _platform_notes(cfg.record or "recordings")
     summary = serve(cfg, console=console)
@@ -213,7 +215,10 @@ def devices(ports: tuple[str, ...], timeout: float) -> None:
 @click.option("--prefix", default="ratedial", show_default=True, help="Topic prefix.")
 @click.option("--duration", type=click.FloatRange(min=0.1), default=None,
               help="Stop after this many seconds.")
-def monitor(broker: str, prefix: str, duration: float | None) -> None:
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="TOML config file: [mqtt] username, password_file, tls, ca_file, "
+                   "cert_file, key_file (the password may come from RATEDIAL_MQTT_PASSWORD).")
+def monitor(broker: str, prefix: str, duration: float | None, config_path: str | None) -> None:
     """Subscribe to a broker and show every dial's live rating, state and losses."""
     import asyncio
 
@@ -221,14 +226,27 @@ def monitor(broker: str, prefix: str, duration: float | None) -> None:
     from rich.console import Console
 
     from ._platform.loops import selector_loop
-    from .errors import RatedialError
+    from .config import load_config, prefix_problem
+    from .errors import RatedialError, UsageError
     from .mqtt.monitor import monitor as run_monitor
+    from .mqtt.requests import parse_broker
 
+    if broker in ("embedded", "none"):
+        raise UsageError(f"--broker {broker}: monitor subscribes to a running broker; give "
+                         "mqtt://HOST[:PORT] (a daemon with --broker embedded prints its URL)")
+    problem = prefix_problem(prefix)
+    if problem:
+        raise click.BadParameter(f"{prefix!r}: not a topic prefix ({problem})",
+                                 param_hint="--prefix")
+    mqtt = load_config(config_path).mqtt
+    address = parse_broker(broker, tls=mqtt.tls)
     try:
         # Piped or logged output keeps whole columns instead of squeezing them into 80.
         console = Console() if sys.stdout.isatty() else Console(width=160)
         with asyncio.Runner(loop_factory=selector_loop) as runner:  # aiomqtt: add_reader
-            runner.run(run_monitor(broker, prefix=prefix, duration=duration, console=console))
+            runner.run(run_monitor(address, prefix=prefix, duration=duration, console=console,
+                                   username=mqtt.username, password=mqtt.password(),
+                                   tls_context=mqtt.tls_context() if address.tls else None))
     except aiomqtt.MqttError as exc:
         raise RatedialError(f"cannot subscribe at {broker}: {exc}") from None
 
@@ -271,12 +289,16 @@ def record(broker: str, record: str, prefix: str | None, client_id: str | None,
     import json
     from pathlib import Path
 
-    from .config import load_config
+    from .config import load_config, prefix_problem
     from .daemon.app import scrub_command_line
     from .mqtt.collector import CollectConfig, collect
     from .mqtt.publisher import parse_broker
 
     cfg = load_config(config_path)
+    problem = prefix_problem(prefix) if prefix is not None else None
+    if problem:
+        raise click.BadParameter(f"{prefix!r}: not a topic prefix ({problem})",
+                                 param_hint="--prefix")
     mqtt = dataclasses.replace(cfg.mqtt, broker=broker,
                                topic_prefix=prefix or cfg.mqtt.topic_prefix)
     if broker in ("embedded", "none"):
@@ -285,13 +307,14 @@ def record(broker: str, record: str, prefix: str | None, client_id: str | None,
     from .errors import UsageError
 
     try:
-        parse_broker(broker, tls=mqtt.tls)
-    except UsageError:
+        address = parse_broker(broker, tls=mqtt.tls)
+    except UsageError as exc:
+        if "credentials" in str(exc) or "after the port" in str(exc):
+            raise UsageError("--mqtt" + str(exc).removeprefix("--broker")) from None
         raise UsageError(f"--mqtt {broker!r}: expected mqtt://HOST[:PORT] or "
                          "mqtts://HOST[:PORT]") from None
-    if not mqtt.topic_prefix or any(c in mqtt.topic_prefix for c in "+#"):
-        raise click.BadParameter(f"{mqtt.topic_prefix!r}: not a topic prefix",
-                                 param_hint="--prefix")
+    if address.tls:
+        mqtt.tls_context()
     if share is not None and (not share or any(c in share for c in "/+#")):
         raise click.BadParameter(f"{share!r}: a group name has no '/', '+' or '#'",
                                  param_hint="--share")

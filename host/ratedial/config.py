@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import ssl
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -17,6 +18,19 @@ from typing import Any
 from ._platform import SERIAL_IO, default_serial_io
 from .errors import UsageError
 from .scale import RatingScale
+
+
+def prefix_problem(prefix: str) -> str | None:
+    """Why ``prefix`` cannot start ratedial's topics (None: it can). Levels are separated by
+    ``/``; none may be empty or hold a wildcard, or a subscriber's filter would mean
+    something else."""
+    if not prefix:
+        return "empty (the default is ratedial)"
+    if any(c in prefix for c in "+#\0"):
+        return "holds a wildcard (+ or #) or a NUL"
+    if any(level == "" for level in prefix.split("/")):
+        return "has an empty level (a leading, trailing or doubled /)"
+    return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,6 +48,32 @@ class MqttConfig:
     live_qos: int = 1  # 1: the broker queues live batches for persistent-session subscribers
     client_id: str | None = None
     daemon_id: str | None = None  # pseudonymous id in topics; default: hash of the host name
+
+    def __post_init__(self) -> None:
+        problem = prefix_problem(self.topic_prefix)
+        if problem:
+            raise UsageError(f"config: mqtt.topic_prefix {self.topic_prefix!r}: {problem}")
+        if not 0 <= self.batch_ms <= 86_400_000:
+            raise UsageError("config: mqtt.batch_ms must be 0 or more (ms), at most a day")
+        if not 0 <= self.live_expiry_s <= 2**32 - 1:
+            raise UsageError("config: mqtt.live_expiry_s must be 0 (never) or more seconds")
+        if self.live_qos not in (0, 1, 2):
+            raise UsageError("config: mqtt.live_qos must be 0, 1 or 2")
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The TLS settings for an ``mqtts://`` broker: the CA to trust (``ca_file``, else
+        the system's) and this client's certificate, if any; a file that cannot be read is
+        one line naming it."""
+        name, path = "ca_file", self.ca_file
+        try:
+            ctx = ssl.create_default_context(cafile=self.ca_file)
+            if self.cert_file:
+                name, path = "cert_file", self.cert_file
+                ctx.load_cert_chain(self.cert_file, self.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise UsageError(f"cannot use mqtt.{name} {path}: {why}") from None
+        return ctx
 
     def password(self) -> str | None:
         env = os.environ.get("RATEDIAL_MQTT_PASSWORD")
@@ -100,6 +140,12 @@ class RunConfig:
     scale: ScaleConfig = field(default_factory=ScaleConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     serial: SerialConfig = field(default_factory=SerialConfig)
+
+    def __post_init__(self) -> None:
+        if self.duration_s is not None and not self.duration_s >= 0.1:
+            raise UsageError("config: duration_s must be at least 0.1 (seconds)")
+        if not 0.01 <= self.ping_interval_s <= 60:
+            raise UsageError("config: ping_interval_s must be between 0.01 and 60 (seconds)")
 
     def public(self) -> dict[str, Any]:
         """The configuration as stored in recordings: never contains secrets."""

@@ -297,7 +297,7 @@ class Daemon:
             view.port = port
             view.board, view.firmware = h.board, h.firmware
             self.event(uid, "dial_connected", port=port, boot_id=h.boot_id,
-                       firmware=h.firmware, board=h.board)
+                       firmware=h.firmware, board=h.board, backend=h.backend)
         return core
 
     def _housekeeping(self, port: str) -> None:

@@ -78,8 +78,12 @@ class RecorderSink:
                                      o.gap.first_index, o.gap.end_index, str(o.gap.reason),
                                      o.first_host_ns, o.end_host_ns))
                 case EventOut():
-                    rec.event(o.host_ns, self.dial_ids.get(o.uid), o.kind, o.data,
-                              o.event_id or None)
+                    # A dial's first event (dial_connected) comes before its first epoch:
+                    # its row is made here, from what the event says of the dial.
+                    dial_id = None if not o.uid else self.dial_id(
+                        o.uid, *(str(o.data.get(k) or "") for k in ("board", "firmware",
+                                                                   "backend")))
+                    rec.event(o.host_ns, dial_id, o.kind, o.data, o.event_id or None)
                 case SyncOut():
                     rec.put("sync_obs", (self.epoch_ids[(o.uid, o.boot_id)], o.token,
                                          o.host_send_ns, o.device_rx_us, o.device_tx_us,

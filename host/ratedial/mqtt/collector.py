@@ -968,11 +968,7 @@ class CollectorShell:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
-        tls_context = None
-        if self.address.tls:
-            tls_context = ssl.create_default_context(cafile=self.cfg.mqtt.ca_file)
-            if self.cfg.mqtt.cert_file:
-                tls_context.load_cert_chain(self.cfg.mqtt.cert_file, self.cfg.mqtt.key_file)
+        tls_context = self.cfg.mqtt.tls_context() if self.address.tls else None
         v5 = protocol == aiomqtt.ProtocolVersion.V5
         props = None
         if v5:

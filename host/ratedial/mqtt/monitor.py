@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ from rich.live import Live
 from rich.table import Table
 
 from .acks import subscribe
-from .publisher import parse_broker
+from .requests import BrokerAddress
 
 
 @dataclass(slots=True)
@@ -87,16 +88,17 @@ class Monitor:
         return t
 
 
-async def monitor(broker: str, *, prefix: str, duration: float | None, console: Console,
-                  username: str | None = None, password: str | None = None) -> Monitor:
-    addr = parse_broker(broker)
+async def monitor(addr: BrokerAddress, *, prefix: str, duration: float | None,
+                  console: Console, username: str | None = None, password: str | None = None,
+                  tls_context: ssl.SSLContext | None = None) -> Monitor:
     mon = Monitor()
     deadline = None if duration is None else time.monotonic() + duration
     protocol = aiomqtt.ProtocolVersion.V5
     for _ in range(2):
         try:
             async with aiomqtt.Client(addr.host, addr.port, username=username, password=password,
-                                      protocol=protocol, timeout=5) as client:
+                                      protocol=protocol, timeout=5,
+                                      tls_context=tls_context) as client:
                 for leaf in ("samples", "backfill", "events", "status"):
                     await subscribe(client, f"{prefix}/v1/dials/+/{leaf}")
                 with Live(mon.table(), console=console, auto_refresh=False,

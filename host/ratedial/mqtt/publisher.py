@@ -200,11 +200,7 @@ class MqttPublisher(FromRecordings):
     # --- the connection -------------------------------------------------------------------
 
     def _make_client(self) -> aiomqtt.Client:
-        tls_context = None
-        if self.address.tls:
-            tls_context = ssl.create_default_context(cafile=self.cfg.ca_file)
-            if self.cfg.cert_file:
-                tls_context.load_cert_chain(self.cfg.cert_file, self.cfg.key_file)
+        tls_context = self.cfg.tls_context() if self.address.tls else None
         will = aiomqtt.Will(self.topics.daemon_status, dumps(self._daemon_status("lost")),
                             qos=1, retain=True)
         return aiomqtt.Client(

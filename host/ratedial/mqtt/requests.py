@@ -31,6 +31,15 @@ def parse_broker(url: str, *, tls: bool = False) -> BrokerAddress:
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
         raise UsageError(f"--broker {url!r}: expected mqtt://HOST[:PORT], mqtts://HOST[:PORT], "
                          "embedded or none")
+    if parts.username is not None or parts.password is not None:
+        shown = f"{parts.scheme}://***@{url.rpartition('@')[2]}"
+        raise UsageError(f"--broker {shown}: credentials do not go in the URL (a command line "
+                         "is visible to every user of this computer and kept in the "
+                         "recording): put the user in [mqtt] username and the password in "
+                         "RATEDIAL_MQTT_PASSWORD or [mqtt] password_file")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise UsageError(f"--broker {url!r}: expected mqtt://HOST[:PORT] or "
+                         "mqtts://HOST[:PORT], nothing after the port")
     secure = tls or parts.scheme == "mqtts"
     try:
         port = parts.port or (8883 if secure else 1883)

@@ -135,7 +135,15 @@ def samples_payload(
 def event_payload(*, event_id: int, kind: str, host_ns: int, wall_ns: int,
                   dial: str | None, daemon: str, data: dict[str, Any], run: str | None = None,
                   replay: bool = False) -> bytes:
-    """``id`` counts within one run (recording) of the daemon: dedupe by daemon, run, id."""
+    """``id`` counts within one run (recording) of the daemon: dedupe by daemon, run, id.
+    File names stay in the recording: ``data`` goes out without :data:`LOCAL_ONLY` keys."""
+    if LOCAL_ONLY.intersection(data):
+        data = {k: v for k, v in data.items() if k not in LOCAL_ONLY}
     return dumps({"v": PAYLOAD_VERSION, "id": event_id, "kind": kind, "host_ns": host_ns,
                   "wall_ns": wall_ns, "dial": dial, "daemon": daemon, "run": run,
                   "replay": replay, "data": data})
+
+
+# Event data that names files (a video's path, the recording's name, a serial port's path):
+# kept in the recording, never published (a video's name may be a client's name).
+LOCAL_ONLY = frozenset({"path", "recording", "port", "file"})

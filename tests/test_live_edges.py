@@ -1,0 +1,116 @@
+"""The live side against what a careful lab engineer tries: credentials in a URL, config
+values out of range, file names on the broker, a monitor given what it cannot use, and the
+first event of a dial in the recording."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ratedial.config import load_config
+from ratedial.daemon.core import EventOut
+from ratedial.daemon.sinks import RecorderSink
+from ratedial.errors import UsageError
+from ratedial.mqtt.requests import parse_broker
+from ratedial.mqtt.topics import event_payload
+from ratedial.recording.writer import Recorder
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ratedial", *args], text=True,
+                          capture_output=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("url", ["mqtt://labuser:s3cret@127.0.0.1:1883",
+                                 "mqtts://labuser@broker.lab:8883", "mqtt://:s3cret@h"])
+def test_credentials_in_a_broker_url_are_refused_without_echoing_them(url: str) -> None:
+    with pytest.raises(UsageError) as err:
+        parse_broker(url)
+    assert "s3cret" not in str(err.value) and "labuser" not in str(err.value)
+    assert "RATEDIAL_MQTT_PASSWORD" in str(err.value)
+    res = run("monitor", "--broker", url, "--duration", "1")
+    assert res.returncode == 2 and "s3cret" not in res.stderr + res.stdout, res.stderr
+    assert res.stderr.count("\n") == 1 and "credentials" in res.stderr
+
+
+def test_a_broker_url_takes_nothing_after_the_port() -> None:
+    with pytest.raises(UsageError, match="nothing after the port"):
+        parse_broker("mqtt://127.0.0.1:1883/extra/path")
+    assert parse_broker("mqtt://127.0.0.1:1883/").port == 1883
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("[mqtt]\nlive_expiry_s = -1\n", "live_expiry_s"),
+    ("[mqtt]\nlive_qos = 3\n", "live_qos"),
+    ("[mqtt]\nbatch_ms = -5\n", "batch_ms"),
+    ("[mqtt]\ntopic_prefix = \"lab/#\"\n", "wildcard"),
+    ("[mqtt]\ntopic_prefix = \"lab/+/x\"\n", "wildcard"),
+    ("[mqtt]\ntopic_prefix = \"\"\n", "empty"),
+    ("[mqtt]\ntopic_prefix = \"/lab/\"\n", "empty level"),
+    ("duration_s = -3\n", "duration_s"),
+    ("duration_s = 0\n", "duration_s"),
+])
+def test_config_values_out_of_range_are_one_line(tmp_path: Path, text: str, words: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(UsageError, match=words):
+        load_config(path)
+    res = run("run", "--config", str(path), "--no-scan", "--broker", "none",
+              "--record", str(tmp_path / "r.ratedial"))
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().count("\n") == 0 and words in res.stderr, res.stderr
+    assert not (tmp_path / "r.ratedial").exists()
+
+
+def test_a_missing_ca_file_is_named_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"[mqtt]\ntls = true\nca_file = \"{tmp_path / 'nope.pem'}\"\n")
+    res = run("run", "--config", str(path), "--no-scan", "--broker", "mqtt://127.0.0.1:1",
+              "--record", str(tmp_path / "r.ratedial"))
+    assert res.returncode == 2, res.stderr
+    assert "nope.pem" in res.stderr and res.stderr.strip().count("\n") == 0, res.stderr
+
+
+def test_events_on_the_broker_name_no_files() -> None:
+    for kind, data in (("media_load", {"media_id": 1, "path": "/v/Jane Doe therapy.mp4",
+                                       "duration_s": 20.0}),
+                       ("run_start", {"recording": "JaneDoe-client.ratedial"}),
+                       ("dial_connected", {"port": "/dev/ttyACM0", "boot_id": 7})):
+        payload = json.loads(event_payload(event_id=1, kind=kind, host_ns=1, wall_ns=2,
+                                           dial=None, daemon="d1", data=data))
+        text = json.dumps(payload)
+        assert "Jane" not in text and "ttyACM0" not in text, text
+    assert payload["data"] == {"boot_id": 7}
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (("--prefix", "a/#"), "--prefix"),
+    (("--prefix", "a//b"), "--prefix"),
+    (("--broker", "none"), "monitor subscribes to a running broker"),
+    (("--broker", "embedded"), "monitor subscribes to a running broker"),
+])
+def test_monitor_refuses_what_it_cannot_use_in_one_line(args: tuple[str, ...],
+                                                        words: str) -> None:
+    res = run("monitor", *args, "--duration", "1")
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr and words in res.stderr, res.stderr
+
+
+def test_a_dials_first_event_has_its_dial_id(tmp_path: Path) -> None:
+    rec = Recorder(tmp_path / "r.ratedial", meta={})
+    sink = RecorderSink(rec, raters=lambda uid: "client")
+    sink.handle([EventOut("aa" * 8, 5, "dial_connected",
+                          {"port": "/dev/ttyACM0", "boot_id": 3, "firmware": "1.2",
+                           "board": "rp2", "backend": "pio"}),
+                 EventOut("", 6, "run_note", {})])
+    rec.close()
+    con = sqlite3.connect(tmp_path / "r.ratedial")
+    events = con.execute("SELECT kind, dial_id FROM events ORDER BY event_id").fetchall()
+    dials = con.execute("SELECT dial_id, uid, rater, board, firmware, backend FROM dials")
+    assert events == [("dial_connected", 1), ("run_note", None)]
+    assert dials.fetchall() == [(1, "aa" * 8, "client", "rp2", "1.2", "pio")]
