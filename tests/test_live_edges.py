@@ -114,3 +114,11 @@ def test_a_dials_first_event_has_its_dial_id(tmp_path: Path) -> None:
     dials = con.execute("SELECT dial_id, uid, rater, board, firmware, backend FROM dials")
     assert events == [("dial_connected", 1), ("run_note", None)]
     assert dials.fetchall() == [(1, "aa" * 8, "client", "rp2", "1.2", "pio")]
+
+
+def test_two_raters_on_one_dial_are_refused(tmp_path: Path) -> None:
+    res = run("run", "--no-scan", "--broker", "none", "--rater", "client=AA00000000000000",
+              "--rater", "therapist=aa00000000000000", "--record", str(tmp_path / "r.ratedial"))
+    assert res.returncode == 2, res.stderr
+    assert "client and therapist both name dial" in res.stderr
+    assert res.stderr.strip().count("\n") == 0 and not (tmp_path / "r.ratedial").exists()

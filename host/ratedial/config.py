@@ -142,6 +142,12 @@ class RunConfig:
     serial: SerialConfig = field(default_factory=SerialConfig)
 
     def __post_init__(self) -> None:
+        seen: dict[str, str] = {}
+        for label, ident in self.raters.items():
+            other = seen.setdefault(ident.lower(), label)
+            if other != label:
+                raise UsageError(f"raters: {other} and {label} both name dial {ident}; each "
+                                 "rater needs a dial of their own")
         if self.duration_s is not None and not self.duration_s >= 0.1:
             raise UsageError("config: duration_s must be at least 0.1 (seconds)")
         if not 0.01 <= self.ping_interval_s <= 60:
