@@ -96,6 +96,7 @@ def test_unplug_and_replug_twice_gives_exact_gaps_and_the_run_goes_on(tmp_path):
     kinds = [k for (k,) in query(path, "SELECT kind FROM events ORDER BY event_id")]
     assert kinds.count("dial_lost") == 2
     assert kinds.count("dial_connected") == 3
+    assert "frame_rejected" not in kinds  # the replugged dial's frames are honest
     idx = epoch_indices(path)[key]
     assert idx[-1] - idx[0] > 12_000  # the run went on after both unplugs
 

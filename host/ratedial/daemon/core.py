@@ -15,8 +15,10 @@ Invariants:
   that do not fit the current boot (an index or device time this boot cannot have produced)
   wait, at most ``hold_s`` of host time, for a HELLO that names their boot; meanwhile
   frames that do fit go on being recorded. A HELLO of the same boot rejects them; one of a
-  new boot takes them in. What waited too long is rejected, and if its boot's HELLO comes
-  later, its indices become a ``no_hello`` gap of that boot.
+  new boot takes them in. SAMPLES that came before any HELLO (of the dial, or on a port
+  opened again after an unplug) were judged against no boot: whichever boot the HELLO
+  names, it takes them in if they fit it. What waited too long is rejected, and if its
+  boot's HELLO comes later, its indices become a ``no_hello`` gap of that boot.
 * A SAMPLES frame extends its epoch only within what the host time since the last accepted
   frame allows (clocks within 1000 ppm, plus ``slack_s`` of buffering): a frame from the
   far future is rejected, never a gap of billions.
@@ -33,6 +35,7 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from heapq import merge as merge_sorted
 from typing import Any, Protocol
 
 from ..clock import ClockEpochError, ClockEstimate, SlewedMap
@@ -207,9 +210,11 @@ class Held:
         return out
 
     def merge(self, other: Held) -> None:
-        """Take over ``other``'s frames and losses (a port's, when its dial is known)."""
-        self.frames[:0] = other.frames
-        self.lost[:0] = other.lost
+        """Take over ``other``'s frames and losses (a port's, when its dial is known), in
+        order of arrival (a replugged dial may still hold frames from before the unplug;
+        :meth:`expire` and the HELLO that places them go by arrival)."""
+        self.frames = list(merge_sorted(other.frames, self.frames, key=lambda f: f[1]))
+        self.lost = list(merge_sorted(other.lost, self.lost, key=lambda x: x[2]))
         del self.lost[:-MAX_HELD]
 
     def take(self) -> list[tuple[Samples, int, str]]:
@@ -219,6 +224,9 @@ class Held:
 
 # What a SAMPLES frame is to an epoch.
 NEW, DUPLICATE, FOREIGN = "new", "duplicate", "foreign"
+# Why a frame is held when no epoch has judged it yet: it came before any HELLO (of the dial,
+# or on its port); the HELLO that comes places it whichever boot it names.
+NO_HELLO = "no_hello"
 
 
 class DialCore:
@@ -318,10 +326,13 @@ class DialCore:
         self.needs_hello = False
         self.held.lost.clear()
         for s, t, why in self.held.take():
-            # Held against this very boot: the HELLO confirms they are not of it. Otherwise:
-            # frames created before this HELLO have smaller seq numbers (mod 2^16), and the
-            # HELLO a dial sends at start (seq 0) has none before it.
-            if same_boot or not 0 < (h.seq - s.seq) % 65536 < 32768 or \
+            # Held against this very boot (they did not fit it): the HELLO confirms they are
+            # not of it. Held unjudged (``no_hello``: they came before any HELLO on their
+            # port, e.g. a reopened port after an unplug, whatever boot it then names) or
+            # against another boot: placed in this one if they fit it. Frames created before
+            # this HELLO have smaller seq numbers (mod 2^16), and the HELLO a dial sends at
+            # start (seq 0) has none before it.
+            if (same_boot and why != NO_HELLO) or not 0 < (h.seq - s.seq) % 65536 < 32768 or \
                     self._place(ep, s, t, before_hello=True)[0] == FOREIGN:
                 out += self.reject(s, why, "not of the boot its HELLO named", host_ns)
             else:
@@ -339,7 +350,7 @@ class DialCore:
         ep = self.epoch
         if ep is None:
             self.needs_hello = True
-            self.held.add(s, host_recv_ns, "no_hello")
+            self.held.add(s, host_recv_ns, NO_HELLO)
             return out
         kind, why = self._place(ep, s, host_recv_ns, before_hello=before_hello)
         if kind == DUPLICATE:
