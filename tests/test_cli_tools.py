@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import serial
 
 from brokers import mosquitto
 from daemonrun import finish, query, start_daemon
@@ -23,7 +24,9 @@ def test_devices_lists_a_dial_by_its_id_and_explains_a_bad_port(tmp_path):
     with VirtualDial(seed=71, subprocess=True) as dial:
         missing = str(tmp_path / "ttyGONE")
         proc = ratedial("devices", "--port", dial.port, "--port", missing)
-    assert proc.returncode == 0, proc.stderr
+        found = ratedial("devices", "--port", dial.port)
+    assert found.returncode == 0, found.stderr
+    assert proc.returncode == 1, proc.stderr  # a port asked for has no dial: status 1
     assert "Traceback" not in proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     (row,) = [ln for ln in lines if dial.port in ln]
@@ -57,3 +60,12 @@ def test_monitor_without_a_broker_is_one_line(tmp_path):
     assert proc.returncode == 1
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "cannot subscribe" in lines[0], proc.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="ptys are POSIX")
+def test_devices_says_a_port_another_program_holds_is_busy():
+    with VirtualDial(seed=73, subprocess=True) as dial, \
+            serial.Serial(dial.port, 115200, exclusive=True):
+        proc = ratedial("devices", "--port", dial.port, "--timeout", "1")
+    assert proc.returncode == 1, proc.stderr
+    assert f"{dial.port}: port is busy: another program has it open" in proc.stdout

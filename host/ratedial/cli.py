@@ -198,7 +198,8 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
 def devices(ports: tuple[str, ...], timeout: float) -> None:
     """List connected dials: id, port, board and firmware.
 
-    Explains in one line when a port cannot be opened (for example permissions).
+    Explains in one line when a port cannot be opened (for example permissions); exits with
+    status 1 when a port given with --port has no dial that answers.
     """
     from .devices import list_dials
 
@@ -207,6 +208,8 @@ def devices(ports: tuple[str, ...], timeout: float) -> None:
         click.echo("no dials found (plugged in? for a virtual dial pass --port PATH)")
     for r in rows:
         click.echo(r)
+    if any(r.startswith(f"{p}: ") for r in rows for p in ports):
+        sys.exit(1)
 
 
 @cli.command()

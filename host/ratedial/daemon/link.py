@@ -249,6 +249,9 @@ def _reason(exc: Any) -> str:
             "sudo usermod -aG dialout $USER, then log in again)"
     if errno == 2 or "No such file" in text:
         return "no such port"
+    if "exclusively lock" in text or errno == 11:  # pyserial's exclusive=True on POSIX
+        return "port is busy: another program has it open (close Thonny, a serial monitor " \
+            "or another ratedial, then try again)"
     if "busy" in text.lower() or errno == 16:
         return "port is busy (another program has it open)"
     return text.splitlines()[0] if text else type(exc).__name__
