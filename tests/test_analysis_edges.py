@@ -215,3 +215,9 @@ def test_a_rater_paused_throughout_is_reported_not_dropped(tmp_path: Path) -> No
     col = {name: i for i, name in enumerate(rows[0])}
     therapist = [r for r in rows[1:] if r[col["rater"]] == "therapist"]
     assert len(therapist) == 600 and {r[col["status"]] for r in therapist} == {"missing"}
+
+
+def test_study_reads_a_file_named_twice_once(rec: Path, tmp_path: Path) -> None:
+    res = run("study", str(rec), str(rec.parent), "-o", str(tmp_path / "study"))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("1 recordings, 1 dyads"), res.stdout

@@ -317,6 +317,11 @@ def study(*, paths: tuple[str, ...], prefix: str, annotations: str | None, tb_st
     files: list[str] = []
     for p in map(Path, paths):
         files += sorted(str(f) for f in p.rglob("*.ratedial")) if p.is_dir() else [str(p)]
+    # a file named on its own and inside a folder given too is one recording, read once
+    unique: dict[Path, str] = {}
+    for f in files:
+        unique.setdefault(Path(f).resolve(), f)
+    files = list(unique.values())
     if not files:
         raise UsageError(f"no .ratedial recordings in {', '.join(paths)}")
     _, groups = _load(files, kw)
