@@ -97,7 +97,9 @@ def test_manual_player_marks_typed_times_through_the_thread_reader():
 
 
 @pytest.mark.parametrize("portable", [False, True], ids=["add_signal_handler", "signal.signal"])
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("sig", [s for s in (signal.SIGINT, signal.SIGTERM,
+                                              getattr(signal, "SIGHUP", None)) if s is not None],
+                         ids=lambda s: signal.Signals(s).name)
 def test_a_stop_signal_stops_on_the_loop_thread_and_handlers_are_restored(portable, sig):
     before = signal.getsignal(sig)
 

@@ -1,4 +1,4 @@
-"""Ctrl+C, Ctrl+Break and SIGTERM ask a running loop to stop cleanly (recording closed, end
+"""Ctrl+C, Ctrl+Break, SIGTERM and SIGHUP ask a running loop to stop cleanly (recording closed, end
 of run published), instead of tearing the loop down with KeyboardInterrupt.
 
 Invariants:
@@ -27,7 +27,8 @@ def stop_signals() -> tuple[signal.Signals, ...]:
     """The signals that stop a run on this OS."""
     if sys.platform == "win32":
         return (signal.SIGINT, signal.SIGBREAK)  # Ctrl+C, Ctrl+Break
-    return (signal.SIGINT, signal.SIGTERM)
+    # SIGHUP: the terminal or SSH session that started the run was closed
+    return (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def stop_on_signals(loop: asyncio.AbstractEventLoop, stop: Callable[[], None], *,
