@@ -223,8 +223,12 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
     gc.freeze()
     t0 = time.monotonic()
     daemon.event(None, "run_start", recording=path.name)
+    ran = False
     try:
         with view:
+            # A task that fails (the daemon: a --port that does not exist) cancels the others;
+            # the publisher then says "offline", disconnects and closes its socket before the
+            # group ends, within seconds (MqttPublisher.run), so nothing of it outlives the loop.
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(daemon.run(), name="daemon")
                 tg.create_task(_run_media(daemon, media, RunMediaOutput(daemon, recorder)),
@@ -234,6 +238,7 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
                 tg.create_task(_refresh(view, daemon, recorder), name="view")
                 if web is not None:
                     tg.create_task(web.run(daemon.stop_event), name="web")
+        ran = True
     except* RatedialError as group:
         raise first_leaf(group) from None
     finally:
@@ -241,6 +246,11 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
         undo_signals()
         if embedded is not None:
             await embedded.stop()
+        if not ran:  # failed or cancelled: what is recorded so far is committed, file closed
+            with contextlib.suppress(RecordingError):
+                recorder.close()
+            if lock_fd is not None:
+                os.close(lock_fd)
     if failure:
         with contextlib.suppress(RecordingError):
             recorder.close()

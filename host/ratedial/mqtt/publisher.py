@@ -22,7 +22,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +55,36 @@ _client_log = logging.getLogger("ratedial.mqtt.client")
 _client_log.setLevel(logging.ERROR)
 
 STOP_DRAIN_S = 30.0  # on stop, how long to keep publishing the backlog
+# Cancelled (the run failed, e.g. at start-up): how long to say "offline", and then how long
+# to wait for the broker to acknowledge the DISCONNECT; the socket is closed after either way.
+CANCEL_GRACE_S = 2.0
+# Cancelled while aiomqtt connects: how long to let that finish. Its connect runs in an
+# executor thread that no cancellation stops (paho's connect timeout is 5 s, and aiomqtt then
+# waits up to its timeout, 5 s, for the CONNACK); the loop's shutdown waits for that thread.
+CONNECT_SETTLE_S = 12.0
+
+
+def _cancelling() -> bool:
+    """This task was asked to stop. Python 3.11's ``asyncio.wait_for`` (used by aiomqtt and
+    here) drops a cancellation that arrives as the awaited future completes, and aiomqtt's
+    ``__aexit__`` can turn one into an ``MqttError``: checking the task's count of
+    cancellation requests is what makes a cancelled publisher end."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _abandon(client: aiomqtt.Client) -> None:
+    """Close what the client left open: its socket (aiomqtt's ``on_socket_close`` then stops
+    reading it and cancels its ``loop_misc`` task) and paho's wake-up socket pair. Left to
+    paho's ``__del__``, that runs after the event loop closed, and prints tracebacks."""
+    paho_client = getattr(client, "_client", None)
+    reset = getattr(paho_client, "_reset_sockets", None)
+    if reset is not None:
+        with contextlib.suppress(Exception):
+            reset()
+    misc = getattr(client, "_misc_task", None)
+    if misc is not None and not misc.done():
+        misc.cancel()
 
 
 @dataclass(slots=True)
@@ -224,11 +254,15 @@ class MqttPublisher(FromRecordings):
                 "next_event": self.recorder.next_id("events")}
 
     async def run(self) -> None:
+        """Publish until :meth:`stop` (then drain) or cancellation (then leave the broker
+        within a few seconds, nothing left open: see :meth:`_connection`)."""
         backoff = 0.5
         while not self._stop.is_set():
+            if _cancelling():
+                raise asyncio.CancelledError
             try:
                 self._failure = None
-                async with self._make_client() as client:
+                async with self._connection() as client:
                     self._client = client
                     no_delay(client)
                     write_at_once(client)
@@ -277,11 +311,75 @@ class MqttPublisher(FromRecordings):
                 if self._acks is not None:
                     self._acks.forget()
                     self._acks = None
-                for t in list(self._tasks):
+                tasks = list(self._tasks)
+                for t in tasks:
                     t.cancel()
+                if tasks:  # cancelled: they end at once, on this loop, not at its close
+                    await asyncio.wait(tasks, timeout=1.0)
+            if _cancelling():  # the error stood in for a cancellation: no retry
+                raise asyncio.CancelledError
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), backoff * (0.5 + random.random()))
             backoff = min(5.0, backoff * 2)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[aiomqtt.Client]:
+        """``async with`` an aiomqtt client, leaving nothing behind however it ends.
+
+        aiomqtt connects in an executor thread that a cancellation does not stop, and a
+        connect that fails or is cancelled leaves its socket open and its ``loop_misc`` task
+        running (started from that thread, possibly after the loop cancelled its tasks):
+        paho's ``__del__`` then calls into the closed event loop (a traceback at exit) and
+        the task is destroyed pending. So a cancelled connect is let finish (bounded by
+        :data:`CONNECT_SETTLE_S`), a cancelled connection says "offline" and disconnects,
+        each within :data:`CANCEL_GRACE_S`, and the socket is closed in every case.
+        """
+        client = self._make_client()
+        enter = asyncio.ensure_future(client.__aenter__())
+        try:
+            await asyncio.shield(enter)
+        except asyncio.CancelledError:
+            await asyncio.wait([enter], timeout=CONNECT_SETTLE_S)
+            if not enter.done():
+                enter.cancel()
+            elif not enter.cancelled() and enter.exception() is None:
+                await self._leave(client)
+            _abandon(client)
+            raise
+        except BaseException:
+            _abandon(client)
+            raise
+        try:
+            yield client
+        except asyncio.CancelledError:
+            await self._leave(client)
+            raise
+        except BaseException as exc:
+            await client.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        else:
+            await client.__aexit__(None, None, None)
+        finally:
+            _abandon(client)
+
+    async def _leave(self, client: aiomqtt.Client) -> None:
+        """On cancellation: say "offline" and disconnect, each for at most
+        :data:`CANCEL_GRACE_S`; never raises but a further cancellation."""
+        steps = []
+        if self._acks is not None and self._failure is None:
+            steps.append(self._confirmed(self.topics.daemon_status,
+                                         dumps(self._daemon_status("offline")), retain=True,
+                                         timeout=CANCEL_GRACE_S))
+        steps.append(client.__aexit__(None, None, None))
+        for step in steps:
+            task = asyncio.ensure_future(step)
+            try:
+                await asyncio.wait([task], timeout=CANCEL_GRACE_S)
+            finally:
+                if not task.done():
+                    task.cancel()
+                elif not task.cancelled():
+                    task.exception()  # retrieved: the connection is closed either way
 
     def _went_down(self, reason: str) -> None:
         if self.connected or self.last_error != reason:
@@ -331,6 +429,8 @@ class MqttPublisher(FromRecordings):
         last_status = 0.0
         replay: asyncio.Task[None] | None = None
         while True:
+            if _cancelling():  # a cancellation asyncio.wait_for dropped (see _cancelling)
+                raise asyncio.CancelledError
             self._wake.clear()
             replay = self._replay_if_due(replay)
             now = time.monotonic()
