@@ -46,6 +46,8 @@ def _assert_one_line(proc: subprocess.CompletedProcess[str], tmp: Path, n: int) 
     lines = proc.stderr.splitlines()
     assert (proc.returncode, lines) == (1, [ERROR.format(port=tmp / "nothere")]), \
         f"run {n}: rc={proc.returncode}, stderr:\n{proc.stderr}"
+    # no dial ever answered: no file left behind to refuse the corrected command
+    assert not list(tmp.glob(f"r{n}.ratedial*")), list(tmp.glob(f"r{n}.ratedial*"))
 
 
 def test_start_failure_with_mosquitto_is_one_line_every_time(tmp_path):

@@ -99,6 +99,13 @@ def precise_loop() -> asyncio.AbstractEventLoop:
     return asyncio.SelectorEventLoop(selectors.SelectSelector())
 
 
+def _discard(path: Path) -> None:
+    """Remove a recording that holds no dial's data, with SQLite's side files."""
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(OSError):
+            p.unlink()
+
+
 def serve(cfg: RunConfig, *, console: Console | None = None,
           argv: list[str] | None = None) -> RunSummary:
     """Run the daemon to the end on a :func:`precise_loop`."""
@@ -251,6 +258,9 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
                 recorder.close()
             if lock_fd is not None:
                 os.close(lock_fd)
+            if not daemon.cores:  # no dial ever answered (a bad --port, say): nothing to
+                # keep, and a file left behind would refuse the corrected command
+                _discard(path)
     if failure:
         with contextlib.suppress(RecordingError):
             recorder.close()
