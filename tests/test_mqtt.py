@@ -74,6 +74,8 @@ def test_every_sample_published_exactly_once(tmp_path):
         rec = recorded(path)
         assert len(rec) > 3000
         assert sub.wait_for(lambda s: {(b, i) for (_d, b, i) in s.seen} >= rec, 10)
+        # the dial's last retained status says nobody records it any more
+        assert sub.wait_for(lambda s: s.status.get(UID.hex(), {}).get("state") == "offline", 10)
         sub.stop()
     got = {(b, i) for (_d, b, i) in sub.seen}
     assert got == rec

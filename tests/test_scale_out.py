@@ -26,6 +26,7 @@ import pytest
 
 from brokers import bridged_pair
 from daemonrun import finish, gap_ranges, query, start_daemon
+from ratedial.mqtt.topics import LOCAL_ONLY
 from ratedial.wire import encode_frame
 from scripted import ScriptedPort, hello, samples
 
@@ -186,13 +187,14 @@ def test_two_bridged_brokers_three_daemons_one_collected_recording(tmp_path):
     assert sorted(summary["daemons"]) == ["room1", "room2"]
     assert k2 > k1 + 2000
 
-    # events: each once, as the daemon recorded it, including those lost beyond the
-    # collector's session (asked for by run and id)
+    # events: each once, as the daemon recorded it (less the file names and ports, which
+    # never leave the daemon's recording), including those lost beyond the collector's
+    # session (asked for by run and id)
     def events(path: Path, daemon: str | None = None) -> set[tuple[str, str, int, str, str]]:
         run = query(path, "SELECT value FROM meta WHERE key = 'run_id'")
         out = set()
         for eid, kind, data in query(path, "SELECT event_id, kind, data FROM events"):
-            d = json.loads(data)
+            d = {k: v for k, v in json.loads(data).items() if k not in LOCAL_ONLY}
             src = d.pop("source", {"daemon": daemon, "run": json.loads(run[0][0]) if run
                                    else "", "event_id": eid})
             out.add((src["daemon"], src["run"], src["event_id"], kind,

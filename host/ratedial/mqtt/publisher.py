@@ -473,6 +473,9 @@ class MqttPublisher(FromRecordings):
         ``STOP_DRAIN_S``; what is still unconfirmed then is left to the next run."""
         self._flush_all()
         self._publish_events()
+        for uid, st in self.status_of().items():  # retained: nobody records these dials now
+            self._spawn(self._publish(self.topics.dial_status(uid),
+                                      dumps({**st, "state": "offline"}), retain=True))
         self._spawn(self._checkpoint(self.outbox.checkpoint()))
         deadline = time.monotonic() + STOP_DRAIN_S
         while self._failure is None:
