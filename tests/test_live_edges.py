@@ -122,3 +122,15 @@ def test_two_raters_on_one_dial_are_refused(tmp_path: Path) -> None:
     assert res.returncode == 2, res.stderr
     assert "client and therapist both name dial" in res.stderr
     assert res.stderr.strip().count("\n") == 0 and not (tmp_path / "r.ratedial").exists()
+
+
+def test_a_rater_whose_dial_never_came_is_named_at_the_end(tmp_path: Path) -> None:
+    from ratedial.virtual import VirtualDial
+
+    with VirtualDial(seed=74, subprocess=True) as dial:
+        res = run("run", "--port", dial.port, "--no-scan", "--broker", "none", "--duration",
+                  "2", "--rater", "client=0000000000000000", "--rater",
+                  f"therapist={dial.port}", "--record", str(tmp_path / "r.ratedial"))
+    assert res.returncode == 0, res.stderr
+    assert "rater client=0000000000000000: no dial with that id or port was seen" in res.stderr
+    assert "therapist=" not in res.stderr

@@ -188,6 +188,11 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
         click.echo(json_summary(summary))
     else:
         print_summary(console, summary)
+    labelled = {v.rater for v in summary.dials}
+    for label, ident in cfg.raters.items():
+        if label not in labelled:  # a mistyped id leaves a dial unlabelled: say so
+            click.echo(f"ratedial: note: rater {label}={ident}: no dial with that id or port "
+                       "was seen in this run", err=True)
 
 
 @cli.command()
