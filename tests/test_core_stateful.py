@@ -421,3 +421,20 @@ def test_a_first_frame_replayed_late_does_not_cost_the_next_frame():
         m.deliver(splits=[])  # delivers and checks: the honest frame is recorded
         recorded, _ = _this_boot(m)
         assert set(range(5001, 5011)) <= recorded, sorted(recorded)[-12:]
+
+
+def test_a_first_frame_ahead_of_its_device_time_does_not_cost_the_next_frame():
+    """Found 2026-12-04 (RATEDIAL_FUZZ_EXAMPLES=400): right after the HELLO (device time
+    1.0 s), a hostile frame with index 19997 and device time 0.997 s fitted the HELLO and was
+    taken as the boot's first frame; the honest frame after it (index 0, 1.0 s) went back in
+    index and was judged a replay: 10 honest samples unrecorded, and so on until the dial
+    reached index 19998. A later frame cannot replace a first frame ahead of it in index (its
+    samples are recorded), so a frame is taken as a boot's anchor only if its index fits its
+    device time since the boot began (each index at least 500 µs after device time 0)."""
+    with _example() as m:
+        m.hostile_samples(_Draws(1, 19997, 997_000, 1000, [0], [0], 0))  # type: ignore[arg-type]
+        m.frames(n=1)
+        m.deliver(splits=[])  # delivers and checks: the honest frame is recorded
+        recorded, gaps = _this_boot(m)
+        assert recorded == set(range(10)), sorted(recorded)
+        assert gaps == []

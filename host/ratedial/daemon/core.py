@@ -54,7 +54,7 @@ from ..wire import (
     Status,
     Sync,
 )
-from ..wire.checks import MIN_PERIOD_US, field_problem
+from ..wire.checks import MAX_PERIOD_US, MIN_PERIOD_US, field_problem
 
 DRIFT = 1.001  # device and host clocks agree within 1000 ppm
 RATE_CHECK_NS = 10_000_000_000  # host time in a boot before its clock rate is judged
@@ -640,6 +640,8 @@ class DialCore:
                 return FOREIGN, "not_this_boot"
             if not before_hello and s.times_us[-1] < t_hello - PACKING_US:
                 return FOREIGN, "time_backwards"
+            if not self._since_start(s):
+                return FOREIGN, "index_jump"
             return NEW, ""
         if s.end_index <= nxt:
             # A duplicate carries the device times this boot gave those indices: exactly
@@ -660,7 +662,7 @@ class DialCore:
         # Each index takes at least a period (the smaller of the two, if the rate changed)
         # of device time, less one period of jitter.
         if (i0 - nxt) * min(ep.last_period_us, s.period_us) > t0 - last_t:
-            if ep.fitted == 1:
+            if ep.fitted == 1 and self._since_start(s):
                 # Only the boot's first frame stands against it, and nothing has confirmed
                 # that one: it may be the impostor (e.g. an old index with a current time),
                 # and trusting it would hold every honest frame after it. Going forward in
@@ -669,6 +671,17 @@ class DialCore:
                 return NEW, ""
             return FOREIGN, "index_jump"
         return NEW, ""
+
+    @staticmethod
+    def _since_start(s: Samples) -> bool:
+        """Whether ``s``'s first index fits its device time since the boot began: index 0
+        was taken at a device time of 0 or later and each index since took at least
+        MIN_PERIOD_US (less a period of jitter at either end). A frame taken as a boot's
+        anchor must fit it: a later frame can only replace an unconfirmed anchor that lies
+        behind it in index, never one ahead of it, whose samples are already recorded
+        (found by test_core_stateful: a first frame at index 19997 and 0.997 s, then every
+        honest frame from index 0 was judged a replay)."""
+        return s.first_index * MIN_PERIOD_US <= s.times_us[0] + 2 * MAX_PERIOD_US
 
     def _check_rate(self, ep: Epoch, device_us: int, host_ns: int) -> list[Out]:
         """Once RATE_CHECK_NS of host time has passed in a boot, its device clock must run
