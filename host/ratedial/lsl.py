@@ -20,6 +20,7 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -83,6 +84,9 @@ def _import_pylsl() -> Any:
     return pylsl
 
 
+LINGER_S = 0.5  # on stop, how long outlets stay for the last samples to go out
+
+
 @dataclass(slots=True)
 class _DialStream:
     outlet: Any
@@ -124,7 +128,11 @@ class LslSink:
                     pass
 
     async def stop(self) -> None:
-        """Close the outlets (inlets see the streams disappear)."""
+        """Close the outlets (inlets see the streams disappear), after :data:`LINGER_S`: the
+        run's last frames, read while its ports close, are pushed too (the recording has
+        them), and liblsl sends what it holds before its outlets go (it has no flush)."""
+        if self.streams or self._markers is not None:
+            await asyncio.sleep(LINGER_S)
         self.streams.clear()
         self._markers = None
 
