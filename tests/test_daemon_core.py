@@ -95,6 +95,20 @@ def test_gaps_are_reported_with_reasons_never_filled():
     assert s.first_index == 40 and len(s) == 10
 
 
+def test_samples_dropped_before_any_frame_held_them_are_a_device_drop():
+    """A sampler-ring overflow: the DROP names samples and no frames (the firmware's gap
+    entries); under a CPU hog a virtual dial sent 653 such samples, once rejected as
+    impossible and then recorded as a link gap."""
+    c = core()
+    c.hello(hello(1), host(0))
+    c.samples(frame(0, [0] * 10), host(0))
+    assert not [o for o in c.receive(Drop(seq=1, first_index=10, n_samples=20, n_frames=0),
+                                     host(30)) if isinstance(o, EventOut)]  # not rejected
+    outs = c.samples(frame(30, [0] * 10), host(30))
+    gaps = [(g.gap.first_index, g.gap.end_index, g.gap.reason) for g in of(outs, GapOut)]
+    assert gaps == [(10, 30, GapReason.DEVICE_DROP)]
+
+
 def test_ratings_sample_by_sample_across_a_zero_and_a_short_press():
     """A ZERO and a button take effect at their own sample, whichever way a frame is
     computed (frames with neither take the per-frame path)."""

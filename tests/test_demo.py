@@ -3,6 +3,7 @@ dials recorded and published, then the analysis of the video it just followed.""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -59,6 +60,11 @@ def test_demo_follows_the_video_and_ends_with_its_analysis(tmp_path):
     playing = dict(con.execute(
         "SELECT d.rater, max(media_s) - min(media_s) FROM samples s JOIN dials d "
         "USING (dial_id) WHERE media_state = 1 GROUP BY d.rater"))
+    # samples lost and recorded as gaps (a virtual dial starved by a busy machine drops
+    # samples on the device, at 1 kHz): that share of the video is honestly unrated
+    lost = dict(con.execute(
+        "SELECT d.rater, coalesce(sum(end_index - first_index), 0) FROM dials d "
+        "LEFT JOIN gaps g USING (dial_id) GROUP BY d.rater"))
     con.close()
     assert set(playing) == {"client", "therapist"}
     assert all(v > SECONDS - 0.5 for v in playing.values()), playing
@@ -72,7 +78,9 @@ def test_demo_follows_the_video_and_ends_with_its_analysis(tmp_path):
     assert re.search(rf"demo · {re.escape(video.name)} · 00:16 · grid 10 Hz", out)
     rated = re.search(r"\n  rated +(\S+) \((\d+)%\) +(\S+) \((\d+)%\)\n", out)
     assert rated is not None, out[out.find("rated"):][:300]
-    assert int(rated.group(2)) >= 97 and int(rated.group(4)) >= 97, rated.group(0)
+    allowed = {r: 97 - math.ceil(100 * n / 1000 / SECONDS) for r, n in lost.items()}
+    assert int(rated.group(2)) >= allowed["client"], (rated.group(0), lost)
+    assert int(rated.group(4)) >= allowed["therapist"], (rated.group(0), lost)
     segs = dict(re.findall(r"  client +(B1|T1)  (\S+) ", out))
     # Playback starts when the scripts' lead-in is over, or later when the daemon was slow
     # to follow mpv on a busy machine: then the curves land earlier in the video.
