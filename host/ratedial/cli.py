@@ -234,7 +234,7 @@ def monitor(broker: str, prefix: str, duration: float | None, config_path: str |
     from rich.console import Console
 
     from ._platform.loops import selector_loop
-    from .config import load_config, prefix_problem
+    from .config import load_config
     from .errors import RatedialError, UsageError
     from .mqtt.monitor import monitor as run_monitor
     from .mqtt.requests import parse_broker
@@ -242,10 +242,7 @@ def monitor(broker: str, prefix: str, duration: float | None, config_path: str |
     if broker in ("embedded", "none"):
         raise UsageError(f"--broker {broker}: monitor subscribes to a running broker; give "
                          "mqtt://HOST[:PORT] (a daemon with --broker embedded prints its URL)")
-    problem = prefix_problem(prefix)
-    if problem:
-        raise click.BadParameter(f"{prefix!r}: not a topic prefix ({problem})",
-                                 param_hint="--prefix")
+    _check_prefix(prefix)
     mqtt = load_config(config_path).mqtt
     address = parse_broker(broker, tls=mqtt.tls)
     try:
@@ -297,30 +294,20 @@ def record(broker: str, record: str, prefix: str | None, client_id: str | None,
     import json
     from pathlib import Path
 
-    from .config import load_config, prefix_problem
+    from .config import load_config
     from .daemon.app import scrub_command_line
     from .mqtt.collector import CollectConfig, collect
     from .mqtt.publisher import parse_broker
 
     cfg = load_config(config_path)
-    problem = prefix_problem(prefix) if prefix is not None else None
-    if problem:
-        raise click.BadParameter(f"{prefix!r}: not a topic prefix ({problem})",
-                                 param_hint="--prefix")
+    if prefix is not None:
+        _check_prefix(prefix)
     mqtt = dataclasses.replace(cfg.mqtt, broker=broker,
                                topic_prefix=prefix or cfg.mqtt.topic_prefix)
     if broker in ("embedded", "none"):
         raise click.BadParameter("expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]",
                                  param_hint="--mqtt")
-    from .errors import UsageError
-
-    try:
-        address = parse_broker(broker, tls=mqtt.tls)
-    except UsageError as exc:
-        if "credentials" in str(exc) or "after the port" in str(exc):
-            raise UsageError("--mqtt" + str(exc).removeprefix("--broker")) from None
-        raise UsageError(f"--mqtt {broker!r}: expected mqtt://HOST[:PORT] or "
-                         "mqtts://HOST[:PORT]") from None
+    address = parse_broker(broker, tls=mqtt.tls, option="--mqtt")
     if address.tls:
         mqtt.tls_context()
     if share is not None and (not share or any(c in share for c in "/+#")):
@@ -361,6 +348,16 @@ from .analysis.cli import (  # noqa: E402
 
 for _command in (analyze, export, plot, review, annotate, render, study):
     cli.add_command(_command)
+
+
+def _check_prefix(prefix: str) -> None:
+    """A --prefix that cannot start ratedial's topics, refused as click refuses an option."""
+    from .config import prefix_problem
+
+    problem = prefix_problem(prefix)
+    if problem:
+        raise click.BadParameter(f"{prefix!r}: not a topic prefix ({problem})",
+                                 param_hint="--prefix")
 
 
 def main() -> None:

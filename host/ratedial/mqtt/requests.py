@@ -25,26 +25,28 @@ class BrokerAddress:
     tls: bool
 
 
-def parse_broker(url: str, *, tls: bool = False) -> BrokerAddress:
-    """``mqtt://host[:port]`` or ``mqtts://host[:port]``; one-line UsageError otherwise."""
+def parse_broker(url: str, *, tls: bool = False, option: str = "--broker") -> BrokerAddress:
+    """``mqtt://host[:port]`` or ``mqtts://host[:port]``; one-line UsageError otherwise, naming
+    ``option`` (``--broker`` also takes ``embedded`` and ``none``, which callers handle)."""
     parts = urlsplit(url if "://" in url else f"mqtt://{url}")
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise UsageError(f"--broker {url!r}: expected mqtt://HOST[:PORT], mqtts://HOST[:PORT], "
-                         "embedded or none")
+        also = ", embedded or none" if option == "--broker" else ""
+        raise UsageError(f"{option} {url!r}: expected mqtt://HOST[:PORT]"
+                         f"{',' if also else ' or'} mqtts://HOST[:PORT]{also}")
     if parts.username is not None or parts.password is not None:
         shown = f"{parts.scheme}://***@{url.rpartition('@')[2]}"
-        raise UsageError(f"--broker {shown}: credentials do not go in the URL (a command line "
+        raise UsageError(f"{option} {shown}: credentials do not go in the URL (a command line "
                          "is visible to every user of this computer and kept in the "
                          "recording): put the user in [mqtt] username and the password in "
                          "RATEDIAL_MQTT_PASSWORD or [mqtt] password_file")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise UsageError(f"--broker {url!r}: expected mqtt://HOST[:PORT] or "
+        raise UsageError(f"{option} {url!r}: expected mqtt://HOST[:PORT] or "
                          "mqtts://HOST[:PORT], nothing after the port")
     secure = tls or parts.scheme == "mqtts"
     try:
         port = parts.port or (8883 if secure else 1883)
     except ValueError:
-        raise UsageError(f"--broker {url!r}: bad port") from None
+        raise UsageError(f"{option} {url!r}: bad port") from None
     return BrokerAddress(parts.hostname, port, secure)
 
 
