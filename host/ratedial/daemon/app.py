@@ -99,6 +99,15 @@ def precise_loop() -> asyncio.AbstractEventLoop:
     return asyncio.SelectorEventLoop(selectors.SelectSelector())
 
 
+def _close_quietly(recorder: Recorder, lock_fd: int | None) -> None:
+    """Close a run's recording and its lock on a failure (the recorder has reported its own
+    error, if it had one)."""
+    with contextlib.suppress(RecordingError):
+        recorder.close()
+    if lock_fd is not None:
+        os.close(lock_fd)
+
+
 def _discard(path: Path) -> None:
     """Remove a recording that holds no dial's data, with SQLite's side files."""
     for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
@@ -254,18 +263,12 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
         if embedded is not None:
             await embedded.stop()
         if not ran:  # failed or cancelled: what is recorded so far is committed, file closed
-            with contextlib.suppress(RecordingError):
-                recorder.close()
-            if lock_fd is not None:
-                os.close(lock_fd)
+            _close_quietly(recorder, lock_fd)
             if not daemon.cores:  # no dial ever answered (a bad --port, say): nothing to
                 # keep, and a file left behind would refuse the corrected command
                 _discard(path)
     if failure:
-        with contextlib.suppress(RecordingError):
-            recorder.close()
-        if lock_fd is not None:
-            os.close(lock_fd)
+        _close_quietly(recorder, lock_fd)
         raise failure[0]
     recorder.set_meta("ended_wall_ns", time.time_ns())
     if publisher is not None:
