@@ -221,3 +221,23 @@ def test_study_reads_a_file_named_twice_once(rec: Path, tmp_path: Path) -> None:
     res = run("study", str(rec), str(rec.parent), "-o", str(tmp_path / "study"))
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("1 recordings, 1 dyads"), res.stdout
+
+
+def test_a_folder_as_output_prefix_writes_inside_it(rec: Path, tmp_path: Path) -> None:
+    """``-o results/`` (or an existing folder) puts the files in the folder, named after the
+    recording (export) or ``study``, instead of beside it as ``results.long.csv``."""
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    res = run("export", str(rec), "-o", str(existing), "--format", "csv-long")
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in existing.iterdir()) == ["D01.json", "D01.long.csv"]
+    assert not (tmp_path / "existing.long.csv").exists()
+    new = tmp_path / "new"
+    other = dyad(tmp_path / "D02.ratedial", label="D02")
+    res = run("export", str(rec), str(other), "-o", f"{new}{os.sep}", "--format", "csv-wide")
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in new.iterdir()) == ["export.json", "export.wide.csv"]
+    assert stat.S_IMODE(new.stat().st_mode) == 0o700
+    res = run("study", str(rec), "-o", f"{tmp_path / 'tables'}/")
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in (tmp_path / "tables").iterdir()) == ["study.csv", "study.sav"]

@@ -23,15 +23,16 @@ def sample_row(epoch_id, dial_id, i):
 
 
 def test_file_is_private_and_holds_what_was_written(tmp_path):
-    path = tmp_path / "run.ratedial"
+    path = tmp_path / "recordings" / "run.ratedial"  # a new folder: made private too
     rec = Recorder(path, meta={"software_version": "test"})
     dial = rec.add_dial("e66038b7132f4a2c", "client", "pico", "0.1.0", "pio")
     epoch = rec.add_epoch(dial, 0x1234, 5, {"rate_hz": 1000})
     rec.put_many("samples", (sample_row(epoch, dial, i) for i in range(1000)))
     rec.event(7, dial, "dial_connected", {"port": "/dev/ttyACM0"})
     rec.flush()
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     for suffix in ("", "-wal", "-shm"):
-        p = tmp_path / f"run.ratedial{suffix}"
+        p = path.parent / f"run.ratedial{suffix}"
         if p.exists():
             assert stat.S_IMODE(p.stat().st_mode) == 0o600, suffix
     rec.close()

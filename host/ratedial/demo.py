@@ -233,7 +233,7 @@ def run_demo(*, seconds: float, seed: int, video: bool = True) -> None:
     console = Console(soft_wrap=not tty)
     stamp = time.strftime("demo-%Y%m%d-%H%M%S")
     out = Path("recordings")
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = out / f"{stamp}.ratedial"
     missing = [p for p in ("ffmpeg", "mpv") if shutil.which(p) is None]
     if video and missing:

@@ -34,7 +34,7 @@ def open_private(path: Path) -> int:
     """Open ``path`` for writing (its folders created, its contents truncated) as a file only
     its owner can read (0600 on POSIX), also when it was there before with a wider mode: an
     export written over last week's copy is as private as a new one. Returns the descriptor."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new folder is private too
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     if sys.platform != "win32":
         try:

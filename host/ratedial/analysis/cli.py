@@ -12,6 +12,7 @@ import functools
 import importlib.util
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -198,6 +199,18 @@ def _analysis_opts(kw: dict[str, Any]) -> AnalysisOptions:
                            align_lag=kw["align_lag"])
 
 
+def _output_prefix(prefix: str, stem: str) -> Path:
+    """``-o PREFIX``: a folder (one that exists, or a name ending in a path separator) means
+    files named ``stem`` inside it (a new folder is made, private), never files beside it
+    named after the folder."""
+    seps = ("/", os.sep) if os.altsep is None else ("/", os.sep, os.altsep)
+    base = Path(prefix)
+    if prefix.endswith(seps) or base.is_dir():
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return base / stem
+    return base
+
+
 def _formats(values: Sequence[str], allowed: Sequence[str]) -> list[str]:
     out: list[str] = []
     for v in values:
@@ -291,7 +304,8 @@ def analyze(*, recordings: tuple[str, ...], as_json: bool, table: str | None,
 @alignment_options
 @analysis_options
 @click.option("-o", "--output", "prefix", required=True, metavar="PREFIX",
-              help="Writes PREFIX.csv and PREFIX.sav (one row per dyad).")
+              help="Writes PREFIX.csv and PREFIX.sav (one row per dyad); a folder "
+                   "(existing, or ending in /) means FOLDER/study.csv and FOLDER/study.sav.")
 @click.option("--annotations", "annotations", type=click.Path(exists=True, dir_okay=False),
               default=None,
               help="CSV of questionnaire scores with a 'dyad' column, added to the table.")
@@ -330,7 +344,7 @@ def study(*, paths: tuple[str, ...], prefix: str, annotations: str | None, tb_st
     _tell_unmatched(extra, results)
     tb = _truth_bias(groups, kw, tb_step_s)
     rows = [{**table_row(r, extra.get(r.label)), **_tb_columns(tb, r.label)} for r in results]
-    base = Path(prefix)
+    base = _output_prefix(prefix, "study")
     out = [base.with_name(base.name + ".csv"), base.with_name(base.name + ".sav")]
     for path in out:
         write_table(rows, path)
@@ -384,7 +398,9 @@ def _tb_columns(tb: Any, dyad: str) -> dict[str, Any]:
 @click.option("-o", "--output", "prefix", required=True, metavar="PREFIX",
               help="Files are PREFIX.long.csv, PREFIX.wide.csv, PREFIX.parquet, PREFIX.sav, "
                    "PREFIX.xdf, PREFIX.<dyad>.eaf (with PREFIX.<dyad>.ratings.csv and "
-                   "PREFIX.<dyad>_tsconf.xml) and PREFIX.json.")
+                   "PREFIX.<dyad>_tsconf.xml) and PREFIX.json. A folder (existing, or ending "
+                   "in /) means files inside it named after the recording (export.* for "
+                   "several).")
 @click.option("--format", "formats", multiple=True, default=("csv-long", "csv-wide", "parquet"),
               show_default=True,
               help="csv-long, csv-wide, parquet, sav (SPSS), eaf (ELAN), xdf (LSL's "
@@ -405,7 +421,8 @@ def export(*, recordings: tuple[str, ...], prefix: str, formats: tuple[str, ...]
 
     fmts = _formats(formats, FORMATS)
     _, groups = _load(recordings, kw)
-    for p in write_export(groups, prefix, fmts, _segment_opts(kw)):
+    stem = Path(recordings[0]).stem if len(recordings) == 1 else "export"
+    for p in write_export(groups, _output_prefix(prefix, stem), fmts, _segment_opts(kw)):
         click.echo(str(p))
 
 

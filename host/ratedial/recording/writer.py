@@ -83,7 +83,7 @@ __all__ = ["SQL", "Recorder", "RecordingError", "create_private_file",
 def create_private_file(path: Path) -> None:
     """Create ``path`` (mode 0600) or refuse if it exists: a recording is never overwritten."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # private, like the file
     except OSError as exc:
         why = "part of the path is a file" if isinstance(exc, FileExistsError) else exc.strerror
         raise RecordingError(f"cannot create recording {path}: {why}") from None
