@@ -134,3 +134,23 @@ def test_a_rater_whose_dial_never_came_is_named_at_the_end(tmp_path: Path) -> No
     assert res.returncode == 0, res.stderr
     assert "rater client=0000000000000000: no dial with that id or port was seen" in res.stderr
     assert "therapist=" not in res.stderr
+
+
+def test_relative_file_names_in_a_config_are_beside_it(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A password file kept next to the config is found whatever folder the command runs
+    in; absolute names stay as they are."""
+    conf = tmp_path / "lab"
+    conf.mkdir()
+    (conf / "secret.txt").write_text("s3cret\n")
+    path = conf / "c.toml"
+    path.write_text(f'[mqtt]\npassword_file = "secret.txt"\nca_file = "{tmp_path / "ca.pem"}"\n'
+                    'cert_file = "certs/me.pem"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("RATEDIAL_MQTT_PASSWORD", raising=False)
+    mqtt = load_config(path).mqtt
+    assert mqtt.password() == "s3cret"
+    assert mqtt.ca_file == str(tmp_path / "ca.pem")
+    assert mqtt.cert_file == str(conf / "certs" / "me.pem")

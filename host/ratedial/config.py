@@ -239,7 +239,18 @@ def load_config(path: str | os.PathLike[str] | None) -> RunConfig:
         raise UsageError(f"config file {p} nests too deeply") from None
     cfg: RunConfig = _typed("", RunConfig, raw)
     cfg.scale.scale()  # validate now, with a one-line message
-    return cfg
+    return replace(cfg, mqtt=_beside(cfg.mqtt, p.parent))
+
+
+_FILE_KEYS = ("password_file", "ca_file", "cert_file", "key_file")
+
+
+def _beside(mqtt: MqttConfig, folder: Path) -> MqttConfig:
+    """Relative ``[mqtt]`` file names are relative to the config file's folder (the secret
+    kept beside the config is found from whatever folder the command runs in)."""
+    moved = {k: str(folder / v) for k in _FILE_KEYS
+             if isinstance(v := getattr(mqtt, k), str) and v and not Path(v).is_absolute()}
+    return replace(mqtt, **moved) if moved else mqtt
 
 
 def with_overrides(cfg: RunConfig, **changes: Any) -> RunConfig:
