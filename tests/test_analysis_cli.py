@@ -112,6 +112,15 @@ def test_annotate_round_trip(tmp_path):
     assert [h["data"]["removed"] for h in history] == [[], ["note"]]
     res = run("annotate", str(rec), "broken")
     assert res.returncode == 2 and "KEY=VALUE" in res.stderr
+    # removing a key that is not there (a typo) or setting and removing one is refused, and
+    # nothing changes
+    for args in (("--remove", "wia"), ("wai=1", "--remove", "wai")):
+        res = run("annotate", str(rec), *args)
+        assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+        assert "wai" in res.stderr and "Traceback" not in res.stderr
+    assert json.loads(run("annotate", str(rec)).stdout) == {"wai": 52, "srs": 33.5,
+                                                            "done": True}
+    assert len(read_notes(rec, "annotation")) == 2
 
 
 def test_known_mean_band_shares_and_segments_end_to_end(tmp_path):

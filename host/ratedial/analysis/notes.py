@@ -91,6 +91,15 @@ def annotate(path: str | Path, values: Mapping[str, Any],
         current = json.loads(row[0]) if row else {}
         if not isinstance(current, dict):
             current = {}
+        both = sorted(set(drop) & set(values))
+        if both:
+            raise UsageError(f"annotation {both[0]!r} is both set and removed: do one or "
+                             "the other")
+        missing = [k for k in drop if k not in current]
+        if missing:  # a typo would otherwise look like a removal that worked
+            have = ", ".join(sorted(current)) or "none"
+            raise UsageError(f"no annotation {missing[0]!r} to remove (the recording has: "
+                             f"{have}); nothing was changed")
         current.update(values)
         for key in drop:
             current.pop(key, None)
