@@ -154,3 +154,36 @@ def test_relative_file_names_in_a_config_are_beside_it(tmp_path: Path,
     assert mqtt.password() == "s3cret"
     assert mqtt.ca_file == str(tmp_path / "ca.pem")
     assert mqtt.cert_file == str(conf / "certs" / "me.pem")
+
+
+def test_a_scale_range_without_a_start_starts_in_its_middle(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[scale]\nminimum = 1\nmaximum = 7\n")
+    assert load_config(path).scale.scale().start == 4.0
+    path.write_text("[scale]\nminimum = 1\nmaximum = 7\nstart = 2\n")
+    assert load_config(path).scale.scale().start == 2.0
+    path.write_text("[scale]\nminimum = 1\nmaximum = 7\nstart = 50\n")
+    with pytest.raises(UsageError, match="start"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(("seconds", "expected_us"), [(0.0, None), (1.5, 1_500_000)])
+def test_long_press_s_zero_means_the_button_never_resets(seconds: float,
+                                                         expected_us: int | None) -> None:
+    from ratedial.config import RunConfig, ScaleConfig
+    from ratedial.daemon.run import Daemon
+    from ratedial.wire import Hello
+
+    daemon = Daemon(RunConfig(scan=False, scale=ScaleConfig(long_press_s=seconds)), [])
+    h = Hello(seq=1, boot_id=7, time_us=1000, period_us=1000, rate_hz=1000, batch=10,
+              tick_bits=30, flags=1, debounce_ms=5, uid=bytes(range(8)), board="virtual",
+              firmware="0.1.0", backend="irq")
+    core = daemon._bind("/dev/null-port", h, 1)
+    assert core is not None and core.long_press_us == expected_us
+
+
+def test_a_negative_long_press_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[scale]\nlong_press_s = -1\n")
+    with pytest.raises(UsageError, match="long_press_s"):
+        load_config(path)

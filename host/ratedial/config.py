@@ -98,12 +98,14 @@ class ScaleConfig:
     # Potentiometer dials (backend "adc") are absolute: rating = minimum + units / this.
     # 65535 ADC units over the pot's travel: 655.35 maps the travel onto 0-100.
     adc_units_per_point: float = 655.35
-    long_press_s: float | None = 2.0  # None: the button never resets the rating
+    long_press_s: float | None = 2.0  # None or 0: the button never resets the rating
     anchors: dict[str, str] = field(
         default_factory=lambda: {"0": "hindering", "50": "neutral", "100": "helpful"}
     )
 
     def scale(self) -> RatingScale:
+        if self.long_press_s is not None and not self.long_press_s >= 0:
+            raise UsageError("[scale] long_press_s must be 0 (never reset) or more (seconds)")
         try:
             return RatingScale(minimum=self.minimum, maximum=self.maximum, start=self.start,
                                counts_per_point=self.counts_per_point)
@@ -238,6 +240,10 @@ def load_config(path: str | os.PathLike[str] | None) -> RunConfig:
     except RecursionError:
         raise UsageError(f"config file {p} nests too deeply") from None
     cfg: RunConfig = _typed("", RunConfig, raw)
+    scale = raw.get("scale")
+    if isinstance(scale, dict) and "start" not in scale:  # a range of its own: start mid-way
+        middle = (cfg.scale.minimum + cfg.scale.maximum) / 2
+        cfg = replace(cfg, scale=replace(cfg.scale, start=middle))
     cfg.scale.scale()  # validate now, with a one-line message
     return replace(cfg, mqtt=_beside(cfg.mqtt, p.parent))
 

@@ -287,7 +287,7 @@ class Daemon:
         core = self.cores.get(uid)
         if core is None:
             core = DialCore(uid, scale=self.scale, clock_factory=DeviceClock,
-                            long_press_s=self.cfg.scale.long_press_s,
+                            long_press_s=self.cfg.scale.long_press_s or None,  # 0: never
                             adc_units_per_point=self.cfg.scale.adc_units_per_point)
             self.cores[uid] = core
             self.views[uid] = DialView(uid=uid, rater=self.cfg.rater_for(uid, port))
