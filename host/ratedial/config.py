@@ -248,15 +248,14 @@ def load_config(path: str | os.PathLike[str] | None) -> RunConfig:
     return replace(cfg, mqtt=_beside(cfg.mqtt, p.parent))
 
 
-_FILE_KEYS = ("password_file", "ca_file", "cert_file", "key_file")
-
-
 def _beside(mqtt: MqttConfig, folder: Path) -> MqttConfig:
     """Relative ``[mqtt]`` file names are relative to the config file's folder (the secret
     kept beside the config is found from whatever folder the command runs in)."""
-    moved = {k: str(folder / v) for k in _FILE_KEYS
-             if isinstance(v := getattr(mqtt, k), str) and v and not Path(v).is_absolute()}
-    return replace(mqtt, **moved) if moved else mqtt
+    def beside(name: str | None) -> str | None:
+        return str(folder / name) if name and not Path(name).is_absolute() else name
+
+    return replace(mqtt, password_file=beside(mqtt.password_file), ca_file=beside(mqtt.ca_file),
+                   cert_file=beside(mqtt.cert_file), key_file=beside(mqtt.key_file))
 
 
 def with_overrides(cfg: RunConfig, **changes: Any) -> RunConfig:
