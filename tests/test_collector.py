@@ -12,15 +12,10 @@ from typing import Any
 
 import pytest
 
-from ratedial.mqtt.collector import (
-    ABSENT,
-    MAX_RANGES,
-    TAIL_SPAN,
-    Collector,
-    RangeSet,
-    RecorderStore,
-    read_resume_state,
-)
+from ratedial.mqtt.collect_ranges import MAX_RANGES, RangeSet
+from ratedial.mqtt.collect_state import TAIL_SPAN
+from ratedial.mqtt.collect_store import RecorderStore, read_resume_state
+from ratedial.mqtt.collector import ABSENT, Collector
 from ratedial.mqtt.topics import event_payload, samples_payload
 from ratedial.recording.writer import Recorder
 
@@ -234,7 +229,7 @@ def test_a_gap_event_after_an_absent_answer_gives_the_gap_its_reason():
 def test_a_recorder_store_relabels_a_gap_committed_with_it(tmp_path):
     """The relabel reaches the file even when the absent row and its new reason share one
     commit (updates run after the commit's inserts)."""
-    from ratedial.mqtt.collector import RecorderStore
+    from ratedial.mqtt.collect_store import RecorderStore
     from ratedial.recording.writer import Recorder
 
     path = tmp_path / "c.ratedial"

@@ -296,7 +296,7 @@ def record(broker: str, record: str, prefix: str | None, client_id: str | None,
 
     from .config import load_config
     from .daemon.app import scrub_command_line
-    from .mqtt.collector import CollectConfig, collect
+    from .mqtt.collect_shell import CollectConfig, collect
     from .mqtt.publisher import parse_broker
 
     cfg = load_config(config_path)

@@ -1,0 +1,207 @@
+"""The collector's records: what it asks the daemons for, and what it knows of each dial,
+epoch and run (plain data with small pure methods; :mod:`ratedial.mqtt.collector` drives them).
+
+Invariants:
+
+* An epoch ``(dial, boot)`` has at most one outstanding :class:`ReplayRequest`, a daemon's
+  run at most one outstanding :class:`EventRequest`; ``attempts`` and ``not_before`` carry
+  the back-off between them.
+* A horizon (the daemon's ``next_index`` or ``next_event``, or the end of a received batch)
+  counts only once it has been known for ``settle_s``; the settled horizon never moves back.
+  Holes lie below it, never on received samples or known gaps (received or absent events).
+* After a reboot, the old boot's :meth:`EpochState.tail` (:data:`TAIL_SPAN` indices past
+  what is known) is asked for too, until the daemon's answer says where that boot ended.
+* :class:`Store` is the only way rows leave the collector (a
+  :class:`~ratedial.mqtt.collect_store.RecorderStore`, or a list in tests).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .collect_ranges import Range, RangeSet, subtract
+
+TAIL_SPAN = 1_000_000  # asked for past the known end of a boot the dial has left
+
+
+class Store(Protocol):
+    """Where collected rows go (a :class:`~ratedial.mqtt.collect_store.RecorderStore`, or a
+    list in tests)."""
+
+    def add_dial(self, uid: str, rater: str | None, board: str, firmware: str) -> int: ...
+
+    def add_epoch(self, dial_id: int, boot: int, first_host_ns: int,
+                  hello: dict[str, Any]) -> int: ...
+
+    def add_media(self, daemon: str) -> int: ...
+
+    def samples(self, rows: list[tuple[Any, ...]]) -> None: ...
+
+    def gap(self, epoch_id: int, dial_id: int, first: int, end: int, reason: str) -> None: ...
+
+    def gap_reason(self, epoch_id: int, first: int, end: int, reason: str) -> None:
+        """Give the gap row ``[first, end)`` of the epoch another reason."""
+
+    def event(self, host_ns: int, dial_id: int | None, kind: str,
+              data: dict[str, Any]) -> None: ...
+
+    def meta(self, key: str, value: Any) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayRequest:
+    daemon: str
+    dial: str
+    boot: int
+    ranges: tuple[Range, ...]
+
+    def topic(self, prefix: str) -> str:
+        return f"{prefix}/v1/daemons/{self.daemon}/replay"
+
+    def payload(self) -> bytes:
+        return json.dumps({"v": 1, "dial": self.dial, "boot": self.boot,
+                           "ranges": [list(r) for r in self.ranges]},
+                          separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class EventRequest:
+    """Ask a daemon for the events of one of its runs by id (docs/mqtt.md)."""
+
+    daemon: str
+    run: str
+    ids: tuple[Range, ...]
+
+    def topic(self, prefix: str) -> str:
+        return f"{prefix}/v1/daemons/{self.daemon}/replay"
+
+    def payload(self) -> bytes:
+        return json.dumps({"v": 1, "run": self.run, "events": [list(r) for r in self.ids]},
+                          separators=(",", ":")).encode()
+
+
+@dataclass(slots=True)
+class RunState:
+    """The events of one run of one daemon: ids count from 1; the daemon's status says how far.
+
+    Ids below the ``next_event`` the status showed ``settle_s`` ago that have not arrived
+    (and were not declared absent) are asked for."""
+
+    daemon: str
+    run: str
+    received: RangeSet = field(default_factory=RangeSet)
+    absent: RangeSet = field(default_factory=RangeSet)
+    marks: list[tuple[float, int]] = field(default_factory=list)  # (when, next_event)
+    horizon: int = 1
+    outstanding: EventRequest | None = None
+    sent_at: float = 0.0
+    attempts: int = 0
+    not_before: float = 0.0
+
+    def mark(self, next_event: int, now: float) -> None:
+        if next_event > (self.marks[-1][1] if self.marks else self.horizon):
+            self.marks.append((now, next_event))
+
+    def holes(self, now: float, settle_s: float) -> list[Range]:
+        while self.marks and self.marks[0][0] <= now - settle_s:
+            self.horizon = max(self.horizon, self.marks.pop(0)[1])
+        return subtract([(1, self.horizon)], self.received, self.absent)
+
+
+@dataclass(slots=True)
+class EpochState:
+    dial: str
+    boot: int
+    epoch_id: int
+    dial_id: int
+    daemon: str | None = None
+    received: RangeSet = field(default_factory=RangeSet)
+    gaps: RangeSet = field(default_factory=RangeSet)
+    absent_rows: list[Range] = field(default_factory=list)  # gap rows written as ``absent``
+    floor: int | None = None  # the daemon's lowest index of this boot; None: not yet known
+    head_from: int = 0  # while floor is None, [head_from, first seen) is asked for
+    superseded_at: float | None = None  # when a newer boot of this dial was seen
+    ended: bool = False  # the daemon's end of this (superseded) boot is known
+    marks: list[tuple[int, float]] = field(default_factory=list)  # (horizon, when learned)
+    settled: int = 0  # horizon known for at least settle_s
+    outstanding: ReplayRequest | None = None
+    sent_at: float = 0.0
+    attempts: int = 0
+    not_before: float = 0.0
+
+    def mark(self, horizon: int, now: float) -> None:
+        if horizon > max(self.settled, self.marks[-1][0] if self.marks else 0):
+            self.marks.append((horizon, now))
+
+    def settle(self, now: float, settle_s: float) -> None:
+        while self.marks and self.marks[0][1] <= now - settle_s:
+            self.settled = max(self.settled, self.marks.pop(0)[0])
+
+    def known_end(self) -> int:
+        return max(self.settled, self.received.end or 0, self.gaps.end or 0)
+
+    def head(self) -> int | None:
+        """Where holes start: the daemon's first index, or the head still to be asked for."""
+        seen = [x for x in (self.received.first, self.gaps.first) if x is not None]
+        if not seen:
+            return None
+        return min(self.head_from if self.floor is None else self.floor, *seen)
+
+    def tail(self) -> Range:
+        """After a reboot: everything the daemon may hold past what is known of this boot."""
+        end = self.known_end()
+        return (end, end + TAIL_SPAN)
+
+    def holes(self, now: float | None = None, settle_s: float = 0.0) -> list[Range]:
+        lo = self.head()
+        if lo is None:
+            return []
+        out = subtract([(lo, self.settled)], self.received, self.gaps)
+        if (now is not None and self.superseded_at is not None and not self.ended
+                and now - self.superseded_at >= settle_s):
+            out.append(self.tail())
+        return out
+
+
+@dataclass(slots=True)
+class DialInfo:
+    dial_id: int
+    rater: str | None = None
+    daemon: str | None = None
+    rate_hz: float | None = None
+
+
+@dataclass(slots=True)
+class Stats:
+    samples: int = 0  # written
+    backfilled: int = 0  # of which arrived as backfill (replayed from a daemon's recording)
+    duplicates: int = 0  # arrived again and were dropped
+    conflicts: int = 0  # arrived inside a known gap: not written
+    rejected: int = 0  # messages that are not valid payloads
+    events: int = 0
+    gaps: int = 0
+    gap_samples: int = 0
+    absent: int = 0  # samples declared absent by a daemon
+    requests: int = 0
+    requested_samples: int = 0
+    requested_events: int = 0
+    answers: int = 0
+    timeouts: int = 0
+
+
+@dataclass(slots=True)
+class ResumeState:
+    """What an existing collected recording already holds."""
+
+    dial_ids: dict[str, int] = field(default_factory=dict)
+    epochs: dict[tuple[str, int], tuple[int, str | None]] = field(default_factory=dict)
+    received: dict[int, list[Range]] = field(default_factory=dict)
+    gaps: dict[int, list[Range]] = field(default_factory=dict)
+    media: dict[str, int] = field(default_factory=dict)
+    events: set[tuple[str, str, int]] = field(default_factory=set)
+    daemons: set[str] = field(default_factory=set)
+    next_ids: dict[str, int] = field(default_factory=dict)
+    wall_offset_ns: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)

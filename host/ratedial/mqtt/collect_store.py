@@ -1,0 +1,118 @@
+"""The collected recording on disk: :class:`RecorderStore` writes the collector's rows into a
+:class:`Recorder`; :func:`read_resume_state` reads back what an existing collected recording
+holds, so that a restarted collector continues the same file.
+
+Invariants:
+
+* Resuming writes nothing twice: the samples, gaps, events and ids the file holds become the
+  collector's starting :class:`~ratedial.mqtt.collect_state.ResumeState`, and new rows take
+  ids after the highest ones there.
+* Only a recording collected by ``ratedial record --mqtt`` (this format and version, with
+  ``collected`` meta) is resumed; any other file is refused with a one-line
+  :class:`UsageError`.
+* A gap's new reason (:meth:`RecorderStore.gap_reason`) is an update of the row written
+  earlier, never a second row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..recording.schema import FORMAT, FORMAT_VERSION
+from ..recording.writer import Recorder
+from .collect_ranges import is_int
+from .collect_state import ResumeState
+
+
+def read_resume_state(path: Path) -> ResumeState:
+    """Read an existing collected recording; one-line error if it is not one."""
+    try:
+        con = sqlite3.connect(path)  # read-write: recovers the WAL of a killed collector
+        try:
+            meta = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta")}
+        except sqlite3.Error:
+            raise UsageError(f"{path} exists and is not a ratedial recording; choose another "
+                             "--record path") from None
+        if (meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION
+                or not isinstance(meta.get("collected"), dict)):
+            raise UsageError(f"{path} exists and is not a recording collected by ratedial "
+                             "record --mqtt; choose another --record path")
+        st = ResumeState(meta=meta)
+        st.daemons = set(meta["collected"].get("daemons") or ())
+        st.dial_ids = dict(con.execute("SELECT uid, dial_id FROM dials"))
+        uid_of = {v: k for k, v in st.dial_ids.items()}
+        for eid, did, boot, hello in con.execute(
+                "SELECT epoch_id, dial_id, boot_id, hello FROM epochs"):
+            h = json.loads(hello)
+            st.epochs[(uid_of[did], boot)] = (eid, h.get("daemon") if isinstance(h, dict)
+                                              else None)
+        for eid, a, b in con.execute(
+                "SELECT epoch_id, MIN(sample_index), MAX(sample_index) + 1 FROM ("
+                " SELECT epoch_id, sample_index, sample_index - ROW_NUMBER() OVER ("
+                "  PARTITION BY epoch_id ORDER BY sample_index) AS island FROM samples)"
+                " GROUP BY epoch_id, island ORDER BY epoch_id, 2"):
+            st.received.setdefault(eid, []).append((a, b))
+        for eid, a, b in con.execute("SELECT epoch_id, first_index, end_index FROM gaps"):
+            st.gaps.setdefault(eid, []).append((a, b))
+        for mid, fp in con.execute("SELECT media_id, fingerprint FROM media"):
+            if isinstance(fp, str) and fp.startswith("daemon:"):
+                st.media[fp.removeprefix("daemon:")] = mid
+        for (data,) in con.execute("SELECT data FROM events"):
+            src = json.loads(data).get("source")
+            if isinstance(src, dict) and isinstance(src.get("daemon"), str) and is_int(
+                    src.get("event_id")):
+                run = src.get("run")
+                st.events.add((src["daemon"], run if isinstance(run, str) else "",
+                               src["event_id"]))
+        for table, col in (("dials", "dial_id"), ("epochs", "epoch_id"), ("media", "media_id"),
+                           ("events", "event_id")):
+            st.next_ids[table] = int(con.execute(
+                f"SELECT COALESCE(MAX({col}), 0) + 1 FROM {table}").fetchone()[0])
+        row = con.execute("SELECT wall_ns - host_ns FROM wall_anchors ORDER BY rowid "
+                          "LIMIT 1").fetchone()
+        st.wall_offset_ns = None if row is None else int(row[0])
+        return st
+    except sqlite3.Error as exc:
+        raise UsageError(f"cannot resume {path}: {exc}") from None
+    finally:
+        with contextlib.suppress(UnboundLocalError):
+            con.close()
+
+
+@dataclass(slots=True)
+class RecorderStore:
+    """:class:`Store` on a :class:`Recorder`."""
+
+    recorder: Recorder
+
+    def add_dial(self, uid: str, rater: str | None, board: str, firmware: str) -> int:
+        return self.recorder.add_dial(uid, rater, board, firmware, "")
+
+    def add_epoch(self, dial_id: int, boot: int, first_host_ns: int,
+                  hello: dict[str, Any]) -> int:
+        return self.recorder.add_epoch(dial_id, boot, first_host_ns, hello)
+
+    def add_media(self, daemon: str) -> int:
+        return self.recorder.add_media(None, None, None, f"daemon:{daemon}")
+
+    def samples(self, rows: list[tuple[Any, ...]]) -> None:
+        self.recorder.put_many("samples", rows)
+
+    def gap(self, epoch_id: int, dial_id: int, first: int, end: int, reason: str) -> None:
+        self.recorder.put("gaps", (epoch_id, dial_id, first, end, reason, None, None))
+
+    def gap_reason(self, epoch_id: int, first: int, end: int, reason: str) -> None:
+        self.recorder.put("gap_reasons", (reason, epoch_id, first, end))
+
+    def event(self, host_ns: int, dial_id: int | None, kind: str,
+              data: dict[str, Any]) -> None:
+        self.recorder.event(host_ns, dial_id, kind, data)
+
+    def meta(self, key: str, value: Any) -> None:
+        self.recorder.set_meta(key, value)
