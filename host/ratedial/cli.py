@@ -336,17 +336,9 @@ cli.add_command(flash)
 
 
 # Research analysis (the `analysis` extra); the module imports only click at this point.
-from .analysis.cli import (  # noqa: E402
-    analyze,
-    annotate,
-    export,
-    plot,
-    render,
-    review,
-    study,
-)
+from .analysis.cli import COMMANDS  # noqa: E402
 
-for _command in (analyze, export, plot, review, annotate, render, study):
+for _command in COMMANDS:
     cli.add_command(_command)
 
 

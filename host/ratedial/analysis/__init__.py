@@ -14,7 +14,9 @@ The data path, one module each:
 * :mod:`.render` — the video with the rating traces drawn over it (ffmpeg)
 * :mod:`.mpvctl`, :mod:`.review`, :mod:`.notes` — replay, interview, guess test, annotations
 * :mod:`.synth` — synthetic recordings with known ground truth (tests, benchmarks)
-* :mod:`.cli` — the commands
+* :mod:`.cli` — the command table; the commands in :mod:`.cli_tables` (analyze, study,
+  export, plot), :mod:`.cli_media` (review, render), :mod:`.cli_annotate`, with the options
+  they share in :mod:`.cli_options`
 
 Heavy dependencies (numpy, scipy, pandas, matplotlib: the ``analysis`` extra; pympi-ling,
 pyreadstat, pyxdf, statsmodels: the ``research`` extra) are imported only by the modules

@@ -1,0 +1,33 @@
+"""``ratedial annotate``: questionnaire scores and other metadata kept in a recording.
+
+Only click and the standard library are imported here, so ``ratedial --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command()
+@click.argument("recording", type=click.Path(exists=True, dir_okay=False))
+@click.argument("values", nargs=-1, metavar="KEY=VALUE...")
+@click.option("--remove", multiple=True, metavar="KEY", help="Remove an annotation.")
+def annotate(*, recording: str, values: tuple[str, ...], remove: tuple[str, ...]) -> None:
+    """Attach questionnaire scores and other metadata to a recording.
+
+    Example: ratedial annotate D07-client.ratedial wai=52 srs=34 session_rating=7.
+    Numbers are stored as numbers. The values appear in the dyad table of
+    'ratedial analyze --table' as <rater>_ann_<key>. Without KEY=VALUE, shows them.
+    """
+    from .notes import annotate as do_annotate
+    from .notes import parse_assignments
+    from .read import read_recording
+
+    if not values and not remove:
+        current = read_recording(recording).annotations
+        click.echo(json.dumps(current, indent=1, sort_keys=True))
+        return
+    result = do_annotate(recording, parse_assignments(values), remove)
+    click.echo(json.dumps(result, indent=1, sort_keys=True))

@@ -1,0 +1,205 @@
+"""``ratedial review | render``: the rated video again, replayed segment by segment in mpv
+for an interview (or the guess test), or rendered to MP4 with the rating traces over it.
+
+Only click and the standard library are imported here, so ``ratedial --help`` stays fast;
+numpy, scipy, pandas and matplotlib (the ``analysis`` extra) load inside the commands.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..errors import UsageError
+from .cli_options import (
+    RECORDINGS,
+    FiniteRange,
+    _band,
+    _load,
+    _segment_opts,
+    alignment_options,
+    friendly,
+    segment_options,
+)
+
+if TYPE_CHECKING:
+    from .load import Series
+
+
+def _pick(series: Sequence[Series], rater: str | None, what: str) -> Series:
+    labels = [s.rater for s in series]
+    if rater is None:
+        if len(series) == 1:
+            return series[0]
+        raise UsageError(f"the recording holds raters {', '.join(labels)}: choose one with "
+                         f"--of LABEL ({what})")
+    for s in series:
+        if s.rater == rater:
+            return s
+    raise UsageError(f"no rater {rater!r} in the recording (raters: {', '.join(labels)})")
+
+
+def _check_video(s: Series, path: Path) -> None:
+    """Warn when the video's content fingerprint differs from the recorded one (both made
+    by ``ratedial.players.identity``; looked up at run time, as that module is optional)."""
+    import importlib
+
+    recorded = s.media.fingerprint
+    try:
+        identity = importlib.import_module("ratedial.players.identity")
+    except ImportError:
+        return
+    prefix = getattr(identity, "PREFIX", None)
+    if not recorded or not isinstance(prefix, str) or not recorded.startswith(prefix):
+        return
+    actual = identity.fingerprint(str(path))
+    if actual is not None and actual != recorded:
+        click.echo(f"warning: {path} is not the video of this recording (its fingerprint "
+                   "differs): the segments may show the wrong moments", err=True)
+
+
+def _video(s: Series, video: str | None) -> Path:
+    if video is not None:
+        return Path(video)
+    if not s.media.path:
+        raise UsageError("the recording names no video file: pass --video FILE")
+    p = Path(s.media.path)
+    for cand in (p, s.recording.path.parent / p, s.recording.path.parent / p.name):
+        if cand.is_file():
+            return cand
+    raise UsageError(f"video {s.media.path} not found: pass --video FILE")
+
+
+@click.command()
+@click.argument("recording", type=click.Path(exists=True, dir_okay=False))
+@alignment_options
+@segment_options
+@click.option("--of", "who", default=None, metavar="LABEL",
+              help="Whose segments (default: the only rater; with --guess: client).")
+@click.option("--guess", is_flag=True,
+              help="The guess test: show the rater's segments in random order without "
+                   "saying which is which, and ask helpful or hindering for each.")
+@click.option("--answerer", default="therapist", show_default=True,
+              help="Guess test: who answers (recorded with the answers).")
+@click.option("--order", type=click.Choice(["rank", "chronological", "random"]),
+              default="rank", show_default=True, help="Review: order of the segments.")
+@click.option("--order-seed", type=int, default=None,
+              help="Seed of the random order (guess test and --order random); default: "
+                   "drawn at random and recorded.")
+@click.option("--lead-in", "lead_in_s", type=FiniteRange(min=0), default=5.0,
+              show_default=True, help="Seconds of video shown before each segment.")
+@click.option("--video", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The video file (default: the path recorded in the recording).")
+@click.option("--no-video", is_flag=True, help="Do not play the video; prompts only.")
+@click.option("--headless/--display", default=None,
+              help="mpv without a window and sound (default: headless when no display).")
+@click.option("--speed", type=FiniteRange(min=0.1, max=10), default=1.0,
+              show_default=True, help="Playback speed.")
+@click.option("--mpv", "mpv_exe", default="mpv", show_default=True, help="The mpv program.")
+@friendly
+def review(*, recording: str, who: str | None, guess: bool, answerer: str, order: str,
+           order_seed: int | None, lead_in_s: float, video: str | None, no_video: bool,
+           headless: bool | None, speed: float, mpv_exe: str, **kw: Any) -> None:
+    """Replay a rater's top and bottom segments in mpv and save the interviewer's notes.
+
+    With --guess: the client's segments are shown to the therapist in random order (seeded;
+    the seed and order are saved) and each is answered helpful or hindering; the answers
+    and the score are saved with the recording. Prompts read plain lines from the terminal
+    (or a pipe).
+    """
+    from .mpvctl import MpvPlayer
+    from .review import NoVideo, Player, Prompter, run_guess, run_review
+    from .segments import find_segments
+
+    series, _ = _load([recording], kw)
+    if who is None and guess and any(x.rater == "client" for x in series):
+        who = "client"
+    s = _pick(series, who, "whose segments to show")
+    opt = _segment_opts(kw)
+    segments = find_segments(s.values, s.rate_hz, opt)
+    if not segments:
+        raise UsageError(f"{s.rater} has no segment with {opt.min_coverage:.0%} of "
+                         f"{opt.window_s:g} s rated")
+    params = {"rate_hz": s.rate_hz, "rerate": s.options.rerate, "window_s": opt.window_s,
+              "k": opt.k, "min_coverage": opt.min_coverage, "mode": opt.mode,
+              "min_separation_s": opt.min_separation_s}
+    player: Player
+    mpv = None
+    if no_video:
+        player = NoVideo()
+    else:
+        path = _video(s, video)
+        _check_video(s, path)
+        mpv = MpvPlayer(path, mpv=mpv_exe, headless=headless, speed=speed)
+        player = mpv
+    prompter = Prompter(sys.stdin, sys.stdout)
+    try:
+        if guess:
+            run_guess(Path(recording), s.rater, segments, player=player, prompter=prompter,
+                      answerer=answerer, seed=order_seed, lead_in_s=lead_in_s, params=params)
+        else:
+            run_review(Path(recording), s.rater, segments, player=player, prompter=prompter,
+                       order=order,  # type: ignore[arg-type]  # click.Choice checked it
+                       lead_in_s=lead_in_s, seed=order_seed, params=params)
+    finally:
+        if mpv is not None:
+            mpv.close()
+
+
+@click.command()
+@RECORDINGS
+@alignment_options
+@segment_options
+@click.option("--band", default="45:55", show_default=True, metavar="LOW:HIGH",
+              help="The neutral band, drawn as a grey stripe.")
+@click.option("--video", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The video file (default: the path recorded in the recording).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="The MP4 file to write.")
+@click.option("--preset", default="veryfast", show_default=True,
+              type=click.Choice(["ultrafast", "superfast", "veryfast", "faster", "fast",
+                                 "medium"]),
+              help="x264 speed preset: faster presets make larger files.")
+@friendly
+def render(*, recordings: tuple[str, ...], video: str | None, output: str, preset: str,
+           band: str, **kw: Any) -> None:
+    """The video with the rating traces drawn over it, as MP4 (for a recall interview or a talk).
+
+    A panel across the lower third shows each rater's trace over the whole video (gaps
+    blank), the neutral band, each rater's top (green) and bottom (orange) segments as a
+    strip, and a white cursor moving with the video. Needs ffmpeg; about one decode and one
+    encode of the video (docs/analysis.md gives the speed).
+    """
+    import time
+
+    from .render import render as do_render
+    from .render import traces_of
+    from .segments import find_segments
+
+    _, groups = _load(recordings, kw)
+    if len(groups) != 1:
+        raise UsageError(f"the recordings hold {len(groups)} dyads or videos "
+                         f"({', '.join(g.label for g in groups)}); render one at a time")
+    (g,) = groups
+    s0 = g.series[0]
+    if s0.media.timeline != "media":
+        raise UsageError("the recording has no video timeline (no player was followed): "
+                         "there is no video to draw the ratings on")
+    path = _video(s0, video)
+    _check_video(s0, path)
+    opt = _segment_opts(kw)
+    lo, hi = _band(band)
+    scale = s0.recording.scale
+    ends = (float(scale.get("minimum", 0.0)), float(scale.get("maximum", 100.0)))
+    traces = traces_of([(s.rater, s.values, s.rate_hz, find_segments(s.values, s.rate_hz, opt))
+                        for s in g.series], g.n_bins)
+    t0 = time.monotonic()
+    layout = do_render(path, traces, Path(output), band=(lo, hi), scale=ends, preset=preset)
+    took = time.monotonic() - t0
+    click.echo(f"{output}: {layout.width}x{layout.height}, {layout.duration_s:.1f} s of video "
+               f"rendered in {took:.1f} s ({layout.duration_s / max(took, 1e-9):.0f}x real "
+               "time)")

@@ -1,0 +1,230 @@
+"""What the analysis commands share: their options, the checks of option values, and the
+steps from options to loaded, paired and analysed recordings.
+
+Only click and the standard library are imported here, so ``ratedial --help`` stays fast;
+numpy, scipy, pandas and matplotlib (the ``analysis`` extra) load inside the helpers, which
+run only when a command does. A command wrapped in :func:`friendly` checks for the extra
+first and turns a ``ValueError`` (options that do not fit together) into a one-line usage
+error.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from ..errors import RatedialError, UsageError
+
+if TYPE_CHECKING:
+    from .analyse import AnalysisOptions, GroupResult
+    from .groups import Group, PairingOptions
+    from .load import Series
+    from .segments import SegmentOptions
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+RECORDINGS = click.argument("recordings", nargs=-1, required=True,
+                            type=click.Path(dir_okay=False))
+
+
+def _needs_extra() -> None:
+    for name in ("numpy", "scipy", "pandas", "pyarrow", "matplotlib"):
+        if importlib.util.find_spec(name) is None:
+            raise RatedialError(f"the analysis commands need the analysis extra ({name} is "
+                                "missing): pip install 'ratedial[analysis]'")
+
+
+def alignment_options(f: F) -> F:
+    opts = [
+        click.option("--rate", "rate_hz", type=FiniteRange(min=0, min_open=True),
+                     default=10.0, show_default=True,
+                     help="Grid rate in values per second of video."),
+        click.option("--rerate", type=click.Choice(["last", "first", "mean"]), default="last",
+                     show_default=True,
+                     help="Stretches rated more than once (rewound): which pass counts."),
+        click.option("--max-fill", "max_fill_s", type=FiniteRange(min=0), default=0.5,
+                     show_default=True,
+                     help="Fill holes up to this many seconds by interpolation; longer gaps "
+                          "stay missing (0: never fill)."),
+        click.option("--rewind-tolerance", "rewind_s", type=FiniteRange(min=0),
+                     default=0.5, show_default=True,
+                     help="Media time going back by more than this starts a new pass."),
+        click.option("--rater", "raters", multiple=True, metavar="REC[:DIAL]=LABEL",
+                     help="Rater label for a recording (or one dial of it), overriding the "
+                          "recorded one (repeatable)."),
+        click.option("--dyad", "dyads", multiple=True, metavar="REC=LABEL",
+                     help="Dyad label for a recording, overriding its session label "
+                          "(repeatable)."),
+        click.option("--dyad-key", default="dyad", show_default=True,
+                     help="Session label that names the dyad (ratedial run --session "
+                          "dyad=D07)."),
+        click.option("--roles", default="client,therapist", show_default=True,
+                     metavar="A,B", help="The two rater labels to pair (a, then b)."),
+        click.option("--match", type=click.Choice(["fingerprint", "path", "any"]),
+                     default="fingerprint", show_default=True,
+                     help="How recordings of the same video are recognised."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _apply(f: F, opts: Sequence[Callable[[F], F]]) -> F:
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def segment_options(f: F) -> F:
+    return _apply(f, [
+        click.option("--segments", "k", type=click.IntRange(min=0), default=3,
+                     show_default=True, help="How many top and how many bottom segments."),
+        click.option("--window", "window_s", type=FiniteRange(min=0, min_open=True),
+                     default=30.0, show_default=True, help="Segment length in seconds."),
+        click.option("--min-coverage", type=FiniteRange(min=0, max=1, min_open=True),
+                     default=0.9, show_default=True,
+                     help="Share of a segment that must be rated to count."),
+        click.option("--peaks", is_flag=True,
+                     help="Segments at peaks of the windowed mean, --min-separation apart, "
+                          "instead of non-overlapping windows."),
+        click.option("--min-separation", "min_sep_s", type=FiniteRange(min=0),
+                     default=None, help="Peaks mode: seconds between segment starts "
+                                        "(default: the window)."),
+    ])
+
+
+def analysis_options(f: F) -> F:
+    return _apply(segment_options(f), [
+        click.option("--band", default="45:55", show_default=True, metavar="LOW:HIGH",
+                     help="The neutral band; below is hindering, above helpful."),
+        click.option("--max-lag", "max_lag_s", type=FiniteRange(min=0), default=10.0,
+                     show_default=True, help="Cross-correlation searched over ± seconds."),
+        click.option("--block", "block_s", type=FiniteRange(min=0, min_open=True),
+                     default=30.0, show_default=True,
+                     help="Bootstrap block length in seconds."),
+        click.option("--bootstrap", "replicates", type=click.IntRange(min=100), default=2000,
+                     show_default=True, help="Bootstrap resamples."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Bootstrap seed (results are reproducible)."),
+        click.option("--align-lag", is_flag=True,
+                     help="Move the second rater back by the estimated reaction lag before "
+                          "the agreement figures (correlations, ICC, kappa, shares, "
+                          "divergent windows)."),
+    ])
+
+
+def friendly(f: F) -> F:
+    """Options that do not fit together become one-line usage errors."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _needs_extra()
+        try:
+            return f(*args, **kwargs)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class FiniteRange(click.FloatRange):
+    """A number in a range, and a number: ``inf`` and ``nan`` are refused like any other
+    value outside it."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value} is not a finite number.", param, ctx)
+        return rv
+
+
+def _pairing(kw: dict[str, Any]) -> PairingOptions:
+    from .groups import PairingOptions
+    from .load import parse_rater_overrides
+
+    roles = tuple(r.strip() for r in kw["roles"].split(","))
+    if len(roles) != 2 or not all(roles):
+        raise UsageError("--roles needs two labels, e.g. client,therapist")
+    if roles[0] == roles[1]:
+        raise UsageError(f"--roles needs two different labels (got {roles[0]!r} twice): a "
+                         "rater is never compared with itself")
+    return PairingOptions(dyad_key=kw["dyad_key"], roles=(roles[0], roles[1]),
+                          match=kw["match"], dyads=parse_rater_overrides(kw["dyads"]))
+
+
+def _load(recordings: Sequence[str], kw: dict[str, Any]) -> tuple[list[Series], list[Group]]:
+    from .align import AlignOptions
+    from .groups import group_series
+    from .load import load, parse_rater_overrides
+
+    opt = AlignOptions(rate_hz=kw["rate_hz"], rerate=kw["rerate"], max_fill_s=kw["max_fill_s"],
+                       rewind_tolerance_s=kw["rewind_s"])
+    series = load(recordings, opt, raters=parse_rater_overrides(kw["raters"]),
+                  dyads=parse_rater_overrides(kw["dyads"]))
+    return series, group_series(series, _pairing(kw))
+
+
+def _band(text: str) -> tuple[float, float]:
+    lo, _, hi = text.partition(":")
+    try:
+        return float(lo), float(hi)
+    except ValueError:
+        raise UsageError(f"--band {text!r}: expected LOW:HIGH, e.g. 45:55") from None
+
+
+def _segment_opts(kw: dict[str, Any]) -> SegmentOptions:
+    from .segments import SegmentOptions
+
+    return SegmentOptions(k=kw["k"], window_s=kw["window_s"], min_coverage=kw["min_coverage"],
+                          mode="peaks" if kw["peaks"] else "windows",
+                          min_separation_s=kw["min_sep_s"])
+
+
+def _analysis_opts(kw: dict[str, Any]) -> AnalysisOptions:
+    from .analyse import AnalysisOptions
+    from .stats import Band
+
+    lo, hi = _band(kw["band"])
+    return AnalysisOptions(band=Band(low=lo, high=hi), segments=_segment_opts(kw),
+                           max_lag_s=kw["max_lag_s"], block_s=kw["block_s"],
+                           replicates=kw["replicates"], seed=kw["seed"],
+                           align_lag=kw["align_lag"])
+
+
+def _output_prefix(prefix: str, stem: str) -> Path:
+    """``-o PREFIX``: a folder (one that exists, or a name ending in a path separator) means
+    files named ``stem`` inside it (a new folder is made, private), never files beside it
+    named after the folder."""
+    seps = ("/", os.sep) if os.altsep is None else ("/", os.sep, os.altsep)
+    base = Path(prefix)
+    if prefix.endswith(seps) or base.is_dir():
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return base / stem
+    return base
+
+
+def _formats(values: Sequence[str], allowed: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for v in values:
+        for raw in v.split(","):
+            part = raw.strip()
+            if part not in allowed:
+                raise UsageError(f"format {part!r}: choose from {', '.join(allowed)}")
+            if part not in out:
+                out.append(part)
+    return out
+
+
+def _analyse_all(groups: Sequence[Group], kw: dict[str, Any]) -> list[GroupResult]:
+    from .analyse import analyse_group
+
+    opt = _analysis_opts(kw)
+    return [analyse_group(g, opt) for g in groups]
