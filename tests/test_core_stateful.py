@@ -39,7 +39,7 @@ from hypothesis.stateful import (
 )
 
 from hostile import PORT, SimDial, World, accounted
-from ratedial.daemon.core import EpochOut, GapOut, SamplesOut
+from ratedial.outputs import EpochOut, GapOut, SamplesOut
 from ratedial.wire import (
     Ack,
     Button,

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 from ratedial.clock import DeviceClock
-from ratedial.daemon.core import (
-    ArrivalOut,
-    DialCore,
-    EpochOut,
-    EventOut,
-    GapOut,
-    SamplesOut,
-)
+from ratedial.daemon.core import DialCore
 from ratedial.integrity import GapReason
+from ratedial.outputs import ArrivalOut, EpochOut, EventOut, GapOut, SamplesOut
 from ratedial.scale import RatingScale
 from ratedial.wire import Ack, Drop, Hello, Samples
 

@@ -172,8 +172,8 @@ def test_a_recording_path_that_cannot_be_written_is_one_line(tmp_path, make, sub
 def test_outputs_after_the_recorder_failed_are_dropped_quietly(tmp_path):
     """Between a failed commit and the daemon's stop, frames still arrive: the sink must not
     raise into the event loop (that printed a traceback in the fault session once)."""
-    from ratedial.daemon.core import EventOut
     from ratedial.daemon.sinks import RecorderSink
+    from ratedial.outputs import EventOut
     from ratedial.recording.writer import Recorder, RecordingError
 
     rec = Recorder(tmp_path / "r.ratedial", meta={})

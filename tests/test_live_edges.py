@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from ratedial.config import load_config
-from ratedial.daemon.core import EventOut
 from ratedial.daemon.sinks import RecorderSink
 from ratedial.errors import UsageError
 from ratedial.mqtt.requests import parse_broker
 from ratedial.mqtt.topics import event_payload
+from ratedial.outputs import EventOut
 from ratedial.recording.writer import Recorder
 
 

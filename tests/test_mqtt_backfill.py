@@ -14,9 +14,9 @@ from pathlib import Path
 
 from brokers import Mosquitto, free_port
 from ratedial.config import MqttConfig
-from ratedial.daemon.core import SamplesOut
 from ratedial.mqtt.publisher import MqttPublisher
 from ratedial.mqtt.topics import Topics
+from ratedial.outputs import SamplesOut
 from ratedial.recording.writer import Recorder
 from subscriber import Subscriber
 

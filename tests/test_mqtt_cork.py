@@ -15,9 +15,9 @@ import pytest
 
 from brokers import mosquitto
 from ratedial.config import MqttConfig
-from ratedial.daemon.core import SamplesOut
 from ratedial.mqtt.publisher import MqttPublisher
 from ratedial.mqtt.topics import Topics
+from ratedial.outputs import SamplesOut
 from ratedial.recording.writer import Recorder
 from subscriber import Subscriber
 

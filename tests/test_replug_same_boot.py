@@ -2,7 +2,7 @@
 
 After a replug the daemon does not know which dial is on the port until a HELLO comes (it
 asks with INFO every half second), so the SAMPLES that come first wait, unjudged, in the
-port's :class:`~ratedial.daemon.core.Held` and are handed to the dial's core with that HELLO.
+port's :class:`~ratedial.daemon.epoch.Held` and are handed to the dial's core with that HELLO.
 When the HELLO names the boot that was already current (the same boot goes on: nothing but
 the cable moved), those frames are honest and must be recorded; the only gap is the
 unplugged span, ``[last received + 1, first received after)`` (docs/reliability.md, Unplug
@@ -19,8 +19,10 @@ import dataclasses
 
 from hostile import PORT, SimDial, World, accounted, gaps, recorded
 from ratedial.clock import DeviceClock
-from ratedial.daemon.core import DialCore, EventOut, GapOut, Held, SamplesOut
+from ratedial.daemon.core import DialCore
+from ratedial.daemon.epoch import Held
 from ratedial.integrity import GapReason
+from ratedial.outputs import EventOut, GapOut, SamplesOut
 from ratedial.scale import RatingScale
 from ratedial.wire import encode_frame
 

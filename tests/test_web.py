@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from daemonrun import finish, start_daemon
-from ratedial.daemon.core import SamplesOut
 from ratedial.errors import UsageError
+from ratedial.outputs import SamplesOut
 from ratedial.web import RING_POINTS, WebServer, WebSink, parse_addr
 
 ARTIFACTS = Path(__file__).parent / "artifacts"

@@ -27,8 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .daemon.core import ClockOut, EpochOut, EventOut, Out, SamplesOut
 from .errors import UsageError
+from .outputs import ClockOut, EpochOut, EventOut, Out, SamplesOut
 
 STREAM_TYPE = "Rating"
 MARKER_TYPE = "Markers"
@@ -95,7 +95,7 @@ class _DialStream:
 
 
 class LslSink:
-    """A :class:`~ratedial.daemon.sinks.Sink` that publishes dials and markers over LSL."""
+    """A :class:`~ratedial.outputs.Sink` that publishes dials and markers over LSL."""
 
     def __init__(self, *, raters: Callable[[str], str | None],
                  scale: dict[str, Any] | None = None, daemon_id: str = "ratedial",

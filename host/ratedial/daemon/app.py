@@ -23,13 +23,13 @@ from .. import __version__
 from .._platform.signals import stop_on_signals
 from ..config import RunConfig
 from ..errors import RatedialError
+from ..media import MediaOutput, MediaSession, NoPlayer
 from ..mqtt.archive import find_unfinished
 from ..mqtt.topics import Topics, checked_daemon_id
+from ..outputs import EventOut, Sink
 from ..recording.writer import Recorder, RecordingError, try_lock
-from .core import EventOut
-from .media import MediaOutput, MediaSession, NoPlayer
 from .run import Daemon, DialView
-from .sinks import RecorderSink, Sink
+from .sinks import RecorderSink
 from .view import LiveView, player_line
 
 SECRET_FLAGS = ("--password",)

@@ -3,7 +3,8 @@
 One :class:`DialCore` exists per dial *identity* (unique id) for the whole run and survives
 unplugging. It owns, per device epoch (boot), the sample ledger and the clock model, and
 across epochs the rating tracker. docs/protocol.md ("What a host does with ...") is the
-contract this module implements.
+contract this module implements. What a boot keeps is in :mod:`~ratedial.daemon.epoch`; where
+a frame fits in a boot, judged by host time, in :mod:`~ratedial.daemon.placement`.
 
 Invariants:
 
@@ -19,9 +20,8 @@ Invariants:
   opened again after an unplug) were judged against no boot: whichever boot the HELLO
   names, it takes them in if they fit it. What waited too long is rejected, and if its
   boot's HELLO comes later, its indices become a ``no_hello`` gap of that boot.
-* A SAMPLES frame extends its epoch only within what the host time since the last accepted
-  frame allows (clocks within 1000 ppm, plus ``slack_s`` of buffering): a frame from the
-  far future is rejected, never a gap of billions.
+* A SAMPLES frame extends its epoch only within what host time allows: one from the far
+  future is rejected, never a gap of billions (:mod:`~ratedial.daemon.placement`).
 * Every index is accounted for by the epoch's :class:`~ratedial.integrity.IndexLedger`;
   gaps are emitted as :class:`GapOut`, never as values. Duplicates are counted and ignored.
 * Mapped host times never decrease within an epoch: when a refit moves the line, the
@@ -31,15 +31,12 @@ Invariants:
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from heapq import merge as merge_sorted
-from typing import Any, Protocol
+from typing import Any
 
-from ..clock import ClockEpochError, ClockEstimate, SlewedMap
-from ..integrity import Gap, GapReason, IndexLedger
+from ..clock import ClockEpochError
+from ..integrity import GapReason
+from ..outputs import ArrivalOut, ClockOut, EpochOut, EventOut, GapOut, Out, SamplesOut, SyncOut
 from ..scale import RatingScale, RatingTracker
 from ..wire import (
     FLAG_BUTTON,
@@ -54,179 +51,24 @@ from ..wire import (
     Status,
     Sync,
 )
-from ..wire.checks import MAX_PERIOD_US, MIN_PERIOD_US, field_problem
+from ..wire.checks import field_problem
+from .epoch import NO_HELLO, ClockLike, Epoch, Held
+from .placement import (
+    DRIFT,
+    DUPLICATE,
+    FOREIGN,
+    ahead_limit,
+    check_rate,
+    first_unheard,
+    max_new_samples,
+    place,
+    projected,
+)
 
-DRIFT = 1.001  # device and host clocks agree within 1000 ppm
-RATE_CHECK_NS = 10_000_000_000  # host time in a boot before its clock rate is judged
 EARLY_FITS_NS = 5_000_000_000  # every fit of a boot's first 5 s is stored (clock_models)
-PACKING_US = 50_000  # a frame is queued within this of its last sample (GC pauses included)
-RECENT_FRAMES = 4096  # frames whose device times a duplicate is checked against exactly
 MAX_EPOCHS = 16  # boots of one dial kept resumable; older ones are retired
 ANCHOR_TOL_US = 1_000_000  # a new anchor may tighten the bound on the dial's time by this
-MAX_HELD = 20_000  # frames waiting for a HELLO (6 s of 1-sample frames at 2 kHz: 12,000)
 EVENTS_PER_REASON = 100  # frame_rejected events per dial and reason; then every 1000th
-
-
-class ClockLike(Protocol):
-    def add_sync(self, host_send_ns: int, device_rx_us: int, device_tx_us: int,
-                 host_recv_ns: int) -> None: ...
-
-    def add_arrival(self, device_us: int, host_recv_ns: int) -> None: ...
-
-    def current(self) -> ClockEstimate | None: ...
-
-    def peek(self) -> ClockEstimate | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class EpochOut:
-    uid: str
-    boot_id: int
-    hello: Hello
-    host_ns: int
-    previous_boot_id: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class SamplesOut:
-    uid: str
-    boot_id: int
-    first_index: int
-    period_us: int
-    device_us: tuple[int, ...]
-    host_ns: tuple[int | None, ...]
-    counts: tuple[int, ...]
-    ratings: tuple[float, ...]
-    flags: tuple[int, ...]
-    # Filled in by the daemon from the media clock (empty: no player).
-    media_ids: tuple[int | None, ...] = ()
-    media_s: tuple[float | None, ...] = ()
-    media_states: tuple[int, ...] = ()
-
-    def __len__(self) -> int:
-        return len(self.counts)
-
-
-@dataclass(frozen=True, slots=True)
-class GapOut:
-    uid: str
-    boot_id: int
-    gap: Gap
-    first_host_ns: int | None
-    end_host_ns: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class EventOut:
-    uid: str  # "" for events not about one dial
-    host_ns: int
-    kind: str
-    data: dict[str, Any]
-    event_id: int = 0  # assigned by the daemon before the sinks see it
-
-
-@dataclass(frozen=True, slots=True)
-class SyncOut:
-    uid: str
-    boot_id: int
-    token: int
-    host_send_ns: int
-    device_rx_us: int
-    device_tx_us: int
-    host_recv_ns: int
-
-
-@dataclass(frozen=True, slots=True)
-class ArrivalOut:
-    uid: str
-    boot_id: int
-    last_index: int
-    device_us: int
-    host_recv_ns: int
-
-
-@dataclass(frozen=True, slots=True)
-class ClockOut:
-    uid: str
-    boot_id: int
-    host_ns: int
-    estimate: Any
-
-
-Out = EpochOut | SamplesOut | GapOut | EventOut | SyncOut | ArrivalOut | ClockOut
-
-
-@dataclass(slots=True)
-class Epoch:
-    boot_id: int
-    hello: Hello
-    clock: ClockLike
-    ledger: IndexLedger = field(default_factory=IndexLedger)
-    # The newest accepted SAMPLES frame's last device time and arrival (before the first
-    # one: the HELLO's time and arrival; frames held for the HELLO do not move it back),
-    # which bound what the next frame can hold.
-    anchor_device_us: int = 0
-    anchor_host_ns: int = 0
-    first_device_us: int | None = None
-    last_device_us: int | None = None
-    last_period_us: int = 0
-    # (first index, device times) of the recent accepted frames: what a duplicate must match
-    recent: deque[tuple[int, tuple[int, ...]]] = field(
-        default_factory=lambda: deque(maxlen=RECENT_FRAMES))
-    first_count_seen: bool = False
-    status: Status | None = None
-    mapper: SlewedMap = field(default_factory=SlewedMap)
-    n_syncs: int = 0  # SYNC answers the clock model took
-    seed_index: int | None = None  # first index of this boot's frames that expired unheard
-    rate_ref: tuple[int, int] | None = None  # (device_us, host_ns) of the first accepted frame
-    rate_implausible: bool = False  # its clock runs far from 1 µs per µs: host times unknown
-    anchor0_host_ns: int = 0  # when the boot's HELLO came
-    next_snapshot_ns: int = 0
-    stored_est: ClockEstimate | None = None  # the newest fit put out as a ClockOut
-    fitted: int = 0  # SAMPLES frames taken in; the first is unconfirmed until another fits it
-
-
-@dataclass(slots=True)
-class Held:
-    """SAMPLES frames waiting for a HELLO that says which boot they belong to."""
-
-    hold_ns: int
-    frames: list[tuple[Samples, int, str]] = field(default_factory=list)  # frame, host, why
-    # What expired: (first index, last device time, arrival), for a later HELLO's gap.
-    lost: list[tuple[int, int, int]] = field(default_factory=list)
-
-    def add(self, s: Samples, host_ns: int, why: str) -> None:
-        self.frames.append((s, host_ns, why))
-
-    def expire(self, now_ns: int) -> list[tuple[Samples, int, str]]:
-        """Take out the frames that have waited longer than ``hold_ns`` (or beyond the cap)."""
-        n = 0
-        while n < len(self.frames) and (self.frames[n][1] < now_ns - self.hold_ns
-                                        or len(self.frames) - n > MAX_HELD):
-            n += 1
-        out, self.frames = self.frames[:n], self.frames[n:]
-        self.lost += [(s.first_index, s.times_us[-1], t) for s, t, _ in out]
-        del self.lost[:-MAX_HELD]
-        return out
-
-    def merge(self, other: Held) -> None:
-        """Take over ``other``'s frames and losses (a port's, when its dial is known), in
-        order of arrival (a replugged dial may still hold frames from before the unplug;
-        :meth:`expire` and the HELLO that places them go by arrival)."""
-        self.frames = list(merge_sorted(other.frames, self.frames, key=lambda f: f[1]))
-        self.lost = list(merge_sorted(other.lost, self.lost, key=lambda x: x[2]))
-        del self.lost[:-MAX_HELD]
-
-    def take(self) -> list[tuple[Samples, int, str]]:
-        out, self.frames = self.frames, []
-        return out
-
-
-# What a SAMPLES frame is to an epoch.
-NEW, DUPLICATE, FOREIGN = "new", "duplicate", "foreign"
-# Why a frame is held when no epoch has judged it yet: it came before any HELLO (of the dial,
-# or on its port); the HELLO that comes places it whichever boot it names.
-NO_HELLO = "no_hello"
 
 
 class DialCore:
@@ -311,7 +153,7 @@ class DialCore:
                            anchor0_host_ns=host_ns)
                 self._add_epoch(ep)
                 out.append(EpochOut(self.uid, h.boot_id, h, host_ns, previous))
-                self._seed(ep, h, host_ns)
+                ep.seed_index = first_unheard(h, host_ns, self.held.lost, self._slack_us)
             else:
                 ep = resumed
                 ep.hello = h
@@ -333,7 +175,7 @@ class DialCore:
             # this HELLO have smaller seq numbers (mod 2^16), and the HELLO a dial sends at
             # start (seq 0) has none before it.
             if (same_boot and why != NO_HELLO) or not 0 < (h.seq - s.seq) % 65536 < 32768 or \
-                    self._place(ep, s, t, before_hello=True)[0] == FOREIGN:
+                    place(ep, s, t, self._slack_us, before_hello=True)[0] == FOREIGN:
                 out += self.reject(s, why, "not of the boot its HELLO named", host_ns)
             else:
                 out += self.samples(s, t, before_hello=True)
@@ -352,7 +194,7 @@ class DialCore:
             self.needs_hello = True
             self.held.add(s, host_recv_ns, NO_HELLO)
             return out
-        kind, why = self._place(ep, s, host_recv_ns, before_hello=before_hello)
+        kind, why = place(ep, s, host_recv_ns, self._slack_us, before_hello=before_hello)
         if kind == DUPLICATE:
             ep.ledger.duplicates += len(s)
             return out
@@ -362,7 +204,7 @@ class DialCore:
             return out
         try:
             ep.clock.add_arrival(s.times_us[-1], host_recv_ns)
-        except ClockEpochError:  # pragma: no cover - _place keeps device time in bounds
+        except ClockEpochError:  # pragma: no cover - place keeps device time in bounds
             return out + self.reject(s, "time_backwards", "the clock model refused it",
                                      host_recv_ns)
         out.append(ArrivalOut(self.uid, ep.boot_id, s.end_index - 1, s.times_us[-1],
@@ -382,7 +224,7 @@ class DialCore:
             out.append(EventOut(self.uid, host_recv_ns, "gap", {
                 "boot_id": ep.boot_id, "first_index": gap.first_index,
                 "end_index": gap.end_index, "reason": str(gap.reason)}))
-        if s.times_us[-1] >= self._projected(ep, host_recv_ns) - ANCHOR_TOL_US:
+        if s.times_us[-1] >= projected(ep, host_recv_ns) - ANCHOR_TOL_US:
             # The frame becomes the anchor unless it would bound the dial's clock much more
             # tightly than the anchor it replaces: then it arrived long after it was made (a
             # replay, or a frame that waited for its HELLO) and would reject the next honest
@@ -392,7 +234,9 @@ class DialCore:
             # after a stall they catch up within seconds, and the old anchor stays valid.
             ep.anchor_device_us, ep.anchor_host_ns = s.times_us[-1], host_recv_ns
         ep.last_period_us = s.period_us
-        out += self._check_rate(ep, s.times_us[-1], host_recv_ns)
+        rate = check_rate(ep, s.times_us[-1], host_recv_ns)
+        if rate is not None:
+            out.append(EventOut(self.uid, host_recv_ns, "clock_rate_implausible", rate))
         ep.recent.append((new.start, s.times_us[new.start - s.first_index:]))
         if ep.first_device_us is None:
             ep.first_device_us = s.times_us[0]
@@ -412,7 +256,7 @@ class DialCore:
             self._press_reset_done = False
         else:
             ratings = self._ratings(ep, new.start, times, counts, flags, host_recv_ns, out)
-        host = (None,) * len(times) if ep.rate_implausible else self._map(ep, est, times)
+        host = (None,) * len(times) if ep.rate_implausible else ep.host_times(est, times)
         ep.last_device_us = times[-1]
         self.last_rating = ratings[-1]
         self.last_count = counts[-1]
@@ -459,7 +303,7 @@ class DialCore:
         # host waited for the answer, nor answer from further ahead than time allows.
         if (f.t_tx_us - f.t_rx_us) * 1000 > (host_recv_ns - host_send_ns) * DRIFT + 1_000_000:
             return self.reject(f, "sync", "longer on the dial than the round trip", host_recv_ns)
-        if f.t_tx_us > self._ahead_limit(ep, host_recv_ns):
+        if f.t_tx_us > ahead_limit(ep, host_recv_ns, self._slack_us):
             return self.reject(f, "sync", "device time further ahead than time allows",
                                host_recv_ns)
         try:
@@ -478,7 +322,7 @@ class DialCore:
         if nxt is not None and d.n_samples and d.first_index < nxt:
             return self.reject(d, "drop", f"reports indices from {d.first_index}, already "
                                f"past {nxt}", host_ns)
-        if d.n_samples > self._max_new_samples(ep, host_ns) + (
+        if d.n_samples > max_new_samples(ep, host_ns, self._slack_us) + (
                 0 if nxt is None else nxt - d.first_index):
             return self.reject(d, "drop", f"{d.n_samples} samples is more than time allows",
                                host_ns)
@@ -495,7 +339,7 @@ class DialCore:
         if problem is not None:
             return self.reject(b, "field", problem, host_ns)
         ep = self.epoch
-        if ep is not None and b.t_us > self._ahead_limit(ep, host_ns):
+        if ep is not None and b.t_us > ahead_limit(ep, host_ns, self._slack_us):
             return self.reject(b, "button", "device time further ahead than time allows",
                                host_ns)
         return [EventOut(self.uid, host_ns, "button", {
@@ -508,7 +352,7 @@ class DialCore:
             return self.reject(a, "field", problem, host_ns)
         ep = self.epoch
         if ep is not None and ep.ledger.next_index is not None and a.index > \
-                ep.ledger.next_index + self._max_new_samples(ep, host_ns):
+                ep.ledger.next_index + max_new_samples(ep, host_ns, self._slack_us):
             return self.reject(a, "ack", f"index {a.index} further ahead than time allows",
                                host_ns)
         name = AckCommand(a.command).name
@@ -594,130 +438,6 @@ class DialCore:
             self._retired.add(oldest)
             del self.epochs[oldest]
 
-    def _seed(self, ep: Epoch, h: Hello, host_ns: int) -> None:
-        """Frames of this new boot that expired waiting for this HELLO: their indices are a
-        ``no_hello`` gap of the boot (only those whose device time this boot can have had)."""
-        def could_be_ours(t_us: int, arrival_ns: int) -> bool:
-            # taken before this HELLO was built, and not before that frame's arrival allows
-            before = int(max(0, host_ns - arrival_ns) // 1000 * DRIFT) + self._slack_us
-            return h.time_us - before <= t_us <= h.time_us + self._slack_us
-
-        firsts = [first for first, t, arrival in self.held.lost if could_be_ours(t, arrival)]
-        if firsts:
-            ep.seed_index = min(firsts)  # a gap if the boot's first frame comes after it
-
-    @staticmethod
-    def _projected(ep: Epoch, host_ns: int) -> int:
-        """The anchor's device time plus the host time since it arrived (clocks within
-        1000 ppm): where the anchor's clock can have got to by ``host_ns``."""
-        elapsed_us = max(0, host_ns - ep.anchor_host_ns) // 1000
-        return ep.anchor_device_us + int(elapsed_us * DRIFT)
-
-    def _ahead_limit(self, ep: Epoch, host_ns: int) -> int:
-        """The latest device time the dial can have reached by ``host_ns``: the projected
-        anchor plus ``slack_s`` for the anchor's own latency (a frame that waited in the
-        dial's queue)."""
-        return self._projected(ep, host_ns) + self._slack_us
-
-    def _max_new_samples(self, ep: Epoch, host_ns: int) -> int:
-        """How many samples past the anchor the dial can have taken by ``host_ns``."""
-        return (self._ahead_limit(ep, host_ns) - ep.anchor_device_us) // MIN_PERIOD_US + 2
-
-    def _place(self, ep: Epoch, s: Samples, host_ns: int, *, before_hello: bool = False
-               ) -> tuple[str, str]:
-        """NEW, DUPLICATE or FOREIGN (with why) for SAMPLES ``s`` against epoch ``ep``;
-        ``before_hello``: ``s`` arrived before the HELLO that made ``ep`` current."""
-        if s.times_us[-1] > self._ahead_limit(ep, host_ns):
-            return FOREIGN, "time_jump"
-        nxt = ep.ledger.next_index
-        last_t = ep.last_device_us
-        if nxt is None or last_t is None:
-            # The first frame of the boot. The dial queues HELLO and SAMPLES in one FIFO and
-            # builds a frame when its last sample is taken: a frame that came before the
-            # HELLO ended before it was built, one that came after ended after.
-            t_hello = ep.hello.time_us
-            if before_hello and s.times_us[-1] > t_hello + PACKING_US:
-                return FOREIGN, "not_this_boot"
-            if not before_hello and s.times_us[-1] < t_hello - PACKING_US:
-                return FOREIGN, "time_backwards"
-            if not self._since_start(s):
-                return FOREIGN, "index_jump"
-            return NEW, ""
-        if s.end_index <= nxt:
-            # A duplicate carries the device times this boot gave those indices: exactly
-            # those recorded, for the recent frames; for older ones not after the newest, not
-            # before the first, one period or more apart per index.
-            known = self._recorded_time(ep, s.first_index)
-            if known is not None:
-                return (DUPLICATE, "") if known == s.times_us[0] else (FOREIGN, "replay")
-            assert ep.first_device_us is not None
-            behind = (nxt - s.end_index) * min(ep.last_period_us, s.period_us)
-            if ep.first_device_us <= s.times_us[0] and s.times_us[-1] <= last_t - behind:
-                return DUPLICATE, ""
-            return FOREIGN, "replay"
-        i0 = max(s.first_index, nxt)
-        t0 = s.times_us[i0 - s.first_index]
-        if t0 <= last_t:
-            return FOREIGN, "time_backwards"
-        # Each index takes at least a period (the smaller of the two, if the rate changed)
-        # of device time, less one period of jitter.
-        if (i0 - nxt) * min(ep.last_period_us, s.period_us) > t0 - last_t:
-            if ep.fitted == 1 and self._since_start(s):
-                # Only the boot's first frame stands against it, and nothing has confirmed
-                # that one: it may be the impostor (e.g. an old index with a current time),
-                # and trusting it would hold every honest frame after it. Going forward in
-                # both index and device time, this frame re-anchors the boot; the indices
-                # between are a gap.
-                return NEW, ""
-            return FOREIGN, "index_jump"
-        return NEW, ""
-
-    @staticmethod
-    def _since_start(s: Samples) -> bool:
-        """Whether ``s``'s first index fits its device time since the boot began: index 0
-        was taken at a device time of 0 or later and each index since took at least
-        MIN_PERIOD_US (less a period of jitter at either end). A frame taken as a boot's
-        anchor must fit it: a later frame can only replace an unconfirmed anchor that lies
-        behind it in index, never one ahead of it, whose samples are already recorded
-        (found by test_core_stateful: a first frame at index 19997 and 0.997 s, then every
-        honest frame from index 0 was judged a replay)."""
-        return s.first_index * MIN_PERIOD_US <= s.times_us[0] + 2 * MAX_PERIOD_US
-
-    def _check_rate(self, ep: Epoch, device_us: int, host_ns: int) -> list[Out]:
-        """Once RATE_CHECK_NS of host time has passed in a boot, its device clock must run
-        within a factor of two of the host's (a crystal is within 0.1 %; a stall or burst
-        moves arrivals by seconds at most). Otherwise the boot's host times are not
-        computed (NULL) from then on, and one event says why."""
-        if ep.rate_ref is None:
-            ep.rate_ref = (device_us, host_ns)
-            return []
-        d0, h0 = ep.rate_ref
-        if ep.rate_implausible or host_ns - h0 < RATE_CHECK_NS:
-            return []
-        ratio = (device_us - d0) * 1000 / (host_ns - h0)
-        if 0.5 <= ratio <= 2.0:
-            return []
-        ep.rate_implausible = True
-        return [EventOut(self.uid, host_ns, "clock_rate_implausible", {
-            "boot_id": ep.boot_id, "ratio": round(ratio, 4),
-            "device_s": round((device_us - d0) / 1e6, 3),
-            "host_s": round((host_ns - h0) / 1e9, 3)})]
-
-    @staticmethod
-    def _recorded_time(ep: Epoch, index: int) -> int | None:
-        """The device time recorded for ``index`` if it is among the recent frames."""
-        recent = ep.recent
-        if not recent or index < recent[0][0]:
-            return None
-        k = bisect_right(recent, index, key=lambda r: r[0]) - 1
-        first, times = recent[k]
-        return times[index - first] if index - first < len(times) else None
-
-    @staticmethod
-    def _map(ep: Epoch, est: ClockEstimate | None,
-             times: tuple[int, ...]) -> tuple[int | None, ...]:
-        return (None,) * len(times) if est is None else tuple(ep.mapper.map(est, times))
-
     def _long_press(self, t_us: int, flags: int) -> bool:
         if self.long_press_us is None:
             return False
@@ -732,8 +452,3 @@ class DialCore:
             return True
         return False
 
-
-def hello_dict(h: Hello) -> dict[str, Any]:
-    d = asdict(h)
-    d["uid"] = h.uid.hex()
-    return d

@@ -29,6 +29,8 @@ from serial.tools import list_ports
 from ..clock import DeviceClock
 from ..config import RunConfig
 from ..errors import PortError, ProtocolMismatch
+from ..media import MediaSession, NoPlayer
+from ..outputs import EventOut, Out, SamplesOut, Sink
 from ..wire import (
     PROTOCOL_VERSION,
     Button,
@@ -42,10 +44,9 @@ from ..wire import (
     Sync,
 )
 from ..wire.checks import field_problem
-from .core import DialCore, EventOut, Held, Out, SamplesOut
+from .core import DialCore
+from .epoch import Held
 from .link import PortLink, close_link, open_link
-from .media import MediaSession, NoPlayer
-from .sinks import Sink
 
 log = logging.getLogger("ratedial")
 

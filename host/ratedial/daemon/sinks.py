@@ -1,6 +1,6 @@
 """Where the core's outputs go: the recording, MQTT, the live view.
 
-Each sink takes lists of outputs from :mod:`ratedial.daemon.core` and must not block.
+Each sink takes lists of outputs (:mod:`ratedial.outputs`) and must not block.
 """
 
 from __future__ import annotations
@@ -9,11 +9,8 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Protocol
 
-from ..recording import MediaState
-from ..recording.writer import Recorder, RecordingError
-from .core import (
+from ..outputs import (
     ArrivalOut,
     ClockOut,
     EpochOut,
@@ -24,12 +21,10 @@ from .core import (
     SyncOut,
     hello_dict,
 )
+from ..recording import MediaState
+from ..recording.writer import Recorder, RecordingError
 
 _NO_MEDIA = int(MediaState.NONE)
-
-
-class Sink(Protocol):
-    def handle(self, outs: list[Out]) -> None: ...
 
 
 @dataclass(slots=True)

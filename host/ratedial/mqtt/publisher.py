@@ -31,7 +31,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.properties import Properties
 
 from ..config import MqttConfig
-from ..daemon.core import EventOut, Out, SamplesOut
+from ..outputs import EventOut, Out, SamplesOut
 from ..recording.writer import Recorder
 from .acks import AckRouter, PublishRefused, Refusal, SubscriptionRefused, subscribe
 from .archive import Archive, Unfinished

@@ -4,7 +4,7 @@
 none``
 (docs/players.md); ``--video FILE`` starts an mpv for the file. Each session feeds the pure
 :class:`~ratedial.media.MediaClock` from its player and implements the daemon's
-:class:`~ratedial.daemon.media.MediaSession` seam.
+:class:`~ratedial.media.MediaSession` seam.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from ..daemon.media import MediaSession, NoPlayer
 from ..errors import UsageError
+from ..media import MediaSession, NoPlayer
 from .manual import ManualSession
 from .mpc import MpcSession
 from .mpv import MpvSession, launched_session

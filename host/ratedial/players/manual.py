@@ -26,8 +26,7 @@ import sys
 from typing import Any, TextIO
 
 from .._platform.keys import read_chunks
-from ..daemon.media import MediaOutput
-from ..media import ClockConfig, Source
+from ..media import ClockConfig, MediaOutput, Source
 from ..recording import MediaState
 from .session import PlayerSession
 

@@ -25,9 +25,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
-from ..daemon.media import MediaOutput
 from ..errors import UsageError
-from ..media import ClockConfig, Source
+from ..media import ClockConfig, MediaOutput, Source
 from .polled import Snapshot
 from .session import PlayerGone, PlayerSession
 

@@ -29,9 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._platform.pipes import connect_ipc, endpoint_ready, private_endpoint, remove_stale
-from ..daemon.media import MediaOutput
 from ..errors import UsageError
-from ..media import ClockConfig, MediaClock, MediaEvent, Source
+from ..media import ClockConfig, MediaClock, MediaEvent, MediaOutput, Source
 from ..recording import MediaState
 from .session import PlayerGone, PlayerSession
 

@@ -15,9 +15,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from ..daemon.media import MediaOutput
 from ..errors import UsageError
-from ..media import ClockConfig
+from ..media import ClockConfig, MediaOutput
 from .http import HttpError, http_get
 from .session import PlayerSession
 

@@ -26,8 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..daemon.media import Annotation, MediaOutput
-from ..media import ClockConfig, MediaClock, MediaEvent
+from ..media import Annotation, ClockConfig, MediaClock, MediaEvent, MediaOutput
 from .identity import MediaIdentity, identify
 
 MAX_BACKOFF_S = 2.0

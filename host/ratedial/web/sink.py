@@ -1,6 +1,6 @@
 """What the live web view shows, kept in bounded memory (no I/O here).
 
-:class:`WebSink` is a :class:`~ratedial.daemon.sinks.Sink`: it decimates each dial's samples
+:class:`WebSink` is a :class:`~ratedial.outputs.Sink`: it decimates each dial's samples
 to one point per :data:`BIN_S` of the curve's time axis (the last rating in the bin) and keeps
 the newest :data:`RING_POINTS` of them per dial, plus a ring of the same size for the mean
 line and spread of several dials. :meth:`WebSink.tick` and :meth:`WebSink.snapshot` build
@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from ..daemon.core import Out, SamplesOut
+from ..outputs import Out, SamplesOut
 
 BIN_S = 0.1  # one curve point per 100 ms of the axis (10 points/s)
 RING_POINTS = 6000  # 10 minutes of curve per dial

@@ -3,7 +3,8 @@
 docs/protocol.md ("What a host does with an impossible frame") lists the rules; this table
 is them. A frame with a valid CRC that breaks one is *impossible*: the host rejects it whole,
 counts it with the reason returned here, and never records any of its values. Checks that
-need the dial's history (is this index plausible now?) live in :mod:`ratedial.daemon.core`.
+need the dial's history (is this index plausible now?) live in :mod:`ratedial.daemon.placement`
+and :mod:`ratedial.daemon.core`.
 
 Invariant: :func:`field_problem` never raises, for any frame the decoder can return.
 """

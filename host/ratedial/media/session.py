@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from ..recording import MediaState
+from ..recording.schema import MediaState
 
 Annotation = tuple[tuple[int | None, ...], tuple[float | None, ...], tuple[int, ...]]
 

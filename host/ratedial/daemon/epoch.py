@@ -1,0 +1,117 @@
+"""What a dial's core keeps per boot, and for frames that no boot has taken yet.
+
+One :class:`Epoch` per device boot of a dial: its index ledger, its clock model and the
+anchors that bound what its next frame can hold. :class:`Held` keeps the SAMPLES frames that
+wait for a HELLO to say which boot they belong to. Pure data and bookkeeping; the rules that
+use them are in :mod:`ratedial.daemon.core` and :mod:`ratedial.daemon.placement`.
+
+Invariants:
+
+* Everything an :class:`Epoch` holds (ledger, clock model, anchors, recent frames) is of its
+  ``boot_id`` alone: indices of different boots are never mixed.
+* Held frames are kept in order of arrival. :meth:`Held.expire` takes out those that waited
+  longer than ``hold_ns`` of host time, and the oldest beyond ``MAX_HELD``; what expired is
+  remembered as ``lost`` (the newest ``MAX_HELD``), so that a later HELLO of its boot can
+  account for its indices as a gap.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from heapq import merge as merge_sorted
+from typing import Protocol
+
+from ..clock import ClockEstimate, SlewedMap
+from ..integrity import IndexLedger
+from ..wire import Hello, Samples, Status
+
+RECENT_FRAMES = 4096  # frames whose device times a duplicate is checked against exactly
+MAX_HELD = 20_000  # frames waiting for a HELLO (6 s of 1-sample frames at 2 kHz: 12,000)
+
+
+class ClockLike(Protocol):
+    def add_sync(self, host_send_ns: int, device_rx_us: int, device_tx_us: int,
+                 host_recv_ns: int) -> None: ...
+
+    def add_arrival(self, device_us: int, host_recv_ns: int) -> None: ...
+
+    def current(self) -> ClockEstimate | None: ...
+
+    def peek(self) -> ClockEstimate | None: ...
+
+
+@dataclass(slots=True)
+class Epoch:
+    boot_id: int
+    hello: Hello
+    clock: ClockLike
+    ledger: IndexLedger = field(default_factory=IndexLedger)
+    # The newest accepted SAMPLES frame's last device time and arrival (before the first
+    # one: the HELLO's time and arrival; frames held for the HELLO do not move it back),
+    # which bound what the next frame can hold.
+    anchor_device_us: int = 0
+    anchor_host_ns: int = 0
+    first_device_us: int | None = None
+    last_device_us: int | None = None
+    last_period_us: int = 0
+    # (first index, device times) of the recent accepted frames: what a duplicate must match
+    recent: deque[tuple[int, tuple[int, ...]]] = field(
+        default_factory=lambda: deque(maxlen=RECENT_FRAMES))
+    first_count_seen: bool = False
+    status: Status | None = None
+    mapper: SlewedMap = field(default_factory=SlewedMap)
+    n_syncs: int = 0  # SYNC answers the clock model took
+    seed_index: int | None = None  # first index of this boot's frames that expired unheard
+    rate_ref: tuple[int, int] | None = None  # (device_us, host_ns) of the first accepted frame
+    rate_implausible: bool = False  # its clock runs far from 1 µs per µs: host times unknown
+    anchor0_host_ns: int = 0  # when the boot's HELLO came
+    next_snapshot_ns: int = 0
+    stored_est: ClockEstimate | None = None  # the newest fit put out as a ClockOut
+    fitted: int = 0  # SAMPLES frames taken in; the first is unconfirmed until another fits it
+
+    def host_times(self, est: ClockEstimate | None,
+                   times: tuple[int, ...]) -> tuple[int | None, ...]:
+        """``times`` (device µs) mapped to host ns by ``est`` through this boot's slewed map."""
+        return (None,) * len(times) if est is None else tuple(self.mapper.map(est, times))
+
+
+@dataclass(slots=True)
+class Held:
+    """SAMPLES frames waiting for a HELLO that says which boot they belong to."""
+
+    hold_ns: int
+    frames: list[tuple[Samples, int, str]] = field(default_factory=list)  # frame, host, why
+    # What expired: (first index, last device time, arrival), for a later HELLO's gap.
+    lost: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def add(self, s: Samples, host_ns: int, why: str) -> None:
+        self.frames.append((s, host_ns, why))
+
+    def expire(self, now_ns: int) -> list[tuple[Samples, int, str]]:
+        """Take out the frames that have waited longer than ``hold_ns`` (or beyond the cap)."""
+        n = 0
+        while n < len(self.frames) and (self.frames[n][1] < now_ns - self.hold_ns
+                                        or len(self.frames) - n > MAX_HELD):
+            n += 1
+        out, self.frames = self.frames[:n], self.frames[n:]
+        self.lost += [(s.first_index, s.times_us[-1], t) for s, t, _ in out]
+        del self.lost[:-MAX_HELD]
+        return out
+
+    def merge(self, other: Held) -> None:
+        """Take over ``other``'s frames and losses (a port's, when its dial is known), in
+        order of arrival (a replugged dial may still hold frames from before the unplug;
+        :meth:`expire` and the HELLO that places them go by arrival)."""
+        self.frames = list(merge_sorted(other.frames, self.frames, key=lambda f: f[1]))
+        self.lost = list(merge_sorted(other.lost, self.lost, key=lambda x: x[2]))
+        del self.lost[:-MAX_HELD]
+
+    def take(self) -> list[tuple[Samples, int, str]]:
+        out, self.frames = self.frames, []
+        return out
+
+
+# Why a frame is held when no epoch has judged it yet: it came before any HELLO (of the dial,
+# or on its port); the HELLO that comes places it whichever boot it names.
+NO_HELLO = "no_hello"
