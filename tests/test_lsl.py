@@ -147,3 +147,29 @@ def test_lsl_samples_match_recording_through_unplug_and_markers(tmp_path):
     print(f"lsl: {len(got.stamps)} samples, worst |LSL - recording| {worst_us:.4f} us, "
           f"markers {kinds}")
     assert out
+
+
+def test_markers_carry_no_file_names() -> None:
+    """LSL streams are visible to the whole network: a marker leaves out the event keys that
+    name files (the video's path, the recording, the port), as MQTT payloads do."""
+    from ratedial.lsl import LslSink
+    from ratedial.outputs import LOCAL_ONLY, EventOut
+
+    sink = LslSink(raters=lambda uid: None, pylsl=pylsl)
+    pushed: list[dict[str, object]] = []
+
+    class Outlet:
+        def push_sample(self, values: list[str], t: float) -> None:
+            pushed.append(json.loads(values[0]))
+
+    sink._markers = Outlet()
+    sink.handle([EventOut("", 1, "media_load", {"path": "/v/Jane Doe therapy.mp4",
+                                                "duration_s": 3000.0}),
+                 EventOut("ab" * 8, 2, "dial_connected", {"port": "/dev/ttyACM0",
+                                                          "dial_id": 1}),
+                 EventOut("", 3, "run_start", {"recording": "D07.ratedial"})])
+    assert [m["event"] for m in pushed] == ["media_load", "dial_connected"]  # run_start: no marker
+    assert pushed[0]["duration_s"] == 3000.0 and pushed[1]["dial_id"] == 1
+    for m in pushed:
+        assert not LOCAL_ONLY.intersection(m), m
+        assert "Jane" not in json.dumps(m)

@@ -26,7 +26,7 @@ import pytest
 
 from brokers import bridged_pair
 from daemonrun import finish, gap_ranges, query, start_daemon
-from ratedial.mqtt.topics import LOCAL_ONLY
+from ratedial.outputs import LOCAL_ONLY
 from ratedial.wire import encode_frame
 from scripted import ScriptedPort, hello, samples
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import UsageError
-from .outputs import ClockOut, EpochOut, EventOut, Out, SamplesOut
+from .outputs import ClockOut, EpochOut, EventOut, Out, SamplesOut, public_data
 
 STREAM_TYPE = "Rating"
 MARKER_TYPE = "Markers"
@@ -182,7 +182,7 @@ class LslSink:
             rater = self._raters(o.uid)
             if rater:
                 marker["rater"] = rater
-        marker.update({k: v for k, v in o.data.items() if k != "port"})
+        marker.update(public_data(o.data))  # no file names off this computer
         marker["event_id"] = o.event_id
         self._markers.push_sample([json.dumps(marker, separators=(",", ":"), default=str)],
                                   t_ns / 1e9 + self.clock_offset_s)

@@ -69,6 +69,19 @@ class EventOut:
     event_id: int = 0  # assigned by the daemon before the sinks see it
 
 
+# Event data that names files (a video's path, the recording's name, a serial port's path):
+# kept in the recording, never sent off this computer (MQTT, LSL: a video's name may be a
+# client's name).
+LOCAL_ONLY = frozenset({"path", "recording", "port", "file"})
+
+
+def public_data(data: dict[str, Any]) -> dict[str, Any]:
+    """An event's ``data`` without the :data:`LOCAL_ONLY` keys, for publishing."""
+    if LOCAL_ONLY.intersection(data):
+        return {k: v for k, v in data.items() if k not in LOCAL_ONLY}
+    return data
+
+
 @dataclass(frozen=True, slots=True)
 class SyncOut:
     uid: str

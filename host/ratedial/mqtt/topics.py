@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from ..outputs import public_data
+
 PAYLOAD_VERSION = 1
 
 
@@ -137,13 +139,7 @@ def event_payload(*, event_id: int, kind: str, host_ns: int, wall_ns: int,
                   replay: bool = False) -> bytes:
     """``id`` counts within one run (recording) of the daemon: dedupe by daemon, run, id.
     File names stay in the recording: ``data`` goes out without :data:`LOCAL_ONLY` keys."""
-    if LOCAL_ONLY.intersection(data):
-        data = {k: v for k, v in data.items() if k not in LOCAL_ONLY}
     return dumps({"v": PAYLOAD_VERSION, "id": event_id, "kind": kind, "host_ns": host_ns,
                   "wall_ns": wall_ns, "dial": dial, "daemon": daemon, "run": run,
-                  "replay": replay, "data": data})
+                  "replay": replay, "data": public_data(data)})
 
-
-# Event data that names files (a video's path, the recording's name, a serial port's path):
-# kept in the recording, never published (a video's name may be a client's name).
-LOCAL_ONLY = frozenset({"path", "recording", "port", "file"})
