@@ -187,3 +187,22 @@ def test_a_negative_long_press_is_refused(tmp_path: Path) -> None:
     path.write_text("[scale]\nlong_press_s = -1\n")
     with pytest.raises(UsageError, match="long_press_s"):
         load_config(path)
+
+
+@pytest.mark.parametrize("args", [
+    ("record", "--mqtt", "mqtt://127.0.0.1:1", "--record", "x.ratedial", "--settle", "nan"),
+    ("run", "--no-scan", "--broker", "none", "--duration", "inf"),
+    ("devices", "--timeout", "nan"),
+    ("virtual-dial", "--drift-ppm", "nan"),
+    ("run", "--no-such-option"),
+])
+def test_a_bad_option_value_is_one_line_and_nan_is_not_a_number(
+        args: tuple[str, ...], tmp_path: Path) -> None:
+    """``--settle nan`` used to be taken (click's FloatRange lets nan through its bounds) and
+    switched every replay request off; a bad value is one line, naming where help is."""
+    res = subprocess.run([sys.executable, "-m", "ratedial", *args], text=True,
+                         capture_output=True, timeout=60, check=False, cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.startswith("ratedial"), res.stderr
+    assert list(tmp_path.iterdir()) == []

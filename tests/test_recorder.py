@@ -23,7 +23,7 @@ def sample_row(epoch_id, dial_id, i):
 
 
 def test_file_is_private_and_holds_what_was_written(tmp_path):
-    path = tmp_path / "recordings" / "run.ratedial"  # a new folder: made private too
+    path = tmp_path / "recordings" / "D07" / "run.ratedial"  # new folders: made private too
     rec = Recorder(path, meta={"software_version": "test"})
     dial = rec.add_dial("e66038b7132f4a2c", "client", "pico", "0.1.0", "pio")
     epoch = rec.add_epoch(dial, 0x1234, 5, {"rate_hz": 1000})
@@ -31,6 +31,7 @@ def test_file_is_private_and_holds_what_was_written(tmp_path):
     rec.event(7, dial, "dial_connected", {"port": "/dev/ttyACM0"})
     rec.flush()
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.parent.parent.stat().st_mode) == 0o700
     for suffix in ("", "-wal", "-shm"):
         p = path.parent / f"run.ratedial{suffix}"
         if p.exists():

@@ -13,6 +13,7 @@ from typing import ClassVar
 import click
 
 from . import __version__
+from .cli_types import FiniteRange
 from .errors import RatedialError
 
 
@@ -58,7 +59,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--seconds", type=click.FloatRange(min=8), default=40.0, show_default=True,
+@click.option("--seconds", type=FiniteRange(min=8), default=40.0, show_default=True,
               help="Length of the test video (and so of the run).")
 @click.option("--seed", type=int, default=1, show_default=True,
               help="Seed of the simulated dials.")
@@ -111,7 +112,7 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
                    "--rater client=e66038b7132f4a2c (repeatable).")
 @click.option("--record", type=click.Path(dir_okay=False), default=None,
               help="Recording file to create (default recordings/<date>-<time>.ratedial).")
-@click.option("--duration", type=click.FloatRange(min=0.1), default=None,
+@click.option("--duration", type=FiniteRange(min=0.1), default=None,
               help="Stop after this many seconds (default: run until Ctrl-C).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="TOML configuration file; flags override it.")
@@ -176,7 +177,7 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
         serial=None if serial_io is None else dataclasses.replace(cfg.serial, io=serial_io),
     )
     if cfg.mqtt.broker not in ("embedded", "none"):
-        from .mqtt.publisher import parse_broker
+        from .mqtt.requests import parse_broker
 
         if parse_broker(cfg.mqtt.broker, tls=cfg.mqtt.tls).tls:
             cfg.mqtt.tls_context()  # a CA or certificate file that cannot be used: one line now
@@ -198,7 +199,7 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
 @cli.command()
 @click.option("--port", "ports", multiple=True, metavar="PATH",
               help="Also ask these ports (e.g. virtual dials).")
-@click.option("--timeout", type=click.FloatRange(min=0.2), default=2.0, show_default=True,
+@click.option("--timeout", type=FiniteRange(min=0.2), default=2.0, show_default=True,
               help="Seconds to wait for each dial to answer.")
 def devices(ports: tuple[str, ...], timeout: float) -> None:
     """List connected dials: id, port, board and firmware.
@@ -221,7 +222,7 @@ def devices(ports: tuple[str, ...], timeout: float) -> None:
 @click.option("--broker", default="mqtt://localhost:1883", show_default=True,
               help="MQTT broker to subscribe to.")
 @click.option("--prefix", default="ratedial", show_default=True, help="Topic prefix.")
-@click.option("--duration", type=click.FloatRange(min=0.1), default=None,
+@click.option("--duration", type=FiniteRange(min=0.1), default=None,
               help="Stop after this many seconds.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="TOML config file: [mqtt] username, password_file, tls, ca_file, "
@@ -266,7 +267,7 @@ def monitor(broker: str, prefix: str, duration: float | None, config_path: str |
 @click.option("--client-id", default=None, metavar="ID",
               help="MQTT client id of the persistent session (default: derived from the host "
                    "name, prefix and --record path, so a restart resumes the session).")
-@click.option("--duration", type=click.FloatRange(min=0.1), default=None,
+@click.option("--duration", type=FiniteRange(min=0.1), default=None,
               help="Stop after this many seconds (default: run until Ctrl-C).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="TOML configuration file: its [mqtt] username, password_file, TLS files.")
@@ -277,7 +278,7 @@ def monitor(broker: str, prefix: str, duration: float | None, config_path: str |
 @click.option("--session-expiry", type=click.IntRange(min=1), default=3600, show_default=True,
               help="Seconds the broker keeps the session (and queues messages) while the "
                    "collector is away.")
-@click.option("--settle", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+@click.option("--settle", type=FiniteRange(min=0.1), default=2.0, show_default=True,
               help="Seconds a missing sample must stay missing before it is asked for.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 def record(broker: str, record: str, prefix: str | None, client_id: str | None,
@@ -297,7 +298,7 @@ def record(broker: str, record: str, prefix: str | None, client_id: str | None,
     from .config import load_config
     from .daemon.app import scrub_command_line
     from .mqtt.collect_shell import CollectConfig, collect
-    from .mqtt.publisher import parse_broker
+    from .mqtt.requests import parse_broker
 
     cfg = load_config(config_path)
     if prefix is not None:
@@ -358,6 +359,10 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # a bad option or value: one line, like every error
+        hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        click.echo(f"ratedial: error: {exc.format_message()}{hint}", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -41,6 +41,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ._platform.privacy import make_private_dirs
 from .config import MqttConfig, RunConfig
 from .daemon.app import print_summary, serve
 
@@ -233,7 +234,7 @@ def run_demo(*, seconds: float, seed: int, video: bool = True) -> None:
     console = Console(soft_wrap=not tty)
     stamp = time.strftime("demo-%Y%m%d-%H%M%S")
     out = Path("recordings")
-    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private_dirs(out)
     path = out / f"{stamp}.ratedial"
     missing = [p for p in ("ffmpeg", "mpv") if shutil.which(p) is None]
     if video and missing:

@@ -30,11 +30,25 @@ def privacy_warning(path: str | os.PathLike[str], *, platform: str = sys.platfor
     return None
 
 
+def make_private_dirs(folder: Path) -> None:
+    """Create ``folder`` and every missing folder above it with mode 0700 (owner only):
+    ``mkdir(parents=True)`` gives the parents the umask's mode (usually 0755)."""
+    missing = []
+    for p in (folder, *folder.parents):
+        if p.exists():
+            break
+        missing.append(p)
+    for p in reversed(missing):
+        p.mkdir(mode=0o700, exist_ok=True)
+    if not folder.is_dir():  # a file in the way: the OS's own error, with the path
+        raise NotADirectoryError(20, "Not a directory", str(folder))
+
+
 def open_private(path: Path) -> int:
     """Open ``path`` for writing (its folders created, its contents truncated) as a file only
     its owner can read (0600 on POSIX), also when it was there before with a wider mode: an
     export written over last week's copy is as private as a new one. Returns the descriptor."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new folder is private too
+    make_private_dirs(path.parent)  # new folders are private too
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     if sys.platform != "win32":
         try:

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..cli_types import FiniteRange
 from ..errors import UsageError
 from .cli_options import (
     RECORDINGS,
-    FiniteRange,
     _band,
     _load,
     _segment_opts,

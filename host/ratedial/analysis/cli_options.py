@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,6 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from .._platform.privacy import make_private_dirs
+from ..cli_types import FiniteRange
 from ..errors import RatedialError, UsageError
 
 if TYPE_CHECKING:
@@ -134,18 +135,6 @@ def friendly(f: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class FiniteRange(click.FloatRange):
-    """A number in a range, and a number: ``inf`` and ``nan`` are refused like any other
-    value outside it."""
-
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> Any:
-        rv = super().convert(value, param, ctx)
-        if not math.isfinite(rv):
-            self.fail(f"{value} is not a finite number.", param, ctx)
-        return rv
-
-
 def _pairing(kw: dict[str, Any]) -> PairingOptions:
     from .groups import PairingOptions
     from .load import parse_rater_overrides
@@ -206,7 +195,7 @@ def _output_prefix(prefix: str, stem: str) -> Path:
     seps = ("/", os.sep) if os.altsep is None else ("/", os.sep, os.altsep)
     base = Path(prefix)
     if prefix.endswith(seps) or base.is_dir():
-        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_dirs(base)
         return base / stem
     return base
 

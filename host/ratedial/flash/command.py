@@ -11,6 +11,7 @@ from typing import Any
 import click
 from serial.tools import list_ports
 
+from ..cli_types import FiniteRange
 from ..errors import PortError, UsageError
 from . import bootsel, esp32, uf2source
 from .board import KNOWN_VIDS, NotMicroPython, load_board, locate_firmware
@@ -115,11 +116,11 @@ def run_flash(*, board_name: str | None, port: str | None, force: bool, timeout:
                    "around it) and cached in the user cache directory "
                    "(env RATEDIAL_MICROPYTHON_MIRROR: another base URL, e.g. a local mirror; "
                    "RATEDIAL_CACHE_DIR: another cache directory).")
-@click.option("--wait", type=click.FloatRange(min=1), default=60.0, show_default=True,
+@click.option("--wait", type=FiniteRange(min=1), default=60.0, show_default=True,
               help="Seconds to wait for the board to come back as a MicroPython serial port "
                    "(USB 2e8a:0005) after the UF2 copy.")
 @click.option("--force", is_flag=True, help="Write every file, even those already on the board.")
-@click.option("--timeout", type=click.FloatRange(min=1), default=15.0, show_default=True,
+@click.option("--timeout", type=FiniteRange(min=1), default=15.0, show_default=True,
               help="Seconds to wait for the dial to answer after the restart.")
 def flash(board_name: str | None, port: str | None, drive: Path | None,
           micropython: Path | None, wait: float, force: bool, timeout: float) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .._platform.lock import try_lock
+from .._platform.privacy import make_private_dirs
 from ..errors import RatedialError
 from .schema import DDL, FORMAT, FORMAT_VERSION
 
@@ -83,9 +84,10 @@ __all__ = ["SQL", "Recorder", "RecordingError", "create_private_file",
 def create_private_file(path: Path) -> None:
     """Create ``path`` (mode 0600) or refuse if it exists: a recording is never overwritten."""
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # private, like the file
+        make_private_dirs(path.parent)  # private, like the file
     except OSError as exc:
-        why = "part of the path is a file" if isinstance(exc, FileExistsError) else exc.strerror
+        why = ("part of the path is a file" if isinstance(exc, FileExistsError | NotADirectoryError)
+               else exc.strerror)
         raise RecordingError(f"cannot create recording {path}: {why}") from None
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

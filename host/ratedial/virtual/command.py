@@ -22,6 +22,7 @@ from typing import Any
 import click
 
 from .._paths import firmware_dir
+from ..cli_types import FiniteRange
 from ..errors import RatedialError, UsageError
 from .bridge import Bridge
 from .faults import FaultSpec, parse_fault
@@ -59,9 +60,9 @@ def _stall_range(text: str) -> tuple[int, int]:
                    "Default: a seeded random rater that rests, turns, overshoots.")
 @click.option("--seed", type=int, default=1, show_default=True,
               help="Seed of the rater, the contact bounce and the link model.")
-@click.option("--counts-per-point", type=float, default=1.0, show_default=True,
+@click.option("--counts-per-point", type=FiniteRange(), default=1.0, show_default=True,
               help="Encoder quarter-steps per rating point.")
-@click.option("--drift-ppm", type=float, default=0.0, show_default=True,
+@click.option("--drift-ppm", type=FiniteRange(), default=0.0, show_default=True,
               help="Device crystal error: + runs fast.")
 @click.option("--wrap-bits", type=int, default=30, show_default=True,
               help="Width of the raw tick counter (30 as on rp2/esp32).")
@@ -70,7 +71,8 @@ def _stall_range(text: str) -> tuple[int, int]:
 @click.option("--uid", help="Board unique id, hex (default: derived from --seed).")
 @click.option("--truth", type=click.Path(path_type=Path, dir_okay=False),
               help="Append one JSON line of ground truth per boot to this file.")
-@click.option("--duration", type=float, help="Stop after this many seconds.")
+@click.option("--duration", type=FiniteRange(min=0, min_open=True),
+              help="Stop after this many seconds.")
 @click.option("--link", type=click.Path(path_type=Path),
               help="Path of the port symlink (default: dial0 in a private temp dir).")
 @click.option("--control", type=click.Path(path_type=Path),
@@ -78,20 +80,22 @@ def _stall_range(text: str) -> tuple[int, int]:
                    "corrupt N, button S, status, quit.")
 @click.option("--fault", "faults", multiple=True, metavar="KIND@T_S[:ARG]",
               help="Schedule a fault, e.g. reboot@5, unplug@10:1.5, stall@3:2, corrupt@4:8.")
-@click.option("--ber", type=float, default=0.0, show_default=True,
+@click.option("--ber", type=FiniteRange(), default=0.0, show_default=True,
               help="Bit-error rate on the device->host link.")
 @click.option("--no-link-model", is_flag=True,
               help="Forward bytes at once (no 1 ms USB frames, jitter or stalls).")
 @click.option("--jitter-us", type=int, default=LinkParams().jitter_us, show_default=True,
               help="Host-side delay after each 1 ms USB frame: uniform 0..this.")
-@click.option("--stall-rate", type=float, default=LinkParams().stall_per_s, show_default=True,
+@click.option("--stall-rate", type=FiniteRange(), default=LinkParams().stall_per_s,
+              show_default=True,
               help="Mean host-side link stalls per second.")
 @click.option("--stall-ms", default="5:30", show_default=True, metavar="MIN:MAX",
               help="Duration range of link stalls.")
-@click.option("--baud", type=float, help="Cap the link like a UART bridge (e.g. 115200).")
+@click.option("--baud", type=FiniteRange(min=0, min_open=True),
+              help="Cap the link like a UART bridge (e.g. 115200).")
 @click.option("--native-usb", is_flag=True,
               help="A reboot makes the port disappear and come back (rp2 native USB).")
-@click.option("--reenumerate-s", type=float, default=0.8, show_default=True,
+@click.option("--reenumerate-s", type=FiniteRange(), default=0.8, show_default=True,
               help="With --native-usb: how long the port is gone after a reboot.")
 @click.option("--no-realtime", is_flag=True,
               help="Do not give the simulated interrupts real-time priority.")

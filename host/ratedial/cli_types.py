@@ -1,0 +1,27 @@
+"""Parameter types shared by every command line (click only: importing this stays cheap).
+
+Invariant: a number option never takes ``nan`` or ``inf`` (click's ``FloatRange`` lets both
+through its bounds, as every comparison with ``nan`` is false): they are refused in one line
+like any other value outside the range.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import click
+
+__all__ = ["FiniteRange"]
+
+
+class FiniteRange(click.FloatRange):
+    """A number in a range, and a number: ``inf`` and ``nan`` are refused like any other
+    value outside it (no bounds given: any finite number)."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value} is not a finite number.", param, ctx)
+        return rv
