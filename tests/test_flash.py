@@ -270,6 +270,21 @@ def test_no_micropython_is_refused_in_one_line():
     assert elapsed < 25  # two tries at the raw REPL (3 s each), not a hang
 
 
+def test_a_dial_already_streaming_is_named_in_one_line():
+    """A port that streams binary frames (a dial already running the ratedial firmware):
+    the bytes shown as hex, not as raw binary in the terminal, and no BOOTSEL guide."""
+    from ratedial.virtual import VirtualDial
+
+    with VirtualDial(seed=3) as dial:
+        proc = subprocess.run(
+            [sys.executable, "-m", "ratedial", "flash", "--port", dial.port, "--board", "pico"],
+            capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 3
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert "binary data" in proc.stderr and "nothing was written" in proc.stderr
+    assert all(c.isprintable() for c in proc.stderr.strip()), proc.stderr
+
+
 def test_missing_port_is_one_line(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "ratedial", "flash", "--port", str(tmp_path / "ttyACM9")],

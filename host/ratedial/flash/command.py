@@ -140,7 +140,8 @@ def flash(board_name: str | None, port: str | None, drive: Path | None,
                            drive=drive, micropython=micropython, wait=wait)
     except NotMicroPython as exc:
         click.echo(f"ratedial: error: {exc}", err=True)
-        click.echo(INSTALL_HELP, err=True)
+        if "binary data" not in str(exc):  # not a dial already: how to put MicroPython on it
+            click.echo(INSTALL_HELP, err=True)
         sys.exit(exc.exit_code)
     except PortError as exc:
         if "no MicroPython board found" not in str(exc):

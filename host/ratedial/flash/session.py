@@ -149,8 +149,12 @@ class _Session:
         finally:
             ser.timeout = saved
         if not ok:
-            sample = bytes(rx.heard[:48]).decode("ascii", "replace")
-            said = f" (it sent {sample!r})" if sample else " (it sent nothing)"
+            heard = bytes(rx.heard[:24])
+            text = heard.isascii() and all(32 <= b < 127 or b in b"\r\n\t" for b in heard)
+            said = (" (it sent nothing)" if not heard else
+                    f" (it sent {heard.decode('ascii')!r})" if text else
+                    f" (it sends binary data, {heard.hex(' ')[:47]}...: a dial already running "
+                    "the ratedial firmware, or another device)")
             raise NotMicroPython(f"{self.port} does not answer like a MicroPython REPL{said}: "
                                  "nothing was written")
         # A MicroPython raw REPL for sure now: mpremote re-enters it (Ctrl-A reprints the
