@@ -7,6 +7,7 @@ nothing a user can cause ends in a traceback.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
 from typing import ClassVar
 
@@ -354,6 +355,11 @@ def _check_prefix(prefix: str) -> None:
 
 
 def main() -> None:
+    # paho reports a lost connection as a log line ("failed to receive on socket: ...")
+    # besides the exception every command turns into its own one-line message: without a
+    # handler, Python's last-resort handler printed it raw on stderr (seen with `record`).
+    # (The daemon's publisher passes a logger of its own, kept as quiet.)
+    logging.getLogger("aiomqtt").setLevel(logging.CRITICAL)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
