@@ -87,13 +87,13 @@ soak: $(STAMP) sysdeps
 	$(PY) -m pytest -m soak
 
 # Windows and macOS hosts: the same strict check as those platforms see the code. The virtual
-# dial is a Linux simulator and players/fake.py (a test and bench fake) serves a Unix socket:
+# dial is a Linux simulator and players/fake_mpv.py (a test and bench fake) serves a Unix socket:
 # both are left out, and silent where other modules import them lazily.
 MYPY_OTHER_OS := --follow-imports=silent --exclude 'host/ratedial/virtual/'
 lint: $(STAMP)
 	$(VENV)/bin/ruff check host tests bench
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy --platform win32 $(MYPY_OTHER_OS) --exclude 'host/ratedial/players/fake\.py'
+	$(VENV)/bin/mypy --platform win32 $(MYPY_OTHER_OS) --exclude 'host/ratedial/players/fake_mpv\.py'
 	$(VENV)/bin/mypy --platform darwin $(MYPY_OTHER_OS)
 
 # The codec's libFuzzer target, then the dial core's stateful property test at length

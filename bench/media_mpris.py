@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ratedial.media import PollExtrapolate
-from ratedial.players.fake import FakeMedia
+from ratedial.players.fake_media import FakeMedia
 from ratedial.players.simulate import SCRIPT_END_S, STANDARD_SCRIPT, TRUTH_STATE, SimResult
 
 HERE = Path(__file__).resolve().parent

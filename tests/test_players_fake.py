@@ -1,7 +1,8 @@
 """The player adapters against the deterministic fake players (real sockets, exact truth).
 
 mpv's JSON IPC, VLC's status.json and MPC-HC's variables.html are served by
-``ratedial.players.fake`` with injected latency and jitter; each test drives the fake as a
+``ratedial.players.fake_mpv`` and ``fake_http`` (over ``fake_media``) with injected latency
+and jitter; each test drives the fake as a
 rater would and compares the session's media time and state with the fake's ground truth.
 Edge cases: pause during a seek, seek while paused, rapid repeated seeks, rate changes, end of
 file, player crash and restart, wrong or missing password. MPC is also run end to end under
@@ -27,7 +28,9 @@ import pytest
 from conftest_media import Daemon, Dial, Timeline
 from ratedial.errors import UsageError
 from ratedial.players import create_session
-from ratedial.players.fake import FakeMedia, FakeMpcServer, FakeMpvServer, FakeVlcServer
+from ratedial.players.fake_http import FakeMpcServer, FakeVlcServer
+from ratedial.players.fake_media import FakeMedia
+from ratedial.players.fake_mpv import FakeMpvServer
 from ratedial.players.manual import ManualSession
 from ratedial.players.mpc import MpcSession
 from ratedial.players.mpv import MpvSession, osd_text
@@ -669,7 +672,7 @@ def test_bad_player_specs_are_one_line_usage_errors(spec, message):
 
 
 def test_player_specs(monkeypatch):
-    from ratedial.daemon.media import NoPlayer
+    from ratedial.media import NoPlayer
     from ratedial.players import parse_spec
 
     assert parse_spec("mpv").socket == "/tmp/mpvsocket"

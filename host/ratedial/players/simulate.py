@@ -22,7 +22,7 @@ from typing import Any
 
 from ..media import MediaClock, MediaEvent, PollExtrapolate
 from ..recording.schema import MediaState
-from .fake import Emit, FakeMedia
+from .fake_media import Emit, FakeMedia
 from .mpc import MpcSession, mpc_snapshot, parse_variables
 from .mpv import MpvInput, mpv_clock_config
 from .vlc import VlcSession

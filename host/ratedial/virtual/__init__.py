@@ -2,8 +2,10 @@
 pseudo-terminal exactly as a USB CDC port is.
 
 Data path: ``firmware/sim`` (rater -> encoder edges -> pin IRQs, timer, drifting clock) ->
-firmware stdout pipe (4 KB, non-blocking) -> ``bridge`` (``linkmodel``: 1 ms USB frames,
-jitter, stalls, bit errors; faults) -> ``port`` (pty + symlink) -> the host.
+firmware stdout pipe (4 KB, non-blocking) -> ``bridge`` (``supervisor``: the MicroPython
+process across reboots; ``usb``: the link on ``linkmodel``'s timing, 1 ms USB frames, jitter,
+stalls, bit errors; ``control``: the fault and command socket) -> ``port`` (pty + symlink)
+-> the host.
 
 Pure parts: ``script`` (rating curves), ``faults`` (commands and schedules), ``linkmodel``,
 ``truth`` (device time -> host time), ``options``.
