@@ -16,7 +16,7 @@ from ratedial.mqtt.archive import (
     unfinished,
 )
 from ratedial.mqtt.outbox import Outbox
-from ratedial.mqtt.publisher import parse_replay_request
+from ratedial.mqtt.requests import parse_replay_request
 from ratedial.recording.writer import Recorder, try_lock
 
 KEY = ("abc", 1)

@@ -1,7 +1,7 @@
 """What the daemon's MQTT side parses: broker addresses and subscribers' replay requests.
 
 Pure functions (no connection), bounded so a request cannot flood the daemon; split from
-:mod:`ratedial.mqtt.publisher`, which re-exports them.
+:mod:`ratedial.mqtt.publisher`.
 """
 
 from __future__ import annotations
