@@ -467,3 +467,20 @@ def test_a_starved_simulator_catches_up_with_the_samples_the_hardware_would_take
     counts = [s.samples[i][0] for i in turn]
     assert max(abs(b - a) for a, b in itertools.pairwise(counts)) <= 1
     assert counts[-1] - counts[0] >= 12  # 0.8 s at 20 counts/s, every count passed through
+
+
+def test_a_second_dial_never_takes_over_a_running_dials_link(tmp_path: Path) -> None:
+    """``--link`` naming the port of a dial that is still running is refused in one line;
+    it used to replace that link and delete it on exit, with the first dial still running."""
+    link = tmp_path / "dialA"
+    with VirtualDial(seed=5, link=link):
+        target = os.readlink(link)
+        r = subprocess.run(_cli("--link", str(link), "--duration", "1"), capture_output=True,
+                           text=True, timeout=60, check=False)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.count("\n") == 1 and "running dial" in r.stderr, r.stderr
+        assert os.readlink(link) == target
+    # a link left behind by a dial that is gone (its pty closed) is taken over
+    os.symlink("/dev/pts/no-such-pty", link)
+    with VirtualDial(seed=6, link=link) as dial:
+        assert os.readlink(link) != "/dev/pts/no-such-pty" and dial.port == str(link)

@@ -96,6 +96,9 @@ class Bridge:
             self._fw.knots.write_text(script.sim_text(), encoding="ascii")
         if self.link.exists() and not self.link.is_symlink():
             raise UsageError(f"--link {self.link}: exists and is not a symlink")
+        if self.link.is_symlink() and self.link.exists():  # it leads to a live pty
+            raise UsageError(f"--link {self.link}: is the port of a running dial (it leads to "
+                             f"{os.readlink(self.link)}); choose another path or stop that dial")
         if self.control_path is not None:
             self._control.listen(self.control_path)
         try:
