@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import queue
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 
+import paho.mqtt.client as paho
 import pytest
 import serial
+from paho.mqtt import publish
 
-from brokers import mosquitto
+from brokers import Mosquitto, mosquitto
 from daemonrun import finish, query, start_daemon
+from ratedial.mqtt.topics import event_payload, samples_payload
 from ratedial.virtual import VirtualDial
 
 pytestmark = pytest.mark.slow
@@ -62,6 +69,115 @@ def test_monitor_without_a_broker_is_one_line(tmp_path):
     assert len(lines) == 1 and "cannot subscribe" in lines[0], proc.stderr
 
 
+class Lines:
+    """A subprocess's stdout and stderr, line by line as it writes them, for waiting on."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.seen: dict[str, list[str]] = {"out": [], "err": []}
+        self._q: queue.Queue[tuple[str, str | None]] = queue.Queue()
+        self._open = 2
+        for name, stream in (("out", proc.stdout), ("err", proc.stderr)):
+            threading.Thread(target=self._read, args=(name, stream), daemon=True).start()
+
+    def _read(self, name: str, stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            self._q.put((name, line.rstrip("\n")))
+        self._q.put((name, None))
+
+    def wait(self, name: str, test: Callable[[str], bool], timeout: float) -> bool:
+        """True once a line of ``name`` (seen before or arriving within ``timeout``) passes
+        ``test``; False on time-out; AssertionError (with the output) once both streams end."""
+        if any(test(ln) for ln in self.seen[name]):
+            return True
+        end = time.monotonic() + timeout
+        while (left := end - time.monotonic()) > 0:
+            try:
+                stream, line = self._q.get(timeout=left)
+            except queue.Empty:
+                return False
+            if line is None:
+                self._open -= 1
+                if self._open == 0:
+                    raise AssertionError(f"exited ({self.proc.wait()}) first: {self.seen}")
+                continue
+            self.seen[stream].append(line)
+            if stream == name and test(line):
+                return True
+        return False
+
+    def finish(self, timeout: float) -> None:
+        """Wait for the process to end and both streams to be read to the end."""
+        self.proc.wait(timeout)
+        while self._open:
+            stream, line = self._q.get(timeout=timeout)
+            if line is None:
+                self._open -= 1
+            else:
+                self.seen[stream].append(line)
+
+
+DIAL = "e66038b7132f4a2c"
+
+
+def _publish_until_shown(port: int, lines: Lines, phase: str, first: int,
+                         rating: float) -> None:
+    """Publish ten samples and a ``button`` event until the monitor prints the event: it
+    shows nothing published before it (re)subscribed, so one publish could go unseen."""
+    n = 10
+    batch = samples_payload(
+        uid=DIAL, rater="client", daemon="dtest", boot_id=7, first_index=first,
+        period_us=1000, device_us=[1000 * (first + k) for k in range(n)],
+        host_ns=[None] * n, wall_ns=[None] * n, count=list(range(n)),
+        rating=[rating] * n, flags=[0] * n, media_s=[None] * n, media_state=[0] * n)
+    event = event_payload(event_id=first + 1, kind="button", host_ns=1, wall_ns=2, dial=DIAL,
+                          daemon="dtest", data={"phase": phase}, run="r1")
+    end = time.monotonic() + 120
+    while time.monotonic() < end:
+        publish.multiple([{"topic": f"ratedial/v1/dials/{DIAL}/samples", "payload": batch,
+                           "qos": 1},
+                          {"topic": f"ratedial/v1/dials/{DIAL}/events", "payload": event,
+                           "qos": 1}],
+                         hostname="127.0.0.1", port=port, protocol=paho.MQTTv5)
+        if lines.wait("out", lambda ln: ln == f'button {{"phase": "{phase}"}}', 1.0):
+            return
+    raise AssertionError(f"the monitor never showed {phase}: {lines.seen}")
+
+
+def test_monitor_rides_out_broker_restarts(tmp_path):
+    """A broker that restarts (stopped, then crashed) is one line each on stderr; the monitor
+    subscribes again, shows what is published afterwards, and still ends at --duration with
+    status 0 (it used to stop with "cannot subscribe ... Disconnected during message
+    iteration")."""
+    broker = Mosquitto(tmp_path / "broker")
+    broker.start()
+    mon = subprocess.Popen([sys.executable, "-m", "ratedial", "monitor", "--broker",
+                            broker.url, "--duration", "20"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        lines = Lines(mon)
+        _publish_until_shown(broker.port, lines, "before", 0, 20.0)
+        for outage, (go, phase, rating) in enumerate(((broker.stop, "after-stop", 41.0),
+                                                      (broker.kill, "after-kill", 62.0)), 1):
+            go()  # SIGTERM (mosquitto says goodbye), then SIGKILL (the socket just closes)
+            told = lines.wait("err", lambda _ln, k=outage: len(lines.seen["err"]) == k, 60)
+            assert told, lines.seen  # the k-th line on stderr: the monitor noticed outage k
+            broker.start()  # returns once the port accepts connections
+            _publish_until_shown(broker.port, lines, phase, 100 * outage, rating)
+        lines.finish(timeout=60)  # --duration ends it
+    finally:
+        if mon.poll() is None:
+            mon.kill()
+        broker.stop()
+    assert mon.returncode == 0, lines.seen
+    assert lines.seen["err"] == [f"ratedial: the broker at 127.0.0.1:{broker.port} went "
+                                 "away; reconnecting"] * 2
+    (row,) = [ln for ln in lines.seen["out"] if DIAL[:8] in ln]
+    cells = [c.strip() for c in row.strip("│┃ ").split("│")]
+    assert cells[:6] == [DIAL[:8], "client", "?", "62.0", "-", "30"], row  # 3 x 10 samples
+    assert "reconnecting" not in "\n".join(lines.seen["out"])  # the table ends connected
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="ptys are POSIX")
 def test_devices_says_a_port_another_program_holds_is_busy():
     with VirtualDial(seed=73, subprocess=True) as dial, \
@@ -69,3 +185,32 @@ def test_devices_says_a_port_another_program_holds_is_busy():
         proc = ratedial("devices", "--port", dial.port, "--timeout", "1")
     assert proc.returncode == 1, proc.stderr
     assert f"{dial.port}: port is busy: another program has it open" in proc.stdout
+
+
+def test_monitor_skips_malformed_messages_and_counts_by_ranges() -> None:
+    """Anyone who can publish on the topics may send anything: a samples message with fields
+    missing or of the wrong type is skipped and counted, never a traceback; indices are
+    counted as ranges (a set of every index grew by a million entries in 17 minutes)."""
+    import json as _json
+
+    from ratedial.mqtt.monitor import Monitor
+
+    mon = Monitor()
+    topic = "ratedial/v1/dials/aa/samples"
+
+    def feed(**msg: object) -> None:
+        mon.feed(topic, _json.dumps({"dial": "aa", **msg}).encode())
+
+    feed(boot=1, first=0, n=10, rating=[50.0] * 10, media_s=[1.0] * 10, rater="client")
+    feed(boot=1, first=5, n=10, rating=[60.0] * 10, media_s=None)  # 5 seen before
+    for bad in ({"first": 0, "n": 3}, {"boot": "x", "first": 0, "n": 3},
+                {"boot": 1, "first": 0, "n": -1}, {"boot": 1, "first": 1.5, "n": 2},
+                {"boot": 1, "first": 0, "n": True}):
+        feed(**bad)
+    feed(boot=1, first=20, n=2, rating=["high", 70], media_s=[2.0, 2.5])
+    mon.feed("ratedial/v1/dials/aa/status", b'{"dial": "aa", "state": 3, "missing": "x"}')
+    d = mon.dials["aa"]
+    assert (d.samples, d.duplicates, mon.malformed) == (17, 5, 5)
+    assert (d.rating, d.media_s, d.rater) == (70.0, 2.5, "client")
+    assert (d.state, d.missing) == ("?", 0)
+    mon.table()  # renders

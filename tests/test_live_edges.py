@@ -93,6 +93,8 @@ def test_events_on_the_broker_name_no_files() -> None:
     (("--prefix", "a//b"), "--prefix"),
     (("--broker", "none"), "monitor subscribes to a running broker"),
     (("--broker", "embedded"), "monitor subscribes to a running broker"),
+    # names only what monitor takes (it refuses embedded and none, above)
+    (("--broker", "http://x"), "expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]\n"),
 ])
 def test_monitor_refuses_what_it_cannot_use_in_one_line(args: tuple[str, ...],
                                                         words: str) -> None:

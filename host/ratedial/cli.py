@@ -246,7 +246,7 @@ def monitor(broker: str, prefix: str, duration: float | None, config_path: str |
                          "mqtt://HOST[:PORT] (a daemon with --broker embedded prints its URL)")
     _check_prefix(prefix)
     mqtt = load_config(config_path).mqtt
-    address = parse_broker(broker, tls=mqtt.tls)
+    address = parse_broker(broker, tls=mqtt.tls, words="")  # not embedded or none
     try:
         # Piped or logged output keeps whole columns instead of squeezing them into 80.
         console = Console() if sys.stdout.isatty() else Console(width=160)

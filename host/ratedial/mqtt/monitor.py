@@ -1,12 +1,29 @@
-"""``ratedial monitor``: subscribe to a broker and show every dial's live values."""
+"""``ratedial monitor``: subscribe to a broker and show every dial's live values.
+
+Invariants:
+
+* :class:`Monitor` is pure: messages in, counts and a table out; :func:`monitor` only moves
+  messages from the broker to it and the table to the console.
+* A broker that cannot be reached, or that refuses MQTT 5 and 3.1.1, before the first
+  subscription is an ``aiomqtt.MqttError`` for the command to tell in one line; a refused
+  subscription is :class:`~ratedial.mqtt.acks.SubscriptionRefused`, at any time.
+* Once subscribed, a lost connection is said once per outage (``on_message``) and the shell
+  reconnects with jittered back-off (as ``record --mqtt`` and the daemon do) and subscribes
+  again; what was counted stays, so samples seen twice still count as duplicates.
+* It ends at ``duration`` (a connection attempt under way finishes first: aiomqtt's 5 s
+  time-out), or by cancellation (Ctrl-C).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import random
 import ssl
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +33,12 @@ from rich.live import Live
 from rich.table import Table
 
 from .acks import subscribe
+from .collect_ranges import MAX_SAMPLES, RangeSet, is_int
 from .requests import BrokerAddress
+
+LEAVES = ("samples", "backfill", "events", "status")  # of <prefix>/v1/dials/+/...
+BACKOFF_FIRST_S = 0.5  # between reconnection attempts: doubling to BACKOFF_MAX_S, each
+BACKOFF_MAX_S = 5.0  # drawn from [0.5, 1.5) times that (the daemon's and the collector's)
 
 
 @dataclass(slots=True)
@@ -35,7 +57,8 @@ class DialSeen:
 class Monitor:
     def __init__(self) -> None:
         self.dials: dict[str, DialSeen] = {}
-        self._seen: dict[tuple[str, int], set[int]] = {}
+        self._seen: dict[tuple[str, int], RangeSet] = {}  # indices seen per boot, as ranges
+        self.malformed = 0  # messages skipped: fields missing or of the wrong type
         self.events: list[dict[str, Any]] = []
 
     def feed(self, topic: str, payload: bytes) -> str | None:
@@ -52,31 +75,34 @@ class Monitor:
             return None
         d = self.dials.setdefault(dial, DialSeen(dial))
         if leaf in ("samples", "backfill"):
-            d.rater = msg.get("rater") or d.rater
-            seen = self._seen.setdefault((dial, msg["boot"]), set())
-            new = 0
-            for k in range(msg["n"]):
-                i = msg["first"] + k
-                if i in seen:
-                    d.duplicates += 1
-                else:
-                    seen.add(i)
-                    new += 1
+            boot, first, n = msg.get("boot"), msg.get("first"), msg.get("n")
+            if not (is_int(boot) and is_int(first) and is_int(n) and 0 <= n <= MAX_SAMPLES):
+                self.malformed += 1  # anyone may publish here: a bad message is skipped
+                return None
+            d.rater = _text(msg.get("rater")) or d.rater
+            seen = self._seen.setdefault((dial, boot), RangeSet())
+            new = sum(b - a for a, b in seen.missing(first, first + n))
+            seen.add(first, first + n)
             d.samples += new
-            if leaf == "samples" and msg["rating"]:
-                d.rating = msg["rating"][-1]
-                d.media_s = msg["media_s"][-1]
+            d.duplicates += n - new
+            rating, media_s = msg.get("rating"), msg.get("media_s")
+            if leaf == "samples" and isinstance(rating, list) and rating:
+                d.rating = _number(rating[-1])
+                d.media_s = _number(media_s[-1]) if isinstance(media_s, list) and media_s \
+                    else None
         elif leaf == "status":
-            d.state = msg.get("state", "?")
-            d.missing = msg.get("missing", 0)
-            d.rater = msg.get("rater") or d.rater
+            d.state = _text(msg.get("state")) or "?"
+            missing = msg.get("missing", 0)
+            d.missing = missing if is_int(missing) else 0
+            d.rater = _text(msg.get("rater")) or d.rater
         elif leaf == "events":
             self.events.append(msg)
             return f"{msg.get('kind')} {json.dumps(msg.get('data'))}"
         return None
 
-    def table(self) -> Table:
-        t = Table(title="ratedial monitor", title_justify="left")
+    def table(self, status: str = "") -> Table:
+        title = f"ratedial monitor ({status})" if status else "ratedial monitor"
+        t = Table(title=title, title_justify="left")
         for col in ("dial", "rater", "state", "rating", "media s", "samples", "missing",
                     "duplicates"):
             t.add_column(col)
@@ -88,36 +114,77 @@ class Monitor:
         return t
 
 
+def _text(x: Any) -> str | None:
+    return x if isinstance(x, str) else None
+
+
+def _number(x: Any) -> float | None:
+    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else None
+
+
+def _tell(message: str) -> None:
+    print(f"ratedial: {message}", file=sys.stderr, flush=True)
+
+
 async def monitor(addr: BrokerAddress, *, prefix: str, duration: float | None,
                   console: Console, username: str | None = None, password: str | None = None,
-                  tls_context: ssl.SSLContext | None = None) -> Monitor:
+                  tls_context: ssl.SSLContext | None = None,
+                  on_message: Callable[[str], None] = _tell) -> Monitor:
+    """Show what the broker carries until ``duration`` or cancellation (module invariants)."""
     mon = Monitor()
     deadline = None if duration is None else time.monotonic() + duration
+    where = f"{addr.host}:{addr.port}"
     protocol = aiomqtt.ProtocolVersion.V5
-    for _ in range(2):
-        try:
-            async with aiomqtt.Client(addr.host, addr.port, username=username, password=password,
-                                      protocol=protocol, timeout=5,
-                                      tls_context=tls_context) as client:
-                for leaf in ("samples", "backfill", "events", "status"):
-                    await subscribe(client, f"{prefix}/v1/dials/+/{leaf}")
-                with Live(mon.table(), console=console, auto_refresh=False,
-                          transient=False) as live:
-                    last = 0.0
-                    while deadline is None or time.monotonic() < deadline:
-                        with contextlib.suppress(asyncio.TimeoutError):
-                            async with asyncio.timeout(0.25):
-                                async for m in client.messages:
-                                    note = mon.feed(str(m.topic), bytes(m.payload))
-                                    if note:
-                                        console.print(note, highlight=False)
-                        if time.monotonic() - last > 0.25:
-                            last = time.monotonic()
-                            live.update(mon.table(), refresh=True)
+    backoff = BACKOFF_FIRST_S
+    away = False
+    with contextlib.ExitStack() as stack:
+        live: Live | None = None  # shown from the first subscription on
+        while deadline is None or time.monotonic() < deadline:
+            try:
+                async with aiomqtt.Client(addr.host, addr.port, username=username,
+                                          password=password, protocol=protocol, timeout=5,
+                                          keepalive=10, tls_context=tls_context) as client:
+                    for leaf in LEAVES:
+                        await subscribe(client, f"{prefix}/v1/dials/+/{leaf}")
+                    if live is None:
+                        live = stack.enter_context(Live(mon.table(), console=console,
+                                                        auto_refresh=False, transient=False))
+                    away, backoff = False, BACKOFF_FIRST_S
+                    await _show(client, mon, live, console, deadline)
                 return mon
-        except aiomqtt.MqttError as exc:
-            if protocol == aiomqtt.ProtocolVersion.V5 and "protocol" in str(exc).lower():
-                protocol = aiomqtt.ProtocolVersion.V311
-                continue
-            raise
+            except aiomqtt.MqttError as exc:
+                if live is None:  # never subscribed: the command says why, in one line
+                    if protocol == aiomqtt.ProtocolVersion.V5 and "protocol" in str(exc).lower():
+                        protocol = aiomqtt.ProtocolVersion.V311
+                        continue
+                    raise
+                if not away:
+                    away = True
+                    on_message(f"the broker at {where} went away; reconnecting")
+            live.update(mon.table(f"reconnecting to {where}"), refresh=True)
+            pause = backoff * (0.5 + random.random())
+            if deadline is not None:
+                pause = min(pause, max(0.0, deadline - time.monotonic()))
+            await asyncio.sleep(pause)
+            backoff = min(BACKOFF_MAX_S, backoff * 2)
     return mon
+
+
+async def _show(client: aiomqtt.Client, mon: Monitor, live: Live, console: Console,
+                deadline: float | None) -> None:
+    """Feed messages to ``mon`` and redraw its table, 4 times a second, until ``deadline``;
+    ``aiomqtt.MqttError`` when the connection is lost."""
+    live.update(mon.table(), refresh=True)
+    last = time.monotonic()
+    while deadline is None or time.monotonic() < deadline:
+        wait = 0.25 if deadline is None else min(0.25, max(0.0, deadline - time.monotonic()))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                async for m in client.messages:
+                    note = mon.feed(str(m.topic), bytes(m.payload))
+                    if note:
+                        console.print(note, highlight=False)
+        if time.monotonic() - last > 0.25:
+            last = time.monotonic()
+            live.update(mon.table(), refresh=True)
+    live.update(mon.table(), refresh=True)

@@ -25,12 +25,16 @@ class BrokerAddress:
     tls: bool
 
 
-def parse_broker(url: str, *, tls: bool = False, option: str = "--broker") -> BrokerAddress:
+def parse_broker(url: str, *, tls: bool = False, option: str = "--broker",
+                 words: str | None = None) -> BrokerAddress:
     """``mqtt://host[:port]`` or ``mqtts://host[:port]``; one-line UsageError otherwise, naming
-    ``option`` (``--broker`` also takes ``embedded`` and ``none``, which callers handle)."""
+    ``option`` and, as also accepted, ``words``: by default ``embedded or none`` for
+    ``--broker`` (which callers handle), nothing for another option."""
     parts = urlsplit(url if "://" in url else f"mqtt://{url}")
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        also = ", embedded or none" if option == "--broker" else ""
+        if words is None:
+            words = "embedded or none" if option == "--broker" else ""
+        also = f", {words}" if words else ""
         raise UsageError(f"{option} {url!r}: expected mqtt://HOST[:PORT]"
                          f"{',' if also else ' or'} mqtts://HOST[:PORT]{also}")
     if parts.username is not None or parts.password is not None:
