@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ..recording.schema import MediaState
-
-Annotation = tuple[tuple[int | None, ...], tuple[float | None, ...], tuple[int, ...]]
+from .events import Annotation
 
 
 class MediaOutput(Protocol):
