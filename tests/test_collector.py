@@ -34,9 +34,14 @@ class MemoryStore:
         self.events: list[tuple[int, int | None, str, dict[str, Any]]] = []
         self.meta_kv: dict[str, Any] = {}
 
-    def add_dial(self, uid: str, rater: str | None, board: str, firmware: str) -> int:
-        self.dials.append((uid, rater, board, firmware))
+    def add_dial(self, uid: str, rater: str | None, board: str, firmware: str,
+                 backend: str) -> int:
+        self.dials.append((uid, rater, board, firmware, backend))
         return len(self.dials)
+
+    def dial_info(self, dial_id: int, rater: str | None, board: str, firmware: str,
+                  backend: str) -> None:
+        self.dials[dial_id - 1] = (self.dials[dial_id - 1][0], rater, board, firmware, backend)
 
     def add_epoch(self, dial_id: int, boot: int, first_host_ns: int,
                   hello: dict[str, Any]) -> int:
@@ -137,7 +142,7 @@ def test_each_sample_is_written_once_live_and_backfill_overlapping():
     assert c.stats.samples == 125 and c.stats.backfilled == 25
     assert c.stats.duplicates == 50 + 75
     # one dial, one epoch, keyed by (uid, boot); the rater label comes from the payload
-    assert store.dials == [(DIAL, "client", "", "")]
+    assert store.dials == [(DIAL, "client", "", "", "")]
     assert [(e[0], e[1], e[3]["daemon"], e[3]["rate_hz"]) for e in store.epochs] == [
         (1, 7, "room1", 1000.0)]
 
@@ -318,13 +323,14 @@ def test_after_a_reboot_the_old_boot_tail_is_asked_for_once_and_is_no_gap():
     feed(c, status(100, boot=7), now=0.0)
     feed(c, status(5000, boot=8), now=1.0)  # rebooted; the end of boot 7 is not known
     assert c.due_requests(2.5) == []  # settling
-    (req,) = c.due_requests(3.1)
-    assert req.boot == 7 and req.ranges == ((100, 100 + TAIL_SPAN),)
+    reqs = {r.boot: r.ranges for r in c.due_requests(3.1)}
+    # boot 8, known only from its status, is asked for from its start
+    assert reqs == {7: ((100, 100 + TAIL_SPAN),), 8: ((0, 5000),)}
     feed(c, batch(100, 20, boot=7, replay=True), now=3.2)  # the daemon had up to 119
     feed(c, answer([[100, 100 + TAIL_SPAN]], [[120, 100 + TAIL_SPAN]]), now=3.3)
     assert store.gaps == [] and c.stats.absent == 0
     assert c.due_requests(10.0) == []
-    assert c.open_tails() == 0 and c.holes() == {}
+    assert c.open_tails() == 0 and c.holes() == {(DIAL, 8): [(0, 5000)]}
     assert store.indices() == list(range(120))
 
 
@@ -529,3 +535,183 @@ def test_missing_events_are_asked_for_by_run_and_id():
     assert col.due_requests(10.0) == []  # 4 is absent: never asked for again
     assert sorted(e[3]["source"]["event_id"] for e in store.events) == [1, 2, 3, 5]
     assert col.summary()["missing_events"] == 0
+
+
+def _offline(next_index: int, *, boot: int = 7, board: str = "pico") -> tuple[str, bytes]:
+    """The retained status a stopped daemon leaves for its dial."""
+    topic, payload = status(next_index, boot=boot)
+    msg = json.loads(payload)
+    return topic, json.dumps({**msg, "state": "offline", "board": board}).encode()
+
+
+def test_a_boot_known_only_from_a_retained_status_is_asked_for_whole_and_stays_missing():
+    """Found by a black-box test: a collector started after the daemons had stopped reported
+    "0 samples still missing" although the retained statuses announced 116,000 samples per
+    dial; a status of a boot it had no sample of was ignored."""
+    c, store = make()
+    feed(c, _offline(5000), now=0.0)  # the daemon has stopped: its horizon is final
+    (req,) = c.due_requests(0.25)
+    assert (req.boot, req.ranges) == (7, ((0, 5000),))
+    assert store.epochs == []  # the epoch's row comes with its first sample or gap
+    assert c.due_requests(10.0) == []
+    assert c.due_requests(10.3) == []  # no answer (the daemon is gone): timed out
+    s = c.summary()
+    assert (s["holes"], s["requested_samples"], s["replay_timeouts"]) == (5000, 5000, 1)
+    assert c.holes() == {(DIAL, 7): [(0, 5000)]}
+    # a later run of that daemon answers: what it holds fills the boot, the rest is a gap
+    feed(c, batch(0, 4000, replay=True), now=20.0)
+    (req,) = c.due_requests(20.5)
+    assert req.ranges == ((4000, 5000),)
+    feed(c, answer([[4000, 5000]], [[4500, 5000]]), now=20.6)
+    feed(c, batch(4000, 500, replay=True), now=20.6)
+    assert c.summary()["holes"] == 0
+    assert store.gaps == [(1, 1, 4500, 5000, ABSENT)]
+    (epoch,) = store.epochs  # its hello has the rate of the backfilled samples
+    assert (epoch[1], epoch[3]["period_us"], epoch[3]["rate_hz"]) == (7, 1000, 1000.0)
+
+
+def test_a_live_status_of_an_unseen_boot_settles_before_it_is_asked_for():
+    c, _ = make()
+    feed(c, status(3000), now=0.0)  # "connected": live batches may still be on the way
+    assert c.due_requests(1.0) == [] and c.summary()["holes"] == 0
+    (req,) = c.due_requests(2.25)
+    assert req.ranges == ((0, 3000),)
+    feed(c, status(0, boot=9), now=2.3)  # a boot with nothing yet: no epoch, no request
+    assert (DIAL, 9) not in c.epochs
+
+
+def test_a_head_beyond_one_request_absent_in_full_is_no_gap():
+    """The daemon's recording starts after the first request's hour: the rest of the head
+    is asked for as head again, so what lies before its first index is not a gap."""
+    c, store = make()
+    feed(c, batch(4_000_000, 10), now=0.0)
+    (req,) = c.due_requests(2.5)
+    assert req.ranges == ((0, 3_600_000),)
+    feed(c, answer([[0, 3_600_000]], [[0, 3_600_000]]), now=2.6)
+    (req,) = c.due_requests(2.7)
+    assert req.ranges == ((3_600_000, 4_000_000),)
+    feed(c, batch(3_700_000, 300_000, replay=True), now=2.8)
+    feed(c, answer([[3_600_000, 4_000_000]], [[3_600_000, 3_700_000]]), now=2.9)
+    assert store.gaps == [] and c.stats.absent == 0
+    assert c.holes() == {} and c.due_requests(5.0) == []
+
+
+def _connected(board: str, firmware: str, backend: str, event_id: int = 1
+               ) -> tuple[str, bytes]:
+    return f"{P}/v1/dials/{DIAL}/events", event_payload(
+        event_id=event_id, kind="dial_connected", host_ns=5, wall_ns=OFFSET + 5, dial=DIAL,
+        daemon="room1", run="r1", data={"boot_id": 7, "board": board, "firmware": firmware,
+                                        "backend": backend})
+
+
+def test_dial_rows_are_filled_from_status_and_events_whatever_comes_first():
+    """Found by a black-box test: collected dials rows had board, firmware and backend ''
+    unevenly (the row took only what its first message said)."""
+    c, store = make()
+    feed(c, batch(0, 10), now=0.0)  # samples say only the rater
+    assert store.dials == [(DIAL, "client", "", "", "")]
+    feed(c, status(10), now=0.1)
+    assert store.dials == [(DIAL, "client", "pico", "0.1.0", "")]
+    feed(c, _connected("pico", "0.1.0", "pio"), now=0.2)
+    assert store.dials == [(DIAL, "client", "pico", "0.1.0", "pio")]
+    feed(c, _connected("pico2", "0.2.0", "irq", event_id=2), now=0.3)  # the first stays
+    assert store.dials == [(DIAL, "client", "pico", "0.1.0", "pio")]
+
+    c, store = make()  # the event first: the row is complete at once
+    feed(c, _connected("pico", "0.1.0", "pio"), now=0.0)
+    feed(c, batch(0, 10), now=0.1)
+    assert store.dials == [(DIAL, "client", "pico", "0.1.0", "pio")]
+
+
+def _collected(path: Any, prefix: str = P) -> Recorder:
+    rec = Recorder(path, meta={"collected": {"source": "mqtt", "prefix": prefix,
+                                             "daemons": []}})
+    rec.put("wall_anchors", (1000, OFFSET + 1000))
+    return rec
+
+
+def test_dial_fields_reach_the_file_and_a_killed_runs_events_fill_them_on_resume(tmp_path):
+    path = tmp_path / "c.ratedial"
+    rec = _collected(path)
+    c = Collector(P, RecorderStore(rec), wall_offset_ns=OFFSET)
+    feed(c, batch(0, 10))
+    feed(c, _connected("pico", "0.1.0", "pio"))
+    rec.close()  # as a killed collector leaves it: the row as first written
+    with sqlite3.connect(path) as con:
+        assert con.execute("SELECT uid, rater, board, firmware, backend FROM dials"
+                           ).fetchall() == [(DIAL, "client", "", "", "")]
+
+    st = read_resume_state(path)  # the file's dial_connected event says more
+    assert st.dial_rows == {DIAL: ("client", "", "", "")}
+    assert st.dial_events == {DIAL: {"board": "pico", "firmware": "0.1.0", "backend": "pio"}}
+    store = RecorderStore(Recorder(path, meta={}, append=True, next_ids=st.next_ids))
+    c2 = Collector(P, store, wall_offset_ns=OFFSET, resume=st)
+    feed(c2, status(10), now=0.0)
+    store.close()
+    with sqlite3.connect(path) as con:
+        assert con.execute("SELECT uid, rater, board, firmware, backend FROM dials"
+                           ).fetchall() == [(DIAL, "client", "pico", "0.1.0", "pio")]
+    assert read_resume_state(path).dial_rows == {DIAL: ("client", "pico", "0.1.0", "pio")}
+
+
+def test_every_broker_of_a_collection_is_kept_in_its_provenance(tmp_path):
+    path = tmp_path / "c.ratedial"
+    rec = _collected(path)
+    c = Collector(P, RecorderStore(rec), wall_offset_ns=OFFSET)
+    c.connected_to("mqtt://a:1883")
+    c.connected_to("mqtt://a:1883")  # a reconnection to the same broker
+    rec.close()
+    st = read_resume_state(path)
+    assert st.brokers == ["mqtt://a:1883"]
+    rec = Recorder(path, meta={}, append=True, next_ids=st.next_ids)
+    c2 = Collector(P, RecorderStore(rec), wall_offset_ns=OFFSET, resume=st)
+    c2.connected_to("mqtt://b:1883")  # the broker moved
+    rec.close()
+    with sqlite3.connect(path) as con:
+        (value,) = con.execute("SELECT value FROM meta WHERE key = 'collected'").fetchone()
+    assert json.loads(value) == {"source": "mqtt", "prefix": P, "daemons": [],
+                                 "brokers": ["mqtt://a:1883", "mqtt://b:1883"]}
+
+
+def test_continuing_a_collection_with_another_prefix_is_refused_and_leaves_it(tmp_path):
+    path = tmp_path / "c.ratedial"
+    rec = _collected(path, prefix="panel/a")
+    c = Collector("panel/a", RecorderStore(rec), wall_offset_ns=OFFSET)
+    c.feed(f"panel/a/v1/dials/{DIAL}/samples", batch(0, 10)[1], 0.0)
+    rec.close()
+    before = path.read_bytes()
+    r = run_record("--mqtt", "mqtt://127.0.0.1:1", "--record", str(path), "--prefix",
+                   "panel/b")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"ratedial: error: {path} was collected from topic prefix 'panel/a', not 'panel/b': "
+        "continue it with --prefix panel/a, or choose another --record path"]
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.ratedial"]
+
+
+def test_an_empty_client_id_is_refused(tmp_path):
+    path = tmp_path / "c.ratedial"
+    r = run_record("--mqtt", "mqtt://127.0.0.1:1", "--record", str(path), "--client-id", "")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "ratedial: error: --client-id: an MQTT client id cannot be empty (leave the option "
+        "out for one derived from the host, prefix and --record path)"]
+    assert not path.exists()
+
+
+def test_the_tail_of_a_boot_is_never_cut_by_the_hour_a_request_holds():
+    """A tail cut to fit the hour would make the indices past the cut look absent: the
+    daemon answers them absent (its boot ended before), and they became gaps."""
+    c, store = make()
+    feed(c, status(3_000_000, boot=7), now=0.0)
+    feed(c, status(10, boot=8), now=0.5)  # rebooted: boot 7's end is asked for too
+    reqs = {r.boot: r.ranges for r in c.due_requests(2.6)}
+    assert reqs[7] == ((0, 3_000_000),)  # not with [3_000_000, 3_600_000) of its tail
+    feed(c, answer([[0, 3_000_000]], [[0, 3_000_000]]), now=2.7)  # holds none of it
+    reqs = {r.boot: r.ranges for r in c.due_requests(2.8)}
+    assert reqs[7] == ((3_000_000, 3_000_000 + TAIL_SPAN),)
+    feed(c, answer([[3_000_000, 3_000_000 + TAIL_SPAN]], [[3_000_000, 3_000_000 + TAIL_SPAN]]),
+         now=2.9)
+    assert store.gaps == [] and c.open_tails() == 0
+    assert (DIAL, 7) not in c.holes()

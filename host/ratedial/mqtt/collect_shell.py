@@ -10,7 +10,11 @@ Invariants:
 * One collector per file: the recording is locked while this process writes it (the OS
   releases the lock when the process ends, also on SIGKILL).
 * The client id is stable across restarts of the same collection, so the broker keeps its
-  session; the broker URL kept in the recording never shows credentials.
+  session; an empty one is refused. The broker URLs kept in the recording never show
+  credentials.
+* A collected file holds one topic prefix: continuing it with another is refused before
+  anything is written. Another broker is allowed (the broker moved) and is added to
+  ``meta.collected.brokers``.
 * Before the first connection a failure is a one-line error and leaves no new file behind;
   after it, the shell reconnects with jittered back-off until stopped.
 * A replay request the broker refuses is told once; one whose PUBACK takes longer than
@@ -84,8 +88,19 @@ def open_recording(cfg: CollectConfig, client_id: str,
     path = cfg.record
     if path.exists():
         lock(path)
-        st = read_resume_state(path)
-        rec = Recorder(path, meta={}, append=True, next_ids=st.next_ids, on_error=on_error)
+        try:
+            st = read_resume_state(path)
+            prefix = st.meta["collected"].get("prefix")
+            if isinstance(prefix, str) and prefix != cfg.mqtt.topic_prefix:
+                raise UsageError(
+                    f"{path} was collected from topic prefix {prefix!r}, not "
+                    f"{cfg.mqtt.topic_prefix!r}: continue it with --prefix {prefix}, or "
+                    "choose another --record path")
+            rec = Recorder(path, meta={}, append=True, next_ids=st.next_ids,
+                           on_error=on_error)
+        except BaseException:
+            unlock(path)
+            raise
         offset = st.wall_offset_ns
         if offset is None:
             offset = time.time_ns() - time.monotonic_ns()
@@ -108,7 +123,8 @@ def open_recording(cfg: CollectConfig, client_id: str,
                   "note": "ratings as published by the daemons"},
         "session": {},
         "media": None,
-        "collected": {"source": "mqtt", "prefix": cfg.mqtt.topic_prefix, "daemons": []},
+        "collected": {"source": "mqtt", "prefix": cfg.mqtt.topic_prefix, "daemons": [],
+                      "brokers": []},
     })
     rec.put("wall_anchors", (time.monotonic_ns(), time.monotonic_ns() + offset))
     lock(path)
@@ -151,8 +167,12 @@ class CollectorShell:
         from .requests import parse_broker
 
         self.cfg = cfg
+        if cfg.client_id == "":
+            raise UsageError("--client-id: an MQTT client id cannot be empty (leave the option "
+                             "out for one derived from the host, prefix and --record path)")
         self.address = parse_broker(cfg.mqtt.broker, tls=cfg.mqtt.tls)
-        self.client_id = cfg.client_id or default_client_id(cfg.mqtt.topic_prefix, cfg.record)
+        self.client_id = (default_client_id(cfg.mqtt.topic_prefix, cfg.record)
+                          if cfg.client_id is None else cfg.client_id)
         self.on_message = on_message
         self.connected = False
         self.connects = 0
@@ -214,6 +234,7 @@ class CollectorShell:
                         backoff, last_error = 0.5, None
                         self.on_message(f"connected to {self.address.host}:"
                                         f"{self.address.port} as {self.client_id}")
+                        collector.connected_to(_public_url(self.cfg.mqtt.broker))
                         for topic in subscriptions(self.cfg.mqtt.topic_prefix,
                                                    self.cfg.share):
                             await subscribe(client, topic)
@@ -260,7 +281,7 @@ class CollectorShell:
                         os.unlink(f"{self.cfg.record}{suffix}")
             else:
                 try:
-                    self._close(collector, recorder)
+                    self._close(collector, store)
                 finally:
                     unlock(self.cfg.record)
         summary = collector.summary()
@@ -269,14 +290,15 @@ class CollectorShell:
         summary["client_id"] = self.client_id
         return summary
 
-    def _close(self, collector: Collector, recorder: Recorder) -> None:
+    def _close(self, collector: Collector, store: RecorderStore) -> None:
+        recorder = store.recorder
         if not self.failure:
             with contextlib.suppress(RecordingError):
                 recorder.set_meta("collected", {**collector.describe(),
                                                 "daemon_status": collector.daemons})
                 recorder.set_meta("ended_wall_ns", time.time_ns())
         try:
-            recorder.close()
+            store.close()
         except RecordingError as exc:
             if not self.failure:
                 self.failure.append(exc)

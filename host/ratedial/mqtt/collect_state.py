@@ -7,8 +7,12 @@ Invariants:
   run at most one outstanding :class:`EventRequest`; ``attempts`` and ``not_before`` carry
   the back-off between them.
 * A horizon (the daemon's ``next_index`` or ``next_event``, or the end of a received batch)
-  counts only once it has been known for ``settle_s``; the settled horizon never moves back.
-  Holes lie below it, never on received samples or known gaps (received or absent events).
+  counts only once it has been known for ``settle_s`` (a final one, from the status a daemon
+  leaves when it stops, at once); the settled horizon never moves back. Holes lie below it,
+  never on received samples or known gaps (received or absent events). An epoch known only
+  from a status has holes from index 0: a collector that started late asks for the whole boot.
+* An epoch's row in the recording is made with its first sample or gap (``epoch_id`` is
+  ``None`` until then), so its ``hello`` has the rate of the samples, not a status's guess.
 * After a reboot, the old boot's :meth:`EpochState.tail` (:data:`TAIL_SPAN` indices past
   what is known) is asked for too, until the daemon's answer says where that boot ended.
 * :class:`Store` is the only way rows leave the collector (a
@@ -30,7 +34,12 @@ class Store(Protocol):
     """Where collected rows go (a :class:`~ratedial.mqtt.collect_store.RecorderStore`, or a
     list in tests)."""
 
-    def add_dial(self, uid: str, rater: str | None, board: str, firmware: str) -> int: ...
+    def add_dial(self, uid: str, rater: str | None, board: str, firmware: str,
+                 backend: str) -> int: ...
+
+    def dial_info(self, dial_id: int, rater: str | None, board: str, firmware: str,
+                  backend: str) -> None:
+        """The dial row's fields as now known (learnt after the row was written)."""
 
     def add_epoch(self, dial_id: int, boot: int, first_host_ns: int,
                   hello: dict[str, Any]) -> int: ...
@@ -114,7 +123,7 @@ class RunState:
 class EpochState:
     dial: str
     boot: int
-    epoch_id: int
+    epoch_id: int | None  # None: no sample or gap of it written yet (no row)
     dial_id: int
     daemon: str | None = None
     received: RangeSet = field(default_factory=RangeSet)
@@ -131,8 +140,12 @@ class EpochState:
     attempts: int = 0
     not_before: float = 0.0
 
-    def mark(self, horizon: int, now: float) -> None:
-        if horizon > max(self.settled, self.marks[-1][0] if self.marks else 0):
+    def mark(self, horizon: int, now: float, *, final: bool = False) -> None:
+        """A horizon learnt at ``now``; ``final``: nothing below it is still on the way (the
+        daemon has stopped), so it counts at once."""
+        if final:
+            self.settled = max(self.settled, horizon)
+        elif horizon > max(self.settled, self.marks[-1][0] if self.marks else 0):
             self.marks.append((horizon, now))
 
     def settle(self, now: float, settle_s: float) -> None:
@@ -142,12 +155,16 @@ class EpochState:
     def known_end(self) -> int:
         return max(self.settled, self.received.end or 0, self.gaps.end or 0)
 
-    def head(self) -> int | None:
-        """Where holes start: the daemon's first index, or the head still to be asked for."""
+    def first_seen(self) -> int | None:
+        """The lowest index received or known as a gap."""
         seen = [x for x in (self.received.first, self.gaps.first) if x is not None]
-        if not seen:
-            return None
-        return min(self.head_from if self.floor is None else self.floor, *seen)
+        return min(seen) if seen else None
+
+    def head(self) -> int:
+        """Where holes start: the daemon's first index, or the head still to be asked for."""
+        start = self.head_from if self.floor is None else self.floor
+        seen = self.first_seen()
+        return start if seen is None else min(start, seen)
 
     def tail(self) -> Range:
         """After a reboot: everything the daemon may hold past what is known of this boot."""
@@ -156,9 +173,8 @@ class EpochState:
 
     def holes(self, now: float | None = None, settle_s: float = 0.0) -> list[Range]:
         lo = self.head()
-        if lo is None:
-            return []
-        out = subtract([(lo, self.settled)], self.received, self.gaps)
+        out = subtract([(lo, self.settled)] if lo < self.settled else [],
+                       self.received, self.gaps)
         if (now is not None and self.superseded_at is not None and not self.ended
                 and now - self.superseded_at >= settle_s):
             out.append(self.tail())
@@ -169,8 +185,25 @@ class EpochState:
 class DialInfo:
     dial_id: int
     rater: str | None = None
+    board: str = ""
+    firmware: str = ""
+    backend: str = ""
     daemon: str | None = None
     rate_hz: float | None = None
+
+    def fill(self, *, rater: str | None = None, board: str = "", firmware: str = "",
+             backend: str = "") -> bool:
+        """Fill the fields still unknown; True if one was (the first value stays, as in a
+        daemon's recording)."""
+        before = self.row()
+        self.rater = self.rater or rater or None
+        self.board = self.board or board
+        self.firmware = self.firmware or firmware
+        self.backend = self.backend or backend
+        return self.row() != before
+
+    def row(self) -> tuple[str | None, str, str, str]:
+        return (self.rater, self.board, self.firmware, self.backend)
 
 
 @dataclass(slots=True)
@@ -196,12 +229,15 @@ class ResumeState:
     """What an existing collected recording already holds."""
 
     dial_ids: dict[str, int] = field(default_factory=dict)
+    dial_rows: dict[str, tuple[str | None, str, str, str]] = field(default_factory=dict)
+    dial_events: dict[str, dict[str, str]] = field(default_factory=dict)  # from dial_connected
     epochs: dict[tuple[str, int], tuple[int, str | None]] = field(default_factory=dict)
     received: dict[int, list[Range]] = field(default_factory=dict)
     gaps: dict[int, list[Range]] = field(default_factory=dict)
     media: dict[str, int] = field(default_factory=dict)
     events: set[tuple[str, str, int]] = field(default_factory=set)
     daemons: set[str] = field(default_factory=set)
+    brokers: list[str] = field(default_factory=list)
     next_ids: dict[str, int] = field(default_factory=dict)
     wall_offset_ns: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)

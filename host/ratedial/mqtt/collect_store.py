@@ -11,7 +11,13 @@ Invariants:
   ``collected`` meta) is resumed; any other file is refused with a one-line
   :class:`UsageError`.
 * A gap's new reason (:meth:`RecorderStore.gap_reason`) is an update of the row written
-  earlier, never a second row.
+  earlier, never a second row. So are a dial's fields learnt after its row
+  (:meth:`RecorderStore.dial_info`); the recorder has no statement for them, so they are
+  written when the store closes, and a collector killed before that leaves them to the run
+  that continues the file (it reads them back from the file's ``dial_connected`` events and
+  the dials' retained statuses).
+* Reading a recording to resume it changes none of its rows (it only recovers the WAL a
+  killed collector left), so a file refused after reading stays as it was.
 """
 
 from __future__ import annotations
@@ -19,13 +25,13 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
 from ..recording.schema import FORMAT, FORMAT_VERSION
-from ..recording.writer import Recorder
+from ..recording.writer import Recorder, RecordingError, describe_sqlite_error
 from .collect_ranges import is_int
 from .collect_state import ResumeState
 
@@ -44,8 +50,13 @@ def read_resume_state(path: Path) -> ResumeState:
             raise UsageError(f"{path} exists and is not a recording collected by ratedial "
                              "record --mqtt; choose another --record path")
         st = ResumeState(meta=meta)
-        st.daemons = set(meta["collected"].get("daemons") or ())
-        st.dial_ids = dict(con.execute("SELECT uid, dial_id FROM dials"))
+        collected = meta["collected"]
+        st.daemons = set(collected.get("daemons") or ())
+        st.brokers = _brokers(meta)
+        for uid, dial_id, rater, board, firmware, backend in con.execute(
+                "SELECT uid, dial_id, rater, board, firmware, backend FROM dials"):
+            st.dial_ids[uid] = dial_id
+            st.dial_rows[uid] = (rater, board or "", firmware or "", backend or "")
         uid_of = {v: k for k, v in st.dial_ids.items()}
         for eid, did, boot, hello in con.execute(
                 "SELECT epoch_id, dial_id, boot_id, hello FROM epochs"):
@@ -63,8 +74,15 @@ def read_resume_state(path: Path) -> ResumeState:
         for mid, fp in con.execute("SELECT media_id, fingerprint FROM media"):
             if isinstance(fp, str) and fp.startswith("daemon:"):
                 st.media[fp.removeprefix("daemon:")] = mid
-        for (data,) in con.execute("SELECT data FROM events"):
-            src = json.loads(data).get("source")
+        for dial_id, kind, data in con.execute(
+                "SELECT dial_id, kind, data FROM events ORDER BY event_id"):
+            d = json.loads(data)
+            if kind == "dial_connected" and dial_id in uid_of:
+                known = st.dial_events.setdefault(uid_of[dial_id], {})
+                for k in ("board", "firmware", "backend"):
+                    if isinstance(d.get(k), str) and d[k] and k not in known:
+                        known[k] = d[k]
+            src = d.get("source")
             if isinstance(src, dict) and isinstance(src.get("daemon"), str) and is_int(
                     src.get("event_id")):
                 run = src.get("run")
@@ -85,14 +103,50 @@ def read_resume_state(path: Path) -> ResumeState:
             con.close()
 
 
+def _brokers(meta: dict[str, Any]) -> list[str]:
+    """The brokers a collected recording was collected from (files written before
+    ``collected.brokers`` existed name only the first, in ``config``)."""
+    brokers = meta["collected"].get("brokers")
+    if isinstance(brokers, list):
+        return [b for b in brokers if isinstance(b, str)]
+    first = ((meta.get("config") or {}).get("mqtt") or {}).get("broker")
+    return [first] if isinstance(first, str) else []
+
+
 @dataclass(slots=True)
 class RecorderStore:
     """:class:`Store` on a :class:`Recorder`."""
 
     recorder: Recorder
+    dial_rows: dict[int, tuple[str | None, str, str, str]] = field(default_factory=dict)
 
-    def add_dial(self, uid: str, rater: str | None, board: str, firmware: str) -> int:
-        return self.recorder.add_dial(uid, rater, board, firmware, "")
+    def add_dial(self, uid: str, rater: str | None, board: str, firmware: str,
+                 backend: str) -> int:
+        return self.recorder.add_dial(uid, rater, board, firmware, backend)
+
+    def dial_info(self, dial_id: int, rater: str | None, board: str, firmware: str,
+                  backend: str) -> None:
+        self.dial_rows[dial_id] = (rater, board, firmware, backend)  # written by close()
+
+    def close(self) -> None:
+        """Close the recorder, then write the dial fields learnt after their rows."""
+        self.recorder.close()
+        if not self.dial_rows:
+            return
+        path = self.recorder.path
+        try:
+            con = sqlite3.connect(path)
+            try:
+                with con:
+                    con.executemany(
+                        "UPDATE dials SET rater = ?, board = ?, firmware = ?, backend = ? "
+                        "WHERE dial_id = ?", [(*row, dial_id) for dial_id, row in
+                                              sorted(self.dial_rows.items())])
+            finally:
+                con.close()
+        except sqlite3.Error as exc:
+            raise RecordingError(describe_sqlite_error(path, exc)) from None
+        self.dial_rows.clear()
 
     def add_epoch(self, dial_id: int, boot: int, first_host_ns: int,
                   hello: dict[str, Any]) -> int:

@@ -15,11 +15,19 @@ Invariants:
   the index as ``absent`` (reason ``absent``; a daemon's ``gap`` event that comes later gives
   the rows it covers its reason). Samples that arrive inside a known gap are
   counted as ``conflicts`` and not written.
-* A *hole* of an epoch ``(dial, boot)`` is an index between the first index seen and the
-  settled horizon (what the daemon's retained status ``next_index`` or the received batches
-  said at least ``settle_s`` ago) that is neither received nor a known gap. Holes are asked
+* A *hole* of an epoch ``(dial, boot)`` is an index between the boot's head (index 0, until
+  a daemon's answer tells where its recording starts) and the settled horizon (what the
+  daemon's retained status ``next_index`` or the received batches said at least ``settle_s``
+  ago; a stopped daemon's ``offline`` status at once) that is neither received nor a known
+  gap. A boot known only from a status has holes too: nothing is taken as collected that
+  was not received. Holes are asked
   for with at most one outstanding request per epoch, at most 100 ranges per request, with
   back-off when a request brings nothing new.
+* A dial's row keeps the first rater, board, firmware and backend any message told (samples,
+  status, events such as ``dial_connected``); what is learnt after the row was written goes
+  to :meth:`Store.dial_info`. Empty means no message the collector received said it.
+* Provenance: ``meta.collected`` names the one topic prefix of the whole file and every
+  broker the collection was connected to.
 * Times: ``host_ns`` in the collected file is the daemons' ``wall_ns`` minus one fixed
   offset (the collector's first wall anchor), so samples of all daemons share one time base.
 """
@@ -56,6 +64,15 @@ from .collect_state import (
 ABSENT = "absent"  # gap reason for indices no daemon recording holds
 
 
+def _dial_fields(msg: dict[str, Any]) -> dict[str, Any]:
+    """What a status or an event's data says of the dial itself (strings only)."""
+    out: dict[str, Any] = {k: v for k in ("board", "firmware", "backend")
+                           if isinstance(v := msg.get(k), str)}
+    if isinstance(rater := msg.get("rater"), str):
+        out["rater"] = rater
+    return out
+
+
 _COLUMNS = ("device_us", "host_ns", "wall_ns", "count", "rating", "flags", "media_s",
             "media_state")
 
@@ -80,10 +97,15 @@ class Collector:
         self.runs: dict[tuple[str, str], RunState] = {}
         self.daemons: dict[str, dict[str, Any]] = {}
         self.current: dict[str, int] = {}  # each dial's current boot
+        self.brokers: list[str] = []  # every broker connected to, in order of first use
         self._now: float | None = None  # time of the message being fed
         self._prefix_parts = prefix.split("/")
         if resume is not None:
-            self.dials = {uid: DialInfo(dial_id=d) for uid, d in resume.dial_ids.items()}
+            for uid, dial_id in resume.dial_ids.items():
+                rater, board, firmware, backend = resume.dial_rows.get(uid, (None, "", "", ""))
+                self.dials[uid] = DialInfo(dial_id, rater, board, firmware, backend)
+            for uid, info in resume.dial_events.items():  # e.g. a killed run's dial_connected
+                self._dial(uid, **info)
             for (uid, boot), (epoch_id, daemon) in resume.epochs.items():
                 ep = EpochState(uid, boot, epoch_id, resume.dial_ids[uid], daemon,
                                 RangeSet(resume.received.get(epoch_id, ())),
@@ -96,6 +118,7 @@ class Collector:
                 if run:
                     self._run(daemon, run).received.add(event_id, event_id + 1)
             self.daemons = {d: {} for d in resume.daemons}
+            self.brokers = list(resume.brokers)
 
     # --- messages -------------------------------------------------------------------------
 
@@ -129,6 +152,12 @@ class Collector:
         except (KeyError, TypeError, ValueError, IndexError):
             self.stats.rejected += 1
 
+    def connected_to(self, broker: str) -> None:
+        """The collection is connected to ``broker`` (a URL without credentials)."""
+        if broker not in self.brokers:
+            self.brokers.append(broker)
+            self.store.meta("collected", self.describe())
+
     def _seen_daemon(self, daemon: Any) -> str | None:
         if not isinstance(daemon, str) or not daemon:
             return None
@@ -138,30 +167,39 @@ class Collector:
         return daemon
 
     def _dial(self, uid: str, *, rater: str | None = None, board: str = "",
-              firmware: str = "") -> DialInfo:
+              firmware: str = "", backend: str = "") -> DialInfo:
+        """The dial's row, made at first sight; fields it lacks are filled when told."""
         d = self.dials.get(uid)
         if d is None:
-            d = DialInfo(self.store.add_dial(uid, rater, board, firmware), rater)
+            d = DialInfo(self.store.add_dial(uid, rater, board, firmware, backend), rater,
+                         board, firmware, backend)
             self.dials[uid] = d
+        elif d.fill(rater=rater, board=board, firmware=firmware, backend=backend):
+            self.store.dial_info(d.dial_id, *d.row())
         return d
 
-    def _epoch(self, uid: str, boot: int, daemon: str | None, host_ns: int | None,
-               period_us: int = 0) -> EpochState:
+    def _epoch(self, uid: str, boot: int, daemon: str | None) -> EpochState:
+        """The epoch's state; its row is made by :meth:`_epoch_id` when needed."""
         ep = self.epochs.get((uid, boot))
         if ep is None:
-            d = self._dial(uid)
-            rate = 1e6 / period_us if period_us > 0 else d.rate_hz
-            hello = {"source": "mqtt", "daemon": daemon, "boot_id": boot,
-                     "period_us": period_us or None, "rate_hz": rate}
-            first = host_ns if host_ns is not None else time.time_ns() - self.wall_offset_ns
-            ep = EpochState(uid, boot, self.store.add_epoch(d.dial_id, boot, first, hello),
-                            d.dial_id, daemon)
+            ep = EpochState(uid, boot, None, self._dial(uid).dial_id, daemon)
             self.epochs[(uid, boot)] = ep
             if self.current.get(uid, boot) != boot:
                 ep.superseded_at = time.monotonic() if self._now is None else self._now
         if daemon is not None:
             ep.daemon = daemon
         return ep
+
+    def _epoch_id(self, ep: EpochState, host_ns: int | None, period_us: int = 0) -> int:
+        """The epoch's row, made with its first sample or gap (``host_ns``: when it was
+        first heard of; ``period_us``: from the samples, else the status's rate)."""
+        if ep.epoch_id is None:
+            rate = 1e6 / period_us if period_us > 0 else self.dials[ep.dial].rate_hz
+            hello = {"source": "mqtt", "daemon": ep.daemon, "boot_id": ep.boot,
+                     "period_us": period_us or None, "rate_hz": rate}
+            first = host_ns if host_ns is not None else time.time_ns() - self.wall_offset_ns
+            ep.epoch_id = self.store.add_epoch(ep.dial_id, ep.boot, first, hello)
+        return ep.epoch_id
 
     def _host(self, wall_ns: Any) -> int | None:
         return wall_ns - self.wall_offset_ns if is_int(wall_ns) else None
@@ -174,17 +212,15 @@ class Collector:
         if any(not isinstance(v, list) or len(v) != n for v in cols.values()):
             raise ValueError("bad samples columns")
         daemon = self._seen_daemon(msg.get("daemon"))
-        d = self._dial(uid, rater=msg.get("rater"))
-        if d.rater is None and isinstance(msg.get("rater"), str):
-            d.rater = msg["rater"]
+        rater = msg.get("rater")
+        d = self._dial(uid, rater=rater if isinstance(rater, str) else None)
         if daemon:
             d.daemon = daemon
         period = msg.get("period_us")
         if not (is_int(period) and period > 0) and n > 1:  # backfill: from the device times
             t0, t1 = cols["device_us"][0], cols["device_us"][-1]
             period = round((t1 - t0) / (n - 1)) if is_int(t0) and is_int(t1) else 0
-        ep = self._epoch(uid, boot, daemon, self._host(cols["wall_ns"][0]),
-                         period if is_int(period) and period > 0 else 0)
+        ep = self._epoch(uid, boot, daemon)
         end = first + n
         new = ep.received.missing(first, end)
         fresh = subtract(new, ep.gaps)
@@ -195,6 +231,8 @@ class Collector:
             self._current_boot(uid, boot, now)
         if not fresh:
             return
+        epoch_id = self._epoch_id(ep, self._host(cols["wall_ns"][0]),
+                                  period if is_int(period) and period > 0 else 0)
         media_id: int | None = None
         rows: list[tuple[Any, ...]] = []
         for a, b in fresh:
@@ -206,7 +244,7 @@ class Collector:
                     media_id = self.media.get(daemon)
                     if media_id is None:
                         media_id = self.media[daemon] = self.store.add_media(daemon)
-                rows.append((ep.epoch_id, i, ep.dial_id, int(cols["device_us"][k]),
+                rows.append((epoch_id, i, ep.dial_id, int(cols["device_us"][k]),
                              self._host(cols["wall_ns"][k]), int(cols["count"][k]),
                              float(cols["rating"][k]), int(cols["flags"][k]),
                              None if media_s is None else media_id,
@@ -222,9 +260,7 @@ class Collector:
         if msg.get("dial") != uid:
             raise ValueError("status of another dial")
         daemon = self._seen_daemon(msg.get("daemon"))
-        rater = msg.get("rater") if isinstance(msg.get("rater"), str) else None
-        d = self._dial(uid, rater=rater, board=str(msg.get("board") or ""),
-                       firmware=str(msg.get("firmware") or ""))
+        d = self._dial(uid, **_dial_fields(msg))
         rate = msg.get("rate_hz")
         if isinstance(rate, int | float) and rate > 0:
             d.rate_hz = float(rate)
@@ -233,12 +269,11 @@ class Collector:
         boot, nxt = msg.get("boot"), msg.get("next_index")
         if is_int(boot):
             self._current_boot(uid, boot, now)
-        if is_int(boot) and is_int(nxt):
-            ep = self.epochs.get((uid, boot))
-            if ep is not None:
-                if daemon:
-                    ep.daemon = daemon
-                ep.mark(nxt, now)
+        if is_int(boot) and is_int(nxt) and (nxt > 0 or (uid, boot) in self.epochs):
+            # A boot known only from its status is collected too (from index 0): a collector
+            # that started after the daemons stopped still asks for all of it. The status a
+            # stopped daemon leaves ("offline") is final: nothing of it is on the way.
+            self._epoch(uid, boot, daemon).mark(nxt, now, final=msg.get("state") == "offline")
 
     def _current_boot(self, uid: str, boot: int, now: float) -> None:
         """The dial is now in ``boot``: its other boots will not grow any more."""
@@ -268,7 +303,8 @@ class Collector:
         host_ns = self._host(msg.get("wall_ns"))
         if host_ns is None:
             host_ns = time.time_ns() - self.wall_offset_ns
-        dial_id = self._dial(uid).dial_id if isinstance(uid, str) and uid else None
+        dial_id = (self._dial(uid, **_dial_fields(data)).dial_id
+                   if isinstance(uid, str) and uid else None)
         self.store.event(host_ns, dial_id, kind, {
             **data, "source": {"daemon": daemon, "run": run, "event_id": event_id}})
         self.stats.events += 1
@@ -276,26 +312,27 @@ class Collector:
             boot, a, b = data.get("boot_id"), data.get("first_index"), data.get("end_index")
             reason = data.get("reason")
             if is_int(boot) and is_int(a) and is_int(b) and isinstance(reason, str):
-                ep = self._epoch(uid, boot, daemon, host_ns)
+                ep = self._epoch(uid, boot, daemon)
                 self._relabel_absent(ep, a, b, reason)
-                self._add_gap(ep, [(a, b)], reason)
+                self._add_gap(ep, [(a, b)], reason, host_ns)
 
     def _relabel_absent(self, ep: EpochState, a: int, b: int, reason: str) -> None:
         """The daemon's ``gap`` event came after a replay answer had declared those indices
         absent: the rows written then take the daemon's reason (the collected file does not
         depend on which of the two messages came first)."""
         keep = []
-        for x, y in ep.absent_rows:
-            if a <= x and y <= b:
+        for x, y in ep.absent_rows:  # rows written, so the epoch's row exists
+            if a <= x and y <= b and ep.epoch_id is not None:
                 self.store.gap_reason(ep.epoch_id, x, y, reason)
             else:
                 keep.append((x, y))
         ep.absent_rows = keep
 
-    def _add_gap(self, ep: EpochState, ranges: list[Range], reason: str) -> int:
+    def _add_gap(self, ep: EpochState, ranges: list[Range], reason: str,
+                 host_ns: int | None = None) -> int:
         added = 0
         for a, b in subtract(ranges, ep.received, ep.gaps):
-            self.store.gap(ep.epoch_id, ep.dial_id, a, b, reason)
+            self.store.gap(self._epoch_id(ep, host_ns), ep.dial_id, a, b, reason)
             if reason == ABSENT:
                 ep.absent_rows.append((a, b))
             ep.gaps.add(a, b)
@@ -361,10 +398,10 @@ class Collector:
         tail = requested[-1] if requested[-1][1] - requested[-1][0] == TAIL_SPAN else None
         if head is not None:
             lead = next((b for a, b in absent if a == head[0]), None)
-            seen = ep.head()
+            seen = ep.first_seen()
             if lead is None:
                 ep.floor = head[0]  # the daemon holds the head
-            elif lead == head[1] and seen is not None and lead < seen:
+            elif lead == head[1] and (seen is None or lead < seen):
                 ep.head_from = lead  # all of a truncated head absent: ask for the rest
             else:
                 ep.floor = lead  # before the daemon's first index: not a gap
@@ -425,7 +462,13 @@ class Collector:
             if not holes:
                 ep.attempts = 0
                 continue
-            req = ReplayRequest(ep.daemon, ep.dial, ep.boot, bounded(holes))
+            ranges = bounded(holes)
+            k = len(ranges) - 1
+            if k > 0 and ranges[k] != holes[k] and holes[k] == ep.tail():
+                # A cut tail would make the indices past the cut look absent (a gap):
+                # it is asked for whole, in a later request.
+                ranges = ranges[:k]
+            req = ReplayRequest(ep.daemon, ep.dial, ep.boot, ranges)
             ep.outstanding, ep.sent_at = req, now
             self.stats.requests += 1
             self.stats.requested_samples += sum(b - a for a, b in req.ranges)
@@ -442,7 +485,8 @@ class Collector:
                    if ep.superseded_at is not None and not ep.ended)
 
     def describe(self) -> dict[str, Any]:
-        return {"source": "mqtt", "prefix": self.prefix, "daemons": sorted(self.daemons)}
+        return {"source": "mqtt", "prefix": self.prefix, "daemons": sorted(self.daemons),
+                "brokers": list(self.brokers)}
 
     def summary(self) -> dict[str, Any]:
         s = self.stats

@@ -1,0 +1,126 @@
+"""``ratedial record --mqtt`` against a real mosquitto and a real daemon (``ratedial run`` on
+a scripted pty): what a collection holds, and what it reports missing, when it starts
+after the daemons stopped, and what it keeps of the dials and the brokers it used.
+
+The collector runs in this process (:class:`CollectorShell`), so the test stops it when a
+condition holds instead of after a guessed duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from brokers import mosquitto
+from daemonrun import finish, query, recorded, start_daemon
+from ratedial._platform.loops import selector_loop
+from ratedial.config import MqttConfig
+from ratedial.mqtt.collect_shell import CollectConfig, CollectorShell
+from scripted import UID, ScriptedPort, stream
+
+DIAL = UID.hex()
+
+
+def collect_while(broker_url: str, record: Path,
+                  driver: Callable[[CollectorShell], Awaitable[None]]) -> dict[str, Any]:
+    """Collect into ``record`` until ``driver`` returns; the collector's summary."""
+    cfg = CollectConfig(mqtt=MqttConfig(broker=broker_url), record=record, settle_s=0.5)
+
+    async def main() -> dict[str, Any]:
+        shell = CollectorShell(cfg)
+        task = asyncio.create_task(shell.run())
+        try:
+            await driver(shell)
+        finally:
+            shell.stop_event.set()
+            summary = await task
+        return summary
+
+    with asyncio.Runner(loop_factory=selector_loop) as runner:
+        return runner.run(main())
+
+
+async def until(predicate: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)  # polling a condition, not standing in for one
+
+
+def run_daemon(tmp_path: Path, broker_url: str) -> Path:
+    """Two seconds of one scripted 1 kHz dial, recorded and published; the recording."""
+    rec = tmp_path / "room1.ratedial"
+    port = ScriptedPort(stream(200), wait_for_host=True)
+    try:
+        finish(start_daemon("--port", port.path, "--broker", broker_url, "--record", str(rec),
+                            "--duration", "3", "--daemon-id", "room1"))
+    finally:
+        port.close()
+    return rec
+
+
+def dial_row(path: Path) -> tuple[Any, ...]:
+    (row,) = query(path, "SELECT uid, board, firmware, backend FROM dials")
+    return row
+
+
+def test_a_collector_started_after_the_daemon_stopped_asks_for_all_and_reports_it_missing(
+        tmp_path):
+    """Found by a black-box test: a collector started after the daemons had stopped said
+    "0 samples still missing" although each dial's retained status announced its boot's
+    ``next_index``."""
+    with mosquitto(tmp_path / "broker") as broker:
+        rec = run_daemon(tmp_path, broker.url)
+        indices = sorted(i for _u, _b, i in recorded(rec))
+        n = indices[-1] + 1  # the dial status's next_index
+        assert len(indices) >= 100 and indices == list(range(indices[0], n))
+        col = tmp_path / "late.ratedial"
+
+        async def driver(shell: CollectorShell) -> None:
+            await until(lambda: shell.collector is not None
+                        and shell.collector.stats.requested_samples >= n, "the request")
+
+        summary = collect_while(broker.url, col, driver)
+    # nobody answers (the daemon is gone): all of its boot is reported missing, from index 0
+    # (where the daemon's recording starts is not known without its answer)
+    assert summary["requested_samples"] == n and summary["holes"] == n
+    assert summary["samples"] == 0 and summary["replay_requests"] >= 1
+    # the retained status told the board and firmware; the backend is only in the
+    # dial_connected event, which the stopped daemon can no longer replay
+    assert dial_row(col) == (DIAL, "test", "0.1.0", "")
+    assert query(col, "SELECT COUNT(*) FROM epochs") == [(0,)]
+
+
+def test_a_live_collection_has_the_dials_fields_and_every_broker_it_used(tmp_path):
+    with mosquitto(tmp_path / "a") as a, mosquitto(tmp_path / "b") as b:
+        col = tmp_path / "c.ratedial"
+        rec: list[Path] = []
+
+        async def live(shell: CollectorShell) -> None:
+            await until(lambda: shell.connects >= 1, "the collector to connect")
+            rec.append(await asyncio.to_thread(run_daemon, tmp_path, a.url))
+            n = len(recorded(rec[0]))
+            await until(lambda: shell.collector is not None
+                        and shell.collector.stats.samples >= n, "the samples")
+
+        summary = collect_while(a.url, col, live)
+        assert summary["samples"] == len(recorded(rec[0]))
+        assert dial_row(col) == dial_row(rec[0]) == (DIAL, "test", "0.1.0", "irq")
+
+        async def connected(shell: CollectorShell) -> None:
+            await until(lambda: shell.connects >= 1, "the collector to connect")
+
+        collect_while(b.url, col, connected)  # the broker moved: the same prefix goes on
+    with sqlite3.connect(col) as con:
+        meta = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta")}
+    assert meta["collected"]["prefix"] == "ratedial"
+    assert meta["collected"]["brokers"] == [a.url, b.url]
+    assert meta["config"]["mqtt"]["broker"] == a.url  # as created
+    assert len(meta["resumed_wall_ns"]) == 1
+    assert dial_row(col) == (DIAL, "test", "0.1.0", "irq")
