@@ -157,3 +157,18 @@ def test_adc_dials_are_absolute():
     c.hello(replace(h, backend="adc"), host(0))
     (s,) = of(c.samples(frame(0, [0, 6553, 65535]), host(0)), SamplesOut)
     assert s.ratings == (0.0, 6553 / 655.35, 100.0)
+
+
+def test_a_sync_that_answers_no_ping_is_rejected_and_counted():
+    """protocol.md: a SYNC is used only if it answers a PING still outstanding, otherwise
+    rejected (``sync``); it used to vanish uncounted."""
+    from ratedial.wire import Sync
+
+    c = core()
+    c.hello(hello(1), host(0))
+    c.samples(frame(0, [0] * 10), host(0))
+    outs = c.receive(Sync(seq=5, token=424242, t_rx_us=1_000_000, t_tx_us=1_000_010), host(10))
+    (ev,) = of(outs, EventOut)
+    assert ev.kind == "frame_rejected" and ev.data["reason"] == "sync", ev
+    assert "no outstanding PING" in ev.data["detail"]
+    assert c.rejected == {"sync": 1}

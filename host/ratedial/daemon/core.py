@@ -120,7 +120,9 @@ class DialCore:
             case Hello():
                 return self.hello(f, host_ns)
             case Sync():
-                return [] if ping_sent_ns is None else self.sync(f, ping_sent_ns, host_ns)
+                if ping_sent_ns is None:  # no PING of ours waits for this token
+                    return self.reject(f, "sync", "answers no outstanding PING", host_ns)
+                return self.sync(f, ping_sent_ns, host_ns)
             case Drop():
                 return self.drop(f, host_ns)
             case Status():

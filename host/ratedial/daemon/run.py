@@ -356,12 +356,15 @@ class Daemon:
                 self.say_once(f"{port}: no ratedial dial answered (is the firmware "
                               "installed? try: ratedial flash)")
             link.send(Info())  # again every half second: a booting dial may miss one
-            await self._wait(link, 0.5)
+            again = time.monotonic() + 0.5
+            while port not in self.by_port and time.monotonic() < again and \
+                    not link.closed.done() and not self.stop_event.is_set():
+                await self._wait(link, 0.01)  # the first PING goes out as the HELLO is in
         while not link.closed.done() and not self.stop_event.is_set():
             token = next(self._tokens) & 0xFFFFFFFF
             self._pings[(port, token)] = link.send(Ping(token))
-            if len(self._pings) > 64:  # replies that never came
-                for key in list(self._pings)[:32]:
+            if len(self._pings) > 64 * len(self.links):  # replies that never came
+                for key in list(self._pings)[: len(self._pings) // 2]:
                     del self._pings[key]
             # A random fraction of a USB frame on top: PINGs must not keep one phase of the
             # 1 ms frame, or the lower clock bound never gets tight (docs/timing.md).
