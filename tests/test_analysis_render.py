@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 
+from ratedial.analysis.load import load
 from ratedial.analysis.render import Layout, probe
 from ratedial.analysis.synth import Play, SynthMedia, SynthRater, piecewise, write_recording
 
@@ -119,3 +120,135 @@ def test_neutral_band_and_segments(rendered):
     assert max(tg) - min(tg) == pytest.approx(2.0, abs=0.2)
     assert (min(tg) >= -0.1 and max(tg) <= 3.1) or (min(tg) >= 5.9 and max(tg) <= 9.1), tg
     assert (min(to) >= 2.9 and max(to) <= 6.1) or (min(to) >= 8.9 and max(to) <= 12.1), to
+
+
+# --- where render writes ------------------------------------------------------------------
+
+SMALL_S = 4.0
+
+
+@pytest.fixture(scope="module")
+def small_video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("small") / "session 07.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    f"testsrc2=size=160x120:rate=10:duration={SMALL_S}", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)],
+                   check=True, timeout=120)
+    return path.read_bytes()
+
+
+@pytest.fixture
+def small(tmp_path, small_video):
+    """A folder with a 4 s video and its recording (tops in [0, 2), bottoms in [2, 4))."""
+    video = tmp_path / "session 07.mp4"
+    video.write_bytes(small_video)
+    rec = tmp_path / "D07.ratedial"
+    write_recording(rec, [SynthRater(label="client", curve=piecewise([2], [80, 20]),
+                                     script=(Play(start_s=0, end_s=SMALL_S),))],
+                    media=SynthMedia(path=str(video), duration_s=SMALL_S, fingerprint=None),
+                    rate_hz=50)
+    return tmp_path, rec, video
+
+
+def render_cli(rec, out, *extra):
+    return subprocess.run([sys.executable, "-m", "ratedial", "render", str(rec), "-o", str(out),
+                           "--window", "1", "--segments", "1", *extra],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def snapshot(folder):
+    """Every file's bytes; of a folder and of SQLite's shared-memory index (which readers
+    rewrite), the name."""
+    return {p.name: None if p.is_dir() or p.name.endswith("-shm") else p.read_bytes()
+            for p in folder.iterdir()}
+
+
+def opened(*recordings):
+    """Read each recording once, as render does, so SQLite's side files are already there."""
+    load(list(recordings))
+
+
+def test_render_never_writes_over_the_recording_or_the_video(small):
+    d, rec, video = small
+    victim = d / "victim.ratedial"  # a second recording, named as the one rendered
+    victim.write_bytes(rec.read_bytes())
+    (d / "link.mp4").symlink_to(video)
+    opened(rec, victim)
+    before = snapshot(d)
+    for out, what in ((video, "the video being rendered"), (d / "link.mp4", "the video"),
+                      (rec, f"the recording {rec}"), (f"{rec}-wal", f"the recording {rec}")):
+        for extra in ((), ("--overwrite",)):
+            res = render_cli(rec, out, *extra)
+            assert res.returncode == 2, (out, res.stdout)
+            err = res.stderr.strip()
+            assert err.count("\n") == 0 and what in err and "never writes over" in err, err
+    res = render_cli(f"{victim}", victim, "--overwrite")  # render victim.ratedial onto itself
+    assert res.returncode == 2 and "never writes over a recording" in res.stderr
+    assert snapshot(d) == before
+
+
+def test_an_existing_output_is_kept_unless_overwrite(small):
+    d, rec, _ = small
+    notes, out = d / "notes.txt", d / "rated.mp4"
+    notes.write_text("keep me\n")
+    out.write_bytes(b"last week's render")
+    opened(rec)
+    before = snapshot(d)
+    for target in (notes, out):
+        res = render_cli(rec, target)
+        assert res.returncode == 2 and snapshot(d) == before
+        assert res.stderr.strip() == (f"ratedial: error: {target} exists: choose another -o, "
+                                      "or pass --overwrite to replace it")
+    res = render_cli(rec, out, "--overwrite")
+    assert res.returncode == 0, res.stderr
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    assert probe(out).duration_s == pytest.approx(SMALL_S, abs=0.2)
+    assert sorted(snapshot(d)) == sorted(before)  # no temporary file left beside it
+
+
+def test_a_failed_render_leaves_nothing_and_changes_nothing(small):
+    d, rec, _ = small
+    notes = d / "notes.txt"
+    notes.write_text("keep me\n")
+    opened(rec)
+    before = snapshot(d)
+    res = render_cli(rec, d / "new" / "sub" / "rated")  # ffmpeg knows no format without .mp4
+    assert res.returncode == 2
+    assert snapshot(d) == before  # no temporary file, no folder made for the output
+    assert "suffix (none)" in res.stderr, res.stderr
+    res = render_cli(rec, notes, "--overwrite")
+    assert res.returncode == 2 and snapshot(d) == before
+    assert res.stderr.strip() == (f"ratedial: error: -o {notes}: ffmpeg knows no video format "
+                                  "by the name's suffix (.txt): name the output .mp4")
+
+
+def test_staged_output_never_replaces_a_file_that_appeared_meanwhile(tmp_path):
+    from ratedial.analysis.errors import UsageError
+    from ratedial.analysis.render import staged
+
+    out = tmp_path / "rated.mp4"
+    with pytest.raises(UsageError, match="appeared while rendering"), staged(out) as part:
+        assert stat.S_IMODE(os.stat(part).st_mode) == 0o600 and part.parent == tmp_path
+        part.write_bytes(b"new")
+        out.write_bytes(b"another render's")
+    assert out.read_bytes() == b"another render's" and os.listdir(tmp_path) == ["rated.mp4"]
+    with staged(out, overwrite=True) as part:
+        part.write_bytes(b"new")
+    assert out.read_bytes() == b"new" and os.listdir(tmp_path) == ["rated.mp4"]
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+
+
+def test_band_and_window_are_checked_as_analyze_checks_them(small):
+    d, rec, _ = small
+    res = render_cli(rec, d / "a.mp4", "--band", "60:40")
+    assert res.returncode == 2
+    assert res.stderr.strip() == ("ratedial: error: the neutral band's low end must not exceed "
+                                  "its high end")
+    res = subprocess.run([sys.executable, "-m", "ratedial", "render", str(rec), "-o",
+                          str(d / "a.mp4"), "--window", "100"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 2
+    assert res.stderr.strip() == ("ratedial: error: --window 100 s is longer than the video "
+                                  "(4 s; client in D07.ratedial): choose a window of at most "
+                                  "4 s")
+    assert not (d / "a.mp4").exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import selectors
 import shutil
 import subprocess
 import sys
@@ -221,3 +222,101 @@ def test_review_in_random_order_records_its_seed(tmp_path):
     assert isinstance(seed, int) and all(n["data"]["seed"] == seed for n in notes)
     again = order_segments(segs, "random", random.Random(seed))
     assert [n["data"]["segment"]["label"] for n in notes] == [s.label for s in again]
+
+
+# --- /replay ------------------------------------------------------------------------------
+
+
+class PositionPlayer(NoVideo):
+    """Records how much of the input had been read when each play started."""
+
+    def __init__(self, inp: io.StringIO) -> None:
+        self.inp = inp
+        self.read_at: list[int] = []
+
+    def play(self, start_s: float, end_s: float) -> float:
+        self.read_at.append(self.inp.tell())
+        return end_s
+
+
+def test_replay_plays_at_once_and_keeps_the_lines_after_it(tmp_path):
+    rec = make_recording(tmp_path, None)
+    typed = "/replay\nnote after replay\n\nsecond\n\n" + "\n" * 4
+    inp = io.StringIO(typed)
+    player = PositionPlayer(inp)
+    run_review(rec, "client", segments_of(rec), player=player,
+               prompter=Prompter(inp, io.StringIO()), lead_in_s=0.0)
+    notes = read_notes(rec, "segment_note")
+    assert [n["data"]["text"] for n in notes] == ["note after replay", "second", "", "", "", ""]
+    # T1 played, then again right after "/replay" was read, before the note's first line
+    assert player.read_at[:3] == [0, len("/replay\n"), len("/replay\nnote after replay\n\n")]
+
+
+def test_replay_keeps_the_lines_before_and_after_it(tmp_path):
+    rec = make_recording(tmp_path, None)
+    player = CountingPlayer()
+    run_review(rec, "client", segments_of(rec), player=player, lead_in_s=0.0,
+               prompter=Prompter(io.StringIO("before\n/replay\nafter\n\n" + "\n" * 5),
+                                 io.StringIO()))
+    notes = read_notes(rec, "segment_note")
+    assert notes[0]["data"]["text"] == "before\nafter"
+    assert player.spans[:3] == [(5.0, 8.0), (5.0, 8.0), (20.0, 23.0)]
+
+
+def _read_until(proc: subprocess.Popen[bytes], text: str, count: int,
+                deadline_s: float = 120.0) -> str:
+    """The process's output up to the ``count``-th ``text`` (waiting for it, not sleeping)."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    got = b""
+    end = time.monotonic() + deadline_s
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while got.decode(errors="replace").count(text) < count:
+            left = end - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                pytest.fail(f"no {count}. {text!r} within {deadline_s} s: {got.decode()!r}")
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                pytest.fail(f"output ended before the {count}. {text!r}: {got.decode()!r}")
+            got += chunk
+    return got.decode()
+
+
+def test_review_replays_when_replay_is_typed_into_an_open_pipe(tmp_path):
+    """The tester's repro: ``/replay`` then, while the pipe stays open, the note."""
+    rec = make_recording(tmp_path, None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ratedial", "review", str(rec), "--window", "3",
+         "--segments", "1", "--lead-in", "0", "--no-video"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(b"/replay\n")
+        proc.stdin.flush()
+        seen = _read_until(proc, "playing 00:05.0", 2)  # T1 again, with nothing more typed
+        assert "Notes for T1" in seen and "saved" not in seen
+        out, err = proc.communicate(b"note after replay\n\nsecond\n\n", timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert out.decode().count("saved.") == 2 and "playing 00:05.0" not in out.decode()
+    notes = read_notes(rec, "segment_note")
+    assert [(n["data"]["segment"]["label"], n["data"]["text"]) for n in notes] == [
+        ("T1", "note after replay"), ("B1", "second")]
+
+
+def test_review_refuses_a_window_longer_than_the_video(tmp_path):
+    rec = make_recording(tmp_path, None)  # 40 s
+    res = _cli(["review", str(rec), "--window", "100", "--no-video"], "\n" * 6)
+    assert res.returncode == 2
+    assert res.stderr.strip() == ("ratedial: error: --window 100 s is longer than the video "
+                                  "(40 s; client in D01-client.ratedial): choose a window of "
+                                  "at most 40 s")
+    assert read_notes(rec, "segment_note") == []
+    res = _cli(["review", str(rec), "--window", "40", "--no-video", "--segments", "1"], "\n")
+    assert res.returncode == 0, res.stderr
+    (note,) = read_notes(rec, "segment_note")
+    assert (note["data"]["segment"]["start_s"], note["data"]["segment"]["end_s"]) == (0, 40)

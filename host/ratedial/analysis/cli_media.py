@@ -62,6 +62,16 @@ def _check_video(s: Series, path: Path) -> None:
                    "differs): the segments may show the wrong moments", err=True)
 
 
+def _check_window(s: Series, window_s: float) -> None:
+    """Refuse a window longer than the video (its grid): a segment cannot be longer, and
+    ``find_segments`` would return the whole video as a segment of the asked length."""
+    n = len(s.values)
+    if round(window_s * s.rate_hz) > n:
+        raise UsageError(f"--window {window_s:g} s is longer than the video ({n / s.rate_hz:g} s; "
+                         f"{s.rater} in {s.recording.path.name}): choose a window of at most "
+                         f"{n / s.rate_hz:g} s")
+
+
 def _video(s: Series, video: str | None) -> Path:
     if video is not None:
         return Path(video)
@@ -120,6 +130,7 @@ def review(*, recording: str, who: str | None, guess: bool, answerer: str, order
         who = "client"
     s = _pick(series, who, "whose segments to show")
     opt = _segment_opts(kw)
+    _check_window(s, opt.window_s)
     segments = find_segments(s.values, s.rate_hz, opt)
     if not segments:
         raise UsageError(f"{s.rater} has no segment with {opt.min_coverage:.0%} of "
@@ -159,14 +170,17 @@ def review(*, recording: str, who: str | None, guess: bool, answerer: str, order
 @click.option("--video", type=click.Path(exists=True, dir_okay=False), default=None,
               help="The video file (default: the path recorded in the recording).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="The MP4 file to write.")
+              help="The MP4 file to write (written in full or not at all; never a "
+                   "recording or the video).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the output file if it exists (default: refuse).")
 @click.option("--preset", default="veryfast", show_default=True,
               type=click.Choice(["ultrafast", "superfast", "veryfast", "faster", "fast",
                                  "medium"]),
               help="x264 speed preset: faster presets make larger files.")
 @friendly
 def render(*, recordings: tuple[str, ...], video: str | None, output: str, preset: str,
-           band: str, **kw: Any) -> None:
+           band: str, overwrite: bool, **kw: Any) -> None:
     """The video with the rating traces drawn over it, as MP4 (for a recall interview or a talk).
 
     A panel across the lower third shows each rater's trace over the whole video (gaps
@@ -176,10 +190,14 @@ def render(*, recordings: tuple[str, ...], video: str | None, output: str, prese
     """
     import time
 
+    from .render import check_output, traces_of
     from .render import render as do_render
-    from .render import traces_of
     from .segments import find_segments
+    from .stats import Band
 
+    lo, hi = _band(band)
+    neutral = Band(low=lo, high=hi)  # checked as analyze checks it
+    opt = _segment_opts(kw)
     _, groups = _load(recordings, kw)
     if len(groups) != 1:
         raise UsageError(f"the recordings hold {len(groups)} dyads or videos "
@@ -190,15 +208,18 @@ def render(*, recordings: tuple[str, ...], video: str | None, output: str, prese
         raise UsageError("the recording has no video timeline (no player was followed): "
                          "there is no video to draw the ratings on")
     path = _video(s0, video)
+    check_output(Path(output), recordings=[s.recording.path for s in g.series], video=path,
+                 overwrite=overwrite)
+    for s in g.series:
+        _check_window(s, opt.window_s)
     _check_video(s0, path)
-    opt = _segment_opts(kw)
-    lo, hi = _band(band)
     scale = s0.recording.scale
     ends = (float(scale.get("minimum", 0.0)), float(scale.get("maximum", 100.0)))
     traces = traces_of([(s.rater, s.values, s.rate_hz, find_segments(s.values, s.rate_hz, opt))
                         for s in g.series], g.n_bins)
     t0 = time.monotonic()
-    layout = do_render(path, traces, Path(output), band=(lo, hi), scale=ends, preset=preset)
+    layout = do_render(path, traces, Path(output), band=(neutral.low, neutral.high),
+                       scale=ends, preset=preset, overwrite=overwrite)
     took = time.monotonic() - t0
     click.echo(f"{output}: {layout.width}x{layout.height}, {layout.duration_s:.1f} s of video "
                f"rendered in {took:.1f} s ({layout.duration_s / max(took, 1e-9):.0f}x real "

@@ -12,7 +12,11 @@ Invariants:
   ``x_of(t)``, rating ``v`` at row ``y_of(v)`` of the output frame. The test decodes frames
   and checks traces and cursor at those pixels.
 * A missing bin is drawn as nothing; lines are never bridged across gaps.
-* The output is created with mode 0600 (it shows clinical video and ratings).
+* The output is created with mode 0600 (it shows clinical video and ratings). ffmpeg writes
+  a private temporary file beside it, which becomes the output only when ffmpeg succeeded:
+  a failed or interrupted render leaves nothing behind and no existing file changed.
+* The output is never a recording (or its SQLite side files) or the video being rendered,
+  and an existing output is replaced only when asked (``overwrite``).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +36,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .._platform.privacy import create_private, open_private
+from .._platform.privacy import open_private
 from .align import padded
 from .errors import UsageError
 from .segments import Segment
@@ -189,11 +194,90 @@ def filter_graph(layout: Layout, *, cursor_w: int) -> str:
             "format=yuv420p[v]")
 
 
+#: SQLite's side files of a recording: writing over one loses what it holds.
+_SIDE_FILES = ("", "-wal", "-shm", "-journal")
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (or cannot be looked at)
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_output(output: Path, *, recordings: Sequence[Path], video: Path,
+                 overwrite: bool = False) -> None:
+    """Refuse (one line) an output that is a recording, one of its SQLite side files or the
+    video, and an existing output unless ``overwrite``. Writes nothing."""
+    for rec in recordings:
+        for side in _SIDE_FILES:
+            if _same(output, Path(f"{rec}{side}")):
+                raise UsageError(f"-o {output} is the recording {rec}"
+                                 f"{' (its ' + side[1:] + ' file)' if side else ''}: "
+                                 "render never writes over a recording; choose another -o")
+    if _same(output, video):
+        raise UsageError(f"-o {output} is the video being rendered: render never writes over "
+                         "it; choose another -o")
+    if not overwrite and os.path.lexists(output):
+        raise UsageError(f"{output} exists: choose another -o, or pass --overwrite to "
+                         "replace it")
+
+
+@contextmanager
+def staged(output: Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """A private (0600) empty file beside ``output`` for a writer to fill; when the block
+    ends without an exception it becomes ``output`` (replacing one only when ``overwrite``),
+    otherwise it is removed, with any folders made for it. Keeps the output's suffix, which
+    tells ffmpeg the format."""
+    folder = output.parent
+    made = [d for d in (folder, *folder.parents) if not d.exists()]
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new folder is private too
+    fd, name = tempfile.mkstemp(dir=folder, prefix=f".{output.stem[:64]}.",  # < NAME_MAX
+                                suffix=f".part{output.suffix}")
+    os.close(fd)
+    part = Path(name)
+    moved = False
+    try:
+        yield part
+        with open(part, "r+b") as fh:  # on disk before it takes the output's name
+            os.fsync(fh.fileno())
+        _move(part, output, overwrite=overwrite)
+        moved = True
+    finally:
+        if not moved:
+            part.unlink(missing_ok=True)
+            for d in made:  # deepest first; only folders left empty
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
+
+
+def _move(part: Path, output: Path, *, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(part, output)
+        return
+    try:  # a hard link fails if the output appeared meanwhile (another render to it)
+        os.link(part, output)
+    except FileExistsError:
+        raise UsageError(f"{output} appeared while rendering: not replaced (pass "
+                         "--overwrite to replace it)") from None
+    except OSError:  # no hard links on this file system (FAT, some network shares)
+        if os.path.lexists(output):
+            raise UsageError(f"{output} appeared while rendering: not replaced (pass "
+                             "--overwrite to replace it)") from None
+        os.replace(part, output)
+        return
+    part.unlink()
+
+
 def render(video: Path, traces: Sequence[Trace], output: Path, *,
            band: tuple[float, float] = (45.0, 55.0), scale: tuple[float, float] = (0.0, 100.0),
            duration_s: float | None = None, preset: str = "veryfast", crf: int = 23,
-           ) -> Layout:
-    """Write ``output`` (MP4, H.264, the video's audio copied); returns the layout used."""
+           overwrite: bool = False) -> Layout:
+    """Write ``output`` (MP4, H.264, the video's audio copied); returns the layout used.
+    An existing ``output`` is replaced only when ``overwrite`` (never the video itself)."""
+    check_output(output, recordings=(), video=video, overwrite=overwrite)
     info = probe(video)
     dur = duration_s or info.duration_s
     layout = Layout.for_video(
@@ -203,20 +287,28 @@ def render(video: Path, traces: Sequence[Trace], output: Path, *,
     with tempfile.TemporaryDirectory(prefix="ratedial-render-") as tmp:
         panel = Path(tmp) / "panel.png"
         draw_panel(layout, traces, band, panel)
-        create_private(output)
-        cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(video),
-               "-loop", "1", "-framerate", f"{info.fps:g}", "-i", str(panel),
-               "-f", "lavfi", "-i",
-               f"color=c=white:s={cursor_w}x{layout.panel_h}:r={info.fps:g}",
-               "-filter_complex", filter_graph(layout, cursor_w=cursor_w),
-               "-map", "[v]", "-map", "0:a?", "-c:v", "libx264", "-preset", preset,
-               "-crf", str(crf), "-c:a", "copy", "-movflags", "+faststart", str(output)]
-        res = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                             stdin=subprocess.DEVNULL)
-        if res.returncode != 0:
-            raise UsageError(f"ffmpeg could not render {output}: "
-                             f"{res.stderr.strip().splitlines()[-1:] or res.returncode}")
+        with staged(output, overwrite=overwrite) as part:
+            cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(video),
+                   "-loop", "1", "-framerate", f"{info.fps:g}", "-i", str(panel),
+                   "-f", "lavfi", "-i",
+                   f"color=c=white:s={cursor_w}x{layout.panel_h}:r={info.fps:g}",
+                   "-filter_complex", filter_graph(layout, cursor_w=cursor_w),
+                   "-map", "[v]", "-map", "0:a?", "-c:v", "libx264", "-preset", preset,
+                   "-crf", str(crf), "-c:a", "copy", "-movflags", "+faststart", str(part)]
+            res = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                                 stdin=subprocess.DEVNULL)
+            if res.returncode != 0:
+                raise UsageError(_ffmpeg_failed(res.stderr, res.returncode, part, output))
     return layout
+
+
+def _ffmpeg_failed(stderr: str, code: int, part: Path, output: Path) -> str:
+    """ffmpeg's reason in one line, naming the output (not the temporary file)."""
+    if "suitable output format" in stderr:
+        return (f"-o {output}: ffmpeg knows no video format by the name's suffix "
+                f"({output.suffix or 'none'}): name the output .mp4")
+    why = stderr.strip().replace(str(part), str(output)).splitlines()[-1:]
+    return f"ffmpeg could not render {output}: {why[0] if why else f'exit status {code}'}"
 
 
 def traces_of(values: Sequence[tuple[str, np.ndarray, float, Sequence[Segment]]],

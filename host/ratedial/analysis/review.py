@@ -2,7 +2,9 @@
 
 * Review: a rater's top and bottom segments are replayed one by one (each with a lead-in) in
   the chosen order; after each the interviewer types notes, saved at once to the recording
-  (``notes``, kind ``segment_note``).
+  (``notes``, kind ``segment_note``). ``/replay`` on a line of its own replays the segment
+  as soon as it is read; it is not part of the note (nor is one empty line right after it),
+  and every other line typed for the segment, before it or after it, is.
 * Guess: the client's segments are replayed to the therapist in a seeded random order,
   without saying which is which; the therapist answers helpful or hindering for each. The
   answers, the seed, the order and the score are saved as one note (kind ``guess``).
@@ -17,9 +19,10 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import random
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
@@ -69,9 +72,14 @@ class Prompter:
             raise ReviewAborted("input ended before the interview was complete")
         return line.rstrip("\r\n")
 
-    def lines(self, prompt: str) -> list[str]:
-        """Lines up to an empty line (or the end of input)."""
+    def lines(self, prompt: str,
+              commands: Mapping[str, Callable[[], object]] | None = None) -> list[str]:
+        """Lines up to an empty line (or the end of input). A line that is one of
+        ``commands`` (e.g. ``/replay``) runs it as soon as it is read and is left out; one
+        empty line right after it is skipped (the way to end a command before it ran at
+        once), so it does not end the lines."""
         out: list[str] = []
+        after_command = False
         while True:
             try:
                 line = self.ask(prompt)
@@ -80,7 +88,15 @@ class Prompter:
                     return out
                 raise
             if not line.strip():
+                if after_command:
+                    after_command = False
+                    continue
                 return out
+            command = (commands or {}).get(line.strip())
+            after_command = command is not None
+            if command is not None:
+                command()
+                continue
             out.append(line)
 
 
@@ -125,14 +141,10 @@ def run_review(recording: Path, rater: str, segments: Sequence[Segment], *, play
         what = "highest" if s.kind == "top" else "lowest"
         prompter.say(f"[{i}/{len(shown)}] {rater} {s.label} ({what} {s.rank}): "
                      f"{fmt_span(s.start_s, s.end_s)}, mean {s.mean:.1f}")
-        while True:
-            _play(player, prompter, s, lead_in_s)
-            prompter.say(f"Notes for {s.label} (end with an empty line; /replay to watch "
-                         "again):")
-            text = prompter.lines("> ")
-            if text and text[0].strip() == "/replay":
-                continue
-            break
+        _play(player, prompter, s, lead_in_s)
+        prompter.say(f"Notes for {s.label} (end with an empty line; /replay to watch again):")
+        text = prompter.lines(
+            "> ", {"/replay": functools.partial(_play, player, prompter, s, lead_in_s)})
         data = {"rater": rater, "segment": _segment_json(s), "position": i,
                 "order": order, "seed": seed if order == "random" else None,
                 "lead_in_s": lead_in_s, "text": "\n".join(text), "params": dict(params or {})}
