@@ -172,3 +172,17 @@ def test_a_sync_that_answers_no_ping_is_rejected_and_counted():
     assert ev.kind == "frame_rejected" and ev.data["reason"] == "sync", ev
     assert "no outstanding PING" in ev.data["detail"]
     assert c.rejected == {"sync": 1}
+
+
+def test_a_drop_before_the_first_samples_of_a_boot_is_a_device_drop_gap():
+    """A boot whose first frames the dial had to discard says so in a DROP before its first
+    SAMPLES: the dropped indices are a ``device_drop`` gap (a protocol audit found them
+    missing from the recording and the summary: the epoch simply started at index 30)."""
+    c = core()
+    c.hello(hello(1), host(0))
+    c.drop(Drop(seq=1, first_index=0, n_samples=30, n_frames=3), host(0))
+    outs = c.samples(frame(30, [0] * 10), host(30))
+    (gap,) = of(outs, GapOut)
+    assert (gap.gap.first_index, gap.gap.end_index, gap.gap.reason) == (
+        0, 30, GapReason.DEVICE_DROP)
+    assert c.missing_by_reason()["device_drop"] == 30 and c.total_missing == 30

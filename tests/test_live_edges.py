@@ -208,3 +208,24 @@ def test_a_bad_option_value_is_one_line_and_nan_is_not_a_number(
     assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
     assert res.stderr.startswith("ratedial"), res.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_whose_port_never_answers_exits_1_and_leaves_no_file(tmp_path: Path) -> None:
+    """A --port that exists but where no dial answers for the whole run: exit 1 and one
+    line at the end, no file (it used to exit 0 and leave a recording of nothing)."""
+    import os as _os
+
+    master, slave = _os.openpty()
+    try:
+        port = _os.ttyname(slave)
+        rec = tmp_path / "probe.ratedial"
+        res = run("run", "--no-scan", "--broker", "none", "--port", port, "--record", str(rec),
+                  "--duration", "1")
+    finally:
+        _os.close(master)
+        _os.close(slave)
+    assert res.returncode == 1, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("ratedial: error: no dial answered on ") and port in last, res.stderr
+    assert "Traceback" not in res.stderr
+    assert not list(tmp_path.iterdir())

@@ -85,7 +85,7 @@ class IndexLedger:
         first, end = samples.first_index, samples.end_index
         gaps: list[Gap] = []
         if self.next_index is None:
-            self.next_index = first
+            self.next_index = self._dropped_just_before(first)
         if end <= self.next_index:
             self.duplicates += end - first
             return range(0), gaps
@@ -104,6 +104,18 @@ class IndexLedger:
         if self._drops:  # a DROP of indices that came after all says nothing any more
             self._drops = [d for d in self._drops if d[1] > end]
         return range(first, end), gaps
+
+    def _dropped_just_before(self, first: int) -> int:
+        """Where the accounting of a boot starts, at its first SAMPLES frame: at ``first``,
+        or earlier when DROPs name the indices right before it (the dial discarded the
+        boot's first frames and said so): those become a ``device_drop`` gap. Only a range
+        that ends exactly at ``first`` counts (then one that ends where it starts, ...), so
+        a DROP of other indices cannot open a gap the samples do not border."""
+        start = first
+        for d_first, d_end in sorted(self._drops, reverse=True):
+            if d_end == start and d_first < start:
+                start = d_first
+        return start
 
     def _explain(self, first: int, end: int) -> list[Gap]:
         """Split the missing range [first, end) by reason."""
