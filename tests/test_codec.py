@@ -182,3 +182,28 @@ def test_commands_are_printable_ascii_lines(cmd, line):
 def test_out_of_range_commands_are_refused(cmd):
     with pytest.raises(ValueError):
         encode_command(cmd)
+
+
+def test_the_largest_samples_frame_fits_a_body_and_hello_batch_says_no_more() -> None:
+    """A body is at most 1024 bytes, so a SAMPLES frame holds at most 247 records (protocol.md
+    said 1-255: a dial sending 250 had its frame discarded as too long)."""
+    from ratedial.wire import FrameDecoder, Hello, Samples, encode_frame
+    from ratedial.wire.checks import field_problem
+
+    def frame(n: int) -> Samples:
+        return Samples(seq=1, first_index=0, period_us=1000, counts=tuple(range(n)),
+                       times_us=tuple(1000 * k for k in range(n)), flags=(0,) * n)
+
+    dec = FrameDecoder()
+    (got,) = [f for f in dec.feed(b"\x00" + encode_frame(frame(247)))]
+    assert isinstance(got, Samples) and len(got.counts) == 247
+    with pytest.raises(ValueError, match="1-247"):
+        encode_frame(frame(248))
+
+    def hello(batch: int) -> Hello:
+        return Hello(seq=0, boot_id=1, time_us=0, period_us=1000, rate_hz=1000, batch=batch,
+                     tick_bits=30, flags=1, debounce_ms=5, uid=b"\x01" * 8, board="b",
+                     firmware="f", backend="irq")
+
+    assert field_problem(hello(247)) is None
+    assert field_problem(hello(248)) == "batch 248 outside 1-247"

@@ -31,6 +31,7 @@ from .frames import (
     Status,
     Sync,
 )
+from .layout import MAX_SAMPLES_PER_FRAME
 
 MIN_RATE_HZ, MAX_RATE_HZ = 50, 2000  # what RATE accepts
 MIN_PERIOD_US, MAX_PERIOD_US = 500, 20_000  # 1e6 / MAX_RATE_HZ, 1e6 / MIN_RATE_HZ
@@ -58,8 +59,8 @@ def _hello(f: Hello) -> str | None:
         return f"rate_hz {f.rate_hz} outside {MIN_RATE_HZ}-{MAX_RATE_HZ}"
     if f.period_us != round(1e6 / f.rate_hz):
         return f"period_us {f.period_us} is not 1e6 / rate_hz {f.rate_hz}"
-    if not 1 <= f.batch <= 255:
-        return f"batch {f.batch} outside 1-255"
+    if not 1 <= f.batch <= MAX_SAMPLES_PER_FRAME:  # a frame cannot hold more
+        return f"batch {f.batch} outside 1-{MAX_SAMPLES_PER_FRAME}"
     if not 1 <= f.tick_bits <= 64:
         return f"tick_bits {f.tick_bits} outside 1-64"
     if f.flags & ~1:

@@ -41,7 +41,9 @@ _ERROR_HEAD = struct.Struct("<B")
 _DROP = struct.Struct("<QII")
 _ACK = struct.Struct("<BQi")
 
-MAX_SAMPLES_PER_FRAME = 255
+# A body is at most MAX_BODY (1024) bytes: 4 of header, 25 of SAMPLES fields, 4 per record and
+# 4 of CRC leave room for 247 records.
+MAX_SAMPLES_PER_FRAME = 247
 
 
 def _take_str(payload: bytes, pos: int) -> tuple[bytes, int]:
@@ -193,7 +195,8 @@ def _pack_hello(f: Hello) -> bytes:
 def _pack_samples(f: Samples) -> bytes:
     n = len(f.counts)
     if not 1 <= n <= MAX_SAMPLES_PER_FRAME or len(f.times_us) != n or len(f.flags) != n:
-        raise ValueError("SAMPLES needs 1-255 samples with matching counts, times and flags")
+        raise ValueError(f"SAMPLES needs 1-{MAX_SAMPLES_PER_FRAME} samples with matching counts, "
+                         "times and flags")
     t0 = f.times_us[0]
     parts = [_SAMPLES_HEAD.pack(f.first_index, t0, f.period_us, f.counts[0], n)]
     parts.append(_RECORD.pack(f.flags[0], 0, 0))
