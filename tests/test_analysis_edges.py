@@ -237,3 +237,15 @@ def test_a_folder_as_output_prefix_writes_inside_it(rec: Path, tmp_path: Path) -
     res = run("study", str(rec), "-o", f"{tmp_path / 'tables'}/")
     assert res.returncode == 0, res.stderr
     assert sorted(p.name for p in (tmp_path / "tables").iterdir()) == ["study.csv", "study.sav"]
+
+
+def test_a_window_longer_than_the_video_finds_no_segments(tmp_path: Path) -> None:
+    """``--window 100`` on a 60 s video used to report '100 s windows' with T1 00:00-01:00, a
+    window shortened to the video; a segment is never shorter than its window."""
+    rec = dyad(tmp_path / "D01.ratedial")
+    res = run("analyze", str(rec), "--window", "100", "--no-truth-bias")
+    assert res.returncode == 0, res.stderr
+    assert "client: none (the video is shorter than one 100 s window)" in res.stdout
+    assert " T1 " not in res.stdout and " B1 " not in res.stdout
+    assert " T1 " in run("analyze", str(rec), "--window", "20", "--no-truth-bias").stdout
+    one_line_error(run("analyze", str(rec), "--band", "nan:nan"), 2, "finite")

@@ -170,6 +170,8 @@ def _check(owner: RaterResult, other: RaterResult, other_v: FloatArray, rate_hz:
 def _divergent(a: FloatArray, b: FloatArray, rate_hz: float, options: AnalysisOptions,
                ) -> tuple[Divergence, ...]:
     d = np.abs(b - a)  # NaN where either is missing
+    if round(options.segments.window_s * rate_hz) > len(d):
+        return ()  # no window fits: a stretch is never shorter than its window
     w = window_bins(options.segments.window_s, rate_hz, len(d))
     means, cov = window_means(d, w)
     ok = (cov >= options.segments.min_coverage - 1e-12) & ~np.isnan(means)

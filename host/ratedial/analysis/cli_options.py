@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -164,9 +165,12 @@ def _load(recordings: Sequence[str], kw: dict[str, Any]) -> tuple[list[Series], 
 def _band(text: str) -> tuple[float, float]:
     lo, _, hi = text.partition(":")
     try:
-        return float(lo), float(hi)
+        band = float(lo), float(hi)
     except ValueError:
         raise UsageError(f"--band {text!r}: expected LOW:HIGH, e.g. 45:55") from None
+    if not all(math.isfinite(v) for v in band):
+        raise UsageError(f"--band {text!r}: expected two finite numbers LOW:HIGH, e.g. 45:55")
+    return band
 
 
 def _segment_opts(kw: dict[str, Any]) -> SegmentOptions:

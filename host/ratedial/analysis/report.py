@@ -85,7 +85,9 @@ def _segment_lines(result: GroupResult) -> list[str]:
                                              for c in result.pair.checks}
     for r in result.raters:
         if not r.segments:
-            lines.append(f"  {r.rater}: none (too little rated time)")
+            why = (f"the video is shorter than one {opt.window_s:g} s window"
+                   if opt.window_s > r.duration_s else "too little rated time")
+            lines.append(f"  {r.rater}: none ({why})")
         for s in r.segments:
             line = (f"  {r.rater:<10} {s.label}  {fmt_span(s.start_s, s.end_s):<17} "
                     f"mean {_f(s.mean):>5}")

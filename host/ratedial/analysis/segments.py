@@ -119,8 +119,8 @@ def find_segments(values: FloatArray, rate_hz: float,
     """The ``k`` top then the ``k`` bottom segments of ``values`` (a grid series)."""
     opt = options or SegmentOptions()
     n = len(values)
-    if n == 0 or opt.k == 0:
-        return ()
+    if n == 0 or opt.k == 0 or round(opt.window_s * rate_hz) > n:
+        return ()  # no window fits: a segment is never shorter than its window
     w = window_bins(opt.window_s, rate_hz, n)
     means, cov = window_means(values, w)
     starts = np.arange(len(means), dtype=np.int64)
