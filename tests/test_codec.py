@@ -195,7 +195,7 @@ def test_the_largest_samples_frame_fits_a_body_and_hello_batch_says_no_more() ->
                        times_us=tuple(1000 * k for k in range(n)), flags=(0,) * n)
 
     dec = FrameDecoder()
-    (got,) = [f for f in dec.feed(b"\x00" + encode_frame(frame(247)))]
+    (got,) = list(dec.feed(b"\x00" + encode_frame(frame(247))))
     assert isinstance(got, Samples) and len(got.counts) == 247
     with pytest.raises(ValueError, match="1-247"):
         encode_frame(frame(248))
