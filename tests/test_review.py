@@ -320,3 +320,26 @@ def test_review_refuses_a_window_longer_than_the_video(tmp_path):
     assert res.returncode == 0, res.stderr
     (note,) = read_notes(rec, "segment_note")
     assert (note["data"]["segment"]["start_s"], note["data"]["segment"]["end_s"]) == (0, 40)
+
+
+def test_ctrl_c_keeps_the_lines_typed_for_the_segment(tmp_path):
+    """docs/analysis.md: an interrupted interview keeps what was typed; Ctrl+C in the middle
+    of a note used to lose that segment's lines."""
+    import pytest
+
+    class Interrupting(io.StringIO):
+        def readline(self, *args):  # type: ignore[override]
+            line = super().readline(*args)
+            if not line:
+                raise KeyboardInterrupt
+            return line
+
+    rec = make_recording(tmp_path, None)
+    with pytest.raises(KeyboardInterrupt):
+        run_review(rec, "client", segments_of(rec), player=CountingPlayer(), lead_in_s=0.0,
+                   prompter=Prompter(Interrupting("first note\n\nhalf a\nnote\n"),
+                                     io.StringIO()))
+    notes = read_notes(rec, "segment_note")
+    assert [(n["data"]["segment"]["label"], n["data"]["text"]) for n in notes] == [
+        ("T1", "first note"), ("T2", "half a\nnote")]
+    assert notes[1]["data"]["interrupted"] is True and "interrupted" not in notes[0]["data"]

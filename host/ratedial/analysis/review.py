@@ -58,6 +58,7 @@ class Prompter:
     def __init__(self, inp: TextIO, out: TextIO) -> None:
         self.inp = inp
         self.out = out
+        self.partial: list[str] = []  # the lines of the note being typed (lines())
 
     def say(self, text: str = "") -> None:
         self.out.write(text + "\n")
@@ -79,6 +80,7 @@ class Prompter:
         empty line right after it is skipped (the way to end a command before it ran at
         once), so it does not end the lines."""
         out: list[str] = []
+        self.partial = out  # what was typed so far, if Ctrl+C ends the interview here
         after_command = False
         while True:
             try:
@@ -143,11 +145,18 @@ def run_review(recording: Path, rater: str, segments: Sequence[Segment], *, play
                      f"{fmt_span(s.start_s, s.end_s)}, mean {s.mean:.1f}")
         _play(player, prompter, s, lead_in_s)
         prompter.say(f"Notes for {s.label} (end with an empty line; /replay to watch again):")
-        text = prompter.lines(
-            "> ", {"/replay": functools.partial(_play, player, prompter, s, lead_in_s)})
         data = {"rater": rater, "segment": _segment_json(s), "position": i,
                 "order": order, "seed": seed if order == "random" else None,
-                "lead_in_s": lead_in_s, "text": "\n".join(text), "params": dict(params or {})}
+                "lead_in_s": lead_in_s, "params": dict(params or {})}
+        try:
+            text = prompter.lines(
+                "> ", {"/replay": functools.partial(_play, player, prompter, s, lead_in_s)})
+        except KeyboardInterrupt:  # the lines typed for this segment are kept too
+            if prompter.partial:
+                add_note(recording, "segment_note", {
+                    **data, "text": "\n".join(prompter.partial), "interrupted": True})
+            raise
+        data["text"] = "\n".join(text)
         add_note(recording, "segment_note", data)
         saved.append(data)
         prompter.say("      saved." if text else "      saved (no note).")
