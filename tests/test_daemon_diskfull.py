@@ -148,7 +148,7 @@ def _a_file(tmp: Path, stack: contextlib.ExitStack) -> Path:
     (_read_only_mount, "run.ratedial", "Read-only file system"),
     (_read_only_mount, "sessions/D07/run.ratedial", "Read-only file system"),
     (_a_file, "run.ratedial", "part of the path is a file"),
-    (_a_file, "D07/run.ratedial", "Not a directory"),
+    (_a_file, "D07/run.ratedial", "part of the path is a file"),
     (_full_mount, "run.ratedial", "is full"),
 ], ids=["read-only-fs", "dir-on-read-only-fs", "parent-is-a-file", "under-a-file",
         "already-full"])

@@ -68,10 +68,12 @@ def test_wrong_protocol_version_is_one_line_naming_both(tmp_path):
                         "--record", str(tmp_path / "r.ratedial"), "--duration", "3")
     finally:
         port.close()
-    assert proc.returncode == 0
+    assert proc.returncode == 1  # nothing could be recorded (and no file is left)
     assert "Traceback" not in proc.stderr + proc.stdout
     hits = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "protocol v2" in ln]
     assert len(hits) == 1 and "this host speaks v1" in hits[0]
+    assert proc.stderr.strip().splitlines()[-1].startswith("ratedial: error: no dial answered")
+    assert not (tmp_path / "r.ratedial").exists()
 
 
 def test_garbage_between_frames_is_counted_and_samples_still_recorded(tmp_path):

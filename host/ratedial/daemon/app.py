@@ -273,9 +273,9 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
     if cfg.ports and not daemon.cores:  # the ports named were there, but no dial answered
         _close_quietly(recorder, lock_fd)
         _discard(path)
-        raise RatedialError(f"no dial answered on {', '.join(cfg.ports)} during the run: "
-                            "nothing was recorded (is the firmware installed? try: "
-                            "ratedial devices)")
+        raise RatedialError(f"no dial answered on {', '.join(cfg.ports)} during the run in "
+                            "a protocol this host speaks: nothing was recorded (is the "
+                            "firmware installed? try: ratedial devices)")
     recorder.set_meta("ended_wall_ns", time.time_ns())
     if publisher is not None:
         publisher.save_progress(final=True)
