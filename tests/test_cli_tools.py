@@ -214,3 +214,30 @@ def test_monitor_skips_malformed_messages_and_counts_by_ranges() -> None:
     assert (d.rating, d.media_s, d.rater) == (70.0, 2.5, "client")
     assert (d.state, d.missing) == ("?", 0)
     mon.table()  # renders
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM and SIGHUP are POSIX")
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_monitor_stops_cleanly_on_sigterm_and_sighup(tmp_path, sig):
+    """Like run and record: the last table is shown and the status is 0 (SIGTERM used to kill
+    it with no table)."""
+    import signal as _signal
+
+    broker = Mosquitto(tmp_path / "broker")
+    broker.start()
+    mon = subprocess.Popen([sys.executable, "-m", "ratedial", "monitor", "--broker",
+                            broker.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        lines = Lines(mon)
+        _publish_until_shown(broker.port, lines, "before", 0, 33.0)
+        mon.send_signal(getattr(_signal, sig))
+        lines.finish(timeout=60)
+    finally:
+        if mon.poll() is None:
+            mon.kill()
+        broker.stop()
+    assert mon.returncode == 0, lines.seen
+    assert lines.seen["err"] == [], lines.seen
+    rows = [ln for ln in lines.seen["out"] if DIAL[:8] in ln]
+    assert rows and "33.0" in rows[-1], lines.seen["out"]

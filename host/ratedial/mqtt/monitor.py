@@ -11,7 +11,7 @@ Invariants:
   reconnects with jittered back-off (as ``record --mqtt`` and the daemon do) and subscribes
   again; what was counted stays, so samples seen twice still count as duplicates.
 * It ends at ``duration`` (a connection attempt under way finishes first: aiomqtt's 5 s
-  time-out), or by cancellation (Ctrl-C).
+  time-out), or at Ctrl+C, SIGTERM or SIGHUP, each the same clean way: the last table shown.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from .._platform.signals import stop_on_signals
 from .acks import subscribe
 from .collect_ranges import MAX_SAMPLES, RangeSet, is_int
 from .requests import BrokerAddress
@@ -133,13 +134,27 @@ async def monitor(addr: BrokerAddress, *, prefix: str, duration: float | None,
     """Show what the broker carries until ``duration`` or cancellation (module invariants)."""
     mon = Monitor()
     deadline = None if duration is None else time.monotonic() + duration
+    stopped = asyncio.Event()  # Ctrl+C, SIGTERM, SIGHUP: the final table, then exit 0
+    undo_signals = stop_on_signals(asyncio.get_running_loop(), stopped.set)
+    try:
+        return await _monitor(mon, addr, prefix=prefix, deadline=deadline, stopped=stopped,
+                              console=console, username=username, password=password,
+                              tls_context=tls_context, on_message=on_message)
+    finally:
+        undo_signals()
+
+
+async def _monitor(mon: Monitor, addr: BrokerAddress, *, prefix: str, deadline: float | None,
+                   stopped: asyncio.Event, console: Console, username: str | None,
+                   password: str | None, tls_context: ssl.SSLContext | None,
+                   on_message: Callable[[str], None]) -> Monitor:
     where = f"{addr.host}:{addr.port}"
     protocol = aiomqtt.ProtocolVersion.V5
     backoff = BACKOFF_FIRST_S
     away = False
     with contextlib.ExitStack() as stack:
         live: Live | None = None  # shown from the first subscription on
-        while deadline is None or time.monotonic() < deadline:
+        while (deadline is None or time.monotonic() < deadline) and not stopped.is_set():
             try:
                 async with aiomqtt.Client(addr.host, addr.port, username=username,
                                           password=password, protocol=protocol, timeout=5,
@@ -150,7 +165,7 @@ async def monitor(addr: BrokerAddress, *, prefix: str, duration: float | None,
                         live = stack.enter_context(Live(mon.table(), console=console,
                                                         auto_refresh=False, transient=False))
                     away, backoff = False, BACKOFF_FIRST_S
-                    await _show(client, mon, live, console, deadline)
+                    await _show(client, mon, live, console, deadline, stopped)
                 return mon
             except aiomqtt.MqttError as exc:
                 if live is None:  # never subscribed: the command says why, in one line
@@ -165,18 +180,19 @@ async def monitor(addr: BrokerAddress, *, prefix: str, duration: float | None,
             pause = backoff * (0.5 + random.random())
             if deadline is not None:
                 pause = min(pause, max(0.0, deadline - time.monotonic()))
-            await asyncio.sleep(pause)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopped.wait(), pause)
             backoff = min(BACKOFF_MAX_S, backoff * 2)
     return mon
 
 
 async def _show(client: aiomqtt.Client, mon: Monitor, live: Live, console: Console,
-                deadline: float | None) -> None:
+                deadline: float | None, stopped: asyncio.Event) -> None:
     """Feed messages to ``mon`` and redraw its table, 4 times a second, until ``deadline``;
     ``aiomqtt.MqttError`` when the connection is lost."""
     live.update(mon.table(), refresh=True)
     last = time.monotonic()
-    while deadline is None or time.monotonic() < deadline:
+    while (deadline is None or time.monotonic() < deadline) and not stopped.is_set():
         wait = 0.25 if deadline is None else min(0.25, max(0.0, deadline - time.monotonic()))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait):
