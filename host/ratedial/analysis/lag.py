@@ -108,7 +108,7 @@ def shift(y: FloatArray, lag_bins: int) -> FloatArray:
 
 
 def fmt_lag(lag: Lag, a: str, b: str) -> str:
-    ci = f"95% CI [{lag.ci_low_s:g}, {lag.ci_high_s:g}] s"
+    ci = f"95% CI [{round(lag.ci_low_s, 2):g}, {round(lag.ci_high_s, 2):g}] s"
     if lag.lag_s == 0:
         return f"no lag (r {lag.r:.2f}; {ci})"
     who = f"{b} follows {a}" if lag.lag_s > 0 else f"{a} follows {b}"

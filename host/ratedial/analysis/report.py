@@ -125,8 +125,8 @@ def _pair_lines(p: PairResult, result: GroupResult) -> list[str]:
             who = f"{p.b} follows {p.a} by {p.best_lag_s:g} s"
         else:
             who = f"{p.a} follows {p.b} by {-p.best_lag_s:g} s"
-        ci = "" if p.lag is None else (f"; 95% CI [{p.lag.ci_low_s:g}, "
-                                         f"{p.lag.ci_high_s:g}] s")
+        ci = "" if p.lag is None else (f"; 95% CI [{round(p.lag.ci_low_s, 2):g}, "
+                                         f"{round(p.lag.ci_high_s, 2):g}] s")
         lines.append(f"  best lag        {who} (r {_f(p.best_lag_r, 2)}; searched "
                      f"±{result.options.max_lag_s:g} s{ci})")
     if p.aligned_lag_s is not None:
