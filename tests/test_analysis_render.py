@@ -252,3 +252,21 @@ def test_band_and_window_are_checked_as_analyze_checks_them(small):
                                   "(4 s; client in D07.ratedial): choose a window of at most "
                                   "4 s")
     assert not (d / "a.mp4").exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is POSIX")
+def test_a_render_killed_by_sigterm_leaves_no_part_file(tmp_path):
+    """SIGTERM mid-render cleans up like Ctrl+C: the hidden part file beside the output is
+    removed (it used to stay, as no handler ran the cleanup)."""
+    import os
+    import signal
+
+    from ratedial.analysis.render import staged
+
+    out = tmp_path / "new" / "D07-rated.mp4"
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), staged(out) as part:
+        part.write_bytes(b"half a video")
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert not out.exists() and not (tmp_path / "new").exists()
+    assert signal.getsignal(signal.SIGTERM) == before  # put back

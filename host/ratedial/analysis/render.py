@@ -36,7 +36,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .._platform.privacy import open_private
+from .._platform.privacy import make_private_dirs, open_private
+from .._platform.signals import interrupt_on_terminate
 from .align import padded
 from .errors import UsageError
 from .segments import Segment
@@ -231,14 +232,15 @@ def staged(output: Path, *, overwrite: bool = False) -> Iterator[Path]:
     tells ffmpeg the format."""
     folder = output.parent
     made = [d for d in (folder, *folder.parents) if not d.exists()]
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new folder is private too
+    make_private_dirs(folder)  # new folders are private too
     fd, name = tempfile.mkstemp(dir=folder, prefix=f".{output.stem[:64]}.",  # < NAME_MAX
                                 suffix=f".part{output.suffix}")
     os.close(fd)
     part = Path(name)
     moved = False
     try:
-        yield part
+        with interrupt_on_terminate():  # killed (SIGTERM) mid-render: the part is removed too
+            yield part
         with open(part, "r+b") as fh:  # on disk before it takes the output's name
             os.fsync(fh.fileno())
         _move(part, output, overwrite=overwrite)
