@@ -229,3 +229,12 @@ def test_a_run_whose_port_never_answers_exits_1_and_leaves_no_file(tmp_path: Pat
     assert last.startswith("ratedial: error: no dial answered on ") and port in last, res.stderr
     assert "Traceback" not in res.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_a_video_without_a_player_is_stored_as_mpv() -> None:
+    """``--video`` implies ``--player mpv``: the recording's meta.config said "none"."""
+    from ratedial.config import RunConfig, with_overrides
+
+    assert with_overrides(RunConfig(), video="v.mp4").player == "mpv"
+    assert with_overrides(RunConfig(), video=None).player == "none"
+    assert with_overrides(RunConfig(), video="v.mp4", player="vlc").player == "vlc"

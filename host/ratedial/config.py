@@ -259,5 +259,7 @@ def _beside(mqtt: MqttConfig, folder: Path) -> MqttConfig:
 
 
 def with_overrides(cfg: RunConfig, **changes: Any) -> RunConfig:
-    """Apply command-line flags (``None`` means "not given")."""
-    return replace(cfg, **{k: v for k, v in changes.items() if v is not None})
+    """Apply command-line flags (``None`` means "not given"). A video and no player means mpv
+    (``--video`` implies ``--player mpv``), and the stored config says so."""
+    cfg = replace(cfg, **{k: v for k, v in changes.items() if v is not None})
+    return replace(cfg, player="mpv") if cfg.video and cfg.player == "none" else cfg
