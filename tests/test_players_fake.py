@@ -273,12 +273,15 @@ def test_mpv_crash_and_restart(tmp_path):
     run(main)
 
 
-def test_mpv_not_running_at_start_then_appears(tmp_path):
+def test_mpv_not_running_at_start_then_appears(tmp_path, caplog):
     async def main() -> None:
         rig = mpv_rig(tmp_path)
         task = asyncio.create_task(rig.session.run(rig.out))
         await rig.until(lambda: "player_lost" in rig.out.kinds())
         assert rig.out.last("player_lost") == {"player": "mpv", "reason": "not running"}
+        # the one line says where it looked (VLC's and MPC's name their address too)
+        assert any("not running" in r.getMessage() and rig.server.path in r.getMessage()
+                   for r in caplog.records), caplog.text
         await rig.server.start()
         await rig.until(lambda: "player_back" in rig.out.kinds(), timeout=5)
         await rig.settle("paused")

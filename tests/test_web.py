@@ -149,10 +149,11 @@ def test_page_in_headless_chromium(tmp_path):
             html = r.read().decode()
             assert "connect-src 'self'" in r.headers["Content-Security-Policy"]
         assert not re.search(r"(src|href)=\"(https?:)?//", html)
-        req = urllib.request.Request(url, method="POST")
-        with pytest.raises(urllib.error.HTTPError) as err:
-            urllib.request.urlopen(req)
-        assert err.value.code == 405
+        for method, where in (("POST", ""), ("HEAD", "events")):  # HEAD of a stream too
+            req = urllib.request.Request(url + where, method=method)
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(req)
+            assert err.value.code == 405, (method, where)
 
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
                                      headless=True)

@@ -114,8 +114,12 @@ class MpvSession(PlayerSession):
     # --- one connection ---------------------------------------------------------------------
 
     async def _follow(self, out: MediaOutput) -> None:
-        transport, lines = await connect_ipc(
-            self.socket_path, lambda: _IpcLines(self._line, self.now), thread=self.ipc_thread)
+        try:
+            transport, lines = await connect_ipc(
+                self.socket_path, lambda: _IpcLines(self._line, self.now),
+                thread=self.ipc_thread)
+        except OSError as exc:  # say where it looked: "not running (... : /tmp/mpvsocket)"
+            raise OSError(exc.errno, f"{exc.strerror or exc}: {self.socket_path}") from None
         self._writer = transport
         self._lines = lines
         self.input = MpvInput(self.clock)

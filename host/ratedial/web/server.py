@@ -2,7 +2,8 @@
 
 Routes: ``GET /`` the page (a package resource, inline JS and CSS, no external assets),
 ``GET /events`` an event stream (``snapshot`` once, then ``tick`` every :data:`TICK_S`),
-``GET /state`` the snapshot as JSON. Anything else is 404, any other method 405.
+``GET /state`` the snapshot as JSON. Anything else is 404, any other method 405 (also
+``HEAD /events``).
 
 Invariants:
 
@@ -180,6 +181,9 @@ class WebServer:
                                head=method == "HEAD")
             elif path == "/events" and method == "GET":
                 await self._events(writer)
+            elif path == "/events":  # HEAD: a stream has no head to give
+                await _respond(writer, "405 Method Not Allowed", "text/plain",
+                               b"GET only\n", extra="Allow: GET\r\n")
             else:
                 await _respond(writer, "404 Not Found", "text/plain", b"not found\n")
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
