@@ -193,3 +193,21 @@ def test_page_in_headless_chromium(tmp_path):
         browser.close()
         finish(proc)
     print(f"web: {rate:.1f} updates/s in the page")
+
+
+def test_a_view_bound_to_every_interface_prints_this_machines_name() -> None:
+    """``--web 0.0.0.0:0`` printed http://0.0.0.0:PORT/, which other computers cannot open."""
+    import socket
+
+    sink = WebSink(views=lambda: [], media=lambda: {"player": "none", "connected": False})
+
+    async def main() -> str:
+        server = WebServer(sink, "0.0.0.0:0")
+        url = await server.start()
+        stop = asyncio.Event()
+        stop.set()
+        await server.run(stop)
+        return url
+
+    url = asyncio.run(main())
+    assert url.startswith(f"http://{socket.gethostname()}:") and "0.0.0.0" not in url

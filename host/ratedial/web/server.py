@@ -25,6 +25,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import socket
 from importlib import resources
 from typing import Any
 
@@ -115,7 +116,10 @@ class WebServer:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        """Where a browser finds the view: bound to every interface, this machine's name
+        (http://0.0.0.0:PORT/ opens nothing on the lab's other computers)."""
+        host = socket.gethostname() if self.host in ("0.0.0.0", "::", "") else self.host
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}/"
 
     async def start(self) -> str:
