@@ -73,6 +73,7 @@ def test_sink_memory_is_bounded_over_a_long_session():
     assert xs == sorted(xs) and xs[-1] > 3599  # the newest 10 minutes, in order
     g = snap["group"][-1]
     assert g[1] == 45.0 and (g[2], g[3]) == (40.0, 50.0) and g[5] == 2  # mean, range, n
+    assert snap["mean"] == g  # the current mean in the snapshot too (it was null)
 
 
 async def _status_for(server: WebServer, host_header: str | None, path: str = "/state") -> str:

@@ -176,7 +176,7 @@ class WebSink:
         msg["points"] = {uid: [_pt(p) for p in c.points if p[0] <= upto]
                          for uid, c in self.curves.items()}
         msg["group"] = [_gp(g) for g in self.group if g[0] <= upto]
-        msg["mean"] = None
+        msg["mean"] = msg["group"][-1] if msg["group"] else None  # the newest, as ticks say
         msg["seq"] = upto
         msg["tick"] = self.ticks
         return msg
