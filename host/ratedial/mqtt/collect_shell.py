@@ -28,7 +28,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import random
 import socket
 import ssl
 import time
@@ -43,6 +42,7 @@ from ..config import MqttConfig
 from ..errors import RatedialError, UsageError
 from ..recording.writer import Recorder, RecordingError, try_lock
 from .acks import AckRouter, PublishRefused, subscribe
+from .backoff import Backoff
 from .collect_state import ResumeState
 from .collect_store import RecorderStore, read_resume_state
 from .collector import Collector
@@ -223,7 +223,7 @@ class CollectorShell:
         if self.cfg.duration_s is not None:
             timer = loop.call_later(self.cfg.duration_s, self.stop_event.set)
         protocol = aiomqtt.ProtocolVersion.V5
-        backoff = 0.5
+        backoff = Backoff()
         last_error: str | None = None
         try:
             while not self.stop_event.is_set():
@@ -231,7 +231,8 @@ class CollectorShell:
                     async with self._client(protocol) as client:
                         self.connected = True
                         self.connects += 1
-                        backoff, last_error = 0.5, None
+                        last_error = None
+                        backoff.reset()
                         self.on_message(f"connected to {self.address.host}:"
                                         f"{self.address.port} as {self.client_id}")
                         collector.connected_to(_public_url(self.cfg.mqtt.broker))
@@ -264,9 +265,7 @@ class CollectorShell:
                     self.on_message(f"broker unreachable, retrying: {reason}")
                     last_error = reason
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop_event.wait(),
-                                           backoff * (0.5 + random.random()))
-                backoff = min(5.0, backoff * 2)
+                    await asyncio.wait_for(self.stop_event.wait(), backoff.pause())
         finally:
             if timer is not None:
                 timer.cancel()

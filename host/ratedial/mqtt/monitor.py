@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import random
 import ssl
 import sys
 import time
@@ -34,12 +33,11 @@ from rich.table import Table
 
 from .._platform.signals import stop_on_signals
 from .acks import subscribe
+from .backoff import Backoff
 from .collect_ranges import MAX_SAMPLES, RangeSet, is_int
 from .requests import BrokerAddress
 
 LEAVES = ("samples", "backfill", "events", "status")  # of <prefix>/v1/dials/+/...
-BACKOFF_FIRST_S = 0.5  # between reconnection attempts: doubling to BACKOFF_MAX_S, each
-BACKOFF_MAX_S = 5.0  # drawn from [0.5, 1.5) times that (the daemon's and the collector's)
 
 
 @dataclass(slots=True)
@@ -150,7 +148,7 @@ async def _monitor(mon: Monitor, addr: BrokerAddress, *, prefix: str, deadline: 
                    on_message: Callable[[str], None]) -> Monitor:
     where = f"{addr.host}:{addr.port}"
     protocol = aiomqtt.ProtocolVersion.V5
-    backoff = BACKOFF_FIRST_S
+    backoff = Backoff()
     away = False
     with contextlib.ExitStack() as stack:
         live: Live | None = None  # shown from the first subscription on
@@ -164,7 +162,8 @@ async def _monitor(mon: Monitor, addr: BrokerAddress, *, prefix: str, deadline: 
                     if live is None:
                         live = stack.enter_context(Live(mon.table(), console=console,
                                                         auto_refresh=False, transient=False))
-                    away, backoff = False, BACKOFF_FIRST_S
+                    away = False
+                    backoff.reset()
                     await _show(client, mon, live, console, deadline, stopped)
                 return mon
             except aiomqtt.MqttError as exc:
@@ -177,12 +176,11 @@ async def _monitor(mon: Monitor, addr: BrokerAddress, *, prefix: str, deadline: 
                     away = True
                     on_message(f"the broker at {where} went away; reconnecting")
             live.update(mon.table(f"reconnecting to {where}"), refresh=True)
-            pause = backoff * (0.5 + random.random())
+            pause = backoff.pause()
             if deadline is not None:
                 pause = min(pause, max(0.0, deadline - time.monotonic()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopped.wait(), pause)
-            backoff = min(BACKOFF_MAX_S, backoff * 2)
     return mon
 
 

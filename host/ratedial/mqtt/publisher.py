@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
@@ -31,6 +30,7 @@ from ..config import MqttConfig
 from ..recording.writer import Recorder
 from .acks import AckRouter, PublishRefused, SubscriptionRefused, subscribe
 from .archive import Archive, Unfinished
+from .backoff import Backoff
 from .live import LivePublishing, cancelling
 from .outbox import Outbox
 from .requests import parse_broker
@@ -170,7 +170,7 @@ class MqttPublisher(LivePublishing):
     async def run(self) -> None:
         """Publish until :meth:`stop` (then drain) or cancellation (then leave the broker
         within a few seconds, nothing left open: see :meth:`_connection`)."""
-        backoff = 0.5
+        backoff = Backoff()
         while not self._stop.is_set():
             if cancelling():
                 raise asyncio.CancelledError
@@ -182,7 +182,8 @@ class MqttPublisher(LivePublishing):
                     write_at_once(client)
                     self._acks = AckRouter(client)
                     self._ever_connected = True
-                    self.connected, self.state, backoff = True, "connected", 0.5
+                    self.connected, self.state = True, "connected"
+                    backoff.reset()
                     if self._down_since is not None:
                         down_s = round(time.monotonic() - self._down_since, 3)
                         self._down_since = None
@@ -233,8 +234,7 @@ class MqttPublisher(LivePublishing):
             if cancelling():  # the error stood in for a cancellation: no retry
                 raise asyncio.CancelledError
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), backoff * (0.5 + random.random()))
-            backoff = min(5.0, backoff * 2)
+                await asyncio.wait_for(self._stop.wait(), backoff.pause())
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[aiomqtt.Client]:
