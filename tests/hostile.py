@@ -117,6 +117,7 @@ class World:
         return outs
 
     def close(self) -> sqlite3.Connection:
+        self.daemon.finish()  # as at the end of a run
         self.recorder.close()
         return sqlite3.connect(self.path)
 

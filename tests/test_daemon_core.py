@@ -44,24 +44,26 @@ def test_samples_wait_for_hello_then_flow_with_ratings_and_times():
     outs = c.hello(hello(7), host(0))
     (ep,) = of(outs, EpochOut)
     assert ep.boot_id == 7 and ep.previous_boot_id is None
-    (s0,) = of(outs, SamplesOut)
-    assert s0.first_index == 0 and s0.ratings == (50.0,) * 10
+    assert of(outs, SamplesOut) == []  # the boot's first frame waits for the next
     outs = c.samples(frame(10, list(range(1, 11))), host(10))
-    (s1,) = of(outs, SamplesOut)
+    (s0, s1) = of(outs, SamplesOut)
+    assert s0.first_index == 0 and s0.ratings == (50.0,) * 10
     assert s1.ratings == tuple(50.0 + k for k in range(1, 11))
     assert all(h is not None for h in s1.host_ns)
-    assert of(outs, ArrivalOut)[0].last_index == 19
+    assert of(outs, ArrivalOut)[-1].last_index == 19
 
 
 def test_reboot_starts_a_new_epoch_without_moving_the_rating():
     c = core()
     c.hello(hello(1), host(0))
     c.samples(frame(0, [0] * 5 + [20] * 5), host(0))
-    assert c.last_rating == 70.0
     outs = c.hello(hello(2, t_us=0), host(10))
+    (s,) = of(outs, SamplesOut)  # the old boot's last frame, taken in as its boot ends
+    assert s.boot_id == 1 and c.last_rating == 70.0
     assert of(outs, EpochOut)[0].previous_boot_id == 1
     assert [o.kind for o in of(outs, EventOut)] == ["dial_reboot"]
-    (s,) = of(c.samples(frame(0, [0, 1, 2], t0=500), host(3)), SamplesOut)
+    c.samples(frame(0, [0, 1, 2], t0=500), host(3))
+    (s, _) = of(c.samples(frame(3, [3, 4, 5], t0=3500), host(6)), SamplesOut)
     assert s.boot_id == 2 and s.first_index == 0
     assert s.ratings == (70.0, 71.0, 72.0)  # counts restarted at 0, the rating did not jump
 
@@ -73,8 +75,10 @@ def test_samples_of_an_unannounced_boot_are_held_until_its_hello():
     # the dial rebooted and its HELLO was lost: index and device time went backwards
     assert c.samples(frame(0, [0] * 10, t0=100), host(0) + 61_000_000_000) == []
     assert c.needs_hello
-    outs = c.hello(hello(9), host(0) + 61_100_000_000)
-    assert of(outs, SamplesOut)[0].boot_id == 9
+    outs = c.hello(hello(9, t_us=20_000), host(0) + 61_100_000_000)
+    assert [(s.boot_id, s.first_index) for s in of(outs, SamplesOut)] == [(1, 50_000)]
+    outs = c.samples(frame(10, [0] * 10, t0=10_100), host(0) + 61_110_000_000)
+    assert [(s.boot_id, s.first_index) for s in of(outs, SamplesOut)] == [(9, 0), (9, 10)]
 
 
 def test_gaps_are_reported_with_reasons_never_filled():
@@ -82,10 +86,11 @@ def test_gaps_are_reported_with_reasons_never_filled():
     c.hello(hello(1), host(0))
     c.samples(frame(0, [0] * 10), host(0))
     c.drop(Drop(seq=0, first_index=10, n_samples=20, n_frames=2), host(40))
-    outs = c.samples(frame(40, [0] * 10), host(40))
+    assert of(c.samples(frame(40, [0] * 10), host(40)), GapOut) == []  # only the first frame
+    outs = c.samples(frame(50, [0] * 10), host(50))  # goes on from it: the gap is confirmed
     gaps = [(g.gap.first_index, g.gap.end_index, g.gap.reason) for g in of(outs, GapOut)]
     assert gaps == [(10, 30, GapReason.DEVICE_DROP), (30, 40, GapReason.LINK)]
-    (s,) = of(outs, SamplesOut)
+    (s, _) = of(outs, SamplesOut)
     assert s.first_index == 40 and len(s) == 10
 
 
@@ -98,7 +103,8 @@ def test_samples_dropped_before_any_frame_held_them_are_a_device_drop():
     c.samples(frame(0, [0] * 10), host(0))
     assert not [o for o in c.receive(Drop(seq=1, first_index=10, n_samples=20, n_frames=0),
                                      host(30)) if isinstance(o, EventOut)]  # not rejected
-    outs = c.samples(frame(30, [0] * 10), host(30))
+    c.samples(frame(30, [0] * 10), host(30))
+    outs = c.samples(frame(40, [0] * 10), host(40))
     gaps = [(g.gap.first_index, g.gap.end_index, g.gap.reason) for g in of(outs, GapOut)]
     assert gaps == [(10, 30, GapReason.DEVICE_DROP)]
 
@@ -114,10 +120,10 @@ def test_ratings_sample_by_sample_across_a_zero_and_a_short_press():
         if flags is not None:
             f = Samples(seq=0, first_index=first, period_us=1000, counts=f.counts,
                         times_us=f.times_us, flags=tuple(flags))
-        (s,) = of(c.samples(f, host(first)), SamplesOut)
+        (s,) = of(c.samples(f, host(first)), SamplesOut)[-1:]
         return list(s.ratings)
 
-    assert ratings(0, [0] * 10) == [50.0] * 10
+    assert c.samples(frame(0, [0] * 10), host(0)) == []  # the first frame waits for the next
     assert ratings(10, list(range(10))) == [50.0 + k for k in range(10)]
     c.ack(Ack(seq=1, command=3, index=25, value=0), host(20))  # counts restart at 25
     assert ratings(20, [10, 11, 12, 13, 14, 0, 1, 2, 3, 4]) == [
@@ -125,19 +131,20 @@ def test_ratings_sample_by_sample_across_a_zero_and_a_short_press():
     # a press of 3 ms (well under long_press_s) moves nothing, and is over by the next frame
     assert ratings(30, [5] * 10, [1, 1, 1] + [0] * 7) == [69.0] * 10
     assert ratings(40, [6] * 10) == [70.0] * 10
-    assert c._press_start_us is None and c.last_rating == 70.0
+    assert c.rating._press_start_us is None and c.last_rating == 70.0
 
 
 def test_long_press_resets_the_rating_to_the_start_once():
     c = core()
     c.hello(hello(1), host(0))
     c.samples(frame(0, [0] + [30] * 9), host(0))
+    c.samples(frame(10, [30] * 10), host(10))
     assert c.last_rating == 80.0
     outs = []
-    for f in range(10, 100, 10):
+    for f in range(20, 110, 10):
         outs += c.samples(frame(f, [30] * 10, button=1), host(f))
     resets = [o for o in of(outs, EventOut) if o.kind == "rating_reset"]
-    assert len(resets) == 1 and resets[0].data["index"] == 60  # 50 ms after the press at 10
+    assert len(resets) == 1 and resets[0].data["index"] == 70  # 50 ms after the press at 20
     assert c.last_rating == 50.0
 
 
@@ -146,7 +153,7 @@ def test_zero_rebases_counts_without_a_jump():
     c.hello(hello(1), host(0))
     c.samples(frame(0, [0] * 5 + [10] * 5), host(0))
     c.ack(Ack(seq=0, command=3, index=10, value=0), host(5))
-    (s,) = of(c.samples(frame(10, [0, 1, 2]), host(10)), SamplesOut)
+    (_, s) = of(c.samples(frame(10, [0, 1, 2]), host(10)), SamplesOut)
     assert s.ratings == (60.0, 61.0, 62.0)
 
 
@@ -155,8 +162,8 @@ def test_adc_dials_are_absolute():
     h = hello(1)
     from dataclasses import replace
     c.hello(replace(h, backend="adc"), host(0))
-    (s,) = of(c.samples(frame(0, [0, 6553, 65535]), host(0)), SamplesOut)
-    assert s.ratings == (0.0, 6553 / 655.35, 100.0)
+    c.samples(frame(0, [0, 6553, 65535]), host(0))
+    assert of(c.finish(host(10)), SamplesOut)[0].ratings == (0.0, 6553 / 655.35, 100.0)
 
 
 def test_a_sync_that_answers_no_ping_is_rejected_and_counted():
@@ -181,7 +188,8 @@ def test_a_drop_before_the_first_samples_of_a_boot_is_a_device_drop_gap():
     c = core()
     c.hello(hello(1), host(0))
     c.drop(Drop(seq=1, first_index=0, n_samples=30, n_frames=3), host(0))
-    outs = c.samples(frame(30, [0] * 10), host(30))
+    c.samples(frame(30, [0] * 10), host(30))
+    outs = c.samples(frame(40, [0] * 10), host(40))
     (gap,) = of(outs, GapOut)
     assert (gap.gap.first_index, gap.gap.end_index, gap.gap.reason) == (
         0, 30, GapReason.DEVICE_DROP)

@@ -181,7 +181,7 @@ def test_long_press_s_zero_means_the_button_never_resets(seconds: float,
               tick_bits=30, flags=1, debounce_ms=5, uid=bytes(range(8)), board="virtual",
               firmware="0.1.0", backend="irq")
     core = daemon._bind("/dev/null-port", h, 1)
-    assert core is not None and core.long_press_us == expected_us
+    assert core is not None and core.rating.long_press_us == expected_us
 
 
 def test_a_negative_long_press_is_refused(tmp_path: Path) -> None:

@@ -11,12 +11,16 @@ Invariants:
   not been told of in time (:meth:`IndexLedger.seed`), and ``link`` otherwise (lost without
   trace). The reason depends only on the order of what arrived, never on read boundaries.
 * Samples that arrive twice or out of order are counted and ignored, never recorded twice.
+* What was noted for the next gap (damage, rejections, an unplug) belongs to the first gap
+  after it, also when the frame after it is accepted only later (:meth:`IndexLedger.hold`,
+  :meth:`IndexLedger.accept` with ``why``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 from .wire import Drop, Samples
 
@@ -39,6 +43,20 @@ class Gap:
     @property
     def n_samples(self) -> int:
         return self.end_index - self.first_index
+
+
+class GapWhy(NamedTuple):
+    """What was noted for a gap before a frame came: the link went down, chunks or frames
+    were rejected (``crc`` or ``rejected``)."""
+
+    unplugged: bool = False
+    rejects: GapReason | None = None
+
+    def merge(self, other: GapWhy) -> GapWhy:
+        """Both, as if noted one after the other (``crc`` wins over ``rejected``)."""
+        rejects = GapReason.CRC if GapReason.CRC in (self.rejects, other.rejects) else (
+            self.rejects or other.rejects)
+        return GapWhy(self.unplugged or other.unplugged, rejects)
 
 
 @dataclass(slots=True)
@@ -65,6 +83,19 @@ class IndexLedger:
         if self._rejects_pending is not GapReason.CRC:
             self._rejects_pending = reason
 
+    def hold(self) -> GapWhy:
+        """Take what has been noted for the next gap, for a frame that is held back before it
+        is accepted (its gap, if any, is explained by what came before it, not after)."""
+        why = GapWhy(self._unplugged, self._rejects_pending)
+        self._unplugged, self._rejects_pending = False, None
+        return why
+
+    def restore(self, why: GapWhy) -> None:
+        """Note again what :meth:`hold` took, for a held frame that was not accepted."""
+        self._unplugged |= why.unplugged
+        if why.rejects is not None:
+            self.note_rejects(why.rejects)
+
     def seed(self, first_index: int, reason: GapReason) -> None:
         """Start the accounting at ``first_index`` (before any sample was received): indices
         from there to the first one received form a gap with ``reason``."""
@@ -80,8 +111,17 @@ class IndexLedger:
     def total_missing(self) -> int:
         return sum(self.missing.values())
 
-    def accept(self, samples: Samples) -> tuple[range, list[Gap]]:
-        """Account for ``samples``: return the index range that is new and the gaps before it."""
+    def accept(self, samples: Samples, why: GapWhy | None = None) -> tuple[range, list[Gap]]:
+        """Account for ``samples``: return the index range that is new and the gaps before it.
+        ``why``: what :meth:`hold` took when ``samples`` arrived explains its gap; what was
+        noted since stays for the next gap."""
+        if why is not None:
+            later = GapWhy(self._unplugged, self._rejects_pending)
+            self._unplugged, self._rejects_pending = why
+            try:
+                return self.accept(samples)
+            finally:
+                self._unplugged, self._rejects_pending = later
         first, end = samples.first_index, samples.end_index
         gaps: list[Gap] = []
         if self.next_index is None:

@@ -22,6 +22,11 @@ Invariants:
   boot's HELLO comes later, its indices become a ``no_hello`` gap of that boot.
 * A SAMPLES frame extends its epoch only within what host time allows: one from the far
   future is rejected, never a gap of billions (:mod:`~ratedial.daemon.placement`).
+* A frame that starts a boot or skips indices is pending until a later frame goes on from
+  it; one the dial's frames do not go on from is rejected (``unconfirmed``). A dial sends in
+  order, so one impossible frame, ahead of the dial or behind it, never turns its frames
+  away; pending frames are taken in as far as they fit when the boot's frames end for now
+  (another boot's HELLO, :meth:`DialCore.finish`).
 * Every index is accounted for by the epoch's :class:`~ratedial.integrity.IndexLedger`;
   gaps are emitted as :class:`GapOut`, never as values. Duplicates are counted and ignored.
 * Mapped host times never decrease within an epoch: when a refit moves the line, the
@@ -35,11 +40,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ..clock import ClockEpochError
-from ..integrity import GapReason
+from ..integrity import GapReason, GapWhy
 from ..outputs import ArrivalOut, ClockOut, EpochOut, EventOut, GapOut, Out, SamplesOut, SyncOut
-from ..scale import RatingScale, RatingTracker
+from ..scale import RatingScale
 from ..wire import (
-    FLAG_BUTTON,
     Ack,
     AckCommand,
     Button,
@@ -52,18 +56,21 @@ from ..wire import (
     Sync,
 )
 from ..wire.checks import field_problem
-from .epoch import NO_HELLO, ClockLike, Epoch, Held
+from .epoch import MAX_PENDING, NO_HELLO, ClockLike, Epoch, Held, Pending
 from .placement import (
     DRIFT,
     DUPLICATE,
     FOREIGN,
+    NEW,
     ahead_limit,
     check_rate,
+    confirmed_by,
     first_unheard,
     max_new_samples,
     place,
     projected,
 )
+from .rating import DialRating
 
 EARLY_FITS_NS = 5_000_000_000  # every fit of a boot's first 5 s is stored (clock_models)
 MAX_EPOCHS = 16  # boots of one dial kept resumable; older ones are retired
@@ -88,10 +95,9 @@ class DialCore:
     ) -> None:
         self.uid = uid
         self.scale = scale
-        self.tracker = RatingTracker(scale)
-        self._adc_units_per_point = adc_units_per_point
+        self.rating = DialRating(scale, long_press_s=long_press_s,
+                                 adc_units_per_point=adc_units_per_point)
         self._clock_factory = clock_factory
-        self.long_press_us = None if long_press_s is None else int(long_press_s * 1e6)
         self._snapshot_ns = int(clock_snapshot_s * 1e9)
         self._slack_us = int(slack_s * 1e6)
         self.epoch: Epoch | None = None
@@ -99,13 +105,8 @@ class DialCore:
         self._retired: set[int] = set()
         self.needs_hello = True
         self.held = Held(int(hold_s * 1e9))
-        self._press_start_us: int | None = None
-        self._press_reset_done = False
-        self.last_rating = scale.start
-        self.last_count: int | None = None
         self.errors: list[Error] = []
         self.rejected: dict[str, int] = {}  # impossible frames by reason
-        self._rebase_at: int | None = None
 
     # --- frames ---------------------------------------------------------------------------
 
@@ -147,6 +148,8 @@ class DialCore:
         elif h.boot_id in self._retired:
             return self.reject(h, "retired_boot", f"boot {h.boot_id} ended long ago", host_ns)
         else:
+            if ep is not None:  # the boot before ends here for now
+                out += self._flush(ep, host_ns)
             previous = None if ep is None else ep.boot_id
             resumed = self.epochs.get(h.boot_id)
             if resumed is None:
@@ -160,9 +163,7 @@ class DialCore:
                 ep = resumed
                 ep.hello = h
             self.epoch = ep
-            self.tracker.set_absolute(self._adc_units_per_point if h.backend == "adc" else None)
-            self._press_start_us = None
-            self._rebase_at = None
+            self.rating.new_boot(h.backend)
             if previous is not None:
                 out.append(EventOut(self.uid, host_ns, "dial_reboot", {
                     "old_boot_id": previous, "new_boot_id": h.boot_id,
@@ -204,6 +205,75 @@ class DialCore:
             self.needs_hello = True
             self.held.add(s, host_recv_ns, why)
             return out
+        nxt = ep.ledger.next_index
+        if nxt is None or s.first_index > nxt:
+            return out + self._pending(ep, s, host_recv_ns, before_hello)
+        if ep.pending:  # the dial's frames go on without them: not the dial's
+            pending, ep.pending = ep.pending, []
+            out += self._discard(pending, host_recv_ns)
+        return out + self._take(ep, s, host_recv_ns)
+
+    def _pending(self, ep: Epoch, s: Samples, host_ns: int, before_hello: bool) -> list[Out]:
+        """``s`` starts the boot or skips indices: taken in only once a later frame goes on
+        from it. If ``s`` goes on from a pending frame, that one is taken in (its gap is
+        explained by what came before it) and the others are discarded; then ``s`` is
+        placed against the boot as it now stands."""
+        k = confirmed_by([p.samples for p in ep.pending], s)
+        if k is None:
+            ep.pending.append(Pending(s, host_ns, before_hello, ep.ledger.hold()))
+            if len(ep.pending) <= MAX_PENDING:
+                return []
+            oldest = ep.pending.pop(0)
+            ep.pending[0].why = ep.pending[0].why.merge(oldest.why)
+            return self._discard([oldest], host_ns, note=False)
+        c, earlier, later = ep.pending[k], ep.pending[:k], ep.pending[k + 1:]
+        ep.pending = []
+        why = c.why
+        for p in earlier:  # came before c: what was noted before them explains c's gap
+            why = why.merge(p.why).merge(GapWhy(rejects=GapReason.REJECTED))
+        for p in later:  # came after c: what was noted before them is for the next gap
+            ep.ledger.restore(p.why)
+        out = self._discard(earlier, host_ns, note=False)
+        out += self._discard(later, host_ns)
+        out += self._take(ep, c.samples, c.host_ns, why)
+        return out + self.samples(s, host_ns, checked=True)
+
+    def _discard(self, frames: list[Pending], host_ns: int, *, note: bool = True) -> list[Out]:
+        """Reject pending ``frames`` that the dial's own frames did not go on from."""
+        out: list[Out] = []
+        for p in frames:
+            out += self.reject(p.samples, "unconfirmed", "no later frame went on from it",
+                               host_ns, note=note)
+        return out
+
+    def _flush(self, ep: Epoch, host_ns: int) -> list[Out]:
+        """No more frames of this boot are coming for now (another boot's HELLO, the end of
+        the run): its pending frames are taken in as far as they fit, newest first (at most
+        one is the dial's: its newest frame, which nothing could confirm)."""
+        pending, ep.pending = ep.pending, []
+        for p in pending:
+            ep.ledger.restore(p.why)
+        out: list[Out] = []
+        for p in reversed(pending):
+            kind, why = place(ep, p.samples, p.host_ns, self._slack_us,
+                              before_hello=p.before_hello)
+            if kind == NEW:
+                out += self._take(ep, p.samples, p.host_ns)
+            elif kind == DUPLICATE:
+                ep.ledger.duplicates += len(p.samples)
+            else:
+                out += self.reject(p.samples, "unconfirmed", f"did not fit ({why})", host_ns)
+        return out
+
+    def finish(self, host_ns: int) -> list[Out]:
+        """The run ends: the current boot's pending frames are taken in as far as they fit."""
+        return [] if self.epoch is None else self._flush(self.epoch, host_ns)
+
+    def _take(self, ep: Epoch, s: Samples, host_recv_ns: int,
+              why: GapWhy | None = None) -> list[Out]:
+        """Take ``s`` into its boot: the clock model, the ledger (``why``: what explains its
+        gap, if it was pending), the rating, and the outputs."""
+        out: list[Out] = []
         try:
             ep.clock.add_arrival(s.times_us[-1], host_recv_ns)
         except ClockEpochError:  # pragma: no cover - place keeps device time in bounds
@@ -216,8 +286,7 @@ class DialCore:
             if ep.ledger.next_index is None and ep.seed_index < s.first_index:
                 ep.ledger.seed(ep.seed_index, GapReason.NO_HELLO)
             ep.seed_index = None
-        new, gaps = ep.ledger.accept(s)
-        ep.fitted += 1
+        new, gaps = ep.ledger.accept(s, why)
         for gap in gaps:
             first_t = None if est is None or ep.last_device_us is None else est.to_host_ns(
                 ep.last_device_us + s.period_us)
@@ -247,21 +316,15 @@ class DialCore:
         counts = s.counts[k0:]
         flags = s.flags[k0:]
         if not ep.first_count_seen:
-            self.tracker.rebase(counts[0])
+            self.rating.rebase(counts[0])
             ep.first_count_seen = True
-        ratings: list[float]
-        if self._rebase_at is None and self._press_start_us is None and (
-                self.long_press_us is None or not any(f & FLAG_BUTTON for f in flags)):
-            # The common frame: no ZERO to apply, no button held. What the loop below does
-            # per sample reduces to the tracker's update (and a released button's state).
-            ratings = self.tracker.update_many(counts)
-            self._press_reset_done = False
-        else:
-            ratings = self._ratings(ep, new.start, times, counts, flags, host_recv_ns, out)
+        ratings, resets = self.rating.frame(new.start, times, counts, flags)
+        for index, rating in resets:
+            out.append(EventOut(self.uid, host_recv_ns, "rating_reset", {
+                "rating": rating, "index": index, "boot_id": ep.boot_id,
+                "cause": "long_press"}))
         host = (None,) * len(times) if ep.rate_implausible else ep.host_times(est, times)
         ep.last_device_us = times[-1]
-        self.last_rating = ratings[-1]
-        self.last_count = counts[-1]
         out.append(SamplesOut(self.uid, ep.boot_id, new.start, s.period_us, times, host, counts,
                               tuple(ratings), flags))
         # Every fit of the boot's first EARLY_FITS_S (they move a lot), then one a second.
@@ -272,25 +335,6 @@ class DialCore:
             ep.stored_est = est
             out.append(ClockOut(self.uid, ep.boot_id, host_recv_ns, est))
         return out
-
-    def _ratings(self, ep: Epoch, start: int, times: tuple[int, ...], counts: tuple[int, ...],
-                 flags: tuple[int, ...], host_recv_ns: int, out: list[Out]) -> list[float]:
-        """Ratings sample by sample: a ZERO's rebase and long presses take effect at their
-        sample."""
-        ratings = []
-        for k, (t, c, f) in enumerate(zip(times, counts, flags, strict=True)):
-            if self._rebase_at is not None and start + k >= self._rebase_at:
-                self.tracker.rebase(c)
-                self._rebase_at = None
-            rating = self.tracker.update(c)
-            if self._long_press(t, f):
-                self.tracker.reset()
-                rating = self.tracker.rating
-                out.append(EventOut(self.uid, host_recv_ns, "rating_reset", {
-                    "rating": rating, "index": start + k, "boot_id": ep.boot_id,
-                    "cause": "long_press"}))
-            ratings.append(rating)
-        return ratings
 
     def sync(self, f: Sync, host_send_ns: int, host_recv_ns: int) -> list[Out]:
         problem = field_problem(f)
@@ -360,7 +404,7 @@ class DialCore:
         name = AckCommand(a.command).name
         if a.command == AckCommand.ZERO:
             # Counts restart from 0 at sample a.index (the ACK precedes that sample's frame).
-            self._rebase_at = a.index
+            self.rating.zero_at(a.index)
         return [EventOut(self.uid, host_ns, "dial_ack", {"command": name, "index": a.index,
                                                           "value": a.value})]
 
@@ -371,12 +415,14 @@ class DialCore:
         self.errors.append(e)
         return [EventOut(self.uid, host_ns, "dial_error", {"code": e.code, "text": e.text})]
 
-    def reject(self, f: Frame, reason: str, detail: str, host_ns: int) -> list[Out]:
+    def reject(self, f: Frame, reason: str, detail: str, host_ns: int, *,
+               note: bool = True) -> list[Out]:
         """Count ``f`` as impossible; report it (every one up to EVENTS_PER_REASON, then
-        every 1000th); a rejected SAMPLES frame makes the next gap's reason ``rejected``."""
+        every 1000th); a rejected SAMPLES frame makes the next gap's reason ``rejected``
+        (``note``; a pending frame's rejection may explain an earlier gap instead)."""
         n = self.rejected[reason] = self.rejected.get(reason, 0) + 1
         ep = self.epoch
-        if isinstance(f, Samples) and ep is not None:
+        if isinstance(f, Samples) and ep is not None and note:
             ep.ledger.note_rejects(GapReason.REJECTED)
         if n > EVENTS_PER_REASON and n % 1000:
             return []
@@ -417,8 +463,11 @@ class DialCore:
 
     def start_rating(self, rating: float | None = None) -> None:
         """Set the rating to the scale's start (beginning of a recording)."""
-        self.tracker.reset(rating)
-        self.last_rating = self.tracker.rating
+        self.rating.reset(rating)
+
+    @property
+    def last_rating(self) -> float:
+        return self.rating.last
 
     @property
     def total_missing(self) -> int:
@@ -439,18 +488,3 @@ class DialCore:
             oldest = next(iter(self.epochs))
             self._retired.add(oldest)
             del self.epochs[oldest]
-
-    def _long_press(self, t_us: int, flags: int) -> bool:
-        if self.long_press_us is None:
-            return False
-        if not flags & FLAG_BUTTON:
-            self._press_start_us = None
-            self._press_reset_done = False
-            return False
-        if self._press_start_us is None:
-            self._press_start_us = t_us
-        if not self._press_reset_done and t_us - self._press_start_us >= self.long_press_us:
-            self._press_reset_done = True
-            return True
-        return False
-

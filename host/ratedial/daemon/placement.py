@@ -19,6 +19,8 @@ Invariants:
   indices and other times is a replay, never a duplicate.
 * A boot's first frame must fit the device time since the boot began (:func:`since_start`)
   and the HELLO's place in the dial's queue (:data:`PACKING_US`).
+* A frame that starts a boot or skips indices is confirmed only by a later frame that
+  :func:`goes_on` from it (:func:`confirmed_by`); the core keeps it pending until then.
 """
 
 from __future__ import annotations
@@ -96,23 +98,37 @@ def place(ep: Epoch, s: Samples, host_ns: int, slack_us: int, *, before_hello: b
     # Each index takes at least a period (the smaller of the two, if the rate changed)
     # of device time, less one period of jitter.
     if (i0 - nxt) * min(ep.last_period_us, s.period_us) > t0 - last_t:
-        if ep.fitted == 1 and since_start(s):
-            # Only the boot's first frame stands against it, and nothing has confirmed
-            # that one: it may be the impostor (e.g. an old index with a current time),
-            # and trusting it would hold every honest frame after it. Going forward in
-            # both index and device time, this frame re-anchors the boot; the indices
-            # between are a gap.
-            return NEW, ""
         return FOREIGN, "index_jump"
     return NEW, ""
+
+
+def goes_on(prev: Samples, s: Samples) -> bool:
+    """Whether ``s`` can be the next frame a dial sent after ``prev``: later indices, a later
+    device time, and no more indices skipped than the device time between allows (as
+    :func:`place` judges a frame against the last one taken in)."""
+    if s.first_index < prev.end_index or s.times_us[0] <= prev.times_us[-1]:
+        return False
+    skipped = s.first_index - prev.end_index
+    return skipped * min(prev.period_us, s.period_us) <= s.times_us[0] - prev.times_us[-1]
+
+
+def confirmed_by(pending: list[Samples], s: Samples) -> int | None:
+    """Which of a boot's ``pending`` frames (oldest first) ``s`` goes on from, or None: the
+    nearest before it in index; of frames ending at the same index, the one with the most
+    samples, then the oldest (a frame of the dial came first, or an impostor had to claim
+    the index the dial was about to send)."""
+    best: int | None = None
+    for k, p in enumerate(pending):
+        if goes_on(p, s) and (best is None or (p.end_index, -p.first_index) > (
+                pending[best].end_index, -pending[best].first_index)):
+            best = k
+    return best
 
 
 def since_start(s: Samples) -> bool:
     """Whether ``s``'s first index fits its device time since the boot began: index 0
     was taken at a device time of 0 or later and each index since took at least
-    MIN_PERIOD_US (less a period of jitter at either end). A frame taken as a boot's
-    anchor must fit it: a later frame can only replace an unconfirmed anchor that lies
-    behind it in index, never one ahead of it, whose samples are already recorded
+    MIN_PERIOD_US (less a period of jitter at either end). A boot's first frame must fit it
     (found by test_core_stateful: a first frame at index 19997 and 0.997 s, then every
     honest frame from index 0 was judged a replay)."""
     return s.first_index * MIN_PERIOD_US <= s.times_us[0] + 2 * MAX_PERIOD_US

@@ -419,6 +419,14 @@ class Daemon:
             if self.cfg.duration_s is not None:
                 tg.create_task(self._stop_after(self.cfg.duration_s), name="duration")
             await self.stop_event.wait()
+        self.finish()
+
+    def finish(self) -> None:
+        """The run is over: each dial's frames still waiting for a later frame to confirm
+        them are taken in as far as they fit (:meth:`DialCore.finish`)."""
+        now = time.monotonic_ns()
+        for core in self.cores.values():
+            self.emit(core.finish(now))
 
     async def _stop_after(self, seconds: float) -> None:
         await self._sleep(seconds)
