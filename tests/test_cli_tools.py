@@ -247,3 +247,15 @@ def test_monitor_stops_cleanly_on_sigterm_and_sighup(tmp_path, sig):
     assert lines.seen["err"] == [], lines.seen
     rows = [ln for ln in lines.seen["out"] if DIAL[:8] in ln]
     assert rows and "33.0" in rows[-1], lines.seen["out"]
+
+
+def test_the_mqtt_librarys_socket_errors_are_not_printed_raw():
+    """aiomqtt hands paho its logger "mqtt"; the command line quieted "aiomqtt", so a reset
+    connection printed paho's raw "failed to receive on socket" line beside the monitor's
+    own one-line message (an audit, 2026-12-04)."""
+    code = ("import sys\nfrom aiomqtt.client import MQTT_LOGGER\nfrom ratedial.cli import main\n"
+            "sys.argv = ['ratedial', '--version']\ntry:\n    main()\nexcept SystemExit:\n"
+            "    pass\nMQTT_LOGGER.warning('failed to receive on socket: [Errno 104]')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert "failed to receive" not in res.stderr, res.stderr

@@ -2,7 +2,8 @@
 
 An honest 1 kHz dial (tests/hostile.py :class:`SimDial`) streams for about 11 s; between its
 frames come the cases of docs/protocol.md "What a host does with ...": a replayed frame, a
-duplicate with device time 2^40 µs ahead, an index 2^31 ahead, a SYNC that ends before it
+duplicate with device time 2^40 µs ahead, the frame the dial will send 2 s later, the next
+index from 4 s in the future, an index 2^31 ahead, a SYNC that ends before it
 starts, impossible BUTTON, ERROR, ACK, STATUS and DROP frames, a HELLO of protocol v2, a
 megabyte of 0x00, a damaged frame, 300 random frames with valid CRCs, another dial taking
 the port and leaving it, and a reboot whose HELLO comes late. The daemon must exit 0 with
@@ -131,6 +132,14 @@ class Script:
             return encode_frame(Samples(s.seq, s.end_index + 2**31, 1000, (0,) * 10,
                                         tuple(a.t_us(s.end_index + j) for j in range(10)),
                                         (0,) * 10))
+        if k == 200:  # the frame the dial will send 2 s from now (index and device time)
+            return encode_frame(Samples(s.seq, s.end_index + 2000, 1000, (0,) * 10,
+                                        tuple(a.t_us(s.end_index + 2000 + j)
+                                              for j in range(10)), (0,) * 10))
+        if k == 220:  # the index the dial sends next, from 4 s in the future
+            return encode_frame(Samples(s.seq, s.end_index, 1000, (0,) * 10,
+                                        tuple(a.t_us(s.end_index + j) + 4_000_000
+                                              for j in range(10)), (0,) * 10))
         if k == 300:
             return encode_frame(Sync(1, 1, t_rx_us=s.times_us[-1], t_tx_us=s.times_us[0]))
         if k == 350:
@@ -188,6 +197,7 @@ def test_daemon_against_a_hostile_dial(tmp_path: Path) -> None:
                  ("BUTTON", "field"), ("ERROR", "field"), ("ACK", "field"),
                  ("STATUS", "field"), ("DROP", "drop")]:
         assert events[case] >= 1, case
+    assert events[("SAMPLES", "unconfirmed")] >= 2  # the frames ahead and from the future
     # Only the random frames can have passed as buttons, errors or ACKs: none of the
     # impossible values did.
     for kind, (d,) in ((k, (json.loads(x),)) for k, x in con.execute(

@@ -54,6 +54,16 @@ def test_a_broker_url_takes_nothing_after_the_port() -> None:
     ("[mqtt]\ntopic_prefix = \"/lab/\"\n", "empty level"),
     ("duration_s = -3\n", "duration_s"),
     ("duration_s = 0\n", "duration_s"),
+    # an audit (2026-12-04): a date in [session] was a traceback and left a broken file;
+    # a rater's dial given as a number, or an empty label, was taken as text
+    ("[session]\nwhen = 2024-01-01\n", "session.when"),
+    ("[session]\nx = nan\n", "session.x"),
+    ("[session]\nx = [1, 2]\n", "session.x"),
+    ("[raters]\nclient = 5\n", "raters.client"),
+    ("[raters]\nclient = \"\"\n", "raters.client"),
+    ("[raters]\n\"\" = \"b7adc53fe7ba5bcf\"\n", "empty key"),
+    ("[scale]\nadc_units_per_point = 0\n", "adc_units_per_point"),
+    ("[mqtt]\nlive_expiry_s = 1.5\n", "live_expiry_s"),
 ])
 def test_config_values_out_of_range_are_one_line(tmp_path: Path, text: str, words: str) -> None:
     path = tmp_path / "c.toml"
@@ -238,3 +248,94 @@ def test_a_video_without_a_player_is_stored_as_mpv() -> None:
     assert with_overrides(RunConfig(), video="v.mp4").player == "mpv"
     assert with_overrides(RunConfig(), video=None).player == "none"
     assert with_overrides(RunConfig(), video="v.mp4", player="vlc").player == "vlc"
+
+
+def test_a_password_file_that_is_not_text_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_bytes(b"\xff\xfe\x00pw")
+    conf = tmp_path / "c.toml"
+    conf.write_text('[mqtt]\npassword_file = "secret"\n')
+    res = run("run", "--config", str(conf), "--no-scan", "--broker", "mqtt://127.0.0.1:1",
+              "--record", str(tmp_path / "r.ratedial"))
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().count("\n") == 0 and "not UTF-8" in res.stderr, res.stderr
+    assert not (tmp_path / "r.ratedial").exists()
+
+
+@pytest.mark.parametrize("option", ["--rater", "--session"])
+def test_a_label_given_twice_is_refused(tmp_path: Path, option: str) -> None:
+    """It used to keep the last one silently (the dial named first went unlabelled)."""
+    res = run("run", "--no-scan", "--broker", "none", "--record", str(tmp_path / "r.ratedial"),
+              option, "client=b7adc53fe7ba5bcf", option, "client=/dev/ttyACM5")
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().count("\n") == 0 and "client is given twice" in res.stderr
+    assert not (tmp_path / "r.ratedial").exists()
+
+
+def test_monitor_takes_broker_and_prefix_from_the_config(tmp_path: Path) -> None:
+    """docs/configuration.md: monitor reads the config's [mqtt] table; it used to ignore
+    broker and topic_prefix there and subscribe at localhost:1883."""
+    conf = tmp_path / "c.toml"
+    conf.write_text('[mqtt]\nbroker = "mqtt://127.0.0.1:1"\ntopic_prefix = "lab7"\n')
+    res = run("monitor", "--config", str(conf), "--duration", "1")
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.strip().count("\n") == 0 and "127.0.0.1:1" in res.stderr, res.stderr
+    conf.write_text('[mqtt]\nbroker = "embedded"\n')
+    res = run("monitor", "--config", str(conf), "--duration", "1")
+    assert res.returncode == 2 and "--broker embedded" in res.stderr, res.stderr
+
+
+def test_a_web_view_that_cannot_start_leaves_no_recording(tmp_path: Path) -> None:
+    """An audit (2026-12-04): a bad --web address or a port in use was refused in one line,
+    but after the recording was created: the empty file then refused the corrected command."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        for addr in ("127.0.0.1:99999", f"127.0.0.1:{busy.getsockname()[1]}"):
+            path = tmp_path / "r.ratedial"
+            res = run("run", "--no-scan", "--broker", "none", "--record", str(path),
+                      "--web", addr, "--duration", "1")
+            assert res.returncode in (1, 2), res.stderr
+            assert res.stderr.strip().count("\n") == 0, res.stderr
+            assert not path.exists() and not list(tmp_path.iterdir()), res.stderr
+
+
+def test_default_recording_names_of_one_second_do_not_collide(tmp_path: Path,
+                                                              monkeypatch) -> None:
+    """Two daemons started in the same second: the second used to fail with "already
+    exists" (an audit, 2026-12-04)."""
+    from ratedial.daemon import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(app.time, "strftime", lambda fmt: "20261204-155333")
+    first = app.default_recording_path()
+    assert first == Path("recordings/20261204-155333.ratedial")
+    first.parent.mkdir()
+    first.touch()
+    assert app.default_recording_path() == Path("recordings/20261204-155333-2.ratedial")
+    Path("recordings/20261204-155333-2.ratedial").touch()
+    assert app.default_recording_path() == Path("recordings/20261204-155333-3.ratedial")
+
+
+def test_help_shows_no_empty_ranges() -> None:
+    """Options that take any finite number said ``[default: 1.0; x<=None]``."""
+    for cmd in ("run", "virtual-dial", "monitor", "record", "analyze"):
+        res = run(cmd, "--help")
+        assert res.returncode == 0 and "None]" not in res.stdout, (cmd, res.stdout)
+
+
+def test_record_into_a_folder(tmp_path: Path) -> None:
+    """``--record FOLDER/`` used to create a file named FOLDER."""
+    import stat
+
+    res = run("run", "--no-scan", "--broker", "none", "--duration", "0.2",
+              "--record", f"{tmp_path / 'new'}/")
+    assert res.returncode == 0, res.stderr
+    (made,) = (tmp_path / "new").glob("*.ratedial")
+    assert stat.S_IMODE(made.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o700
+    res = run("run", "--no-scan", "--broker", "none", "--duration", "0.2",
+              "--record", str(tmp_path / "new"))  # an existing folder: another file in it
+    assert res.returncode == 0, res.stderr
+    assert len(list((tmp_path / "new").glob("*.ratedial"))) == 2

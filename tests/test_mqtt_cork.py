@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from brokers import mosquitto
-from ratedial.config import MqttConfig
+from ratedial.config import MqttConfig, load_config
 from ratedial.mqtt.publisher import MqttPublisher
 from ratedial.mqtt.topics import Topics
 from ratedial.outputs import SamplesOut
@@ -32,10 +32,9 @@ def frame(first: int, n: int) -> SamplesOut:
                       tuple(float(i) for i in idx), (0,) * n)
 
 
-async def _run(path: Path, port: int, sub: Subscriber, live_qos: int) -> MqttPublisher:
+async def _run(path: Path, cfg: MqttConfig, sub: Subscriber) -> MqttPublisher:
     rec = Recorder(path, meta={"daemon_id": "cork", "run_id": "r1"})
-    pub = MqttPublisher(MqttConfig(broker=f"mqtt://127.0.0.1:{port}", batch_ms=HOUR_MS,
-                                   live_qos=live_qos),
+    pub = MqttPublisher(cfg,
                         topics=Topics("ratedial", "cork"), recorder=rec, run_id="r1",
                         rater_of=lambda _u: None, status_of=dict, wall_offset_ns=0,
                         software_version="test")
@@ -78,14 +77,25 @@ async def _run(path: Path, port: int, sub: Subscriber, live_qos: int) -> MqttPub
             task.cancel()
 
 
-@pytest.mark.parametrize("live_qos", [1, 0])
-def test_frames_go_out_at_once_when_idle_and_coalesce_under_load(tmp_path, live_qos):
-    """At QoS 1 a live message is in flight until its PUBACK, at QoS 0 until it is written."""
+@pytest.mark.parametrize(("live_qos", "from_file"), [(1, False), (0, False), (1, True)])
+def test_frames_go_out_at_once_when_idle_and_coalesce_under_load(tmp_path, live_qos,
+                                                                  from_file):
+    """At QoS 1 a live message is in flight until its PUBACK, at QoS 0 until it is written.
+    ``from_file``: the settings come from a config file that sets ``live_expiry_s`` (an audit
+    found every value of it stopped all live samples: read as a float, paho could not pack
+    it, and the batches counted as sent)."""
     with mosquitto(tmp_path / "broker") as broker:
+        cfg = MqttConfig(broker=broker.url, batch_ms=HOUR_MS, live_qos=live_qos)
+        if from_file:
+            conf = tmp_path / "c.toml"
+            conf.write_text(f'[mqtt]\nbroker = "{broker.url}"\nbatch_ms = {HOUR_MS}\n'
+                            f"live_qos = {live_qos}\nlive_expiry_s = 30\n")
+            cfg = load_config(conf).mqtt
+            assert cfg.live_expiry_s == 30
         sub = Subscriber(broker.port)
         try:
             assert sub.started()
-            pub = asyncio.run(_run(tmp_path / "cork.ratedial", broker.port, sub, live_qos))
+            pub = asyncio.run(_run(tmp_path / "cork.ratedial", cfg, sub))
         finally:
             sub.stop()
     got = sub.indices(DIAL)
@@ -96,3 +106,27 @@ def test_frames_go_out_at_once_when_idle_and_coalesce_under_load(tmp_path, live_
     assert pub.published_samples == 211
     assert not pub.outbox.backlog
     assert not pub.outbox.unconfirmed  # the last checkpoint's PUBACK covered every batch
+
+
+def test_the_last_will_names_no_event_id_it_cannot_know(tmp_path):
+    """The retained will is set at connect and published at a crash: a ``next_event`` in it
+    was the connect's, so a subscriber arriving after the crash would not ask for the
+    events of the run (an audit, 2026-12-04: ``next_event`` 2 where 3 were published)."""
+    import json
+
+    rec = Recorder(tmp_path / "w.ratedial", meta={"daemon_id": "cork", "run_id": "r1"})
+    try:
+        pub = MqttPublisher(MqttConfig(broker="mqtt://127.0.0.1:1"),
+                            topics=Topics("ratedial", "cork"), recorder=rec, run_id="r1",
+                            rater_of=lambda _u: None, status_of=dict, wall_offset_ns=0,
+                            software_version="test")
+        async def made() -> object:  # aiomqtt makes its client inside a running loop
+            return pub._make_client()._client
+
+        paho_client = asyncio.run(made())
+        assert paho_client._will_topic == b"ratedial/v1/daemons/cork/status"
+        will = json.loads(paho_client._will_payload)
+        assert will["state"] == "lost" and will["run"] == "r1" and "next_event" not in will
+        assert paho_client._will_retain
+    finally:
+        rec.close()

@@ -101,6 +101,8 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
         label, sep, ident = v.partition("=")
         if not sep or not label or not ident:
             raise click.BadParameter(f"{v!r}: expected LABEL=VALUE", param_hint=what)
+        if label in out:
+            raise click.BadParameter(f"{label} is given twice", param_hint=what)
         out[label] = ident
     return out
 
@@ -111,8 +113,9 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 @click.option("--rater", "raters", multiple=True, metavar="LABEL=DIAL",
               help="Give a dial a pseudonymous rater label, by dial id or port: "
                    "--rater client=e66038b7132f4a2c (repeatable).")
-@click.option("--record", type=click.Path(dir_okay=False), default=None,
-              help="Recording file to create (default recordings/<date>-<time>.ratedial).")
+@click.option("--record", type=click.Path(), default=None,
+              help="Recording file to create (default recordings/<date>-<time>.ratedial); "
+                   "a folder (or a name ending in /): a new <date>-<time>.ratedial in it.")
 @click.option("--duration", type=FiniteRange(min=0.1), default=None,
               help="Stop after this many seconds (default: run until Ctrl-C).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
@@ -220,15 +223,19 @@ def devices(ports: tuple[str, ...], timeout: float) -> None:
 
 
 @cli.command()
-@click.option("--broker", default="mqtt://localhost:1883", show_default=True,
-              help="MQTT broker to subscribe to.")
-@click.option("--prefix", default="ratedial", show_default=True, help="Topic prefix.")
+@click.option("--broker", default=None,
+              help="MQTT broker to subscribe to (default: the config's [mqtt] broker, else "
+                   "mqtt://localhost:1883).")
+@click.option("--prefix", default=None,
+              help="Topic prefix (default: the config's [mqtt] topic_prefix, else ratedial).")
 @click.option("--duration", type=FiniteRange(min=0.1), default=None,
               help="Stop after this many seconds.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="TOML config file: [mqtt] username, password_file, tls, ca_file, "
-                   "cert_file, key_file (the password may come from RATEDIAL_MQTT_PASSWORD).")
-def monitor(broker: str, prefix: str, duration: float | None, config_path: str | None) -> None:
+              help="TOML config file: its [mqtt] table (broker, topic_prefix, username, "
+                   "password_file, tls, ca_file, cert_file, key_file; the password may come "
+                   "from RATEDIAL_MQTT_PASSWORD). Flags override it.")
+def monitor(broker: str | None, prefix: str | None, duration: float | None,
+            config_path: str | None) -> None:
     """Subscribe to a broker and show every dial's live rating, state and losses."""
     import asyncio
 
@@ -241,11 +248,13 @@ def monitor(broker: str, prefix: str, duration: float | None, config_path: str |
     from .mqtt.monitor import monitor as run_monitor
     from .mqtt.requests import parse_broker
 
+    mqtt = load_config(config_path).mqtt
+    broker = mqtt.broker if broker is None else broker
+    prefix = mqtt.topic_prefix if prefix is None else prefix
     if broker in ("embedded", "none"):
         raise UsageError(f"--broker {broker}: monitor subscribes to a running broker; give "
                          "mqtt://HOST[:PORT] (a daemon with --broker embedded prints its URL)")
     _check_prefix(prefix)
-    mqtt = load_config(config_path).mqtt
     address = parse_broker(broker, tls=mqtt.tls, words="")  # not embedded or none
     try:
         # Piped or logged output keeps whole columns instead of squeezing them into 80.
@@ -359,7 +368,7 @@ def main() -> None:
     # besides the exception every command turns into its own one-line message: without a
     # handler, Python's last-resort handler printed it raw on stderr (seen with `record`).
     # (The daemon's publisher passes a logger of its own, kept as quiet.)
-    logging.getLogger("aiomqtt").setLevel(logging.CRITICAL)
+    logging.getLogger("mqtt").setLevel(logging.CRITICAL)  # aiomqtt hands paho this logger
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

@@ -19,6 +19,12 @@ class FiniteRange(click.FloatRange):
     """A number in a range, and a number: ``inf`` and ``nan`` are refused like any other
     value outside it (no bounds given: any finite number)."""
 
+    def _describe_range(self) -> str:
+        """No bounds: nothing to add to the help (click would print ``x<=None``)."""
+        if self.min is None and self.max is None:
+            return ""
+        return super()._describe_range()
+
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> Any:
         rv = super().convert(value, param, ctx)

@@ -81,11 +81,14 @@ class MqttConfig:
             return env
         if self.password_file:
             try:
-                return Path(self.password_file).read_text().strip()
+                return Path(self.password_file).read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise UsageError(
                     f"cannot read mqtt.password_file {self.password_file}: {exc.strerror}"
                 ) from None
+            except UnicodeDecodeError:
+                raise UsageError(
+                    f"mqtt.password_file {self.password_file} is not UTF-8 text") from None
         return None
 
 
@@ -106,6 +109,8 @@ class ScaleConfig:
     def scale(self) -> RatingScale:
         if self.long_press_s is not None and not self.long_press_s >= 0:
             raise UsageError("[scale] long_press_s must be 0 (never reset) or more (seconds)")
+        if not self.adc_units_per_point > 0:
+            raise UsageError("[scale] adc_units_per_point must be more than 0")
         try:
             return RatingScale(minimum=self.minimum, maximum=self.maximum, start=self.start,
                                counts_per_point=self.counts_per_point)
@@ -195,6 +200,10 @@ def _coerce(key: str, default: Any, value: Any) -> Any:
         if not isinstance(value, bool):
             raise UsageError(f"config: {key} must be true or false")
         return value
+    if isinstance(default, int) and not isinstance(default, float):  # e.g. live_expiry_s
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"config: {key} must be an integer")
+        return value
     if isinstance(default, float) or key.endswith(("_s", "duration")):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise UsageError(f"config: {key} must be a number")
@@ -205,10 +214,6 @@ def _coerce(key: str, default: Any, value: Any) -> Any:
         if not math.isfinite(number):
             raise UsageError(f"config: {key} must be a finite number")
         return number
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise UsageError(f"config: {key} must be an integer")
-        return value
     if isinstance(default, tuple):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise UsageError(f"config: {key} must be a list of strings")
@@ -216,7 +221,17 @@ def _coerce(key: str, default: Any, value: Any) -> Any:
     if isinstance(default, dict):
         if not isinstance(value, dict):
             raise UsageError(f"config: {key} must be a table")
-        return {str(k): v if key.endswith("session") else str(v) for k, v in value.items()}
+        for k, v in value.items():
+            if not k:
+                raise UsageError(f"config: {key} has an empty key")
+            if key.endswith("session"):  # TOML types are kept: text, numbers, true/false
+                if (isinstance(v, float) and not math.isfinite(v)) or \
+                        not isinstance(v, str | int | float):
+                    raise UsageError(f"config: {key}.{k} must be text, a finite number, "
+                                     "true or false")
+            elif not isinstance(v, str) or not v:
+                raise UsageError(f"config: {key}.{k} must be a non-empty string")
+        return dict(value)
     if value is not None and not isinstance(value, str):
         raise UsageError(f"config: {key} must be a string")
     return value

@@ -54,8 +54,25 @@ def first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
     return exc
 
 
-def default_recording_path() -> Path:
-    return Path("recordings") / time.strftime("%Y%m%d-%H%M%S.ratedial")
+def recording_path(record: str | None) -> Path:
+    """Where a run records: ``record`` as given, or a new ``<date>-<time>.ratedial`` in
+    ``recordings/`` or in the folder ``record`` names (an existing folder, or a name ending
+    in a path separator)."""
+    if not record:
+        return default_recording_path()
+    if record.endswith(("/", os.sep)) or Path(record).is_dir():
+        return default_recording_path(Path(record))
+    return Path(record)
+
+
+def default_recording_path(folder: Path = Path("recordings")) -> Path:
+    """``<folder>/<date>-<time>.ratedial``; ``-2``, ``-3``, ... before the suffix when a
+    recording of that second exists (two daemons started together on one machine)."""
+    stem = folder / time.strftime("%Y%m%d-%H%M%S")
+    path, n = stem.with_name(stem.name + ".ratedial"), 2
+    while path.exists():
+        path, n = stem.with_name(f"{stem.name}-{n}.ratedial"), n + 1
+    return path
 
 
 def scrub_command_line(argv: list[str]) -> list[str]:
@@ -125,7 +142,7 @@ def serve(cfg: RunConfig, *, console: Console | None = None,
 async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
                      argv: list[str] | None = None) -> RunSummary:
     console = console or Console(stderr=False)
-    path = Path(cfg.record) if cfg.record else default_recording_path()
+    path = recording_path(cfg.record)
     loop = asyncio.get_running_loop()
     failure: list[RecordingError] = []
     daemon: Daemon | None = None
@@ -144,6 +161,25 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
     media = make_media_session(cfg, ratings)
     wall_offset = time.time_ns() - time.monotonic_ns()
     run_id = secrets.token_hex(8)
+    early_sinks: list[Sink] = []
+    if cfg.lsl:  # a missing pylsl is one line before the recording exists
+        from ..lsl import LslSink
+
+        early_sinks.append(LslSink(
+            raters=lambda uid: rec_sink.raters(uid),  # noqa: PLW0108 (made below)
+            daemon_id=daemon_id,
+            scale={"minimum": cfg.scale.minimum, "maximum": cfg.scale.maximum,
+                   "start": cfg.scale.start, "counts_per_point": cfg.scale.counts_per_point,
+                   "anchors": cfg.scale.anchors}))
+    web = None
+    if cfg.web is not None:  # a bad address or a port in use: the same
+        from ..web import WebServer, WebSink
+
+        web_sink = WebSink(views=lambda: [] if daemon is None else list(daemon.views.values()),
+                           media=media.status, scale=(cfg.scale.minimum, cfg.scale.maximum))
+        early_sinks.append(web_sink)
+        web = WebServer(web_sink, cfg.web)
+        console.print(f"ratedial: live view on {await web.start()}", highlight=False)
     recorder = Recorder(path, on_error=on_record_error, meta={
         "software_version": __version__,
         "created_wall_ns": time.time_ns(),
@@ -201,23 +237,7 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
             console.print(f"ratedial: republishing what {len(resume)} earlier recording(s) of "
                           f"daemon {daemon_id} had not published", highlight=False)
 
-    if cfg.lsl:
-        from ..lsl import LslSink
-
-        sinks.append(LslSink(raters=rec_sink.raters, daemon_id=daemon_id,
-                             scale={"minimum": cfg.scale.minimum, "maximum": cfg.scale.maximum,
-                                    "start": cfg.scale.start,
-                                    "counts_per_point": cfg.scale.counts_per_point,
-                                    "anchors": cfg.scale.anchors}))
-    web = None
-    if cfg.web is not None:
-        from ..web import WebServer, WebSink
-
-        web_sink = WebSink(views=lambda: list(daemon.views.values()), media=media.status,
-                           scale=(cfg.scale.minimum, cfg.scale.maximum))
-        sinks.append(web_sink)
-        web = WebServer(web_sink, cfg.web)
-        console.print(f"ratedial: live view on {await web.start()}", highlight=False)
+    sinks += early_sinks
 
     def broker_state() -> str:
         if publisher is None:

@@ -22,11 +22,14 @@ Invariants:
   boot's HELLO comes later, its indices become a ``no_hello`` gap of that boot.
 * A SAMPLES frame extends its epoch only within what host time allows: one from the far
   future is rejected, never a gap of billions (:mod:`~ratedial.daemon.placement`).
-* A frame that starts a boot or skips indices is pending until a later frame goes on from
-  it; one the dial's frames do not go on from is rejected (``unconfirmed``). A dial sends in
-  order, so one impossible frame, ahead of the dial or behind it, never turns its frames
-  away; pending frames are taken in as far as they fit when the boot's frames end for now
-  (another boot's HELLO, :meth:`DialCore.finish`).
+* After a boot's first frame, a frame that skips indices or leaps ahead in device time is
+  pending until a later frame goes on from it; one the dial's frames do not go on from is
+  rejected (``unconfirmed``). A dial sends in order, so one impossible frame ahead of the
+  dial never turns its frames away; pending frames are taken in as far as they fit when
+  the boot's frames end for now (another boot's HELLO, :meth:`DialCore.finish`). A boot's
+  first frame is taken in at once: a soft reboot whose HELLO was lost, right after it,
+  would otherwise look like a frame ahead of the dial, and the new boot's frames confirm
+  themselves in its place.
 * Every index is accounted for by the epoch's :class:`~ratedial.integrity.IndexLedger`;
   gaps are emitted as :class:`GapOut`, never as values. Duplicates are counted and ignored.
 * Mapped host times never decrease within an epoch: when a refit moves the line, the
@@ -66,6 +69,7 @@ from .placement import (
     check_rate,
     confirmed_by,
     first_unheard,
+    leaps,
     max_new_samples,
     place,
     projected,
@@ -206,27 +210,32 @@ class DialCore:
             self.held.add(s, host_recv_ns, why)
             return out
         nxt = ep.ledger.next_index
-        if nxt is None or s.first_index > nxt:
-            return out + self._pending(ep, s, host_recv_ns, before_hello)
+        if nxt is not None and (s.first_index > nxt or leaps(ep, s)):
+            return out + self._pending(ep, s, host_recv_ns)
         if ep.pending:  # the dial's frames go on without them: not the dial's
             pending, ep.pending = ep.pending, []
             out += self._discard(pending, host_recv_ns)
         return out + self._take(ep, s, host_recv_ns)
 
-    def _pending(self, ep: Epoch, s: Samples, host_ns: int, before_hello: bool) -> list[Out]:
-        """``s`` starts the boot or skips indices: taken in only once a later frame goes on
-        from it. If ``s`` goes on from a pending frame, that one is taken in (its gap is
-        explained by what came before it) and the others are discarded; then ``s`` is
-        placed against the boot as it now stands."""
+    def _pending(self, ep: Epoch, s: Samples, host_ns: int) -> list[Out]:
+        """``s`` skips indices or leaps ahead in device time: taken in only once a later
+        frame goes on from it. If ``s`` goes on from a pending frame, that one
+        is taken in (its gap is explained by what came before it) and the others are
+        discarded; then ``s`` is placed against the boot as it now stands."""
         k = confirmed_by([p.samples for p in ep.pending], s)
         if k is None:
-            ep.pending.append(Pending(s, host_ns, before_hello, ep.ledger.hold()))
+            ep.pending.append(Pending(s, host_ns, ep.ledger.hold()))
             if len(ep.pending) <= MAX_PENDING:
                 return []
             oldest = ep.pending.pop(0)
             ep.pending[0].why = ep.pending[0].why.merge(oldest.why)
             return self._discard([oldest], host_ns, note=False)
-        c, earlier, later = ep.pending[k], ep.pending[:k], ep.pending[k + 1:]
+        c = ep.pending[k]
+        ended = [p for p in ep.pending if p.samples.first_index >= c.samples.end_index
+                 and p.samples.times_us[-1] < c.samples.times_us[0]]
+        if ended:
+            return self._new_boot_after(ep, ended[-1], s, host_ns)
+        earlier, later = ep.pending[:k], ep.pending[k + 1:]
         ep.pending = []
         why = c.why
         for p in earlier:  # came before c: what was noted before them explains c's gap
@@ -236,6 +245,28 @@ class DialCore:
         out = self._discard(earlier, host_ns, note=False)
         out += self._discard(later, host_ns)
         out += self._take(ep, c.samples, c.host_ns, why)
+        return out + self.samples(s, host_ns, checked=True)
+
+    def _new_boot_after(self, ep: Epoch, last: Pending, s: Samples, host_ns: int
+                        ) -> list[Out]:
+        """Frames go back in index and on in device time from ``last``, a pending frame that
+        came before them: ``last`` was this boot's last frame and they are of a new boot
+        whose HELLO was lost (a soft reboot: device time goes on, indices start again). No
+        impostor can be ahead of the dial's frames in index and before them in device time
+        (:func:`~ratedial.daemon.placement.place` bounds indices by time at the boot's
+        period). ``last`` is taken in; the others are placed again, against the boot as it
+        now stands, and wait for the new boot's HELLO."""
+        rest = [p for p in ep.pending if p is not last]
+        ep.pending = []
+        why = last.why
+        for p in rest:
+            if p.host_ns <= last.host_ns:
+                why = why.merge(p.why)
+            else:
+                ep.ledger.restore(p.why)
+        out = self._take(ep, last.samples, last.host_ns, why)
+        for p in rest:
+            out += self.samples(p.samples, p.host_ns, checked=True)
         return out + self.samples(s, host_ns, checked=True)
 
     def _discard(self, frames: list[Pending], host_ns: int, *, note: bool = True) -> list[Out]:
@@ -249,14 +280,18 @@ class DialCore:
     def _flush(self, ep: Epoch, host_ns: int) -> list[Out]:
         """No more frames of this boot are coming for now (another boot's HELLO, the end of
         the run): its pending frames are taken in as far as they fit, newest first (at most
-        one is the dial's: its newest frame, which nothing could confirm)."""
+        one is the dial's: its newest frame, which nothing could confirm). Nothing was taken
+        in since they came, so the newest still fits as it did then (a HELLO of the same
+        boot since, with a later device time, does not make it a frame from before)."""
+        if not ep.pending:
+            return []
         pending, ep.pending = ep.pending, []
         for p in pending:
             ep.ledger.restore(p.why)
-        out: list[Out] = []
+        newest = pending.pop()
+        out = self._take(ep, newest.samples, newest.host_ns)
         for p in reversed(pending):
-            kind, why = place(ep, p.samples, p.host_ns, self._slack_us,
-                              before_hello=p.before_hello)
+            kind, why = place(ep, p.samples, p.host_ns, self._slack_us)
             if kind == NEW:
                 out += self._take(ep, p.samples, p.host_ns)
             elif kind == DUPLICATE:
@@ -287,6 +322,7 @@ class DialCore:
                 ep.ledger.seed(ep.seed_index, GapReason.NO_HELLO)
             ep.seed_index = None
         new, gaps = ep.ledger.accept(s, why)
+        ep.fitted += 1
         for gap in gaps:
             first_t = None if est is None or ep.last_device_us is None else est.to_host_ns(
                 ep.last_device_us + s.period_us)

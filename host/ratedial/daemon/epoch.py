@@ -1,8 +1,8 @@
 """What a dial's core keeps per boot, and for frames that no boot has taken yet.
 
 One :class:`Epoch` per device boot of a dial: its index ledger, its clock model and the
-anchors that bound what its next frame can hold, and its :class:`Pending` frames (a boot's
-first frame, or one that skips indices, waits for the next frame to go on from it).
+anchors that bound what its next frame can hold, and its :class:`Pending` frames (one that
+skips indices or leaps ahead waits for the next frame to go on from it).
 :class:`Held` keeps the SAMPLES frames that wait for a HELLO to say which boot they belong
 to. Pure data and bookkeeping; the rules that
 use them are in :mod:`ratedial.daemon.core` and :mod:`ratedial.daemon.placement`.
@@ -71,8 +71,9 @@ class Epoch:
     anchor0_host_ns: int = 0  # when the boot's HELLO came
     next_snapshot_ns: int = 0
     stored_est: ClockEstimate | None = None  # the newest fit put out as a ClockOut
-    # SAMPLES frames that start the boot or skip indices, waiting for the next frame to go
-    # on from one of them (oldest first); none while frames go on from the last one taken in
+    fitted: int = 0  # SAMPLES frames taken in; the first is unconfirmed until another fits it
+    # SAMPLES frames that skip indices or leap ahead, waiting for the next frame to go on
+    # from one of them (oldest first); none while frames go on from the last one taken in
     pending: list[Pending] = field(default_factory=list)
 
     def host_times(self, est: ClockEstimate | None,
@@ -83,13 +84,12 @@ class Epoch:
 
 @dataclass(slots=True)
 class Pending:
-    """A SAMPLES frame that fits its boot but starts it or skips indices: it is taken in once
-    the next frame goes on from it (docs/protocol.md), so that one impossible frame ahead of
-    the dial cannot turn the dial's own frames away as replays."""
+    """A SAMPLES frame that fits its boot but skips indices or leaps ahead in device time: it
+    is taken in once the next frame goes on from it (docs/protocol.md), so that one
+    impossible frame ahead of the dial cannot turn the dial's own frames away as replays."""
 
     samples: Samples
     host_ns: int
-    before_hello: bool
     why: GapWhy  # what was noted for the gap before it when it came
 
 

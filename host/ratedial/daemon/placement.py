@@ -19,8 +19,9 @@ Invariants:
   indices and other times is a replay, never a duplicate.
 * A boot's first frame must fit the device time since the boot began (:func:`since_start`)
   and the HELLO's place in the dial's queue (:data:`PACKING_US`).
-* A frame that starts a boot or skips indices is confirmed only by a later frame that
-  :func:`goes_on` from it (:func:`confirmed_by`); the core keeps it pending until then.
+* After a boot's first frame, a frame that skips indices or :func:`leaps` ahead in device
+  time is confirmed only by a later frame that :func:`goes_on` from it
+  (:func:`confirmed_by`); the core keeps it pending until then.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .epoch import Epoch
 DRIFT = 1.001  # device and host clocks agree within 1000 ppm
 PACKING_US = 50_000  # a frame is queued within this of its last sample (GC pauses included)
 RATE_CHECK_NS = 10_000_000_000  # host time in a boot before its clock rate is judged
+LEAP_US = 50_000  # a next sample this much (and two periods) late is confirmed by the next
 
 # What a SAMPLES frame is to an epoch.
 NEW, DUPLICATE, FOREIGN = "new", "duplicate", "foreign"
@@ -95,11 +97,30 @@ def place(ep: Epoch, s: Samples, host_ns: int, slack_us: int, *, before_hello: b
     t0 = s.times_us[i0 - s.first_index]
     if t0 <= last_t:
         return FOREIGN, "time_backwards"
-    # Each index takes at least a period (the smaller of the two, if the rate changed)
-    # of device time, less one period of jitter.
-    if (i0 - nxt) * min(ep.last_period_us, s.period_us) > t0 - last_t:
+    # Each index takes at least a period of device time (the boot's: the last frame's, or
+    # the HELLO's if the rate changed since; never what the frame itself claims), less one
+    # period of jitter.
+    if (i0 - nxt) * min(ep.last_period_us, ep.hello.period_us) > t0 - last_t:
+        if ep.fitted == 1 and since_start(s):
+            # Only the boot's first frame stands against it, and nothing has confirmed
+            # that one: it may be the impostor (e.g. an old index with a current time),
+            # and trusting it would hold every honest frame after it. Going forward in
+            # both index and device time, this frame re-anchors the boot; the indices
+            # between are a gap.
+            return NEW, ""
         return FOREIGN, "index_jump"
     return NEW, ""
+
+
+def leaps(ep: Epoch, s: Samples) -> bool:
+    """Whether NEW frame ``s``, holding the boot's next index, starts later in device time
+    than the dial's sampler takes a next sample: more than two periods and LEAP_US after
+    the last sample taken in (a stall on the dial, or a frame from the future)."""
+    nxt, last_t = ep.ledger.next_index, ep.last_device_us
+    if nxt is None or last_t is None:
+        return False
+    t0 = s.times_us[max(0, nxt - s.first_index)]
+    return t0 - last_t > 2 * max(ep.last_period_us, s.period_us) + LEAP_US
 
 
 def goes_on(prev: Samples, s: Samples) -> bool:
@@ -128,7 +149,9 @@ def confirmed_by(pending: list[Samples], s: Samples) -> int | None:
 def since_start(s: Samples) -> bool:
     """Whether ``s``'s first index fits its device time since the boot began: index 0
     was taken at a device time of 0 or later and each index since took at least
-    MIN_PERIOD_US (less a period of jitter at either end). A boot's first frame must fit it
+    MIN_PERIOD_US (less a period of jitter at either end). A frame taken as a boot's
+    anchor must fit it: a later frame can only replace an unconfirmed anchor that lies
+    behind it in index, never one ahead of it, whose samples are already recorded
     (found by test_core_stateful: a first frame at index 19997 and 0.997 s, then every
     honest frame from index 0 was judged a replay)."""
     return s.first_index * MIN_PERIOD_US <= s.times_us[0] + 2 * MAX_PERIOD_US

@@ -348,15 +348,19 @@ class Daemon:
                 return
 
     async def _serve(self, port: str, link: PortLink) -> None:
-        deadline = time.monotonic() + HANDSHAKE_S
+        opened = time.monotonic()
+        deadline = opened + HANDSHAKE_S
         while port not in self.by_port:
             if link.closed.done() or self.stop_event.is_set():
                 return
             if time.monotonic() > deadline and link.decoder.stats.last_foreign_version is None:
                 self.say_once(f"{port}: no ratedial dial answered (is the firmware "
                               "installed? try: ratedial flash)")
-            link.send(Info())  # again every half second: a booting dial may miss one
-            again = time.monotonic() + 0.5
+            # Again every 50 ms for the first second (a dial may miss an INFO sent as the
+            # port opens, and its frames wait for the HELLO), then every half second (a
+            # booting dial).
+            link.send(Info())
+            again = time.monotonic() + (0.05 if time.monotonic() - opened < 1.0 else 0.5)
             while port not in self.by_port and time.monotonic() < again and \
                     not link.closed.done() and not self.stop_event.is_set():
                 await self._wait(link, 0.01)  # the first PING goes out as the HELLO is in

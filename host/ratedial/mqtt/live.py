@@ -305,11 +305,11 @@ class LivePublishing(FromRecordings):
         acknowledging fails that checkpoint's ``QOS1_TIMEOUT_S``."""
         props = None
         expiry_s = self.cfg.live_expiry_s
-        if expiry_s and self.protocol == aiomqtt.ProtocolVersion.V5:
-            props = self._expiry_props.get(expiry_s)
-            if props is None:  # built and packed once: paho packs it for every message
-                props = self._expiry_props[expiry_s] = PackedProperties(expiry_s)
-        try:
+        try:  # anything that fails here gives the connection up: the batch is sent again
+            if expiry_s and self.protocol == aiomqtt.ProtocolVersion.V5:
+                props = self._expiry_props.get(expiry_s)
+                if props is None:  # built and packed once: paho packs it for every message
+                    props = self._expiry_props[expiry_s] = PackedProperties(int(expiry_s))
             info = client._client.publish(topic, payload, self.cfg.live_qos, False, props)
         except Exception as exc:  # as from a publish task: this connection is given up
             self._fail(exc)

@@ -150,8 +150,9 @@ class MqttPublisher(LivePublishing):
 
     def _make_client(self) -> aiomqtt.Client:
         tls_context = self.cfg.tls_context() if self.address.tls else None
-        will = aiomqtt.Will(self.topics.daemon_status, dumps(self._daemon_status("lost")),
-                            qos=1, retain=True)
+        lost = self._daemon_status("lost")
+        del lost["next_event"]  # set now, sent at a crash: a subscriber would miss what came
+        will = aiomqtt.Will(self.topics.daemon_status, dumps(lost), qos=1, retain=True)
         return aiomqtt.Client(
             self.address.host,
             self.address.port,
