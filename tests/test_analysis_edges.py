@@ -109,13 +109,17 @@ def test_annotate_keeps_codes_and_refuses_what_json_cannot_hold(tmp_path: Path) 
     path = dyad(tmp_path / "a.ratedial")
     one_line_error(run("annotate", str(path), "x=nan"), 2, "NaN")
     one_line_error(run("annotate", str(path), "x=-inf"), 2)
-    res = run("annotate", str(path), "code=007", "score=4.5", "n=12", "flag=true", "none=")
+    # an audit (2026-12-04): 1e999 was kept as text, a key given twice kept the last value
+    one_line_error(run("annotate", str(path), "x=1e999"), 2, "too large")
+    one_line_error(run("annotate", str(path), "x=1", "x=2"), 2, "x is given twice")
+    res = run("annotate", str(path), "code=007", "score=4.5", "n=12", "flag=true", "none=",
+              "answer=None")
     assert res.returncode == 0, res.stderr
     con = sqlite3.connect(path)
     (text,) = con.execute("SELECT value FROM meta WHERE key = 'annotations'").fetchone()
     con.close()
     assert json.loads(text) == {"code": "007", "score": 4.5, "n": 12, "flag": True,
-                                "none": None}
+                                "none": None, "answer": "None"}
 
 
 def test_outputs_are_private_also_over_old_copies(rec: Path, tmp_path: Path) -> None:
@@ -249,3 +253,68 @@ def test_a_window_longer_than_the_video_finds_no_segments(tmp_path: Path) -> Non
     assert " T1 " not in res.stdout and " B1 " not in res.stdout
     assert " T1 " in run("analyze", str(rec), "--window", "20", "--no-truth-bias").stdout
     one_line_error(run("analyze", str(rec), "--band", "nan:nan"), 2, "finite")
+
+
+def test_no_output_writes_over_an_input(tmp_path: Path) -> None:
+    """An audit (2026-12-04): ``analyze --table`` named as an input recording (or its
+    ``-wal`` file), ``study -o P`` with ``P.csv`` a recording, ``export -o P`` with
+    ``P.json`` a recording each wrote over the recording, exit 0. Now one line, exit 2,
+    the recording untouched; an existing SQLite file that is not an input is refused too."""
+    import hashlib
+    import shutil
+
+    rec = dyad(tmp_path / "D01.ratedial")
+    digest = hashlib.sha256(rec.read_bytes()).hexdigest()
+    sheet = tmp_path / "scores.csv"
+    sheet.write_text("dyad,wai\nD01,50\n")
+    one_line_error(run("analyze", str(rec), "--brief", "--no-truth-bias", "--table",
+                       str(rec)), 2, "--table", "is the recording")
+    one_line_error(run("analyze", str(rec), "--brief", "--no-truth-bias", "--table",
+                       f"{rec}-wal"), 2, "its wal file")
+    one_line_error(run("analyze", str(rec), "--brief", "--no-truth-bias", "--annotations",
+                       str(sheet), "--table", str(sheet)), 2, "is the input")
+    other = tmp_path / "old.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.close()
+    one_line_error(run("analyze", str(rec), "--brief", "--no-truth-bias", "--table",
+                       str(other)), 2, "SQLite database")
+    as_csv = tmp_path / "st.csv"  # a recording whose name is what study writes
+    shutil.copy(rec, as_csv)
+    one_line_error(run("study", str(as_csv), "-o", str(tmp_path / "st")), 2, "study",
+                   "is the recording")
+    as_json = tmp_path / "q.json"  # ... and what export writes
+    shutil.copy(rec, as_json)
+    one_line_error(run("export", str(as_json), "-o", str(tmp_path / "q")), 2, "export",
+                   "is the recording")
+    for path in (rec, as_csv, as_json):
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    assert sheet.read_text() == "dyad,wai\nD01,50\n"
+    assert not (tmp_path / "q.long.csv").exists()  # refused before anything was written
+
+
+def test_a_rater_who_lost_every_sample_is_still_a_rater(tmp_path: Path) -> None:
+    """An audit (2026-12-04): a therapist recording whose every sample is in a gap, given
+    with the client's, was dropped without a word: the client alone, no pair. Now it is a
+    rater with every bin missing (docs/analysis.md §1), in the report and the exports."""
+    client = tmp_path / "c.ratedial"
+    write_recording(client, [simple_rater("client", piecewise([20, 40], [30, 70, 50]), 60,
+                                          uid="aa")],
+                    rate_hz=50, media=SynthMedia(duration_s=60.0), session={"dyad": "S1"})
+    therapist = tmp_path / "t.ratedial"
+    write_recording(therapist, [simple_rater("therapist", constant(60), 60, uid="bb")],
+                    rate_hz=50, media=SynthMedia(duration_s=60.0), session={"dyad": "S1"})
+    con = sqlite3.connect(therapist)
+    with con:
+        (epoch, dial, n), = con.execute("SELECT epoch_id, dial_id, COUNT(*) FROM samples")
+        con.execute("DELETE FROM samples")
+        con.execute("INSERT INTO gaps (epoch_id, dial_id, first_index, end_index, reason) "
+                    "VALUES (?, ?, 0, ?, 'link')", (epoch, dial, n))
+    con.close()
+    res = run("analyze", str(client), str(therapist), "--json", "--no-truth-bias",
+              "--bootstrap", "200")
+    assert res.returncode == 0, res.stderr
+    (d,) = json.loads(res.stdout)["dyads"]
+    raters = {s["rater"]: s for s in d["raters"]}
+    assert set(raters) == {"client", "therapist"}, raters.keys()
+    t = raters["therapist"]
+    assert (t["samples_used"], t["coverage"], t["mean"]) == (0, 0, None)
+    assert t["missing_samples"] == 3000 and t["gaps"]

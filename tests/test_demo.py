@@ -3,9 +3,11 @@ dials recorded and published, then the analysis of the video it just followed.""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
+import shlex
 import shutil
 import sqlite3
 import stat
@@ -105,6 +107,20 @@ def test_demo_follows_the_video_and_ends_with_its_analysis(tmp_path):
     assert "next, try:" in out
     assert f"ratedial review {path.relative_to(tmp_path)} --of client" in out
     assert f"ratedial render {path.relative_to(tmp_path)} --window 2 -o demo-rated.mp4" in out
+
+    # The analyze command it suggests gives the numbers it printed (an audit, 2026-12-04:
+    # the demo searched ±2 s with its own block and bootstrap, the command ±10 s).
+    (cmd,) = re.findall(r"^  ratedial (analyze .* --json)$", out, re.MULTILINE)
+    res = subprocess.run([sys.executable, "-m", "ratedial", *shlex.split(cmd)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=150, check=False)
+    assert res.returncode == 0, res.stderr
+    pair = json.loads(res.stdout)["dyads"][0]["pair"]
+    printed = re.search(r"Pearson r +(\S+)  95% CI \[(\S+), (\S+)\]", out)
+    assert printed is not None
+    est = pair["pearson"]
+    assert printed.groups() == tuple(f"{est[k]:.2f}" for k in ("value", "ci_low", "ci_high"))
+    lag = re.search(r"best lag .*searched ±(\S+) s", out)
+    assert lag is not None and f"--max-lag {lag.group(1)} " in cmd
 
 
 def test_demo_without_a_video_analyses_on_run_time(tmp_path):

@@ -197,6 +197,13 @@ def demo_window_s(video_s: float) -> float:
     return max(1.0, round(video_s / 8, 1))
 
 
+def demo_lag_block_s(video_s: float) -> tuple[float, float]:
+    """The lag search and bootstrap block of the demo's analysis (0.1 s steps, so that the
+    printed command gives the same numbers): the scripts have no designed lag, so only a
+    small range is searched."""
+    return round(min(2.0, video_s / 8), 1), round(min(30.0, video_s / 6), 1)
+
+
 def analyse(path: Path, *, video_s: float, figures: Path, console: Console) -> list[Path]:
     """The analysis of ``ratedial analyze`` on the demo's recording; returns the figures."""
     from .analysis.align import AlignOptions
@@ -208,10 +215,9 @@ def analyse(path: Path, *, video_s: float, figures: Path, console: Console) -> l
     from .analysis.segments import SegmentOptions
 
     series = load([path], AlignOptions(rate_hz=10.0))
+    max_lag_s, block_s = demo_lag_block_s(video_s)
     opt = AnalysisOptions(segments=SegmentOptions(k=3, window_s=demo_window_s(video_s)),
-                          # the scripts have no designed lag: search a small range only
-                          max_lag_s=min(2.0, video_s / 8), block_s=min(30.0, video_s / 6),
-                          replicates=500)
+                          max_lag_s=max_lag_s, block_s=block_s, replicates=500)
     results = [analyse_group(g, opt) for g in group_series(series)]
     for r in results:
         console.print(format_group(r), highlight=False, markup=False)
@@ -317,7 +323,10 @@ def run_demo(*, seconds: float, seed: int, video: bool = True) -> None:
 
 def _next_commands(console: Console, rec: Path, seconds: float, clip: Path | None) -> None:
     w = demo_window_s(seconds)
-    lines = [f"ratedial analyze {rec} --window {w:g} --plots figures/ --json",
+    # the options analyse() used, so that the command gives the numbers shown above
+    lag, block = demo_lag_block_s(seconds)
+    same = f"--window {w:g} --max-lag {lag:g} --block {block:g} --bootstrap 500"
+    lines = [f"ratedial analyze {rec} {same} --plots figures/ --json",
              f"ratedial export {rec} -o demo --format csv-long,sav,eaf,xdf --window {w:g}"]
     if clip is not None:
         lines += [f"ratedial render {rec} --window {w:g} -o demo-rated.mp4",

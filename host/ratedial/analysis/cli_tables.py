@@ -28,6 +28,7 @@ from .cli_options import (
     friendly,
     segment_options,
 )
+from .guard import refuse_inputs
 
 if TYPE_CHECKING:
     from .analyse import GroupResult
@@ -71,6 +72,9 @@ def analyze(*, recordings: tuple[str, ...], as_json: bool, table: str | None,
     from .export import read_annotation_table, write_table
     from .report import format_group, format_overview
 
+    if table is not None:
+        refuse_inputs([Path(table)], recordings=[Path(r) for r in recordings],
+                      others=[Path(annotations)] if annotations else [], option="--table")
     _, groups = _load(recordings, kw)
     results = _analyse_all(groups, kw)
     extra = {} if annotations is None else read_annotation_table(Path(annotations))
@@ -150,6 +154,8 @@ def study(*, paths: tuple[str, ...], prefix: str, annotations: str | None, tb_st
     rows = [{**table_row(r, extra.get(r.label)), **_tb_columns(tb, r.label)} for r in results]
     base = _output_prefix(prefix, "study")
     out = [base.with_name(base.name + ".csv"), base.with_name(base.name + ".sav")]
+    refuse_inputs(out, recordings=[Path(f) for f in files],
+                  others=[Path(annotations)] if annotations else [], option="study")
     for path in out:
         write_table(rows, path)
     click.echo(f"{len(files)} recordings, {len(results)} dyads "
@@ -226,7 +232,8 @@ def export(*, recordings: tuple[str, ...], prefix: str, formats: tuple[str, ...]
     fmts = _formats(formats, FORMATS)
     _, groups = _load(recordings, kw)
     stem = Path(recordings[0]).stem if len(recordings) == 1 else "export"
-    for p in write_export(groups, _output_prefix(prefix, stem), fmts, _segment_opts(kw)):
+    for p in write_export(groups, _output_prefix(prefix, stem), fmts, _segment_opts(kw),
+                          inputs=[Path(r) for r in recordings]):
         click.echo(str(p))
 
 

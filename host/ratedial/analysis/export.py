@@ -189,20 +189,33 @@ def sidecar(groups: Sequence[Group], files: Mapping[str, str]) -> dict[str, Any]
 
 
 def write_export(groups: Sequence[Group], prefix: str | Path, formats: Sequence[str],
-                 segments: SegmentOptions | None = None) -> list[Path]:
+                 segments: SegmentOptions | None = None, *,
+                 inputs: Sequence[Path] = ()) -> list[Path]:
     """Write ``PREFIX.long.csv``, ``PREFIX.wide.csv``, ``PREFIX.parquet`` (as asked) and
-    always ``PREFIX.json``; returns the paths written."""
+    always ``PREFIX.json``; returns the paths written. Refuses (one line, before writing
+    anything) a name that is one of the recordings read or ``inputs``
+    (:mod:`~ratedial.analysis.guard`)."""
+    from .guard import refuse_inputs
+    from .plots import safe_names
+
     base = Path(prefix)
     names = {"csv-long": base.with_name(base.name + ".long.csv"),
              "csv-wide": base.with_name(base.name + ".wide.csv"),
              "parquet": base.with_name(base.name + ".parquet"),
              "sav": base.with_name(base.name + ".sav"),
              "xdf": base.with_name(base.name + ".xdf")}
+    planned = [names[f] for f in formats if f in names] + [base.with_name(base.name + ".json")]
+    if "eaf" in formats:
+        for name in safe_names([g.label for g in groups]):
+            stem = f"{base.name}.{name}"
+            planned += [base.with_name(stem + x) for x in (".eaf", ".ratings.csv",
+                                                          "_tsconf.xml")]
+    read = {s.recording.path for g in groups for s in g.series}
+    refuse_inputs(planned, recordings=[*read, *inputs], option="export")
     written = []
     for fmt in formats:
         if fmt == "eaf":
             from .elan import write_eaf
-            from .plots import safe_names
 
             files = [write_eaf(g, base.with_name(f"{base.name}.{name}"), segments)
                      for g, name in zip(groups, safe_names([g.label for g in groups]),

@@ -176,6 +176,12 @@ def _n_bins(media: Media, max_bin: int, options: AlignOptions) -> int:
     return n
 
 
+def _no_groups() -> Groups:
+    ints, floats = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    return Groups(first_index=ints, media_id=ints, state=ints, bin=ints, media_min=floats,
+                  media_max=floats, rating_sum=floats, count=ints)
+
+
 def _build(rec: Recording, dial: Dial, groups: Sequence[Groups], overrides: Mapping[str, str],
            options: AlignOptions) -> list[Series]:
     excluded: dict[int, dict[str, int]] = {}
@@ -205,12 +211,13 @@ def _build(rec: Recording, dial: Dial, groups: Sequence[Groups], overrides: Mapp
             parts_p.append(p)
             parts_g.append(mine)
         if not parts_g:
-            if media.media_id not in excluded or not media.duration_s:
-                continue
             # The dial was there while this video was loaded, but rated none of it (paused
-            # throughout, say): a rater with every bin missing, not a rater left out.
-            parts_p, parts_g = [np.zeros(0, dtype=np.int64)], [g.take(g.bin < -2**62)
-                                                               for g in groups[:1]]
+            # throughout, say, or every sample lost: gaps, and the recording's only video):
+            # a rater with every bin missing, not a rater left out.
+            lost_all = bool(gaps) and len(rec.media) == 1
+            if not (media.media_id in excluded or lost_all) or not media.duration_s:
+                continue
+            parts_p, parts_g = [np.zeros(0, dtype=np.int64)], [_no_groups()]
         pid = np.concatenate(parts_p)
         bins = np.concatenate([g.bin for g in parts_g])
         sums = np.concatenate([g.rating_sum for g in parts_g])

@@ -33,13 +33,14 @@ _FLOAT = re.compile(r"[+-]?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)([eE][+-]?[0-9]+)?")
 
 def parse_value(text: str) -> Any:
     """``"34"`` → 34, ``"4.5"`` → 4.5, ``"true"`` → True, ``"null"`` or nothing → None, else
-    the text. A code with leading zeros (``007``, ``01234``) stays text, as it was typed;
-    ``nan`` and ``inf`` are refused (JSON has no such numbers)."""
+    the text (``None`` too: an answer, not Python's null). A code with leading zeros
+    (``007``, ``01234``) stays text, as it was typed; ``nan``, ``inf`` and ``1e999`` are
+    refused (JSON has no such numbers)."""
     t = text.strip()
     low = t.lower()
     if low in ("true", "false"):
         return low == "true"
-    if low in ("null", "none", ""):
+    if low in ("null", ""):
         return None
     if low.lstrip("+-") in ("nan", "inf", "infinity"):
         raise UsageError(f"{text!r} is not a number a recording can hold (JSON has no NaN or "
@@ -48,8 +49,9 @@ def parse_value(text: str) -> Any:
         return int(t)
     if _FLOAT.fullmatch(t) and not re.match(r"[+-]?0[0-9]", t):
         value = float(t)
-        if math.isfinite(value):
-            return value
+        if not math.isfinite(value):  # 1e999: a number too large for a recording
+            raise UsageError(f"{text!r} is too large a number for a recording to hold")
+        return value
     return text
 
 
@@ -59,6 +61,8 @@ def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"{item!r}: expected KEY=VALUE, e.g. wai=52")
+        if key.strip() in out:
+            raise UsageError(f"{key.strip()} is given twice: give each key once")
         out[key.strip()] = parse_value(value)
     return out
 

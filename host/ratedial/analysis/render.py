@@ -40,6 +40,7 @@ from .._platform.privacy import make_private_dirs, open_private
 from .._platform.signals import interrupt_on_terminate
 from .align import padded
 from .errors import UsageError
+from .guard import SIDE_FILES, same_file
 from .segments import Segment
 
 #: Okabe-Ito colours, the same as the figures' (plots.RATER_COLORS), as RGB.
@@ -195,28 +196,17 @@ def filter_graph(layout: Layout, *, cursor_w: int) -> str:
             "format=yuv420p[v]")
 
 
-#: SQLite's side files of a recording: writing over one loses what it holds.
-_SIDE_FILES = ("", "-wal", "-shm", "-journal")
-
-
-def _same(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist (or cannot be looked at)
-        return os.path.realpath(a) == os.path.realpath(b)
-
-
 def check_output(output: Path, *, recordings: Sequence[Path], video: Path,
                  overwrite: bool = False) -> None:
     """Refuse (one line) an output that is a recording, one of its SQLite side files or the
     video, and an existing output unless ``overwrite``. Writes nothing."""
     for rec in recordings:
-        for side in _SIDE_FILES:
-            if _same(output, Path(f"{rec}{side}")):
+        for side in SIDE_FILES:
+            if same_file(output, Path(f"{rec}{side}")):
                 raise UsageError(f"-o {output} is the recording {rec}"
                                  f"{' (its ' + side[1:] + ' file)' if side else ''}: "
                                  "render never writes over a recording; choose another -o")
-    if _same(output, video):
+    if same_file(output, video):
         raise UsageError(f"-o {output} is the video being rendered: render never writes over "
                          "it; choose another -o")
     if not overwrite and os.path.lexists(output):
