@@ -95,6 +95,12 @@ def test_a_scores_sheet_never_overwrites_a_figure(rec: Path, tmp_path: Path) -> 
     sheet.write_text("dyad,wai\nD01,50\nD01,52\n")
     one_line_error(run("analyze", str(rec), "--annotations", str(sheet), "--brief",
                        "--no-truth-bias"), 2, "two rows")
+    sheet.write_bytes(b"dyad,wai\nD01,\xff50\n")  # an audit: the error named no file
+    one_line_error(run("analyze", str(rec), "--annotations", str(sheet), "--brief",
+                       "--no-truth-bias"), 2, str(sheet), "UTF-8")
+    sheet.write_text("dyad,,wai\nD01,1,50\n")  # an empty header cell made a column ''
+    one_line_error(run("analyze", str(rec), "--annotations", str(sheet), "--brief",
+                       "--no-truth-bias"), 2, "no name")
     sheet.write_text("dyad,wai\nD01,50\nD99,52\n")
     table = tmp_path / "t.csv"
     res = run("analyze", str(rec), "--annotations", str(sheet), "--table", str(table),

@@ -64,6 +64,7 @@ def test_a_broker_url_takes_nothing_after_the_port() -> None:
     ("[raters]\n\"\" = \"b7adc53fe7ba5bcf\"\n", "empty key"),
     ("[scale]\nadc_units_per_point = 0\n", "adc_units_per_point"),
     ("[mqtt]\nlive_expiry_s = 1.5\n", "live_expiry_s"),
+    ("[mqtt]\nkey_file = \"k.pem\"\n", "cert_file"),  # was silently ignored
 ])
 def test_config_values_out_of_range_are_one_line(tmp_path: Path, text: str, words: str) -> None:
     path = tmp_path / "c.toml"
@@ -339,3 +340,21 @@ def test_record_into_a_folder(tmp_path: Path) -> None:
               "--record", str(tmp_path / "new"))  # an existing folder: another file in it
     assert res.returncode == 0, res.stderr
     assert len(list((tmp_path / "new").glob("*.ratedial"))) == 2
+
+
+def test_a_rater_by_port_matches_however_the_port_is_written(tmp_path: Path,
+                                                             monkeypatch) -> None:
+    """``--rater client=dial0`` (relative) or a by-id link named the port of a dial opened
+    as its absolute path: the labels were compared as text and the dial went unlabelled."""
+    from ratedial.config import RunConfig
+
+    port = tmp_path / "dial0"
+    port.touch()
+    link = tmp_path / "by-id-usb-ratedial"
+    link.symlink_to(port)
+    monkeypatch.chdir(tmp_path)
+    for ident in ("dial0", str(link), str(port)):
+        cfg = RunConfig(raters={"client": ident})
+        assert cfg.rater_for("e66038b7132f4a2c", str(port)) == "client", ident
+    assert RunConfig(raters={"client": "dial1"}).rater_for("e66038b7132f4a2c",
+                                                           str(port)) is None

@@ -59,6 +59,9 @@ class MqttConfig:
             raise UsageError("config: mqtt.live_expiry_s must be 0 (never) or more seconds")
         if self.live_qos not in (0, 1, 2):
             raise UsageError("config: mqtt.live_qos must be 0, 1 or 2")
+        if self.key_file and not self.cert_file:
+            raise UsageError("config: mqtt.key_file is the key of a client certificate: give "
+                             "mqtt.cert_file too")
 
     def tls_context(self) -> ssl.SSLContext:
         """The TLS settings for an ``mqtts://`` broker: the CA to trust (``ca_file``, else
@@ -167,8 +170,14 @@ class RunConfig:
         return d
 
     def rater_for(self, uid: str, port: str) -> str | None:
+        """The label of the dial ``uid`` on ``port``: by its id, or by the port however it
+        is written (relative, or a link such as /dev/serial/by-id/...)."""
         for label, ident in self.raters.items():
             if ident.lower() == uid.lower() or ident == port:
+                return label
+        real = os.path.realpath(port)
+        for label, ident in self.raters.items():
+            if os.path.realpath(ident) == real:
                 return label
         return None
 

@@ -269,19 +269,26 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
 def read_annotation_table(path: Path, key: str = "dyad") -> dict[str, dict[str, str]]:
     """A CSV sidecar of questionnaire scores, one row per dyad (column ``key``); the other
     columns are added to that dyad's row of the table."""
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or key not in reader.fieldnames:
-            raise UsageError(f"{path}: needs a {key!r} column")
-        dupes = sorted({c for c in reader.fieldnames if reader.fieldnames.count(c) > 1})
-        if dupes:
-            raise UsageError(f"{path}: column {dupes[0]!r} appears twice")
-        out: dict[str, dict[str, str]] = {}
-        for row in reader:
-            if row[key] in out:
-                raise UsageError(f"{path}: dyad {row[key]!r} has two rows; keep one")
-            out[row[key]] = {k: v for k, v in row.items() if k != key}
-        return out
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None or key not in reader.fieldnames:
+                raise UsageError(f"{path}: needs a {key!r} column")
+            dupes = sorted({c for c in reader.fieldnames if reader.fieldnames.count(c) > 1})
+            if dupes:
+                raise UsageError(f"{path}: column {dupes[0]!r} appears twice")
+            if any(not c.strip() for c in reader.fieldnames):
+                raise UsageError(f"{path}: a column has no name (an empty header cell)")
+            out: dict[str, dict[str, str]] = {}
+            for row in reader:
+                if row[key] in out:
+                    raise UsageError(f"{path}: dyad {row[key]!r} has two rows; keep one")
+                out[row[key]] = {k: v for k, v in row.items() if k != key}
+            return out
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text (save the sheet as CSV UTF-8)") from None
+    except csv.Error as exc:
+        raise UsageError(f"{path}: not a CSV table ({exc})") from None
 
 
 def unmatched_annotations(table: Mapping[str, object], labels: Iterable[str]) -> str | None:
