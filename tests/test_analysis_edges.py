@@ -324,3 +324,19 @@ def test_a_rater_who_lost_every_sample_is_still_a_rater(tmp_path: Path) -> None:
     t = raters["therapist"]
     assert (t["samples_used"], t["coverage"], t["mean"]) == (0, 0, None)
     assert t["missing_samples"] == 3000 and t["gaps"]
+
+
+def test_a_recording_that_did_not_end_cleanly_is_named(tmp_path: Path) -> None:
+    """An audit (2026-12-04): a crashed run's recording (or one copied without the end of
+    its -wal) was analysed without a word about what may be missing."""
+    path = dyad(tmp_path / "k.ratedial")
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("DELETE FROM meta WHERE key = 'ended_wall_ns'")
+    con.close()
+    res = run("analyze", str(path), "--brief", "--no-truth-bias", "--bootstrap", "200")
+    assert res.returncode == 0, res.stderr
+    assert f"{path} did not end cleanly" in res.stderr and res.stderr.count("\n") == 1
+    res = run("analyze", str(dyad(tmp_path / "ok.ratedial")), "--brief", "--no-truth-bias",
+              "--bootstrap", "200")
+    assert res.returncode == 0 and "did not end cleanly" not in res.stderr, res.stderr

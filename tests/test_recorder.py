@@ -49,6 +49,31 @@ def test_file_is_private_and_holds_what_was_written(tmp_path):
     assert con.execute("SELECT kind FROM events").fetchall() == [("dial_connected",)]
 
 
+def test_the_file_alone_holds_what_was_committed_before_the_last_checkpoint(tmp_path,
+                                                                             monkeypatch):
+    """An audit (2026-12-04): after a kill -9, the recording file alone (copied without its
+    -wal) held no table at all: SQLite folds the -wal in only every 4 MB. The writer now
+    checkpoints at least every CHECKPOINT_S (0 here: at every commit)."""
+    import shutil
+
+    from ratedial.recording import writer
+
+    monkeypatch.setattr(writer, "CHECKPOINT_S", 0.0, raising=False)
+    path = tmp_path / "run.ratedial"
+    rec = Recorder(path, meta={"software_version": "test"})
+    dial = rec.add_dial("e66038b7132f4a2c", "client", "pico", "0.1.0", "pio")
+    epoch = rec.add_epoch(dial, 0x1234, 5, {"rate_hz": 1000})
+    rec.put_many("samples", (sample_row(epoch, dial, i) for i in range(500)))
+    rec.flush()
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(path, alone / "run.ratedial")  # as a crash leaves it: no -wal beside it
+    rec.close()
+    con = sqlite3.connect(alone / "run.ratedial")
+    assert con.execute("SELECT count(*) FROM samples").fetchone() == (500,)
+    con.close()
+
+
 def test_an_existing_file_is_never_overwritten(tmp_path):
     path = tmp_path / "x.ratedial"
     path.write_text("precious")

@@ -316,6 +316,7 @@ def test_a_virtual_dials_truth_file_is_as_the_page_says(tmp_path):
         assert isinstance(line[k], types[t]), (k, line[k])
     assert line["drift_ppb"] == 150_000 and line["tick_start"] == 2**30 - 200_000
     (boot,) = read_truth(truth)
+    assert read_truth(str(truth)) == [boot]  # as the page writes it: read_truth(path)
     for offset_us in (0, 150_000, 199_999, 200_000, 900_000, 10_000_000):
         device_us = line["tick_start"] + offset_us - (2**30 if offset_us >= 200_000 else 0)
         near = line["mono0_ns"] + offset_us * 1000

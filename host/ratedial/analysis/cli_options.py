@@ -159,6 +159,12 @@ def _load(recordings: Sequence[str], kw: dict[str, Any]) -> tuple[list[Series], 
                        rewind_tolerance_s=kw["rewind_s"])
     series = load(recordings, opt, raters=parse_rater_overrides(kw["raters"]),
                   dyads=parse_rater_overrides(kw["dyads"]))
+    unclean = sorted({str(s.recording.path) for s in series
+                      if "ended_wall_ns" not in s.recording.meta})
+    for path in unclean:  # killed, crashed, or copied while running
+        click.echo(f"ratedial: note: {path} did not end cleanly (no end time): its last "
+                   "seconds may be missing, and a copy made after a crash needs its -wal file "
+                   "beside it", err=True)
     return series, group_series(series, _pairing(kw))
 
 

@@ -176,8 +176,12 @@ def connect(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
         version = con.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
     except sqlite3.Error as exc:
         if "no such table" in str(exc):
+            hint = ""
+            if not Path(f"{p}-wal").exists() and p.stat().st_size <= 8192:
+                hint = ("; if it is a recording copied after a crash, its data is in "
+                        f"{p.name}-wal: copy that file beside it too")
             raise NotARecording(f"{p} is not a ratedial recording (an SQLite file without "
-                                "ratedial's meta table)") from None
+                                f"ratedial's meta table{hint})") from None
         if _sqlite_header(p):
             raise NotARecording(f"{p} is damaged: an SQLite file that SQLite cannot read "
                                 f"({exc}; a truncated or partly copied file?)") from None

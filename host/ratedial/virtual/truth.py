@@ -88,8 +88,9 @@ def parse_truth(text: str) -> list[BootTruth]:
     return [BootTruth.from_json(json.loads(line)) for line in text.splitlines() if line.strip()]
 
 
-def read_truth(path: Path) -> list[BootTruth]:
+def read_truth(path: str | Path) -> list[BootTruth]:
+    """The boots a ``--truth`` file holds (none if it does not exist yet)."""
     try:
-        return parse_truth(path.read_text(encoding="utf-8"))
+        return parse_truth(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return []
