@@ -183,7 +183,12 @@ def test_two_bridged_brokers_three_daemons_one_collected_recording(tmp_path):
     assert summary["replay_requests"] >= 1
     assert summary["backfilled"] >= 3 * 3000  # about 4 s of three dials
     assert summary["replay_answers"] >= 1
-    assert summary["absent"] == 0 and summary["conflicts"] == 0 and summary["holes"] == 0
+    # A replay request may cross the gap's event (samples and events are separate topics:
+    # under load the event can come a second after the samples around the gap): the daemon
+    # then answers those indices absent, and the gap keeps the reason its event gives.
+    # Nothing else may be absent (seen once in a CI preview under a CPU hog: 100, d1's gap).
+    assert summary["absent"] <= sum(b - a for g in want_gaps.values() for a, b, _ in g)
+    assert summary["conflicts"] == 0 and summary["holes"] == 0
     assert sorted(summary["daemons"]) == ["room1", "room2"]
     assert k2 > k1 + 2000
 

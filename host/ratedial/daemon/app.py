@@ -370,6 +370,8 @@ async def _refresh(view: LiveView, daemon: Daemon, recorder: Recorder) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(daemon.stop_event.wait(), 0.25)
     # the publisher (if any) stops when the daemon does, after publishing the end of the run
+    # and the frames still waiting for a frame to confirm them (Daemon.finish)
+    daemon.finish()
     if recorder.error is None:
         daemon.event(None, "run_end", reason="stopped")
     for sink in daemon.sinks:

@@ -73,6 +73,7 @@ from .placement import (
     max_new_samples,
     place,
     projected,
+    within_bound,
 )
 from .rating import DialRating
 
@@ -175,13 +176,14 @@ class DialCore:
         self.needs_hello = False
         self.held.lost.clear()
         for s, t, why in self.held.take():
-            # Held against this very boot (they did not fit it): the HELLO confirms they are
-            # not of it. Held unjudged (``no_hello``: they came before any HELLO on their
-            # port, e.g. a reopened port after an unplug, whatever boot it then names) or
-            # against another boot: placed in this one if they fit it. Frames created before
-            # this HELLO have smaller seq numbers (mod 2^16), and the HELLO a dial sends at
-            # start (seq 0) has none before it.
-            if (same_boot and why != NO_HELLO) or not 0 < (h.seq - s.seq) % 65536 < 32768 or \
+            # Placed in the boot the HELLO names if they fit it now: held unjudged
+            # (``no_hello``: they came before any HELLO on their port, e.g. a reopened port
+            # after an unplug), against another boot, or against this very boot as it was
+            # before this HELLO (a RATE command's HELLO, lost and asked for again, brings the
+            # period its frames have: found by a review). Frames created before this HELLO
+            # have smaller seq numbers (mod 2^16), and the HELLO a dial sends at start (seq 0)
+            # has none before it.
+            if not 0 < (h.seq - s.seq) % 65536 < 32768 or \
                     place(ep, s, t, self._slack_us, before_hello=True)[0] == FOREIGN:
                 out += self.reject(s, why, "not of the boot its HELLO named", host_ns)
             else:
@@ -232,7 +234,8 @@ class DialCore:
             return self._discard([oldest], host_ns, note=False)
         c = ep.pending[k]
         ended = [p for p in ep.pending if p.samples.first_index >= c.samples.end_index
-                 and p.samples.times_us[-1] < c.samples.times_us[0]]
+                 and p.samples.times_us[-1] < c.samples.times_us[0]
+                 and within_bound(ep, p.samples)]
         if ended:
             return self._new_boot_after(ep, ended[-1], s, host_ns)
         earlier, later = ep.pending[:k], ep.pending[k + 1:]
@@ -286,18 +289,20 @@ class DialCore:
         if not ep.pending:
             return []
         pending, ep.pending = ep.pending, []
-        for p in pending:
-            ep.ledger.restore(p.why)
+        why = pending[0].why
+        for p in pending[1:]:  # all came before what is noted now: for the newest's gap
+            why = why.merge(p.why)
         newest = pending.pop()
-        out = self._take(ep, newest.samples, newest.host_ns)
+        out = self._take(ep, newest.samples, newest.host_ns, why)
         for p in reversed(pending):
-            kind, why = place(ep, p.samples, p.host_ns, self._slack_us)
+            kind, reason = place(ep, p.samples, p.host_ns, self._slack_us)
             if kind == NEW:
                 out += self._take(ep, p.samples, p.host_ns)
             elif kind == DUPLICATE:
                 ep.ledger.duplicates += len(p.samples)
             else:
-                out += self.reject(p.samples, "unconfirmed", f"did not fit ({why})", host_ns)
+                out += self.reject(p.samples, "unconfirmed", f"did not fit ({reason})",
+                                   host_ns)
         return out
 
     def finish(self, host_ns: int) -> list[Out]:

@@ -36,7 +36,6 @@ from .epoch import Epoch
 DRIFT = 1.001  # device and host clocks agree within 1000 ppm
 PACKING_US = 50_000  # a frame is queued within this of its last sample (GC pauses included)
 RATE_CHECK_NS = 10_000_000_000  # host time in a boot before its clock rate is judged
-LEAP_US = 50_000  # a next sample this much (and two periods) late is confirmed by the next
 
 # What a SAMPLES frame is to an epoch.
 NEW, DUPLICATE, FOREIGN = "new", "duplicate", "foreign"
@@ -100,7 +99,7 @@ def place(ep: Epoch, s: Samples, host_ns: int, slack_us: int, *, before_hello: b
     # Each index takes at least a period of device time (the boot's: the last frame's, or
     # the HELLO's if the rate changed since; never what the frame itself claims), less one
     # period of jitter.
-    if (i0 - nxt) * min(ep.last_period_us, ep.hello.period_us) > t0 - last_t:
+    if (i0 - nxt) * boot_period_us(ep) > t0 - last_t:
         if ep.fitted == 1 and since_start(s):
             # Only the boot's first frame stands against it, and nothing has confirmed
             # that one: it may be the impostor (e.g. an old index with a current time),
@@ -112,15 +111,33 @@ def place(ep: Epoch, s: Samples, host_ns: int, slack_us: int, *, before_hello: b
     return NEW, ""
 
 
+def boot_period_us(ep: Epoch) -> int:
+    """The shortest sample period the boot can have now: its last frame's or its HELLO's
+    (after a RATE command), never what a frame claims for itself."""
+    return min(ep.last_period_us, ep.hello.period_us)
+
+
 def leaps(ep: Epoch, s: Samples) -> bool:
-    """Whether NEW frame ``s``, holding the boot's next index, starts later in device time
-    than the dial's sampler takes a next sample: more than two periods and LEAP_US after
-    the last sample taken in (a stall on the dial, or a frame from the future)."""
+    """Whether NEW frame ``s``, holding the boot's next index, ends later in device time than
+    its new indices allow at the boot's period, with less than one period of jitter (at one
+    period, the dial's next sample could not come after it): a stall on the
+    dial, or a frame from the future. Taken in at once, such a frame would make the dial's
+    own next frames look too early in time for their indices (found by a review: one sample
+    3 ms late cost the rest of the boot)."""
     nxt, last_t = ep.ledger.next_index, ep.last_device_us
     if nxt is None or last_t is None:
         return False
-    t0 = s.times_us[max(0, nxt - s.first_index)]
-    return t0 - last_t > 2 * max(ep.last_period_us, s.period_us) + LEAP_US
+    return s.times_us[-1] - last_t >= (s.end_index - nxt + 1) * boot_period_us(ep)
+
+
+def within_bound(ep: Epoch, s: Samples) -> bool:
+    """Whether ``s`` skips no more indices than device time allows at the boot's period,
+    from the last frame taken in (as :func:`place` judges every frame but the one the
+    boot's unconfirmed first frame lets through)."""
+    nxt, last_t = ep.ledger.next_index, ep.last_device_us
+    if nxt is None or last_t is None:
+        return True
+    return (s.first_index - nxt) * boot_period_us(ep) <= s.times_us[0] - last_t
 
 
 def goes_on(prev: Samples, s: Samples) -> bool:
