@@ -15,7 +15,8 @@ Invariants:
 * Indices of different boots are never mixed: every output names its ``boot_id``. SAMPLES
   that do not fit the current boot (an index or device time this boot cannot have produced)
   wait, at most ``hold_s`` of host time, for a HELLO that names their boot; meanwhile
-  frames that do fit go on being recorded. A HELLO of the same boot rejects them; one of a
+  frames that do fit go on being recorded. A HELLO of the same boot places them again
+  against the boot as it now is (rejecting what still does not fit); one of a
   new boot takes them in. SAMPLES that came before any HELLO (of the dial, or on a port
   opened again after an unplug) were judged against no boot: whichever boot the HELLO
   names, it takes them in if they fit it. What waited too long is rejected, and if its
@@ -59,21 +60,19 @@ from ..wire import (
     Sync,
 )
 from ..wire.checks import field_problem
-from .epoch import MAX_PENDING, NO_HELLO, ClockLike, Epoch, Held, Pending
+from .epoch import NO_HELLO, ClockLike, Epoch, Held
+from .pending import discard, flush, wait_or_confirm
 from .placement import (
     DRIFT,
     DUPLICATE,
     FOREIGN,
-    NEW,
     ahead_limit,
     check_rate,
-    confirmed_by,
     first_unheard,
     leaps,
     max_new_samples,
     place,
     projected,
-    within_bound,
 )
 from .rating import DialRating
 
@@ -154,7 +153,7 @@ class DialCore:
             return self.reject(h, "retired_boot", f"boot {h.boot_id} ended long ago", host_ns)
         else:
             if ep is not None:  # the boot before ends here for now
-                out += self._flush(ep, host_ns)
+                out += flush(self, ep, host_ns, self._slack_us)
             previous = None if ep is None else ep.boot_id
             resumed = self.epochs.get(h.boot_id)
             if resumed is None:
@@ -213,104 +212,18 @@ class DialCore:
             return out
         nxt = ep.ledger.next_index
         if nxt is not None and (s.first_index > nxt or leaps(ep, s)):
-            return out + self._pending(ep, s, host_recv_ns)
+            return out + wait_or_confirm(self, ep, s, host_recv_ns)
         if ep.pending:  # the dial's frames go on without them: not the dial's
             pending, ep.pending = ep.pending, []
-            out += self._discard(pending, host_recv_ns)
-        return out + self._take(ep, s, host_recv_ns)
-
-    def _pending(self, ep: Epoch, s: Samples, host_ns: int) -> list[Out]:
-        """``s`` skips indices or leaps ahead in device time: taken in only once a later
-        frame goes on from it. If ``s`` goes on from a pending frame, that one
-        is taken in (its gap is explained by what came before it) and the others are
-        discarded; then ``s`` is placed against the boot as it now stands."""
-        k = confirmed_by([p.samples for p in ep.pending], s)
-        if k is None:
-            ep.pending.append(Pending(s, host_ns, ep.ledger.hold()))
-            if len(ep.pending) <= MAX_PENDING:
-                return []
-            oldest = ep.pending.pop(0)
-            ep.pending[0].why = ep.pending[0].why.merge(oldest.why)
-            return self._discard([oldest], host_ns, note=False)
-        c = ep.pending[k]
-        ended = [p for p in ep.pending if p.samples.first_index >= c.samples.end_index
-                 and p.samples.times_us[-1] < c.samples.times_us[0]
-                 and within_bound(ep, p.samples)]
-        if ended:
-            return self._new_boot_after(ep, ended[-1], s, host_ns)
-        earlier, later = ep.pending[:k], ep.pending[k + 1:]
-        ep.pending = []
-        why = c.why
-        for p in earlier:  # came before c: what was noted before them explains c's gap
-            why = why.merge(p.why).merge(GapWhy(rejects=GapReason.REJECTED))
-        for p in later:  # came after c: what was noted before them is for the next gap
-            ep.ledger.restore(p.why)
-        out = self._discard(earlier, host_ns, note=False)
-        out += self._discard(later, host_ns)
-        out += self._take(ep, c.samples, c.host_ns, why)
-        return out + self.samples(s, host_ns, checked=True)
-
-    def _new_boot_after(self, ep: Epoch, last: Pending, s: Samples, host_ns: int
-                        ) -> list[Out]:
-        """Frames go back in index and on in device time from ``last``, a pending frame that
-        came before them: ``last`` was this boot's last frame and they are of a new boot
-        whose HELLO was lost (a soft reboot: device time goes on, indices start again). No
-        impostor can be ahead of the dial's frames in index and before them in device time
-        (:func:`~ratedial.daemon.placement.place` bounds indices by time at the boot's
-        period). ``last`` is taken in; the others are placed again, against the boot as it
-        now stands, and wait for the new boot's HELLO."""
-        rest = [p for p in ep.pending if p is not last]
-        ep.pending = []
-        why = last.why
-        for p in rest:
-            if p.host_ns <= last.host_ns:
-                why = why.merge(p.why)
-            else:
-                ep.ledger.restore(p.why)
-        out = self._take(ep, last.samples, last.host_ns, why)
-        for p in rest:
-            out += self.samples(p.samples, p.host_ns, checked=True)
-        return out + self.samples(s, host_ns, checked=True)
-
-    def _discard(self, frames: list[Pending], host_ns: int, *, note: bool = True) -> list[Out]:
-        """Reject pending ``frames`` that the dial's own frames did not go on from."""
-        out: list[Out] = []
-        for p in frames:
-            out += self.reject(p.samples, "unconfirmed", "no later frame went on from it",
-                               host_ns, note=note)
-        return out
-
-    def _flush(self, ep: Epoch, host_ns: int) -> list[Out]:
-        """No more frames of this boot are coming for now (another boot's HELLO, the end of
-        the run): its pending frames are taken in as far as they fit, newest first (at most
-        one is the dial's: its newest frame, which nothing could confirm). Nothing was taken
-        in since they came, so the newest still fits as it did then (a HELLO of the same
-        boot since, with a later device time, does not make it a frame from before)."""
-        if not ep.pending:
-            return []
-        pending, ep.pending = ep.pending, []
-        why = pending[0].why
-        for p in pending[1:]:  # all came before what is noted now: for the newest's gap
-            why = why.merge(p.why)
-        newest = pending.pop()
-        out = self._take(ep, newest.samples, newest.host_ns, why)
-        for p in reversed(pending):
-            kind, reason = place(ep, p.samples, p.host_ns, self._slack_us)
-            if kind == NEW:
-                out += self._take(ep, p.samples, p.host_ns)
-            elif kind == DUPLICATE:
-                ep.ledger.duplicates += len(p.samples)
-            else:
-                out += self.reject(p.samples, "unconfirmed", f"did not fit ({reason})",
-                                   host_ns)
-        return out
+            out += discard(self, pending, host_recv_ns)
+        return out + self.take_in(ep, s, host_recv_ns)
 
     def finish(self, host_ns: int) -> list[Out]:
         """The run ends: the current boot's pending frames are taken in as far as they fit."""
-        return [] if self.epoch is None else self._flush(self.epoch, host_ns)
+        return [] if self.epoch is None else flush(self, self.epoch, host_ns, self._slack_us)
 
-    def _take(self, ep: Epoch, s: Samples, host_recv_ns: int,
-              why: GapWhy | None = None) -> list[Out]:
+    def take_in(self, ep: Epoch, s: Samples, host_recv_ns: int,
+                why: GapWhy | None = None) -> list[Out]:
         """Take ``s`` into its boot: the clock model, the ledger (``why``: what explains its
         gap, if it was pending), the rating, and the outputs."""
         out: list[Out] = []
