@@ -340,3 +340,27 @@ def test_a_recording_that_did_not_end_cleanly_is_named(tmp_path: Path) -> None:
     res = run("analyze", str(dyad(tmp_path / "ok.ratedial")), "--brief", "--no-truth-bias",
               "--bootstrap", "200")
     assert res.returncode == 0 and "did not end cleanly" not in res.stderr, res.stderr
+
+
+def test_without_the_research_extra_spss_and_elan_are_one_line(tmp_path: Path) -> None:
+    """An audit (2026-12-04): with only the analysis extra (README's Windows and macOS
+    install), study, export --format sav|eaf and analyze --table X.sav stopped with a
+    traceback and left part of their output behind."""
+    rec = dyad(tmp_path / "D01.ratedial")
+    blocked = ("import sys\nfor m in ('pyreadstat', 'pympi'):\n    sys.modules[m] = None\n"
+               "from ratedial.cli import main\nsys.argv = ['ratedial'] + sys.argv[1:]\nmain()\n")
+
+    def without(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", blocked, *args], text=True,
+                              capture_output=True, timeout=120, check=False, cwd=tmp_path)
+
+    for args in (("export", str(rec), "-o", "x", "--format", "csv-long,sav"),
+                 ("export", str(rec), "-o", "x", "--format", "eaf"),
+                 ("analyze", str(rec), "--brief", "--no-truth-bias", "--table", "t.sav")):
+        res = without(*args)
+        one_line_error(res, 1, "research extra")
+        assert not list(tmp_path.glob("x*")) and not (tmp_path / "t.sav").exists()
+    res = without("study", str(rec), "-o", "st")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "st.csv").exists() and not (tmp_path / "st.sav").exists()
+    assert "st.sav not written" in res.stderr and "Traceback" not in res.stderr

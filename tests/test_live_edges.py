@@ -282,7 +282,7 @@ def test_monitor_takes_broker_and_prefix_from_the_config(tmp_path: Path) -> None
     assert res.stderr.strip().count("\n") == 0 and "127.0.0.1:1" in res.stderr, res.stderr
     conf.write_text('[mqtt]\nbroker = "embedded"\n')
     res = run("monitor", "--config", str(conf), "--duration", "1")
-    assert res.returncode == 2 and "--broker embedded" in res.stderr, res.stderr
+    assert res.returncode == 2 and f"mqtt.broker in {conf} embedded" in res.stderr, res.stderr
 
 
 def test_a_web_view_that_cannot_start_leaves_no_recording(tmp_path: Path) -> None:

@@ -130,9 +130,10 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 @click.option("--session", "session", multiple=True, metavar="KEY=VALUE",
               help="Pseudonymous session labels stored in the recording, e.g. --session dyad=D07.")
 @click.option("--player", default=None, metavar="SPEC",
-              help="Video player to follow: mpv[:SOCKET], vlc[:URL], mpc[:URL] (default "
-                   "127.0.0.1:8080 and :13579), mpris[:NAME] (any MPRIS player on Linux), "
-                   "manual[:SECONDS] or none (default none: wall clock only).")
+              help="Video player to follow: mpv[:SOCKET], vlc[:URL|PORT], mpc[:URL|PORT] "
+                   "(mpc-hc, mpc-be; default 127.0.0.1:8080 and :13579), mpris[:NAME] (any "
+                   "MPRIS player on Linux), manual[:SECONDS] or none (default none: wall "
+                   "clock only).")
 @click.option("--video", type=click.Path(dir_okay=False), default=None,
               help="Play this file in an mpv started by ratedial (implies --player mpv).")
 @click.option("--osd", is_flag=True, default=None, help="Show the current rating on mpv's OSD.")
@@ -140,8 +141,8 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
               help="Publish each dial and a marker stream over Lab Streaming Layer "
                    "(needs the lsl extra).")
 @click.option("--web", is_flag=False, flag_value="127.0.0.1:0", default=None, metavar="[ADDR]",
-              help="Serve a live view of the dials at ADDR (HOST:PORT; alone: 127.0.0.1 "
-                   "and a free port, printed).")
+              help="Serve a live view of the dials at ADDR (HOST:PORT, [IPV6]:PORT, HOST or "
+                   "PORT; alone: 127.0.0.1 and a free port, printed).")
 @click.option("--serial-io", type=click.Choice(["asyncio", "thread"]), default=None,
               help="How dials' serial ports are read: asyncio (the event loop waits on the "
                    "port; default on Linux and macOS) or thread (a thread per port blocked "
@@ -249,11 +250,13 @@ def monitor(broker: str | None, prefix: str | None, duration: float | None,
     from .mqtt.requests import parse_broker
 
     mqtt = load_config(config_path).mqtt
+    named = "--broker" if broker is not None else f"mqtt.broker in {config_path}"
     broker = mqtt.broker if broker is None else broker
     prefix = mqtt.topic_prefix if prefix is None else prefix
     if broker in ("embedded", "none"):
-        raise UsageError(f"--broker {broker}: monitor subscribes to a running broker; give "
-                         "mqtt://HOST[:PORT] (a daemon with --broker embedded prints its URL)")
+        raise UsageError(f"{named} {broker}: monitor subscribes to a running broker; give "
+                         "--broker mqtt://HOST[:PORT] (a daemon with --broker embedded "
+                         "prints its URL)")
     _check_prefix(prefix)
     address = parse_broker(broker, tls=mqtt.tls, words="")  # not embedded or none
     try:

@@ -12,7 +12,7 @@ import click
 
 @click.command()
 @click.argument("recording", type=click.Path(exists=True, dir_okay=False))
-@click.argument("values", nargs=-1, metavar="KEY=VALUE...")
+@click.argument("values", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("--remove", multiple=True, metavar="KEY", help="Remove an annotation.")
 def annotate(*, recording: str, values: tuple[str, ...], remove: tuple[str, ...]) -> None:
     """Attach questionnaire scores and other metadata to a recording.

@@ -43,6 +43,14 @@ def _needs_extra() -> None:
                                 "missing): pip install 'ratedial[analysis]'")
 
 
+def needs_research(module: str, what: str) -> None:
+    """One line (before anything is written) when ``what`` needs a module of the research
+    extra that is not installed."""
+    if importlib.util.find_spec(module) is None:
+        raise RatedialError(f"{what} needs the research extra ({module} is missing): "
+                            "pip install 'ratedial[research]'")
+
+
 def alignment_options(f: F) -> F:
     opts = [
         click.option("--rate", "rate_hz", type=FiniteRange(min=0, min_open=True),

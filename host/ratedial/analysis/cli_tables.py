@@ -26,6 +26,7 @@ from .cli_options import (
     alignment_options,
     analysis_options,
     friendly,
+    needs_research,
     segment_options,
 )
 from .guard import refuse_inputs
@@ -75,6 +76,8 @@ def analyze(*, recordings: tuple[str, ...], as_json: bool, table: str | None,
     if table is not None:
         refuse_inputs([Path(table)], recordings=[Path(r) for r in recordings],
                       others=[Path(annotations)] if annotations else [], option="--table")
+        if Path(table).suffix.lower() == ".sav":
+            needs_research("pyreadstat", f"--table {table} (SPSS)")
     _, groups = _load(recordings, kw)
     results = _analyse_all(groups, kw)
     extra = {} if annotations is None else read_annotation_table(Path(annotations))
@@ -130,7 +133,8 @@ def study(*, paths: tuple[str, ...], prefix: str, annotations: str | None, tb_st
     mean, SD and time below / within / above the neutral band, top and bottom segments,
     agreement (r with its interval, ICC, kappa, lag), the Truth-and-Bias model over all
     dyads and each dyad's own truth force and bias, and the questionnaire scores stored
-    with 'ratedial annotate' (or --annotations). Written as CSV and as SPSS .sav.
+    with 'ratedial annotate' (or --annotations). Written as CSV and as SPSS .sav (the
+    .sav needs the research extra; without it, the CSV and a note).
     """
     from .analyse import table_row
     from .export import read_annotation_table, write_table
@@ -156,6 +160,9 @@ def study(*, paths: tuple[str, ...], prefix: str, annotations: str | None, tb_st
     out = [base.with_name(base.name + ".csv"), base.with_name(base.name + ".sav")]
     refuse_inputs(out, recordings=[Path(f) for f in files],
                   others=[Path(annotations)] if annotations else [], option="study")
+    if importlib.util.find_spec("pyreadstat") is None:  # the analysis extra alone: CSV only
+        click.echo(f"ratedial: note: {out.pop()} not written: SPSS files need the research "
+                   "extra (pip install 'ratedial[research]')", err=True)
     for path in out:
         write_table(rows, path)
     click.echo(f"{len(files)} recordings, {len(results)} dyads "
@@ -214,7 +221,7 @@ def _tb_columns(tb: Any, dyad: str) -> dict[str, Any]:
 @click.option("--format", "formats", multiple=True, default=("csv-long", "csv-wide", "parquet"),
               show_default=True,
               help="csv-long, csv-wide, parquet, sav (SPSS), eaf (ELAN), xdf (LSL's "
-                   "LabRecorder format) (repeat or comma-separate; sav, eaf and xdf need "
+                   "LabRecorder format) (repeat or comma-separate; sav and eaf need "
                    "the research extra).")
 @friendly
 def export(*, recordings: tuple[str, ...], prefix: str, formats: tuple[str, ...],
@@ -230,6 +237,9 @@ def export(*, recordings: tuple[str, ...], prefix: str, formats: tuple[str, ...]
     from .export import FORMATS, write_export
 
     fmts = _formats(formats, FORMATS)
+    for fmt, module in (("sav", "pyreadstat"), ("eaf", "pympi")):
+        if fmt in fmts:
+            needs_research(module, f"--format {fmt}")
     _, groups = _load(recordings, kw)
     stem = Path(recordings[0]).stem if len(recordings) == 1 else "export"
     for p in write_export(groups, _output_prefix(prefix, stem), fmts, _segment_opts(kw),

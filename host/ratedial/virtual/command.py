@@ -27,7 +27,7 @@ from ..errors import RatedialError, UsageError
 from .bridge import Bridge
 from .faults import FaultSpec, parse_fault
 from .linkmodel import LinkParams
-from .options import DialOptions
+from .options import MAX_DRIFT_PPM, WRAP_BITS_MAX, WRAP_BITS_MIN, DialOptions
 
 
 class _OneLineErrors(click.Command):
@@ -52,21 +52,24 @@ def _stall_range(text: str) -> tuple[int, int]:
 
 @click.command("virtual-dial", cls=_OneLineErrors,
                context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--rate", "rate_hz", type=int, help="Sample rate in Hz (default: the board's, 1000).")
-@click.option("--batch", type=int, help="Samples per SAMPLES frame (default 10).")
-@click.option("--debounce-ms", type=int, help="Button debounce (default 5 ms).")
+@click.option("--rate", "rate_hz", type=click.IntRange(50, 2000),
+              help="Sample rate in Hz (default: the board's, 1000).")
+@click.option("--batch", type=click.IntRange(1, 100),
+              help="Samples per SAMPLES frame (default 10).")
+@click.option("--debounce-ms", type=click.IntRange(0, 1000),
+              help="Button debounce (default 5 ms).")
 @click.option("--script", type=click.Path(path_type=Path, dir_okay=False),
               help="Rating curve, CSV t_s,value[,button] (value 0..100, 50 = start). "
                    "Default: a seeded random rater that rests, turns, overshoots.")
 @click.option("--seed", type=int, default=1, show_default=True,
               help="Seed of the rater, the contact bounce and the link model.")
-@click.option("--counts-per-point", type=FiniteRange(), default=1.0, show_default=True,
-              help="Encoder quarter-steps per rating point.")
-@click.option("--drift-ppm", type=FiniteRange(), default=0.0, show_default=True,
-              help="Device crystal error: + runs fast.")
-@click.option("--wrap-bits", type=int, default=30, show_default=True,
-              help="Width of the raw tick counter (30 as on rp2/esp32).")
-@click.option("--tick-start-us", type=int, default=0, show_default=True,
+@click.option("--counts-per-point", type=FiniteRange(0, 100, min_open=True), default=1.0,
+              show_default=True, help="Encoder quarter-steps per rating point.")
+@click.option("--drift-ppm", type=FiniteRange(-MAX_DRIFT_PPM, MAX_DRIFT_PPM), default=0.0,
+              show_default=True, help="Device crystal error: + runs fast.")
+@click.option("--wrap-bits", type=click.IntRange(WRAP_BITS_MIN, WRAP_BITS_MAX), default=30,
+              show_default=True, help="Width of the raw tick counter (30 as on rp2/esp32).")
+@click.option("--tick-start-us", type=click.IntRange(min=0), default=0, show_default=True,
               help="Raw ticks at boot (e.g. 2**30 - 3000000 to wrap 3 s in).")
 @click.option("--uid", help="Board unique id, hex (default: derived from --seed).")
 @click.option("--truth", type=click.Path(path_type=Path, dir_okay=False),
@@ -80,13 +83,14 @@ def _stall_range(text: str) -> tuple[int, int]:
                    "corrupt N, button S, status, quit.")
 @click.option("--fault", "faults", multiple=True, metavar="KIND@T_S[:ARG]",
               help="Schedule a fault, e.g. reboot@5, unplug@10:1.5, stall@3:2, corrupt@4:8.")
-@click.option("--ber", type=FiniteRange(), default=0.0, show_default=True,
+@click.option("--ber", type=FiniteRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Bit-error rate on the device->host link.")
 @click.option("--no-link-model", is_flag=True,
               help="Forward bytes at once (no 1 ms USB frames, jitter or stalls).")
-@click.option("--jitter-us", type=int, default=LinkParams().jitter_us, show_default=True,
+@click.option("--jitter-us", type=click.IntRange(min=0), default=LinkParams().jitter_us,
+              show_default=True,
               help="Host-side delay after each 1 ms USB frame: uniform 0..this.")
-@click.option("--stall-rate", type=FiniteRange(), default=LinkParams().stall_per_s,
+@click.option("--stall-rate", type=FiniteRange(min=0), default=LinkParams().stall_per_s,
               show_default=True,
               help="Mean host-side link stalls per second.")
 @click.option("--stall-ms", default="5:30", show_default=True, metavar="MIN:MAX",
@@ -95,11 +99,11 @@ def _stall_range(text: str) -> tuple[int, int]:
               help="Cap the link like a UART bridge (e.g. 115200).")
 @click.option("--native-usb", is_flag=True,
               help="A reboot makes the port disappear and come back (rp2 native USB).")
-@click.option("--reenumerate-s", type=FiniteRange(), default=0.8, show_default=True,
+@click.option("--reenumerate-s", type=FiniteRange(min=0), default=0.8, show_default=True,
               help="With --native-usb: how long the port is gone after a reboot.")
 @click.option("--no-realtime", is_flag=True,
               help="Do not give the simulated interrupts real-time priority.")
-@click.option("--spin-us", type=int, default=0, show_default=True,
+@click.option("--spin-us", type=click.IntRange(0, 2000), default=0, show_default=True,
               help="Busy-wait before each simulated interrupt: less jitter, more CPU.")
 @click.option("--heap-kb", type=int, default=512, show_default=True, hidden=True)
 @click.option("--firmware", type=click.Path(path_type=Path, file_okay=False), hidden=True)
