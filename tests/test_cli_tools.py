@@ -253,9 +253,12 @@ def test_the_mqtt_librarys_socket_errors_are_not_printed_raw():
     """aiomqtt hands paho its logger "mqtt"; the command line quieted "aiomqtt", so a reset
     connection printed paho's raw "failed to receive on socket" line beside the monitor's
     own one-line message (an audit, 2026-12-04)."""
-    code = ("import sys\nfrom aiomqtt.client import MQTT_LOGGER\nfrom ratedial.cli import main\n"
+    # aiomqtt imported after main() began, as the commands import it (it sets its logger's
+    # level on import: seen in a CI preview, the first version of this fix missed that)
+    code = ("import sys\nfrom ratedial.cli import main\n"
             "sys.argv = ['ratedial', '--version']\ntry:\n    main()\nexcept SystemExit:\n"
-            "    pass\nMQTT_LOGGER.warning('failed to receive on socket: [Errno 104]')\n")
+            "    pass\nfrom aiomqtt.client import MQTT_LOGGER\n"
+            "MQTT_LOGGER.error('failed to receive on socket: [Errno 104]')\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=False)
     assert "failed to receive" not in res.stderr, res.stderr

@@ -371,7 +371,9 @@ def main() -> None:
     # besides the exception every command turns into its own one-line message: without a
     # handler, Python's last-resort handler printed it raw on stderr (seen with `record`).
     # (The daemon's publisher passes a logger of its own, kept as quiet.)
-    logging.getLogger("mqtt").setLevel(logging.CRITICAL)  # aiomqtt hands paho this logger
+    # aiomqtt hands paho the logger "mqtt", and sets its level when it is imported (later,
+    # lazily): a filter outlives that.
+    logging.getLogger("mqtt").addFilter(lambda _record: False)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
