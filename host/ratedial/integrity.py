@@ -115,13 +115,6 @@ class IndexLedger:
         """Account for ``samples``: return the index range that is new and the gaps before it.
         ``why``: what :meth:`hold` took when ``samples`` arrived explains its gap; what was
         noted since stays for the next gap."""
-        if why is not None:
-            later = GapWhy(self._unplugged, self._rejects_pending)
-            self._unplugged, self._rejects_pending = why
-            try:
-                return self.accept(samples)
-            finally:
-                self._unplugged, self._rejects_pending = later
         first, end = samples.first_index, samples.end_index
         gaps: list[Gap] = []
         if self.next_index is None:
@@ -133,11 +126,13 @@ class IndexLedger:
             self.duplicates += self.next_index - first
             first = self.next_index
         if first > self.next_index:
-            gaps = self._explain(self.next_index, first)
+            noted = GapWhy(self._unplugged, self._rejects_pending)
+            gaps = self._explain(self.next_index, first, noted if why is None else why)
             for gap in gaps:
                 self.missing[gap.reason] += gap.n_samples
-        self._rejects_pending = None
-        self._unplugged = False
+        if why is None:  # what was noted explained this gap (else it stays for the next)
+            self._rejects_pending = None
+            self._unplugged = False
         self._seed_reason = None
         self.next_index = end
         self.received += end - first
@@ -157,10 +152,11 @@ class IndexLedger:
                 start = d_first
         return start
 
-    def _explain(self, first: int, end: int) -> list[Gap]:
-        """Split the missing range [first, end) by reason."""
+    def _explain(self, first: int, end: int, why: GapWhy) -> list[Gap]:
+        """Split the missing range [first, end) by reason (``why``: what was noted before
+        the frame after it)."""
         other = self._seed_reason or (
-            GapReason.UNPLUGGED if self._unplugged else self._rejects_pending or GapReason.LINK)
+            GapReason.UNPLUGGED if why.unplugged else why.rejects or GapReason.LINK)
         gaps: list[Gap] = []
         pos = first
         for d_first, d_end in sorted(self._drops):

@@ -111,15 +111,20 @@ def _tsconf(csv_path: Path, raters: Sequence[str]) -> str:
 """
 
 
+def eaf_files(base: Path) -> tuple[Path, Path, Path]:
+    """The files :func:`write_eaf` writes for ``base``: the ``.eaf``, the ratings CSV and
+    its time-series configuration (ELAN's name for it: ``<eaf>_tsconf.xml``)."""
+    return (base.with_name(base.name + ".eaf"), base.with_name(base.name + ".ratings.csv"),
+            base.with_name(base.name + "_tsconf.xml"))
+
+
 def write_eaf(group: Group, base: Path, segments: SegmentOptions | None = None) -> list[Path]:
     """``base.eaf``, ``base.ratings.csv`` and ``base.ratings_tsconf.xml`` for one dyad."""
     import pympi
 
     opt = segments or SegmentOptions()
-    eaf_path = base.with_name(base.name + ".eaf")
-    csv_path = base.with_name(base.name + ".ratings.csv")
+    eaf_path, csv_path, conf_path = eaf_files(base)
     eaf_path.parent.mkdir(parents=True, exist_ok=True)
-    conf_path = base.with_name(base.name + "_tsconf.xml")  # ELAN's name: <eaf>_tsconf.xml
     raters = [s.rater for s in group.series]
     n = group.n_bins
     create_private(csv_path)

@@ -206,10 +206,10 @@ def write_export(groups: Sequence[Group], prefix: str | Path, formats: Sequence[
              "xdf": base.with_name(base.name + ".xdf")}
     planned = [names[f] for f in formats if f in names] + [base.with_name(base.name + ".json")]
     if "eaf" in formats:
+        from .elan import eaf_files
+
         for name in safe_names([g.label for g in groups]):
-            stem = f"{base.name}.{name}"
-            planned += [base.with_name(stem + x) for x in (".eaf", ".ratings.csv",
-                                                          "_tsconf.xml")]
+            planned += eaf_files(base.with_name(f"{base.name}.{name}"))
     read = {s.recording.path for g in groups for s in g.series}
     refuse_inputs(planned, recordings=[*read, *inputs], option="export")
     written = []

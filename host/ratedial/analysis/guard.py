@@ -16,7 +16,7 @@ from pathlib import Path
 from .errors import UsageError
 
 #: SQLite's side files of a recording.
-SIDE_FILES = ("", "-wal", "-shm", "-journal")
+_SIDE_FILES = ("", "-wal", "-shm", "-journal")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -29,6 +29,7 @@ def same_file(a: Path, b: Path) -> bool:
 
 
 def is_sqlite(path: Path) -> bool:
+    """Whether ``path`` starts as an SQLite 3 database does."""
     try:
         with open(path, "rb") as f:
             return f.read(16) == _SQLITE_MAGIC
@@ -43,7 +44,7 @@ def refuse_inputs(outputs: Iterable[Path], *, recordings: Iterable[Path],
     recordings, others = list(recordings), list(others)
     for out in outputs:
         for rec in recordings:
-            for side in SIDE_FILES:
+            for side in _SIDE_FILES:
                 if same_file(out, Path(f"{rec}{side}")):
                     raise UsageError(
                         f"{option} {out} is the recording {rec}"

@@ -31,6 +31,7 @@ import numpy.typing as npt
 
 from ..recording.schema import FORMAT, FORMAT_VERSION, MediaState
 from .errors import NotARecording
+from .guard import is_sqlite
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -182,7 +183,7 @@ def connect(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
                         f"{p.name}-wal: copy that file beside it too")
             raise NotARecording(f"{p} is not a ratedial recording (an SQLite file without "
                                 f"ratedial's meta table{hint})") from None
-        if _sqlite_header(p):
+        if is_sqlite(p):
             raise NotARecording(f"{p} is damaged: an SQLite file that SQLite cannot read "
                                 f"({exc}; a truncated or partly copied file?)") from None
         raise NotARecording(f"{p} is not a ratedial recording (not an SQLite file with a "
@@ -235,14 +236,6 @@ def _immutable(p: Path) -> sqlite3.Connection:
             "writable folder")
     return sqlite3.connect(p.resolve().as_uri() + "?mode=ro&immutable=1", uri=True,
                            check_same_thread=False)
-
-
-def _sqlite_header(p: Path) -> bool:
-    try:
-        with p.open("rb") as f:
-            return f.read(16) == b"SQLite format 3\x00"
-    except OSError:
-        return False
 
 
 def _json(text: str) -> Any:

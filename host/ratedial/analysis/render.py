@@ -40,7 +40,7 @@ from .._platform.privacy import make_private_dirs, open_private
 from .._platform.signals import interrupt_on_terminate
 from .align import padded
 from .errors import UsageError
-from .guard import SIDE_FILES, same_file
+from .guard import refuse_inputs, same_file
 from .segments import Segment
 
 #: Okabe-Ito colours, the same as the figures' (plots.RATER_COLORS), as RGB.
@@ -198,14 +198,10 @@ def filter_graph(layout: Layout, *, cursor_w: int) -> str:
 
 def check_output(output: Path, *, recordings: Sequence[Path], video: Path,
                  overwrite: bool = False) -> None:
-    """Refuse (one line) an output that is a recording, one of its SQLite side files or the
-    video, and an existing output unless ``overwrite``. Writes nothing."""
-    for rec in recordings:
-        for side in SIDE_FILES:
-            if same_file(output, Path(f"{rec}{side}")):
-                raise UsageError(f"-o {output} is the recording {rec}"
-                                 f"{' (its ' + side[1:] + ' file)' if side else ''}: "
-                                 "render never writes over a recording; choose another -o")
+    """Refuse (one line) an output that is a recording, one of its SQLite side files, any
+    SQLite database (:func:`~ratedial.analysis.guard.refuse_inputs`) or the video, and an
+    existing output unless ``overwrite``. Writes nothing."""
+    refuse_inputs([output], recordings=recordings, option="-o")
     if same_file(output, video):
         raise UsageError(f"-o {output} is the video being rendered: render never writes over "
                          "it; choose another -o")

@@ -161,6 +161,9 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
     media = make_media_session(cfg, ratings)
     wall_offset = time.time_ns() - time.monotonic_ns()
     run_id = secrets.token_hex(8)
+    scale_meta = {"minimum": cfg.scale.minimum, "maximum": cfg.scale.maximum,
+                  "start": cfg.scale.start, "counts_per_point": cfg.scale.counts_per_point,
+                  "anchors": cfg.scale.anchors}  # as the recording and LSL state it
     early_sinks: list[Sink] = []
     if cfg.lsl:  # a missing pylsl is one line before the recording exists
         from ..lsl import LslSink
@@ -168,9 +171,7 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
         early_sinks.append(LslSink(
             raters=lambda uid: rec_sink.raters(uid),  # noqa: PLW0108 (made below)
             daemon_id=daemon_id,
-            scale={"minimum": cfg.scale.minimum, "maximum": cfg.scale.maximum,
-                   "start": cfg.scale.start, "counts_per_point": cfg.scale.counts_per_point,
-                   "anchors": cfg.scale.anchors}))
+            scale=scale_meta))
     web = None
     if cfg.web is not None:  # a bad address or a port in use: the same
         from ..web import WebServer, WebSink
@@ -186,9 +187,7 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
         "host": socket.gethostname(),
         "command_line": scrub_command_line(argv if argv is not None else sys.argv),
         "config": cfg.public(),
-        "scale": {"minimum": cfg.scale.minimum, "maximum": cfg.scale.maximum,
-                  "start": cfg.scale.start, "counts_per_point": cfg.scale.counts_per_point,
-                  "anchors": cfg.scale.anchors},
+        "scale": scale_meta,
         "session": cfg.session,
         "media": None,
         "daemon_id": daemon_id,

@@ -99,7 +99,7 @@ def place(ep: Epoch, s: Samples, host_ns: int, slack_us: int, *, before_hello: b
     # Each index takes at least a period of device time (the boot's: the last frame's, or
     # the HELLO's if the rate changed since; never what the frame itself claims), less one
     # period of jitter.
-    if (i0 - nxt) * boot_period_us(ep) > t0 - last_t:
+    if not within_bound(ep, s):
         if ep.fitted == 1 and since_start(s):
             # Only the boot's first frame stands against it, and nothing has confirmed
             # that one: it may be the impostor (e.g. an old index with a current time),
@@ -131,13 +131,14 @@ def leaps(ep: Epoch, s: Samples) -> bool:
 
 
 def within_bound(ep: Epoch, s: Samples) -> bool:
-    """Whether ``s`` skips no more indices than device time allows at the boot's period,
-    from the last frame taken in (as :func:`place` judges every frame but the one the
-    boot's unconfirmed first frame lets through)."""
+    """Whether ``s`` skips no more indices than the device time since the last frame taken
+    in allows at the boot's period (less one period of jitter): the bound :func:`place`
+    holds every frame to, but the one the boot's unconfirmed first frame lets through."""
     nxt, last_t = ep.ledger.next_index, ep.last_device_us
     if nxt is None or last_t is None:
         return True
-    return (s.first_index - nxt) * boot_period_us(ep) <= s.times_us[0] - last_t
+    i0 = max(s.first_index, nxt)
+    return (i0 - nxt) * boot_period_us(ep) <= s.times_us[i0 - s.first_index] - last_t
 
 
 def goes_on(prev: Samples, s: Samples) -> bool:
