@@ -109,3 +109,19 @@ def test_garbage_between_frames_is_counted_and_samples_still_recorded(tmp_path):
     (dial,) = summary["dials"]
     assert dial["received"] == n
     assert dial["rejected"] >= 95  # the ~100 junk chunks after the dial said HELLO at i=50
+
+
+def test_scan_with_no_dial_says_so_during_and_after_the_run(tmp_path):
+    """A session recorded with the dial unplugged must not end looking like a good one."""
+    from ratedial.daemon.run import dial_ports
+    if dial_ports():
+        pytest.skip("a dial is plugged into this computer")
+    rec = tmp_path / "r.ratedial"
+    proc = ratedial("run", "--broker", "none", "--record", str(rec), "--duration", "4.5")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    out = " ".join(proc.stdout.split())  # the summary may wrap
+    assert "no dial found on USB yet" in out
+    assert "no dial was connected during the run: the recording holds no samples" in out
+    with sqlite3.connect(rec) as con:
+        assert con.execute("SELECT count(*) FROM dials").fetchone() == (0,)

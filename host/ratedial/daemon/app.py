@@ -381,6 +381,10 @@ async def _refresh(view: LiveView, daemon: Daemon, recorder: Recorder) -> None:
 
 def print_summary(console: Console, s: RunSummary) -> None:
     console.print(f"recording: {s.path}  ({s.seconds:.1f} s)", highlight=False)
+    if not s.dials:
+        console.print("  no dial was connected during the run: the recording holds no "
+                      "samples (ratedial devices lists the dials this computer sees)",
+                      highlight=False)
     for v in s.dials:
         console.print(f"  dial {v.uid} rater={v.rater or '-'}: {v.received} samples received, "
                       f"{v.missing} missing, {v.rejected} damaged frames, "

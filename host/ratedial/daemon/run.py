@@ -397,10 +397,15 @@ class Daemon:
             await asyncio.wait_for(self.stop_event.wait(), seconds)
 
     async def _scan(self, tg: asyncio.TaskGroup) -> None:
+        started = time.monotonic()
         while not self.stop_event.is_set():
             for device in dial_ports():
                 if device not in self._port_tasks:
                     self._start_port(tg, device, explicit=False)
+            if not self._port_tasks and not self.cores and \
+                    time.monotonic() - started >= HANDSHAKE_S:
+                self.say_once("no dial found on USB yet: plug one in (ratedial devices lists "
+                              "the dials this computer sees); recording goes on meanwhile")
             await self._sleep(1.0)
 
     def _start_port(self, tg: asyncio.TaskGroup, port: str, *, explicit: bool) -> None:
