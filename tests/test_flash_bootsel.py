@@ -525,7 +525,7 @@ def test_cli_pico2_downloads_verifies_and_copies_its_release(tmp_path, env, monk
     assert (drive / PINNED2.file).read_bytes() == PICO2_LIKE == cached.read_bytes()
 
 
-def test_the_drive_is_looked_for_only_without_a_micropython_board(tmp_path, monkeypatch):
+def test_a_drive_next_to_a_micropython_board_is_a_choice_for_the_user(tmp_path, monkeypatch):
     from ratedial.flash import command
 
     drive = bootsel_drive(tmp_path / "media" / "ana" / "RPI-RP2")
@@ -537,4 +537,13 @@ def test_the_drive_is_looked_for_only_without_a_micropython_board(tmp_path, monk
     assert command._bootsel_drive(tmp_path / "x", None) == tmp_path / "x"  # --drive wins
     monkeypatch.setattr(command, "comports", lambda: [SimpleNamespace(device="/dev/ttyACM0",
                                                                       vid=0x2E8A, pid=5)])
-    assert command._bootsel_drive(None, None) is None  # a board that runs MicroPython
+    # a dial flashed before is plugged in too: which one to flash is the user's to say
+    with pytest.raises(UsageError, match=r"both a Pico in BOOTSEL mode \(.*RPI-RP2\) and a "
+                       r"serial port that may be a MicroPython board \(/dev/ttyACM0\) .* "
+                       r"--drive or --port"):
+        command._bootsel_drive(None, None)
+    assert command._bootsel_drive(None, "/dev/ttyACM0") is None
+    assert command._bootsel_drive(drive, None) == drive
+    # no drive: the board that runs MicroPython is flashed, as before
+    monkeypatch.setattr(bootsel, "candidate_drives", lambda: [tmp_path / "nope"])
+    assert command._bootsel_drive(None, None) is None

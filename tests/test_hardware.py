@@ -252,7 +252,7 @@ def parse_udev_rule(line: str) -> list[tuple[str, str | None, str, str]]:
 
 
 def udev_rules() -> list[list[tuple[str, str | None, str, str]]]:
-    lines = (HW / "udev" / "99-ratedial.rules").read_text().splitlines()
+    lines = (HW / "udev" / "70-ratedial.rules").read_text().splitlines()
     return [parse_udev_rule(ln) for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
 
 
@@ -301,7 +301,7 @@ def _udevadm_verify_available() -> bool:
 
 @pytest.mark.skipif(not _udevadm_verify_available(), reason="udevadm verify (systemd >= 254)")
 def test_udevadm_verify(tmp_path):
-    proc = subprocess.run(["udevadm", "verify", str(HW / "udev" / "99-ratedial.rules")],
+    proc = subprocess.run(["udevadm", "verify", str(HW / "udev" / "70-ratedial.rules")],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

@@ -13,3 +13,13 @@ def firmware_dir() -> Path:
     if packaged.is_dir():
         return Path(str(packaged))
     return Path(__file__).resolve().parent.parent.parent / "firmware"
+
+
+def install_hint(extra: str) -> str:
+    """The command that installs ratedial's optional ``extra``: ratedial is installed from
+    its source folder (it is not on PyPI), so the hint names that folder when this is it.
+    Double quotes: the same line works in cmd.exe, PowerShell and POSIX shells."""
+    root = Path(__file__).resolve().parent.parent.parent
+    if (root / "pyproject.toml").is_file():
+        return f'pip install "{root}[{extra}]"'
+    return f'pip install ".[{extra}]" in the ratedial source folder'

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ._paths import install_hint
 from .errors import UsageError
 from .outputs import ClockOut, EpochOut, EventOut, Out, SamplesOut, public_data
 
@@ -80,7 +81,7 @@ def _import_pylsl() -> Any:
     try:
         import pylsl  # no stubs; used through Any
     except ImportError:
-        raise UsageError("--lsl needs pylsl: pip install 'ratedial[lsl]'") from None
+        raise UsageError("--lsl needs pylsl: " + install_hint("lsl")) from None
     return pylsl
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from .._paths import install_hint
 from .._platform.privacy import make_private_dirs
 from ..cli_types import FiniteRange
 from ..errors import RatedialError, UsageError
@@ -40,7 +41,7 @@ def _needs_extra() -> None:
     for name in ("numpy", "scipy", "pandas", "pyarrow", "matplotlib"):
         if importlib.util.find_spec(name) is None:
             raise RatedialError(f"the analysis commands need the analysis extra ({name} is "
-                                "missing): pip install 'ratedial[analysis]'")
+                                f"missing): {install_hint('analysis')}")
 
 
 def needs_research(module: str, what: str) -> None:
@@ -48,7 +49,7 @@ def needs_research(module: str, what: str) -> None:
     extra that is not installed."""
     if importlib.util.find_spec(module) is None:
         raise RatedialError(f"{what} needs the research extra ({module} is missing): "
-                            "pip install 'ratedial[research]'")
+                            + install_hint("research"))
 
 
 def alignment_options(f: F) -> F:

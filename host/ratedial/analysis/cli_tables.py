@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .._paths import install_hint
 from ..cli_types import FiniteRange
 from ..errors import UsageError
 from .cli_options import (
@@ -162,7 +163,7 @@ def study(*, paths: tuple[str, ...], prefix: str, annotations: str | None, tb_st
                   others=[Path(annotations)] if annotations else [], option="study")
     if importlib.util.find_spec("pyreadstat") is None:  # the analysis extra alone: CSV only
         click.echo(f"ratedial: note: {out.pop()} not written: SPSS files need the research "
-                   "extra (pip install 'ratedial[research]')", err=True)
+                   f"extra ({install_hint('research')})", err=True)
     for path in out:
         write_table(rows, path)
     click.echo(f"{len(files)} recordings, {len(results)} dyads "

@@ -54,6 +54,9 @@ log = logging.getLogger("ratedial")
 # bridges on ESP32 boards: Silicon Labs CP210x, WCH CH34x, FTDI).
 DIAL_VIDS = {0x2E8A, 0x303A, 0x10C4, 0x1A86, 0x0403}
 HANDSHAKE_S = 3.0
+# A port found by scanning that gives no HELLO in this time is another device on a common
+# USB-serial chip (a trigger box, an Arduino): closed, and left alone while it stays plugged in.
+SCAN_GIVE_UP_S = 5.0
 
 
 def dial_ports(ports: Iterable[Any] | None = None, *, platform: str = sys.platform) -> list[str]:
@@ -133,6 +136,7 @@ class Daemon:
         self._said: set[str] = set()
         self._early: dict[str, Held] = {}  # port -> SAMPLES that came before any HELLO
         self._info_sent: dict[str, int] = {}
+        self._not_dials: set[str] = set()  # scanned ports that never answered, while plugged in
         self._say = on_message or (lambda m: log.warning("%s", m))
         self.stop_event = asyncio.Event()
 
@@ -335,7 +339,7 @@ class Daemon:
             backoff = 0.2
             self.links[port] = link
             try:
-                await self._serve(port, link)
+                await self._serve(port, link, explicit)
             finally:
                 self.links.pop(port, None)
                 self._early.pop(port, None)
@@ -347,11 +351,18 @@ class Daemon:
             if not explicit:
                 return
 
-    async def _serve(self, port: str, link: PortLink) -> None:
+    async def _serve(self, port: str, link: PortLink, explicit: bool = True) -> None:
         opened = time.monotonic()
         deadline = opened + HANDSHAKE_S
         while port not in self.by_port:
             if link.closed.done() or self.stop_event.is_set():
+                return
+            if not explicit and time.monotonic() > opened + SCAN_GIVE_UP_S:
+                self._not_dials.add(port)
+                self.say_once(f"{port}: no ratedial dial answered in {SCAN_GIVE_UP_S:g} s: "
+                              "closed and left alone while it stays plugged in (another "
+                              "device? if it is a dial, is the firmware installed? try: "
+                              "ratedial flash)")
                 return
             if time.monotonic() > deadline and link.decoder.stats.last_foreign_version is None:
                 self.say_once(f"{port}: no ratedial dial answered (is the firmware "
@@ -399,8 +410,10 @@ class Daemon:
     async def _scan(self, tg: asyncio.TaskGroup) -> None:
         started = time.monotonic()
         while not self.stop_event.is_set():
-            for device in dial_ports():
-                if device not in self._port_tasks:
+            present = dial_ports()
+            self._not_dials.intersection_update(present)  # unplugged: asked again when back
+            for device in present:
+                if device not in self._port_tasks and device not in self._not_dials:
                     self._start_port(tg, device, explicit=False)
             if not self._port_tasks and not self.cores and \
                     time.monotonic() - started >= HANDSHAKE_S:

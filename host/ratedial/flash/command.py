@@ -11,6 +11,7 @@ from typing import Any
 import click
 from serial.tools import list_ports
 
+from .._paths import install_hint
 from ..cli_types import FiniteRange
 from ..errors import PortError, UsageError
 from . import bootsel, esp32, uf2source
@@ -18,13 +19,13 @@ from .board import KNOWN_VIDS, NotMicroPython, load_board, locate_firmware
 from .install import FlashResult, flash_board
 from .uf2 import read_uf2
 
-INSTALL_HELP = """\
+INSTALL_HELP = f"""\
 The board must run MicroPython before ratedial flash can install the dial firmware:
   Raspberry Pi Pico / Pico W / Pico 2: unplug it, hold the BOOTSEL button and plug it in (it
     shows up as a drive, RPI-RP2 or RP2350), then run: ratedial flash --board pico
     (pico2 for a Pico 2; pico_w: add --micropython FILE with the .uf2 from
     micropython.org/download).
-  ESP32 (MicroPython 1.26 or newer): pip install 'ratedial[esp32]' (esptool), then
+  ESP32 (MicroPython 1.26 or newer): {install_hint('esp32')} (esptool), then
     ratedial flash --board esp32_devkitc --port PORT --micropython ESP32_GENERIC-*.bin
     (ESP32-S3: --board esp32_s3 and the ESP32_GENERIC_S3 .bin).
 Details: hardware/README.md."""
@@ -39,16 +40,31 @@ def comports() -> Iterable[Any]:
 
 
 def _bootsel_drive(drive: Path | None, port: str | None) -> Path | None:
-    """The BOOTSEL drive to use: --drive, else one found when no port was named and no
-    MicroPython board is plugged in."""
+    """The BOOTSEL drive to use: --drive, else the one found when no port was named. A
+    board in BOOTSEL mode next to a serial port that may be a MicroPython board (a dial
+    flashed before, a USB-serial adapter) is a choice only the user can make: refused,
+    never guessed (flashing the other device would overwrite a working dial)."""
     if drive is not None:
         return drive
     if port is not None:
         return None
-    if any(getattr(p, "vid", None) in KNOWN_VIDS for p in comports()):
+    found = [p for p in bootsel.candidate_drives() if _has_info(p)]
+    if not found:
         return None
-    found = [p for p in bootsel.candidate_drives() if (p / bootsel.INFO_FILE).is_file()]
-    return bootsel.find_drive(found) if found else None
+    where = bootsel.find_drive(found)
+    boards = [str(p.device) for p in comports() if getattr(p, "vid", None) in KNOWN_VIDS]
+    if boards:
+        raise UsageError(f"both a Pico in BOOTSEL mode ({where}) and a serial port that may be "
+                         f"a MicroPython board ({', '.join(boards)}) are plugged in: name the "
+                         "one to flash with --drive or --port")
+    return where
+
+
+def _has_info(path: Path) -> bool:
+    try:
+        return (path / bootsel.INFO_FILE).is_file()
+    except OSError:  # a drive letter with no medium, a mount point gone stale
+        return False
 
 
 def run_flash(*, board_name: str | None, port: str | None, force: bool, timeout: float,

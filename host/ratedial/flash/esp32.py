@@ -16,6 +16,7 @@ import struct
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .._paths import install_hint
 from .board import FlashError
 
 # esptool's chip name -> flash offset of MicroPython's image, which starts with the bootloader:
@@ -74,7 +75,7 @@ def _import_esptool() -> object:
     try:
         import esptool
     except ImportError:
-        raise FlashError("esptool is not installed: pip install 'ratedial[esp32]'") from None
+        raise FlashError("esptool is not installed: " + install_hint("esp32")) from None
     return esptool
 
 

@@ -54,7 +54,7 @@ def _check_port_access(port: str) -> None:
         raise PortError(
             f"{port}: permission denied (on Linux, add yourself to the dialout group: "
             "sudo usermod -aG dialout $USER, then log in again; or install "
-            "hardware/udev/99-ratedial.rules)")
+            "hardware/udev/70-ratedial.rules)")
 
 
 # ------------------------------------------------------------------ the raw REPL session

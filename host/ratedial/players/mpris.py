@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
+from .._paths import install_hint
 from ..errors import UsageError
 from ..media import ClockConfig, MediaOutput, Source
 from .polled import Snapshot
@@ -109,7 +110,7 @@ class MprisSession(PlayerSession):
             from dbus_fast import BusType, Message, MessageType
             from dbus_fast.aio import MessageBus
         except ImportError:
-            raise UsageError("--player mpris needs dbus-fast: pip install 'ratedial[mpris]'"
+            raise UsageError("--player mpris needs dbus-fast: " + install_hint("mpris")
                              ) from None
         try:
             bus = await MessageBus(bus_address=self.bus_address,

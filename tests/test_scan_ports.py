@@ -1,0 +1,104 @@
+"""Scanning for dials by USB id: a port on a common USB-serial chip that never says HELLO is
+another device (a trigger box, an Arduino): closed after a few seconds and left alone while it
+stays plugged in, asked again once it is plugged in again; dials found beside it still connect."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pty
+import select
+import tty
+from collections.abc import Callable
+
+import pytest
+
+from ratedial.config import RunConfig
+from ratedial.daemon import run as run_mod
+from ratedial.wire import Info, encode_command, encode_frame
+from scripted import UID, ScriptedPort, hello, samples
+
+INFO = encode_command(Info())
+
+
+def _drain(fd: int) -> bytes:
+    out = b""
+    while select.select([fd], [], [], 0)[0]:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+async def _until(cond: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll a condition of the running daemon (not a stand-in for one)."""
+    end = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        if asyncio.get_running_loop().time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def test_a_scanned_port_that_never_answers_is_left_alone_until_plugged_in_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run_mod, "SCAN_GIVE_UP_S", 1.0)
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    other = os.ttyname(slave)  # the trigger box: reads what it is sent, answers nothing
+    dial = ScriptedPort(lambda: iter([(b"\x00" + encode_frame(hello()), 0.0)] + [
+        (encode_frame(samples(i)), 0.05 + i / 1000) for i in range(0, 3000, 10)]),
+        wait_for_host=True)
+    plugged = True
+    scans = 0
+
+    def fake_ports() -> list[str]:
+        nonlocal scans
+        scans += 1
+        return ([other] if plugged else []) + [dial.path]
+
+    monkeypatch.setattr(run_mod, "dial_ports", fake_ports)
+    said: list[str] = []
+    daemon = run_mod.Daemon(RunConfig(scan=True), [], on_message=said.append)
+    uid = UID.hex()
+
+    async def scenario() -> None:
+        nonlocal plugged
+        task = asyncio.create_task(daemon.run())
+        await _until(lambda: any(m.startswith(f"{other}: no ratedial dial answered in 1 s: "
+                                              "closed and left alone") for m in said),
+                     "the port to be given up")
+        await _until(lambda: other not in daemon.links and other not in daemon._port_tasks,
+                     "the port to be closed")
+        assert _drain(master).count(INFO) >= 2  # it was asked, more than once
+        n = scans
+        await _until(lambda: scans >= n + 3, "three more scans")
+        assert _drain(master) == b""  # left alone: not opened, nothing written
+        assert other not in daemon._port_tasks
+        view = daemon.views[uid]
+        assert view.state == "connected" and view.received > 0  # the dial beside it works
+        plugged = False  # unplugged ...
+        n = scans
+        await _until(lambda: scans >= n + 1, "a scan without it")
+        plugged = True  # ... and plugged in again: asked again
+        await _until(lambda: INFO in _peek(master), "an INFO on the port")
+        daemon.stop()
+        await task
+
+    pending = b""
+
+    def _peek(fd: int) -> bytes:
+        nonlocal pending
+        pending += _drain(fd)
+        return pending
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        dial.close()
+        os.close(master)
+        os.close(slave)
+
