@@ -350,6 +350,10 @@ def test_user_unit():
     unit = parse_unit(HW / "systemd" / "ratedial-user.service")
     service = dict(unit["Service"])
     assert "run --config %E/ratedial/ratedial.toml" in service["ExecStart"]
+    # ExecStartPre makes the folder: a working directory that must already exist would fail
+    # the first start (status 200/CHDIR) before it runs
+    assert service["ExecStartPre"].endswith("mkdir -p %h/ratedial")
+    assert service["WorkingDirectory"] == "-%h/ratedial"
     assert "User" not in service
     assert dict(unit["Install"])["WantedBy"] == "default.target"
 
@@ -378,3 +382,15 @@ def test_csv_header_is_what_the_guide_describes():
         header = next(csv.reader(f))
     assert "approx_eur" in header
     assert "alternatives" in header
+
+
+def test_the_example_config_the_units_install_is_valid():
+    """The units' install steps copy hardware/systemd/ratedial.toml: it must load as is."""
+    from ratedial.config import load_config
+
+    cfg = load_config(HW / "systemd" / "ratedial.toml")
+    assert cfg.scan and cfg.mqtt.broker == "mqtt://localhost:1883"
+    for name in ("ratedial.service", "ratedial-user.service"):
+        text = (HW / "systemd" / name).read_text()
+        assert "hardware/systemd/ratedial.toml" in text, name
+        assert "pip install ratedial" not in text, name  # not on PyPI
