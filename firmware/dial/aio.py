@@ -17,7 +17,9 @@ Invariants:
   ``cur_task``, as asyncio's own ThreadSafeFlag and streams do.
 - ``Scheduled(job)``: ``set()`` (from the interrupt) queues ``job()`` with
   ``micropython.schedule``, at most once at a time (``armed``), so the port's scheduler
-  queue (depth 8) never overflows because of it. MicroPython runs scheduled jobs between
+  queue (depth 8) never overflows because of it. When a stall has filled the queue anyway,
+  ``set()`` leaves the job unarmed and the next ``set()`` queues it: the exception never
+  escapes (in rp2's hard interrupt it would remove the handler). MicroPython runs scheduled jobs between
   two bytecodes of the main thread, also while asyncio sleeps in ``poll``: the job must not
   touch asyncio and must not meet half-done main-loop work (dial.app guards it).
   An asyncio wake-up costs a loop round and, worse, a Python ``ioctl`` call on every
@@ -135,8 +137,14 @@ class Scheduled:
 
     def set(self):
         if not self.armed:
-            self.armed = 1
-            schedule(self._cb, None)
+            self.armed = 1  # before schedule(): the job may run before schedule() returns
+            try:
+                # returned from inside the try: no jump follows schedule(), and a jump is
+                # where the unix port's VM runs scheduled jobs (the fakes' timer callback
+                # runs in the main thread; a board's never lets the job into the interrupt)
+                return schedule(self._cb, None)
+            except Exception:  # the queue is full (a stall): the next set() tries again
+                self.armed = 0
 
     def _run(self, _arg):
         self.armed = 0

@@ -711,3 +711,43 @@ def check_config_validated():
     _, frames = flush(hw, a)
     sf = of_type(frames, "SAMPLES")
     assert [len(f["records"]) for f in sf] == [1] * 30 and sf[0]["period_us"] == 500
+
+
+def check_scheduled_survives_a_full_schedule_queue():
+    # A stall (a garbage collection, a slow USB write on ESP32) can fill the port's schedule
+    # queue (depth 8): set() then finds micropython.schedule raising. The job must stay
+    # schedulable: the next set() queues it (before, the armed flag stuck at 1 and the frame
+    # job never ran again; on rp2 the exception in the hard interrupt also removed the PIO
+    # handler).
+    import micropython
+
+    from dial.aio import Scheduled
+
+    ran = []
+    s = Scheduled(lambda: ran.append(1))
+    raised = []
+
+    def noop(_):
+        pass
+
+    def stalled(_):
+        # runs as a scheduled job: the queue fills behind it, as while a job or GC runs
+        try:
+            while True:
+                micropython.schedule(noop, None)
+        except RuntimeError:
+            pass
+        try:
+            s.set()  # what the sampler does when a frame's last sample is stored
+        except Exception as exc:  # noqa: BLE001 - what escaped set() is the finding
+            raised.append(exc)
+
+    micropython.schedule(stalled, None)
+    for _ in range(20000):  # scheduled jobs run between bytecodes
+        pass
+    assert not raised, raised
+    assert s.armed == 0, s.armed  # the failed set() left it schedulable
+    s.set()
+    for _ in range(20000):
+        pass
+    assert ran == [1], ran
