@@ -361,6 +361,10 @@ class App:
                     again = False
         except Exception as e:  # noqa: BLE001 - raised again by the ticker (see there)
             self.job_error = e
+        except KeyboardInterrupt as e:
+            # Ctrl-C landed in the job: the scheduler would print it and drop it (the dial
+            # would stream on, the text in the binary stream); the ticker raises it instead
+            self.job_error = e
         finally:
             w.quiet = False
             self._busy = 0

@@ -751,3 +751,25 @@ def check_scheduled_survives_a_full_schedule_queue():
     for _ in range(20000):
         pass
     assert ran == [1], ran
+
+
+def check_ctrl_c_in_the_frame_job_stops_the_run():
+    # Ctrl-C (mpremote, ratedial flash) lands in whatever runs: often the frame job, which
+    # MicroPython's scheduler runs "protected" (it prints an exception and drops it, even a
+    # KeyboardInterrupt). The job keeps it and the ticker raises it in the main loop: the
+    # run stops within a ticker period, as from the main loop, instead of streaming on.
+    hw = FakeHW()
+    hw.auto = 3000  # without the fix the run goes on to here (auto's own KeyboardInterrupt)
+    hw.wake_scheduled = True
+    calls = [0]
+
+    def write(buf, calls=calls):
+        calls[0] += 1
+        if calls[0] == 8:  # after the 0x00 and HELLO, inside a frame job
+            raise KeyboardInterrupt
+        return min(len(buf), 64)
+
+    hw.tx_write = write
+    dial_app.run(hw, dict(CFG))
+    assert hw.counter.deinited and hw.callback is None  # stopped the clean way
+    assert hw.fired < 400, hw.fired  # within the ticker's period (100 ms), not 3000 samples
