@@ -349,7 +349,7 @@ def test_commands(pico: tuple[rp2board.EmuPico, Link]) -> None:
 
 def test_button_press_debounced_on_emulated_time(pico: tuple[rp2board.EmuPico, Link]) -> None:
     """A press with contact bounce (5 edges in 1.2 ms), held 200 ms, released with bounce:
-    one BUTTON press and one release, each confirmed after debounce_ms (5 samples at 1 kHz)
+    one BUTTON press and one release, each confirmed after debounce_ms (6 samples at 1 kHz: a run spanning 5 ms)
     of stable readings, stamped at the first sample of the stable run; the flag bit is set
     on exactly the samples between them."""
     emu, link = pico
@@ -367,8 +367,8 @@ def test_button_press_debounced_on_emulated_time(pico: tuple[rp2board.EmuPico, L
         # the stable run starts at a sample inside the burst that read the new level, or
         # at the first sample after the burst ...
         assert first_us <= b.t_edge_us <= settled_us + 1000 + JITTER_US, (b, first_us)
-        # ... and its fifth sample confirms it
-        assert abs(b.t_us - b.t_edge_us - 4 * 1000) <= JITTER_US, b
+        # ... and its sixth sample confirms it (the run spans debounce_ms)
+        assert abs(b.t_us - b.t_edge_us - 5 * 1000) <= JITTER_US, b
     frames = link.since(mark, Samples)
     flagged = [i for f in frames for i, fl in zip(f.indices, f.flags, strict=True) if fl & 1]
     assert flagged == list(range(buttons[0].index, buttons[1].index)), (flagged[:3], buttons)

@@ -57,10 +57,12 @@ EVENTS = const(16)
 
 
 def debounce_samples(debounce_ms, rate_hz):
-    """Samples of unchanged readings that confirm a button change:
-    ceil(debounce_ms * rate / 1000), at least 1."""
-    n = (debounce_ms * rate_hz + 999) // 1000
-    return n if n > 0 else 1
+    """Samples of unchanged readings that confirm a button change: the first that reads the
+    new level and enough more that the run spans ``debounce_ms``,
+    ceil(debounce_ms * rate / 1000) + 1 (6 at 1 kHz, 2 at 200 Hz); 1 when it is 0."""
+    if debounce_ms <= 0:
+        return 1
+    return (debounce_ms * rate_hz + 999) // 1000 + 1
 
 
 # Offsets in Sampler.st (dial.fast's native handler uses the same numbers).

@@ -192,10 +192,12 @@ def check_counter_errors_flag():
 
 
 def check_button_debounce():
-    hw, a = make({"debounce_ms": 5})  # 1 kHz: 5 unchanged samples confirm a change
+    # 1 kHz, debounce_ms 5: a change is confirmed by a run of unchanged readings that spans
+    # 5 ms, i.e. 6 samples (the first that reads the new level and 5 ms more)
+    hw, a = make({"debounce_ms": 5})
     truth = []
     # sample index -> raw button reading
-    plan = [0] * 10 + [1, 1, 1, 1, 0, 0, 1, 0] + [1] * 12 + [0, 1] + [0] * 10
+    plan = [0] * 10 + [1] * 5 + [0, 0, 1, 0] + [1] * 12 + [0, 1] + [0] * 10
     for i in range(len(plan)):
         hw.button.pressed = plan[i]
         hw.step()
@@ -204,17 +206,18 @@ def check_button_debounce():
             a.step()
     _, frames = flush(hw, a)
     bf = of_type(frames, "BUTTON")
-    # Bounces (4 samples pressed at 10-13, single samples at 16 and 31) are ignored. The
-    # stable press run starts at index 18 and its 5th sample, 22, confirms it; the release
-    # run starts at 32 and is confirmed at 36.
+    # Bounces are ignored: 5 samples pressed at 10-14 (4 ms: short of 5 ms), single samples
+    # at 17 and 32. The stable press run starts at index 19 and its 6th sample, 24,
+    # confirms it; the release run starts at 33 and is confirmed at 38.
     assert len(bf) == 2, bf
     p, r = bf
-    assert (p["pressed"], p["index"]) == (1, 22), p
-    assert p["t_us"] == truth[22][1] and p["t_edge_us"] == truth[18][1]
-    assert (r["pressed"], r["index"]) == (0, 36), r
-    assert r["t_us"] == truth[36][1] and r["t_edge_us"] == truth[32][1]
+    assert (p["pressed"], p["index"]) == (1, 24), p
+    assert p["t_us"] == truth[24][1] and p["t_edge_us"] == truth[19][1]
+    assert p["t_us"] - p["t_edge_us"] == 5000  # the run spans debounce_ms, as documented
+    assert (r["pressed"], r["index"]) == (0, 38), r
+    assert r["t_us"] == truth[38][1] and r["t_edge_us"] == truth[33][1]
     fl = [f & 1 for _i, _c, _t, f in samples(frames)]
-    assert fl == [0] * 22 + [1] * 14 + [0] * (len(fl) - 36), fl
+    assert fl == [0] * 24 + [1] * 14 + [0] * (len(fl) - 38), fl
 
 
 def check_host_not_reading():
@@ -327,8 +330,8 @@ def check_rate_change():
     assert index in [f["first_index"] for f in of_type(frames, "SAMPLES")]
     recv = samples(frames)
     assert [r[0] for r in recv] == list(range(packed_upto(a)))
-    # debounce follows the rate: at 128 Hz, 5 ms is ceil(0.64) = 1 sample
-    assert a.sampler._need == 1
+    # debounce follows the rate: at 128 Hz, 5 ms is the next sample: a run of 2 readings
+    assert a.sampler._need == 2
 
 
 def check_batch_change():
@@ -649,8 +652,11 @@ def check_period_rounding():
     pf = dial_app.period_for
     assert [pf(h) for h in (50, 128, 300, 333, 640, 1000, 1500, 2000)] == [
         20000, 7812, 3333, 3003, 1562, 1000, 667, 500]
-    assert dial_sampler.debounce_samples(5, 1000) == 5
-    assert dial_sampler.debounce_samples(5, 333) == 2
+    # readings that span debounce_ms: ceil(debounce_ms * rate / 1000) + 1; none when 0
+    assert dial_sampler.debounce_samples(5, 1000) == 6
+    assert dial_sampler.debounce_samples(5, 333) == 3  # 6 ms
+    assert dial_sampler.debounce_samples(5, 200) == 2  # 5 ms (it was 1: no debounce at all)
+    assert dial_sampler.debounce_samples(5, 50) == 2  # 20 ms: the next sample
     assert dial_sampler.debounce_samples(0, 1000) == 1
 
 
