@@ -11,8 +11,10 @@ Invariants:
   as overruns), never indices. For the same reason ``disable_irq`` does not hold off a
   callback that is already scheduled; dial.app orders its critical sections to allow that.
 - Link: sys.stdout.buffer, at most 32 bytes per call. Through a 115200-baud bridge a write
-  blocks until the UART FIFO takes it: 32 bytes = 2.8 ms at most. Native USB (S3) is far
-  faster. Use rates within docs/protocol.md "Bandwidth".
+  blocks until the UART FIFO takes it (32 bytes = 2.8 ms). The S3's native USB is no faster
+  in the official build: it copies every byte onto UART0 at 115200 baud too, waiting a
+  FreeRTOS tick (10 ms) when that FIFO is full (boards/esp32_s3.py). Use rates within
+  docs/protocol.md "Bandwidth".
 - Ticks: time.ticks_us, 30 bits. ``rx`` is sys.stdin.buffer.
 Only this module (with the counter modules) imports machine.
 """
