@@ -349,8 +349,9 @@ def test_commands(pico: tuple[rp2board.EmuPico, Link]) -> None:
 
 def test_button_press_debounced_on_emulated_time(pico: tuple[rp2board.EmuPico, Link]) -> None:
     """A press with contact bounce (5 edges in 1.2 ms), held 200 ms, released with bounce:
-    one BUTTON press and one release, each confirmed after debounce_ms (6 samples at 1 kHz: a run spanning 5 ms)
-    of stable readings, stamped at the first sample of the stable run; the flag bit is set
+    one BUTTON press and one release, each confirmed by a run of stable readings spanning
+    debounce_ms (6 samples at 1 kHz), stamped at the first sample of the stable run; the
+    flag bit is set
     on exactly the samples between them."""
     emu, link = pico
     mark = link.mark()
