@@ -229,6 +229,27 @@ def test_study_reads_a_file_named_twice_once(rec: Path, tmp_path: Path) -> None:
     assert res.stdout.startswith("1 recordings, 1 dyads"), res.stdout
 
 
+@pytest.mark.parametrize("command", ["analyze", "export"])
+def test_analyze_and_export_read_a_file_named_twice_once(rec: Path, tmp_path: Path,
+                                                        command: str) -> None:
+    """Overlapping shell patterns name a file twice: it is one recording, as in study (it
+    was 'rater client appears twice for D01')."""
+    twice = [str(rec), str(rec.parent / "." / rec.name)]
+    out_opt = "--table" if command == "analyze" else "-o"
+    ext = ".csv" if command == "analyze" else ""
+    res = run(command, *twice, out_opt, str(tmp_path / f"twice{ext}"))
+    once = run(command, str(rec), out_opt, str(tmp_path / f"once{ext}"))
+    assert res.returncode == 0 == once.returncode, res.stderr
+    out = {p.name.removeprefix("twice"): p.read_bytes() for p in tmp_path.glob("twice*")
+           if p.is_file() and p.suffix in (".csv", ".json")}
+    ref = {p.name.removeprefix("once"): p.read_bytes() for p in tmp_path.glob("once*")
+           if p.is_file() and p.suffix in (".csv", ".json")}
+    assert out and out.keys() == ref.keys()
+    for name in out:
+        if name.endswith(".csv"):
+            assert out[name] == ref[name], name
+
+
 def test_a_folder_as_output_prefix_writes_inside_it(rec: Path, tmp_path: Path) -> None:
     """``-o results/`` (or an existing folder) puts the files in the folder, named after the
     recording (export) or ``study``, instead of beside it as ``results.long.csv``."""

@@ -159,6 +159,15 @@ def _pairing(kw: dict[str, Any]) -> PairingOptions:
                           match=kw["match"], dyads=parse_rater_overrides(kw["dyads"]))
 
 
+def unique_recordings(recordings: Sequence[str]) -> list[str]:
+    """Each recording once, in the order first named: a file named twice (overlapping shell
+    patterns, a folder and a file in it, two spellings of one path) is one recording."""
+    unique: dict[Path, str] = {}
+    for f in recordings:
+        unique.setdefault(Path(f).resolve(), f)
+    return list(unique.values())
+
+
 def _load(recordings: Sequence[str], kw: dict[str, Any]) -> tuple[list[Series], list[Group]]:
     from .align import AlignOptions
     from .groups import group_series
@@ -166,7 +175,7 @@ def _load(recordings: Sequence[str], kw: dict[str, Any]) -> tuple[list[Series], 
 
     opt = AlignOptions(rate_hz=kw["rate_hz"], rerate=kw["rerate"], max_fill_s=kw["max_fill_s"],
                        rewind_tolerance_s=kw["rewind_s"])
-    series = load(recordings, opt, raters=parse_rater_overrides(kw["raters"]),
+    series = load(unique_recordings(recordings), opt, raters=parse_rater_overrides(kw["raters"]),
                   dyads=parse_rater_overrides(kw["dyads"]))
     unclean = sorted({str(s.recording.path) for s in series
                       if "ended_wall_ns" not in s.recording.meta})

@@ -29,6 +29,7 @@ from .cli_options import (
     friendly,
     needs_research,
     segment_options,
+    unique_recordings,
 )
 from .guard import refuse_inputs
 
@@ -144,11 +145,7 @@ def study(*, paths: tuple[str, ...], prefix: str, annotations: str | None, tb_st
     files: list[str] = []
     for p in map(Path, paths):
         files += sorted(str(f) for f in p.rglob("*.ratedial")) if p.is_dir() else [str(p)]
-    # a file named on its own and inside a folder given too is one recording, read once
-    unique: dict[Path, str] = {}
-    for f in files:
-        unique.setdefault(Path(f).resolve(), f)
-    files = list(unique.values())
+    files = unique_recordings(files)
     if not files:
         raise UsageError(f"no .ratedial recordings in {', '.join(paths)}")
     _, groups = _load(files, kw)
