@@ -378,3 +378,29 @@ def test_a_caller_that_knows_where_the_seek_landed_says_so_on_restart():
     assert not c.settling
     assert [e.data for e in events if e.kind == "media_seek"] == [{"from_s": 5.0, "to_s": 48.0}]
     assert c.at(30 * MS)[1:] == (48.0, MediaState.PAUSED)
+
+
+@pytest.mark.parametrize("polled", [False, True])
+def test_a_shorter_file_loaded_next_does_not_clamp_the_samples_of_the_first(polled):
+    """An audit (2026-12-04) with VLC: samples taken at 26.5 s of a 30 s video, annotated
+    after a 5 s video was loaded, were recorded at 5.5 s (the new file's length) under the
+    old file's media_id: fake rewinds that export's `last` rule then used."""
+    c = poll_clock(Source.POLL) if polled else push_clock()  # a 100 s file, media_id 1 / 7
+    first_id = c.at(0)[0]
+    if polled:
+        c.poll(0, MS, media_s=20.0, playing=True, rate=1.0)
+        c.poll(500 * MS, 501 * MS, media_s=20.5, playing=True, rate=1.0)
+    else:
+        play_frames(c, 0, 20.0, 16)
+    taken = 500 * MS  # a sample taken while the first file played, near 20.5 s
+    before = c.at(taken)
+    assert before[0] == first_id and before[1] is not None and before[1] > 20.0
+    c.load(600 * MS, fps=30.0, duration_s=5.0)  # the next file, 5 s long
+    c.identify(601 * MS, media_id=2, path="/short.mp4", duration_s=5.0, fps=30.0)
+    ids, pos, states = c.annotate([taken])  # annotated after the load, as the daemon does
+    assert (ids[0], pos[0], states[0]) == (first_id, before[1], int(before[2]))
+    if polled:
+        c.poll(700 * MS, 701 * MS, media_s=9.0, playing=True, rate=1.0)  # past its end
+    else:
+        c.position(700 * MS, 9.0)
+    assert c.at(800 * MS)[:2] == (2, 5.0)  # the new file's own times are still clamped

@@ -97,6 +97,7 @@ class MediaClock(Timeline):
             if seg.state is not MediaState.UNKNOWN:
                 seg.media_id = media_id
             seg.identified = True
+            seg.duration_s = self.duration_s
         self._identified = True
         events = [MediaEvent("media_load", {"media_id": media_id, "path": path,
                                             "duration_s": duration_s, "fps": fps}, host_ns)]

@@ -71,6 +71,7 @@ class Segment:
     reports: list[tuple[int, float]] = field(default_factory=list)  # (recv_ns, media_s)
     report_times: list[int] = field(default_factory=list)
     identified: bool = True  # False from a load until its file is identified: reads UNKNOWN
+    duration_s: float | None = None  # of this segment's file: its media times stay within it
 
     def line(self, t: int) -> float:
         base = self.pos_s if self.offset is None else self.offset

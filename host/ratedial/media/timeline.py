@@ -112,7 +112,8 @@ class Timeline:
         if not seg.identified:  # a file is loaded but which one is not known yet: a few ms
             return None, None, MediaState.UNKNOWN
         if seg.state is not MediaState.PLAYING:
-            return seg.media_id, None if seg.pos_s is None else self._clamp(seg.pos_s), seg.state
+            pos = None if seg.pos_s is None else self._clamp(seg.pos_s, seg.duration_s)
+            return seg.media_id, pos, seg.state
         if unanchored(seg):  # playing, but where is not reported yet: never count from 0
             return seg.media_id, None, MediaState.UNKNOWN
         return seg.media_id, self._playing_pos(seg, t), MediaState.PLAYING
@@ -124,16 +125,20 @@ class Timeline:
             last = seg.last_report(t)
             if last is not None:
                 m = min(max(m, last), last + lead)
-        return self._clamp(m)
+        # the segment's own file's duration: a sample annotated after another file was
+        # loaded still belongs to the file it was taken in
+        return self._clamp(m, seg.duration_s)
 
     def _ev(self, m: float | None) -> float | None:
         """A position for an event's data: clamped like every media time, rounded to 1 µs."""
         return None if m is None else _r(self._clamp(m))
 
-    def _clamp(self, m: float) -> float:
-        """A position the player can show: within [0, duration]."""
-        if self.duration_s is not None:
-            m = min(m, self.duration_s)
+    def _clamp(self, m: float, duration_s: float | None = None) -> float:
+        """A position the player can show: within [0, duration] (``duration_s``, else the
+        loaded file's)."""
+        end = self.duration_s if duration_s is None else duration_s
+        if end is not None:
+            m = min(m, end)
         return max(m, 0.0)
 
     def _now_pos(self, t: int) -> float | None:
@@ -176,7 +181,8 @@ class Timeline:
             pos_s = self._clamp(pos_s)
         seg = Segment(start_ns=t, state=state, media_id=media_id, rate=f.rate, pos_s=pos_s,
                       ceil_base=ceil_base if ceil_base is not None else pos_s,
-                      identified=self._identified or not f.loaded)
+                      identified=self._identified or not f.loaded,
+                      duration_s=self.duration_s)
         if t == cur.start_ns and len(self._segments) > 1:
             self._segments[-1] = seg
         else:
