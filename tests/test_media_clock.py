@@ -404,3 +404,18 @@ def test_a_shorter_file_loaded_next_does_not_clamp_the_samples_of_the_first(poll
     else:
         c.position(700 * MS, 9.0)
     assert c.at(800 * MS)[:2] == (2, 5.0)  # the new file's own times are still clamped
+
+
+def test_a_file_opened_paused_gets_its_position_and_its_seeks():
+    """An audit (2026-12-04) with VLC: a file opened while paused kept no position (3,450
+    samples paused with media_s NULL) and a seek made then was never recorded."""
+    c = poll_clock(Source.STEP)  # VLC
+    c.poll(0, MS, media_s=10.0, playing=True, rate=1.0)
+    c.poll(200 * MS, 201 * MS, media_s=10.2, playing=False, rate=1.0)  # paused at 10.2
+    c.load(300 * MS, fps=30.0, duration_s=5.0)  # the next file opens paused
+    c.identify(301 * MS, media_id=2, path="/next.mp4", duration_s=5.0, fps=30.0)
+    c.poll(400 * MS, 401 * MS, media_s=0.0, playing=False, rate=1.0)
+    assert c.at(450 * MS) == (2, 0.0, MediaState.PAUSED)
+    events = c.poll(600 * MS, 601 * MS, media_s=3.0, playing=False, rate=1.0)
+    assert [(e.kind, e.data) for e in events] == [("media_seek", {"from_s": 0.0, "to_s": 3.0})]
+    assert c.at(700 * MS) == (2, 3.0, MediaState.PAUSED)

@@ -289,6 +289,11 @@ class MediaClock(Timeline):
             self._poll_playing(cur, sent_ns=sent_ns, recv_ns=recv_ns, prev_recv=prev_recv,
                                boundary=boundary, media_s=media_s,
                                edge=prev is None or prev[2] != media_s, events=events)
+        elif cur.state is MediaState.PAUSED and cur.pos_s is None:
+            # A file opened paused (VLC keeps its pause across files): where it stands
+            # comes with this answer; no seek, nothing moved.
+            self._last_pos = media_s
+            self._start(boundary, media_s)
         elif cur.state is MediaState.PAUSED and cur.pos_s is not None:
             # Paused, the value moves only by a seek or a frame step (VLC's stale value: only
             # when it changes); more than two frames is recorded as a seek.
