@@ -66,6 +66,44 @@ def test_reboot_starts_a_new_epoch_without_moving_the_rating():
     assert s.ratings == (70.0, 71.0, 72.0)  # counts restarted at 0, the rating did not jump
 
 
+def _reboot_whose_start_never_came(*, unplugged: bool):
+    """A dial rebooted during the run and its first 1.38 s never reached the host (a Pico's
+    port is gone while it reboots; its frames are discarded until the port is open again),
+    while the rater turned the dial down by 2 counts."""
+    c = core()
+    c.hello(hello(1), host(0))
+    c.samples(frame(0, [0] * 5 + [20] * 5), host(0))
+    assert c.last_rating == 70.0
+    if unplugged:
+        c.unplugged(host(5), "/dev/ttyACM0")
+    h = host(10) + 1_400_000_000  # the new boot's HELLO, 1.379 s into it
+    c.hello(hello(2, t_us=1_379_000), h)
+    return c, c.samples(frame(1380, [-2] * 10, t0=1_380_000), h + 12_000_000)
+
+
+def test_a_reboot_during_the_run_accounts_for_the_new_boots_first_indices():
+    """An audit (2026-12-04, virtual dial with --native-usb): indices 0-1379 of each new
+    boot were in no gap (summary: 0 missing) and the turns made then were lost from the
+    rating (2-4 points off for the rest of the session)."""
+    for unplugged, reason in ((True, GapReason.UNPLUGGED), (False, GapReason.LINK)):
+        c, outs = _reboot_whose_start_never_came(unplugged=unplugged)
+        (gap,) = of(outs, GapOut)
+        assert (gap.boot_id, gap.gap.first_index, gap.gap.end_index, gap.gap.reason) == \
+            (2, 0, 1380, reason)
+        assert c.total_missing == 1380
+        (s,) = of(outs, SamplesOut)
+        assert s.first_index == 1380 and s.ratings == (68.0,) * 10  # 70, turned down by 2
+
+
+def test_the_first_boot_of_a_run_is_accounted_from_its_first_frame():
+    """A dial that was running before the run began: its earlier indices are no loss."""
+    c = core()
+    c.hello(hello(1, t_us=1_499_000), host(500))
+    outs = c.samples(frame(500, [7] * 10), host(500))
+    assert of(outs, GapOut) == [] and c.total_missing == 0
+    assert of(outs, SamplesOut)[0].ratings == (50.0,) * 10  # no jump from its count
+
+
 def test_samples_of_an_unannounced_boot_are_held_until_its_hello():
     c = core()
     c.hello(hello(1), host(0))

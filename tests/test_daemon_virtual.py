@@ -127,6 +127,36 @@ def test_a_reboot_starts_a_new_epoch_without_mixing_indices(tmp_path):
         assert all(b > a for a, b in itertools.pairwise(t))
 
 
+def test_a_native_usb_reboot_accounts_for_the_new_boot_from_index_0(tmp_path):
+    """A Pico's port is gone while it reboots, and it discards what it samples until the
+    port is open again: those first indices of the new boot are a gap (an audit found them
+    in no gap, the summary saying 0 missing)."""
+    path = tmp_path / "usb-reboot.ratedial"
+    with VirtualDial(seed=37, native_usb=True, reenumerate_s=0.5, subprocess=True) as dial:
+        proc = start_daemon("--port", dial.port, "--broker", "none", "--record", str(path),
+                            "--duration", "9")
+        wait_until(path, N_SAMPLES, lambda n: n >= 2000)
+        dial.control("reboot")
+        out, _ = finish(proc)
+    summary = json.loads(out.strip().splitlines()[-1])
+    epochs = epoch_indices(path)
+    assert len(epochs) == 2, list(epochs)
+    _, new_key = sorted(epochs, key=lambda k: query(
+        path, "SELECT first_host_ns FROM epochs WHERE boot_id=?", k[1])[0][0])
+    gaps = gap_ranges(path)
+    assert new_key in gaps, (list(epochs), gaps)
+    first, end, reason = gaps[new_key][0]
+    assert first == 0
+    assert reason == "unplugged" and end == min(epochs[new_key]) > 0  # at least the 0.5 s
+    # every index of the new boot from 0 is recorded once or in one gap
+    covered = set(epochs[new_key])
+    for a, b, _ in gaps[new_key]:
+        assert not covered & set(range(a, b))
+        covered |= set(range(a, b))
+    assert covered == set(range(0, max(epochs[new_key]) + 1))
+    assert summary["dials"][0]["missing"] >= end
+
+
 def test_broker_down_for_10_s_then_every_sample_reaches_the_subscriber(tmp_path):
     with mosquitto(tmp_path / "broker") as broker, VirtualDial(seed=41, subprocess=True) as dial:
         sub = Subscriber(broker.port)

@@ -103,6 +103,11 @@ class IndexLedger:
             self.next_index = first_index
             self._seed_reason = reason
 
+    @property
+    def unplugged_noted(self) -> bool:
+        """The link went down since the last accepted frame."""
+        return self._unplugged
+
     def note_unplugged(self) -> None:
         """The link went down; indices missing when it returns are attributed to that."""
         self._unplugged = True

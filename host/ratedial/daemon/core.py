@@ -163,6 +163,16 @@ class DialCore:
                 self._add_epoch(ep)
                 out.append(EpochOut(self.uid, h.boot_id, h, host_ns, previous))
                 ep.seed_index = first_unheard(h, host_ns, self.held.lost, self._slack_us)
+                if previous is not None:
+                    # This run saw the boot before, so this one began during the run: its
+                    # indices from 0 were all produced since, and what never came is a gap
+                    # (a Pico's port is gone while it reboots: its first ~1.4 s, unsent).
+                    old = self.epochs[previous].ledger
+                    ep.booted_in_run = True
+                    if ep.seed_index is None:
+                        ep.seed_reason = GapReason.UNPLUGGED if old.unplugged_noted \
+                            else GapReason.LINK
+                    ep.seed_index = 0
             else:
                 ep = resumed
                 ep.hello = h
@@ -237,7 +247,7 @@ class DialCore:
         est = ep.clock.current()  # cached: refitted at most every 100 ms or after a SYNC
         if ep.seed_index is not None:
             if ep.ledger.next_index is None and ep.seed_index < s.first_index:
-                ep.ledger.seed(ep.seed_index, GapReason.NO_HELLO)
+                ep.ledger.seed(ep.seed_index, ep.seed_reason)
             ep.seed_index = None
         new, gaps = ep.ledger.accept(s, why)
         ep.fitted += 1
@@ -270,7 +280,10 @@ class DialCore:
         counts = s.counts[k0:]
         flags = s.flags[k0:]
         if not ep.first_count_seen:
-            self.rating.rebase(counts[0])
+            # A boot that began during the run counted from 0 at index 0 (an encoder's count
+            # starts there): turns made before its first frame came move the rating too.
+            from_zero = ep.booted_in_run and new.start > 0 and ep.hello.backend != "adc"
+            self.rating.rebase(0 if from_zero else counts[0])
             ep.first_count_seen = True
         ratings, resets = self.rating.frame(new.start, times, counts, flags)
         for index, rating in resets:

@@ -25,7 +25,7 @@ from heapq import merge as merge_sorted
 from typing import Protocol
 
 from ..clock import ClockEstimate, SlewedMap
-from ..integrity import GapWhy, IndexLedger
+from ..integrity import GapReason, GapWhy, IndexLedger
 from ..wire import Hello, Samples, Status
 
 RECENT_FRAMES = 4096  # frames whose device times a duplicate is checked against exactly
@@ -65,7 +65,11 @@ class Epoch:
     status: Status | None = None
     mapper: SlewedMap = field(default_factory=SlewedMap)
     n_syncs: int = 0  # SYNC answers the clock model took
-    seed_index: int | None = None  # first index of this boot's frames that expired unheard
+    seed_index: int | None = None  # where this boot's accounting starts, if before its first frame
+    seed_reason: GapReason = GapReason.NO_HELLO  # ... and why those indices never came
+    # the boot began during the run (a reboot seen by this run): its counts start from 0 at
+    # index 0, and every index from 0 is accounted for
+    booted_in_run: bool = False
     rate_ref: tuple[int, int] | None = None  # (device_us, host_ns) of the first accepted frame
     rate_implausible: bool = False  # its clock runs far from 1 µs per µs: host times unknown
     anchor0_host_ns: int = 0  # when the boot's HELLO came
