@@ -715,3 +715,27 @@ def test_the_tail_of_a_boot_is_never_cut_by_the_hour_a_request_holds():
          now=2.9)
     assert store.gaps == [] and c.open_tails() == 0
     assert (DIAL, 7) not in c.holes()
+
+
+def reboot_event(event_id: int, old: int, new: int) -> tuple[str, bytes]:
+    return f"{P}/v1/dials/{DIAL}/events", event_payload(
+        event_id=event_id, kind="dial_reboot", host_ns=5, wall_ns=OFFSET + 5, dial=DIAL,
+        daemon="room1", data={"old_boot_id": old, "new_boot_id": new, "resumed": False})
+
+
+def test_a_boot_known_only_from_a_reboot_event_is_asked_for_whole():
+    """An audit (2026-12-04): a collector started after a dial's reboot collected only the
+    current boot and said "0 samples still missing"; the earlier boot (1,710 samples in the
+    daemon's file) was only named by the dial_reboot event it received."""
+    c, store = make()
+    feed(c, status(3000, boot=8), now=0.0)  # the dial is in boot 8 now
+    feed(c, reboot_event(3, old=7, new=8), now=0.0)  # (an event asked for, or queued)
+    reqs = {r.boot: r.ranges for r in c.due_requests(2.5)}
+    assert reqs[7] == ((0, TAIL_SPAN),)  # all of boot 7: head and tail at once
+    assert c.open_tails() == 1
+    feed(c, batch(270, 1710, boot=7, replay=True), now=2.6)  # the daemon holds 270..1979
+    feed(c, answer([[0, TAIL_SPAN]], [[0, 270], [1980, TAIL_SPAN]], boot=7), now=2.7)
+    assert store.gaps == [] and c.stats.absent == 0  # before its first, after its last
+    assert c.open_tails() == 0 and (DIAL, 7) not in c.holes()
+    assert all(r.boot != 7 for r in c.due_requests(10.0))
+    assert sorted(store.indices()) == list(range(270, 1980))

@@ -308,6 +308,15 @@ class Collector:
         self.store.event(host_ns, dial_id, kind, {
             **data, "source": {"daemon": daemon, "run": run, "event_id": event_id}})
         self.stats.events += 1
+        if kind == "dial_reboot" and isinstance(uid, str) and uid:
+            old = data.get("old_boot_id")
+            if is_int(old) and (uid, old) not in self.epochs:
+                # A boot this collector has no sample, gap or status of (it started after
+                # the dial left it): the dial has left it, so all of it is asked for, head
+                # and tail in one request (absent at either end is no gap).
+                ep = self._epoch(uid, old, daemon)
+                if ep.superseded_at is None:
+                    ep.superseded_at = time.monotonic() if self._now is None else self._now
         if kind == "gap" and isinstance(uid, str) and uid:
             boot, a, b = data.get("boot_id"), data.get("first_index"), data.get("end_index")
             reason = data.get("reason")
