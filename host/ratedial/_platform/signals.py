@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -43,10 +44,14 @@ def stop_on_signals(loop: asyncio.AbstractEventLoop, stop: Callable[[], None], *
     signals = stop_signals()
     if not portable:
         installed: list[tuple[signal.Signals, Any]] = []
+        ttys = terminal_fds()
         for sig in signals:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 before = signal.getsignal(sig)
-                loop.add_signal_handler(sig, stop)
+                if sig == getattr(signal, "SIGHUP", None):
+                    loop.add_signal_handler(sig, _hung_up, ttys, stop)
+                else:
+                    loop.add_signal_handler(sig, stop)
                 installed.append((sig, before))
 
         def undo_loop() -> None:
@@ -75,6 +80,30 @@ def stop_on_signals(loop: asyncio.AbstractEventLoop, stop: Callable[[], None], *
                 signal.signal(sig, old)
 
     return undo
+
+
+def terminal_fds() -> list[int]:
+    """Which of stdout and stderr are a terminal now (after a hangup a terminal no longer
+    says it is one: its ioctls fail)."""
+    out = []
+    for fd in (1, 2):
+        with contextlib.suppress(OSError, ValueError):
+            if os.isatty(fd):
+                out.append(fd)
+    return out
+
+
+def _hung_up(ttys: list[int], stop: Callable[[], None]) -> None:
+    """SIGHUP: if it is the terminal's hangup, every later write to it fails (EIO). What
+    the run still prints on its way out (its last table, the summary) goes to the null
+    device instead, so the run ends the same clean way as on SIGTERM."""
+    if ttys:
+        with contextlib.suppress(OSError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            for fd in ttys:
+                os.dup2(null, fd)
+            os.close(null)
+    stop()
 
 
 @contextlib.contextmanager

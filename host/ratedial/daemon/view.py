@@ -83,6 +83,7 @@ class LiveView:
         self.recording = recording
         self.t0 = time.monotonic()
         self._live: Any = None
+        self._gone = False  # the terminal hung up: nothing more is shown
         self._last_plain = 0.0
 
     def __enter__(self) -> LiveView:
@@ -96,8 +97,11 @@ class LiveView:
 
     def __exit__(self, *exc: object) -> None:
         if self._live is not None:
-            self._live.update(self._render(), refresh=True)
-            self._live.__exit__(None, None, None)
+            try:
+                self._live.update(self._render(), refresh=True)
+                self._live.__exit__(None, None, None)
+            except OSError:  # the terminal went away (hung up): nothing to show it on
+                self._live = None
 
     def _render(self) -> Table:
         return table(self.views(), lo=self.lo, hi=self.hi, broker=self.broker(),
@@ -106,7 +110,13 @@ class LiveView:
 
     def refresh(self) -> None:
         if self._live is not None:
-            self._live.update(self._render(), refresh=True)
+            try:
+                self._live.update(self._render(), refresh=True)
+            except OSError:  # the terminal hung up before its SIGHUP was handled
+                self._live = None
+                self._gone = True
+            return
+        if self._gone:
             return
         now = time.monotonic()
         if now - self._last_plain >= 5.0:

@@ -1,0 +1,58 @@
+"""Closing the terminal a run was started in (a real hangup, not `kill -HUP`) ends it the
+same clean way as Ctrl+C or SIGTERM (README): an audit (2026-12-04) found exit 1 with
+"Input/output error", the live view's last table written to the dead terminal, and a
+recording left looking crashed (no ended_wall_ns)."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import sqlite3
+import sys
+import time
+
+import pytest
+
+from daemonrun import query
+from ratedial.virtual import VirtualDial
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="a POSIX terminal hangup")
+
+
+def test_closing_the_terminal_ends_the_run_cleanly(tmp_path):
+    import pty
+
+    rec = tmp_path / "hup.ratedial"
+    with VirtualDial(seed=23, subprocess=True) as dial:
+        pid, master = pty.fork()
+        if pid == 0:  # the run, on the terminal (stdin, stdout and stderr)
+            os.execv(sys.executable, [sys.executable, "-m", "ratedial", "run", "--port",
+                                      dial.port, "--no-scan", "--broker", "none",
+                                      "--record", str(rec), "--duration", "60"])
+        shown = b""
+        try:
+            # the live view draws on the terminal while samples are recorded
+            end = time.monotonic() + 60
+            while time.monotonic() < end:
+                if select.select([master], [], [], 0.1)[0]:
+                    shown += os.read(master, 65536)
+                if rec.exists() and query_count(rec) >= 1000:
+                    break
+            assert query_count(rec) >= 1000, shown[-500:]
+        finally:
+            os.close(master)  # the terminal window is closed: SIGHUP, then EIO on writes
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    (ended,) = query(rec, "SELECT value FROM meta WHERE key = 'ended_wall_ns'")[0]
+    assert isinstance(json.loads(ended), int)
+    kinds = [k for (k,) in query(rec, "SELECT kind FROM events")]
+    assert kinds[-1] == "run_end"
+
+
+def query_count(rec) -> int:
+    try:
+        return int(query(rec, "SELECT count(*) FROM samples")[0][0])
+    except sqlite3.Error:  # not created yet, or its schema not yet written
+        return 0
+
