@@ -125,3 +125,25 @@ def test_scan_with_no_dial_says_so_during_and_after_the_run(tmp_path):
     assert "no dial was connected during the run: the recording holds no samples" in out
     with sqlite3.connect(rec) as con:
         assert con.execute("SELECT count(*) FROM dials").fetchone() == (0,)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_a_recording_that_cannot_be_written_at_start_leaves_no_file(tmp_path):
+    """A full disk at start (here: a file size limit of 0, so every write fails) is one line
+    and leaves no file: an audit (2026-12-04) found an empty file that made the corrected
+    command refuse the name ("already exists")."""
+    import resource
+    import signal
+
+    def no_room() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+    rec = tmp_path / "r.ratedial"
+    proc = subprocess.run([sys.executable, "-m", "ratedial", "run", "--no-scan", "--broker",
+                           "none", "--record", str(rec), "--duration", "1"],
+                          preexec_fn=no_room, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 1
+    assert f"cannot write {rec}" in one_line_error(proc)
+    assert list(tmp_path.iterdir()) == []

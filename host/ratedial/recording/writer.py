@@ -142,6 +142,7 @@ class Recorder:
             create_private_file(self.path)
         elif not self.path.is_file():
             raise RecordingError(f"cannot continue recording {self.path}: no such file")
+        con: sqlite3.Connection | None = None
         try:
             con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             con.executescript(DDL)
@@ -149,6 +150,15 @@ class Recorder:
             base = {"format": FORMAT, "format_version": FORMAT_VERSION}
             con.executemany(SQL["meta"], [(k, json.dumps(v)) for k, v in {**base, **meta}.items()])
         except sqlite3.Error as exc:
+            if con is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    con.close()
+            if not append:  # a file this run made and could not set up (a full disk): it
+                # would only make the corrected command refuse the name ("already exists")
+                for p in (self.path, self.path.with_name(self.path.name + "-wal"),
+                          self.path.with_name(self.path.name + "-shm")):
+                    with contextlib.suppress(OSError):
+                        p.unlink()
             raise RecordingError(describe_sqlite_error(self.path, exc)) from None
         self._con = con
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
