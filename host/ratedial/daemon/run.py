@@ -327,11 +327,18 @@ class Daemon:
             try:
                 link = await open_link(port, functools.partial(self._frames, port),
                                        io=self.cfg.serial.io)
-            except PortError:
+            except PortError as exc:
                 if first and explicit:
                     raise
                 if not explicit:
                     return  # a scanned port that went away: the scanner will find it again
+                if "no such port" in str(exc):
+                    # Unplugged: look again every 0.2 s. A dial discards what it samples
+                    # while no program has its port open, so each second of waiting past
+                    # its return is a second of samples lost.
+                    await self._sleep(0.2)
+                    continue
+                self.say_once(f"{exc}: retrying")  # busy (another program took it), denied
                 await self._sleep(backoff)
                 backoff = min(2.0, backoff * 2)
                 continue
