@@ -739,3 +739,33 @@ def test_a_boot_known_only_from_a_reboot_event_is_asked_for_whole():
     assert c.open_tails() == 0 and (DIAL, 7) not in c.holes()
     assert all(r.boot != 7 for r in c.due_requests(10.0))
     assert sorted(store.indices()) == list(range(270, 1980))
+
+
+def test_a_continued_collection_remembers_where_each_boots_records_begin_and_end(tmp_path):
+    """An audit (2026-12-04): a complete collection (holes 0, open tails 0) continued after
+    the daemons had stopped reported 1,690 missing samples (the indices before each
+    daemon's first) and an open tail: what replay answers had said was not kept."""
+    path = tmp_path / "c.ratedial"
+    rec = Recorder(path, meta={"collected": {"source": "mqtt", "prefix": P, "daemons": []}})
+    rec.put("wall_anchors", (1000, OFFSET + 1000))
+    c = Collector(P, RecorderStore(rec), wall_offset_ns=OFFSET, settle_s=2.0)
+    feed(c, batch(500, 100, boot=7), now=0.0)  # joined late: boot 7 from index 500
+    feed(c, status(600, boot=7), now=0.0)
+    feed(c, status(100, boot=8), now=1.0)  # the dial rebooted
+    feed(c, batch(0, 100, boot=8), now=1.0)
+    reqs = {r.boot: r.ranges for r in c.due_requests(3.5)}
+    assert reqs == {7: ((0, 500), (600, 600 + TAIL_SPAN))}
+    feed(c, answer([[0, 500], [600, 600 + TAIL_SPAN]], [[0, 300], [620, 600 + TAIL_SPAN]]),
+         now=3.6)  # the daemon holds 300.. and ends at 620
+    feed(c, batch(300, 200, boot=7, replay=True), now=3.6)
+    feed(c, batch(600, 20, boot=7, replay=True), now=3.6)
+    assert c.summary()["holes"] == 0 and c.open_tails() == 0
+    rec.close()
+
+    st = read_resume_state(path)  # continued after the daemons stopped: nobody answers
+    rec2 = Recorder(path, meta={}, append=True, next_ids=st.next_ids)
+    c2 = Collector(P, RecorderStore(rec2), wall_offset_ns=OFFSET, settle_s=2.0, resume=st)
+    assert [r for r in c2.due_requests(10.0) if r.boot == 7] == []
+    s = c2.summary()
+    rec2.close()
+    assert (s["holes"], s["open_tails"]) == (0, 0)

@@ -61,6 +61,7 @@ from .collect_state import (
     Store,
 )
 
+BOUNDS_META = "collected_bounds"  # meta key: {"<dial>/<boot>": {"floor", "ended", "end"}}
 ABSENT = "absent"  # gap reason for indices no daemon recording holds
 
 
@@ -101,6 +102,9 @@ class Collector:
         self._now: float | None = None  # time of the message being fed
         self._prefix_parts = prefix.split("/")
         if resume is not None:
+            bounds = resume.meta.get(BOUNDS_META)
+            if not isinstance(bounds, dict):
+                bounds = {}
             for uid, dial_id in resume.dial_ids.items():
                 rater, board, firmware, backend = resume.dial_rows.get(uid, (None, "", "", ""))
                 self.dials[uid] = DialInfo(dial_id, rater, board, firmware, backend)
@@ -111,6 +115,13 @@ class Collector:
                                 RangeSet(resume.received.get(epoch_id, ())),
                                 RangeSet(resume.gaps.get(epoch_id, ())))
                 ep.settled = ep.known_end()
+                bound = bounds.get(f"{uid}/{boot}")
+                if isinstance(bound, dict):  # what earlier runs' replay answers taught
+                    if is_int(bound.get("floor")):
+                        ep.floor = bound["floor"]
+                    if bound.get("ended") is True and is_int(bound.get("end")):
+                        ep.ended = True
+                        ep.settled = max(ep.settled, bound["end"])
                 self.epochs[(uid, boot)] = ep
             self.media = dict(resume.media)
             self.events_seen = set(resume.events)
@@ -420,6 +431,8 @@ class Collector:
             ep.settled = max(ep.settled, trail)  # past the daemon's last index: not a gap
             ep.ended = True
             absent = [(a, b) for a, b in absent if b != tail[1]]
+        if head is not None or tail is not None:
+            self._save_bounds()
         n_absent = self._add_gap(ep, absent, ABSENT)
         self.stats.absent += n_absent
         still = subtract(out.ranges, ep.received, ep.gaps)
@@ -427,6 +440,15 @@ class Collector:
                     or sum(b - a for a, b in still) < sum(b - a for a, b in out.ranges))
         ep.attempts = 0 if progress else ep.attempts + 1
         ep.not_before = now + (0.0 if progress else self._backoff(ep.attempts))
+
+    def _save_bounds(self) -> None:
+        """Keep in the file where each boot's daemon records begin and end, as the replay
+        answers said: a collection continued after the daemons stopped must not count the
+        indices before a daemon's first (or after its last) as missing again."""
+        self.store.meta(BOUNDS_META, {
+            f"{u}/{b}": {"floor": ep.floor, "ended": ep.ended,
+                         "end": ep.settled if ep.ended else None}
+            for (u, b), ep in self.epochs.items() if ep.floor is not None or ep.ended})
 
     def _backoff(self, attempts: int) -> float:
         return float(min(self.max_backoff_s, self.settle_s * 2 ** max(0, attempts - 1)))
