@@ -419,3 +419,21 @@ def test_a_file_opened_paused_gets_its_position_and_its_seeks():
     events = c.poll(600 * MS, 601 * MS, media_s=3.0, playing=False, rate=1.0)
     assert [(e.kind, e.data) for e in events] == [("media_seek", {"from_s": 0.0, "to_s": 3.0})]
     assert c.at(700 * MS) == (2, 3.0, MediaState.PAUSED)
+
+
+def test_the_seek_to_the_start_mpv_makes_opening_a_file_is_no_seek():
+    """An audit (2026-12-04): a file loaded a second time in one run was identified at once,
+    before mpv's own seek to its start landed a frame on: a media_seek 0.0 -> 0.04 was
+    recorded (and went into the ELAN events tier)."""
+    c = push_clock()  # loaded and identified at 0
+    c.paused(0, False)
+    c.position(1 * MS, 0.0)
+    c.seeking(2 * MS, True)  # mpv's own seek to the start, from 0.0 ...
+    events = c.seeking(60 * MS, False, landed_s=0.04)  # ... lands a frame on
+    assert [e.kind for e in events] == []
+    assert c.at(61 * MS)[1] is not None and abs(c.at(61 * MS)[1] - 0.041) < 0.002
+    # a seek the rater makes back to the start later is recorded
+    play_frames(c, 2 * S, 2.0, 3)
+    c.seeking(2_200 * MS, True)
+    events = c.seeking(2_220 * MS, False, landed_s=0.0)
+    assert [(e.kind, e.data["to_s"]) for e in events] == [("media_seek", 0.0)]

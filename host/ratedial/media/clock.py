@@ -28,6 +28,9 @@ from .events import MediaEvent
 from .segments import HOLDING, NS, Flags, Segment, offset_bounds, report_bounds
 from .timeline import Timeline
 
+# A seek landing at the file's start this soon after it was loaded is the player opening it
+OPENING_SEEK_NS = 1_000_000_000
+
 
 class MediaClock(Timeline):
     """Media time and state for any recent host time, from one player's reports."""
@@ -216,9 +219,13 @@ class MediaClock(Timeline):
         media_s = self._clamp(media_s)
         self._flags.seeking = False
         self._settling = False
-        # A seek that lands where it started moved nothing: no event (mpv seeks to the start
-        # of every file it opens; on a slow machine that seek can come after media_load).
-        if self._seek_from is not None and self._identified and \
+        # A seek that lands where it started moved nothing: no event. Nor does the seek to
+        # the start mpv makes as it opens a file, which can come after media_load (a slow
+        # machine; a file loaded again, identified at once) and land a frame or two on.
+        opening = (t - self._load_ns < OPENING_SEEK_NS and media_s <= self._jump_s()
+                   and self._seek_from is not None
+                   and abs(self._seek_from - media_s) <= self._jump_s())
+        if self._seek_from is not None and self._identified and not opening and \
                 abs(self._seek_from - media_s) > 1e-6:
             events.append(MediaEvent("media_seek", {"from_s": self._ev(self._seek_from),
                                                     "to_s": self._ev(media_s)}, t))
