@@ -182,3 +182,36 @@ def test_dyad_table_as_sav(dyad, tmp_path):
     assert df["client_mean"][0] == pytest.approx(float(row["client_mean"]))
     assert df["client_ann_srs"][0] == 34 and df["therapist_ann_srs"][0] == 31
     assert set(meta.column_names) == set(row)  # every CSV name is a valid SPSS name
+
+
+def test_each_videos_elan_events_are_its_own(tmp_path):
+    """An audit (2026-12-04): with two videos in one recording, each video's .eaf got the
+    player events of both (a 5 s video showed a seek at 25 s)."""
+    import json
+    import sqlite3
+    from types import SimpleNamespace
+
+    from ratedial.analysis.elan import media_events
+
+    path = tmp_path / "two.ratedial"
+    con = sqlite3.connect(path)
+    from ratedial.recording.schema import DDL, FORMAT, FORMAT_VERSION
+
+    con.executescript(DDL)
+    con.executemany("INSERT INTO meta VALUES (?, ?)", [
+        ("format", json.dumps(FORMAT)), ("format_version", json.dumps(FORMAT_VERSION))])
+    rows = [("media_load", {"media_id": 1}), ("media_seek", {"from_s": 8.0, "to_s": 25.0}),
+            ("media_load", {"media_id": 2}), ("media_pause", {"media_s": 3.0}),
+            ("media_load", {"media_id": 1}), ("media_play", {"media_s": 20.0})]
+    con.executemany("INSERT INTO events VALUES (?, ?, NULL, ?, ?)",
+                    [(i, i * 10**9, k, json.dumps(d)) for i, (k, d) in enumerate(rows, 1)])
+    con.commit()
+    con.close()
+
+    def texts(media_id: int) -> list[str]:
+        series = SimpleNamespace(recording=SimpleNamespace(path=path), gaps=[], rater="a",
+                                 media=SimpleNamespace(media_id=media_id))
+        return [t.split(" (")[0] for _, _, t in media_events(SimpleNamespace(series=[series]))]
+
+    assert texts(1) == ["playing", "seek from 8.0 s"]  # sorted by media time: 20 s, 25 s
+    assert texts(2) == ["paused"]

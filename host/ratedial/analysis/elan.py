@@ -56,16 +56,24 @@ def media_events(group: Group) -> list[tuple[int, int, str]]:
         con = connect(rec.path)
         try:
             rows = con.execute("SELECT kind, data FROM events WHERE kind IN "
-                               "('media_pause', 'media_play', 'media_seek', 'media_rate') "
-                               "ORDER BY host_ns, event_id").fetchall()
+                               "('media_load', 'media_pause', 'media_play', 'media_seek', "
+                               "'media_rate') ORDER BY host_ns, event_id").fetchall()
         except sqlite3.Error:
             rows = []
         finally:
             con.close()
+        # a player event belongs to the video loaded last before it: this group's video's
+        # events only (a recording of several videos has one ELAN file per video)
+        loaded: object = None if any(k == "media_load" for k, _ in rows) else s.media.media_id
         for kind, data in rows:
             try:
                 d = json.loads(data)
             except ValueError:
+                continue
+            if kind == "media_load":
+                loaded = d.get("media_id") if isinstance(d, dict) else None
+                continue
+            if not isinstance(d, dict) or loaded != s.media.media_id:
                 continue
             at = d.get("to_s") if kind == "media_seek" else d.get("media_s")
             if not isinstance(at, int | float):
