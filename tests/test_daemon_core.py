@@ -95,6 +95,20 @@ def test_a_reboot_during_the_run_accounts_for_the_new_boots_first_indices():
         assert s.first_index == 1380 and s.ratings == (68.0,) * 10  # 70, turned down by 2
 
 
+def test_a_new_boot_claiming_to_be_older_than_the_run_opens_no_gap_from_0():
+    """A HELLO of a new boot whose device time says it began long before (2^40 us), then
+    a frame at an index that time allows: accounted from that frame, never a gap of
+    billions from index 0."""
+    c = core()
+    c.hello(hello(1), host(0))
+    c.samples(frame(0, [0] * 10), host(0))
+    h = host(10) + 1_000_000_000
+    c.hello(hello(2, t_us=2**40), h)
+    outs = c.samples(frame(2**40 // 1000, [5] * 10, t0=2**40 + 1000), h + 12_000_000)
+    assert of(outs, GapOut) == [] and c.total_missing == 0
+    assert of(outs, SamplesOut)[0].ratings == (50.0,) * 10  # no jump from its count
+
+
 def test_the_first_boot_of_a_run_is_accounted_from_its_first_frame():
     """A dial that was running before the run began: its earlier indices are no loss."""
     c = core()

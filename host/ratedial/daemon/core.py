@@ -163,15 +163,19 @@ class DialCore:
                 self._add_epoch(ep)
                 out.append(EpochOut(self.uid, h.boot_id, h, host_ns, previous))
                 ep.seed_index = first_unheard(h, host_ns, self.held.lost, self._slack_us)
-                if previous is not None:
-                    # This run saw the boot before, so this one began during the run: its
-                    # indices from 0 were all produced since, and what never came is a gap
-                    # (a Pico's port is gone while it reboots: its first ~1.4 s, unsent).
-                    old = self.epochs[previous].ledger
+                old_ep = self.epochs.get(previous) if previous is not None else None
+                if old_ep is not None and h.time_us <= int(
+                        max(0, host_ns - old_ep.anchor_host_ns) // 1000 * DRIFT) \
+                        + self._slack_us:
+                    # This run saw the boot before, and this one's device time fits its
+                    # having begun since: its indices from 0 were all produced during the
+                    # run, and what never came is a gap (a Pico's port is gone while it
+                    # reboots: its first ~1.4 s, unsent). A HELLO claiming an older boot is
+                    # accounted from its first frame, as a dial found running.
                     ep.booted_in_run = True
                     if ep.seed_index is None:
-                        ep.seed_reason = GapReason.UNPLUGGED if old.unplugged_noted \
-                            else GapReason.LINK
+                        ep.seed_reason = GapReason.UNPLUGGED \
+                            if old_ep.ledger.unplugged_noted else GapReason.LINK
                     ep.seed_index = 0
             else:
                 ep = resumed
@@ -246,8 +250,13 @@ class DialCore:
                               host_recv_ns))
         est = ep.clock.current()  # cached: refitted at most every 100 ms or after a SYNC
         if ep.seed_index is not None:
-            if ep.ledger.next_index is None and ep.seed_index < s.first_index:
+            # from 0 only as far as the boot's period allows (an index far ahead of its own
+            # device time opens no gap of billions: the frame is accounted from itself)
+            fits = not ep.booted_in_run or s.first_index * ep.hello.period_us <= \
+                s.times_us[0] + 2 * ep.hello.period_us
+            if ep.ledger.next_index is None and ep.seed_index < s.first_index and fits:
                 ep.ledger.seed(ep.seed_index, ep.seed_reason)
+            ep.booted_in_run = ep.booted_in_run and fits
             ep.seed_index = None
         new, gaps = ep.ledger.accept(s, why)
         ep.fitted += 1
