@@ -12,8 +12,9 @@
 
 Invariants:
 
-* Playback starts only once the daemon follows mpv (a player observation is in the
-  recording), so the whole video is on the recording's media timeline.
+* Playback starts only once the daemon follows mpv and records both dials (a player
+  observation and both dials' samples are in the recording), so the whole video is on the
+  recording's media timeline and rated from its first frame.
 * Without ffmpeg or mpv the demo still runs: it records without a player and the analysis
   runs on the recording's own timeline (run time), and says so.
 * Output that is not a terminal is never wrapped mid-sentence (rich ``soft_wrap``).
@@ -127,14 +128,19 @@ def mpv_player(video: Path, sock: Path, *, window: bool) -> Iterator[subprocess.
                 proc.wait()
 
 
-def _player_followed(path: Path) -> bool:
-    """The daemon has received an observation from the player (media_obs has a row)."""
+def _player_followed(path: Path, dials: int = 0) -> bool:
+    """The daemon has received an observation from the player (media_obs has a row) and
+    records ``dials`` dials (on a busy machine they can connect after the scripts' lead-in:
+    the video would start with nobody rating it)."""
     if not path.exists():
         return False
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.2)
         try:
-            return con.execute("SELECT 1 FROM media_obs LIMIT 1").fetchone() is not None
+            if con.execute("SELECT 1 FROM media_obs LIMIT 1").fetchone() is None:
+                return False
+            return dials <= 0 or con.execute(
+                "SELECT count(DISTINCT dial_id) FROM samples").fetchone()[0] >= dials
         finally:
             con.close()
     except sqlite3.Error:
@@ -149,12 +155,13 @@ class Starter:
     sock: Path
     stop: threading.Event
     not_before: float  # time.monotonic() when the scripts' lead-in is over
+    dials: int = 0  # how many dials must be recording first
     error: str | None = None
     started_at: float | None = None
 
     def run(self) -> None:
         deadline = time.monotonic() + PLAY_WAIT_S
-        while not _player_followed(self.recording):
+        while not _player_followed(self.recording, self.dials):
             if self.stop.wait(0.05) or time.monotonic() > deadline:
                 self.error = "the daemon did not follow mpv; the video was not played"
                 return
@@ -286,7 +293,7 @@ def run_demo(*, seconds: float, seed: int, video: bool = True) -> None:
                 stack.enter_context(mpv_player(clip, sock, window=window))
                 player = f"mpv:{sock}"
                 starter = Starter(recording=path, sock=sock, stop=stop,
-                                  not_before=script_t0 + lead_s)
+                                  not_before=script_t0 + lead_s, dials=2)
                 where = "a window" if window else "headless: no display"
                 console.print(f"playing it in mpv ({where}) once the daemon follows the "
                               "player", highlight=False)
