@@ -134,7 +134,7 @@ def test_a_lost_port_is_looked_for_again_at_once_and_a_busy_one_is_said(
         opens += 1
         if opens == 1:
             return LostLink()
-        raise PortError(f"cannot open {port}: {reason}")
+        raise PortError(f"cannot open {port}: {reason}", gone=reason == "no such port")
 
     async def fake_sleep(seconds: float) -> None:
         slept.append(seconds)
@@ -147,3 +147,21 @@ def test_a_lost_port_is_looked_for_again_at_once_and_a_busy_one_is_said(
     assert slept == waits
     assert [m for m in messages if "ttyACM9" in m] == (
         [f"cannot open /dev/ttyACM9: {reason}: retrying"] if said else [])
+
+
+def test_a_port_gone_on_windows_is_gone_too():
+    """pyserial on Windows: no errno, the reason only in the text (a review, 2026-12-04:
+    an unplugged COM port was taken for a busy one and backed off to 2 s)."""
+    import serial
+
+    from ratedial.daemon.link import describe_open_error, port_gone
+
+    win = serial.SerialException("could not open port 'COM5': FileNotFoundError(2, 'The "
+                                 "system cannot find the file specified.', None, 2)")
+    assert port_gone(win) and describe_open_error("COM5", win) == "cannot open COM5: no such port"
+    linux = serial.SerialException(2, "could not open port /dev/ttyACM0: [Errno 2] No such "
+                                      "file or directory: '/dev/ttyACM0'")
+    assert port_gone(linux)
+    busy = serial.SerialException("could not open port 'COM5': PermissionError(13, 'Access "
+                                  "is denied.', None, 5)")
+    assert not port_gone(busy) and "port is busy" in describe_open_error("COM5", busy)

@@ -334,6 +334,7 @@ class App:
             self._pending = 1
             return
         if not self.started or self.job_error is not None:
+            self._pending = 0  # nothing to run later (_release would loop on it forever)
             return  # stopped (a job left in the queue), or failed: the ticker raises it
         self._busy = 1
         self._pending = 0

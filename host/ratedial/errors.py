@@ -28,7 +28,11 @@ class ProtocolMismatch(RatedialError):
 
 
 class PortError(RatedialError):
-    """A serial port cannot be opened or disappeared."""
+    """A serial port cannot be opened or disappeared; ``gone``: it does not exist (now)."""
+
+    def __init__(self, message: str, *, gone: bool = False) -> None:
+        super().__init__(message)
+        self.gone = gone
 
 
 class SimulatorError(RatedialError):

@@ -779,3 +779,17 @@ def check_ctrl_c_in_the_frame_job_stops_the_run():
     dial_app.run(hw, dict(CFG))
     assert hw.counter.deinited and hw.callback is None  # stopped the clean way
     assert hw.fired < 400, hw.fired  # within the ticker's period (100 ms), not 3000 samples
+
+
+def check_a_failed_job_deferred_by_the_main_loop_does_not_spin_it():
+    # A frame job deferred while the main loop holds the packer (``_pending``), after a job
+    # kept an error (a Ctrl-C): _release must return, not run the job forever (a review,
+    # 2026-12-04: the early return left _pending set and the dial hung)
+    hw, a = make()
+    drive(hw, a, 25, every=0)
+    a._hold()
+    a.frame_job()  # lands while the main loop works: deferred
+    assert a._pending
+    a.job_error = KeyboardInterrupt()
+    a._release()  # returns
+    assert not a._pending

@@ -201,7 +201,7 @@ async def open_link(port: str, on_frames: FrameHandler, *, io: str = "asyncio") 
             loop, factory, port, baudrate=115200, exclusive=True
         )
     except (serial.SerialException, OSError, ValueError) as exc:
-        raise PortError(describe_open_error(port, exc)) from None
+        raise PortError(describe_open_error(port, exc), gone=port_gone(exc)) from None
     assert link is not None
     return link
 
@@ -237,9 +237,19 @@ def describe_open_error(port: str, exc: BaseException) -> str:
     return f"cannot open {port}: {_reason(exc)}"
 
 
+def port_gone(exc: BaseException) -> bool:
+    """The port does not exist: unplugged, or never there (ENOENT; on Windows pyserial
+    says FileNotFoundError in its message and gives no errno)."""
+    text = str(exc)
+    return getattr(exc, "errno", None) == 2 or "No such file" in text or \
+        "FileNotFoundError" in text or "cannot find the file" in text
+
+
 def _reason(exc: Any) -> str:
     errno = getattr(exc, "errno", None)
     text = str(exc)
+    if port_gone(exc):
+        return "no such port"
     if "Access is denied" in text or getattr(exc, "winerror", None) == 5:
         # Windows opens a COM port in one program at a time and says only this.
         return "port is busy: another program has it open (close the Arduino IDE, Thonny, " \
@@ -247,8 +257,6 @@ def _reason(exc: Any) -> str:
     if errno == 13 or "Permission denied" in text:
         return "permission denied (on Linux, add yourself to the dialout group: " \
             "sudo usermod -aG dialout $USER, then log in again)"
-    if errno == 2 or "No such file" in text:
-        return "no such port"
     if "exclusively lock" in text or errno == 11:  # pyserial's exclusive=True on POSIX
         return "port is busy: another program has it open (close Thonny, a serial monitor " \
             "or another ratedial, then try again)"

@@ -332,7 +332,7 @@ class Daemon:
                     raise
                 if not explicit:
                     return  # a scanned port that went away: the scanner will find it again
-                if "no such port" in str(exc):
+                if exc.gone:
                     # Unplugged: look again every 0.2 s. A dial discards what it samples
                     # while no program has its port open, so each second of waiting past
                     # its return is a second of samples lost.

@@ -31,7 +31,7 @@ import serial
 
 from ..errors import PortError
 from ..wire import Command, encode_command
-from .link import FrameHandler, PortLink, describe_open_error
+from .link import FrameHandler, PortLink, describe_open_error, port_gone
 
 CHUNK = 4096
 
@@ -112,7 +112,7 @@ async def open_thread_link(port: str, on_frames: FrameHandler) -> ThreadLink:
     try:
         ser = await asyncio.to_thread(open_port)
     except (serial.SerialException, OSError, ValueError) as exc:
-        raise PortError(describe_open_error(port, exc)) from None
+        raise PortError(describe_open_error(port, exc), gone=port_gone(exc)) from None
     link = ThreadLink(port, on_frames, ser)
     link.start()
     return link
