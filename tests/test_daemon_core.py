@@ -109,6 +109,21 @@ def test_a_new_boot_claiming_to_be_older_than_the_run_opens_no_gap_from_0():
     assert of(outs, SamplesOut)[0].ratings == (50.0,) * 10  # no jump from its count
 
 
+def test_a_new_boots_first_index_beyond_its_period_opens_no_gap_from_0():
+    """A reboot seen by the run, but a first frame whose index is more than the boot's
+    period allows for its device time (2,700 samples in 1.38 s at 1 kHz): accounted from
+    that frame, no gap from 0 and no jump in the rating."""
+    c = core()
+    c.hello(hello(1), host(0))
+    c.samples(frame(0, [0] * 10), host(0))
+    h = host(10) + 1_400_000_000
+    c.hello(hello(2, t_us=1_379_000), h)
+    outs = c.samples(frame(2700, [9] * 10, t0=1_380_000), h + 12_000_000)
+    assert of(outs, SamplesOut), outs  # taken in (within the fastest rate a dial has)
+    assert of(outs, GapOut) == [] and c.total_missing == 0
+    assert of(outs, SamplesOut)[0].ratings == (50.0,) * 10
+
+
 def test_the_first_boot_of_a_run_is_accounted_from_its_first_frame():
     """A dial that was running before the run began: its earlier indices are no loss."""
     c = core()

@@ -35,7 +35,12 @@ Invariants:
   gaps are emitted as :class:`GapOut`, never as values. Duplicates are counted and ignored.
 * Mapped host times never decrease within an epoch: when a refit moves the line, the
   difference is slewed out (:class:`~ratedial.clock.SlewedMap`), never stepped.
-* Ratings only move by count differences within a boot, so reboots and ZERO never jump.
+* Ratings only move by count differences within a boot, so reboots and ZERO never jump;
+  a boot the run saw begin counts from 0 at index 0 (an encoder's count at boot), so turns
+  made before its first frame arrived move the rating too.
+* A boot is accounted from its first received index when the dial was found running; from
+  index 0 when this run saw the boot before and the new HELLO's device time fits its having
+  begun since (then what never came from index 0 is a gap: ``unplugged`` or ``link``).
 """
 
 from __future__ import annotations
@@ -173,10 +178,11 @@ class DialCore:
                     # reboots: its first ~1.4 s, unsent). A HELLO claiming an older boot is
                     # accounted from its first frame, as a dial found running.
                     ep.booted_in_run = True
-                    if ep.seed_index is None:
+                    if ep.seed_index is None:  # (frames that expired unheard: no_hello
+                        # from the first of them, as for any boot)
                         ep.seed_reason = GapReason.UNPLUGGED \
                             if old_ep.ledger.unplugged_noted else GapReason.LINK
-                    ep.seed_index = 0
+                        ep.seed_index = 0
             else:
                 ep = resumed
                 ep.hello = h
@@ -252,11 +258,11 @@ class DialCore:
         if ep.seed_index is not None:
             # from 0 only as far as the boot's period allows (an index far ahead of its own
             # device time opens no gap of billions: the frame is accounted from itself)
-            fits = not ep.booted_in_run or s.first_index * ep.hello.period_us <= \
-                s.times_us[0] + 2 * ep.hello.period_us
+            fits = ep.seed_reason is GapReason.NO_HELLO or \
+                s.first_index * ep.hello.period_us <= s.times_us[0] + 2 * ep.hello.period_us
             if ep.ledger.next_index is None and ep.seed_index < s.first_index and fits:
                 ep.ledger.seed(ep.seed_index, ep.seed_reason)
-            ep.booted_in_run = ep.booted_in_run and fits
+            ep.booted_in_run = ep.booted_in_run and fits and ep.seed_index == 0
             ep.seed_index = None
         new, gaps = ep.ledger.accept(s, why)
         ep.fitted += 1
