@@ -56,3 +56,43 @@ def query_count(rec) -> int:
     except sqlite3.Error:  # not created yet, or its schema not yet written
         return 0
 
+
+
+def test_kill_hup_with_the_terminal_open_still_shows_the_summary(tmp_path):
+    """SIGHUP sent by a process manager while the terminal is still there: the run ends
+    cleanly and its summary is shown on the terminal (output is only dropped when the
+    terminal itself is gone)."""
+    import pty
+    import signal
+
+    rec = tmp_path / "hup.ratedial"
+    with VirtualDial(seed=29, subprocess=True) as dial:
+        pid, master = pty.fork()
+        if pid == 0:
+            os.execv(sys.executable, [sys.executable, "-m", "ratedial", "run", "--port",
+                                      dial.port, "--no-scan", "--broker", "none",
+                                      "--record", str(rec), "--duration", "60"])
+        shown = b""
+        try:
+            end = time.monotonic() + 60
+            while time.monotonic() < end and query_count(rec) < 1000:
+                if select.select([master], [], [], 0.1)[0]:
+                    shown += os.read(master, 65536)
+            os.kill(pid, signal.SIGHUP)
+            while True:  # the rest of what it prints, to its end
+                if select.select([master], [], [], 30)[0]:
+                    try:
+                        chunk = os.read(master, 65536)
+                    except OSError:  # EIO: the child has closed the terminal
+                        break
+                    if not chunk:
+                        break
+                    shown += chunk
+                else:
+                    break
+        finally:
+            os.close(master)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    flat = "".join(shown.decode(errors="replace").split())  # the terminal wraps lines
+    assert f"recording:{rec}" in flat and "inspectit:sqlite3" in flat, flat[-800:]

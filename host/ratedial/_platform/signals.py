@@ -94,13 +94,17 @@ def terminal_fds() -> list[int]:
 
 
 def _hung_up(ttys: list[int], stop: Callable[[], None]) -> None:
-    """SIGHUP: if it is the terminal's hangup, every later write to it fails (EIO). What
-    the run still prints on its way out (its last table, the summary) goes to the null
-    device instead, so the run ends the same clean way as on SIGTERM."""
-    if ttys:
+    """SIGHUP: if it is the terminal's hangup (stdout or stderr was a terminal and is no
+    longer one), every later write to it fails (EIO). What the run still prints on its way
+    out (its last table, the summary) goes to the null device instead, so the run ends the
+    same clean way as on SIGTERM. A `kill -HUP` with the terminal still there changes
+    nothing: the summary is shown."""
+    alive = set(terminal_fds())
+    gone = [fd for fd in ttys if fd not in alive]  # `kill -HUP` with the terminal open: none
+    if gone:
         with contextlib.suppress(OSError):
             null = os.open(os.devnull, os.O_WRONLY)
-            for fd in ttys:
+            for fd in gone:
                 os.dup2(null, fd)
             os.close(null)
     stop()
