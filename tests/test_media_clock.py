@@ -437,3 +437,20 @@ def test_the_seek_to_the_start_mpv_makes_opening_a_file_is_no_seek():
     c.seeking(2_200 * MS, True)
     events = c.seeking(2_220 * MS, False, landed_s=0.0)
     assert [(e.kind, e.data["to_s"]) for e in events] == [("media_seek", 0.0)]
+
+
+def test_a_file_of_unknown_length_is_not_clamped_to_the_next_files_length():
+    """A review (2026-12-04): a segment of a file with no known duration fell back to the
+    loaded file's: the same wrong clamp as above, for streams and files of unknown length."""
+    c = MediaClock(mpv_clock_config(0.0))
+    c.connected(0)
+    c.load(0, fps=30.0)
+    c.identify(0, media_id=1, path="/stream", fps=30.0)  # no duration
+    c.paused(0, False)
+    play_frames(c, 0, 26.0, 16)
+    taken = 500 * MS
+    before = c.at(taken)
+    assert before[1] is not None and before[1] > 26.0
+    c.load(600 * MS, fps=30.0, duration_s=5.0)
+    c.identify(601 * MS, media_id=2, path="/short.mp4", duration_s=5.0, fps=30.0)
+    assert c.annotate([taken])[1] == (before[1],)

@@ -112,7 +112,7 @@ class Timeline:
         if not seg.identified:  # a file is loaded but which one is not known yet: a few ms
             return None, None, MediaState.UNKNOWN
         if seg.state is not MediaState.PLAYING:
-            pos = None if seg.pos_s is None else self._clamp(seg.pos_s, seg.duration_s)
+            pos = None if seg.pos_s is None else _within(seg.pos_s, seg.duration_s)
             return seg.media_id, pos, seg.state
         if unanchored(seg):  # playing, but where is not reported yet: never count from 0
             return seg.media_id, None, MediaState.UNKNOWN
@@ -127,19 +127,15 @@ class Timeline:
                 m = min(max(m, last), last + lead)
         # the segment's own file's duration: a sample annotated after another file was
         # loaded still belongs to the file it was taken in
-        return self._clamp(m, seg.duration_s)
+        return _within(m, seg.duration_s)
 
     def _ev(self, m: float | None) -> float | None:
         """A position for an event's data: clamped like every media time, rounded to 1 µs."""
         return None if m is None else _r(self._clamp(m))
 
-    def _clamp(self, m: float, duration_s: float | None = None) -> float:
-        """A position the player can show: within [0, duration] (``duration_s``, else the
-        loaded file's)."""
-        end = self.duration_s if duration_s is None else duration_s
-        if end is not None:
-            m = min(m, end)
-        return max(m, 0.0)
+    def _clamp(self, m: float) -> float:
+        """A position the loaded file can show: within [0, its duration] (when known)."""
+        return _within(m, self.duration_s)
 
     def _now_pos(self, t: int) -> float | None:
         """Position at host time ``t`` (no display latency) from the current segment."""
@@ -271,6 +267,13 @@ class Timeline:
             seg.offset = (lo + hi) / 2  # a step edge lies between two answers: the middle
         else:
             seg.offset = min(lo, hi)  # lower envelope of receipt times
+
+
+def _within(m: float, duration_s: float | None) -> float:
+    """Within [0, ``duration_s``] (no upper bound when the file's duration is unknown)."""
+    if duration_s is not None:
+        m = min(m, duration_s)
+    return max(m, 0.0)
 
 
 def _r(x: float | None) -> float | None:
