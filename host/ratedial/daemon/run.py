@@ -366,10 +366,14 @@ class Daemon:
                 return
             if not explicit and time.monotonic() > opened + SCAN_GIVE_UP_S:
                 self._not_dials.add(port)
-                self.say_once(f"{port}: no ratedial dial answered in {SCAN_GIVE_UP_S:g} s: "
-                              "closed and left alone while it stays plugged in (another "
-                              "device? if it is a dial, is the firmware installed? try: "
-                              "ratedial flash)")
+                if link.decoder.stats.last_foreign_version is not None:
+                    self.say_once(f"{port}: a dial of another protocol version (said above): "
+                                  "closed and left alone while it stays plugged in")
+                else:
+                    self.say_once(f"{port}: no ratedial dial answered in {SCAN_GIVE_UP_S:g} "
+                                  "s: closed and left alone while it stays plugged in "
+                                  "(another device? if it is a dial, is the firmware "
+                                  "installed? try: ratedial flash)")
                 return
             if time.monotonic() > deadline and link.decoder.stats.last_foreign_version is None:
                 self.say_once(f"{port}: no ratedial dial answered (is the firmware "
