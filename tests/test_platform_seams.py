@@ -277,3 +277,16 @@ def test_mqtt_commands_get_a_loop_with_add_reader():
         w.close()
     finally:
         loop.close()
+
+
+def test_install_hints_name_the_source_folder_ratedial_runs_from():
+    """ratedial is not on PyPI (an audit, 2026-12-04: every hint said pip install
+    'ratedial[X]', which fails): from the clone, an editable install of its extra."""
+    from pathlib import Path
+
+    import ratedial
+    from ratedial._paths import install_hint
+
+    root = Path(ratedial.__file__).resolve().parent.parent.parent
+    assert (root / "pyproject.toml").is_file()
+    assert install_hint("lsl") == f'pip install -e "{root}[lsl]"'

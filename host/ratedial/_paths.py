@@ -20,6 +20,6 @@ def install_hint(extra: str) -> str:
     its source folder (it is not on PyPI), so the hint names that folder when this is it.
     Double quotes: the same line works in cmd.exe, PowerShell and POSIX shells."""
     root = Path(__file__).resolve().parent.parent.parent
-    if (root / "pyproject.toml").is_file():
-        return f'pip install "{root}[{extra}]"'
+    if (root / "pyproject.toml").is_file():  # running from the clone: an editable install
+        return f'pip install -e "{root}[{extra}]"'
     return f'pip install ".[{extra}]" in the ratedial source folder'
