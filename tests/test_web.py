@@ -76,6 +76,36 @@ def test_sink_memory_is_bounded_over_a_long_session():
     assert snap["mean"] == g  # the current mean in the snapshot too (it was null)
 
 
+@pytest.mark.parametrize("paused", [False, True])
+def test_the_mean_line_holds_one_point_per_bin_like_the_curves(paused):
+    """An audit (2026-12-04): the group ring got a point on every tick (20 a second), so it
+    held 5 of the curves' 10 minutes, and a paused video filled it with copies of one point
+    (190 in 9 s), pushing the mean history out."""
+    now = [0]
+    views = [View("a"), View("b")]
+    sink = WebSink(views=lambda: views, media=lambda: {"player": "mpv", "connected": True,
+                                                       "media_s": 5.0},
+                   clock=lambda: now[0])
+    for batch in range(20 * 60 * 50):  # 20 minutes of 20 ms batches, ticks every 50 ms
+        t0 = batch * 20_000_000
+        now[0] = t0 + 20_000_000
+        media = (5.0,) * 20 if paused else tuple((t0 + i * 1_000_000) / 1e9 for i in range(20))
+        for k, uid in enumerate(("a", "b")):
+            host = tuple(t0 + i * 1_000_000 for i in range(20))
+            sink.handle([SamplesOut(uid, 1, batch * 20, 1000, tuple(range(20)), host,
+                                    (0,) * 20, (40.0 + 10 * k,) * 20, (0,) * 20,
+                                    (1,) * 20, media, (1,) * 20)])
+        if batch % 5 in (0, 2):  # a tick every 50 ms, as the server's
+            assert sink.tick()["mean"] is not None
+    snap = sink.snapshot()
+    if paused:
+        assert len(snap["group"]) == 1 and snap["mean"][1] == 45.0  # one bin: one point
+    else:
+        group_x = [g[0] for g in snap["group"]]
+        curve_x = [p[0] for p in snap["points"]["a"]]
+        assert len(group_x) == RING_POINTS and abs(group_x[0] - curve_x[0]) <= 0.2
+
+
 async def _status_for(server: WebServer, host_header: str | None, path: str = "/state") -> str:
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     head = f"GET {path} HTTP/1.1\r\n" + (f"Host: {host_header}\r\n" if host_header else "")

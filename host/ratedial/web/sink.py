@@ -78,6 +78,7 @@ class WebSink:
         self.curves: dict[str, _Curve] = {}
         self.group: deque[tuple[int, float, float, float, float, int, int]] = deque(
             maxlen=RING_POINTS)
+        self._group_bin: tuple[int, int] | None = None  # bin of the newest group point
         self._seq = 0
         self._sent_seq = 0
         self.ticks = 0
@@ -149,9 +150,17 @@ class WebSink:
             ms.append(c.open_bin[1])
         if len(ys) < 2 or len(set(ms)) != 1:
             return None
+        x = statistics.fmean(xs)
+        key = (math.floor(x / BIN_S), ms[0])
+        if key == self._group_bin and self.group:
+            # One point per bin, as the dials' curves have: the ring holds as much time as
+            # theirs, and a paused video (x standing still) adds none. The mean now is still
+            # what this tick says.
+            return (self.group[-1][0], x, statistics.fmean(ys), min(ys), max(ys), ms[0],
+                    len(ys))
+        self._group_bin = key
         self._seq += 1
-        g = (self._seq, statistics.fmean(xs), statistics.fmean(ys), min(ys), max(ys), ms[0],
-             len(ys))
+        g = (self._seq, x, statistics.fmean(ys), min(ys), max(ys), ms[0], len(ys))
         self.group.append(g)
         return g
 
