@@ -245,9 +245,9 @@ def test_analyze_and_export_read_a_file_named_twice_once(rec: Path, tmp_path: Pa
     ref = {p.name.removeprefix("once"): p.read_bytes() for p in tmp_path.glob("once*")
            if p.is_file() and p.suffix in (".csv", ".json")}
     assert out and out.keys() == ref.keys()
-    for name in out:
+    for name, data in out.items():
         if name.endswith(".csv"):
-            assert out[name] == ref[name], name
+            assert data == ref[name], name
 
 
 def test_a_folder_as_output_prefix_writes_inside_it(rec: Path, tmp_path: Path) -> None:
