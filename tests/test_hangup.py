@@ -21,24 +21,11 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="a POSIX termina
 
 
 def test_closing_the_terminal_ends_the_run_cleanly(tmp_path):
-    import pty
-
     rec = tmp_path / "hup.ratedial"
     with VirtualDial(seed=23, subprocess=True) as dial:
-        pid, master = pty.fork()
-        if pid == 0:  # the run, on the terminal (stdin, stdout and stderr)
-            os.execv(sys.executable, [sys.executable, "-m", "ratedial", "run", "--port",
-                                      dial.port, "--no-scan", "--broker", "none",
-                                      "--record", str(rec), "--duration", "60"])
-        shown = b""
+        pid, master = run_on_a_terminal(dial.port, rec)
         try:
-            # the live view draws on the terminal while samples are recorded
-            end = time.monotonic() + 60
-            while time.monotonic() < end:
-                if select.select([master], [], [], 0.1)[0]:
-                    shown += os.read(master, 65536)
-                if rec.exists() and query_count(rec) >= 1000:
-                    break
+            shown = until_recording(master, rec)
             assert query_count(rec) >= 1000, shown[-500:]
         finally:
             os.close(master)  # the terminal window is closed: SIGHUP, then EIO on writes
@@ -62,22 +49,13 @@ def test_kill_hup_with_the_terminal_open_still_shows_the_summary(tmp_path):
     """SIGHUP sent by a process manager while the terminal is still there: the run ends
     cleanly and its summary is shown on the terminal (output is only dropped when the
     terminal itself is gone)."""
-    import pty
     import signal
 
     rec = tmp_path / "hup.ratedial"
     with VirtualDial(seed=29, subprocess=True) as dial:
-        pid, master = pty.fork()
-        if pid == 0:
-            os.execv(sys.executable, [sys.executable, "-m", "ratedial", "run", "--port",
-                                      dial.port, "--no-scan", "--broker", "none",
-                                      "--record", str(rec), "--duration", "60"])
-        shown = b""
+        pid, master = run_on_a_terminal(dial.port, rec)
         try:
-            end = time.monotonic() + 60
-            while time.monotonic() < end and query_count(rec) < 1000:
-                if select.select([master], [], [], 0.1)[0]:
-                    shown += os.read(master, 65536)
+            shown = until_recording(master, rec)
             os.kill(pid, signal.SIGHUP)
             while True:  # the rest of what it prints, to its end
                 if select.select([master], [], [], 30)[0]:
@@ -96,3 +74,25 @@ def test_kill_hup_with_the_terminal_open_still_shows_the_summary(tmp_path):
     assert os.waitstatus_to_exitcode(status) == 0
     flat = "".join(shown.decode(errors="replace").split())  # the terminal wraps lines
     assert f"recording:{rec}" in flat and "inspectit:sqlite3" in flat, flat[-800:]
+
+
+def run_on_a_terminal(port: str, rec) -> tuple[int, int]:
+    """``ratedial run`` with a pseudo-terminal as its stdin, stdout and stderr."""
+    import pty
+
+    pid, master = pty.fork()
+    if pid == 0:
+        os.execv(sys.executable, [sys.executable, "-m", "ratedial", "run", "--port", port,
+                                  "--no-scan", "--broker", "none", "--record", str(rec),
+                                  "--duration", "60"])
+    return pid, master
+
+
+def until_recording(master: int, rec, n: int = 1000) -> bytes:
+    """What the terminal shows (the live view) until ``n`` samples are recorded."""
+    shown = b""
+    end = time.monotonic() + 60
+    while time.monotonic() < end and query_count(rec) < n:
+        if select.select([master], [], [], 0.1)[0]:
+            shown += os.read(master, 65536)
+    return shown
