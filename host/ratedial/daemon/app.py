@@ -27,7 +27,7 @@ from ..media import MediaOutput, MediaSession, NoPlayer
 from ..mqtt.archive import find_unfinished
 from ..mqtt.topics import Topics, checked_daemon_id
 from ..outputs import EventOut, Sink
-from ..recording.writer import Recorder, RecordingError, try_lock
+from ..recording.writer import Recorder, RecordingError, remove_recording, try_lock
 from .run import Daemon, DialView
 from .sinks import RecorderSink
 from .view import LiveView, player_line
@@ -123,13 +123,6 @@ def _close_quietly(recorder: Recorder, lock_fd: int | None) -> None:
         recorder.close()
     if lock_fd is not None:
         os.close(lock_fd)
-
-
-def _discard(path: Path) -> None:
-    """Remove a recording that holds no dial's data, with SQLite's side files."""
-    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        with contextlib.suppress(OSError):
-            p.unlink()
 
 
 def serve(cfg: RunConfig, *, console: Console | None = None,
@@ -285,13 +278,13 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
             _close_quietly(recorder, lock_fd)
             if not daemon.cores:  # no dial ever answered (a bad --port, say): nothing to
                 # keep, and a file left behind would refuse the corrected command
-                _discard(path)
+                remove_recording(path)
     if failure:
         _close_quietly(recorder, lock_fd)
         raise failure[0]
     if cfg.ports and not daemon.cores:  # the ports named were there, but no dial answered
         _close_quietly(recorder, lock_fd)
-        _discard(path)
+        remove_recording(path)  # it holds no dial's data
         raise RatedialError(f"no dial answered on {', '.join(cfg.ports)} during the run in "
                             "a protocol this host speaks: nothing was recorded (is the "
                             "firmware installed? try: ratedial devices)")

@@ -40,7 +40,7 @@ from .._platform.loops import selector_loop
 from .._platform.signals import stop_on_signals
 from ..config import MqttConfig
 from ..errors import RatedialError, UsageError
-from ..recording.writer import Recorder, RecordingError, try_lock
+from ..recording.writer import Recorder, RecordingError, remove_recording, try_lock
 from .acks import AckRouter, PublishRefused, subscribe
 from .backoff import Backoff
 from .collect_state import ResumeState
@@ -275,9 +275,7 @@ class CollectorShell:
                 with contextlib.suppress(RecordingError):
                     recorder.close()
                 unlock(self.cfg.record)
-                for suffix in ("", "-wal", "-shm"):
-                    with contextlib.suppress(OSError):
-                        os.unlink(f"{self.cfg.record}{suffix}")
+                remove_recording(Path(self.cfg.record))
             else:
                 try:
                     self._close(collector, store)

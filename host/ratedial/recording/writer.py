@@ -84,7 +84,15 @@ def describe_sqlite_error(path: Path, exc: BaseException) -> str:
 
 
 __all__ = ["SQL", "Recorder", "RecordingError", "create_private_file",
-           "describe_sqlite_error", "try_lock"]
+           "describe_sqlite_error", "remove_recording", "try_lock"]
+
+
+def remove_recording(path: Path) -> None:
+    """Remove a recording this process made and will not keep, with SQLite's side files
+    (quietly: what is already gone is gone)."""
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(OSError):
+            p.unlink()
 
 
 def create_private_file(path: Path) -> None:
@@ -155,10 +163,7 @@ class Recorder:
                     con.close()
             if not append:  # a file this run made and could not set up (a full disk): it
                 # would only make the corrected command refuse the name ("already exists")
-                for p in (self.path, self.path.with_name(self.path.name + "-wal"),
-                          self.path.with_name(self.path.name + "-shm")):
-                    with contextlib.suppress(OSError):
-                        p.unlink()
+                remove_recording(self.path)
             raise RecordingError(describe_sqlite_error(self.path, exc)) from None
         self._con = con
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
