@@ -88,12 +88,22 @@ def candidate_drives(platform: str = sys.platform,
 
 def find_drive(candidates: Iterable[Path]) -> Path:
     """The one candidate holding an INFO_UF2.TXT."""
+    return one_drive(drives_present(candidates))
+
+
+def drives_present(candidates: Iterable[Path]) -> list[Path]:
+    """The candidates holding an INFO_UF2.TXT, each once (a drive letter with no medium or
+    a stale mount point is none)."""
     found = []
     for path in candidates:
         with contextlib.suppress(OSError):
             if (path / INFO_FILE).is_file():
                 found.append(path)
-    found = list(dict.fromkeys(found))
+    return list(dict.fromkeys(found))
+
+
+def one_drive(found: list[Path]) -> Path:
+    """The one BOOTSEL drive of ``found``; one line when there is none or several."""
     if not found:
         raise FlashError("no Pico in BOOTSEL mode found (no RPI-RP2 or RP2350 drive): unplug "
                          "it, hold BOOTSEL while plugging it in, or name the drive with --drive")

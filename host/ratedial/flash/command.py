@@ -48,23 +48,16 @@ def _bootsel_drive(drive: Path | None, port: str | None) -> Path | None:
         return drive
     if port is not None:
         return None
-    found = [p for p in bootsel.candidate_drives() if _has_info(p)]
+    found = bootsel.drives_present(bootsel.candidate_drives())
     if not found:
         return None
-    where = bootsel.find_drive(found)
+    where = bootsel.one_drive(found)
     boards = [str(p.device) for p in comports() if getattr(p, "vid", None) in KNOWN_VIDS]
     if boards:
         raise UsageError(f"both a Pico in BOOTSEL mode ({where}) and a serial port that may be "
                          f"a MicroPython board ({', '.join(boards)}) are plugged in: name the "
                          "one to flash with --drive or --port")
     return where
-
-
-def _has_info(path: Path) -> bool:
-    try:
-        return (path / bootsel.INFO_FILE).is_file()
-    except OSError:  # a drive letter with no medium, a mount point gone stale
-        return False
 
 
 def run_flash(*, board_name: str | None, port: str | None, force: bool, timeout: float,
