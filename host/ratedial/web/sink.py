@@ -151,16 +151,16 @@ class WebSink:
         if len(ys) < 2 or len(set(ms)) != 1:
             return None
         x = statistics.fmean(xs)
+        point = (x, statistics.fmean(ys), min(ys), max(ys), ms[0], len(ys))
         key = (math.floor(x / BIN_S), ms[0])
         if key == self._group_bin and self.group:
             # One point per bin, as the dials' curves have: the ring holds as much time as
             # theirs, and a paused video (x standing still) adds none. The mean now is still
             # what this tick says.
-            return (self.group[-1][0], x, statistics.fmean(ys), min(ys), max(ys), ms[0],
-                    len(ys))
+            return (self.group[-1][0], *point)
         self._group_bin = key
         self._seq += 1
-        g = (self._seq, x, statistics.fmean(ys), min(ys), max(ys), ms[0], len(ys))
+        g = (self._seq, *point)
         self.group.append(g)
         return g
 
