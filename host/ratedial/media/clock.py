@@ -222,11 +222,10 @@ class MediaClock(Timeline):
         # A seek that lands where it started moved nothing: no event. Nor does the seek to
         # the start mpv makes as it opens a file, which can come after media_load (a slow
         # machine; a file loaded again, identified at once) and land a frame or two on.
-        opening = (t - self._load_ns < OPENING_SEEK_NS and media_s <= self._jump_s()
-                   and self._seek_from is not None
-                   and abs(self._seek_from - media_s) <= self._jump_s())
-        if self._seek_from is not None and self._identified and not opening and \
-                abs(self._seek_from - media_s) > 1e-6:
+        moved = None if self._seek_from is None else abs(self._seek_from - media_s)
+        opening = t - self._load_ns < OPENING_SEEK_NS and media_s <= self._jump_s() \
+            and moved is not None and moved <= self._jump_s()
+        if moved is not None and moved > 1e-6 and self._identified and not opening:
             events.append(MediaEvent("media_seek", {"from_s": self._ev(self._seek_from),
                                                     "to_s": self._ev(media_s)}, t))
         self._seek_from = None
