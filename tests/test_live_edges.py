@@ -355,6 +355,6 @@ def test_a_rater_by_port_matches_however_the_port_is_written(tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     for ident in ("dial0", str(link), str(port)):
         cfg = RunConfig(raters={"client": ident})
-        assert cfg.rater_for("e66038b7132f4a2c", str(port)) == "client", ident
-    assert RunConfig(raters={"client": "dial1"}).rater_for("e66038b7132f4a2c",
-                                                           str(port)) is None
+        assert cfg.raters_for("e66038b7132f4a2c", str(port)) == ["client"], ident
+    assert RunConfig(raters={"client": "dial1"}).raters_for("e66038b7132f4a2c",
+                                                            str(port)) == []

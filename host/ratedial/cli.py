@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
+from collections.abc import Callable
 from typing import ClassVar
 
 import click
 
 from . import __version__
 from .cli_types import FiniteRange
-from .errors import RatedialError
+from .errors import RatedialError, UsageError
 
 
 class _Commands(click.Group):
@@ -168,6 +169,12 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
     from .daemon.app import json_summary, print_summary, serve
 
     cfg = load_config(config_path)
+    if config_path is not None:  # the file's own values: their errors name the key and file
+        from .players.spec import parse_spec
+        from .web.server import parse_addr
+
+        _file_value(config_path, "player", cfg.player if player is None else None, parse_spec)
+        _file_value(config_path, "web", cfg.web if web is None else None, parse_addr)
     mqtt = cfg.mqtt if broker is None else dataclasses.replace(cfg.mqtt, broker=broker)
     if daemon_id is not None:
         mqtt = dataclasses.replace(mqtt, daemon_id=daemon_id)
@@ -184,7 +191,9 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
     if cfg.mqtt.broker not in ("embedded", "none"):
         from .mqtt.requests import parse_broker
 
-        if parse_broker(cfg.mqtt.broker, tls=cfg.mqtt.tls).tls:
+        named = "--broker" if broker is not None else f"mqtt.broker in {config_path}"
+        if parse_broker(cfg.mqtt.broker, tls=cfg.mqtt.tls, option=named,
+                        words="embedded or none").tls:
             cfg.mqtt.tls_context()  # a CA or certificate file that cannot be used: one line now
         cfg.mqtt.password()  # a password file that cannot be read: the same
     console = Console(stderr=as_json)  # with --json, stdout carries only the summary
@@ -195,6 +204,11 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
     else:
         print_summary(console, summary)
     labelled = {v.rater for v in summary.dials}
+    for v in summary.dials:
+        if v.conflict:  # said when the dial came; the end of a long run says it again
+            click.echo(f"ratedial: note: rater labels {' and '.join(v.conflict)} all name "
+                       f"dial {v.uid}: it was recorded without a rater label", err=True)
+            labelled.update(v.conflict)
     for label, ident in cfg.raters.items():
         if label not in labelled:  # a mistyped id leaves a dial unlabelled: say so
             click.echo(f"ratedial: note: rater {label}={ident}: no dial with that id or port "
@@ -245,7 +259,6 @@ def monitor(broker: str | None, prefix: str | None, duration: float | None,
 
     from ._platform.loops import selector_loop
     from .config import load_config
-    from .errors import RatedialError, UsageError
     from .mqtt.monitor import monitor as run_monitor
     from .mqtt.requests import parse_broker
 
@@ -258,7 +271,7 @@ def monitor(broker: str | None, prefix: str | None, duration: float | None,
                          "--broker mqtt://HOST[:PORT] (a daemon with --broker embedded "
                          "prints its URL)")
     _check_prefix(prefix)
-    address = parse_broker(broker, tls=mqtt.tls, words="")  # not embedded or none
+    address = parse_broker(broker, tls=mqtt.tls, option=named, words="")  # not embedded/none
     try:
         # Piped or logged output keeps whole columns instead of squeezing them into 80.
         console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -288,7 +301,8 @@ def monitor(broker: str | None, prefix: str | None, duration: float | None,
               help="Subscribe as one member of the shared subscription $share/GROUP/... "
                    "(several collectors; the broker must dispatch by publisher, "
                    "see docs/scaling.md). Each member writes its own recording.")
-@click.option("--session-expiry", type=click.IntRange(min=1), default=3600, show_default=True,
+@click.option("--session-expiry", type=click.IntRange(min=1, max=2**32 - 1), default=3600,
+              show_default=True,
               help="Seconds the broker keeps the session (and queues messages) while the "
                    "collector is away.")
 @click.option("--settle", type=FiniteRange(min=0.1), default=2.0, show_default=True,
@@ -354,6 +368,19 @@ from .analysis.cli import COMMANDS  # noqa: E402
 
 for _command in COMMANDS:
     cli.add_command(_command)
+
+
+def _file_value(path: str, key: str, value: str | None, parse: Callable[[str], object]) -> None:
+    """Check ``value`` of ``key`` read from config file ``path`` (None: not given there, or a
+    flag overrides it) with the flag's parser: its one-line error names the key and the
+    file, not the flag the value did not come from."""
+    if value is None:
+        return
+    try:
+        parse(value)
+    except UsageError as exc:
+        reason = str(exc).split(": ", 1)[-1]
+        raise UsageError(f"{key} = {value!r} in {path}: {reason}") from None
 
 
 def _check_prefix(prefix: str) -> None:

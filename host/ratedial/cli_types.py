@@ -12,7 +12,11 @@ from typing import Any
 
 import click
 
-__all__ = ["FiniteRange"]
+__all__ = ["A_DAY_S", "LARGEST", "FiniteRange"]
+
+
+LARGEST = 1e9  # no option without a bound of its own means more (seconds: 31 years)
+A_DAY_S = 86_400.0  # the bound of the analyses' seconds: no video or window is longer
 
 
 class FiniteRange(click.FloatRange):
@@ -30,4 +34,6 @@ class FiniteRange(click.FloatRange):
         rv = super().convert(value, param, ctx)
         if not math.isfinite(rv):
             self.fail(f"{value} is not a finite number.", param, ctx)
+        if self.max is None and abs(rv) > LARGEST:
+            self.fail(f"{value} is too large (at most {LARGEST:.0e}).", param, ctx)
         return rv

@@ -30,6 +30,20 @@ def prefix_problem(prefix: str) -> str | None:
         return "holds a wildcard (+ or #) or a NUL"
     if any(level == "" for level in prefix.split("/")):
         return "has an empty level (a leading, trailing or doubled /)"
+    if len(prefix.encode()) > MAX_PREFIX_BYTES:
+        return f"longer than {MAX_PREFIX_BYTES:,} bytes"
+    return None
+
+
+# A topic is at most 65,535 bytes (MQTT): the prefix leaves room for ratedial's levels after it
+MAX_PREFIX_BYTES = 1000
+MQTT_STRING_BYTES = 65_535  # an MQTT string's length is two bytes (client id, user name)
+
+
+def mqtt_string_problem(value: str) -> str | None:
+    """Why ``value`` cannot be an MQTT string field (None: it can)."""
+    if len(value.encode()) > MQTT_STRING_BYTES:
+        return f"longer than MQTT's {MQTT_STRING_BYTES:,} bytes"
     return None
 
 
@@ -57,6 +71,14 @@ class MqttConfig:
             raise UsageError("config: mqtt.batch_ms must be 0 or more (ms), at most a day")
         if not 0 <= self.live_expiry_s <= 2**32 - 1:
             raise UsageError("config: mqtt.live_expiry_s must be 0 (never) or more seconds")
+        for name in ("username", "client_id"):
+            value = getattr(self, name)
+            problem = None if value is None else mqtt_string_problem(value)
+            if problem:
+                raise UsageError(f"config: mqtt.{name} is {problem}")
+            if value == "" and name == "client_id":
+                raise UsageError("config: mqtt.client_id cannot be empty (leave it out for the "
+                                 "default)")
         if self.live_qos not in (0, 1, 2):
             raise UsageError("config: mqtt.live_qos must be 0, 1 or 2")
         if self.key_file and not self.cert_file:
@@ -83,16 +105,20 @@ class MqttConfig:
         if env:
             return env
         if self.password_file:
-            try:
-                return Path(self.password_file).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise UsageError(
-                    f"cannot read mqtt.password_file {self.password_file}: {exc.strerror}"
-                ) from None
-            except UnicodeDecodeError:
-                raise UsageError(
-                    f"mqtt.password_file {self.password_file} is not UTF-8 text") from None
+            return read_secret(self.password_file, "mqtt.password_file")
         return None
+
+
+def read_secret(path: str, name: str) -> str:
+    """The secret kept in file ``path`` (``name`` says where it was named, for messages):
+    its text without surrounding whitespace and without the byte-order mark Windows Notepad
+    may save (it would become part of the password)."""
+    try:
+        return Path(path).read_text(encoding="utf-8-sig").strip()
+    except OSError as exc:
+        raise UsageError(f"cannot read {name} {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{name} {path} is not UTF-8 text") from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,6 +140,14 @@ class ScaleConfig:
             raise UsageError("[scale] long_press_s must be 0 (never reset) or more (seconds)")
         if not self.adc_units_per_point > 0:
             raise UsageError("[scale] adc_units_per_point must be more than 0")
+        for point in self.anchors:
+            try:
+                value = float(point)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):  # SPSS value labels, plots and LSL need a number
+                raise UsageError(f"[scale] anchors: {point!r} is not a point of the scale "
+                                 "(a number, e.g. \"50\" = \"neutral\")")
         try:
             return RatingScale(minimum=self.minimum, maximum=self.maximum, start=self.start,
                                counts_per_point=self.counts_per_point)
@@ -154,7 +188,9 @@ class RunConfig:
     def __post_init__(self) -> None:
         seen: dict[str, str] = {}
         for label, ident in self.raters.items():
-            other = seen.setdefault(ident.lower(), label)
+            # a port however written (./vd0 and the /dev/pts/1 it links to) is one dial
+            key = os.path.realpath(ident) if os.path.exists(ident) else ident.lower()
+            other = seen.setdefault(key, label)
             if other != label:
                 raise UsageError(f"raters: {other} and {label} both name dial {ident}; each "
                                  "rater needs a dial of their own")
@@ -169,17 +205,14 @@ class RunConfig:
         d["mqtt"].pop("password_file", None)
         return d
 
-    def rater_for(self, uid: str, port: str) -> str | None:
-        """The label of the dial ``uid`` on ``port``: by its id, or by the port however it
-        is written (relative, or a link such as /dev/serial/by-id/...)."""
-        for label, ident in self.raters.items():
-            if ident.lower() == uid.lower() or ident == port:
-                return label
+    def raters_for(self, uid: str, port: str) -> list[str]:
+        """The labels that name the dial ``uid`` on ``port``: by its id, or by the port
+        however it is written (relative, or a link such as /dev/serial/by-id/...). More
+        than one (one by id, another by port) is a mistake only the dial's arrival shows."""
         real = os.path.realpath(port)
-        for label, ident in self.raters.items():
-            if os.path.realpath(ident) == real:
-                return label
-        return None
+        return [label for label, ident in self.raters.items()
+                if ident.lower() == uid.lower() or ident == port
+                or os.path.realpath(ident) == real]
 
 
 _SECTIONS: dict[str, type] = {"scale": ScaleConfig, "mqtt": MqttConfig,
@@ -189,22 +222,30 @@ _SECTIONS: dict[str, type] = {"scale": ScaleConfig, "mqtt": MqttConfig,
 def _typed(section: str, cls: type, raw: dict[str, Any]) -> Any:
     known = {f.name: f for f in fields(cls)}
     out: dict[str, Any] = {}
+    spelled: dict[str, str] = {}  # key as written, by its name with "_"
     for key, value in raw.items():
         name = key.replace("-", "_")
+        where = section + "." if section else ""
         if name not in known:
             shown = key if key.isidentifier() else repr(key)  # keep the message on one line
-            raise UsageError(f"config: unknown key {section + '.' if section else ''}{shown}")
+            raise UsageError(f"config: unknown key {where}{shown}")
+        if name in spelled:
+            raise UsageError(f"config: {where}{spelled[name]} and {where}{key} are the same key "
+                             "written twice: keep one")
+        spelled[name] = key
         if name in _SECTIONS and not section:
             if not isinstance(value, dict):
                 raise UsageError(f"config: [{key}] must be a table")
             out[name] = _typed(name, _SECTIONS[name], value)
             continue
         default = getattr(cls(), name)
-        out[name] = _coerce(f"{section + '.' if section else ''}{key}", default, value)
+        out[name] = _coerce(f"{where}{key}", name, default, value)
     return cls(**out)
 
 
-def _coerce(key: str, default: Any, value: Any) -> Any:
+def _coerce(key: str, name: str, default: Any, value: Any) -> Any:
+    """``value`` of the key written ``key`` (named in messages), whose name with "_" is
+    ``name`` (which decides its type, with the field's ``default``)."""
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise UsageError(f"config: {key} must be true or false")
@@ -213,7 +254,7 @@ def _coerce(key: str, default: Any, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise UsageError(f"config: {key} must be an integer")
         return value
-    if isinstance(default, float) or key.endswith(("_s", "duration")):
+    if isinstance(default, float) or name.endswith(("_s", "duration")):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise UsageError(f"config: {key} must be a number")
         try:
@@ -233,7 +274,7 @@ def _coerce(key: str, default: Any, value: Any) -> Any:
         for k, v in value.items():
             if not k:
                 raise UsageError(f"config: {key} has an empty key")
-            if key.endswith("session"):  # TOML types are kept: text, numbers, true/false
+            if name.endswith("session"):  # TOML types are kept: text, numbers, true/false
                 if (isinstance(v, float) and not math.isfinite(v)) or \
                         not isinstance(v, str | int | float):
                     raise UsageError(f"config: {key}.{k} must be text, a finite number, "
@@ -252,7 +293,8 @@ def load_config(path: str | os.PathLike[str] | None) -> RunConfig:
         return RunConfig()
     p = Path(path)
     try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        # utf-8-sig: a byte-order mark, as Windows Notepad may save one, is not part of the TOML
+        raw = tomllib.loads(p.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise UsageError(f"config file {p} does not exist") from None
     except OSError as exc:

@@ -30,18 +30,32 @@ def privacy_warning(path: str | os.PathLike[str], *, platform: str = sys.platfor
     return None
 
 
-def make_private_dirs(folder: Path) -> None:
+def make_private_dirs(folder: Path) -> list[Path]:
     """Create ``folder`` and every missing folder above it with mode 0700 (owner only):
-    ``mkdir(parents=True)`` gives the parents the umask's mode (usually 0755)."""
+    ``mkdir(parents=True)`` gives the parents the umask's mode (usually 0755). Returns the
+    folders it created, outermost first (what :func:`remove_made_dirs` may take back)."""
     missing = []
     for p in (folder, *folder.parents):
         if p.exists():
             break
         missing.append(p)
+    made = []
     for p in reversed(missing):
         p.mkdir(mode=0o700, exist_ok=True)
+        made.append(p)
     if not folder.is_dir():  # a file in the way: the OS's own error, with the path
         raise NotADirectoryError(20, "Not a directory", str(folder))
+    return made
+
+
+def remove_made_dirs(made: list[Path]) -> None:
+    """Remove the folders :func:`make_private_dirs` created, innermost first, as long as they
+    are empty (quietly: a folder something else was put in stays)."""
+    for p in reversed(made):
+        try:
+            p.rmdir()
+        except OSError:
+            return
 
 
 def open_private(path: Path) -> int:

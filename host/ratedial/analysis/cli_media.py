@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..cli_types import FiniteRange
+from ..cli_types import A_DAY_S, FiniteRange
 from ..errors import UsageError
 from .cli_options import (
     RECORDINGS,
@@ -100,7 +100,7 @@ def _video(s: Series, video: str | None) -> Path:
 @click.option("--order-seed", type=int, default=None,
               help="Seed of the random order (guess test and --order random); default: "
                    "drawn at random and recorded.")
-@click.option("--lead-in", "lead_in_s", type=FiniteRange(min=0), default=5.0,
+@click.option("--lead-in", "lead_in_s", type=FiniteRange(min=0, max=A_DAY_S), default=5.0,
               show_default=True, help="Seconds of video shown before each segment.")
 @click.option("--video", type=click.Path(exists=True, dir_okay=False), default=None,
               help="The video file (default: the path recorded in the recording).")

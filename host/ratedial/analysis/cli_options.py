@@ -22,7 +22,7 @@ import click
 
 from .._paths import install_hint
 from .._platform.privacy import make_private_dirs
-from ..cli_types import FiniteRange
+from ..cli_types import A_DAY_S, FiniteRange
 from ..errors import RatedialError, UsageError
 
 if TYPE_CHECKING:
@@ -52,19 +52,23 @@ def needs_research(module: str, what: str) -> None:
                             + install_hint("research"))
 
 
+# a rating grid finer than the dial's 1 kHz sampling means nothing (and may not fit in memory)
+MAX_RATE_HZ = 1000.0
+
+
 def alignment_options(f: F) -> F:
     opts = [
-        click.option("--rate", "rate_hz", type=FiniteRange(min=0, min_open=True),
+        click.option("--rate", "rate_hz", type=FiniteRange(min=0, max=MAX_RATE_HZ, min_open=True),
                      default=10.0, show_default=True,
                      help="Grid rate in values per second of video."),
         click.option("--rerate", type=click.Choice(["last", "first", "mean"]), default="last",
                      show_default=True,
                      help="Stretches rated more than once (rewound): which pass counts."),
-        click.option("--max-fill", "max_fill_s", type=FiniteRange(min=0), default=0.5,
+        click.option("--max-fill", "max_fill_s", type=FiniteRange(min=0, max=A_DAY_S), default=0.5,
                      show_default=True,
                      help="Fill holes up to this many seconds by interpolation; longer gaps "
                           "stay missing (0: never fill)."),
-        click.option("--rewind-tolerance", "rewind_s", type=FiniteRange(min=0),
+        click.option("--rewind-tolerance", "rewind_s", type=FiniteRange(min=0, max=A_DAY_S),
                      default=0.5, show_default=True,
                      help="Media time going back by more than this starts a new pass."),
         click.option("--rater", "raters", multiple=True, metavar="REC[:DIAL]=LABEL",
@@ -97,7 +101,7 @@ def segment_options(f: F) -> F:
     return _apply(f, [
         click.option("--segments", "k", type=click.IntRange(min=0), default=3,
                      show_default=True, help="How many top and how many bottom segments."),
-        click.option("--window", "window_s", type=FiniteRange(min=0, min_open=True),
+        click.option("--window", "window_s", type=FiniteRange(min=0, max=A_DAY_S, min_open=True),
                      default=30.0, show_default=True, help="Segment length in seconds."),
         click.option("--min-coverage", type=FiniteRange(min=0, max=1, min_open=True),
                      default=0.9, show_default=True,
@@ -105,7 +109,7 @@ def segment_options(f: F) -> F:
         click.option("--peaks", is_flag=True,
                      help="Segments at peaks of the windowed mean, --min-separation apart, "
                           "instead of non-overlapping windows."),
-        click.option("--min-separation", "min_sep_s", type=FiniteRange(min=0),
+        click.option("--min-separation", "min_sep_s", type=FiniteRange(min=0, max=A_DAY_S),
                      default=None, help="Peaks mode: seconds between segment starts "
                                         "(default: the window)."),
     ])
@@ -115,9 +119,9 @@ def analysis_options(f: F) -> F:
     return _apply(segment_options(f), [
         click.option("--band", default="45:55", show_default=True, metavar="LOW:HIGH",
                      help="The neutral band; below is hindering, above helpful."),
-        click.option("--max-lag", "max_lag_s", type=FiniteRange(min=0), default=10.0,
+        click.option("--max-lag", "max_lag_s", type=FiniteRange(min=0, max=A_DAY_S), default=10.0,
                      show_default=True, help="Cross-correlation searched over ± seconds."),
-        click.option("--block", "block_s", type=FiniteRange(min=0, min_open=True),
+        click.option("--block", "block_s", type=FiniteRange(min=0, max=A_DAY_S, min_open=True),
                      default=30.0, show_default=True,
                      help="Bootstrap block length in seconds."),
         click.option("--bootstrap", "replicates", type=click.IntRange(min=100), default=2000,

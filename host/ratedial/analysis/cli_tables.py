@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .._paths import install_hint
-from ..cli_types import FiniteRange
+from ..cli_types import A_DAY_S, FiniteRange
 from ..errors import UsageError
 from .cli_options import (
     RECORDINGS,
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 @click.option("--truth-bias/--no-truth-bias", "truth_bias", default=True, show_default=True,
               help="Fit West and Kenny's Truth-and-Bias model over all dyads (the first "
                    "role as truth, the second as judge; needs the research extra).")
-@click.option("--tb-step", "tb_step_s", type=FiniteRange(min=0, min_open=True),
+@click.option("--tb-step", "tb_step_s", type=FiniteRange(min=0, max=A_DAY_S, min_open=True),
               default=1.0, show_default=True,
               help="Truth-and-Bias: one moment per this many seconds of video.")
 @friendly
@@ -122,7 +122,7 @@ def analyze(*, recordings: tuple[str, ...], as_json: bool, table: str | None,
 @click.option("--annotations", "annotations", type=click.Path(exists=True, dir_okay=False),
               default=None,
               help="CSV of questionnaire scores with a 'dyad' column, added to the table.")
-@click.option("--tb-step", "tb_step_s", type=FiniteRange(min=0, min_open=True),
+@click.option("--tb-step", "tb_step_s", type=FiniteRange(min=0, max=A_DAY_S, min_open=True),
               default=1.0, show_default=True,
               help="Truth-and-Bias: one moment per this many seconds of video.")
 @friendly

@@ -278,13 +278,13 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
             _close_quietly(recorder, lock_fd)
             if not daemon.cores:  # no dial ever answered (a bad --port, say): nothing to
                 # keep, and a file left behind would refuse the corrected command
-                remove_recording(path)
+                remove_recording(path, recorder.made_dirs)
     if failure:
         _close_quietly(recorder, lock_fd)
         raise failure[0]
     if cfg.ports and not daemon.cores:  # the ports named were there, but no dial answered
         _close_quietly(recorder, lock_fd)
-        remove_recording(path)  # it holds no dial's data
+        remove_recording(path, recorder.made_dirs)  # it holds no dial's data
         raise RatedialError(f"no dial answered on {', '.join(cfg.ports)} during the run in "
                             "a protocol this host speaks: nothing was recorded (is the "
                             "firmware installed? try: ratedial devices)")

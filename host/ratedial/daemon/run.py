@@ -85,6 +85,7 @@ class DialView:
 
     uid: str
     rater: str | None
+    conflict: tuple[str, ...] = ()  # rater labels that all name this dial (none is used)
     port: str | None = None
     state: str = "connecting"  # connecting | connected | lost
     board: str = ""
@@ -295,7 +296,13 @@ class Daemon:
                             long_press_s=self.cfg.scale.long_press_s or None,  # 0: never
                             adc_units_per_point=self.cfg.scale.adc_units_per_point)
             self.cores[uid] = core
-            self.views[uid] = DialView(uid=uid, rater=self.cfg.rater_for(uid, port))
+            labels = self.cfg.raters_for(uid, port)
+            if len(labels) > 1:  # not guessed: recorded unlabelled, and said
+                self.say_once(f"rater labels {' and '.join(labels)} all name dial {uid} on "
+                              f"{port}: it is recorded without a rater label")
+                self.event(uid, "rater_conflict", port=port, labels=labels)
+            self.views[uid] = DialView(uid=uid, rater=labels[0] if len(labels) == 1 else None,
+                                       conflict=tuple(labels) if len(labels) > 1 else ())
         view = self.views[uid]
         if view.state != "connected":
             view.state = "connected"

@@ -38,7 +38,7 @@ from typing import Any
 
 from .._platform.loops import selector_loop
 from .._platform.signals import stop_on_signals
-from ..config import MqttConfig
+from ..config import MqttConfig, mqtt_string_problem
 from ..errors import RatedialError, UsageError
 from ..recording.writer import Recorder, RecordingError, remove_recording, try_lock
 from .acks import AckRouter, PublishRefused, subscribe
@@ -170,6 +170,9 @@ class CollectorShell:
         if cfg.client_id == "":
             raise UsageError("--client-id: an MQTT client id cannot be empty (leave the option "
                              "out for one derived from the host, prefix and --record path)")
+        too_long = None if cfg.client_id is None else mqtt_string_problem(cfg.client_id)
+        if too_long:
+            raise UsageError(f"--client-id is {too_long}")
         self.address = parse_broker(cfg.mqtt.broker, tls=cfg.mqtt.tls)
         self.client_id = (default_client_id(cfg.mqtt.topic_prefix, cfg.record)
                           if cfg.client_id is None else cfg.client_id)
@@ -275,7 +278,7 @@ class CollectorShell:
                 with contextlib.suppress(RecordingError):
                     recorder.close()
                 unlock(self.cfg.record)
-                remove_recording(Path(self.cfg.record))
+                remove_recording(Path(self.cfg.record), recorder.made_dirs)
             else:
                 try:
                     self._close(collector, store)

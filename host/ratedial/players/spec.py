@@ -49,8 +49,9 @@ def _http(kind: str, arg: str, spec: str) -> PlayerSpec:
     if u.scheme != "http":
         raise UsageError(f"--player {spec}: only http:// URLs are supported")
     if u.password is not None or u.username:
-        raise UsageError(f"--player {spec}: put no password in the URL; set "
-                         "RATEDIAL_VLC_PASSWORD or RATEDIAL_VLC_PASSWORD_FILE instead")
+        where = ("set RATEDIAL_VLC_PASSWORD or RATEDIAL_VLC_PASSWORD_FILE instead"
+                 if kind == "vlc" else "MPC-HC's web interface takes none")
+        raise UsageError(f"--player {spec}: put no password in the URL (nor a user name); {where}")
     if not u.hostname:
         raise UsageError(f"--player {spec}: the URL has no host")
     return PlayerSpec(kind, host=u.hostname, port=port or DEFAULT_PORTS[kind])

@@ -17,11 +17,11 @@ import asyncio
 import json
 import math
 import os
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
+from ..config import read_secret
 from ..errors import UsageError
 from ..media import ClockConfig, Source
 from .http import basic_auth, http_get
@@ -45,11 +45,7 @@ def vlc_password() -> str:
         return env
     path = os.environ.get("RATEDIAL_VLC_PASSWORD_FILE")
     if path:
-        try:
-            return Path(path).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise UsageError(f"cannot read RATEDIAL_VLC_PASSWORD_FILE {path}: "
-                             f"{exc.strerror}") from None
+        return read_secret(path, "RATEDIAL_VLC_PASSWORD_FILE")
     raise UsageError("--player vlc: set VLC's web interface password in RATEDIAL_VLC_PASSWORD "
                      "or in a file named by RATEDIAL_VLC_PASSWORD_FILE (see docs/players.md)")
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .._platform.lock import try_lock
-from .._platform.privacy import make_private_dirs
+from .._platform.privacy import make_private_dirs, remove_made_dirs
 from ..errors import RatedialError
 from .schema import DDL, FORMAT, FORMAT_VERSION
 
@@ -87,18 +87,21 @@ __all__ = ["SQL", "Recorder", "RecordingError", "create_private_file",
            "describe_sqlite_error", "remove_recording", "try_lock"]
 
 
-def remove_recording(path: Path) -> None:
+def remove_recording(path: Path, made_dirs: list[Path] | None = None) -> None:
     """Remove a recording this process made and will not keep, with SQLite's side files
-    (quietly: what is already gone is gone)."""
+    (quietly: what is already gone is gone), and the folders made for it (``made_dirs``, from
+    :func:`create_private_file`) that are left empty."""
     for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         with contextlib.suppress(OSError):
             p.unlink()
+    remove_made_dirs(made_dirs or [])
 
 
-def create_private_file(path: Path) -> None:
-    """Create ``path`` (mode 0600) or refuse if it exists: a recording is never overwritten."""
+def create_private_file(path: Path) -> list[Path]:
+    """Create ``path`` (mode 0600) or refuse if it exists: a recording is never overwritten.
+    Returns the folders made for it (outermost first)."""
     try:
-        make_private_dirs(path.parent)  # private, like the file
+        made = make_private_dirs(path.parent)  # private, like the file
     except OSError as exc:
         why = ("part of the path is a file" if isinstance(exc, FileExistsError | NotADirectoryError)
                else exc.strerror)
@@ -108,8 +111,10 @@ def create_private_file(path: Path) -> None:
     except FileExistsError:
         raise RecordingError(f"{path} already exists; choose another --record path") from None
     except OSError as exc:
+        remove_made_dirs(made)
         raise RecordingError(f"cannot create recording {path}: {exc.strerror}") from None
     os.close(fd)
+    return made
 
 
 class Recorder:
@@ -146,8 +151,9 @@ class Recorder:
         self.commits = 0
         self._next_checkpoint = time.monotonic() + CHECKPOINT_S
         self.error: RecordingError | None = None
+        self.made_dirs: list[Path] = []  # folders made for a new file (gone with it)
         if not append:
-            create_private_file(self.path)
+            self.made_dirs = create_private_file(self.path)
         elif not self.path.is_file():
             raise RecordingError(f"cannot continue recording {self.path}: no such file")
         con: sqlite3.Connection | None = None
@@ -163,7 +169,7 @@ class Recorder:
                     con.close()
             if not append:  # a file this run made and could not set up (a full disk): it
                 # would only make the corrected command refuse the name ("already exists")
-                remove_recording(self.path)
+                remove_recording(self.path, self.made_dirs)
             raise RecordingError(describe_sqlite_error(self.path, exc)) from None
         self._con = con
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)

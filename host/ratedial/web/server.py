@@ -49,8 +49,8 @@ _SECURITY_HEADERS = (
 
 
 def parse_addr(addr: str) -> tuple[str, int]:
-    """``HOST:PORT``, ``[V6]:PORT``, ``HOST`` or ``PORT`` -> (host, port); 127.0.0.1 and port 0
-    (a free one) by default."""
+    """``HOST:PORT``, ``[V6]:PORT``, ``HOST`` (an IPv6 address too) or ``PORT`` -> (host,
+    port); 127.0.0.1 and port 0 (a free one) by default."""
     addr = addr.strip()
     host, port = "127.0.0.1", "0"
     if addr.startswith("["):
@@ -64,6 +64,8 @@ def parse_addr(addr: str) -> tuple[str, int]:
             port = rest[1:]
     elif addr.isdigit():
         port = addr
+    elif addr.count(":") > 1 and _is_ipv6(addr):  # a bare IPv6 address: no port in it
+        host = addr
     elif ":" in addr:
         host, _, port = addr.rpartition(":")
         host = host or "127.0.0.1"
@@ -72,6 +74,14 @@ def parse_addr(addr: str) -> tuple[str, int]:
     if not port.isdigit() or not 0 <= int(port) <= 65535:
         raise UsageError(f"--web {addr}: the port must be a number 0-65535")
     return host, int(port)
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def is_loopback(host: str) -> bool:

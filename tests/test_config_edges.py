@@ -1,0 +1,219 @@
+"""Config files and option values as an independent audit (2026-12-04) tried them: a key
+written with dashes, written twice, a file saved with a byte-order mark, values from the
+file named by their key, numbers too large to compute with, names longer than MQTT allows,
+two rater labels for one dial, and the folders a failed start created."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ratedial.config import MqttConfig, RunConfig, load_config, prefix_problem
+from ratedial.errors import UsageError
+
+
+def run(*args: str, cwd: Path | None = None,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ratedial", *args], text=True,
+                          capture_output=True, timeout=60, check=False, cwd=cwd, env=env)
+
+
+def one_line(res: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.strip().count("\n") == 0, res.stderr
+    return res.stderr.strip()
+
+
+def test_duration_written_with_dashes_is_the_same_key(tmp_path: Path) -> None:
+    """``duration-s`` was typed as text (its default is None and the check looked at the
+    spelling): a number was refused, a string was a traceback."""
+    path = tmp_path / "c.toml"
+    path.write_text("duration-s = 5\n")
+    assert load_config(path).duration_s == 5.0
+    path.write_text('duration-s = "5"\n')
+    with pytest.raises(UsageError, match="duration-s must be a number"):
+        load_config(path)
+    res = run("run", "--config", str(path), "--no-scan", "--broker", "none",
+              "--record", str(tmp_path / "r.ratedial"))
+    assert res.returncode == 2 and "duration-s must be a number" in one_line(res)
+    assert not (tmp_path / "r.ratedial").exists()
+
+
+def test_a_key_written_both_ways_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("ping_interval_s = 0.2\nping-interval-s = 0.3\n")
+    with pytest.raises(UsageError, match="ping_interval_s and ping-interval-s are the same key"):
+        load_config(path)
+    path.write_text("[mqtt]\nbatch_ms = 10\nbatch-ms = 20\n")
+    with pytest.raises(UsageError, match=r"mqtt\.batch_ms and mqtt\.batch-ms"):
+        load_config(path)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_file_or_the_password(tmp_path: Path) -> None:
+    """Windows Notepad may save UTF-8 with a BOM: the config was "not valid TOML" and a
+    password file's BOM became part of the password (the broker said "not authorized")."""
+    (tmp_path / "pw.txt").write_bytes("\ufeffs3cret\r\n".encode())
+    path = tmp_path / "c.toml"
+    path.write_bytes('\ufeffduration_s = 1\n[mqtt]\npassword_file = "pw.txt"\n'.encode())
+    cfg = load_config(path)
+    assert cfg.duration_s == 1.0
+    assert cfg.mqtt.password() == "s3cret"
+
+
+def test_a_vlc_password_file_that_is_not_text_is_one_line(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    from ratedial.players.vlc import vlc_password
+
+    (tmp_path / "bad.txt").write_bytes(b"\xff\xfe")
+    monkeypatch.delenv("RATEDIAL_VLC_PASSWORD", raising=False)
+    monkeypatch.setenv("RATEDIAL_VLC_PASSWORD_FILE", str(tmp_path / "bad.txt"))
+    with pytest.raises(UsageError, match=r"RATEDIAL_VLC_PASSWORD_FILE .* is not UTF-8 text"):
+        vlc_password()
+    (tmp_path / "bom.txt").write_bytes("\ufeffvlcpw\n".encode())
+    monkeypatch.setenv("RATEDIAL_VLC_PASSWORD_FILE", str(tmp_path / "bom.txt"))
+    assert vlc_password() == "vlcpw"
+
+
+@pytest.mark.parametrize(("text", "flag", "key"), [
+    ('player = "bogus"\n', "--player", "player = 'bogus' in "),
+    ('web = "x:y"\n', "--web", "web = 'x:y' in "),
+    ('[mqtt]\nbroker = "bogus://x"\n', "--broker", "mqtt.broker in "),
+])
+def test_a_bad_value_from_the_file_names_its_key_and_file(tmp_path: Path, text: str,
+                                                         flag: str, key: str) -> None:
+    """The message named the flag (``--player bogus``) of a value the user never typed."""
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    res = run("run", "--config", str(path), "--no-scan", "--record",
+              str(tmp_path / "r.ratedial"))
+    line = one_line(res)
+    assert res.returncode == 2, res.stderr
+    assert key in line and str(path) in line and flag not in line, line
+    assert not (tmp_path / "r.ratedial").exists()
+
+
+def test_monitor_names_the_broker_of_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[mqtt]\nbroker = "bogus://x"\n')
+    res = run("monitor", "--config", str(path), "--duration", "1")
+    line = one_line(res)
+    assert res.returncode == 2 and f"mqtt.broker in {path}" in line, line
+
+
+@pytest.mark.parametrize("args", [
+    ("analyze", "x.ratedial", "--max-fill", "1e308"),
+    ("export", "x.ratedial", "--max-fill", "1e308"),
+    ("analyze", "x.ratedial", "--rate", "1e9"),
+    ("analyze", "x.ratedial", "--window", "1e300"),
+    ("virtual-dial", "--duration", "1e308"),
+    ("record", "--mqtt", "mqtt://127.0.0.1:1", "--record", "x.ratedial",
+     "--session-expiry", "99999999999"),
+])
+def test_numbers_too_large_to_compute_with_are_one_line(args: tuple[str, ...],
+                                                       tmp_path: Path) -> None:
+    """Each was a traceback (OverflowError, a 30 GiB array, struct.error)."""
+    res = run(*args, cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert one_line(res).startswith("ratedial: error: Invalid value for"), res.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_names_longer_than_mqtt_allows_are_refused(tmp_path: Path) -> None:
+    """Over 65,535 bytes an MQTT string cannot be encoded (struct.error, and a recording
+    left behind by ``record --prefix``)."""
+    assert prefix_problem("p" * 1000) is None
+    assert prefix_problem("p" * 1001) == "longer than 1,000 bytes"
+    with pytest.raises(UsageError, match=r"mqtt\.client_id is longer than MQTT.s 65,535 bytes"):
+        MqttConfig(client_id="c" * 65_536)
+    with pytest.raises(UsageError, match=r"mqtt\.username is longer"):
+        MqttConfig(username="é" * 40_000)  # 80,000 bytes
+    with pytest.raises(UsageError, match=r"mqtt\.client_id cannot be empty"):
+        MqttConfig(client_id="")
+    for args in (("--prefix", "p" * 70_000), ("--client-id", "c" * 70_000)):
+        res = run("record", "--mqtt", "mqtt://127.0.0.1:1", "--record", "r.ratedial",
+                  "--duration", "1", *args, cwd=tmp_path)
+        assert res.returncode == 2 and "longer than" in one_line(res), res.stderr
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_start_leaves_no_folder_it_made(tmp_path: Path) -> None:
+    """README: a run that cannot start exits 1 and keeps nothing; the folders made for the
+    recording stayed behind, empty. A folder that was there before stays."""
+    res = run("run", "--broker", "none", "--no-scan", "--port", str(tmp_path / "nope"),
+              "--record", str(tmp_path / "new" / "deeper" / "r.ratedial"))
+    assert res.returncode == 1 and "no such port" in res.stderr, res.stderr
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()
+    res = run("run", "--broker", "none", "--no-scan", "--port", str(tmp_path / "nope"),
+              "--record", str(tmp_path / "kept" / "sub" / "r.ratedial"))
+    assert res.returncode == 1, res.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["kept"]
+    assert list((tmp_path / "kept").iterdir()) == []
+
+
+def test_two_labels_for_one_port_written_two_ways_are_refused(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    port = tmp_path / "dial0"
+    port.touch()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match="client and therapist both name dial"):
+        RunConfig(raters={"client": "dial0", "therapist": str(port)})
+
+
+def test_a_dial_named_by_id_and_by_port_is_recorded_without_a_guessed_label(
+        tmp_path: Path) -> None:
+    """``--rater client=<id> --rater therapist=<its port>``: the dial was recorded as the
+    client's, and "therapist" was only named at the end as never seen."""
+    from ratedial.virtual import VirtualDial
+
+    rec = tmp_path / "r.ratedial"
+    with VirtualDial(seed=75, subprocess=True) as dial:
+        uid = dial.options.uid_bytes.hex()
+        res = run("run", "--port", dial.port, "--no-scan", "--broker", "none", "--duration",
+                  "2", "--rater", f"client={uid}", "--rater", f"therapist={dial.port}",
+                  "--record", str(rec))
+    assert res.returncode == 0, res.stderr
+    assert f"rater labels client and therapist all name dial {uid}" in res.stderr
+    assert "was seen" not in res.stderr  # neither label is said to be missing
+    con = sqlite3.connect(rec)
+    assert con.execute("SELECT uid, rater FROM dials").fetchall() == [(uid, None)]
+    data = [json.loads(d) for (d,) in con.execute(
+        "SELECT data FROM events WHERE kind = 'rater_conflict'")]
+    assert data == [{"port": dial.port, "labels": ["client", "therapist"]}]
+
+
+def test_a_bare_ipv6_address_is_a_web_host() -> None:
+    from ratedial.web.server import parse_addr
+
+    assert parse_addr("::1") == ("::1", 0)
+    assert parse_addr("[::1]:8080") == ("::1", 8080)
+    assert parse_addr("localhost:81") == ("localhost", 81)
+    with pytest.raises(UsageError, match="port must be a number"):
+        parse_addr("a:b:c")
+
+
+def test_anchors_must_be_points_of_the_scale(tmp_path: Path) -> None:
+    """A key that is not a number was taken and then dropped from SPSS value labels."""
+    path = tmp_path / "c.toml"
+    path.write_text('[scale]\nanchors = { x = "foo" }\n')
+    with pytest.raises(UsageError, match="anchors: 'x' is not a point of the scale"):
+        load_config(path)
+    path.write_text('[scale]\nanchors = { "0" = "low", "12.5" = "some" }\n')
+    assert load_config(path).scale.anchors == {"0": "low", "12.5": "some"}
+
+
+def test_an_mpc_url_with_a_password_does_not_point_at_vlc() -> None:
+    from ratedial.players.spec import parse_spec
+
+    with pytest.raises(UsageError) as exc:
+        parse_spec("mpc:http://u:pw@127.0.0.1:13579")
+    assert "VLC" not in str(exc.value) and "no password in the URL" in str(exc.value)
+    with pytest.raises(UsageError, match="RATEDIAL_VLC_PASSWORD"):
+        parse_spec("vlc:http://:pw@127.0.0.1:8080")
