@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -607,12 +608,19 @@ def test_manual_marks_from_keys_and_button():
             await asyncio.sleep(0.1)
             _, (pos,), (state,) = session.annotate([time.monotonic_ns()])
             assert state == MediaState.PLAYING and 5.09 < pos < 5.2
+            t_pause = time.monotonic_ns()
             os.write(w, b"p\n")
             await asyncio.sleep(0.05)
             paused_at = session.clock.position_now(time.monotonic_ns())
+            # paused where the count was, not back at the mark (an audit: 2 s lost there)
+            assert paused_at is not None and paused_at >= 5.0 + (t_pause - t) / 1e9 - 0.01
+            assert out.last("media_pause")["media_s"] == pytest.approx(paused_at, abs=1e-3)
             await asyncio.sleep(0.05)
             assert session.annotate([time.monotonic_ns()])[1:] == ((paused_at,), (2,))
-            os.write(w, b"p\n754.2\nnonsense\n")
+            os.write(w, b"p\n")
+            await asyncio.sleep(0.05)
+            assert (session.clock.position_now(time.monotonic_ns()) or 0) > paused_at
+            os.write(w, b"754.2\nnonsense\n")
             await asyncio.sleep(0.05)
             assert 754.2 <= (session.clock.position_now(time.monotonic_ns()) or 0) < 754.3
             session.button(time.monotonic_ns())  # after keys: the first press still marks
@@ -621,7 +629,11 @@ def test_manual_marks_from_keys_and_button():
             os.close(w)
             await asyncio.sleep(0.05)
             assert [k for k, _, _ in out.events] == [
-                "media_play", "media_pause", "media_play", "media_seek", "media_seek"]
+                "media_load", "media_play", "media_pause", "media_play", "media_seek",
+                "media_seek"]
+            # the video followed has a media row of its own (no path, length, fingerprint)
+            assert out.media == [(None, None, None, None)]
+            assert out.events[0][1]["media_id"] == 1
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     run(main)
@@ -654,6 +666,18 @@ def test_manual_mark_under_ratedial_run(tmp_path):
     got = timeline.at(t_mark + 500_000_000, 1.0)
     assert got is not None and got[1] == 1 and got[0] == pytest.approx(5.5, abs=0.002)
     assert timeline.at(t_mark - 100_000_000, 1.0) == (None, 0)
+    # every media time belongs to a video (the manual one: no path), so analyze takes it
+    con = sqlite3.connect(rec.path)
+    assert con.execute("SELECT media_id, path, duration_s FROM media").fetchall() == \
+        [(1, None, None)]
+    assert con.execute("SELECT count(*) FROM samples WHERE media_s IS NOT NULL AND "
+                       "media_id IS NULL").fetchone() == (0,)
+    con.close()
+    res = subprocess.run([sys.executable, "-m", "ratedial", "analyze", str(rec.path),
+                          "--json"], capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr
+    rated = json.loads(res.stdout)
+    assert rated["dyads"][0]["raters"][0]["samples_used"] > 0, rated
 
 
 # --- specs --------------------------------------------------------------------------------

@@ -167,6 +167,10 @@ class MediaClock(Timeline):
     def paused(self, host_ns: int, value: bool) -> list[MediaEvent]:
         events: list[MediaEvent] = []
         pos = self._last_pos if value and self.config.source is Source.PUSH else None
+        if value and self.config.source is Source.NONE:  # manual: paused where the count is
+            pos = self._now_pos(host_ns)
+            if pos is not None:
+                self._last_pos = pos
         self._set_flag(host_ns, "paused", value, events, pos)
         return events
 

@@ -96,6 +96,12 @@ class ManualSession(PlayerSession):
     def mark(self, host_ns: int, media_s: float, source: str) -> None:
         if not self.connected:
             self.connected = True
+        if self.clock.media_id is None and self._out is not None:
+            # The video being followed, whatever file it is: a media row of its own (no
+            # path, length or fingerprint), so that the media times it gives samples
+            # belong to a video as everywhere else (docs/recording.md, table media)
+            media_id = self._out.add_media(None, None, None, None)
+            self._emit(self.clock.identify(host_ns, media_id=media_id))
         self._emit(self.clock.mark(host_ns, max(0.0, media_s)))
         self._observe(host_ns, media_s, 1.0, True, source)
 
