@@ -385,3 +385,28 @@ def test_without_the_research_extra_spss_and_elan_are_one_line(tmp_path: Path) -
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "st.csv").exists() and not (tmp_path / "st.sav").exists()
     assert "st.sav not written" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_samples_at_the_very_end_are_in_the_last_bin(tmp_path: Path) -> None:
+    """A player at its end shows the last frame, and the recorded position is clamped to
+    the length (60.0 of a 60 s video): those samples made a bin [60.0, 60.1) past the end,
+    a 601st bin in every export, a duration of 60.1 s and segments ending at 01:00.1."""
+    path = dyad(tmp_path / "end.ratedial")
+    con = sqlite3.connect(path)
+    con.execute("UPDATE samples SET media_s = 60.0 WHERE media_s >= 59.96")
+    (n_end,) = con.execute("SELECT count(*) FROM samples WHERE media_s = 60.0").fetchone()
+    con.commit()
+    con.close()
+    assert n_end >= 2
+    res = run("analyze", str(path), "--json", "--no-truth-bias")
+    assert res.returncode == 0, res.stderr
+    raters = json.loads(res.stdout)["dyads"][0]["raters"]
+    assert [r["n_bins"] for r in raters] == [600, 600]
+    assert [r["duration_s"] for r in raters] == [60.0, 60.0]
+    assert all(s["end_s"] <= 60.0 for r in raters for s in r["segments"]), raters
+    res = run("export", str(path), "-o", str(tmp_path / "x"))
+    assert res.returncode == 0, res.stderr
+    rows = (tmp_path / "x.long.csv").read_text().splitlines()
+    col = rows[0].split(",").index("t_s")
+    times = [float(r.split(",")[col]) for r in rows[1:]]
+    assert len(times) == 1200 and max(times) == pytest.approx(59.9)

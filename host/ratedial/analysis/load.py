@@ -220,6 +220,11 @@ def _build(rec: Recording, dial: Dial, groups: Sequence[Groups], overrides: Mapp
             parts_p, parts_g = [np.zeros(0, dtype=np.int64)], [_no_groups()]
         pid = np.concatenate(parts_p)
         bins = np.concatenate([g.bin for g in parts_g])
+        if media.duration_s:  # a sample shown at the very end (its position clamped to the
+            # length) belongs to the last bin, not to one past the video's end
+            end = math.ceil(media.duration_s * options.rate_hz - 1e-9)
+            top = np.concatenate([g.media_max for g in parts_g])
+            bins = np.where((bins == end) & (top <= media.duration_s + 1e-6), end - 1, bins)
         sums = np.concatenate([g.rating_sum for g in parts_g])
         counts = np.concatenate([g.count for g in parts_g])
         binned = resolve(pid, bins, sums, counts,
