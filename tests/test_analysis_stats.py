@@ -203,3 +203,24 @@ def test_too_little_overlap_gives_none():
     x = np.full(50, np.nan)
     x[:5] = 1.0
     assert agreement(x, x.copy(), Band(), block_bins=10) is None
+
+
+def test_icc_does_not_exist_where_both_raters_are_constant():
+    """Two raters resting at 50 and 53, then moving: resamples of the rest alone have no
+    subject or error variance, ICC(3,1) is 0/0 there; computed from sums it was rounding
+    noise (0.5 to 1.75, beyond ICC's bound of 1) inside the interval. Such resamples are
+    left out and counted, as for Pearson's r (and ICC(2,1), defined there, stays)."""
+    rng = np.random.default_rng(3)
+    moving = 50 + np.cumsum(rng.standard_normal(200))
+    x = np.concatenate([np.full(400, 50.0), moving])
+    y = np.concatenate([np.full(400, 53.0), moving + rng.standard_normal(200)])
+    ag = agreement(x, y, Band(), block_bins=100, replicates=400, seed=1)
+    assert ag is not None
+    assert ag.icc3_1.undefined > 0
+    assert ag.icc3_1.undefined == ag.pearson.undefined
+    assert ag.icc3_1.ci_high <= 1.0 and ag.icc2_1.ci_high <= 1.0
+    assert ag.icc2_1.undefined == 0  # the raters differ: ICC(2,1) = 0 there, not 0/0
+    s = _all_from(_features(np.full(50, 50.0), np.full(50, 50.0),
+                            categories(np.full(50, 50.0), Band()),
+                            categories(np.full(50, 50.0), Band())).sum(axis=0), 50)
+    assert np.isnan(s["icc3_1"]) and np.isnan(s["icc2_1"])

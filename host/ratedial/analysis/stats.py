@@ -182,9 +182,13 @@ def _icc_from(s: FloatArray, n: int) -> tuple[FloatArray, FloatArray]:
     ssc = (sx * sx + sy * sy) / n - corr
     sse = sst - ssr - ssc
     msr, msc, mse = ssr / (n - 1), ssc, sse / (n - 1)
+    # As for r: variation from sums below a billionth of the sum of squares is rounding
+    # noise. Both raters constant: no subject and no error variation, ICC(3,1) is 0/0 (the
+    # noise gave values such as 1.75); the same constant as well: ICC(2,1) is 0/0 too.
+    tol = _VAR_TOL * np.abs(sxx + syy)
     with np.errstate(invalid="ignore", divide="ignore"):
-        icc2 = (msr - mse) / (msr + mse + 2 * (msc - mse) / n)
-        icc3 = (msr - mse) / (msr + mse)
+        icc2 = np.where(sst > tol, (msr - mse) / (msr + mse + 2 * (msc - mse) / n), np.nan)
+        icc3 = np.where(ssr + sse > tol, (msr - mse) / (msr + mse), np.nan)
     return np.asarray(icc2, dtype=np.float64), np.asarray(icc3, dtype=np.float64)
 
 
