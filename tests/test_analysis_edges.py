@@ -316,6 +316,19 @@ def test_no_output_writes_over_an_input(tmp_path: Path) -> None:
         assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
     assert sheet.read_text() == "dyad,wai\nD01,50\n"
     assert not (tmp_path / "q.long.csv").exists()  # refused before anything was written
+    # the -wal of a crashed recording that is not an input holds its last commits too
+    other_rec = dyad(tmp_path / "K01.ratedial")
+    con = sqlite3.connect(other_rec)
+    con.execute("PRAGMA wal_autocheckpoint = 0")
+    con.execute("UPDATE samples SET rating = 1 WHERE sample_index < 10")
+    con.commit()
+    wal = Path(f"{other_rec}-wal")
+    shutil.copy(wal, tmp_path / "left.ratedial-wal")
+    con.close()
+    before = (tmp_path / "left.ratedial-wal").read_bytes()
+    one_line_error(run("analyze", str(rec), "--brief", "--no-truth-bias", "--table",
+                       str(tmp_path / "left.ratedial-wal")), 2, "write-ahead log")
+    assert (tmp_path / "left.ratedial-wal").read_bytes() == before
 
 
 def test_a_rater_who_lost_every_sample_is_still_a_rater(tmp_path: Path) -> None:
@@ -410,3 +423,33 @@ def test_samples_at_the_very_end_are_in_the_last_bin(tmp_path: Path) -> None:
     col = rows[0].split(",").index("t_s")
     times = [float(r.split(",")[col]) for r in rows[1:]]
     assert len(times) == 1200 and max(times) == pytest.approx(59.9)
+
+
+def test_reading_a_crashed_recording_folds_its_wal_into_the_file(tmp_path: Path) -> None:
+    """docs/recording.md: keep FILE-wal beside FILE "until a reader has opened it once, which
+    folds the rest in". The analysis readers opened read-only and never folded: a copy of
+    the file alone, made after analysing it, still lacked the crashed run's last seconds."""
+    import shutil
+
+    path = dyad(tmp_path / "live.ratedial")
+    con = sqlite3.connect(path)  # a writer that never closes: its last commits stay in -wal
+    con.execute("PRAGMA wal_autocheckpoint = 0")
+    con.execute("UPDATE samples SET rating = 99 WHERE sample_index < 500")
+    con.commit()
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    for suffix in ("", "-wal", "-shm"):  # copied as a crash leaves them
+        shutil.copy(f"{path}{suffix}", crashed / f"c.ratedial{suffix}")
+    con.close()
+    copy = crashed / "c.ratedial"
+    assert (crashed / "c.ratedial-wal").stat().st_size > 0
+    res = run("analyze", str(copy), "--brief", "--no-truth-bias")
+    assert res.returncode == 0, res.stderr
+    wal = crashed / "c.ratedial-wal"
+    assert not wal.exists() or wal.stat().st_size == 0
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(copy, alone / "c.ratedial")  # the file alone now holds everything
+    con = sqlite3.connect(f"file:{alone / 'c.ratedial'}?mode=ro", uri=True)
+    assert con.execute("SELECT count(*) FROM samples WHERE rating = 99").fetchone() == (1000,)
+    con.close()

@@ -3,7 +3,8 @@
 Invariant: an output of ``analyze --table``, ``study``, ``export`` or ``render`` is never a
 recording given to the command, nor one of its SQLite side files (``-wal``, ``-shm``,
 ``-journal``: writing over one loses what it holds), nor another input (an annotations
-table, the video), nor any existing SQLite database (a recording not given this time). The
+table, the video), nor any existing SQLite database or write-ahead log (a recording not
+given this time, or what a crashed one left). The
 refusal is one line, before anything is written.
 """
 
@@ -37,6 +38,20 @@ def is_sqlite(path: Path) -> bool:
         return False
 
 
+# the first bytes of an SQLite write-ahead log (two byte orders of its checksums) and of a
+# rollback journal: a crashed recording's last commits may be nowhere else
+_SIDE_MAGIC = (b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83", b"\xd9\xd5\x05\xf9")
+
+
+def is_sqlite_side_file(path: Path) -> bool:
+    """Whether ``path`` starts as an SQLite ``-wal`` or ``-journal`` file does."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) in _SIDE_MAGIC
+    except OSError:
+        return False
+
+
 def refuse_inputs(outputs: Iterable[Path], *, recordings: Iterable[Path],
                   others: Iterable[Path] = (), option: str = "the output") -> None:
     """One line (:class:`UsageError`) if any of ``outputs`` would write over a recording,
@@ -57,3 +72,7 @@ def refuse_inputs(outputs: Iterable[Path], *, recordings: Iterable[Path],
         if is_sqlite(out):
             raise UsageError(f"{option} {out} is an SQLite database (a recording?): ratedial "
                              "never writes over one; choose another name")
+        if is_sqlite_side_file(out):
+            raise UsageError(f"{option} {out} is an SQLite write-ahead log or journal (part of "
+                             "a recording?): ratedial never writes over one; choose another "
+                             "name")

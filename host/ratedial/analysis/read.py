@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._platform.lock import try_lock
 from ..recording.schema import FORMAT, FORMAT_VERSION, MediaState
 from .errors import NotARecording
 from .guard import is_sqlite
@@ -196,7 +197,35 @@ def connect(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
         raise NotARecording(f"{p} has recording format version "
                             f"{None if version is None else json.loads(version[0])}; this "
                             f"ratedial reads version {FORMAT_VERSION}")
+    if not write:
+        _fold_wal(p)
     return con
+
+
+def _fold_wal(p: Path) -> None:
+    """Fold what a crashed run left in ``FILE-wal`` into the recording itself, so that the
+    file alone holds everything from now on (docs/recording.md): only when no process writes
+    it (the recorder's lock is free) and its folder can be written; quietly otherwise (the
+    reader still reads the ``-wal``). The contents do not change, only where they are."""
+    wal = p.with_name(p.name + "-wal")
+    try:
+        if not wal.is_file() or wal.stat().st_size == 0 or _read_only_folder(p):
+            return
+        fd = try_lock(p)
+    except OSError:
+        return
+    if fd is None:  # being recorded: its writer folds it
+        return
+    try:
+        con = sqlite3.connect(p.resolve().as_uri() + "?mode=rw", uri=True)
+        try:
+            con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _check(con: sqlite3.Connection) -> sqlite3.Connection:
