@@ -751,6 +751,14 @@ def test_vlc_stopped_at_the_end_is_ended_else_unloaded():
     s2 = VlcSession(host="x", port=1, password="pw")
     assert not s2.parse_status({"state": "stopped", "time": 0, "length": 0,
                                 "position": 0}).loaded
+    # VLC closed and started again (an audit): its first answer is "stopped", which is not
+    # the end of the file the old VLC played: that file's end position went to the new
+    # file's samples, marked "ended"
+    m.advance(19_000_000_000)
+    assert s.parse_status(m.vlc_status(play_and_pause=False)).media_s == pytest.approx(19.5)
+    s._gone("connection refused")
+    snap = s.parse_status({"state": "stopped", "time": 0, "length": 0, "position": 0})
+    assert not snap.loaded and snap.media_s is None
 
 
 def test_mpc_variables_parse():

@@ -106,6 +106,10 @@ class PlayerSession:
     async def _follow(self, out: MediaOutput) -> None:
         raise NotImplementedError
 
+    def _forget(self) -> None:
+        """Hook: the player is gone; forget what was known of its file (a player started
+        again starts from nothing)."""
+
     def _connected(self, host_ns: int) -> None:
         """Call when the player answered: records ``player_back`` after a loss."""
         if self.connected:
@@ -127,6 +131,7 @@ class PlayerSession:
             self._identify_task = None
         if was:
             self.clock.lost(host_ns)
+        self._forget()
         if self._out is not None and not self._announced_lost:
             data: dict[str, Any] = {"player": self.player}
             if not was:

@@ -174,6 +174,13 @@ class VlcSession(PolledSession):
         return Snapshot(loaded=True, media_s=media_s, playing=playing, rate=rate, ended=ended,
                         key=key, duration_s=length, fps=_video_fps(info))
 
+    def _forget(self) -> None:
+        # A VLC started again answers "stopped" at first: that is not the end of the file
+        # the old one played (its position would be given to the new file's samples).
+        self._last = None
+        self._file = None
+        self.length.reset()
+
     def _near_end(self, media_s: float, within: float = 1.5) -> bool:
         length = self.length.value
         return length is not None and media_s >= length - within
