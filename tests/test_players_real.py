@@ -403,3 +403,27 @@ def test_video_option_launches_mpv_and_stops_it_with_the_run(tmp_path, video):
     assert kinds[:4] == ["media_load", "media_pause", "media_play", "media_pause"], kinds
     playing = [m for _, m, s, _ in rec.samples() if s == 1]
     assert len(playing) > 800 and playing[-1] - playing[0] > 0.8
+
+
+def test_a_video_mpv_cannot_play_is_said_and_recorded(tmp_path):
+    """``--video`` with a file mpv cannot play: mpv (idle) stays up, so the "exited at once"
+    check never fired; the session was recorded without media time and nothing said why."""
+    if not have("mpv"):
+        pytest.skip("mpv is not installed (apt-get install mpv)")
+    bad = tmp_path / "x.mp4"
+    bad.write_text("not a video\n")
+    sock = tmp_path / "mpv.sock"
+    dial = Dial(41)
+    daemon = Daemon(tmp_path, dial.path, f"mpv:{sock}", extra=("--video", str(bad)),
+                    env={"RATEDIAL_MPV_ARGS": "--vo=null --ao=null"})
+    try:
+        daemon.wait_for("SELECT 1 FROM events WHERE kind = 'media_error'", timeout=30.0)
+        out = daemon.stop()
+        assert daemon.proc.returncode == 0, out
+    finally:
+        daemon.stop()
+        dial.close()
+    (_, _, data), = daemon.recording.events("media_error")
+    got = json.loads(data)
+    assert got["player"] == "mpv" and got["path"] == str(bad) and got["error"], got
+    assert f"mpv could not play {bad}" in out, out

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 import math
 import os
 import shlex
@@ -33,6 +34,8 @@ from ..errors import UsageError
 from ..media import ClockConfig, MediaClock, MediaEvent, MediaOutput, Source
 from ..recording import MediaState
 from .session import PlayerGone, PlayerSession
+
+log = logging.getLogger("ratedial.players")
 
 # ``path`` first: mpv answers each observer at once, in this order, and a file loaded after its
 # position was reported would start a playing segment without a position.
@@ -185,6 +188,13 @@ class MpvSession(PlayerSession):
     def _on_message(self, host_ns: int, msg: dict[str, Any]) -> None:
         step = self.input.message(host_ns, msg)
         self._emit(step.events)
+        if step.failed is not None:  # recorded and said: no media time will come from it
+            what = self.video if self.video is not None else "the file it was given"
+            log.warning("mpv could not play %s (%s): media times stay unknown", what,
+                        step.failed[:200])
+            if self._out is not None:
+                self._out.event("media_error", {"player": self.player, "path": self.video,
+                                                "error": step.failed[:200]}, host_ns)
         for media_s, rate, playing, source in step.observations:
             self._observe(host_ns, media_s, rate, playing, source)
         if step.ask_position:
@@ -326,6 +336,7 @@ class MpvStep:
     observations: list[Observation] = field(default_factory=list)
     load: bool = False
     ask_position: bool = False  # a seek finished: ask time-pos, the answer is where it landed
+    failed: str | None = None  # mpv could not play the file it was given: why
 
 
 class MpvInput:
@@ -415,6 +426,9 @@ class MpvInput:
         self._load(step, host_ns)
 
     def _event_end(self, step: MpvStep, host_ns: int, msg: dict[str, Any]) -> None:
+        if msg.get("reason") == "error":  # e.g. "unrecognized file format"
+            why = msg.get("file_error")
+            step.failed = why if isinstance(why, str) and why.isprintable() else "error"
         if msg.get("reason") == "eof":
             step.events += self.clock.ended(host_ns, True)
         else:
