@@ -453,3 +453,28 @@ def test_reading_a_crashed_recording_folds_its_wal_into_the_file(tmp_path: Path)
     con = sqlite3.connect(f"file:{alone / 'c.ratedial'}?mode=ro", uri=True)
     assert con.execute("SELECT count(*) FROM samples WHERE rating = 99").fetchone() == (1000,)
     con.close()
+
+
+def test_the_neutral_band_follows_the_recordings_scale(tmp_path: Path) -> None:
+    """A 1-7 scale was analysed with the band 45-55 of a 0-100 one: every moment "below
+    the band" (hindering), kappa and the category shares meaningless, and nothing said."""
+    path = tmp_path / "likert.ratedial"
+    write_recording(path, [
+        simple_rater("client", piecewise([20, 40], [3, 6, 4]), 60, uid="aa"),
+        simple_rater("therapist", piecewise([25, 45], [2, 6, 4]), 60, uid="bb")],
+        rate_hz=50, media=SynthMedia(duration_s=60.0), session={"dyad": "L01"},
+        scale={"minimum": 1, "maximum": 7, "start": 4})
+    res = run("analyze", str(path), "--json", "--no-truth-bias", "--bootstrap", "100")
+    assert res.returncode == 0, res.stderr
+    d = json.loads(res.stdout)["dyads"][0]
+    assert d["options"]["neutral_band"] == pytest.approx([3.7, 4.3])
+    shares = {r["rater"]: (r["share_below"], r["share_within"], r["share_above"])
+              for r in d["raters"]}
+    assert shares["client"] == pytest.approx((20 / 60, 20 / 60, 20 / 60), abs=0.01)
+    # --band as given still wins; a 0-100 recording keeps 45:55
+    res = run("analyze", str(path), "--json", "--no-truth-bias", "--bootstrap", "100",
+              "--band", "3:5")
+    assert json.loads(res.stdout)["dyads"][0]["options"]["neutral_band"] == [3.0, 5.0]
+    res = run("analyze", str(dyad(tmp_path / "d.ratedial")), "--json", "--no-truth-bias",
+              "--bootstrap", "100")
+    assert json.loads(res.stdout)["dyads"][0]["options"]["neutral_band"] == [45.0, 55.0]

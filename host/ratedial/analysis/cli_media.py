@@ -22,6 +22,7 @@ from .cli_options import (
     _load,
     _segment_opts,
     alignment_options,
+    band_of,
     friendly,
     segment_options,
 )
@@ -165,8 +166,9 @@ def review(*, recording: str, who: str | None, guess: bool, answerer: str, order
 @RECORDINGS
 @alignment_options
 @segment_options
-@click.option("--band", default="45:55", show_default=True, metavar="LOW:HIGH",
-              help="The neutral band, drawn as a grey stripe.")
+@click.option("--band", default=None, metavar="LOW:HIGH",
+              help="The neutral band, drawn as a grey stripe (default: the middle tenth of "
+                   "the recordings' scale, 45:55 on 0-100).")
 @click.option("--video", type=click.Path(exists=True, dir_okay=False), default=None,
               help="The video file (default: the path recorded in the recording).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
@@ -180,7 +182,7 @@ def review(*, recording: str, who: str | None, guess: bool, answerer: str, order
               help="x264 speed preset: faster presets make larger files.")
 @friendly
 def render(*, recordings: tuple[str, ...], video: str | None, output: str, preset: str,
-           band: str, overwrite: bool, **kw: Any) -> None:
+           band: str | None, overwrite: bool, **kw: Any) -> None:
     """The video with the rating traces drawn over it, as MP4 (for a recall interview or a talk).
 
     A panel across the lower third shows each rater's trace over the whole video (gaps
@@ -193,16 +195,16 @@ def render(*, recordings: tuple[str, ...], video: str | None, output: str, prese
     from .render import check_output, traces_of
     from .render import render as do_render
     from .segments import find_segments
-    from .stats import Band
 
-    lo, hi = _band(band)
-    neutral = Band(low=lo, high=hi)  # checked as analyze checks it
+    if band is not None:
+        _band(band)  # checked as analyze checks it, before any work
     opt = _segment_opts(kw)
     _, groups = _load(recordings, kw)
     if len(groups) != 1:
         raise UsageError(f"the recordings hold {len(groups)} dyads or videos "
                          f"({', '.join(g.label for g in groups)}); render one at a time")
     (g,) = groups
+    neutral = band_of(g, band)
     s0 = g.series[0]
     if s0.media.timeline != "media":
         raise UsageError("the recording has no video timeline (no player was followed): "

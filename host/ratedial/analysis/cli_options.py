@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .groups import Group, PairingOptions
     from .load import Series
     from .segments import SegmentOptions
+    from .stats import Band
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -117,8 +118,9 @@ def segment_options(f: F) -> F:
 
 def analysis_options(f: F) -> F:
     return _apply(segment_options(f), [
-        click.option("--band", default="45:55", show_default=True, metavar="LOW:HIGH",
-                     help="The neutral band; below is hindering, above helpful."),
+        click.option("--band", default=None, metavar="LOW:HIGH",
+                     help="The neutral band; below is hindering, above helpful (default: the "
+                          "middle tenth of the recordings' scale, 45:55 on 0-100)."),
         click.option("--max-lag", "max_lag_s", type=FiniteRange(min=0, max=A_DAY_S), default=10.0,
                      show_default=True, help="Cross-correlation searched over ± seconds."),
         click.option("--block", "block_s", type=FiniteRange(min=0, max=A_DAY_S, min_open=True),
@@ -209,12 +211,38 @@ def _segment_opts(kw: dict[str, Any]) -> SegmentOptions:
                           min_separation_s=kw["min_sep_s"])
 
 
-def _analysis_opts(kw: dict[str, Any]) -> AnalysisOptions:
-    from .analyse import AnalysisOptions
+def band_of(group: Group, text: str | None) -> Band:
+    """The neutral band of ``group``: ``--band`` as given, else the middle tenth of the
+    recordings' rating scale (``meta.scale``, 0-100 when absent: 45-55). Raters on different
+    scales in one group are named in a note (their agreement compares different units)."""
     from .stats import Band
 
-    lo, hi = _band(kw["band"])
-    return AnalysisOptions(band=Band(low=lo, high=hi), segments=_segment_opts(kw),
+    if text is not None:
+        lo, hi = _band(text)
+        return Band(low=lo, high=hi)
+    scales: dict[tuple[float, float], str] = {}
+    for s in group.series:
+        sc = s.recording.scale
+        try:
+            key = float(sc.get("minimum", 0.0)), float(sc.get("maximum", 100.0))
+        except (TypeError, ValueError):
+            key = 0.0, 100.0
+        if not all(math.isfinite(v) for v in key) or key[1] <= key[0]:
+            key = 0.0, 100.0
+        scales.setdefault(key, s.rater)
+    if len(scales) > 1:
+        shown = ", ".join(f"{who} {lo:g}-{hi:g}" for (lo, hi), who in scales.items())
+        click.echo(f"ratedial: note: {group.label}: the raters' scales differ ({shown}): the "
+                   "neutral band is the first one's, and agreement compares different units",
+                   err=True)
+    lo, hi = next(iter(scales)) if scales else (0.0, 100.0)
+    return Band(low=round(lo + 0.45 * (hi - lo), 9), high=round(lo + 0.55 * (hi - lo), 9))
+
+
+def _analysis_opts(kw: dict[str, Any], group: Group) -> AnalysisOptions:
+    from .analyse import AnalysisOptions
+
+    return AnalysisOptions(band=band_of(group, kw["band"]), segments=_segment_opts(kw),
                            max_lag_s=kw["max_lag_s"], block_s=kw["block_s"],
                            replicates=kw["replicates"], seed=kw["seed"],
                            align_lag=kw["align_lag"])
@@ -247,5 +275,6 @@ def _formats(values: Sequence[str], allowed: Sequence[str]) -> list[str]:
 def _analyse_all(groups: Sequence[Group], kw: dict[str, Any]) -> list[GroupResult]:
     from .analyse import analyse_group
 
-    opt = _analysis_opts(kw)
-    return [analyse_group(g, opt) for g in groups]
+    if kw["band"] is not None:
+        _band(kw["band"])  # a bad --band is one line before any work
+    return [analyse_group(g, _analysis_opts(kw, g)) for g in groups]
