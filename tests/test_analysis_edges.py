@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from ratedial.analysis.synth import SynthMedia, constant, piecewise, simple_rater, write_recording
+from ratedial.analysis.synth import (
+    NoPlayer,
+    SynthMedia,
+    SynthRater,
+    constant,
+    piecewise,
+    simple_rater,
+    write_recording,
+)
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -478,3 +486,23 @@ def test_the_neutral_band_follows_the_recordings_scale(tmp_path: Path) -> None:
     res = run("analyze", str(dyad(tmp_path / "d.ratedial")), "--json", "--no-truth-bias",
               "--bootstrap", "100")
     assert json.loads(res.stdout)["dyads"][0]["options"]["neutral_band"] == [45.0, 55.0]
+
+
+def test_an_unlabelled_run_time_recording_never_joins_another_runs_dyad(tmp_path: Path) -> None:
+    """All recordings without a video shared one "video" (run time), so an unlabelled run
+    joined any labelled run's dyad and was paired with it, though their time zeros have
+    nothing to do with each other."""
+    labelled, lone = tmp_path / "R01.ratedial", tmp_path / "U01.ratedial"
+    for path, session in ((labelled, {"dyad": "R01"}), (lone, {})):
+        write_recording(path, [
+            SynthRater(label="client", curve=piecewise([20, 40], [30, 70, 50]), uid="aa",
+                       script=(NoPlayer(seconds=60),)),
+            SynthRater(label="therapist", curve=piecewise([25, 45], [40, 80, 45]), uid="bb",
+                       script=(NoPlayer(seconds=60),))],
+            rate_hz=50, media=None, session=session)
+    res = run("analyze", str(labelled), str(lone), "--json", "--no-truth-bias",
+              "--bootstrap", "100")
+    assert res.returncode == 0, res.stderr
+    dyads = {d["dyad"]: [r["recording"] for r in d["raters"]]
+             for d in json.loads(res.stdout)["dyads"]}
+    assert dyads == {"R01": [str(labelled)] * 2, "U01.ratedial": [str(lone)] * 2}, dyads

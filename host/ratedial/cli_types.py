@@ -31,9 +31,10 @@ class FiniteRange(click.FloatRange):
 
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> Any:
-        rv = super().convert(value, param, ctx)
-        if not math.isfinite(rv):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):  # said as such, before any range is
             self.fail(f"{value} is not a finite number.", param, ctx)
+        rv = super().convert(number, param, ctx)
         if self.max is None and abs(rv) > LARGEST:
             self.fail(f"{value} is too large (at most {LARGEST:.0e}).", param, ctx)
         return rv

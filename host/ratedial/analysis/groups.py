@@ -114,6 +114,11 @@ def group_series(series: Sequence[Series], options: PairingOptions | None = None
         for s in members:
             label = dyad_label(s, opt)
             (labelled.setdefault(label, []) if label is not None else unlabelled).append(s)
+        if key == "run-time":  # each run has its own time zero: an unlabelled one is a
+            # group of its own (its file), never joined to another run's dyad
+            for s in unlabelled:
+                labelled.setdefault(s.recording.path.name, []).append(s)
+            unlabelled = []
         if unlabelled and len(labelled) > 1:
             names = ", ".join(s.recording.path.name for s in unlabelled)
             raise PairingError(f"{names}: no dyad label, and the video is in dyads "
