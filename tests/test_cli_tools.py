@@ -262,3 +262,49 @@ def test_the_mqtt_librarys_socket_errors_are_not_printed_raw():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=False)
     assert "failed to receive" not in res.stderr, res.stderr
+
+
+def test_monitor_shows_the_dials_of_a_killed_daemon_as_such(tmp_path):
+    """After ``kill -9`` of the daemon, its last will says "lost", but the dial's retained
+    status still said "connected" (rating and all): the monitor showed a dial being recorded
+    that nothing recorded any more. It now takes the daemon's status into account."""
+    import json as _json
+    import signal
+
+    got: queue.Queue[tuple[str, dict[str, object]]] = queue.Queue()
+    with mosquitto(tmp_path / "broker") as broker, VirtualDial(seed=79, subprocess=True) as dial:
+        sub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="t-killed")
+        sub.on_message = lambda _c, _u, m: got.put((m.topic, _json.loads(m.payload)))
+        sub.connect("127.0.0.1", broker.port)
+        sub.subscribe([("ratedial/v1/dials/+/status", 1), ("ratedial/v1/daemons/+/status", 1)])
+        sub.loop_start()
+        daemon = start_daemon("--port", dial.port, "--broker", broker.url, "--record",
+                              str(tmp_path / "k.ratedial"), "--daemon-id", "killed1")
+
+        def wait(pred: Callable[[str, dict[str, object]], bool]) -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    topic, msg = got.get(timeout=1)
+                except queue.Empty:
+                    continue
+                if pred(topic, msg):
+                    return
+            raise AssertionError("not seen on the broker")
+
+        try:
+            wait(lambda t, m: "/dials/" in t and m.get("state") == "connected")
+            daemon.send_signal(signal.SIGKILL)
+            daemon.wait(30)
+            wait(lambda t, m: "/daemons/killed1/" in t and m.get("state") == "lost")
+        finally:
+            sub.loop_stop()
+            sub.disconnect()
+            if daemon.poll() is None:
+                daemon.kill()
+        res = ratedial("monitor", "--broker", broker.url, "--duration", "2")
+    assert res.returncode == 0, res.stderr
+    rows = [ln for ln in res.stdout.splitlines() if "│" in ln and "daemon lost" in ln]
+    assert len(rows) == 1, res.stdout  # the one dial, its state from its daemon's status
+    assert "connected" not in res.stdout, res.stdout
+    assert "daemon killed1 lost" in res.stdout + res.stderr, (res.stdout, res.stderr)

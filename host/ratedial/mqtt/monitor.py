@@ -51,6 +51,7 @@ class DialSeen:
     duplicates: int = 0
     missing: int = 0
     last_index: tuple[int, int] | None = None  # (boot, index)
+    daemon: str | None = None  # the daemon whose status message named it last
 
 
 class Monitor:
@@ -59,6 +60,7 @@ class Monitor:
         self._seen: dict[tuple[str, int], RangeSet] = {}  # indices seen per boot, as ranges
         self.malformed = 0  # messages skipped: fields missing or of the wrong type
         self.events: list[dict[str, Any]] = []
+        self.daemons: dict[str, str] = {}  # daemon id -> its last state (online, offline, lost)
 
     def feed(self, topic: str, payload: bytes) -> str | None:
         """Account for one message; return a one-line description of events."""
@@ -69,6 +71,8 @@ class Monitor:
         if not isinstance(msg, dict):
             return None
         leaf = topic.rsplit("/", 1)[-1]
+        if topic.rsplit("/", 3)[-3:-2] == ["daemons"]:  # <prefix>/v1/daemons/<d>/status
+            return self._daemon_status(msg) if leaf == "status" else None
         dial = msg.get("dial")
         if not isinstance(dial, str):
             return None
@@ -91,6 +95,7 @@ class Monitor:
                     else None
         elif leaf == "status":
             d.state = _text(msg.get("state")) or "?"
+            d.daemon = _text(msg.get("daemon")) or d.daemon
             missing = msg.get("missing", 0)
             d.missing = missing if is_int(missing) else 0
             d.rater = _text(msg.get("rater")) or d.rater
@@ -99,6 +104,26 @@ class Monitor:
             return f"{msg.get('kind')} {json.dumps(msg.get('data'))}"
         return None
 
+    def _daemon_status(self, msg: dict[str, Any]) -> str | None:
+        daemon, state = _text(msg.get("daemon")), _text(msg.get("state"))
+        if daemon is None or state is None:
+            return None
+        before = self.daemons.get(daemon)
+        self.daemons[daemon] = state
+        if state == "lost" and before != "lost":  # its last will: killed, or cut off
+            return (f"daemon {daemon} lost (killed or cut off): its dials' last status is "
+                    "stale and nothing of them is recorded by it")
+        return None
+
+    def state_of(self, d: DialSeen) -> str:
+        """The dial's state as its daemon's status leaves it: a daemon that is gone (its
+        last will, retained) cannot update its dials' retained status, which would say
+        "connected" for ever."""
+        daemon = self.daemons.get(d.daemon or "")
+        if daemon in ("lost", "offline") and d.state in ("connecting", "connected"):
+            return f"daemon {daemon}"
+        return d.state
+
     def table(self, status: str = "") -> Table:
         title = f"ratedial monitor ({status})" if status else "ratedial monitor"
         t = Table(title=title, title_justify="left")
@@ -106,7 +131,7 @@ class Monitor:
                     "duplicates"):
             t.add_column(col)
         for d in self.dials.values():
-            t.add_row(d.dial[:8], d.rater or "-", d.state,
+            t.add_row(d.dial[:8], d.rater or "-", self.state_of(d),
                       "-" if d.rating is None else f"{d.rating:.1f}",
                       "-" if d.media_s is None else f"{d.media_s:.2f}", str(d.samples),
                       str(d.missing), str(d.duplicates))
@@ -159,6 +184,7 @@ async def _monitor(mon: Monitor, addr: BrokerAddress, *, prefix: str, deadline: 
                                           keepalive=10, tls_context=tls_context) as client:
                     for leaf in LEAVES:
                         await subscribe(client, f"{prefix}/v1/dials/+/{leaf}")
+                    await subscribe(client, f"{prefix}/v1/daemons/+/status")
                     if live is None:
                         live = stack.enter_context(Live(mon.table(), console=console,
                                                         auto_refresh=False, transient=False))
