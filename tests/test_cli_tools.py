@@ -308,3 +308,4 @@ def test_monitor_shows_the_dials_of_a_killed_daemon_as_such(tmp_path):
     assert len(rows) == 1, res.stdout  # the one dial, its state from its daemon's status
     assert "connected" not in res.stdout, res.stdout
     assert "daemon killed1 lost" in res.stdout + res.stderr, (res.stdout, res.stderr)
+

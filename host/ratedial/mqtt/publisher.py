@@ -67,6 +67,18 @@ def _abandon(client: aiomqtt.Client) -> None:
     misc = getattr(client, "_misc_task", None)
     if misc is not None and not misc.done():
         misc.cancel()
+    # aiomqtt keeps an unexpected disconnection (another client taking this client id, the
+    # broker dropping the session) in a future that its __aexit__ never reads once set:
+    # asyncio then printed "Future exception was never retrieved" and a traceback. What ended
+    # the connection is already known (said once, recorded as broker_down).
+    gone = getattr(client, "_disconnected", None)
+    if isinstance(gone, asyncio.Future):
+        gone.add_done_callback(_read_outcome)
+
+
+def _read_outcome(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 class MqttPublisher(LivePublishing):
