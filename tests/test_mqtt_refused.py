@@ -59,7 +59,9 @@ def test_refused_samples_are_told_kept_unconfirmed_and_published_by_the_next_run
         assert f"stopping with {n} samples the broker has not confirmed ({n} of them " \
                "refused)" in err, err
         summary = json.loads(out.strip().splitlines()[-1])
-        assert "refused (Not authorized on samples)" in summary["broker"], summary["broker"]
+        # each reason and topic with its count (it named only the last one refused)
+        assert f"{summary['mqtt_refused']} refused (Not authorized on samples: " \
+            f"{summary['mqtt_refused']})" in summary["broker"], summary["broker"]
         # refused messages, counted: several (a frame a message at rest, coalesced under
         # load), each told in the one line above
         assert 2 <= summary["mqtt_refused"] <= len(first) // 10
@@ -197,3 +199,18 @@ def test_a_refused_subscription_is_one_line_naming_topic_and_reason():
     assert str(err.value) == ("the broker refused the subscription to ratedial/v1/dials/+/"
                               "samples: Not authorized (reason code 0x87); check its access "
                               "rules for this client")
+
+
+def test_the_summary_names_every_refused_topic_with_its_count() -> None:
+    """A read-only user: samples, status and events refused; the summary named only the
+    last one ("503 refused (Not authorized on status)"), hiding the 4990 samples."""
+    from types import SimpleNamespace
+
+    from ratedial.mqtt.backfill import FromRecordings
+
+    pub = SimpleNamespace(refusals={"Not authorized on status": 503,
+                                    "Not authorized on samples": 4490,
+                                    "Not authorized on events": 7})
+    assert FromRecordings.refusal_summary(pub) == (  # type: ignore[arg-type]
+        "Not authorized on samples: 4490; Not authorized on status: 503; "
+        "Not authorized on events: 7")

@@ -236,7 +236,7 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
             return "none"
         text = f"{publisher.state} ({publisher.address.host}:{publisher.address.port})"
         if publisher.refused_messages:  # MQTT 5: messages the broker answered with a refusal
-            text += f", {publisher.refused_messages} refused ({publisher.last_refusal})"
+            text += f", {publisher.refused_messages} refused ({publisher.refusal_summary()})"
         return text
 
     view = LiveView(console, lambda: list(daemon.views.values()), broker_state,

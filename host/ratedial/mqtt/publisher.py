@@ -128,7 +128,7 @@ class MqttPublisher(LivePublishing):
         self._acks: AckRouter | None = None  # the current connection's PUBACKs
         self.refused_messages = 0  # QoS 1 messages the broker refused (MQTT 5 reason codes)
         self._refusals_told: set[tuple[str, int]] = set()
-        self.last_refusal: str | None = None
+        self.refusals = {}
         self._replay_refused: str | None = None  # the replay subscription's refusal
         self.live_messages = 0
         self._client: aiomqtt.Client | None = None
