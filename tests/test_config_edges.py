@@ -217,3 +217,32 @@ def test_an_mpc_url_with_a_password_does_not_point_at_vlc() -> None:
     assert "VLC" not in str(exc.value) and "no password in the URL" in str(exc.value)
     with pytest.raises(UsageError, match="RATEDIAL_VLC_PASSWORD"):
         parse_spec("vlc:http://:pw@127.0.0.1:8080")
+
+
+def test_broker_words_ports_and_tls_files_an_audit_tried(tmp_path: Path) -> None:
+    """``--broker None`` was taken as a host named None (the run recorded with the broker
+    "down"); port 0 silently became 1883; a CA file with a plain mqtt:// broker was ignored
+    and the password went unencrypted."""
+    from ratedial.mqtt.requests import parse_broker
+
+    with pytest.raises(UsageError, match="bad port"):
+        parse_broker("mqtt://127.0.0.1:0")
+    assert parse_broker("127.0.0.1:1884").port == 1884
+    res = run("run", "--no-scan", "--broker", "None", "--duration", "0.5", "--record",
+              str(tmp_path / "r.ratedial"))
+    assert res.returncode == 0, res.stderr
+    summary = res.stdout + res.stderr
+    assert "unreachable" not in summary and "None:1883" not in summary, summary
+    conf = tmp_path / "c.toml"
+    conf.write_text(f'[mqtt]\nca_file = "{tmp_path / "ca.pem"}"\n')
+    with pytest.raises(UsageError, match=r"mqtt\.ca_file is set but the broker"):
+        load_config(conf).mqtt.check_tls_for("mqtt://broker.lab:1883")
+    load_config(conf).mqtt.check_tls_for("mqtts://broker.lab")  # as meant: no error
+    for args in (("run", "--no-scan", "--broker", "mqtt://127.0.0.1:1", "--record",
+                  str(tmp_path / "r2.ratedial")),
+                 ("monitor", "--broker", "mqtt://127.0.0.1:1", "--duration", "1"),
+                 ("record", "--mqtt", "mqtt://127.0.0.1:1", "--record",
+                  str(tmp_path / "r3.ratedial"))):
+        res = run(*args, "--config", str(conf))
+        assert res.returncode == 2 and "use mqtts://" in one_line(res), (args, res.stderr)
+    assert not list(tmp_path.glob("r[23].ratedial*"))

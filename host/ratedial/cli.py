@@ -175,6 +175,8 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
 
         _file_value(config_path, "player", cfg.player if player is None else None, parse_spec)
         _file_value(config_path, "web", cfg.web if web is None else None, parse_addr)
+    if broker is not None and broker.strip().lower() in ("embedded", "none"):
+        broker = broker.strip().lower()  # --broker None is the word, not a host named None
     mqtt = cfg.mqtt if broker is None else dataclasses.replace(cfg.mqtt, broker=broker)
     if daemon_id is not None:
         mqtt = dataclasses.replace(mqtt, daemon_id=daemon_id)
@@ -188,6 +190,7 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
         player=player, video=video, osd=osd, lsl=lsl, web=web,
         serial=None if serial_io is None else dataclasses.replace(cfg.serial, io=serial_io),
     )
+    cfg.mqtt.check_tls_for(cfg.mqtt.broker)
     if cfg.mqtt.broker not in ("embedded", "none"):
         from .mqtt.requests import parse_broker
 
@@ -271,6 +274,7 @@ def monitor(broker: str | None, prefix: str | None, duration: float | None,
                          "--broker mqtt://HOST[:PORT] (a daemon with --broker embedded "
                          "prints its URL)")
     _check_prefix(prefix)
+    mqtt.check_tls_for(broker)
     address = parse_broker(broker, tls=mqtt.tls, option=named, words="")  # not embedded/none
     try:
         # Piped or logged output keeps whole columns instead of squeezing them into 80.
@@ -335,6 +339,7 @@ def record(broker: str, record: str, prefix: str | None, client_id: str | None,
     if broker in ("embedded", "none"):
         raise click.BadParameter("expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]",
                                  param_hint="--mqtt")
+    mqtt.check_tls_for(broker)
     address = parse_broker(broker, tls=mqtt.tls, option="--mqtt")
     if address.tls:
         mqtt.tls_context()

@@ -85,6 +85,16 @@ class MqttConfig:
             raise UsageError("config: mqtt.key_file is the key of a client certificate: give "
                              "mqtt.cert_file too")
 
+    def check_tls_for(self, broker: str) -> None:
+        """A CA or client certificate file with a plain ``mqtt://`` broker: the user meant
+        TLS, and the password would go in plain text; refused in one line."""
+        name = "ca_file" if self.ca_file else "cert_file" if self.cert_file else None
+        if name is None or self.tls or broker in ("embedded", "none") or \
+                broker.strip().lower().startswith("mqtts://"):
+            return
+        raise UsageError(f"config: mqtt.{name} is set but the broker {broker} is plain "
+                         "mqtt://: use mqtts://HOST[:PORT] or tls = true")
+
     def tls_context(self) -> ssl.SSLContext:
         """The TLS settings for an ``mqtts://`` broker: the CA to trust (``ca_file``, else
         the system's) and this client's certificate, if any; a file that cannot be read is

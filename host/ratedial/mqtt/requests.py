@@ -48,9 +48,12 @@ def parse_broker(url: str, *, tls: bool = False, option: str = "--broker",
                          "mqtts://HOST[:PORT], nothing after the port")
     secure = tls or parts.scheme == "mqtts"
     try:
-        port = parts.port or (8883 if secure else 1883)
+        port = parts.port
     except ValueError:
         raise UsageError(f"{option} {url!r}: bad port") from None
+    if port == 0:  # not "the default": a broker listens on a port of its own
+        raise UsageError(f"{option} {url!r}: bad port (1-65535)")
+    port = port or (8883 if secure else 1883)
     return BrokerAddress(parts.hostname, port, secure)
 
 
