@@ -224,3 +224,16 @@ def test_icc_does_not_exist_where_both_raters_are_constant():
                             categories(np.full(50, 50.0), Band()),
                             categories(np.full(50, 50.0), Band())).sum(axis=0), 50)
     assert np.isnan(s["icc3_1"]) and np.isnan(s["icc2_1"])
+
+
+def test_lags_with_little_overlap_have_no_r():
+    """``--max-lag 1000`` on a 60 s recording reported "b follows a by 47.7 s (r 0.92)" from
+    12 s of overlap; a lag now needs half the overlap of lag 0."""
+    rng = np.random.default_rng(4)
+    x = np.cumsum(rng.standard_normal(600))
+    y = x + rng.standard_normal(600)
+    y[550:] = x[:50] * 3  # the end of b happens to look like the start of a, 50 bins long
+    lags, r = cross_correlation(x, y, 599)
+    assert np.isnan(r[np.abs(lags) > 300]).all()
+    assert np.isfinite(r[np.abs(lags) <= 300]).all()
+    assert best_lag(lags, r)[0] == 0

@@ -332,17 +332,20 @@ def cross_correlation(x: FloatArray, y: FloatArray, max_lag: int) -> tuple[IntAr
     """Pearson r of ``x[t]`` with ``y[t + lag]`` for ``lag`` in ``-max_lag..max_lag`` bins.
 
     A positive lag means ``y`` follows ``x``: y rates at ``t + lag`` what x rated at ``t``.
-    Each lag uses the pairs where both values exist (NaN where fewer than 3).
+    Each lag uses the pairs where both values exist: NaN where they are fewer than 3 or
+    fewer than half the pairs at lag 0 (a lag as long as the recording correlates the end
+    of one rater with the start of the other, over a few seconds: a spurious "best lag").
     """
     n = len(x)
     lags = np.arange(-max_lag, max_lag + 1, dtype=np.int64)
     r = np.full(len(lags), np.nan)
+    need = max(3, int((~np.isnan(x) & ~np.isnan(y)).sum()) // 2)
     for i, lag in enumerate(lags):
         if abs(lag) >= n:
             continue
         a, b = (x[: n - lag], y[lag:]) if lag >= 0 else (x[-lag:], y[: n + lag])
         ok = ~np.isnan(a) & ~np.isnan(b)
-        if ok.sum() < 3:
+        if ok.sum() < need:
             continue
         a, b = a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
         d = np.sqrt((a * a).sum() * (b * b).sum())
