@@ -153,6 +153,14 @@ def test_analyze_reports_truth_and_bias_for_a_study(tmp_path):
                           *args], capture_output=True, text=True, timeout=120, check=False)
     one = json.loads(res.stdout)["truth_and_bias"]
     assert one["n_dyads"] == 1 and one["method"].startswith("OLS")
+    # --roles naming nobody: the pairs form by label order, and the fit names those labels
+    # (it said "bar judging foo" of the client and therapist)
+    res = subprocess.run([sys.executable, "-m", "ratedial", "analyze", *recs, "--json",
+                          "--roles", "foo,bar", *args], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert res.returncode == 0, res.stderr
+    by_order = json.loads(res.stdout)["truth_and_bias"]
+    assert (by_order["truth"], by_order["judge"]) == ("client", "therapist")
 
 
 def test_no_pair_no_model(tmp_path):

@@ -193,6 +193,10 @@ def _truth_bias(groups: Sequence[Group], kw: dict[str, Any], step_s: float) -> A
     if data is None or len(data.truth) < 10:
         return None
     truth, judge = (r.strip() for r in kw["roles"].split(","))
+    pairs = [g for g in groups if g.pair is not None]
+    if any(g.paired_by != "roles" for g in pairs):  # paired by label order: name the labels
+        named = {(g.pair[0].rater, g.pair[1].rater) for g in pairs if g.pair is not None}
+        truth, judge = next(iter(named)) if len(named) == 1 else ("rater a", "rater b")
     return fit(data, truth=truth, judge=judge)
 
 
