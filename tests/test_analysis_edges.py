@@ -506,3 +506,24 @@ def test_an_unlabelled_run_time_recording_never_joins_another_runs_dyad(tmp_path
     dyads = {d["dyad"]: [r["recording"] for r in d["raters"]]
              for d in json.loads(res.stdout)["dyads"]}
     assert dyads == {"R01": [str(labelled)] * 2, "U01.ratedial": [str(lone)] * 2}, dyads
+
+
+def test_a_recording_still_being_recorded_is_not_called_crashed(tmp_path: Path) -> None:
+    """Analysed while its run goes on (the writer's lock held), it was said to have "not
+    ended cleanly ... after a crash"."""
+    from ratedial._platform.lock import try_lock
+
+    path = dyad(tmp_path / "live.ratedial")
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("DELETE FROM meta WHERE key = 'ended_wall_ns'")
+    con.close()
+    fd = try_lock(path)  # as the recorder holds it
+    assert fd is not None
+    try:
+        res = run("analyze", str(path), "--brief", "--no-truth-bias", "--bootstrap", "200")
+    finally:
+        os.close(fd)
+    assert res.returncode == 0, res.stderr
+    assert f"{path} is still being recorded" in res.stderr, res.stderr
+    assert "did not end cleanly" not in res.stderr

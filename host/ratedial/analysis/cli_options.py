@@ -185,11 +185,29 @@ def _load(recordings: Sequence[str], kw: dict[str, Any]) -> tuple[list[Series], 
                   dyads=parse_rater_overrides(kw["dyads"]))
     unclean = sorted({str(s.recording.path) for s in series
                       if "ended_wall_ns" not in s.recording.meta})
-    for path in unclean:  # killed, crashed, or copied while running
+    for path in unclean:  # being recorded, or killed, crashed, or copied while running
+        if _being_recorded(path):
+            click.echo(f"ratedial: note: {path} is still being recorded: this is what it "
+                       "holds so far", err=True)
+            continue
         click.echo(f"ratedial: note: {path} did not end cleanly (no end time): its last "
                    "seconds may be missing, and a copy made after a crash needs its -wal file "
                    "beside it", err=True)
     return series, group_series(series, _pairing(kw))
+
+
+def _being_recorded(path: str) -> bool:
+    """A run (``ratedial run`` or ``record --mqtt``) holds the recording's writer lock."""
+    from .._platform.lock import try_lock
+
+    try:
+        fd = try_lock(Path(path))
+    except OSError:
+        return False
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
 
 
 def _band(text: str) -> tuple[float, float]:
