@@ -527,3 +527,17 @@ def test_a_recording_still_being_recorded_is_not_called_crashed(tmp_path: Path) 
     assert res.returncode == 0, res.stderr
     assert f"{path} is still being recorded" in res.stderr, res.stderr
     assert "did not end cleanly" not in res.stderr
+
+
+def test_a_recording_without_samples_among_others_is_named(tmp_path: Path) -> None:
+    """Alone it is an error; among others `study` dropped it without a word ("2 recordings,
+    1 dyads")."""
+    from ratedial.recording.writer import Recorder
+
+    dyad(tmp_path / "D01.ratedial")
+    empty = tmp_path / "nodial.ratedial"
+    rec = Recorder(empty, meta={"ended_wall_ns": 1})
+    rec.close()
+    res = run("study", str(tmp_path), "-o", str(tmp_path / "out" / "study"))
+    assert res.returncode == 0, res.stderr
+    assert f"{empty} holds no samples to analyse" in res.stderr, res.stderr

@@ -183,6 +183,11 @@ def _load(recordings: Sequence[str], kw: dict[str, Any]) -> tuple[list[Series], 
                        rewind_tolerance_s=kw["rewind_s"])
     series = load(unique_recordings(recordings), opt, raters=parse_rater_overrides(kw["raters"]),
                   dyads=parse_rater_overrides(kw["dyads"]))
+    used = {s.recording.path.resolve() for s in series}
+    for f in unique_recordings(recordings):  # among others: said, not silently left out
+        if Path(f).resolve() not in used:
+            click.echo(f"ratedial: note: {f} holds no samples to analyse (no dial, or no "
+                       "sample with a time): left out", err=True)
     unclean = sorted({str(s.recording.path) for s in series
                       if "ended_wall_ns" not in s.recording.meta})
     for path in unclean:  # being recorded, or killed, crashed, or copied while running
