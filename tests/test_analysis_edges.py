@@ -541,3 +541,11 @@ def test_a_recording_without_samples_among_others_is_named(tmp_path: Path) -> No
     res = run("study", str(tmp_path), "-o", str(tmp_path / "out" / "study"))
     assert res.returncode == 0, res.stderr
     assert f"{empty} holds no samples to analyse" in res.stderr, res.stderr
+
+
+def test_a_rater_label_that_is_a_wide_column_name_is_refused(rec: Path, tmp_path: Path) -> None:
+    """Labels ``t_s`` and ``dyad`` gave the header ``dyad,media,t_s,dyad,t_s``."""
+    res = run("export", str(rec), "-o", str(tmp_path / "x"), "--rater",
+              f"{rec}:client=t_s")
+    one_line_error(res, 2, "rater label 't_s' is a column of the wide table")
+    assert list(tmp_path.iterdir()) == []

@@ -212,6 +212,10 @@ def write_export(groups: Sequence[Group], prefix: str | Path, formats: Sequence[
             planned += eaf_files(base.with_name(f"{base.name}.{name}"))
     read = {s.recording.path for g in groups for s in g.series}
     refuse_inputs(planned, recordings=[*read, *inputs], option="export")
+    clash = [r for r in rater_columns(groups) if r in ("dyad", "media", "t_s")]
+    if "csv-wide" in formats and clash:  # a column of each would be two columns of one name
+        raise UsageError(f"rater label {clash[0]!r} is a column of the wide table: relabel "
+                         "it (--rater RECORDING[:DIAL]=LABEL) or leave csv-wide out")
     written = []
     for fmt in formats:
         if fmt == "eaf":
