@@ -102,3 +102,34 @@ def test_a_recording_that_cannot_be_read_keeps_the_backlog(tmp_path):
     assert sub.replayed == N and sub.live == 0
     assert pub.unreadable >= 1
     assert not pub.outbox.unconfirmed
+
+
+def test_republished_rows_keep_the_wall_time_their_run_published(tmp_path):
+    """A sample republished by the next run got ``host_ns`` + the *new* run's wall offset:
+    ~0.7 µs from what it had live, so subscribers deduplicating by (dial, boot, index) kept
+    a different time depending on which copy came first. The recording's first wall anchor
+    is the offset its run published with."""
+    import sqlite3 as _sqlite3
+
+    from ratedial.analysis.synth import SynthMedia, piecewise, simple_rater, write_recording
+    from ratedial.mqtt.archive import Archive
+
+    path = tmp_path / "old.ratedial"
+    write_recording(path, [simple_rater("client", piecewise([5], [40, 60]), 10, uid="aa")],
+                    rate_hz=100, media=SynthMedia(duration_s=10.0))
+    con = _sqlite3.connect(path)
+    (offset,) = con.execute("SELECT wall_ns - host_ns FROM wall_anchors ORDER BY rowid "
+                            "LIMIT 1").fetchone()
+    with con:  # a later anchor (every minute of a run) with a slewed clock: not the one used
+        con.execute("INSERT INTO wall_anchors (host_ns, wall_ns) VALUES (?, ?)",
+                    (2 * 10**9, 2 * 10**9 + offset + 777))
+        con.execute("INSERT INTO events (host_ns, dial_id, kind, data) VALUES (?, NULL, ?, ?)",
+                    (3 * 10**9, "run_note", "{}"))
+        (event_id,) = con.execute("SELECT max(event_id) FROM events").fetchone()
+        uid, boot = con.execute("SELECT uid, boot_id FROM epochs JOIN dials USING (dial_id)"
+                                ).fetchone()
+    con.close()
+    rows = Archive(path).samples((uid, boot), 0, 50)
+    assert len(rows) == 50 and all(r[8] == r[2] + offset for r in rows)
+    (event,) = Archive(path).events([event_id])
+    assert event[5] == 3 * 10**9 + offset

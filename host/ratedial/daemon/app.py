@@ -152,7 +152,8 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
     # Before the recording exists: a bad --player or daemon id must not leave a file behind.
     daemon_id = checked_daemon_id(cfg.mqtt.daemon_id)
     media = make_media_session(cfg, ratings)
-    wall_offset = time.time_ns() - time.monotonic_ns()
+    anchor = (time.monotonic_ns(), time.time_ns())  # the run's wall offset, recorded as is
+    wall_offset = anchor[1] - anchor[0]
     run_id = secrets.token_hex(8)
     scale_meta = {"minimum": cfg.scale.minimum, "maximum": cfg.scale.maximum,
                   "start": cfg.scale.start, "counts_per_point": cfg.scale.counts_per_point,
@@ -190,7 +191,7 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
     })
     # Ours alone (we just created it); a later run resumes it only once we are gone.
     lock_fd = try_lock(path)
-    recorder.put("wall_anchors", (time.monotonic_ns(), time.time_ns()))
+    recorder.put("wall_anchors", anchor)  # republished later, its samples keep their wall_ns
     rec_sink = RecorderSink(recorder, raters=lambda uid: None)
     sinks: list[Sink] = [rec_sink]
     daemon = Daemon(cfg, sinks, media=media, next_event_id=recorder.new_event_id,

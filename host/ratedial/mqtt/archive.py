@@ -41,6 +41,14 @@ def _connect_ro(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
 
 
+def _wall_offset(con: sqlite3.Connection) -> int | None:
+    """The recording's first wall anchor as an offset (wall minus host ns): the one its run
+    published with, so a sample republished later has the ``wall_ns`` it had live."""
+    row = con.execute("SELECT wall_ns - host_ns FROM wall_anchors ORDER BY rowid "
+                      "LIMIT 1").fetchone()
+    return None if row is None else int(row[0])
+
+
 def _epochs_of(con: sqlite3.Connection, key: Key) -> list[int]:
     return [e for (e,) in con.execute(
         "SELECT epoch_id FROM epochs JOIN dials USING (dial_id) WHERE uid = ? AND boot_id = ?",
@@ -60,7 +68,8 @@ class Archive:
 
     def samples(self, key: Key, first: int, end: int, *,
                 must_read: bool = False) -> list[tuple[Any, ...]]:
-        """Rows ``(index, device_us, host_ns, count, rating, flags, media_s, media_state)``.
+        """Rows ``(index, device_us, host_ns, count, rating, flags, media_s, media_state,
+        wall_ns)`` (``wall_ns`` from this recording's run, None without a wall anchor).
 
         An unreadable file holds nothing, unless ``must_read``: then ArchiveUnreadable."""
         try:
@@ -71,11 +80,12 @@ class Archive:
             return []
         try:
             rows: list[tuple[Any, ...]] = []
+            offset = _wall_offset(con)
             for epoch in _epochs_of(con, key):
                 rows += con.execute(
-                    f"SELECT {SAMPLE_COLUMNS} FROM samples WHERE epoch_id = ? AND "
+                    f"SELECT {SAMPLE_COLUMNS}, host_ns + ? FROM samples WHERE epoch_id = ? AND "
                     "sample_index >= ? AND sample_index < ? ORDER BY sample_index",
-                    (epoch, first, end)).fetchall()
+                    (offset, epoch, first, end)).fetchall()
             return rows
         except sqlite3.Error as exc:
             if must_read:
@@ -85,7 +95,8 @@ class Archive:
             con.close()
 
     def events(self, ids: Iterable[int], *, must_read: bool = False) -> list[tuple[Any, ...]]:
-        """Rows ``(event_id, host_ns, dial uid or None, kind, data JSON)``."""
+        """Rows ``(event_id, host_ns, dial uid or None, kind, data JSON, wall_ns)``
+        (``wall_ns`` as for :meth:`samples`)."""
         wanted = sorted(set(ids))
         if not wanted:
             return []
@@ -97,12 +108,14 @@ class Archive:
             return []
         try:
             out: list[tuple[Any, ...]] = []
+            offset = _wall_offset(con)
             for k in range(0, len(wanted), 500):
                 part = wanted[k:k + 500]
                 out += con.execute(
-                    "SELECT e.event_id, e.host_ns, d.uid, e.kind, e.data FROM events e "
-                    f"LEFT JOIN dials d USING (dial_id) WHERE e.event_id IN "
-                    f"({','.join('?' * len(part))}) ORDER BY e.event_id", part).fetchall()
+                    "SELECT e.event_id, e.host_ns, d.uid, e.kind, e.data, e.host_ns + ? FROM "
+                    f"events e LEFT JOIN dials d USING (dial_id) WHERE e.event_id IN "
+                    f"({','.join('?' * len(part))}) ORDER BY e.event_id",
+                    [offset, *part]).fetchall()
             return out
         except sqlite3.Error as exc:
             if must_read:

@@ -101,6 +101,13 @@ class FromRecordings:
             return [None if t is None else t + offset for t in host_ns]
         return [t + offset for t in host_ns]  # type: ignore[operator]
 
+    def _recorded_walls(self, rows: list[tuple[Any, ...]]) -> list[int | None]:
+        """Wall times as the run that recorded the rows published them live (its wall
+        anchor, the row's last column), else with this run's offset."""
+        offset = self.wall_offset_ns
+        return [r[8] if r[8] is not None else None if r[2] is None else r[2] + offset
+                for r in rows]
+
     async def _send_rows(self, key: Key,
                          rows: list[tuple[Any, ...]]) -> None:
         """Republish recorded rows on the dial's backfill topic at QoS 1."""
@@ -110,7 +117,7 @@ class FromRecordings:
             payload = samples_payload(
                 uid=uid, rater=self.rater_of(uid), daemon=self.topics.daemon, boot_id=boot,
                 first_index=chunk[0][0], period_us=0, device_us=[r[1] for r in chunk],
-                host_ns=host_ns, wall_ns=self._walls(host_ns),
+                host_ns=host_ns, wall_ns=self._recorded_walls(chunk),
                 count=[r[3] for r in chunk], rating=[r[4] for r in chunk],
                 flags=[r[5] for r in chunk], media_s=[r[6] for r in chunk],
                 media_state=[r[7] for r in chunk], replay=True)
@@ -164,10 +171,11 @@ class FromRecordings:
     async def _publish_event_rows(self, archive: Archive,
                                   rows: list[tuple[Any, ...]]) -> None:
         for row in rows:
-            event_id, host_ns, uid, kind, data = row
+            event_id, host_ns, uid, kind, data, wall_ns = row
             topic = self.topics.dial_events(uid) if uid else self.topics.daemon_events
             payload = event_payload(event_id=event_id, kind=kind, host_ns=host_ns,
-                                    wall_ns=host_ns + self.wall_offset_ns, dial=uid,
+                                    wall_ns=wall_ns if wall_ns is not None
+                                    else host_ns + self.wall_offset_ns, dial=uid,
                                     daemon=self.topics.daemon, run=archive.run_id,
                                     data=json.loads(data), replay=True)
             refused = False
