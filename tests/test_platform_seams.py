@@ -89,7 +89,7 @@ def test_manual_player_marks_typed_times_through_the_thread_reader():
         return out.events, pos
 
     events, pos = asyncio.run(main())
-    assert events == ["media_play"]
+    assert events == ["media_load", "media_play"]  # the video followed, then the mark
     assert pos is not None and 754.2 <= pos < 754.2 + 10
 
 
