@@ -454,3 +454,18 @@ def test_a_file_of_unknown_length_is_not_clamped_to_the_next_files_length():
     c.load(600 * MS, fps=30.0, duration_s=5.0)
     c.identify(601 * MS, media_id=2, path="/short.mp4", duration_s=5.0, fps=30.0)
     assert c.annotate([taken])[1] == (before[1],)
+
+
+def test_a_file_closed_by_the_player_is_a_media_stop_event():
+    """mpv ``stop``, VLC's stop, a file closed: the samples' state turned unknown with no
+    event saying why (an audit). Now ``media_stop`` with the last position, once."""
+    c = push_clock()
+    c.paused(0, False)
+    play_frames(c, 0, 10.0, 30)
+    events = c.unload(S)
+    assert [e.kind for e in events] == ["media_stop"]
+    assert events[0].data["media_s"] == pytest.approx(11.0, abs=0.005)
+    assert c.at(3 * S)[2] is MediaState.UNKNOWN
+    assert c.unload(4 * S) == []  # nothing loaded any more: nothing to say
+    c.load(5 * S, fps=30.0, duration_s=100.0)
+    assert c.unload(6 * S) == []  # loaded but never identified: no media row to name

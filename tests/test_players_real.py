@@ -427,3 +427,29 @@ def test_a_video_mpv_cannot_play_is_said_and_recorded(tmp_path):
     got = json.loads(data)
     assert got["player"] == "mpv" and got["path"] == str(bad) and got["error"], got
     assert f"mpv could not play {bad}" in out, out
+
+
+def test_mpv_stop_is_a_media_stop_event(tmp_path, video):
+    """mpv's ``stop`` closed the file and the samples' state turned unknown with no event
+    saying why (an audit); now ``media_stop`` with where it was."""
+    if not have("mpv"):
+        pytest.skip("mpv is not installed (apt-get install mpv)")
+    sock = tmp_path / "mpv.sock"
+    dial = Dial(42)
+    daemon = Daemon(tmp_path, dial.path, f"mpv:{sock}", extra=("--video", str(video)),
+                    env={"RATEDIAL_MPV_ARGS": "--vo=null --ao=null"})
+    try:
+        daemon.wait_for("SELECT 1 FROM events WHERE kind = 'media_load'")
+        client = MpvClient(str(sock))
+        client.command("seek", 3.0, "absolute")
+        daemon.wait_for("SELECT 1 FROM samples WHERE media_state = 2 AND media_s >= 2.9")
+        client.command("stop")
+        daemon.wait_for("SELECT 1 FROM events WHERE kind = 'media_stop'")
+        client.close()
+        out = daemon.stop()
+        assert daemon.proc.returncode == 0, out
+    finally:
+        daemon.stop()
+        dial.close()
+    (_, _, data), = daemon.recording.events("media_stop")
+    assert json.loads(data)["media_s"] == pytest.approx(3.0, abs=0.05)

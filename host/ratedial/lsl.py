@@ -44,6 +44,8 @@ MARKER_KINDS: dict[str, str] = {
     "media_seek": "media_seek",
     "media_rate": "media_rate",
     "media_end": "media_end",
+    "media_stop": "media_stop",
+    "media_error": "media_error",
     "button": "button",
     "rating_reset": "rating_reset",
     "dial_connected": "dial_connected",

@@ -110,8 +110,14 @@ class MediaClock(Timeline):
         return events
 
     def unload(self, host_ns: int) -> list[MediaEvent]:
-        """No file in the player any more (stopped, closed)."""
+        """No file in the player any more (stopped, closed): ``media_stop`` with the last
+        position, when a file was identified (the samples' state turns unknown, and the
+        recording says why)."""
         f = self._flags
+        events: list[MediaEvent] = []
+        if f.loaded and self._identified:
+            events.append(MediaEvent("media_stop", {"media_s": self._ev(
+                self._now_pos(host_ns))}, host_ns))
         f.loaded = False
         f.media_id = None
         f.ended = False
@@ -120,7 +126,7 @@ class MediaClock(Timeline):
         self._identified = False
         self._last_pos = None
         self._start(host_ns, None)
-        return []
+        return events
 
     # --- inputs: event-driven players (mpv) -------------------------------------------------
 
