@@ -184,6 +184,9 @@ def test_a_dial_named_by_id_and_by_port_is_recorded_without_a_guessed_label(
     assert "was seen" not in res.stderr  # neither label is said to be missing
     con = sqlite3.connect(rec)
     assert con.execute("SELECT uid, rater FROM dials").fetchall() == [(uid, None)]
+    # the dial's row has its HELLO's board and firmware (it was made from the conflict event,
+    # which came first, and had none)
+    assert con.execute("SELECT board, firmware FROM dials").fetchone() == ("virtual", "0.1.0")
     data = [json.loads(d) for (d,) in con.execute(
         "SELECT data FROM events WHERE kind = 'rater_conflict'")]
     assert data == [{"port": dial.port, "labels": ["client", "therapist"]}]
@@ -246,3 +249,39 @@ def test_broker_words_ports_and_tls_files_an_audit_tried(tmp_path: Path) -> None
         res = run(*args, "--config", str(conf))
         assert res.returncode == 2 and "use mqtts://" in one_line(res), (args, res.stderr)
     assert not list(tmp_path.glob("r[23].ratedial*"))
+
+
+def test_a_label_by_port_is_not_given_to_a_second_dial_on_that_port(tmp_path: Path) -> None:
+    """``--rater therapist=PORT``: a dial unplugged and another plugged into the same port
+    both became "therapist", and analyze then refused the file ("appears twice")."""
+    import signal
+
+    from daemonrun import query, start_daemon, wait_until
+    from ratedial.virtual import VirtualDial
+
+    link = tmp_path / "dialD"
+    rec = tmp_path / "r.ratedial"
+    first = VirtualDial(seed=81, subprocess=True, link=link)
+    first.start()
+    daemon = start_daemon("--port", str(link), "--no-scan", "--broker", "none", "--rater",
+                          f"therapist={link}", "--record", str(rec))
+    try:
+        wait_until(rec, "SELECT count(*) FROM samples", lambda n: n > 200)
+        uid1 = first.options.uid_bytes.hex()
+        first.close()
+        with VirtualDial(seed=82, subprocess=True, link=link) as second:
+            uid2 = second.options.uid_bytes.hex()
+            wait_until(rec, f"SELECT count(*) FROM samples JOIN dials USING (dial_id) "
+                            f"WHERE uid = '{uid2}'", lambda n: n > 200)
+            daemon.send_signal(signal.SIGINT)
+            out, err = daemon.communicate(timeout=60)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    assert daemon.returncode == 0, err
+    assert sorted(query(rec, "SELECT uid, rater FROM dials")) == sorted(
+        [(uid1, "therapist"), (uid2, None)])
+    (data,) = [json.loads(d) for (d,) in query(
+        rec, "SELECT data FROM events WHERE kind = 'rater_conflict'")]
+    assert data == {"port": str(link), "labels": ["therapist"], "labelled_dial": uid1}
+    assert f"rater label therapist already names dial {uid1}" in out + err

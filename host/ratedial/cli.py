@@ -208,10 +208,14 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
         print_summary(console, summary)
     labelled = {v.rater for v in summary.dials}
     for v in summary.dials:
-        if v.conflict:  # said when the dial came; the end of a long run says it again
+        if len(v.conflict) > 1:  # said when the dial came; the end of a run says it again
             click.echo(f"ratedial: note: rater labels {' and '.join(v.conflict)} all name "
                        f"dial {v.uid}: it was recorded without a rater label", err=True)
-            labelled.update(v.conflict)
+        elif v.conflict:
+            click.echo(f"ratedial: note: rater label {v.conflict[0]} named another dial on "
+                       f"the same port first: dial {v.uid} was recorded without a rater label",
+                       err=True)
+        labelled.update(v.conflict)
     for label, ident in cfg.raters.items():
         if label not in labelled:  # a mistyped id leaves a dial unlabelled: say so
             click.echo(f"ratedial: note: rater {label}={ident}: no dial with that id or port "

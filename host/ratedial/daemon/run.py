@@ -291,18 +291,29 @@ class Daemon:
             return None
         self.by_port[port] = uid
         core = self.cores.get(uid)
+        conflict: dict[str, Any] | None = None
         if core is None:
             core = DialCore(uid, scale=self.scale, clock_factory=DeviceClock,
                             long_press_s=self.cfg.scale.long_press_s or None,  # 0: never
                             adc_units_per_point=self.cfg.scale.adc_units_per_point)
             self.cores[uid] = core
             labels = self.cfg.raters_for(uid, port)
+            # each label one dial: a label by port that an earlier dial on that port took
+            # is not given to the next dial there
+            holder = {v.rater: u for u, v in self.views.items() if v.rater is not None}
+            taken = [label for label in labels if label in holder]
             if len(labels) > 1:  # not guessed: recorded unlabelled, and said
                 self.say_once(f"rater labels {' and '.join(labels)} all name dial {uid} on "
                               f"{port}: it is recorded without a rater label")
-                self.event(uid, "rater_conflict", port=port, labels=labels)
-            self.views[uid] = DialView(uid=uid, rater=labels[0] if len(labels) == 1 else None,
-                                       conflict=tuple(labels) if len(labels) > 1 else ())
+                conflict = {"port": port, "labels": labels}
+            elif taken:
+                self.say_once(f"rater label {taken[0]} already names dial "
+                              f"{holder[taken[0]]}: dial {uid}, on the same port {port}, is "
+                              "recorded without a rater label")
+                conflict = {"port": port, "labels": labels, "labelled_dial": holder[taken[0]]}
+            self.views[uid] = DialView(uid=uid, rater=labels[0] if len(labels) == 1 and not
+                                       taken else None,
+                                       conflict=tuple(labels) if conflict else ())
         view = self.views[uid]
         if view.state != "connected":
             view.state = "connected"
@@ -310,6 +321,9 @@ class Daemon:
             view.board, view.firmware = h.board, h.firmware
             self.event(uid, "dial_connected", port=port, boot_id=h.boot_id,
                        firmware=h.firmware, board=h.board, backend=h.backend)
+        if conflict is not None:  # after dial_connected: the dial's row is made from its
+            # first event, and that one carries its board and firmware
+            self.event(uid, "rater_conflict", **conflict)
         return core
 
     def _housekeeping(self, port: str) -> None:
