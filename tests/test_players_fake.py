@@ -964,3 +964,24 @@ def test_mpv_opening_seek_after_the_identity_is_no_media_seek() -> None:
     feed(330, {"event": "playback-restart"})
     feed(331, prop("time-pos", 5.0))
     assert kinds[3:] == ["media_seek"], kinds
+
+
+@pytest.mark.parametrize(("fps", "probed"), [(None, True), (25.0, False)])
+def test_mpv_without_a_frame_rate_yet_is_probed(fps, probed):
+    """mpv does not always know ``container-fps`` when the file is identified (seen with
+    --vo=null in 2 runs of 5): media.fps stayed NULL. Then ffprobe's is asked for."""
+    session = MpvSession("/tmp/unused.sock")
+    answers = {"path": "/v/a.mp4", "working-directory": "/", "duration": 30.0,
+               "container-fps": fps, "estimated-vf-fps": None}
+    seen: dict[str, Any] = {}
+
+    async def request(_cmd: str, name: str) -> Any:
+        return answers[name]
+
+    async def identify(_host_ns: int, path: str | None, **kw: Any) -> None:
+        seen.update(kw, path=path)
+
+    session.request = request  # type: ignore[method-assign]
+    session._identify = identify  # type: ignore[method-assign]
+    asyncio.run(session._identify_mpv_now(0))
+    assert seen == {"path": "/v/a.mp4", "duration_s": 30.0, "fps": fps, "use_probe": probed}

@@ -237,8 +237,10 @@ class MpvSession(PlayerSession):
             await asyncio.sleep(0.02)
         fps = (await self.request("get_property", "container-fps")
                or await self.request("get_property", "estimated-vf-fps"))
+        # mpv may not know the frame rate yet (seen with --vo=null): ffprobe's, then, so that
+        # media.fps is not left NULL for a file that has one
         await self._identify(host_ns, path, duration_s=_num(duration), fps=_num(fps),
-                             use_probe=False)
+                             use_probe=_num(fps) is None)
 
     # --- rater feedback ---------------------------------------------------------------------
 
