@@ -223,6 +223,8 @@ def test_a_rater_paused_throughout_is_reported_not_dropped(tmp_path: Path) -> No
     assert raters["therapist"]["coverage"] == 0 and raters["therapist"]["mean"] is None
     assert raters["therapist"]["samples_excluded"] == {"paused": 3000}
     assert raters["client"]["coverage"] == 1
+    pair = json.loads(res.stdout)["dyads"][0]["pair"]  # nothing rated by both: no lag, not 0
+    assert pair["best_lag_r"] is None and pair["best_lag_s"] is None, pair["best_lag_s"]
     res = run("export", str(path), "-o", str(tmp_path / "x"))
     assert res.returncode == 0, res.stderr
     rows = [line.split(",") for line in (tmp_path / "x.long.csv").read_text().splitlines()]
@@ -549,3 +551,14 @@ def test_a_rater_label_that_is_a_wide_column_name_is_refused(rec: Path, tmp_path
               f"{rec}:client=t_s")
     one_line_error(res, 2, "rater label 't_s' is a column of the wide table")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_role_label_with_a_capital_is_the_role(tmp_path: Path) -> None:
+    """``--rater REC=Therapist`` paired the dyad by label order (Therapist before client),
+    and Truth and Bias took the therapist as the truth of that dyad."""
+    path = dyad(tmp_path / "D01.ratedial")
+    res = run("analyze", str(path), "--json", "--no-truth-bias", "--bootstrap", "100",
+              "--rater", f"{path}:bb=Therapist")
+    assert res.returncode == 0, res.stderr
+    pair = json.loads(res.stdout)["dyads"][0]["pair"]
+    assert (pair["a"], pair["b"], pair["paired_by"]) == ("client", "Therapist", "roles")

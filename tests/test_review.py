@@ -343,3 +343,25 @@ def test_ctrl_c_keeps_the_lines_typed_for_the_segment(tmp_path):
     assert [(n["data"]["segment"]["label"], n["data"]["text"]) for n in notes] == [
         ("T1", "first note"), ("T2", "half a\nnote")]
     assert notes[1]["data"]["interrupted"] is True and "interrupted" not in notes[0]["data"]
+
+
+def test_the_guess_test_never_shows_the_answerer_their_own_segments(tmp_path):
+    """``review D01-therapist.ratedial --guess``: the file has no client, and the therapist
+    was shown their own segments and scored on them ("rater: therapist, answered_by:
+    therapist"). A one-line error now; a label typed "Client" still finds the client."""
+    path = tmp_path / "D01-therapist.ratedial"
+    write_recording(path, [simple_rater("therapist", CURVE, 40)], rate_hz=100,
+                    media=SynthMedia(duration_s=40.0, path="gone.mp4"), session={"dyad": "D01"})
+    res = _cli(["review", str(path), "--guess", "--no-video", "--window", "3"], "+\n" * 6)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "no rater 'client' in the recording (raters: therapist)" in res.stderr
+    res = _cli(["review", str(path), "--guess", "--of", "therapist", "--no-video",
+                "--window", "3"], "+\n" * 6)
+    assert res.returncode == 2 and "would guess their own segments" in res.stderr
+    assert read_notes(path, "guess") == []
+    client = make_recording(tmp_path, None)
+    res = _cli(["review", str(client), "--guess", "--of", "Client", "--no-video",
+                "--window", "3", "--order-seed", "2"], "+\n" * 6)
+    assert res.returncode == 0, res.stderr
+    (note,) = read_notes(client, "guess")
+    assert note["data"]["answered_by"] == "therapist"

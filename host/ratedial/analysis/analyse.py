@@ -215,7 +215,10 @@ def pair_result(group: Group, ra: RaterResult, rb: RaterResult,
               *_check(rb, ra, a, rate, options.band))
     return PairResult(a=ra.rater, b=rb.rater, paired_by=group.paired_by,
                       common_s=float(both.sum() / rate), agreement=ag, lags_s=lags / rate,
-                      xcorr=r, best_lag_s=lag / rate, best_lag_r=r_best, lag=with_ci,
+                      xcorr=r, lag=with_ci,
+                      # no r at any lag (nothing rated by both): no lag either, not 0
+                      best_lag_s=lag / rate if math.isfinite(r_best) else math.nan,
+                      best_lag_r=r_best,
                       aligned_lag_s=aligned, checks=checks,
                       divergent=_divergent(a, b, rate, options))
 

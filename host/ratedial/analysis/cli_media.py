@@ -41,6 +41,9 @@ def _pick(series: Sequence[Series], rater: str | None, what: str) -> Series:
     for s in series:
         if s.rater == rater:
             return s
+    for s in series:  # "Client" for "client": one rater, however its label was typed
+        if s.rater.lower() == rater.lower():
+            return s
     raise UsageError(f"no rater {rater!r} in the recording (raters: {', '.join(labels)})")
 
 
@@ -127,9 +130,12 @@ def review(*, recording: str, who: str | None, guess: bool, answerer: str, order
     from .segments import find_segments
 
     series, _ = _load([recording], kw)
-    if who is None and guess and any(x.rater == "client" for x in series):
+    if who is None and guess:  # the client's segments, never silently the answerer's own
         who = "client"
     s = _pick(series, who, "whose segments to show")
+    if guess and s.rater.lower() == answerer.lower():
+        raise UsageError(f"--guess: {answerer} would guess their own segments; give the "
+                         "recording of the rater being guessed (or --of LABEL)")
     opt = _segment_opts(kw)
     _check_window(s, opt.window_s)
     segments = find_segments(s.values, s.rate_hz, opt)

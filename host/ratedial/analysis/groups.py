@@ -90,8 +90,12 @@ def dyad_label(s: Series, options: PairingOptions) -> str | None:
 def _pair(series: list[Series], roles: tuple[str, str]) -> tuple[tuple[Series, ...],
                                                                   tuple[Series, Series] | None,
                                                                   str]:
-    by = {s.rater: s for s in series}
-    others = sorted((s for s in series if s.rater not in roles), key=lambda s: s.rater)
+    # roles match labels whatever their case ("Therapist" is the therapist: paired by label
+    # order instead, a capital reversed the dyad's truth and judge in Truth and Bias)
+    by = {s.rater.lower(): s for s in series}
+    roles = (roles[0].lower(), roles[1].lower())
+    others = sorted((s for s in series if s.rater.lower() not in roles),
+                    key=lambda s: s.rater)
     if roles[0] in by and roles[1] in by:
         a, b = by[roles[0]], by[roles[1]]
         return (a, b, *others), (a, b), "roles"
@@ -139,12 +143,13 @@ def group_series(series: Sequence[Series], options: PairingOptions | None = None
     for label, key, ss in raw:
         seen: dict[str, Series] = {}
         for s in ss:
-            if s.rater in seen:
+            role = s.rater.lower()  # "Client" and "client" are one role
+            if role in seen:
                 raise PairingError(
-                    f"rater {s.rater!r} appears twice for {label} ({seen[s.rater].label} and "
+                    f"rater {s.rater!r} appears twice for {label} ({seen[role].label} and "
                     f"{s.label}); relabel one with --rater RECORDING[:DIAL]=LABEL or leave "
                     "it out")
-            seen[s.rater] = s
+            seen[role] = s
         ordered, pair, how = _pair(ss, opt.roles)
         name = label if counts[label] == 1 else f"{label} {ss[0].media.name}"
         groups.append(Group(label=name, media_key=key, series=ordered, pair=pair,
