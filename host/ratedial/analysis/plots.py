@@ -194,7 +194,8 @@ def overview(result: GroupResult) -> Figure:
         ax_cat = fig.add_subplot(gs[k + 1, 1])
         if p is not None:
             ax_lag.plot(p.lags_s, p.xcorr, color="#000000", lw=0.9)
-            ax_lag.axvline(p.best_lag_s, color=NEUTRAL_COLOR, lw=0.6, ls="--")
+            if math.isfinite(p.best_lag_s):  # none when no lag has an r
+                ax_lag.axvline(p.best_lag_s, color=NEUTRAL_COLOR, lw=0.6, ls="--")
             ax_lag.set_xlabel(f"lag (s; > 0: {p.b} after {p.a})")
             ax_lag.set_ylabel("r")
             ax_lag.set_title("cross-correlation", loc="left")

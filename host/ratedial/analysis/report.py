@@ -184,5 +184,5 @@ def format_overview(results: Sequence[GroupResult]) -> str:
         ci = f"[{_f(ag.pearson.ci_low, 2)}, {_f(ag.pearson.ci_high, 2)}]"
         lines.append(f"{r.label:<12}{p.a + '/' + p.b:<22}{_f(ag.pearson.value, 2):>6}{ci:>16}"
                      f"{_f(ag.pearson_p, 3):>9}{_f(ag.icc2_1.value, 2):>10}"
-                     f"{_f(ag.kappa.value, 2):>7}{p.best_lag_s:>7.1f}")
+                     f"{_f(ag.kappa.value, 2):>7}{_f(p.best_lag_s, 1):>7}")
     return "\n".join(lines)
