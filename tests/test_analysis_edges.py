@@ -562,3 +562,29 @@ def test_a_role_label_with_a_capital_is_the_role(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     pair = json.loads(res.stdout)["dyads"][0]["pair"]
     assert (pair["a"], pair["b"], pair["paired_by"]) == ("client", "Therapist", "roles")
+
+
+def test_a_gap_belongs_to_the_video_it_happened_in(tmp_path: Path) -> None:
+    """A recording of two videos: a gap while A played was credited to B as well (its
+    report, its sidecar, its ELAN file and its gap columns)."""
+    from ratedial.analysis.synth import Play
+
+    path = tmp_path / "two.ratedial"
+    write_recording(path, [SynthRater(label="client", curve=piecewise([10], [30, 70]),
+                                      uid="aa", script=(Play(start_s=0, end_s=24,
+                                                             gaps=((5, 6, "link"),)),))],
+                    rate_hz=50, media=SynthMedia(duration_s=12.0, path="A.mp4",
+                                                 fingerprint="sha256:a"),
+                    session={"dyad": "D01"})
+    con = sqlite3.connect(path)
+    with con:  # the second half of the session was video B
+        con.execute("INSERT INTO media (media_id, path, duration_s, fps, fingerprint) "
+                    "VALUES (2, 'B.mp4', 12.0, 25.0, 'sha256:b')")
+        con.execute("UPDATE samples SET media_id = 2, media_s = media_s - 12 "
+                    "WHERE media_s >= 12")
+    con.close()
+    res = run("analyze", str(path), "--json", "--no-truth-bias", "--bootstrap", "100",
+              "--window", "3")
+    assert res.returncode == 0, res.stderr
+    gaps = {d["media"]["path"]: d["raters"][0]["gaps"] for d in json.loads(res.stdout)["dyads"]}
+    assert gaps == {"A.mp4": 1, "B.mp4": 0}, gaps

@@ -197,8 +197,12 @@ def _build(rec: Recording, dial: Dial, groups: Sequence[Groups], overrides: Mapp
             per = excluded.setdefault(int(mid), {})
             per[reason] = per.get(reason, 0) + int(n)
     series = []
-    gaps = tuple(gp for gp in rec.gaps if gp.dial_id == dial.dial_id)
+    gaps_of_dial = tuple(gp for gp in rec.gaps if gp.dial_id == dial.dial_id)
     for media in rec.media:
+        # a gap belongs to the video played on either side of it: in a recording of several
+        # videos, not to the others (it was counted, and drawn, in every one)
+        gaps = gaps_of_dial if len(rec.media) == 1 else tuple(
+            gp for gp in gaps_of_dial if media.media_id in gp.media_ids)
         parts_p, parts_g = [], []
         next_pass = 0
         for g in groups:  # epochs in order; every epoch starts a new pass

@@ -101,6 +101,8 @@ class Gap:
     seconds: float | None  # n_missing / sample rate
     media_from_s: float | None
     media_to_s: float | None
+    # the videos of the samples on either side (None: no such sample, or no video then)
+    media_ids: tuple[int | None, int | None] = (None, None)
 
     @property
     def n_missing(self) -> int:
@@ -311,15 +313,17 @@ def read_recording(path: str | Path) -> Recording:
         for eid, did, first, end, reason in con.execute(
                 "SELECT epoch_id, dial_id, first_index, end_index, reason FROM gaps "
                 "ORDER BY epoch_id, first_index").fetchall():
-            before = con.execute("SELECT media_s FROM samples WHERE epoch_id=? AND "
+            before = con.execute("SELECT media_s, media_id FROM samples WHERE epoch_id=? AND "
                                  "sample_index=?", (eid, first - 1)).fetchone()
-            after = con.execute("SELECT media_s FROM samples WHERE epoch_id=? AND "
+            after = con.execute("SELECT media_s, media_id FROM samples WHERE epoch_id=? AND "
                                 "sample_index=?", (eid, end)).fetchone()
             rate = rates.get(eid)
             gaps.append(Gap(epoch_id=eid, dial_id=did, first_index=first, end_index=end,
                             reason=reason, seconds=None if rate is None else (end - first) / rate,
                             media_from_s=None if before is None else before[0],
-                            media_to_s=None if after is None else after[0]))
+                            media_to_s=None if after is None else after[0],
+                            media_ids=(None if before is None else before[1],
+                                       None if after is None else after[1])))
         if timeline == RUN_TIMELINE:
             gaps = [_run_gap(con, g, run_t0) for g in gaps]
         clocks = []
