@@ -588,3 +588,19 @@ def test_a_gap_belongs_to_the_video_it_happened_in(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     gaps = {d["media"]["path"]: d["raters"][0]["gaps"] for d in json.loads(res.stdout)["dyads"]}
     assert gaps == {"A.mp4": 1, "B.mp4": 0}, gaps
+
+
+def test_a_long_dyad_label_still_makes_file_names(tmp_path: Path) -> None:
+    """A 301-character dyad label: `plot`, `analyze --plots` and `export --format eaf`
+    failed with "File name too long", leaving part of their outputs behind."""
+    label = "D" + "x" * 300
+    path = dyad(tmp_path / "long.ratedial", label=label)
+    out = tmp_path / "out"
+    res = run("export", str(path), "-o", str(out / "x"), "--format", "eaf", "--format",
+              "csv-long")
+    assert res.returncode == 0, res.stderr
+    res = run("plot", str(path), "-o", str(out / "fig"), "--format", "png")
+    assert res.returncode == 0, res.stderr
+    names = [p.name for p in out.rglob("*")]
+    assert any(n.endswith(".eaf") for n in names) and any(n.endswith(".png") for n in names)
+    assert all(len(n.encode()) < 255 for n in names), names

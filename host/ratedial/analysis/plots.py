@@ -12,6 +12,7 @@ Invariants:
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -229,8 +230,18 @@ def save(fig: Figure, path: Path) -> Path:
     return path
 
 
+MAX_NAME_BYTES = 100  # of a label in a file name: with prefix and suffix well under 255
+
+
 def safe_name(label: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label) or "dyad"
+    """``label`` as part of a file name: characters a name cannot hold become ``_``; a long
+    one is cut (at a character) and given a hash of the whole label, so it stays unique."""
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in label) or "dyad"
+    if len(name.encode()) > MAX_NAME_BYTES:
+        digest = hashlib.sha256(label.encode()).hexdigest()[:8]
+        cut = name.encode()[:MAX_NAME_BYTES - 9].decode("utf-8", "ignore")
+        name = f"{cut}-{digest}"
+    return name
 
 
 def safe_names(labels: Sequence[str]) -> list[str]:
