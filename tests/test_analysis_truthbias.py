@@ -187,3 +187,24 @@ def test_a_truth_that_never_moves_is_not_fitted(tmp_path):
                     media=SynthMedia(duration_s=60.0), rate_hz=50, session={"dyad": "F1"})
     (g,) = group_series(load([p]))
     assert g.pair is not None and tb_data([g]) is None
+
+
+def test_a_singular_fit_says_its_interval_is_not_available():
+    """Two dyads judged without any noise: the mixed model is singular, its standard errors
+    do not exist; the report printed "95% CI [nan, nan]" and statsmodels' RuntimeWarning
+    with a line of its source reached stderr."""
+    import warnings
+
+    from ratedial.analysis.truthbias import TBData, fit, format_tb
+
+    rng = np.random.default_rng(1)
+    truth = rng.uniform(20, 80, 120)
+    judge = 0.5 * truth + 20
+    data = TBData(dyad=["A"] * 60 + ["B"] * 60, truth=truth - truth.mean(),
+                  judgment=judge - truth.mean(), mean_truth=float(truth.mean()), step_s=1.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tb = fit(data)
+    assert caught == []
+    text = format_tb(tb)
+    assert "nan" not in text and "95% CI not available" in text, text

@@ -140,6 +140,9 @@ def fit(data: TBData, *, truth: str = "client", judge: str = "therapist") -> Tru
         warnings.simplefilter("always")
         model = smf.mixedlm("j ~ t", df, groups=df["dyad"], re_formula="~t")
         res = model.fit(reml=True, method=["lbfgs", "powell"])
+        # read here: a singular fit's standard errors warn (sqrt of a negative variance),
+        # which is a note, not a line from statsmodels' source on stderr
+        bse = res.bse_fe
     for w in caught:  # a failed first optimizer that the second one fixed is not news
         text = str(w.message).splitlines()[0]
         if res.converged and ("Retrying" in text or "failed to converge" in text):
@@ -153,9 +156,9 @@ def fit(data: TBData, *, truth: str = "client", judge: str = "therapist") -> Tru
     by_dyad = {str(d): (b1 + float(re.iloc[1]), b0 + float(re.iloc[0]))
                for d, re in res.random_effects.items()}
     return TruthBias(by_dyad=by_dyad,
-        truth_force=float(res.fe_params["t"]), truth_force_se=float(res.bse_fe["t"]),
+        truth_force=float(res.fe_params["t"]), truth_force_se=float(bse["t"]),
         directional_bias=float(res.fe_params["Intercept"]),
-        directional_bias_se=float(res.bse_fe["Intercept"]),
+        directional_bias_se=float(bse["Intercept"]),
         sd_dyad_intercept=float(math.sqrt(max(cov[0, 0], 0.0))),
         sd_dyad_slope=float(math.sqrt(max(cov[1, 1], 0.0))),
         sd_residual=float(math.sqrt(res.scale)), mean_truth=data.mean_truth,
@@ -251,11 +254,16 @@ def format_tb(tb: TruthBias) -> str:
     lo0, hi0 = tb.ci("directional_bias")
     sds = ("-" if tb.sd_dyad_intercept is None else
            f"dyad SD intercept {tb.sd_dyad_intercept:.2f}, slope {tb.sd_dyad_slope:.3f}, ")
+    def ci(lo: float, hi: float, digits: int) -> str:  # none where the SE does not exist
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return "95% CI not available"
+        return f"95% CI [{lo:.{digits}f}, {hi:.{digits}f}]"
+
     lines = [f"Truth and Bias ({tb.judge} judging {tb.truth}; {tb.n_dyads} dyads, "
              f"{tb.n_moments} moments of {tb.step_s:g} s; {tb.method})",
-             f"  truth force       {tb.truth_force:.3f}  95% CI [{lo1:.3f}, {hi1:.3f}]  "
+             f"  truth force       {tb.truth_force:.3f}  {ci(lo1, hi1, 3)}  "
              f"({tb.judge} moves {tb.truth_force:.2f} points per point of {tb.truth})",
-             f"  directional bias  {tb.directional_bias:+.2f}  95% CI [{lo0:.2f}, {hi0:.2f}]  "
+             f"  directional bias  {tb.directional_bias:+.2f}  {ci(lo0, hi0, 2)}  "
              f"({tb.judge} rates {'higher' if tb.directional_bias > 0 else 'lower'} than "
              f"{tb.truth} at {tb.truth}'s mean {tb.mean_truth:.1f})",
              f"  {sds}residual SD {tb.sd_residual:.2f}".replace("  -", "  ")]
