@@ -215,3 +215,19 @@ def test_each_videos_elan_events_are_its_own(tmp_path):
 
     assert texts(1) == ["playing", "seek from 8.0 s"]  # sorted by media time: 20 s, 25 s
     assert texts(2) == ["paused"]
+
+
+def test_a_sav_of_a_recording_without_video_says_run_time(tmp_path):
+    """Its ``t_s`` was labelled "Media time" and the file "a media-time grid": nothing in
+    the .sav said the times are seconds since the recording began."""
+    from ratedial.analysis.synth import NoPlayer
+
+    rec = tmp_path / "nv.ratedial"
+    write_recording(rec, [SynthRater(label="client", curve=piecewise([10], [30, 70]),
+                                     script=(NoPlayer(seconds=20),))], media=None, rate_hz=50)
+    res = run("export", str(rec), "-o", str(tmp_path / "nv"), "--format", "sav")
+    assert res.returncode == 0, res.stderr
+    _, meta = pyreadstat.read_sav(str(tmp_path / "nv.sav"))
+    labels = dict(zip(meta.column_names, meta.column_labels, strict=True))
+    assert labels["t_s"].startswith("Run time of the bin start"), labels["t_s"]
+    assert "run-time grid" in meta.file_label

@@ -80,7 +80,8 @@ def media_events(group: Group) -> list[tuple[int, int, str]]:
                 continue
             text = {"media_pause": "paused", "media_play": "playing",
                     "media_rate": f"rate {d.get('rate')}",
-                    "media_seek": f"seek from {d.get('from_s')} s"}[kind]
+                    "media_seek": "seek" if d.get("from_s") is None
+                    else f"seek from {d.get('from_s')} s"}[kind]
             key = (rec.path.name, kind, _ms(at))
             if key not in seen:
                 seen.add(key)

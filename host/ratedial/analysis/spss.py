@@ -23,6 +23,7 @@ import numpy as np
 from .._platform.privacy import create_private
 from .align import STATUS_NAMES
 from .groups import Group
+from .read import RUN_TIMELINE
 
 LONG_LABELS = {
     "dyad": "Dyad label", "media": "Video (fingerprint, or file:<name>)", "rater": "Rater label",
@@ -69,10 +70,22 @@ def write_long_sav(groups: Sequence[Group], path: Path,
             "n_passes": rec["n_passes"].astype(np.float64)}))
     df = pd.concat(frames, ignore_index=True)
     scale = dict(anchors or {0.0: "hindering", 50.0: "neutral", 100.0: "helpful"})
+    # recordings without a video are on run time: the file says so, as every output does
+    run_time = {g.media.timeline == RUN_TIMELINE for g in groups}
+    labels = dict(LONG_LABELS)
+    grid = "media-time grid"
+    if run_time == {True}:
+        labels["t_s"] = ("Run time of the bin start (s since the recording's first sample; "
+                         "no video); bin is [t_s, t_s + 1/rate)")
+        grid = "run-time grid (no video)"
+    elif run_time == {True, False}:
+        labels["t_s"] = ("Media time of the bin start (s), or run time where media is "
+                         "run-time (no video); bin is [t_s, t_s + 1/rate)")
+        grid = "media-time grid (run time for recordings without a video)"
     create_private(path)
     pyreadstat.write_sav(
-        df, str(path), file_label="ratedial export: ratings on a uniform media-time grid",
-        column_labels=[LONG_LABELS.get(str(c)) for c in df.columns],
+        df, str(path), file_label=f"ratedial export: ratings on a uniform {grid}",
+        column_labels=[labels.get(str(c)) for c in df.columns],
         variable_value_labels={"rating": {float(k): v for k, v in scale.items()},
                                "status": {float(k): s for k, s in STATUS_NAMES.items()}},
         variable_measure={"rating": "scale", "t_s": "scale", "status": "nominal",
