@@ -370,6 +370,9 @@ def test_scheduled_faults_run_at_their_times() -> None:
         (["--fault", "explode@3"], "unknown fault"),
         (["--rate", "fast"], "'fast' is not a valid integer"),
         (["--bogus"], "No such option"),
+        # was a firmware traceback, after the port was printed
+        (["--truth", "/nonexistent/dir/t.jsonl"], "--truth /nonexistent/dir/t.jsonl: "
+                                                   "directory /nonexistent/dir does not exist"),
     ],
 )
 def test_cli_bad_options_one_line_exit_2(args: list[str], message: str) -> None:
@@ -484,3 +487,15 @@ def test_a_second_dial_never_takes_over_a_running_dials_link(tmp_path: Path) -> 
     os.symlink("/dev/pts/no-such-pty", link)
     with VirtualDial(seed=6, link=link) as dial:
         assert os.readlink(link) != "/dev/pts/no-such-pty" and dial.port == str(link)
+
+
+def test_a_running_dials_control_socket_is_not_taken(tmp_path: Path) -> None:
+    """A second virtual dial given the first one's --control removed its socket: faults
+    could no longer reach the dial still running."""
+    with VirtualDial(seed=7, subprocess=True) as dial:
+        r = subprocess.run(_cli("--link", str(tmp_path / "d2"), "--control",
+                                str(dial.control_path), "--duration", "1"),
+                           capture_output=True, text=True, timeout=60, check=False)
+        assert r.returncode == 2, r.stderr
+        assert "is the control socket of a running dial" in r.stderr
+        assert "boots" in dial.status()  # still reachable

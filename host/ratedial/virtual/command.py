@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -80,7 +81,8 @@ def _stall_range(text: str) -> tuple[int, int]:
               help="Path of the port symlink (default: dial0 in a private temp dir).")
 @click.option("--control", type=click.Path(path_type=Path),
               help="Unix socket for commands: reboot, unplug [S], plug, stall [S], unstall, "
-                   "corrupt N, button S, status, quit.")
+                   "corrupt N, button S, status, quit (unplug and stall without S, or with "
+                   "0: until plug or unstall).")
 @click.option("--fault", "faults", multiple=True, metavar="KIND@T_S[:ARG]",
               help="Schedule a fault, e.g. reboot@5, unplug@10:1.5, stall@3:2, corrupt@4:8.")
 @click.option("--ber", type=FiniteRange(0, 1, max_open=True), default=0.0, show_default=True,
@@ -137,6 +139,11 @@ def options_from_cli(kw: dict[str, Any]) -> DialOptions:
         raise UsageError(f"--script {script}: no such file")
     if kw["duration"] is not None and kw["duration"] <= 0:
         raise UsageError("--duration must be positive")
+    truth = kw["truth"]
+    if truth is not None and not truth.parent.is_dir():  # else the firmware's traceback
+        raise UsageError(f"--truth {truth}: directory {truth.parent} does not exist")
+    if truth is not None and not os.access(truth.parent, os.W_OK):
+        raise UsageError(f"--truth {truth}: directory {truth.parent} cannot be written")
     return DialOptions(
         rate_hz=kw["rate_hz"], batch=kw["batch"], debounce_ms=kw["debounce_ms"],
         script=script, seed=kw["seed"], counts_per_point=kw["counts_per_point"],

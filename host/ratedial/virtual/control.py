@@ -51,8 +51,11 @@ class ControlChannel:
         """Create the control socket at ``path``. Raises UsageError on failure."""
         if path.exists() and not path.is_socket():
             raise UsageError(f"--control {path}: exists and is not a socket")
+        if path.exists() and _answers(path):  # a running dial's: taking it would orphan it
+            raise UsageError(f"--control {path}: is the control socket of a running dial; "
+                             "choose another path or stop that dial")
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+            path.unlink()  # a stale one (its dial was killed)
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             s.bind(str(path))
@@ -163,3 +166,16 @@ class ControlChannel:
         if len(c.buf) > 4096:
             del self._clients[fd]
             c.sock.close()
+
+
+def _answers(path: Path) -> bool:
+    """Something listens on the Unix socket at ``path``."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
