@@ -604,3 +604,22 @@ def test_a_long_dyad_label_still_makes_file_names(tmp_path: Path) -> None:
     names = [p.name for p in out.rglob("*")]
     assert any(n.endswith(".eaf") for n in names) and any(n.endswith(".png") for n in names)
     assert all(len(n.encode()) < 255 for n in names), names
+
+
+def test_two_dyads_of_one_label_and_video_name_get_two_names(tmp_path: Path) -> None:
+    """Two sessions labelled D07, each with its own ``video.mp4`` (other content): both rows
+    of the study table were "D07 video.mp4"."""
+    for k in (1, 2):
+        folder = tmp_path / f"s{k}"
+        folder.mkdir()
+        write_recording(folder / "D07.ratedial", [
+            simple_rater("client", piecewise([20, 40], [30, 70, 50]), 60, uid="aa"),
+            simple_rater("therapist", piecewise([25, 45], [40, 80, 45]), 60, uid="bb")],
+            rate_hz=50, media=SynthMedia(duration_s=60.0, path=f"/s{k}/video.mp4",
+                                         fingerprint=f"sha256:{k}"), session={"dyad": "D07"})
+    res = run("analyze", str(tmp_path / "s1" / "D07.ratedial"),
+              str(tmp_path / "s2" / "D07.ratedial"), "--json", "--no-truth-bias",
+              "--bootstrap", "100")
+    assert res.returncode == 0, res.stderr
+    names = sorted(d["dyad"] for d in json.loads(res.stdout)["dyads"])
+    assert names == ["D07 video.mp4", "D07 video.mp4 (2)"], names

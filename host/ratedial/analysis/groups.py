@@ -140,6 +140,7 @@ def group_series(series: Sequence[Series], options: PairingOptions | None = None
     for label, _, _ in raw:
         counts[label] = counts.get(label, 0) + 1
     groups = []
+    used: set[str] = set()
     for label, key, ss in raw:
         seen: dict[str, Series] = {}
         for s in ss:
@@ -151,7 +152,12 @@ def group_series(series: Sequence[Series], options: PairingOptions | None = None
                     "it out")
             seen[role] = s
         ordered, pair, how = _pair(ss, opt.roles)
-        name = label if counts[label] == 1 else f"{label} {ss[0].media.name}"
+        name = base = label if counts[label] == 1 else f"{label} {ss[0].media.name}"
+        k = 1
+        while name in used:  # one label, two videos of one file name: rows told apart
+            k += 1
+            name = f"{base} ({k})"
+        used.add(name)
         groups.append(Group(label=name, media_key=key, series=ordered, pair=pair,
                             paired_by=how))
     return sorted(groups, key=lambda g: natural_key(g.label))
