@@ -62,15 +62,22 @@ def test_two_dials_for_30_s_every_sample_recorded_and_published_once(tmp_path):
         path, "SELECT d.uid, e.boot_id, min(s.device_us), max(s.device_us) FROM samples s "
               "JOIN epochs e USING (epoch_id) JOIN dials d ON d.dial_id = e.dial_id "
               "GROUP BY e.epoch_id")}
+    # Nothing is lost between the dial and the recording and broker. The dial itself may drop
+    # frames when the host is starved for longer than its queue holds (a CI machine running
+    # other work: 77 samples once); it says so (DROP), and that is a device_drop gap of exactly
+    # what it dropped, nothing else
+    assert_exact_accounting(path)
+    gaps = gap_ranges(path)
+    assert {r for g in gaps.values() for _, _, r in g} <= {"device_drop"}, gaps
     for key, idx in per_dial.items():
         # the whole run on the dial's own clock with a sample at every period of it (1 kHz): a
         # starved simulator catches up late ticks as the hardware timer would have taken them
         lo, hi = spans[key]
+        dropped = sum(b - a for a, b, _ in gaps.get(key, []))
         assert hi - lo >= (TWO_DIALS_S - 2) * 1_000_000, (key, (hi - lo) / 1e6, len(idx))
-        assert idx == list(range(idx[0], idx[0] + len(idx))), f"{key} not contiguous"
-        assert len(idx) == (hi - lo) // 1000 + 1, (key, len(idx), (hi - lo) / 1e6)
+        assert dropped < len(idx) // 100, (key, dropped)  # a stall, not a lossy link
+        assert len(idx) + dropped == (hi - lo) // 1000 + 1, (key, len(idx), (hi - lo) / 1e6)
     assert query(path, "SELECT count(*) FROM samples WHERE flags & 2")[0][0] == 0  # no overrun
-    assert query(path, "SELECT count(*) FROM gaps")[0][0] == 0
     raters = dict(query(path, "SELECT rater, uid FROM dials"))
     assert set(raters) == {"client", "therapist"}
     summary = json.loads(out.strip().splitlines()[-1])
