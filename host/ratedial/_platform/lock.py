@@ -13,9 +13,10 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 # SQLite's lock-byte page starts at 1 GiB (PENDING_BYTE); its own locks take the first 512
@@ -69,3 +70,19 @@ def try_lock(path: Path) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+@contextlib.contextmanager
+def held(path: Path) -> Iterator[bool]:
+    """Try to take the exclusive lock a running writer keeps on its recording: yields
+    whether it was taken (False: a process writes it, or it cannot be opened), and releases
+    it on leaving."""
+    try:
+        fd = try_lock(path)
+    except OSError:
+        fd = None
+    try:
+        yield fd is not None
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock

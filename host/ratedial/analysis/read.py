@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .._platform.lock import try_lock
+from .._platform.lock import held
 from ..recording.schema import FORMAT, FORMAT_VERSION, MediaState
 from .errors import NotARecording
 from .guard import is_sqlite
@@ -199,8 +199,6 @@ def connect(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
         raise NotARecording(f"{p} has recording format version "
                             f"{None if version is None else json.loads(version[0])}; this "
                             f"ratedial reads version {FORMAT_VERSION}")
-    if not write:
-        _fold_wal(p)
     return con
 
 
@@ -213,21 +211,19 @@ def _fold_wal(p: Path) -> None:
     try:
         if not wal.is_file() or wal.stat().st_size == 0 or _read_only_folder(p):
             return
-        fd = try_lock(p)
     except OSError:
         return
-    if fd is None:  # being recorded: its writer folds it
-        return
-    try:
-        con = sqlite3.connect(p.resolve().as_uri() + "?mode=rw", uri=True)
+    with held(p) as free:
+        if not free:  # being recorded: its writer folds it
+            return
         try:
-            con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-        finally:
-            con.close()
-    except sqlite3.Error:
-        pass
-    finally:
-        os.close(fd)
+            con = sqlite3.connect(p.resolve().as_uri() + "?mode=rw", uri=True)
+            try:
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                con.close()
+        except sqlite3.Error:
+            pass
 
 
 def _check(con: sqlite3.Connection) -> sqlite3.Connection:
@@ -280,6 +276,7 @@ def read_recording(path: str | Path) -> Recording:
     """Everything about a recording except its samples."""
     p = Path(path)
     con = connect(p)
+    _fold_wal(p)  # once per recording read, before its samples are
     try:
         meta = {k: _json(v) for k, v in con.execute("SELECT key, value FROM meta")}
         dials = tuple(Dial(dial_id=r[0], uid=r[1], rater=r[2], board=r[3], firmware=r[4],

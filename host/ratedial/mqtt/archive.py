@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..recording.writer import try_lock
+from .._platform.lock import held
 from .outbox import Key, _add
 
 SAMPLE_COLUMNS = ("sample_index, device_us, host_ns, count, rating, flags, media_s, "
@@ -169,20 +168,6 @@ def _meta(con: sqlite3.Connection) -> dict[str, Any]:
         with contextlib.suppress(ValueError):
             out[k] = json.loads(v)
     return out
-
-
-@contextlib.contextmanager
-def held(path: Path) -> Iterator[bool]:
-    """Try to take the exclusive lock a running daemon keeps on its recording."""
-    try:
-        fd = try_lock(path)
-    except OSError:
-        fd = None
-    try:
-        yield fd is not None
-    finally:
-        if fd is not None:
-            os.close(fd)  # releases the lock
 
 
 def unfinished(path: Path, *, daemon_id: str, prefix: str,
