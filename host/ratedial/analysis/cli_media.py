@@ -202,15 +202,14 @@ def render(*, recordings: tuple[str, ...], video: str | None, output: str, prese
     from .render import render as do_render
     from .segments import find_segments
 
-    if band is not None:
-        _band(band)  # checked as analyze checks it, before any work
+    given = None if band is None else _band(band)  # checked as analyze checks it, first
     opt = _segment_opts(kw)
     _, groups = _load(recordings, kw)
     if len(groups) != 1:
         raise UsageError(f"the recordings hold {len(groups)} dyads or videos "
                          f"({', '.join(g.label for g in groups)}); render one at a time")
     (g,) = groups
-    neutral = band_of(g, band)
+    neutral = band_of(g, given)
     s0 = g.series[0]
     if s0.media.timeline != "media":
         raise UsageError("the recording has no video timeline (no player was followed): "

@@ -181,10 +181,11 @@ def _load(recordings: Sequence[str], kw: dict[str, Any]) -> tuple[list[Series], 
 
     opt = AlignOptions(rate_hz=kw["rate_hz"], rerate=kw["rerate"], max_fill_s=kw["max_fill_s"],
                        rewind_tolerance_s=kw["rewind_s"])
-    series = load(unique_recordings(recordings), opt, raters=parse_rater_overrides(kw["raters"]),
+    files = unique_recordings(recordings)
+    series = load(files, opt, raters=parse_rater_overrides(kw["raters"]),
                   dyads=parse_rater_overrides(kw["dyads"]))
     used = {s.recording.path.resolve() for s in series}
-    for f in unique_recordings(recordings):  # among others: said, not silently left out
+    for f in files:  # among others: said, not silently left out
         if Path(f).resolve() not in used:
             click.echo(f"ratedial: note: {f} holds no samples to analyse (no dial, or no "
                        "sample with a time): left out", err=True)
@@ -234,15 +235,15 @@ def _segment_opts(kw: dict[str, Any]) -> SegmentOptions:
                           min_separation_s=kw["min_sep_s"])
 
 
-def band_of(group: Group, text: str | None) -> Band:
-    """The neutral band of ``group``: ``--band`` as given, else the middle tenth of the
-    recordings' rating scale (``meta.scale``, 0-100 when absent: 45-55). Raters on different
-    scales in one group are named in a note (their agreement compares different units)."""
+def band_of(group: Group, given: tuple[float, float] | None) -> Band:
+    """The neutral band of ``group``: ``given`` (``--band``, parsed by :func:`_band`), else
+    the middle tenth of the recordings' rating scale (``meta.scale``, 0-100 when absent:
+    45-55). Raters on different scales in one group are named in a note (their agreement
+    compares different units)."""
     from .stats import Band
 
-    if text is not None:
-        lo, hi = _band(text)
-        return Band(low=lo, high=hi)
+    if given is not None:
+        return Band(low=given[0], high=given[1])
     scales: dict[tuple[float, float], str] = {}
     for s in group.series:
         sc = s.recording.scale
@@ -262,10 +263,11 @@ def band_of(group: Group, text: str | None) -> Band:
     return Band(low=round(lo + 0.45 * (hi - lo), 9), high=round(lo + 0.55 * (hi - lo), 9))
 
 
-def _analysis_opts(kw: dict[str, Any], group: Group) -> AnalysisOptions:
+def _analysis_opts(kw: dict[str, Any], group: Group,
+                   band: tuple[float, float] | None) -> AnalysisOptions:
     from .analyse import AnalysisOptions
 
-    return AnalysisOptions(band=band_of(group, kw["band"]), segments=_segment_opts(kw),
+    return AnalysisOptions(band=band_of(group, band), segments=_segment_opts(kw),
                            max_lag_s=kw["max_lag_s"], block_s=kw["block_s"],
                            replicates=kw["replicates"], seed=kw["seed"],
                            align_lag=kw["align_lag"])
@@ -298,6 +300,5 @@ def _formats(values: Sequence[str], allowed: Sequence[str]) -> list[str]:
 def _analyse_all(groups: Sequence[Group], kw: dict[str, Any]) -> list[GroupResult]:
     from .analyse import analyse_group
 
-    if kw["band"] is not None:
-        _band(kw["band"])  # a bad --band is one line before any work
-    return [analyse_group(g, _analysis_opts(kw, g)) for g in groups]
+    band = None if kw["band"] is None else _band(kw["band"])  # one line before any work
+    return [analyse_group(g, _analysis_opts(kw, g, band)) for g in groups]
