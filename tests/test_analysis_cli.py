@@ -114,7 +114,8 @@ def test_annotate_round_trip(tmp_path):
     assert res.returncode == 2 and "KEY=VALUE" in res.stderr
     # removing a key that is not there (a typo) or setting and removing one is refused, and
     # nothing changes
-    for args in (("--remove", "wia"), ("wai=1", "--remove", "wai")):
+    for args in (("--remove", "wia"), ("wai=1", "--remove", "wai"),
+                 ("--remove", "wai", "--remove", "wai")):
         res = run("annotate", str(rec), *args)
         assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
         assert "wai" in res.stderr and "Traceback" not in res.stderr

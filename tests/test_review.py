@@ -7,6 +7,7 @@ import io
 import os
 import random
 import selectors
+import shlex
 import shutil
 import subprocess
 import sys
@@ -52,6 +53,8 @@ def segments_of(path: Path):
 
 
 class CountingPlayer(NoVideo):
+    plays = True
+
     def __init__(self) -> None:
         self.spans: list[tuple[float, float]] = []
 
@@ -230,6 +233,8 @@ def test_review_in_random_order_records_its_seed(tmp_path):
 class PositionPlayer(NoVideo):
     """Records how much of the input had been read when each play started."""
 
+    plays = True
+
     def __init__(self, inp: io.StringIO) -> None:
         self.inp = inp
         self.read_at: list[int] = []
@@ -294,7 +299,7 @@ def test_review_replays_when_replay_is_typed_into_an_open_pipe(tmp_path):
         assert proc.stdin is not None
         proc.stdin.write(b"/replay\n")
         proc.stdin.flush()
-        seen = _read_until(proc, "playing 00:05.0", 2)  # T1 again, with nothing more typed
+        seen = _read_until(proc, "(--no-video): 00:05.0", 2)  # T1 again, with nothing more typed
         assert "Notes for T1" in seen and "saved" not in seen
         out, err = proc.communicate(b"note after replay\n\nsecond\n\n", timeout=120)
     finally:
@@ -302,7 +307,7 @@ def test_review_replays_when_replay_is_typed_into_an_open_pipe(tmp_path):
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
-    assert out.decode().count("saved.") == 2 and "playing 00:05.0" not in out.decode()
+    assert out.decode().count("saved.") == 2 and "(--no-video): 00:05.0" not in out.decode()
     notes = read_notes(rec, "segment_note")
     assert [(n["data"]["segment"]["label"], n["data"]["text"]) for n in notes] == [
         ("T1", "note after replay"), ("B1", "second")]
@@ -365,3 +370,108 @@ def test_the_guess_test_never_shows_the_answerer_their_own_segments(tmp_path):
     assert res.returncode == 0, res.stderr
     (note,) = read_notes(client, "guess")
     assert note["data"]["answered_by"] == "therapist"
+
+
+# --- audit 2026-12-04: what a note says, and inputs that end or are odd -------------------
+
+
+def _review(rec: Path, *args: str, stdin: bytes | None = b"", shell_close_stdin: bool = False):
+    cmd = [sys.executable, "-m", "ratedial", "review", str(rec), "--window", "3", *args]
+    if shell_close_stdin:  # standard input closed, not empty: ``<&-`` in a shell
+        return subprocess.run(" ".join(map(shlex.quote, cmd)) + " <&-", shell=True,
+                              capture_output=True, timeout=120, check=False)
+    return subprocess.run(cmd, input=stdin, capture_output=True, timeout=120, check=False)
+
+
+def test_note_params_hold_every_option_the_segments_depend_on(tmp_path):
+    rec = make_recording(tmp_path, None)
+    for fill in ("0", "10"):
+        res = _review(rec, "--segments", "1", "--no-video", "--max-fill", fill,
+                      "--rewind-tolerance", "2", stdin=b"x\n\ny\n\n")
+        assert res.returncode == 0, res.stderr
+    params = [n["data"]["params"] for n in read_notes(rec, "segment_note")]
+    assert [p["max_fill_s"] for p in params] == [0, 0, 10, 10]
+    assert all(p["rewind_tolerance_s"] == 2 and p["timeline"] == "media" for p in params)
+
+
+def test_review_of_a_run_time_recording_says_so_and_notes_it(tmp_path):
+    from ratedial.analysis.synth import NoPlayer, SynthRater
+
+    rec = tmp_path / "nv.ratedial"
+    write_recording(rec, [SynthRater(label="client", curve=CURVE,
+                                     script=(NoPlayer(seconds=40),))], media=None, rate_hz=100)
+    res = _review(rec, "--segments", "1", "--no-video", stdin=b"a\n\nb\n\n")
+    assert res.returncode == 0, res.stderr
+    assert b"timeline: RUN TIME" in res.stdout
+    notes = read_notes(rec, "segment_note")
+    assert len(notes) == 2 and all(n["data"]["params"]["timeline"] == "run" for n in notes)
+
+
+def test_no_video_says_nothing_is_played(tmp_path):
+    res = _review(make_recording(tmp_path, None), "--segments", "1", "--no-video",
+                  stdin=b"\n\n")
+    assert res.returncode == 0, res.stderr
+    assert b"playing" not in res.stdout and b"not played (--no-video)" in res.stdout
+
+
+def test_closed_stdin_is_input_that_ended(tmp_path):
+    rec = make_recording(tmp_path, None)
+    for extra in ((), ("--guess", "--answerer", "therapist")):
+        res = _review(rec, "--no-video", *extra, shell_close_stdin=True)
+        assert res.returncode == 3, res.stderr
+        assert b"input ended before the interview was complete" in res.stderr
+        assert b"Traceback" not in res.stderr
+
+
+def test_a_note_cut_off_by_the_end_of_input_is_marked_interrupted(tmp_path):
+    rec = make_recording(tmp_path, None)
+    res = _review(rec, "--no-video", stdin=b"a\n\npartial\n")
+    assert res.returncode == 3 and b"input ended" in res.stderr
+    notes = [n["data"] for n in read_notes(rec, "segment_note")]
+    assert [(n["segment"]["label"], n["text"], n.get("interrupted")) for n in notes] == [
+        ("T1", "a", None), ("T2", "partial", True)]
+
+
+def test_note_text_that_is_not_utf8_is_read_as_latin1_and_said(tmp_path):
+    rec = make_recording(tmp_path, None)
+    res = _review(rec, "--segments", "1", "--no-video", stdin=b"caf\xe9 latin1\n\n\n",
+                  )
+    assert res.returncode == 0, res.stderr
+    assert b"not UTF-8" in res.stdout
+    assert read_notes(rec, "segment_note")[0]["data"]["text"] == "café latin1"
+
+
+def test_segments_zero_is_refused_as_such(tmp_path):
+    res = _review(make_recording(tmp_path, None), "--segments", "0", "--no-video")
+    assert res.returncode == 2 and b"--segments 0" in res.stderr
+
+
+def test_the_lead_in_saved_and_said_is_the_one_shown(tmp_path):
+    rec = tmp_path / "early.ratedial"
+    early = piecewise([0.6, 3.6], [50, 95, 50])  # the top segment starts at 0.6 s
+    write_recording(rec, [simple_rater("client", early, 40)], rate_hz=100,
+                    media=SynthMedia(duration_s=40.0, path="gone.mp4", fingerprint="x"))
+    res = _review(rec, "--segments", "1", "--no-video", stdin=b"\n\n")
+    assert res.returncode == 0, res.stderr
+    assert b"(0.6 s lead-in)" in res.stdout
+    t1 = next(n["data"] for n in read_notes(rec, "segment_note")
+              if n["data"]["segment"]["label"] == "T1")
+    assert t1["lead_in_s"] == 0.6
+
+
+@needs_mpv
+def test_a_file_mpv_cannot_play_and_a_short_video_are_one_line_each(tmp_path, video):
+    rec = make_recording(tmp_path, video)
+    text = tmp_path / "notavideo.mp4"
+    text.write_text("hello\n")
+    res = _review(rec, "--video", str(text), stdin=b"\n" * 12)
+    assert res.returncode != 0 and b"mpv could not play" in res.stderr
+    assert b"Traceback" not in res.stderr
+    short = tmp_path / "short.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc=size=96x64:rate=10", "-t", "20", "-c:v", "libx264", "-preset",
+                    "ultrafast", "-pix_fmt", "yuv420p", str(short)], check=True, timeout=60)
+    res = _review(rec, "--video", str(short), stdin=b"\n" * 12)
+    assert res.returncode == 2, res.stderr
+    assert b"long, but segment" in res.stderr and b"did not get there" not in res.stderr
+    assert read_notes(rec, "segment_note") == []  # refused before the first prompt

@@ -7,6 +7,7 @@ numpy, scipy, pandas and matplotlib (the ``analysis`` extra) load inside the com
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ from .cli_options import (
 
 if TYPE_CHECKING:
     from .load import Series
+    from .segments import Segment
 
 
 def _pick(series: Sequence[Series], rater: str | None, what: str) -> Series:
@@ -74,6 +76,18 @@ def _check_window(s: Series, window_s: float) -> None:
         raise UsageError(f"--window {window_s:g} s is longer than the video ({n / s.rate_hz:g} s; "
                          f"{s.rater} in {s.recording.path.name}): choose a window of at most "
                          f"{n / s.rate_hz:g} s")
+
+
+def _check_length(duration_s: float | None, segments: Sequence[Segment], video: str) -> None:
+    """Refuse, before the first prompt, a video that ends before the last segment does (the
+    wrong file, or a cut one): mpv could not show those moments."""
+    last = max(segments, key=lambda x: x.end_s)
+    if duration_s is not None and last.end_s > duration_s + 0.5:
+        from .mediatime import fmt_time
+
+        raise UsageError(f"{video} is {fmt_time(duration_s, tenths=True)} long, but segment "
+                         f"{last.label} ends at {fmt_time(last.end_s, tenths=True)}: is it "
+                         "this recording's video? (--video FILE)")
 
 
 def _video(s: Series, video: str | None) -> Path:
@@ -137,12 +151,17 @@ def review(*, recording: str, who: str | None, guess: bool, answerer: str, order
         raise UsageError(f"--guess: {answerer} would guess their own segments; give the "
                          "recording of the rater being guessed (or --of LABEL)")
     opt = _segment_opts(kw)
+    if opt.k == 0:
+        raise UsageError("--segments 0: there is nothing to review; give at least 1")
     _check_window(s, opt.window_s)
     segments = find_segments(s.values, s.rate_hz, opt)
     if not segments:
         raise UsageError(f"{s.rater} has no segment with {opt.min_coverage:.0%} of "
                          f"{opt.window_s:g} s rated")
-    params = {"rate_hz": s.rate_hz, "rerate": s.options.rerate, "window_s": opt.window_s,
+    # everything the segments depend on, so a note can be matched to analyze's segments
+    params = {"timeline": s.media.timeline, "rate_hz": s.rate_hz, "rerate": s.options.rerate,
+              "max_fill_s": s.options.max_fill_s,
+              "rewind_tolerance_s": s.options.rewind_tolerance_s, "window_s": opt.window_s,
               "k": opt.k, "min_coverage": opt.min_coverage, "mode": opt.mode,
               "min_separation_s": opt.min_separation_s}
     player: Player
@@ -154,8 +173,12 @@ def review(*, recording: str, who: str | None, guess: bool, answerer: str, order
         _check_video(s, path)
         mpv = MpvPlayer(path, mpv=mpv_exe, headless=headless, speed=speed)
         player = mpv
+    if isinstance(sys.stdin, io.TextIOWrapper):  # bytes a strict UTF-8 decoder would refuse
+        sys.stdin.reconfigure(errors="surrogateescape")  # are read by the prompter instead
     prompter = Prompter(sys.stdin, sys.stdout)
     try:
+        if mpv is not None:
+            _check_length(mpv.duration_s, segments, mpv.video)
         if guess:
             run_guess(Path(recording), s.rater, segments, player=player, prompter=prompter,
                       answerer=answerer, seed=order_seed, lead_in_s=lead_in_s, params=params)

@@ -163,11 +163,15 @@ class MpvPlayer:
             self.client.observe("time-pos", self.TIME_POS)
             self.client.observe("eof-reached", self.EOF)
             self.client.command("loadfile", self.video)
-            self.client.wait_for(lambda e: e.get("event") in ("file-loaded", "end-file"),
-                                 timeout)
-            if self.client.get("path") is None:
-                raise PlayerError(f"mpv could not open {self.video}")
-            self.duration_s: float | None = self.client.get("duration")
+            loaded = self.client.wait_for(
+                lambda e: e.get("event") in ("file-loaded", "end-file"), timeout)
+            try:
+                if loaded.get("event") != "file-loaded" or self.client.get("path") is None:
+                    raise PlayerError("")
+                self.duration_s: float | None = self.client.get("duration")
+            except PlayerError:  # e.g. "get_property failed: property unavailable"
+                raise PlayerError(f"mpv could not play {self.video} (not a video or audio "
+                                  "file mpv can read)") from None
             self.client.set("speed", speed)
         except BaseException:
             self.close()

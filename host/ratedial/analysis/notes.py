@@ -87,6 +87,9 @@ def annotate(path: str | Path, values: Mapping[str, Any],
              remove: Iterable[str] = ()) -> dict[str, Any]:
     """Merge ``values`` into ``meta.annotations`` (and drop ``remove``); returns the result."""
     drop = list(remove)
+    twice = next((k for k in drop if drop.count(k) > 1), None)
+    if twice is not None:
+        raise UsageError(f"--remove {twice} is given twice: give each key once")
     con = connect(path, write=True)
     try:
         con.isolation_level = None

@@ -20,6 +20,7 @@ Invariants:
 from __future__ import annotations
 
 import functools
+import io
 import random
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -48,17 +49,21 @@ class Player(Protocol):
 class NoVideo:
     """``--no-video``: the interview without replay (e.g. the video is shown elsewhere)."""
 
+    plays = False
+
     def play(self, start_s: float, end_s: float) -> float:
         return end_s
 
 
 class Prompter:
-    """Plain-terminal prompts: works with a person, a pipe or a file of answers."""
+    """Plain-terminal prompts: works with a person, a pipe or a file of answers. No input at
+    all (standard input closed) is input that has ended."""
 
-    def __init__(self, inp: TextIO, out: TextIO) -> None:
-        self.inp = inp
+    def __init__(self, inp: TextIO | None, out: TextIO) -> None:
+        self.inp = inp if inp is not None else io.StringIO()
         self.out = out
         self.partial: list[str] = []  # the lines of the note being typed (lines())
+        self._said_encoding = False
 
     def say(self, text: str = "") -> None:
         self.out.write(text + "\n")
@@ -71,24 +76,34 @@ class Prompter:
         if not line:
             self.out.write("\n")
             raise ReviewAborted("input ended before the interview was complete")
-        return line.rstrip("\r\n")
+        return self._readable(line.rstrip("\r\n"))
+
+    def _readable(self, line: str) -> str:
+        """Bytes the terminal's decoder could not read as UTF-8 arrive as lone surrogates
+        (Python's ``surrogateescape``), which no JSON or Unicode reader of the notes accepts:
+        such a line is read again as Windows-1252 (Latin-1 and the Windows default), once
+        said."""
+        if not any("\udc80" <= ch <= "\udcff" for ch in line):
+            return line
+        if not self._said_encoding:
+            self._said_encoding = True
+            self.say("note: the terminal sent text that is not UTF-8; it is read as "
+                     "Windows-1252 (Latin-1)")
+        raw = line.encode("utf-8", "surrogateescape")
+        return raw.decode("cp1252", errors="replace")
 
     def lines(self, prompt: str,
               commands: Mapping[str, Callable[[], object]] | None = None) -> list[str]:
-        """Lines up to an empty line (or the end of input). A line that is one of
-        ``commands`` (e.g. ``/replay``) runs it as soon as it is read and is left out; one
-        empty line right after it is skipped (the way to end a command before it ran at
-        once), so it does not end the lines."""
+        """Lines up to an empty line. A line that is one of ``commands`` (e.g. ``/replay``)
+        runs it as soon as it is read and is left out; one empty line right after it is
+        skipped (the way to end a command before it ran at once), so it does not end the
+        lines. The end of input raises :class:`ReviewAborted`, with the lines typed so far in
+        :attr:`partial`."""
         out: list[str] = []
         self.partial = out  # what was typed so far, if Ctrl+C ends the interview here
         after_command = False
         while True:
-            try:
-                line = self.ask(prompt)
-            except ReviewAborted:
-                if out:
-                    return out
-                raise
+            line = self.ask(prompt)
             if not line.strip():
                 if after_command:
                     after_command = False
@@ -120,11 +135,30 @@ def _segment_json(s: Segment) -> dict[str, Any]:
             "end_s": round(s.end_s, 3), "mean": round(s.mean, 4)}
 
 
+def shown_lead_in(s: Segment, lead_in_s: float) -> float:
+    """The lead-in a segment gets: ``lead_in_s``, or less when the video starts sooner."""
+    return round(s.start_s - max(0.0, s.start_s - lead_in_s), 3)
+
+
 def _play(player: Player, prompter: Prompter, s: Segment, lead_in_s: float) -> None:
-    start = max(0.0, s.start_s - lead_in_s)
-    prompter.say(f"      playing {fmt_time(start, tenths=True)} → "
-                 f"{fmt_time(s.end_s, tenths=True)} ({s.start_s - start:.0f} s lead-in)")
+    lead = shown_lead_in(s, lead_in_s)
+    start = s.start_s - lead
+    span = f"{fmt_time(start, tenths=True)} → {fmt_time(s.end_s, tenths=True)}"
+    if not getattr(player, "plays", True):
+        prompter.say(f"      not played (--no-video): {span} ({lead:g} s lead-in)")
+        return
+    prompter.say(f"      playing {span} ({lead:g} s lead-in)")
     player.play(start, s.end_s)
+
+
+RUN_TIME_WARNING = ("timeline: RUN TIME. The recording followed no video: times are seconds "
+                    "since its first sample, and a video shows these moments only if it started "
+                    "with the recording and was never paused, sought or slowed.")
+
+
+def _say_timeline(prompter: Prompter, params: Mapping[str, Any] | None) -> None:
+    if (params or {}).get("timeline") == "run":
+        prompter.say(RUN_TIME_WARNING)
 
 
 def run_review(recording: Path, rater: str, segments: Sequence[Segment], *, player: Player,
@@ -138,6 +172,7 @@ def run_review(recording: Path, rater: str, segments: Sequence[Segment], *, play
     how = f"random order (seed {seed})" if order == "random" else f"order {order}"
     prompter.say(f"Review of {rater}'s segments in {recording.name}: {len(shown)} segments, "
                  f"{how}.")
+    _say_timeline(prompter, params)
     saved = []
     for i, s in enumerate(shown, start=1):
         what = "highest" if s.kind == "top" else "lowest"
@@ -147,11 +182,13 @@ def run_review(recording: Path, rater: str, segments: Sequence[Segment], *, play
         prompter.say(f"Notes for {s.label} (end with an empty line; /replay to watch again):")
         data = {"rater": rater, "segment": _segment_json(s), "position": i,
                 "order": order, "seed": seed if order == "random" else None,
-                "lead_in_s": lead_in_s, "params": dict(params or {})}
+                "lead_in_s": shown_lead_in(s, lead_in_s), "params": dict(params or {})}
         try:
             text = prompter.lines(
                 "> ", {"/replay": functools.partial(_play, player, prompter, s, lead_in_s)})
-        except KeyboardInterrupt:  # the lines typed for this segment are kept too
+        except (KeyboardInterrupt, ReviewAborted):
+            # Ctrl+C or the end of input in the middle of a note: its lines so far are kept,
+            # marked, so a note cut short is never taken for a finished one
             if prompter.partial:
                 add_note(recording, "segment_note", {
                     **data, "text": "\n".join(prompter.partial), "interrupted": True})
@@ -192,6 +229,7 @@ def run_guess(recording: Path, rater: str, segments: Sequence[Segment], *, playe
     shown = tuple(order_segments(segments, "random", random.Random(seed)))
     prompter.say(f"Guess test: {len(shown)} segments of {rater}'s ratings in random order "
                  f"(seed {seed}). For each, {answerer}: was it helpful or hindering?")
+    _say_timeline(prompter, params)
     answers: list[str] = []
     for i, s in enumerate(shown, start=1):
         prompter.say(f"[{i}/{len(shown)}] {fmt_span(s.start_s, s.end_s)}")
