@@ -769,3 +769,34 @@ def test_a_continued_collection_remembers_where_each_boots_records_begin_and_end
     s = c2.summary()
     rec2.close()
     assert (s["holes"], s["open_tails"]) == (0, 0)
+
+
+def _as(msg: tuple[str, bytes], rater: str | None) -> tuple[str, bytes]:
+    new = "null" if rater is None else f'"{rater}"'
+    return msg[0], msg[1].replace(b'"rater":"client"', f'"rater":{new}'.encode()).replace(
+        b'"rater": "client"', f'"rater": {new}'.encode())
+
+
+def test_a_retained_status_of_a_past_session_does_not_label_the_dial():
+    """Found by a black-box test: the collector kept the first rater told, and a dial's
+    retained status from the previous session (client) labelled this session's therapist,
+    reversing the dyad in analyze."""
+    for now_rater in ("therapist", None):  # the new run labels it otherwise, or not at all
+        c, store = make()
+        feed(c, status(500), now=0.0)  # retained: the previous session's "client"
+        assert store.dials[0][1] == "client"
+        feed(c, _as(batch(0, 10, boot=8), now_rater), now=0.1)  # this session, live
+        assert store.dials[0][1] == now_rater
+        feed(c, status(10, boot=8), now=0.2)  # a status saying "client" again changes nothing
+        feed(c, _as(batch(0, 10, replay=True), "client"), now=0.3)  # nor an old backfill
+        assert store.dials[0][1] == now_rater
+        assert store.events == []
+
+
+def test_a_live_rater_that_changes_is_recorded_as_an_event():
+    c, store = make()
+    feed(c, batch(0, 10), now=0.0)
+    feed(c, _as(batch(10, 10), "therapist"), now=0.1)
+    assert store.dials[0][1] == "therapist"
+    assert [(e[2], e[3]) for e in store.events] == [
+        ("rater_changed", {"from": "client", "to": "therapist"})]

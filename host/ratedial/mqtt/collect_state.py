@@ -190,6 +190,7 @@ class DialInfo:
     backend: str = ""
     daemon: str | None = None
     rate_hz: float | None = None
+    rater_live: bool = False  # the rater was told by a live samples message (not retained)
 
     def fill(self, *, rater: str | None = None, board: str = "", firmware: str = "",
              backend: str = "") -> bool:

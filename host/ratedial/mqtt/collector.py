@@ -23,9 +23,14 @@ Invariants:
   was not received. Holes are asked
   for with at most one outstanding request per epoch, at most 100 ranges per request, with
   back-off when a request brings nothing new.
-* A dial's row keeps the first rater, board, firmware and backend any message told (samples,
+* A dial's row keeps the first board, firmware and backend any message told (samples,
   status, events such as ``dial_connected``); what is learnt after the row was written goes
-  to :meth:`Store.dial_info`. Empty means no message the collector received said it.
+  to :meth:`Store.dial_info`. Empty means no message the collector received said it. Its
+  rater is the one its live samples say (``rater``, null for an unlabelled dial), as soon
+  as they arrive: a retained status or an event may be a past session's, where the dial had
+  another rater or none, so those only fill a rater no live sample has told. A live rater
+  that changes during the collection (the dial rated by another person in a later run) is
+  recorded as a ``rater_changed`` event and the row takes the new label.
 * Provenance: ``meta.collected`` names the one topic prefix of the whole file and every
   broker the collection was connected to.
 * Times: ``host_ns`` in the collected file is the daemons' ``wall_ns`` minus one fixed
@@ -185,9 +190,24 @@ class Collector:
             d = DialInfo(self.store.add_dial(uid, rater, board, firmware, backend), rater,
                          board, firmware, backend)
             self.dials[uid] = d
-        elif d.fill(rater=rater, board=board, firmware=firmware, backend=backend):
+        elif d.fill(rater=None if d.rater_live else rater, board=board, firmware=firmware,
+                    backend=backend):
             self.store.dial_info(d.dial_id, *d.row())
         return d
+
+    def _live_rater(self, d: DialInfo, rater: str | None, host_ns: int | None) -> None:
+        """A live samples message tells who rates the dial now: it overrides what a retained
+        status or an event said (possibly of a past session); a change between two live
+        raters is recorded."""
+        if d.rater_live and d.rater == rater:
+            return
+        if d.rater_live:
+            when = host_ns if host_ns is not None else time.time_ns() - self.wall_offset_ns
+            self.store.event(when, d.dial_id, "rater_changed", {"from": d.rater, "to": rater})
+        changed = d.rater != rater
+        d.rater, d.rater_live = rater, True
+        if changed:
+            self.store.dial_info(d.dial_id, *d.row())
 
     def _epoch(self, uid: str, boot: int, daemon: str | None) -> EpochState:
         """The epoch's state; its row is made by :meth:`_epoch_id` when needed."""
@@ -224,7 +244,10 @@ class Collector:
             raise ValueError("bad samples columns")
         daemon = self._seen_daemon(msg.get("daemon"))
         rater = msg.get("rater")
-        d = self._dial(uid, rater=rater if isinstance(rater, str) else None)
+        rater = rater if isinstance(rater, str) and rater else None
+        d = self._dial(uid, rater=rater)
+        if not msg.get("replay"):
+            self._live_rater(d, rater, self._host(cols["wall_ns"][0]))
         if daemon:
             d.daemon = daemon
         period = msg.get("period_us")
