@@ -285,3 +285,115 @@ def test_a_label_by_port_is_not_given_to_a_second_dial_on_that_port(tmp_path: Pa
         rec, "SELECT data FROM events WHERE kind = 'rater_conflict'")]
     assert data == {"port": str(link), "labels": ["therapist"], "labelled_dial": uid1}
     assert f"rater label therapist already names dial {uid1}" in out + err
+
+
+# --- credentials (privacy audit, 2026-12-04) -----------------------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ("run", "--broker", "ftp://room2:TopSecretXYZ@localhost", "--no-scan", "--duration", "1"),
+    ("run", "--broker", "room2:TopSecretXYZ@localhost", "--no-scan", "--duration", "1"),
+    ("run", "--broker", "mqtt://room2:TopSecretXYZ@[::1", "--no-scan", "--duration", "1"),
+    ("run", "--player", "vlc:http://:TopSecretXYZ@127.0.0.1:8080", "--broker", "none"),
+    ("monitor", "--broker", "tcp://u:TopSecretXYZ@h"),
+    ("record", "--mqtt", "ws://u:TopSecretXYZ@h", "--record", "x.ratedial"),
+])
+def test_a_password_typed_into_a_url_is_never_echoed(tmp_path: Path,
+                                                       args: tuple[str, ...]) -> None:
+    res = run(*args, cwd=tmp_path)
+    assert res.returncode == 2
+    assert "TopSecretXYZ" not in res.stderr + res.stdout and "***@" in one_line(res)
+
+
+def test_a_password_in_a_config_url_is_never_echoed(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text('player = "vlc:http://:TopSecretXYZ@127.0.0.1:8080"\n'
+                                     '[mqtt]\nbroker = "ftp://u:TopSecretXYZ@h"\n')
+    res = run("run", "--config", "c.toml", "--no-scan", "--duration", "1", cwd=tmp_path)
+    assert res.returncode == 2 and "TopSecretXYZ" not in res.stderr and "***@" in one_line(res)
+
+
+@pytest.mark.parametrize("cmd", [("run", "--broker", "mqtt://[::1", "--no-scan"),
+                                 ("monitor", "--broker", "mqtt://[::1"),
+                                 ("record", "--mqtt", "mqtt://[::1", "--record", "x.ratedial")])
+def test_an_unclosed_ipv6_bracket_is_one_line(tmp_path: Path, cmd: tuple[str, ...]) -> None:
+    res = run(*cmd, cwd=tmp_path)
+    assert res.returncode == 2 and "not a valid URL" in one_line(res)
+
+
+def test_password_files_that_send_nothing_are_said(tmp_path: Path) -> None:
+    """An empty password file connected with no password ("Not authorized" for the whole
+    run); a password without a user name is not sent by MQTT at all."""
+    (tmp_path / "pw").write_text("  \n")
+    (tmp_path / "c.toml").write_text('[mqtt]\nusername = "u"\npassword_file = "pw"\n')
+    base = ("run", "--config", "c.toml", "--no-scan", "--duration", "0.5")
+    res = run(*base, "--broker", "mqtt://127.0.0.1:1", cwd=tmp_path)
+    assert res.returncode == 2 and "is empty" in one_line(res)
+    (tmp_path / "pw").write_text("secret\n")
+    (tmp_path / "c.toml").write_text('[mqtt]\npassword_file = "pw"\n')
+    res = run(*base, "--broker", "mqtt://127.0.0.1:1", cwd=tmp_path)
+    assert res.returncode == 2 and "mqtt.username is not" in one_line(res)
+    env = {**__import__("os").environ, "RATEDIAL_MQTT_PASSWORD": "secret"}
+    res = run("record", "--mqtt", "mqtt://127.0.0.1:1", "--record", "r.ratedial", cwd=tmp_path,
+              env=env)
+    assert "RATEDIAL_MQTT_PASSWORD is set but [mqtt] username is not" in res.stderr
+
+
+def test_a_password_sent_in_clear_over_the_network_is_said(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("secret\n")
+    (tmp_path / "c.toml").write_text('[mqtt]\nusername = "u"\npassword_file = "pw"\n')
+    base = ("run", "--config", "c.toml", "--no-scan", "--duration", "0.5", "--record", "r/")
+    res = run(*base, "--broker", "mqtt://192.0.2.1", cwd=tmp_path)  # TEST-NET-1: not here
+    assert res.returncode == 0, res.stderr
+    assert "crosses the network unencrypted" in res.stderr
+    res = run(*base, "--broker", "mqtt://127.0.0.1:1", cwd=tmp_path)  # this machine: no note
+    assert res.returncode == 0, res.stderr
+    assert "unencrypted" not in res.stderr
+
+
+def test_an_encrypted_client_key_is_one_line_and_never_a_prompt(tmp_path: Path) -> None:
+    """OpenSSL asked for the key's passphrase on the terminal (the run waited there, past
+    --duration) or, without one, failed naming the certificate."""
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-keyout", "k.pem",
+                    "-out", "c.pem", "-days", "1", "-subj", "/CN=x", "-passout", "pass:kp"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    (tmp_path / "c.toml").write_text('[mqtt]\ncert_file = "c.pem"\nkey_file = "k.pem"\n')
+    res = subprocess.run([sys.executable, "-m", "ratedial", "run", "--config", "c.toml",
+                          "--broker", "mqtts://127.0.0.1:1", "--no-scan", "--duration", "1"],
+                         cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True,
+                         text=True, timeout=60, check=False)
+    assert res.returncode == 2
+    assert "k.pem is encrypted" in one_line(res) and "pass phrase" not in res.stderr
+
+
+def test_programs_ratedial_starts_get_none_of_its_secrets(monkeypatch) -> None:
+    from ratedial.config import child_env
+
+    monkeypatch.setenv("RATEDIAL_MQTT_PASSWORD", "a")
+    monkeypatch.setenv("RATEDIAL_VLC_PASSWORD", "b")
+    monkeypatch.setenv("RATEDIAL_VLC_PASSWORD_FILE", "/x")
+    env = child_env()
+    assert "RATEDIAL_MQTT_PASSWORD" not in env and "RATEDIAL_VLC_PASSWORD" not in env
+    assert env["RATEDIAL_VLC_PASSWORD_FILE"] == "/x" and env["PATH"]
+
+
+def test_reread_keeps_what_was_read_when_the_file_goes() -> None:
+    from ratedial.config import Reread
+
+    said: list[str] = []
+    values = iter(["one", UsageError("cannot read x"), UsageError("cannot read x"), "two"])
+
+    def read() -> str:
+        v = next(values)
+        if isinstance(v, Exception):
+            raise v
+        return v
+
+    r = Reread(read, said.append)
+    assert [r(), r(), r(), r()] == ["one", "one", "one", "two"]
+    assert said == ["cannot read x; using what was read before"]
+    with pytest.raises(UsageError):
+        Reread(lambda: (_ for _ in ()).throw(UsageError("no")), said.append)()

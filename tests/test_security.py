@@ -4,9 +4,11 @@ asked, recordings readable by their owner only (0600)."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -243,3 +245,43 @@ def test_recordings_and_their_wal_are_readable_by_the_owner_only(tmp_path):
     assert side, "expected a WAL while recording"
     assert modes == dict.fromkeys(modes, 0o600), {k: oct(v) for k, v in modes.items()}
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_password_file_gone_by_a_reconnect_keeps_the_run(tmp_path, password):
+    """Found by a black-box test: the password file removed (or being rotated) when the broker
+    came back ended the run at the reconnect with 'cannot read mqtt.password_file', exit 2,
+    no summary and no end of the recording. The password read before is used, said once."""
+    b = SecureBroker(tmp_path / "broker", password)
+    b.start()
+    try:
+        pw_file = tmp_path / "mqtt-password"
+        pw_file.write_text(password + "\n")
+        pw_file.chmod(0o600)
+        cfg = write_config(tmp_path / "ratedial.toml", b, password_file=pw_file)
+        path = tmp_path / "rotated.ratedial"
+        sub = b.subscriber(password)
+        assert sub.started()
+        with VirtualDial(seed=73, subprocess=True) as dial:
+            proc = daemon("--config", str(cfg), "--port", dial.port, "--record", str(path),
+                          "--duration", "120")
+            try:
+                assert sub.wait_for(lambda s: len(s.seen) > 0, 60), "nothing published"
+                sub.stop()
+                pw_file.unlink()
+                b.restart()
+                wait_until(path, "SELECT count(*) FROM events WHERE kind = 'broker_up'",
+                           lambda n: n >= 1)
+                assert proc.poll() is None
+                proc.send_signal(signal.SIGINT)
+                out, err = finish(proc)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    finally:
+        b.stop()
+    assert "cannot read mqtt.password_file" in err and "using what was read before" in err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["broker"].startswith("connected")
+    assert_exact_accounting(path)
+    assert password not in out + err

@@ -242,3 +242,47 @@ def test_a_view_bound_to_every_interface_prints_this_machines_name() -> None:
 
     url = asyncio.run(main())
     assert url.startswith(f"http://{socket.gethostname()}:") and "0.0.0.0" not in url
+
+
+def _a_loopback_alias() -> str | None:
+    """A name other than localhost that resolves only to loopback addresses (this machine's
+    name, often, through /etc/hosts), or None."""
+    import ipaddress
+    import socket
+
+    for name in (socket.gethostname(), "ip6-localhost", "localhost.localdomain"):
+        try:
+            addrs = {a[4][0] for a in socket.getaddrinfo(name, 0, type=socket.SOCK_STREAM)}
+        except OSError:
+            continue
+        if addrs and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs):
+            return name
+    return None
+
+
+def test_a_view_bound_by_a_name_for_loopback_keeps_the_rebinding_guard():
+    """Found by a black-box test: --web vm:0, vm being 127.0.0.1 in /etc/hosts, bound only
+    loopback but answered Host: evil.com (the guard looked at the name, not the address)."""
+    alias = _a_loopback_alias()
+    if alias is None:
+        pytest.skip("no name for a loopback address on this machine but localhost")
+    views = [View("a")]
+    sink = WebSink(views=lambda: views, media=lambda: {"player": "none", "connected": False})
+
+    async def main() -> dict[str, str]:
+        server = WebServer(sink, f"{alias}:0")
+        await server.start()
+        stop = asyncio.Event()
+        task = asyncio.create_task(server.run(stop))
+        p = server.port
+        try:
+            return {h: await _status_for(server, h) for h in (
+                f"{alias}:{p}", f"127.0.0.1:{p}", f"evil.example:{p}")}
+        finally:
+            stop.set()
+            await task
+
+    got = asyncio.run(main())
+    p_alias, p_ip, p_evil = got.values()
+    assert (p_alias, p_ip) == ("HTTP/1.1 200 OK", "HTTP/1.1 200 OK"), got
+    assert p_evil == "HTTP/1.1 403 Forbidden", got

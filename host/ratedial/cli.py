@@ -10,13 +10,17 @@ import dataclasses
 import logging
 import sys
 from collections.abc import Callable
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import click
 
 from . import __version__
 from .cli_types import FiniteRange
-from .errors import RatedialError, UsageError
+from .errors import RatedialError, UsageError, hide_userinfo
+
+if TYPE_CHECKING:
+    from .config import MqttConfig
+    from .mqtt.requests import BrokerAddress
 
 
 class _Commands(click.Group):
@@ -84,6 +88,30 @@ def demo(seconds: float, seed: int, no_video: bool) -> None:
     from .demo import run_demo
 
     run_demo(seconds=seconds, seed=seed, video=not no_video)
+
+
+def _check_credentials(mqtt: MqttConfig, address: BrokerAddress) -> None:
+    """The password, read now (a file that cannot be read or is empty: one line before
+    anything starts); one that would not be sent (no user name) or would cross the network
+    in clear is said."""
+    import ipaddress
+    import os
+
+    password = mqtt.password()
+    if mqtt.password_file and not mqtt.username:
+        raise UsageError(f"mqtt.password_file {mqtt.password_file} is set but mqtt.username is "
+                         "not: MQTT sends a password only with a user name; set [mqtt] username")
+    if os.environ.get("RATEDIAL_MQTT_PASSWORD") and not mqtt.username:
+        click.echo("ratedial: note: RATEDIAL_MQTT_PASSWORD is set but [mqtt] username is not: "
+                   "no password is sent (MQTT sends one only with a user name)", err=True)
+        return
+    try:
+        local = ipaddress.ip_address(address.host).is_loopback
+    except ValueError:
+        local = address.host.lower() == "localhost"
+    if password and mqtt.username and not address.tls and not local:
+        click.echo(f"ratedial: note: the MQTT password crosses the network unencrypted "
+                   f"(mqtt://{address.host}); use mqtts:// (docs/mqtt.md, TLS)", err=True)
 
 
 def _platform_notes(path: str) -> None:
@@ -195,10 +223,11 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
         from .mqtt.requests import parse_broker
 
         named = "--broker" if broker is not None else f"mqtt.broker in {config_path}"
-        if parse_broker(cfg.mqtt.broker, tls=cfg.mqtt.tls, option=named,
-                        words="embedded or none").tls:
+        address = parse_broker(cfg.mqtt.broker, tls=cfg.mqtt.tls, option=named,
+                               words="embedded or none")
+        if address.tls:
             cfg.mqtt.tls_context()  # a CA or certificate file that cannot be used: one line now
-        cfg.mqtt.password()  # a password file that cannot be read: the same
+        _check_credentials(cfg.mqtt, address)  # a password file that cannot be read: the same
     console = Console(stderr=as_json)  # with --json, stdout carries only the summary
     _platform_notes(cfg.record or "recordings")
     summary = serve(cfg, console=console)
@@ -280,6 +309,9 @@ def monitor(broker: str | None, prefix: str | None, duration: float | None,
     _check_prefix(prefix)
     mqtt.check_tls_for(broker)
     address = parse_broker(broker, tls=mqtt.tls, option=named, words="")  # not embedded/none
+    if address.tls:
+        mqtt.tls_context()
+    _check_credentials(mqtt, address)
     try:
         # Piped or logged output keeps whole columns instead of squeezing them into 80.
         console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -347,6 +379,7 @@ def record(broker: str, record: str, prefix: str | None, client_id: str | None,
     address = parse_broker(broker, tls=mqtt.tls, option="--mqtt")
     if address.tls:
         mqtt.tls_context()
+    _check_credentials(mqtt, address)
     if share is not None and (not share or any(c in share for c in "/+#")):
         raise click.BadParameter(f"{share!r}: a group name has no '/', '+' or '#'",
                                  param_hint="--share")
@@ -389,7 +422,7 @@ def _file_value(path: str, key: str, value: str | None, parse: Callable[[str], o
         parse(value)
     except UsageError as exc:
         reason = str(exc).split(": ", 1)[-1]
-        raise UsageError(f"{key} = {value!r} in {path}: {reason}") from None
+        raise UsageError(f"{key} = {hide_userinfo(repr(value))} in {path}: {reason}") from None
 
 
 def _check_prefix(prefix: str) -> None:

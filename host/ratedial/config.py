@@ -11,13 +11,16 @@ import math
 import os
 import ssl
 import tomllib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from ._platform import SERIAL_IO, default_serial_io
 from .errors import UsageError
 from .scale import RatingScale
+
+T = TypeVar("T")
 
 
 def prefix_problem(prefix: str) -> str | None:
@@ -104,7 +107,14 @@ class MqttConfig:
             ctx = ssl.create_default_context(cafile=self.ca_file)
             if self.cert_file:
                 name, path = "cert_file", self.cert_file
-                ctx.load_cert_chain(self.cert_file, self.key_file)
+                # OpenSSL would ask for an encrypted key's passphrase on the terminal (and
+                # wait there, or fail naming the certificate): say which file and why
+                ctx.load_cert_chain(self.cert_file, self.key_file, password=_no_passphrase)
+        except _EncryptedKey:
+            raise UsageError(f"mqtt.key_file {self.key_file or self.cert_file} is encrypted "
+                             "(protected by a passphrase), which ratedial cannot ask for: keep "
+                             "an unencrypted copy readable only by you (openssl pkey -in KEY "
+                             "-out KEY.plain; chmod 600 KEY.plain) and name that") from None
         except (OSError, ssl.SSLError) as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise UsageError(f"cannot use mqtt.{name} {path}: {why}") from None
@@ -115,8 +125,53 @@ class MqttConfig:
         if env:
             return env
         if self.password_file:
-            return read_secret(self.password_file, "mqtt.password_file")
+            secret = read_secret(self.password_file, "mqtt.password_file")
+            if not secret:
+                raise UsageError(f"mqtt.password_file {self.password_file} is empty: put the "
+                                 "password in it")
+            return secret
         return None
+
+
+class _EncryptedKey(Exception):
+    pass
+
+
+def _no_passphrase() -> str:
+    raise _EncryptedKey
+
+
+class Reread(Generic[T]):
+    """A file-backed setting (the MQTT password, the TLS context) for each (re)connection,
+    read again each time (a rotated password file or certificate is taken up); a file that
+    can no longer be read (removed, emptied while rewritten) keeps what was read before,
+    said once, rather than ending a run over a reconnect. The first read's failure is the
+    caller's (checked at start)."""
+
+    def __init__(self, read: Callable[[], T], warn: Callable[[str], None]) -> None:
+        self._read = read
+        self._warn = warn
+        self._last: T | None = None
+        self._have = False
+        self._said = False
+
+    def __call__(self) -> T:
+        try:
+            self._last, self._have, self._said = self._read(), True, False
+        except UsageError as exc:
+            if not self._have:
+                raise
+            if not self._said:
+                self._said = True
+                self._warn(f"{exc}; using what was read before")
+        return cast(T, self._last)
+
+
+def child_env() -> dict[str, str]:
+    """The environment for the programs ratedial starts (mpv, ffprobe): without its
+    secrets (``RATEDIAL_*PASSWORD``), which they have no use for."""
+    return {k: v for k, v in os.environ.items()
+            if not (k.startswith("RATEDIAL_") and k.endswith("PASSWORD"))}
 
 
 def read_secret(path: str, name: str) -> str:

@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
+
+
+def hide_userinfo(text: str) -> str:
+    """``text`` for a message: a URL's ``user:password@`` shown as ``***@``, whatever the
+    scheme (a password typed by mistake must not reach a terminal, a log or a journal)."""
+    if "://" not in text and "@" in text:  # user:password@host, the scheme left out
+        return "***@" + text.rpartition("@")[2]
+    return _USERINFO.sub("***@", text)
+
 
 class RatedialError(Exception):
     """Base class: ``str(exc)`` is the one-line message shown to the user."""

@@ -38,7 +38,7 @@ from typing import Any
 
 from .._platform.loops import selector_loop
 from .._platform.signals import stop_on_signals
-from ..config import MqttConfig, mqtt_string_problem
+from ..config import MqttConfig, Reread, mqtt_string_problem
 from ..errors import RatedialError, UsageError
 from ..recording.writer import Recorder, RecordingError, remove_recording, try_lock
 from .acks import AckRouter, PublishRefused, subscribe
@@ -177,6 +177,8 @@ class CollectorShell:
         self.client_id = (default_client_id(cfg.mqtt.topic_prefix, cfg.record)
                           if cfg.client_id is None else cfg.client_id)
         self.on_message = on_message
+        self._password = Reread(cfg.mqtt.password, log.warning)
+        self._tls = Reread(cfg.mqtt.tls_context, log.warning)
         self.connected = False
         self.connects = 0
         self._refusal_told = False  # the broker refused a replay request (said once)
@@ -190,7 +192,7 @@ class CollectorShell:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
-        tls_context = self.cfg.mqtt.tls_context() if self.address.tls else None
+        tls_context = self._tls() if self.address.tls else None
         v5 = protocol == aiomqtt.ProtocolVersion.V5
         props = None
         if v5:
@@ -198,7 +200,7 @@ class CollectorShell:
             props.SessionExpiryInterval = self.cfg.session_expiry_s
         return aiomqtt.Client(
             self.address.host, self.address.port, username=self.cfg.mqtt.username,
-            password=self.cfg.mqtt.password(), identifier=self.client_id, protocol=protocol,
+            password=self._password(), identifier=self.client_id, protocol=protocol,
             clean_start=False if v5 else 3, clean_session=None if v5 else False,
             properties=props, tls_context=tls_context, keepalive=10, timeout=5,
             max_queued_incoming_messages=0)

@@ -26,7 +26,7 @@ from typing import Any
 
 import aiomqtt
 
-from ..config import MqttConfig
+from ..config import MqttConfig, Reread
 from ..recording.writer import Recorder
 from .acks import AckRouter, PublishRefused, SubscriptionRefused, subscribe
 from .archive import Archive, Unfinished
@@ -100,6 +100,8 @@ class MqttPublisher(LivePublishing):
         on_link: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.cfg = cfg
+        self._password = Reread(cfg.password, log.warning)
+        self._tls = Reread(cfg.tls_context, log.warning)
         # told ("broker_down", {"reason"}) when the broker is lost or cannot be reached, and
         # ("broker_up", {"down_s"}) when it is back: the daemon records both as events
         self._on_link = on_link
@@ -161,7 +163,7 @@ class MqttPublisher(LivePublishing):
     # --- the connection -------------------------------------------------------------------
 
     def _make_client(self) -> aiomqtt.Client:
-        tls_context = self.cfg.tls_context() if self.address.tls else None
+        tls_context = self._tls() if self.address.tls else None
         lost = self._daemon_status("lost")
         del lost["next_event"]  # set now, sent at a crash: a subscriber would miss what came
         will = aiomqtt.Will(self.topics.daemon_status, dumps(lost), qos=1, retain=True)
@@ -169,7 +171,7 @@ class MqttPublisher(LivePublishing):
             self.address.host,
             self.address.port,
             username=self.cfg.username,
-            password=self.cfg.password(),
+            password=self._password(),
             identifier=self.cfg.client_id or f"ratedial-{self.topics.daemon}",
             protocol=self.protocol,
             will=will,

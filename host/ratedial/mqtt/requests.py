@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import UsageError
+from ..errors import UsageError, hide_userinfo
 
 MAX_REQUEST_RANGES = 100
 MAX_REQUEST_SAMPLES = 3_600_000  # one hour at 1 kHz per request
@@ -30,31 +30,36 @@ def parse_broker(url: str, *, tls: bool = False, option: str = "--broker",
     """``mqtt://host[:port]`` or ``mqtts://host[:port]``; one-line UsageError otherwise, naming
     ``option`` and, as also accepted, ``words``: by default ``embedded or none`` for
     ``--broker`` (which callers handle), nothing for another option."""
-    parts = urlsplit(url if "://" in url else f"mqtt://{url}")
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+    shown = hide_userinfo(url)  # every message: a password typed by mistake stays hidden
+    try:
+        parts = urlsplit(url if "://" in url else f"mqtt://{url}")
+        hostname = parts.hostname
+    except ValueError:  # "Invalid IPv6 URL": an unclosed [
+        raise UsageError(f"{option} {shown!r}: not a valid URL (an IPv6 address goes in "
+                         "brackets: mqtt://[::1]:1883)") from None
+    if parts.scheme not in ("mqtt", "mqtts") or not hostname:
         if words is None:
             words = "embedded or none" if option == "--broker" else ""
         also = f", {words}" if words else ""
-        raise UsageError(f"{option} {url!r}: expected mqtt://HOST[:PORT]"
+        raise UsageError(f"{option} {shown!r}: expected mqtt://HOST[:PORT]"
                          f"{',' if also else ' or'} mqtts://HOST[:PORT]{also}")
     if parts.username is not None or parts.password is not None:
-        shown = f"{parts.scheme}://***@{url.rpartition('@')[2]}"
         raise UsageError(f"{option} {shown}: credentials do not go in the URL (a command line "
                          "is visible to every user of this computer and kept in the "
                          "recording): put the user in [mqtt] username and the password in "
                          "RATEDIAL_MQTT_PASSWORD or [mqtt] password_file")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise UsageError(f"{option} {url!r}: expected mqtt://HOST[:PORT] or "
+        raise UsageError(f"{option} {shown!r}: expected mqtt://HOST[:PORT] or "
                          "mqtts://HOST[:PORT], nothing after the port")
     secure = tls or parts.scheme == "mqtts"
     try:
         port = parts.port
     except ValueError:
-        raise UsageError(f"{option} {url!r}: bad port") from None
+        raise UsageError(f"{option} {shown!r}: bad port") from None
     if port == 0:  # not "the default": a broker listens on a port of its own
-        raise UsageError(f"{option} {url!r}: bad port (1-65535)")
+        raise UsageError(f"{option} {shown!r}: bad port (1-65535)")
     port = port or (8883 if secure else 1883)
-    return BrokerAddress(parts.hostname, port, secure)
+    return BrokerAddress(hostname, port, secure)
 
 
 def _parse_ranges(ranges: Any, limit: int) -> list[tuple[int, int]] | None:

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import BinaryIO
 
+from ..config import child_env
+
 MIB = 1 << 20
 PREFIX = "rdfp1:"
 
@@ -60,7 +62,7 @@ def probe(path: str, *, timeout: float = 5.0) -> tuple[float | None, float | Non
         out = subprocess.run(
             [exe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
              "-select_streams", "v:0", path],
-            capture_output=True, timeout=timeout, check=False).stdout
+            capture_output=True, timeout=timeout, check=False, env=child_env()).stdout
         info = json.loads(out or b"{}")
     except (OSError, subprocess.TimeoutExpired, ValueError):
         return None, None

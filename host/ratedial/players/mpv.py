@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._platform.pipes import connect_ipc, endpoint_ready, private_endpoint, remove_stale
+from ..config import child_env
 from ..errors import UsageError
 from ..media import ClockConfig, MediaClock, MediaEvent, MediaOutput, Source
 from ..recording import MediaState
@@ -90,7 +91,7 @@ class MpvSession(PlayerSession):
         try:  # Popen, not asyncio's: the loop on Windows (select) has no subprocesses
             self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                             stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.DEVNULL)
+                                            stderr=subprocess.DEVNULL, env=child_env())
         except OSError as exc:
             raise UsageError(f"--video: cannot start mpv ({exc.strerror})") from None
         deadline = asyncio.get_running_loop().time() + SOCKET_WAIT_S

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ..errors import UsageError
+from ..errors import UsageError, hide_userinfo
 
 FORMS = "mpv[:SOCKET], vlc[:URL], mpc[:URL], mpris[:NAME], manual[:SECONDS] or none"
 DEFAULT_MPV_SOCKET = r"\\.\pipe\mpvsocket" if sys.platform == "win32" else "/tmp/mpvsocket"
@@ -106,7 +106,7 @@ def parse_spec(spec: str) -> PlayerSpec:
     """Parse a ``--player`` value; raises :class:`UsageError` with a one-line message."""
     kind, _, arg = spec.strip().partition(":")
     parse = _KINDS.get(kind.lower())
-    shown = spec if spec.isprintable() else repr(spec)  # messages stay one line
+    shown = hide_userinfo(spec if spec.isprintable() else repr(spec))  # one line, no secret
     if parse is None:
         raise UsageError(f"--player {shown}: expected {FORMS}")
     return parse(arg, shown)

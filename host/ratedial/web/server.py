@@ -140,6 +140,10 @@ class WebServer:
             raise UsageError(f"--web: cannot listen on {self.host}:{self.port}: "
                              f"{exc.strerror}") from None
         self.port = self._server.sockets[0].getsockname()[1]
+        # by the addresses bound, not the name given: a name for 127.0.0.1 (an /etc/hosts
+        # alias) is as local as the address itself
+        self._local_only = all(is_loopback(str(sock.getsockname()[0]))
+                               for sock in self._server.sockets)
         return self.url
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -180,7 +184,8 @@ class WebServer:
             method, _, rest = head.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
             path = rest.split(" ", 1)[0].split("?", 1)[0]
             host = host_of(head)
-            if self._local_only and not (host is not None and is_loopback(host)):
+            if self._local_only and not (host is not None and (
+                    is_loopback(host) or host == self.host.lower())):
                 await _respond(writer, "403 Forbidden", "text/plain",
                                b"this view answers requests for this machine only\n")
             elif method not in ("GET", "HEAD"):
