@@ -96,3 +96,37 @@ def until_recording(master: int, rec, n: int = 1000) -> bytes:
         if select.select([master], [], [], 0.1)[0]:
             shown += os.read(master, 65536)
     return shown
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_stop_signal_the_moment_the_recording_appears_is_a_clean_stop(tmp_path, sig):
+    """Found by a black-box test: in the first ~50 ms after the recording file appeared,
+    SIGTERM killed the run (status 143, a file without tables left behind that refused the
+    next run of the same command) and Ctrl+C was lost (the run went on for 10 minutes). Now
+    the stop handlers are in place before the file is made."""
+    import signal
+    import subprocess
+
+    rec = tmp_path / "early.ratedial"
+    with VirtualDial(seed=31, subprocess=True) as dial:
+        proc = subprocess.Popen([sys.executable, "-m", "ratedial", "run", "--port", dial.port,
+                                 "--no-scan", "--broker", "none", "--record", str(rec),
+                                 "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            while not rec.exists():  # the moment it appears, not a time
+                assert proc.poll() is None, proc.communicate()
+            proc.send_signal(getattr(signal, sig))
+            out, err = proc.communicate(timeout=60)  # Ctrl+C lost: this times out
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert "Traceback" not in err
+    if proc.returncode == 1:  # stopped before the dial answered: nothing kept
+        assert "stopped before a dial answered" in err and not rec.exists()
+    else:
+        assert proc.returncode == 0, (proc.returncode, err)
+        assert json.loads(out.strip().splitlines()[-1])["path"] == str(rec)
+        (ended,) = query(rec, "SELECT value FROM meta WHERE key = 'ended_wall_ns'")[0]
+        assert isinstance(json.loads(ended), int)

@@ -28,7 +28,7 @@ from ..mqtt.archive import find_unfinished
 from ..mqtt.topics import Topics, checked_daemon_id
 from ..outputs import EventOut, Sink
 from ..recording.writer import Recorder, RecordingError, remove_recording, try_lock
-from .run import Daemon, DialView
+from .run import HANDSHAKE_S, Daemon, DialView
 from .sinks import RecorderSink
 from .view import LiveView, player_line
 
@@ -132,8 +132,39 @@ def serve(cfg: RunConfig, *, console: Console | None = None,
         return runner.run(run_daemon(cfg, console=console, argv=argv))
 
 
+class _Stopper:
+    """What a stop signal does: stop the daemon, or, before it exists (the recording being
+    made, the broker started), have it stop as soon as it does. Installed first, so that no
+    moment of the start leaves SIGTERM's default (killed, a file without tables left
+    behind) or lets Ctrl+C be lost."""
+
+    def __init__(self) -> None:
+        self.asked = False
+        self._stop: Callable[[], None] | None = None
+
+    def __call__(self) -> None:
+        self.asked = True
+        if self._stop is not None:
+            self._stop()
+
+    def attach(self, stop: Callable[[], None]) -> None:
+        self._stop = stop
+        if self.asked:
+            stop()
+
+
 async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
                      argv: list[str] | None = None) -> RunSummary:
+    stopper = _Stopper()
+    undo_signals = stop_on_signals(asyncio.get_running_loop(), stopper)  # Ctrl+C, Ctrl+Break
+    try:
+        return await _run_daemon(cfg, stopper, console=console, argv=argv)
+    finally:
+        undo_signals()
+
+
+async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | None = None,
+                      argv: list[str] | None = None) -> RunSummary:
     console = console or Console(stderr=False)
     path = recording_path(cfg.record)
     loop = asyncio.get_running_loop()
@@ -243,7 +274,7 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
     view = LiveView(console, lambda: list(daemon.views.values()), broker_state,
                     lo=cfg.scale.minimum, hi=cfg.scale.maximum, recording=str(path),
                     player=lambda: player_line(media.status()))
-    undo_signals = stop_on_signals(loop, daemon.stop)  # Ctrl+C, and Ctrl+Break on Windows
+    stopper.attach(daemon.stop)
     # Everything built so far (modules, classes, the sinks) lives as long as the run: out of
     # the collector's sight, a full collection walks only what the run allocates since. At
     # 16 dials a full collection of the whole heap held the event loop for 50-80 ms, longer
@@ -272,7 +303,6 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
         raise first_leaf(group) from None
     finally:
         gc.unfreeze()  # run in-process (tests): what this run built is collectable again
-        undo_signals()
         if embedded is not None:
             await embedded.stop()
         if not ran:  # failed or cancelled: what is recorded so far is committed, file closed
@@ -286,6 +316,9 @@ async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
     if cfg.ports and not daemon.cores:  # the ports named were there, but no dial answered
         _close_quietly(recorder, lock_fd)
         remove_recording(path, recorder.made_dirs)  # it holds no dial's data
+        if stopper.asked and time.monotonic() - t0 < HANDSHAKE_S:
+            raise RatedialError(f"stopped before a dial answered on {', '.join(cfg.ports)}: "
+                                "nothing was recorded")
         raise RatedialError(f"no dial answered on {', '.join(cfg.ports)} during the run in "
                             "a protocol this host speaks: nothing was recorded (is the "
                             "firmware installed? try: ratedial devices)")
