@@ -800,3 +800,19 @@ def test_a_live_rater_that_changes_is_recorded_as_an_event():
     assert store.dials[0][1] == "therapist"
     assert [(e[2], e[3]) for e in store.events] == [
         ("rater_changed", {"from": "client", "to": "therapist"})]
+
+
+def test_a_new_collection_anchors_its_wall_clock_with_one_reading(tmp_path):
+    """Found by a black-box test: the first wall_anchors row read the monotonic clock twice,
+    so host_ns + that row's offset was 231-561 ns off the daemons' wall_ns."""
+    from ratedial.config import MqttConfig
+    from ratedial.mqtt.collect_shell import CollectConfig, open_recording, unlock
+
+    path = tmp_path / "c.ratedial"
+    rec, _, offset = open_recording(CollectConfig(mqtt=MqttConfig(), record=path), "cid",
+                                    lambda _e: None)
+    rec.close()
+    unlock(path)
+    with sqlite3.connect(path) as con:
+        ((mono, wall),) = con.execute("SELECT host_ns, wall_ns FROM wall_anchors").fetchall()
+    assert wall - mono == offset

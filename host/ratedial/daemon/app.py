@@ -205,7 +205,8 @@ async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | N
                            media=media.status, scale=(cfg.scale.minimum, cfg.scale.maximum))
         early_sinks.append(web_sink)
         web = WebServer(web_sink, cfg.web)
-        console.print(f"ratedial: live view on {await web.start()}", highlight=False)
+        console.print(f"ratedial: live view on {await web.start()}", highlight=False,
+                      soft_wrap=True)
     recorder = Recorder(path, on_error=on_record_error, meta={
         "software_version": __version__,
         "created_wall_ns": time.time_ns(),
@@ -248,7 +249,8 @@ async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | N
             from dataclasses import replace
 
             mqtt_cfg = replace(mqtt_cfg, broker=embedded.url)
-            console.print(f"ratedial: embedded MQTT broker on {embedded.url}", highlight=False)
+            console.print(f"ratedial: embedded MQTT broker on {embedded.url}", highlight=False,
+                          soft_wrap=True)
         publisher = MqttPublisher(
             mqtt_cfg, topics=Topics(cfg.mqtt.topic_prefix, daemon_id), recorder=recorder,
             run_id=run_id, resume=resume, rater_of=rec_sink.raters,
@@ -259,7 +261,8 @@ async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | N
         sinks.append(publisher)
         if resume:
             console.print(f"ratedial: republishing what {len(resume)} earlier recording(s) of "
-                          f"daemon {daemon_id} had not published", highlight=False)
+                          f"daemon {daemon_id} had not published", highlight=False,
+                          soft_wrap=True)  # one line, however narrow the output
 
     sinks += early_sinks
 

@@ -126,7 +126,8 @@ def open_recording(cfg: CollectConfig, client_id: str,
         "collected": {"source": "mqtt", "prefix": cfg.mqtt.topic_prefix, "daemons": [],
                       "brokers": []},
     })
-    rec.put("wall_anchors", (time.monotonic_ns(), time.monotonic_ns() + offset))
+    mono = time.monotonic_ns()  # one reading: the anchor's two times differ by the offset
+    rec.put("wall_anchors", (mono, mono + offset))
     lock(path)
     return rec, None, offset
 
