@@ -304,3 +304,19 @@ def test_parallel_reading_gives_the_same_series(story, monkeypatch):
     assert len(calls) == 1
     np.testing.assert_array_equal(par.values, seq.values)
     assert par.passes == seq.passes and par.excluded == seq.excluded
+
+
+def test_unlabelled_run_time_recordings_of_one_file_name_are_two_groups(tmp_path):
+    """Found by a black-box test: two unlabelled run-time recordings called rec.ratedial in
+    two folders were one group ("rater ... appears twice for rec.ratedial")."""
+    paths = []
+    for folder, level in (("a", 30.0), ("b", 70.0)):
+        (tmp_path / folder).mkdir()
+        p = tmp_path / folder / "rec.ratedial"
+        write_recording(p, [SynthRater(label="client", curve=constant(level),
+                                       script=(NoPlayer(seconds=20),))], media=None,
+                        rate_hz=SAMPLE_HZ)
+        paths.append(p)
+    groups = group_series(load(paths, AlignOptions(rate_hz=10)))
+    assert len(groups) == 2 and len({g.label for g in groups}) == 2
+    assert sorted(float(g.series[0].values.mean()) for g in groups) == [30.0, 70.0]

@@ -17,6 +17,7 @@ docs/analysis.md, "Pairing dyads"):
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -119,9 +120,12 @@ def group_series(series: Sequence[Series], options: PairingOptions | None = None
             label = dyad_label(s, opt)
             (labelled.setdefault(label, []) if label is not None else unlabelled).append(s)
         if key == "run-time":  # each run has its own time zero: an unlabelled one is a
-            # group of its own (its file), never joined to another run's dyad
+            # group of its own (its file, named after it), never joined to another run's
+            # dyad, nor to another file of the same name in another folder
+            by_file: dict[Path, list[Series]] = {}
             for s in unlabelled:
-                labelled.setdefault(s.recording.path.name, []).append(s)
+                by_file.setdefault(s.recording.path, []).append(s)
+            raw.extend((p.name, key, ss) for p, ss in by_file.items())
             unlabelled = []
         if unlabelled and len(labelled) > 1:
             names = ", ".join(s.recording.path.name for s in unlabelled)
