@@ -184,3 +184,39 @@ def test_outputs_after_the_recorder_failed_are_dropped_quietly(tmp_path):
     finally:
         rec.error = None
         rec.close()
+
+
+def test_a_recording_deleted_while_recording_is_written_again_and_goes_on(tmp_path):
+    """Found by a black-box test: `rm -rf` of the recording's folder mid-run lost every
+    sample (SQLite went on writing to the deleted file) while the run exited 0 with a
+    summary naming a file that no longer existed."""
+    import json
+    import shutil
+    import signal
+
+    folder = tmp_path / "recs"
+    path = folder / "a.ratedial"
+    with VirtualDial(seed=81, subprocess=True) as dial:
+        proc = start_daemon("--port", dial.port, "--broker", "none", "--record", str(path),
+                            "--duration", "120")
+        try:
+            before = wait_until(path, "SELECT count(*) FROM samples", lambda n: n >= 1000)
+            shutil.rmtree(folder)
+            # written again at the same path, and recording goes on in it
+            wait_until(path, "SELECT count(*) FROM events WHERE kind = 'recording_restored'",
+                       lambda n: n == 1)
+            wait_until(path, "SELECT count(*) FROM samples", lambda n: n >= before + 1000)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    assert "was deleted while recording" in err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["path"] == str(path)
+    (n,) = query(path, "SELECT count(*) FROM samples")[0]
+    assert summary["dials"][0]["received"] == n
+    assert_exact_accounting(path)  # from the first index on: nothing of before was lost
+    assert (os.stat(path).st_mode & 0o777) == 0o600

@@ -176,6 +176,25 @@ async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | N
         if daemon is not None:
             loop.call_soon_threadsafe(daemon.stop)
 
+    lock_fd: int | None = None  # the lock this run keeps on its recording (taken below)
+
+    def restored(message: str, path: Path) -> None:  # on the loop's thread
+        nonlocal lock_fd
+        with contextlib.suppress(OSError):  # the run's lock moves to the new file
+            new_fd = try_lock(path)
+            if new_fd is not None:
+                if lock_fd is not None:
+                    os.close(lock_fd)
+                lock_fd = new_fd
+        if daemon is None:
+            console.print(f"ratedial: {message}", highlight=False, soft_wrap=True)
+        else:
+            daemon.say_once(message)
+            daemon.event(None, "recording_restored", recording=path.name)
+
+    def on_record_notice(message: str) -> None:  # on the recorder's thread
+        loop.call_soon_threadsafe(restored, message, recorder.path)
+
     def ratings() -> dict[str, float]:
         views = {} if daemon is None else daemon.views
         return {(v.rater or uid): v.rating for uid, v in views.items() if v.rating is not None}
@@ -207,7 +226,7 @@ async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | N
         web = WebServer(web_sink, cfg.web)
         console.print(f"ratedial: live view on {await web.start()}", highlight=False,
                       soft_wrap=True)
-    recorder = Recorder(path, on_error=on_record_error, meta={
+    recorder = Recorder(path, on_error=on_record_error, on_notice=on_record_notice, meta={
         "software_version": __version__,
         "created_wall_ns": time.time_ns(),
         "host": socket.gethostname(),
@@ -331,7 +350,7 @@ async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | N
     recorder.close()
     if lock_fd is not None:
         os.close(lock_fd)
-    summary = RunSummary(path=path, seconds=time.monotonic() - t0,
+    summary = RunSummary(path=recorder.path, seconds=time.monotonic() - t0,  # if restored
                          dials=list(daemon.views.values()), broker=broker_state(),
                          mqtt_refused=0 if publisher is None else publisher.refused_messages)
     for core in daemon.cores.values():

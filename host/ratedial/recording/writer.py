@@ -34,6 +34,16 @@ from ..errors import RatedialError
 from .schema import DDL, FORMAT, FORMAT_VERSION
 
 CHECKPOINT_S = 5.0  # the -wal is folded into the recording at least this often
+LOOK_S = 1.0  # how often the writer looks that its file is still where it was made
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The file at ``path`` (device, inode), or None if there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 Row = Sequence[Any]
 
@@ -131,14 +141,17 @@ class Recorder:
         meta: dict[str, Any],
         commit_interval_s: float = 0.25,
         on_error: Callable[[RecordingError], None] | None = None,
+        on_notice: Callable[[str], None] | None = None,
         append: bool = False,
         next_ids: dict[str, int] | None = None,
     ) -> None:
         """``append=True`` continues an existing recording (``next_ids``: the first free id
-        of each table); otherwise the file is created and must not exist."""
+        of each table); otherwise the file is created and must not exist. ``on_notice``
+        (called on the writer thread) is told when the file had to be written again."""
         self.path = Path(path)
         self.commit_interval_s = commit_interval_s
         self._on_error = on_error
+        self._on_notice = on_notice
         # (table, rows): a frame's samples travel as one item, not one per sample
         self._queue: queue.SimpleQueue[tuple[str, list[Row]] | None] = queue.SimpleQueue()
         self._next_id = {"dials": 1, "epochs": 1, "media": 1, "events": 1, **(next_ids or {})}
@@ -172,6 +185,9 @@ class Recorder:
                 remove_recording(self.path, self.made_dirs)
             raise RecordingError(describe_sqlite_error(self.path, exc)) from None
         self._con = con
+        self._ident = _identity(self.path)
+        self._next_look = time.monotonic() + LOOK_S
+        self.restored_from: list[Path] = []  # paths the recording was deleted from
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self._thread.start()
 
@@ -276,6 +292,41 @@ class Recorder:
             if not self._commit(pending, n_pending) or item is None:
                 return
 
+    def _write_again(self) -> None:
+        """The file was deleted (or replaced) while recording: everything is still in the
+        open database, so it is written to a new file (the same path, or beside it if
+        something else is there now) and recording goes on in that one."""
+        old = self.path
+        target = old
+        k = 1
+        while target.exists():
+            k += 1
+            target = old.with_name(f"{old.stem}-restored{'' if k == 2 else f'-{k - 1}'}"
+                                   f"{old.suffix}")
+        try:
+            create_private_file(target)
+            new = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
+            try:
+                self._con.backup(new)
+                new.execute("PRAGMA synchronous = NORMAL")
+            except sqlite3.Error:
+                new.close()
+                raise
+        except (RecordingError, sqlite3.Error, OSError) as exc:
+            why = exc if isinstance(exc, RecordingError) else describe_sqlite_error(target, exc)
+            raise RecordingError(f"{old} was deleted while recording, and it cannot be written "
+                                 f"again: {why}") from None
+        with contextlib.suppress(sqlite3.Error):
+            self._con.close()
+        self._con, self.path = new, target
+        self._ident = _identity(target)
+        self.restored_from.append(old)
+        where = "to the same path" if target == old else f"to {target}"
+        message = (f"{old} was deleted while recording: everything recorded so far was "
+                   f"written again {where}, and recording goes on there")
+        if self._on_notice is not None:
+            self._on_notice(message)
+
     def _next(self, deadline: float) -> tuple[str, list[Row]] | None:
         """The next queued item, or a flush marker at ``deadline``. Rows do not wake this
         thread: it sleeps to the deadline (or a flush or close) and then drains the queue, so
@@ -305,6 +356,17 @@ class Recorder:
                 if now >= self._next_checkpoint:
                     self._next_checkpoint = now + CHECKPOINT_S
                     self._con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            if time.monotonic() >= self._next_look:
+                self._next_look = time.monotonic() + LOOK_S
+                if _identity(self.path) != self._ident:
+                    self._write_again()
+        except RecordingError as exc:
+            self.error = exc
+            with self._flushed:
+                self._flushed.notify_all()
+            if self._on_error is not None:
+                self._on_error(self.error)
+            return False
         except (sqlite3.Error, OSError) as exc:
             self.error = RecordingError(describe_sqlite_error(self.path, exc))
             with contextlib.suppress(sqlite3.Error):
