@@ -82,7 +82,8 @@ class Monitor:
             if not (is_int(boot) and is_int(first) and is_int(n) and 0 <= n <= MAX_SAMPLES):
                 self.malformed += 1  # anyone may publish here: a bad message is skipped
                 return None
-            d.rater = _text(msg.get("rater")) or d.rater
+            if leaf == "samples" and "rater" in msg:  # live: who rates it now (null: nobody)
+                d.rater = _text(msg["rater"])  # (a backfill may be a past run's: not used)
             seen = self._seen.setdefault((dial, boot), RangeSet())
             new = sum(b - a for a, b in seen.missing(first, first + n))
             seen.add(first, first + n)
@@ -98,7 +99,8 @@ class Monitor:
             d.daemon = _text(msg.get("daemon")) or d.daemon
             missing = msg.get("missing", 0)
             d.missing = missing if is_int(missing) else 0
-            d.rater = _text(msg.get("rater")) or d.rater
+            if "rater" in msg:  # the daemon's word on the dial now, a null label included
+                d.rater = _text(msg["rater"])
         elif leaf == "events":
             self.events.append(msg)
             return f"{msg.get('kind')} {json.dumps(msg.get('data'))}"
@@ -216,15 +218,25 @@ async def _show(client: aiomqtt.Client, mon: Monitor, live: Live, console: Conso
     ``aiomqtt.MqttError`` when the connection is lost."""
     live.update(mon.table(), refresh=True)
     last = time.monotonic()
-    while (deadline is None or time.monotonic() < deadline) and not stopped.is_set():
-        wait = 0.25 if deadline is None else min(0.25, max(0.0, deadline - time.monotonic()))
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(wait):
-                async for m in client.messages:
-                    note = mon.feed(str(m.topic), bytes(m.payload))
-                    if note:
-                        console.print(note, highlight=False)
-        if time.monotonic() - last > 0.25:
-            last = time.monotonic()
-            live.update(mon.table(), refresh=True)
+    # One pending read, kept across redraws: cancelling aiomqtt's read on a timeout could
+    # drop a message it had already taken off its queue (the counts came out short).
+    messages = aiter(client.messages)
+    nxt: asyncio.Future[aiomqtt.Message] = asyncio.ensure_future(anext(messages))
+    try:
+        while (deadline is None or time.monotonic() < deadline) and not stopped.is_set():
+            wait = 0.25 if deadline is None else min(0.25, max(0.0, deadline - time.monotonic()))
+            done, _ = await asyncio.wait({nxt}, timeout=wait)
+            if nxt in done:
+                m = nxt.result()  # aiomqtt.MqttError: the connection was lost
+                nxt = asyncio.ensure_future(anext(messages))
+                note = mon.feed(str(m.topic), bytes(m.payload))
+                if note:
+                    console.print(note, highlight=False)
+            if time.monotonic() - last > 0.25:
+                last = time.monotonic()
+                live.update(mon.table(), refresh=True)
+    finally:
+        nxt.cancel()
+        with contextlib.suppress(BaseException):
+            await nxt
     live.update(mon.table(), refresh=True)
