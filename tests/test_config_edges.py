@@ -397,3 +397,11 @@ def test_reread_keeps_what_was_read_when_the_file_goes() -> None:
     assert said == ["cannot read x; using what was read before"]
     with pytest.raises(UsageError):
         Reread(lambda: (_ for _ in ()).throw(UsageError("no")), said.append)()
+
+
+@pytest.mark.parametrize("word", ["NONE", "None", " Embedded "])
+def test_broker_words_in_a_config_file_are_taken_in_any_case(tmp_path: Path, word: str) -> None:
+    """Found by a black-box test: broker = "NONE" in a file was a host named NONE ("MQTT
+    broker none:1883 unreachable"), although the docs say both words in any case."""
+    (tmp_path / "c.toml").write_text(f'[mqtt]\nbroker = "{word}"\n')
+    assert load_config(tmp_path / "c.toml").mqtt.broker == word.strip().lower()

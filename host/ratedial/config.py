@@ -381,10 +381,14 @@ def load_config(path: str | os.PathLike[str] | None) -> RunConfig:
 
 def _beside(mqtt: MqttConfig, folder: Path) -> MqttConfig:
     """Relative ``[mqtt]`` file names are relative to the config file's folder (the secret
-    kept beside the config is found from whatever folder the command runs in)."""
+    kept beside the config is found from whatever folder the command runs in); the broker
+    words ``embedded`` and ``none`` are taken in any case, as on the command line."""
     def beside(name: str | None) -> str | None:
         return str(folder / name) if name and not Path(name).is_absolute() else name
 
+    word = mqtt.broker.strip().lower()  # "None" or "Embedded": the words, in any case
+    if word in ("embedded", "none"):
+        mqtt = replace(mqtt, broker=word)
     return replace(mqtt, password_file=beside(mqtt.password_file), ca_file=beside(mqtt.ca_file),
                    cert_file=beside(mqtt.cert_file), key_file=beside(mqtt.key_file))
 
