@@ -118,14 +118,16 @@ class Daemon:
     """``ratedial run`` in a subprocess, stopped with SIGINT."""
 
     def __init__(self, tmp: Path, port: str, player: str, *, env: dict[str, str] | None = None,
-                 extra: tuple[str, ...] = (), stdin: Any = subprocess.DEVNULL) -> None:
+                 extra: tuple[str, ...] = (), stdin: Any = subprocess.DEVNULL,
+                 unset: tuple[str, ...] = ()) -> None:
         self.recording = Recording(tmp / "run.ratedial")
         self.proc = subprocess.Popen(
             [sys.executable, "-X", "faulthandler", "-m", "ratedial", "run", "--port", port,
              "--no-scan", "--broker", "none", "--record", str(self.recording.path),
              "--player", player, "--duration", "600", *extra],
             stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "COLUMNS": "200", **(env or {})})
+            env={**{k: v for k, v in os.environ.items() if k not in unset}, "COLUMNS": "200",
+                 **(env or {})})
 
     def wait_for(self, sql: str, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout

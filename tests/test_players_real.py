@@ -378,8 +378,9 @@ def test_video_option_launches_mpv_and_stops_it_with_the_run(tmp_path, video):
         pytest.skip("mpv is not installed (apt-get install mpv)")
     sock = tmp_path / "mpv.sock"
     dial = Dial(40)
+    # a display as far as ratedial can tell (mpv itself draws nothing: --vo=null)
     daemon = Daemon(tmp_path, dial.path, f"mpv:{sock}", extra=("--video", str(video), "--osd"),
-                    env={"RATEDIAL_MPV_ARGS": "--vo=null --ao=null"})
+                    env={"RATEDIAL_MPV_ARGS": "--vo=null --ao=null", "DISPLAY": ":99"})
     try:
         daemon.wait_for("SELECT 1 FROM events WHERE kind = 'media_load'")
         client = MpvClient(str(sock))
@@ -437,7 +438,7 @@ def test_mpv_stop_is_a_media_stop_event(tmp_path, video):
     sock = tmp_path / "mpv.sock"
     dial = Dial(42)
     daemon = Daemon(tmp_path, dial.path, f"mpv:{sock}", extra=("--video", str(video)),
-                    env={"RATEDIAL_MPV_ARGS": "--vo=null --ao=null"})
+                    env={"RATEDIAL_MPV_ARGS": "--vo=null --ao=null --pause"})
     try:
         daemon.wait_for("SELECT 1 FROM events WHERE kind = 'media_load'")
         client = MpvClient(str(sock))
@@ -453,3 +454,23 @@ def test_mpv_stop_is_a_media_stop_event(tmp_path, video):
         dial.close()
     (_, _, data), = daemon.recording.events("media_stop")
     assert json.loads(data)["media_s"] == pytest.approx(3.0, abs=0.05)
+
+
+def test_video_without_a_display_plays_from_the_start_and_says_so(tmp_path, video):
+    """Found by a black-box test: with no display, --video left mpv paused for the whole
+    run (no window to press Space in), so nothing was rated on the video's timeline."""
+    if not have("mpv"):
+        pytest.skip("mpv is not installed (apt-get install mpv)")
+    sock = tmp_path / "mpv.sock"
+    dial = Dial(43)
+    daemon = Daemon(tmp_path, dial.path, f"mpv:{sock}", extra=("--video", str(video)),
+                    unset=("DISPLAY", "WAYLAND_DISPLAY", "RATEDIAL_MPV_ARGS"))
+    try:
+        daemon.wait_for("SELECT 1 FROM samples WHERE media_state = 1 AND media_s >= 1.0",
+                        timeout=30.0)
+        out = daemon.stop()
+        assert daemon.proc.returncode == 0, out
+    finally:
+        daemon.stop()
+        dial.close()
+    assert "no display: mpv plays" in out

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ._platform import has_display
 from ._platform.privacy import make_private_dirs
 from .config import MqttConfig, RunConfig
 from .daemon.app import print_summary, serve
@@ -102,10 +103,6 @@ def make_video(path: Path, seconds: float) -> Path:
         check=True, timeout=120, stdin=subprocess.DEVNULL)
     os.chmod(path, 0o600)
     return path
-
-
-def has_display() -> bool:
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 @contextlib.contextmanager

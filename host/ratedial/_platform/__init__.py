@@ -13,11 +13,12 @@ Seams: :mod:`.lock` (one writer per recording), :mod:`.signals` (Ctrl+C, Ctrl+Br
 SIGTERM stop the daemon), :mod:`.keys` (lines typed at the terminal), :mod:`.pipes` (mpv's
 IPC: a Unix socket or a Windows named pipe), :mod:`.loops` (a loop MQTT can use),
 :mod:`.privacy` (who can read a recording), :func:`default_serial_io` (the serial reader,
-:mod:`ratedial.daemon.serial_thread` on Windows), :func:`clock_note`.
+:mod:`ratedial.daemon.serial_thread` on Windows), :func:`clock_note`, :func:`has_display`.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 WINDOWS = sys.platform == "win32"
@@ -41,3 +42,11 @@ def default_serial_io() -> str:
     """``thread`` on Windows (pyserial-asyncio there polls every 0.5 ms, so arrival stamps
     are poll times), ``asyncio`` elsewhere."""
     return "thread" if WINDOWS else "asyncio"
+
+
+def has_display() -> bool:
+    """Whether a program can open a window: Windows and macOS always; Linux and BSD with X11
+    or Wayland."""
+    if sys.platform in ("win32", "darwin"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))

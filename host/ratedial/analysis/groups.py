@@ -17,9 +17,9 @@ docs/analysis.md, "Pairing dyads"):
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from .errors import PairingError

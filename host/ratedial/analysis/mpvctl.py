@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import subprocess
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._platform import has_display
 from .._platform.pipes import Channel, connect_sync, private_endpoint
 from .errors import PlayerError
 
@@ -124,13 +123,6 @@ class MpvClient:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self._sock.close()
-
-
-def has_display() -> bool:
-    """Windows and macOS always have one; on Linux and BSD it is X11 or Wayland."""
-    if sys.platform in ("win32", "darwin"):
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 class MpvPlayer:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._platform import has_display
 from .._platform.pipes import connect_ipc, endpoint_ready, private_endpoint, remove_stale
 from ..config import child_env
 from ..errors import UsageError
@@ -506,5 +507,9 @@ def launched_session(video: str, *, socket_path: str | None, latency_ms: float, 
     if socket_path is None:
         socket_path, tmpdir = private_endpoint()
     extra = tuple(shlex.split(os.environ.get("RATEDIAL_MPV_ARGS", "")))
+    if not has_display():  # no window to press Space in: it plays from the start
+        log.warning("no display: mpv plays %s without a window or sound, from the start "
+                    "(RATEDIAL_MPV_ARGS=--pause keeps it paused)", os.path.basename(video))
+        extra = ("--vo=null", "--ao=null", "--pause=no", *extra)
     return MpvSession(socket_path, latency_ms=latency_ms, video=os.path.abspath(video),
                       osd=osd, ratings=ratings, mpv_exe=exe, extra_args=extra, tmpdir=tmpdir)
