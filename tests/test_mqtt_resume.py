@@ -123,3 +123,21 @@ def test_replay_requests_are_answered_from_the_recording(tmp_path):
     assert all(p["daemon"] == "room-1" for p in sub.payloads["samples"])
     status = sub.status[DIAL]
     assert status["boot"] == 42 and status["next_index"] > 2000
+
+
+def test_looking_at_finished_recordings_leaves_no_wal_beside_them(tmp_path):
+    """Found by a black-box test: each run looked for unfinished recordings of its daemon
+    in its folder with read-only connections, which left a -wal and -shm beside every
+    finished recording (which recording.md teaches to read as a crash's)."""
+    folder = tmp_path / "recs"
+    with mosquitto(tmp_path / "broker") as broker:
+        for k in (1, 2):
+            port = ScriptedPort(stream(300, boot=50 + k))
+            try:
+                finish(start_daemon("--port", port.path, "--broker", broker.url,
+                                    "--record", str(folder / f"run{k}.ratedial"),
+                                    "--duration", "2"))
+            finally:
+                port.close()
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["run1.ratedial", "run2.ratedial"], names

@@ -36,7 +36,14 @@ SAMPLE_COLUMNS = ("sample_index, device_us, host_ns, count, rating, flags, media
 MAX_RESUME_FILES = 50  # newest recordings in the directory that are looked at
 
 
-def _connect_ro(path: Path) -> sqlite3.Connection:
+def _connect_ro(path: Path, *, unused: bool = False) -> sqlite3.Connection:
+    """Read-only. ``unused``: the caller holds the writers' lock, so nobody writes the file;
+    then one without a ``-wal`` file beside it has no connection open at all (the last to
+    close removes it) and is opened immutable, so that reading it makes no ``-wal`` and
+    ``-shm`` files, which a read-only connection could not remove (finished recordings
+    would look crashed)."""
+    if unused and not Path(f"{path}-wal").exists():
+        return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, timeout=5)
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
 
 
@@ -178,7 +185,7 @@ def unfinished(path: Path, *, daemon_id: str, prefix: str,
         if not free:
             return None
         try:
-            con = _connect_ro(path)
+            con = _connect_ro(path, unused=True)  # under held(): nobody writes it
             try:
                 meta = _meta(con)
                 mq = meta.get("mqtt")
