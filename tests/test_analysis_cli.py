@@ -140,3 +140,19 @@ def test_known_mean_band_shares_and_segments_end_to_end(tmp_path):
     res = run("analyze", str(rec), "--json", "--band", "25:35")
     (r,) = analyze_json(res.stdout)["dyads"][0]["raters"]
     assert (r["share_below"], r["share_within"], r["share_above"]) == (0.0, 0.2, 0.8)
+
+
+def test_reading_a_finished_recording_leaves_nothing_beside_it(tmp_path):
+    """Found by a black-box test: analyze and export read with read-only connections, which
+    left a -wal and -shm beside a cleanly closed recording (recording.md teaches to keep
+    those after a crash: the recording then looked like a crashed one)."""
+    rec = tmp_path / "recs" / "r.ratedial"
+    rec.parent.mkdir()
+    write_recording(rec, [simple_rater("client", constant(60), 5)], rate_hz=50,
+                    media=SynthMedia(duration_s=5.0))
+    assert sorted(p.name for p in rec.parent.iterdir()) == ["r.ratedial"]
+    for args in (("analyze", str(rec)), ("export", str(rec), "-o", str(tmp_path / "x"),
+                                         "--format", "csv-long"), ("annotate", str(rec))):
+        res = run(*args)
+        assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in rec.parent.iterdir()) == ["r.ratedial"]

@@ -169,6 +169,8 @@ def connect(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
     if not p.is_file():
         raise NotARecording(f"{p}: no such recording file")
     uri = p.resolve().as_uri() + ("?mode=rw" if write else "?mode=ro")
+    if not write and _closed(p):  # no side files made (they would outlive a read-only
+        uri += "&immutable=1"      # connection, and a finished recording look crashed)
     try:
         try:
             con = _check(sqlite3.connect(uri, uri=True, check_same_thread=False))
@@ -200,6 +202,15 @@ def connect(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
                             f"{None if version is None else json.loads(version[0])}; this "
                             f"ratedial reads version {FORMAT_VERSION}")
     return con
+
+
+def _closed(p: Path) -> bool:
+    """No process has the recording open: no ``-wal`` beside it (a writer's connection
+    keeps one; the last to close removes it) and the writers' lock is free."""
+    if Path(f"{p}-wal").exists():
+        return False
+    with held(p) as free:
+        return free
 
 
 def _fold_wal(p: Path) -> None:
