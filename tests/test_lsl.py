@@ -173,3 +173,22 @@ def test_markers_carry_no_file_names() -> None:
     for m in pushed:
         assert not LOCAL_ONLY.intersection(m), m
         assert "Jane" not in json.dumps(m)
+
+
+def test_a_liblsl_that_cannot_load_is_one_line(tmp_path) -> None:
+    """Found by a black-box test: pylsl installed but its liblsl not loadable (PYLSL_LIB
+    naming the wrong file; platforms without a bundled liblsl) made --lsl a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    bad = tmp_path / "not-liblsl.so"
+    bad.write_text("x")
+    res = subprocess.run([sys.executable, "-m", "ratedial", "run", "--broker", "none",
+                          "--no-scan", "--duration", "0.5", "--lsl", "--record",
+                          str(tmp_path / "r.ratedial")], capture_output=True, text=True,
+                         timeout=60, check=False, env={**os.environ, "PYLSL_LIB": str(bad)})
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr and res.stderr.strip().count("\n") == 0, res.stderr
+    assert "cannot load liblsl" in res.stderr
+    assert not (tmp_path / "r.ratedial").exists()

@@ -286,3 +286,29 @@ def test_a_view_bound_by_a_name_for_loopback_keeps_the_rebinding_guard():
     p_alias, p_ip, p_evil = got.values()
     assert (p_alias, p_ip) == ("HTTP/1.1 200 OK", "HTTP/1.1 200 OK"), got
     assert p_evil == "HTTP/1.1 403 Forbidden", got
+
+
+def test_the_snapshot_says_the_mean_the_last_tick_said():
+    """Found by a black-box test: /state kept "mean of 2" for the 4 s one of two dials was
+    unplugged, while the ticks said null (the snapshot took the newest group point)."""
+    now = [0]
+    views = [View("a"), View("b")]
+    sink = WebSink(views=lambda: views, media=lambda: {"player": "none", "connected": False},
+                   clock=lambda: now[0])
+
+    def samples(batch: int, uids: tuple[str, ...]) -> None:
+        t0 = batch * 20_000_000
+        now[0] = t0 + 20_000_000
+        for k, uid in enumerate(uids):
+            host = tuple(t0 + i * 1_000_000 for i in range(20))
+            sink.handle([SamplesOut(uid, 1, batch * 20, 1000, tuple(range(20)), host,
+                                    (0,) * 20, (40.0 + 10 * k,) * 20, (0,) * 20)])
+
+    for batch in range(50):
+        samples(batch, ("a", "b"))
+    assert sink.tick()["mean"] is not None and sink.snapshot()["mean"] is not None
+    views[1].state = "lost"
+    for batch in range(50, 100):
+        samples(batch, ("a",))
+    assert sink.tick()["mean"] is None
+    assert sink.snapshot()["mean"] is None

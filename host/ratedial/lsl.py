@@ -84,6 +84,10 @@ def _import_pylsl() -> Any:
         import pylsl  # no stubs; used through Any
     except ImportError:
         raise UsageError("--lsl needs pylsl: " + install_hint("lsl")) from None
+    except (RuntimeError, OSError) as exc:  # pylsl there, its liblsl missing or not loadable
+        raise UsageError(f"--lsl: pylsl cannot load liblsl ({str(exc).splitlines()[0]}): "
+                         "install liblsl for this platform, or unset PYLSL_LIB if it names "
+                         "the wrong file") from None
     return pylsl
 
 
@@ -235,7 +239,8 @@ class LslSink:
         desc = info.desc()
         desc.append_child("channels").append_child("channel").append_child_value(
             "label", "event")
-        desc.append_child_value("format", "JSON object per marker: event, dial, rater, data")
+        desc.append_child_value("format", "JSON object per marker: event, dial, rater, "
+                                          "event_id and the event's own keys")
         sync = desc.append_child("synchronization")
         sync.append_child_value("time_source", SYNC_DESCRIPTION["time_source"])
         sync.append_child_value("timestamps", "event host time; button presses at their "

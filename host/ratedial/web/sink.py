@@ -81,6 +81,7 @@ class WebSink:
         self._group_bin: tuple[int, int] | None = None  # bin of the newest group point
         self._seq = 0
         self._sent_seq = 0
+        self._mean: list[Any] | None = None  # the group point the last tick gave
         self.ticks = 0
 
     # --- the sink -------------------------------------------------------------------------
@@ -169,6 +170,7 @@ class WebSink:
         msg = self._status()
         now = self._group_point({d["uid"]: d["state"] for d in msg["dials"]})
         msg["mean"] = None if now is None else _gp(now)  # None: fewer than 2 dials rating
+        self._mean = msg["mean"]  # what the last tick said, for snapshot()
         since = self._sent_seq
         msg["points"] = {uid: [_pt(p) for p in _newer(c.points, since)]
                          for uid, c in self.curves.items()}
@@ -185,7 +187,7 @@ class WebSink:
         msg["points"] = {uid: [_pt(p) for p in c.points if p[0] <= upto]
                          for uid, c in self.curves.items()}
         msg["group"] = [_gp(g) for g in self.group if g[0] <= upto]
-        msg["mean"] = msg["group"][-1] if msg["group"] else None  # the newest, as ticks say
+        msg["mean"] = self._mean  # as the last tick said (null while fewer than 2 rate)
         msg["seq"] = upto
         msg["tick"] = self.ticks
         return msg
