@@ -141,3 +141,45 @@ def test_looking_at_finished_recordings_leaves_no_wal_beside_them(tmp_path):
                 port.close()
     names = sorted(p.name for p in folder.iterdir())
     assert names == ["run1.ratedial", "run2.ratedial"], names
+
+
+def test_a_run_ending_with_the_broker_down_says_what_it_has_not_published(tmp_path):
+    """Found by a black-box test: a daemon stopped while its broker was down said only
+    "broker: down"; a collector then reported 0 holes although seconds of samples had never
+    reached the broker. The summary now counts them and says how they get there."""
+    import json as _json
+
+    with mosquitto(tmp_path / "broker") as broker:
+        port = ScriptedPort(stream(20000, boot=61))
+        try:
+            proc = start_daemon("--port", port.path, "--broker", broker.url, "--record",
+                                str(tmp_path / "a.ratedial"), "--daemon-id", "room9",
+                                "--duration", "120")
+            wait_until(tmp_path / "a.ratedial", N_SAMPLES, lambda n: n >= 1000)
+            broker.kill()
+            n = query(tmp_path / "a.ratedial", N_SAMPLES)[0][0]
+            wait_until(tmp_path / "a.ratedial", N_SAMPLES, lambda m: m >= n + 1000)
+            proc.send_signal(signal.SIGINT)
+            out, _ = finish(proc)
+        finally:
+            port.close()
+        down = _json.loads(out.strip().splitlines()[-1])
+        assert down["broker"].startswith("down")
+        assert down["unpublished"]["samples"] >= 1000 and down["unpublished"]["events"] >= 1
+        broker.start()
+        port = ScriptedPort(stream(300, boot=62))
+        try:
+            proc = start_daemon("--port", port.path, "--broker", broker.url, "--record",
+                                str(tmp_path / "b.ratedial"), "--daemon-id", "room9",
+                                "--duration", "120")
+            wait_until(tmp_path / "a.ratedial",  # the next run has published it all
+                       "SELECT value FROM meta WHERE key = 'mqtt_progress'",
+                       lambda v: _json.loads(v).get("complete") is True)
+            wait_until(tmp_path / "b.ratedial", N_SAMPLES, lambda m: m >= 100)
+            proc.send_signal(signal.SIGINT)
+            out, _ = finish(proc)
+        finally:
+            port.close()
+    assert _json.loads(out.strip().splitlines()[-1])["unpublished"] == {"samples": 0,
+                                                                        "events": 0}
+    assert mqtt_progress(tmp_path / "a.ratedial")["complete"] is True

@@ -45,6 +45,8 @@ class RunSummary:
     events: int = 0
     broker: str = "none"
     mqtt_refused: int = 0  # QoS 1 messages the broker refused (MQTT 5 reason codes)
+    unpublished: tuple[int, int] = (0, 0)  # samples, events the broker has not confirmed
+    daemon_id: str = ""
 
 
 def first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
@@ -352,7 +354,10 @@ async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | N
         os.close(lock_fd)
     summary = RunSummary(path=recorder.path, seconds=time.monotonic() - t0,  # if restored
                          dials=list(daemon.views.values()), broker=broker_state(),
-                         mqtt_refused=0 if publisher is None else publisher.refused_messages)
+                         mqtt_refused=0 if publisher is None else publisher.refused_messages,
+                         unpublished=(0, 0) if publisher is None else publisher.unpublished(
+                             recorder.next_id("events") - 1),
+                         daemon_id=daemon_id)
     for core in daemon.cores.values():
         for reason, n in core.missing_by_reason().items():
             summary.gaps[reason] = summary.gaps.get(reason, 0) + n
@@ -429,26 +434,32 @@ async def _refresh(view: LiveView, daemon: Daemon, recorder: Recorder) -> None:
 
 
 def print_summary(console: Console, s: RunSummary) -> None:
-    console.print(f"recording: {s.path}  ({s.seconds:.1f} s)", highlight=False)
+    console.print(f"recording: {s.path}  ({s.seconds:.1f} s)", highlight=False, soft_wrap=True)
     if not s.dials:
         console.print("  no dial was connected during the run: the recording holds no "
                       "samples (ratedial devices lists the dials this computer sees)",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
     for v in s.dials:
         console.print(f"  dial {v.uid} rater={v.rater or '-'}: {v.received} samples received, "
                       f"{v.missing} missing, {v.rejected} damaged frames, "
-                      f"{v.rejected_content} impossible frames", highlight=False)
+                      f"{v.rejected_content} impossible frames", highlight=False, soft_wrap=True)
     if any(s.gaps.values()):
         console.print("  missing by reason: " + ", ".join(
-            f"{k} {n}" for k, n in s.gaps.items() if n), highlight=False)
+            f"{k} {n}" for k, n in s.gaps.items() if n), highlight=False, soft_wrap=True)
     if s.rejected:
         console.print("  impossible frames rejected, by reason: " + ", ".join(
-            f"{k} {n}" for k, n in sorted(s.rejected.items())), highlight=False)
+            f"{k} {n}" for k, n in sorted(s.rejected.items())), highlight=False, soft_wrap=True)
     if s.mqtt_refused:
         console.print(f"  MQTT broker {s.broker}: what it refused stays in the recording and "
-                      "goes out with the next run of this daemon id", highlight=False)
+                      "goes out with the next run of this daemon id", highlight=False,
+                      soft_wrap=True)
+    if any(s.unpublished):
+        console.print(f"  not confirmed by the MQTT broker ({s.broker}): {s.unpublished[0]} "
+                      f"samples and {s.unpublished[1]} events; they are in the recording, and "
+                      f"the next run of daemon {s.daemon_id} with this folder publishes them",
+                      highlight=False, soft_wrap=True)
     console.print(f"  inspect it: sqlite3 {s.path} 'SELECT count(*) FROM samples'  "
-                  "(schema: docs/recording.md)", highlight=False)
+                  "(schema: docs/recording.md)", highlight=False, soft_wrap=True)
 
 
 def json_summary(s: RunSummary) -> str:
@@ -458,4 +469,6 @@ def json_summary(s: RunSummary) -> str:
                                   "rejected_content": v.rejected_content}
                                  for v in s.dials], "gaps": s.gaps,
                        "rejected_content": s.rejected, "broker": s.broker,
-                       "mqtt_refused": s.mqtt_refused})
+                       "mqtt_refused": s.mqtt_refused,
+                       "unpublished": {"samples": s.unpublished[0],
+                                       "events": s.unpublished[1]}})

@@ -148,6 +148,15 @@ class LivePublishing(FromRecordings):
                 "software": self.version, "wall_ns": time.time_ns(), "run": self.run_id,
                 "next_event": self.recorder.next_id("events")}
 
+    def unpublished(self, last_event_id: int) -> tuple[int, int]:
+        """Samples and events of this run the broker has not confirmed (``last_event_id``:
+        the run's newest event, recorded but perhaps never handed to the broker): they wait
+        in the recording for a later run of this daemon."""
+        snap = self.outbox.snapshot()
+        samples = sum(b - a for e in snap["epochs"] for a, b in e["pending"])
+        never_handed = max(0, last_event_id - int(snap["events_handed_max"]))
+        return samples, len(snap["events_pending"]) + never_handed
+
     def save_progress(self, *, final: bool = False) -> None:
         """Store what the broker has not confirmed in the recording (``mqtt_progress``)."""
         done = final and not self._batches and not self.outbox.unconfirmed \
