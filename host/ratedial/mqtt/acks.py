@@ -115,3 +115,31 @@ async def subscribe(client: aiomqtt.Client, topic: str) -> None:
     if refused is not None:
         raise SubscriptionRefused(f"the broker refused the subscription to {topic}: {refused}; "
                                   "check its access rules for this client")
+
+
+SESSION_TAKEN_OVER = 0x8E  # MQTT 5 DISCONNECT: another client connected with this client id
+UNSPECIFIED = 0x80  # what paho reports for a connection the broker closed without a reason
+
+
+def disconnect_reason(exc: BaseException, client_id: str, who: str) -> str:
+    """One line for a lost connection. The broker closing it because another client took
+    the same client id (MQTT 5 reason 0x8E; mosquitto 2.0 closes with no reason, which paho
+    reports as 0x80) is named as the likely cause: the two then take turns disconnecting
+    each other, which otherwise reads as a broker that keeps going away. ``who`` names the
+    other client, e.g. "daemon with the same --daemon-id"."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        rc = getattr(e, "rc", None)
+        code = getattr(rc, "value", rc)
+        if code == SESSION_TAKEN_OVER:
+            return (f"another client connected with client id {client_id}, so the broker "
+                    f"closed this connection (session taken over): is another {who} "
+                    "running? Each needs its own")
+        if code == UNSPECIFIED:
+            return (f"{exc}: the broker closed the connection (if its log says another "
+                    f"client connected with client id {client_id}, another {who} is "
+                    "running: each needs its own)")
+        e = e.__cause__ or e.__context__
+    return str(exc)

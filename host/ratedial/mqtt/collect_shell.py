@@ -41,7 +41,7 @@ from .._platform.signals import stop_on_signals
 from ..config import MqttConfig, Reread, mqtt_string_problem
 from ..errors import RatedialError, UsageError
 from ..recording.writer import Recorder, RecordingError, remove_recording, try_lock
-from .acks import AckRouter, PublishRefused, subscribe
+from .acks import AckRouter, PublishRefused, disconnect_reason, subscribe
 from .backoff import Backoff
 from .collect_state import ResumeState
 from .collect_store import RecorderStore, read_resume_state
@@ -248,7 +248,7 @@ class CollectorShell:
                         await self._serve(client, collector)
                     break
                 except aiomqtt.MqttError as exc:
-                    text = str(exc)
+                    text = disconnect_reason(exc, self.client_id, "collector with the same --client-id")
                     if self.connects == 0:
                         if protocol == aiomqtt.ProtocolVersion.V5 and "protocol" in text.lower():
                             protocol = aiomqtt.ProtocolVersion.V311

@@ -205,7 +205,7 @@ class LivePublishing(FromRecordings):
                     self._spawn(self._publish(self.topics.dial_status(uid), dumps(st),
                                               retain=True))
             if self._failure is not None:
-                raise aiomqtt.MqttError(f"connection lost: {self._failure}")
+                raise aiomqtt.MqttError(f"connection lost: {self._failure}") from self._failure
             if self._stop.is_set():
                 await self._drain(replay)
                 return

@@ -28,7 +28,13 @@ import aiomqtt
 
 from ..config import MqttConfig, Reread
 from ..recording.writer import Recorder
-from .acks import AckRouter, PublishRefused, SubscriptionRefused, subscribe
+from .acks import (
+    AckRouter,
+    PublishRefused,
+    SubscriptionRefused,
+    disconnect_reason,
+    subscribe,
+)
 from .archive import Archive, Unfinished
 from .backoff import Backoff
 from .live import LivePublishing, cancelling
@@ -162,6 +168,9 @@ class MqttPublisher(LivePublishing):
 
     # --- the connection -------------------------------------------------------------------
 
+    def _client_id(self) -> str:
+        return self.cfg.client_id or f"ratedial-{self.topics.daemon}"
+
     def _make_client(self) -> aiomqtt.Client:
         tls_context = self._tls() if self.address.tls else None
         lost = self._daemon_status("lost")
@@ -172,7 +181,7 @@ class MqttPublisher(LivePublishing):
             self.address.port,
             username=self.cfg.username,
             password=self._password(),
-            identifier=self.cfg.client_id or f"ratedial-{self.topics.daemon}",
+            identifier=self._client_id(),
             protocol=self.protocol,
             will=will,
             tls_context=tls_context,
@@ -221,7 +230,7 @@ class MqttPublisher(LivePublishing):
                 return
             except aiomqtt.MqttError as exc:
                 self.connected = False
-                text = str(exc)
+                text = disconnect_reason(exc, self._client_id(), "daemon with the same --daemon-id")
                 if not self._ever_connected and self._client is None:
                     # Never got a CONNACK: a broker without MQTT 5 may refuse it or stay
                     # silent (amqtt), so try the other protocol version next time.
