@@ -248,7 +248,8 @@ class CollectorShell:
                         await self._serve(client, collector)
                     break
                 except aiomqtt.MqttError as exc:
-                    text = disconnect_reason(exc, self.client_id, "collector with the same --client-id")
+                    text = disconnect_reason(exc, self.client_id,
+                                             "collector with the same --client-id")
                     if self.connects == 0:
                         if protocol == aiomqtt.ProtocolVersion.V5 and "protocol" in text.lower():
                             protocol = aiomqtt.ProtocolVersion.V311
