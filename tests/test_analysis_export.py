@@ -92,3 +92,25 @@ def test_sidecar_describes_everything(exported):
 def test_exported_files_are_private(exported):
     for p in exported.iterdir():
         assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+
+
+def test_two_exports_to_one_prefix_keep_every_file_in_the_sidecar(tmp_path):
+    """Found by a black-box test: README's two export lines (CSV and Parquet, then SPSS,
+    ELAN and XDF) to one prefix left the sidecar listing only the second's files; one with
+    other rules (another grid) describes its own files alone."""
+    media = SynthMedia(duration_s=10.0, fingerprint="rdfp1:two", path="s.mp4")
+    rec = tmp_path / "c.ratedial"
+    write_recording(rec, [SynthRater(label="client", curve=constant(70), uid="c1",
+                                     script=(Play(start_s=0, end_s=10),))], media=media,
+                    rate_hz=100, session={"dyad": "D1"})
+    out = tmp_path / "out" / "D1"
+
+    def export(*args: str) -> dict:
+        res = CliRunner().invoke(cli, ["export", str(rec), "-o", str(out), *args],
+                                 catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        return json.loads((tmp_path / "out" / "D1.json").read_text())
+
+    export("--format", "csv-long,parquet")
+    assert set(export("--format", "csv-wide")["files"]) == {"csv-long", "parquet", "csv-wide"}
+    assert set(export("--format", "csv-wide", "--rate", "5")["files"]) == {"csv-wide"}

@@ -246,11 +246,30 @@ def write_export(groups: Sequence[Group], prefix: str | Path, formats: Sequence[
              "parquet": write_parquet}[fmt](groups, path)
         written.append(path)
     meta = base.with_name(base.name + ".json")
+    side = sidecar(groups, {f: names[f].name for f in formats})
+    side["files"] = {**_earlier_files(meta, side), **side["files"]}
     create_private(meta)
-    meta.write_text(json.dumps(sidecar(groups, {f: names[f].name for f in formats}), indent=1,
-                               default=str) + "\n", encoding="utf-8")
+    meta.write_text(json.dumps(side, indent=1, default=str) + "\n", encoding="utf-8")
     written.append(meta)
     return written
+
+
+def _earlier_files(meta: Path, now: dict[str, Any]) -> dict[str, str]:
+    """The files an earlier export to the same prefix listed, when it exported the same
+    recordings with the same rules (README's two export lines, one after the other) and the
+    files are still there: the sidecar keeps describing them, not only the newest."""
+    try:
+        old = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(old, dict) or old.get("format") != "ratedial-export":
+        return {}
+    same = json.loads(json.dumps({k: now[k] for k in ("grid", "rules", "scale", "dyads")},
+                                 default=str))
+    if any(old.get(k) != v for k, v in same.items()) or not isinstance(old.get("files"), dict):
+        return {}
+    return {str(f): str(n) for f, n in old["files"].items()
+            if isinstance(n, str) and "*" not in n and (meta.parent / n).is_file()}
 
 
 def write_table(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
