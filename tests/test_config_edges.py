@@ -405,3 +405,13 @@ def test_broker_words_in_a_config_file_are_taken_in_any_case(tmp_path: Path, wor
     broker none:1883 unreachable"), although the docs say both words in any case."""
     (tmp_path / "c.toml").write_text(f'[mqtt]\nbroker = "{word}"\n')
     assert load_config(tmp_path / "c.toml").mqtt.broker == word.strip().lower()
+
+
+def test_two_labels_for_one_port_not_plugged_in_yet_are_refused(tmp_path: Path) -> None:
+    """Found by a black-box test: /dev/ttyACM0 and /dev/../dev/ttyACM0 were two dials while
+    the port was not there yet (only paths that existed were compared as paths)."""
+    gone = tmp_path / "ttyGONE"
+    with pytest.raises(UsageError, match="both name dial"):
+        RunConfig(raters={"client": str(gone), "therapist": f"{tmp_path}/../{tmp_path.name}"
+                                                           f"/ttyGONE"})
+    RunConfig(raters={"client": str(gone), "therapist": str(tmp_path / "ttyOTHER")})

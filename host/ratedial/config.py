@@ -253,8 +253,10 @@ class RunConfig:
     def __post_init__(self) -> None:
         seen: dict[str, str] = {}
         for label, ident in self.raters.items():
-            # a port however written (./vd0 and the /dev/pts/1 it links to) is one dial
-            key = os.path.realpath(ident) if os.path.exists(ident) else ident.lower()
+            # a port however written (./vd0 and the /dev/pts/1 it links to, /dev/../dev/x
+            # for a port not plugged in yet) is one dial; an id or COM3 in any case
+            is_path = os.path.exists(ident) or "/" in ident or os.sep in ident
+            key = os.path.realpath(ident) if is_path else ident.lower()
             other = seen.setdefault(key, label)
             if other != label:
                 raise UsageError(f"raters: {other} and {label} both name dial {ident}; each "
