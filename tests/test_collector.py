@@ -816,3 +816,36 @@ def test_a_new_collection_anchors_its_wall_clock_with_one_reading(tmp_path):
     with sqlite3.connect(path) as con:
         ((mono, wall),) = con.execute("SELECT host_ns, wall_ns FROM wall_anchors").fetchall()
     assert wall - mono == offset
+
+
+def test_holes_left_at_the_end_are_uncollected_gaps_that_a_resume_asks_for_again(tmp_path):
+    """Found by a black-box test: samples a collection never received were in no gap, so
+    analyze said "gaps 0" for a file lacking 110 of a dial's samples (recording.md: every
+    missing index lies in exactly one gap)."""
+    path = tmp_path / "c.ratedial"
+    rec = Recorder(path, meta={"collected": {"source": "mqtt", "prefix": P, "daemons": []}})
+    rec.put("wall_anchors", (1000, OFFSET + 1000))
+    c = Collector(P, RecorderStore(rec), wall_offset_ns=OFFSET, settle_s=2.0)
+    feed(c, batch(0, 100), now=0.0)
+    feed(c, batch(150, 50), now=0.1)
+    feed(c, status(200), now=0.2)
+    c.due_requests(3.0)  # settled: 100..150 is a hole (asked for, never answered)
+    assert c.record_holes() == 50
+    rec.close()
+    with sqlite3.connect(path) as con:
+        assert con.execute("SELECT first_index, end_index, reason FROM gaps").fetchall() == [
+            (100, 150, "uncollected")]
+
+    st = read_resume_state(path)  # the next run of the collection: a hole again
+    assert st.gaps == {}
+    rec2 = Recorder(path, meta={}, append=True, next_ids=st.next_ids)
+    c2 = Collector(P, RecorderStore(rec2), wall_offset_ns=OFFSET, resume=st, settle_s=2.0)
+    feed(c2, status(200), now=0.0)
+    (req,) = c2.due_requests(3.0)
+    assert json.loads(req.payload())["ranges"] == [[100, 150]]
+    feed(c2, batch(100, 50, replay=True), now=3.1)  # the answer fills it
+    assert c2.record_holes() == 0
+    rec2.close()
+    with sqlite3.connect(path) as con:
+        assert con.execute("SELECT COUNT(*) FROM gaps").fetchone() == (0,)
+        assert con.execute("SELECT COUNT(*) FROM samples").fetchone() == (200,)

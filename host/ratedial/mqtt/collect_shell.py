@@ -298,6 +298,7 @@ class CollectorShell:
         recorder = store.recorder
         if not self.failure:
             with contextlib.suppress(RecordingError):
+                collector.record_holes()
                 recorder.set_meta("collected", {**collector.describe(),
                                                 "daemon_status": collector.daemons})
                 recorder.set_meta("ended_wall_ns", time.time_ns())

@@ -69,6 +69,10 @@ def read_resume_state(path: Path) -> ResumeState:
                 "  PARTITION BY epoch_id ORDER BY sample_index) AS island FROM samples)"
                 " GROUP BY epoch_id, island ORDER BY epoch_id, 2"):
             st.received.setdefault(eid, []).append((a, b))
+        # holes an earlier run of the collection left (uncollected) are holes again: this
+        # run asks for them, and their rows go (a sample that arrives fills the index)
+        with con:
+            con.execute("DELETE FROM gaps WHERE reason = 'uncollected'")
         for eid, a, b in con.execute("SELECT epoch_id, first_index, end_index FROM gaps"):
             st.gaps.setdefault(eid, []).append((a, b))
         for mid, fp in con.execute("SELECT media_id, fingerprint FROM media"):

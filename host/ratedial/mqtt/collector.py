@@ -68,6 +68,7 @@ from .collect_state import (
 
 BOUNDS_META = "collected_bounds"  # meta key: {"<dial>/<boot>": {"floor", "ended", "end"}}
 ABSENT = "absent"  # gap reason for indices no daemon recording holds
+UNCOLLECTED = "uncollected"  # gap reason for holes left when a collection ends
 
 
 def _dial_fields(msg: dict[str, Any]) -> dict[str, Any]:
@@ -532,6 +533,20 @@ class Collector:
     def holes(self) -> dict[tuple[str, int], list[Range]]:
         """Current holes of every epoch (below its settled horizon)."""
         return {k: h for k, ep in self.epochs.items() if (h := ep.holes())}
+
+    def record_holes(self) -> int:
+        """At the end of a collection, each hole still open becomes a gap row (reason
+        ``uncollected``), so the file says where it lacks samples, as a daemon's recording
+        does; a later run of the same collection takes them up again as holes
+        (:func:`~ratedial.mqtt.collect_store.read_resume_state`). Returns the samples."""
+        n = 0
+        for key, ranges in self.holes().items():
+            ep = self.epochs[key]
+            epoch_id = self._epoch_id(ep, None)
+            for a, b in ranges:
+                self.store.gap(epoch_id, ep.dial_id, a, b, UNCOLLECTED)
+                n += b - a
+        return n
 
     def open_tails(self) -> int:
         """Boots the dial has left whose end is not yet known."""
