@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -107,6 +108,11 @@ def test_disk_fills_during_the_run_stops_with_one_line_and_keeps_what_was_commit
         assert one_line(err) == f"ratedial: error: recording stopped: the disk holding {rec} " \
                                 "is full"
         assert "Traceback" not in out, out
+        # --json still prints the counts, with the line the run ended with (a black-box
+        # test found stdout empty: a script got nothing to read)
+        stopped = json.loads(out.strip().splitlines()[-1])
+        assert stopped["error"] == one_line(err).removeprefix("ratedial: error: ")
+        assert stopped["path"] == str(rec) and stopped["dials"][0]["received"] >= 3000
         assert (stopped_ns - full_ns) / 1e9 < 5.0  # noticed at the next commit, not later
 
         # --- the file on the still-full disk: intact, exact, nothing committed lost ----------
@@ -164,6 +170,7 @@ def test_a_recording_path_that_cannot_be_written_is_one_line(tmp_path, make, sub
         line = one_line(err)
         assert line.startswith("ratedial: error: ") and str(rec) in line, line
         assert reason in line, line
+        assert "recording stopped" not in line  # nothing was recorded: nothing "stopped"
         assert "Traceback" not in out, out
         if reason != "is full":
             assert not rec.exists()

@@ -230,7 +230,13 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
         _check_credentials(cfg.mqtt, address)  # a password file that cannot be read: the same
     console = Console(stderr=as_json)  # with --json, stdout carries only the summary
     _platform_notes(cfg.record or "recordings")
-    summary = serve(cfg, console=console)
+    try:
+        summary = serve(cfg, console=console)
+    except RatedialError as exc:
+        stopped = getattr(exc, "summary", None)  # the recording failed: still the counts
+        if as_json and stopped is not None:
+            click.echo(json_summary(stopped, error=str(exc)))
+        raise
     if as_json:
         click.echo(json_summary(summary))
     else:

@@ -334,9 +334,25 @@ async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | N
             if not daemon.cores:  # no dial ever answered (a bad --port, say): nothing to
                 # keep, and a file left behind would refuse the corrected command
                 remove_recording(path, recorder.made_dirs)
+    def summarise() -> RunSummary:
+        summary = RunSummary(path=recorder.path, seconds=time.monotonic() - t0,  # if restored
+                             dials=list(daemon.views.values()), broker=broker_state(),
+                             mqtt_refused=0 if publisher is None
+                             else publisher.refused_messages,
+                             unpublished=(0, 0) if publisher is None
+                             else publisher.unpublished(recorder.next_id("events") - 1),
+                             daemon_id=daemon_id)
+        for core in daemon.cores.values():
+            for reason, n in core.missing_by_reason().items():
+                summary.gaps[reason] = summary.gaps.get(reason, 0) + n
+            for reason, n in core.rejected.items():
+                summary.rejected[reason] = summary.rejected.get(reason, 0) + n
+        return summary
+
     if failure:
         _close_quietly(recorder, lock_fd)
-        raise failure[0]
+        failure[0].summary = summarise()  # what was received, for --json (the file: what
+        raise failure[0]                  # was committed before it failed)
     if cfg.ports and not daemon.cores:  # the ports named were there, but no dial answered
         _close_quietly(recorder, lock_fd)
         remove_recording(path, recorder.made_dirs)  # it holds no dial's data
@@ -352,18 +368,7 @@ async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | N
     recorder.close()
     if lock_fd is not None:
         os.close(lock_fd)
-    summary = RunSummary(path=recorder.path, seconds=time.monotonic() - t0,  # if restored
-                         dials=list(daemon.views.values()), broker=broker_state(),
-                         mqtt_refused=0 if publisher is None else publisher.refused_messages,
-                         unpublished=(0, 0) if publisher is None else publisher.unpublished(
-                             recorder.next_id("events") - 1),
-                         daemon_id=daemon_id)
-    for core in daemon.cores.values():
-        for reason, n in core.missing_by_reason().items():
-            summary.gaps[reason] = summary.gaps.get(reason, 0) + n
-        for reason, n in core.rejected.items():
-            summary.rejected[reason] = summary.rejected.get(reason, 0) + n
-    return summary
+    return summarise()
 
 
 def make_media_session(cfg: RunConfig, ratings: Callable[[], dict[str, float]]) -> MediaSession:
@@ -462,8 +467,10 @@ def print_summary(console: Console, s: RunSummary) -> None:
                   "(schema: docs/recording.md)", highlight=False, soft_wrap=True)
 
 
-def json_summary(s: RunSummary) -> str:
-    return json.dumps({"path": os.fspath(s.path), "seconds": round(s.seconds, 3),
+def json_summary(s: RunSummary, *, error: str | None = None) -> str:
+    """The ``--json`` summary; ``error``: the one line a run that failed ended with."""
+    return json.dumps({**({"error": error} if error else {}),
+                       "path": os.fspath(s.path), "seconds": round(s.seconds, 3),
                        "dials": [{"uid": v.uid, "rater": v.rater, "received": v.received,
                                   "missing": v.missing, "rejected": v.rejected,
                                   "rejected_content": v.rejected_content}

@@ -81,16 +81,23 @@ UPDATES = frozenset({"gap_reasons"})  # statements that change rows the others i
 
 
 class RecordingError(RatedialError):
-    """The recording cannot be written; the run must stop."""
+    """The recording cannot be written; the run must stop. ``summary``: the run's summary
+    as far as it got, when a run stopped for it (``--json`` still prints one)."""
+
+    summary: Any = None
 
 
-def describe_sqlite_error(path: Path, exc: BaseException) -> str:
+def describe_sqlite_error(path: Path, exc: BaseException, *,
+                          started: bool = True) -> str:
+    """One line for a recording that cannot be written; ``started=False``: it could not
+    even be created (nothing was recorded, so nothing "stopped")."""
     text = str(exc)
+    what = "recording stopped" if started else "cannot start recording"
     if "full" in text or getattr(exc, "errno", None) == 28:
-        return f"recording stopped: the disk holding {path} is full"
+        return f"{what}: the disk holding {path} is full"
     if "readonly" in text or "read-only" in text:
-        return f"recording stopped: {path} is read-only"
-    return f"recording stopped: cannot write {path}: {text}"
+        return f"{what}: {path} is read-only"
+    return f"{what}: cannot write {path}: {text}"
 
 
 __all__ = ["SQL", "Recorder", "RecordingError", "create_private_file",
@@ -183,7 +190,8 @@ class Recorder:
             if not append:  # a file this run made and could not set up (a full disk): it
                 # would only make the corrected command refuse the name ("already exists")
                 remove_recording(self.path, self.made_dirs)
-            raise RecordingError(describe_sqlite_error(self.path, exc)) from None
+            raise RecordingError(describe_sqlite_error(self.path, exc,
+                                                       started=append)) from None
         self._con = con
         self._ident = _identity(self.path)
         self._next_look = time.monotonic() + LOOK_S
