@@ -158,3 +158,20 @@ def test_known_lag_end_to_end(tmp_path):
     pair = analyze_json(res.output)["dyads"][0]["pair"]
     assert pair["best_lag_s"] == 2.0 and pair["best_lag_r"] > 0.99
     assert pair["pearson"]["value"] < pair["best_lag_r"]
+
+
+def test_the_overview_columns_fit_long_dyad_names(tmp_path):
+    """Found by a black-box test: a dyad name longer than 12 characters ran into the pair
+    column ("D07 session07.mp4client/therapist")."""
+    from ratedial.analysis.synth import write_dyad
+
+    paths = write_dyad(tmp_path, "D07-a-rather-long-dyad-label", duration_s=60.0, seed=3)
+    res = CliRunner().invoke(cli, ["analyze", *map(str, paths), "--brief", "--bootstrap",
+                                   "200", "--no-truth-bias"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    head = next(i for i, ln in enumerate(lines) if ln.startswith("dyad"))
+    col = lines[head].index("pair")
+    row = lines[head + 1]
+    assert row.startswith("D07-a-rather-long-dyad-label ")
+    assert row[col:].startswith("client/therapist")

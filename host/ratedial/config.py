@@ -73,7 +73,8 @@ class MqttConfig:
         if not 0 <= self.batch_ms <= 86_400_000:
             raise UsageError("config: mqtt.batch_ms must be 0 or more (ms), at most a day")
         if not 0 <= self.live_expiry_s <= 2**32 - 1:
-            raise UsageError("config: mqtt.live_expiry_s must be 0 (never) or more seconds")
+            raise UsageError("config: mqtt.live_expiry_s must be 0 (never) or more seconds, at "
+                             "most 4294967295 (MQTT's limit)")
         for name in ("username", "client_id"):
             value = getattr(self, name)
             problem = None if value is None else mqtt_string_problem(value)

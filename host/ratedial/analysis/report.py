@@ -172,17 +172,22 @@ _RULE = {"last": "last pass wins", "first": "first pass", "mean": "mean of passe
 
 
 def format_overview(results: Sequence[GroupResult]) -> str:
-    """One line per dyad."""
-    lines = [f"{'dyad':<12}{'pair':<22}{'r':>6}{'95% CI':>16}{'p':>9}{'ICC(2,1)':>10}"
+    """One line per dyad; the dyad and pair columns as wide as their longest entry (a name
+    such as "D07 session07.mp4" ran into the next column)."""
+    pairs = {id(r): ("(no pair)" if r.pair is None or r.pair.agreement is None
+                     else f"{r.pair.a}/{r.pair.b}") for r in results}
+    dw = max([len("dyad"), *(len(r.label) for r in results)]) + 2
+    pw = max([len("pair"), *(len(v) for v in pairs.values())]) + 2
+    lines = [f"{'dyad':<{dw}}{'pair':<{pw}}{'r':>6}{'95% CI':>16}{'p':>9}{'ICC(2,1)':>10}"
              f"{'kappa':>7}{'lag s':>7}"]
     for r in results:
         p = r.pair
         if p is None or p.agreement is None:
-            lines.append(f"{r.label:<12}{'(no pair)':<22}")
+            lines.append(f"{r.label:<{dw}}{pairs[id(r)]}")
             continue
         ag = p.agreement
         ci = f"[{_f(ag.pearson.ci_low, 2)}, {_f(ag.pearson.ci_high, 2)}]"
-        lines.append(f"{r.label:<12}{p.a + '/' + p.b:<22}{_f(ag.pearson.value, 2):>6}{ci:>16}"
+        lines.append(f"{r.label:<{dw}}{pairs[id(r)]:<{pw}}{_f(ag.pearson.value, 2):>6}{ci:>16}"
                      f"{_f(ag.pearson_p, 3):>9}{_f(ag.icc2_1.value, 2):>10}"
                      f"{_f(ag.kappa.value, 2):>7}{_f(p.best_lag_s, 1):>7}")
     return "\n".join(lines)
