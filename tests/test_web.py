@@ -9,6 +9,7 @@ package (its own browsers are not used or downloaded).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import shutil
@@ -312,3 +313,43 @@ def test_the_snapshot_says_the_mean_the_last_tick_said():
         samples(batch, ("a",))
     assert sink.tick()["mean"] is None
     assert sink.snapshot()["mean"] is None
+
+
+def test_a_flood_of_idle_connections_is_bounded(monkeypatch):
+    """Found by a black-box test: 1100 idle connections used up the daemon's file
+    descriptors (EMFILE tracebacks; a replugged dial's port could not be opened)."""
+    from ratedial.web import server as srv
+
+    monkeypatch.setattr(srv, "MAX_CONNECTIONS", 20)
+    monkeypatch.setattr(srv, "REQUEST_TIMEOUT_S", 1.0)
+    views = [View("a")]
+    sink = WebSink(views=lambda: views, media=lambda: {"player": "none", "connected": False})
+
+    async def main() -> tuple[int, int, str]:
+        server = WebServer(sink, "127.0.0.1:0")
+        await server.start()
+        stop = asyncio.Event()
+        task = asyncio.create_task(server.run(stop))
+        conns = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(60)]
+        closed = 0
+        for reader, _ in conns[20:]:  # beyond the cap: closed by the server at once
+            with contextlib.suppress(ConnectionError):
+                if await asyncio.wait_for(reader.read(), 5.0) == b"":
+                    closed += 1
+        held = server._open
+        for _, writer in conns:
+            writer.close()
+        status = ""
+        for _ in range(100):  # the idle ones are gone; then a page is served again
+            with contextlib.suppress(ConnectionError):
+                status = await _status_for(server, f"127.0.0.1:{server.port}")
+            if status:
+                break
+            await asyncio.sleep(0.05)  # polling for the server to let the closed ones go
+        stop.set()
+        await task
+        return closed, held, status
+
+    closed, held, status = asyncio.run(main())
+    assert closed == 40 and held <= 20
+    assert status == "HTTP/1.1 200 OK"

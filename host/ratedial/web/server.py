@@ -37,6 +37,8 @@ log = logging.getLogger("ratedial.web")
 TICK_S = 0.05  # 20 updates a second
 CLIENT_QUEUE = 40  # 2 s of ticks
 MAX_CLIENTS = 32
+MAX_CONNECTIONS = 128  # open at once, streams included: a flood of idle connections beyond
+# it is closed at once instead of using up the daemon's file descriptors (and its ports')
 REQUEST_TIMEOUT_S = 5.0
 
 _SECURITY_HEADERS = (
@@ -122,6 +124,7 @@ class WebServer:
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Queue[bytes | None]] = set()
         self._page = page_html()
+        self._open = 0  # connections being served
         self.sent = 0
 
     @property
@@ -179,6 +182,10 @@ class WebServer:
 
     async def _connection(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
+        if self._open >= MAX_CONNECTIONS:
+            writer.transport.abort()  # no answer: a reply would hold the descriptor longer
+            return
+        self._open += 1
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT_S)
             method, _, rest = head.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
@@ -209,6 +216,7 @@ class WebServer:
                 ConnectionError, UnicodeDecodeError, ValueError):
             pass  # a client that went away or sent nonsense: nothing to tell anyone
         finally:
+            self._open -= 1
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
