@@ -40,3 +40,41 @@ def test_study_table_from_a_folder(tmp_path):
     assert list(df["client_ann_srs"]) == [30, 31, 32]
     assert list(df["therapist_ann_srs"]) == [40, 39, 38]
     assert 0.3 < float(rows[0]["tb_truth_force"]) < 0.9
+
+
+def test_the_guess_score_reaches_the_study_table_and_the_json(tmp_path):
+    """The guess test's score (the study's "four of six") was only in the recording's notes:
+    a study had to dig it out of SQLite for every dyad."""
+    import io
+    import json as _json
+    import random
+
+    from click.testing import CliRunner
+
+    from ratedial.analysis.load import load
+    from ratedial.analysis.review import NoVideo, Prompter, order_segments, run_guess
+    from ratedial.analysis.segments import SegmentOptions, find_segments
+    from ratedial.analysis.synth import write_dyad
+    from ratedial.cli import cli
+
+    c, t = write_dyad(tmp_path, "D1", duration_s=240.0, seed=5)
+    (s,) = [x for x in load([c]) if x.rater == "client"]
+    segs = find_segments(s.values, s.rate_hz, SegmentOptions())
+    shown = order_segments(segs, "random", random.Random(3))
+    answers = ["+" if x.kind == "top" else "-" for x in shown]
+    answers[0] = "-" if answers[0] == "+" else "+"  # one wrong
+    run_guess(c, "client", segs, player=NoVideo(), seed=3, answerer="therapist",
+              prompter=Prompter(io.StringIO("\n".join(answers) + "\n"), io.StringIO()))
+    table = tmp_path / "t.csv"
+    res = CliRunner().invoke(cli, ["analyze", str(c), str(t), "--table", str(table),
+                                   "--json", "--bootstrap", "200", "--no-truth-bias"],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    (row,) = list(csv.DictReader(table.open()))
+    n = len(segs)
+    assert (row["client_guess_answered_by"], row["client_guess_score"], row["client_guess_n"]) \
+        == ("therapist", str(n - 1), str(n))
+    assert "therapist_guess_score" not in row  # nobody guessed the therapist's
+    raters = {r["rater"]: r for r in _json.loads(res.output)["dyads"][0]["raters"]}
+    assert raters["client"]["guess"]["score"] == n - 1 and raters["client"]["guess"]["seed"] == 3
+    assert raters["therapist"]["guess"] is None

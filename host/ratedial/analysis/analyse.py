@@ -281,7 +281,25 @@ def rater_json(r: RaterResult) -> dict[str, Any]:
         "samples_excluded": dict(s.excluded), "gaps": r.gaps,
         "missing_samples": r.missing_samples, "annotations": s.recording.annotations,
         "segments": [_segment(x) for x in r.segments],
+        "guess": _guess(s.recording.guess_of(r.rater)),
     }
+
+
+GUESS_KEYS = ("answered_by", "score", "n", "helpful_correct", "hindering_correct", "seed")
+
+
+def _guess(g: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The newest guess test of a rater's segments (``ratedial review --guess``), or None;
+    a value of the wrong type (a note edited by hand) is None."""
+    if g is None:
+        return None
+    out: dict[str, Any] = {}
+    for k in GUESS_KEYS:
+        v = g.get(k)
+        ok = isinstance(v, str) if k == "answered_by" else (
+            isinstance(v, int) and not isinstance(v, bool))
+        out[k] = v if ok else None
+    return out
 
 
 def pair_json(p: PairResult) -> dict[str, Any]:
@@ -363,6 +381,10 @@ def _rater_columns(r: RaterResult, k: int) -> dict[str, Any]:
             row[f"{p}_{kind}{i + 1}_start_s"] = None if s is None else _num(s.start_s, 3)
             row[f"{p}_{kind}{i + 1}_end_s"] = None if s is None else _num(s.end_s, 3)
             row[f"{p}_{kind}{i + 1}_mean"] = None if s is None else _num(s.mean)
+    guess = _guess(r.series.recording.guess_of(r.rater))
+    if guess is not None:  # how well the other guessed this rater's segments
+        for key in ("answered_by", "score", "n", "helpful_correct", "hindering_correct"):
+            row[f"{p}_guess_{key}"] = _scalar(guess[key])
     for key, value in sorted(r.series.recording.annotations.items()):
         row[f"{p}_ann_{key}"] = _scalar(value)
     return row

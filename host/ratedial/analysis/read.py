@@ -131,6 +131,12 @@ class Recording:
     clocks: tuple[Clock, ...]
     timeline: str = MEDIA_TIMELINE
     run_t0_ns: int | None = None  # run time 0 (host_ns of the first sample), run timeline only
+    guesses: tuple[dict[str, Any], ...] = ()  # the guess-test notes (ratedial review --guess)
+
+    def guess_of(self, rater: str) -> dict[str, Any] | None:
+        """The newest guess test of ``rater``'s segments saved with this recording."""
+        mine = [g for g in self.guesses if str(g.get("rater", "")).lower() == rater.lower()]
+        return mine[-1] if mine else None
 
     @property
     def session(self) -> dict[str, Any]:
@@ -346,13 +352,19 @@ def read_recording(path: str | Path) -> Recording:
                                 uncertainty_us_median=statistics.median(unc) if unc else None,
                                 uncertainty_us_max=max(unc) if unc else None,
                                 skew_ppm=rows[-1][1] if rows else None))
+        guesses = []
+        for (data,) in con.execute("SELECT data FROM notes WHERE kind = 'guess' "
+                                   "ORDER BY note_id"):
+            g = _json(data)
+            if isinstance(g, dict):
+                guesses.append(g)
     except sqlite3.Error as exc:
         raise NotARecording(f"{p}: cannot read the recording: {exc}") from None
     finally:
         con.close()
     return Recording(path=p, meta=meta, dials=dials, media=media, epochs=tuple(epochs),
                      gaps=tuple(gaps), clocks=tuple(clocks), timeline=timeline,
-                     run_t0_ns=run_t0)
+                     run_t0_ns=run_t0, guesses=tuple(guesses))
 
 
 def _run_gap(con: sqlite3.Connection, g: Gap, t0_ns: int | None) -> Gap:
