@@ -623,3 +623,30 @@ def test_two_dyads_of_one_label_and_video_name_get_two_names(tmp_path: Path) -> 
     assert res.returncode == 0, res.stderr
     names = sorted(d["dyad"] for d in json.loads(res.stdout)["dyads"])
     assert names == ["D07 video.mp4", "D07 video.mp4 (2)"], names
+
+
+def test_raters_on_different_scales_are_each_judged_by_their_own_band(tmp_path: Path) -> None:
+    """Found by a black-box test: in a dyad of a 0-100 client and a 1-7 therapist, the
+    therapist's shares, categories and segment checks used the client's 45-55 band (every
+    moment "below": hindering), though alone the file was judged by 3.7-4.3."""
+    c, t = tmp_path / "c.ratedial", tmp_path / "t.ratedial"
+    media = SynthMedia(duration_s=60.0, fingerprint="rdfp1:mixed")
+    write_recording(c, [simple_rater("client", piecewise([20, 40], [30, 70, 50]), 60,
+                                     uid="aa")], rate_hz=50, media=media,
+                    session={"dyad": "M01"})
+    write_recording(t, [simple_rater("therapist", piecewise([20, 40], [2, 6, 4]), 60,
+                                     uid="bb")], rate_hz=50, media=media,
+                    session={"dyad": "M01"}, scale={"minimum": 1, "maximum": 7, "start": 4})
+    res = run("analyze", str(c), str(t), "--json", "--no-truth-bias", "--bootstrap", "100")
+    assert res.returncode == 0, res.stderr
+    assert "own scale" in res.stderr  # the raters' scales differ: said
+    d = json.loads(res.stdout)["dyads"][0]
+    shares = {r["rater"]: (r["share_below"], r["share_within"], r["share_above"])
+              for r in d["raters"]}
+    third = pytest.approx((1 / 3, 1 / 3, 1 / 3), abs=0.01)
+    assert shares["therapist"] == third and shares["client"] == third
+    # both rate hindering, then helpful, then neutral: the categories agree throughout
+    assert d["pair"]["kappa"]["value"] == pytest.approx(1.0)
+    alone = json.loads(run("analyze", str(t), "--json", "--no-truth-bias").stdout)["dyads"][0]
+    (solo,) = alone["raters"]
+    assert (solo["share_below"], solo["share_within"], solo["share_above"]) == third

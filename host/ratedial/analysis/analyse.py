@@ -39,6 +39,8 @@ from .stats import (
 @dataclass(frozen=True, kw_only=True)
 class AnalysisOptions:
     band: Band = field(default_factory=Band)
+    # raters on another scale than the first (no --band given): each one's own band
+    rater_bands: Mapping[str, Band] = field(default_factory=dict)
     segments: SegmentOptions = field(default_factory=SegmentOptions)
     max_lag_s: float = 10.0
     block_s: float = 30.0
@@ -46,6 +48,10 @@ class AnalysisOptions:
     seed: int = 0
     divergent_k: int = 3  # most divergent windows (of the segment window length)
     align_lag: bool = False  # shift b back by its reaction lag before the agreement figures
+
+    def band_for(self, rater: str) -> Band:
+        """The neutral band ``rater``'s ratings are judged by (their own scale's)."""
+        return self.rater_bands.get(rater, self.band)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,7 +144,7 @@ def rater_result(s: Series, n: int, options: AnalysisOptions) -> RaterResult:
     status = np.concatenate([s.status[:n], np.full(max(0, n - len(s.status)), MISSING)])
     dt = 1 / s.rate_hz
     return RaterResult(
-        series=s, describe=describe(v, options.band), duration_s=n * dt,
+        series=s, describe=describe(v, options.band_for(s.rater)), duration_s=n * dt,
         rated_s=float((status == RATED).sum() * dt), filled_s=float((status == FILLED).sum() * dt),
         missing_s=float((status == MISSING).sum() * dt),
         rerated_s=float((s.binned.n_passes[:n] >= 2).sum() * dt),
@@ -208,11 +214,12 @@ def pair_result(group: Group, ra: RaterResult, rb: RaterResult,
         b = shift(b, lag)
         aligned = lag / rate
     both = ~np.isnan(a) & ~np.isnan(b)
-    ag = agreement(a, b, options.band, block_bins=round(options.block_s * rate),
+    ag = agreement(a, b, options.band_for(ra.rater), band_y=options.band_for(rb.rater),
+                   block_bins=round(options.block_s * rate),
                    replicates=options.replicates, seed=options.seed)
-    # segments are checked where each rater rated them, unaligned
-    checks = (*_check(ra, rb, b_unaligned, rate, options.band),
-              *_check(rb, ra, a, rate, options.band))
+    # segments are checked where each rater rated them, unaligned, by the other's own band
+    checks = (*_check(ra, rb, b_unaligned, rate, options.band_for(rb.rater)),
+              *_check(rb, ra, a, rate, options.band_for(ra.rater)))
     return PairResult(a=ra.rater, b=rb.rater, paired_by=group.paired_by,
                       common_s=float(both.sum() / rate), agreement=ag, lags_s=lags / rate,
                       xcorr=r, lag=with_ci,

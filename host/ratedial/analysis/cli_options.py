@@ -235,6 +235,31 @@ def _segment_opts(kw: dict[str, Any]) -> SegmentOptions:
                           min_separation_s=kw["min_sep_s"])
 
 
+def _middle_tenth(lo: float, hi: float) -> Band:
+    from .stats import Band
+
+    return Band(low=round(lo + 0.45 * (hi - lo), 9), high=round(lo + 0.55 * (hi - lo), 9))
+
+
+def _scale_of(s: Series) -> tuple[float, float]:
+    sc = s.recording.scale
+    try:
+        key = float(sc.get("minimum", 0.0)), float(sc.get("maximum", 100.0))
+    except (TypeError, ValueError):
+        key = 0.0, 100.0
+    if not all(math.isfinite(v) for v in key) or key[1] <= key[0]:
+        key = 0.0, 100.0
+    return key
+
+
+def rater_bands(group: Group, given: tuple[float, float] | None) -> dict[str, Band]:
+    """Each rater's own band (the middle tenth of their recording's scale) when the raters'
+    scales differ and no ``--band`` was given; empty otherwise (one band for all)."""
+    if given is not None or len({_scale_of(s) for s in group.series}) < 2:
+        return {}
+    return {s.rater: _middle_tenth(*_scale_of(s)) for s in group.series}
+
+
 def band_of(group: Group, given: tuple[float, float] | None) -> Band:
     """The neutral band of ``group``: ``given`` (``--band``, parsed by :func:`_band`), else
     the middle tenth of the recordings' rating scale (``meta.scale``, 0-100 when absent:
@@ -246,28 +271,23 @@ def band_of(group: Group, given: tuple[float, float] | None) -> Band:
         return Band(low=given[0], high=given[1])
     scales: dict[tuple[float, float], str] = {}
     for s in group.series:
-        sc = s.recording.scale
-        try:
-            key = float(sc.get("minimum", 0.0)), float(sc.get("maximum", 100.0))
-        except (TypeError, ValueError):
-            key = 0.0, 100.0
-        if not all(math.isfinite(v) for v in key) or key[1] <= key[0]:
-            key = 0.0, 100.0
-        scales.setdefault(key, s.rater)
+        scales.setdefault(_scale_of(s), s.rater)
     if len(scales) > 1:
         shown = ", ".join(f"{who} {lo:g}-{hi:g}" for (lo, hi), who in scales.items())
-        click.echo(f"ratedial: note: {group.label}: the raters' scales differ ({shown}): the "
-                   "neutral band is the first one's, and agreement compares different units",
+        click.echo(f"ratedial: note: {group.label}: the raters' scales differ ({shown}): each "
+                   "rater's shares, categories and segment checks use the middle tenth of "
+                   "their own scale; ICC and the divergent windows compare different units",
                    err=True)
     lo, hi = next(iter(scales)) if scales else (0.0, 100.0)
-    return Band(low=round(lo + 0.45 * (hi - lo), 9), high=round(lo + 0.55 * (hi - lo), 9))
+    return _middle_tenth(lo, hi)
 
 
 def _analysis_opts(kw: dict[str, Any], group: Group,
                    band: tuple[float, float] | None) -> AnalysisOptions:
     from .analyse import AnalysisOptions
 
-    return AnalysisOptions(band=band_of(group, band), segments=_segment_opts(kw),
+    return AnalysisOptions(band=band_of(group, band), rater_bands=rater_bands(group, band),
+                           segments=_segment_opts(kw),
                            max_lag_s=kw["max_lag_s"], block_s=kw["block_s"],
                            replicates=kw["replicates"], seed=kw["seed"],
                            align_lag=kw["align_lag"])

@@ -266,20 +266,22 @@ class Agreement:
 
 
 def agreement(x: FloatArray, y: FloatArray, band: Band, *, block_bins: int,
-              replicates: int = 2000, seed: int = 0, level: float = 0.95) -> Agreement | None:
+              replicates: int = 2000, seed: int = 0, level: float = 0.95,
+              band_y: Band | None = None) -> Agreement | None:
     """Agreement between two series on the same grid, over the bins where both exist.
 
     Confidence intervals are percentile intervals of a moving-block bootstrap with blocks of
     ``block_bins`` bins (at most a quarter of the common bins). Spearman's interval resamples
     the ranks of the whole series (ranks are not recomputed per resample). ``None`` when fewer
-    than 10 bins are common.
+    than 10 bins are common. ``band_y``: the band ``y`` is categorised by, when its rater
+    uses another scale (default ``band``).
     """
     both = ~np.isnan(x) & ~np.isnan(y)
     n = int(both.sum())
     if n < 10:
         return None
     xs, ys = x[both], y[both]
-    f = _features(xs, ys, categories(xs, band), categories(ys, band))
+    f = _features(xs, ys, categories(xs, band), categories(ys, band_y or band))
     point = _all_from(f.sum(axis=0), n)
     block = int(max(1, min(block_bins, n // 4)))
     reps = _all_from(block_bootstrap(f, block=block, replicates=replicates, seed=seed), n)
