@@ -101,3 +101,33 @@ def test_analyze_reports_the_interval_and_aligns_on_request(tmp_path):
         (row,) = list(csv.DictReader(fh))
     assert float(row["aligned_lag_s"]) == p0["best_lag_s"]
     assert float(row["best_lag_ci_low_s"]) <= float(row["best_lag_s"])
+
+
+def test_the_lag_interval_is_shown_with_its_own_estimate(tmp_path):
+    """Found by a black-box test: the report and the table put the block bootstrap's
+    interval next to the whole series' best lag (0.5 s) although the interval is around the
+    blocks' own estimate (0.3 s)."""
+    import csv
+    import json as _json
+
+    from click.testing import CliRunner
+
+    from ratedial.analysis.synth import write_dyad
+    from ratedial.cli import cli
+
+    c, t = write_dyad(tmp_path, "D1", duration_s=300.0, seed=1, lag_s=0.5)
+    table = tmp_path / "t.csv"
+    res = CliRunner().invoke(cli, ["analyze", str(c), str(t), "--json", "--table", str(table),
+                                   "--bootstrap", "200", "--no-truth-bias"],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    pair = _json.loads(res.output)["dyads"][0]["pair"]
+    (row,) = list(csv.DictReader(table.open()))
+    assert float(row["best_lag_blocks_s"]) == pytest.approx(pair["lag"]["lag_s"])
+    text = CliRunner().invoke(cli, ["analyze", str(c), str(t), "--bootstrap", "200",
+                                    "--no-truth-bias"], catch_exceptions=False).output
+    (line,) = [ln for ln in text.splitlines() if "best lag" in ln]
+    differs = pair["lag"]["lag_s"] != pair["best_lag_s"]
+    assert ("in blocks" in line) == differs
+    if differs:
+        assert f"in blocks {pair['lag']['lag_s']:g} s" in line

@@ -423,6 +423,7 @@ def _pair_columns(pr: PairResult) -> dict[str, Any]:
         row.update(_agreement_columns(pr, pr.agreement))
     row["best_lag_s"] = _num(pr.best_lag_s, 3)
     row["best_lag_r"] = _num(pr.best_lag_r)
+    row["best_lag_blocks_s"] = None if pr.lag is None else _num(pr.lag.lag_s, 3)
     row["best_lag_ci_low_s"] = None if pr.lag is None else _num(pr.lag.ci_low_s, 3)
     row["best_lag_ci_high_s"] = None if pr.lag is None else _num(pr.lag.ci_high_s, 3)
     row["aligned_lag_s"] = None if pr.aligned_lag_s is None else _num(pr.aligned_lag_s, 3)

@@ -125,7 +125,11 @@ def _pair_lines(p: PairResult, result: GroupResult) -> list[str]:
             who = f"{p.b} follows {p.a} by {p.best_lag_s:g} s"
         else:
             who = f"{p.a} follows {p.b} by {-p.best_lag_s:g} s"
-        ci = "" if p.lag is None else (f"; 95% CI [{round(p.lag.ci_low_s, 2):g}, "
+        # the interval is the block bootstrap's, around its own estimate (pairs within
+        # blocks only): named when that differs from the whole series' best lag
+        own = "" if p.lag is None or p.lag.lag_s == p.best_lag_s else \
+            f"in blocks {p.lag.lag_s:g} s, "
+        ci = "" if p.lag is None else (f"; {own}95% CI [{round(p.lag.ci_low_s, 2):g}, "
                                          f"{round(p.lag.ci_high_s, 2):g}] s")
         lines.append(f"  best lag        {who} (r {_f(p.best_lag_r, 2)}; searched "
                      f"±{result.options.max_lag_s:g} s{ci})")
