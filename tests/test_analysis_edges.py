@@ -650,3 +650,18 @@ def test_raters_on_different_scales_are_each_judged_by_their_own_band(tmp_path: 
     alone = json.loads(run("analyze", str(t), "--json", "--no-truth-bias").stdout)["dyads"][0]
     (solo,) = alone["raters"]
     assert (solo["share_below"], solo["share_within"], solo["share_above"]) == third
+
+
+def test_a_segment_is_never_shorter_than_its_window(tmp_path: Path) -> None:
+    """Found by a black-box test: --window 1.05 on a 10 Hz grid gave 1.0 s segments (the
+    window was rounded to 10 bins), and --window 20.04 on a 20 s video gave a 20 s one."""
+    path = tmp_path / "w.ratedial"
+    write_recording(path, [simple_rater("client", piecewise([5, 8], [50, 90, 50]), 20,
+                                        uid="aa")],
+                    rate_hz=50, media=SynthMedia(duration_s=20.0))
+    res = run("analyze", str(path), "--json", "--window", "1.05", "--no-truth-bias")
+    assert res.returncode == 0, res.stderr
+    segs = json.loads(res.stdout)["dyads"][0]["raters"][0]["segments"]
+    assert segs and all(s["end_s"] - s["start_s"] >= 1.05 - 1e-9 for s in segs)
+    res = run("analyze", str(path), "--json", "--window", "20.04", "--no-truth-bias")
+    assert json.loads(res.stdout)["dyads"][0]["raters"][0]["segments"] == []

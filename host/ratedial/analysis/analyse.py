@@ -21,7 +21,15 @@ from .groups import Group
 from .lag import Lag, reaction_lag, shift
 from .load import Series
 from .read import RUN_TIME_NOTE, RUN_TIMELINE
-from .segments import Segment, SegmentOptions, find_segments, mean_over, window_bins, window_means
+from .segments import (
+    Segment,
+    SegmentOptions,
+    find_segments,
+    length_bins,
+    mean_over,
+    window_bins,
+    window_means,
+)
 from .stats import (
     CATEGORY_NAMES,
     Agreement,
@@ -176,7 +184,7 @@ def _check(owner: RaterResult, other: RaterResult, other_v: FloatArray, rate_hz:
 def _divergent(a: FloatArray, b: FloatArray, rate_hz: float, options: AnalysisOptions,
                ) -> tuple[Divergence, ...]:
     d = np.abs(b - a)  # NaN where either is missing
-    if round(options.segments.window_s * rate_hz) > len(d):
+    if length_bins(options.segments.window_s, rate_hz) > len(d):
         return ()  # no window fits: a stretch is never shorter than its window
     w = window_bins(options.segments.window_s, rate_hz, len(d))
     means, cov = window_means(d, w)

@@ -72,7 +72,9 @@ def _check_window(s: Series, window_s: float) -> None:
     """Refuse a window longer than the video (its grid): a segment cannot be longer, and
     ``find_segments`` would return the whole video as a segment of the asked length."""
     n = len(s.values)
-    if round(window_s * s.rate_hz) > n:
+    from .segments import length_bins
+
+    if length_bins(window_s, s.rate_hz) > n:
         raise UsageError(f"--window {window_s:g} s is longer than the video ({n / s.rate_hz:g} s; "
                          f"{s.rater} in {s.recording.path.name}): choose a window of at most "
                          f"{n / s.rate_hz:g} s")

@@ -15,6 +15,7 @@ Invariants:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -61,8 +62,14 @@ class Segment:
         return max(0.0, min(self.end_s, other.end_s) - max(self.start_s, other.start_s))
 
 
+def length_bins(window_s: float, rate_hz: float) -> int:
+    """Grid bins a window of ``window_s`` takes: rounded up (a window of 1.05 s on a 10 Hz
+    grid is 11 bins: a segment is never shorter than its window)."""
+    return max(1, math.ceil(window_s * rate_hz - 1e-9))
+
+
 def window_bins(window_s: float, rate_hz: float, n: int) -> int:
-    return int(max(1, min(n, round(window_s * rate_hz))))
+    return int(min(n, length_bins(window_s, rate_hz)))
 
 
 def window_means(values: FloatArray, w: int) -> tuple[FloatArray, FloatArray]:
@@ -119,7 +126,7 @@ def find_segments(values: FloatArray, rate_hz: float,
     """The ``k`` top then the ``k`` bottom segments of ``values`` (a grid series)."""
     opt = options or SegmentOptions()
     n = len(values)
-    if n == 0 or opt.k == 0 or round(opt.window_s * rate_hz) > n:
+    if n == 0 or opt.k == 0 or length_bins(opt.window_s, rate_hz) > n:
         return ()  # no window fits: a segment is never shorter than its window
     w = window_bins(opt.window_s, rate_hz, n)
     means, cov = window_means(values, w)
