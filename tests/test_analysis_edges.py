@@ -665,3 +665,20 @@ def test_a_segment_is_never_shorter_than_its_window(tmp_path: Path) -> None:
     assert segs and all(s["end_s"] - s["start_s"] >= 1.05 - 1e-9 for s in segs)
     res = run("analyze", str(path), "--json", "--window", "20.04", "--no-truth-bias")
     assert json.loads(res.stdout)["dyads"][0]["raters"][0]["segments"] == []
+
+
+def test_a_constant_rater_has_no_effective_n(tmp_path: Path) -> None:
+    """Found by a black-box test: with one rater constant, the effective n was 2000 of 2000
+    bins (an autocorrelation that does not exist read as none), beside r and p that are
+    undefined."""
+    path = tmp_path / "k.ratedial"
+    write_recording(path, [simple_rater("client", piecewise([20, 40], [30, 70, 50]), 60,
+                                        uid="aa"),
+                           simple_rater("therapist", constant(50), 60, uid="bb")],
+                    rate_hz=50, media=SynthMedia(duration_s=60.0), session={"dyad": "K"})
+    res = run("analyze", str(path), "--json", "--no-truth-bias", "--bootstrap", "100")
+    assert res.returncode == 0, res.stderr
+    pair = json.loads(res.stdout)["dyads"][0]["pair"]
+    assert pair["n_eff_pearson"] is None and pair["n_eff_spearman"] is None
+    text = run("analyze", str(path), "--no-truth-bias", "--bootstrap", "100").stdout
+    assert "effective n - of" in text

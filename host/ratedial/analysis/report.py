@@ -109,9 +109,9 @@ def _pair_lines(p: PairResult, result: GroupResult) -> list[str]:
         return lines
     lines += [
         f"  Pearson r       {_est(ag.pearson)}  p {_p(ag.pearson_p)} "
-        f"(effective n {ag.n_eff_pearson:.0f} of {ag.n} bins)",
+        f"(effective n {_f(ag.n_eff_pearson, 0)} of {ag.n} bins)",
         f"  Spearman rho    {_est(ag.spearman)}  p {_p(ag.spearman_p)} "
-        f"(effective n {ag.n_eff_spearman:.0f})",
+        f"(effective n {_f(ag.n_eff_spearman, 0)})",
         f"  ICC(2,1)        {_est(ag.icc2_1)}  (absolute agreement)",
         f"  ICC(3,1)        {_est(ag.icc3_1)}  (consistency)",
         f"  Cohen's kappa   {_est(ag.kappa)}  (hindering / neutral / helpful)",

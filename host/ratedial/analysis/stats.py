@@ -111,13 +111,17 @@ def effective_n(x: FloatArray, y: FloatArray) -> float:
         1/N* = 1/N + (2/N) sum_{j=1..N/5} ((N - j)/N) rho_x(j) rho_y(j)
 
     with ``N`` the number of bins where both have a value and ``rho`` the autocorrelations of
-    :func:`acf`. ``N*`` is kept within ``[3, N]``.
+    :func:`acf` (over lag-``j`` grid bins where both bins are common, deviations from the
+    common bins' mean). ``N*`` is kept within ``[3, N]``; NaN when either series is constant
+    there (no autocorrelation, and no correlation to test).
     """
     both = ~np.isnan(x) & ~np.isnan(y)
     n = int(both.sum())
     if n < 4:
         return float(n)
     xs, ys = np.where(both, x, np.nan), np.where(both, y, np.nan)
+    if np.nanstd(xs) == 0 or np.nanstd(ys) == 0:
+        return math.nan
     lags = max(1, n // 5)
     rx, ry = acf(xs, lags), acf(ys, lags)
     j = np.arange(1, lags + 1)
