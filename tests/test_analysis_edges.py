@@ -16,6 +16,7 @@ import pytest
 
 from ratedial.analysis.synth import (
     NoPlayer,
+    Play,
     SynthMedia,
     SynthRater,
     constant,
@@ -682,3 +683,25 @@ def test_a_constant_rater_has_no_effective_n(tmp_path: Path) -> None:
     assert pair["n_eff_pearson"] is None and pair["n_eff_spearman"] is None
     text = run("analyze", str(path), "--no-truth-bias", "--bootstrap", "100").stdout
     assert "effective n - of" in text
+
+
+def test_a_segment_the_other_barely_rated_is_not_judged(tmp_path: Path) -> None:
+    """Found by a black-box test: "therapist there: 49.7 neutral" counted as the therapist
+    not rating the client's top segment helpful, though the therapist had rated a third of
+    it (segments themselves need --min-coverage)."""
+    path = tmp_path / "g.ratedial"
+    media = SynthMedia(duration_s=90.0)
+    client = simple_rater("client", piecewise([30, 60], [50, 90, 50]), 90, uid="aa")
+    therapist = SynthRater(label="therapist", uid="bb", curve=constant(50), script=(
+        Play(start_s=0, end_s=90, gaps=((35, 60, "device_drop"),)),))
+    write_recording(path, [client, therapist], rate_hz=50, media=media,
+                    session={"dyad": "G"})
+    res = run("analyze", str(path), "--json", "--no-truth-bias", "--bootstrap", "100",
+              "--segments", "1")
+    assert res.returncode == 0, res.stderr
+    checks = json.loads(res.stdout)["dyads"][0]["pair"]["segment_checks"]
+    (t1,) = [c for c in checks if c["owner"] == "client" and c["segment"]["label"] == "T1"]
+    assert t1["other_coverage"] == pytest.approx(5 / 30, abs=0.02) and t1["agrees"] is None
+    text = run("analyze", str(path), "--no-truth-bias", "--bootstrap", "100",
+               "--segments", "1").stdout
+    assert "not judged" in text

@@ -161,7 +161,7 @@ def rater_result(s: Series, n: int, options: AnalysisOptions) -> RaterResult:
 
 
 def _check(owner: RaterResult, other: RaterResult, other_v: FloatArray, rate_hz: float,
-           band: Band) -> list[SegmentCheck]:
+           band: Band, min_coverage: float) -> list[SegmentCheck]:
     out = []
     for seg in owner.segments:
         m, cov = mean_over(other_v, rate_hz, seg.start_s, seg.end_s)
@@ -170,8 +170,10 @@ def _check(owner: RaterResult, other: RaterResult, other_v: FloatArray, rate_hz:
         rated = cats[cats >= 0]
         share = [float(np.mean(rated == c)) if len(rated) else math.nan for c in range(3)]
         cat = None if math.isnan(m) else CATEGORY_NAMES[int(categories(np.array([m]), band)[0])]
-        agrees = None if cat is None else (cat == "helpful" if seg.kind == "top"
-                                           else cat == "hindering")
+        # judged only where the other rated as much of the window as a segment needs
+        judged = cat is not None and cov >= min_coverage - 1e-12
+        agrees = None if not judged else (cat == "helpful" if seg.kind == "top"
+                                          else cat == "hindering")
         same = sum(seg.overlap_s(o) for o in other.segments if o.kind == seg.kind)
         opposite = sum(seg.overlap_s(o) for o in other.segments if o.kind != seg.kind)
         out.append(SegmentCheck(owner=owner.rater, other=other.rater, segment=seg, other_mean=m,
@@ -226,8 +228,9 @@ def pair_result(group: Group, ra: RaterResult, rb: RaterResult,
                    block_bins=round(options.block_s * rate),
                    replicates=options.replicates, seed=options.seed)
     # segments are checked where each rater rated them, unaligned, by the other's own band
-    checks = (*_check(ra, rb, b_unaligned, rate, options.band_for(rb.rater)),
-              *_check(rb, ra, a, rate, options.band_for(ra.rater)))
+    cover = options.segments.min_coverage
+    checks = (*_check(ra, rb, b_unaligned, rate, options.band_for(rb.rater), cover),
+              *_check(rb, ra, a, rate, options.band_for(ra.rater), cover))
     return PairResult(a=ra.rater, b=rb.rater, paired_by=group.paired_by,
                       common_s=float(both.sum() / rate), agreement=ag, lags_s=lags / rate,
                       xcorr=r, lag=with_ci,

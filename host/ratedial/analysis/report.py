@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from .analyse import GroupResult, PairResult, RaterResult
+from .analyse import GroupResult, PairResult, RaterResult, SegmentCheck
 from .mediatime import fmt_span, fmt_time
 from .read import RUN_TIME_NOTE, RUN_TIMELINE
 from .stats import CATEGORY_NAMES, Estimate
@@ -94,6 +94,8 @@ def _segment_lines(result: GroupResult) -> list[str]:
             c = checks.get((r.rater, s.label))
             if c is not None:
                 line += f"   {c.other} there: {_f(c.other_mean):>5} {c.other_category or ''}"
+                if c.other_category is not None and c.agrees is None:  # too little rated
+                    line += f" (rated {_pct(c.other_coverage)} of it: not judged)"
                 if c.overlap_same_s > 0:
                     line += f", overlaps {c.other}'s {s.kind} segment"
             lines.append(line.rstrip())
@@ -145,8 +147,8 @@ def _pair_lines(p: PairResult, result: GroupResult) -> list[str]:
         bots = [c for c in p.checks if c.owner == owner and c.segment.kind == "bottom"]
         if tops or bots:
             lines.append(f"  {owner}'s top segments rated helpful by {other}: "
-                         f"{sum(bool(c.agrees) for c in tops)} of {len(tops)}; bottom rated "
-                         f"hindering: {sum(bool(c.agrees) for c in bots)} of {len(bots)}")
+                         f"{_judged(tops, other)}; bottom rated hindering: "
+                         f"{_judged(bots, other)}")
     if p.divergent:
         lines.append("  Most divergent windows (mean |difference|):")
         for d in p.divergent:
@@ -154,6 +156,14 @@ def _pair_lines(p: PairResult, result: GroupResult) -> list[str]:
             lines.append(f"    {d.rank}  {span:<17} {_f(d.mean_abs_diff):>5}"
                          f"   {p.a} {_f(d.mean_a)}, {p.b} {_f(d.mean_b)}")
     return lines
+
+
+def _judged(checks: Sequence[SegmentCheck], other: str) -> str:
+    """"2 of 3": agreements of the segments the other rated enough of to judge."""
+    judged = [c for c in checks if c.agrees is not None]
+    left = len(checks) - len(judged)
+    return (f"{sum(bool(c.agrees) for c in judged)} of {len(judged)}"
+            + (f" ({left} not judged: {other} rated too little of it)" if left else ""))
 
 
 def format_group(result: GroupResult) -> str:
