@@ -705,3 +705,21 @@ def test_a_segment_the_other_barely_rated_is_not_judged(tmp_path: Path) -> None:
     text = run("analyze", str(path), "--no-truth-bias", "--bootstrap", "100",
                "--segments", "1").stdout
     assert "not judged" in text
+
+
+def test_tiny_p_values_stay_numbers_and_times_add_up_to_the_video(tmp_path: Path) -> None:
+    """Found by a black-box test: p = 6.4e-16 was written as 0.0 (rounded to 8 decimals),
+    and a 100.05 s video had 100.1 s rated (its last, partial bin counted in full)."""
+    from ratedial.analysis.synth import write_dyad
+
+    c, t = write_dyad(tmp_path, "P1", duration_s=240.0, seed=2, agreement=0.95, lag_s=0.0)
+    d = json.loads(run("analyze", str(c), str(t), "--json", "--no-truth-bias",
+                       "--bootstrap", "100").stdout)["dyads"][0]
+    assert 0 < d["pair"]["pearson_p"] < 1e-10  # 4.4e-34 here
+    path = tmp_path / "e.ratedial"
+    write_recording(path, [simple_rater("client", constant(60), 20.05, uid="aa")],
+                    rate_hz=100, media=SynthMedia(duration_s=20.05))
+    (r,) = json.loads(run("analyze", str(path), "--json", "--no-truth-bias").stdout)[
+        "dyads"][0]["raters"]
+    assert r["duration_s"] == pytest.approx(20.05)
+    assert r["rated_s"] + r["filled_s"] + r["missing_s"] == pytest.approx(20.05)

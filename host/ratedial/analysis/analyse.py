@@ -147,15 +147,29 @@ def _values(s: Series, n: int) -> FloatArray:
     return padded(s.values, n)
 
 
+def bin_seconds(s: Series, n: int) -> FloatArray:
+    """Seconds of video each of ``n`` grid bins covers: ``1/rate`` each, but the last only
+    what is left of the video (a 100.05 s video on a 10 Hz grid: 1001 bins, the last 0.05 s),
+    so rated + filled + missing time is the video's duration."""
+    dt = 1 / s.rate_hz
+    w = np.full(n, dt)
+    if n and s.media.duration_s and (n - 1) * dt < s.media.duration_s < n * dt:
+        w[-1] = s.media.duration_s - (n - 1) * dt
+    return w
+
+
 def rater_result(s: Series, n: int, options: AnalysisOptions) -> RaterResult:
     v = _values(s, n)
     status = np.concatenate([s.status[:n], np.full(max(0, n - len(s.status)), MISSING)])
-    dt = 1 / s.rate_hz
+    w = bin_seconds(s, n)
+    passes = np.concatenate([s.binned.n_passes[:n],
+                             np.zeros(max(0, n - len(s.binned.n_passes)), dtype=np.int64)])
     return RaterResult(
-        series=s, describe=describe(v, options.band_for(s.rater)), duration_s=n * dt,
-        rated_s=float((status == RATED).sum() * dt), filled_s=float((status == FILLED).sum() * dt),
-        missing_s=float((status == MISSING).sum() * dt),
-        rerated_s=float((s.binned.n_passes[:n] >= 2).sum() * dt),
+        series=s, describe=describe(v, options.band_for(s.rater)),
+        duration_s=float(w.sum()),
+        rated_s=float(w[status == RATED].sum()), filled_s=float(w[status == FILLED].sum()),
+        missing_s=float(w[status == MISSING].sum()),
+        rerated_s=float(w[passes >= 2].sum()),
         gaps=len(s.gaps), missing_samples=sum(g.n_missing for g in s.gaps),
         segments=find_segments(v, s.rate_hz, options.segments))
 
@@ -262,6 +276,13 @@ def _num(x: float | None, digits: int = 6) -> float | None:
     return round(float(x), digits)
 
 
+def _p(x: float | None) -> float | None:
+    """A p value to 6 significant digits: a tiny one stays a number (6.4e-16), never 0."""
+    if x is None or not math.isfinite(x):
+        return None
+    return float(f"{float(x):.6g}")
+
+
 def _est(e: Estimate) -> dict[str, Any]:
     return {"value": _num(e.value), "ci_low": _num(e.ci_low), "ci_high": _num(e.ci_high),
             "undefined_resamples": e.undefined, "note": e.note}
@@ -328,8 +349,8 @@ def pair_json(p: PairResult) -> dict[str, Any]:
         out.update({
             "n_bins": ag.n, "n_eff_pearson": _num(ag.n_eff_pearson, 2),
             "n_eff_spearman": _num(ag.n_eff_spearman, 2), "pearson": _est(ag.pearson),
-            "pearson_p": _num(ag.pearson_p, 8), "pearson_p_naive": _num(ag.pearson_p_naive, 8),
-            "spearman": _est(ag.spearman), "spearman_p": _num(ag.spearman_p, 8),
+            "pearson_p": _p(ag.pearson_p), "pearson_p_naive": _p(ag.pearson_p_naive),
+            "spearman": _est(ag.spearman), "spearman_p": _p(ag.spearman_p),
             "icc2_1": _est(ag.icc2_1), "icc3_1": _est(ag.icc3_1), "kappa": _est(ag.kappa),
             "confusion": {f"{p.a}_{ca}": {f"{p.b}_{cb}": _num(ag.confusion[i][j])
                                           for j, cb in enumerate(CATEGORY_NAMES)}
@@ -416,11 +437,11 @@ def _agreement_columns(pr: PairResult, ag: Agreement) -> dict[str, Any]:
         row[f"{name}_ci_low"] = _num(e.ci_low)
         row[f"{name}_ci_high"] = _num(e.ci_high)
         if name == "pearson_r":
-            row["pearson_p"] = _num(ag.pearson_p, 8)
-            row["pearson_p_naive"] = _num(ag.pearson_p_naive, 8)
+            row["pearson_p"] = _p(ag.pearson_p)
+            row["pearson_p_naive"] = _p(ag.pearson_p_naive)
         if name == "spearman_rho":
             row["n_eff_spearman"] = _num(ag.n_eff_spearman, 2)
-            row["spearman_p"] = _num(ag.spearman_p, 8)
+            row["spearman_p"] = _p(ag.spearman_p)
     for i, ca in enumerate(CATEGORY_NAMES):
         for m, cb in enumerate(CATEGORY_NAMES):
             row[f"share_{pr.a}_{ca}_{pr.b}_{cb}"] = _num(ag.confusion[i][m])
