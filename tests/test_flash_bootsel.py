@@ -547,3 +547,32 @@ def test_a_drive_next_to_a_micropython_board_is_a_choice_for_the_user(tmp_path, 
     # no drive: the board that runs MicroPython is flashed, as before
     monkeypatch.setattr(bootsel, "candidate_drives", lambda: [tmp_path / "nope"])
     assert command._bootsel_drive(None, None) is None
+
+
+def test_a_refused_copy_never_says_copying(tmp_path):
+    """Found by a black-box test: a UF2 for the wrong chip, or a full drive, printed
+    "copying ..." and then "nothing was copied"."""
+    drive = bootsel.open_drive(bootsel_drive(tmp_path / "RPI-RP2"))
+    said: list[str] = []
+    for image, space in ((_image(tmp_path, (uf2.RP2350_ARM_S,) * 4), lambda _p: (10**8, True)),
+                         (_image(tmp_path), lambda _p: (1024, True))):
+        with pytest.raises(FlashError, match="nothing was copied"):
+            bootsel.install_micropython(image, drive, timeout=1, comports=list,
+                                        space=space, say=said.append)
+    assert not any("copying" in line for line in said), said
+
+
+def test_a_misspelt_board_is_named_before_any_board_is_looked_for():
+    """Found by a black-box test: --board foo with no board plugged in said "no MicroPython
+    board found"; --board pico-w (as devices prints it) was unknown; the list offered the
+    unix port's 'virtual'."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "ratedial", "flash", "--board", "foo"],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 2 and "unknown board 'foo'" in res.stderr
+    assert "virtual" not in res.stderr and "pico_w" in res.stderr
+    from ratedial.flash.board import checked_board_name, locate_firmware
+
+    assert checked_board_name("pico-w", locate_firmware()) == "pico_w"

@@ -76,10 +76,25 @@ def board_names(fw: Path) -> list[str]:
     return sorted(p.stem for p in (fw / "boards").glob("*.py") if not p.stem.startswith("_"))
 
 
+def _dial_boards(fw: Path) -> list[str]:
+    """The boards a dial is built on (``virtual``, the unix port's, is not one)."""
+    return [n for n in board_names(fw) if n != "virtual"]
+
+
+def checked_board_name(name: str, fw: Path) -> str:
+    """``--board`` as a board file's name: ``pico-w`` (as a dial's HELLO and ``ratedial
+    devices`` spell it) is ``pico_w``; an unknown name is one line before anything is
+    looked for, so a typo is not taken for a missing board."""
+    normal = name.strip().lower().replace("-", "_")
+    if normal not in board_names(fw):
+        raise UsageError(f"unknown board {name!r}: choose one of {', '.join(_dial_boards(fw))}")
+    return normal
+
+
 def load_board(fw: Path, name: str) -> BoardConfig:
     path = fw / "boards" / f"{name}.py"
     if not path.is_file():
-        raise UsageError(f"unknown board {name!r}: choose one of {', '.join(board_names(fw))}")
+        raise UsageError(f"unknown board {name!r}: choose one of {', '.join(_dial_boards(fw))}")
     source = path.read_text(encoding="utf-8")
     try:
         config = parse_board_config(source)

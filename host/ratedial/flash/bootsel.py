@@ -142,19 +142,26 @@ def _free_and_writable(path: Path) -> tuple[int, bool]:
     return st.f_bavail * st.f_frsize, not (st.f_flag & os.ST_RDONLY)
 
 
-def copy_uf2(image: Uf2Image, drive: BootselDrive, *,
-             space: Callable[[Path], tuple[int, bool]] = _free_and_writable) -> Path:
-    """Check the family, room and write access, then copy; the copied file's path.
-
-    ``space`` says (free bytes, writable) for a directory; tests pass their own."""
+def check_copy(image: Uf2Image, drive: BootselDrive, *,
+               space: Callable[[Path], tuple[int, bool]] = _free_and_writable) -> None:
+    """Refuse (one line, nothing copied) an image for another chip, a read-only or a full
+    drive. ``space`` says (free bytes, writable) for a directory; tests pass their own."""
     check_family(image, drive.chip, drive.path)
     free, writable = space(drive.path)
     if not writable:
         raise FlashError(f"{drive.path} is read-only: nothing was copied (unplug the board "
                          "and plug it in again holding BOOTSEL)")
     if free < image.size:
-        raise FlashError(f"{drive.path} is full ({free // 1000} kB free, "
-                         f"{image.path.name} needs {image.size // 1000} kB): nothing was copied")
+        raise FlashError(f"{drive.path} is full ({free / 1000:.0f} kB free, "
+                         f"{image.path.name} needs {image.size / 1000:.0f} kB): nothing was "
+                         "copied")
+
+
+def copy_uf2(image: Uf2Image, drive: BootselDrive, *,
+             space: Callable[[Path], tuple[int, bool]] = _free_and_writable) -> Path:
+    """Check the family, room and write access (:func:`check_copy`), then copy; the copied
+    file's path."""
+    check_copy(image, drive, space=space)
     dest = drive.path / image.path.name
     try:
         with image.path.open("rb") as src, dest.open("wb") as out:
@@ -211,6 +218,7 @@ def install_micropython(image: Uf2Image, drive: BootselDrive, *, timeout: float,
                         say: Callable[[str], None] = lambda _line: None) -> str:
     """Copy ``image`` onto ``drive`` and return the serial port the board comes back on."""
     before = micropython_ports(comports)
+    check_copy(image, drive, space=space)  # a refusal comes before "copying" is said
     say(f"{drive.path}: {drive.model or 'Raspberry Pi boot ROM'} ({drive.chip}, Board-ID "
         f"{drive.board_id}): copying {image.describe()}")
     copy_uf2(image, drive, space=space)

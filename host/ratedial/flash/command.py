@@ -15,7 +15,7 @@ from .._paths import install_hint
 from ..cli_types import FiniteRange
 from ..errors import PortError, UsageError
 from . import bootsel, esp32, uf2source
-from .board import KNOWN_VIDS, NotMicroPython, load_board, locate_firmware
+from .board import KNOWN_VIDS, NotMicroPython, checked_board_name, load_board, locate_firmware
 from .install import FlashResult, flash_board
 from .uf2 import read_uf2
 
@@ -63,6 +63,8 @@ def _bootsel_drive(drive: Path | None, port: str | None) -> Path | None:
 def run_flash(*, board_name: str | None, port: str | None, force: bool, timeout: float,
               drive: Path | None, micropython: Path | None, wait: float) -> FlashResult:
     say = click.echo
+    if board_name is not None:  # a typo is named before any board is looked for
+        board_name = checked_board_name(board_name, locate_firmware())
     is_bin = micropython is not None and micropython.suffix.lower() == ".bin"
     if is_bin or ((board_name or "").startswith("esp32") and micropython is not None):
         if board_name is None or not board_name.startswith("esp32"):
