@@ -94,7 +94,10 @@ def test_a_collector_started_after_the_daemon_stopped_asks_for_all_and_reports_i
     # the retained status told the board and firmware; the backend is only in the
     # dial_connected event, which the stopped daemon can no longer replay
     assert dial_row(col) == (DIAL, "test", "0.1.0", "")
-    assert query(col, "SELECT COUNT(*) FROM epochs") == [(0,)]
+    # the file says what it lacks: the whole boot, one gap of reason uncollected
+    assert query(col, "SELECT COUNT(*) FROM epochs") == [(1,)]
+    assert query(col, "SELECT first_index, end_index, reason FROM gaps") == [
+        (0, n, "uncollected")]
 
 
 def test_a_live_collection_has_the_dials_fields_and_every_broker_it_used(tmp_path):
