@@ -342,3 +342,14 @@ def test_entering_the_raw_repl_tries_again_when_the_first_ctrl_a_is_missed():
     assert port.ctrl_a == 2 and entered == [False]
     assert port.written == b"\r\x03\x03\r\x01\r\x03\x03\r\x01\x04"
     assert port.timeout == 1.0  # restored
+
+
+def test_a_port_that_is_not_a_serial_port_is_named_as_such(tmp_path):
+    """Found by a black-box test: --port /dev/null or a folder said "another program may
+    have it open"; the OS's own reason is given instead."""
+    for port, why in (("/dev/null", "not a serial port"), (str(tmp_path), "a folder")):
+        res = subprocess.run([sys.executable, "-m", "ratedial", "flash", "--board", "pico",
+                              "--port", port], capture_output=True, text=True, timeout=60,
+                             check=False)
+        assert res.returncode != 0 and why in res.stderr, res.stderr
+        assert "another program" not in res.stderr and "Traceback" not in res.stderr

@@ -117,8 +117,7 @@ class _Session:
             # ms, an emulated one on a busy machine has taken over a second.
             self.t: Any = SerialTransport(port, baudrate=115200, timeout=READ_TIMEOUT_S)
         except TransportError as exc:
-            raise PortError(f"{port}: cannot open it ({exc}; another program may have it open)"
-                            ) from None
+            raise PortError(f"{port}: cannot open it ({_open_reason(port) or exc})") from None
 
     def enter(self) -> None:
         """Interrupt whatever runs, raw REPL, soft reset; NotMicroPython if that fails.
@@ -241,3 +240,24 @@ def wait_hello(port: str, *, firmware: str, board: str, timeout: float) -> Hello
                      f"{timeout:g} s{said}")
 
 
+def _open_reason(port: str) -> str | None:
+    """Why ``port`` cannot be opened, as the OS says it (mpremote only says "failed to
+    access"): not there, not a serial port, a folder, busy, or no permission."""
+    import os
+
+    import serial
+
+    if not os.path.exists(port):
+        return "no such port"
+    if os.path.isdir(port):
+        return "a folder, not a serial port"
+    try:
+        serial.Serial(port, exclusive=True).close()
+    except (serial.SerialException, OSError, ValueError) as exc:
+        text = str(exc)
+        if "Inappropriate ioctl" in text:
+            return "not a serial port"
+        if "exclusively lock" in text or "busy" in text.lower():
+            return "port is busy: another program has it open"
+        return text.splitlines()[0] if text else type(exc).__name__
+    return None
