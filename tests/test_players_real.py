@@ -16,6 +16,7 @@ times and compares them with the media times the daemon recorded for its samples
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -373,15 +374,29 @@ def _write_figures(tmp: Path, name: str, errors: list[float]) -> None:
                                 "max_ms": round(e[-1] * 1000, 2)}) + "\n")
 
 
-def test_video_option_launches_mpv_and_stops_it_with_the_run(tmp_path, video):
+@contextlib.contextmanager
+def video_run(tmp_path: Path, seed: int, video: Path, *, extra: tuple[str, ...] = (),
+              **kw: Any) -> Iterator[tuple[Daemon, Path]]:
+    """``ratedial run --video VIDEO`` on a virtual dial, the mpv it starts on the test's
+    socket; the run and the dial are stopped on leaving."""
     if not have("mpv"):
         pytest.skip("mpv is not installed (apt-get install mpv)")
     sock = tmp_path / "mpv.sock"
-    dial = Dial(40)
-    # a display as far as ratedial can tell (mpv itself draws nothing: --vo=null)
-    daemon = Daemon(tmp_path, dial.path, f"mpv:{sock}", extra=("--video", str(video), "--osd"),
-                    env={"RATEDIAL_MPV_ARGS": "--vo=null --ao=null", "DISPLAY": ":99"})
+    dial = Dial(seed)
+    daemon = Daemon(tmp_path, dial.path, f"mpv:{sock}", extra=("--video", str(video), *extra),
+                    **kw)
     try:
+        yield daemon, sock
+    finally:
+        daemon.stop()
+        dial.close()
+
+
+def test_video_option_launches_mpv_and_stops_it_with_the_run(tmp_path, video):
+    # a display as far as ratedial can tell (mpv itself draws nothing: --vo=null)
+    with video_run(tmp_path, 40, video, extra=("--osd",),
+                   env={"RATEDIAL_MPV_ARGS": "--vo=null --ao=null", "DISPLAY": ":99"}
+                   ) as (daemon, sock):
         daemon.wait_for("SELECT 1 FROM events WHERE kind = 'media_load'")
         client = MpvClient(str(sock))
         assert client.command("get_property", "pause") is True  # starts paused for the rater
@@ -392,9 +407,6 @@ def test_video_option_launches_mpv_and_stops_it_with_the_run(tmp_path, video):
         client.close()
         out = daemon.stop()
         assert daemon.proc.returncode == 0, out
-    finally:
-        daemon.stop()
-        dial.close()
     probe = socket.socket(socket.AF_UNIX)
     with pytest.raises((ConnectionRefusedError, FileNotFoundError)):  # the mpv is gone
         probe.connect(str(sock))
@@ -409,21 +421,13 @@ def test_video_option_launches_mpv_and_stops_it_with_the_run(tmp_path, video):
 def test_a_video_mpv_cannot_play_is_said_and_recorded(tmp_path):
     """``--video`` with a file mpv cannot play: mpv (idle) stays up, so the "exited at once"
     check never fired; the session was recorded without media time and nothing said why."""
-    if not have("mpv"):
-        pytest.skip("mpv is not installed (apt-get install mpv)")
     bad = tmp_path / "x.mp4"
     bad.write_text("not a video\n")
-    sock = tmp_path / "mpv.sock"
-    dial = Dial(41)
-    daemon = Daemon(tmp_path, dial.path, f"mpv:{sock}", extra=("--video", str(bad)),
-                    env={"RATEDIAL_MPV_ARGS": "--vo=null --ao=null"})
-    try:
+    with video_run(tmp_path, 41, bad, env={"RATEDIAL_MPV_ARGS": "--vo=null --ao=null"}
+                   ) as (daemon, _sock):
         daemon.wait_for("SELECT 1 FROM events WHERE kind = 'media_error'", timeout=30.0)
         out = daemon.stop()
         assert daemon.proc.returncode == 0, out
-    finally:
-        daemon.stop()
-        dial.close()
     (_, _, data), = daemon.recording.events("media_error")
     got = json.loads(data)
     assert got["player"] == "mpv" and got["path"] == str(bad) and got["error"], got
@@ -433,13 +437,8 @@ def test_a_video_mpv_cannot_play_is_said_and_recorded(tmp_path):
 def test_mpv_stop_is_a_media_stop_event(tmp_path, video):
     """mpv's ``stop`` closed the file and the samples' state turned unknown with no event
     saying why (an audit); now ``media_stop`` with where it was."""
-    if not have("mpv"):
-        pytest.skip("mpv is not installed (apt-get install mpv)")
-    sock = tmp_path / "mpv.sock"
-    dial = Dial(42)
-    daemon = Daemon(tmp_path, dial.path, f"mpv:{sock}", extra=("--video", str(video)),
-                    env={"RATEDIAL_MPV_ARGS": "--vo=null --ao=null --pause"})
-    try:
+    with video_run(tmp_path, 42, video,
+                   env={"RATEDIAL_MPV_ARGS": "--vo=null --ao=null --pause"}) as (daemon, sock):
         daemon.wait_for("SELECT 1 FROM events WHERE kind = 'media_load'")
         client = MpvClient(str(sock))
         client.command("seek", 3.0, "absolute")
@@ -449,9 +448,6 @@ def test_mpv_stop_is_a_media_stop_event(tmp_path, video):
         client.close()
         out = daemon.stop()
         assert daemon.proc.returncode == 0, out
-    finally:
-        daemon.stop()
-        dial.close()
     (_, _, data), = daemon.recording.events("media_stop")
     assert json.loads(data)["media_s"] == pytest.approx(3.0, abs=0.05)
 
@@ -459,18 +455,10 @@ def test_mpv_stop_is_a_media_stop_event(tmp_path, video):
 def test_video_without_a_display_plays_from_the_start_and_says_so(tmp_path, video):
     """Found by a black-box test: with no display, --video left mpv paused for the whole
     run (no window to press Space in), so nothing was rated on the video's timeline."""
-    if not have("mpv"):
-        pytest.skip("mpv is not installed (apt-get install mpv)")
-    sock = tmp_path / "mpv.sock"
-    dial = Dial(43)
-    daemon = Daemon(tmp_path, dial.path, f"mpv:{sock}", extra=("--video", str(video)),
-                    unset=("DISPLAY", "WAYLAND_DISPLAY", "RATEDIAL_MPV_ARGS"))
-    try:
+    with video_run(tmp_path, 43, video,
+                   unset=("DISPLAY", "WAYLAND_DISPLAY", "RATEDIAL_MPV_ARGS")) as (daemon, _sock):
         daemon.wait_for("SELECT 1 FROM samples WHERE media_state = 1 AND media_s >= 1.0",
                         timeout=30.0)
         out = daemon.stop()
         assert daemon.proc.returncode == 0, out
-    finally:
-        daemon.stop()
-        dial.close()
     assert "no display: mpv plays" in out

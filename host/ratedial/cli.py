@@ -19,6 +19,8 @@ from .cli_types import FiniteRange
 from .errors import RatedialError, UsageError, hide_userinfo
 
 if TYPE_CHECKING:
+    import ssl
+
     from .config import MqttConfig
     from .mqtt.requests import BrokerAddress
 
@@ -90,13 +92,18 @@ def demo(seconds: float, seed: int, no_video: bool) -> None:
     run_demo(seconds=seconds, seed=seed, video=not no_video)
 
 
-def _check_credentials(mqtt: MqttConfig, address: BrokerAddress) -> None:
-    """The password, read now (a file that cannot be read or is empty: one line before
-    anything starts); one that would not be sent (no user name) or would cross the network
-    in clear is said."""
-    import ipaddress
+def _check_credentials(mqtt: MqttConfig, address: BrokerAddress
+                       ) -> tuple[str | None, ssl.SSLContext | None]:
+    """The password and, for an ``mqtts://`` broker, the TLS context, read now (a file that
+    cannot be read or used, or an empty password file: one line before anything starts);
+    a password that would not be sent (no user name) or would cross the network in clear
+    is said. Returns both (the run's and the collector's connections read them again at
+    every connection, so a rotated file is taken up)."""
     import os
 
+    from .web.server import is_loopback
+
+    tls = mqtt.tls_context() if address.tls else None
     password = mqtt.password()
     if mqtt.password_file and not mqtt.username:
         raise UsageError(f"mqtt.password_file {mqtt.password_file} is set but mqtt.username is "
@@ -104,14 +111,11 @@ def _check_credentials(mqtt: MqttConfig, address: BrokerAddress) -> None:
     if os.environ.get("RATEDIAL_MQTT_PASSWORD") and not mqtt.username:
         click.echo("ratedial: note: RATEDIAL_MQTT_PASSWORD is set but [mqtt] username is not: "
                    "no password is sent (MQTT sends one only with a user name)", err=True)
-        return
-    try:
-        local = ipaddress.ip_address(address.host).is_loopback
-    except ValueError:
-        local = address.host.lower() == "localhost"
-    if password and mqtt.username and not address.tls and not local:
+        return password, tls
+    if password and mqtt.username and not address.tls and not is_loopback(address.host):
         click.echo(f"ratedial: note: the MQTT password crosses the network unencrypted "
                    f"(mqtt://{address.host}); use mqtts:// (docs/mqtt.md, TLS)", err=True)
+    return password, tls
 
 
 def _platform_notes(path: str) -> None:
@@ -225,9 +229,7 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
         named = "--broker" if broker is not None else f"mqtt.broker in {config_path}"
         address = parse_broker(cfg.mqtt.broker, tls=cfg.mqtt.tls, option=named,
                                words="embedded or none")
-        if address.tls:
-            cfg.mqtt.tls_context()  # a CA or certificate file that cannot be used: one line now
-        _check_credentials(cfg.mqtt, address)  # a password file that cannot be read: the same
+        _check_credentials(cfg.mqtt, address)  # files that cannot be used: one line now
     console = Console(stderr=as_json)  # with --json, stdout carries only the summary
     _platform_notes(cfg.record or "recordings")
     try:
@@ -315,16 +317,14 @@ def monitor(broker: str | None, prefix: str | None, duration: float | None,
     _check_prefix(prefix)
     mqtt.check_tls_for(broker)
     address = parse_broker(broker, tls=mqtt.tls, option=named, words="")  # not embedded/none
-    if address.tls:
-        mqtt.tls_context()
-    _check_credentials(mqtt, address)
+    password, tls = _check_credentials(mqtt, address)
     try:
         # Piped or logged output keeps whole columns instead of squeezing them into 80.
         console = Console() if sys.stdout.isatty() else Console(width=160)
         with asyncio.Runner(loop_factory=selector_loop) as runner:  # aiomqtt: add_reader
             runner.run(run_monitor(address, prefix=prefix, duration=duration, console=console,
-                                   username=mqtt.username, password=mqtt.password(),
-                                   tls_context=mqtt.tls_context() if address.tls else None))
+                                   username=mqtt.username, password=password,
+                                   tls_context=tls))
     except aiomqtt.MqttError as exc:
         raise RatedialError(f"cannot subscribe at {broker}: {exc}") from None
 
@@ -383,8 +383,6 @@ def record(broker: str, record: str, prefix: str | None, client_id: str | None,
                                  param_hint="--mqtt")
     mqtt.check_tls_for(broker)
     address = parse_broker(broker, tls=mqtt.tls, option="--mqtt")
-    if address.tls:
-        mqtt.tls_context()
     _check_credentials(mqtt, address)
     if share is not None and (not share or any(c in share for c in "/+#")):
         raise click.BadParameter(f"{share!r}: a group name has no '/', '+' or '#'",

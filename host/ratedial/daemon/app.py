@@ -334,6 +334,7 @@ async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | N
             if not daemon.cores:  # no dial ever answered (a bad --port, say): nothing to
                 # keep, and a file left behind would refuse the corrected command
                 remove_recording(path, recorder.made_dirs)
+
     def summarise() -> RunSummary:
         summary = RunSummary(path=recorder.path, seconds=time.monotonic() - t0,  # if restored
                              dials=list(daemon.views.values()), broker=broker_state(),

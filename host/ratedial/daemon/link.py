@@ -262,6 +262,10 @@ def _reason(exc: Any) -> str:
             "or another ratedial, then try again)"
     if "busy" in text.lower() or errno == 16:
         return "port is busy (another program has it open)"
+    if errno == 21 or "Is a directory" in text:
+        return "a folder, not a serial port"
+    if errno == 25 or "Inappropriate ioctl" in text:  # ENOTTY: /dev/null, a plain file
+        return "not a serial port"
     return text.splitlines()[0] if text else type(exc).__name__
 
 

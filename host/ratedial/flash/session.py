@@ -241,23 +241,14 @@ def wait_hello(port: str, *, firmware: str, board: str, timeout: float) -> Hello
 
 
 def _open_reason(port: str) -> str | None:
-    """Why ``port`` cannot be opened, as the OS says it (mpremote only says "failed to
-    access"): not there, not a serial port, a folder, busy, or no permission."""
-    import os
-
+    """Why ``port`` cannot be opened, as ``ratedial devices`` says it (mpremote only says
+    "failed to access"): not there, not a serial port, a folder, busy, no permission."""
     import serial
 
-    if not os.path.exists(port):
-        return "no such port"
-    if os.path.isdir(port):
-        return "a folder, not a serial port"
+    from ..daemon.link import _reason
+
     try:
         serial.Serial(port, exclusive=True).close()
     except (serial.SerialException, OSError, ValueError) as exc:
-        text = str(exc)
-        if "Inappropriate ioctl" in text:
-            return "not a serial port"
-        if "exclusively lock" in text or "busy" in text.lower():
-            return "port is busy: another program has it open"
-        return text.splitlines()[0] if text else type(exc).__name__
+        return _reason(exc)
     return None

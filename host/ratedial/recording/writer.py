@@ -195,7 +195,6 @@ class Recorder:
         self._con = con
         self._ident = _identity(self.path)
         self._next_look = time.monotonic() + LOOK_S
-        self.restored_from: list[Path] = []  # paths the recording was deleted from
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self._thread.start()
 
@@ -328,7 +327,6 @@ class Recorder:
             self._con.close()
         self._con, self.path = new, target
         self._ident = _identity(target)
-        self.restored_from.append(old)
         where = "to the same path" if target == old else f"to {target}"
         message = (f"{old} was deleted while recording: everything recorded so far was "
                    f"written again {where}, and recording goes on there")
@@ -368,15 +366,9 @@ class Recorder:
                 self._next_look = time.monotonic() + LOOK_S
                 if _identity(self.path) != self._ident:
                     self._write_again()
-        except RecordingError as exc:
-            self.error = exc
-            with self._flushed:
-                self._flushed.notify_all()
-            if self._on_error is not None:
-                self._on_error(self.error)
-            return False
-        except (sqlite3.Error, OSError) as exc:
-            self.error = RecordingError(describe_sqlite_error(self.path, exc))
+        except (RecordingError, sqlite3.Error, OSError) as exc:  # RecordingError: _write_again
+            self.error = exc if isinstance(exc, RecordingError) else RecordingError(
+                describe_sqlite_error(self.path, exc))
             with contextlib.suppress(sqlite3.Error):
                 self._con.execute("ROLLBACK")
             with self._flushed:

@@ -119,7 +119,7 @@ class WebServer:
                  tick_s: float = TICK_S) -> None:
         self.sink = sink
         self.host, self.port = parse_addr(addr)
-        self._local_only = is_loopback(self.host)  # then Host must name this machine
+        self._local_only = True  # then Host must name this machine: start() says, by address
         self.tick_s = tick_s
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Queue[bytes | None]] = set()
