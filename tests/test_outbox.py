@@ -176,3 +176,17 @@ def test_a_recording_in_use_is_not_resumed(tmp_path):
         os.close(fd)  # the daemon is gone: now its file may be finished by the next run
     assert unfinished(path, daemon_id="d1", prefix="ratedial",
                       broker="mqtt://b:1883") is not None
+
+
+def test_a_folder_name_with_uri_characters_is_read(tmp_path):
+    # "study #3?" would end an unquoted file: URI early: the killed run's tail was never
+    # found (and a replay request read nothing) in such a folder
+    folder = tmp_path / "study #3? 50%"
+    folder.mkdir()
+    make_recording(folder / "a.ratedial")
+    found = find_unfinished(folder, current=folder / "now.ratedial", daemon_id="d1",
+                            prefix="ratedial", broker="mqtt://b:1883")
+    assert [u.ranges for u in found] == [{KEY: [(0, 100)]}]
+    rows = Archive(folder / "a.ratedial").samples(KEY, 3, 5, must_read=True)
+    assert [r[0] for r in rows] == [3, 4]
+    assert not (folder / "a.ratedial-wal").exists()

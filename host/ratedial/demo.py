@@ -46,6 +46,7 @@ from ._platform import has_display
 from ._platform.privacy import make_private_dirs
 from .config import MqttConfig, RunConfig
 from .daemon.app import print_summary, serve
+from .recording.readonly import connect_ro
 
 TABLES = ("dials", "epochs", "samples", "gaps", "events", "sync_obs", "arrivals",
           "clock_models")
@@ -132,7 +133,7 @@ def _player_followed(path: Path, dials: int = 0) -> bool:
     if not path.exists():
         return False
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.2)
+        con = connect_ro(path, timeout=0.2)
         try:
             if con.execute("SELECT 1 FROM media_obs LIMIT 1").fetchone() is None:
                 return False
@@ -182,7 +183,7 @@ class Starter:
 
 def describe(path: Path) -> list[str]:
     """One line per table with its row count, and per rater the rating range."""
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    con = connect_ro(path)
     try:
         lines = [f"  {t:13s} {con.execute(f'SELECT count(*) FROM {t}').fetchone()[0]:>9,} rows"
                  for t in TABLES]

@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._platform.lock import held
+from ..recording.readonly import closed, connect_ro, uri
 from ..recording.schema import FORMAT, FORMAT_VERSION, MediaState
 from .errors import NotARecording
 from .guard import is_sqlite
@@ -174,12 +175,12 @@ def connect(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
     p = Path(path)
     if not p.is_file():
         raise NotARecording(f"{p}: no such recording file")
-    uri = p.resolve().as_uri() + ("?mode=rw" if write else "?mode=ro")
-    if not write and _closed(p):  # no side files made (they would outlive a read-only
-        uri += "&immutable=1"      # connection, and a finished recording look crashed)
+    # a closed file is opened immutable: no side files made (they would outlive a
+    # read-only connection, and a finished recording look crashed)
+    address = uri(p, "rw" if write else "ro", immutable=not write and closed(p))
     try:
         try:
-            con = _check(sqlite3.connect(uri, uri=True, check_same_thread=False))
+            con = _check(sqlite3.connect(address, uri=True, check_same_thread=False))
         except sqlite3.OperationalError:
             if write or not _read_only_folder(p):
                 raise
@@ -210,18 +211,6 @@ def connect(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
     return con
 
 
-def _closed(p: Path) -> bool:
-    """No process has the recording open: no ``-wal`` beside it (a writer's connection
-    keeps one; the last to close removes it) and the writers' lock is free."""
-    if Path(f"{p}-wal").exists():
-        return False
-    try:
-        with held(p) as free:
-            return free
-    except ImportError:  # no lock module here (an interpreter without fcntl): not known
-        return False
-
-
 def _fold_wal(p: Path) -> None:
     """Fold what a crashed run left in ``FILE-wal`` into the recording itself, so that the
     file alone holds everything from now on (docs/recording.md): only when no process writes
@@ -237,7 +226,7 @@ def _fold_wal(p: Path) -> None:
         if not free:  # being recorded: its writer folds it
             return
         try:
-            con = sqlite3.connect(p.resolve().as_uri() + "?mode=rw", uri=True)
+            con = sqlite3.connect(uri(p, "rw"), uri=True)
             try:
                 con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             finally:
@@ -281,8 +270,7 @@ def _immutable(p: Path) -> sqlite3.Connection:
             f"{p} is in a folder that cannot be written and has an unfinished {wal.name} "
             "file, which SQLite can read only where it can write: copy both files to a "
             "writable folder")
-    return sqlite3.connect(p.resolve().as_uri() + "?mode=ro&immutable=1", uri=True,
-                           check_same_thread=False)
+    return connect_ro(p, immutable=True, check_same_thread=False)
 
 
 def _json(text: str) -> Any:

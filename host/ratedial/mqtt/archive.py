@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .._platform.lock import held
+from ..recording.readonly import closed, connect_ro
 from .outbox import Key, _add
 
 SAMPLE_COLUMNS = ("sample_index, device_us, host_ns, count, rating, flags, media_s, "
@@ -37,14 +38,10 @@ MAX_RESUME_FILES = 50  # newest recordings in the directory that are looked at
 
 
 def _connect_ro(path: Path, *, unused: bool = False) -> sqlite3.Connection:
-    """Read-only. ``unused``: the caller holds the writers' lock, so nobody writes the file;
-    then one without a ``-wal`` file beside it has no connection open at all (the last to
-    close removes it) and is opened immutable, so that reading it makes no ``-wal`` and
-    ``-shm`` files, which a read-only connection could not remove (finished recordings
-    would look crashed)."""
-    if unused and not Path(f"{path}-wal").exists():
-        return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, timeout=5)
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    """Read-only; a recording no process has open (``unused``: the caller holds the writers'
+    lock) is opened immutable, so that reading it leaves no ``-wal`` and ``-shm`` files
+    beside it (a finished recording would look crashed)."""
+    return connect_ro(path, immutable=closed(path, lock_held=unused))
 
 
 def _wall_offset(con: sqlite3.Connection) -> int | None:
