@@ -45,15 +45,14 @@ from typing import Any
 
 from ..recording.schema import MediaState
 from .collect_ranges import (
-    MAX_RANGES,
     Range,
     RangeSet,
-    bounded,
     is_int,
     parse_ranges,
     subtract,
     within,
 )
+from .collect_requests import RequestPolicy, due_requests
 from .collect_state import (
     TAIL_SPAN,
     DialInfo,
@@ -93,9 +92,7 @@ class Collector:
         self.prefix = prefix
         self.store = store
         self.wall_offset_ns = wall_offset_ns
-        self.settle_s = settle_s
-        self.request_timeout_s = request_timeout_s
-        self.max_backoff_s = max_backoff_s
+        self.policy = RequestPolicy(settle_s, request_timeout_s, max_backoff_s)
         self.stats = Stats()
         self.dials: dict[str, DialInfo] = {}
         self.epochs: dict[tuple[str, int], EpochState] = {}
@@ -417,7 +414,7 @@ class Collector:
         still = subtract(asked, st.received, st.absent)
         progress = sum(b - a for a, b in still) < sum(b - a for a, b in asked)
         st.attempts = 0 if progress else st.attempts + 1
-        st.not_before = now + (0.0 if progress else self._backoff(st.attempts))
+        st.not_before = now + (0.0 if progress else self.policy.backoff(st.attempts))
 
     def _replayed(self, daemon: str, msg: dict[str, Any], now: float) -> None:
         if "run" in msg:
@@ -463,7 +460,7 @@ class Collector:
         progress = (head is not None or tail is not None
                     or sum(b - a for a, b in still) < sum(b - a for a, b in out.ranges))
         ep.attempts = 0 if progress else ep.attempts + 1
-        ep.not_before = now + (0.0 if progress else self._backoff(ep.attempts))
+        ep.not_before = now + (0.0 if progress else self.policy.backoff(ep.attempts))
 
     def _save_bounds(self) -> None:
         """Keep in the file where each boot's daemon records begin and end, as the replay
@@ -474,61 +471,13 @@ class Collector:
                          "end": ep.settled if ep.ended else None}
             for (u, b), ep in self.epochs.items() if ep.floor is not None or ep.ended})
 
-    def _backoff(self, attempts: int) -> float:
-        return float(min(self.max_backoff_s, self.settle_s * 2 ** max(0, attempts - 1)))
-
     # --- replay requests ------------------------------------------------------------------
 
     def due_requests(self, now: float) -> list[ReplayRequest | EventRequest]:
         """Replay requests to publish now (QoS 1), at most one outstanding per epoch and
         one per daemon run for events."""
-        out: list[ReplayRequest | EventRequest] = []
-        for st in self.runs.values():
-            if st.outstanding is not None:
-                if now - st.sent_at < self.request_timeout_s:
-                    continue
-                st.outstanding = None
-                st.attempts += 1
-                st.not_before = st.sent_at + self.request_timeout_s + self._backoff(st.attempts)
-                self.stats.timeouts += 1
-            if now < st.not_before:
-                continue
-            missing = st.holes(now, self.settle_s)
-            if not missing:
-                st.attempts = 0
-                continue
-            ereq = EventRequest(st.daemon, st.run, tuple(missing[:MAX_RANGES]))
-            st.outstanding, st.sent_at = ereq, now
-            self.stats.requests += 1
-            self.stats.requested_events += sum(b - a for a, b in ereq.ids)
-            out.append(ereq)
-        for ep in self.epochs.values():
-            ep.settle(now, self.settle_s)
-            if ep.outstanding is not None:
-                if now - ep.sent_at < self.request_timeout_s:
-                    continue
-                ep.outstanding = None  # no answer: the daemon may not be there (yet)
-                ep.attempts += 1
-                ep.not_before = ep.sent_at + self.request_timeout_s + self._backoff(ep.attempts)
-                self.stats.timeouts += 1
-            if ep.daemon is None or now < ep.not_before:
-                continue
-            holes = ep.holes(now, self.settle_s)
-            if not holes:
-                ep.attempts = 0
-                continue
-            ranges = bounded(holes)
-            k = len(ranges) - 1
-            if k > 0 and ranges[k] != holes[k] and holes[k] == ep.tail():
-                # A cut tail would make the indices past the cut look absent (a gap):
-                # it is asked for whole, in a later request.
-                ranges = ranges[:k]
-            req = ReplayRequest(ep.daemon, ep.dial, ep.boot, ranges)
-            ep.outstanding, ep.sent_at = req, now
-            self.stats.requests += 1
-            self.stats.requested_samples += sum(b - a for a, b in req.ranges)
-            out.append(req)
-        return out
+        return due_requests(self.policy, self.runs.values(), self.epochs.values(), self.stats,
+                            now)
 
     def holes(self) -> dict[tuple[str, int], list[Range]]:
         """Current holes of every epoch (below its settled horizon)."""
