@@ -9,7 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ratedial.media import ClockConfig, MediaClock, PollExtrapolate, Source
-from ratedial.players.mpv import mpv_clock_config
+from ratedial.players.mpv_input import mpv_clock_config
 from ratedial.players.simulate import STANDARD_SCRIPT, Action, simulate
 from ratedial.players.vlc import vlc_clock_config
 from ratedial.recording import MediaState

@@ -46,7 +46,8 @@ from conftest_media import (
 )
 from daemonrun import assert_exact_accounting, epoch_indices, query, start_daemon, wait_until
 from ratedial.media import MediaClock
-from ratedial.players.mpv import OBSERVED, MpvInput, mpv_clock_config
+from ratedial.players.mpv import OBSERVED
+from ratedial.players.mpv_input import MpvInput, mpv_clock_config
 from ratedial.recording import MediaState
 from ratedial.virtual import VirtualDial
 

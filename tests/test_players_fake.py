@@ -802,7 +802,7 @@ def test_garbage_from_a_player_is_skipped_or_oserror():
     from ratedial.media import MediaClock
     from ratedial.players.http import http_get
     from ratedial.players.mpc import mpc_snapshot
-    from ratedial.players.mpv import MpvInput, mpv_clock_config
+    from ratedial.players.mpv_input import MpvInput, mpv_clock_config
 
     inp = MpvInput(MediaClock(mpv_clock_config(0.0)))
     for data in (10**400, float("nan"), float("inf"), -3.0, True, "1.0", [1]):
@@ -855,7 +855,7 @@ def test_mpv_messages_of_one_load_in_any_order_give_one_media_load(order) -> Non
     """mpv reports ``start-file``, the ``path`` property and ``file-loaded`` in an order that
     depends on when the IPC client connected and on scheduling: one file is one load."""
     from ratedial.media import MediaClock
-    from ratedial.players.mpv import MpvInput, mpv_clock_config
+    from ratedial.players.mpv_input import MpvInput, mpv_clock_config
 
     msgs = {"start": {"event": "start-file"},
             "path": {"event": "property-change", "name": "path", "data": "/v/a.mp4"},
@@ -931,7 +931,7 @@ def test_mpv_opening_seek_after_the_identity_is_no_media_seek() -> None:
     ``media_pause`` and ``media_play``. A seek that lands where it started is no event; a
     seek that moves still is one."""
     from ratedial.media import MediaClock
-    from ratedial.players.mpv import MpvInput, mpv_clock_config
+    from ratedial.players.mpv_input import MpvInput, mpv_clock_config
 
     clock = MediaClock(mpv_clock_config(0.0))
     inp = MpvInput(clock)

@@ -45,7 +45,7 @@ with _instrument:
     from ratedial.media import MediaClock
     from ratedial.players import http as player_http
     from ratedial.players.mpc import MpcSession
-    from ratedial.players.mpv import MpvInput, mpv_clock_config
+    from ratedial.players.mpv_input import MpvInput, mpv_clock_config
     from ratedial.players.polled import PolledSession
     from ratedial.players.spec import parse_spec
     from ratedial.players.vlc import VlcSession, current_path

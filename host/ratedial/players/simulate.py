@@ -24,7 +24,7 @@ from ..media import MediaClock, MediaEvent, PollExtrapolate
 from ..recording.schema import MediaState
 from .fake_media import Emit, FakeMedia
 from .mpc import MpcSession, mpc_snapshot, parse_variables
-from .mpv import MpvInput, mpv_clock_config
+from .mpv_input import MpvInput, mpv_clock_config
 from .vlc import VlcSession
 
 NS = 1_000_000_000
