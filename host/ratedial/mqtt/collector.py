@@ -39,7 +39,6 @@ Invariants:
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -64,6 +63,7 @@ from .collect_state import (
     Stats,
     Store,
 )
+from .topics import loads
 
 BOUNDS_META = "collected_bounds"  # meta key: {"<dial>/<boot>": {"floor", "ended", "end"}}
 ABSENT = "absent"  # gap reason for indices no daemon recording holds
@@ -145,7 +145,7 @@ class Collector:
             return
         kind, ident, leaf = parts[n + 1], parts[n + 2], parts[n + 3]
         try:
-            msg = json.loads(payload)
+            msg = loads(payload)
         except (ValueError, UnicodeDecodeError):
             self.stats.rejected += 1
             return

@@ -36,6 +36,7 @@ from .acks import subscribe
 from .backoff import Backoff
 from .collect_ranges import MAX_SAMPLES, RangeSet, is_int
 from .requests import BrokerAddress
+from .topics import loads
 
 LEAVES = ("samples", "backfill", "events", "status")  # of <prefix>/v1/dials/+/...
 
@@ -65,7 +66,7 @@ class Monitor:
     def feed(self, topic: str, payload: bytes) -> str | None:
         """Account for one message; return a one-line description of events."""
         try:
-            msg = json.loads(payload)
+            msg = loads(payload)
         except ValueError:
             return None
         if not isinstance(msg, dict):
@@ -101,6 +102,8 @@ class Monitor:
             d.missing = missing if is_int(missing) else 0
             if "rater" in msg:  # the daemon's word on the dial now, a null label included
                 d.rater = _text(msg["rater"])
+            if d.rating is None:  # until a live sample tells it (a status comes each second)
+                d.rating = _number(msg.get("rating"))
         elif leaf == "events":
             self.events.append(msg)
             return f"{msg.get('kind')} {json.dumps(msg.get('data'))}"

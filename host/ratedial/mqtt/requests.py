@@ -6,12 +6,12 @@ Pure functions (no connection), bounded so a request cannot flood the daemon; sp
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import UsageError, hide_userinfo
+from .topics import loads
 
 MAX_REQUEST_RANGES = 100
 MAX_REQUEST_SAMPLES = 3_600_000  # one hour at 1 kHz per request
@@ -82,7 +82,7 @@ def parse_replay_request(raw: Any) -> dict[str, Any] | None:
     Samples: ``{"v": 1, "dial", "boot", "ranges"}``; events of one run of the daemon:
     ``{"v": 1, "run", "events"}`` (ranges of event ids)."""
     try:
-        req = json.loads(raw)
+        req = loads(raw)
         if not isinstance(req, dict) or req.get("v") != 1:
             return None
         if "run" in req:
