@@ -66,6 +66,20 @@ def test_reboot_starts_a_new_epoch_without_moving_the_rating():
     assert s.ratings == (70.0, 71.0, 72.0)  # counts restarted at 0, the rating did not jump
 
 
+def test_turns_before_a_new_boots_first_sample_move_the_rating():
+    """docs/recording.md: the rating carries over a reboot from the new boot's count 0, also
+    the turns made before its first frame came. An audit (2026-12-05, virtual dial, reboot
+    while turning): index 0 itself arrived with count 1 and was taken as the base, so the
+    rest of the session was a point off (-5 in another run)."""
+    for first in (1, -5):
+        c = core()
+        c.hello(hello(1), host(0))
+        c.samples(frame(0, [0] * 5 + [20] * 5), host(0))
+        c.hello(hello(2, t_us=0), host(10))
+        (s,) = of(c.samples(frame(0, [first, first + 1], t0=500), host(3)), SamplesOut)
+        assert s.ratings == (70.0 + first, 71.0 + first)
+
+
 def _reboot_whose_start_never_came(*, unplugged: bool):
     """A dial rebooted during the run and its first 1.38 s never reached the host (a Pico's
     port is gone while it reboots; its frames are discarded until the port is open again),

@@ -295,9 +295,10 @@ class DialCore:
         counts = s.counts[k0:]
         flags = s.flags[k0:]
         if not ep.first_count_seen:
-            # A boot that began during the run counted from 0 at index 0 (an encoder's count
-            # starts there): turns made before its first frame came move the rating too.
-            from_zero = ep.booted_in_run and new.start > 0 and ep.hello.backend != "adc"
+            # A boot that began during the run counted from 0 at its start (an encoder's
+            # count starts there, before index 0): turns made before its first frame came,
+            # and before its first sample, move the rating too.
+            from_zero = ep.booted_in_run and ep.hello.backend != "adc"
             self.rating.rebase(0 if from_zero else counts[0])
             ep.first_count_seen = True
         ratings, resets = self.rating.frame(new.start, times, counts, flags)
