@@ -723,3 +723,34 @@ def test_tiny_p_values_stay_numbers_and_times_add_up_to_the_video(tmp_path: Path
         "dyads"][0]["raters"]
     assert r["duration_s"] == pytest.approx(20.05)
     assert r["rated_s"] + r["filled_s"] + r["missing_s"] == pytest.approx(20.05)
+
+
+def test_an_empty_file_is_not_sent_looking_for_a_wal(tmp_path: Path) -> None:
+    """An audit (2026-12-05): an empty file was told "its data is in empty.ratedial-wal:
+    copy that file beside it too" (the hint for a crashed run's copy, whose file is 4 KiB)."""
+    empty = tmp_path / "empty.ratedial"
+    empty.touch()
+    for cmd in (("analyze", str(empty)), ("export", str(empty), "-o", str(tmp_path / "x"))):
+        res = run(*cmd)
+        one_line_error(res, 1, "empty.ratedial is not a ratedial recording")
+        assert "-wal" not in res.stderr, res.stderr
+
+
+def test_annotating_a_recording_in_a_read_only_folder_says_read_only(tmp_path: Path) -> None:
+    """An audit (2026-12-05): a healthy recording in a folder nobody may write (here an
+    immutable one, which stops root too) was called "damaged ... a truncated or partly
+    copied file?" by annotate, while analyze read it."""
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    path = dyad(folder / "k.ratedial")
+    if subprocess.run(["chattr", "+i", str(folder)], check=False,
+                      capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not possible here")
+    try:
+        res = run("annotate", str(path), "srs=37")
+        one_line_error(res, 1, "k.ratedial cannot be changed", "read-only")
+        assert "damaged" not in res.stderr
+        assert run("analyze", str(path), "--brief", "--no-truth-bias",
+                   "--bootstrap", "200").returncode == 0
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=False)

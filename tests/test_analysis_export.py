@@ -79,6 +79,9 @@ def test_sidecar_describes_everything(exported):
     assert dyad["dyad"] == "D3" and dyad["pair"] == ["client", "therapist"]
     c, t = dyad["series"]
     assert c["annotations"] == {"srs": 31} and c["session"] == {"dyad": "D3"}
+    # docs/recording.md: its file name, as in the CSV (it was the path as typed)
+    names = set(pd.read_csv(exported / "study.long.csv")["recording"])
+    assert {c["recording"], t["recording"]} == names and "/" not in c["recording"]
     assert [(g["reason"], g["n_missing"]) for g in c["gaps"]] == [("device_drop", 200),
                                                                   ("crc", 20)]
     assert c["gaps"][0]["seconds"] == pytest.approx(2.0)

@@ -141,7 +141,7 @@ def _series_json(s: Series) -> dict[str, Any]:
     epochs = rec.epochs_of(s.dial.dial_id)
     clocks = [c for c in rec.clocks if c.epoch_id in {e.epoch_id for e in epochs}]
     return {
-        "rater": s.rater, "recording": str(rec.path),
+        "rater": s.rater, "recording": rec.path.name,  # as in the CSV
         "dial": {"uid": s.dial.uid, "board": s.dial.board, "firmware": s.dial.firmware,
                  "backend": s.dial.backend},
         "epochs": [{"epoch_id": e.epoch_id, "boot_id": e.boot_id, "sample_rate_hz": e.rate_hz}

@@ -190,11 +190,14 @@ def connect(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         if "no such table" in str(exc):
             hint = ""
-            if not Path(f"{p}-wal").exists() and p.stat().st_size <= 8192:
+            if not Path(f"{p}-wal").exists() and 0 < p.stat().st_size <= 8192:
                 hint = ("; if it is a recording copied after a crash, its data is in "
                         f"{p.name}-wal: copy that file beside it too")
             raise NotARecording(f"{p} is not a ratedial recording (an SQLite file without "
                                 f"ratedial's meta table{hint})") from None
+        if write and is_sqlite(p) and (not os.access(p, os.W_OK) or _read_only_folder(p)):
+            raise NotARecording(f"{p} cannot be changed: the file or its folder is read-only "
+                                "(copy it to a folder you can write)") from None
         if is_sqlite(p):
             raise NotARecording(f"{p} is damaged: an SQLite file that SQLite cannot read "
                                 f"({exc}; a truncated or partly copied file?)") from None
