@@ -295,3 +295,26 @@ def test_a_frame_that_skips_indices_is_confirmed_by_the_next_or_rejected():
     assert gaps == [(20, 30, GapReason.CRC), (40, 50, GapReason.CRC)]
     assert [s.first_index for s in of(outs, SamplesOut)] == [30, 50, 60]
     assert c.missing_by_reason()["crc"] == 20 and c.missing_by_reason()["rejected"] == 0
+
+
+def test_a_ping_sent_to_the_boot_before_is_not_a_bound_of_the_new_one():
+    """An audit (2026-12-05, virtual dial rebooted mid-run): a PING written to the old boot
+    and read by the new one gave the new epoch a SYNC whose send time came before the boot
+    began: a loose lower bound 135 ms wide that put the first model 67 ms early (timing.md
+    says ±25 ms until the first SYNC). The new boot's bounds start with its HELLO."""
+    from ratedial.outputs import SyncOut
+    from ratedial.wire import Sync
+
+    c = core()
+    c.hello(hello(1), host(0))
+    c.samples(frame(0, [0] * 10), host(0))
+    sent = host(100)  # the PING, to boot 1
+    c.hello(hello(2, t_us=20_000), sent + 60_000_000)  # boot 2 began since; its HELLO came
+    outs = c.receive(Sync(seq=1, token=101, t_rx_us=21_000, t_tx_us=21_010),
+                     sent + 135_000_000, ping_sent_ns=sent)
+    assert of(outs, SyncOut) == [] and c.epoch.n_syncs == 0
+    # a PING sent to the new boot is its bound
+    sent2 = sent + 140_000_000
+    outs = c.receive(Sync(seq=2, token=102, t_rx_us=100_000, t_tx_us=100_010),
+                     sent2 + 300_000, ping_sent_ns=sent2)
+    assert len(of(outs, SyncOut)) == 1 and c.epoch.n_syncs == 1
