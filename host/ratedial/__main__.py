@@ -1,3 +1,3 @@
-from ratedial.cli import main
+from ratedial.entry import main
 
 main()

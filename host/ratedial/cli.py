@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 import click
 
 from . import __version__
+from ._platform.signals import ignore_stop_signals
 from .cli_types import FiniteRange
 from .errors import RatedialError, UsageError, hide_userinfo
 
@@ -234,6 +236,7 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
     _platform_notes(cfg.record or "recordings")
     try:
         summary = serve(cfg, console=console)
+        ignore_stop_signals()  # the run has ended: a second Ctrl+C must not make it a kill
     except RatedialError as exc:
         stopped = getattr(exc, "summary", None)  # the recording failed: still the counts
         if as_json and stopped is not None:
@@ -449,9 +452,15 @@ def main() -> None:
     logging.getLogger("mqtt").addFilter(lambda _record: False)
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        # click turns Ctrl+C (and SIGTERM or SIGHUP, raised alike: ratedial.entry) into Abort
+        cause = exc if isinstance(exc, KeyboardInterrupt) else exc.__cause__
+        if not isinstance(cause, KeyboardInterrupt):  # end of input at a prompt
+            click.echo("aborted", err=True)
+            sys.exit(130)
+        signum = getattr(cause, "signum", signal.SIGINT)
+        click.echo(f"ratedial: stopped ({signal.Signals(signum).name})", err=True)
+        sys.exit(128 + signum)
     except click.UsageError as exc:  # a bad option or value: one line, like every error
         hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
         click.echo(f"ratedial: error: {exc.format_message()}{hint}", err=True)
@@ -467,5 +476,3 @@ def main() -> None:
         where = f"{exc.filename}: " if exc.filename else ""
         click.echo(f"ratedial: error: {where}{exc.strerror or exc}", err=True)
         sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)

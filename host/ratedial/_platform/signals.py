@@ -110,21 +110,46 @@ def _hung_up(ttys: list[int], stop: Callable[[], None]) -> None:
     stop()
 
 
-@contextlib.contextmanager
-def interrupt_on_terminate() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGHUP raise KeyboardInterrupt like Ctrl+C, so the
-    block's cleanup runs (a half-written file removed) instead of the process dying on the
-    spot. POSIX only, main thread only; elsewhere a no-op."""
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+class StopSignal(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl+C raises KeyboardInterrupt; ``signum`` says which."""
 
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise StopSignal(signum)
+
+
+def raise_on_terminate() -> dict[signal.Signals, Any]:
+    """From now on SIGTERM and SIGHUP raise :class:`StopSignal` (a KeyboardInterrupt) like
+    Ctrl+C, instead of killing the process on the spot; returns the handlers replaced. POSIX
+    only, main thread only; elsewhere nothing changes."""
     previous: dict[signal.Signals, Any] = {}
     for name in ("SIGTERM", "SIGHUP"):
         sig = getattr(signal, name, None)
         if sig is None or sys.platform == "win32":
             continue
         with contextlib.suppress(ValueError, OSError):  # not the main thread
-            previous[sig] = signal.signal(sig, handler)
+            previous[sig] = signal.signal(sig, _raise_stop)
+    return previous
+
+
+def ignore_stop_signals() -> None:
+    """From now on the stop signals do nothing (a run has ended and only says so: a second
+    Ctrl+C must not turn its clean end into a kill). Main thread only."""
+    for sig in stop_signals():
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(sig, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def interrupt_on_terminate() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise KeyboardInterrupt like Ctrl+C, so the
+    block's cleanup runs (a half-written file removed) instead of the process dying on the
+    spot. POSIX only, main thread only; elsewhere a no-op."""
+    previous = raise_on_terminate()
     try:
         yield
     finally:
