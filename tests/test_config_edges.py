@@ -415,3 +415,25 @@ def test_two_labels_for_one_port_not_plugged_in_yet_are_refused(tmp_path: Path) 
         RunConfig(raters={"client": str(gone), "therapist": f"{tmp_path}/../{tmp_path.name}"
                                                            f"/ttyGONE"})
     RunConfig(raters={"client": str(gone), "therapist": str(tmp_path / "ttyOTHER")})
+
+
+def test_one_port_written_two_ways_is_opened_once(tmp_path: Path) -> None:
+    """An audit (2026-12-05): a config's ``ports = ["dialA"]`` plus ``--port $PWD/dialA`` (or
+    /dev/ttyACM0 and its /dev/serial/by-id link) opened the port twice, and the run stopped
+    with "port is busy: another program has it open"."""
+    from ratedial.virtual import VirtualDial
+
+    rec = tmp_path / "r.ratedial"
+    with VirtualDial(seed=76, subprocess=True) as dial:
+        link = tmp_path / "dialA"
+        link.symlink_to(dial.port)
+        conf = tmp_path / "c.toml"
+        conf.write_text('ports = ["dialA"]\nscan = false\n[mqtt]\nbroker = "none"\n')
+        res = run("run", "--config", str(conf), "--port", dial.port, "--port", str(link),
+                  "--duration", "2", "--record", str(rec), "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "busy" not in res.stderr
+    (d,) = json.loads(res.stdout.strip().splitlines()[-1])["dials"]
+    assert d["received"] > 0
+    assert RunConfig(ports=("a", "./a", str(tmp_path / "b"), f"{tmp_path}/x/../b")).ports == \
+        ("a", str(tmp_path / "b"))

@@ -232,6 +232,13 @@ class SerialConfig:
             raise UsageError(f"config: serial.io must be one of {', '.join(SERIAL_IO)}")
 
 
+def _dial_key(ident: str) -> str:
+    """A port however written (./vd0 and the /dev/pts/1 it links to, /dev/../dev/x for a port
+    not plugged in yet) is one key; a dial id or COM3 in any case."""
+    is_path = os.path.exists(ident) or "/" in ident or os.sep in ident
+    return os.path.realpath(ident) if is_path else ident.lower()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunConfig:
     ports: tuple[str, ...] = ()
@@ -252,13 +259,15 @@ class RunConfig:
     serial: SerialConfig = field(default_factory=SerialConfig)
 
     def __post_init__(self) -> None:
+        # One port however written (the config's ports and --port add up): opened twice, the
+        # second open found the port busy and the run stopped ("another program has it").
+        ports: dict[str, str] = {}
+        for port in self.ports:
+            ports.setdefault(os.path.normcase(os.path.realpath(port)), port)  # COM3 = com3
+        object.__setattr__(self, "ports", tuple(ports.values()))
         seen: dict[str, str] = {}
         for label, ident in self.raters.items():
-            # a port however written (./vd0 and the /dev/pts/1 it links to, /dev/../dev/x
-            # for a port not plugged in yet) is one dial; an id or COM3 in any case
-            is_path = os.path.exists(ident) or "/" in ident or os.sep in ident
-            key = os.path.realpath(ident) if is_path else ident.lower()
-            other = seen.setdefault(key, label)
+            other = seen.setdefault(_dial_key(ident), label)
             if other != label:
                 raise UsageError(f"raters: {other} and {label} both name dial {ident}; each "
                                  "rater needs a dial of their own")
