@@ -437,3 +437,14 @@ def test_one_port_written_two_ways_is_opened_once(tmp_path: Path) -> None:
     assert d["received"] > 0
     assert RunConfig(ports=("a", "./a", str(tmp_path / "b"), f"{tmp_path}/x/../b")).ports == \
         ("a", str(tmp_path / "b"))
+
+
+def test_rater_labels_that_differ_only_in_case_are_refused() -> None:
+    """An audit (2026-12-05): run recorded client and Client on two dials; analyze, which
+    pairs labels in any case, then refused the file ("rater 'Client' appears twice")."""
+    with pytest.raises(UsageError, match="client and Client differ only in case"):
+        RunConfig(raters={"client": "dialA", "Client": "dialB"})
+    res = run("run", "--broker", "none", "--no-scan", "--port", "dialA", "--port", "dialB",
+              "--rater", "client=dialA", "--rater", "Client=dialB", "--duration", "1")
+    assert res.returncode == 2 and "differ only in case" in res.stderr, res.stderr
+    assert res.stderr.count("\n") == 1

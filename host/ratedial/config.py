@@ -265,6 +265,12 @@ class RunConfig:
         for port in self.ports:
             ports.setdefault(os.path.normcase(os.path.realpath(port)), port)  # COM3 = com3
         object.__setattr__(self, "ports", tuple(ports.values()))
+        folded: dict[str, str] = {}
+        for label in self.raters:
+            other = folded.setdefault(label.casefold(), label)
+            if other != label:  # the analysis pairs labels in any case: one rater twice
+                raise UsageError(f"raters: {other} and {label} differ only in case, and the "
+                                 "analysis takes them as one rater; give each its own label")
         seen: dict[str, str] = {}
         for label, ident in self.raters.items():
             other = seen.setdefault(_dial_key(ident), label)
