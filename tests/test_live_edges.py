@@ -54,6 +54,7 @@ def test_a_broker_url_takes_nothing_after_the_port() -> None:
     ("[mqtt]\ntopic_prefix = \"/lab/\"\n", "empty level"),
     ("duration_s = -3\n", "duration_s"),
     ("duration_s = 0\n", "duration_s"),
+    ("duration_s = 1e308\n", "between 0.1 and 1e9"),  # as --duration (an audit, 2026-12-05)
     # an audit (2026-12-04): a date in [session] was a traceback and left a broken file;
     # a rater's dial given as a number, or an empty label, was taken as text
     ("[session]\nwhen = 2024-01-01\n", "session.when"),
@@ -358,3 +359,11 @@ def test_a_rater_by_port_matches_however_the_port_is_written(tmp_path: Path,
         assert cfg.raters_for("e66038b7132f4a2c", str(port)) == ["client"], ident
     assert RunConfig(raters={"client": "dial1"}).raters_for("e66038b7132f4a2c",
                                                             str(port)) == []
+
+
+def test_a_bare_ratedial_prints_its_help_not_an_error() -> None:
+    """An audit (2026-12-05): `ratedial` alone said "ratedial: error: Usage: ..." with the
+    whole help inside an error line and a hint to see the help."""
+    res = run()
+    assert res.returncode == 2 and res.stdout.startswith("Usage: "), res
+    assert "error" not in res.stderr and "Commands:" in res.stdout

@@ -461,6 +461,9 @@ def main() -> None:
         signum = getattr(cause, "signum", signal.SIGINT)
         click.echo(f"ratedial: stopped ({signal.Signals(signum).name})", err=True)
         sys.exit(128 + signum)
+    except click.exceptions.NoArgsIsHelpError as exc:  # a bare `ratedial`: its help
+        click.echo(exc.format_message())
+        sys.exit(exc.exit_code)
     except click.UsageError as exc:  # a bad option or value: one line, like every error
         hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
         click.echo(f"ratedial: error: {exc.format_message()}{hint}", err=True)

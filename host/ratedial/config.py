@@ -277,8 +277,9 @@ class RunConfig:
             if other != label:
                 raise UsageError(f"raters: {other} and {label} both name dial {ident}; each "
                                  "rater needs a dial of their own")
-        if self.duration_s is not None and not self.duration_s >= 0.1:
-            raise UsageError("config: duration_s must be at least 0.1 (seconds)")
+        if self.duration_s is not None and not 0.1 <= self.duration_s <= 1e9:
+            # the bound of --duration (and of every option without one of its own)
+            raise UsageError("config: duration_s must be between 0.1 and 1e9 (seconds)")
         if not 0.01 <= self.ping_interval_s <= 60:
             raise UsageError("config: ping_interval_s must be between 0.01 and 60 (seconds)")
 
