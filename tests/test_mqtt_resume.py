@@ -97,12 +97,15 @@ def test_replay_requests_are_answered_from_the_recording(tmp_path):
         for junk in (b"\xff\x00", b"{}", b'{"v":1,"dial":"x","boot":1,"ranges":[[5,2]]}'):
             paho_publish.single(topic, junk, qos=1, hostname="127.0.0.1", port=broker.port)
         lo = query(rec, "SELECT min(sample_index) FROM samples")[0][0] + 100
-        request = {"v": 1, "dial": DIAL, "boot": 42, "ranges": [[lo, lo + 100], [10**7, 10**7 + 5]]}
+        # overlapping ranges are served once (an audit, 2026-12-05: 100 copies of one range
+        # were served 100 times, 653,440 samples for a 20,000-sample recording)
+        asked = [[lo, lo + 100], [lo + 50, lo + 100], [lo, lo + 60], [10**7, 10**7 + 5]]
+        request = {"v": 1, "dial": DIAL, "boot": 42, "ranges": asked}
         paho_publish.single(topic, json.dumps(request), qos=1, hostname="127.0.0.1",
                             port=broker.port)
         assert sub.wait_for(lambda s: s.payloads["daemon_replayed"], 20)
         run = json.loads(query(rec, "SELECT value FROM meta WHERE key = 'run_id'")[0][0])
-        ask = {"v": 1, "run": run, "events": [[1, 3], [10**6, 10**6 + 1]]}
+        ask = {"v": 1, "run": run, "events": [[1, 3], [1, 3], [10**6, 10**6 + 1]]}
         paho_publish.single(topic, json.dumps(ask), qos=1, hostname="127.0.0.1",
                             port=broker.port)
         assert sub.wait_for(lambda s: len(s.payloads["daemon_replayed"]) == 2, 20)
@@ -110,13 +113,13 @@ def test_replay_requests_are_answered_from_the_recording(tmp_path):
         port.close()
         sub.stop()
     reply, events_reply = sub.payloads["daemon_replayed"]
-    assert events_reply == {"v": 1, "run": run, "events": [[1, 3], [10**6, 10**6 + 1]],
+    assert events_reply == {"v": 1, "run": run, "events": [[1, 3], [1, 3], [10**6, 10**6 + 1]],
                             "absent": [[10**6, 10**6 + 1]]}
     again = sorted(e["id"] for e in sub.events if e["replay"])
     assert again == [1, 2]
     assert any(p.get("run") == run and p.get("next_event", 0) > 2 for p in sub.daemon_status)
     assert reply == {"v": 1, "dial": DIAL, "boot": 42,
-                     "ranges": [[lo, lo + 100], [10**7, 10**7 + 5]],
+                     "ranges": asked,
                      "absent": [[10**7, 10**7 + 5]]}
     assert all(sub.seen[(DIAL, 42, i)] == 2 for i in range(lo, lo + 100))  # live, then replayed
     assert sub.replayed == 100

@@ -26,7 +26,7 @@ from .archive import (
     read_samples,
 )
 from .outbox import Key, Outbox
-from .requests import contiguous_chunks, parse_replay_request
+from .requests import contiguous_chunks, parse_replay_request, union
 from .topics import Topics, dumps, event_payload, samples_payload
 
 log = logging.getLogger("ratedial.mqtt")
@@ -225,7 +225,7 @@ class FromRecordings:
             await asyncio.to_thread(self.recorder.flush)
             absent: list[list[int]] = []
             try:
-                for first, end in req["ranges"]:
+                for first, end in union(req["ranges"]):  # each index once
                     rows = await asyncio.to_thread(read_samples, self.archives, key, first, end)
                     await self._send_rows(key, rows)
                     absent += [[a, b] for a, b in absent_ranges(first, end,
@@ -246,7 +246,7 @@ class FromRecordings:
         archive = next((a for a in self.archives if a.run_id == req["run"]), None)
         await asyncio.to_thread(self.recorder.flush)
         absent: list[list[int]] = []
-        for first, end in req["events"]:
+        for first, end in union(req["events"]):  # each id once
             found: list[int] = []
             if archive is not None:
                 rows = await asyncio.to_thread(archive.events, range(first, end))

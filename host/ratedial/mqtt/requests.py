@@ -66,14 +66,24 @@ def _parse_ranges(ranges: Any, limit: int) -> list[tuple[int, int]] | None:
     if not isinstance(ranges, list) or not 0 < len(ranges) <= MAX_REQUEST_RANGES:
         return None
     out = []
-    total = 0
     for r in ranges:
         if (not isinstance(r, list) or len(r) != 2
                 or not all(type(x) is int for x in r) or not 0 <= r[0] < r[1]):
             return None
-        total += r[1] - r[0]
         out.append((r[0], r[1]))
-    return out if total <= limit else None
+    return out if sum(b - a for a, b in union(out)) <= limit else None
+
+
+def union(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The indices ``ranges`` cover, each once: sorted, overlaps merged (100 copies of one
+    hour-long range are one hour, served once, not 100 hours)."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
 
 
 def parse_replay_request(raw: Any) -> dict[str, Any] | None:
