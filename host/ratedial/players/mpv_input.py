@@ -24,7 +24,12 @@ Observation = tuple[float | None, float | None, bool | None, str]
 
 
 def mpv_clock_config(latency_ms: float) -> ClockConfig:
-    return ClockConfig(source=Source.PUSH, latency_ms=latency_ms, max_lead_frames=1.5)
+    """mpv's reports are lower bounds, one a frame: the line rests on the last second of them
+    (``window_s``). mpv does not always play at the speed it says: after a speed change its
+    frames came at the old cadence for ~3 s (headless, 2026-12-05 audit), and a line resting
+    on 5 s of reports ran ahead at the frame ceiling (median 27 ms at 1.5-4x; 1 ms with 1 s)."""
+    return ClockConfig(source=Source.PUSH, latency_ms=latency_ms, max_lead_frames=1.5,
+                       window_s=1.0)
 
 
 @dataclass(slots=True)
