@@ -197,7 +197,11 @@ def _truth_bias(groups: Sequence[Group], kw: dict[str, Any], step_s: float) -> A
     if any(g.paired_by != "roles" for g in pairs):  # paired by label order: name the labels
         named = {(g.pair[0].rater, g.pair[1].rater) for g in pairs if g.pair is not None}
         truth, judge = next(iter(named)) if len(named) == 1 else ("rater a", "rater b")
-    return fit(data, truth=truth, judge=judge)
+    try:
+        return fit(data, truth=truth, judge=judge)
+    except ValueError as exc:  # no optimizer could fit it: the rest of the report stands
+        click.echo(f"ratedial: Truth-and-Bias not fitted: {exc}", err=True)
+        return None
 
 
 def _tb_columns(tb: Any, dyad: str) -> dict[str, Any]:
