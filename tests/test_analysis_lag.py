@@ -131,3 +131,22 @@ def test_the_lag_interval_is_shown_with_its_own_estimate(tmp_path):
     assert ("in blocks" in line) == differs
     if differs:
         assert f"in blocks {pair['lag']['lag_s']:g} s" in line
+
+
+def test_raters_who_move_in_opposite_directions_have_their_lag_where_r_is_most_negative():
+    """An audit (2026-12-05): a dyad that disagreed throughout (r -0.99, the therapist 0.1 s
+    behind) got a best lag of 8.4 s at r 0.59, the highest positive r, and --align-lag then
+    reported the dyad as agreeing (r 0.59)."""
+    from ratedial.analysis.stats import best_lag, cross_correlation
+
+    rng = np.random.default_rng(3)
+    truth = smooth_random(5, 700.0, knot_s=6.0)
+    t = np.arange(0, 600, 1 / RATE)
+    x = truth(t) + rng.normal(0, 1, len(t))
+    y = 100 - truth(t - 0.8) + rng.normal(0, 1, len(t))  # opposite, 0.8 s behind
+    lags, r = cross_correlation(x, y, int(10 * RATE))
+    lag, at = best_lag(lags, r)
+    assert lag / RATE == pytest.approx(0.8, abs=0.1) and at < -0.9
+    boot = reaction_lag(x, y, rate_hz=RATE, max_lag_s=10, block_s=40, replicates=200)
+    assert boot is not None and boot.lag_s == pytest.approx(0.8, abs=0.1) and boot.r < -0.9
+    assert boot.ci_low_s <= 0.8 <= boot.ci_high_s

@@ -61,8 +61,9 @@ def _r(s: FloatArray) -> FloatArray:
 
 
 def _best(r: FloatArray, lags: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """Per row, the lag of the highest r (the smallest |lag| among equal maxima)."""
-    filled = np.where(np.isnan(r), -np.inf, r)
+    """Per row, the lag of the highest |r| (the smallest |lag| among equal maxima), as
+    :func:`~.stats.best_lag`."""
+    filled = np.where(np.isnan(r), -np.inf, np.abs(r))
     top = filled.max(axis=-1, keepdims=True)
     tie = np.isclose(filled, top, rtol=0, atol=1e-12)
     score = np.where(tie, -np.abs(lags), np.iinfo(np.int64).min)
