@@ -78,3 +78,54 @@ def test_the_guess_score_reaches_the_study_table_and_the_json(tmp_path):
     raters = {r["rater"]: r for r in _json.loads(res.output)["dyads"][0]["raters"]}
     assert raters["client"]["guess"]["score"] == n - 1 and raters["client"]["guess"]["seed"] == 3
     assert raters["therapist"]["guess"] is None
+
+
+def test_a_guess_made_on_other_segments_is_said_to_be(tmp_path):
+    """An audit (2026-12-05): a guess test saved with 5 s segments was reported beside the
+    30 s segments of a default analyze, with nothing to say its score was about others."""
+    import io
+    import json as _json
+    import random
+
+    from click.testing import CliRunner
+
+    from ratedial.analysis.analyse import AnalysisOptions, segment_params
+    from ratedial.analysis.load import load
+    from ratedial.analysis.review import NoVideo, Prompter, order_segments, run_guess
+    from ratedial.analysis.segments import SegmentOptions, find_segments
+    from ratedial.analysis.synth import write_dyad
+    from ratedial.cli import cli
+
+    c, t = write_dyad(tmp_path, "D1", duration_s=240.0, seed=5)
+    (s,) = [x for x in load([c]) if x.rater == "client"]
+
+    def guess(window_s: float) -> None:
+        opt = AnalysisOptions(segments=SegmentOptions(window_s=window_s))
+        segs = find_segments(s.values, s.rate_hz, opt.segments)
+        shown = order_segments(segs, "random", random.Random(3))
+        answers = ["+" if x.kind == "top" else "-" for x in shown]
+        run_guess(c, "client", segs, player=NoVideo(), seed=3, answerer="therapist",
+                  prompter=Prompter(io.StringIO("\n".join(answers) + "\n"), io.StringIO()),
+                  params=segment_params(s, opt))
+
+    def analyze() -> tuple[dict, str, dict]:
+        table = tmp_path / "t.csv"
+        res = CliRunner().invoke(cli, ["analyze", str(c), str(t), "--table", str(table),
+                                       "--json", "--bootstrap", "200", "--no-truth-bias"],
+                                 catch_exceptions=False)
+        text = CliRunner().invoke(cli, ["analyze", str(c), str(t), "--bootstrap", "200",
+                                        "--no-truth-bias"], catch_exceptions=False).output
+        (row,) = list(csv.DictReader(table.open()))
+        g = {r["rater"]: r for r in _json.loads(res.output)["dyads"][0]["raters"]}["client"]
+        return g["guess"], text, row
+
+    guess(5.0)
+    g, text, row = analyze()
+    assert g["same_segments"] is False and g["params"]["window_s"] == 5.0
+    assert row["client_guess_same_segments"] == "False"
+    assert "client     guess test: therapist" in text
+    assert "made on other segments (window_s 5.0 (here 30.0)), not the ones above" in text
+    guess(30.0)  # the newest guess counts: now of the analysis's own segments
+    g, text, row = analyze()
+    assert g["same_segments"] is True and row["client_guess_same_segments"] == "True"
+    assert "made on other segments" not in text and "guess test: therapist" in text

@@ -306,7 +306,17 @@ def options_json(opt: AnalysisOptions, rate_hz: float, rerate: str, max_fill_s: 
                           "seed": opt.seed}}
 
 
-def rater_json(r: RaterResult) -> dict[str, Any]:
+def segment_params(s: Series, opt: AnalysisOptions) -> dict[str, Any]:
+    """What a rater's segments depend on (as ``ratedial review`` saves with its notes)."""
+    seg = opt.segments
+    return {"rate_hz": s.rate_hz, "rerate": s.options.rerate,
+            "max_fill_s": s.options.max_fill_s,
+            "rewind_tolerance_s": s.options.rewind_tolerance_s, "window_s": seg.window_s,
+            "k": seg.k, "min_coverage": seg.min_coverage, "mode": seg.mode,
+            "min_separation_s": seg.min_separation_s}
+
+
+def rater_json(r: RaterResult, opt: AnalysisOptions) -> dict[str, Any]:
     d, s = r.describe, r.series
     return {
         "rater": r.rater, "recording": str(s.recording.path), "dial": s.dial.uid,
@@ -320,16 +330,18 @@ def rater_json(r: RaterResult) -> dict[str, Any]:
         "samples_excluded": dict(s.excluded), "gaps": r.gaps,
         "missing_samples": r.missing_samples, "annotations": s.recording.annotations,
         "segments": [_segment(x) for x in r.segments],
-        "guess": _guess(s.recording.guess_of(r.rater)),
+        "guess": _guess(s.recording.guess_of(r.rater), segment_params(s, opt)),
     }
 
 
 GUESS_KEYS = ("answered_by", "score", "n", "helpful_correct", "hindering_correct", "seed")
 
 
-def _guess(g: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _guess(g: Mapping[str, Any] | None, here: Mapping[str, Any]) -> dict[str, Any] | None:
     """The newest guess test of a rater's segments (``ratedial review --guess``), or None;
-    a value of the wrong type (a note edited by hand) is None."""
+    a value of the wrong type (a note edited by hand) is None. ``params``: the options its
+    segments were found with; ``same_segments``: whether they are this analysis's (``here``;
+    null when the note does not say), so a score is never read against other segments."""
     if g is None:
         return None
     out: dict[str, Any] = {}
@@ -338,6 +350,12 @@ def _guess(g: Mapping[str, Any] | None) -> dict[str, Any] | None:
         ok = isinstance(v, str) if k == "answered_by" else (
             isinstance(v, int) and not isinstance(v, bool))
         out[k] = v if ok else None
+    params = g.get("params")
+    params = {k: v for k, v in params.items() if k != "timeline"} \
+        if isinstance(params, dict) else None
+    out["params"] = params
+    out["same_segments"] = None if not params else all(
+        params.get(k) == v for k, v in here.items() if k in params)
     return out
 
 
@@ -396,7 +414,7 @@ def to_json(result: GroupResult) -> dict[str, Any]:
         "timeline": timeline_json(g.media.timeline),
         "options": options_json(result.options, s0.rate_hz, s0.options.rerate,
                                 s0.options.max_fill_s, s0.options.rewind_tolerance_s),
-        "raters": [rater_json(r) for r in result.raters],
+        "raters": [rater_json(r, result.options) for r in result.raters],
         "pair": None if result.pair is None else pair_json(result.pair),
     }
 
@@ -405,8 +423,9 @@ def _scalar(v: Any) -> Any:
     return v if v is None or isinstance(v, str | int | float | bool) else str(v)
 
 
-def _rater_columns(r: RaterResult, k: int) -> dict[str, Any]:
-    j = rater_json(r)
+def _rater_columns(r: RaterResult, opt: AnalysisOptions) -> dict[str, Any]:
+    k = opt.segments.k
+    j = rater_json(r, opt)
     p = r.rater
     row: dict[str, Any] = {f"{p}_recording": r.series.recording.path.name}
     for key in ("mean", "sd", "median", "min", "max", "range", "share_below", "share_within",
@@ -420,9 +439,10 @@ def _rater_columns(r: RaterResult, k: int) -> dict[str, Any]:
             row[f"{p}_{kind}{i + 1}_start_s"] = None if s is None else _num(s.start_s, 3)
             row[f"{p}_{kind}{i + 1}_end_s"] = None if s is None else _num(s.end_s, 3)
             row[f"{p}_{kind}{i + 1}_mean"] = None if s is None else _num(s.mean)
-    guess = _guess(r.series.recording.guess_of(r.rater))
+    guess = j["guess"]
     if guess is not None:  # how well the other guessed this rater's segments
-        for key in ("answered_by", "score", "n", "helpful_correct", "hindering_correct"):
+        for key in ("answered_by", "score", "n", "helpful_correct", "hindering_correct",
+                    "same_segments"):
             row[f"{p}_guess_{key}"] = _scalar(guess[key])
     for key, value in sorted(r.series.recording.annotations.items()):
         row[f"{p}_ann_{key}"] = _scalar(value)
@@ -480,7 +500,7 @@ def table_row(result: GroupResult, extra: Mapping[str, Any] | None = None) -> di
                            "timeline": g.media.timeline,
                            "duration_s": _num(result.raters[0].duration_s, 3)}
     for r in result.raters:
-        row.update(_rater_columns(r, result.options.segments.k))
+        row.update(_rater_columns(r, result.options))
     if result.pair is not None:
         row.update(_pair_columns(result.pair))
     for key, value in (extra or {}).items():

@@ -5,7 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from .analyse import GroupResult, PairResult, RaterResult, SegmentCheck
+from .analyse import (
+    GroupResult,
+    PairResult,
+    RaterResult,
+    SegmentCheck,
+    rater_json,
+    segment_params,
+)
 from .mediatime import fmt_span, fmt_time
 from .read import RUN_TIME_NOTE, RUN_TIMELINE
 from .stats import CATEGORY_NAMES, Estimate
@@ -99,7 +106,25 @@ def _segment_lines(result: GroupResult) -> list[str]:
                 if c.overlap_same_s > 0:
                     line += f", overlaps {c.other}'s {s.kind} segment"
             lines.append(line.rstrip())
+        guess = _guess_line(r, result)
+        if guess:
+            lines.append(guess)
     return lines
+
+
+def _guess_line(r: RaterResult, result: GroupResult) -> str:
+    """The guess test of these segments, or a warning that it was of other segments."""
+    g = rater_json(r, result.options)["guess"]
+    if g is None or g["score"] is None:
+        return ""
+    line = (f"  {r.rater:<10} guess test: {g['answered_by'] or '?'} {g['score']} of {g['n']} "
+            "right")
+    if g["same_segments"] is False:
+        here = segment_params(r.series, result.options)
+        diff = ", ".join(f"{k} {g['params'][k]} (here {here[k]})" for k in here
+                         if k in g["params"] and g["params"][k] != here[k])
+        line += f": made on other segments ({diff}), not the ones above"
+    return line
 
 
 def _pair_lines(p: PairResult, result: GroupResult) -> list[str]:
