@@ -716,6 +716,11 @@ def test_tiny_p_values_stay_numbers_and_times_add_up_to_the_video(tmp_path: Path
     d = json.loads(run("analyze", str(c), str(t), "--json", "--no-truth-bias",
                        "--bootstrap", "100").stdout)["dyads"][0]
     assert 0 < d["pair"]["pearson_p"] < 1e-10  # 4.4e-34 here
+    # the naive p (every bin independent) underflowed to 0.0 (an audit, 2026-12-05), and
+    # the one-line overview printed "0.000" where the full report says "< 0.001"
+    assert 0 < d["pair"]["pearson_p_naive"] <= d["pair"]["pearson_p"]
+    brief = run("analyze", str(c), str(t), "--brief", "--no-truth-bias", "--bootstrap", "100")
+    assert "< 0.001" in brief.stdout and "0.000" not in brief.stdout, brief.stdout
     path = tmp_path / "e.ratedial"
     write_recording(path, [simple_rater("client", constant(60), 20.05, uid="aa")],
                     rate_hz=100, media=SynthMedia(duration_s=20.05))

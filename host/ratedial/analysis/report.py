@@ -32,6 +32,11 @@ def _p(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"= {p:.3f}"
 
 
+def _p_cell(p: float) -> str:
+    """A p value in a table column: as the full report writes it (``< 0.001``, not 0.000)."""
+    return "-" if not math.isfinite(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
 def _est(e: Estimate, digits: int = 2) -> str:
     if e.note is not None:  # show enough digits to see where the estimate lies
         digits = max(digits, 4)
@@ -227,6 +232,6 @@ def format_overview(results: Sequence[GroupResult]) -> str:
         ag = p.agreement
         ci = f"[{_f(ag.pearson.ci_low, 2)}, {_f(ag.pearson.ci_high, 2)}]"
         lines.append(f"{r.label:<{dw}}{pairs[id(r)]:<{pw}}{_f(ag.pearson.value, 2):>6}{ci:>16}"
-                     f"{_f(ag.pearson_p, 3):>9}{_f(ag.icc2_1.value, 2):>10}"
+                     f"{_p_cell(ag.pearson_p):>9}{_f(ag.icc2_1.value, 2):>10}"
                      f"{_f(ag.kappa.value, 2):>7}{_f(p.best_lag_s, 1):>7}")
     return "\n".join(lines)

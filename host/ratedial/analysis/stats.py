@@ -129,15 +129,19 @@ def effective_n(x: FloatArray, y: FloatArray) -> float:
     return float(np.clip(1 / inv if inv > 0 else n, 3, n))
 
 
+P_FLOOR = 1e-300  # the smallest p value stated: below it a double rounds to 0
+
+
 def corr_p(r: float, n_eff: float) -> float:
     """Two-sided p of a correlation ``r`` with ``n_eff`` effective pairs (t test,
-    ``n_eff - 2`` degrees of freedom)."""
+    ``n_eff - 2`` degrees of freedom); at least :data:`P_FLOOR`, never 0 (a p too small for
+    a double, or of |r| = 1, is stated as that bound)."""
     if not np.isfinite(r) or n_eff <= 2:
         return float("nan")
     if abs(r) >= 1:
-        return 0.0
+        return P_FLOOR
     t = r * np.sqrt((n_eff - 2) / (1 - r * r))
-    return float(2 * sps.t.sf(abs(t), n_eff - 2))
+    return max(P_FLOOR, float(2 * sps.t.sf(abs(t), n_eff - 2)))
 
 
 # --- agreement statistics from sums (shared by the estimates and the bootstrap) ------------
