@@ -442,6 +442,8 @@ class App:
         sreader = asyncio.StreamReader(rx)
         poller = select.poll()
         poller.register(rx, select.POLLIN)
+        q = self.q
+        room = q.capacity // 2  # replies (at most 2 frames a command) never evict samples
         while True:
             b = await sreader.read(1)  # wakes the moment a byte arrives
             if not b:
@@ -449,13 +451,20 @@ class App:
             self._hold()
             try:
                 self.rx_byte(b[0])
-                while poller.poll(0):  # drain the rest of the line without a loop round
+                # drain the rest of the line without a loop round; after each whole command,
+                # only while the transmit queue has room for the next one's replies
+                while poller.poll(0) and not (b[0] == 10 and q.count > room):
                     b = rx.read(1)
                     if not b:
                         return
                     self.rx_byte(b[0])
             finally:
                 self._release()
+            # A burst of commands (100 in one write) waits in the port's buffer while the
+            # writer sends what is queued: their replies would otherwise push queued SAMPLES
+            # out (the drop-oldest queue), a loss while the host reads all the time.
+            while q.count > room:
+                await asyncio.sleep_ms(1)
 
     async def main(self):
         signal = self.writer.signal = aio.Signal()
