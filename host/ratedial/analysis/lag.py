@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from .stats import lag_sign
+
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -60,10 +62,11 @@ def _r(s: FloatArray) -> FloatArray:
     return np.where((n >= 3) & (va > 0) & (vb > 0), r, np.nan)
 
 
-def _best(r: FloatArray, lags: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """Per row, the lag of the highest |r| (the smallest |lag| among equal maxima), as
-    :func:`~.stats.best_lag`."""
-    filled = np.where(np.isnan(r), -np.inf, np.abs(r))
+def _best(r: FloatArray, lags: npt.NDArray[np.int64],
+          sign: float = 1.0) -> npt.NDArray[np.int64]:
+    """Per row, the lag of the highest ``sign * r`` (the smallest |lag| among equal maxima),
+    as :func:`~.stats.best_lag`; ``sign`` is the whole series' (:func:`~.stats.lag_sign`)."""
+    filled = np.where(np.isnan(r), -np.inf, sign * r)
     top = filled.max(axis=-1, keepdims=True)
     tie = np.isclose(filled, top, rtol=0, atol=1e-12)
     score = np.where(tie, -np.abs(lags), np.iinfo(np.int64).min)
@@ -87,11 +90,12 @@ def reaction_lag(x: FloatArray, y: FloatArray, *, rate_hz: float, max_lag_s: flo
     r_all = _r(sums.sum(axis=0))
     if not np.isfinite(r_all).any():
         return None
-    best = int(_best(r_all[None, :], lags)[0])
+    sign = lag_sign(lags, r_all)  # one estimator for the series and every replicate
+    best = int(_best(r_all[None, :], lags, sign)[0])
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(len(sums), np.full(len(sums), 1 / len(sums)), size=replicates)
     rep = np.einsum("rb,blk->rlk", counts.astype(np.float64), sums)
-    lag_rep = _best(_r(rep), lags) / rate_hz
+    lag_rep = _best(_r(rep), lags, sign) / rate_hz
     lo, hi = np.percentile(lag_rep, [2.5, 97.5])
     return Lag(lag_s=best / rate_hz, r=float(r_all[best + max_lag]), ci_low_s=float(lo),
                ci_high_s=float(hi), replicates=replicates, blocks=len(sums))
