@@ -18,6 +18,8 @@ import pytest
 # first imported.
 SCRIPT = """
 import builtins, os, signal, sys
+# as from an interactive shell (a pytest-xdist worker leaves SIGINT ignored in its children)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sig, module = signal.Signals[sys.argv[1]], sys.argv[2]
 real = builtins.__import__
 def hook(name, globals=None, locals=None, fromlist=(), level=0):
@@ -44,3 +46,47 @@ def test_a_stop_while_ratedial_starts_is_one_line(tmp_path, sig: str, module: st
     assert res.returncode == 128 + number, (res.returncode, res.stderr)
     assert res.stderr.strip() == f"ratedial: stopped ({sig})", res.stderr
     assert res.stdout == "" and not rec.exists()
+
+
+IGNORED = """
+import signal, sys
+signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as `nohup` leaves it
+""" + SCRIPT
+
+
+def test_nohup_keeps_a_hangup_ignored(tmp_path) -> None:
+    """A review (2026-12-05): the entry point made an ignored SIGHUP raise like Ctrl+C, so
+    `nohup ratedial render ...` stopped (and removed its output) at logout. An ignored
+    SIGHUP stays ignored: this run goes on to its own end (no such port: exit 1)."""
+    res = subprocess.run([sys.executable, "-c", IGNORED, "SIGHUP", "ratedial.cli",
+                          str(tmp_path / "nodial"), str(tmp_path / "r.ratedial")],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 1 and "stopped" not in res.stderr, res.stderr
+    assert "no such port" in res.stderr or "nodial" in res.stderr, res.stderr
+
+
+def test_nohup_ratedial_run_outlives_a_hangup(tmp_path) -> None:
+    """`nohup ratedial run` over SSH: the hangup when the session closes ended the run (the
+    daemon took SIGHUP as a stop even when it was ignored). It now records on to
+    --duration."""
+    import json
+    import os
+    import time
+
+    from ratedial.virtual import VirtualDial
+
+    rec = tmp_path / "r.ratedial"
+    with VirtualDial(seed=82, subprocess=True) as dial:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ratedial", "run", "--port", dial.port, "--no-scan",
+             "--broker", "none", "--duration", "4", "--record", str(rec), "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))  # noqa: PLW1509
+        deadline = time.monotonic() + 60
+        while not rec.exists():  # the run has started (its recording is there)
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGHUP)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["seconds"] >= 3.9, out

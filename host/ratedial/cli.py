@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, ClassVar
 import click
 
 from . import __version__
-from ._platform.signals import ignore_stop_signals
 from .cli_types import FiniteRange
 from .errors import RatedialError, UsageError, hide_userinfo
 
@@ -235,8 +234,7 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
     console = Console(stderr=as_json)  # with --json, stdout carries only the summary
     _platform_notes(cfg.record or "recordings")
     try:
-        summary = serve(cfg, console=console)
-        ignore_stop_signals()  # the run has ended: a second Ctrl+C must not make it a kill
+        summary = serve(cfg, console=console, last=True)
     except RatedialError as exc:
         stopped = getattr(exc, "summary", None)  # the recording failed: still the counts
         if as_json and stopped is not None:
@@ -442,6 +440,10 @@ def _check_prefix(prefix: str) -> None:
                                  param_hint="--prefix")
 
 
+# click 8.2 and newer raise this for a bare `ratedial`; 8.1 prints the help itself
+_NO_ARGS: type[click.UsageError] | tuple[()] = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def main() -> None:
     # paho reports a lost connection as a log line ("failed to receive on socket: ...")
     # besides the exception every command turns into its own one-line message: without a
@@ -461,7 +463,7 @@ def main() -> None:
         signum = getattr(cause, "signum", signal.SIGINT)
         click.echo(f"ratedial: stopped ({signal.Signals(signum).name})", err=True)
         sys.exit(128 + signum)
-    except click.exceptions.NoArgsIsHelpError as exc:  # a bare `ratedial`: its help
+    except _NO_ARGS as exc:  # a bare `ratedial`: its help
         click.echo(exc.format_message())
         sys.exit(exc.exit_code)
     except click.UsageError as exc:  # a bad option or value: one line, like every error

@@ -14,7 +14,7 @@ from __future__ import annotations
 import signal
 import sys
 
-from ._platform.signals import raise_on_terminate
+from ._platform.stopsignal import raise_on_terminate
 
 
 def main() -> None:

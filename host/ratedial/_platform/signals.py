@@ -23,13 +23,7 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
-
-def stop_signals() -> tuple[signal.Signals, ...]:
-    """The signals that stop a run on this OS."""
-    if sys.platform == "win32":
-        return (signal.SIGINT, signal.SIGBREAK)  # Ctrl+C, Ctrl+Break
-    # SIGHUP: the terminal or SSH session that started the run was closed
-    return (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+from .stopsignal import raise_on_terminate, stop_signals
 
 
 def stop_on_signals(loop: asyncio.AbstractEventLoop, stop: Callable[[], None], *,
@@ -41,7 +35,10 @@ def stop_on_signals(loop: asyncio.AbstractEventLoop, stop: Callable[[], None], *
     """
     if portable is None:
         portable = sys.platform == "win32"
-    signals = stop_signals()
+    # `nohup ratedial run`: a hangup (the SSH session closed) must not end the session
+    hup = getattr(signal, "SIGHUP", None)
+    signals = tuple(s for s in stop_signals()
+                    if not (s == hup and signal.getsignal(s) is signal.SIG_IGN))
     if not portable:
         installed: list[tuple[signal.Signals, Any]] = []
         ttys = terminal_fds()
@@ -108,40 +105,6 @@ def _hung_up(ttys: list[int], stop: Callable[[], None]) -> None:
                 os.dup2(null, fd)
             os.close(null)
     stop()
-
-
-class StopSignal(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised where Ctrl+C raises KeyboardInterrupt; ``signum`` says which."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _raise_stop(signum: int, frame: FrameType | None) -> None:
-    raise StopSignal(signum)
-
-
-def raise_on_terminate() -> dict[signal.Signals, Any]:
-    """From now on SIGTERM and SIGHUP raise :class:`StopSignal` (a KeyboardInterrupt) like
-    Ctrl+C, instead of killing the process on the spot; returns the handlers replaced. POSIX
-    only, main thread only; elsewhere nothing changes."""
-    previous: dict[signal.Signals, Any] = {}
-    for name in ("SIGTERM", "SIGHUP"):
-        sig = getattr(signal, name, None)
-        if sig is None or sys.platform == "win32":
-            continue
-        with contextlib.suppress(ValueError, OSError):  # not the main thread
-            previous[sig] = signal.signal(sig, _raise_stop)
-    return previous
-
-
-def ignore_stop_signals() -> None:
-    """From now on the stop signals do nothing (a run has ended and only says so: a second
-    Ctrl+C must not turn its clean end into a kill). Main thread only."""
-    for sig in stop_signals():
-        with contextlib.suppress(ValueError, OSError):
-            signal.signal(sig, signal.SIG_IGN)
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from rich.console import Console
 
 from .. import __version__
 from .._platform.signals import stop_on_signals
+from .._platform.stopsignal import ignore_stop_signals
 from ..config import RunConfig
 from ..errors import RatedialError
 from ..media import MediaOutput, MediaSession, NoPlayer
@@ -128,10 +129,12 @@ def _close_quietly(recorder: Recorder, lock_fd: int | None) -> None:
 
 
 def serve(cfg: RunConfig, *, console: Console | None = None,
-          argv: list[str] | None = None) -> RunSummary:
-    """Run the daemon to the end on a :func:`precise_loop`."""
+          argv: list[str] | None = None, last: bool = False) -> RunSummary:
+    """Run the daemon to the end on a :func:`precise_loop`. ``last``: the process only says
+    how the run went after it (``ratedial run``): from the run's end on, stop signals are
+    ignored, so a second Ctrl+C cannot turn its clean end into a kill."""
     with asyncio.Runner(loop_factory=precise_loop) as runner:
-        return runner.run(run_daemon(cfg, console=console, argv=argv))
+        return runner.run(run_daemon(cfg, console=console, argv=argv, last=last))
 
 
 class _Stopper:
@@ -156,13 +159,15 @@ class _Stopper:
 
 
 async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
-                     argv: list[str] | None = None) -> RunSummary:
+                     argv: list[str] | None = None, last: bool = False) -> RunSummary:
     stopper = _Stopper()
     undo_signals = stop_on_signals(asyncio.get_running_loop(), stopper)  # Ctrl+C, Ctrl+Break
     try:
         return await _run_daemon(cfg, stopper, console=console, argv=argv)
     finally:
         undo_signals()
+        if last:
+            ignore_stop_signals()
 
 
 async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | None = None,
