@@ -55,6 +55,8 @@ PACK_MS = const(4)  # packer period: a 1 kHz/batch 10 frame waits at most 4 ms e
 # the housekeeping too once it is due, so STATUS is late by at most one frame at high rates.
 PACK_SAFETY_MS = const(100)
 MEM_EVERY = const(10)  # STATUS reads gc.mem_free() every 10th time (10 s): see _mem_free
+# Longest a command waits for room in the transmit queue for its replies (see _reader)
+WAIT_ROOM_MS = const(50)
 
 def _u32(x):
     """x mod 2**32 for a u32 field; without an int op when x is a small int already (an op
@@ -443,7 +445,8 @@ class App:
         poller = select.poll()
         poller.register(rx, select.POLLIN)
         q = self.q
-        room = q.capacity // 2  # replies (at most 2 frames a command) never evict samples
+        # replies (at most 2 frames a command, and a SAMPLES frame meanwhile) never evict
+        room = q.capacity - 4 if q.capacity > 8 else q.capacity // 2
         while True:
             b = await sreader.read(1)  # wakes the moment a byte arrives
             if not b:
@@ -462,9 +465,13 @@ class App:
                 self._release()
             # A burst of commands (100 in one write) waits in the port's buffer while the
             # writer sends what is queued: their replies would otherwise push queued SAMPLES
-            # out (the drop-oldest queue), a loss while the host reads all the time.
-            while q.count > room:
+            # out (the drop-oldest queue), a loss while the host reads all the time. At most
+            # WAIT_ROOM_MS: a link slower than the samples (never room) must still take
+            # commands (INFO, a lower RATE), as before.
+            waited = 0
+            while q.count > room and waited < WAIT_ROOM_MS:
                 await asyncio.sleep_ms(1)
+                waited += 1
 
     async def main(self):
         signal = self.writer.signal = aio.Signal()

@@ -267,7 +267,7 @@ class RunConfig:
         object.__setattr__(self, "ports", tuple(ports.values()))
         folded: dict[str, str] = {}
         for label in self.raters:
-            other = folded.setdefault(label.casefold(), label)
+            other = folded.setdefault(label.lower(), label)  # as the analysis pairs them
             if other != label:  # the analysis pairs labels in any case: one rater twice
                 raise UsageError(f"raters: {other} and {label} differ only in case, and the "
                                  "analysis takes them as one rater; give each its own label")
