@@ -190,3 +190,25 @@ def test_a_folder_name_with_uri_characters_is_read(tmp_path):
     rows = Archive(folder / "a.ratedial").samples(KEY, 3, 5, must_read=True)
     assert [r[0] for r in rows] == [3, 4]
     assert not (folder / "a.ratedial-wal").exists()
+
+
+def test_file_uris_sqlite_reads_on_every_platform(tmp_path):
+    """A review (2026-12-05): Path.as_uri() of a Windows share (\\\\nas\\study\\a.ratedial)
+    is file://nas/study/..., which SQLite refuses ("invalid uri authority: nas")."""
+    import sqlite3
+
+    from ratedial.recording.readonly import connect_ro, file_uri
+
+    assert file_uri("//nas/study #3/a.ratedial") == "file:////nas/study%20%233/a.ratedial"
+    assert file_uri("C:/study/a?.ratedial") == "file:///C:/study/a%3F.ratedial"
+    assert file_uri("/tmp/50%/é.ratedial") == "file:///tmp/50%25/%C3%A9.ratedial"
+    odd = tmp_path / "50% é #1?"
+    odd.mkdir()
+    con = sqlite3.connect(odd / "x.db")
+    con.execute("CREATE TABLE t (v)")
+    con.execute("INSERT INTO t VALUES (7)")
+    con.commit()
+    con.close()
+    ro = connect_ro(odd / "x.db", immutable=True)
+    assert ro.execute("SELECT v FROM t").fetchall() == [(7,)]
+    ro.close()

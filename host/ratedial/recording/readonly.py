@@ -14,14 +14,25 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 from .._platform.lock import held
 
 
 def uri(path: str | Path, mode: str = "ro", *, immutable: bool = False) -> str:
     """SQLite's URI for ``path`` opened with ``mode`` (``ro`` or ``rw``)."""
-    return Path(path).resolve().as_uri() + f"?mode={mode}" + ("&immutable=1" if immutable
-                                                              else "")
+    return file_uri(Path(path).resolve().as_posix()) + f"?mode={mode}" + (
+        "&immutable=1" if immutable else "")
+
+
+def file_uri(posix_path: str) -> str:
+    """``file:`` URI of an absolute path written with ``/``, as SQLite reads it: an empty
+    authority, then the path quoted (``%``, ``?``, ``#`` and non-ASCII). A Windows share
+    (``//nas/study/a.ratedial``) keeps its two leading slashes in the path:
+    ``Path.as_uri()`` makes ``nas`` the authority, which SQLite refuses ("invalid uri
+    authority"); a drive path (``C:/study``) gets the ``/`` SQLite expects before it."""
+    lead = "" if posix_path.startswith("/") else "/"
+    return "file://" + lead + quote(posix_path, safe="/:")
 
 
 def connect_ro(path: str | Path, *, immutable: bool = False, timeout: float = 5.0,
