@@ -165,3 +165,50 @@ def test_a_port_gone_on_windows_is_gone_too():
     busy = serial.SerialException("could not open port 'COM5': PermissionError(13, 'Access "
                                   "is denied.', None, 5)")
     assert not port_gone(busy) and "port is busy" in describe_open_error("COM5", busy)
+
+
+def test_a_port_given_as_a_link_is_not_opened_again_by_the_scan(
+        monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """A review (2026-12-05): `--port /dev/serial/by-id/...` with the scan on: the scan finds
+    the same device as /dev/ttyACM0 and opened it a second time (found busy)."""
+    dial = ScriptedPort(lambda: iter([(b"\x00" + encode_frame(hello()), 0.0)] + [
+        (encode_frame(samples(i)), 0.05 + i / 1000) for i in range(0, 3000, 10)]),
+        wait_for_host=True)
+    link = tmp_path / "by-id-dial"
+    link.symlink_to(dial.path)
+    scans = 0
+
+    def fake_ports() -> list[str]:
+        nonlocal scans
+        scans += 1
+        return [dial.path]  # the device under its own name
+
+    monkeypatch.setattr(run_mod, "dial_ports", fake_ports)
+    said: list[str] = []
+    daemon = run_mod.Daemon(RunConfig(scan=True, ports=(str(link),)), [],
+                            on_message=said.append)
+    started: list[str] = []
+    start = daemon._start_port
+
+    def counted(tg, port, *, explicit):  # type: ignore[no-untyped-def]
+        started.append(port)
+        start(tg, port, explicit=explicit)
+
+    monkeypatch.setattr(daemon, "_start_port", counted)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(daemon.run())
+        await _until(lambda: UID.hex() in daemon.views
+                     and daemon.views[UID.hex()].received > 0, "the dial's samples")
+        n = scans
+        await _until(lambda: scans >= n + 3, "three more scans")
+        assert list(daemon._port_tasks) == [str(link)]
+        assert dial.path not in started  # never opened under its other name
+        daemon.stop()
+        await task
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        dial.close()
+    assert not any("busy" in m for m in said), said

@@ -16,6 +16,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import os
 import random
 import sys
 import time
@@ -444,8 +445,12 @@ class Daemon:
         while not self.stop_event.is_set():
             present = dial_ports()
             self._not_dials.intersection_update(present)  # unplugged: asked again when back
+            # a --port given as a link (/dev/serial/by-id/...) is the device the scan finds
+            # under its own name: opened twice, the second open found it busy
+            held = {os.path.normcase(os.path.realpath(p)) for p in self._port_tasks}
             for device in present:
-                if device not in self._port_tasks and device not in self._not_dials:
+                if device not in self._port_tasks and device not in self._not_dials \
+                        and os.path.normcase(os.path.realpath(device)) not in held:
                     self._start_port(tg, device, explicit=False)
             if not self._port_tasks and not self.cores and \
                     time.monotonic() - started >= HANDSHAKE_S:
