@@ -89,8 +89,9 @@ def test_a_guess_made_on_other_segments_is_said_to_be(tmp_path):
 
     from click.testing import CliRunner
 
-    from ratedial.analysis.analyse import AnalysisOptions, segment_params
+    from ratedial.analysis.analyse import AnalysisOptions
     from ratedial.analysis.load import load
+    from ratedial.analysis.results import segment_params
     from ratedial.analysis.review import NoVideo, Prompter, order_segments, run_guess
     from ratedial.analysis.segments import SegmentOptions, find_segments
     from ratedial.analysis.synth import write_dyad

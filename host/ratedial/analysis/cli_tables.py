@@ -71,9 +71,9 @@ def analyze(*, recordings: tuple[str, ...], as_json: bool, table: str | None,
     Recordings are paired into dyads by the video's fingerprint and the session label
     'dyad' (see docs/analysis.md).
     """
-    from .analyse import table_row, to_json
     from .export import read_annotation_table, write_table
     from .report import format_group, format_overview
+    from .results import table_row, to_json
 
     if table is not None:
         refuse_inputs([Path(table)], recordings=[Path(r) for r in recordings],
@@ -138,9 +138,9 @@ def study(*, paths: tuple[str, ...], prefix: str, annotations: str | None, tb_st
     with 'ratedial annotate' (or --annotations). Written as CSV and as SPSS .sav (the
     .sav needs the research extra; without it, the CSV and a note).
     """
-    from .analyse import table_row
     from .export import read_annotation_table, write_table
     from .report import format_overview
+    from .results import table_row
 
     files: list[str] = []
     for p in map(Path, paths):

@@ -23,10 +23,10 @@ import numpy as np
 from .. import __version__
 from .._platform.privacy import create_private
 from .align import STATUS_NAMES, padded
-from .analyse import table_columns, timeline_json
 from .errors import UsageError
 from .groups import Group
 from .load import Series
+from .results import table_columns, timeline_json
 from .segments import SegmentOptions
 
 FORMATS = ("csv-long", "csv-wide", "parquet", "sav", "eaf", "xdf")

@@ -5,16 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from .analyse import (
-    GroupResult,
-    PairResult,
-    RaterResult,
-    SegmentCheck,
-    rater_json,
-    segment_params,
-)
+from .analyse import GroupResult, PairResult, RaterResult, SegmentCheck
 from .mediatime import fmt_span, fmt_time
 from .read import RUN_TIME_NOTE, RUN_TIMELINE
+from .results import rater_json, segment_params
 from .stats import CATEGORY_NAMES, Estimate
 
 

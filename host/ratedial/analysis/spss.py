@@ -99,7 +99,7 @@ def write_table_sav(rows: Sequence[Mapping[str, Any]], path: Path,
     import pandas as pd
     import pyreadstat
 
-    from .analyse import table_columns
+    from .results import table_columns
 
     cols = table_columns(rows)
     taken: set[str] = set()
