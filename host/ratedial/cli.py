@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import signal
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, ClassVar
 import click
 
 from . import __version__
+from ._platform.stopsignal import exit_stopped
 from .cli_types import FiniteRange
 from .errors import RatedialError, UsageError, hide_userinfo
 
@@ -460,9 +460,7 @@ def main() -> None:
         if not isinstance(cause, KeyboardInterrupt):  # end of input at a prompt
             click.echo("aborted", err=True)
             sys.exit(130)
-        signum = getattr(cause, "signum", signal.SIGINT)
-        click.echo(f"ratedial: stopped ({signal.Signals(signum).name})", err=True)
-        sys.exit(128 + signum)
+        exit_stopped(cause)
     except _NO_ARGS as exc:  # a bare `ratedial`: its help
         click.echo(exc.format_message())
         sys.exit(exc.exit_code)

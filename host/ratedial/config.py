@@ -232,6 +232,12 @@ class SerialConfig:
             raise UsageError(f"config: serial.io must be one of {', '.join(SERIAL_IO)}")
 
 
+def port_key(port: str) -> str:
+    """One key for a port however written: relative or absolute, through a link
+    (/dev/serial/by-id/...), and on Windows in any case (COM3 = com3)."""
+    return os.path.normcase(os.path.realpath(port))
+
+
 def _dial_key(ident: str) -> str:
     """A port however written (./vd0 and the /dev/pts/1 it links to, /dev/../dev/x for a port
     not plugged in yet) is one key; a dial id or COM3 in any case."""
@@ -263,7 +269,7 @@ class RunConfig:
         # second open found the port busy and the run stopped ("another program has it").
         ports: dict[str, str] = {}
         for port in self.ports:
-            ports.setdefault(os.path.normcase(os.path.realpath(port)), port)  # COM3 = com3
+            ports.setdefault(port_key(port), port)
         object.__setattr__(self, "ports", tuple(ports.values()))
         folded: dict[str, str] = {}
         for label in self.raters:

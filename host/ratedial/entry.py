@@ -11,10 +11,7 @@ Invariants:
 
 from __future__ import annotations
 
-import signal
-import sys
-
-from ._platform.stopsignal import raise_on_terminate
+from ._platform.stopsignal import exit_stopped, raise_on_terminate
 
 
 def main() -> None:
@@ -22,7 +19,5 @@ def main() -> None:
     try:
         from .cli import main as cli_main
     except KeyboardInterrupt as exc:  # while the command's modules were being imported
-        signum = getattr(exc, "signum", signal.SIGINT)
-        print(f"ratedial: stopped ({signal.Signals(signum).name})", file=sys.stderr)
-        sys.exit(128 + signum)
+        exit_stopped(exc)
     cli_main()

@@ -10,7 +10,7 @@ import contextlib
 import signal
 import sys
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 
 def stop_signals() -> tuple[signal.Signals, ...]:
@@ -56,3 +56,11 @@ def ignore_stop_signals() -> None:
     for sig in stop_signals():
         with contextlib.suppress(ValueError, OSError):
             signal.signal(sig, signal.SIG_IGN)
+
+
+def exit_stopped(exc: KeyboardInterrupt) -> NoReturn:
+    """End the process for a stop signal (Ctrl+C, or :class:`StopSignal`): one line and the
+    shell's status for that signal (128 + its number)."""
+    signum = getattr(exc, "signum", signal.SIGINT)
+    print(f"ratedial: stopped ({signal.Signals(signum).name})", file=sys.stderr)
+    sys.exit(128 + signum)

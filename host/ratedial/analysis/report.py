@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from .analyse import GroupResult, PairResult, RaterResult, SegmentCheck
 from .mediatime import fmt_span, fmt_time
 from .read import RUN_TIME_NOTE, RUN_TIMELINE
-from .results import rater_json, segment_params
+from .results import rater_guess, segment_params
 from .stats import CATEGORY_NAMES, Estimate
 
 
@@ -113,7 +113,7 @@ def _segment_lines(result: GroupResult) -> list[str]:
 
 def _guess_line(r: RaterResult, result: GroupResult) -> str:
     """The guess test of these segments, or a warning that it was of other segments."""
-    g = rater_json(r, result.options)["guess"]
+    g = rater_guess(r, result.options)
     if g is None or g["score"] is None:
         return ""
     line = (f"  {r.rater:<10} guess test: {g['answered_by'] or '?'} {g['score']} of {g['n']} "

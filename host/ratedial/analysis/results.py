@@ -83,11 +83,16 @@ def rater_json(r: RaterResult, opt: AnalysisOptions) -> dict[str, Any]:
         "samples_excluded": dict(s.excluded), "gaps": r.gaps,
         "missing_samples": r.missing_samples, "annotations": s.recording.annotations,
         "segments": [_segment(x) for x in r.segments],
-        "guess": _guess(s.recording.guess_of(r.rater), segment_params(s, opt)),
+        "guess": rater_guess(r, opt),
     }
 
 
 GUESS_KEYS = ("answered_by", "score", "n", "helpful_correct", "hindering_correct", "seed")
+
+
+def rater_guess(r: RaterResult, opt: AnalysisOptions) -> dict[str, Any] | None:
+    """The newest guess test of ``r``'s segments, as ``raters[].guess`` (below)."""
+    return _guess(r.series.recording.guess_of(r.rater), segment_params(r.series, opt))
 
 
 def _guess(g: Mapping[str, Any] | None, here: Mapping[str, Any]) -> dict[str, Any] | None:

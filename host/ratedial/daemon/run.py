@@ -16,7 +16,6 @@ import contextlib
 import functools
 import itertools
 import logging
-import os
 import random
 import sys
 import time
@@ -28,7 +27,7 @@ from typing import Any
 from serial.tools import list_ports
 
 from ..clock import DeviceClock
-from ..config import RunConfig
+from ..config import RunConfig, port_key
 from ..errors import PortError, ProtocolMismatch
 from ..media import MediaSession, NoPlayer
 from ..outputs import EventOut, Out, SamplesOut, Sink
@@ -447,10 +446,10 @@ class Daemon:
             self._not_dials.intersection_update(present)  # unplugged: asked again when back
             # a --port given as a link (/dev/serial/by-id/...) is the device the scan finds
             # under its own name: opened twice, the second open found it busy
-            held = {os.path.normcase(os.path.realpath(p)) for p in self._port_tasks}
+            held = {port_key(p) for p in self._port_tasks}
             for device in present:
                 if device not in self._port_tasks and device not in self._not_dials \
-                        and os.path.normcase(os.path.realpath(device)) not in held:
+                        and port_key(device) not in held:
                     self._start_port(tg, device, explicit=False)
             if not self._port_tasks and not self.cores and \
                     time.monotonic() - started >= HANDSHAKE_S:

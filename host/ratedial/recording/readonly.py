@@ -2,8 +2,9 @@
 
 Invariants:
 
-* The path is quoted (``Path.as_uri``): a folder named ``study #3?`` is that folder, not
-  ``study `` (an unquoted ``#`` or ``?`` ends SQLite's file name).
+* The path is quoted (:func:`file_uri`): a folder named ``study #3?`` is that folder, not
+  ``study `` (an unquoted ``#`` or ``?`` ends SQLite's file name), and a Windows share keeps
+  its host in the path.
 * ``immutable`` is for a file no process has open: SQLite then makes no ``-wal`` and
   ``-shm`` beside it, which a read-only connection could not remove (a finished recording
   would look like a crashed one). It ignores a ``-wal`` file, so callers pass it only when
