@@ -22,7 +22,7 @@ help:
 	@echo "make bench  - run benchmarks, results under bench/results/"
 	@echo "make lint   - ruff and mypy (also as Windows and macOS see the code)"
 	@echo "make soak   - long fault sessions (not part of make test)"
-	@echo "make fuzz   - the codec fuzz target, then the dial core's property test, at length"
+	@echo "make fuzz   - the fuzz targets (codec, config, players), then the dial core's property test, at length"
 	@echo "make rp2emu - the firmware on an emulated Pico (real MicroPython rp2 UF2), alone"
 
 $(STAMP): pyproject.toml
@@ -96,11 +96,16 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy --platform win32 $(MYPY_OTHER_OS) --exclude 'host/ratedial/players/fake_mpv\.py'
 	$(VENV)/bin/mypy --platform darwin $(MYPY_OTHER_OS)
 
-# The codec's libFuzzer target, then the dial core's stateful property test at length
-# (FUZZ_EXAMPLES examples of 40 steps; make test runs 60).
+# The libFuzzer targets (codec, config, player parsers) from fresh random seeds, FUZZ_SECONDS
+# each, then the dial core's stateful property test at length (FUZZ_EXAMPLES examples of 40
+# steps; make test runs 60). make test runs each target from one fixed seed, 20,000 inputs.
+# Crashes are written to .fuzz-corpus/ as crash-*; keep each as a regression seed.
 fuzz: $(STAMP)
-	@mkdir -p .fuzz-corpus && cp -n tests/fuzz/corpus/codec/* .fuzz-corpus/
-	$(PY) tests/fuzz/fuzz_codec.py .fuzz-corpus -max_total_time=$${FUZZ_SECONDS:-300}
+	@for t in codec config players; do mkdir -p .fuzz-corpus/$$t && \
+	  find tests/fuzz/corpus/$$t -maxdepth 1 -type f -exec cp -n {} .fuzz-corpus/$$t/ \; ; done
+	cd .fuzz-corpus && for t in codec config players; do \
+	  RATEDIAL_FUZZ_SKIP_KNOWN=1 ../$(PY) ../tests/fuzz/fuzz_$$t.py $$t -max_len=8192 \
+	    -max_total_time=$${FUZZ_SECONDS:-300} || exit 1; done
 	RATEDIAL_FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-5000} $(PY) -m pytest -q --timeout=0 \
 	  tests/test_core_stateful.py
 

@@ -714,6 +714,10 @@ def test_player_specs(monkeypatch):
     assert parse_spec("mpc").url == "http://127.0.0.1:13579"
     assert parse_spec("mpc-hc:http://10.0.0.2:13580").url == "http://10.0.0.2:13580"
     assert parse_spec("manual:12.5").seconds == 12.5
+    # a port is 1-65535 in ASCII digits: "²" passes str.isdigit() but not int()
+    for bad in ("vlc:\u00b2", "vlc:\u0663", "vlc:0", "mpc:70000", "vlc:http://10.0.0.2:0"):
+        with pytest.raises(UsageError, match="from 1 to 65535"):
+            parse_spec(bad)
     assert isinstance(create_session("none", video=None, latency_ms=0, osd=False,
                                      ratings=dict), NoPlayer)
     assert isinstance(create_session("mpc", video=None, latency_ms=0, osd=False,

@@ -38,7 +38,9 @@ class PlayerSpec:
 def _http(kind: str, arg: str, spec: str) -> PlayerSpec:
     if not arg:
         return PlayerSpec(kind, host="127.0.0.1", port=DEFAULT_PORTS[kind])
-    if arg.isdigit():  # vlc:8080
+    if arg.isdigit():  # vlc:8080 (ASCII digits only: int() refuses "²", which isdigit() takes)
+        if not (arg.isascii() and 0 < int(arg) < 65536):
+            raise UsageError(f"--player {spec}: the port must be a number from 1 to 65535")
         return PlayerSpec(kind, host="127.0.0.1", port=int(arg))
     text = arg if "://" in arg else f"http://{arg}"
     try:
@@ -54,6 +56,8 @@ def _http(kind: str, arg: str, spec: str) -> PlayerSpec:
         raise UsageError(f"--player {spec}: put no password in the URL (nor a user name); {where}")
     if not u.hostname:
         raise UsageError(f"--player {spec}: the URL has no host")
+    if port == 0:
+        raise UsageError(f"--player {spec}: the port must be a number from 1 to 65535")
     return PlayerSpec(kind, host=u.hostname, port=port or DEFAULT_PORTS[kind])
 
 
