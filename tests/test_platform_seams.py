@@ -17,7 +17,7 @@ import time
 import pytest
 import serial
 
-from ratedial._platform import default_serial_io
+from ratedial._platform import default_serial_io, port_key
 from ratedial._platform import lock as lockmod
 from ratedial._platform.keys import read_chunks
 from ratedial._platform.pipes import connect_ipc, connect_sync, is_named_pipe, private_endpoint
@@ -290,3 +290,16 @@ def test_install_hints_name_the_source_folder_ratedial_runs_from():
     root = Path(ratedial.__file__).resolve().parent.parent.parent
     assert (root / "pyproject.toml").is_file()
     assert install_hint("lsl") == f'pip install -e "{root}[lsl]"'
+
+
+def test_one_serial_port_written_two_ways_is_one_key(tmp_path):
+    # Windows: COM3 in any case, with or without the \\.\ device prefix, is one port
+    keys = {port_key(p, "win32") for p in ("COM3", "com3", r"\\.\COM3", r"\\?\com3", " COM3")}
+    assert keys == {"com3"}
+    assert port_key("COM13", "win32") != port_key("COM3", "win32")
+    # POSIX: a link and its target, relative and absolute
+    dev = tmp_path / "ttyACM0"
+    dev.touch()
+    (tmp_path / "by-id").symlink_to(dev)
+    assert port_key(str(tmp_path / "by-id"), "linux") == port_key(str(dev), "linux")
+    assert port_key("/dev/ttyACM0", "linux") != port_key("/dev/ttyACM1", "linux")

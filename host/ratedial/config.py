@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 
-from ._platform import SERIAL_IO, default_serial_io
+from ._platform import SERIAL_IO, default_serial_io, port_key
 from .errors import UsageError
 from .scale import RatingScale
 
@@ -230,12 +230,6 @@ class SerialConfig:
     def __post_init__(self) -> None:
         if self.io not in SERIAL_IO:
             raise UsageError(f"config: serial.io must be one of {', '.join(SERIAL_IO)}")
-
-
-def port_key(port: str) -> str:
-    """One key for a port however written: relative or absolute, through a link
-    (/dev/serial/by-id/...), and on Windows in any case (COM3 = com3)."""
-    return os.path.normcase(os.path.realpath(port))
 
 
 def _dial_key(ident: str) -> str:

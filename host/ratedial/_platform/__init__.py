@@ -13,12 +13,15 @@ Seams: :mod:`.lock` (one writer per recording), :mod:`.signals` (Ctrl+C, Ctrl+Br
 SIGTERM stop the daemon), :mod:`.keys` (lines typed at the terminal), :mod:`.pipes` (mpv's
 IPC: a Unix socket or a Windows named pipe), :mod:`.loops` (a loop MQTT can use),
 :mod:`.privacy` (who can read a recording), :func:`default_serial_io` (the serial reader,
-:mod:`ratedial.daemon.serial_thread` on Windows), :func:`clock_note`, :func:`has_display`.
+:mod:`ratedial.daemon.serial_thread` on Windows), :func:`clock_note`, :func:`has_display`,
+:func:`port_key` (one name for a serial port however written).
 """
 
 from __future__ import annotations
 
+import ntpath
 import os
+import re
 import sys
 
 WINDOWS = sys.platform == "win32"
@@ -50,3 +53,18 @@ def has_display() -> bool:
     if sys.platform in ("win32", "darwin"):
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+_WIN_COM = re.compile(r"(?:\\\\[.?]\\)?(COM[0-9]+)", re.IGNORECASE)
+
+
+def port_key(port: str, platform: str = sys.platform) -> str:
+    """One key for a serial port however written: relative or absolute, through a link
+    (/dev/serial/by-id/...); on Windows in any case and with or without the device prefix
+    (``COM3``, ``com3`` and ``\\\\.\\COM3`` are one port)."""
+    if platform == "win32":
+        com = _WIN_COM.fullmatch(port.strip())
+        if com is not None:
+            return com.group(1).lower()
+        return ntpath.normcase(os.path.realpath(port) if WINDOWS else port)
+    return os.path.realpath(port)

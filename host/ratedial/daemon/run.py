@@ -26,8 +26,9 @@ from typing import Any
 
 from serial.tools import list_ports
 
+from .._platform import port_key
 from ..clock import DeviceClock
-from ..config import RunConfig, port_key
+from ..config import RunConfig
 from ..errors import PortError, ProtocolMismatch
 from ..media import MediaSession, NoPlayer
 from ..outputs import EventOut, Out, SamplesOut, Sink
