@@ -114,6 +114,8 @@ def test_two_exports_to_one_prefix_keep_every_file_in_the_sidecar(tmp_path):
         assert res.exit_code == 0, res.output
         return json.loads((tmp_path / "out" / "D1.json").read_text())
 
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "D1.json").write_text("[" * 100_000)  # not ours: replaced, no traceback
     export("--format", "csv-long,parquet")
     assert set(export("--format", "csv-wide")["files"]) == {"csv-long", "parquet", "csv-wide"}
     assert set(export("--format", "csv-wide", "--rate", "5")["files"]) == {"csv-wide"}

@@ -1,4 +1,5 @@
-"""The codec fuzz target: its corpus replays in every run, and atheris runs a bounded search from a fixed seed."""
+"""The codec fuzz target: its corpus replays in every run, and atheris runs a bounded search
+from a fixed seed."""
 
 from __future__ import annotations
 

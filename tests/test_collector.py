@@ -417,6 +417,15 @@ def test_resume_refuses_a_daemon_recording(tmp_path):
     Recorder(path, meta={}).close()
     with pytest.raises(UsageError, match="not a recording collected"):
         read_resume_state(path)
+    # another program's SQLite file with a meta table that holds no JSON: one line too
+    other = tmp_path / "other.db"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE meta (key TEXT, value TEXT)")
+    con.execute("INSERT INTO meta VALUES ('format', 'not json')")
+    con.commit()
+    con.close()
+    with pytest.raises(UsageError, match="is not a ratedial recording"):
+        read_resume_state(other)
 
 
 def test_request_holds_at_most_an_hour_of_samples():

@@ -718,6 +718,8 @@ def test_player_specs(monkeypatch):
     for bad in ("vlc:\u00b2", "vlc:\u0663", "vlc:0", "mpc:70000", "vlc:http://10.0.0.2:0"):
         with pytest.raises(UsageError, match="from 1 to 65535"):
             parse_spec(bad)
+    with pytest.raises(UsageError, match="NUL"):  # a config file's "mpv:~/x\u0000"
+        parse_spec("mpv:~/x\0y")
     assert isinstance(create_session("none", video=None, latency_ms=0, osd=False,
                                      ratings=dict), NoPlayer)
     assert isinstance(create_session("mpc", video=None, latency_ms=0, osd=False,

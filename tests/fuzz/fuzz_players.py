@@ -106,7 +106,7 @@ def fuzz_mpc(payload: bytes) -> None:
 
 
 def fuzz_playlist(payload: bytes) -> None:
-    with contextlib.suppress(ValueError):  # as VlcSession._identify_vlc
+    with contextlib.suppress(ValueError, RecursionError):  # as VlcSession._identify_vlc
         current_path(json.loads(payload))
 
 

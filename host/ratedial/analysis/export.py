@@ -260,7 +260,7 @@ def _earlier_files(meta: Path, now: dict[str, Any]) -> dict[str, str]:
     files are still there: the sidecar keeps describing them, not only the newest."""
     try:
         old = json.loads(meta.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     if not isinstance(old, dict) or old.get("format") != "ratedial-export":
         return {}

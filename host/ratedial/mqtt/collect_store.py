@@ -42,7 +42,7 @@ def read_resume_state(path: Path) -> ResumeState:
         con = sqlite3.connect(path)  # read-write: recovers the WAL of a killed collector
         try:
             meta = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta")}
-        except sqlite3.Error:
+        except (sqlite3.Error, ValueError, TypeError, RecursionError):
             raise UsageError(f"{path} exists and is not a ratedial recording; choose another "
                              "--record path") from None
         if (meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION

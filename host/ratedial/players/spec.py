@@ -113,4 +113,6 @@ def parse_spec(spec: str) -> PlayerSpec:
     shown = hide_userinfo(spec if spec.isprintable() else repr(spec))  # one line, no secret
     if parse is None:
         raise UsageError(f"--player {shown}: expected {FORMS}")
+    if "\0" in arg:  # a config file can hold one; no path, URL or name can
+        raise UsageError(f"--player {shown}: contains a NUL character")
     return parse(arg, shown)
