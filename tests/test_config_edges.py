@@ -448,3 +448,15 @@ def test_rater_labels_that_differ_only_in_case_are_refused() -> None:
               "--rater", "client=dialA", "--rater", "Client=dialB", "--duration", "1")
     assert res.returncode == 2 and "differ only in case" in res.stderr, res.stderr
     assert res.stderr.count("\n") == 1
+
+
+def test_a_rater_option_with_two_equals_signs_is_refused_not_guessed(tmp_path: Path) -> None:
+    """An audit (2026-12-05): --rater 'Klient=x=dialA' was split at the first '=', so the
+    dial ran unlabelled and the only word of it was a note at the end of the run."""
+    res = run("run", "--broker", "none", "--no-scan", "--port", "dialA",
+              "--rater", "Klient=x=dialA", "--duration", "1")
+    assert res.returncode == 2 and "more than one '='" in res.stderr, res.stderr
+    assert res.stderr.count("\n") == 1
+    cfg = tmp_path / "c.toml"  # the config file's table takes such a label
+    cfg.write_text('[raters]\n"Klient=x" = "dialA"\n')
+    assert load_config(cfg).raters == {"Klient=x": "dialA"}

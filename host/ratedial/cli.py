@@ -129,12 +129,18 @@ def _platform_notes(path: str) -> None:
             click.echo(f"ratedial: note: {note}", err=True)
 
 
-def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+def _pairs(values: tuple[str, ...], what: str, *, one_sign: bool = False) -> dict[str, str]:
+    """``KEY=VALUE`` options; with ``one_sign`` (``--rater``: a label and a port may both
+    hold ``=``) a second ``=`` is refused rather than guessed."""
     out: dict[str, str] = {}
     for v in values:
         label, sep, ident = v.partition("=")
         if not sep or not label or not ident:
             raise click.BadParameter(f"{v!r}: expected LABEL=VALUE", param_hint=what)
+        if one_sign and "=" in ident:
+            raise click.BadParameter(
+                f"{v!r} has more than one '=': which is the label? Name a label or a port "
+                "that holds '=' in the config file's [raters] table", param_hint=what)
         if label in out:
             raise click.BadParameter(f"{label} is given twice", param_hint=what)
         out[label] = ident
@@ -216,7 +222,7 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
     cfg = with_overrides(
         cfg,
         ports=tuple(dict.fromkeys(cfg.ports + ports)) if ports else None,
-        raters={**cfg.raters, **_pairs(raters, "--rater")} if raters else None,
+        raters={**cfg.raters, **_pairs(raters, "--rater", one_sign=True)} if raters else None,
         record=record, duration_s=duration, mqtt=mqtt,
         scan=False if no_scan else None,
         session={**cfg.session, **_pairs(session, "--session")} if session else None,
