@@ -121,3 +121,15 @@ def test_overview_and_files(result):
     svg = (d / "fig" / "D9.svg").read_text()
     assert "helpful 100" in svg and "00:30" in svg  # text stays text (editable in print)
     assert (d / "fig" / "D9.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_figures_a_flat_rater_leaves_undefined_read_as_a_dash_never_nan(result):
+    """An audit (2026-12-05): a rater who never moved gave 'Pearson r nan [nan, nan]' and
+    'best lag +nan s' on the overview, where the report writes '-'."""
+    from matplotlib.text import Text
+
+    res, _ = result  # both raters hold one value: r, rho, ICC and the lag are undefined
+    text = "\n".join(t.get_text() for t in overview(res).findobj(Text))
+    assert "Pearson r - [-, -], p -" in text
+    assert "best lag - s" in text
+    assert "nan" not in text.lower()

@@ -28,6 +28,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter
 
 from .._platform.privacy import create_private
 from .analyse import GroupResult, RaterResult
+from .fmt import fmt_num, fmt_p, fmt_signed
 from .mediatime import fmt_span, fmt_time
 from .stats import CATEGORY_NAMES
 
@@ -158,23 +159,20 @@ def _summary_text(result: GroupResult) -> str:
         ag = p.agreement
         lines += [
             "",
-            f"Pearson r {ag.pearson.value:.2f} [{ag.pearson.ci_low:.2f}, "
-            f"{ag.pearson.ci_high:.2f}], p {_p(ag.pearson_p)} (eff. n {ag.n_eff_pearson:.0f})",
-            f"Spearman rho {ag.spearman.value:.2f} [{ag.spearman.ci_low:.2f}, "
-            f"{ag.spearman.ci_high:.2f}]",
-            f"ICC(2,1) {ag.icc2_1.value:.2f}   ICC(3,1) {ag.icc3_1.value:.2f}   "
-            f"kappa {ag.kappa.value:.2f}",
-            f"best lag {p.best_lag_s:+.1f} s ({p.b} after {p.a} when > 0), "
-            f"r {p.best_lag_r:.2f}",
+            f"Pearson r {fmt_num(ag.pearson.value, 2)} [{fmt_num(ag.pearson.ci_low, 2)}, "
+            f"{fmt_num(ag.pearson.ci_high, 2)}], p {fmt_p(ag.pearson_p)} "
+            f"(eff. n {fmt_num(ag.n_eff_pearson, 0)})",
+            f"Spearman rho {fmt_num(ag.spearman.value, 2)} [{fmt_num(ag.spearman.ci_low, 2)}, "
+            f"{fmt_num(ag.spearman.ci_high, 2)}]",
+            f"ICC(2,1) {fmt_num(ag.icc2_1.value, 2)}   ICC(3,1) {fmt_num(ag.icc3_1.value, 2)}   "
+            f"kappa {fmt_num(ag.kappa.value, 2)}",
+            f"best lag {fmt_signed(p.best_lag_s)} s ({p.b} after {p.a} when > 0), "
+            f"r {fmt_num(p.best_lag_r, 2)}",
         ]
         if p.divergent:
             lines.append("most divergent: " + ", ".join(
                 f"{fmt_span(d.start_s, d.end_s)}" for d in p.divergent))
     return "\n".join(lines)
-
-
-def _p(p: float) -> str:
-    return "-" if not math.isfinite(p) else ("< 0.001" if p < 0.001 else f"= {p:.3f}")
 
 
 def overview(result: GroupResult) -> Figure:

@@ -6,29 +6,17 @@ import math
 from collections.abc import Sequence
 
 from .analyse import GroupResult, PairResult, RaterResult, SegmentCheck
+from .fmt import fmt_num as _f
+from .fmt import fmt_p as _p
+from .fmt import fmt_p_cell as _p_cell
 from .mediatime import fmt_span, fmt_time
 from .read import RUN_TIME_NOTE, RUN_TIMELINE
 from .results import rater_guess, segment_params
 from .stats import CATEGORY_NAMES, Estimate
 
 
-def _f(x: float | None, digits: int = 1) -> str:
-    return "-" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
-
-
 def _pct(x: float | None) -> str:
     return "-" if x is None or not math.isfinite(x) else f"{100 * x:.0f}%"
-
-
-def _p(p: float) -> str:
-    if not math.isfinite(p):
-        return "-"
-    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
-
-
-def _p_cell(p: float) -> str:
-    """A p value in a table column: as the full report writes it (``< 0.001``, not 0.000)."""
-    return "-" if not math.isfinite(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
 
 
 def _est(e: Estimate, digits: int = 2) -> str:

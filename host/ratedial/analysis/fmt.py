@@ -1,0 +1,25 @@
+"""Numbers as the report, the figures and the tables write them (pure): ``-`` for a value
+that is not defined (NaN, infinite, None), never ``nan``; p values below 0.001 as
+``< 0.001``."""
+
+from __future__ import annotations
+
+import math
+
+
+def fmt_num(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def fmt_signed(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x:+.{digits}f}"
+
+
+def fmt_p(p: float) -> str:
+    """A p value in running text: ``= 0.012``, ``< 0.001`` or ``-``."""
+    return "-" if not math.isfinite(p) else ("< 0.001" if p < 0.001 else f"= {p:.3f}")
+
+
+def fmt_p_cell(p: float) -> str:
+    """A p value in a table column: ``0.012``, ``< 0.001`` (not 0.000) or ``-``."""
+    return "-" if not math.isfinite(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
