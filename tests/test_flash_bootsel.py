@@ -252,6 +252,20 @@ def test_download_once_then_cached(tmp_path):
     assert not list((tmp_path / "micropython").glob("*.part"))
 
 
+def test_a_mirror_that_is_a_folder_is_read_and_a_bad_one_is_one_line(tmp_path):
+    """An audit (2026-12-05): RATEDIAL_MICROPYTHON_MIRROR=/srv/mirror (a local mirror is most
+    often a folder) and =http://[::1 ended flash with a ValueError traceback."""
+    data = make_uf2([uf2.RP2040] * 8)
+    folder = tmp_path / "mirror dir"
+    folder.mkdir()
+    (folder / PINNED.file).write_bytes(data)
+    got = uf2source.fetch_release(_stand_in(PINNED, data), cache=tmp_path / "c", base=str(folder))
+    assert got.read_bytes() == data and (folder / PINNED.file).exists()  # theirs is kept
+    for bad in ("http://[::1", str(tmp_path / "nothing here")):
+        with pytest.raises(FlashError, match=r"^cannot download .*or pass --micropython FILE$"):
+            uf2source.fetch_release(PINNED, cache=tmp_path / "c2", base=bad)
+
+
 def test_wrong_sha_is_never_used(tmp_path):
     bad = make_uf2([uf2.RP2040] * 3)
     with Mirror({PINNED.file: bad}) as mirror, pytest.raises(FlashError) as err:

@@ -102,6 +102,14 @@ def release_for(board_name: str) -> Release:
     return RELEASES[name]
 
 
+def mirror_base(base: str) -> str:
+    """A base URL, or a folder (``/srv/mirror``, ``C:\\mirror``, ``\\\\nas\\share``) as a
+    ``file:`` URL: a local mirror is most often a folder."""
+    if "://" in base:
+        return base
+    return Path(base).expanduser().absolute().as_uri()
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -115,7 +123,7 @@ def fetch_release(release: Release, *, cache: Path | None = None, base: str | No
                   timeout: float = 30.0) -> Path:
     """The pinned release's file in the cache, downloaded and verified on first use."""
     cache = (cache or user_cache_dir()) / "micropython"
-    base = base or os.environ.get(MIRROR_ENV) or OFFICIAL_BASE
+    base = mirror_base(base or os.environ.get(MIRROR_ENV) or OFFICIAL_BASE)
     dest = cache / release.file
     if dest.is_file():
         if _sha256(dest) == release.sha256:
@@ -136,7 +144,8 @@ def fetch_release(release: Release, *, cache: Path | None = None, base: str | No
             for chunk in iter(lambda: resp.read(1 << 16), b""):
                 h.update(chunk)
                 out.write(chunk)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+    except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
+        # ValueError: a mirror that is no URL urllib can open (http://[::1, a typo)
         with contextlib.suppress(OSError):
             tmp.unlink()
         reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
