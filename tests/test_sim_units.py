@@ -448,6 +448,7 @@ def test_script_parsing_and_errors() -> None:
     for text, msg in [
         ("", "no rows"),
         ("1,50\n", "first row must be at t=0"),
+        ("0,30\n1,30\n2,40\n", "first row must be 50 .*0,50 then 1,30"),  # was read as 50
         ("0,50\n0,50\n", "does not increase"),
         ("0,50\n1,101\n", "outside 0..100"),
         ("0,50\n1,x\n", "not a number"),

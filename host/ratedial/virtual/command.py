@@ -60,7 +60,8 @@ def _stall_range(text: str) -> tuple[int, int]:
 @click.option("--debounce-ms", type=click.IntRange(0, 1000),
               help="Button debounce (default 5 ms).")
 @click.option("--script", type=click.Path(path_type=Path, dir_okay=False),
-              help="Rating curve, CSV t_s,value[,button] (value 0..100, 50 = start). "
+              help="Rating curve, CSV t_s,value[,button] (value 0..100; the first row is "
+                   "0,50: the knob starts at 50). "
                    "Default: a seeded random rater that rests, turns, overshoots.")
 @click.option("--seed", type=int, default=1, show_default=True,
               help="Seed of the rater, the contact bounce and the link model.")

@@ -10,12 +10,13 @@ Invariants:
   count: ``x_mc = round((value - 50) * counts_per_point * 1000)``. The count the firmware
   must show is ``count_of(x_mc)``: ``x_mc / 1000`` rounded half away from zero. This is
   the same function as ``firmware/sim/rater.py``'s, which moves the simulated knob.
-- Rows start at t = 0, times strictly increase, values stay in 0..100 and no segment turns
+- Rows start at t = 0 with the value 50 (the firmware counts from the knob's position at its
+  start: a first row elsewhere would be recorded as 50), times strictly increase, values
+  stay in 0..100 and no segment turns
   the knob faster than ``MAX_COUNTS_PER_S`` (2 rev/s of a 96 quarter-step encoder): a person
   cannot, and the encoder model (bounce within 40% of the time between edges) assumes it.
 - A *rest* is a run of rows with the same value, and the time after the last row: there the
-  firmware's count equals the rest's ``target`` exactly (counts are relative to the knob
-  position when the firmware started, so a script should begin with a rest at 50).
+  firmware's count equals the rest's ``target`` exactly.
 """
 
 from __future__ import annotations
@@ -161,6 +162,11 @@ def _check_step(prev: Knot | None, knot: Knot, t_text: str, where: str) -> None:
     if prev is None:
         if knot.t_us != 0:
             raise ScriptError(f"{where}: the first row must be at t=0")
+        if knot.value != SCALE_START:  # the dial counts from where the knob is at its start
+            raise ScriptError(
+                f"{where}: the first row must be {SCALE_START} (the knob's position when the "
+                f"dial starts); to begin elsewhere, turn there from {SCALE_START}, e.g. "
+                f"0,{SCALE_START} then 1,{knot.value}")
         return
     dt = knot.t_us - prev.t_us
     if dt <= 0:
