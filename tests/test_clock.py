@@ -317,3 +317,67 @@ def test_the_fit_depends_on_the_observations_not_their_order():
             else:
                 shuffled.add_arrival(*obs)
     assert shuffled.estimate() == clock.estimate()
+
+
+def _saturated_link(mark: bool) -> tuple[DeviceClock, list[int]]:
+    """A dial whose data outgrows its link (2 kHz over 115200 baud, as an audit ran it on
+    2026-12-05): its transmit queue fills within ~1.2 s, then every frame and every SYNC
+    reply waits ~400 ms in it while the dial drops samples; PINGs reach it at once. The true
+    clock runs at the host's rate (host_ns = 1000 * device_us + H0)."""
+    h0 = 7_000_000_000
+    clock = DeviceClock()
+    xs: list[int] = []
+
+    def queue_ns(x: int) -> int:  # the link carries 3/4 of the data: the wait grows, then caps
+        return min(400_000_000, x * 1000 // 3) + (x * 7919) % 1_000_000
+
+    next_ping = 0
+    for x in range(5_000, 30_000_000, 5_000):  # a 10-sample frame every 5 ms
+        if x >= next_ping:
+            send = h0 + 1000 * x - 100_000
+            rx, tx = x, x + 50
+            clock.add_sync(send, rx, tx, h0 + 1000 * tx + queue_ns(tx))
+            next_ping += 100_000
+            if mark and queue_ns(x) >= 100_000_000:  # DROPs and full-queue STATUS frames
+                clock.mark_congested(x)
+        clock.add_arrival(x, h0 + 1000 * x + queue_ns(x))
+        xs.append(x)
+    return clock, xs
+
+
+def test_a_link_slower_than_the_data_keeps_the_stated_bound():
+    """The audit's run: the arrivals' hull rose with the queue, the skew stuck at +1000 ppm,
+    and 30 s in the times were 30 ms late against a stated 6 ms. While the dial's queue holds
+    frames back, the fit rests on the two-way bounds: its bound covers the error."""
+    h0 = 7_000_000_000
+    for mark in (False, True):
+        clock, xs = _saturated_link(mark)
+        est = clock.estimate()
+        assert est is not None
+        late = [x for x in xs if x > 25_000_000]
+        errs = [abs(est.to_host_ns(x) - (h0 + 1000 * x)) for x in late]
+        covered = all(e <= est.uncertainty_at(x) for e, x in zip(errs, late, strict=True))
+        if not mark:  # what the audit saw: a wrong skew, and a bound that does not hold
+            assert est.skew_ppm > 500 and not covered
+        else:  # the centre of the two-way band: honest, and no further off than its middle
+            assert covered
+            assert max(errs) < 210_000_000
+
+
+def test_a_drained_queue_gives_the_arrivals_back_to_the_fit():
+    """A stall that overflowed the queue (a DROP) holds the fit on the two-way bounds only
+    for min_slope_span_s (5 s) of device time; then the arrivals' slope is used again."""
+    clocks = [DeviceClock() for _ in range(3)]
+    for x in range(5_000, 20_000_000, 5_000):
+        for clock in clocks:
+            if x % 100_000 == 0:
+                clock.add_sync(1000 * x - 100_000, x, x + 50, 1000 * (x + 50) + 150_000)
+            clock.add_arrival(x, 1000 * x + 200_000 + (x * 7919) % 300_000)
+        if x == 2_000_000:
+            clocks[1].mark_congested(x)
+            clocks[2].mark_congested(x)
+    clocks[2].mark_congested(10**15)  # a time past the newest counts as the newest
+    plain, drained, congested = (c.estimate() for c in clocks)
+    assert plain is not None and congested is not None
+    assert drained == plain  # 18 s after the drop: the same fit as without it
+    assert congested != plain  # at the drop: the two-way bounds alone

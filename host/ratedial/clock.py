@@ -25,6 +25,14 @@ Invariants:
 * The estimate is a pure function of the observations in the window (the last ``window_s`` of
   device time): feeding a recorded log in one go gives exactly the estimate the live daemon
   had after the same observations. Refits are only throttled, never different.
+* Frames that wait in the dial's transmit queue (a link slower than the dial's data: it
+  drops samples, or its queue fills) arrive later and later, so the arrivals' lower hull no
+  longer follows the latency floor and their slope is wrong (+1000 ppm on a saturated
+  115200-baud link at 2 kHz). Within ``min_slope_span_s`` of such a moment
+  (:meth:`DeviceClock.mark_congested`: a DROP, a STATUS with its queue filling), the line
+  and its uncertainty come from the two-way bounds alone, over every slope they allow: wide,
+  but true. Once the queue has drained (a stall that overflowed it, then frames at the
+  floor again), the arrivals' hull passes under the late ones and is used again.
 * One instance is one epoch (one ``boot_id``). Device time going backwards by more than
   ``backwards_tolerance_us`` raises :class:`ClockEpochError`; the caller starts a new instance.
 """
@@ -238,6 +246,7 @@ class DeviceClock:
         self._stale = True  # the cached estimate is due for a refit
         self._next_fit_ns: int | None = None
         self._cached: ClockEstimate | None = None
+        self._congested_us: int | None = None  # the latest device time the dial's queue held
         self.inconsistent_fits = 0  # fits that had to drop old data to find any line
 
     # -- observations ------------------------------------------------------------------
@@ -266,6 +275,18 @@ class DeviceClock:
         if (self._n_syncs <= _PROMPT_SYNCS or self._next_fit_ns is None
                 or host_recv_ns >= self._next_fit_ns):
             self._stale = True
+
+    def mark_congested(self, device_us: int) -> None:
+        """The dial's transmit queue held frames back at ``device_us`` (it dropped samples, or
+        its STATUS showed the queue filling): arrivals around then are not near the latency
+        floor. Until ``min_slope_span_s`` of device time has passed since, the fit rests on
+        the two-way bounds. A time past the newest observation counts as the newest."""
+        if self._x_max is None:
+            return
+        device_us = min(device_us, self._x_max)
+        if self._congested_us is None or device_us > self._congested_us:
+            self._congested_us = device_us
+            self._dirty = self._stale = True
 
     def _check_epoch(self, device_us: int) -> None:
         if self._x_max is not None and device_us < self._x_max - self._back_us:
@@ -355,9 +376,12 @@ class DeviceClock:
         two-way band over the arrivals' slope interval; offset from the two-way band at that
         slope; uncertainty from the two-way band over the arrivals' slope interval.
         Early (arrivals spanning under ``min_slope_span_s``) or when the arrivals' slope
-        contradicts the two-way bounds: the centre of the two-way polygon."""
+        contradicts the two-way bounds, or within ``min_slope_span_s`` of the dial's queue
+        holding frames back (:meth:`mark_congested`): the centre of the two-way polygon."""
         span = arr[-1][0] - arr[0][0] if arr else 0
-        if span >= self._min_slope_span:
+        congested = (self._congested_us is not None and self._x_max is not None
+                     and self._congested_us >= self._x_max - self._min_slope_span)
+        if span >= self._min_slope_span and not congested:
             c_arr, c_lo, c_hi = arrival_slopes(arr, self._env_tol_ns, self._c_box)
             wide = solve(ups, lows, c_lo, c_hi, self._prior_ns)
             if wide is not None:
@@ -411,12 +435,15 @@ class SlewedMap:
 
 
 def fit_log(syncs: Iterable[tuple[int, int, int, int]], arrivals: Iterable[tuple[int, int]],
-            clock: DeviceClock | None = None) -> DeviceClock:
+            clock: DeviceClock | None = None, congested_us: Iterable[int] = ()) -> DeviceClock:
     """Replay a recorded epoch into ``clock`` (default: a new :class:`DeviceClock`) in host
     receive order: ``sync_obs`` rows as ``(host_send_ns, device_rx_us, device_tx_us,
     host_recv_ns)``, ``arrivals`` rows as ``(device_us, host_recv_ns)``. The returned model's
-    :meth:`~DeviceClock.estimate` is what the live model had after the same observations."""
+    :meth:`~DeviceClock.estimate` is what the live model had after the same observations
+    (and the same :meth:`~DeviceClock.mark_congested` device times, ``congested_us``)."""
     clock = DeviceClock() if clock is None else clock
+    for d in congested_us:
+        clock.mark_congested(d)
     events: list[tuple[int, int, tuple[int, ...]]] = [(s[3], 1, s) for s in syncs]
     events.extend((a[1], 0, a) for a in arrivals)
     events.sort(key=lambda e: (e[0], e[1]))

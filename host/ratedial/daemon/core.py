@@ -84,6 +84,10 @@ from .rating import DialRating
 EARLY_FITS_NS = 5_000_000_000  # every fit of a boot's first 5 s is stored (clock_models)
 MAX_EPOCHS = 16  # boots of one dial kept resumable; older ones are retired
 ANCHOR_TOL_US = 1_000_000  # a new anchor may tighten the bound on the dial's time by this
+# A STATUS whose transmit queue is at least 1/CONGESTED_SHARE full: frames wait on the dial
+# (at the default 10-sample frames and 64-frame queues, 160 ms of data), so arrivals are not
+# near the latency floor (DeviceClock.mark_congested)
+CONGESTED_SHARE = 4
 EVENTS_PER_REASON = 100  # frame_rejected events per dial and reason; then every 1000th
 
 
@@ -360,11 +364,16 @@ class DialCore:
             return self.reject(d, "drop", f"{d.n_samples} samples is more than time allows",
                                host_ns)
         ep.ledger.note_drop(d)
+        if ep.last_device_us is not None:  # the link is slower than the dial's data
+            ep.clock.mark_congested(ep.last_device_us)
         return []
 
     def status(self, st: Status, host_ns: int) -> list[Out]:
-        if self.epoch is not None:
-            self.epoch.status = st
+        ep = self.epoch
+        if ep is not None:
+            ep.status = st
+            if st.queue_capacity and st.queue_depth * CONGESTED_SHARE >= st.queue_capacity:
+                ep.clock.mark_congested(st.time_us)  # frames wait in the dial's queue
         return []
 
     def button(self, b: Button, host_ns: int) -> list[Out]:
