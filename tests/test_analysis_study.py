@@ -130,3 +130,27 @@ def test_a_guess_made_on_other_segments_is_said_to_be(tmp_path):
     g, text, row = analyze()
     assert g["same_segments"] is True and row["client_guess_same_segments"] == "True"
     assert "made on other segments" not in text and "guess test: therapist" in text
+
+
+def test_every_dyad_has_the_same_columns_in_the_same_order(tmp_path):
+    """An audit (2026-12-05): a first dyad too short for a third divergent window put the
+    divergent3_* columns after the Truth-and-Bias columns, so the column order of the study
+    table depended on which dyad came first."""
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    for i, seconds in enumerate((40, 180)):  # 15 s windows: two fit in D01, three in D02
+        write_dyad(folder, f"D{i + 1:02d}", duration_s=seconds, seed=i, rate_hz=50,
+                   agreement=0.7)
+    res = subprocess.run([sys.executable, "-m", "ratedial", "study", str(folder),
+                          "-o", str(tmp_path / "study"), "--bootstrap", "100", "--window", "15"],
+                         capture_output=True, text=True, timeout=180, check=False)
+    assert res.returncode == 0, res.stderr
+    with (tmp_path / "study.csv").open() as fh:
+        header = next(csv.reader(fh))
+    with (tmp_path / "study.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    div = [c for c in header if c.startswith("divergent")]
+    assert div == [f"divergent{k}_{f}" for k in (1, 2, 3)
+                   for f in ("start_s", "end_s", "mean_abs_diff")]
+    assert header.index(div[-1]) < header.index("tb_truth_force")
+    assert rows[0]["divergent3_start_s"] == "" and rows[1]["divergent3_start_s"] != ""

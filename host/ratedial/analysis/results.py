@@ -226,7 +226,7 @@ def _agreement_columns(pr: PairResult, ag: Agreement) -> dict[str, Any]:
     return row
 
 
-def _pair_columns(pr: PairResult) -> dict[str, Any]:
+def _pair_columns(pr: PairResult, divergent_k: int) -> dict[str, Any]:
     row: dict[str, Any] = {"rater_a": pr.a, "rater_b": pr.b, "paired_by": pr.paired_by,
                            "common_s": _num(pr.common_s, 3)}
     if pr.agreement is not None:
@@ -243,10 +243,14 @@ def _pair_columns(pr: PairResult) -> dict[str, Any]:
             row[f"{owner}_{kind}_rated_{want}_by_{other}"] = sum(bool(c.agrees) for c in cs)
             row[f"{owner}_{kind}_overlapping_{other}_{kind}"] = sum(
                 c.overlap_same_s > 0 for c in cs)
-    for d in pr.divergent:
-        row[f"divergent{d.rank}_start_s"] = _num(d.start_s, 3)
-        row[f"divergent{d.rank}_end_s"] = _num(d.end_s, 3)
-        row[f"divergent{d.rank}_mean_abs_diff"] = _num(d.mean_abs_diff)
+    # every rank's columns, empty where there is no such window: the same columns in the
+    # same order for every dyad (a short session has fewer windows)
+    ranked = {d.rank: d for d in pr.divergent}
+    for rank in range(1, max(divergent_k, *ranked, 0) + 1):
+        d = ranked.get(rank)
+        row[f"divergent{rank}_start_s"] = None if d is None else _num(d.start_s, 3)
+        row[f"divergent{rank}_end_s"] = None if d is None else _num(d.end_s, 3)
+        row[f"divergent{rank}_mean_abs_diff"] = None if d is None else _num(d.mean_abs_diff)
     return row
 
 
@@ -260,7 +264,7 @@ def table_row(result: GroupResult, extra: Mapping[str, Any] | None = None) -> di
     for r in result.raters:
         row.update(_rater_columns(r, result.options))
     if result.pair is not None:
-        row.update(_pair_columns(result.pair))
+        row.update(_pair_columns(result.pair, result.options.divergent_k))
     for key, value in (extra or {}).items():
         if key in row:
             raise UsageError(f"--annotations: column {key!r} is one ratedial computes; rename "
