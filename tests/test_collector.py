@@ -62,6 +62,10 @@ class MemoryStore:
         self.gaps = [(e, d, f, t, reason if (e, f, t) == (epoch_id, first, end) else r)
                      for e, d, f, t, r in self.gaps]
 
+    def uncollected(self, rows: list[tuple[int, int, int, int]]) -> None:
+        self.gaps = [g for g in self.gaps if g[4] != "uncollected"] + [
+            (e, d, a, b, "uncollected") for e, d, a, b in rows]
+
     def event(self, host_ns: int, dial_id: int | None, kind: str, data: dict[str, Any]) -> None:
         self.events.append((host_ns, dial_id, kind, data))
 
@@ -834,27 +838,88 @@ def test_holes_left_at_the_end_are_uncollected_gaps_that_a_resume_asks_for_again
     path = tmp_path / "c.ratedial"
     rec = Recorder(path, meta={"collected": {"source": "mqtt", "prefix": P, "daemons": []}})
     rec.put("wall_anchors", (1000, OFFSET + 1000))
-    c = Collector(P, RecorderStore(rec), wall_offset_ns=OFFSET, settle_s=2.0)
+    store = RecorderStore(rec)
+    c = Collector(P, store, wall_offset_ns=OFFSET, settle_s=2.0)
     feed(c, batch(0, 100), now=0.0)
     feed(c, batch(150, 50), now=0.1)
     feed(c, status(200), now=0.2)
     c.due_requests(3.0)  # settled: 100..150 is a hole (asked for, never answered)
     assert c.record_holes() == 50
-    rec.close()
+    store.close()
     with sqlite3.connect(path) as con:
         assert con.execute("SELECT first_index, end_index, reason FROM gaps").fetchall() == [
             (100, 150, "uncollected")]
 
     st = read_resume_state(path)  # the next run of the collection: a hole again
     assert st.gaps == {}
-    rec2 = Recorder(path, meta={}, append=True, next_ids=st.next_ids)
-    c2 = Collector(P, RecorderStore(rec2), wall_offset_ns=OFFSET, resume=st, settle_s=2.0)
+    store2 = RecorderStore(Recorder(path, meta={}, append=True, next_ids=st.next_ids))
+    c2 = Collector(P, store2, wall_offset_ns=OFFSET, resume=st, settle_s=2.0)
     feed(c2, status(200), now=0.0)
     (req,) = c2.due_requests(3.0)
     assert json.loads(req.payload())["ranges"] == [[100, 150]]
     feed(c2, batch(100, 50, replay=True), now=3.1)  # the answer fills it
     assert c2.record_holes() == 0
-    rec2.close()
+    store2.close()
     with sqlite3.connect(path) as con:
         assert con.execute("SELECT COUNT(*) FROM gaps").fetchone() == (0,)
         assert con.execute("SELECT COUNT(*) FROM samples").fetchone() == (200,)
+
+
+def _with_uncollected(path: Any) -> None:
+    """A collected file that ended with holes: [100, 150) between received samples and
+    all of boot 8 (known only from its daemon's last status)."""
+    rec = _collected(path)
+    store = RecorderStore(rec)
+    c = Collector(P, store, wall_offset_ns=OFFSET, settle_s=2.0)
+    feed(c, batch(0, 100), now=0.0)
+    feed(c, batch(150, 50), now=0.1)
+    feed(c, _offline(200), now=0.2)
+    feed(c, _offline(300, boot=8), now=0.2)
+    c.due_requests(3.0)
+    assert c.record_holes() == 350
+    store.close()
+
+
+def _gap_rows(path: Any) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path) as con:
+        return con.execute("SELECT e.boot_id, g.first_index, g.end_index, g.reason FROM gaps g "
+                           "JOIN epochs e USING (epoch_id) ORDER BY 1, 2").fetchall()
+
+
+@pytest.mark.parametrize("how", ["another prefix", "unreachable broker"])
+def test_a_refused_or_failed_continuation_leaves_the_file_as_it_was(tmp_path, how):
+    """An audit (2026-12): a continuation refused for its prefix, or one that could not
+    reach the broker, deleted the file's uncollected gap rows (docs/mqtt.md: "the file is
+    left as it was")."""
+    from brokers import free_port
+
+    path = tmp_path / "c.ratedial"
+    _with_uncollected(path)
+    rows = _gap_rows(path)
+    assert rows == [(7, 100, 150, "uncollected"), (8, 0, 300, "uncollected")]
+    before = path.read_bytes()
+    args = (["--prefix", "other"] if how == "another prefix" else [])
+    r = run_record("--mqtt", f"mqtt://127.0.0.1:{free_port()}", "--record", str(path),
+                   "--prefix", P, *args)
+    assert r.returncode == (2 if how == "another prefix" else 1), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.ratedial"]
+
+
+def test_a_continuation_that_ends_keeps_uncollected_rows_for_the_holes_still_open(tmp_path):
+    """An audit (2026-12): the uncollected rows went when a continuation started, and a hole
+    past everything received (a boot known only from a status) was no hole of the new run,
+    so a continuation that received nothing left the file without them."""
+    path = tmp_path / "c.ratedial"
+    _with_uncollected(path)
+    st = read_resume_state(path)
+    assert st.gaps == {}  # uncollected rows are holes again, not gaps
+    store = RecorderStore(Recorder(path, meta={}, append=True, next_ids=st.next_ids))
+    c = Collector(P, store, wall_offset_ns=OFFSET, settle_s=2.0, resume=st)
+    assert c.holes() == {(DIAL, 7): [(100, 150)], (DIAL, 8): [(0, 300)]}
+    feed(c, batch(120, 10, replay=True), now=1.0)  # part of one arrives
+    assert c.record_holes() == 340
+    store.close()
+    assert _gap_rows(path) == [(7, 100, 120, "uncollected"), (7, 130, 150, "uncollected"),
+                               (8, 0, 300, "uncollected")]

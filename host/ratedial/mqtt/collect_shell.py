@@ -16,7 +16,9 @@ Invariants:
   anything is written. Another broker is allowed (the broker moved) and is added to
   ``meta.collected.brokers``.
 * Before the first connection a failure is a one-line error and leaves no new file behind;
-  after it, the shell reconnects with jittered back-off until stopped.
+  after it, the shell reconnects with jittered back-off until stopped. A file continued is
+  only read (and locked) until the first connection: one refused or never connected is
+  left as it was, byte for byte.
 * A replay request the broker refuses is told once; one whose PUBACK takes longer than
   :data:`REQUEST_TIMEOUT_S` means the connection is gone.
 """
@@ -79,6 +81,42 @@ def subscriptions(prefix: str, share: str | None = None) -> list[str]:
             f"{p}/daemons/+/replayed"]
 
 
+def read_collected(cfg: CollectConfig) -> ResumeState:
+    """Lock the collected recording at ``cfg.record`` and read what it holds, refusing (one
+    line, the lock released) one that is no collected recording or has another prefix.
+    Nothing of the file changes."""
+    path = cfg.record
+    lock(path)
+    try:
+        st = read_resume_state(path)
+        prefix = st.meta["collected"].get("prefix")
+        if isinstance(prefix, str) and prefix != cfg.mqtt.topic_prefix:
+            raise UsageError(
+                f"{path} was collected from topic prefix {prefix!r}, not "
+                f"{cfg.mqtt.topic_prefix!r}: continue it with --prefix {prefix}, or "
+                "choose another --record path")
+    except BaseException:
+        unlock(path)
+        raise
+    return st
+
+
+def continue_recording(cfg: CollectConfig, st: ResumeState,
+                       on_error: Callable[[RecordingError], None]) -> tuple[Recorder, int]:
+    """Reopen the collected recording :func:`read_collected` read (and locked) to write
+    on (only once the collection runs: its first connection)."""
+    rec = Recorder(cfg.record, meta={}, append=True, next_ids=st.next_ids,
+                   on_error=on_error)
+    offset = st.wall_offset_ns
+    if offset is None:
+        mono = time.monotonic_ns()
+        offset = time.time_ns() - mono
+        rec.put("wall_anchors", (mono, mono + offset))
+    resumes = list(st.meta.get("resumed_wall_ns") or [])
+    rec.set_meta("resumed_wall_ns", [*resumes, time.time_ns()])
+    return rec, offset
+
+
 def open_recording(cfg: CollectConfig, client_id: str,
                    on_error: Callable[[RecordingError], None]) -> tuple[
                        Recorder, ResumeState | None, int]:
@@ -87,26 +125,12 @@ def open_recording(cfg: CollectConfig, client_id: str,
 
     path = cfg.record
     if path.exists():
-        lock(path)
+        st = read_collected(cfg)
         try:
-            st = read_resume_state(path)
-            prefix = st.meta["collected"].get("prefix")
-            if isinstance(prefix, str) and prefix != cfg.mqtt.topic_prefix:
-                raise UsageError(
-                    f"{path} was collected from topic prefix {prefix!r}, not "
-                    f"{cfg.mqtt.topic_prefix!r}: continue it with --prefix {prefix}, or "
-                    "choose another --record path")
-            rec = Recorder(path, meta={}, append=True, next_ids=st.next_ids,
-                           on_error=on_error)
+            rec, offset = continue_recording(cfg, st, on_error)
         except BaseException:
             unlock(path)
             raise
-        offset = st.wall_offset_ns
-        if offset is None:
-            offset = time.time_ns() - time.monotonic_ns()
-            rec.put("wall_anchors", (time.monotonic_ns(), time.time_ns()))
-        resumes = list(st.meta.get("resumed_wall_ns") or [])
-        rec.set_meta("resumed_wall_ns", [*resumes, time.time_ns()])
         return rec, st, offset
     offset = time.time_ns() - time.monotonic_ns()
     rec = Recorder(path, on_error=on_error, meta={
@@ -186,6 +210,7 @@ class CollectorShell:
         self.stop_event = asyncio.Event()
         self.failure: list[RecordingError] = []
         self.recorder: Recorder | None = None
+        self.store: RecorderStore | None = None
         self.collector: Collector | None = None
 
     def _client(self, protocol: Any) -> Any:
@@ -215,14 +240,13 @@ class CollectorShell:
             self.failure.append(err)
             loop.call_soon_threadsafe(self.stop_event.set)
 
-        recorder, resume, offset = open_recording(self.cfg, self.client_id, on_error)
-        self.recorder = recorder
+        resume: ResumeState | None = None
+        if self.cfg.record.exists():  # continued: written from the first connection on
+            resume = read_collected(self.cfg)
+        else:
+            recorder, _, offset = open_recording(self.cfg, self.client_id, on_error)
+            self._start(recorder, offset, None)
         created = resume is None
-        store = RecorderStore(recorder)
-        collector = Collector(self.cfg.mqtt.topic_prefix, store, wall_offset_ns=offset,
-                              settle_s=self.cfg.settle_s,
-                              request_timeout_s=self.cfg.request_timeout_s, resume=resume)
-        self.collector = collector
         undo_signals = stop_on_signals(loop, self.stop_event.set)
         t0 = time.monotonic()
         timer: asyncio.TimerHandle | None = None
@@ -232,9 +256,15 @@ class CollectorShell:
         backoff = Backoff()
         last_error: str | None = None
         try:
-            while not self.stop_event.is_set():
+            while self.connects == 0 or not self.stop_event.is_set():
                 try:
                     async with self._client(protocol) as client:
+                        if self.collector is None:  # a continued file, first connection
+                            assert resume is not None
+                            self._start(*continue_recording(self.cfg, resume, on_error),
+                                        resume)
+                        collector = self.collector
+                        assert collector is not None
                         self.connected = True
                         self.connects += 1
                         last_error = None
@@ -277,22 +307,34 @@ class CollectorShell:
             if timer is not None:
                 timer.cancel()
             undo_signals()
-            if self.connects == 0 and created:
+            if self.collector is None or self.store is None:
+                unlock(self.cfg.record)  # a continuation that never connected: as it was
+            elif self.connects == 0 and created:
                 # never connected: leave no empty recording behind
                 with contextlib.suppress(RecordingError):
-                    recorder.close()
+                    self.store.recorder.close()
                 unlock(self.cfg.record)
-                remove_recording(Path(self.cfg.record), recorder.made_dirs)
+                remove_recording(Path(self.cfg.record), self.store.recorder.made_dirs)
             else:
                 try:
-                    self._close(collector, store)
+                    self._close(self.collector, self.store)
                 finally:
                     unlock(self.cfg.record)
-        summary = collector.summary()
+        assert self.collector is not None  # made at the latest by the first connection
+        summary = self.collector.summary()
         summary["recording"] = str(self.cfg.record)
         summary["seconds"] = round(time.monotonic() - t0, 3)
         summary["client_id"] = self.client_id
         return summary
+
+    def _start(self, recorder: Recorder, offset: int, resume: ResumeState | None) -> None:
+        """The recording is open: the collector writes to it from now on."""
+        self.recorder = recorder
+        self.store = RecorderStore(recorder)
+        self.collector = Collector(self.cfg.mqtt.topic_prefix, self.store,
+                                   wall_offset_ns=offset, settle_s=self.cfg.settle_s,
+                                   request_timeout_s=self.cfg.request_timeout_s,
+                                   resume=resume)
 
     def _close(self, collector: Collector, store: RecorderStore) -> None:
         recorder = store.recorder

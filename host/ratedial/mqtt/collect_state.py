@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from .collect_ranges import Range, RangeSet, subtract
 
 TAIL_SPAN = 1_000_000  # asked for past the known end of a boot the dial has left
+UNCOLLECTED = "uncollected"  # gap reason for holes left when a collection ends
 
 
 class Store(Protocol):
@@ -52,6 +53,10 @@ class Store(Protocol):
 
     def gap_reason(self, epoch_id: int, first: int, end: int, reason: str) -> None:
         """Give the gap row ``[first, end)`` of the epoch another reason."""
+
+    def uncollected(self, rows: list[tuple[int, int, int, int]]) -> None:
+        """The holes still open as the collection ends, ``(epoch_id, dial_id, first, end)``:
+        they replace the file's ``uncollected`` gap rows (an earlier run's)."""
 
     def event(self, host_ns: int, dial_id: int | None, kind: str,
               data: dict[str, Any]) -> None: ...
@@ -235,6 +240,7 @@ class ResumeState:
     epochs: dict[tuple[str, int], tuple[int, str | None]] = field(default_factory=dict)
     received: dict[int, list[Range]] = field(default_factory=dict)
     gaps: dict[int, list[Range]] = field(default_factory=dict)
+    uncollected: dict[int, list[Range]] = field(default_factory=dict)  # holes again
     media: dict[str, int] = field(default_factory=dict)
     events: set[tuple[str, str, int]] = field(default_factory=set)
     daemons: set[str] = field(default_factory=set)

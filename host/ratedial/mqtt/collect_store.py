@@ -18,6 +18,10 @@ Invariants:
   the dials' retained statuses).
 * Reading a recording to resume it changes none of its rows (it only recovers the WAL a
   killed collector left), so a file refused after reading stays as it was.
+* The ``uncollected`` gap rows an earlier run left are holes again for this run (not gaps),
+  but their rows stay until this run ends: :meth:`RecorderStore.close` replaces them, in one
+  transaction, by the holes still open then (a run killed before that leaves them as they
+  were, for the next run to take up).
 """
 
 from __future__ import annotations
@@ -31,9 +35,9 @@ from typing import Any
 
 from ..errors import UsageError
 from ..recording.schema import FORMAT, FORMAT_VERSION
-from ..recording.writer import Recorder, RecordingError, describe_sqlite_error
+from ..recording.writer import SQL, Recorder, RecordingError, describe_sqlite_error
 from .collect_ranges import is_int
-from .collect_state import ResumeState
+from .collect_state import UNCOLLECTED, ResumeState
 
 
 def read_resume_state(path: Path) -> ResumeState:
@@ -70,11 +74,11 @@ def read_resume_state(path: Path) -> ResumeState:
                 " GROUP BY epoch_id, island ORDER BY epoch_id, 2"):
             st.received.setdefault(eid, []).append((a, b))
         # holes an earlier run of the collection left (uncollected) are holes again: this
-        # run asks for them, and their rows go (a sample that arrives fills the index)
-        with con:
-            con.execute("DELETE FROM gaps WHERE reason = 'uncollected'")
-        for eid, a, b in con.execute("SELECT epoch_id, first_index, end_index FROM gaps"):
-            st.gaps.setdefault(eid, []).append((a, b))
+        # run asks for them; their rows are replaced when it ends (RecorderStore.close)
+        for eid, a, b, reason in con.execute(
+                "SELECT epoch_id, first_index, end_index, reason FROM gaps"):
+            (st.uncollected if reason == UNCOLLECTED else st.gaps).setdefault(
+                eid, []).append((a, b))
         for mid, fp in con.execute("SELECT media_id, fingerprint FROM media"):
             if isinstance(fp, str) and fp.startswith("daemon:"):
                 st.media[fp.removeprefix("daemon:")] = mid
@@ -123,6 +127,7 @@ class RecorderStore:
 
     recorder: Recorder
     dial_rows: dict[int, tuple[str | None, str, str, str]] = field(default_factory=dict)
+    holes: list[tuple[int, int, int, int]] | None = None  # uncollected rows, from close()
 
     def add_dial(self, uid: str, rater: str | None, board: str, firmware: str,
                  backend: str) -> int:
@@ -132,10 +137,15 @@ class RecorderStore:
                   backend: str) -> None:
         self.dial_rows[dial_id] = (rater, board, firmware, backend)  # written by close()
 
+    def uncollected(self, rows: list[tuple[int, int, int, int]]) -> None:
+        self.holes = list(rows)  # written by close()
+
     def close(self) -> None:
-        """Close the recorder, then write the dial fields learnt after their rows."""
+        """Close the recorder, then write the dial fields learnt after their rows and
+        replace the file's ``uncollected`` gap rows by the holes still open (one
+        transaction)."""
         self.recorder.close()
-        if not self.dial_rows:
+        if not self.dial_rows and self.holes is None:
             return
         path = self.recorder.path
         try:
@@ -146,11 +156,16 @@ class RecorderStore:
                         "UPDATE dials SET rater = ?, board = ?, firmware = ?, backend = ? "
                         "WHERE dial_id = ?", [(*row, dial_id) for dial_id, row in
                                               sorted(self.dial_rows.items())])
+                    if self.holes is not None:
+                        con.execute("DELETE FROM gaps WHERE reason = ?", (UNCOLLECTED,))
+                        con.executemany(SQL["gaps"], [(e, d, a, b, UNCOLLECTED, None, None)
+                                                      for e, d, a, b in self.holes])
             finally:
                 con.close()
         except sqlite3.Error as exc:
             raise RecordingError(describe_sqlite_error(path, exc)) from None
         self.dial_rows.clear()
+        self.holes = None
 
     def add_epoch(self, dial_id: int, boot: int, first_host_ns: int,
                   hello: dict[str, Any]) -> int:

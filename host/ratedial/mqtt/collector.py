@@ -67,7 +67,6 @@ from .topics import loads
 
 BOUNDS_META = "collected_bounds"  # meta key: {"<dial>/<boot>": {"floor", "ended", "end"}}
 ABSENT = "absent"  # gap reason for indices no daemon recording holds
-UNCOLLECTED = "uncollected"  # gap reason for holes left when a collection ends
 
 
 def _dial_fields(msg: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +116,9 @@ class Collector:
                 ep = EpochState(uid, boot, epoch_id, resume.dial_ids[uid], daemon,
                                 RangeSet(resume.received.get(epoch_id, ())),
                                 RangeSet(resume.gaps.get(epoch_id, ())))
-                ep.settled = ep.known_end()
+                # an earlier run's uncollected rows: holes again, below the settled horizon
+                ep.settled = max([ep.known_end(), *(b for _, b in
+                                                    resume.uncollected.get(epoch_id, ()))])
                 bound = bounds.get(f"{uid}/{boot}")
                 if isinstance(bound, dict):  # what earlier runs' replay answers taught
                     if is_int(bound.get("floor")):
@@ -486,16 +487,13 @@ class Collector:
     def record_holes(self) -> int:
         """At the end of a collection, each hole still open becomes a gap row (reason
         ``uncollected``), so the file says where it lacks samples, as a daemon's recording
-        does; a later run of the same collection takes them up again as holes
-        (:func:`~ratedial.mqtt.collect_store.read_resume_state`). Returns the samples."""
-        n = 0
-        for key, ranges in self.holes().items():
-            ep = self.epochs[key]
-            epoch_id = self._epoch_id(ep, None)
-            for a, b in ranges:
-                self.store.gap(epoch_id, ep.dial_id, a, b, UNCOLLECTED)
-                n += b - a
-        return n
+        does; they replace the rows an earlier run left, which this run took up again as
+        holes (:func:`~ratedial.mqtt.collect_store.read_resume_state`). Returns the
+        samples."""
+        rows = [(self._epoch_id(self.epochs[key], None), self.epochs[key].dial_id, a, b)
+                for key, ranges in self.holes().items() for a, b in ranges]
+        self.store.uncollected(rows)
+        return sum(b - a for _, _, a, b in rows)
 
     def open_tails(self) -> int:
         """Boots the dial has left whose end is not yet known."""
