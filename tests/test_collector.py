@@ -33,6 +33,7 @@ class MemoryStore:
         self.gaps: list[tuple[int, int, int, int, str]] = []
         self.events: list[tuple[int, int | None, str, dict[str, Any]]] = []
         self.meta_kv: dict[str, Any] = {}
+        self.hellos = 0  # epoch rows' hellos updated
 
     def add_dial(self, uid: str, rater: str | None, board: str, firmware: str,
                  backend: str) -> int:
@@ -47,6 +48,10 @@ class MemoryStore:
                   hello: dict[str, Any]) -> int:
         self.epochs.append((dial_id, boot, first_host_ns, hello))
         return len(self.epochs)
+
+    def epoch_hello(self, epoch_id: int, hello: dict[str, Any]) -> None:
+        self.epochs[epoch_id - 1] = (*self.epochs[epoch_id - 1][:3], hello)
+        self.hellos += 1
 
     def add_media(self, daemon: str) -> int:
         self.media.append(daemon)
@@ -923,3 +928,46 @@ def test_a_continuation_that_ends_keeps_uncollected_rows_for_the_holes_still_ope
     store.close()
     assert _gap_rows(path) == [(7, 100, 120, "uncollected"), (7, 130, 150, "uncollected"),
                                (8, 0, 300, "uncollected")]
+
+
+def _hellos(path: Any) -> list[tuple[int, Any, Any]]:
+    with sqlite3.connect(path) as con:
+        return [(boot, h["period_us"], h["rate_hz"]) for boot, h in (
+            (b, json.loads(x)) for b, x in con.execute(
+                "SELECT boot_id, hello FROM epochs ORDER BY epoch_id"))]
+
+
+def test_an_epochs_rate_is_the_nominal_one_once_a_batch_tells_it_also_in_a_continuation(
+        tmp_path):
+    """An audit (2026-12): a boot first known from a retained status (its daemon had
+    stopped) got hello {"period_us": null, "rate_hz": 1000.5}, the rate the status measured,
+    and a continuation that received the boot's live batches (period_us 1000) kept it."""
+    path = tmp_path / "c.ratedial"
+    rec = _collected(path)
+    store = RecorderStore(rec)
+    c = Collector(P, store, wall_offset_ns=OFFSET, settle_s=2.0)
+    topic, payload = _offline(300)
+    feed(c, (topic, json.dumps({**json.loads(payload), "rate_hz": 1000.5}).encode()), now=0.0)
+    c.due_requests(3.0)
+    assert c.record_holes() == 300  # the row is made without a sample: the status's rate
+    store.close()
+    assert _hellos(path) == [(7, None, 1000.5)]
+
+    st = read_resume_state(path)
+    store = RecorderStore(Recorder(path, meta={}, append=True, next_ids=st.next_ids))
+    c = Collector(P, store, wall_offset_ns=OFFSET, settle_s=2.0, resume=st)
+    feed(c, batch(300, 10), now=1.0)  # the daemon runs again, the same boot: period_us 1000
+    store.close()
+    assert _hellos(path) == [(7, 1000, 1000.0)]
+
+
+def test_a_backfilled_boots_period_is_corrected_by_the_first_live_batch():
+    c, store = make()
+    topic, payload = batch(0, 10, replay=True)  # device times 2 us apart: period 2
+    msg = json.loads(payload)
+    feed(c, (topic, json.dumps({**msg, "device_us": [2 * i for i in range(10)]}).encode()))
+    assert [(e[3]["period_us"], e[3]["rate_hz"]) for e in store.epochs] == [(2, 500000.0)]
+    feed(c, batch(10, 10), now=0.1)
+    assert [(e[3]["period_us"], e[3]["rate_hz"]) for e in store.epochs] == [(1000, 1000.0)]
+    feed(c, batch(20, 10), now=0.2)  # told once
+    assert store.hellos == 1

@@ -12,7 +12,9 @@ Invariants:
   never on received samples or known gaps (received or absent events). An epoch known only
   from a status has holes from index 0: a collector that started late asks for the whole boot.
 * An epoch's row in the recording is made with its first sample or gap (``epoch_id`` is
-  ``None`` until then), so its ``hello`` has the rate of the samples, not a status's guess.
+  ``None`` until then), so its ``hello`` has the rate of the samples, not a status's guess;
+  a row made without a sample (a gap, an uncollected hole) takes the status's measured rate
+  (``period_us`` null) until a batch tells the period (:meth:`Store.epoch_hello`).
 * After a reboot, the old boot's :meth:`EpochState.tail` (:data:`TAIL_SPAN` indices past
   what is known) is asked for too, until the daemon's answer says where that boot ended.
 * :class:`Store` is the only way rows leave the collector (a
@@ -44,6 +46,9 @@ class Store(Protocol):
 
     def add_epoch(self, dial_id: int, boot: int, first_host_ns: int,
                   hello: dict[str, Any]) -> int: ...
+
+    def epoch_hello(self, epoch_id: int, hello: dict[str, Any]) -> None:
+        """The epoch row's ``hello`` as now known (its nominal rate told after the row)."""
 
     def add_media(self, daemon: str) -> int: ...
 
@@ -131,6 +136,7 @@ class EpochState:
     epoch_id: int | None  # None: no sample or gap of it written yet (no row)
     dial_id: int
     daemon: str | None = None
+    hello: dict[str, Any] | None = None  # the row's hello (None: no row yet)
     received: RangeSet = field(default_factory=RangeSet)
     gaps: RangeSet = field(default_factory=RangeSet)
     absent_rows: list[Range] = field(default_factory=list)  # gap rows written as ``absent``
@@ -238,6 +244,7 @@ class ResumeState:
     dial_rows: dict[str, tuple[str | None, str, str, str]] = field(default_factory=dict)
     dial_events: dict[str, dict[str, str]] = field(default_factory=dict)  # from dial_connected
     epochs: dict[tuple[str, int], tuple[int, str | None]] = field(default_factory=dict)
+    hellos: dict[int, dict[str, Any]] = field(default_factory=dict)  # by epoch_id
     received: dict[int, list[Range]] = field(default_factory=dict)
     gaps: dict[int, list[Range]] = field(default_factory=dict)
     uncollected: dict[int, list[Range]] = field(default_factory=dict)  # holes again

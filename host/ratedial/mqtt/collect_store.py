@@ -67,6 +67,8 @@ def read_resume_state(path: Path) -> ResumeState:
             h = json.loads(hello)
             st.epochs[(uid_of[did], boot)] = (eid, h.get("daemon") if isinstance(h, dict)
                                               else None)
+            if isinstance(h, dict):
+                st.hellos[eid] = h
         for eid, a, b in con.execute(
                 "SELECT epoch_id, MIN(sample_index), MAX(sample_index) + 1 FROM ("
                 " SELECT epoch_id, sample_index, sample_index - ROW_NUMBER() OVER ("
@@ -170,6 +172,9 @@ class RecorderStore:
     def add_epoch(self, dial_id: int, boot: int, first_host_ns: int,
                   hello: dict[str, Any]) -> int:
         return self.recorder.add_epoch(dial_id, boot, first_host_ns, hello)
+
+    def epoch_hello(self, epoch_id: int, hello: dict[str, Any]) -> None:
+        self.recorder.put("epoch_hellos", (json.dumps(hello), epoch_id))
 
     def add_media(self, daemon: str) -> int:
         return self.recorder.add_media(None, None, None, f"daemon:{daemon}")

@@ -114,6 +114,7 @@ class Collector:
                 self._dial(uid, **info)
             for (uid, boot), (epoch_id, daemon) in resume.epochs.items():
                 ep = EpochState(uid, boot, epoch_id, resume.dial_ids[uid], daemon,
+                                resume.hellos.get(epoch_id),
                                 RangeSet(resume.received.get(epoch_id, ())),
                                 RangeSet(resume.gaps.get(epoch_id, ())))
                 # an earlier run's uncollected rows: holes again, below the settled horizon
@@ -222,14 +223,26 @@ class Collector:
 
     def _epoch_id(self, ep: EpochState, host_ns: int | None, period_us: int = 0) -> int:
         """The epoch's row, made with its first sample or gap (``host_ns``: when it was
-        first heard of; ``period_us``: from the samples, else the status's rate)."""
+        first heard of; ``period_us``: from the samples, else the status's measured rate)."""
         if ep.epoch_id is None:
             rate = 1e6 / period_us if period_us > 0 else self.dials[ep.dial].rate_hz
-            hello = {"source": "mqtt", "daemon": ep.daemon, "boot_id": ep.boot,
-                     "period_us": period_us or None, "rate_hz": rate}
+            ep.hello = {"source": "mqtt", "daemon": ep.daemon, "boot_id": ep.boot,
+                        "period_us": period_us or None, "rate_hz": rate}
             first = host_ns if host_ns is not None else time.time_ns() - self.wall_offset_ns
-            ep.epoch_id = self.store.add_epoch(ep.dial_id, ep.boot, first, hello)
+            ep.epoch_id = self.store.add_epoch(ep.dial_id, ep.boot, first, ep.hello)
         return ep.epoch_id
+
+    def _period(self, ep: EpochState, period_us: int, *, told: bool) -> None:
+        """A batch's period (``told``: the payload's nominal ``period_us``; else derived
+        from a backfill's device times): the epoch's row takes it if its hello had none
+        (made from a gap or a status's measured rate) or, when told, another."""
+        if ep.epoch_id is None or ep.hello is None or period_us <= 0:
+            return
+        have = ep.hello.get("period_us")
+        if have == period_us or (is_int(have) and have > 0 and not told):
+            return
+        ep.hello = {**ep.hello, "period_us": period_us, "rate_hz": 1e6 / period_us}
+        self.store.epoch_hello(ep.epoch_id, ep.hello)
 
     def _host(self, wall_ns: Any) -> int | None:
         return wall_ns - self.wall_offset_ns if is_int(wall_ns) else None
@@ -250,10 +263,12 @@ class Collector:
         if daemon:
             d.daemon = daemon
         period = msg.get("period_us")
-        if not (is_int(period) and period > 0) and n > 1:  # backfill: from the device times
+        told = is_int(period) and period > 0
+        if not told and n > 1:  # backfill: from the device times
             t0, t1 = cols["device_us"][0], cols["device_us"][-1]
             period = round((t1 - t0) / (n - 1)) if is_int(t0) and is_int(t1) else 0
         ep = self._epoch(uid, boot, daemon)
+        self._period(ep, period if is_int(period) else 0, told=told)
         end = first + n
         new = ep.received.missing(first, end)
         fresh = subtract(new, ep.gaps)

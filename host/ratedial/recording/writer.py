@@ -72,12 +72,15 @@ SQL = {
     # a gap's reason learnt later (ratedial record --mqtt); run after the commit's inserts
     "gap_reasons": "UPDATE gaps SET reason = ? WHERE epoch_id = ? AND first_index = ? "
     "AND end_index = ?",
+    # an epoch's hello corrected later (ratedial record --mqtt: the nominal rate told late)
+    "epoch_hellos": "UPDATE epochs SET hello = ? WHERE epoch_id = ?",
     "notes": "INSERT INTO notes (wall_ns, kind, data) VALUES (?,?,?)",
 }
 
 
 FLUSH = "__flush__"  # a queue item: commit what came before it now
-UPDATES = frozenset({"gap_reasons"})  # statements that change rows the others insert
+# statements that change rows the others insert
+UPDATES = frozenset({"gap_reasons", "epoch_hellos"})
 
 
 class RecordingError(RatedialError):
