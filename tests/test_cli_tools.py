@@ -222,6 +222,39 @@ def test_monitor_skips_malformed_messages_and_counts_by_ranges() -> None:
     mon.table()  # renders
 
 
+def test_monitor_says_a_lost_daemon_may_still_record_and_when_it_is_back() -> None:
+    """An audit (2026-12): after a broker restart (the broker publishes the daemons' wills
+    as it goes down) the monitor said of live daemons "nothing of them is recorded by it",
+    and nothing when they published again."""
+    import json as _json
+
+    from ratedial.mqtt.monitor import Monitor
+
+    mon = Monitor()
+
+    def daemon(state: str) -> str | None:
+        return mon.feed("ratedial/v1/daemons/room01/status", _json.dumps(
+            {"daemon": "room01", "state": state}).encode())
+
+    def samples(first: int, leaf: str = "samples") -> str | None:
+        return mon.feed(f"ratedial/v1/dials/aa/{leaf}", _json.dumps(
+            {"dial": "aa", "daemon": "room01", "boot": 1, "first": first, "n": 1,
+             "rating": [50.0], "media_s": [None]}).encode())
+
+    assert daemon("online") is None
+    assert samples(0) is None
+    assert daemon("lost") == (
+        "daemon room01 lost its broker connection (its last will: killed, cut off, or the "
+        "broker went down): its dials' status here is stale; it may still be recording them")
+    assert daemon("lost") is None  # said once
+    assert samples(1) == "daemon room01 is back: publishing again"
+    assert samples(2) is None
+    assert mon.daemons["room01"] == "online"
+    assert daemon("lost") is not None
+    assert daemon("online") == "daemon room01 is back: publishing again"
+    assert daemon("online") is None
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM and SIGHUP are POSIX")
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
 def test_monitor_stops_cleanly_on_sigterm_and_sighup(tmp_path, sig):

@@ -39,6 +39,7 @@ from .requests import BrokerAddress
 from .topics import loads
 
 LEAVES = ("samples", "backfill", "events", "status")  # of <prefix>/v1/dials/+/...
+_BACK = "daemon {} is back: publishing again"
 
 
 @dataclass(slots=True)
@@ -85,6 +86,7 @@ class Monitor:
                 return None
             if leaf == "samples" and "rater" in msg:  # live: who rates it now (null: nobody)
                 d.rater = _text(msg["rater"])  # (a backfill may be a past run's: not used)
+            back = self._back(_text(msg.get("daemon")))
             seen = self._seen.setdefault((dial, boot), RangeSet())
             new = sum(b - a for a, b in seen.missing(first, first + n))
             seen.add(first, first + n)
@@ -95,6 +97,7 @@ class Monitor:
                 d.rating = _number(rating[-1])
                 d.media_s = _number(media_s[-1]) if isinstance(media_s, list) and media_s \
                     else None
+            return back
         elif leaf == "status":
             d.state = _text(msg.get("state")) or "?"
             d.daemon = _text(msg.get("daemon")) or d.daemon
@@ -115,10 +118,20 @@ class Monitor:
             return None
         before = self.daemons.get(daemon)
         self.daemons[daemon] = state
-        if state == "lost" and before != "lost":  # its last will: killed, or cut off
-            return (f"daemon {daemon} lost (killed or cut off): its dials' last status is "
-                    "stale and nothing of them is recorded by it")
-        return None
+        if state == "lost" and before != "lost":  # its last will: killed, cut off, or the
+            # broker went down (it publishes the wills of all its clients)
+            return (f"daemon {daemon} lost its broker connection (its last will: killed, cut "
+                    "off, or the broker went down): its dials' status here is stale; it may "
+                    "still be recording them")
+        return _BACK.format(daemon) if before == "lost" and state != "lost" else None
+
+    def _back(self, daemon: str | None) -> str | None:
+        """Samples named ``daemon`` (never retained: it publishes): one line if it was
+        lost."""
+        if daemon is None or self.daemons.get(daemon) != "lost":
+            return None
+        self.daemons[daemon] = "online"
+        return _BACK.format(daemon)
 
     def state_of(self, d: DialSeen) -> str:
         """The dial's state as its daemon's status leaves it: a daemon that is gone (its
