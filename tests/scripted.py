@@ -81,11 +81,12 @@ def samples(first: int) -> Samples:
 
 
 def stream(n_frames: int, *, period_s: float = 0.01, start: float = 0.0, hello_every: int = 50,
-           boot: int = 42) -> Callable[[], Iterator[tuple[bytes, float]]]:
-    """A 1 kHz dial in real time: HELLO, then frames of 10 samples every 10 ms."""
+           boot: int = 42, first_frame: int = 0) -> Callable[[], Iterator[tuple[bytes, float]]]:
+    """A 1 kHz dial in real time: HELLO, then frames of 10 samples every 10 ms (from index
+    ``10 * first_frame``: a boot that went on while nobody read it)."""
     def chunks() -> Iterator[tuple[bytes, float]]:
         for i in range(n_frames):
-            announce = i % hello_every == 0
-            extra = encode_frame(hello(boot=boot, index=10 * i)) if announce else b""
-            yield extra + encode_frame(samples(10 * i)), start + i * period_s
+            f = first_frame + i
+            extra = encode_frame(hello(boot=boot, index=10 * f)) if i % hello_every == 0 else b""
+            yield extra + encode_frame(samples(10 * f)), start + i * period_s
     return chunks

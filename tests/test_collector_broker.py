@@ -27,9 +27,11 @@ DIAL = UID.hex()
 
 
 def collect_while(broker_url: str, record: Path,
-                  driver: Callable[[CollectorShell], Awaitable[None]]) -> dict[str, Any]:
+                  driver: Callable[[CollectorShell], Awaitable[None]],
+                  **options: Any) -> dict[str, Any]:
     """Collect into ``record`` until ``driver`` returns; the collector's summary."""
-    cfg = CollectConfig(mqtt=MqttConfig(broker=broker_url), record=record, settle_s=0.5)
+    cfg = CollectConfig(mqtt=MqttConfig(broker=broker_url), record=record, settle_s=0.5,
+                        **options)
 
     async def main() -> dict[str, Any]:
         shell = CollectorShell(cfg)
@@ -53,13 +55,14 @@ async def until(predicate: Callable[[], bool], what: str, timeout: float = 60.0)
         await asyncio.sleep(0.05)  # polling a condition, not standing in for one
 
 
-def run_daemon(tmp_path: Path, broker_url: str) -> Path:
-    """Two seconds of one scripted 1 kHz dial, recorded and published; the recording."""
-    rec = tmp_path / "room1.ratedial"
-    port = ScriptedPort(stream(200), wait_for_host=True)
+def run_daemon(tmp_path: Path, broker_url: str, name: str = "room1.ratedial",
+               first_frame: int = 0, seconds: int = 2) -> Path:
+    """``seconds`` of one scripted 1 kHz dial, recorded and published; the recording."""
+    rec = tmp_path / name
+    port = ScriptedPort(stream(100 * seconds, first_frame=first_frame), wait_for_host=True)
     try:
         finish(start_daemon("--port", port.path, "--broker", broker_url, "--record", str(rec),
-                            "--duration", "3", "--daemon-id", "room1"))
+                            "--duration", str(seconds + 1), "--daemon-id", "room1"))
     finally:
         port.close()
     return rec
@@ -127,3 +130,37 @@ def test_a_live_collection_has_the_dials_fields_and_every_broker_it_used(tmp_pat
     assert meta["config"]["mqtt"]["broker"] == a.url  # as created
     assert len(meta["resumed_wall_ns"]) == 1
     assert dial_row(col) == (DIAL, "test", "0.1.0", "irq")
+
+
+def test_an_earlier_run_of_the_daemon_is_served_to_a_collector_that_missed_it(tmp_path):
+    """An audit (2026-12-05): the same daemon id ran twice on one dial boot, the collector only
+    during the second run. The daemon answered the first run's indices `absent` (it answered
+    only from its current recording), the collector took that as the boot's start, and the
+    first run's samples were neither in the collected file nor counted missing. Now the
+    daemon answers from its other recordings in its folder too."""
+    with mosquitto(tmp_path / "broker") as broker:
+        first = run_daemon(tmp_path, broker.url, "run1.ratedial")  # indices 0-1999
+        col = tmp_path / "late.ratedial"
+        second: list[Path] = []
+
+        async def driver(shell: CollectorShell) -> None:
+            await until(lambda: shell.connects >= 1, "the collector to connect")
+            # the dial's boot went on unread (2000-2999), then the same daemon id again, long
+            # enough for the collector's head request to be answered while it runs
+            second.append(await asyncio.to_thread(run_daemon, tmp_path, broker.url,
+                                                  "run2.ratedial", 300, 6))
+            want = len(recorded(first)) + len(recorded(second[0]))
+            await until(lambda: shell.collector is not None
+                        and shell.collector.stats.samples
+                        + shell.collector.stats.backfilled >= want, "both runs' samples")
+
+        # the head request made while no daemon ran is asked again within a second
+        summary = collect_while(broker.url, col, driver, request_timeout_s=1.0)
+    both = recorded(first) | recorded(second[0])
+    start2 = min(i for _u, _b, i in recorded(second[0]))
+    assert max(i for _u, _b, i in recorded(first)) == 1999 and start2 >= 3000
+    assert recorded(col) == both
+    # what no daemon recorded between the runs is a gap, not nothing
+    assert query(col, "SELECT first_index, end_index, reason FROM gaps") == [
+        (2000, start2, "absent")]
+    assert summary["holes"] == 0

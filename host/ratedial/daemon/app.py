@@ -25,7 +25,7 @@ from .._platform.stopsignal import ignore_stop_signals
 from ..config import RunConfig
 from ..errors import RatedialError
 from ..media import MediaOutput, MediaSession, NoPlayer
-from ..mqtt.archive import find_unfinished
+from ..mqtt.archive import find_earlier, find_unfinished
 from ..mqtt.topics import Topics, checked_daemon_id
 from ..outputs import EventOut, Sink
 from ..recording.writer import Recorder, RecordingError, remove_recording, try_lock
@@ -267,6 +267,9 @@ async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | N
         resume = [] if broker_kind == "embedded" else find_unfinished(
             path.parent, current=path, daemon_id=daemon_id, prefix=cfg.mqtt.topic_prefix,
             broker=cfg.mqtt.broker)
+        earlier = [] if broker_kind == "embedded" else find_earlier(
+            path.parent, current=path, daemon_id=daemon_id,
+            skip=[u.archive.path for u in resume])
         if broker_kind == "embedded":
             from ..mqtt.broker import EmbeddedBroker
 
@@ -279,7 +282,7 @@ async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | N
                           soft_wrap=True)
         publisher = MqttPublisher(
             mqtt_cfg, topics=Topics(cfg.mqtt.topic_prefix, daemon_id), recorder=recorder,
-            run_id=run_id, resume=resume, rater_of=rec_sink.raters,
+            run_id=run_id, resume=resume, earlier=earlier, rater_of=rec_sink.raters,
             status_of=lambda: {uid: status_dict(v, daemon_id) for uid, v in daemon.views.items()},
             wall_offset_ns=wall_offset, software_version=__version__,
             mqtt5=embedded is None,  # the embedded broker (amqtt) speaks MQTT 3.1.1

@@ -241,6 +241,37 @@ def find_unfinished(directory: Path, *, current: Path, daemon_id: str, prefix: s
     return out
 
 
+def find_earlier(directory: Path, *, current: Path, daemon_id: str,
+                 skip: Iterable[Path] = ()) -> list[Archive]:
+    """The other recordings of this daemon id in ``directory`` (the newest
+    :data:`MAX_RESUME_FILES`, those ``skip`` names left out, and any another process has
+    open): replay requests are answered from them too, so that a collector started after an
+    earlier run ended gets that run's samples (docs/mqtt.md, "Replay requests")."""
+    skipped = {current.resolve(), *(p.resolve() for p in skip)}
+    try:
+        files = [p for p in directory.glob("*.ratedial") if p.resolve() not in skipped]
+        files.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
+        return []
+    out = []
+    for p in files[:MAX_RESUME_FILES]:
+        with held(p) as free:
+            if not free:
+                continue
+            try:
+                con = _connect_ro(p, unused=True)
+                try:
+                    meta = _meta(con)
+                finally:
+                    con.close()
+            except sqlite3.Error:
+                continue
+        if meta.get("daemon_id") == daemon_id:
+            run = meta.get("run_id")
+            out.append(Archive(p, run if isinstance(run, str) else None))
+    return out
+
+
 def mark_complete(path: Path) -> bool:
     """Note in an earlier recording that the broker has all of it. False if that failed."""
     try:

@@ -98,6 +98,7 @@ class MqttPublisher(LivePublishing):
         recorder: Recorder,
         run_id: str,
         resume: list[Unfinished] | None = None,
+        earlier: list[Archive] | None = None,
         rater_of: Callable[[str], str | None],
         status_of: Callable[[], dict[str, dict[str, Any]]],
         wall_offset_ns: int,
@@ -162,6 +163,8 @@ class MqttPublisher(LivePublishing):
                     self.outbox.restore(key, a, b)
             if u.events:
                 self._old_events[k] = set(u.events)
+        # Its other recordings: replay requests are answered from them too.
+        self.archives += earlier or []
         if self._resumed:
             log.info("republishing %d samples of %d earlier recording(s) of this daemon",
                      sum(u.samples for u in self._resumed), len(self._resumed))
