@@ -256,6 +256,40 @@ def test_a_truncated_recording_is_named_damaged(story, tmp_path):
         load([cut])
 
 
+def test_bytes_changed_inside_a_recording_that_sqlite_still_reads_are_refused(story, tmp_path):
+    """An audit (2026-12-05): three flipped bits left a recording SQLite still read, and export
+    wrote a sample's changed host_ns (176,000 extra missing bins) with exit 0. reliability.md:
+    a damaged file is refused whole."""
+    import random
+    import sqlite3
+
+    whole, _ = story
+    data = whole.read_bytes()
+    bad = tmp_path / "flipped.ratedial"
+    rnd = random.Random(6)
+    for _ in range(500):  # damage that reading alone does not notice
+        b = bytearray(data)
+        for _ in range(3):
+            b[rnd.randrange(len(b) // 4, len(b))] ^= 0x10
+        bad.write_bytes(b)
+        con = sqlite3.connect(f"file:{bad}?immutable=1", uri=True)
+        try:
+            con.execute("SELECT * FROM samples").fetchall()
+            con.execute("SELECT * FROM meta").fetchall()
+            damaged = con.execute("PRAGMA integrity_check(1)").fetchone()[0] != "ok"
+        except sqlite3.Error:
+            damaged = False  # SQLite refuses it itself: not the case here
+        finally:
+            con.close()
+        if damaged:
+            break
+    else:
+        pytest.fail("no readable damaged file in 500 tries")
+    with pytest.raises(NotARecording, match=r"flipped\.ratedial is damaged: SQLite's "
+                                            r"integrity check says: .+; use an intact copy$"):
+        load([bad])
+
+
 # --- the pure core, directly ---------------------------------------------------------------
 
 
