@@ -475,3 +475,30 @@ def test_a_file_mpv_cannot_play_and_a_short_video_are_one_line_each(tmp_path, vi
     assert res.returncode == 2, res.stderr
     assert b"long, but segment" in res.stderr and b"did not get there" not in res.stderr
     assert read_notes(rec, "segment_note") == []  # refused before the first prompt
+
+
+# --- audit 2026-12-05: what review does when the recording, the player or the input fail --
+
+
+def test_a_recording_that_cannot_be_written_is_refused_before_the_first_prompt(tmp_path):
+    """An audit: review on a recording in a read-only folder played the segments and took
+    the whole interview, then failed at the first save and lost it. Refused up front now
+    (here the folder is immutable, which stops root too)."""
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    rec = make_recording(folder, None)
+    if subprocess.run(["chattr", "+i", str(folder)], check=False,
+                      capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not possible here")
+    try:
+        for extra in ((), ("--guess",)):
+            res = _review(rec, "--no-video", *extra, stdin=b"a note\n\n+\n" * 6)
+            err = res.stderr.decode().strip()
+            assert res.returncode == 1, (res.stdout, err)
+            assert err.count("\n") == 0 and "Traceback" not in err, err
+            assert "D01-client.ratedial cannot be changed" in err and "read-only" in err, err
+            assert b"Notes for" not in res.stdout and b"Guess test" not in res.stdout
+            assert b"[1/" not in res.stdout  # nothing was played or asked
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=False)
+    assert read_notes(rec) == []

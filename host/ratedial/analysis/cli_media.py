@@ -142,6 +142,7 @@ def review(*, recording: str, who: str | None, guess: bool, answerer: str, order
     (or a pipe).
     """
     from .mpvctl import MpvPlayer
+    from .notes import check_writable
     from .review import NoVideo, Player, Prompter, run_guess, run_review
     from .segments import find_segments
 
@@ -166,6 +167,7 @@ def review(*, recording: str, who: str | None, guess: bool, answerer: str, order
               "rewind_tolerance_s": s.options.rewind_tolerance_s, "window_s": opt.window_s,
               "k": opt.k, "min_coverage": opt.min_coverage, "mode": opt.mode,
               "min_separation_s": opt.min_separation_s}
+    check_writable(recording)  # before anything is played or asked, not at the first save
     player: Player
     mpv = None
     if no_video:

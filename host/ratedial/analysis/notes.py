@@ -83,6 +83,22 @@ def add_note(path: str | Path, kind: str, data: Mapping[str, Any]) -> int:
         con.close()
 
 
+def check_writable(path: str | Path) -> None:
+    """Raise :class:`NotARecording` (one line) unless notes can be saved to the recording:
+    its write lock taken and given back, nothing written. For a caller that is about to ask
+    for what it will save (the interview), so that nothing typed is lost at the first save."""
+    con = connect(path, write=True)  # a read-only file or folder is refused here
+    try:
+        con.isolation_level = None
+        con.execute("BEGIN IMMEDIATE")  # "attempt to write a readonly database" (a ro mount)
+        con.execute("ROLLBACK")
+    except sqlite3.Error as exc:
+        raise NotARecording(f"{path} cannot be changed ({exc}): notes could not be saved "
+                            "(copy it to a folder you can write)") from None
+    finally:
+        con.close()
+
+
 def annotate(path: str | Path, values: Mapping[str, Any],
              remove: Iterable[str] = ()) -> dict[str, Any]:
     """Merge ``values`` into ``meta.annotations`` (and drop ``remove``); returns the result."""
