@@ -270,3 +270,25 @@ def test_a_render_killed_by_sigterm_leaves_no_part_file(tmp_path):
         os.kill(os.getpid(), signal.SIGTERM)
     assert not out.exists() and not (tmp_path / "new").exists()
     assert signal.getsignal(signal.SIGTERM) == before  # put back
+
+
+# --- audit 2026-12-05 ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("recorded", [r"C:\Users\lab\Videos\séance 07 ü.mp4",
+                                      r"\\nas\study\séance 07 ü.mp4", r"Videos\séance 07 ü.mp4",
+                                      "/home/lab/Videos/séance 07 ü.mp4"])
+def test_a_video_recorded_under_another_os_path_is_found_beside_the_recording(
+        tmp_path, small_video, recorded):
+    """An audit: a recording made on Windows names its video ``C:\\...\\séance 07 ü.mp4``;
+    with the video beside the recording, render (and review) said "not found": the file name
+    was taken by POSIX rules, where a backslash is part of the name."""
+    (tmp_path / "séance 07 ü.mp4").write_bytes(small_video)
+    rec = tmp_path / "D07.ratedial"
+    write_recording(rec, [SynthRater(label="client", curve=piecewise([2], [80, 20]),
+                                     script=(Play(start_s=0, end_s=SMALL_S),))],
+                    media=SynthMedia(path=recorded, duration_s=SMALL_S, fingerprint=None),
+                    rate_hz=50)
+    res = render_cli(rec, tmp_path / "out.mp4")
+    assert res.returncode == 0, res.stderr
+    assert probe(tmp_path / "out.mp4").duration_s == pytest.approx(SMALL_S, abs=0.2)

@@ -502,3 +502,18 @@ def test_a_recording_that_cannot_be_written_is_refused_before_the_first_prompt(t
     finally:
         subprocess.run(["chattr", "-i", str(folder)], check=False)
     assert read_notes(rec) == []
+
+
+@needs_mpv
+def test_a_video_recorded_on_windows_is_found_beside_the_recording(tmp_path, video):
+    """An audit: ``media.path`` ``C:\\Users\\lab\\Videos\\séance 07 ü.mp4`` with that video
+    next to the recording: "video ... not found" (the name was taken by POSIX rules)."""
+    shutil.copy(video, tmp_path / "séance 07 ü.mp4")
+    rec = tmp_path / "D01-client.ratedial"
+    write_recording(rec, [simple_rater("client", CURVE, 40)], rate_hz=100,
+                    media=SynthMedia(duration_s=40.0,
+                                     path="C:\\Users\\lab\\Videos\\séance 07 ü.mp4"))
+    res = _review(rec, "--segments", "1", "--lead-in", "0", "--speed", "8",
+                  stdin=b"one\n\ntwo\n\n")
+    assert res.returncode == 0, res.stderr
+    assert [n["data"]["text"] for n in read_notes(rec, "segment_note")] == ["one", "two"]

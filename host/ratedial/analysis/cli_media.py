@@ -8,6 +8,9 @@ numpy, scipy, pandas and matplotlib (the ``analysis`` extra) load inside the com
 from __future__ import annotations
 
 import io
+import ntpath
+import posixpath
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -92,13 +95,23 @@ def _check_length(duration_s: float | None, segments: Sequence[Segment], video: 
                          "this recording's video? (--video FILE)")
 
 
+def recorded_name(path: str) -> str:
+    """The file name in a recorded video path, by the rules of the system that wrote it, on
+    every system: a path with a backslash or a drive letter (``C:\\Videos\\a.mp4``,
+    ``\\\\nas\\a.mp4``) is a Windows one, where POSIX would take it whole as the name."""
+    if "\\" in path or re.match(r"[A-Za-z]:", path):
+        return ntpath.basename(path)
+    return posixpath.basename(path)
+
+
 def _video(s: Series, video: str | None) -> Path:
     if video is not None:
         return Path(video)
     if not s.media.path:
         raise UsageError("the recording names no video file: pass --video FILE")
     p = Path(s.media.path)
-    for cand in (p, s.recording.path.parent / p, s.recording.path.parent / p.name):
+    beside = s.recording.path.parent / recorded_name(s.media.path)
+    for cand in (p, s.recording.path.parent / p, beside):
         if cand.is_file():
             return cand
     raise UsageError(f"video {s.media.path} not found: pass --video FILE")
