@@ -517,3 +517,98 @@ def test_a_video_recorded_on_windows_is_found_beside_the_recording(tmp_path, vid
                   stdin=b"one\n\ntwo\n\n")
     assert res.returncode == 0, res.stderr
     assert [n["data"]["text"] for n in read_notes(rec, "segment_note")] == ["one", "two"]
+
+
+def _mpv_child(pid: int) -> int:
+    """The mpv process ``ratedial review`` (``pid``) started."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    if not path.exists():
+        pytest.skip("needs /proc/PID/task/PID/children (Linux)")
+    (child,) = (int(c) for c in path.read_text().split())
+    assert "mpv" in Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace")
+    return child
+
+
+@needs_mpv
+def test_mpv_closed_mid_review_says_what_was_saved_and_skip_noted_goes_on(tmp_path, video):
+    """An audit: quitting or closing mpv during review ended with "error: mpv closed its IPC
+    connection" (or "Broken pipe"), and a rerun started again at segment 1. Now one line says
+    mpv was closed and how many notes were saved; ``--skip-noted`` goes on with the rest."""
+    import signal
+
+    rec = make_recording(tmp_path, video)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ratedial", "review", str(rec), "--window", "3", "--segments",
+         "2", "--lead-in", "0", "--speed", "8"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(b"first\n\n")
+        _read_until(proc, "Notes for T2", 1)  # T2 has played; its note is being typed
+        os.kill(_mpv_child(proc.pid), signal.SIGKILL)  # the mpv this review started
+        out, err = proc.communicate(b"second\n\n", timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in err.decode(), err
+    line = err.decode().strip().splitlines()[-1]  # after the fingerprint's warning
+    assert proc.returncode == 3, (out, line)
+    assert line.startswith("ratedial: error: mpv was closed"), line
+    assert "2 notes saved" in line and "--skip-noted" in line, line
+    assert "IPC" not in line and "Broken pipe" not in line, line
+    res = _review(rec, "--segments", "2", "--no-video", "--skip-noted",
+                  stdin=b"third\n\nfourth\n\n")
+    assert res.returncode == 0, res.stderr
+    assert b"2 already noted" in res.stdout and b"[3/4]" in res.stdout, res.stdout
+    notes = [n["data"] for n in read_notes(rec, "segment_note")]
+    assert [(n["segment"]["label"], n["text"], n["position"]) for n in notes] == [
+        ("T1", "first", 1), ("T2", "second", 2), ("B1", "third", 3), ("B2", "fourth", 4)]
+    # every segment noted with these options: nothing left, said so, nothing asked
+    res = _review(rec, "--segments", "2", "--no-video", "--skip-noted", stdin=b"")
+    assert res.returncode == 0, res.stderr
+    assert b"Nothing left" in res.stdout and len(read_notes(rec, "segment_note")) == 4
+
+
+class ClosingPlayer(CountingPlayer):
+    """Closed (as mpv by its user) when asked to play the ``at``-th time."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+
+    def play(self, start_s: float, end_s: float) -> float:
+        from ratedial.analysis.errors import PlayerClosed
+
+        if len(self.spans) + 1 == self.at:
+            raise PlayerClosed("mpv was closed")
+        return super().play(start_s, end_s)
+
+
+def test_a_player_closed_during_a_replay_keeps_the_note_and_says_so(tmp_path):
+    from ratedial.analysis.errors import PlayerClosed
+
+    rec = make_recording(tmp_path, None)
+    with pytest.raises(PlayerClosed) as exc:
+        run_review(rec, "client", segments_of(rec), player=ClosingPlayer(3), lead_in_s=0.0,
+                   prompter=Prompter(io.StringIO("one\n\nhalf\n/replay\nmore\n\n"),
+                                     io.StringIO()))
+    assert str(exc.value).startswith("mpv was closed during T2 (2 of 6): 1 note saved in "
+                                     "D01-client.ratedial, and T2's lines so far (marked "
+                                     "interrupted)"), str(exc.value)
+    notes = [n["data"] for n in read_notes(rec, "segment_note")]
+    assert [(n["segment"]["label"], n["text"], n.get("interrupted")) for n in notes] == [
+        ("T1", "one", None), ("T2", "half", True)]
+
+
+def test_a_player_closed_during_the_guess_test_saves_nothing_and_says_so(tmp_path):
+    from ratedial.analysis.errors import PlayerClosed
+
+    rec = make_recording(tmp_path, None)
+    with pytest.raises(PlayerClosed) as exc:
+        run_guess(rec, "client", segments_of(rec), player=ClosingPlayer(2), seed=5,
+                  prompter=Prompter(io.StringIO("+\n-\n+\n"), io.StringIO()))
+    assert str(exc.value) == ("mpv was closed during segment 2 of 6: a guess test is saved "
+                              "only when every answer was given, so nothing was saved; run "
+                              "it again (--order-seed 5 shows the same order)")
+    assert read_notes(rec, "guess") == []

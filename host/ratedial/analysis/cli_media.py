@@ -138,6 +138,9 @@ def _video(s: Series, video: str | None) -> Path:
 @click.option("--video", type=click.Path(exists=True, dir_okay=False), default=None,
               help="The video file (default: the path recorded in the recording).")
 @click.option("--no-video", is_flag=True, help="Do not play the video; prompts only.")
+@click.option("--skip-noted", is_flag=True,
+              help="Review: skip the segments that already have a finished note of this "
+                   "rater with the same segment options (to go on after an interruption).")
 @click.option("--headless/--display", default=None,
               help="mpv without a window and sound (default: headless when no display).")
 @click.option("--speed", type=FiniteRange(min=0.1, max=10), default=1.0,
@@ -146,7 +149,7 @@ def _video(s: Series, video: str | None) -> Path:
 @friendly
 def review(*, recording: str, who: str | None, guess: bool, answerer: str, order: str,
            order_seed: int | None, lead_in_s: float, video: str | None, no_video: bool,
-           headless: bool | None, speed: float, mpv_exe: str, **kw: Any) -> None:
+           skip_noted: bool, headless: bool | None, speed: float, mpv_exe: str, **kw: Any) -> None:
     """Replay a rater's top and bottom segments in mpv and save the interviewer's notes.
 
     With --guess: the client's segments are shown to the therapist in random order (seeded;
@@ -156,7 +159,7 @@ def review(*, recording: str, who: str | None, guess: bool, answerer: str, order
     """
     from .mpvctl import MpvPlayer
     from .notes import check_writable
-    from .review import NoVideo, Player, Prompter, run_guess, run_review
+    from .review import NoVideo, Player, Prompter, noted, run_guess, run_review
     from .segments import find_segments
 
     series, _ = _load([recording], kw)
@@ -181,6 +184,9 @@ def review(*, recording: str, who: str | None, guess: bool, answerer: str, order
               "k": opt.k, "min_coverage": opt.min_coverage, "mode": opt.mode,
               "min_separation_s": opt.min_separation_s}
     check_writable(recording)  # before anything is played or asked, not at the first save
+    if skip_noted and guess:
+        raise UsageError("--skip-noted is for a review: a guess test is answered whole")
+    skip = noted(Path(recording), s.rater, segments, params) if skip_noted else frozenset()
     player: Player
     mpv = None
     if no_video:
@@ -202,7 +208,7 @@ def review(*, recording: str, who: str | None, guess: bool, answerer: str, order
         else:
             run_review(Path(recording), s.rater, segments, player=player, prompter=prompter,
                        order=order,  # type: ignore[arg-type]  # click.Choice checked it
-                       lead_in_s=lead_in_s, seed=order_seed, params=params)
+                       lead_in_s=lead_in_s, seed=order_seed, params=params, skip=skip)
     finally:
         if mpv is not None:
             mpv.close()

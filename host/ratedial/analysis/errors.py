@@ -31,5 +31,9 @@ class ReviewAborted(AnalysisError):
     exit_code = 3
 
 
-__all__ = ["AnalysisError", "NotARecording", "NothingToAnalyse", "PairingError", "PlayerError",
-           "ReviewAborted", "UsageError"]
+class PlayerClosed(ReviewAborted):
+    """The player was closed (quit, its window closed, killed) during the interview."""
+
+
+__all__ = ["AnalysisError", "NotARecording", "NothingToAnalyse", "PairingError", "PlayerClosed",
+           "PlayerError", "ReviewAborted", "UsageError"]

@@ -9,6 +9,7 @@ Invariants:
 
 * Every wait has a timeout; a dead or silent mpv becomes a :class:`PlayerError`, never a hang.
 * We only ever stop the mpv process we started (``quit``, then terminate, then kill).
+* mpv ended by its user (``q``, its window closed) is :class:`PlayerClosed`, not a failure.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 from .._platform import has_display
 from .._platform.pipes import Channel, connect_sync, private_endpoint
-from .errors import PlayerError
+from .errors import PlayerClosed, PlayerError
 
 Event = dict[str, Any]
 
@@ -170,7 +171,24 @@ class MpvPlayer:
             raise
 
     def play(self, start_s: float, end_s: float) -> float:
-        """Play ``[start_s, end_s)`` and pause; returns where playback stopped."""
+        """Play ``[start_s, end_s)`` and pause; returns where playback stopped. Raises
+        :class:`PlayerClosed` when mpv is gone (its user quit it or closed its window)."""
+        try:
+            return self._play(start_s, end_s)
+        except PlayerError:
+            if self._exited():
+                raise PlayerClosed("mpv was closed") from None
+            raise
+
+    def _exited(self, wait_s: float = 2.0) -> bool:
+        """mpv has ended (or does within ``wait_s``: its IPC closes just before it exits)."""
+        try:
+            self._proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def _play(self, start_s: float, end_s: float) -> float:
         c = self.client
         c.set("pause", True)
         c.events.clear()

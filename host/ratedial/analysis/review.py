@@ -15,22 +15,26 @@ Invariants:
   procedure runs with mpv and a person, or headless with scripted answers.
 * The truth of a segment is its kind: a top segment is "helpful", a bottom one "hindering".
 * Nothing of a guess test is saved unless every answer was given.
+* The player closed by its user (:class:`PlayerClosed`) ends the interview with one line
+  saying what was saved; a review goes on later by skipping the segments already noted
+  (:func:`noted`, ``--skip-noted``).
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import json
 import random
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
 
-from .errors import ReviewAborted
+from .errors import PlayerClosed, ReviewAborted
 from .mediatime import fmt_span, fmt_time
-from .notes import add_note
+from .notes import add_note, read_notes
 from .segments import Segment
 
 Order = Literal["rank", "chronological", "random"]
@@ -161,42 +165,83 @@ def _say_timeline(prompter: Prompter, params: Mapping[str, Any] | None) -> None:
         prompter.say(RUN_TIME_WARNING)
 
 
+def noted(recording: Path, rater: str, segments: Sequence[Segment],
+          params: Mapping[str, Any] | None = None) -> frozenset[str]:
+    """Labels of ``segments`` that already have a finished note of ``rater`` in the
+    recording, made with the same ``params`` (so the same segments); a note cut short
+    (``interrupted``) does not count."""
+    same = json.loads(json.dumps(dict(params or {})))
+    have = {json.dumps(n["data"].get("segment"), sort_keys=True)
+            for n in read_notes(recording, "segment_note")
+            if isinstance(n["data"], dict) and n["data"].get("rater") == rater
+            and n["data"].get("params") == same and not n["data"].get("interrupted")}
+    return frozenset(s.label for s in segments
+                     if json.dumps(_segment_json(s), sort_keys=True) in have)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
 def run_review(recording: Path, rater: str, segments: Sequence[Segment], *, player: Player,
                prompter: Prompter, order: Order = "rank", lead_in_s: float = 5.0,
                seed: int | None = None, params: Mapping[str, Any] | None = None,
-               ) -> list[dict[str, Any]]:
-    """Replay each segment and save the interviewer's notes; returns the notes saved."""
+               skip: Collection[str] = ()) -> list[dict[str, Any]]:
+    """Replay each segment and save the interviewer's notes; returns the notes saved.
+    Segments labelled in ``skip`` (already noted: :func:`noted`) keep their place in the
+    order but are not shown."""
     if order == "random" and seed is None:
         seed = secrets.randbelow(2**31)
     shown = order_segments(segments, order, random.Random(seed))
     how = f"random order (seed {seed})" if order == "random" else f"order {order}"
-    prompter.say(f"Review of {rater}'s segments in {recording.name}: {len(shown)} segments, "
-                 f"{how}.")
+    skipped = sum(s.label in skip for s in shown)
+    prompter.say(f"Review of {rater}'s segments in {recording.name}: "
+                 f"{_count(len(shown), 'segment')}, {how}."
+                 + (f" {skipped} already noted, skipped (--skip-noted)." if skipped else ""))
     _say_timeline(prompter, params)
-    saved = []
-    for i, s in enumerate(shown, start=1):
-        what = "highest" if s.kind == "top" else "lowest"
-        prompter.say(f"[{i}/{len(shown)}] {rater} {s.label} ({what} {s.rank}): "
-                     f"{fmt_span(s.start_s, s.end_s)}, mean {s.mean:.1f}")
-        _play(player, prompter, s, lead_in_s)
-        prompter.say(f"Notes for {s.label} (end with an empty line; /replay to watch again):")
-        data = {"rater": rater, "segment": _segment_json(s), "position": i,
-                "order": order, "seed": seed if order == "random" else None,
-                "lead_in_s": shown_lead_in(s, lead_in_s), "params": dict(params or {})}
-        try:
-            text = prompter.lines(
-                "> ", {"/replay": functools.partial(_play, player, prompter, s, lead_in_s)})
-        except (KeyboardInterrupt, ReviewAborted):
-            # Ctrl+C or the end of input in the middle of a note: its lines so far are kept,
-            # marked, so a note cut short is never taken for a finished one
-            if prompter.partial:
-                add_note(recording, "segment_note", {
-                    **data, "text": "\n".join(prompter.partial), "interrupted": True})
-            raise
-        data["text"] = "\n".join(text)
-        add_note(recording, "segment_note", data)
-        saved.append(data)
-        prompter.say("      saved." if text else "      saved (no note).")
+    if shown and skipped == len(shown):
+        prompter.say("Nothing left: every segment has a note.")
+        return []
+    saved: list[dict[str, Any]] = []
+    cut_short = False  # the note being typed was saved marked interrupted
+    at = ""  # the segment being shown, for the line saying the player was closed
+    try:
+        for i, s in enumerate(shown, start=1):
+            if s.label in skip:
+                continue
+            at = f"{s.label} ({i} of {len(shown)})"
+            what = "highest" if s.kind == "top" else "lowest"
+            prompter.say(f"[{i}/{len(shown)}] {rater} {s.label} ({what} {s.rank}): "
+                         f"{fmt_span(s.start_s, s.end_s)}, mean {s.mean:.1f}")
+            _play(player, prompter, s, lead_in_s)
+            prompter.say(f"Notes for {s.label} (end with an empty line; /replay to watch "
+                         "again):")
+            data = {"rater": rater, "segment": _segment_json(s), "position": i,
+                    "order": order, "seed": seed if order == "random" else None,
+                    "lead_in_s": shown_lead_in(s, lead_in_s), "params": dict(params or {})}
+            try:
+                text = prompter.lines(
+                    "> ", {"/replay": functools.partial(_play, player, prompter, s, lead_in_s)})
+            except (KeyboardInterrupt, ReviewAborted):
+                # Ctrl+C, the end of input or the player closed in the middle of a note: its
+                # lines so far are kept, marked, so a note cut short is never taken for a
+                # finished one
+                if prompter.partial:
+                    add_note(recording, "segment_note", {
+                        **data, "text": "\n".join(prompter.partial), "interrupted": True})
+                    cut_short = True
+                raise
+            data["text"] = "\n".join(text)
+            add_note(recording, "segment_note", data)
+            saved.append(data)
+            prompter.say("      saved." if text else "      saved (no note).")
+    except PlayerClosed:
+        also = f", and {at.split()[0]}'s lines so far (marked interrupted)" if cut_short else ""
+        raise PlayerClosed(
+            f"mpv was closed during {at}: "
+            f"{_count(len(saved), 'note')} saved in {recording.name}{also}; to go on with "
+            "the segments not noted yet, run review again with the same options and "
+            "--skip-noted") from None
     return saved
 
 
@@ -227,23 +272,30 @@ def run_guess(recording: Path, rater: str, segments: Sequence[Segment], *, playe
     if seed is None:
         seed = secrets.randbelow(2**31)
     shown = tuple(order_segments(segments, "random", random.Random(seed)))
-    prompter.say(f"Guess test: {len(shown)} segments of {rater}'s ratings in random order "
-                 f"(seed {seed}). For each, {answerer}: was it helpful or hindering?")
+    prompter.say(f"Guess test: {_count(len(shown), 'segment')} of {rater}'s ratings in random "
+                 f"order (seed {seed}). For each, {answerer}: was it helpful or hindering?")
     _say_timeline(prompter, params)
     answers: list[str] = []
-    for i, s in enumerate(shown, start=1):
-        prompter.say(f"[{i}/{len(shown)}] {fmt_span(s.start_s, s.end_s)}")
-        _play(player, prompter, s, lead_in_s)
-        while True:
-            text = prompter.ask("Helpful or hindering? (helpful / hindering, + / -, /replay) ")
-            if text.strip() == "/replay":
-                _play(player, prompter, s, lead_in_s)
-                continue
-            answer = parse_answer(text)
-            if answer is not None:
-                answers.append(answer)
-                break
-            prompter.say("  please answer helpful or hindering (or + / -)")
+    try:
+        for i, s in enumerate(shown, start=1):
+            prompter.say(f"[{i}/{len(shown)}] {fmt_span(s.start_s, s.end_s)}")
+            _play(player, prompter, s, lead_in_s)
+            while True:
+                text = prompter.ask("Helpful or hindering? (helpful / hindering, + / -, "
+                                    "/replay) ")
+                if text.strip() == "/replay":
+                    _play(player, prompter, s, lead_in_s)
+                    continue
+                answer = parse_answer(text)
+                if answer is not None:
+                    answers.append(answer)
+                    break
+                prompter.say("  please answer helpful or hindering (or + / -)")
+    except PlayerClosed:
+        raise PlayerClosed(
+            f"mpv was closed during segment {len(answers) + 1} of {len(shown)}: a guess test "
+            "is saved only when every answer was given, so nothing was saved; run it again "
+            f"(--order-seed {seed} shows the same order)") from None
     correct = tuple(a == TRUTH[s.kind] for s, a in zip(shown, answers, strict=True))
     result = GuessResult(seed=seed, shown=shown, answers=tuple(answers), correct=correct)
     top, bottom = result.score_of("top"), result.score_of("bottom")
