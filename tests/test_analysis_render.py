@@ -292,3 +292,44 @@ def test_a_video_recorded_under_another_os_path_is_found_beside_the_recording(
     res = render_cli(rec, tmp_path / "out.mp4")
     assert res.returncode == 0, res.stderr
     assert probe(tmp_path / "out.mp4").duration_s == pytest.approx(SMALL_S, abs=0.2)
+
+
+def _with_audio(tmp_path, small_video, codec: str, name: str):
+    video, silent = tmp_path / name, tmp_path / "silent.mp4"
+    silent.write_bytes(small_video)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(silent), "-f", "lavfi", "-i",
+                    f"sine=frequency=440:sample_rate=48000:duration={SMALL_S}", "-map", "0:v",
+                    "-map", "1:a", "-c:v", "copy", "-c:a", codec, str(video)],
+                   check=True, timeout=120)
+    rec = tmp_path / "D07.ratedial"
+    write_recording(rec, [SynthRater(label="client", curve=piecewise([2], [80, 20]),
+                                     script=(Play(start_s=0, end_s=SMALL_S),))],
+                    media=SynthMedia(path=str(video), duration_s=SMALL_S, fingerprint=None),
+                    rate_hz=50)
+    return rec
+
+
+def _audio_codec(path) -> str:
+    return subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
+                           "stream=codec_name", "-of", "csv=p=0", str(path)],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_audio_an_mp4_cannot_hold_is_encoded_to_aac(tmp_path, small_video):
+    """An audit: a video with PCM audio (as a camera or a screen recorder writes it) rendered
+    to .mp4 failed with "Error initializing output stream 0:0 --", the cause hidden: MP4
+    holds no PCM, and the audio was always copied. It is encoded to AAC for an MP4 now; audio
+    an MP4 holds (AAC) and any audio in a container that takes it (.mkv) is still copied."""
+    rec = _with_audio(tmp_path, small_video, "pcm_s16le", "pcm.mkv")
+    for out, codec in (("out.mp4", "aac"), ("OUT.MP4", "aac"), ("out.mkv", "pcm_s16le")):
+        res = render_cli(rec, tmp_path / out)
+        assert res.returncode == 0, res.stderr
+        assert _audio_codec(tmp_path / out) == codec
+        assert probe(tmp_path / out).duration_s == pytest.approx(SMALL_S, abs=0.2)
+    # a container that cannot hold the streams: ffmpeg's cause, not its last line
+    res = render_cli(rec, tmp_path / "out.m4a")
+    assert res.returncode == 2
+    err = res.stderr.strip()
+    assert err.count("\n") == 0 and "Could not find tag for codec" in err, err
+    assert "Error initializing output stream" not in err and "0x" not in err, err
+    assert not (tmp_path / "out.m4a").exists()

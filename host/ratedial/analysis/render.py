@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -52,12 +53,18 @@ CURSOR_RGB = (255, 255, 255)
 PANEL_ALPHA = 0.8  # the panel's black background over the video
 
 
+#: Audio an MP4 holds, copied as it is; other audio (PCM, Vorbis, ...) is encoded to AAC.
+MP4_AUDIO = frozenset({"aac", "mp3", "alac", "ac3", "eac3"})
+MP4_SUFFIXES = frozenset({".mp4", ".m4v"})
+
+
 @dataclass(frozen=True, kw_only=True)
 class VideoInfo:
     width: int
     height: int
     fps: float
     duration_s: float
+    audio: tuple[str, ...] = ()  # the codec of each audio stream
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,18 +131,22 @@ def probe(video: Path) -> VideoInfo:
         raise UsageError("render needs ffmpeg and ffprobe (Debian/Ubuntu: apt-get install "
                          "ffmpeg; macOS: brew install ffmpeg)")
     res = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-         "stream=width,height,avg_frame_rate:format=duration", "-of", "json", str(video)],
+        ["ffprobe", "-v", "error", "-show_entries",
+         "stream=codec_type,codec_name,width,height,avg_frame_rate:format=duration", "-of",
+         "json", str(video)],
         capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
     try:
         info = json.loads(res.stdout)
-        st = info["streams"][0]
+        streams = info["streams"]
+        st = next(x for x in streams if x.get("codec_type") == "video")
         num, _, den = str(st["avg_frame_rate"]).partition("/")
         fps = float(num) / float(den or 1)
         return VideoInfo(width=int(st["width"]), height=int(st["height"]),
                          fps=fps if math.isfinite(fps) and fps > 0 else 25.0,
-                         duration_s=float(info["format"]["duration"]))
-    except (ValueError, KeyError, IndexError, ZeroDivisionError):
+                         duration_s=float(info["format"]["duration"]),
+                         audio=tuple(str(x.get("codec_name")) for x in streams
+                                     if x.get("codec_type") == "audio"))
+    except (ValueError, KeyError, IndexError, ZeroDivisionError, StopIteration, TypeError):
         raise UsageError(f"{video}: ffprobe finds no video stream in it") from None
 
 
@@ -263,7 +274,8 @@ def render(video: Path, traces: Sequence[Trace], output: Path, *,
            band: tuple[float, float] = (45.0, 55.0), scale: tuple[float, float] = (0.0, 100.0),
            duration_s: float | None = None, preset: str = "veryfast", crf: int = 23,
            overwrite: bool = False) -> Layout:
-    """Write ``output`` (MP4, H.264, the video's audio copied); returns the layout used.
+    """Write ``output`` (MP4, H.264, the video's audio copied, or encoded to AAC when an MP4
+    cannot hold it: :func:`audio_args`); returns the layout used.
     An existing ``output`` is replaced only when ``overwrite`` (never the video itself)."""
     check_output(output, recordings=(), video=video, overwrite=overwrite)
     info = probe(video)
@@ -282,7 +294,8 @@ def render(video: Path, traces: Sequence[Trace], output: Path, *,
                    f"color=c=white:s={cursor_w}x{layout.panel_h}:r={info.fps:g}",
                    "-filter_complex", filter_graph(layout, cursor_w=cursor_w),
                    "-map", "[v]", "-map", "0:a?", "-c:v", "libx264", "-preset", preset,
-                   "-crf", str(crf), "-c:a", "copy", "-movflags", "+faststart", str(part)]
+                   "-crf", str(crf), *audio_args(info, output), "-movflags", "+faststart",
+                   str(part)]
             res = subprocess.run(cmd, capture_output=True, text=True, check=False,
                                  stdin=subprocess.DEVNULL)
             if res.returncode != 0:
@@ -290,12 +303,24 @@ def render(video: Path, traces: Sequence[Trace], output: Path, *,
     return layout
 
 
+def audio_args(info: VideoInfo, output: Path) -> list[str]:
+    """The audio copied, unless the output is an MP4 and some audio is of a kind an MP4
+    cannot hold (PCM from a camera, Vorbis): then all of it is encoded to AAC."""
+    if output.suffix.lower() in MP4_SUFFIXES and not set(info.audio) <= MP4_AUDIO:
+        return ["-c:a", "aac", "-b:a", "192k"]
+    return ["-c:a", "copy"]
+
+
 def _ffmpeg_failed(stderr: str, code: int, part: Path, output: Path) -> str:
-    """ffmpeg's reason in one line, naming the output (not the temporary file)."""
+    """ffmpeg's reason in one line, naming the output (not the temporary file): its first
+    error line, which gives the cause (the last ones are the steps that failed after it, e.g.
+    "Error initializing output stream 0:0 --"), without its ``[mp4 @ 0x...]`` prefix."""
     if "suitable output format" in stderr:
         return (f"-o {output}: ffmpeg knows no video format by the name's suffix "
                 f"({output.suffix or 'none'}): name the output .mp4")
-    why = stderr.strip().replace(str(part), str(output)).splitlines()[-1:]
+    lines = [re.sub(r"^\[[^]]* @ 0x[0-9a-f]+\] *", "", ln).strip()
+             for ln in stderr.replace(str(part), str(output)).splitlines()]
+    why = [ln for ln in lines if ln]
     return f"ffmpeg could not render {output}: {why[0] if why else f'exit status {code}'}"
 
 
