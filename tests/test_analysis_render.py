@@ -333,3 +333,19 @@ def test_audio_an_mp4_cannot_hold_is_encoded_to_aac(tmp_path, small_video):
     assert err.count("\n") == 0 and "Could not find tag for codec" in err, err
     assert "Error initializing output stream" not in err and "0x" not in err, err
     assert not (tmp_path / "out.m4a").exists()
+
+
+def test_a_video_that_ends_before_the_segments_is_refused_as_review_refuses_it(small):
+    """An audit: review refuses a video that ends before the last segment ("is 00:30.0 long,
+    but segment T2 ends at 00:44.4"), but render drew the ratings over it and wrote a shorter
+    film missing the later segments, with only the fingerprint's warning."""
+    d, rec, video = small
+    cut = d / "cut.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(video), "-t", "2", "-c", "copy",
+                    str(cut)], check=True, timeout=60)
+    res = render_cli(rec, d / "out.mp4", "--video", str(cut))
+    assert res.returncode == 2, res.stderr
+    err = res.stderr.strip()
+    assert err.count("\n") == 0 and f"{cut} is 00:02.0 long, but segment B1 ends at" in err, err
+    assert "is it this recording's video? (--video FILE)" in err, err
+    assert not (d / "out.mp4").exists()

@@ -244,7 +244,7 @@ def render(*, recordings: tuple[str, ...], video: str | None, output: str, prese
     """
     import time
 
-    from .render import check_output, traces_of
+    from .render import check_output, probe, traces_of
     from .render import render as do_render
     from .segments import find_segments
 
@@ -268,8 +268,12 @@ def render(*, recordings: tuple[str, ...], video: str | None, output: str, prese
     _check_video(s0, path)
     scale = s0.recording.scale
     ends = (float(scale.get("minimum", 0.0)), float(scale.get("maximum", 100.0)))
-    traces = traces_of([(s.rater, s.values, s.rate_hz, find_segments(s.values, s.rate_hz, opt))
-                        for s in g.series], g.n_bins)
+    found = [(s.rater, s.values, s.rate_hz, find_segments(s.values, s.rate_hz, opt))
+             for s in g.series]
+    segments = [seg for *_, segs in found for seg in segs]
+    if segments:  # as review: a video that ends before a segment does is refused
+        _check_length(probe(path).duration_s, segments, str(path))
+    traces = traces_of(found, g.n_bins)
     t0 = time.monotonic()
     layout = do_render(path, traces, Path(output), band=(neutral.low, neutral.high),
                        scale=ends, preset=preset, overwrite=overwrite)
