@@ -759,3 +759,34 @@ def test_annotating_a_recording_in_a_read_only_folder_says_read_only(tmp_path: P
                    "--bootstrap", "200").returncode == 0
     finally:
         subprocess.run(["chattr", "-i", str(folder)], check=False)
+
+
+def test_annotate_shows_text_as_typed(tmp_path: Path) -> None:
+    """An audit: annotate showed ``"note": "\\u00fc b"`` (JSON's ASCII escapes)."""
+    path = dyad(tmp_path / "u.ratedial")
+    res = run("annotate", str(path), "note=ü b", "wai=52")
+    assert res.returncode == 0, res.stderr
+    assert '"note": "ü b"' in res.stdout and "\\u" not in res.stdout, res.stdout
+    res = run("annotate", str(path))
+    assert '"note": "ü b"' in res.stdout and json.loads(res.stdout) == {"note": "ü b",
+                                                                         "wai": 52}
+
+
+def test_a_scores_sheet_separated_by_semicolons_is_read(rec: Path, tmp_path: Path) -> None:
+    """An audit: Excel's CSV where the decimal mark is a comma separates columns by ``;``;
+    such a sheet failed with "needs a 'dyad' column", not saying why. Its header decides:
+    ``;`` and no ``,`` there reads the sheet by ``;``; values stay as typed."""
+    sheet = tmp_path / "scores.csv"
+    sheet.write_bytes("\ufeffdyad;wai;remark\r\nD01;50;4,5 ü\r\n".encode())
+    table = tmp_path / "t.csv"
+    res = run("analyze", str(rec), "--annotations", str(sheet), "--table", str(table),
+              "--brief", "--no-truth-bias")
+    assert res.returncode == 0, res.stderr
+    import csv
+
+    with table.open(newline="", encoding="utf-8") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert (row["wai"], row["remark"]) == ("50", "4,5 ü")
+    sheet.write_text("Dyade;wai\nD01;50\n", encoding="utf-8")  # still needs its dyad column
+    one_line_error(run("analyze", str(rec), "--annotations", str(sheet), "--brief",
+                       "--no-truth-bias"), 2, "needs a 'dyad' column", "separated by ';'")

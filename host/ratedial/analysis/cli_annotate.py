@@ -18,7 +18,7 @@ def annotate(*, recording: str, values: tuple[str, ...], remove: tuple[str, ...]
     """Attach questionnaire scores and other metadata to a recording.
 
     Example: ratedial annotate D07-client.ratedial wai=52 srs=34 session_rating=7.
-    Numbers are stored as numbers. The values appear in the dyad table of
+    Numbers are stored as numbers; text is shown as typed. The values appear in the dyad table of
     'ratedial analyze --table' as <rater>_ann_<key>. Without KEY=VALUE, shows them.
     """
     from .notes import annotate as do_annotate
@@ -27,7 +27,7 @@ def annotate(*, recording: str, values: tuple[str, ...], remove: tuple[str, ...]
 
     if not values and not remove:
         current = read_recording(recording).annotations
-        click.echo(json.dumps(current, indent=1, sort_keys=True))
+        click.echo(json.dumps(current, indent=1, sort_keys=True, ensure_ascii=False))
         return
     result = do_annotate(recording, parse_assignments(values), remove)
-    click.echo(json.dumps(result, indent=1, sort_keys=True))
+    click.echo(json.dumps(result, indent=1, sort_keys=True, ensure_ascii=False))

@@ -12,6 +12,7 @@ Invariants:
 from __future__ import annotations
 
 import csv
+import io
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -291,25 +292,32 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
 
 def read_annotation_table(path: Path, key: str = "dyad") -> dict[str, dict[str, str]]:
     """A CSV sidecar of questionnaire scores, one row per dyad (column ``key``); the other
-    columns are added to that dyad's row of the table."""
+    columns are added to that dyad's row of the table, as typed. A header with ``;`` and no
+    ``,`` (Excel's CSV where the decimal mark is a comma) is read with ``;`` between
+    columns."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames is None or key not in reader.fieldnames:
-                raise UsageError(f"{path}: needs a {key!r} column")
-            dupes = sorted({c for c in reader.fieldnames if reader.fieldnames.count(c) > 1})
-            if dupes:
-                raise UsageError(f"{path}: column {dupes[0]!r} appears twice")
-            if any(not c.strip() for c in reader.fieldnames):
-                raise UsageError(f"{path}: a column has no name (an empty header cell)")
-            out: dict[str, dict[str, str]] = {}
-            for row in reader:
-                if row[key] in out:
-                    raise UsageError(f"{path}: dyad {row[key]!r} has two rows; keep one")
-                out[row[key]] = {k: v for k, v in row.items() if k != key}
-            return out
+            text = fh.read()
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not UTF-8 text (save the sheet as CSV UTF-8)") from None
+    head = text.splitlines()[0] if text else ""
+    delimiter = ";" if ";" in head and "," not in head else ","
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+        if reader.fieldnames is None or key not in reader.fieldnames:
+            how = " (its columns read as separated by ';')" if delimiter == ";" else ""
+            raise UsageError(f"{path}: needs a {key!r} column{how}")
+        dupes = sorted({c for c in reader.fieldnames if reader.fieldnames.count(c) > 1})
+        if dupes:
+            raise UsageError(f"{path}: column {dupes[0]!r} appears twice")
+        if any(not c.strip() for c in reader.fieldnames):
+            raise UsageError(f"{path}: a column has no name (an empty header cell)")
+        out: dict[str, dict[str, str]] = {}
+        for row in reader:
+            if row[key] in out:
+                raise UsageError(f"{path}: dyad {row[key]!r} has two rows; keep one")
+            out[row[key]] = {k: v for k, v in row.items() if k != key}
+        return out
     except csv.Error as exc:
         raise UsageError(f"{path}: not a CSV table ({exc})") from None
 
