@@ -612,3 +612,11 @@ def test_a_player_closed_during_the_guess_test_saves_nothing_and_says_so(tmp_pat
                               "only when every answer was given, so nothing was saved; run "
                               "it again (--order-seed 5 shows the same order)")
     assert read_notes(rec, "guess") == []
+
+
+def test_one_segment_is_one_segment(tmp_path):
+    """An audit: "1 segments"."""
+    rec = make_recording(tmp_path, None)
+    res = _review(rec, "--window", "40", "--segments", "1", "--no-video", stdin=b"\n")
+    assert res.returncode == 0, res.stderr
+    assert b": 1 segment, order rank." in res.stdout, res.stdout
