@@ -460,3 +460,16 @@ def test_a_rater_option_with_two_equals_signs_is_refused_not_guessed(tmp_path: P
     cfg = tmp_path / "c.toml"  # the config file's table takes such a label
     cfg.write_text('[raters]\n"Klient=x" = "dialA"\n')
     assert load_config(cfg).raters == {"Klient=x": "dialA"}
+
+
+@pytest.mark.parametrize("ms", [1e300, -1e300, -5000.0, 1000.5])
+def test_a_display_latency_beyond_a_second_is_refused(tmp_path: Path, ms: float) -> None:
+    """An audit (2026-12-05): player_latency_ms = 1e300 ran and left every sample without a
+    media time; -5000 gave samples media times not shown yet."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"player_latency_ms = {ms!r}\n")
+    res = run("run", "--config", str(cfg), "--broker", "none", "--no-scan", "--duration", "1")
+    assert res.returncode == 2, res.stderr
+    assert "player_latency_ms must be between -1000 and 1000" in res.stderr
+    assert res.stderr.count("\n") == 1
+    assert RunConfig(player_latency_ms=-1000.0).player_latency_ms == -1000.0

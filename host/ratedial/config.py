@@ -50,6 +50,9 @@ def mqtt_string_problem(value: str) -> str | None:
     return None
 
 
+MAX_LATENCY_MS = 1000.0  # bound on player_latency_ms either way
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MqttConfig:
     broker: str = "mqtt://localhost:1883"  # or "embedded" or "none"
@@ -282,6 +285,11 @@ class RunConfig:
             raise UsageError("config: duration_s must be between 0.1 and 1e9 (seconds)")
         if not 0.01 <= self.ping_interval_s <= 60:
             raise UsageError("config: ping_interval_s must be between 0.01 and 60 (seconds)")
+        if not -MAX_LATENCY_MS <= self.player_latency_ms <= MAX_LATENCY_MS:
+            # a display shows a frame within a second of the player's report; 1e300 took
+            # every sample's media time away, -5000 gave times not shown yet
+            raise UsageError(f"config: player_latency_ms must be between -{MAX_LATENCY_MS:g} "
+                             f"and {MAX_LATENCY_MS:g} (milliseconds)")
 
     def public(self) -> dict[str, Any]:
         """The configuration as stored in recordings: never contains secrets."""

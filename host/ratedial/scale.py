@@ -25,7 +25,7 @@ class RatingScale:
 
     def __post_init__(self) -> None:
         if not self.minimum < self.maximum:
-            raise ValueError("scale minimum must be below its maximum")
+            raise ValueError("minimum must be below its maximum")
         if not self.minimum <= self.start <= self.maximum:
             raise ValueError("scale start must lie between minimum and maximum")
         if self.counts_per_point == 0:
