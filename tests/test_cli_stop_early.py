@@ -45,6 +45,8 @@ def test_a_stop_while_ratedial_starts_is_one_line(tmp_path, sig: str, module: st
     number = signal.Signals[sig].value
     assert res.returncode == 128 + number, (res.returncode, res.stderr)
     assert res.stderr.strip() == f"ratedial: stopped ({sig})", res.stderr
+    if sig != "SIGINT":  # no empty line before it (click's, after a typed ^C, is for Ctrl+C)
+        assert res.stderr == f"ratedial: stopped ({sig})\n", res.stderr
     assert res.stdout == "" and not rec.exists()
 
 

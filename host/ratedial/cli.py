@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, ClassVar
 import click
 
 from . import __version__
-from ._platform.stopsignal import exit_stopped
+from ._platform.stopsignal import StopSignal, exit_stopped
 from .cli_types import FiniteRange
 from .errors import RatedialError, UsageError, hide_userinfo
 
@@ -34,6 +34,14 @@ class _Commands(click.Group):
     LAZY: ClassVar[dict[str, tuple[str, str]]] = {
         "virtual-dial": ("ratedial.virtual.command", "virtual_dial")}
 
+    def invoke(self, ctx: click.Context) -> object:
+        # SIGTERM or SIGHUP (ratedial.entry raises them like Ctrl+C): past click, which would
+        # print an empty line for it (after a typed ^C, not after a signal from elsewhere)
+        try:
+            return super().invoke(ctx)
+        except StopSignal as exc:
+            raise _Stopped(exc) from None
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.LAZY])
 
@@ -48,6 +56,14 @@ class _Commands(click.Group):
         except ImportError:
             return _unavailable(cmd_name)
         return command
+
+
+class _Stopped(Exception):  # not an error: a stop, said in one line by main
+    """A :class:`StopSignal` carried past click's handling of KeyboardInterrupt."""
+
+    def __init__(self, signal: StopSignal) -> None:
+        super().__init__(signal.signum)
+        self.signal = signal
 
 
 def _unavailable(name: str) -> click.Command:
@@ -460,6 +476,8 @@ def main() -> None:
     logging.getLogger("mqtt").addFilter(lambda _record: False)
     try:
         cli.main(standalone_mode=False)
+    except _Stopped as exc:
+        exit_stopped(exc.signal)
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:
         # click turns Ctrl+C (and SIGTERM or SIGHUP, raised alike: ratedial.entry) into Abort
         cause = exc if isinstance(exc, KeyboardInterrupt) else exc.__cause__
