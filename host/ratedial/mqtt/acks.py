@@ -137,9 +137,9 @@ def disconnect_reason(exc: BaseException, client_id: str, who: str) -> str:
             return (f"another client connected with client id {client_id}, so the broker "
                     f"closed this connection (session taken over): is another {who} "
                     "running? Each needs its own")
-        if code == UNSPECIFIED:
-            return (f"{exc}: the broker closed the connection (if its log says another "
-                    f"client connected with client id {client_id}, another {who} is "
-                    "running: each needs its own)")
+        if code == UNSPECIFIED:  # also a broker shutting down (mosquitto 2.0: no reason)
+            return (f"{exc}: the broker closed the connection (it restarted; or, if this "
+                    f"repeats every few seconds, another {who} is running with client id "
+                    f"{client_id}: each needs its own)")
         e = e.__cause__ or e.__context__
     return str(exc)

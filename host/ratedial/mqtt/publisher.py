@@ -214,6 +214,9 @@ class MqttPublisher(LivePublishing):
                     if self._down_since is not None:
                         down_s = round(time.monotonic() - self._down_since, 3)
                         self._down_since = None
+                        log.warning("MQTT broker %s:%d reachable again after %.1f s: "
+                                    "publishing what it missed", self.address.host,
+                                    self.address.port, down_s)
                         self._tell("broker_up", {"down_s": down_s})
                     with contextlib.suppress(PublishRefused):  # told by _confirmed
                         await self._confirmed(self.topics.daemon_status,
