@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -168,3 +169,49 @@ def test_kill_9_loses_at_most_the_commit_interval(tmp_path):
     assert n == con.execute("SELECT max(sample_index) + 1 FROM samples").fetchone()[0]
     lost_ms = (killed_at - last_ns) / 1e6
     assert 0 <= lost_ms <= 250 + 50, lost_ms  # commit interval plus scheduling slack
+
+
+def test_a_recording_deleted_on_a_disk_that_then_fills_is_rescued_elsewhere(tmp_path,
+                                                                          monkeypatch):
+    """An audit (2026-12-05): the recording deleted, then its disk filled: the run stopped
+    with "the disk holding X is full" naming a file that no longer existed, everything it
+    had recorded was gone, and once a 0-byte file was left behind. What the open database
+    still holds is written to the system's temporary folder, and recording goes on there."""
+    import tempfile
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+                      capture_output=True, check=False).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    spare = tmp_path / "tmp"
+    spare.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spare))
+    notices: list[str] = []
+    try:
+        path = mnt / "run.ratedial"
+        rec = Recorder(path, meta={}, on_notice=notices.append)
+        for i in range(3000):
+            rec.put("samples", sample_row(1, 1, i))
+        rec.flush()
+        for p in mnt.glob("run.ratedial*"):
+            p.unlink()
+        # and the disk fills up
+        with open(mnt / "ballast", "wb", buffering=0) as f, contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * 65536)
+        for i in range(3000, 6000):
+            rec.put("samples", sample_row(1, 1, i))
+        rec.flush()
+        rec.close()
+        rescued = spare / "ratedial-rescued" / "run.ratedial"
+        assert rec.path == rescued
+        with sqlite3.connect(rescued) as con:
+            assert con.execute("SELECT count(*), min(sample_index), max(sample_index) "
+                               "FROM samples").fetchone() == (6000, 0, 5999)
+        assert (os.stat(rescued).st_mode & 0o777) == 0o600
+        assert len(notices) == 1 and f"written again to {rescued}" in notices[0]
+        assert "is full" in notices[0]
+        assert not list(mnt.glob("run*"))  # no empty file left where it could not be written
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

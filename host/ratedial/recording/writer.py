@@ -22,6 +22,7 @@ import json
 import os
 import queue
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -105,6 +106,17 @@ def describe_sqlite_error(path: Path, exc: BaseException, *,
 
 __all__ = ["SQL", "Recorder", "RecordingError", "create_private_file",
            "describe_sqlite_error", "remove_recording", "try_lock"]
+
+
+def _free_name(path: Path) -> Path:
+    """``path``, or ``NAME-restored.ratedial``, ``NAME-restored-2.ratedial``, ... beside it:
+    the first that does not exist."""
+    target, k = path, 1
+    while target.exists():
+        k += 1
+        target = path.with_name(f"{path.stem}-restored{'' if k == 2 else f'-{k - 1}'}"
+                                f"{path.suffix}")
+    return target
 
 
 def remove_recording(path: Path, made_dirs: list[Path] | None = None) -> None:
@@ -305,16 +317,39 @@ class Recorder:
     def _write_again(self) -> None:
         """The file was deleted (or replaced) while recording: everything is still in the
         open database, so it is written to a new file (the same path, or beside it if
-        something else is there now) and recording goes on in that one."""
+        something else is there now) and recording goes on in that one. When its folder
+        cannot take it (the disk filled up too), it goes to the system's temporary folder
+        (``ratedial-rescued``) rather than be lost with the deleted file."""
         old = self.path
-        target = old
-        k = 1
-        while target.exists():
-            k += 1
-            target = old.with_name(f"{old.stem}-restored{'' if k == 2 else f'-{k - 1}'}"
-                                   f"{old.suffix}")
         try:
-            create_private_file(target)
+            new, target = self._copy_to(_free_name(old))
+            where = "to the same path" if target == old else f"to {target}"
+        except (RecordingError, sqlite3.Error, OSError) as exc:
+            why = exc if isinstance(exc, RecordingError) else describe_sqlite_error(old, exc)
+            rescue = _free_name(Path(tempfile.gettempdir()) / "ratedial-rescued" / old.name)
+            try:
+                new, target = self._copy_to(rescue)
+            except (RecordingError, sqlite3.Error, OSError) as exc2:
+                why2 = (exc2 if isinstance(exc2, RecordingError)
+                        else describe_sqlite_error(rescue, exc2))
+                raise RecordingError(f"{old} was deleted while recording, and it cannot be "
+                                     f"written again: {why}; nor in the temporary folder "
+                                     f"({why2}): what it held is lost") from None
+            where = f"to {target} (its own folder could not take it: {why})"
+        with contextlib.suppress(sqlite3.Error):
+            self._con.close()
+        self._con, self.path = new, target
+        self._ident = _identity(target)
+        message = (f"{old} was deleted while recording: everything recorded so far was "
+                   f"written again {where}, and recording goes on there")
+        if self._on_notice is not None:
+            self._on_notice(message)
+
+    def _copy_to(self, target: Path) -> tuple[sqlite3.Connection, Path]:
+        """The open database written to a new file ``target``; nothing is left of it (no
+        empty file, no folder made for it) when that fails."""
+        made = create_private_file(target)
+        try:
             new = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
             try:
                 self._con.backup(new)
@@ -322,19 +357,10 @@ class Recorder:
             except sqlite3.Error:
                 new.close()
                 raise
-        except (RecordingError, sqlite3.Error, OSError) as exc:
-            why = exc if isinstance(exc, RecordingError) else describe_sqlite_error(target, exc)
-            raise RecordingError(f"{old} was deleted while recording, and it cannot be written "
-                                 f"again: {why}") from None
-        with contextlib.suppress(sqlite3.Error):
-            self._con.close()
-        self._con, self.path = new, target
-        self._ident = _identity(target)
-        where = "to the same path" if target == old else f"to {target}"
-        message = (f"{old} was deleted while recording: everything recorded so far was "
-                   f"written again {where}, and recording goes on there")
-        if self._on_notice is not None:
-            self._on_notice(message)
+        except (sqlite3.Error, OSError):
+            remove_recording(target, made)
+            raise
+        return new, target
 
     def _next(self, deadline: float) -> tuple[str, list[Row]] | None:
         """The next queued item, or a flush marker at ``deadline``. Rows do not wake this
@@ -370,10 +396,16 @@ class Recorder:
                 if _identity(self.path) != self._ident:
                     self._write_again()
         except (RecordingError, sqlite3.Error, OSError) as exc:  # RecordingError: _write_again
-            self.error = exc if isinstance(exc, RecordingError) else RecordingError(
-                describe_sqlite_error(self.path, exc))
             with contextlib.suppress(sqlite3.Error):
                 self._con.execute("ROLLBACK")
+            if not isinstance(exc, RecordingError) and _identity(self.path) != self._ident:
+                # the file was deleted, and then its disk filled up (or the failure came
+                # before the next look): what is still open is written again, elsewhere if
+                # need be, and this commit goes there
+                self._next_look = 0.0
+                return self._commit_after_loss(pending, n)
+            self.error = exc if isinstance(exc, RecordingError) else RecordingError(
+                describe_sqlite_error(self.path, exc))
             with self._flushed:
                 self._flushed.notify_all()
             if self._on_error is not None:
@@ -383,3 +415,15 @@ class Recorder:
             self._committed += n
             self._flushed.notify_all()
         return True
+
+    def _commit_after_loss(self, pending: dict[str, list[Row]], n: int) -> bool:
+        try:
+            self._write_again()
+        except RecordingError as exc:
+            self.error = exc
+            with self._flushed:
+                self._flushed.notify_all()
+            if self._on_error is not None:
+                self._on_error(exc)
+            return False
+        return self._commit(pending, n)
