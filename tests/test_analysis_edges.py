@@ -790,3 +790,39 @@ def test_a_scores_sheet_separated_by_semicolons_is_read(rec: Path, tmp_path: Pat
     sheet.write_text("Dyade;wai\nD01;50\n", encoding="utf-8")  # still needs its dyad column
     one_line_error(run("analyze", str(rec), "--annotations", str(sheet), "--brief",
                        "--no-truth-bias"), 2, "needs a 'dyad' column", "separated by ';'")
+
+
+def test_a_dial_lost_for_good_is_said_in_the_report_the_json_and_the_export(
+        tmp_path: Path) -> None:
+    """An audit (2026-12-05): a client's dial died 28 s into a 60 s video and never came
+    back; the report said 'gaps 0 (0 samples)', the export's sidecar had no gap and nothing
+    told that from a rater who stopped turning. Now the dial's loss is said where it was."""
+    path = dyad(tmp_path / "lost.ratedial")
+    with sqlite3.connect(path) as con:  # as the daemon leaves it: no sample after, no gap
+        (dial,) = con.execute("SELECT dial_id FROM dials WHERE rater = 'client'").fetchone()
+        epoch, nxt = con.execute("SELECT epoch_id, min(sample_index) + 1400 FROM samples "
+                                 "WHERE dial_id = ?", (dial,)).fetchone()
+        media_s, host_ns = con.execute("SELECT media_s, host_ns FROM samples WHERE "
+                                       "epoch_id = ? AND sample_index = ?",
+                                       (epoch, nxt - 1)).fetchone()
+        con.execute("DELETE FROM samples WHERE dial_id = ? AND sample_index >= ?", (dial, nxt))
+        (last_id,) = con.execute("SELECT max(event_id) FROM events").fetchone()
+        con.execute("INSERT INTO events (event_id, host_ns, dial_id, kind, data) VALUES "
+                    "(?, ?, ?, 'dial_lost', ?)", (last_id + 1, host_ns + 5_000_000, dial,
+                                                  json.dumps({"port": "/dev/ttyACM0",
+                                                              "next_index": nxt,
+                                                              "cause": "unplugged"})))
+    res = run("analyze", str(path), "--json", "--no-truth-bias", "--bootstrap", "200")
+    assert res.returncode == 0, res.stderr
+    raters = {r["rater"]: r for r in json.loads(res.stdout)["dyads"][0]["raters"]}
+    assert raters["client"]["lost"] == [{"at_s": round(media_s, 3), "back": False,
+                                         "cause": "unplugged"}]
+    assert raters["therapist"]["lost"] == [] and raters["client"]["gaps"] == 0
+    report = run("analyze", str(path), "--no-truth-bias", "--bootstrap", "200")
+    (row,) = [ln for ln in report.stdout.splitlines() if ln.strip().startswith("dial lost")]
+    assert "(not back)" in row and row.split()[-1] == "-", row  # the therapist's: none
+    out = tmp_path / "x"
+    assert run("export", str(path), "-o", str(out)).returncode == 0
+    sidecar = json.loads((tmp_path / "x.json").read_text())
+    lost = {s["rater"]: s["lost"] for s in sidecar["dyads"][0]["series"]}
+    assert lost["client"] == [{"at_s": media_s, "back": False, "cause": "unplugged"}]

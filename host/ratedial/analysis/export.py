@@ -163,6 +163,7 @@ def _series_json(s: Series) -> dict[str, Any]:
                   "end_index": g.end_index, "n_missing": g.n_missing, "reason": g.reason,
                   "seconds": g.seconds, "media_from_s": g.media_from_s,
                   "media_to_s": g.media_to_s} for g in s.gaps],
+        "lost": [{"at_s": x.at_s, "back": x.back, "cause": x.cause} for x in s.losses],
     }
 
 

@@ -41,9 +41,11 @@ from .align import (
 from .errors import NothingToAnalyse, UsageError
 from .read import (
     BIN_NO_MEDIA_TIME,
+    RUN_TIMELINE,
     Dial,
     Gap,
     Groups,
+    Loss,
     Media,
     Recording,
     read_recording,
@@ -77,6 +79,14 @@ class Series:
     @property
     def values(self) -> FloatArray:
         return self.binned.values
+
+    @property
+    def losses(self) -> tuple[Loss, ...]:
+        """This rater's dial lost while this video played (or during the run, on a run
+        timeline): where, and whether it came back."""
+        return tuple(x for x in self.recording.losses if x.dial_id == self.dial.dial_id
+                     and (self.media.timeline == RUN_TIMELINE
+                          or x.media_id == self.media.media_id))
 
     @property
     def status(self) -> StatusArray:

@@ -59,6 +59,10 @@ def _rater_lines(rs: Sequence[RaterResult]) -> list[str]:
                       for r in rs]),
         ("gaps", [f"{r.gaps} ({r.missing_samples} samples)" for r in rs]),
     ]
+    if any(r.series.losses for r in rs):  # a dial lost for good leaves no gap: say why
+        rows.append(("dial lost", [", ".join(
+            f"{fmt_time(x.at_s, tenths=True)}{'' if x.back else ' (not back)'}"
+            for x in r.series.losses) or "-" for r in rs]))
     excluded = [", ".join(f"{k} {v}" for k, v in sorted(r.series.excluded.items())) or "none"
                 for r in rs]
     rows.append(("samples left out", excluded))

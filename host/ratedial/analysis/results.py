@@ -81,6 +81,8 @@ def rater_json(r: RaterResult, opt: AnalysisOptions) -> dict[str, Any]:
         "missing_s": _num(r.missing_s, 3), "coverage": _num(r.coverage),
         "rerated_s": _num(r.rerated_s, 3), "passes": s.passes, "samples_used": s.samples_used,
         "samples_excluded": dict(s.excluded), "gaps": r.gaps,
+        "lost": [{"at_s": _num(x.at_s, 3), "back": x.back, "cause": x.cause}
+                 for x in s.losses],
         "missing_samples": r.missing_samples, "annotations": s.recording.annotations,
         "segments": [_segment(x) for x in r.segments],
         "guess": rater_guess(r, opt),
