@@ -620,3 +620,32 @@ def test_one_segment_is_one_segment(tmp_path):
     res = _review(rec, "--window", "40", "--segments", "1", "--no-video", stdin=b"\n")
     assert res.returncode == 0, res.stderr
     assert b": 1 segment, order rank." in res.stdout, res.stdout
+
+
+def test_a_lowest_segment_above_neutral_is_said_to_be_so(tmp_path):
+    """An audit (2026-12-05): a client who never went below neutral got three 'lowest'
+    segments (mean 52) presented as lowest and, in the guess test, scored as hindering, with
+    no word. The interview, the guess test's results and the report now say it."""
+    path = tmp_path / "D02-client.ratedial"  # 60..80: never below the band 45-55
+    write_recording(path, [simple_rater("client", piecewise([10, 20, 30], [60, 80, 62, 75]),
+                                        40)], rate_hz=100,
+                    media=SynthMedia(duration_s=40.0, path="gone.mp4"), session={"dyad": "D02"})
+    res = _cli(["review", str(path), "--window", "5", "--no-video", "--lead-in", "0"],
+               "\n" * 6)
+    assert res.returncode == 0, res.stderr
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("[")]
+    lows = [ln for ln in lines if "(lowest" in ln]
+    assert lows and all(ln.endswith("(note: not below the neutral band 45-55)") for ln in lows)
+    assert not any("note:" in ln for ln in lines if "(highest" in ln)  # 80: helpful indeed
+    res = _cli(["review", str(path), "--window", "5", "--no-video", "--lead-in", "0", "--guess",
+                "--of", "client"], "+\n" * 6)
+    assert res.returncode == 0, res.stderr
+    results = [ln for ln in res.stdout.splitlines() if "answered" in ln]
+    assert sum("not below the neutral band" in ln for ln in results) == len(lows)
+    report = subprocess.run([sys.executable, "-m", "ratedial", "analyze", str(path),
+                             "--window", "5", "--no-truth-bias"], capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert report.returncode == 0, report.stderr
+    segs = [ln for ln in report.stdout.splitlines() if ln.strip().startswith("client ")
+            and " B" in ln]
+    assert segs and all(ln.endswith("(not below the neutral band)") for ln in segs), segs

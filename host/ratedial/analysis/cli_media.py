@@ -24,6 +24,8 @@ from .cli_options import (
     RECORDINGS,
     _band,
     _load,
+    _middle_tenth,
+    _scale_of,
     _segment_opts,
     alignment_options,
     band_of,
@@ -183,6 +185,7 @@ def review(*, recording: str, who: str | None, guess: bool, answerer: str, order
               "rewind_tolerance_s": s.options.rewind_tolerance_s, "window_s": opt.window_s,
               "k": opt.k, "min_coverage": opt.min_coverage, "mode": opt.mode,
               "min_separation_s": opt.min_separation_s}
+    band = _middle_tenth(*_scale_of(s))  # the neutral band analyze judges the rater by
     check_writable(recording)  # before anything is played or asked, not at the first save
     if skip_noted and guess:
         raise UsageError("--skip-noted is for a review: a guess test is answered whole")
@@ -204,11 +207,13 @@ def review(*, recording: str, who: str | None, guess: bool, answerer: str, order
             _check_length(mpv.duration_s, segments, mpv.video)
         if guess:
             run_guess(Path(recording), s.rater, segments, player=player, prompter=prompter,
-                      answerer=answerer, seed=order_seed, lead_in_s=lead_in_s, params=params)
+                      answerer=answerer, seed=order_seed, lead_in_s=lead_in_s, params=params,
+                      band=band)
         else:
             run_review(Path(recording), s.rater, segments, player=player, prompter=prompter,
                        order=order,  # type: ignore[arg-type]  # click.Choice checked it
-                       lead_in_s=lead_in_s, seed=order_seed, params=params, skip=skip)
+                       lead_in_s=lead_in_s, seed=order_seed, params=params, skip=skip,
+                       band=band)
     finally:
         if mpv is not None:
             mpv.close()

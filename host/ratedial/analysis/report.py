@@ -12,7 +12,7 @@ from .fmt import fmt_p_cell as _p_cell
 from .mediatime import fmt_span, fmt_time
 from .read import RUN_TIME_NOTE, RUN_TIMELINE
 from .results import rater_guess, segment_params
-from .stats import CATEGORY_NAMES, Estimate
+from .stats import CATEGORY_NAMES, Estimate, off_side
 
 
 def _pct(x: float | None) -> str:
@@ -89,6 +89,9 @@ def _segment_lines(result: GroupResult) -> list[str]:
         for s in r.segments:
             line = (f"  {r.rater:<10} {s.label}  {fmt_span(s.start_s, s.end_s):<17} "
                     f"mean {_f(s.mean):>5}")
+            side = off_side(s.kind, s.mean, result.options.band_for(r.rater))
+            if side is not None:  # the lowest of a rater who never went below neutral
+                line += f" ({side})"
             c = checks.get((r.rater, s.label))
             if c is not None:
                 line += f"   {c.other} there: {_f(c.other_mean):>5} {c.other_category or ''}"

@@ -36,6 +36,7 @@ from .errors import PlayerClosed, ReviewAborted
 from .mediatime import fmt_span, fmt_time
 from .notes import add_note, read_notes
 from .segments import Segment
+from .stats import Band, off_side
 
 Order = Literal["rank", "chronological", "random"]
 ORDERS: tuple[Order, ...] = ("rank", "chronological", "random")
@@ -186,7 +187,7 @@ def _count(n: int, what: str) -> str:
 def run_review(recording: Path, rater: str, segments: Sequence[Segment], *, player: Player,
                prompter: Prompter, order: Order = "rank", lead_in_s: float = 5.0,
                seed: int | None = None, params: Mapping[str, Any] | None = None,
-               skip: Collection[str] = ()) -> list[dict[str, Any]]:
+               skip: Collection[str] = (), band: Band | None = None) -> list[dict[str, Any]]:
     """Replay each segment and save the interviewer's notes; returns the notes saved.
     Segments labelled in ``skip`` (already noted: :func:`noted`) keep their place in the
     order but are not shown."""
@@ -212,7 +213,8 @@ def run_review(recording: Path, rater: str, segments: Sequence[Segment], *, play
             at = f"{s.label} ({i} of {len(shown)})"
             what = "highest" if s.kind == "top" else "lowest"
             prompter.say(f"[{i}/{len(shown)}] {rater} {s.label} ({what} {s.rank}): "
-                         f"{fmt_span(s.start_s, s.end_s)}, mean {s.mean:.1f}")
+                         f"{fmt_span(s.start_s, s.end_s)}, mean {s.mean:.1f}"
+                         + _side_note(s, band))
             _play(player, prompter, s, lead_in_s)
             prompter.say(f"Notes for {s.label} (end with an empty line; /replay to watch "
                          "again):")
@@ -267,7 +269,8 @@ def parse_answer(text: str) -> str | None:
 
 def run_guess(recording: Path, rater: str, segments: Sequence[Segment], *, player: Player,
               prompter: Prompter, answerer: str = "therapist", seed: int | None = None,
-              lead_in_s: float = 5.0, params: Mapping[str, Any] | None = None) -> GuessResult:
+              lead_in_s: float = 5.0, params: Mapping[str, Any] | None = None,
+              band: Band | None = None) -> GuessResult:
     """The guess test; saves one ``guess`` note with answers, seed, order and score."""
     if seed is None:
         seed = secrets.randbelow(2**31)
@@ -312,5 +315,15 @@ def run_guess(recording: Path, rater: str, segments: Sequence[Segment], *, playe
                  f"hindering {bottom[0]} of {bottom[1]}). Saved to {recording.name}.")
     for i, (s, a, c) in enumerate(zip(shown, answers, correct, strict=True), start=1):
         prompter.say(f"  {i}  {fmt_span(s.start_s, s.end_s):<17} answered {a:<9} was {s.label} "
-                     f"({TRUTH[s.kind]}, mean {s.mean:.1f})  {'correct' if c else 'wrong'}")
+                     f"({TRUTH[s.kind]}, mean {s.mean:.1f})  {'correct' if c else 'wrong'}"
+                     + _side_note(s, band))
     return result
+
+
+def _side_note(s: Segment, band: Band | None) -> str:
+    """A segment whose mean is not on its kind's side of the neutral band (the lowest of a
+    rater who never went below neutral): said, since its truth is its kind."""
+    side = None if band is None else off_side(s.kind, s.mean, band)
+    if side is None or band is None:
+        return ""
+    return f"  (note: {side} {band.low:g}-{band.high:g})"

@@ -39,6 +39,17 @@ class Band:
             raise ValueError("the neutral band's low end must not exceed its high end")
 
 
+def off_side(kind: str, mean: float, band: Band) -> str | None:
+    """Why a top (bottom) segment is not a helpful (hindering) moment: its mean is not above
+    (below) the neutral band, e.g. a rater who never went below neutral still has three
+    lowest segments. None when it is on its side."""
+    if kind == "top" and not mean > band.high:
+        return "not above the neutral band"
+    if kind == "bottom" and not mean < band.low:
+        return "not below the neutral band"
+    return None
+
+
 def categories(values: FloatArray, band: Band) -> npt.NDArray[np.int8]:
     """0 hindering, 1 neutral, 2 helpful, -1 missing."""
     out = np.full(values.shape, -1, dtype=np.int8)
