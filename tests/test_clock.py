@@ -319,7 +319,8 @@ def test_the_fit_depends_on_the_observations_not_their_order():
     assert shuffled.estimate() == clock.estimate()
 
 
-def _saturated_link(mark: bool) -> tuple[DeviceClock, list[int]]:
+def _saturated_link(mark: bool, log: dict[str, list] | None = None,
+                    ) -> tuple[DeviceClock, list[int]]:
     """A dial whose data outgrows its link (2 kHz over 115200 baud, as an audit ran it on
     2026-12-05): its transmit queue fills within ~1.2 s, then every frame and every SYNC
     reply waits ~400 ms in it while the dial drops samples; PINGs reach it at once. The true
@@ -338,9 +339,15 @@ def _saturated_link(mark: bool) -> tuple[DeviceClock, list[int]]:
             rx, tx = x, x + 50
             clock.add_sync(send, rx, tx, h0 + 1000 * tx + queue_ns(tx))
             next_ping += 100_000
+            if log is not None:
+                log["syncs"].append((send, rx, tx, h0 + 1000 * tx + queue_ns(tx)))
             if mark and queue_ns(x) >= 100_000_000:  # DROPs and full-queue STATUS frames
                 clock.mark_congested(x)
+                if log is not None:
+                    log["marks"].append(x)
         clock.add_arrival(x, h0 + 1000 * x + queue_ns(x))
+        if log is not None:
+            log["arrivals"].append((x, h0 + 1000 * x + queue_ns(x)))
         xs.append(x)
     return clock, xs
 
@@ -381,3 +388,14 @@ def test_a_drained_queue_gives_the_arrivals_back_to_the_fit():
     assert plain is not None and congested is not None
     assert drained == plain  # 18 s after the drop: the same fit as without it
     assert congested != plain  # at the drop: the two-way bounds alone
+
+
+def test_an_offline_replay_with_the_same_congested_moments_is_the_live_model():
+    """A review (2026-12-05): fit_log(..., congested_us=...) marked a clock that had seen
+    nothing yet, so the marks were dropped and the replay differed from the live model."""
+    log: dict[str, list] = {"syncs": [], "arrivals": [], "marks": []}
+    live, _ = _saturated_link(True, log)
+    assert log["marks"]
+    replayed = fit_log(log["syncs"], log["arrivals"], congested_us=log["marks"])
+    assert replayed.estimate() == live.estimate()
+    assert fit_log(log["syncs"], log["arrivals"]).estimate() != live.estimate()

@@ -148,7 +148,7 @@ def test_an_earlier_run_of_the_daemon_is_served_to_a_collector_that_missed_it(tm
             # the dial's boot went on unread (2000-2999), then the same daemon id again, long
             # enough for the collector's head request to be answered while it runs
             second.append(await asyncio.to_thread(run_daemon, tmp_path, broker.url,
-                                                  "run2.ratedial", 300, 6))
+                                                  "run2.ratedial", 300, 8))
             want = len(recorded(first)) + len(recorded(second[0]))
             await until(lambda: shell.collector is not None
                         and shell.collector.stats.samples

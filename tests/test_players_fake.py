@@ -715,7 +715,8 @@ def test_player_specs(monkeypatch):
     assert parse_spec("mpc-hc:http://10.0.0.2:13580").url == "http://10.0.0.2:13580"
     assert parse_spec("manual:12.5").seconds == 12.5
     # a port is 1-65535 in ASCII digits: "²" passes str.isdigit() but not int()
-    for bad in ("vlc:\u00b2", "vlc:\u0663", "vlc:0", "mpc:70000", "vlc:http://10.0.0.2:0"):
+    for bad in ("vlc:\u00b2", "vlc:\u0663", "vlc:0", "mpc:70000", "vlc:http://10.0.0.2:0",
+                "vlc:" + "9" * 5000):
         with pytest.raises(UsageError, match="from 1 to 65535"):
             parse_spec(bad)
     with pytest.raises(UsageError, match="NUL"):  # a config file's "mpv:~/x\u0000"

@@ -204,8 +204,8 @@ def test_a_recording_deleted_on_a_disk_that_then_fills_is_rescued_elsewhere(tmp_
             rec.put("samples", sample_row(1, 1, i))
         rec.flush()
         rec.close()
-        rescued = spare / "ratedial-rescued" / "run.ratedial"
-        assert rec.path == rescued
+        (rescued,) = spare.glob("ratedial-rescued-*/run.ratedial")  # a folder of its own
+        assert rec.path == rescued and (os.stat(rescued.parent).st_mode & 0o777) == 0o700
         with sqlite3.connect(rescued) as con:
             assert con.execute("SELECT count(*), min(sample_index), max(sample_index) "
                                "FROM samples").fetchone() == (6000, 0, 5999)
@@ -215,3 +215,42 @@ def test_a_recording_deleted_on_a_disk_that_then_fills_is_rescued_elsewhere(tmp_
         assert not list(mnt.glob("run*"))  # no empty file left where it could not be written
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_failure_after_the_commit_is_not_written_twice_into_the_rescued_file(tmp_path):
+    """A review (2026-12-05): a commit that went in, then a checkpoint that failed (a full
+    disk) on a deleted file, was written again and then its rows once more: 'UNIQUE
+    constraint failed: events.event_id' stopped the recording (rows without a key would have
+    been doubled)."""
+
+    class CheckpointFails:
+        def __init__(self, real: sqlite3.Connection) -> None:
+            self.real, self.armed = real, False
+
+        def execute(self, sql: str, *args):
+            if self.armed and sql.startswith("PRAGMA wal_checkpoint"):
+                self.armed = False
+                raise sqlite3.OperationalError("database or disk is full")
+            return self.real.execute(sql, *args)
+
+        def __getattr__(self, name: str):
+            return getattr(self.real, name)
+
+    errors: list[Exception] = []
+    notices: list[str] = []
+    rec = Recorder(tmp_path / "r.ratedial", meta={}, on_error=errors.append,
+                   on_notice=notices.append)
+    rec.flush()
+    rec._con = CheckpointFails(rec._con)  # the one fault that cannot be made for real here
+    os.unlink(rec.path)  # the recording is deleted ...
+    rec._con.armed = True  # ... and the next checkpoint meets a full disk
+    rec._next_checkpoint = 0.0
+    rec.event(1, None, "marker", {"x": 1})
+    for i in range(5):
+        rec.put("samples", sample_row(1, 1, i))
+    rec.flush()
+    rec.close()
+    assert errors == [] and len(notices) == 1 and "written again" in notices[0]
+    with sqlite3.connect(rec.path) as con:
+        assert con.execute("SELECT count(*) FROM events WHERE kind = 'marker'").fetchone() == (1,)
+        assert con.execute("SELECT count(*) FROM samples").fetchone() == (5,)

@@ -10,12 +10,13 @@ import dataclasses
 import logging
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 import click
 
 from . import __version__
-from ._platform.stopsignal import StopSignal, exit_stopped
+from ._platform.stopsignal import exit_stopped
+from .cli_group import Commands, Stopped
 from .cli_types import FiniteRange
 from .errors import RatedialError, UsageError, hide_userinfo
 
@@ -26,58 +27,7 @@ if TYPE_CHECKING:
     from .mqtt.requests import BrokerAddress
 
 
-class _Commands(click.Group):
-    """The command table. ``virtual-dial`` (a Linux simulator: the firmware behind a
-    pseudo-terminal) is imported only when asked for, so every other command loads on
-    Windows and macOS; where it cannot load it answers with one line."""
-
-    LAZY: ClassVar[dict[str, tuple[str, str]]] = {
-        "virtual-dial": ("ratedial.virtual.command", "virtual_dial")}
-
-    def invoke(self, ctx: click.Context) -> object:
-        # SIGTERM or SIGHUP (ratedial.entry raises them like Ctrl+C): past click, which would
-        # print an empty line for it (after a typed ^C, not after a signal from elsewhere)
-        try:
-            return super().invoke(ctx)
-        except StopSignal as exc:
-            raise _Stopped(exc) from None
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *self.LAZY])
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in self.LAZY:
-            return super().get_command(ctx, cmd_name)
-        import importlib
-
-        module, attr = self.LAZY[cmd_name]
-        try:
-            command: click.Command = getattr(importlib.import_module(module), attr)
-        except ImportError:
-            return _unavailable(cmd_name)
-        return command
-
-
-class _Stopped(Exception):  # not an error: a stop, said in one line by main
-    """A :class:`StopSignal` carried past click's handling of KeyboardInterrupt."""
-
-    def __init__(self, signal: StopSignal) -> None:
-        super().__init__(signal.signum)
-        self.signal = signal
-
-
-def _unavailable(name: str) -> click.Command:
-    def refuse(args: tuple[str, ...] = ()) -> None:
-        raise RatedialError(f"{name} runs on Linux only (it needs pseudo-terminals); "
-                            "use a real dial here, or run it on a Linux machine")
-
-    return click.Command(name, callback=refuse, add_help_option=False,
-                         context_settings={"ignore_unknown_options": True},
-                         params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
-                         help="The virtual dial (Linux only; not available here).")
-
-
-@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ratedial")
 def cli() -> None:
     """Moment-to-moment rating with a physical dial, synchronised to video."""
@@ -476,7 +426,7 @@ def main() -> None:
     logging.getLogger("mqtt").addFilter(lambda _record: False)
     try:
         cli.main(standalone_mode=False)
-    except _Stopped as exc:
+    except Stopped as exc:
         exit_stopped(exc.signal)
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:
         # click turns Ctrl+C (and SIGTERM or SIGHUP, raised alike: ratedial.entry) into Abort

@@ -442,8 +442,6 @@ def fit_log(syncs: Iterable[tuple[int, int, int, int]], arrivals: Iterable[tuple
     :meth:`~DeviceClock.estimate` is what the live model had after the same observations
     (and the same :meth:`~DeviceClock.mark_congested` device times, ``congested_us``)."""
     clock = DeviceClock() if clock is None else clock
-    for d in congested_us:
-        clock.mark_congested(d)
     events: list[tuple[int, int, tuple[int, ...]]] = [(s[3], 1, s) for s in syncs]
     events.extend((a[1], 0, a) for a in arrivals)
     events.sort(key=lambda e: (e[0], e[1]))
@@ -452,4 +450,6 @@ def fit_log(syncs: Iterable[tuple[int, int, int, int]], arrivals: Iterable[tuple
             clock.add_sync(*obs)
         else:
             clock.add_arrival(*obs)
+    for d in congested_us:  # after the observations: a mark needs a device time to bound it
+        clock.mark_congested(d)
     return clock

@@ -239,7 +239,7 @@ def _dial_key(ident: str) -> str:
     """A port however written (./vd0 and the /dev/pts/1 it links to, /dev/../dev/x for a port
     not plugged in yet) is one key; a dial id or COM3 in any case."""
     is_path = os.path.exists(ident) or "/" in ident or os.sep in ident
-    return os.path.realpath(ident) if is_path else ident.lower()
+    return port_key(ident) if is_path else ident.lower()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -27,7 +27,7 @@ class RatingScale:
         if not self.minimum < self.maximum:
             raise ValueError("minimum must be below its maximum")
         if not self.minimum <= self.start <= self.maximum:
-            raise ValueError("scale start must lie between minimum and maximum")
+            raise ValueError("start must lie between minimum and maximum")
         if self.counts_per_point == 0:
             raise ValueError("counts_per_point must not be zero (negative reverses the dial)")
 

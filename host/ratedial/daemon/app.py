@@ -193,6 +193,8 @@ async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | N
                 if lock_fd is not None:
                     os.close(lock_fd)
                 lock_fd = new_fd
+        if publisher is not None:  # backfill and replays read the file written now
+            publisher.recording_moved(path)
         if daemon is None:
             console.print(f"ratedial: {message}", highlight=False, soft_wrap=True)
         else:

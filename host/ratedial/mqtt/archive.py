@@ -225,16 +225,22 @@ def unfinished(path: Path, *, daemon_id: str, prefix: str,
     return out
 
 
-def find_unfinished(directory: Path, *, current: Path, daemon_id: str, prefix: str,
-                    broker: str) -> list[Unfinished]:
-    """The newest recordings in ``directory`` this daemon has not finished publishing."""
+def _recordings(directory: Path, skip: Iterable[Path]) -> list[Path]:
+    """The recordings in ``directory``, newest first, but those ``skip`` names."""
+    skipped = {p.resolve() for p in skip}
     try:
-        files = [p for p in directory.glob("*.ratedial") if p.resolve() != current.resolve()]
+        files = [p for p in directory.glob("*.ratedial") if p.resolve() not in skipped]
         files.sort(key=lambda p: p.stat().st_mtime, reverse=True)
     except OSError:
         return []
+    return files
+
+
+def find_unfinished(directory: Path, *, current: Path, daemon_id: str, prefix: str,
+                    broker: str) -> list[Unfinished]:
+    """The newest recordings in ``directory`` this daemon has not finished publishing."""
     out = []
-    for p in files[:MAX_RESUME_FILES]:
+    for p in _recordings(directory, [current])[:MAX_RESUME_FILES]:
         u = unfinished(p, daemon_id=daemon_id, prefix=prefix, broker=broker)
         if u is not None and (u.ranges or u.events):
             out.append(u)
@@ -243,18 +249,14 @@ def find_unfinished(directory: Path, *, current: Path, daemon_id: str, prefix: s
 
 def find_earlier(directory: Path, *, current: Path, daemon_id: str,
                  skip: Iterable[Path] = ()) -> list[Archive]:
-    """The other recordings of this daemon id in ``directory`` (the newest
-    :data:`MAX_RESUME_FILES`, those ``skip`` names left out, and any another process has
-    open): replay requests are answered from them too, so that a collector started after an
-    earlier run ended gets that run's samples (docs/mqtt.md, "Replay requests")."""
-    skipped = {current.resolve(), *(p.resolve() for p in skip)}
-    try:
-        files = [p for p in directory.glob("*.ratedial") if p.resolve() not in skipped]
-        files.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-    except OSError:
-        return []
-    out = []
-    for p in files[:MAX_RESUME_FILES]:
+    """The other recordings of this daemon id in ``directory`` (its newest
+    :data:`MAX_RESUME_FILES`, but those ``skip`` names and any another process has open):
+    replay requests are answered from them too, so that a collector started after an earlier
+    run ended gets that run's samples (docs/mqtt.md, "Replay requests")."""
+    out: list[Archive] = []
+    for p in _recordings(directory, [current, *skip]):
+        if len(out) == MAX_RESUME_FILES:
+            break
         with held(p) as free:
             if not free:
                 continue

@@ -102,11 +102,12 @@ def read_collected(cfg: CollectConfig) -> ResumeState:
 
 
 def continue_recording(cfg: CollectConfig, st: ResumeState,
-                       on_error: Callable[[RecordingError], None]) -> tuple[Recorder, int]:
+                       on_error: Callable[[RecordingError], None],
+                       on_notice: Callable[[str], None] | None = None) -> tuple[Recorder, int]:
     """Reopen the collected recording :func:`read_collected` read (and locked) to write
     on (only once the collection runs: its first connection)."""
     rec = Recorder(cfg.record, meta={}, append=True, next_ids=st.next_ids,
-                   on_error=on_error)
+                   on_error=on_error, on_notice=on_notice)
     offset = st.wall_offset_ns
     if offset is None:
         mono = time.monotonic_ns()
@@ -118,7 +119,8 @@ def continue_recording(cfg: CollectConfig, st: ResumeState,
 
 
 def open_recording(cfg: CollectConfig, client_id: str,
-                   on_error: Callable[[RecordingError], None]) -> tuple[
+                   on_error: Callable[[RecordingError], None],
+                   on_notice: Callable[[str], None] | None = None) -> tuple[
                        Recorder, ResumeState | None, int]:
     """Create the recording, or reopen a collected one to continue it."""
     from .. import __version__
@@ -127,13 +129,13 @@ def open_recording(cfg: CollectConfig, client_id: str,
     if path.exists():
         st = read_collected(cfg)
         try:
-            rec, offset = continue_recording(cfg, st, on_error)
+            rec, offset = continue_recording(cfg, st, on_error, on_notice)
         except BaseException:
             unlock(path)
             raise
         return rec, st, offset
     offset = time.time_ns() - time.monotonic_ns()
-    rec = Recorder(path, on_error=on_error, meta={
+    rec = Recorder(path, on_error=on_error, on_notice=on_notice, meta={
         "software_version": __version__,
         "created_wall_ns": time.time_ns(),
         "host": socket.gethostname(),
@@ -244,7 +246,8 @@ class CollectorShell:
         if self.cfg.record.exists():  # continued: written from the first connection on
             resume = read_collected(self.cfg)
         else:
-            recorder, _, offset = open_recording(self.cfg, self.client_id, on_error)
+            recorder, _, offset = open_recording(self.cfg, self.client_id, on_error,
+                                                 self.on_message)
             self._start(recorder, offset, None)
         created = resume is None
         undo_signals = stop_on_signals(loop, self.stop_event.set)
@@ -261,7 +264,8 @@ class CollectorShell:
                     async with self._client(protocol) as client:
                         if self.collector is None:  # a continued file, first connection
                             assert resume is not None
-                            self._start(*continue_recording(self.cfg, resume, on_error),
+                            self._start(*continue_recording(self.cfg, resume, on_error,
+                                                            self.on_message),
                                         resume)
                         collector = self.collector
                         assert collector is not None
@@ -322,7 +326,9 @@ class CollectorShell:
                     unlock(self.cfg.record)
         assert self.collector is not None  # made at the latest by the first connection
         summary = self.collector.summary()
-        summary["recording"] = str(self.cfg.record)
+        # the file written, also when it had to be written again elsewhere (deleted)
+        summary["recording"] = str(self.cfg.record if self.store is None
+                                   else self.store.recorder.path)
         summary["seconds"] = round(time.monotonic() - t0, 3)
         summary["client_id"] = self.client_id
         return summary

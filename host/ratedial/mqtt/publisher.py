@@ -22,6 +22,7 @@ import logging
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -168,6 +169,11 @@ class MqttPublisher(LivePublishing):
         if self._resumed:
             log.info("republishing %d samples of %d earlier recording(s) of this daemon",
                      sum(u.samples for u in self._resumed), len(self._resumed))
+
+    def recording_moved(self, path: Path) -> None:
+        """The recording was written again elsewhere (deleted while recording): backfill and
+        replay answers read that file from now on."""
+        self.archives[0].path = path
 
     # --- the connection -------------------------------------------------------------------
 

@@ -39,7 +39,8 @@ def _http(kind: str, arg: str, spec: str) -> PlayerSpec:
     if not arg:
         return PlayerSpec(kind, host="127.0.0.1", port=DEFAULT_PORTS[kind])
     if arg.isdigit():  # vlc:8080 (ASCII digits only: int() refuses "²", which isdigit() takes)
-        if not (arg.isascii() and 0 < int(arg) < 65536):
+        if not (arg.isascii() and len(arg) <= 5 and 0 < int(arg) < 65536):  # int() of
+            # a 5,000-digit string raises ValueError (Python's digit limit)
             raise UsageError(f"--player {spec}: the port must be a number from 1 to 65535")
         return PlayerSpec(kind, host="127.0.0.1", port=int(arg))
     text = arg if "://" in arg else f"http://{arg}"

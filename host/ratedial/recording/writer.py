@@ -318,20 +318,25 @@ class Recorder:
         """The file was deleted (or replaced) while recording: everything is still in the
         open database, so it is written to a new file (the same path, or beside it if
         something else is there now) and recording goes on in that one. When its folder
-        cannot take it (the disk filled up too), it goes to the system's temporary folder
-        (``ratedial-rescued``) rather than be lost with the deleted file."""
+        cannot take it (the disk filled up too), it goes to a new folder of its own in the
+        system's temporary folder (``ratedial-rescued-XXXX``) rather than be lost with the
+        deleted file."""
         old = self.path
         try:
             new, target = self._copy_to(_free_name(old))
             where = "to the same path" if target == old else f"to {target}"
         except (RecordingError, sqlite3.Error, OSError) as exc:
             why = exc if isinstance(exc, RecordingError) else describe_sqlite_error(old, exc)
-            rescue = _free_name(Path(tempfile.gettempdir()) / "ratedial-rescued" / old.name)
-            try:
-                new, target = self._copy_to(rescue)
+            folder: Path | None = None
+            try:  # a folder of its own (0700, this user's: a shared /tmp is everyone's)
+                folder = Path(tempfile.mkdtemp(prefix="ratedial-rescued-"))
+                new, target = self._copy_to(folder / old.name)
             except (RecordingError, sqlite3.Error, OSError) as exc2:
+                if folder is not None:
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
                 why2 = (exc2 if isinstance(exc2, RecordingError)
-                        else describe_sqlite_error(rescue, exc2))
+                        else describe_sqlite_error(Path(tempfile.gettempdir()), exc2))
                 raise RecordingError(f"{old} was deleted while recording, and it cannot be "
                                      f"written again: {why}; nor in the temporary folder "
                                      f"({why2}): what it held is lost") from None
@@ -378,6 +383,7 @@ class Recorder:
             self._kick.clear()
 
     def _commit(self, pending: dict[str, list[Row]], n: int) -> bool:
+        committed = False  # past COMMIT: a later failure (the checkpoint) must not redo it
         try:
             if pending:
                 self._con.execute("BEGIN")
@@ -385,6 +391,7 @@ class Recorder:
                 for table in sorted(pending, key=lambda t: t in UPDATES):
                     self._con.executemany(SQL[table], pending[table])
                 self._con.execute("COMMIT")
+                committed = True
                 self.commits += 1
                 self.rows_written += n
                 now = time.monotonic()
@@ -396,14 +403,15 @@ class Recorder:
                 if _identity(self.path) != self._ident:
                     self._write_again()
         except (RecordingError, sqlite3.Error, OSError) as exc:  # RecordingError: _write_again
-            with contextlib.suppress(sqlite3.Error):
-                self._con.execute("ROLLBACK")
+            if not committed:
+                with contextlib.suppress(sqlite3.Error):
+                    self._con.execute("ROLLBACK")
             if not isinstance(exc, RecordingError) and _identity(self.path) != self._ident:
                 # the file was deleted, and then its disk filled up (or the failure came
                 # before the next look): what is still open is written again, elsewhere if
-                # need be, and this commit goes there
+                # need be, and this commit goes there (unless it was in before the failure)
                 self._next_look = 0.0
-                return self._commit_after_loss(pending, n)
+                return self._commit_after_loss(pending, n, committed=committed)
             self.error = exc if isinstance(exc, RecordingError) else RecordingError(
                 describe_sqlite_error(self.path, exc))
             with self._flushed:
@@ -416,7 +424,11 @@ class Recorder:
             self._flushed.notify_all()
         return True
 
-    def _commit_after_loss(self, pending: dict[str, list[Row]], n: int) -> bool:
+    def _commit_after_loss(self, pending: dict[str, list[Row]], n: int, *,
+                           committed: bool) -> bool:
+        """The file is gone and a commit failed: write the open database again, then this
+        commit's rows into the new file (``committed``: they were in before the failure,
+        and were written again with the rest)."""
         try:
             self._write_again()
         except RecordingError as exc:
@@ -426,4 +438,9 @@ class Recorder:
             if self._on_error is not None:
                 self._on_error(exc)
             return False
-        return self._commit(pending, n)
+        if not committed:
+            return self._commit(pending, n)
+        with self._flushed:
+            self._committed += n
+            self._flushed.notify_all()
+        return True
