@@ -318,3 +318,26 @@ def test_a_ping_sent_to_the_boot_before_is_not_a_bound_of_the_new_one():
     outs = c.receive(Sync(seq=2, token=102, t_rx_us=100_000, t_tx_us=100_010),
                      sent2 + 300_000, ping_sent_ns=sent2)
     assert len(of(outs, SyncOut)) == 1 and c.epoch.n_syncs == 1
+
+
+def test_a_dial_that_took_no_samples_for_a_while_is_said_not_made_a_gap():
+    """An audit (2026-12-05): the dial's sampler stopped for 3 s (its process frozen): one
+    sample flagged overrun and a 3 s jump in device time, and nothing else: 0 gaps, 0
+    missing, no event. An overrun is never a gap (no sample was taken), but it is said."""
+    c = core()
+    c.hello(hello(1), host(0))
+    c.samples(frame(0, [0] * 10), host(0))
+    c.samples(frame(10, [0] * 10), host(10))
+    stalled = Samples(seq=0, first_index=20, period_us=1000, counts=(0,) * 10,
+                      times_us=tuple(1_020_000 + 3_000_000 + 1000 * k for k in range(10)),
+                      flags=(2,) + (0,) * 9)  # the first sample after the stall: overrun
+    outs = c.samples(stalled, host(20) + 3_000_000_000)
+    outs += c.samples(frame(30, [0] * 10, t0=1_030_000 + 3_000_000),
+                      host(30) + 3_000_000_000)
+    stalls = [o for o in of(outs, EventOut) if o.kind == "dial_stalled"]
+    assert [(e.data["index"], e.data["seconds"]) for e in stalls] == [(20, 3.001)]
+    assert (c.stalls, c.stalled_us) == (1, 3_001_000)
+    assert of(outs, GapOut) == [] and c.total_missing == 0
+    # a frame after a gap (indices skipped) is a gap, not a stall
+    c.samples(frame(60, [0] * 10, t0=1_060_000 + 3_000_000), host(60) + 3_000_000_000)
+    assert c.stalls == 1

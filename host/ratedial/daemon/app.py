@@ -459,6 +459,12 @@ def print_summary(console: Console, s: RunSummary) -> None:
         console.print(f"  dial {v.uid} rater={v.rater or '-'}: {v.received} samples received, "
                       f"{v.missing} missing, {v.rejected} damaged frames, "
                       f"{v.rejected_content} impossible frames", highlight=False, soft_wrap=True)
+    for v in s.dials:
+        if v.stalls:  # an overrun, never a gap: no sample was taken then, none is missing
+            console.print(f"  dial {v.uid}: took no samples {v.stalls} time(s), "
+                          f"{v.stalled_s:.1f} s in all (its sampler stopped; dial_stalled "
+                          "events): the rating is unknown there", highlight=False,
+                          soft_wrap=True)
     if any(s.gaps.values()):
         console.print("  missing by reason: " + ", ".join(
             f"{k} {n}" for k, n in s.gaps.items() if n), highlight=False, soft_wrap=True)
@@ -484,7 +490,8 @@ def json_summary(s: RunSummary, *, error: str | None = None) -> str:
                        "path": os.fspath(s.path), "seconds": round(s.seconds, 3),
                        "dials": [{"uid": v.uid, "rater": v.rater, "received": v.received,
                                   "missing": v.missing, "rejected": v.rejected,
-                                  "rejected_content": v.rejected_content}
+                                  "rejected_content": v.rejected_content,
+                                  "stalled_s": round(v.stalled_s, 6)}
                                  for v in s.dials], "gaps": s.gaps,
                        "rejected_content": s.rejected, "broker": s.broker,
                        "mqtt_refused": s.mqtt_refused,

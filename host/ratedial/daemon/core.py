@@ -45,7 +45,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..clock import ClockEpochError
@@ -88,6 +88,9 @@ ANCHOR_TOL_US = 1_000_000  # a new anchor may tighten the bound on the dial's ti
 # (at the default 10-sample frames and 64-frame queues, 160 ms of data), so arrivals are not
 # near the latency floor (DeviceClock.mark_congested)
 CONGESTED_SHARE = 4
+# The dial took no sample for this long (a sample's interval since the one before it, indices
+# consecutive: its sampler stopped, e.g. a firmware hang): an overrun, never a gap, but said
+STALL_US = 100_000
 EVENTS_PER_REASON = 100  # frame_rejected events per dial and reason; then every 1000th
 
 
@@ -120,6 +123,8 @@ class DialCore:
         self.held = Held(int(hold_s * 1e9))
         self.errors: list[Error] = []
         self.rejected: dict[str, int] = {}  # impossible frames by reason
+        self.stalls = 0  # times the dial took no sample for at least STALL_US
+        self.stalled_us = 0  # device time those stalls lasted
 
     # --- frames ---------------------------------------------------------------------------
 
@@ -268,6 +273,7 @@ class DialCore:
                 ep.ledger.seed(ep.seed_index, ep.seed_reason)
             ep.booted_in_run = ep.booted_in_run and fits and ep.seed_index == 0
             ep.seed_index = None
+        expected = ep.ledger.next_index  # the index after the last one taken in
         new, gaps = ep.ledger.accept(s, why)
         ep.fitted += 1
         for gap in gaps:
@@ -305,6 +311,8 @@ class DialCore:
             from_zero = ep.booted_in_run and ep.hello.backend != "adc"
             self.rating.rebase(0 if from_zero else counts[0])
             ep.first_count_seen = True
+        prev = ep.last_device_us if expected == new.start else None
+        out += self._stalls(ep, new.start, prev, times, host_recv_ns)
         ratings, resets = self.rating.frame(new.start, times, counts, flags)
         for index, rating in resets:
             out.append(EventOut(self.uid, host_recv_ns, "rating_reset", {
@@ -321,6 +329,22 @@ class DialCore:
             ep.next_snapshot_ns = host_recv_ns + self._snapshot_ns
             ep.stored_est = est
             out.append(ClockOut(self.uid, ep.boot_id, host_recv_ns, est))
+        return out
+
+    def _stalls(self, ep: Epoch, first: int, prev_us: int | None, times: Sequence[int],
+                host_ns: int) -> list[Out]:
+        """A ``dial_stalled`` event for each interval of at least :data:`STALL_US` between
+        consecutive samples (``prev_us``: the sample before ``first``, if consecutive)."""
+        out: list[Out] = []
+        before = prev_us
+        for k, t in enumerate(times):
+            if before is not None and t - before >= STALL_US:
+                self.stalls += 1
+                self.stalled_us += t - before
+                out.append(EventOut(self.uid, host_ns, "dial_stalled", {
+                    "boot_id": ep.boot_id, "index": first + k,
+                    "seconds": round((t - before) / 1e6, 6)}))
+            before = t
         return out
 
     def sync(self, f: Sync, host_send_ns: int, host_recv_ns: int) -> list[Out]:

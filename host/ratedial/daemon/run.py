@@ -95,6 +95,8 @@ class DialView:
     missing: int = 0
     rejected: int = 0  # damaged chunks the decoder rejected
     rejected_content: int = 0  # well-formed frames rejected as impossible (docs/protocol.md)
+    stalls: int = 0  # times the dial took no sample for 0.1 s or more (dial_stalled events)
+    stalled_s: float = 0.0
     rate_hz: float = 0.0
     rating: float | None = None
     count: int | None = None
@@ -253,6 +255,7 @@ class Daemon:
         view = self.views[core.uid]
         view.missing = core.total_missing
         view.rejected_content = sum(core.rejected.values())
+        view.stalls, view.stalled_s = core.stalls, core.stalled_us / 1e6
         ep = core.epoch
         if ep is None:
             return
