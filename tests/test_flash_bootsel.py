@@ -382,6 +382,17 @@ def test_cli_refuses_a_board_config_for_another_chip(tmp_path, env):
     line = _one_line_error(_flash("--board", "esp32_s3", "--drive", str(drive), env=env))
     assert "is an RP2040 in BOOTSEL mode but --board esp32_s3 is for esp32: use --board pico" in (
         line)
+    # with the Pico's own .uf2 too (an audit, 2026-12-05: "no MicroPython board found")
+    image = tmp_path / "rp2040.uf2"
+    image.write_bytes(make_uf2([uf2.RP2040] * 2))
+    line = _one_line_error(_flash("--board", "esp32_s3", "--drive", str(drive),
+                                  "--micropython", str(image), env=env))
+    assert "is an RP2040 in BOOTSEL mode but --board esp32_s3 is for esp32: use --board pico" in (
+        line)
+    line = _one_line_error(_flash("--board", "esp32_s3", "--micropython", str(image), env=env))
+    assert line.endswith("rp2040.uf2 is a .uf2 image, for a Pico (RP2040, RP2350), not for "
+                         "--board esp32_s3: an ESP32 takes MicroPython's .bin "
+                         "(micropython.org/download)")
     pico2 = bootsel_drive(tmp_path / "RP2350", INFO_RP2350)
     line = _one_line_error(_flash("--board", "pico", "--drive", str(pico2), env=env))
     assert line.endswith("is an RP2350 in BOOTSEL mode but --board pico is for RP2040: use "

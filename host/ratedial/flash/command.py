@@ -66,7 +66,9 @@ def run_flash(*, board_name: str | None, port: str | None, force: bool, timeout:
     if board_name is not None:  # a typo is named before any board is looked for
         board_name = checked_board_name(board_name, locate_firmware())
     is_bin = micropython is not None and micropython.suffix.lower() == ".bin"
-    if is_bin or ((board_name or "").startswith("esp32") and micropython is not None):
+    is_uf2 = micropython is not None and micropython.suffix.lower() == ".uf2"
+    esp = (board_name or "").startswith("esp32")
+    if is_bin or (esp and micropython is not None and not is_uf2):
         if board_name is None or not board_name.startswith("esp32"):
             raise UsageError("a .bin MicroPython image is for an ESP32: add --board "
                              "esp32_devkitc or esp32_s3")
@@ -81,6 +83,10 @@ def run_flash(*, board_name: str | None, port: str | None, force: bool, timeout:
 
     where = _bootsel_drive(drive, port)
     if where is None:
+        if esp and is_uf2:  # with a BOOTSEL drive, the chip check below says it
+            raise UsageError(f"{micropython} is a .uf2 image, for a Pico (RP2040, RP2350), "
+                             f"not for --board {board_name}: an ESP32 takes MicroPython's "
+                             ".bin (micropython.org/download)")
         if micropython is not None:
             raise UsageError("--micropython FILE.uf2 is copied onto a Pico in BOOTSEL mode, "
                              "and none was found: hold BOOTSEL while plugging it in, or name "
