@@ -72,7 +72,8 @@ def _stall_range(text: str) -> tuple[int, int]:
 @click.option("--wrap-bits", type=click.IntRange(WRAP_BITS_MIN, WRAP_BITS_MAX), default=30,
               show_default=True, help="Width of the raw tick counter (30 as on rp2/esp32).")
 @click.option("--tick-start-us", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Raw ticks at boot (e.g. 2**30 - 3000000 to wrap 3 s in).")
+              help="Raw ticks at boot, 0 to 2**WRAP_BITS - 1 (e.g. 2**30 - 3000000 to wrap "
+                   "3 s in).")
 @click.option("--uid", help="Board unique id, hex (default: derived from --seed).")
 @click.option("--truth", type=click.Path(path_type=Path, dir_okay=False),
               help="Append one JSON line of ground truth per boot to this file.")
