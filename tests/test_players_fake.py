@@ -997,3 +997,26 @@ def test_mpv_without_a_frame_rate_yet_is_probed(fps, probed):
     session._identify = identify  # type: ignore[method-assign]
     asyncio.run(session._identify_mpv_now(0))
     assert seen == {"path": "/v/a.mp4", "duration_s": 30.0, "fps": fps, "use_probe": probed}
+
+
+def test_manual_times_that_are_no_time_are_refused_in_one_line():
+    """An audit (2026-12-05): 'inf' set media_s to Infinity on ~500 samples and an event with
+    {"to_s": Infinity} (not JSON), which then crashed the ELAN export; 'nan' and '-5' sought
+    to 0 without a word."""
+    import io
+
+    said = io.StringIO()
+    session = ManualSession(seconds=5.0, stdin=io.StringIO(""), say=said)
+    out = Out()
+    session._out = out
+    t = 10**12
+    session.command(t, "")  # the mark at 5 s: playing
+    for typed in ("inf", "-inf", "nan", "-5", "1e300", "abc"):
+        session.command(t + 1_000_000, typed)
+        assert said.getvalue().splitlines()[-1] == (
+            f"ratedial: manual sync: {typed!r} is not a time in seconds (0 or more, e.g. "
+            "754.5 for 12:34.5)")
+    assert [k for k, _, _ in out.events] == ["media_load", "media_play"]  # nothing sought
+    assert 5.0 <= (session.clock.position_now(t + 1_000_000) or 0) < 5.01
+    session.command(t + 2_000_000, "0")  # 0 is a time
+    assert session.clock.position_now(t + 2_000_000) == 0.0

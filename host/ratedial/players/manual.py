@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import sys
 from typing import Any, TextIO
 
@@ -32,6 +33,8 @@ from .session import PlayerSession
 
 HELP = ("ratedial: manual sync: press Enter when the video is at {at}; type a time in seconds "
         "then Enter to mark another time; p then Enter pauses or resumes.")
+
+MAX_SECONDS = 1e9  # a typed time beyond this (31 years of video) is a typo
 
 
 class ManualSession(PlayerSession):
@@ -80,8 +83,10 @@ class ManualSession(PlayerSession):
             try:
                 at = float(text)
             except ValueError:
-                print(f"ratedial: manual sync: {line.strip()!r} is not a time in seconds",
-                      file=self.say, flush=True)
+                at = math.nan
+            if not (math.isfinite(at) and 0 <= at <= MAX_SECONDS):  # inf, nan, -5: no time
+                print(f"ratedial: manual sync: {line.strip()!r} is not a time in seconds "
+                      "(0 or more, e.g. 754.5 for 12:34.5)", file=self.say, flush=True)
                 return
         else:
             at = self.seconds
