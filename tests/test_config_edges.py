@@ -6,6 +6,7 @@ two rater labels for one dial, and the folders a failed start created."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -473,3 +474,26 @@ def test_a_display_latency_beyond_a_second_is_refused(tmp_path: Path, ms: float)
     assert "player_latency_ms must be between -1000 and 1000" in res.stderr
     assert res.stderr.count("\n") == 1
     assert RunConfig(player_latency_ms=-1000.0).player_latency_ms == -1000.0
+
+
+def test_a_scale_of_its_own_gets_its_own_anchors_and_refuses_impossible_ones(
+        tmp_path: Path) -> None:
+    """An audit (2026-12-05): a 1-7 scale kept the anchors 0/50/100 (the plot's axis had no
+    labels, SPSS labelled 0 and 50 on -100..100), anchors outside the range and '10' beside
+    '1e1' were taken, and -1e308..1e308 gave a neutral band of inf-inf."""
+    cfg = tmp_path / "s.toml"
+    cfg.write_text("[scale]\nminimum = 1\nmaximum = 7\n")
+    assert load_config(cfg).scale.anchors == {"1": "hindering", "4": "neutral", "7": "helpful"}
+    cfg.write_text("[scale]\nminimum = -100\nmaximum = 100\n")
+    assert load_config(cfg).scale.anchors == {"-100": "hindering", "0": "neutral",
+                                              "100": "helpful"}
+    assert load_config(None).scale.anchors == {"0": "hindering", "50": "neutral",
+                                               "100": "helpful"}
+    for text, said in [
+        ('[scale]\nanchors = {"150" = "off"}\n', "'150' is outside the scale (0 to 100)"),
+        ('[scale]\nanchors = {"10" = "ten", "1e1" = "TEN"}\n', "'10' and '1e1' are one point"),
+        ("[scale]\nminimum = -1e308\nmaximum = 1e308\n", "within ±1e9"),
+    ]:
+        cfg.write_text(text)
+        with pytest.raises(UsageError, match=re.escape(said)):
+            load_config(cfg)

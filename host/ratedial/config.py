@@ -51,6 +51,7 @@ def mqtt_string_problem(value: str) -> str | None:
 
 
 MAX_LATENCY_MS = 1000.0  # bound on player_latency_ms either way
+MAX_SCALE = 1e9  # bound on a scale's ends either way
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -209,6 +210,15 @@ class ScaleConfig:
             raise UsageError("[scale] long_press_s must be 0 (never reset) or more (seconds)")
         if not self.adc_units_per_point > 0:
             raise UsageError("[scale] adc_units_per_point must be more than 0")
+        if not (abs(self.minimum) <= MAX_SCALE and abs(self.maximum) <= MAX_SCALE):
+            # a band of inf-inf and JSON that is not JSON came of -1e308..1e308
+            raise UsageError("[scale] minimum and maximum must be within ±1e9")
+        try:
+            rating_scale = RatingScale(minimum=self.minimum, maximum=self.maximum,
+                                       start=self.start, counts_per_point=self.counts_per_point)
+        except ValueError as exc:
+            raise UsageError(f"[scale] {exc}") from None
+        seen: dict[float, str] = {}
         for point in self.anchors:
             try:
                 value = float(point)
@@ -217,11 +227,13 @@ class ScaleConfig:
             if not math.isfinite(value):  # SPSS value labels, plots and LSL need a number
                 raise UsageError(f"[scale] anchors: {point!r} is not a point of the scale "
                                  "(a number, e.g. \"50\" = \"neutral\")")
-        try:
-            return RatingScale(minimum=self.minimum, maximum=self.maximum, start=self.start,
-                               counts_per_point=self.counts_per_point)
-        except ValueError as exc:
-            raise UsageError(f"[scale] {exc}") from None
+            if not self.minimum <= value <= self.maximum:
+                raise UsageError(f"[scale] anchors: {point!r} is outside the scale "
+                                 f"({self.minimum:g} to {self.maximum:g})")
+            other = seen.setdefault(value, point)
+            if other != point:  # "1e1" and "10": one point, two labels
+                raise UsageError(f"[scale] anchors: {other!r} and {point!r} are one point")
+        return rating_scale
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -402,6 +414,11 @@ def load_config(path: str | os.PathLike[str] | None) -> RunConfig:
     if isinstance(scale, dict) and "start" not in scale:  # a range of its own: start mid-way
         middle = (cfg.scale.minimum + cfg.scale.maximum) / 2
         cfg = replace(cfg, scale=replace(cfg.scale, start=middle))
+    if isinstance(scale, dict) and "anchors" not in scale:  # the labels at its own points
+        lo, hi = cfg.scale.minimum, cfg.scale.maximum
+        if math.isfinite(lo) and math.isfinite(hi):
+            cfg = replace(cfg, scale=replace(cfg.scale, anchors={
+                f"{lo:g}": "hindering", f"{(lo + hi) / 2:g}": "neutral", f"{hi:g}": "helpful"}))
     cfg.scale.scale()  # validate now, with a one-line message
     return replace(cfg, mqtt=_beside(cfg.mqtt, p.parent))
 
