@@ -971,3 +971,28 @@ def test_a_backfilled_boots_period_is_corrected_by_the_first_live_batch():
     assert [(e[3]["period_us"], e[3]["rate_hz"]) for e in store.epochs] == [(1000, 1000.0)]
     feed(c, batch(20, 10), now=0.2)  # told once
     assert store.hellos == 1
+
+
+def test_the_collected_scale_is_the_daemons_not_0_to_100():
+    """An audit (2026-12-05): a session rated on -100..100 was collected with meta.scale
+    0-100 (payloads carried no scale), and analyze then judged it by a band of 45-55. The
+    daemon status carries the scale; the first daemon's is the recording's, another is said."""
+    c, store = make()
+    scale = {"minimum": -100.0, "maximum": 100.0, "start": -50.0, "counts_per_point": -0.5,
+             "anchors": {"-100": "hindering", "0": "neutral", "100": "helpful"}}
+
+    def status(daemon: str, s: Any) -> tuple[str, bytes]:
+        return (f"{P}/v1/daemons/{daemon}/status", json.dumps({
+            "v": 1, "daemon": daemon, "state": "online", "software": "x", "wall_ns": OFFSET,
+            "run": "r1", "next_event": 1, "scale": s}).encode())
+
+    feed(c, status("room1", {"minimum": 5, "maximum": 1, "start": 3}))  # not a scale: ignored
+    assert "scale" not in store.meta_kv
+    feed(c, status("room1", scale))
+    assert store.meta_kv["scale"] == {**scale, "from_daemon": "room1"}
+    feed(c, status("room1", scale))  # every second: no news
+    other = {**scale, "minimum": 0.0, "maximum": 100.0, "start": 50.0}
+    feed(c, status("room2", other))
+    feed(c, status("room2", other))
+    assert store.meta_kv["scale"]["from_daemon"] == "room1"
+    assert [(k, d["daemon"]) for _, _, k, d in store.events] == [("scale_differs", "room2")]

@@ -289,6 +289,7 @@ async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | N
             wall_offset_ns=wall_offset, software_version=__version__,
             mqtt5=embedded is None,  # the embedded broker (amqtt) speaks MQTT 3.1.1
             on_link=lambda kind, data: daemon.event(None, kind, **data))
+        publisher.scale = scale_meta
         sinks.append(publisher)
         if resume:
             console.print(f"ratedial: republishing what {len(resume)} earlier recording(s) of "

@@ -43,6 +43,7 @@ import time
 from typing import Any
 
 from ..recording.schema import MediaState
+from .collect_meta import scale_of
 from .collect_ranges import (
     Range,
     RangeSet,
@@ -99,11 +100,16 @@ class Collector:
         self.events_seen: set[tuple[str, str, int]] = set()  # (daemon, run, id)
         self.runs: dict[tuple[str, str], RunState] = {}
         self.daemons: dict[str, dict[str, Any]] = {}
+        self._scale: dict[str, Any] | None = None  # meta.scale, from the first daemon's status
+        self._scale_differs: set[str] = set()  # daemons whose scale is another (said once)
         self.current: dict[str, int] = {}  # each dial's current boot
         self.brokers: list[str] = []  # every broker connected to, in order of first use
         self._now: float | None = None  # time of the message being fed
         self._prefix_parts = prefix.split("/")
         if resume is not None:
+            kept = resume.meta.get("scale")  # a continuation keeps the scale it was given
+            if isinstance(kept, dict) and "from_daemon" in kept:
+                self._scale = scale_of({"scale": kept})
             bounds = resume.meta.get(BOUNDS_META)
             if not isinstance(bounds, dict):
                 bounds = {}
@@ -409,9 +415,24 @@ class Collector:
             raise ValueError("status of another daemon")
         self._seen_daemon(daemon)
         self.daemons[daemon] = {k: msg.get(k) for k in ("state", "software")}
+        self._take_scale(daemon, msg)
         run, next_event = msg.get("run"), msg.get("next_event")
         if isinstance(run, str) and run and is_int(next_event) and self._now is not None:
             self._run(daemon, run).mark(next_event, self._now)
+
+    def _take_scale(self, daemon: str, msg: dict[str, Any]) -> None:
+        """The recording's scale is the first daemon's (the ratings as it published them);
+        a daemon on another scale is recorded as a ``scale_differs`` event, once."""
+        scale = scale_of(msg)
+        if scale is None:
+            return
+        if self._scale is None:
+            self._scale = scale
+            self.store.meta("scale", {**scale, "from_daemon": daemon})
+        elif scale != self._scale and daemon not in self._scale_differs:
+            self._scale_differs.add(daemon)
+            host_ns = time.time_ns() - self.wall_offset_ns
+            self.store.event(host_ns, None, "scale_differs", {"daemon": daemon, "scale": scale})
 
     def _events_replayed(self, daemon: str, msg: dict[str, Any], now: float) -> None:
         run = msg["run"]

@@ -71,6 +71,7 @@ class LivePublishing(FromRecordings):
 
     cfg: MqttConfig
     run_id: str
+    scale: dict[str, Any] | None  # the rating scale the daemon status carries
     status_of: Callable[[], dict[str, dict[str, Any]]]
     version: str
     connected: bool
@@ -144,9 +145,12 @@ class LivePublishing(FromRecordings):
     # --- serving a live connection: status, checkpoints, the loop -------------------------
 
     def _daemon_status(self, state: str) -> dict[str, Any]:
-        return {"v": 1, "daemon": self.topics.daemon, "state": state,
-                "software": self.version, "wall_ns": time.time_ns(), "run": self.run_id,
-                "next_event": self.recorder.next_id("events")}
+        status = {"v": 1, "daemon": self.topics.daemon, "state": state,
+                  "software": self.version, "wall_ns": time.time_ns(), "run": self.run_id,
+                  "next_event": self.recorder.next_id("events")}
+        if self.scale is not None:  # what its ratings are on (a collector records it)
+            status["scale"] = self.scale
+        return status
 
     def unpublished(self, last_event_id: int) -> tuple[int, int]:
         """Samples and events of this run the broker has not confirmed (``last_event_id``:

@@ -120,6 +120,8 @@ class MqttPublisher(LivePublishing):
         self.run_id = run_id
         self.archives = [Archive(recorder.path, run_id)]
         self.rater_of = rater_of
+        # the rating scale (meta.scale) the daemon status carries, for collectors
+        self.scale: dict[str, Any] | None = None
         self.status_of = status_of
         self.wall_offset_ns = wall_offset_ns
         self.version = software_version
