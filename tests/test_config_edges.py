@@ -497,3 +497,12 @@ def test_a_scale_of_its_own_gets_its_own_anchors_and_refuses_impossible_ones(
         cfg.write_text(text)
         with pytest.raises(UsageError, match=re.escape(said)):
             load_config(cfg)
+
+
+def test_the_help_says_the_bound_an_option_without_its_own_has() -> None:
+    """An audit (2026-12-05): --duration 2e9 was refused as 'at most 1e+09', a bound --help
+    did not show ([x>=0.1])."""
+    res = run("run", "--help")
+    assert "[x>=0.1, at most 1e9]" in " ".join(res.stdout.split()), res.stdout
+    res = run("run", "--duration", "2e9", "--no-scan", "--broker", "none")
+    assert "2e9 is too large (at most 1e9)" in res.stderr and res.returncode == 2

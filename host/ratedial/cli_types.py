@@ -27,6 +27,8 @@ class FiniteRange(click.FloatRange):
         """No bounds: nothing to add to the help (click would print ``x<=None``)."""
         if self.min is None and self.max is None:
             return ""
+        if self.max is None:  # the bound every option without one of its own has
+            return f"{super()._describe_range()}, at most 1e9"
         return super()._describe_range()
 
     def convert(self, value: Any, param: click.Parameter | None,
@@ -36,5 +38,5 @@ class FiniteRange(click.FloatRange):
             self.fail(f"{value} is not a finite number.", param, ctx)
         rv = super().convert(number, param, ctx)
         if self.max is None and abs(rv) > LARGEST:
-            self.fail(f"{value} is too large (at most {LARGEST:.0e}).", param, ctx)
+            self.fail(f"{value} is too large (at most 1e9).", param, ctx)
         return rv

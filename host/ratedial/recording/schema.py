@@ -78,7 +78,8 @@ CREATE TABLE IF NOT EXISTS gaps (
     dial_id       INTEGER NOT NULL,
     first_index   INTEGER NOT NULL,
     end_index     INTEGER NOT NULL,    -- one past the last missing index
-    reason        TEXT NOT NULL,       -- device_drop | crc | link | unplugged | absent
+    -- device_drop | crc | link | unplugged | rejected | no_hello | absent | uncollected
+    reason        TEXT NOT NULL,
     first_host_ns INTEGER,             -- estimated host time of the first missing sample
     end_host_ns   INTEGER              -- estimated host time of end_index
 );
