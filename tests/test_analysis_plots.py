@@ -133,3 +133,20 @@ def test_figures_a_flat_rater_leaves_undefined_read_as_a_dash_never_nan(result):
     assert "Pearson r - [-, -], p -" in text
     assert "best lag - s" in text
     assert "nan" not in text.lower()
+
+
+def test_a_recording_without_a_player_is_plotted_on_run_time_and_says_so(tmp_path):
+    """An audit (2026-12-05): figures of a run-time recording labelled the x axis 'media
+    time', where analysis.md says every output says which time it is on."""
+    from matplotlib.text import Text
+
+    from ratedial.analysis.synth import NoPlayer
+
+    path = tmp_path / "r.ratedial"
+    write_recording(path, [SynthRater(label="client", curve=constant(60),
+                                      script=(NoPlayer(seconds=20),))], rate_hz=50)
+    (g,) = group_series(load([path]))
+    res = analyse_group(g, AnalysisOptions(segments=SegmentOptions(k=1, window_s=5),
+                                           replicates=100))
+    text = [t.get_text() for t in time_course(res).findobj(Text)]
+    assert "run time (mm:ss)" in text and "media time (mm:ss)" not in text

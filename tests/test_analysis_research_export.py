@@ -231,3 +231,27 @@ def test_a_sav_of_a_recording_without_video_says_run_time(tmp_path):
     labels = dict(zip(meta.column_names, meta.column_labels, strict=True))
     assert labels["t_s"].startswith("Run time of the bin start"), labels["t_s"]
     assert "run-time grid" in meta.file_label
+
+
+def test_elan_tracks_span_each_raters_scale(tmp_path):
+    """An audit (2026-12-05): a 1-7 rater's ELAN track had the range 0-100 (detect-range off),
+    so the curve lay flat at the bottom in ELAN."""
+    media = SynthMedia(duration_s=30.0, fingerprint="sha256:s")
+    one_to_seven = {"minimum": 1.0, "maximum": 7.0, "start": 4.0, "counts_per_point": 1.0,
+                    "anchors": {"1": "hindering", "4": "neutral", "7": "helpful"}}
+    recs = [tmp_path / "c.ratedial", tmp_path / "t.ratedial"]
+    write_recording(recs[0], [SynthRater(label="client", curve=piecewise([15], [2, 6]),
+                                         script=(Play(start_s=0, end_s=30),))],
+                    media=media, rate_hz=50, session={"dyad": "S1"}, scale=one_to_seven)
+    write_recording(recs[1], [SynthRater(label="therapist", uid="bb",
+                                         curve=piecewise([15], [30, 70]),
+                                         script=(Play(start_s=0, end_s=30),))],
+                    media=media, rate_hz=50, session={"dyad": "S1"})
+    res = run("export", *map(str, recs), "-o", str(tmp_path / "out" / "S1"), "--format", "eaf",
+              "--window", "5")
+    assert res.returncode == 0, res.stderr
+    (conf,) = (tmp_path / "out").glob("*_tsconf.xml")
+    tracks = ET.parse(conf).getroot().find("tracksource").findall("track")
+    ranges = {t.get("name"): (t.find("range").get("min"), t.find("range").get("max"))
+              for t in tracks}
+    assert ranges == {"client": ("1.0", "7.0"), "therapist": ("0.0", "100.0")}

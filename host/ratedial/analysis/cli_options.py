@@ -242,14 +242,7 @@ def _middle_tenth(lo: float, hi: float) -> Band:
 
 
 def _scale_of(s: Series) -> tuple[float, float]:
-    sc = s.recording.scale
-    try:
-        key = float(sc.get("minimum", 0.0)), float(sc.get("maximum", 100.0))
-    except (TypeError, ValueError):
-        key = 0.0, 100.0
-    if not all(math.isfinite(v) for v in key) or key[1] <= key[0]:
-        key = 0.0, 100.0
-    return key
+    return s.recording.scale_range
 
 
 def rater_bands(group: Group, given: tuple[float, float] | None) -> dict[str, Band]:

@@ -98,17 +98,18 @@ def media_events(group: Group) -> list[tuple[int, int, str]]:
     return sorted(out)
 
 
-def _tsconf(csv_path: Path, raters: Sequence[str]) -> str:
+def _tsconf(csv_path: Path, raters: Sequence[tuple[str, float, float]]) -> str:
+    """ELAN's time-series configuration: a track per rater, its range the rater's scale."""
     tracks = "".join(
         f"""    <track derivative="0" name={quoteattr(r)}>
       <property key="detect-range" value="false"/>
       <sample-position><pos col="{i + 1}" row="0"/></sample-position>
       <description>{r}: rating on the analysis grid</description>
       <units>rating</units>
-      <range max="100.0" min="0.0"/>
+      <range max="{hi!r}" min="{lo!r}"/>
       <color>{COLORS[i % len(COLORS)]}</color>
     </track>
-""" for i, r in enumerate(raters))
+""" for i, (r, lo, hi) in enumerate(raters))
     url = quoteattr(csv_path.resolve().as_uri())
     date = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
     return f"""<?xml version="1.0" encoding="UTF-8"?>
@@ -145,7 +146,8 @@ def write_eaf(group: Group, base: Path, segments: SegmentOptions | None = None) 
             w.writerow([repr(round(i / group.rate_hz, 6)),
                         *("" if np.isnan(c[i]) else repr(float(c[i])) for c in cols)])
     create_private(conf_path)
-    conf_path.write_text(_tsconf(csv_path, raters), encoding="utf-8")
+    conf_path.write_text(_tsconf(csv_path, [(s.rater, *s.recording.scale_range)
+                                            for s in group.series]), encoding="utf-8")
 
     eaf = pympi.Elan.Eaf(author="ratedial")
     eaf.remove_tier("default")

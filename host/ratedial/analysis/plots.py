@@ -30,6 +30,7 @@ from .._platform.privacy import create_private
 from .analyse import GroupResult, RaterResult
 from .fmt import fmt_num, fmt_p, fmt_signed
 from .mediatime import fmt_span, fmt_time
+from .read import RUN_TIMELINE
 from .stats import CATEGORY_NAMES
 
 MM = 1 / 25.4
@@ -83,8 +84,9 @@ def _style_axes(ax: Axes, result: GroupResult, *, xlabel: bool) -> None:
     band = result.options.band
     ax.axhspan(band.low, band.high, color="#000000", alpha=0.06, lw=0, zorder=0)
     ax.axhline(_neutral(result), color=NEUTRAL_COLOR, lw=0.6, ls=(0, (1, 1.5)), zorder=1)
-    if xlabel:
-        ax.set_xlabel("media time (mm:ss)")
+    if xlabel:  # a recording without a player is on run time, and says so
+        run = result.group.media.timeline == RUN_TIMELINE
+        ax.set_xlabel("run time (mm:ss)" if run else "media time (mm:ss)")
     ax.set_ylabel("rating")
 
 

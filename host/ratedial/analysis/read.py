@@ -18,6 +18,7 @@ Invariants:
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import statistics
@@ -168,6 +169,19 @@ class Recording:
     def scale(self) -> dict[str, Any]:
         s = self.meta.get("scale")
         return s if isinstance(s, dict) else {}
+
+    @property
+    def scale_range(self) -> tuple[float, float]:
+        """``(minimum, maximum)`` of the scale (0-100 when the recording's is missing or
+        impossible)."""
+        sc = self.scale
+        try:
+            key = float(sc.get("minimum", 0.0)), float(sc.get("maximum", 100.0))
+        except (TypeError, ValueError):
+            key = 0.0, 100.0
+        if not all(math.isfinite(v) for v in key) or key[1] <= key[0]:
+            key = 0.0, 100.0
+        return key
 
     def anchors(self) -> dict[float, str]:
         """Scale anchors, e.g. ``{0.0: "hindering", 50.0: "neutral", 100.0: "helpful"}``."""
