@@ -39,13 +39,13 @@ from .align import (
     resolve,
 )
 from .errors import NothingToAnalyse, UsageError
+from .losses import Loss
 from .read import (
     BIN_NO_MEDIA_TIME,
     RUN_TIMELINE,
     Dial,
     Gap,
     Groups,
-    Loss,
     Media,
     Recording,
     read_recording,

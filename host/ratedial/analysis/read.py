@@ -35,6 +35,7 @@ from ..recording.readonly import closed, connect_ro, uri
 from ..recording.schema import FORMAT, FORMAT_VERSION, MediaState
 from .errors import NotARecording
 from .guard import is_sqlite
+from .losses import Loss, read_losses
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -120,20 +121,6 @@ class Clock:
     uncertainty_us_median: float | None
     uncertainty_us_max: float | None
     skew_ppm: float | None  # the last fitted skew
-
-
-@dataclass(frozen=True, kw_only=True)
-class Loss:
-    """A dial lost during the run (a ``dial_lost`` event): where on the timeline its last
-    sample before it was (media time, or run time on a run timeline; None: no sample), and
-    whether it came back later in the run. A dial lost for good leaves no gap (no index
-    after its last one is known): this is what says why the rest is missing."""
-
-    dial_id: int
-    cause: str | None
-    at_s: float | None
-    media_id: int | None
-    back: bool
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -389,7 +376,7 @@ def read_recording(path: str | Path) -> Recording:
                                 uncertainty_us_median=statistics.median(unc) if unc else None,
                                 uncertainty_us_max=max(unc) if unc else None,
                                 skew_ppm=rows[-1][1] if rows else None))
-        losses = _losses(con, run_t0 if timeline == RUN_TIMELINE else None)
+        losses = read_losses(con, run_t0 if timeline == RUN_TIMELINE else None)
         guesses = []
         for (data,) in con.execute("SELECT data FROM notes WHERE kind = 'guess' "
                                    "ORDER BY note_id"):
@@ -403,40 +390,6 @@ def read_recording(path: str | Path) -> Recording:
     return Recording(path=p, meta=meta, dials=dials, media=media, epochs=tuple(epochs),
                      gaps=tuple(gaps), clocks=tuple(clocks), timeline=timeline, losses=losses,
                      run_t0_ns=run_t0, guesses=tuple(guesses))
-
-
-def _losses(con: sqlite3.Connection, run_t0: int | None) -> tuple[Loss, ...]:
-    """The recording's ``dial_lost`` events, each placed by its dial's last sample before it
-    (the event's ``next_index`` in the boot then current) and told whether a
-    ``dial_connected`` of that dial followed. ``run_t0``: place on run time instead."""
-    rows = con.execute("SELECT dial_id, host_ns, kind, data FROM events WHERE dial_id IS NOT "
-                       "NULL AND kind IN ('dial_lost', 'dial_connected') "
-                       "ORDER BY event_id").fetchall()
-    out = []
-    for k, (dial, host_ns, kind, data) in enumerate(rows):
-        if kind != "dial_lost":
-            continue
-        d = _json(data)
-        d = d if isinstance(d, dict) else {}
-        nxt, at_s, media_id = d.get("next_index"), None, None
-        epoch = con.execute("SELECT epoch_id FROM epochs WHERE dial_id = ? AND first_host_ns "
-                            "<= ? ORDER BY first_host_ns DESC LIMIT 1",
-                            (dial, host_ns)).fetchone()
-        if epoch is not None and isinstance(nxt, int) and not isinstance(nxt, bool) and nxt > 0:
-            last = con.execute("SELECT media_s, media_id, host_ns FROM samples WHERE "
-                               "epoch_id = ? AND sample_index = ?", (epoch[0], nxt - 1)
-                               ).fetchone()
-            if last is not None:
-                media_id = last[1]
-                if run_t0 is not None:
-                    at_s = None if last[2] is None else (last[2] - run_t0) / 1e9
-                else:
-                    at_s = last[0]
-        cause = d.get("cause")
-        out.append(Loss(dial_id=dial, cause=cause if isinstance(cause, str) else None,
-                        at_s=at_s, media_id=media_id,
-                        back=any(r[0] == dial and r[2] == "dial_connected" for r in rows[k:])))
-    return tuple(out)
 
 
 def _run_gap(con: sqlite3.Connection, g: Gap, t0_ns: int | None) -> Gap:
