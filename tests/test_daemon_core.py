@@ -341,3 +341,17 @@ def test_a_dial_that_took_no_samples_for_a_while_is_said_not_made_a_gap():
     # a frame after a gap (indices skipped) is a gap, not a stall
     c.samples(frame(60, [0] * 10, t0=1_060_000 + 3_000_000), host(60) + 3_000_000_000)
     assert c.stalls == 1
+
+
+def test_the_live_rate_of_a_dial_that_sends_a_frame_every_two_seconds():
+    """An audit (2026-12-05): 50 Hz in 100-sample frames showed rate=0/s in the live view
+    (the 2 s window held one frame at a time)."""
+    from ratedial.daemon.run import DialView
+
+    slow, fast = DialView(uid="a", rater=None), DialView(uid="b", rater=None)
+    for k in range(1, 6):
+        slow.note_rate(k * 2_000_000_000 + (k % 2) * 3_000_000, 100)  # jitter of 3 ms
+    assert 45 < slow.rate_hz < 55
+    for k in range(1, 301):
+        fast.note_rate(k * 10_000_000, 10)  # 1 kHz in 10-sample frames
+    assert 990 < fast.rate_hz < 1010

@@ -110,11 +110,13 @@ class DialView:
     _in_window: int = 0
 
     def note_rate(self, now_ns: int, n: int) -> None:
-        """Samples per second over the last 2 s of arrivals (0 until 0.5 s are seen)."""
+        """Samples per second over the last 2 s of arrivals, and the arrival before them (a
+        dial sending a frame every 2 s or more, 100 samples at 50 Hz, showed 0/s); 0 until
+        0.5 s are seen."""
         w = self._window
         w.append((now_ns, n))
         self._in_window += n
-        while w[0][0] < now_ns - 2_000_000_000:
+        while len(w) > 1 and w[1][0] <= now_ns - 2_000_000_000:
             self._in_window -= w.popleft()[1]
         span = (now_ns - w[0][0]) / 1e9
         self.rate_hz = (self._in_window - w[0][1]) / span if span >= 0.5 else 0.0
