@@ -247,9 +247,19 @@ def test_elan_tracks_span_each_raters_scale(tmp_path):
                                          curve=piecewise([15], [30, 70]),
                                          script=(Play(start_s=0, end_s=30),))],
                     media=media, rate_hz=50, session={"dyad": "S1"})
-    res = run("export", *map(str, recs), "-o", str(tmp_path / "out" / "S1"), "--format", "eaf",
-              "--window", "5")
+    res = run("export", *map(str, recs), "-o", str(tmp_path / "out" / "S1"), "--format",
+              "eaf,sav", "--window", "5")
     assert res.returncode == 0, res.stderr
+    # the two scales' anchors differ: no rating value labels rather than one scale's words
+    # on the other's numbers (an audit: the 1-7 labels were put on the 0-100 rater), said
+    assert "different anchors" in res.stderr
+    _df, meta = pyreadstat.read_sav(str(tmp_path / "out" / "S1.sav"))
+    assert "rating" not in meta.variable_value_labels or not meta.variable_value_labels["rating"]
+    res = run("export", str(recs[0]), "-o", str(tmp_path / "one" / "S1"), "--format", "sav")
+    assert res.returncode == 0 and "different anchors" not in res.stderr, res.stderr
+    _df, meta = pyreadstat.read_sav(str(tmp_path / "one" / "S1.sav"))
+    assert meta.variable_value_labels["rating"] == {1.0: "hindering", 4.0: "neutral",
+                                                   7.0: "helpful"}
     (conf,) = (tmp_path / "out").glob("*_tsconf.xml")
     tracks = ET.parse(conf).getroot().find("tracksource").findall("track")
     ranges = {t.get("name"): (t.find("range").get("min"), t.find("range").get("max"))

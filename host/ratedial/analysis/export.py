@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -167,6 +168,21 @@ def _series_json(s: Series) -> dict[str, Any]:
     }
 
 
+def common_anchors(groups: Sequence[Group]) -> dict[float, str]:
+    """The value labels of ``rating``: the recordings' scale anchors when they all have the
+    same (0-100's when none says), none when they differ (one scale's words on another's
+    numbers would mislabel them), said in one line."""
+    default = {0.0: "hindering", 50.0: "neutral", 100.0: "helpful"}
+    found = {tuple(sorted((s.recording.anchors() or default).items()))
+             for g in groups for s in g.series}
+    if len(found) > 1:
+        print("ratedial: note: the recordings' scales have different anchors: the SPSS file's "
+              "rating has no value labels (each recording's meta.scale has its own)",
+              file=sys.stderr)
+        return {}
+    return dict(found.pop()) if found else default
+
+
 def sidecar(groups: Sequence[Group], files: Mapping[str, str]) -> dict[str, Any]:
     first = groups[0].series[0]
     opt = first.options
@@ -234,7 +250,7 @@ def write_export(groups: Sequence[Group], prefix: str | Path, formats: Sequence[
         if fmt == "sav":
             from .spss import write_long_sav
 
-            write_long_sav(groups, path, groups[0].series[0].recording.anchors() or None)
+            write_long_sav(groups, path, common_anchors(groups))
         elif fmt == "xdf":
             from .xdf import write_xdf
 

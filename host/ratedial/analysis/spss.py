@@ -69,7 +69,8 @@ def write_long_sav(groups: Sequence[Group], path: Path,
             "n_samples": rec["n_samples"].astype(np.float64),
             "n_passes": rec["n_passes"].astype(np.float64)}))
     df = pd.concat(frames, ignore_index=True)
-    scale = dict(anchors or {0.0: "hindering", 50.0: "neutral", 100.0: "helpful"})
+    scale = dict({0.0: "hindering", 50.0: "neutral", 100.0: "helpful"} if anchors is None
+                 else anchors)
     # recordings without a video are on run time: the file says so, as every output does
     run_time = {g.media.timeline == RUN_TIMELINE for g in groups}
     labels = dict(LONG_LABELS)
