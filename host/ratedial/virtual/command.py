@@ -82,9 +82,11 @@ def _stall_range(text: str) -> tuple[int, int]:
 @click.option("--link", type=click.Path(path_type=Path),
               help="Path of the port symlink (default: dial0 in a private temp dir).")
 @click.option("--control", type=click.Path(path_type=Path),
-              help="Unix socket for commands: reboot, unplug [S], plug, stall [S], unstall, "
-                   "corrupt N, button S, status, quit (unplug and stall without S, or with "
-                   "0: until plug or unstall).")
+              help="Unix socket for commands, one per line: reboot, unplug [S], plug, "
+                   "stall [S], unstall, corrupt N, button S, status, quit (unplug and stall "
+                   "without S, or with 0: until plug or unstall). Each gets one line back "
+                   "when it is done: unplug S, stall S and button S after their seconds, "
+                   "corrupt N once N bits went out (none while no program reads the port).")
 @click.option("--fault", "faults", multiple=True, metavar="KIND@T_S[:ARG]",
               help="Schedule a fault, e.g. reboot@5, unplug@10:1.5, stall@3:2, corrupt@4:8.")
 @click.option("--ber", type=FiniteRange(0, 1, max_open=True), default=0.0, show_default=True,
