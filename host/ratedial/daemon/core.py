@@ -65,7 +65,7 @@ from ..wire import (
     Sync,
 )
 from ..wire.checks import field_problem
-from .epoch import NO_HELLO, ClockLike, Epoch, Held
+from .epoch import NO_HELLO, ClockLike, Epoch, Held, stalls
 from .pending import discard, flush, wait_or_confirm
 from .placement import (
     DRIFT,
@@ -333,18 +333,13 @@ class DialCore:
 
     def _stalls(self, ep: Epoch, first: int, prev_us: int | None, times: Sequence[int],
                 host_ns: int) -> list[Out]:
-        """A ``dial_stalled`` event for each interval of at least :data:`STALL_US` between
-        consecutive samples (``prev_us``: the sample before ``first``, if consecutive)."""
+        """A ``dial_stalled`` event for each stall (:func:`stalls`)."""
         out: list[Out] = []
-        before = prev_us
-        for k, t in enumerate(times):
-            if before is not None and t - before >= STALL_US:
-                self.stalls += 1
-                self.stalled_us += t - before
-                out.append(EventOut(self.uid, host_ns, "dial_stalled", {
-                    "boot_id": ep.boot_id, "index": first + k,
-                    "seconds": round((t - before) / 1e6, 6)}))
-            before = t
+        for index, dt in stalls(first, prev_us, times, STALL_US):
+            self.stalls += 1
+            self.stalled_us += dt
+            out.append(EventOut(self.uid, host_ns, "dial_stalled", {
+                "boot_id": ep.boot_id, "index": index, "seconds": round(dt / 1e6, 6)}))
         return out
 
     def sync(self, f: Sync, host_send_ns: int, host_recv_ns: int) -> list[Out]:

@@ -20,6 +20,7 @@ Invariants:
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from heapq import merge as merge_sorted
 from typing import Protocol
@@ -138,3 +139,17 @@ class Held:
 # Why a frame is held when no epoch has judged it yet: it came before any HELLO (of the dial,
 # or on its port); the HELLO that comes places it whichever boot it names.
 NO_HELLO = "no_hello"
+
+
+def stalls(first: int, prev_us: int | None, times: Sequence[int],
+           min_us: int) -> list[tuple[int, int]]:
+    """``(index, interval_us)`` for each interval of at least ``min_us`` between consecutive
+    samples (indices from ``first``; ``prev_us``: the device time of the sample before
+    ``first``, when it is the one before it): the dial took no sample then."""
+    out: list[tuple[int, int]] = []
+    before = prev_us
+    for k, t in enumerate(times):
+        if before is not None and t - before >= min_us:
+            out.append((first + k, t - before))
+        before = t
+    return out
