@@ -237,7 +237,7 @@ def test_a_rater_paused_throughout_is_reported_not_dropped(tmp_path: Path) -> No
 def test_study_reads_a_file_named_twice_once(rec: Path, tmp_path: Path) -> None:
     res = run("study", str(rec), str(rec.parent), "-o", str(tmp_path / "study"))
     assert res.returncode == 0, res.stderr
-    assert res.stdout.startswith("1 recordings, 1 dyads"), res.stdout
+    assert res.stdout.startswith("1 recording, 1 dyad "), res.stdout
 
 
 @pytest.mark.parametrize("command", ["analyze", "export"])
@@ -826,3 +826,21 @@ def test_a_dial_lost_for_good_is_said_in_the_report_the_json_and_the_export(
     sidecar = json.loads((tmp_path / "x.json").read_text())
     lost = {s["rater"]: s["lost"] for s in sidecar["dyads"][0]["series"]}
     assert lost["client"] == [{"at_s": media_s, "back": False, "cause": "unplugged"}]
+
+
+def test_a_collected_file_with_two_scales_is_said_to_be(tmp_path: Path) -> None:
+    """An audit (2026-12-05): a collection of a 1-7 daemon and a 0-100 one kept the first's
+    scale and a scale_differs event, and analyze judged both raters by 3.7-4.3 (the 0-100
+    therapist 'above band 100%') without a word."""
+    path = dyad(tmp_path / "col.ratedial")
+    with sqlite3.connect(path) as con:
+        (last,) = con.execute("SELECT max(event_id) FROM events").fetchone()
+        con.execute("INSERT INTO events (event_id, host_ns, dial_id, kind, data) VALUES "
+                    "(?, 1, NULL, 'scale_differs', ?)",
+                    (last + 1, json.dumps({"daemon": "dB", "scale": {"minimum": 0.0}})))
+    res = run("analyze", str(path), "--no-truth-bias", "--bootstrap", "200")
+    assert res.returncode == 0, res.stderr
+    assert "col.ratedial holds ratings on more than one scale (scale_differs" in res.stderr
+    plain = run("analyze", str(dyad(tmp_path / "plain.ratedial")), "--no-truth-bias",
+                "--bootstrap", "200")
+    assert "more than one scale" not in plain.stderr

@@ -635,7 +635,7 @@ def test_a_lowest_segment_above_neutral_is_said_to_be_so(tmp_path):
     assert res.returncode == 0, res.stderr
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("[")]
     lows = [ln for ln in lines if "(lowest" in ln]
-    assert lows and all(ln.endswith("(note: not below the neutral band 45-55)") for ln in lows)
+    assert lows and all(ln.endswith("(note: not below the neutral band 45 to 55)") for ln in lows)
     assert not any("note:" in ln for ln in lines if "(highest" in ln)  # 80: helpful indeed
     res = _cli(["review", str(path), "--window", "5", "--no-video", "--lead-in", "0", "--guess",
                 "--of", "client"], "+\n" * 6)

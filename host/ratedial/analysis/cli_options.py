@@ -260,13 +260,19 @@ def band_of(group: Group, given: tuple[float, float] | None) -> Band:
     compares different units)."""
     from .stats import Band
 
+    mixed = sorted({s.recording.path.name for s in group.series if s.recording.scale_differs})
+    if mixed:  # a collected file: some daemon's ratings are on another scale than meta.scale
+        click.echo(f"ratedial: note: {group.label}: {', '.join(mixed)} holds ratings on more "
+                   "than one scale (scale_differs events: docs/mqtt.md): every rater is "
+                   "judged by its meta.scale, and figures across raters may compare "
+                   "different units", err=True)
     if given is not None:
         return Band(low=given[0], high=given[1])
     scales: dict[tuple[float, float], str] = {}
     for s in group.series:
         scales.setdefault(_scale_of(s), s.rater)
     if len(scales) > 1:
-        shown = ", ".join(f"{who} {lo:g}-{hi:g}" for (lo, hi), who in scales.items())
+        shown = ", ".join(f"{who} {lo:g} to {hi:g}" for (lo, hi), who in scales.items())
         click.echo(f"ratedial: note: {group.label}: the raters' scales differ ({shown}): each "
                    "rater's shares, categories and segment checks use the middle tenth of "
                    "their own scale; ICC and the divergent windows compare different units",

@@ -163,7 +163,8 @@ def study(*, paths: tuple[str, ...], prefix: str, annotations: str | None, tb_st
                    f"extra ({install_hint('research')})", err=True)
     for path in out:
         write_table(rows, path)
-    click.echo(f"{len(files)} recordings, {len(results)} dyads "
+    click.echo(f"{len(files)} recording{'' if len(files) == 1 else 's'}, {len(results)} "
+               f"dyad{'' if len(results) == 1 else 's'} "
                f"({sum(r.pair is not None for r in results)} with both raters)\n")
     click.echo(format_overview(results))
     if tb is not None:

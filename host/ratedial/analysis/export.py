@@ -164,7 +164,8 @@ def _series_json(s: Series) -> dict[str, Any]:
                   "end_index": g.end_index, "n_missing": g.n_missing, "reason": g.reason,
                   "seconds": g.seconds, "media_from_s": g.media_from_s,
                   "media_to_s": g.media_to_s} for g in s.gaps],
-        "lost": [{"at_s": x.at_s, "back": x.back, "cause": x.cause} for x in s.losses],
+        "lost": [{"at_s": None if x.at_s is None else round(x.at_s, 6), "back": x.back,
+                  "cause": x.cause} for x in s.losses],
     }
 
 

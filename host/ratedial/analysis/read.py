@@ -136,6 +136,7 @@ class Recording:
     run_t0_ns: int | None = None  # run time 0 (host_ns of the first sample), run timeline only
     guesses: tuple[dict[str, Any], ...] = ()  # the guess-test notes (ratedial review --guess)
     losses: tuple[Loss, ...] = ()  # dials lost during the run, in order
+    scale_differs: int = 0  # collected: daemons whose ratings are on another scale
 
     def guess_of(self, rater: str) -> dict[str, Any] | None:
         """The newest guess test of ``rater``'s segments saved with this recording."""
@@ -377,6 +378,8 @@ def read_recording(path: str | Path) -> Recording:
                                 uncertainty_us_max=max(unc) if unc else None,
                                 skew_ppm=rows[-1][1] if rows else None))
         losses = read_losses(con, run_t0 if timeline == RUN_TIMELINE else None)
+        (scale_differs,) = con.execute("SELECT count(*) FROM events WHERE kind = "
+                                       "'scale_differs'").fetchone()
         guesses = []
         for (data,) in con.execute("SELECT data FROM notes WHERE kind = 'guess' "
                                    "ORDER BY note_id"):
@@ -389,6 +392,7 @@ def read_recording(path: str | Path) -> Recording:
         con.close()
     return Recording(path=p, meta=meta, dials=dials, media=media, epochs=tuple(epochs),
                      gaps=tuple(gaps), clocks=tuple(clocks), timeline=timeline, losses=losses,
+                     scale_differs=scale_differs,
                      run_t0_ns=run_t0, guesses=tuple(guesses))
 
 

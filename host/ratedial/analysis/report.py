@@ -47,7 +47,7 @@ def _rater_lines(rs: Sequence[RaterResult]) -> list[str]:
         ("recording", [r.series.recording.path.name for r in rs]),
         ("mean (SD)", [f"{_f(r.describe.mean)} ({_f(r.describe.sd)})" for r in rs]),
         ("median", [_f(r.describe.median) for r in rs]),
-        ("range", [f"{_f(r.describe.minimum, 0)}-{_f(r.describe.maximum, 0)} "
+        ("range", [f"{_f(r.describe.minimum, 0)} to {_f(r.describe.maximum, 0)} "
                    f"({_f(r.describe.range, 0)})" for r in rs]),
         ("below band", [_pct(r.describe.below) for r in rs]),
         ("within band", [_pct(r.describe.within) for r in rs]),
@@ -191,7 +191,7 @@ def format_group(result: GroupResult) -> str:
     band = result.options.band
     head = (f"{g.label} · {g.media.name} · {fmt_time(g.duration_s)} · grid {s0.rate_hz:g} Hz, "
             f"re-rated: {_RULE[s0.options.rerate]}, fill ≤ {s0.options.max_fill_s:g} s, "
-            f"neutral band {band.low:g}-{band.high:g}")
+            f"neutral band {band.low:g} to {band.high:g}")
     lines = [head]
     if g.media.timeline == RUN_TIMELINE:
         lines.append(f"  timeline: RUN TIME. {RUN_TIME_NOTE[0].upper()}{RUN_TIME_NOTE[1:]}.")

@@ -326,4 +326,4 @@ def _side_note(s: Segment, band: Band | None) -> str:
     side = None if band is None else off_side(s.kind, s.mean, band)
     if side is None or band is None:
         return ""
-    return f"  (note: {side} {band.low:g}-{band.high:g})"
+    return f"  (note: {side} {band.low:g} to {band.high:g})"

@@ -289,7 +289,8 @@ def format_tb(tb: TruthBias) -> str:
             return "95% CI not available"
         return f"95% CI [{lo:.{digits}f}, {hi:.{digits}f}]"
 
-    lines = [f"Truth and Bias ({tb.judge} judging {tb.truth}; {tb.n_dyads} dyads, "
+    dyads = "1 dyad" if tb.n_dyads == 1 else f"{tb.n_dyads} dyads"
+    lines = [f"Truth and Bias ({tb.judge} judging {tb.truth}; {dyads}, "
              f"{tb.n_moments} moments of {tb.step_s:g} s; {tb.method})",
              f"  truth force       {tb.truth_force:.3f}  {ci(lo1, hi1, 3)}  "
              f"({tb.judge} moves {tb.truth_force:.2f} points per point of {tb.truth})",
