@@ -489,6 +489,8 @@ def test_a_scale_of_its_own_gets_its_own_anchors_and_refuses_impossible_ones(
                                               "100": "helpful"}
     assert load_config(None).scale.anchors == {"0": "hindering", "50": "neutral",
                                                "100": "helpful"}
+    cfg.write_text('[scale]\nanchors = {"1_0" = "ten", " 2e1 " = "twenty"}\n')
+    assert load_config(cfg).scale.anchors == {"10": "ten", "2e1": "twenty"}  # as numbers
     for text, said in [
         ('[scale]\nanchors = {"150" = "off"}\n', "'150' is outside the scale (0 to 100)"),
         ('[scale]\nanchors = {"10" = "ten", "1e1" = "TEN"}\n', "'10' and '1e1' are one point"),

@@ -711,12 +711,13 @@ def test_player_specs(monkeypatch):
     assert parse_spec("mpv:~/x.sock").socket == os.path.expanduser("~/x.sock")
     assert parse_spec("vlc").url == "http://127.0.0.1:8080"
     assert parse_spec("vlc:9090").url == "http://127.0.0.1:9090"
+    assert parse_spec("vlc: 9090").url == "http://127.0.0.1:9090"  # not a host " 9090"
     assert parse_spec("mpc").url == "http://127.0.0.1:13579"
     assert parse_spec("mpc-hc:http://10.0.0.2:13580").url == "http://10.0.0.2:13580"
     assert parse_spec("manual:12.5").seconds == 12.5
     # a port is 1-65535 in ASCII digits: "²" passes str.isdigit() but not int()
     for bad in ("vlc:\u00b2", "vlc:\u0663", "vlc:0", "mpc:70000", "vlc:http://10.0.0.2:0",
-                "vlc:" + "9" * 5000):
+                "vlc:" + "9" * 5000, "vlc:-1", "vlc:+80"):
         with pytest.raises(UsageError, match="from 1 to 65535"):
             parse_spec(bad)
     with pytest.raises(UsageError, match="NUL"):  # a config file's "mpv:~/x\u0000"

@@ -414,6 +414,9 @@ def load_config(path: str | os.PathLike[str] | None) -> RunConfig:
     if isinstance(scale, dict) and "start" not in scale:  # a range of its own: start mid-way
         middle = (cfg.scale.minimum + cfg.scale.maximum) / 2
         cfg = replace(cfg, scale=replace(cfg.scale, start=middle))
+    if cfg.scale.anchors:  # a key as the number it is written as: " 2e1 " is "2e1", "1_0" "10"
+        cfg = replace(cfg, scale=replace(cfg.scale, anchors={
+            k.strip().replace("_", ""): v for k, v in cfg.scale.anchors.items()}))
     if isinstance(scale, dict) and "anchors" not in scale:  # the labels at its own points
         lo, hi = cfg.scale.minimum, cfg.scale.maximum
         if math.isfinite(lo) and math.isfinite(hi):

@@ -36,6 +36,9 @@ class PlayerSpec:
 
 
 def _http(kind: str, arg: str, spec: str) -> PlayerSpec:
+    arg = arg.strip()  # "vlc: 8080"
+    if arg[:1] in ("+", "-") and arg[1:].isdigit():  # a port, signed: not a host named "-1"
+        raise UsageError(f"--player {spec}: the port must be a number from 1 to 65535")
     if not arg:
         return PlayerSpec(kind, host="127.0.0.1", port=DEFAULT_PORTS[kind])
     if arg.isdigit():  # vlc:8080 (ASCII digits only: int() refuses "²", which isdigit() takes)
