@@ -79,7 +79,8 @@ class Prompter:
         self.out.flush()
         line = self.inp.readline()
         if not line:
-            self.out.write("\n")
+            self.out.write("\n")  # out before the error line (stderr) is written
+            self.out.flush()
             raise ReviewAborted("input ended before the interview was complete")
         return self._readable(line.rstrip("\r\n"))
 
