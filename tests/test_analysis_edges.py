@@ -844,3 +844,24 @@ def test_a_collected_file_with_two_scales_is_said_to_be(tmp_path: Path) -> None:
     plain = run("analyze", str(dyad(tmp_path / "plain.ratedial")), "--no-truth-bias",
                 "--bootstrap", "200")
     assert "more than one scale" not in plain.stderr
+
+
+def test_a_dial_that_stalled_is_said_in_the_report_and_the_json(tmp_path: Path) -> None:
+    """An audit (2026-12-05): a client whose dial took no samples for 2 s showed 'missing
+    00:01.9' with 'gaps 0' and nothing saying why."""
+    path = dyad(tmp_path / "stall.ratedial")
+    with sqlite3.connect(path) as con:
+        (dial,) = con.execute("SELECT dial_id FROM dials WHERE rater = 'client'").fetchone()
+        (last,) = con.execute("SELECT max(event_id) FROM events").fetchone()
+        for k, seconds in enumerate((2.001, 0.5)):
+            con.execute("INSERT INTO events (event_id, host_ns, dial_id, kind, data) VALUES "
+                        "(?, 1, ?, 'dial_stalled', ?)", (last + 1 + k, dial, json.dumps(
+                            {"boot_id": 1, "index": 100 * k + 50, "seconds": seconds})))
+    res = run("analyze", str(path), "--json", "--no-truth-bias", "--bootstrap", "200")
+    assert res.returncode == 0, res.stderr
+    raters = {r["rater"]: r for r in json.loads(res.stdout)["dyads"][0]["raters"]}
+    assert raters["client"]["stalled"] == {"n": 2, "seconds": 2.501}
+    assert raters["therapist"]["stalled"] == {"n": 0, "seconds": 0.0}
+    report = run("analyze", str(path), "--no-truth-bias", "--bootstrap", "200")
+    (row,) = [ln for ln in report.stdout.splitlines() if ln.strip().startswith("dial stalled")]
+    assert "2x, 2.5 s" in row and row.split()[-1] == "-", row

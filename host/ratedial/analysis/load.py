@@ -81,6 +81,12 @@ class Series:
         return self.binned.values
 
     @property
+    def stalls(self) -> tuple[int, float]:
+        """How often this rater's dial took no samples for 0.1 s or more (``dial_stalled``),
+        and for how long in all (the whole recording: stalls carry no media time)."""
+        return self.recording.stalls.get(self.dial.dial_id, (0, 0.0))
+
+    @property
     def losses(self) -> tuple[Loss, ...]:
         """This rater's dial lost while this video played (or during the run, on a run
         timeline): where, and whether it came back."""

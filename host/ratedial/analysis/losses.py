@@ -1,5 +1,6 @@
-"""Dials lost during a run, as the analysis reads them from a recording's events (pure reads
-of an open connection): where each was lost on the timeline, and whether it came back."""
+"""Dials lost during a run, and dials that took no samples for a while, as the analysis reads
+them from a recording's events (pure reads of an open connection): where each was lost on the
+timeline and whether it came back; how often and how long each stalled."""
 
 from __future__ import annotations
 
@@ -57,3 +58,19 @@ def read_losses(con: sqlite3.Connection, run_t0: int | None) -> tuple[Loss, ...]
                         at_s=at_s, media_id=media_id,
                         back=any(r[0] == dial and r[2] == "dial_connected" for r in rows[k:])))
     return tuple(out)
+
+
+def read_stalls(con: sqlite3.Connection) -> dict[int, tuple[int, float]]:
+    """Per dial id: how many ``dial_stalled`` events, and their seconds in all."""
+    out: dict[int, tuple[int, float]] = {}
+    for dial, data in con.execute("SELECT dial_id, data FROM events WHERE kind = "
+                                  "'dial_stalled' AND dial_id IS NOT NULL"):
+        try:
+            d = json.loads(data)
+        except (TypeError, ValueError, RecursionError):
+            continue
+        seconds = d.get("seconds") if isinstance(d, dict) else None
+        if isinstance(seconds, int | float) and not isinstance(seconds, bool):
+            n, total = out.get(dial, (0, 0.0))
+            out[dial] = (n + 1, total + float(seconds))
+    return out

@@ -23,7 +23,7 @@ import os
 import sqlite3
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from ..recording.readonly import closed, connect_ro, uri
 from ..recording.schema import FORMAT, FORMAT_VERSION, MediaState
 from .errors import NotARecording
 from .guard import is_sqlite
-from .losses import Loss, read_losses
+from .losses import Loss, read_losses, read_stalls
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -137,6 +137,7 @@ class Recording:
     guesses: tuple[dict[str, Any], ...] = ()  # the guess-test notes (ratedial review --guess)
     losses: tuple[Loss, ...] = ()  # dials lost during the run, in order
     scale_differs: int = 0  # collected: daemons whose ratings are on another scale
+    stalls: dict[int, tuple[int, float]] = field(default_factory=dict)  # dial id: n, seconds
 
     def guess_of(self, rater: str) -> dict[str, Any] | None:
         """The newest guess test of ``rater``'s segments saved with this recording."""
@@ -378,6 +379,7 @@ def read_recording(path: str | Path) -> Recording:
                                 uncertainty_us_max=max(unc) if unc else None,
                                 skew_ppm=rows[-1][1] if rows else None))
         losses = read_losses(con, run_t0 if timeline == RUN_TIMELINE else None)
+        stalls = read_stalls(con)
         (scale_differs,) = con.execute("SELECT count(*) FROM events WHERE kind = "
                                        "'scale_differs'").fetchone()
         guesses = []
@@ -392,7 +394,7 @@ def read_recording(path: str | Path) -> Recording:
         con.close()
     return Recording(path=p, meta=meta, dials=dials, media=media, epochs=tuple(epochs),
                      gaps=tuple(gaps), clocks=tuple(clocks), timeline=timeline, losses=losses,
-                     scale_differs=scale_differs,
+                     scale_differs=scale_differs, stalls=stalls,
                      run_t0_ns=run_t0, guesses=tuple(guesses))
 
 

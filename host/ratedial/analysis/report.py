@@ -59,6 +59,10 @@ def _rater_lines(rs: Sequence[RaterResult]) -> list[str]:
                       for r in rs]),
         ("gaps", [f"{r.gaps} ({r.missing_samples} samples)" for r in rs]),
     ]
+    if any(r.series.stalls[0] for r in rs):  # no sample taken: missing time, not a gap
+        rows.append(("dial stalled", [
+            f"{r.series.stalls[0]}x, {r.series.stalls[1]:.1f} s" if r.series.stalls[0] else "-"
+            for r in rs]))
     if any(r.series.losses for r in rs):  # a dial lost for good leaves no gap: say why
         rows.append(("dial lost", [", ".join(
             f"{fmt_time(x.at_s, tenths=True)}{'' if x.back else ' (not back)'}"

@@ -83,6 +83,7 @@ def rater_json(r: RaterResult, opt: AnalysisOptions) -> dict[str, Any]:
         "samples_excluded": dict(s.excluded), "gaps": r.gaps,
         "lost": [{"at_s": _num(x.at_s, 3), "back": x.back, "cause": x.cause}
                  for x in s.losses],
+        "stalled": {"n": s.stalls[0], "seconds": _num(s.stalls[1], 3)},
         "missing_samples": r.missing_samples, "annotations": s.recording.annotations,
         "segments": [_segment(x) for x in r.segments],
         "guess": rater_guess(r, opt),
