@@ -241,3 +241,20 @@ def test_a_dial_clock_within_a_crystal_is_never_judged(world):
     stream(world, dial, 1500)  # 15 s
     world.close()
     assert world.events("clock_rate_implausible") == []
+
+
+def test_a_read_handed_over_after_the_run_ended_is_neither_recorded_nor_published(world):
+    """CI (2026-12-05, the thread serial reader, two dials): a run's last 10 samples were
+    recorded but never reached the MQTT subscriber. A read the reader thread handed over
+    after the run ended was taken in while the publisher was already stopping. After the
+    end, a port's reads are dropped: the run ended there, in every output alike."""
+    from ratedial.outputs import SamplesOut
+
+    dial = SimDial(UID_A, boot=7)
+    stream(world, dial, 20)
+    world.daemon.finish()  # the run ends
+    before = len(world.outs)
+    stream(world, dial, 3, first_hello=None)  # the reader thread's last chunks
+    assert not [o for o in world.outs[before:] if isinstance(o, SamplesOut)]
+    (n,) = world.close().execute("SELECT count(*) FROM samples").fetchone()
+    assert n == 20 * dial.batch

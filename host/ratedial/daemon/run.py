@@ -145,6 +145,7 @@ class Daemon:
         self._not_dials: set[str] = set()  # scanned ports that never answered, while plugged in
         self._say = on_message or (lambda m: log.warning("%s", m))
         self.stop_event = asyncio.Event()
+        self._finished = False  # the run has ended (finish): reads after it are dropped
 
     # --- outputs --------------------------------------------------------------------------
 
@@ -196,6 +197,11 @@ class Daemon:
         another dial ends the first one's connection here and binds the port to the new one
         from that frame on. Before any HELLO, SAMPLES wait in the port's :class:`Held`.
         """
+        if self._finished:
+            # A read handed over after the run ended (the thread reader's last chunk, queued
+            # to the loop): the run ended before it, in the recording and on MQTT alike (it
+            # was recorded but never published while the publisher stopped).
+            return
         outs: list[Out] = []
         core = self._core_of(port)
         for f in items:
@@ -491,6 +497,7 @@ class Daemon:
         now = time.monotonic_ns()
         for core in self.cores.values():
             self.emit(core.finish(now))
+        self._finished = True
 
     async def _stop_after(self, seconds: float) -> None:
         await self._sleep(seconds)
