@@ -25,7 +25,6 @@ from .cli_options import (
     _band,
     _load,
     _middle_tenth,
-    _scale_of,
     _segment_opts,
     alignment_options,
     band_of,
@@ -185,7 +184,7 @@ def review(*, recording: str, who: str | None, guess: bool, answerer: str, order
               "rewind_tolerance_s": s.options.rewind_tolerance_s, "window_s": opt.window_s,
               "k": opt.k, "min_coverage": opt.min_coverage, "mode": opt.mode,
               "min_separation_s": opt.min_separation_s}
-    band = _middle_tenth(*_scale_of(s))  # the neutral band analyze judges the rater by
+    band = _middle_tenth(*s.recording.scale_range)  # the neutral band analyze judges the rater by
     check_writable(recording)  # before anything is played or asked, not at the first save
     if skip_noted and guess:
         raise UsageError("--skip-noted is for a review: a guess test is answered whole")

@@ -241,16 +241,12 @@ def _middle_tenth(lo: float, hi: float) -> Band:
     return Band(low=round(lo + 0.45 * (hi - lo), 9), high=round(lo + 0.55 * (hi - lo), 9))
 
 
-def _scale_of(s: Series) -> tuple[float, float]:
-    return s.recording.scale_range
-
-
 def rater_bands(group: Group, given: tuple[float, float] | None) -> dict[str, Band]:
     """Each rater's own band (the middle tenth of their recording's scale) when the raters'
     scales differ and no ``--band`` was given; empty otherwise (one band for all)."""
-    if given is not None or len({_scale_of(s) for s in group.series}) < 2:
+    if given is not None or len({s.recording.scale_range for s in group.series}) < 2:
         return {}
-    return {s.rater: _middle_tenth(*_scale_of(s)) for s in group.series}
+    return {s.rater: _middle_tenth(*s.recording.scale_range) for s in group.series}
 
 
 def band_of(group: Group, given: tuple[float, float] | None) -> Band:
@@ -270,7 +266,7 @@ def band_of(group: Group, given: tuple[float, float] | None) -> Band:
         return Band(low=given[0], high=given[1])
     scales: dict[tuple[float, float], str] = {}
     for s in group.series:
-        scales.setdefault(_scale_of(s), s.rater)
+        scales.setdefault(s.recording.scale_range, s.rater)
     if len(scales) > 1:
         shown = ", ".join(f"{who} {lo:g} to {hi:g}" for (lo, hi), who in scales.items())
         click.echo(f"ratedial: note: {group.label}: the raters' scales differ ({shown}): each "

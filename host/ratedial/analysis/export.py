@@ -28,6 +28,7 @@ from .align import STATUS_NAMES, padded
 from .errors import UsageError
 from .groups import Group
 from .load import Series
+from .read import DEFAULT_ANCHORS
 from .results import table_columns, timeline_json
 from .segments import SegmentOptions
 
@@ -173,7 +174,7 @@ def common_anchors(groups: Sequence[Group]) -> dict[float, str]:
     """The value labels of ``rating``: the recordings' scale anchors when they all have the
     same (0-100's when none says), none when they differ (one scale's words on another's
     numbers would mislabel them), said in one line."""
-    default = {0.0: "hindering", 50.0: "neutral", 100.0: "helpful"}
+    default = DEFAULT_ANCHORS
     found = {tuple(sorted((s.recording.anchors() or default).items()))
              for g in groups for s in g.series}
     if len(found) > 1:
@@ -181,7 +182,7 @@ def common_anchors(groups: Sequence[Group]) -> dict[float, str]:
               "rating has no value labels (each recording's meta.scale has its own)",
               file=sys.stderr)
         return {}
-    return dict(found.pop()) if found else default
+    return dict(found.pop()) if found else dict(default)
 
 
 def sidecar(groups: Sequence[Group], files: Mapping[str, str]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from .._platform.privacy import create_private
 from .analyse import GroupResult, RaterResult
 from .fmt import fmt_num, fmt_p, fmt_signed
 from .mediatime import fmt_span, fmt_time
-from .read import RUN_TIMELINE
+from .read import DEFAULT_ANCHORS, RUN_TIMELINE
 from .stats import CATEGORY_NAMES
 
 MM = 1 / 25.4
@@ -52,7 +52,7 @@ def time_ticks(duration_s: float, max_ticks: int = 10) -> list[float]:
 
 def _anchors(result: GroupResult) -> dict[float, str]:
     a = result.group.series[0].recording.anchors()
-    return a or {0.0: "hindering", 50.0: "neutral", 100.0: "helpful"}
+    return a or dict(DEFAULT_ANCHORS)
 
 
 def _limits(result: GroupResult) -> tuple[float, float]:

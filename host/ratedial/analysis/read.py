@@ -123,6 +123,10 @@ class Clock:
     skew_ppm: float | None  # the last fitted skew
 
 
+# The scale points labelled when a recording names none (the default 0-100 scale's).
+DEFAULT_ANCHORS: dict[float, str] = {0.0: "hindering", 50.0: "neutral", 100.0: "helpful"}
+
+
 @dataclass(frozen=True, kw_only=True)
 class Recording:
     path: Path

@@ -23,7 +23,7 @@ import numpy as np
 from .._platform.privacy import create_private
 from .align import STATUS_NAMES
 from .groups import Group
-from .read import RUN_TIMELINE
+from .read import DEFAULT_ANCHORS, RUN_TIMELINE
 
 LONG_LABELS = {
     "dyad": "Dyad label", "media": "Video (fingerprint, or file:<name>)", "rater": "Rater label",
@@ -69,8 +69,7 @@ def write_long_sav(groups: Sequence[Group], path: Path,
             "n_samples": rec["n_samples"].astype(np.float64),
             "n_passes": rec["n_passes"].astype(np.float64)}))
     df = pd.concat(frames, ignore_index=True)
-    scale = dict({0.0: "hindering", 50.0: "neutral", 100.0: "helpful"} if anchors is None
-                 else anchors)
+    scale = dict(DEFAULT_ANCHORS if anchors is None else anchors)
     # recordings without a video are on run time: the file says so, as every output does
     run_time = {g.media.timeline == RUN_TIMELINE for g in groups}
     labels = dict(LONG_LABELS)
