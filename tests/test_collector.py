@@ -977,7 +977,9 @@ def test_the_collected_scale_is_the_daemons_not_0_to_100():
     """An audit (2026-12-05): a session rated on -100..100 was collected with meta.scale
     0-100 (payloads carried no scale), and analyze then judged it by a band of 45-55. The
     daemon status carries the scale; the first daemon's is the recording's, another is said."""
-    c, store = make()
+    said: list[str] = []
+    store = MemoryStore()
+    c = Collector(P, store, wall_offset_ns=OFFSET, on_notice=said.append)
     scale = {"minimum": -100.0, "maximum": 100.0, "start": -50.0, "counts_per_point": -0.5,
              "anchors": {"-100": "hindering", "0": "neutral", "100": "helpful"}}
 
@@ -996,3 +998,7 @@ def test_the_collected_scale_is_the_daemons_not_0_to_100():
     feed(c, status("room2", other))
     assert store.meta_kv["scale"]["from_daemon"] == "room1"
     assert [(k, d["daemon"]) for _, _, k, d in store.events] == [("scale_differs", "room2")]
+    # and said, once, in one line (record --mqtt printed nothing)
+    assert said == ["daemon room2 rates on another scale (0 to 100) than this recording's "
+                    "(-100 to 100, from daemon room1): its ratings are kept on their own scale "
+                    "(a scale_differs event); collect such sessions with one [scale]"]

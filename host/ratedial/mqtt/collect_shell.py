@@ -340,7 +340,7 @@ class CollectorShell:
         self.collector = Collector(self.cfg.mqtt.topic_prefix, self.store,
                                    wall_offset_ns=offset, settle_s=self.cfg.settle_s,
                                    request_timeout_s=self.cfg.request_timeout_s,
-                                   resume=resume)
+                                   resume=resume, on_notice=self.on_message)
 
     def _close(self, collector: Collector, store: RecorderStore) -> None:
         recorder = store.recorder

@@ -40,6 +40,7 @@ Invariants:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..recording.schema import MediaState
@@ -83,13 +84,19 @@ _COLUMNS = ("device_us", "host_ns", "wall_ns", "count", "rating", "flags", "medi
             "media_state")
 
 
+def _span(scale: dict[str, Any]) -> str:
+    return f"{scale['minimum']:g} to {scale['maximum']:g}"
+
+
 class Collector:
     """The bookkeeping of a collected recording. Feed it messages; ask it for requests."""
 
     def __init__(self, prefix: str, store: Store, *, wall_offset_ns: int,
                  settle_s: float = 2.0, request_timeout_s: float = 10.0,
-                 max_backoff_s: float = 30.0, resume: ResumeState | None = None) -> None:
+                 max_backoff_s: float = 30.0, resume: ResumeState | None = None,
+                 on_notice: Callable[[str], None] | None = None) -> None:
         self.prefix = prefix
+        self._notice = on_notice or (lambda _m: None)  # one line for the user
         self.store = store
         self.wall_offset_ns = wall_offset_ns
         self.policy = RequestPolicy(settle_s, request_timeout_s, max_backoff_s)
@@ -102,6 +109,7 @@ class Collector:
         self.daemons: dict[str, dict[str, Any]] = {}
         self._scale: dict[str, Any] | None = None  # meta.scale, from the first daemon's status
         self._scale_differs: set[str] = set()  # daemons whose scale is another (said once)
+        self._scale_from = "?"  # the daemon meta.scale came from
         self.current: dict[str, int] = {}  # each dial's current boot
         self.brokers: list[str] = []  # every broker connected to, in order of first use
         self._now: float | None = None  # time of the message being fed
@@ -110,6 +118,7 @@ class Collector:
             kept = resume.meta.get("scale")  # a continuation keeps the scale it was given
             if isinstance(kept, dict) and "from_daemon" in kept:
                 self._scale = scale_of({"scale": kept})
+                self._scale_from = str(kept["from_daemon"])
             bounds = resume.meta.get(BOUNDS_META)
             if not isinstance(bounds, dict):
                 bounds = {}
@@ -427,12 +436,17 @@ class Collector:
         if scale is None:
             return
         if self._scale is None:
-            self._scale = scale
+            self._scale, self._scale_from = scale, daemon
             self.store.meta("scale", {**scale, "from_daemon": daemon})
         elif scale != self._scale and daemon not in self._scale_differs:
             self._scale_differs.add(daemon)
             host_ns = time.time_ns() - self.wall_offset_ns
             self.store.event(host_ns, None, "scale_differs", {"daemon": daemon, "scale": scale})
+            self._notice(f"daemon {daemon} rates on another scale ({_span(scale)}) than this "
+                         f"recording's ({_span(self._scale)}, from daemon "
+                         f"{self._scale_from}): its ratings are kept on "
+                         "their own scale (a scale_differs event); collect such sessions "
+                         "with one [scale]")
 
     def _events_replayed(self, daemon: str, msg: dict[str, Any], now: float) -> None:
         run = msg["run"]
