@@ -120,6 +120,11 @@ def virtual_dial(**kw: Any) -> None:
     Prints the port path first, then runs until stopped. Open the port like a real dial
     (e.g. ratedial run --port PATH).
     """
+    ctx = click.get_current_context()
+    if not kw["native_usb"] and \
+            ctx.get_parameter_source("reenumerate_s") == click.core.ParameterSource.COMMANDLINE:
+        raise UsageError("--reenumerate-s needs --native-usb (without it, a reboot keeps the "
+                         "port)")
     opts = options_from_cli(kw)
     run(opts, link=kw["link"], control=kw["control"], duration=kw["duration"],
         firmware=kw["firmware"], verbose=kw["verbose"])

@@ -127,8 +127,9 @@ class DialOptions:
               "--tick-start-us", str(self.tick_start_us),
               "--ber", repr(self.ber),
               "--spin-us", str(self.spin_us),
-              "--reenumerate-s", repr(self.reenumerate_s),
               "--heap-kb", str(self.heap_kb)]
+        if self.native_usb:  # the CLI refuses it without --native-usb
+            a += ["--reenumerate-s", repr(self.reenumerate_s)]
         if not self.link_model:
             a.append("--no-link-model")
         if not self.realtime:
