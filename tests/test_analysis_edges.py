@@ -127,6 +127,9 @@ def test_annotate_keeps_codes_and_refuses_what_json_cannot_hold(tmp_path: Path) 
     # an audit (2026-12-04): 1e999 was kept as text, a key given twice kept the last value
     one_line_error(run("annotate", str(path), "x=1e999"), 2, "too large")
     one_line_error(run("annotate", str(path), "x=1", "x=2"), 2, "x is given twice")
+    # an audit (2026-12-05): a Latin-1 byte was stored as a lone surrogate ("\\udce9")
+    one_line_error(run("annotate", str(path), "w\udce9=1"), 2, "not UTF-8")
+    one_line_error(run("annotate", str(path), "wai=kl\udce9"), 2, "not UTF-8")
     res = run("annotate", str(path), "code=007", "score=4.5", "n=12", "flag=true", "none=",
               "answer=None")
     assert res.returncode == 0, res.stderr

@@ -210,6 +210,9 @@ def test_a_negative_long_press_is_refused(tmp_path: Path) -> None:
     ("virtual-dial", "--drift-ppm", "nan"),
     # without --native-usb a reboot keeps the port: the value did nothing, with no word
     ("virtual-dial", "--reenumerate-s", "2", "--duration", "1"),
+    # a Latin-1 byte in a label (a surrogate to Python): it crashed the recorder thread
+    ("run", "--no-scan", "--broker", "none", "--rater", "kl\udce9=/dev/null"),
+    ("run", "--no-scan", "--broker", "none", "--session", "dyad=\udcff"),
     ("run", "--no-such-option"),
 ])
 def test_a_bad_option_value_is_one_line_and_nan_is_not_a_number(

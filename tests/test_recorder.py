@@ -114,6 +114,28 @@ def test_disk_full_stops_with_one_line_error(tmp_path):
         rec.close()
 
 
+@pytest.mark.parametrize("bad", ["kl\udce9", 2**64])
+def test_a_value_sqlite_cannot_hold_stops_with_one_line_error(tmp_path, bad):
+    """An audit (2026-12-05): a rater label with a Latin-1 byte (kept by Python as a lone
+    surrogate) ended the writer thread with a UnicodeEncodeError traceback; every later row
+    was lost while the run went on reporting samples received and exit 0. It is now the
+    recording's error, one line, told to on_error (which stops a run)."""
+    path = tmp_path / "bad.ratedial"
+    errors = []
+    rec = Recorder(path, meta={}, on_error=errors.append)
+    rec.put("dials", (1, "e66038b7132f4a2c", "x", "pico", "0.1.0", "pio"))
+    rec.flush()
+    rec.put("dials", (2, "e66038b7132f4a2d", bad, "pico", "0.1.0", "pio"))
+    with pytest.raises(RecordingError, match="recording stopped: cannot write") as info:
+        rec.flush(timeout=10)
+    assert "\n" not in str(info.value)
+    assert errors and errors[0] is rec.error
+    with pytest.raises(RecordingError):
+        rec.close()
+    con = sqlite3.connect(path)  # what was committed before stays
+    assert con.execute("SELECT uid FROM dials").fetchall() == [("e66038b7132f4a2c",)]
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or sys.platform != "linux", reason="needs root for a tmpfs")
 def test_a_real_full_filesystem_stops_with_one_line_error(tmp_path):
     mnt = tmp_path / "small"

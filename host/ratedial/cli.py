@@ -17,7 +17,7 @@ import click
 from . import __version__
 from ._platform.stopsignal import exit_stopped
 from .cli_group import Commands, Stopped
-from .cli_types import FiniteRange
+from .cli_types import FiniteRange, check_text
 from .errors import RatedialError, UsageError, hide_userinfo
 
 if TYPE_CHECKING:
@@ -103,6 +103,9 @@ def _pairs(values: tuple[str, ...], what: str, *, one_sign: bool = False) -> dic
         label, sep, ident = v.partition("=")
         if not sep or not label or not ident:
             raise click.BadParameter(f"{v!r}: expected LABEL=VALUE", param_hint=what)
+        check_text(label, what)
+        if what == "--session":  # a port may be any path
+            check_text(ident, what)
         if one_sign and "=" in ident:
             raise click.BadParameter(
                 f"{v!r} has more than one '=': which is the label? Name a label or a port "

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-__all__ = ["A_DAY_S", "LARGEST", "FiniteRange"]
+__all__ = ["A_DAY_S", "LARGEST", "FiniteRange", "check_text"]
 
 
 LARGEST = 1e9  # no option without a bound of its own means more (seconds: 31 years)
@@ -40,3 +40,14 @@ class FiniteRange(click.FloatRange):
         if self.max is None and abs(rv) > LARGEST:
             self.fail(f"{value} is too large (at most 1e9).", param, ctx)
         return rv
+
+
+def check_text(value: str, what: str) -> None:
+    """Refuse an argument that is not text: a byte of another encoding (a Latin-1 terminal),
+    which Python keeps as a lone surrogate that neither SQLite nor JSON readers can take."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = value.encode("utf-8", "surrogateescape")
+        raise click.BadParameter(f"{raw!r} is not UTF-8 text (a byte of another encoding?): "
+                                 "type it again in UTF-8", param_hint=what) from None

@@ -21,10 +21,15 @@ def annotate(*, recording: str, values: tuple[str, ...], remove: tuple[str, ...]
     Numbers are stored as numbers; text is shown as typed. The values appear in the dyad table of
     'ratedial analyze --table' as <rater>_ann_<key>. Without KEY=VALUE, shows them.
     """
+    from ..cli_types import check_text
     from .notes import annotate as do_annotate
     from .notes import parse_assignments
     from .read import read_recording
 
+    for v in values:
+        check_text(v, "KEY=VALUE")
+    for k in remove:
+        check_text(k, "--remove")
     if not values and not remove:
         current = read_recording(recording).annotations
         click.echo(json.dumps(current, indent=1, sort_keys=True, ensure_ascii=False))

@@ -402,7 +402,10 @@ class Recorder:
                 self._next_look = time.monotonic() + LOOK_S
                 if _identity(self.path) != self._ident:
                     self._write_again()
-        except (RecordingError, sqlite3.Error, OSError) as exc:  # RecordingError: _write_again
+        except (RecordingError, sqlite3.Error, OSError, ValueError, OverflowError) as exc:
+            # RecordingError: from _write_again; ValueError, OverflowError: a value SQLite
+            # cannot hold (text that is not UTF-8, an integer beyond 64 bits), which must stop
+            # the recording in one line rather than end this thread with a traceback
             if not committed:
                 with contextlib.suppress(sqlite3.Error):
                     self._con.execute("ROLLBACK")
