@@ -181,7 +181,7 @@ def test_a_dial_named_by_id_and_by_port_is_recorded_without_a_guessed_label(
                   "2", "--rater", f"client={uid}", "--rater", f"therapist={dial.port}",
                   "--record", str(rec))
     assert res.returncode == 0, res.stderr
-    assert f"rater labels client and therapist all name dial {uid}" in res.stderr
+    assert f"rater labels client and therapist both name dial {uid}" in res.stderr
     assert "was seen" not in res.stderr  # neither label is said to be missing
     con = sqlite3.connect(rec)
     assert con.execute("SELECT uid, rater FROM dials").fetchall() == [(uid, None)]

@@ -175,6 +175,7 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
 
     from .config import load_config, with_overrides
     from .daemon.app import json_summary, print_summary, serve
+    from .daemon.run import name_together
 
     cfg = load_config(config_path)
     if config_path is not None:  # the file's own values: their errors name the key and file
@@ -222,7 +223,7 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
     labelled = {v.rater for v in summary.dials}
     for v in summary.dials:
         if len(v.conflict) > 1:  # said when the dial came; the end of a run says it again
-            click.echo(f"ratedial: note: rater labels {' and '.join(v.conflict)} all name "
+            click.echo(f"ratedial: note: rater labels {name_together(v.conflict)} "
                        f"dial {v.uid}: it was recorded without a rater label", err=True)
         elif v.conflict:
             click.echo(f"ratedial: note: rater label {v.conflict[0]} named another dial on "

@@ -20,7 +20,7 @@ import random
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -78,6 +78,13 @@ def dial_ports(ports: Iterable[Any] | None = None, *, platform: str = sys.platfo
 
 FAST_SYNCS = 10  # answered PINGs per boot before the PING interval slows to the configured one
 HOLD_NS = 6_000_000_000  # SAMPLES wait this long for their dial's first HELLO
+
+
+def name_together(labels: Sequence[str]) -> str:
+    """``client and therapist both name`` / ``a, b and c all name``."""
+    listed = " and ".join(labels) if len(labels) < 3 else \
+        f"{', '.join(labels[:-1])} and {labels[-1]}"
+    return f"{listed} {'both' if len(labels) == 2 else 'all'} name"
 
 
 @dataclass(slots=True)
@@ -315,7 +322,7 @@ class Daemon:
             holder = {v.rater: u for u, v in self.views.items() if v.rater is not None}
             taken = [label for label in labels if label in holder]
             if len(labels) > 1:  # not guessed: recorded unlabelled, and said
-                self.say_once(f"rater labels {' and '.join(labels)} all name dial {uid} on "
+                self.say_once(f"rater labels {name_together(labels)} dial {uid} on "
                               f"{port}: it is recorded without a rater label")
                 conflict = {"port": port, "labels": labels}
             elif taken:
