@@ -130,6 +130,7 @@ def test_names_longer_than_mqtt_allows_are_refused(tmp_path: Path) -> None:
     left behind by ``record --prefix``)."""
     assert prefix_problem("p" * 1000) is None
     assert prefix_problem("p" * 1001) == "longer than 1,000 bytes"
+    assert prefix_problem("lab\udce9") == "is not UTF-8 text (a byte of another encoding?)"
     with pytest.raises(UsageError, match=r"mqtt\.client_id is longer than MQTT.s 65,535 bytes"):
         MqttConfig(client_id="c" * 65_536)
     with pytest.raises(UsageError, match=r"mqtt\.username is longer"):

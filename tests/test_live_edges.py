@@ -52,6 +52,8 @@ def test_a_broker_url_takes_nothing_after_the_port() -> None:
     ("[mqtt]\ntopic_prefix = \"lab/+/x\"\n", "wildcard"),
     ("[mqtt]\ntopic_prefix = \"\"\n", "empty"),
     ("[mqtt]\ntopic_prefix = \"/lab/\"\n", "empty level"),
+    # an audit (2026-12-05): the broker refused every message, and the run exited 0
+    ("[mqtt]\ntopic_prefix = \"$SYS/lab\"\n", "are the broker's own"),
     ("duration_s = -3\n", "duration_s"),
     ("duration_s = 0\n", "duration_s"),
     ("duration_s = 1e308\n", "between 0.1 and 1e9"),  # as --duration (an audit, 2026-12-05)

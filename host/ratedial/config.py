@@ -33,7 +33,13 @@ def prefix_problem(prefix: str) -> str | None:
         return "holds a wildcard (+ or #) or a NUL"
     if any(level == "" for level in prefix.split("/")):
         return "has an empty level (a leading, trailing or doubled /)"
-    if len(prefix.encode()) > MAX_PREFIX_BYTES:
+    if prefix.startswith("$"):  # $SYS and the like: brokers refuse clients' messages there
+        return "starts with $ (topics starting with $ are the broker's own)"
+    try:
+        size = len(prefix.encode())
+    except UnicodeEncodeError:
+        return "is not UTF-8 text (a byte of another encoding?)"
+    if size > MAX_PREFIX_BYTES:
         return f"longer than {MAX_PREFIX_BYTES:,} bytes"
     return None
 
