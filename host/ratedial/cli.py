@@ -174,8 +174,9 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
     from rich.console import Console
 
     from .config import load_config, with_overrides
-    from .daemon.app import json_summary, print_summary, serve
+    from .daemon.app import serve
     from .daemon.run import name_together
+    from .daemon.summary import json_summary, print_summary
 
     cfg = load_config(config_path)
     if config_path is not None:  # the file's own values: their errors name the key and file

@@ -45,7 +45,8 @@ from rich.console import Console
 from ._platform import has_display
 from ._platform.privacy import make_private_dirs
 from .config import MqttConfig, RunConfig
-from .daemon.app import print_summary, serve
+from .daemon.app import serve
+from .daemon.summary import print_summary
 from .recording.readonly import connect_ro
 
 TABLES = ("dials", "epochs", "samples", "gaps", "events", "sync_obs", "arrivals",

@@ -1,0 +1,79 @@
+"""The end of a ``ratedial run``: what it received and lost, as lines or one JSON object
+(README, "Recording a session", lists every field)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from .run import DialView
+
+__all__ = ["RunSummary", "json_summary", "print_summary"]
+
+
+@dataclass(slots=True)
+class RunSummary:
+    path: Path
+    seconds: float
+    dials: list[DialView] = field(default_factory=list)
+    gaps: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)  # impossible frames by reason
+    events: int = 0
+    broker: str = "none"
+    mqtt_refused: int = 0  # QoS 1 messages the broker refused (MQTT 5 reason codes)
+    unpublished: tuple[int, int] = (0, 0)  # samples, events the broker has not confirmed
+    daemon_id: str = ""
+
+
+def print_summary(console: Console, s: RunSummary) -> None:
+    console.print(f"recording: {s.path}  ({s.seconds:.1f} s)", highlight=False, soft_wrap=True)
+    if not s.dials:
+        console.print("  no dial was connected during the run: the recording holds no "
+                      "samples (ratedial devices lists the dials this computer sees)",
+                      highlight=False, soft_wrap=True)
+    for v in s.dials:
+        console.print(f"  dial {v.uid} rater={v.rater or '-'}: {v.received} samples received, "
+                      f"{v.missing} missing, {v.rejected} damaged frames, "
+                      f"{v.rejected_content} impossible frames", highlight=False, soft_wrap=True)
+    for v in s.dials:
+        if v.stalls:  # an overrun, never a gap: no sample was taken then, none is missing
+            console.print(f"  dial {v.uid}: took no samples {v.stalls} time(s), "
+                          f"{v.stalled_s:.1f} s in all (its sampler stopped; dial_stalled "
+                          "events): the rating is unknown there", highlight=False,
+                          soft_wrap=True)
+    if any(s.gaps.values()):
+        console.print("  missing by reason: " + ", ".join(
+            f"{k} {n}" for k, n in s.gaps.items() if n), highlight=False, soft_wrap=True)
+    if s.rejected:
+        console.print("  impossible frames rejected, by reason: " + ", ".join(
+            f"{k} {n}" for k, n in sorted(s.rejected.items())), highlight=False, soft_wrap=True)
+    if s.mqtt_refused:
+        console.print(f"  MQTT broker {s.broker}: what it refused stays in the recording and "
+                      "goes out with the next run of this daemon id", highlight=False,
+                      soft_wrap=True)
+    if any(s.unpublished):
+        console.print(f"  not confirmed by the MQTT broker ({s.broker}): {s.unpublished[0]} "
+                      f"samples and {s.unpublished[1]} events; they are in the recording, and "
+                      f"the next run of daemon {s.daemon_id} with this folder publishes them",
+                      highlight=False, soft_wrap=True)
+    console.print(f"  inspect it: sqlite3 {s.path} 'SELECT count(*) FROM samples'  "
+                  "(schema: docs/recording.md)", highlight=False, soft_wrap=True)
+
+
+def json_summary(s: RunSummary, *, error: str | None = None) -> str:
+    """The ``--json`` summary; ``error``: the one line a run that failed ended with."""
+    return json.dumps({**({"error": error} if error else {}),
+                       "path": os.fspath(s.path), "seconds": round(s.seconds, 3),
+                       "dials": [{"uid": v.uid, "rater": v.rater, "received": v.received,
+                                  "missing": v.missing, "rejected": v.rejected,
+                                  "rejected_content": v.rejected_content,
+                                  "stalled_s": round(v.stalled_s, 6)}
+                                 for v in s.dials], "gaps": s.gaps,
+                       "rejected_content": s.rejected, "broker": s.broker,
+                       "mqtt_refused": s.mqtt_refused,
+                       "unpublished": {"samples": s.unpublished[0],
+                                       "events": s.unpublished[1]}})
