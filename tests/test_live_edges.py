@@ -250,6 +250,39 @@ def test_a_run_whose_port_never_answers_exits_1_and_leaves_no_file(tmp_path: Pat
     assert not list(tmp_path.iterdir())
 
 
+def test_a_port_that_never_answers_beside_a_dial_that_does_exits_1_and_keeps_the_data(
+        tmp_path: Path) -> None:
+    """An audit (2026-12-05): with two --ports and one silent, the run exited 0, and its
+    --json summary did not say which rater's dial was missing. The data of the dial that
+    answered is kept; the exit status and ``silent_ports`` say the other never did."""
+    import os as _os
+
+    from ratedial.virtual import VirtualDial
+
+    master, slave = _os.openpty()
+    try:
+        silent = _os.ttyname(slave)
+        rec = tmp_path / "two.ratedial"
+        with VirtualDial(seed=76, subprocess=True) as dial:
+            res = run("run", "--no-scan", "--broker", "none", "--port", dial.port, "--port",
+                      silent, "--record", str(rec), "--duration", "2", "--json")
+    finally:
+        _os.close(master)
+        _os.close(slave)
+    assert res.returncode == 1, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last == (f"ratedial: error: no dial answered on {silent} during the run (is the "
+                    "firmware installed? try: ratedial devices); the recording "
+                    f"{rec} holds the other dials"), res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["silent_ports"] == [silent]
+    assert [d["uid"] for d in summary["dials"]] == [dial.options.uid_bytes.hex()]
+    con = sqlite3.connect(rec)
+    (n,) = con.execute("SELECT count(*) FROM samples").fetchone()
+    con.close()
+    assert n == summary["dials"][0]["received"] > 0
+
+
 def test_a_video_without_a_player_is_stored_as_mpv() -> None:
     """``--video`` implies ``--player mpv``: the recording's meta.config said "none"."""
     from ratedial.config import RunConfig, with_overrides

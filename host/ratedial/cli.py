@@ -235,6 +235,10 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
         if label not in labelled:  # a mistyped id leaves a dial unlabelled: say so
             click.echo(f"ratedial: note: rater {label}={ident}: no dial with that id or port "
                        "was seen in this run", err=True)
+    if summary.silent_ports:  # the others' data is kept; a script must still see it
+        raise RatedialError(f"no dial answered on {', '.join(summary.silent_ports)} during "
+                            "the run (is the firmware installed? try: ratedial devices); the "
+                            f"recording {summary.path} holds the other dials")
 
 
 @cli.command()

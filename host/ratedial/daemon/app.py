@@ -338,7 +338,8 @@ async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | N
                              else publisher.refused_messages,
                              unpublished=(0, 0) if publisher is None
                              else publisher.unpublished(recorder.next_id("events") - 1),
-                             daemon_id=daemon_id)
+                             daemon_id=daemon_id,
+                             silent_ports=[p for p in cfg.ports if p not in daemon.answered])
         for core in daemon.cores.values():
             for reason, n in core.missing_by_reason().items():
                 summary.gaps[reason] = summary.gaps.get(reason, 0) + n

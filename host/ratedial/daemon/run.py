@@ -150,6 +150,7 @@ class Daemon:
         self._early: dict[str, Held] = {}  # port -> SAMPLES that came before any HELLO
         self._info_sent: dict[str, int] = {}
         self._not_dials: set[str] = set()  # scanned ports that never answered, while plugged in
+        self.answered: set[str] = set()  # ports on which a dial answered during the run
         self._say = on_message or (lambda m: log.warning("%s", m))
         self.stop_event = asyncio.Event()
         self._finished = False  # the run has ended (finish): reads after it are dropped
@@ -309,6 +310,7 @@ class Daemon:
             self.say_once(f"dial {uid} appears on both {other} and {port}; using {other}")
             return None
         self.by_port[port] = uid
+        self.answered.add(port)
         core = self.cores.get(uid)
         conflict: dict[str, Any] | None = None
         if core is None:

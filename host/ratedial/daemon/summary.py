@@ -27,6 +27,7 @@ class RunSummary:
     mqtt_refused: int = 0  # QoS 1 messages the broker refused (MQTT 5 reason codes)
     unpublished: tuple[int, int] = (0, 0)  # samples, events the broker has not confirmed
     daemon_id: str = ""
+    silent_ports: list[str] = field(default_factory=list)  # --port with no dial all run
 
 
 def print_summary(console: Console, s: RunSummary) -> None:
@@ -60,6 +61,9 @@ def print_summary(console: Console, s: RunSummary) -> None:
                       f"samples and {s.unpublished[1]} events; they are in the recording, and "
                       f"the next run of daemon {s.daemon_id} with this folder publishes them",
                       highlight=False, soft_wrap=True)
+    for port in s.silent_ports:
+        console.print(f"  {port}: no dial answered during the run: its rater was not recorded",
+                      highlight=False, soft_wrap=True)
     console.print(f"  inspect it: sqlite3 {s.path} 'SELECT count(*) FROM samples'  "
                   "(schema: docs/recording.md)", highlight=False, soft_wrap=True)
 
@@ -76,4 +80,5 @@ def json_summary(s: RunSummary, *, error: str | None = None) -> str:
                        "rejected_content": s.rejected, "broker": s.broker,
                        "mqtt_refused": s.mqtt_refused,
                        "unpublished": {"samples": s.unpublished[0],
-                                       "events": s.unpublished[1]}})
+                                       "events": s.unpublished[1]},
+                       "silent_ports": s.silent_ports})
