@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
 import os
 import secrets
 import selectors
@@ -18,6 +19,7 @@ from typing import Any
 from rich.console import Console
 
 from .. import __version__
+from .._platform.lock import try_lock_name
 from .._platform.signals import stop_on_signals
 from .._platform.stopsignal import ignore_stop_signals
 from ..config import RunConfig
@@ -143,13 +145,40 @@ class _Stopper:
             stop()
 
 
+def _daemon_lock(daemon_id: str, broker: str) -> int | None:
+    """The lock a run with a broker holds on its daemon id and broker on this computer (the
+    descriptor; None with no broker, the embedded one, or where no lock can be made): a
+    second run with the same id and broker would connect as the same MQTT client and so
+    take over the first run's connection, even one that then fails to start."""
+    if broker in ("none", "embedded"):
+        return None
+    from ..mqtt.requests import parse_broker
+
+    address = parse_broker(broker)
+    key = hashlib.sha256(f"{address.host}:{address.port}".encode()).hexdigest()[:16]
+    try:
+        fd = try_lock_name(f"daemon-{daemon_id}-{key}.lock")
+    except OSError:  # no temporary folder to lock in: the broker's own rule still holds
+        return None
+    if fd is None:
+        raise RatedialError(f"daemon {daemon_id} is already running on this computer with "
+                            f"broker {address.host}:{address.port}: a second run with its id "
+                            "would take over its broker connection (give this run another "
+                            "--daemon-id, or stop the other run)")
+    return fd
+
+
 async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
                      argv: list[str] | None = None, last: bool = False) -> RunSummary:
     stopper = _Stopper()
     undo_signals = stop_on_signals(asyncio.get_running_loop(), stopper)  # Ctrl+C, Ctrl+Break
+    id_lock: int | None = None
     try:
+        id_lock = _daemon_lock(checked_daemon_id(cfg.mqtt.daemon_id), cfg.mqtt.broker)
         return await _run_daemon(cfg, stopper, console=console, argv=argv)
     finally:
+        if id_lock is not None:
+            os.close(id_lock)
         undo_signals()
         if last:
             ignore_stop_signals()
