@@ -555,6 +555,64 @@ def test_missing_events_are_asked_for_by_run_and_id():
     assert col.summary()["missing_events"] == 0
 
 
+def test_a_run_that_ended_unseen_is_asked_for_its_events_past_its_last_status():
+    """An audit (2026-12-05): a daemon killed during a broker outage had recorded events
+    (broker_down, button presses) its statuses never announced; its next run republished them
+    while the collector was not subscribed, and the collector, which asked only below the
+    killed run's last next_event, never got them and said "missing_events": 0. A run that
+    ended without its offline status is asked for the ids past all it knows, until the
+    daemon's answer shows where they end."""
+    from ratedial.mqtt.collect_state import EVENT_TAIL
+
+    store = MemoryStore()
+    col = Collector(P, store, wall_offset_ns=OFFSET, settle_s=2.0)
+    col.feed(*_status("r1", 3), now=0.0)
+    for i in (1, 2):
+        col.feed(*_event(i, "r1"), now=0.5)
+    assert col.due_requests(3.0) == []  # r1 may still be running: nothing to ask
+    col.feed(*_status("r2", 1), now=4.0)  # its daemon's next run: r1 has ended
+    (req,) = col.due_requests(4.0)
+    assert json.loads(req.payload()) == {"v": 1, "run": "r1", "events": [[3, 3 + EVENT_TAIL]]}
+    for i in (3, 5):  # 4 is not in the daemon's file (say), 3 and 5 are
+        col.feed(*_event(i, "r1", replay=True), now=4.1)
+    tail = {"v": 1, "run": "r1", "events": [[3, 3 + EVENT_TAIL]],
+            "absent": [[4, 5], [6, 3 + EVENT_TAIL]]}
+    col.feed(f"{P}/v1/daemons/room1/replayed", json.dumps(tail).encode(), now=4.2)
+    assert col.due_requests(20.0) == []  # where r1 ends is known: nothing more to ask
+    assert sorted(e[3]["source"]["event_id"] for e in store.events) == [1, 2, 3, 5]
+    assert col.summary()["missing_events"] == 0
+
+
+def test_a_run_whose_daemon_said_offline_is_not_asked_past_its_end():
+    store = MemoryStore()
+    col = Collector(P, store, wall_offset_ns=OFFSET, settle_s=2.0)
+    topic, payload = _status("r1", 3)
+    col.feed(topic, json.dumps({**json.loads(payload), "state": "offline"}).encode(), now=0.0)
+    for i in (1, 2):
+        col.feed(*_event(i, "r1"), now=0.5)
+    col.feed(*_status("r2", 1), now=4.0)
+    assert col.due_requests(10.0) == []
+
+
+def test_a_tail_answered_in_full_is_asked_again_from_its_end():
+    from ratedial.mqtt.collect_state import EVENT_TAIL
+
+    store = MemoryStore()
+    col = Collector(P, store, wall_offset_ns=OFFSET, settle_s=2.0)
+    col.feed(*_event(1, "r1"), now=0.0)
+    col.feed(*_status("r2", 1), now=1.0)
+    (req,) = col.due_requests(1.0)
+    first = [2, 2 + EVENT_TAIL]
+    assert json.loads(req.payload())["events"] == [first]
+    for i in range(2, 2 + EVENT_TAIL):  # every id of the tail is the run's
+        col.feed(*_event(i, "r1", replay=True), now=1.1)
+    col.feed(f"{P}/v1/daemons/room1/replayed", json.dumps(
+        {"v": 1, "run": "r1", "events": [first], "absent": []}).encode(), now=1.2)
+    (again,) = col.due_requests(1.3)
+    assert json.loads(again.payload())["events"] == [[2 + EVENT_TAIL, 2 + 2 * EVENT_TAIL]]
+    assert col.summary()["missing_events"] == 0
+
+
 def _offline(next_index: int, *, boot: int = 7, board: str = "pico") -> tuple[str, bytes]:
     """The retained status a stopped daemon leaves for its dial."""
     topic, payload = status(next_index, boot=boot)

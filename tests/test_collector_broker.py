@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from brokers import mosquitto
-from daemonrun import finish, query, recorded, start_daemon
+from daemonrun import finish, query, recorded, start_daemon, wait_until
 from ratedial._platform.loops import selector_loop
 from ratedial.config import MqttConfig
 from ratedial.mqtt.collect_shell import CollectConfig, CollectorShell
@@ -164,3 +165,69 @@ def test_an_earlier_run_of_the_daemon_is_served_to_a_collector_that_missed_it(tm
     assert query(col, "SELECT first_index, end_index, reason FROM gaps") == [
         (2000, start2, "absent")]
     assert summary["holes"] == 0
+
+
+def _run_events(path: Path, run: str | None = None) -> list[tuple[int, str]]:
+    """A daemon recording's events (id, kind), or a collected file's events of ``run``."""
+    if run is None:
+        return [(i, k) for i, k in query(path, "SELECT event_id, kind FROM events")]
+    return sorted((json.loads(d)["source"]["event_id"], k) for d, k in query(
+        path, "SELECT data, kind FROM events") if json.loads(d)["source"]["run"] == run)
+
+
+def test_a_killed_runs_events_from_a_broker_outage_reach_a_continued_collection(tmp_path):
+    """An audit (2026-12-05): a daemon killed during a broker outage had recorded events its
+    statuses never announced (broker_down). Its next run republished them while the collector
+    was not subscribed (the crashed broker had lost the collector's session); the continued
+    collection asked only below the killed run's last next_event, never got them, and said
+    "missing_events": 0. A run that ended without an offline status is now asked for its
+    events past what is known, and the daemon's next run answers from the killed run's file."""
+    rec1, rec2, col = (tmp_path / n for n in ("run1.ratedial", "run2.ratedial", "c.ratedial"))
+    with mosquitto(tmp_path / "broker") as broker:
+        port1 = ScriptedPort(stream(100_000, boot=81), wait_for_host=True)
+        proc1 = start_daemon("--port", port1.path, "--broker", broker.url, "--record",
+                             str(rec1), "--daemon-id", "room5")
+        runs: list[str] = []
+        try:
+            async def first(shell: CollectorShell) -> None:
+                await until(lambda: shell.collector is not None
+                            and shell.collector.stats.events >= 2, "run 1's first events")
+                (run1,) = {r for (_d, r) in shell.collector.runs}
+                runs.append(run1)
+                broker.kill()  # a crash: with its store gone below, the session is lost too
+                await until(lambda: ("broker_down" in {k for _i, k in _run_events(rec1)}),
+                            "run 1 to record the outage")
+                proc1.kill()  # killed while the broker is away: its tail is unannounced
+                proc1.wait()
+
+            collect_while(broker.url, col, first)
+        finally:
+            if proc1.poll() is None:
+                proc1.kill()
+                proc1.wait()
+            port1.close()
+        (broker.dir / "mosquitto.db").unlink(missing_ok=True)  # the crash lost its store
+        broker.start()
+        port2 = ScriptedPort(stream(100_000, boot=82), wait_for_host=True)
+        proc2 = start_daemon("--port", port2.path, "--broker", broker.url, "--record",
+                             str(rec2), "--daemon-id", "room5")
+        try:
+            wait_until(rec1, "SELECT value FROM meta WHERE key = 'mqtt_progress'",
+                       lambda v: json.loads(v).get("complete") is True)  # republished
+            want = _run_events(rec1)
+            assert ("broker_down" in {k for _i, k in want})
+
+            async def second(shell: CollectorShell) -> None:
+                await until(lambda: _run_events(col, runs[0]) == want
+                            and shell.collector is not None
+                            and shell.collector.summary()["missing_events"] == 0,
+                            "run 1's events in the collection, nothing missing")
+
+            summary = collect_while(broker.url, col, second, request_timeout_s=1.0)
+            wait_until(rec2, "SELECT count(*) FROM samples", lambda n: n > 0)
+        finally:
+            proc2.send_signal(signal.SIGTERM)
+            finish(proc2)
+            port2.close()
+    assert _run_events(col, runs[0]) == want
+    assert summary["missing_events"] == 0, summary

@@ -205,7 +205,7 @@ def test_a_second_run_of_a_running_daemon_id_is_refused_before_it_touches_the_br
             wait_until(rec1, N_SAMPLES, lambda n: n >= 500)
             second = start_daemon("--port", port.path, "--broker", broker.url, "--record",
                                   str(rec2), "--daemon-id", "twice", "--duration", "5")
-            out, err = second.communicate(timeout=60)
+            _out, err = second.communicate(timeout=60)
             n = query(rec1, N_SAMPLES)[0][0]
             wait_until(rec1, N_SAMPLES, lambda m: m >= n + 500)  # the first one goes on
         finally:

@@ -65,8 +65,16 @@ class DaemonAnswers:
         self.daemons[daemon] = {k: msg.get(k) for k in ("state", "software")}
         self._take_scale(daemon, msg)
         run, next_event = msg.get("run"), msg.get("next_event")
-        if isinstance(run, str) and run and is_int(next_event) and self._now is not None:
-            self._run(daemon, run).mark(next_event, self._now)
+        if not isinstance(run, str) or not run:
+            return
+        if is_int(next_event) and self._now is not None:
+            st = self._run(daemon, run)
+            st.mark(next_event, self._now)
+            if msg.get("state") == "offline":  # its last word: nothing past next_event
+                st.final = True
+        for (d, r), other in self.runs.items():
+            if d == daemon and r != run:  # a later run: every other one has ended
+                other.ended = True
 
     def _take_scale(self, daemon: str, msg: dict[str, Any]) -> None:
         """The recording's scale is the first daemon's (the ratings as it published them);
@@ -97,10 +105,16 @@ class DaemonAnswers:
             return  # an answer to an earlier request: ask again if still missing
         self.stats.answers += 1
         st.outstanding = None
+        probe, st.probe = st.probe is not None and asked == [st.probe], None
         wanted = RangeSet(asked)
         for a, b in absent:
             for x, y in within(wanted, a, b):
                 st.absent.add(x, y)
+        if probe:
+            top, end = asked[0]
+            st.tail_done = end - 1 in st.absent  # else the run has more: asked again
+            # every id below the last one received was the run's: holes from here on
+            st.horizon = max(st.horizon, top, *(b for _, b in st.received.ranges))
         still = subtract(asked, st.received, st.absent)
         progress = sum(b - a for a, b in still) < sum(b - a for a, b in asked)
         st.attempts = 0 if progress else st.attempts + 1

@@ -49,9 +49,13 @@ def due_requests(policy: RequestPolicy, runs: Iterable[RunState],
         if now < st.not_before:
             continue
         missing = st.holes(now, policy.settle_s)
+        st.probe = None
         if not missing:
-            st.attempts = 0
-            continue
+            st.probe = st.tail()  # a run that ended unseen: where do its events end?
+            if st.probe is None:
+                st.attempts = 0
+                continue
+            missing = [st.probe]
         ereq = EventRequest(st.daemon, st.run, tuple(missing[:MAX_RANGES]))
         st.outstanding, st.sent_at = ereq, now
         stats.requests += 1

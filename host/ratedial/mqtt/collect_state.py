@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from .collect_ranges import Range, RangeSet, subtract
 
 TAIL_SPAN = 1_000_000  # asked for past the known end of a boot the dial has left
+EVENT_TAIL = 10_000  # event ids asked for past what is known of a run that ended unseen
 UNCOLLECTED = "uncollected"  # gap reason for holes left when a collection ends
 
 
@@ -118,10 +119,26 @@ class RunState:
     sent_at: float = 0.0
     attempts: int = 0
     not_before: float = 0.0
+    final: bool = False  # its daemon's ``offline`` status gave its last next_event
+    ended: bool = False  # a later run of its daemon was seen: it has ended
+    tail_done: bool = False  # the daemon's answer showed where its events end
+    probe: Range | None = None  # the tail the outstanding request asks for
 
     def mark(self, next_event: int, now: float) -> None:
         if next_event > (self.marks[-1][1] if self.marks else self.horizon):
             self.marks.append((now, next_event))
+
+    def tail(self) -> Range | None:
+        """A run that ended with no final status (killed, or its ``offline`` status never
+        came) may hold events past every status it published (recorded while the broker was
+        away, published by its daemon's next run while this collector was not listening): the
+        ids past what is known are asked for until an answer says where they end."""
+        if not self.ended or self.final or self.tail_done:
+            return None
+        top = max([self.horizon, *(b for _, b in self.received.ranges),
+                   *(b for _, b in self.absent.ranges),
+                   *(n for _, n in self.marks)])
+        return (top, top + EVENT_TAIL)
 
     def holes(self, now: float, settle_s: float) -> list[Range]:
         while self.marks and self.marks[0][0] <= now - settle_s:
