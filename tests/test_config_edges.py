@@ -299,12 +299,17 @@ def test_a_label_by_port_is_not_given_to_a_second_dial_on_that_port(tmp_path: Pa
     ("run", "--player", "vlc:http://:TopSecretXYZ@127.0.0.1:8080", "--broker", "none"),
     ("monitor", "--broker", "tcp://u:TopSecretXYZ@h"),
     ("record", "--mqtt", "ws://u:TopSecretXYZ@h", "--record", "x.ratedial"),
+    # an audit (2026-12-05): a password holding '@', '/' or a space was shown in part or whole
+    ("monitor", "--broker", "mqtt://u:Top@SecretXYZ@127.0.0.1:1883"),
+    ("monitor", "--broker", "mqtt://u:Top/SecretXYZ@127.0.0.1:1883"),
+    ("record", "--mqtt", "mqtt://u:Top SecretXYZ@127.0.0.1", "--record", "x.ratedial"),
+    ("run", "--broker", "u:Top/SecretXYZ@localhost", "--no-scan", "--duration", "1"),
 ])
 def test_a_password_typed_into_a_url_is_never_echoed(tmp_path: Path,
                                                        args: tuple[str, ...]) -> None:
     res = run(*args, cwd=tmp_path)
     assert res.returncode == 2
-    assert "TopSecretXYZ" not in res.stderr + res.stdout and "***@" in one_line(res)
+    assert "SecretXYZ" not in res.stderr + res.stdout and "***@" in one_line(res)
 
 
 def test_a_password_in_a_config_url_is_never_echoed(tmp_path: Path) -> None:

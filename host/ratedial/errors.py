@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import re
-
-_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
-
 
 def hide_userinfo(text: str) -> str:
     """``text`` for a message: a URL's ``user:password@`` shown as ``***@``, whatever the
     scheme (a password typed by mistake must not reach a terminal, a log or a journal)."""
     if "://" not in text and "@" in text:  # user:password@host, the scheme left out
         return "***@" + text.rpartition("@")[2]
-    return _USERINFO.sub("***@", text)
+    # A password may hold '@', '/' or a space (a URL parser would stop at them, and show the
+    # rest): everything from a scheme's '://' to the last '@' before the next URL is hidden.
+    parts = text.split("://")
+    for k in range(1, len(parts)):
+        if "@" in parts[k]:
+            parts[k] = "***@" + parts[k].rpartition("@")[2]
+    return "://".join(parts)
 
 
 class RatedialError(Exception):

@@ -43,7 +43,7 @@ def parse_broker(url: str, *, tls: bool = False, option: str = "--broker",
         also = f", {words}" if words else ""
         raise UsageError(f"{option} {shown!r}: expected mqtt://HOST[:PORT]"
                          f"{',' if also else ' or'} mqtts://HOST[:PORT]{also}")
-    if parts.username is not None or parts.password is not None:
+    if parts.username is not None or parts.password is not None or "@" in url:
         raise UsageError(f"{option} {shown}: credentials do not go in the URL (a command line "
                          "is visible to every user of this computer and kept in the "
                          "recording): put the user in [mqtt] username and the password in "
