@@ -175,9 +175,29 @@ def test_a_wrong_password_is_one_line_and_the_run_still_records(tmp_path, broker
     assert lines, err
     assert any("authori" in ln.lower() for ln in lines), lines
     assert all(len(ln) < 300 for ln in lines)
+    # an audit (2026-12-05): said "unreachable" and summed up as "down": the broker is there
+    assert any(f"MQTT broker 127.0.0.1:{broker.port} is there, but it refused the user name "
+               "or password" in ln for ln in lines), lines
+    assert not any("unreachable" in ln for ln in lines), lines
+    assert json.loads(out.strip().splitlines()[-1])["broker"].startswith("refused ("), out
     for text in (out, err):
         assert wrong not in text and password not in text
     assert wrong.encode() not in file_bytes(path)
+
+
+def test_monitor_with_a_wrong_password_says_the_broker_refused_it(tmp_path, broker):
+    """An audit (2026-12-05): 'cannot subscribe at ...: [code:135] Not authorized', though it
+    failed at connect, for a password."""
+    cfg = write_config(tmp_path / "ratedial.toml", broker)
+    env = {**os.environ, "RATEDIAL_MQTT_PASSWORD": "wrong-" + secrets.token_hex(8)}
+    res = subprocess.run([sys.executable, "-m", "ratedial", "monitor", "--config", str(cfg),
+                          "--duration", "3"], capture_output=True, text=True, env=env,
+                         timeout=60, check=False)
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.strip().splitlines() == [
+        f"ratedial: error: cannot connect to broker {broker.url}: it refused the user name or "
+        "password ([code:135] Not authorized): check [mqtt] username and the password "
+        "(RATEDIAL_MQTT_PASSWORD or [mqtt] password_file)"], res.stderr
 
 
 def listening(pid: int) -> list[tuple[str, int]]:

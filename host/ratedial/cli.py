@@ -308,6 +308,11 @@ def monitor(broker: str | None, prefix: str | None, duration: float | None,
                                    username=mqtt.username, password=password,
                                    tls_context=tls))
     except aiomqtt.MqttError as exc:
+        from .mqtt.acks import credentials_refused, credentials_text
+
+        if credentials_refused(exc):  # at connect, not at subscribe
+            raise RatedialError(f"cannot connect to broker {hide_userinfo(broker)}: "
+                                f"{credentials_text(exc)}") from None
         raise RatedialError(f"cannot subscribe at {broker}: {exc}") from None
 
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
+from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.reasoncodes import ReasonCode
 
 from ..errors import RatedialError
 
@@ -121,12 +123,40 @@ SESSION_TAKEN_OVER = 0x8E  # MQTT 5 DISCONNECT: another client connected with th
 UNSPECIFIED = 0x80  # what paho reports for a connection the broker closed without a reason
 
 
+BAD_CREDENTIALS = (0x86, 0x87)  # MQTT 5 CONNACK: bad user name or password; not authorized
+BAD_CREDENTIALS_V311 = (4, 5)  # MQTT 3.1.1 CONNACK return codes, the same two
+
+
+def credentials_refused(exc: BaseException) -> bool:
+    """The broker refused the connection for its user name or password (or for the lack of
+    them): it is there, so this is no outage, and retrying changes nothing until they do."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        rc = getattr(e, "rc", None)
+        if isinstance(rc, ReasonCode) and rc.value in BAD_CREDENTIALS:
+            return True
+        if isinstance(e, MqttConnectError) and rc in BAD_CREDENTIALS_V311:
+            return True  # an int there is the CONNACK's code (elsewhere, paho's own errors)
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def credentials_text(exc: BaseException) -> str:
+    """The reason shown for :func:`credentials_refused` (the broker's own words kept)."""
+    return (f"it refused the user name or password ({exc}): check [mqtt] username and the "
+            "password (RATEDIAL_MQTT_PASSWORD or [mqtt] password_file)")
+
+
 def disconnect_reason(exc: BaseException, client_id: str, who: str) -> str:
     """One line for a lost connection. The broker closing it because another client took
     the same client id (MQTT 5 reason 0x8E; mosquitto 2.0 closes with no reason, which paho
     reports as 0x80) is named as the likely cause: the two then take turns disconnecting
     each other, which otherwise reads as a broker that keeps going away. ``who`` names the
     other client, e.g. "daemon with the same --daemon-id"."""
+    if credentials_refused(exc):
+        return credentials_text(exc)
     seen: set[int] = set()
     e: BaseException | None = exc
     while e is not None and id(e) not in seen:

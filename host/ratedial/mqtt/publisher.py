@@ -33,6 +33,7 @@ from .acks import (
     AckRouter,
     PublishRefused,
     SubscriptionRefused,
+    credentials_refused,
     disconnect_reason,
     subscribe,
 )
@@ -253,7 +254,7 @@ class MqttPublisher(LivePublishing):
                                      else aiomqtt.ProtocolVersion.V5)
                     if v5:
                         continue
-                self._went_down(text)
+                self._went_down(text, refused=credentials_refused(exc))
             except ssl.SSLError as exc:
                 self._went_down(f"TLS: {exc.reason or exc}")
             except OSError as exc:
@@ -333,12 +334,13 @@ class MqttPublisher(LivePublishing):
                 elif not task.cancelled():
                     task.exception()  # retrieved: the connection is closed either way
 
-    def _went_down(self, reason: str) -> None:
+    def _went_down(self, reason: str, *, refused: bool = False) -> None:
+        """No connection: the broker is away, or (``refused``) it refused the credentials."""
         if self.connected or self.last_error != reason:
-            log.warning("MQTT broker %s:%d unreachable: %s", self.address.host,
-                        self.address.port, reason)
+            log.warning("MQTT broker %s:%d %s %s", self.address.host, self.address.port,
+                        "is there, but" if refused else "unreachable:", reason)
         self.connected = False
-        self.state = "down"
+        self.state = "refused" if refused else "down"
         self.last_error = reason
         for b in list(self._batches.values()):
             self._flush_one(b)  # not connected: becomes backlog
