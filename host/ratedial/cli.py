@@ -132,7 +132,9 @@ def _pairs(values: tuple[str, ...], what: str, *, one_sign: bool = False) -> dic
 @click.option("--broker", default=None, metavar="URL|embedded|none",
               help="MQTT broker: mqtt://host:port (default mqtt://localhost:1883), "
                    "mqtts://host:port, embedded (in-process, localhost only) or none.")
-@click.option("--no-scan", is_flag=True, help="Only use the --port ports; do not look for dials.")
+@click.option("--scan/--no-scan", default=None,
+              help="Look for dials on USB ports besides the --port ports (the default), or "
+                   "only use the --port ports. Config: scan.")
 @click.option("--daemon-id", default=None, metavar="ID",
               help="Pseudonymous id of this daemon in MQTT topics (letters, digits, - and _; "
                    "default: a hash of the host name). Give each daemon on one machine its own.")
@@ -145,10 +147,11 @@ def _pairs(values: tuple[str, ...], what: str, *, one_sign: bool = False) -> dic
                    "clock only).")
 @click.option("--video", type=click.Path(dir_okay=False), default=None,
               help="Play this file in an mpv started by ratedial (implies --player mpv).")
-@click.option("--osd", is_flag=True, default=None, help="Show the current rating on mpv's OSD.")
-@click.option("--lsl", is_flag=True, default=None,
-              help="Publish each dial and a marker stream over Lab Streaming Layer "
-                   "(needs the lsl extra).")
+@click.option("--osd/--no-osd", default=None,
+              help="Show the current rating on mpv's OSD, or not (the default). Config: osd.")
+@click.option("--lsl/--no-lsl", default=None,
+              help="Publish each dial and a marker stream over Lab Streaming Layer (needs the "
+                   "lsl extra), or not (the default). Config: lsl.")
 @click.option("--web", is_flag=False, flag_value="127.0.0.1:0", default=None, metavar="[ADDR]",
               help="Serve a live view of the dials at ADDR (HOST:PORT, [IPV6]:PORT, HOST or "
                    "PORT; alone: 127.0.0.1 and a free port, printed).")
@@ -159,7 +162,7 @@ def _pairs(values: tuple[str, ...], what: str, *, one_sign: bool = False) -> dic
                    "only poll). Config: [serial] io.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
-        duration: float | None, config_path: str | None, broker: str | None, no_scan: bool,
+        duration: float | None, config_path: str | None, broker: str | None, scan: bool | None,
         daemon_id: str | None, session: tuple[str, ...], player: str | None,
         video: str | None, osd: bool | None, lsl: bool | None, web: str | None,
         serial_io: str | None, as_json: bool) -> None:
@@ -177,6 +180,7 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
     from .daemon.app import serve
     from .daemon.run import name_together
     from .daemon.summary import json_summary, print_summary
+    from .player_choice import choose_player
 
     cfg = load_config(config_path)
     if config_path is not None:  # the file's own values: their errors name the key and file
@@ -195,11 +199,15 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
         ports=tuple(dict.fromkeys(cfg.ports + ports)) if ports else None,
         raters={**cfg.raters, **_pairs(raters, "--rater", one_sign=True)} if raters else None,
         record=record, duration_s=duration, mqtt=mqtt,
-        scan=False if no_scan else None,
+        scan=scan,
         session={**cfg.session, **_pairs(session, "--session")} if session else None,
-        player=player, video=video, osd=osd, lsl=lsl, web=web,
+        lsl=lsl, web=web,
         serial=None if serial_io is None else dataclasses.replace(cfg.serial, io=serial_io),
     )
+    chosen = choose_player(cfg, path=config_path, player=player, video=video, osd=osd)
+    for note in chosen.notes:
+        click.echo(f"ratedial: note: {note}", err=True)
+    cfg = chosen.cfg
     cfg.mqtt.check_tls_for(cfg.mqtt.broker)
     if cfg.mqtt.broker not in ("embedded", "none"):
         from .mqtt.requests import parse_broker

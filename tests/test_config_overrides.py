@@ -1,0 +1,126 @@
+"""The command line over the config file, as an audit (2026-12-05, config) read
+docs/configuration.md: ``--player`` and ``--video`` override the file's ``player`` and
+``video``; a ``true`` or ``false`` in the file is undone from the command line; ``~`` in a
+path is the home folder; and smaller messages that named the wrong thing."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ratedial.config import RunConfig
+from ratedial.errors import UsageError
+
+
+def run(*args: str, cwd: Path | None = None,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ratedial", *args], text=True,
+                          capture_output=True, timeout=120, check=False, cwd=cwd, env=env)
+
+
+def stored_config(folder: Path) -> dict[str, object]:
+    (path,) = folder.glob("*.ratedial")
+    with sqlite3.connect(path) as con:
+        (value,) = con.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
+    config: dict[str, object] = json.loads(value)
+    return config
+
+
+def empty_run(tmp_path: Path, conf: str, *flags: str) -> tuple[subprocess.CompletedProcess[str],
+                                                                Path]:
+    """A run with no dial (--no-scan and no port: it records nothing for half a second)."""
+    (tmp_path / "c.toml").write_text(conf)
+    out = tmp_path / "out"
+    res = run("run", "--config", "c.toml", "--no-scan", "--broker", "none", "--duration",
+              "0.5", "--record", "out/", *flags, cwd=tmp_path)
+    return res, out
+
+
+def test_player_flags_override_the_files_player_and_video(tmp_path: Path) -> None:
+    """``--player none`` was ignored (mpv played the file's video); ``--player manual:0`` and
+    ``--video`` beside the file's other player were refused, naming flags never typed."""
+    from ratedial.player_choice import choose_player
+
+    res, out = empty_run(tmp_path, 'video = "gone.mp4"\nosd = true\n', "--player", "none")
+    assert res.returncode == 0, res.stderr
+    config = stored_config(out)
+    assert (config["player"], config["video"], config["osd"]) == ("none", None, False)
+    assert ("ratedial: note: --player none: video = 'gone.mp4' and osd = true in c.toml are "
+            "for mpv: left unused") in res.stderr.splitlines()
+
+    cfg = RunConfig(video="v.mp4")
+    chosen = choose_player(cfg, path="c.toml", player="manual:0", video=None, osd=None)
+    assert (chosen.cfg.player, chosen.cfg.video) == ("manual:0", None)
+    assert chosen.notes == ("--player manual:0: video = 'v.mp4' in c.toml is for mpv: "
+                            "left unused",)
+    chosen = choose_player(cfg, path="c.toml", player="mpv:/tmp/s", video=None, osd=None)
+    assert (chosen.cfg.player, chosen.cfg.video, chosen.notes) == ("mpv:/tmp/s", "v.mp4", ())
+    for file_player, played_by in (("vlc", "mpv"), ("manual:3", "mpv"),
+                                   ("mpv:/tmp/s", "mpv:/tmp/s")):
+        chosen = choose_player(RunConfig(player=file_player), path="c.toml", player=None,
+                               video="w.mp4", osd=None)
+        assert (chosen.cfg.player, chosen.cfg.video) == (played_by, "w.mp4")
+    chosen = choose_player(RunConfig(video="v.mp4", osd=True), path="c.toml", player=None,
+                           video=None, osd=False)
+    assert (chosen.cfg.player, chosen.cfg.osd) == ("mpv", False)
+
+
+def test_a_combination_that_cannot_be_names_where_each_part_came_from() -> None:
+    from ratedial.player_choice import choose_player
+
+    def refused(cfg: RunConfig, **flags: object) -> str:
+        args: dict[str, object] = {"player": None, "video": None, "osd": None, **flags}
+        with pytest.raises(UsageError) as info:
+            choose_player(cfg, path="c.toml", **args)  # type: ignore[arg-type]
+        return str(info.value)
+
+    assert refused(RunConfig(), player="vlc", video="v.mp4") == \
+        "--video plays the file in mpv; it cannot be used with --player vlc"
+    assert refused(RunConfig(player="vlc", video="v.mp4")) == \
+        ("video = 'v.mp4' in c.toml plays the file in mpv; it cannot be used with "
+         "player = 'vlc' in c.toml")
+    assert refused(RunConfig(player="vlc"), osd=True) == \
+        "--osd draws the rating on mpv's screen; it cannot be used with player = 'vlc' in c.toml"
+    assert refused(RunConfig(player="vlc", osd=True)) == \
+        ("osd = true in c.toml draws the rating on mpv's screen; it cannot be used with "
+         "player = 'vlc' in c.toml (--no-osd leaves it off)")
+    chosen = choose_player(RunConfig(osd=True), path="c.toml", player=None, video=None,
+                           osd=None)
+    assert chosen.notes == ("osd = true in c.toml: no mpv is started or followed (no --player "
+                            "or --video): no rating is drawn",)
+
+
+def test_video_on_the_command_line_plays_in_mpv_beside_the_files_vlc(tmp_path: Path) -> None:
+    from conftest_media import make_test_video
+
+    video = make_test_video(tmp_path / "v.mp4", seconds=2)
+    res, out = empty_run(tmp_path, 'player = "vlc"\n', "--video", str(video))
+    assert res.returncode == 0, res.stderr
+    config = stored_config(out)
+    assert (config["player"], config["video"]) == ("mpv", str(video))
+    assert "vlc" not in res.stderr
+
+
+def test_a_true_or_false_in_the_file_is_undone_by_a_flag(tmp_path: Path) -> None:
+    """``osd = true``, ``lsl = true`` and ``scan = false`` had no flag to undo them."""
+    res, out = empty_run(tmp_path, "osd = true\nlsl = true\nscan = false\n",
+                         "--no-osd", "--no-lsl", "--scan")
+    assert res.returncode == 0, res.stderr
+    config = stored_config(out)
+    assert (config["osd"], config["lsl"], config["scan"]) == (False, False, True)
+    assert "osd" not in res.stderr
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    res, out = empty_run(kept, "osd = true\n")
+    assert res.returncode == 0, res.stderr
+    assert stored_config(out)["osd"] is True  # the file's, with a note: nothing to draw on
+    assert ("ratedial: note: osd = true in c.toml: no mpv is started or followed (no --player "
+            "or --video): no rating is drawn") in res.stderr.splitlines()
+    helped = run("run", "--help").stdout
+    for flag in ("--osd / --no-osd", "--lsl / --no-lsl", "--scan / --no-scan"):
+        assert flag in helped
