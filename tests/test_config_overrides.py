@@ -6,6 +6,7 @@ path is the home folder; and smaller messages that named the wrong thing."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ratedial.config import RunConfig
+from ratedial.config import RunConfig, load_config
 from ratedial.errors import UsageError
 
 
@@ -95,6 +96,7 @@ def test_a_combination_that_cannot_be_names_where_each_part_came_from() -> None:
                             "or --video): no rating is drawn",)
 
 
+@pytest.mark.slow
 def test_video_on_the_command_line_plays_in_mpv_beside_the_files_vlc(tmp_path: Path) -> None:
     from conftest_media import make_test_video
 
@@ -124,3 +126,37 @@ def test_a_true_or_false_in_the_file_is_undone_by_a_flag(tmp_path: Path) -> None
     helped = run("run", "--help").stdout
     for flag in ("--osd / --no-osd", "--lsl / --no-lsl", "--scan / --no-scan"):
         assert flag in helped
+
+
+def test_a_tilde_in_a_path_is_the_home_folder(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``record = "~/recs/"`` made a folder named ``~`` in the current folder."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home)}
+    (tmp_path / "c.toml").write_text('record = "~/recs/"\n[mqtt]\npassword_file = "~/pw"\n'
+                                     'ca_file = "~/ca.pem"\n')
+    res = run("run", "--config", "c.toml", "--no-scan", "--broker", "none", "--duration",
+              "0.5", cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stderr
+    assert not (tmp_path / "~").exists()
+    (made,) = (home / "recs").glob("*.ratedial")
+    assert f"recording: {made}" in res.stdout
+    mqtt = stored_config(home / "recs")["mqtt"]
+    assert isinstance(mqtt, dict) and mqtt["ca_file"] == str(home / "ca.pem")
+    res = run("run", "--no-scan", "--broker", "none", "--duration", "0.5", "--record",
+              "~/flag/", "--port", "~/nodial", cwd=tmp_path, env=env)
+    assert res.returncode == 1 and f"cannot open {home}/nodial: no such port" in res.stderr
+    res = run("run", "--no-scan", "--broker", "none", "--duration", "0.5", "--record",
+              "~/flag/", cwd=tmp_path, env=env)
+    assert res.returncode == 0 and len(list((home / "flag").glob("*.ratedial"))) == 1
+    res = run("devices", "--port", "~/nodial", "--timeout", "0.2", cwd=tmp_path, env=env)
+    assert f"{home}/nodial: no such port" in res.stdout + res.stderr
+    res = run("analyze", "~/none.ratedial", cwd=tmp_path, env=env)
+    assert str(home / "none.ratedial") in res.stderr
+    (tmp_path / "c.toml").write_text('video = "~/v.mp4"\nports = ["~/d"]\n'
+                                     '[raters]\nclient = "~/d"\n')
+    monkeypatch.setenv("HOME", str(home))
+    cfg = load_config(tmp_path / "c.toml")
+    assert (cfg.video, cfg.ports, cfg.raters) == (f"{home}/v.mp4", (f"{home}/d",),
+                                                  {"client": f"{home}/d"})

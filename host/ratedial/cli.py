@@ -17,7 +17,7 @@ import click
 from . import __version__
 from ._platform.stopsignal import exit_stopped
 from .cli_group import Commands, Stopped
-from .cli_types import FiniteRange, check_text
+from .cli_types import FiniteRange, HomePath, check_text
 from .errors import RatedialError, UsageError, hide_userinfo
 
 if TYPE_CHECKING:
@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
     from .config import MqttConfig
     from .mqtt.requests import BrokerAddress
+
+
+# a serial port: ~ expanded; its permissions are said by the open, in ratedial's words
+_PORT = HomePath(readable=False)
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -117,17 +121,17 @@ def _pairs(values: tuple[str, ...], what: str, *, one_sign: bool = False) -> dic
 
 
 @cli.command()
-@click.option("--port", "ports", multiple=True, metavar="PATH",
+@click.option("--port", "ports", multiple=True, metavar="PATH", type=_PORT,
               help="Serial port of a dial (repeatable), e.g. /dev/ttyACM0 or a virtual dial.")
 @click.option("--rater", "raters", multiple=True, metavar="LABEL=DIAL",
               help="Give a dial a pseudonymous rater label, by dial id or port: "
                    "--rater client=e66038b7132f4a2c (repeatable).")
-@click.option("--record", type=click.Path(), default=None,
+@click.option("--record", type=HomePath(), default=None,
               help="Recording file to create (default recordings/<date>-<time>.ratedial); "
                    "a folder (or a name ending in /): a new <date>-<time>.ratedial in it.")
 @click.option("--duration", type=FiniteRange(min=0.1), default=None,
               help="Stop after this many seconds (default: run until Ctrl-C).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+@click.option("--config", "config_path", type=HomePath(dir_okay=False), default=None,
               help="TOML configuration file; flags override it.")
 @click.option("--broker", default=None, metavar="URL|embedded|none",
               help="MQTT broker: mqtt://host:port (default mqtt://localhost:1883), "
@@ -145,7 +149,7 @@ def _pairs(values: tuple[str, ...], what: str, *, one_sign: bool = False) -> dic
                    "(mpc-hc, mpc-be; default 127.0.0.1:8080 and :13579), mpris[:NAME] (any "
                    "MPRIS player on Linux), manual[:SECONDS] or none (default none: wall "
                    "clock only).")
-@click.option("--video", type=click.Path(dir_okay=False), default=None,
+@click.option("--video", type=HomePath(dir_okay=False), default=None,
               help="Play this file in an mpv started by ratedial (implies --player mpv).")
 @click.option("--osd/--no-osd", default=None,
               help="Show the current rating on mpv's OSD, or not (the default). Config: osd.")
@@ -250,7 +254,7 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
 
 
 @cli.command()
-@click.option("--port", "ports", multiple=True, metavar="PATH",
+@click.option("--port", "ports", multiple=True, metavar="PATH", type=_PORT,
               help="Also ask these ports (e.g. virtual dials).")
 @click.option("--timeout", type=FiniteRange(min=0.2), default=2.0, show_default=True,
               help="Seconds to wait for each dial to answer.")
@@ -279,7 +283,7 @@ def devices(ports: tuple[str, ...], timeout: float) -> None:
               help="Topic prefix (default: the config's [mqtt] topic_prefix, else ratedial).")
 @click.option("--duration", type=FiniteRange(min=0.1), default=None,
               help="Stop after this many seconds.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+@click.option("--config", "config_path", type=HomePath(dir_okay=False), default=None,
               help="TOML config file: its [mqtt] table (broker, topic_prefix, username, "
                    "password_file, tls, ca_file, cert_file, key_file; the password may come "
                    "from RATEDIAL_MQTT_PASSWORD). Flags override it.")
@@ -327,7 +331,7 @@ def monitor(broker: str | None, prefix: str | None, duration: float | None,
 @cli.command()
 @click.option("--mqtt", "broker", required=True, metavar="URL",
               help="Broker to collect from: mqtt://host:port or mqtts://host:port.")
-@click.option("--record", type=click.Path(dir_okay=False), required=True,
+@click.option("--record", type=HomePath(dir_okay=False), required=True,
               help="Recording file to write; an existing file written by record --mqtt is "
                    "continued (after a crash or restart).")
 @click.option("--prefix", default=None, help="Topic prefix (default ratedial, or the config's).")
@@ -336,7 +340,7 @@ def monitor(broker: str | None, prefix: str | None, duration: float | None,
                    "name, prefix and --record path, so a restart resumes the session).")
 @click.option("--duration", type=FiniteRange(min=0.1), default=None,
               help="Stop after this many seconds (default: run until Ctrl-C).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+@click.option("--config", "config_path", type=HomePath(dir_okay=False), default=None,
               help="TOML configuration file: its [mqtt] username, password_file, TLS files.")
 @click.option("--share", default=None, metavar="GROUP",
               help="Subscribe as one member of the shared subscription $share/GROUP/... "

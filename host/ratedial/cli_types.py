@@ -1,18 +1,20 @@
 """Parameter types shared by every command line (click only: importing this stays cheap).
 
-Invariant: a number option never takes ``nan`` or ``inf`` (click's ``FloatRange`` lets both
-through its bounds, as every comparison with ``nan`` is false): they are refused in one line
-like any other value outside the range.
+Invariants: a path starting with ``~`` is in the home folder, as a shell would have made it
+(a quoted ``'~/x'``, or a script's, reaches ratedial as written). A number option never takes
+``nan`` or ``inf`` (click's ``FloatRange`` lets both through its bounds, as every comparison
+with ``nan`` is false): they are refused in one line like any other value outside the range.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import click
 
-__all__ = ["A_DAY_S", "LARGEST", "FiniteRange", "check_text"]
+__all__ = ["A_DAY_S", "LARGEST", "FiniteRange", "HomePath", "check_text"]
 
 
 LARGEST = 1e9  # no option without a bound of its own means more (seconds: 31 years)
@@ -51,3 +53,15 @@ def check_text(value: str, what: str) -> None:
         raw = value.encode("utf-8", "surrogateescape")
         raise click.BadParameter(f"{raw!r} is not UTF-8 text (a byte of another encoding?): "
                                  "type it again in UTF-8", param_hint=what) from None
+
+
+class HomePath(click.Path):
+    """A path option or argument; a leading ``~`` or ``~USER`` is the home folder, as a shell
+    makes it (quoted, ``--record '~/recs/'`` made a folder named ``~`` in the current one),
+    before any check of what is there."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        if isinstance(value, str | os.PathLike):
+            value = os.path.expanduser(value)
+        return super().convert(value, param, ctx)

@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast, overload
 
 from ._platform import SERIAL_IO, default_serial_io, port_key
 from .errors import UsageError
@@ -98,6 +98,8 @@ class MqttConfig:
         if self.key_file and not self.cert_file:
             raise UsageError("config: mqtt.key_file is the key of a client certificate: give "
                              "mqtt.cert_file too")
+        for name in ("password_file", "ca_file", "cert_file", "key_file"):  # ~: as a shell
+            object.__setattr__(self, name, home(getattr(self, name)))
 
     def check_tls_for(self, broker: str) -> None:
         """A CA or client certificate file with a plain ``mqtt://`` broker: the user meant
@@ -253,6 +255,21 @@ class SerialConfig:
             raise UsageError(f"config: serial.io must be one of {', '.join(SERIAL_IO)}")
 
 
+@overload
+def home(path: str) -> str: ...
+@overload
+def home(path: None) -> None: ...
+@overload
+def home(path: str | None) -> str | None: ...
+
+
+def home(path: str | None) -> str | None:
+    """``path`` with a leading ``~`` or ``~USER`` made the home folder, as a shell makes it
+    (a config file's value, or a quoted ``'~/x'``, reaches ratedial as written: it made a
+    folder named ``~`` in the current one)."""
+    return os.path.expanduser(path) if path is not None else None
+
+
 def _dial_key(ident: str) -> str:
     """A port however written (./vd0 and the /dev/pts/1 it links to, /dev/../dev/x for a port
     not plugged in yet) is one key; a dial id or COM3 in any case."""
@@ -280,6 +297,10 @@ class RunConfig:
     serial: SerialConfig = field(default_factory=SerialConfig)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "ports", tuple(home(p) for p in self.ports))
+        object.__setattr__(self, "raters", {k: home(v) for k, v in self.raters.items()})
+        object.__setattr__(self, "record", home(self.record))
+        object.__setattr__(self, "video", home(self.video))
         # One port however written (the config's ports and --port add up): opened twice, the
         # second open found the port busy and the run stopped ("another program has it").
         ports: dict[str, str] = {}

@@ -9,9 +9,11 @@ import json
 
 import click
 
+from ..cli_types import HomePath
+
 
 @click.command()
-@click.argument("recording", type=click.Path(exists=True, dir_okay=False))
+@click.argument("recording", type=HomePath(exists=True, dir_okay=False))
 @click.argument("values", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("--remove", multiple=True, metavar="KEY", help="Remove an annotation.")
 def annotate(*, recording: str, values: tuple[str, ...], remove: tuple[str, ...]) -> None:

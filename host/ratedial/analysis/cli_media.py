@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..cli_types import A_DAY_S, FiniteRange
+from ..cli_types import A_DAY_S, FiniteRange, HomePath
 from ..errors import UsageError
 from .cli_options import (
     RECORDINGS,
@@ -119,7 +119,7 @@ def _video(s: Series, video: str | None) -> Path:
 
 
 @click.command()
-@click.argument("recording", type=click.Path(exists=True, dir_okay=False))
+@click.argument("recording", type=HomePath(exists=True, dir_okay=False))
 @alignment_options
 @segment_options
 @click.option("--of", "who", default=None, metavar="LABEL",
@@ -136,7 +136,7 @@ def _video(s: Series, video: str | None) -> Path:
                    "drawn at random and recorded.")
 @click.option("--lead-in", "lead_in_s", type=FiniteRange(min=0, max=A_DAY_S), default=5.0,
               show_default=True, help="Seconds of video shown before each segment.")
-@click.option("--video", type=click.Path(exists=True, dir_okay=False), default=None,
+@click.option("--video", type=HomePath(exists=True, dir_okay=False), default=None,
               help="The video file (default: the path recorded in the recording).")
 @click.option("--no-video", is_flag=True, help="Do not play the video; prompts only.")
 @click.option("--skip-noted", is_flag=True,
@@ -225,9 +225,9 @@ def review(*, recording: str, who: str | None, guess: bool, answerer: str, order
 @click.option("--band", default=None, metavar="LOW:HIGH",
               help="The neutral band, drawn as a grey stripe (default: the middle tenth of "
                    "the recordings' scale, 45:55 on 0-100).")
-@click.option("--video", type=click.Path(exists=True, dir_okay=False), default=None,
+@click.option("--video", type=HomePath(exists=True, dir_okay=False), default=None,
               help="The video file (default: the path recorded in the recording).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+@click.option("-o", "--output", required=True, type=HomePath(dir_okay=False),
               help="The MP4 file to write (written in full or not at all; never a "
                    "recording or the video).")
 @click.option("--overwrite", is_flag=True,

@@ -22,7 +22,7 @@ import click
 
 from .._paths import install_hint
 from .._platform.privacy import make_private_dirs
-from ..cli_types import A_DAY_S, FiniteRange
+from ..cli_types import A_DAY_S, FiniteRange, HomePath
 from ..errors import RatedialError, UsageError
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 RECORDINGS = click.argument("recordings", nargs=-1, required=True,
-                            type=click.Path(dir_okay=False))
+                            type=HomePath(dir_okay=False))
 
 
 def _needs_extra() -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .._paths import install_hint
-from ..cli_types import A_DAY_S, FiniteRange
+from ..cli_types import A_DAY_S, FiniteRange, HomePath
 from ..errors import UsageError
 from .cli_options import (
     RECORDINGS,
@@ -43,13 +43,13 @@ if TYPE_CHECKING:
 @alignment_options
 @analysis_options
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
-@click.option("--table", "table", type=click.Path(dir_okay=False), default=None,
+@click.option("--table", "table", type=HomePath(dir_okay=False), default=None,
               help="Write the one-row-per-dyad table to this CSV file (SPSS .sav when it "
                    "ends in .sav).")
-@click.option("--annotations", "annotations", type=click.Path(exists=True, dir_okay=False),
+@click.option("--annotations", "annotations", type=HomePath(exists=True, dir_okay=False),
               default=None,
               help="CSV of questionnaire scores with a 'dyad' column, added to the table.")
-@click.option("--plots", "plots", type=click.Path(file_okay=False), default=None,
+@click.option("--plots", "plots", type=HomePath(file_okay=False), default=None,
               help="Also write the figures of every dyad into this folder.")
 @click.option("--brief", is_flag=True, help="One line per dyad instead of the full report.")
 @click.option("--truth-bias/--no-truth-bias", "truth_bias", default=True, show_default=True,
@@ -113,13 +113,13 @@ def analyze(*, recordings: tuple[str, ...], as_json: bool, table: str | None,
 
 
 @click.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("paths", nargs=-1, required=True, type=HomePath(exists=True))
 @alignment_options
 @analysis_options
 @click.option("-o", "--output", "prefix", required=True, metavar="PREFIX",
               help="Writes PREFIX.csv and PREFIX.sav (one row per dyad); a folder "
                    "(existing, or ending in /) means FOLDER/study.csv and FOLDER/study.sav.")
-@click.option("--annotations", "annotations", type=click.Path(exists=True, dir_okay=False),
+@click.option("--annotations", "annotations", type=HomePath(exists=True, dir_okay=False),
               default=None,
               help="CSV of questionnaire scores with a 'dyad' column, added to the table.")
 @click.option("--tb-step", "tb_step_s", type=FiniteRange(min=0, max=A_DAY_S, min_open=True),
@@ -258,7 +258,7 @@ def export(*, recordings: tuple[str, ...], prefix: str, formats: tuple[str, ...]
 @RECORDINGS
 @alignment_options
 @analysis_options
-@click.option("-o", "--output", "directory", required=True, type=click.Path(file_okay=False),
+@click.option("-o", "--output", "directory", required=True, type=HomePath(file_okay=False),
               help="Folder for the figures.")
 @click.option("--format", "formats", multiple=True, default=("png", "svg"),
               show_default=True, help="png, svg (repeat or comma-separate).")

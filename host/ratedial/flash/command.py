@@ -12,7 +12,7 @@ import click
 from serial.tools import list_ports
 
 from .._paths import install_hint
-from ..cli_types import FiniteRange
+from ..cli_types import FiniteRange, HomePath
 from ..errors import PortError, UsageError
 from . import bootsel, esp32, uf2source
 from .board import KNOWN_VIDS, NotMicroPython, checked_board_name, load_board, locate_firmware
@@ -114,17 +114,17 @@ def run_flash(*, board_name: str | None, port: str | None, force: bool, timeout:
               help="Board config to install: pico, pico_w, pico2, pico_pot, esp32_devkitc, "
                    "esp32_s3 (see firmware/boards/). Default: pico on rp2 (pico2 for an "
                    "RP2350 in BOOTSEL mode), esp32_devkitc on esp32.")
-@click.option("--port", default=None, metavar="PORT",
+@click.option("--port", default=None, metavar="PORT", type=HomePath(readable=False),
               help="Serial port of a board that runs MicroPython, or of an ESP32 (default: "
                    "the one board with a Raspberry Pi, Espressif, CP210x, CH340 or FTDI USB "
                    "id).")
-@click.option("--drive", type=click.Path(path_type=Path, file_okay=False), default=None,
+@click.option("--drive", type=HomePath(path_type=Path, file_okay=False), default=None,
               envvar=bootsel.DRIVE_ENV, metavar="DIR",
               help="The Pico's BOOTSEL drive (env RATEDIAL_BOOTSEL_DRIVE). Default: found "
                    "by its INFO_UF2.TXT at /media/$USER/RPI-RP2, /run/media/$USER/..., in "
                    "the mount table, /Volumes/RPI-RP2 (macOS) or a drive letter (Windows); "
                    "RP2350 boards label it RP2350.")
-@click.option("--micropython", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+@click.option("--micropython", type=HomePath(path_type=Path, dir_okay=False, exists=True),
               default=None, metavar="FILE",
               help="Install this MicroPython first: a .uf2 copied onto the BOOTSEL drive, or "
                    "an ESP32 .bin written with esptool. Default for a Pico in BOOTSEL mode: "

@@ -23,7 +23,7 @@ from typing import Any
 import click
 
 from .._paths import firmware_dir
-from ..cli_types import FiniteRange
+from ..cli_types import FiniteRange, HomePath
 from ..errors import RatedialError, UsageError
 from .bridge import Bridge
 from .faults import FaultSpec, parse_fault
@@ -59,7 +59,7 @@ def _stall_range(text: str) -> tuple[int, int]:
               help="Samples per SAMPLES frame (default 10).")
 @click.option("--debounce-ms", type=click.IntRange(0, 1000),
               help="Button debounce (default 5 ms).")
-@click.option("--script", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--script", type=HomePath(path_type=Path, dir_okay=False),
               help="Rating curve, CSV t_s,value[,button] (value 0..100; the first row is "
                    "0,50: the knob starts at 50). "
                    "Default: a seeded random rater that rests, turns, overshoots.")
@@ -75,13 +75,13 @@ def _stall_range(text: str) -> tuple[int, int]:
               help="Raw ticks at boot, 0 to 2**WRAP_BITS - 1 (e.g. 2**30 - 3000000 to wrap "
                    "3 s in).")
 @click.option("--uid", help="Board unique id, hex (default: derived from --seed).")
-@click.option("--truth", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--truth", type=HomePath(path_type=Path, dir_okay=False),
               help="Append one JSON line of ground truth per boot to this file.")
 @click.option("--duration", type=FiniteRange(min=0, min_open=True),
               help="Stop after this many seconds.")
-@click.option("--link", type=click.Path(path_type=Path),
+@click.option("--link", type=HomePath(path_type=Path),
               help="Path of the port symlink (default: dial0 in a private temp dir).")
-@click.option("--control", type=click.Path(path_type=Path),
+@click.option("--control", type=HomePath(path_type=Path),
               help="Unix socket for commands, one per line: reboot, unplug [S], plug, "
                    "stall [S], unstall, corrupt N, button S, status, quit (unplug and stall "
                    "without S, or with 0: until plug or unstall). Each gets one line back "
@@ -112,7 +112,7 @@ def _stall_range(text: str) -> tuple[int, int]:
 @click.option("--spin-us", type=click.IntRange(0, 2000), default=0, show_default=True,
               help="Busy-wait before each simulated interrupt: less jitter, more CPU.")
 @click.option("--heap-kb", type=int, default=512, show_default=True, hidden=True)
-@click.option("--firmware", type=click.Path(path_type=Path, file_okay=False), hidden=True)
+@click.option("--firmware", type=HomePath(path_type=Path, file_okay=False), hidden=True)
 @click.option("-v", "--verbose", is_flag=True, help="Log link and port events.")
 def virtual_dial(**kw: Any) -> None:
     """Run the real firmware under MicroPython on a simulated dial, behind a pty.
