@@ -40,7 +40,8 @@ def test_devices_lists_a_dial_by_its_id_and_explains_a_bad_port(tmp_path):
     uid = row.split()[0]
     assert len(uid) == 16 and int(uid, 16) >= 0  # the dial's hardware id, first
     assert "board=virtual" in row and "firmware=0.1.0" in row
-    assert f"{missing}: no such port" in lines
+    assert missing not in proc.stdout  # stdout is the list of dials alone
+    assert f"ratedial: error: {missing}: no such port" in proc.stderr.splitlines()
 
 
 def test_monitor_shows_every_dial_seen_on_the_broker(tmp_path):
@@ -190,7 +191,7 @@ def test_devices_says_a_port_another_program_holds_is_busy():
             serial.Serial(dial.port, 115200, exclusive=True):
         proc = ratedial("devices", "--port", dial.port, "--timeout", "1")
     assert proc.returncode == 1, proc.stderr
-    assert f"{dial.port}: port is busy: another program has it open" in proc.stdout
+    assert f"{dial.port}: port is busy: another program has it open" in proc.stderr
 
 
 def test_monitor_skips_malformed_messages_and_counts_by_ranges() -> None:
@@ -429,3 +430,4 @@ def test_monitor_shows_who_rates_a_dial_now() -> None:
     mon.feed("ratedial/v1/dials/aa/status", _json.dumps(
         {"dial": "aa", "state": "connected", "rater": "therapist"}).encode())
     assert mon.dials["aa"].rater == "therapist"
+

@@ -261,17 +261,21 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
 def devices(ports: tuple[str, ...], timeout: float) -> None:
     """List connected dials: id, port, board and firmware.
 
-    Explains in one line when a port cannot be opened (for example permissions); exits with
-    status 1 when a port given with --port has no dial that answers.
+    The list goes to stdout, one dial a line; a port without a dial is explained in one line
+    on stderr (for example permissions). Exits with status 1 when a port given with --port
+    has no dial that answers.
     """
     from .devices import list_dials
 
-    rows = list_dials(extra_ports=ports, timeout=timeout)
-    if not rows:
-        click.echo("no dials found (plugged in? for a virtual dial pass --port PATH)")
+    rows, problems = list_dials(extra_ports=ports, timeout=timeout)
     for r in rows:
         click.echo(r)
-    if any(r.startswith(f"{p}: ") for r in rows for p in ports):
+    for port, why in problems.items():  # a port asked for is an error; a scanned one a note
+        click.echo(f"ratedial: {'error: ' if port in ports else ''}{port}: {why}", err=True)
+    if not rows:
+        click.echo("ratedial: no dials found (plugged in? for a virtual dial pass --port PATH)",
+                   err=True)
+    if any(p in problems for p in ports):
         sys.exit(1)
 
 

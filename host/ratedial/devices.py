@@ -38,13 +38,16 @@ def ask_hello(port: str, timeout: float) -> Hello | str:
         return _reason(exc)
 
 
-def list_dials(*, extra_ports: tuple[str, ...] = (), timeout: float = 2.0) -> list[str]:
-    rows = []
+def list_dials(*, extra_ports: tuple[str, ...] = (),
+               timeout: float = 2.0) -> tuple[list[str], dict[str, str]]:
+    """One row per dial that answered (its id first), and for each port without one why."""
+    rows: list[str] = []
+    problems: dict[str, str] = {}
     for port in candidate_ports(extra_ports):
         h = ask_hello(port, timeout)
         if isinstance(h, Hello):
             rows.append(f"{h.uid_hex}  {port}  board={h.board} firmware={h.firmware} "
                         f"backend={h.backend} rate={h.rate_hz}Hz boot={h.boot_id:08x}")
         else:
-            rows.append(f"{port}: {h}")
-    return rows
+            problems[port] = h
+    return rows, problems
