@@ -431,3 +431,11 @@ def test_monitor_shows_who_rates_a_dial_now() -> None:
         {"dial": "aa", "state": "connected", "rater": "therapist"}).encode())
     assert mon.dials["aa"].rater == "therapist"
 
+
+def test_monitor_into_a_file_ends_its_last_line(tmp_path):
+    """Piped or into a file, the table's last line had no newline: the next output was glued
+    to its ┘."""
+    with mosquitto(tmp_path / "broker") as broker:
+        proc = ratedial("monitor", "--broker", broker.url, "--duration", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.endswith("┘\n"), repr(proc.stdout[-20:])

@@ -204,6 +204,8 @@ async def _monitor(mon: Monitor, addr: BrokerAddress, *, prefix: str, deadline: 
                         await subscribe(client, f"{prefix}/v1/dials/+/{leaf}")
                     await subscribe(client, f"{prefix}/v1/daemons/+/status")
                     if live is None:
+                        if not console.is_terminal:  # rich ends the last table line of a
+                            stack.callback(console.line)  # file without a newline: after it
                         live = stack.enter_context(Live(mon.table(), console=console,
                                                         auto_refresh=False, transient=False))
                     away = False
