@@ -160,3 +160,25 @@ def test_a_tilde_in_a_path_is_the_home_folder(tmp_path: Path,
     cfg = load_config(tmp_path / "c.toml")
     assert (cfg.video, cfg.ports, cfg.raters) == (f"{home}/v.mp4", (f"{home}/d",),
                                                   {"client": f"{home}/d"})
+
+
+def test_a_bad_broker_port_is_said_with_its_range() -> None:
+    """``:0`` said "bad port (1-65535)", ``:99999`` and ``:abc`` just "bad port"."""
+    from ratedial.mqtt.requests import parse_broker
+
+    for port in ("0", "99999", "abc"):
+        with pytest.raises(UsageError, match=r"bad port \(1-65535\)$"):
+            parse_broker(f"mqtt://h:{port}")
+
+
+def test_credentials_in_the_files_broker_url_are_refused_in_words_about_the_file(
+        tmp_path: Path) -> None:
+    """The message talked about "a command line" for a URL written in the config file."""
+    (tmp_path / "c.toml").write_text('[mqtt]\nbroker = "mqtt://u:pw@127.0.0.1:1"\n')
+    res = run("run", "--config", "c.toml", "--no-scan", "--duration", "0.5", cwd=tmp_path)
+    assert res.returncode == 2 and "command line" not in res.stderr
+    assert "mqtt.broker in c.toml mqtt://***@127.0.0.1:1: credentials do not go in the URL " \
+        "(a config file is read by whoever it is shared with" in res.stderr
+    assert "pw" not in res.stderr
+    res = run("run", "--broker", "mqtt://u:pw@127.0.0.1:1", "--no-scan", "--duration", "0.5")
+    assert "a command line is visible to every user of this computer" in res.stderr

@@ -44,18 +44,20 @@ def parse_broker(url: str, *, tls: bool = False, option: str = "--broker",
         raise UsageError(f"{option} {shown!r}: expected mqtt://HOST[:PORT]"
                          f"{',' if also else ' or'} mqtts://HOST[:PORT]{also}")
     if parts.username is not None or parts.password is not None or "@" in url:
-        raise UsageError(f"{option} {shown}: credentials do not go in the URL (a command line "
-                         "is visible to every user of this computer and kept in the "
-                         "recording): put the user in [mqtt] username and the password in "
-                         "RATEDIAL_MQTT_PASSWORD or [mqtt] password_file")
+        why = ("a command line is visible to every user of this computer"
+               if option.startswith("-") else "a config file is read by whoever it is shared "
+               "with")  # option: "mqtt.broker in FILE"
+        raise UsageError(f"{option} {shown}: credentials do not go in the URL ({why}, and the "
+                         "URL is kept in the recording): put the user in [mqtt] username and "
+                         "the password in RATEDIAL_MQTT_PASSWORD or [mqtt] password_file")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise UsageError(f"{option} {shown!r}: expected mqtt://HOST[:PORT] or "
                          "mqtts://HOST[:PORT], nothing after the port")
     secure = tls or parts.scheme == "mqtts"
     try:
         port = parts.port
-    except ValueError:
-        raise UsageError(f"{option} {shown!r}: bad port") from None
+    except ValueError:  # not a number, or above 65535: said as port 0 is
+        port = 0
     if port == 0:  # not "the default": a broker listens on a port of its own
         raise UsageError(f"{option} {shown!r}: bad port (1-65535)")
     port = port or (8883 if secure else 1883)
