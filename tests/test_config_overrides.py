@@ -171,6 +171,17 @@ def test_a_bad_broker_port_is_said_with_its_range() -> None:
             parse_broker(f"mqtt://h:{port}")
 
 
+def test_manual_seconds_that_are_not_a_number_are_said_so() -> None:
+    """``manual:nan`` got "SECONDS must be 0 or more"."""
+    from ratedial.players.spec import parse_spec
+
+    for spec in ("manual:nan", "manual:inf", "manual:x"):
+        with pytest.raises(UsageError, match="needs a number of seconds"):
+            parse_spec(spec)
+    with pytest.raises(UsageError, match="must be 0 or more"):
+        parse_spec("manual:-1")
+
+
 def test_credentials_in_the_files_broker_url_are_refused_in_words_about_the_file(
         tmp_path: Path) -> None:
     """The message talked about "a command line" for a URL written in the config file."""

@@ -77,9 +77,11 @@ def _manual(arg: str, spec: str) -> PlayerSpec:
     try:
         seconds = float(arg)
     except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds):  # "nan" and "inf" too: no time in a video
         raise UsageError(f"--player {spec}: manual:SECONDS needs a number of seconds, "
-                         "e.g. manual:12.5") from None
-    if not math.isfinite(seconds) or seconds < 0:
+                         "e.g. manual:12.5")
+    if seconds < 0:
         raise UsageError(f"--player {spec}: SECONDS must be 0 or more")
     return PlayerSpec("manual", seconds=seconds)
 
