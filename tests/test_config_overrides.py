@@ -182,6 +182,16 @@ def test_manual_seconds_that_are_not_a_number_are_said_so() -> None:
         parse_spec("manual:-1")
 
 
+def test_session_keys_that_differ_only_in_case_are_refused(tmp_path: Path) -> None:
+    """``--session dyad=a --session Dyad=b`` stored both keys; ``dyad`` pairs recordings."""
+    with pytest.raises(UsageError, match="dyad and Dyad differ only in case"):
+        RunConfig(session={"dyad": "a", "Dyad": "b"})
+    res = run("run", "--session", "dyad=a", "--session", "Dyad=b", "--no-scan", "--broker",
+              "none", "--duration", "0.5", "--record", str(tmp_path / "s.ratedial"))
+    assert res.returncode == 2 and "dyad and Dyad differ only in case" in res.stderr
+    assert not (tmp_path / "s.ratedial").exists()
+
+
 def test_credentials_in_the_files_broker_url_are_refused_in_words_about_the_file(
         tmp_path: Path) -> None:
     """The message talked about "a command line" for a URL written in the config file."""

@@ -313,6 +313,11 @@ class RunConfig:
             if other != label:  # the analysis pairs labels in any case: one rater twice
                 raise UsageError(f"raters: {other} and {label} differ only in case, and the "
                                  "analysis takes them as one rater; give each its own label")
+        keys: dict[str, str] = {}
+        for key in self.session:
+            other = keys.setdefault(key.lower(), key)
+            if other != key:  # "dyad" pairs recordings: "Dyad" beside it was a second key
+                raise UsageError(f"session: {other} and {key} differ only in case; keep one")
         seen: dict[str, str] = {}
         for label, ident in self.raters.items():
             other = seen.setdefault(_dial_key(ident), label)
