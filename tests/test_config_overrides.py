@@ -203,3 +203,19 @@ def test_credentials_in_the_files_broker_url_are_refused_in_words_about_the_file
     assert "pw" not in res.stderr
     res = run("run", "--broker", "mqtt://u:pw@127.0.0.1:1", "--no-scan", "--duration", "0.5")
     assert "a command line is visible to every user of this computer" in res.stderr
+
+
+def test_a_client_certificate_without_its_key_asks_for_key_file(tmp_path: Path) -> None:
+    """``cert_file`` holding no key gave OpenSSL's "[SSL] PEM lib (_ssl.c:3926)"."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(tmp_path / "k.pem"), "-out", str(tmp_path / "c.pem"), "-days", "1",
+                    "-subj", "/CN=x"], check=True, capture_output=True, timeout=60)
+    (tmp_path / "c.toml").write_text('[mqtt]\nbroker = "mqtts://127.0.0.1:1"\n'
+                                     'cert_file = "c.pem"\n')
+    with pytest.raises(UsageError) as info:
+        load_config(tmp_path / "c.toml").mqtt.tls_context()
+    assert str(info.value) == (f"cannot use mqtt.cert_file {tmp_path / 'c.pem'}: it holds no "
+                               "private key: name the certificate's key in mqtt.key_file")
+    (tmp_path / "c.toml").write_text('[mqtt]\nbroker = "mqtts://127.0.0.1:1"\n'
+                                     'cert_file = "c.pem"\nkey_file = "k.pem"\n')
+    load_config(tmp_path / "c.toml").mqtt.tls_context()  # with its key: used

@@ -130,6 +130,10 @@ class MqttConfig:
                              "-out KEY.plain; chmod 600 KEY.plain) and name that") from None
         except (OSError, ssl.SSLError) as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            if isinstance(exc, ssl.SSLError) and name == "cert_file" and not self.key_file \
+                    and not _holds_key(self.cert_file):  # OpenSSL says only "PEM lib"
+                why = ("it holds no private key: name the certificate's key in "
+                       "mqtt.key_file")
             raise UsageError(f"cannot use mqtt.{name} {path}: {why}") from None
         return ctx
 
@@ -144,6 +148,14 @@ class MqttConfig:
                                  "password in it")
             return secret
         return None
+
+
+def _holds_key(path: str | None) -> bool:
+    """Whether the PEM file ``path`` holds a private key (as a certificate may, beside it)."""
+    try:
+        return path is not None and b"PRIVATE KEY-----" in Path(path).read_bytes()
+    except OSError:
+        return True  # said as it is, by OpenSSL's words
 
 
 class _EncryptedKey(Exception):
