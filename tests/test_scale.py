@@ -67,3 +67,30 @@ def test_update_many_is_update_in_turn(start, per, counts, first, absolute):
     assert many.update_many(counts) == [one.update(c) for c in counts]
     assert (many.rating, many._last_count) == (one.rating, one._last_count)
     assert many.update(first) == one.update(first)
+
+
+def test_one_knob_position_is_one_exact_rating():
+    """0.1-point steps on 1-7: three steps down from 4 is 3.7 exactly (summing -0.1 gave
+    3.6999999999999993, below a neutral band ending at 3.7), and every return to a count
+    gives the same double."""
+    t = RatingTracker(RatingScale(minimum=1, maximum=7, start=4, counts_per_point=10))
+    t.update(0)
+    seen: dict[int, set[float]] = {}
+    for c in [-1, -2, -3, -2, -1, 0, 1, 2, 3, 2, 1, 0, -1, -2, -3, 0, 3, -3] * 5:
+        seen.setdefault(c, set()).add(t.update(c))
+    assert seen[-3] == {3.7} and seen[3] == {4.3} and seen[0] == {4.0}
+    assert all(len(v) == 1 for v in seen.values())
+    assert t.update_many([1, 2, 3]) == [4.1, 4.2, 4.3]
+
+
+def test_thirds_do_not_drift_and_clamping_still_rebases():
+    t = RatingTracker(RatingScale(counts_per_point=3))
+    t.update(0)
+    for c in range(1, 3001):
+        t.update(c)
+    assert t.rating == 100  # 50 + 1000 points, clamped
+    assert t.update(2999) == 100 - round(1 / 3, 9)
+    for c in range(2998, -1, -1):
+        t.update(c)
+    assert t.rating == 0  # count 0
+    assert t.update(150) == 50  # 150 counts back up from the stop: 50 points exactly

@@ -8,12 +8,19 @@ Invariants:
   from a stop moves the rating away from it at once.
 * Only count *differences* matter, so a device reboot or ``ZERO`` never moves the rating;
   the caller calls :meth:`RatingTracker.rebase` with the first count of a new epoch.
+* A rating is computed, not accumulated: ``base + turned / counts_per_point`` with ``base``
+  the last value the rating was set or clamped to and ``turned`` the whole counts turned
+  since, rounded to :data:`RESOLUTION_DECIMALS` decimals. So one knob position is always the
+  same double, and a whole number of 0.1-point steps from 4 is exactly ``3.7`` (summing
+  ``-0.1`` three times gives ``3.6999999999999993``, which is below a band ending at 3.7).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+RESOLUTION_DECIMALS = 9  # far below any scale's step: rounding never moves a rating a step
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,6 +53,8 @@ class RatingTracker:
     def __init__(self, scale: RatingScale) -> None:
         self.scale = scale
         self.rating = scale.start
+        self._base = scale.start  # the value last set or clamped to ...
+        self._turned = 0  # ... and the counts turned since
         self._last_count: int | None = None
         self.absolute_units_per_point: float | None = None
 
@@ -53,26 +62,40 @@ class RatingTracker:
         """Switch to (or, with None, away from) the absolute mapping of a potentiometer."""
         self.absolute_units_per_point = units_per_point
 
+    def _set(self, rating: float) -> None:
+        self.rating = self._base = rating
+        self._turned = 0
+
     def reset(self, rating: float | None = None) -> None:
         """Set the rating to ``rating`` (the scale's start by default) at the current count."""
         if self.absolute_units_per_point is not None:
             return  # a pointer's position is its rating
-        self.rating = self.scale.clamp(self.scale.start if rating is None else rating)
+        self._set(self.scale.clamp(self.scale.start if rating is None else rating))
 
     def rebase(self, count: int) -> None:
         """Take ``count`` as the reference without moving the rating (new epoch, ZERO)."""
         self._last_count = count
 
+    def _step(self, lo: float, hi: float, per: float, turned: int) -> float:
+        """The rating ``turned`` counts from the base; a clamp becomes the new base."""
+        value = self._base + turned / per
+        if value >= hi or value <= lo:
+            self._set(hi if value >= hi else lo)
+            return self.rating
+        self._turned = turned
+        self.rating = min(hi, max(lo, round(value, RESOLUTION_DECIMALS)))
+        return self.rating
+
     def update(self, count: int) -> float:
         """The rating for a sample with raw ``count``."""
         if self.absolute_units_per_point is not None:
-            self.rating = self.scale.clamp(
-                self.scale.minimum + count / self.absolute_units_per_point)
+            self._set(self.scale.clamp(
+                self.scale.minimum + count / self.absolute_units_per_point))
             self._last_count = count
             return self.rating
         if self._last_count is not None:
-            delta = (count - self._last_count) / self.scale.counts_per_point
-            self.rating = self.scale.clamp(self.rating + delta)
+            self._step(self.scale.minimum, self.scale.maximum, self.scale.counts_per_point,
+                       self._turned + count - self._last_count)
         self._last_count = count
         return self.rating
 
@@ -83,11 +106,10 @@ class RatingTracker:
         if self.absolute_units_per_point is not None or last is None:
             return [self.update(c) for c in counts]
         lo, hi, per = self.scale.minimum, self.scale.maximum, self.scale.counts_per_point
-        rating = self.rating
+        step = self._step
         out = []
         for c in counts:
-            rating = min(hi, max(lo, rating + (c - last) / per))
+            out.append(step(lo, hi, per, self._turned + c - last))
             last = c
-            out.append(rating)
-        self.rating, self._last_count = rating, last
+        self._last_count = last
         return out
