@@ -161,7 +161,7 @@ def rater_result(s: Series, n: int, options: AnalysisOptions) -> RaterResult:
     passes = np.concatenate([s.binned.n_passes[:n],
                              np.zeros(max(0, n - len(s.binned.n_passes)), dtype=np.int64)])
     return RaterResult(
-        series=s, describe=describe(v, options.band_for(s.rater)),
+        series=s, describe=describe(v, options.band_for(s.rater), w * s.rate_hz),
         duration_s=float(w.sum()),
         rated_s=float(w[status == RATED].sum()), filled_s=float(w[status == FILLED].sum()),
         missing_s=float(w[status == MISSING].sum()),

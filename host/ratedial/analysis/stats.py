@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +30,9 @@ CATEGORY_NAMES = ("hindering", "neutral", "helpful")
 @dataclass(frozen=True, kw_only=True)
 class Band:
     """The neutral band: ratings in ``[low, high]`` are neutral, below hindering, above
-    helpful."""
+    helpful. The ends are included within :attr:`tolerance`: a bin mean of a hundred samples
+    at 4.3 is 4.300000000000008 and a rating summed from 0.1-point steps 3.6999999999999993,
+    and both are on the band's edge, not beyond it."""
 
     low: float = 45.0
     high: float = 55.0
@@ -38,14 +41,26 @@ class Band:
         if not self.low <= self.high:
             raise ValueError("the neutral band's low end must not exceed its high end")
 
+    @property
+    def tolerance(self) -> float:
+        """A billionth of the ends' size (at least 1e-9): far below any scale's step, far
+        above a double's rounding."""
+        return 1e-9 * max(1.0, abs(self.low), abs(self.high))
+
+    def is_below(self, v: Any) -> Any:
+        return v < self.low - self.tolerance
+
+    def is_above(self, v: Any) -> Any:
+        return v > self.high + self.tolerance
+
 
 def off_side(kind: str, mean: float, band: Band) -> str | None:
     """Why a top (bottom) segment is not a helpful (hindering) moment: its mean is not above
     (below) the neutral band, e.g. a rater who never went below neutral still has three
     lowest segments. None when it is on its side."""
-    if kind == "top" and not mean > band.high:
+    if kind == "top" and not band.is_above(mean):
         return "not above the neutral band"
-    if kind == "bottom" and not mean < band.low:
+    if kind == "bottom" and not band.is_below(mean):
         return "not below the neutral band"
     return None
 
@@ -55,7 +70,7 @@ def categories(values: FloatArray, band: Band) -> npt.NDArray[np.int8]:
     out = np.full(values.shape, -1, dtype=np.int8)
     ok = ~np.isnan(values)
     v = values[ok]
-    out[ok] = np.where(v < band.low, HINDERING, np.where(v > band.high, HELPFUL, NEUTRAL))
+    out[ok] = np.where(band.is_below(v), HINDERING, np.where(band.is_above(v), HELPFUL, NEUTRAL))
     return out
 
 
@@ -76,17 +91,43 @@ class Describe:
         return self.maximum - self.minimum
 
 
-def describe(values: FloatArray, band: Band) -> Describe:
-    v = values[~np.isnan(values)]
+def describe(values: FloatArray, band: Band, weights: FloatArray | None = None) -> Describe:
+    """The figures of one rater's bins, time-weighted: ``weights`` is each bin's length in
+    bins (1, but less for a last bin cut short by the video's end; None: all 1). The SD is
+    the frequency-weighted one with n - 1 (``sum(w) - 1``), the median the value at half
+    the rated time (the mean of the two middle values when half falls between them)."""
+    ok = ~np.isnan(values)
+    v = values[ok]
     n = len(v)
     if n == 0:
         nan = float("nan")
         return Describe(n=0, mean=nan, sd=nan, median=nan, minimum=nan, maximum=nan,
                         below=nan, within=nan, above=nan)
-    return Describe(n=n, mean=float(v.mean()), sd=float(v.std(ddof=1)) if n > 1 else 0.0,
-                    median=float(np.median(v)), minimum=float(v.min()), maximum=float(v.max()),
-                    below=float(np.mean(v < band.low)), above=float(np.mean(v > band.high)),
-                    within=float(np.mean((v >= band.low) & (v <= band.high))))
+    below, above = band.is_below(v), band.is_above(v)
+    w = None if weights is None else weights[: len(values)][ok]
+    if w is None or bool(np.all(w == w[0])):
+        mean, sd = float(v.mean()), float(v.std(ddof=1)) if n > 1 else 0.0
+        median = float(np.median(v))
+        shares = [float(np.mean(x)) for x in (below, ~below & ~above, above)]
+    else:
+        total = float(w.sum())
+        mean = float(np.sum(w * v) / total)
+        sd = math.sqrt(float(np.sum(w * (v - mean) ** 2)) / (total - 1)) if n > 1 else 0.0
+        median = _weighted_median(v, w)
+        shares = [float(np.sum(w[x]) / total) for x in (below, ~below & ~above, above)]
+    return Describe(n=n, mean=mean, sd=sd, median=median, minimum=float(v.min()),
+                    maximum=float(v.max()), below=shares[0], within=shares[1],
+                    above=shares[2])
+
+
+def _weighted_median(v: FloatArray, w: FloatArray) -> float:
+    order = np.argsort(v, kind="stable")
+    v, c = v[order], np.cumsum(w[order])
+    half = c[-1] / 2
+    k = int(np.searchsorted(c, half - 1e-9 * c[-1]))
+    if abs(c[k] - half) <= 1e-9 * c[-1] and k + 1 < len(v):
+        return float((v[k] + v[k + 1]) / 2)
+    return float(v[k])
 
 
 # --- autocorrelation and effective sample size ---------------------------------------------
