@@ -232,3 +232,63 @@ def test_a_singular_fit_says_its_interval_is_not_available():
     assert caught == []
     text = format_tb(tb)
     assert "nan" not in text and "95% CI not available" in text, text
+
+
+ONE_TO_SEVEN = {"minimum": 1.0, "maximum": 7.0, "start": 4.0, "counts_per_point": 10.0}
+
+
+def _dyad(tmp_path: Path, label: str, client, therapist, *, client_scale=None,
+          therapist_scale=None) -> list[str]:
+    out = []
+    for role, curve, scale in (("client", client, client_scale),
+                               ("therapist", therapist, therapist_scale)):
+        p = tmp_path / f"{label}-{role}.ratedial"
+        write_recording(p, [SynthRater(label=role, uid=f"{label}{role[0]}", curve=curve,
+                                       quantize=False, script=(Play(start_s=0, end_s=60),))],
+                        media=SynthMedia(path=f"{label}.mp4", duration_s=60.0,
+                                         fingerprint=None),
+                        rate_hz=50, session={"dyad": label}, scale=scale)
+        out.append(str(p))
+    return out
+
+
+def test_dyads_on_other_scales_are_left_out_and_said(tmp_path):
+    """An audit (2026-12-05): a 1-7 therapist exactly following a 0-100 client (r = 1) got a
+    'directional bias -33' from a fit of 1-7 judgments on 0-100 truths, and pooled with
+    0-100 dyads in the study's estimates and tb_* columns, with no word about units."""
+    client = _curve(2)
+
+    def on_seven(t):
+        return 1 + 6 * client(t) / 100
+
+    mixed = _dyad(tmp_path, "M", client, on_seven, therapist_scale=ONE_TO_SEVEN)
+    res = subprocess.run([sys.executable, "-m", "ratedial", "analyze", *mixed, "--json",
+                          "--bootstrap", "200", "--window", "10"], capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["truth_and_bias"] is None
+    assert ("Truth-and-Bias leaves out M (the raters' scales differ: client 0 to 100, "
+            "therapist 1 to 7)") in res.stderr
+    same = _dyad(tmp_path, "A", client, lambda t: 0.5 * client(t) + 30)
+    seven = _dyad(tmp_path, "B", on_seven, on_seven, client_scale=ONE_TO_SEVEN,
+                  therapist_scale=ONE_TO_SEVEN)
+    table = tmp_path / "t.csv"
+    res = subprocess.run([sys.executable, "-m", "ratedial", "analyze", *mixed, *same,
+                          *seven, "--json", "--table", str(table), "--bootstrap", "200",
+                          "--window", "10"], capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert res.returncode == 0, res.stderr
+    tb = analyze_json(res.stdout)["truth_and_bias"]
+    # A alone (one dyad on 0-100 both; B is on 1-7, the scale of fewer dyads on a tie: the
+    # first's wins): its exact line, 0.5 per point and 30 + 0.5 M - M at M
+    assert tb["n_dyads"] == 1 and tb["method"].startswith("OLS")
+    assert tb["truth_force"]["value"] == pytest.approx(0.5, abs=1e-6)
+    assert tb["directional_bias"]["value"] == pytest.approx(30 - 0.5 * tb["mean_truth"],
+                                                            abs=1e-4)
+    assert any(n.startswith("left out: M (the raters' scales differ") and
+               "B (on the scale 1 to 7, the study's 0 to 100)" in n for n in tb["notes"])
+    assert "B (on the scale 1 to 7, the study's 0 to 100)" in res.stderr
+    with table.open() as fh:
+        rows = {r["dyad"]: r for r in csv.DictReader(fh)}
+    assert rows["M"]["tb_dyad_directional_bias"] == rows["B"]["tb_dyad_directional_bias"] == ""
+    assert float(rows["A"]["tb_dyad_truth_force"]) == pytest.approx(0.5, abs=1e-6)

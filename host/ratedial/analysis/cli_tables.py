@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from dataclasses import replace
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -188,8 +189,13 @@ def _truth_bias(groups: Sequence[Group], kw: dict[str, Any], step_s: float) -> A
     """The Truth-and-Bias fit over the paired groups, or None (no pair, or no statsmodels)."""
     if importlib.util.find_spec("statsmodels") is None:
         return None
-    from .truthbias import fit, tb_data
+    from .truthbias import fit, one_scale, tb_data
 
+    groups, left_out = one_scale(groups)
+    if left_out:
+        click.echo("ratedial: note: Truth-and-Bias leaves out " + "; ".join(left_out)
+                   + ": a bias or truth force across scales compares different units",
+                   err=True)
     data = tb_data(groups, step_s=step_s)
     if data is None or len(data.truth) < 10:
         return None
@@ -199,7 +205,9 @@ def _truth_bias(groups: Sequence[Group], kw: dict[str, Any], step_s: float) -> A
         named = {(g.pair[0].rater, g.pair[1].rater) for g in pairs if g.pair is not None}
         truth, judge = next(iter(named)) if len(named) == 1 else ("rater a", "rater b")
     try:
-        return fit(data, truth=truth, judge=judge)
+        tb = fit(data, truth=truth, judge=judge)
+        return tb if not left_out else replace(
+            tb, notes=(*tb.notes, "left out: " + "; ".join(left_out)))
     except ValueError as exc:  # no optimizer could fit it: the rest of the report stands
         click.echo(f"ratedial: Truth-and-Bias not fitted: {exc}", err=True)
         return None

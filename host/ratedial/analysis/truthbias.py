@@ -78,6 +78,38 @@ class TruthBias:
         return est - 1.959964 * se, est + 1.959964 * se
 
 
+def _scale_text(key: tuple[float, float]) -> str:
+    return f"{key[0]:g} to {key[1]:g}"
+
+
+def one_scale(groups: Sequence[Group]) -> tuple[list[Group], list[str]]:
+    """The paired groups the model may pool, and why each other one is left out.
+
+    A bias is a difference of ratings and a truth force a slope of one on the other: both
+    mean nothing across units. So a dyad whose two raters are on different scales is left
+    out, and of the rest, the dyads on the scale most of them share (the first's on a tie):
+    never a fit of 1-7 judgments on 0-100 truths."""
+    same: dict[tuple[float, float], list[Group]] = {}
+    why: list[str] = []
+    for g in groups:
+        if g.pair is None:
+            continue
+        ka, kb = (s.recording.scale_range for s in g.pair)
+        if ka != kb:
+            why.append(f"{g.label} (the raters' scales differ: {g.pair[0].rater} "
+                       f"{_scale_text(ka)}, {g.pair[1].rater} {_scale_text(kb)})")
+        else:
+            same.setdefault(ka, []).append(g)
+    if not same:
+        return [], why
+    key = max(same, key=lambda k: len(same[k]))  # the first of the most on a tie
+    for k, gs in same.items():
+        if k != key:
+            why += [f"{g.label} (on the scale {_scale_text(k)}, the study's "
+                    f"{_scale_text(key)})" for g in gs]
+    return same[key], why
+
+
 def tb_data(groups: Sequence[Group], *, step_s: float = 1.0) -> TBData | None:
     """Rows for the model from every paired group: ``step_s`` means of bins rated by both.
 
