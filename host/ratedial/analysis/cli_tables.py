@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from dataclasses import replace
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
