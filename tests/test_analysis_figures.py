@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 from ratedial.analysis.stats import Band, categories, describe, off_side
 from ratedial.analysis.synth import (
+    NoPlayer,
     Play,
     SynthMedia,
     SynthRater,
@@ -94,3 +96,38 @@ def test_equal_weights_are_the_plain_figures():
     assert plain.median == 3.5
     half = describe(np.array([1.0, 5.0, 2.0]), Band(), np.array([1.0, 1.0, 0.5]))
     assert half.median == 2.0 and half.mean == pytest.approx((1 + 5 + 1) / 2.5)
+
+
+def _lone_run(path: Path, *, ended: bool) -> None:
+    """A 20 s run without a player, one dial (100 Hz) lost for good after 9.6 s."""
+    write_recording(path, [SynthRater(label="client", curve=constant(60),
+                                      script=(NoPlayer(seconds=20),))], rate_hz=100,
+                    media=None)
+    with sqlite3.connect(path) as con:  # as the daemon leaves it: no sample after, no gap
+        t0, = con.execute("SELECT min(host_ns) FROM samples").fetchone()
+        con.execute("DELETE FROM samples WHERE sample_index >= 960")
+        (last,) = con.execute("SELECT max(event_id) FROM events").fetchone()
+        con.execute("INSERT INTO events (event_id, host_ns, dial_id, kind, data) VALUES "
+                    "(?, ?, 1, 'dial_lost', ?)", (last + 1, t0 + 9_700_000_000, json.dumps(
+                        {"port": "/dev/ttyACM0", "next_index": 960, "cause": "unplugged"})))
+        if ended:
+            con.execute("INSERT INTO events (event_id, host_ns, dial_id, kind, data) VALUES "
+                        "(?, ?, NULL, 'run_end', ?)", (last + 2, t0 + 20_030_000_000,
+                                                       json.dumps({"reason": "stopped"})))
+
+
+def test_a_lone_dial_lost_for_good_leaves_the_rest_of_the_run_missing(tmp_path: Path):
+    """An audit (2026-12-05): a single-rater run-time recording whose dial was lost at
+    9.6 s of a 20 s run reported coverage 100 % and missing 0 s beside 'dial lost (not
+    back)': its grid ended at the last rated bin. It now goes on to the run's end."""
+    path = tmp_path / "lone.ratedial"
+    _lone_run(path, ended=True)
+    r = analyze_json(str(path), "--window", "2")["dyads"][0]["raters"][0]
+    assert r["lost"][0]["back"] is False
+    assert (r["rated_s"], r["missing_s"], r["duration_s"]) == (9.6, 10.4, 20.0)
+    assert r["coverage"] == pytest.approx(0.48)
+    assert r["mean"] == 60
+    crashed = tmp_path / "crash.ratedial"  # no run_end: the run's end is not known
+    _lone_run(crashed, ended=False)
+    r = analyze_json(str(crashed), "--window", "2")["dyads"][0]["raters"][0]
+    assert (r["rated_s"], r["missing_s"]) == (9.6, 0)

@@ -247,9 +247,13 @@ def _build(rec: Recording, dial: Dial, groups: Sequence[Groups], overrides: Mapp
             bins = np.where((bins == end) & (top <= media.duration_s + 1e-6), end - 1, bins)
         sums = np.concatenate([g.rating_sum for g in parts_g])
         counts = np.concatenate([g.count for g in parts_g])
-        binned = resolve(pid, bins, sums, counts,
-                         n_bins=_n_bins(media, int(bins.max()) if len(bins) else -1, options),
-                         rule=options.rerate)
+        n_bins = _n_bins(media, int(bins.max()) if len(bins) else -1, options)
+        if (media.timeline == RUN_TIMELINE and rec.run_end_s is not None
+                and any(x.dial_id == dial.dial_id and not x.back for x in rec.losses)):
+            # a dial lost for good: its run-time grid goes on to the run's end (whole bins),
+            # missing, so the time after the loss is not left off a lone rater's coverage
+            n_bins = max(n_bins, math.floor(rec.run_end_s * options.rate_hz + 1e-9))
+        binned = resolve(pid, bins, sums, counts, n_bins=n_bins, rule=options.rerate)
         binned = fill_short(binned, max_fill_bins=int(options.max_fill_s * options.rate_hz
                                                       + 1e-9))
         ex = dict(excluded.get(media.media_id, {}))

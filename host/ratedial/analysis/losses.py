@@ -60,6 +60,15 @@ def read_losses(con: sqlite3.Connection, run_t0: int | None) -> tuple[Loss, ...]
     return tuple(out)
 
 
+def run_end_s(con: sqlite3.Connection, run_t0: int | None) -> float | None:
+    """The run's end on run time (its ``run_end`` event), or None (no run time, or a run
+    that never ended: a crash copy)."""
+    if run_t0 is None:
+        return None
+    row = con.execute("SELECT MAX(host_ns) FROM events WHERE kind = 'run_end'").fetchone()
+    return None if row is None or row[0] is None else (row[0] - run_t0) / 1e9
+
+
 def read_stalls(con: sqlite3.Connection) -> dict[int, tuple[int, float]]:
     """Per dial id: how many ``dial_stalled`` events, and their seconds in all."""
     out: dict[int, tuple[int, float]] = {}

@@ -35,7 +35,7 @@ from ..recording.readonly import closed, connect_ro, uri
 from ..recording.schema import FORMAT, FORMAT_VERSION, MediaState
 from .errors import NotARecording
 from .guard import is_sqlite
-from .losses import Loss, read_losses, read_stalls
+from .losses import Loss, read_losses, read_stalls, run_end_s
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -140,6 +140,7 @@ class Recording:
     run_t0_ns: int | None = None  # run time 0 (host_ns of the first sample), run timeline only
     guesses: tuple[dict[str, Any], ...] = ()  # the guess-test notes (ratedial review --guess)
     losses: tuple[Loss, ...] = ()  # dials lost during the run, in order
+    run_end_s: float | None = None  # the run's end on run time (run timeline, run_end event)
     scale_differs: int = 0  # collected: daemons whose ratings are on another scale
     stalls: dict[int, tuple[int, float]] = field(default_factory=dict)  # dial id: n, seconds
 
@@ -384,6 +385,7 @@ def read_recording(path: str | Path) -> Recording:
                                 skew_ppm=rows[-1][1] if rows else None))
         losses = read_losses(con, run_t0 if timeline == RUN_TIMELINE else None)
         stalls = read_stalls(con)
+        run_end = run_end_s(con, run_t0 if timeline == RUN_TIMELINE else None)
         (scale_differs,) = con.execute("SELECT count(*) FROM events WHERE kind = "
                                        "'scale_differs'").fetchone()
         guesses = []
@@ -398,7 +400,7 @@ def read_recording(path: str | Path) -> Recording:
         con.close()
     return Recording(path=p, meta=meta, dials=dials, media=media, epochs=tuple(epochs),
                      gaps=tuple(gaps), clocks=tuple(clocks), timeline=timeline, losses=losses,
-                     scale_differs=scale_differs, stalls=stalls,
+                     scale_differs=scale_differs, stalls=stalls, run_end_s=run_end,
                      run_t0_ns=run_t0, guesses=tuple(guesses))
 
 
