@@ -139,6 +139,31 @@ def write_parquet(groups: Sequence[Group], path: Path) -> None:
     df.to_parquet(path, engine="pyarrow", index=False)
 
 
+DEFAULT_SCALE_JSON: dict[str, Any] = {
+    "minimum": 0.0, "maximum": 100.0, "start": 50.0, "counts_per_point": 1.0,
+    "anchors": {"0": "hindering", "50": "neutral", "100": "helpful"}}
+
+
+def scale_json(s: Series) -> dict[str, Any]:
+    """The scale ``s`` was rated on: its recording's ``meta.scale``, or the 0-100 scale
+    readers assume when the recording has none (never ``{}``)."""
+    return s.recording.scale or dict(DEFAULT_SCALE_JSON)
+
+
+def mixed_scales_note(groups: Sequence[Group]) -> str | None:
+    """One line when the raters exported are on different scales (None otherwise)."""
+    seen: dict[tuple[float, float], str] = {}
+    for g in groups:
+        for s in g.series:
+            seen.setdefault(s.recording.scale_range, s.rater)
+    if len(seen) < 2:
+        return None
+    shown = ", ".join(f"{who} {lo:g} to {hi:g}" for (lo, hi), who in seen.items())
+    return (f"ratedial: note: the raters' scales differ ({shown}): ratings are exported as "
+            "recorded, in different units side by side; each series' scale is in the "
+            "sidecar (dyads[].series[].scale)")
+
+
 def _series_json(s: Series) -> dict[str, Any]:
     rec = s.recording
     epochs = rec.epochs_of(s.dial.dial_id)
@@ -156,7 +181,7 @@ def _series_json(s: Series) -> dict[str, Any]:
         "media": {"media_id": s.media.media_id, "path": s.media.path,
                   "duration_s": s.media.duration_s, "fps": s.media.fps,
                   "fingerprint": s.media.fingerprint},
-        "session": rec.session, "annotations": rec.annotations,
+        "session": rec.session, "annotations": rec.annotations, "scale": scale_json(s),
         "software_version": rec.meta.get("software_version"),
         "created_wall_ns": rec.meta.get("created_wall_ns"),
         "samples_used": s.samples_used, "samples_excluded": dict(s.excluded),
@@ -193,12 +218,13 @@ def sidecar(groups: Sequence[Group], files: Mapping[str, str]) -> dict[str, Any]
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "files": dict(files),
         "grid": {"rate_hz": opt.rate_hz,
-                 "bin": "t_s is the start of the bin [t_s, t_s + 1/rate_hz) in media time"},
+                 "bin": "t_s is the start of the bin [t_s, t_s + 1/rate_hz) in media time "
+                        "(in run time where a dyad's timeline.kind is run)"},
         "rules": {"rerate": opt.rerate, "max_fill_s": opt.max_fill_s,
                   "rewind_tolerance_s": opt.rewind_tolerance_s,
                   "included": "samples taken while the video played (media_state 1) with a "
                               "media time; paused, seeking, ended and unknown are left out"},
-        "scale": first.recording.scale,
+        "scale": scale_json(first),
         "columns": {"long": LONG_COLUMNS, "wide": WIDE_COLUMNS},
         "dyads": [{"dyad": g.label, "media_key": g.media_key, "paired_by": g.paired_by,
                    "timeline": timeline_json(g.media.timeline),
@@ -236,6 +262,9 @@ def write_export(groups: Sequence[Group], prefix: str | Path, formats: Sequence[
     if "csv-wide" in formats and clash:  # a column of each would be two columns of one name
         raise UsageError(f"rater label {clash[0]!r} is a column of the wide table: relabel "
                          "it (--rater RECORDING[:DIAL]=LABEL) or leave csv-wide out")
+    note = mixed_scales_note(groups)
+    if note is not None:
+        print(note, file=sys.stderr)
     written = []
     for fmt in formats:
         if fmt == "eaf":
