@@ -23,7 +23,7 @@ import os
 import sqlite3
 import statistics
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from ..recording.schema import FORMAT, FORMAT_VERSION, MediaState
 from .errors import NotARecording
 from .guard import is_sqlite
 from .losses import Loss, read_losses, read_stalls, run_end_s
+from .values import bad_sample, check_scale
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -329,7 +330,9 @@ def read_recording(path: str | Path) -> Recording:
     _intact(con, p)
     _fold_wal(p)  # once per recording read, before its samples are
     try:
-        meta = {k: _json(v) for k, v in con.execute("SELECT key, value FROM meta")}
+        raw = dict(con.execute("SELECT key, value FROM meta").fetchall())
+        check_scale(p, raw.get("scale"))
+        meta = {k: _json(v) for k, v in raw.items()}
         dials = tuple(Dial(dial_id=r[0], uid=r[1], rater=r[2], board=r[3], firmware=r[4],
                            backend=r[5])
                       for r in con.execute("SELECT dial_id, uid, rater, board, firmware, backend "
@@ -412,9 +415,7 @@ def _run_gap(con: sqlite3.Connection, g: Gap, t0_ns: int | None) -> Gap:
         return None if row is None or row[0] is None or t0_ns is None \
             else (row[0] - t0_ns) / 1e9
 
-    return Gap(epoch_id=g.epoch_id, dial_id=g.dial_id, first_index=g.first_index,
-               end_index=g.end_index, reason=g.reason, seconds=g.seconds,
-               media_from_s=at(g.first_index - 1), media_to_s=at(g.end_index))
+    return replace(g, media_from_s=at(g.first_index - 1), media_to_s=at(g.end_index))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -443,7 +444,8 @@ class Groups:
 
 _GROUP_SQL = """
 SELECT MIN(sample_index), COALESCE(media_id, -1), media_state, bin,
-       COALESCE(MIN(media_s), -1.0), COALESCE(MAX(media_s), -1.0), SUM(rating), COUNT(*)
+       COALESCE(MIN(media_s), -1.0), COALESCE(MAX(media_s), -1.0), SUM(rating), COUNT(*),
+       SUM(typeof(rating) NOT IN ('integer', 'real'))
 FROM (SELECT sample_index, media_id, media_state, media_s, rating,
              CASE WHEN media_s IS NULL OR media_s < 0 THEN {no_time}
                   WHEN media_state = {playing}
@@ -483,12 +485,17 @@ def sample_groups(path: str | Path, epoch_id: int, *, rate_hz: float, block: int
                                                         "block": block, "t0": run_t0_ns})
         parts: list[npt.NDArray[np.float64]] = []
         while rows := cur.fetchmany(CHUNK_ROWS):
-            parts.append(np.array(rows, dtype=np.float64).reshape(len(rows), 8))
+            part = np.array(rows, dtype=np.float64).reshape(len(rows), 9)
+            if part[:, 8].any() or not np.isfinite(part[:, 4:7]).all():
+                raise bad_sample(con, path, epoch_id)
+            parts.append(part)
+    except (ValueError, TypeError):  # a media_s (a MIN or MAX) that is text or a blob
+        raise bad_sample(con, path, epoch_id) from None
     except sqlite3.Error as exc:
         raise NotARecording(f"{path}: cannot read samples: {exc}") from None
     finally:
         con.close()
-    a = np.concatenate(parts) if parts else np.zeros((0, 8))
+    a = np.concatenate(parts) if parts else np.zeros((0, 9))
     a = a[np.argsort(a[:, 0], kind="stable")]
     as_int = a[:, [0, 1, 2, 3, 7]].astype(np.int64)
     return Groups(first_index=as_int[:, 0], media_id=as_int[:, 1], state=as_int[:, 2],

@@ -1,0 +1,61 @@
+"""Values SQLite accepts in a recording but recording.md rules out (pure checks of an open
+connection): a ``meta.scale`` that is not a scale, and samples whose ``rating`` or
+``media_s`` is not a finite number (text, a blob, Inf). Each is one line naming the file,
+never a wrong number: SQLite's SUM counts text as 0 and a rating of Inf would average to
+Inf or NaN."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from .errors import NotARecording
+
+_MAX = "1.7976931348623157e308"
+_BAD_SAMPLE = (f"(typeof(rating) NOT IN ('integer', 'real') OR abs(rating) > {_MAX} OR "
+               f"typeof(media_s) IN ('text', 'blob') OR abs(media_s) > {_MAX})")
+
+
+def check_scale(p: Path, raw: str | None) -> None:
+    """Refuse a ``meta.scale`` (its stored text, None when absent) that is not a JSON
+    object whose ``minimum`` and ``maximum`` (0 and 100 when left out) are finite numbers,
+    the minimum below the maximum. Absent (or JSON null) is the assumed 0-100 scale."""
+    if raw is None:
+        return
+    try:
+        scale = json.loads(raw)
+    except (TypeError, ValueError, RecursionError):
+        raise NotARecording(f"{p}: meta.scale is not JSON ({str(raw)[:40]!r}): a recording's "
+                            "scale is a JSON object (docs/recording.md)") from None
+    if scale is None:
+        return
+    if not isinstance(scale, dict):
+        raise NotARecording(f"{p}: meta.scale is not a JSON object ({str(raw)[:40]}): a "
+                            "recording's scale is one (docs/recording.md)")
+    ends = [scale.get("minimum", 0.0), scale.get("maximum", 100.0)]
+    if not all(_number(v) for v in ends) or not ends[0] < ends[1]:
+        raise NotARecording(f"{p}: meta.scale has minimum {ends[0]!r} and maximum "
+                            f"{ends[1]!r}: they must be finite numbers, the minimum below "
+                            "the maximum (docs/recording.md)")
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def bad_sample(con: sqlite3.Connection, p: Path | str, epoch_id: int) -> NotARecording:
+    """The error for an epoch found to hold a sample that is not a number: how many, and
+    the first (its index and values)."""
+    rows = con.execute(f"SELECT sample_index, rating, media_s FROM samples WHERE epoch_id = ? "
+                       f"AND {_BAD_SAMPLE} ORDER BY sample_index", (epoch_id,)).fetchall()
+    if not rows:
+        return NotARecording(f"{p}: samples of epoch {epoch_id} could not be read as numbers")
+    index, rating, media_s = rows[0]
+    return NotARecording(
+        f"{p}: {len(rows)} sample{'' if len(rows) == 1 else 's'} of epoch {epoch_id} "
+        f"{'has' if len(rows) == 1 else 'have'} a rating or media_s that is not a finite "
+        f"number (first: sample {index}, rating {rating!r}, media_s {media_s!r}); "
+        "docs/recording.md: both are REAL")
