@@ -131,3 +131,44 @@ def test_a_lone_dial_lost_for_good_leaves_the_rest_of_the_run_missing(tmp_path: 
     _lone_run(crashed, ended=False)
     r = analyze_json(str(crashed), "--window", "2")["dyads"][0]["raters"][0]
     assert (r["rated_s"], r["missing_s"]) == (9.6, 0)
+
+
+def test_a_short_scales_range_has_tenths(tmp_path: Path):
+    """An audit (2026-12-05): a rater at 4.3 on 1-7 had 'range 4 to 4 (0)'."""
+    path = tmp_path / "r.ratedial"
+    write_recording(path, [simple_rater("client", piecewise([5], [4.3, 5.6]), 10)],
+                    rate_hz=100, media=SynthMedia(duration_s=10.0),
+                    scale=ONE_TO_SEVEN)
+    with sqlite3.connect(path) as con:  # synth's raters are whole points: 1-7's are tenths
+        con.execute("UPDATE samples SET rating = CASE WHEN media_s < 5 THEN 4.3 ELSE 5.6 END")
+    text = subprocess.run([sys.executable, "-m", "ratedial", "analyze", "--no-truth-bias",
+                           "--window", "2", str(path)], text=True, capture_output=True,
+                          timeout=120, check=True).stdout
+    (line,) = [ln for ln in text.splitlines() if ln.strip().startswith("range")]
+    assert line.split()[1:] == ["4.3", "to", "5.6", "(1.3)"], line
+
+
+def test_a_pair_with_no_common_time_is_a_pair_in_the_overview_and_table(tmp_path: Path):
+    """An audit (2026-12-05): a dyad whose therapist's whole epoch was one gap was
+    '(no pair)' in the overview while the table said rater_a=client, rater_b=therapist, and
+    'client_top_rated_helpful_by_therapist' was 0 though no segment could be judged."""
+    path = tmp_path / "S3.ratedial"
+    therapist = SynthRater(label="therapist", uid="bb", curve=constant(60),
+                           script=(Play(start_s=0, end_s=20, gaps=((0, 20, "link"),)),))
+    write_recording(path, [simple_rater("client", piecewise([10], [70, 30]), 20, uid="aa"),
+                           therapist], rate_hz=100, media=SynthMedia(duration_s=20.0),
+                    session={"dyad": "S3"})
+    table = tmp_path / "t.csv"
+    res = subprocess.run([sys.executable, "-m", "ratedial", "analyze", "--brief",
+                          "--no-truth-bias", "--window", "2", "--table", str(table),
+                          str(path)], text=True, capture_output=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr
+    (line,) = [ln for ln in res.stdout.splitlines() if ln.startswith("S3")]
+    assert line.split() == ["S3", "client/therapist", "(no", "time", "rated", "by", "both)"]
+    import csv
+
+    with table.open() as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert (row["rater_a"], row["rater_b"]) == ("client", "therapist")
+    assert row["client_top_rated_helpful_by_therapist"] == ""
+    assert row["client_bottom_rated_hindering_by_therapist"] == ""

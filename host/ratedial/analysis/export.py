@@ -36,7 +36,8 @@ FORMATS = ("csv-long", "csv-wide", "parquet", "sav", "eaf", "xdf")
 
 LONG_COLUMNS = {
     "dyad": "dyad label (meta.session, --dyad) or the video's name",
-    "media": "the video's fingerprint (media.fingerprint), or file:<name> without one",
+    "media": "the video's fingerprint (media.fingerprint), or file:<name> without one, "
+             "unknown:<media_id> with neither (a manual player), run-time on run time",
     "rater": "rater label (dials.rater or --rater)",
     "recording": "recording file name",
     "dial": "dial uid",

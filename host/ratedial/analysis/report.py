@@ -41,14 +41,21 @@ def _passes(n: int) -> str:
     return "1 pass" if n == 1 else f"{n} passes"
 
 
+def _range(r: RaterResult) -> str:
+    """Whole points on a wide scale (0-100), tenths on a short one (1-7: 4.3, not 4)."""
+    lo, hi = r.series.recording.scale_range
+    d = 0 if hi - lo > 20 else 1
+    return (f"{_f(r.describe.minimum, d)} to {_f(r.describe.maximum, d)} "
+            f"({_f(r.describe.range, d)})")
+
+
 def _rater_lines(rs: Sequence[RaterResult]) -> list[str]:
     rows: list[tuple[str, list[str]]] = [
         ("", [r.rater for r in rs]),
         ("recording", [r.series.recording.path.name for r in rs]),
         ("mean (SD)", [f"{_f(r.describe.mean)} ({_f(r.describe.sd)})" for r in rs]),
         ("median", [_f(r.describe.median) for r in rs]),
-        ("range", [f"{_f(r.describe.minimum, 0)} to {_f(r.describe.maximum, 0)} "
-                   f"({_f(r.describe.range, 0)})" for r in rs]),
+        ("range", [_range(r) for r in rs]),
         ("below band", [_pct(r.describe.below) for r in rs]),
         ("within band", [_pct(r.describe.within) for r in rs]),
         ("above band", [_pct(r.describe.above) for r in rs]),
@@ -211,16 +218,17 @@ _RULE = {"last": "last pass wins", "first": "first pass", "mean": "mean of passe
 def format_overview(results: Sequence[GroupResult]) -> str:
     """One line per dyad; the dyad and pair columns as wide as their longest entry (a name
     such as "D07 session07.mp4" ran into the next column)."""
-    pairs = {id(r): ("(no pair)" if r.pair is None or r.pair.agreement is None
-                     else f"{r.pair.a}/{r.pair.b}") for r in results}
+    pairs = {id(r): ("(no pair)" if r.pair is None else f"{r.pair.a}/{r.pair.b}")
+             for r in results}
     dw = max([len("dyad"), *(len(r.label) for r in results)]) + 2
     pw = max([len("pair"), *(len(v) for v in pairs.values())]) + 2
     lines = [f"{'dyad':<{dw}}{'pair':<{pw}}{'r':>6}{'95% CI':>16}{'p':>9}{'ICC(2,1)':>10}"
              f"{'kappa':>7}{'lag s':>7}"]
     for r in results:
         p = r.pair
-        if p is None or p.agreement is None:
-            lines.append(f"{r.label:<{dw}}{pairs[id(r)]}")
+        if p is None or p.agreement is None:  # a pair with no time rated by both: said
+            lines.append(f"{r.label:<{dw}}{pairs[id(r)]:<{pw}}".rstrip() if p is None else
+                         f"{r.label:<{dw}}{pairs[id(r)]:<{pw}}(no time rated by both)")
             continue
         ag = p.agreement
         ci = f"[{_f(ag.pearson.ci_low, 2)}, {_f(ag.pearson.ci_high, 2)}]"

@@ -243,7 +243,9 @@ def _pair_columns(pr: PairResult, divergent_k: int) -> dict[str, Any]:
     for owner, other in ((pr.a, pr.b), (pr.b, pr.a)):
         for kind, want in (("top", "helpful"), ("bottom", "hindering")):
             cs = [c for c in pr.checks if c.owner == owner and c.segment.kind == kind]
-            row[f"{owner}_{kind}_rated_{want}_by_{other}"] = sum(bool(c.agrees) for c in cs)
+            # empty, not 0, when none could be judged (the other rated too little of each)
+            judged = [c.agrees for c in cs if c.agrees is not None]
+            row[f"{owner}_{kind}_rated_{want}_by_{other}"] = sum(judged) if judged else None
             row[f"{owner}_{kind}_overlapping_{other}_{kind}"] = sum(
                 c.overlap_same_s > 0 for c in cs)
     # every rank's columns, empty where there is no such window: the same columns in the
