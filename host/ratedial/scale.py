@@ -107,8 +107,11 @@ class RatingTracker:
             return [self.update(c) for c in counts]
         lo, hi, per = self.scale.minimum, self.scale.maximum, self.scale.counts_per_point
         step = self._step
-        out = []
+        out: list[float] = []
         for c in counts:
+            if c == last and out:  # a still knob (most samples): the rating just computed
+                out.append(out[-1])
+                continue
             out.append(step(lo, hi, per, self._turned + c - last))
             last = c
         self._last_count = last
