@@ -22,7 +22,7 @@ help:
 	@echo "make bench  - run benchmarks, results under bench/results/"
 	@echo "make lint   - ruff and mypy (also as Windows and macOS see the code)"
 	@echo "make soak   - long fault sessions (not part of make test)"
-	@echo "make fuzz   - the fuzz targets (codec, config, players), then the dial core's property test, at length"
+	@echo "make fuzz   - the fuzz targets (codec, config, players), then the property tests (dial core at length, the rest from fresh seeds)"
 	@echo "make rp2emu - the firmware on an emulated Pico (real MicroPython rp2 UF2), alone"
 
 $(STAMP): pyproject.toml
@@ -108,6 +108,9 @@ fuzz: $(STAMP)
 	    -max_total_time=$${FUZZ_SECONDS:-300} || exit 1; done
 	RATEDIAL_FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-5000} $(PY) -m pytest -q --timeout=0 \
 	  tests/test_core_stateful.py
+	RATEDIAL_HYPOTHESIS=explore $(PY) -m pytest -q --timeout=0 \
+	  tests/test_clock.py tests/test_codec_props.py tests/test_firmware_protocol.py \
+	  tests/test_media_clock.py tests/test_outbox.py tests/test_scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
