@@ -193,9 +193,8 @@ def test_a_second_run_of_a_running_daemon_id_is_refused_before_it_touches_the_br
     """An audit (2026-12-05): a second ``ratedial run`` with the id of a running daemon (its
     --port busy, so it failed at start, exit 1) had already connected as the same MQTT
     client: the broker closed the running daemon's connection, which recorded an outage and
-    was announced 'lost' by its last will. It is now refused first, in one line, by a lock
-    on the daemon id and broker that this computer's runs share; the running one is
-    untouched."""
+    was announced 'lost' by its last will. It is now refused first, in one line, when the
+    daemon's status on the broker is live; the running one is untouched."""
     rec1, rec2 = tmp_path / "run1.ratedial", tmp_path / "run2.ratedial"
     with mosquitto(tmp_path / "broker") as broker:
         port = ScriptedPort(stream(100_000, boot=44))
@@ -215,9 +214,9 @@ def test_a_second_run_of_a_running_daemon_id_is_refused_before_it_touches_the_br
     summary = json.loads(out1.strip().splitlines()[-1])
     assert second.returncode == 1, err
     assert err.strip().splitlines() == [
-        f"ratedial: error: daemon twice is already running on this computer with broker "
-        f"127.0.0.1:{broker.port}: a second run with its id would take over its broker "
-        "connection (give this run another --daemon-id, or stop the other run)"]
+        f"ratedial: error: daemon twice is running already: its status on broker "
+        f"127.0.0.1:{broker.port} is live; a second run with its id would take over its "
+        "broker connection (give this run another --daemon-id, or stop the other run)"]
     assert not rec2.exists()
     kinds = [k for (k,) in query(rec1, "SELECT kind FROM events")]
     assert "broker_down" not in kinds, kinds

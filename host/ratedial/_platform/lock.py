@@ -86,27 +86,3 @@ def held(path: Path) -> Iterator[bool]:
     finally:
         if fd is not None:
             os.close(fd)  # releases the lock
-
-
-def lock_folder() -> Path:
-    """This user's folder for ratedial's named locks (made 0700 when missing)."""
-    import tempfile
-
-    user = os.environ.get("USER") or os.environ.get("USERNAME") or ""
-    if hasattr(os, "getuid"):
-        user = str(os.getuid())
-    folder = Path(tempfile.gettempdir()) / f"ratedial-locks-{user}"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    return folder
-
-
-def try_lock_name(name: str) -> int | None:
-    """Take an exclusive lock named ``name`` (a file name) for as long as this process
-    keeps the descriptor, as :func:`try_lock` does for a recording: the descriptor, or None
-    if another process holds it. OSError if the lock's file cannot be made."""
-    path = lock_folder() / name
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
-    if not locker_for(sys.platform)(fd):
-        os.close(fd)
-        return None
-    return fd

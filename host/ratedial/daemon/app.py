@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import hashlib
 import os
 import secrets
 import selectors
@@ -19,7 +18,6 @@ from typing import Any
 from rich.console import Console
 
 from .. import __version__
-from .._platform.lock import try_lock_name
 from .._platform.signals import stop_on_signals
 from .._platform.stopsignal import ignore_stop_signals
 from ..config import RunConfig
@@ -145,40 +143,33 @@ class _Stopper:
             stop()
 
 
-def _daemon_lock(daemon_id: str, broker: str) -> int | None:
-    """The lock a run with a broker holds on its daemon id and broker on this computer (the
-    descriptor; None with no broker, the embedded one, or where no lock can be made): a
-    second run with the same id and broker would connect as the same MQTT client and so
-    take over the first run's connection, even one that then fails to start."""
+async def _refuse_if_online(cfg: RunConfig, daemon_id: str) -> None:
+    """A run with a broker whose daemon id is live there already is refused before it makes
+    anything (:mod:`~ratedial.mqtt.liveness`): connecting as the same client would take over
+    that daemon's connection, even for a run that then fails to start."""
+    broker = cfg.mqtt.broker
     if broker in ("none", "embedded"):
-        return None
+        return
+    from ..mqtt.liveness import daemon_online
     from ..mqtt.requests import parse_broker
 
-    address = parse_broker(broker)
-    key = hashlib.sha256(f"{address.host}:{address.port}".encode()).hexdigest()[:16]
-    try:
-        fd = try_lock_name(f"daemon-{daemon_id}-{key}.lock")
-    except OSError:  # no temporary folder to lock in: the broker's own rule still holds
-        return None
-    if fd is None:
-        raise RatedialError(f"daemon {daemon_id} is already running on this computer with "
-                            f"broker {address.host}:{address.port}: a second run with its id "
-                            "would take over its broker connection (give this run another "
+    address = parse_broker(broker, tls=cfg.mqtt.tls)
+    topic = Topics(cfg.mqtt.topic_prefix, daemon_id).daemon_status
+    if await daemon_online(cfg.mqtt, address, topic):
+        raise RatedialError(f"daemon {daemon_id} is running already: its status on broker "
+                            f"{address.host}:{address.port} is live; a second run with its "
+                            "id would take over its broker connection (give this run another "
                             "--daemon-id, or stop the other run)")
-    return fd
 
 
 async def run_daemon(cfg: RunConfig, *, console: Console | None = None,
                      argv: list[str] | None = None, last: bool = False) -> RunSummary:
     stopper = _Stopper()
     undo_signals = stop_on_signals(asyncio.get_running_loop(), stopper)  # Ctrl+C, Ctrl+Break
-    id_lock: int | None = None
     try:
-        id_lock = _daemon_lock(checked_daemon_id(cfg.mqtt.daemon_id), cfg.mqtt.broker)
+        await _refuse_if_online(cfg, checked_daemon_id(cfg.mqtt.daemon_id))
         return await _run_daemon(cfg, stopper, console=console, argv=argv)
     finally:
-        if id_lock is not None:
-            os.close(id_lock)
         undo_signals()
         if last:
             ignore_stop_signals()
