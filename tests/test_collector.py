@@ -583,6 +583,71 @@ def test_a_run_that_ended_unseen_is_asked_for_its_events_past_its_last_status():
     assert col.summary()["missing_events"] == 0
 
 
+def test_events_a_tail_answer_says_the_daemon_holds_are_asked_for_until_they_come():
+    """A code review (2026-12-05): ids the answer did not call absent but that never arrived
+    were neither asked for again nor counted missing."""
+    from ratedial.mqtt.collect_state import EVENT_TAIL
+
+    store = MemoryStore()
+    col = Collector(P, store, wall_offset_ns=OFFSET, settle_s=2.0)
+    col.feed(*_status("r1", 3), now=0.0)
+    for i in (1, 2):
+        col.feed(*_event(i, "r1"), now=0.5)
+    col.feed(*_status("r2", 1), now=4.0)
+    (probe,) = col.due_requests(4.0)
+    tail = [3, 3 + EVENT_TAIL]
+    assert json.loads(probe.payload())["events"] == [tail]
+    col.feed(f"{P}/v1/daemons/room1/replayed", json.dumps(  # 3 and 5 held, never arrive
+        {"v": 1, "run": "r1", "events": [tail], "absent": [[4, 5], [6, 3 + EVENT_TAIL]]}
+    ).encode(), now=4.2)
+    assert col.summary()["missing_events"] == 2
+    (again,) = col.due_requests(4.3)
+    assert json.loads(again.payload())["events"] == [[3, 4], [5, 6]]
+    s = col.summary()
+    assert s["requested_events"] == 2 and s["event_probes"] == 1 and s["open_event_tails"] == 0
+
+
+def test_a_status_older_than_the_newest_does_not_end_the_live_run():
+    """A code review (2026-12-05): a late status of an older run marked the live run ended;
+    it was probed, and its future ids were taken as absent for good."""
+    from ratedial.mqtt.collect_state import EVENT_TAIL
+
+    store = MemoryStore()
+    col = Collector(P, store, wall_offset_ns=OFFSET, settle_s=2.0)
+
+    def status(run: str, next_event: int, wall: int) -> tuple[str, bytes]:
+        topic, payload = _status(run, next_event)
+        return topic, json.dumps({**json.loads(payload), "wall_ns": wall}).encode()
+
+    col.feed(*status("r1", 2, OFFSET), now=0.0)
+    col.feed(*status("r2", 3, OFFSET + 10**9), now=1.0)  # r1 has ended, r2 is the newest
+    col.feed(*_event(1, "r1"), now=1.1)
+    for i in (1, 2):
+        col.feed(*_event(i, "r2"), now=1.1)
+    col.feed(*status("r1", 2, OFFSET + 5 * 10**8), now=1.2)  # late: older than r2's
+    requests = col.due_requests(10.0)
+    assert [(r.run, json.loads(r.payload())["events"]) for r in requests] == [
+        ("r1", [[2, 2 + EVENT_TAIL]])]
+    col.feed(*status("r2", 9, OFFSET + 2 * 10**9), now=11.0)  # r2 goes on: 3-8 are asked
+    col.feed(f"{P}/v1/daemons/room1/replayed", json.dumps(
+        {"v": 1, "run": "r1", "events": json.loads(requests[0].payload())["events"],
+         "absent": json.loads(requests[0].payload())["events"]}).encode(), now=11.1)
+    asked = {r.run: json.loads(r.payload())["events"] for r in col.due_requests(14.0)}
+    assert asked == {"r2": [[3, 9]]}
+
+
+def test_a_tail_nobody_answers_is_said_open_and_never_counted_as_requested_events():
+    store = MemoryStore()
+    col = Collector(P, store, wall_offset_ns=OFFSET, settle_s=2.0, request_timeout_s=1.0)
+    col.feed(*_event(1, "r1"), now=0.0)
+    col.feed(*_status("r2", 1), now=1.0)
+    for k in range(6):  # the daemon is gone: asked again and again, with back-off
+        col.due_requests(1.0 + 100 * k)
+    s = col.summary()
+    assert s["event_probes"] >= 3 and s["requested_events"] == 0
+    assert s["open_event_tails"] == 1 and s["missing_events"] == 0
+
+
 def test_a_run_whose_daemon_said_offline_is_not_asked_past_its_end():
     store = MemoryStore()
     col = Collector(P, store, wall_offset_ns=OFFSET, settle_s=2.0)

@@ -44,6 +44,7 @@ class DaemonAnswers:
     _scale_from: str
     _notice: Callable[[str], None]
     _now: float | None
+    _newest_run: dict[str, tuple[int, str]]  # daemon -> (wall_ns, run) of its newest status
 
     def _seen_daemon(self, daemon: Any) -> str | None:  # the collector's
         raise NotImplementedError
@@ -72,9 +73,14 @@ class DaemonAnswers:
             st.mark(next_event, self._now)
             if msg.get("state") == "offline":  # its last word: nothing past next_event
                 st.final = True
-        for (d, r), other in self.runs.items():
-            if d == daemon and r != run:  # a later run: every other one has ended
-                other.ended = True
+        wall = msg.get("wall_ns")
+        newest = self._newest_run.get(daemon)
+        if not is_int(wall) or (newest is not None and wall < newest[0]):
+            return  # an older status (a late retained one): it says nothing of what ended
+        self._newest_run[daemon] = (wall, run)
+        for (d, r), st in self.runs.items():
+            if d == daemon:  # the newest run of the daemon: every other one has ended
+                st.ended = r != run
 
     def _take_scale(self, daemon: str, msg: dict[str, Any]) -> None:
         """The recording's scale is the first daemon's (the ratings as it published them);
@@ -105,16 +111,15 @@ class DaemonAnswers:
             return  # an answer to an earlier request: ask again if still missing
         self.stats.answers += 1
         st.outstanding = None
-        probe, st.probe = st.probe is not None and asked == [st.probe], None
+        probe, st.probe = st.probe, None
+        if probe is not None and asked == [probe]:
+            st.tail_answered(probe, [r for a, b in absent for r in within(RangeSet(asked), a, b)])
+            st.attempts, st.not_before = 0, now
+            return
         wanted = RangeSet(asked)
         for a, b in absent:
             for x, y in within(wanted, a, b):
                 st.absent.add(x, y)
-        if probe:
-            top, end = asked[0]
-            st.tail_done = end - 1 in st.absent  # else the run has more: asked again
-            # every id below the last one received was the run's: holes from here on
-            st.horizon = max(st.horizon, top, *(b for _, b in st.received.ranges))
         still = subtract(asked, st.received, st.absent)
         progress = sum(b - a for a, b in still) < sum(b - a for a, b in asked)
         st.attempts = 0 if progress else st.attempts + 1

@@ -59,7 +59,10 @@ def due_requests(policy: RequestPolicy, runs: Iterable[RunState],
         ereq = EventRequest(st.daemon, st.run, tuple(missing[:MAX_RANGES]))
         st.outstanding, st.sent_at = ereq, now
         stats.requests += 1
-        stats.requested_events += sum(b - a for a, b in ereq.ids)
+        if st.probe is None:
+            stats.requested_events += sum(b - a for a, b in ereq.ids)
+        else:  # ids that may not exist: not "requested" as missing
+            stats.event_probes += 1
         out.append(ereq)
     for ep in epochs:
         ep.settle(now, policy.settle_s)

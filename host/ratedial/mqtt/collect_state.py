@@ -132,13 +132,25 @@ class RunState:
         """A run that ended with no final status (killed, or its ``offline`` status never
         came) may hold events past every status it published (recorded while the broker was
         away, published by its daemon's next run while this collector was not listening): the
-        ids past what is known are asked for until an answer says where they end."""
+        ids past what is known (settled: not ids a recent status announced, which may still
+        be on their way) are asked for until an answer says where they end."""
         if not self.ended or self.final or self.tail_done:
             return None
         top = max([self.horizon, *(b for _, b in self.received.ranges),
-                   *(b for _, b in self.absent.ranges),
-                   *(n for _, n in self.marks)])
+                   *(b for _, b in self.absent.ranges)])
         return (top, top + EVENT_TAIL)
+
+    def tail_answered(self, tail: Range, absent: list[Range]) -> None:
+        """The daemon's answer to a :meth:`tail` request: the ids it lacks from some id to
+        the tail's end are past the run's end (not absent ids of it: a run that proves live
+        later announces them); the ids below that end are the run's, so those not received
+        are holes, asked for and counted missing until they come."""
+        end = next((a for a, b in absent if b == tail[1]), tail[1])
+        self.tail_done = end < tail[1]
+        self.horizon = max(self.horizon, end)
+        for a, b in absent:
+            if b <= end:  # inside the run: ids its daemon has no record of
+                self.absent.add(a, b)
 
     def holes(self, now: float, settle_s: float) -> list[Range]:
         while self.marks and self.marks[0][0] <= now - settle_s:
@@ -249,6 +261,7 @@ class Stats:
     requests: int = 0
     requested_samples: int = 0
     requested_events: int = 0
+    event_probes: int = 0  # requests for the events past a run's known end (not counted above)
     answers: int = 0
     timeouts: int = 0
 

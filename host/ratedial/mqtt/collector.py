@@ -101,6 +101,7 @@ class Collector(DaemonAnswers):
         self._scale: dict[str, Any] | None = None  # meta.scale, from the first daemon's status
         self._scale_differs: set[str] = set()  # daemons whose scale is another (said once)
         self._scale_from = "?"  # the daemon meta.scale came from
+        self._newest_run: dict[str, tuple[int, str]] = {}  # daemon -> (wall_ns, run)
         self.current: dict[str, int] = {}  # each dial's current boot
         self.brokers: list[str] = []  # every broker connected to, in order of first use
         self._now: float | None = None  # time of the message being fed
@@ -447,10 +448,11 @@ class Collector(DaemonAnswers):
             "rejected": s.rejected, "events": s.events, "gaps": s.gaps,
             "gap_samples": s.gap_samples, "absent": s.absent,
             "replay_requests": s.requests, "requested_samples": s.requested_samples,
-            "requested_events": s.requested_events,
+            "requested_events": s.requested_events, "event_probes": s.event_probes,
             "missing_events": sum(b - a for st in self.runs.values()
                                   for a, b in st.holes(self._now or 0.0, 0.0)),
             "replay_answers": s.answers, "replay_timeouts": s.timeouts,
             "holes": sum(b - a for h in self.holes().values() for a, b in h),
             "open_tails": self.open_tails(),
+            "open_event_tails": sum(st.tail() is not None for st in self.runs.values()),
         }
