@@ -1125,3 +1125,45 @@ def test_the_collected_scale_is_the_daemons_not_0_to_100():
     assert said == ["daemon room2 rates on another scale (0 to 100) than this recording's "
                     "(-100 to 100, from daemon room1): its ratings are kept on their own scale "
                     "(a scale_differs event); collect such sessions with one [scale]"]
+
+
+@pytest.mark.parametrize("bad", [
+    ("status", "rater", "kl\\udce9"),  # a lone surrogate: no text a recording can hold
+    ("samples", "count", 2**63),  # beyond SQLite's integers
+    ("samples", "device_us", 1.5e19),  # a number, not an integer
+    ("samples", "rating", "x"),
+    ("samples", "count", 3.7),  # was taken as 3
+    ("samples", "media_s", "NaN"),
+])
+def test_a_message_no_recording_can_hold_is_rejected_whole_and_the_collection_goes_on(
+        tmp_path, bad):
+    """A code review (2026-12-05): one status with "rater": "\\udce9" (legal JSON) from any
+    client on the broker stopped the whole collection (the recording's one-line error), and a
+    value that failed mid-message left indices taken as received with no row written."""
+    from ratedial.mqtt.collect_store import RecorderStore
+    from ratedial.recording.writer import Recorder
+
+    kind, key, value = bad
+    rec = Recorder(tmp_path / "c.ratedial", meta={})
+    store = RecorderStore(rec)
+    col = Collector(P, store, wall_offset_ns=OFFSET, settle_s=2.0)
+    topic, payload = status(10) if kind == "status" else batch(0, 10)
+    text = payload.decode()
+    if kind == "status":
+        text = text.replace('"rater": "client"', f'"rater": "{value}"')
+    else:
+        msg = json.loads(payload)
+        msg[key][3] = value
+        text = json.dumps(msg)
+        if value == "NaN":
+            text = text.replace('"NaN"', "NaN")
+    col.feed(topic, text.encode(), now=0.0)
+    assert col.stats.rejected == 1
+    col.feed(*batch(0, 10), now=0.1)  # the good message after it is taken whole
+    rec.flush()
+    assert rec.error is None
+    assert col.stats.samples == 10
+    store.close()
+    con = sqlite3.connect(tmp_path / "c.ratedial")
+    assert con.execute("SELECT sample_index FROM samples ORDER BY 1").fetchall() == [
+        (i,) for i in range(10)]

@@ -25,6 +25,10 @@ DEEP = b"[" * 3000 + b"]" * 3000
 def test_a_deep_payload_is_a_bad_payload_in_each_parser() -> None:
     assert parse_replay_request(b'{"v":1,"dial":"ab","boot":3,"ranges":' + DEEP + b"}") is None
     assert Monitor().feed("ratedial/v1/daemons/x/status", DEEP) is None
+    # a range beyond SQLite's integers (an OverflowError out of the archive's read)
+    assert parse_replay_request(b'{"v":1,"dial":"ab","boot":3,"ranges":[[9223372036854775807,'
+                                b'9223372036854775808]]}') is None
+    assert parse_replay_request(b'{"v":1,"run":"r","events":[[1,2]]}') is not None
 
 
 def publish_retained(port: int, topic: str, payload: bytes) -> None:

@@ -10,6 +10,7 @@ else (a ``bool`` is not an index).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any, TypeGuard
 
@@ -88,8 +89,17 @@ def subtract(ranges: Iterable[Range], *sets: RangeSet) -> list[Range]:
     return out
 
 
+INT64 = 2**63  # what SQLite holds: an integer beyond it is no index, time or count of ours
+
+
 def is_int(x: Any) -> TypeGuard[int]:
-    return isinstance(x, int) and not isinstance(x, bool)
+    return isinstance(x, int) and not isinstance(x, bool) and -INT64 <= x < INT64
+
+
+def is_number(x: Any) -> bool:
+    """A finite JSON number (not a bool)."""
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and (
+        not isinstance(x, int) or -INT64 <= x < INT64)
 
 
 def parse_ranges(x: Any) -> list[Range] | None:

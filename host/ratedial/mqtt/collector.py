@@ -50,6 +50,7 @@ from .collect_ranges import (
     Range,
     RangeSet,
     is_int,
+    is_number,
     subtract,
 )
 from .collect_requests import RequestPolicy, due_requests
@@ -77,6 +78,7 @@ def _dial_fields(msg: dict[str, Any]) -> dict[str, Any]:
 
 _COLUMNS = ("device_us", "host_ns", "wall_ns", "count", "rating", "flags", "media_s",
             "media_state")
+_INT_COLUMNS = ("device_us", "wall_ns", "count", "flags")
 
 
 class Collector(DaemonAnswers):
@@ -261,6 +263,11 @@ class Collector(DaemonAnswers):
         cols = {c: msg[c] for c in _COLUMNS}
         if any(not isinstance(v, list) or len(v) != n for v in cols.values()):
             raise ValueError("bad samples columns")
+        # every value checked before anything is taken in: a bad one rejects the message whole
+        if not (all(is_int(x) for c in _INT_COLUMNS for x in cols[c])
+                and all(is_number(x) for x in cols["rating"])
+                and all(x is None or is_number(x) for x in cols["media_s"])):
+            raise ValueError("bad samples values")
         daemon = self._seen_daemon(msg.get("daemon"))
         rater = msg.get("rater")
         rater = rater if isinstance(rater, str) and rater else None

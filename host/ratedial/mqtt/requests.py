@@ -70,7 +70,7 @@ def _parse_ranges(ranges: Any, limit: int) -> list[tuple[int, int]] | None:
     out = []
     for r in ranges:
         if (not isinstance(r, list) or len(r) != 2
-                or not all(type(x) is int for x in r) or not 0 <= r[0] < r[1]):
+                or not all(type(x) is int for x in r) or not 0 <= r[0] < r[1] < 2**63):
             return None
         out.append((r[0], r[1]))
     return out if sum(b - a for a, b in union(out)) <= limit else None

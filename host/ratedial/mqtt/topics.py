@@ -85,11 +85,13 @@ class Topics:
 
 
 def loads(payload: bytes | str) -> Any:
-    """A received payload's JSON. Every way it can be bad is a ``ValueError``, nesting too
-    deep for Python's parser included (a ~6 KB ``[[[...]]]`` is a ``RecursionError`` out of
-    ``json.loads``: it cut the daemon off its broker and ended monitors and collectors)."""
+    """A received payload's JSON (orjson). Every way it can be bad is a ``ValueError``:
+    nesting too deep (``json.loads`` raised ``RecursionError`` on a ~6 KB ``[[[...]]]``, which
+    cut the daemon off its broker and ended monitors and collectors), a string with a lone
+    surrogate (``"\\udce9"``: no text SQLite or a UTF-8 reader can take; one such status
+    stopped a whole collection), ``NaN`` or a number beyond a double."""
     try:
-        return json.loads(payload)
+        return orjson.loads(payload)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
 
