@@ -30,3 +30,21 @@ def test_a_connection_closed_for_a_client_id_taken_twice_is_named() -> None:
     assert "it restarted" in closed  # mosquitto closes the same way when it shuts down
     plain = MqttError("[Errno 111] Connection refused")
     assert disconnect_reason(plain, "ratedial-dup", who) == str(plain)
+
+
+def test_only_a_refused_connect_is_a_refused_password() -> None:
+    """A code review (2026-12-05): a DISCONNECT or SUBACK with 0x87 (an access rule, after
+    the credentials were taken) was reported as a wrong user name or password."""
+    from aiomqtt.exceptions import MqttCodeError, MqttConnectError
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    from ratedial.mqtt.acks import credentials_refused
+
+    assert credentials_refused(MqttConnectError(ReasonCode(PacketTypes.CONNACK, identifier=0x87)))
+    assert credentials_refused(MqttConnectError(ReasonCode(PacketTypes.CONNACK, identifier=0x86)))
+    assert credentials_refused(MqttConnectError(5))  # MQTT 3.1.1: not authorised
+    assert not credentials_refused(MqttCodeError(ReasonCode(PacketTypes.DISCONNECT,
+                                                            identifier=0x87)))
+    assert not credentials_refused(MqttCodeError(5, "paho: connection refused"))
+

@@ -18,6 +18,7 @@ from typing import Any
 import aiomqtt
 import paho.mqtt.client as paho
 from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ..errors import RatedialError
@@ -135,7 +136,8 @@ def credentials_refused(exc: BaseException) -> bool:
     while e is not None and id(e) not in seen:
         seen.add(id(e))
         rc = getattr(e, "rc", None)
-        if isinstance(rc, ReasonCode) and rc.value in BAD_CREDENTIALS:
+        if isinstance(rc, ReasonCode) and rc.value in BAD_CREDENTIALS and \
+                rc.packetType == PacketTypes.CONNACK:  # not a DISCONNECT or a refused SUBACK
             return True
         if isinstance(e, MqttConnectError) and rc in BAD_CREDENTIALS_V311:
             return True  # an int there is the CONNACK's code (elsewhere, paho's own errors)

@@ -303,7 +303,9 @@ class CollectorShell:
                     reason = exc.strerror or str(exc)
                 self.connected = False
                 if reason != last_error:
-                    self.on_message(f"broker unreachable, retrying: {reason}")
+                    what = "is there, but" if reason.startswith("it refused") else \
+                        "unreachable, retrying:"
+                    self.on_message(f"broker {what} {reason}")
                     last_error = reason
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop_event.wait(), backoff.pause())
