@@ -346,7 +346,7 @@ def test_a_dial_that_took_no_samples_for_a_while_is_said_not_made_a_gap():
 def test_the_live_rate_of_a_dial_that_sends_a_frame_every_two_seconds():
     """An audit (2026-12-05): 50 Hz in 100-sample frames showed rate=0/s in the live view
     (the 2 s window held one frame at a time)."""
-    from ratedial.daemon.run import DialView
+    from ratedial.daemon.dialview import DialView
 
     slow, fast = DialView(uid="a", rater=None), DialView(uid="b", rater=None)
     for k in range(1, 6):

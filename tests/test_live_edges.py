@@ -265,7 +265,7 @@ def test_a_port_that_never_answers_beside_a_dial_that_does_exits_1_and_keeps_the
         rec = tmp_path / "two.ratedial"
         with VirtualDial(seed=76, subprocess=True) as dial:
             res = run("run", "--no-scan", "--broker", "none", "--port", dial.port, "--port",
-                      silent, "--record", str(rec), "--duration", "2", "--json")
+                      silent, "--record", str(rec), "--duration", "4", "--json")
     finally:
         _os.close(master)
         _os.close(slave)
@@ -276,11 +276,26 @@ def test_a_port_that_never_answers_beside_a_dial_that_does_exits_1_and_keeps_the
                     f"{rec} holds the other dials"), res.stderr
     summary = json.loads(res.stdout)
     assert summary["silent_ports"] == [silent]
+    assert summary["error"] == last.removeprefix("ratedial: error: ")
     assert [d["uid"] for d in summary["dials"]] == [dial.options.uid_bytes.hex()]
     con = sqlite3.connect(rec)
     (n,) = con.execute("SELECT count(*) FROM samples").fetchone()
     con.close()
     assert n == summary["dials"][0]["received"] > 0
+
+
+def test_a_run_stopped_before_a_slow_dial_answered_says_so() -> None:
+    """A code review (2026-12-05): a run stopped (Ctrl+C, a short --duration) before a
+    second dial's first answer blamed its firmware."""
+    from ratedial.daemon.summary import RunSummary, silent_ports_error
+
+    early = RunSummary(path=Path("r.ratedial"), seconds=1.2, silent_ports=["/dev/ttyACM1"])
+    assert silent_ports_error(early) == (
+        "stopped before a dial answered on /dev/ttyACM1; the recording r.ratedial holds the "
+        "other dials")
+    late = RunSummary(path=Path("r.ratedial"), seconds=60.0, silent_ports=["/dev/ttyACM1"])
+    assert "is the firmware installed?" in (silent_ports_error(late) or "")
+    assert silent_ports_error(RunSummary(path=Path("r.ratedial"), seconds=60.0)) is None
 
 
 def test_a_video_without_a_player_is_stored_as_mpv() -> None:

@@ -182,8 +182,12 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
 
     from .config import load_config, with_overrides
     from .daemon.app import serve
-    from .daemon.run import name_together
-    from .daemon.summary import json_summary, print_summary
+    from .daemon.summary import (
+        json_summary,
+        name_together,
+        print_summary,
+        silent_ports_error,
+    )
     from .player_choice import choose_player
 
     cfg = load_config(config_path)
@@ -229,8 +233,9 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
         if as_json and stopped is not None:
             click.echo(json_summary(stopped, error=str(exc)))
         raise
+    silent = silent_ports_error(summary)  # the others' data is kept; a script must see it
     if as_json:
-        click.echo(json_summary(summary))
+        click.echo(json_summary(summary, error=silent))
     else:
         print_summary(console, summary)
     labelled = {v.rater for v in summary.dials}
@@ -247,10 +252,8 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
         if label not in labelled:  # a mistyped id leaves a dial unlabelled: say so
             click.echo(f"ratedial: note: rater {label}={ident}: no dial with that id or port "
                        "was seen in this run", err=True)
-    if summary.silent_ports:  # the others' data is kept; a script must still see it
-        raise RatedialError(f"no dial answered on {', '.join(summary.silent_ports)} during "
-                            "the run (is the firmware installed? try: ratedial devices); the "
-                            f"recording {summary.path} holds the other dials")
+    if silent is not None:
+        raise RatedialError(silent)
 
 
 @cli.command()

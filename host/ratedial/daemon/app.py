@@ -27,7 +27,8 @@ from ..mqtt.archive import find_earlier, find_unfinished
 from ..mqtt.topics import Topics, checked_daemon_id
 from ..outputs import EventOut, Sink
 from ..recording.writer import Recorder, RecordingError, remove_recording, try_lock
-from .run import HANDSHAKE_S, Daemon, DialView
+from .dialview import DialView
+from .run import HANDSHAKE_S, Daemon
 from .sinks import RecorderSink
 from .summary import RunSummary
 from .view import LiveView, player_line

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .run import DialView
+from .dialview import DialView, name_together
 
-__all__ = ["RunSummary", "json_summary", "print_summary"]
+__all__ = ["RunSummary", "json_summary", "name_together", "print_summary", "silent_ports_error"]
 
 
 @dataclass(slots=True)
@@ -82,3 +82,17 @@ def json_summary(s: RunSummary, *, error: str | None = None) -> str:
                        "unpublished": {"samples": s.unpublished[0],
                                        "events": s.unpublished[1]},
                        "silent_ports": s.silent_ports})
+
+
+def silent_ports_error(s: RunSummary, *, handshake_s: float = 3.0) -> str | None:
+    """The one line a run ends with when a ``--port`` had no dial all run beside dials that
+    did (their recording is kept): None when every port answered. A run that ended within
+    ``handshake_s`` (a dial's first answer may take that long) says it stopped first."""
+    if not s.silent_ports:
+        return None
+    ports = ", ".join(s.silent_ports)
+    if s.seconds < handshake_s:
+        return (f"stopped before a dial answered on {ports}; the recording {s.path} holds "
+                "the other dials")
+    return (f"no dial answered on {ports} during the run (is the firmware installed? try: "
+            f"ratedial devices); the recording {s.path} holds the other dials")

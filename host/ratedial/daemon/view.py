@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .run import DialView
+from .dialview import DialView
 
 
 def _bar(rating: float | None, lo: float, hi: float, width: int = 20) -> Text:
