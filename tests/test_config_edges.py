@@ -304,6 +304,7 @@ def test_a_label_by_port_is_not_given_to_a_second_dial_on_that_port(tmp_path: Pa
     ("monitor", "--broker", "mqtt://u:Top/SecretXYZ@127.0.0.1:1883"),
     ("record", "--mqtt", "mqtt://u:Top SecretXYZ@127.0.0.1", "--record", "x.ratedial"),
     ("run", "--broker", "u:Top/SecretXYZ@localhost", "--no-scan", "--duration", "1"),
+    ("monitor", "--broker", "mqtt://u:pa://SecretXYZ@127.0.0.1:1883"),  # '://' in it too
 ])
 def test_a_password_typed_into_a_url_is_never_echoed(tmp_path: Path,
                                                        args: tuple[str, ...]) -> None:

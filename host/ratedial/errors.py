@@ -8,13 +8,13 @@ def hide_userinfo(text: str) -> str:
     scheme (a password typed by mistake must not reach a terminal, a log or a journal)."""
     if "://" not in text and "@" in text:  # user:password@host, the scheme left out
         return "***@" + text.rpartition("@")[2]
-    # A password may hold '@', '/' or a space (a URL parser would stop at them, and show the
-    # rest): everything from a scheme's '://' to the last '@' before the next URL is hidden.
-    parts = text.split("://")
-    for k in range(1, len(parts)):
-        if "@" in parts[k]:
-            parts[k] = "***@" + parts[k].rpartition("@")[2]
-    return "://".join(parts)
+    # A password may hold '@', '/', a space or even '://' (a URL parser would stop at them,
+    # and show the rest): everything from the first '://' to the last '@' is hidden. The text
+    # is a value the user gave (a URL, a player spec), so hiding too much costs nothing.
+    start, at = text.find("://"), text.rfind("@")
+    if at > start:
+        return f"{text[:start + 3]}***{text[at:]}"
+    return text
 
 
 class RatedialError(Exception):
