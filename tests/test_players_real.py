@@ -202,7 +202,7 @@ def compare_mpv(log: list[tuple[int, dict[str, Any]]], events: list[tuple[int, s
 class Vlc:
     """``cvlc`` with the HTTP interface, run as nobody (VLC refuses to run as root)."""
 
-    def __init__(self, video: Path, password: str) -> None:
+    def __init__(self, video: Path, password: str, *, paused: bool = True) -> None:
         self.home = Path(tempfile.mkdtemp(prefix="ratedial-vlc-"))
         os.chown(self.home, 65534, 65534)
         home = self.home
@@ -211,8 +211,8 @@ class Vlc:
         self.proc = subprocess.Popen(
             ["cvlc", "--intf", "http", "--http-host", "127.0.0.1", "--http-port",
              str(self.port), "--http-password", password, "--vout", "dummy", "--aout", "dummy",
-             "--no-media-library", "--no-dbus", "--play-and-pause", "--start-paused",
-             str(video)],
+             "--no-media-library", "--no-dbus", "--play-and-pause",
+             *(["--start-paused"] if paused else []), str(video)],
             user="nobody", group="nogroup", extra_groups=[],
             env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

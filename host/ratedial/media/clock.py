@@ -40,6 +40,7 @@ class MediaClock(Timeline):
         self._seek_from: float | None = None
         self._settling = False  # playback restarted after a seek: the next report lands it
         self._poll_prev: tuple[int, int, float | None] | None = None  # (sent, recv, value)
+        self._polled = False  # a poll was answered since the player connected
         self._load_ns = 0
 
     @property
@@ -63,8 +64,29 @@ class MediaClock(Timeline):
         self._seek_from = None
         self._settling = False
         self._poll_prev = None
+        self._polled = False
         self._start(host_ns, None)
         return []
+
+    def rescale(self, factor: float) -> None:
+        """The player's positions are now read on a better scale (VLC: the file's length
+        became known more exactly): the same place in the file, so no event; what the clock
+        holds is converted."""
+        if factor <= 0 or factor == 1.0:
+            return
+        seg = self._segments[-1]
+
+        def k(x: float | None) -> float | None:
+            return None if x is None else x * factor
+
+        seg.pos_s, seg.offset, seg.ceil_base = k(seg.pos_s), k(seg.offset), k(seg.ceil_base)
+        seg.lows[:] = [(t, v * factor) for t, v in seg.lows]
+        seg.highs[:] = [(t, v * factor) for t, v in seg.highs]
+        seg.reports[:] = [(t, v * factor) for t, v in seg.reports]
+        self._last_pos, self._seek_from = k(self._last_pos), k(self._seek_from)
+        if self._poll_prev is not None:
+            sent, recv, value = self._poll_prev
+            self._poll_prev = (sent, recv, k(value))
 
     def load(self, host_ns: int, *, fps: float | None = None,
              duration_s: float | None = None) -> list[MediaEvent]:
@@ -264,18 +286,28 @@ class MediaClock(Timeline):
     # --- inputs: polled players (VLC, MPC) ----------------------------------------------------
 
     def poll(self, sent_ns: int, recv_ns: int, *, media_s: float | None, playing: bool,
-             rate: float, ended: bool = False) -> list[MediaEvent]:
+             rate: float, ended: bool = False, changed: bool | None = None) -> list[MediaEvent]:
         """One answer to a status poll: the player's position, play state and rate.
 
         Servers take the snapshot just before answering (they wait for their loop, then
         answer at once), so it is taken as true at ``recv_ns``; ``sent_ns`` still bounds it.
         A change of play state or rate is placed halfway between this answer and the previous
         one. While playing, a position off the line by more than ``jump_frames`` frames (plus
-        the step staleness for STEP players) is a seek.
+        the step staleness for STEP players) is a seek. ``changed``: whether the player's own
+        value changed since its previous answer (default: whether ``media_s`` did).
+
+        STEP players: the first answer since the player connected is stale by an unknown part
+        of a step, and a rate change can shift the player's own value by up to a step: until a
+        changed value places the line, that value may fall off it by that much (a segment's
+        ``slack``) and is no seek.
         """
         events: list[MediaEvent] = []
         prev = self._poll_prev
+        attach = not self._polled and self.config.source is Source.STEP
+        self._polled = True
         self._poll_prev = (sent_ns, recv_ns, media_s)
+        if changed is None:
+            changed = prev is None or prev[2] != media_s
         prev_recv = sent_ns if prev is None else prev[1]
         boundary = (prev_recv + recv_ns) // 2
         f = self._flags
@@ -287,8 +319,16 @@ class MediaClock(Timeline):
                 at_end = max(media_s, self.duration_s - self._frame_s())
             self._last_pos = at_end
             self._set_flag(boundary, "ended", ended, events, at_end if ended else None)
+        old_rate = f.rate
         self._rate(boundary, rate, events)
         stale = self._stale_s()
+        if f.rate != old_rate and stale:
+            # The player's own value may shift at a rate change (VLC: -0.12 to +0.37 s,
+            # measured): the line goes on from where it was, and the player's next values
+            # place it again.
+            shift = self.config.step_s * max(1.0, old_rate, f.rate)
+            seg = self._segments[-1]
+            seg.slack = (max(seg.slack[0], shift), max(seg.slack[1], shift))
         if f.paused is None or playing == f.paused:  # play state changed (or first known)
             if not playing:
                 est = self._now_pos(boundary)
@@ -296,15 +336,22 @@ class MediaClock(Timeline):
                                                                     media_s + stale)
                 self._last_pos = at
                 self._set_flag(boundary, "paused", True, events, at)
+                if attach:  # VLC's paused value is stale: where it plays on is known later
+                    self._segments[-1].slack = (0.0, stale)
                 return events
             cur = self._segments[-1]
+            slack = cur.slack if cur.state is MediaState.PAUSED else (0.0, 0.0)
             self._set_flag(boundary, "paused", False, events,
                            cur.pos_s if cur.pos_s is not None else media_s)
+            self._segments[-1].slack = slack
         cur = self._segments[-1]
         if cur.state is MediaState.PLAYING:
-            self._poll_playing(cur, sent_ns=sent_ns, recv_ns=recv_ns, prev_recv=prev_recv,
-                               boundary=boundary, media_s=media_s,
-                               edge=prev is None or prev[2] != media_s, events=events)
+            if attach and prev is None:
+                self._attach_playing(cur, recv_ns=recv_ns, media_s=media_s)
+            else:
+                self._poll_playing(cur, sent_ns=sent_ns, recv_ns=recv_ns,
+                                   prev_recv=prev_recv, boundary=boundary, media_s=media_s,
+                                   edge=prev is None or changed, events=events)
         elif cur.state is MediaState.PAUSED and cur.pos_s is None:
             # A file opened paused (VLC keeps its pause across files): where it stands
             # comes with this answer; no seek, nothing moved.
@@ -313,7 +360,7 @@ class MediaClock(Timeline):
         elif cur.state is MediaState.PAUSED and cur.pos_s is not None:
             # Paused, the value moves only by a seek or a frame step (VLC's stale value: only
             # when it changes); more than two frames is recorded as a seek.
-            moved = prev is None or prev[2] != media_s if stale else media_s != cur.pos_s
+            moved = changed if stale else media_s != cur.pos_s
             if moved and media_s != cur.pos_s:
                 if abs(media_s - cur.pos_s) > self._jump_s():
                     events.append(MediaEvent("media_seek", {"from_s": self._ev(cur.pos_s),
@@ -323,6 +370,15 @@ class MediaClock(Timeline):
                 self._start(boundary, media_s)
         self._last_pos = self._now_pos(recv_ns)
         return events
+
+    def _attach_playing(self, cur: Segment, *, recv_ns: int, media_s: float) -> None:
+        """The first answer of a STEP player found playing: its value is up to a step old,
+        how much is unknown. The line starts in the middle of the step; a changed value up to
+        the staleness ahead of it places it, and is no seek."""
+        lo = media_s - cur.rate * (recv_ns - cur.start_ns) / NS
+        step = self.config.step_s * max(1.0, cur.rate)
+        self._add(cur, recv_ns, lo, lo + step, media_s)
+        cur.slack = (0.0, max(0.0, self._stale_s() - step))
 
     def _poll_bounds(self, seg: Segment, *, sent_ns: int, recv_ns: int, prev_recv: int,
                      media_s: float, edge: bool) -> tuple[float, float]:
@@ -353,7 +409,10 @@ class MediaClock(Timeline):
                 cur.highs.append((recv_ns, hi))
                 self._fit(cur, recv_ns)
             return
-        if lo > est_hi + jump or hi < est_lo - jump:
+        behind, ahead = cur.slack
+        if prev_recv >= cur.start_ns:  # a value changed since this segment began places it
+            cur.slack = (0.0, 0.0)
+        if lo > est_hi + jump + ahead or hi < est_lo - jump - behind:
             events.append(MediaEvent("media_seek", {"from_s": self._ev(self._now_pos(boundary)),
                                                     "to_s": self._ev(media_s)}, boundary))
             # VLC shows a seek's target at once; MPC's answer is the position at its receipt.

@@ -32,3 +32,7 @@ class ClockConfig:
     late_frames: float = 2.0  # PUSH: extra delivery delay tolerated before a "jump back"
     max_lead_frames: float | None = None  # ceiling above the last report, in frames ...
     max_lead_s: float | None = None  # ... or in seconds (STEP: the largest step)
+    # STEP: the largest step measured (VLC: 0.5 s x rate). A value whose age is unknown (the
+    # first answer of a player already playing) is placed in its middle, and the player's
+    # own value may shift by up to it at a rate change (neither is a seek).
+    step_s: float = 0.0

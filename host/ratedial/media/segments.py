@@ -72,6 +72,9 @@ class Segment:
     report_times: list[int] = field(default_factory=list)
     identified: bool = True  # False from a load until its file is identified: reads UNKNOWN
     duration_s: float | None = None  # of this segment's file: its media times stay within it
+    # STEP: until a changed value places the line, how far (behind, ahead) that value may
+    # fall off it and still be no seek: the line's start is not known to a step.
+    slack: tuple[float, float] = (0.0, 0.0)
 
     def line(self, t: int) -> float:
         base = self.pos_s if self.offset is None else self.offset

@@ -40,13 +40,27 @@ class FakeMedia:
 
     Drive it in time order: :meth:`advance` to ``t`` (returns what happened since), then
     commands at ``t``. ``vlc_step_s``: VLC's position is refreshed every so many seconds of
-    host time while playing (measured: 0.25 s, sometimes 0.5 s).
+    host time while playing (measured: 0.25 s, sometimes 0.5 s), so a client that starts
+    polling a VLC already playing first sees a value up to a step old.
+
+    ``vlc_rate_shift_s``: real VLC 3.0 (measured over HTTP, a 30 fps MP4, three runs) moves
+    its own position at a rate change: its values after the change lie on a line (at the new
+    rate) off the one continued from before, by +0.2 to +0.3 s when the rate goes up (1x or
+    0.5x to 2x; VLC then shows a new value at once, within one 40 ms poll) and -0.05 to
+    -0.10 s when it goes down (2x to 1x, 1x to 0.5x; the old value stays until VLC's next
+    refresh), and stay on it; after a seek its values go on from the target. Whether the
+    picture moves too is not known (headless). The fake models it in what VLC reports only,
+    the picture (the truth) goes on: each change adds ``vlc_rate_shift_s x (new - old rate)``
+    to VLC's value (0.2 s gives +0.2 and +0.3 s up, -0.1 and -0.2 s down: more than measured
+    down), a rise refreshes VLC's value at once, a seek ends the shift; 0 (the default)
+    models none.
     """
 
     def __init__(self, *, duration_s: float = 150.0, fps: float = 30.0,
                  path: str = "/videos/fake.mp4", t_ns: int = 0, paused: bool = True,
                  seek_s: float = 0.005, keep_open: bool = True, eof_pause_s: float = 0.1,
-                 vlc_step_s: float = 0.25, vlc_skip: float = 0.0, seed: int = 1) -> None:
+                 vlc_step_s: float = 0.25, vlc_skip: float = 0.0,
+                 vlc_rate_shift_s: float = 0.0, seed: int = 1) -> None:
         self.duration_s = duration_s
         self.fps = fps
         self.path = path
@@ -55,6 +69,8 @@ class FakeMedia:
         self.eof_pause_ns = round(eof_pause_s * NS)
         self.vlc_step_ns = round(vlc_step_s * NS)
         self.vlc_skip = vlc_skip  # probability that VLC skips a refresh (0.5 s steps, measured)
+        self.vlc_rate_shift_s = vlc_rate_shift_s
+        self.vlc_shift = 0.0  # VLC's value minus the truth, from rate changes
         self._rng = random.Random(seed)
         self._tick_at = t_ns + self.vlc_step_ns
         self._skipped = False
@@ -141,7 +157,8 @@ class FakeMedia:
     def _vlc_tick(self, at: int) -> list[Emit]:
         self._tick_at = at + self.vlc_step_ns
         if self._skipped or self._rng.random() >= self.vlc_skip:  # never two in a row
-            self.vlc_value = self.truth(at) or 0.0
+            self.vlc_value = min(max(0.0, (self.truth(at) or 0.0) + self.vlc_shift),
+                                 self.duration_s)
             self._skipped = False
         else:
             self._skipped = True
@@ -205,6 +222,10 @@ class FakeMedia:
         if rate <= 0 or rate == self.rate:
             return []
         self._freeze(t)
+        if self.vlc_rate_shift_s:
+            self.vlc_shift += self.vlc_rate_shift_s * (rate - self.rate)
+            if rate > self.rate:
+                self._tick_at, self._skipped = t, True  # VLC shows a new value at once
         self.rate = rate
         return [Emit(t, "prop", "speed", rate)]
 
@@ -217,6 +238,7 @@ class FakeMedia:
             self.eof = False
             out.append(Emit(t, "prop", "eof-reached", False))
         self.reported = self.vlc_value = self._p0 = target
+        self.vlc_shift = 0.0  # VLC's values go on from the target
         self._t0 = t
         self.seeking_until = t + self.seek_ns
         return [*out, Emit(t, "event", "seek"), Emit(t, "prop", "time-pos", target),

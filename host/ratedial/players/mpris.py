@@ -44,12 +44,13 @@ END_S = 0.75  # paused this close to the end counts as the end (VLC --play-and-p
 # Players not measured here get VLC's bound.
 MAX_STEP_S = {"vlc": 1.05}
 DEFAULT_MAX_STEP_S = 1.05
+STEP_S = 0.5  # the largest step measured (VLC): see ratedial.players.vlc.STEP_S
 
 
 def mpris_clock_config(latency_ms: float, player: str | None) -> ClockConfig:
     step = MAX_STEP_S.get((player or "").split(".")[0], DEFAULT_MAX_STEP_S)
     return ClockConfig(source=Source.STEP, latency_ms=latency_ms, window_s=10.0,
-                       max_lead_s=step)
+                       max_lead_s=step, step_s=STEP_S)
 
 
 def _unwrap(v: Any) -> Any:

@@ -34,6 +34,8 @@ class Snapshot:
     path: str | None = None
     duration_s: float | None = None
     fps: float | None = None
+    changed: bool | None = None  # the player's own value changed (None: compare media_s)
+    rescale: float = 1.0  # positions are now read on this much larger a scale (VLC's length)
 
 
 class PolledSession(PlayerSession):
@@ -89,8 +91,11 @@ class PolledSession(PlayerSession):
             self._emit(self.clock.load(recv, fps=snap.fps, duration_s=snap.duration_s))
         elif not snap.loaded:
             self._key = None
+        else:
+            self.clock.rescale(snap.rescale)
         self._emit(self.clock.poll(sent, recv, media_s=snap.media_s if snap.loaded else None,
-                                   playing=snap.playing, rate=snap.rate, ended=snap.ended))
+                                   playing=snap.playing, rate=snap.rate, ended=snap.ended,
+                                   changed=snap.changed))
         self._observe(recv, snap.media_s, snap.rate, snap.playing, self.target.lstrip("/"))
         return new_file
 

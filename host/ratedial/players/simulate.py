@@ -189,7 +189,7 @@ class _Sim:
         snap = self.vlc.parse_status(status)
         if self.vlc.snapshot(sent, recv, snap):
             if self.exact_length:
-                self.vlc.length.exact = self.media.duration_s  # what ffprobe says
+                self.vlc.exact_length(self.media.duration_s)  # what ffprobe says
             self.result.events += self.clock.identify(
                 recv, media_id=1, path=self.media.path, duration_s=self.media.duration_s,
                 fps=self.media.fps)

@@ -32,11 +32,15 @@ END_S = 0.75  # paused this close to the end (VLC --play-and-pause) counts as th
 # Largest staleness of VLC's position at normal speed: it refreshes every 0.25 s and sometimes
 # skips one (measured steps 0.25-0.5 s); allow one more skip. Scaled by the rate.
 MAX_STEP_S = 1.05
+# The largest step measured (0.5 s, scaled by the rate): the first answer of a VLC found
+# playing is placed in its middle, and VLC's own position moves by up to it at a rate change
+# (-0.12 to +0.37 s measured, VLC 3.0 over HTTP); neither is recorded as a seek.
+STEP_S = 0.5
 
 
 def vlc_clock_config(latency_ms: float) -> ClockConfig:
     return ClockConfig(source=Source.STEP, latency_ms=latency_ms, window_s=10.0,
-                       max_lead_s=MAX_STEP_S)
+                       max_lead_s=MAX_STEP_S, step_s=STEP_S)
 
 
 def vlc_password() -> str:
@@ -162,9 +166,12 @@ class VlcSession(PolledSession):
             self._last = None
         position = _number(s.get("position"), 0.0, 1.0)
         edge = self._last is None or self._last[0] != position
+        was = self.length.value if self._last is not None else None
         self.length.update(length=_number(s.get("length"), 0.0, 1e7),
                            time=_number(s.get("time"), 0.0, 1e7), position=position, edge=edge)
         length = self.length.value
+        # A better known length moves media_s with VLC's position unchanged: not a step
+        rescale = length / was if was and length else 1.0
         media_s = None if length is None else position * length
         playing = state == "playing"
         ended = not playing and media_s is not None and self._near_end(media_s, END_S)
@@ -172,7 +179,8 @@ class VlcSession(PolledSession):
             self._last = (position, media_s)
         rate = _number(s.get("rate"), 0.0, 1000.0) or 1.0
         return Snapshot(loaded=True, media_s=media_s, playing=playing, rate=rate, ended=ended,
-                        key=key, duration_s=length, fps=_video_fps(info))
+                        key=key, duration_s=length, fps=_video_fps(info), changed=edge,
+                        rescale=rescale)
 
     def _forget(self) -> None:
         # A VLC started again answers "stopped" at first: that is not the end of the file
@@ -203,7 +211,15 @@ class VlcSession(PolledSession):
 
     def _on_identity(self, ident: MediaIdentity) -> None:
         if ident.duration_s is not None:
-            self.length.exact = ident.duration_s
+            self.exact_length(ident.duration_s)
+
+    def exact_length(self, duration_s: float) -> None:
+        """The file's exact length (ffprobe): positions already taken are converted to it."""
+        was = self.length.value
+        self.length.exact = duration_s
+        if was and self._last is not None:
+            self.clock.rescale(duration_s / was)
+            self._last = (self._last[0], self._last[1] * duration_s / was)
 
 
 def current_path(playlist: Any) -> str | None:
