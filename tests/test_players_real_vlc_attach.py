@@ -43,7 +43,7 @@ def test_attaching_to_a_playing_vlc_and_changing_its_rate_records_no_seek(tmp_pa
         vlc.status("?command=rate&val=1")  # down: it falls back a little at its next step
         time.sleep(1.5)
         vlc.status("?command=seek&val=60")  # the one real seek
-        out, err = run.communicate(timeout=60)
+        _, err = run.communicate(timeout=60)
         assert run.returncode == 0, err
     finally:
         vlc.close()

@@ -5,7 +5,8 @@ connection in ~21 ms but a kept-alive one in ~64 ms. Only what VLC and MPC send 
 ``Content-Length``, chunked, or read-to-close bodies; basic authentication.
 
 Invariants: never blocks the event loop; every failure is :class:`OSError` or
-:class:`asyncio.TimeoutError`, which the session treats as "player gone".
+:class:`asyncio.TimeoutError`, which the session treats as "player gone"; one after the
+connection was made is :class:`NotHttpAnswer` or :class:`HttpError`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ import contextlib
 import socket
 
 MAX_BODY = 4 << 20  # a status page is a few KiB
+
+
+class NotHttpAnswer(OSError):
+    """Something accepted the connection but did not answer as a web server does: it reset
+    or closed the connection, or sent something that is not HTTP."""
 
 
 class HttpError(OSError):
@@ -44,7 +50,13 @@ async def _get(host: str, port: int, target: str, authorization: str | None) -> 
     try:
         return await _exchange(reader, writer, host, port, target, authorization)
     except ValueError as exc:  # a bad length, a chunk size, a line over the 64 KiB limit
-        raise OSError(f"malformed HTTP answer: {exc}") from None
+        raise NotHttpAnswer(f"malformed HTTP answer: {exc}") from None
+    except (HttpError, TimeoutError):
+        raise
+    except (OSError, EOFError) as exc:  # reset, closed, not HTTP: after the connection
+        if isinstance(exc, OSError) and exc.strerror:
+            raise NotHttpAnswer(exc.errno, exc.strerror) from None
+        raise NotHttpAnswer(str(exc) or "connection closed") from None
     finally:
         writer.close()
         with contextlib.suppress(OSError):

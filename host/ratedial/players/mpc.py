@@ -34,6 +34,7 @@ def parse_variables(body: str) -> dict[str, str]:
 class MpcSession(PolledSession):
     player = "mpc"
     target = "/variables.html"
+    interface = "MPC's web interface"
 
     def __init__(self, *, host: str, port: int, latency_ms: float = 0.0) -> None:
         super().__init__(mpc_clock_config(latency_ms), host=host, port=port)

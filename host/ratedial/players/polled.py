@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from ..errors import UsageError
 from ..media import ClockConfig, MediaOutput
-from .http import HttpError, http_get
-from .session import PlayerSession
+from .http import HttpError, NotHttpAnswer, http_get
+from .session import NotThePlayer, PlayerSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,7 @@ class Snapshot:
 
 class PolledSession(PlayerSession):
     target = "/"
+    interface = "the player's web interface"  # for "something else answers on ..., not ..."
     period_s = 0.04  # 25 polls a second (VLC takes ~21 ms to answer one)
     timeout_s = 1.0
 
@@ -71,6 +72,12 @@ class PolledSession(PlayerSession):
                 problem = self.auth_problem(exc.status)
                 if problem is not None and not self._ever_connected:
                     raise UsageError(problem) from None
+                if problem is None and not self.connected:  # e.g. 404: another web server
+                    raise NotThePlayer(self._where(), str(exc)) from None
+                raise
+            except NotHttpAnswer as exc:
+                if not self.connected:  # not a web server at all (mosquitto, ssh, ...)
+                    raise NotThePlayer(self._where(), exc.strerror or str(exc)) from None
                 raise
             recv = self.now()
             try:
@@ -82,6 +89,9 @@ class PolledSession(PlayerSession):
             if self.snapshot(sent, recv, snap):
                 self._new_file(recv, snap)
             await asyncio.sleep(max(0.0, self.period_s - (loop.time() - started)))
+
+    def _where(self) -> str:
+        return f"{self.host}:{self.port}, not {self.interface}"
 
     def snapshot(self, sent: int, recv: int, snap: Snapshot) -> bool:
         """Feed one parsed answer to the clock (pure); True when it shows a new file."""

@@ -38,6 +38,14 @@ class PlayerGone(Exception):
     """The connection to the player ended or it stopped answering."""
 
 
+class NotThePlayer(PlayerGone):
+    """Something else answers where the player should be (another service on its port)."""
+
+    def __init__(self, where: str, why: str) -> None:
+        super().__init__(why)
+        self.where = where
+
+
 class PlayerSession:
     """Base class: subclasses implement :meth:`_follow` (one connection's lifetime)."""
 
@@ -77,17 +85,19 @@ class PlayerSession:
             await self._start()
             while True:
                 why = "connection closed"
+                other: str | None = None
                 try:
                     await self._follow(out)
                 except (OSError, EOFError, PlayerGone, TimeoutError,
                         asyncio.IncompleteReadError) as exc:
                     why = _why(exc)
+                    other = exc.where if isinstance(exc, NotThePlayer) else None
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
                     raise asyncio.CancelledError  # a cancellation hidden in a timeout
                 if self.connected:
                     backoff = 0.1
-                self._gone(why)
+                self._gone(why, other=other)
                 await asyncio.sleep(backoff * random.uniform(0.75, 1.25))
                 backoff = min(self.max_backoff_s, backoff * 2)
         finally:
@@ -122,7 +132,8 @@ class PlayerSession:
             self._announced_lost = False
             log.warning("player %s is back: media times recorded again", self.player)
 
-    def _gone(self, why: str = "connection closed") -> None:
+    def _gone(self, why: str = "connection closed", *, other: str | None = None) -> None:
+        """The player went away (or never came); ``other``: where something else answers."""
         host_ns = self.now()
         was = self.connected
         self.connected = False
@@ -138,6 +149,11 @@ class PlayerSession:
                 data["reason"] = "not running"
             self._out.event("player_lost", data, host_ns)
             self._announced_lost = True
+            if other is not None and not was:
+                log.warning("player %s not found: something else answers on %s (%s); check "
+                            "the port: media time unknown until %s answers there",
+                            self.player, other, why, self.player)
+                return
             log.warning("player %s %s (%s): media time unknown until it answers again",
                         self.player, "lost" if was else "not running", why)
 

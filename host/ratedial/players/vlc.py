@@ -123,6 +123,7 @@ def _video_fps(info: dict[str, Any]) -> float | None:
 class VlcSession(PolledSession):
     player = "vlc"
     target = "/requests/status.json"
+    interface = "VLC's web interface"
 
     def __init__(self, *, host: str, port: int, password: str, latency_ms: float = 0.0) -> None:
         super().__init__(vlc_clock_config(latency_ms), host=host, port=port,
