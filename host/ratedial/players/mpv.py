@@ -184,11 +184,11 @@ class MpvSession(PlayerSession):
         step = self.input.message(host_ns, msg)
         self._emit(step.events)
         if step.failed is not None:  # recorded and said: no media time will come from it
-            what = self.video if self.video is not None else "the file it was given"
-            log.warning("mpv could not play %s (%s): media times stay unknown", what,
-                        step.failed[:200])
+            path = step.failed_path or self.video  # as mpv names it, else the --video file
+            log.warning("mpv could not play %s (%s): media times stay unknown",
+                        path or "the file it was given", step.failed[:200])
             if self._out is not None:
-                self._out.event("media_error", {"player": self.player, "path": self.video,
+                self._out.event("media_error", {"player": self.player, "path": path,
                                                 "error": step.failed[:200]}, host_ns)
         for media_s, rate, playing, source in step.observations:
             self._observe(host_ns, media_s, rate, playing, source)

@@ -41,6 +41,7 @@ class MpvStep:
     load: bool = False
     ask_position: bool = False  # a seek finished: ask time-pos, the answer is where it landed
     failed: str | None = None  # mpv could not play the file it was given: why
+    failed_path: str | None = None  # ... and which file (mpv's ``path``), if mpv said
 
 
 class MpvInput:
@@ -50,6 +51,7 @@ class MpvInput:
         self.clock = clock
         self.loaded = False
         self.starting = False  # a start-file event was seen: a file-loaded will follow
+        self.path: str | None = None  # mpv's last ``path`` (also of a file that fails to load)
 
     def message(self, host_ns: int, msg: dict[str, Any]) -> MpvStep:
         step = MpvStep()
@@ -104,6 +106,7 @@ class MpvInput:
             step.events += self.clock.unload(host_ns)
 
     def _path(self, step: MpvStep, host_ns: int, value: Any) -> None:
+        self.path = value if isinstance(value, str) and value.isprintable() else None
         # Connecting to an mpv that already plays a file: no file-loaded event will come.
         # After a start-file, one will: the load is that event's (mpv may report the new
         # path before or after it).
@@ -133,6 +136,7 @@ class MpvInput:
         if msg.get("reason") == "error":  # e.g. "unrecognized file format"
             why = msg.get("file_error")
             step.failed = why if isinstance(why, str) and why.isprintable() else "error"
+            step.failed_path = self.path
         if msg.get("reason") == "eof":
             step.events += self.clock.ended(host_ns, True)
         else:
