@@ -70,6 +70,7 @@ class SimResult:
     # Seeks the player's answers cannot show: VLC's status.json after the seek the same as in
     # its last answer (a target within the step it showed). Seen at its next refresh.
     unseen_seeks: int = 0
+    unseen_at_s: list[float] = field(default_factory=list)  # when each of them was made
 
     def stats(self, which: str) -> dict[str, float]:
         errs = sorted(abs(e) for e in getattr(self, which))
@@ -232,6 +233,7 @@ class _Sim:
         if self.player == "vlc" and a.name in ("seek", "seek_by") \
                 and self.media.vlc_status() == self._vlc_shown:
             self.result.unseen_seeks += 1
+            self.result.unseen_at_s.append(t / NS)
 
     def run(self, script: tuple[Action, ...], end_s: float) -> SimResult:
         if self.player == "mpv":  # connect: mpv sends the initial values, then the file loads
