@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -190,6 +192,19 @@ def test_a_folder_name_with_uri_characters_is_read(tmp_path):
     rows = Archive(folder / "a.ratedial").samples(KEY, 3, 5, must_read=True)
     assert [r[0] for r in rows] == [3, 4]
     assert not (folder / "a.ratedial-wal").exists()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="names are bytes on Linux")
+def test_a_recording_whose_name_is_not_utf8_is_read_and_found(tmp_path):
+    """A code review (2026-12-05): a recording named with a Latin-1 byte beside the run's
+    made `ratedial run --broker ...` a traceback (its file: URI could not be encoded)."""
+    odd = tmp_path / os.fsdecode(b"kl\xe9.ratedial")
+    make_recording(odd)
+    found = find_unfinished(tmp_path, current=tmp_path / "now.ratedial", daemon_id="d1",
+                            prefix="ratedial", broker="mqtt://b:1883")
+    assert [u.ranges for u in found] == [{KEY: [(0, 100)]}]
+    rows = Archive(odd).samples(KEY, 3, 5, must_read=True)
+    assert [r[0] for r in rows] == [3, 4]
 
 
 def test_file_uris_sqlite_reads_on_every_platform(tmp_path):

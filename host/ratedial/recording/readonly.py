@@ -13,6 +13,7 @@ Invariants:
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from urllib.parse import quote
@@ -33,7 +34,9 @@ def file_uri(posix_path: str) -> str:
     ``Path.as_uri()`` makes ``nas`` the authority, which SQLite refuses ("invalid uri
     authority"); a drive path (``C:/study``) gets the ``/`` SQLite expects before it."""
     lead = "" if posix_path.startswith("/") else "/"
-    return "file://" + lead + quote(posix_path, safe="/:")
+    # the path's bytes as the file system has them: a name that is not UTF-8 (a Latin-1
+    # é on Linux, kept by Python as a surrogate) is quoted byte for byte, not a traceback
+    return "file://" + lead + quote(os.fsencode(posix_path), safe="/:")
 
 
 def connect_ro(path: str | Path, *, immutable: bool = False, timeout: float = 5.0,
