@@ -94,6 +94,9 @@ def test_a_combination_that_cannot_be_names_where_each_part_came_from() -> None:
                            osd=None)
     assert chosen.notes == ("osd = true in c.toml: no mpv is started or followed (no --player "
                             "or --video): no rating is drawn",)
+    chosen = choose_player(RunConfig(), path=None, player="none", video=None, osd=True)
+    assert chosen.notes == ("--osd: no mpv is started or followed (--player none): no rating "
+                            "is drawn",)  # a code review: it said "no --player or --video"
 
 
 @pytest.mark.slow

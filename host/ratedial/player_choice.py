@@ -68,8 +68,8 @@ def choose_player(cfg: RunConfig, *, path: str | None, player: str | None,
             hint = "" if osd is not None else " (--no-osd leaves it off)"
             raise UsageError(f"{osd_said} draws the rating on mpv's screen; it cannot be used "
                              f"with {player_said}{hint}")
-        notes.append(f"{osd_said}: no mpv is started or followed (no --player or --video): "
-                     "no rating is drawn")
+        why = f"{player_said}" if player is not None else "no --player or --video"
+        notes.append(f"{osd_said}: no mpv is started or followed ({why}): no rating is drawn")
     return PlayerChoice(replace(cfg, player=new_player, video=new_video, osd=new_osd),
                         tuple(notes))
 
