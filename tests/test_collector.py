@@ -1167,3 +1167,18 @@ def test_a_message_no_recording_can_hold_is_rejected_whole_and_the_collection_go
     con = sqlite3.connect(tmp_path / "c.ratedial")
     assert con.execute("SELECT sample_index FROM samples ORDER BY 1").fetchall() == [
         (i,) for i in range(10)]
+
+
+def test_samples_without_a_host_time_are_collected():
+    """A code review (2026-12-05): the value checks required every wall_ns to be an integer;
+    it is null by design for samples the daemon could give no host time (no clock yet, a rate
+    that looked implausible), and such batches were rejected whole."""
+    store = MemoryStore()
+    col = Collector(P, store, wall_offset_ns=OFFSET, settle_s=2.0)
+    topic, payload = batch(0, 5)
+    msg = json.loads(payload)
+    msg["wall_ns"] = [None] * 5
+    col.feed(topic, json.dumps(msg).encode(), now=0.0)
+    assert col.stats.rejected == 0 and col.stats.samples == 5
+    assert [r[4] for r in store.rows] == [None] * 5
+

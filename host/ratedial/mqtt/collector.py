@@ -78,7 +78,7 @@ def _dial_fields(msg: dict[str, Any]) -> dict[str, Any]:
 
 _COLUMNS = ("device_us", "host_ns", "wall_ns", "count", "rating", "flags", "media_s",
             "media_state")
-_INT_COLUMNS = ("device_us", "wall_ns", "count", "flags")
+_INT_COLUMNS = ("device_us", "count", "flags")
 
 
 class Collector(DaemonAnswers):
@@ -265,6 +265,7 @@ class Collector(DaemonAnswers):
             raise ValueError("bad samples columns")
         # every value checked before anything is taken in: a bad one rejects the message whole
         if not (all(is_int(x) for c in _INT_COLUMNS for x in cols[c])
+                and all(x is None or is_int(x) for x in cols["wall_ns"])  # None: no host time
                 and all(is_number(x) for x in cols["rating"])
                 and all(x is None or is_number(x) for x in cols["media_s"])):
             raise ValueError("bad samples values")
