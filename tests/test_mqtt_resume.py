@@ -197,10 +197,15 @@ def test_a_second_run_of_a_running_daemon_id_is_refused_before_it_touches_the_br
     daemon's status on the broker is live; the running one is untouched."""
     rec1, rec2 = tmp_path / "run1.ratedial", tmp_path / "run2.ratedial"
     with mosquitto(tmp_path / "broker") as broker:
+        sub = Subscriber(broker.port)
+        assert sub.started()
         port = ScriptedPort(stream(100_000, boot=44))
         proc = start_daemon("--port", port.path, "--broker", broker.url, "--record", str(rec1),
                             "--daemon-id", "twice")
         try:
+            # the first daemon is live on the broker: its status goes on arriving
+            assert sub.wait_for(lambda s: sum(st.get("state") == "online"
+                                              for st in s.daemon_status) >= 2, 60)
             wait_until(rec1, N_SAMPLES, lambda n: n >= 500)
             second = start_daemon("--port", port.path, "--broker", broker.url, "--record",
                                   str(rec2), "--daemon-id", "twice", "--duration", "5")
@@ -211,6 +216,7 @@ def test_a_second_run_of_a_running_daemon_id_is_refused_before_it_touches_the_br
             proc.send_signal(signal.SIGTERM)
             out1, _ = finish(proc)
             port.close()
+            sub.stop()
     summary = json.loads(out1.strip().splitlines()[-1])
     assert second.returncode == 1, err
     assert err.strip().splitlines() == [

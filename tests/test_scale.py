@@ -94,3 +94,16 @@ def test_thirds_do_not_drift_and_clamping_still_rebases():
         t.update(c)
     assert t.rating == 0  # count 0
     assert t.update(150) == 50  # 150 counts back up from the stop: 50 points exactly
+
+
+def test_a_still_knob_keeps_one_double_after_a_reset_to_a_long_value():
+    """A code review (2026-12-05): after a reset to a value with more than 9 decimals, the
+    next still sample rounded it: one knob position, two doubles."""
+    t = RatingTracker(RatingScale(minimum=0.0, maximum=1.0, start=1 / 3, counts_per_point=100))
+    t.rebase(0)
+    first = t.rating
+    assert t.update_many([0, 0, 0]) == [first] * 3
+    t.reset(2 / 3)
+    held = t.rating
+    assert t.update_many([0, 0]) == [held, held] and t.update(0) == held
+

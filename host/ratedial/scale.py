@@ -52,9 +52,10 @@ class RatingTracker:
 
     def __init__(self, scale: RatingScale) -> None:
         self.scale = scale
-        self.rating = scale.start
-        self._base = scale.start  # the value last set or clamped to ...
-        self._turned = 0  # ... and the counts turned since
+        # the value last set or clamped to (rounded as every computed rating is, so a still
+        # knob keeps this very double), and the counts turned since
+        self.rating = self._base = round(scale.start, RESOLUTION_DECIMALS)
+        self._turned = 0
         self._last_count: int | None = None
         self.absolute_units_per_point: float | None = None
 
@@ -70,7 +71,9 @@ class RatingTracker:
         """Set the rating to ``rating`` (the scale's start by default) at the current count."""
         if self.absolute_units_per_point is not None:
             return  # a pointer's position is its rating
-        self._set(self.scale.clamp(self.scale.start if rating is None else rating))
+        # rounded as every computed rating is: a still knob keeps this very double
+        self._set(round(self.scale.clamp(self.scale.start if rating is None else rating),
+                        RESOLUTION_DECIMALS))
 
     def rebase(self, count: int) -> None:
         """Take ``count`` as the reference without moving the rating (new epoch, ZERO)."""

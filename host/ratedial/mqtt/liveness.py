@@ -24,8 +24,9 @@ import aiomqtt
 from ..config import MqttConfig
 from .requests import BrokerAddress
 
-FRESH_S = 1.6  # a live daemon publishes its status every second
+FRESH_S = 2.5  # a live daemon publishes its status every second (a busy one later)
 RETAINED_S = 0.3  # a retained status comes right after the subscription's SUBACK
+LATE_RETAINED_S = 0.15  # ... or just after it (EMQX dispatches retained messages apart)
 CONNECT_S = 2.0  # at most this long to connect: the check must not hold a run up
 
 
@@ -45,16 +46,15 @@ async def daemon_online(cfg: MqttConfig, address: BrokerAddress, status_topic: s
                 # The broker answers in order: a retained status of the first subscription
                 # is sent before this second one's SUBACK, so none queued by then is none.
                 await client.subscribe(f"ratedial-check/{secrets.token_hex(6)}", qos=0)
-                if len(client.messages) == 0:
-                    return False
-                return await _live(client)
+                return await _live(client, LATE_RETAINED_S if len(client.messages) == 0
+                                   else RETAINED_S)
     except Exception:  # a check: whatever it meets (no broker, TLS, a bad password file),
         return False   # the run goes on, and the publisher says what is wrong, as before
 
 
-async def _live(client: aiomqtt.Client) -> bool:
+async def _live(client: aiomqtt.Client, retained_s: float) -> bool:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + RETAINED_S
+    deadline = loop.time() + retained_s
     seen_online = False
     it = aiter(client.messages)
     while True:
