@@ -222,3 +222,14 @@ def test_a_client_certificate_without_its_key_asks_for_key_file(tmp_path: Path) 
     (tmp_path / "c.toml").write_text('[mqtt]\nbroker = "mqtts://127.0.0.1:1"\n'
                                      'cert_file = "c.pem"\nkey_file = "k.pem"\n')
     load_config(tmp_path / "c.toml").mqtt.tls_context()  # with its key: used
+
+
+def test_mpvs_socket_in_the_file_is_in_the_home_folder_and_stored_so() -> None:
+    """An audit (2026-12-05): player = "mpv:~/sock" made the socket in the home folder, but
+    meta.config kept '~' while configuration.md says such paths are stored expanded."""
+    from ratedial.config import RunConfig
+
+    assert RunConfig(player="mpv:~/sock").player == f"mpv:{Path.home()}/sock"
+    assert RunConfig(player="mpv:/tmp/s").player == "mpv:/tmp/s"
+    assert RunConfig(player="vlc:8080").player == "vlc:8080"
+

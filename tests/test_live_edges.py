@@ -296,6 +296,15 @@ def test_a_run_stopped_before_a_slow_dial_answered_says_so() -> None:
     late = RunSummary(path=Path("r.ratedial"), seconds=60.0, silent_ports=["/dev/ttyACM1"])
     assert "is the firmware installed?" in (silent_ports_error(late) or "")
     assert silent_ports_error(RunSummary(path=Path("r.ratedial"), seconds=60.0)) is None
+    import io
+
+    from rich.console import Console
+
+    from ratedial.daemon.summary import print_summary
+
+    out = io.StringIO()
+    print_summary(Console(file=out, width=200), early)
+    assert "/dev/ttyACM1: no dial answered before the run was stopped" in out.getvalue()
 
 
 def test_a_video_without_a_player_is_stored_as_mpv() -> None:

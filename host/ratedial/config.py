@@ -313,6 +313,9 @@ class RunConfig:
         object.__setattr__(self, "raters", {k: home(v) for k, v in self.raters.items()})
         object.__setattr__(self, "record", home(self.record))
         object.__setattr__(self, "video", home(self.video))
+        kind, sep, where = self.player.partition(":")
+        if kind == "mpv" and sep and where.startswith("~"):  # mpv's socket: a path like those
+            object.__setattr__(self, "player", f"mpv:{home(where)}")
         # One port however written (the config's ports and --port add up): opened twice, the
         # second open found the port busy and the run stopped ("another program has it").
         ports: dict[str, str] = {}

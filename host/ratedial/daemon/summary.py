@@ -62,7 +62,8 @@ def print_summary(console: Console, s: RunSummary) -> None:
                       f"the next run of daemon {s.daemon_id} with this folder publishes them",
                       highlight=False, soft_wrap=True)
     for port in s.silent_ports:
-        console.print(f"  {port}: no dial answered during the run: its rater was not recorded",
+        when = "before the run was stopped" if s.seconds < 3.0 else "during the run"
+        console.print(f"  {port}: no dial answered {when}: its rater was not recorded",
                       highlight=False, soft_wrap=True)
     console.print(f"  inspect it: sqlite3 {s.path} 'SELECT count(*) FROM samples'  "
                   "(schema: docs/recording.md)", highlight=False, soft_wrap=True)
