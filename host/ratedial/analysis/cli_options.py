@@ -254,6 +254,7 @@ def band_of(group: Group, given: tuple[float, float] | None) -> Band:
     the middle tenth of the recordings' rating scale (``meta.scale``, 0-100 when absent:
     45-55). Raters on different scales in one group are named in a note (their agreement
     compares different units)."""
+    from .load import differing_scales
     from .stats import Band
 
     mixed = sorted({s.recording.path.name for s in group.series if s.recording.scale_differs})
@@ -264,16 +265,13 @@ def band_of(group: Group, given: tuple[float, float] | None) -> Band:
                    "different units", err=True)
     if given is not None:
         return Band(low=given[0], high=given[1])
-    scales: dict[tuple[float, float], str] = {}
-    for s in group.series:
-        scales.setdefault(s.recording.scale_range, s.rater)
-    if len(scales) > 1:
-        shown = ", ".join(f"{who} {lo:g} to {hi:g}" for (lo, hi), who in scales.items())
+    shown = differing_scales(group.series)
+    if shown is not None:
         click.echo(f"ratedial: note: {group.label}: the raters' scales differ ({shown}): each "
                    "rater's shares, categories and segment checks use the middle tenth of "
                    "their own scale; ICC and the divergent windows compare different units",
                    err=True)
-    lo, hi = next(iter(scales)) if scales else (0.0, 100.0)
+    lo, hi = group.series[0].recording.scale_range if group.series else (0.0, 100.0)
     return _middle_tenth(lo, hi)
 
 

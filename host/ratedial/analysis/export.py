@@ -27,7 +27,7 @@ from .._platform.privacy import create_private
 from .align import STATUS_NAMES, padded
 from .errors import UsageError
 from .groups import Group
-from .load import Series
+from .load import Series, differing_scales
 from .read import DEFAULT_ANCHORS
 from .results import table_columns, timeline_json
 from .segments import SegmentOptions
@@ -153,13 +153,9 @@ def scale_json(s: Series) -> dict[str, Any]:
 
 def mixed_scales_note(groups: Sequence[Group]) -> str | None:
     """One line when the raters exported are on different scales (None otherwise)."""
-    seen: dict[tuple[float, float], str] = {}
-    for g in groups:
-        for s in g.series:
-            seen.setdefault(s.recording.scale_range, s.rater)
-    if len(seen) < 2:
+    shown = differing_scales(s for g in groups for s in g.series)
+    if shown is None:
         return None
-    shown = ", ".join(f"{who} {lo:g} to {hi:g}" for (lo, hi), who in seen.items())
     return (f"ratedial: note: the raters' scales differ ({shown}): ratings are exported as "
             "recorded, in different units side by side; each series' scale is in the "
             "sidecar (dyads[].series[].scale)")

@@ -7,6 +7,11 @@ from __future__ import annotations
 import math
 
 
+def fmt_range(key: tuple[float, float]) -> str:
+    """A scale's range, ``0 to 100`` (``-100 to 100``: no dash to misread)."""
+    return f"{key[0]:g} to {key[1]:g}"
+
+
 def fmt_num(x: float | None, digits: int = 1) -> str:
     return "-" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 

@@ -39,6 +39,7 @@ from .align import (
     resolve,
 )
 from .errors import NothingToAnalyse, UsageError
+from .fmt import fmt_range
 from .losses import Loss
 from .read import (
     BIN_NO_MEDIA_TIME,
@@ -112,6 +113,17 @@ class Series:
     def label(self) -> str:
         """``rater`` in ``recording`` (for messages)."""
         return f"{self.rater} ({self.recording.path.name})"
+
+
+def differing_scales(series: Iterable[Series]) -> str | None:
+    """``client 0 to 100, therapist 1 to 7`` (each scale with the first rater on it) when
+    the series are on more than one scale; None when they share one."""
+    seen: dict[tuple[float, float], str] = {}
+    for s in series:
+        seen.setdefault(s.recording.scale_range, s.rater)
+    if len(seen) < 2:
+        return None
+    return ", ".join(f"{who} {fmt_range(key)}" for key, who in seen.items())
 
 
 def parse_rater_overrides(specs: Iterable[str]) -> dict[str, str]:

@@ -104,17 +104,12 @@ def describe(values: FloatArray, band: Band, weights: FloatArray | None = None) 
         return Describe(n=0, mean=nan, sd=nan, median=nan, minimum=nan, maximum=nan,
                         below=nan, within=nan, above=nan)
     below, above = band.is_below(v), band.is_above(v)
-    w = None if weights is None else weights[: len(values)][ok]
-    if w is None or bool(np.all(w == w[0])):
-        mean, sd = float(v.mean()), float(v.std(ddof=1)) if n > 1 else 0.0
-        median = float(np.median(v))
-        shares = [float(np.mean(x)) for x in (below, ~below & ~above, above)]
-    else:
-        total = float(w.sum())
-        mean = float(np.sum(w * v) / total)
-        sd = math.sqrt(float(np.sum(w * (v - mean) ** 2)) / (total - 1)) if n > 1 else 0.0
-        median = _weighted_median(v, w)
-        shares = [float(np.sum(w[x]) / total) for x in (below, ~below & ~above, above)]
+    w = np.ones(n) if weights is None else weights[: len(values)][ok]
+    total = float(w.sum())  # with all weights 1 these are the plain mean, SD and median
+    mean = float(np.sum(w * v) / total)
+    sd = math.sqrt(float(np.sum(w * (v - mean) ** 2)) / (total - 1)) if n > 1 else 0.0
+    median = _weighted_median(v, w)
+    shares = [float(np.sum(w[x]) / total) for x in (below, ~below & ~above, above)]
     return Describe(n=n, mean=mean, sd=sd, median=median, minimum=float(v.min()),
                     maximum=float(v.max()), below=shares[0], within=shares[1],
                     above=shares[2])

@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .align import padded
+from .fmt import fmt_range
 from .groups import Group
 
 FloatArray = npt.NDArray[np.float64]
@@ -78,10 +79,6 @@ class TruthBias:
         return est - 1.959964 * se, est + 1.959964 * se
 
 
-def _scale_text(key: tuple[float, float]) -> str:
-    return f"{key[0]:g} to {key[1]:g}"
-
-
 def one_scale(groups: Sequence[Group]) -> tuple[list[Group], list[str]]:
     """The paired groups the model may pool, and why each other one is left out.
 
@@ -97,7 +94,7 @@ def one_scale(groups: Sequence[Group]) -> tuple[list[Group], list[str]]:
         ka, kb = (s.recording.scale_range for s in g.pair)
         if ka != kb:
             why.append(f"{g.label} (the raters' scales differ: {g.pair[0].rater} "
-                       f"{_scale_text(ka)}, {g.pair[1].rater} {_scale_text(kb)})")
+                       f"{fmt_range(ka)}, {g.pair[1].rater} {fmt_range(kb)})")
         else:
             same.setdefault(ka, []).append(g)
     if not same:
@@ -105,8 +102,8 @@ def one_scale(groups: Sequence[Group]) -> tuple[list[Group], list[str]]:
     key = max(same, key=lambda k: len(same[k]))  # the first of the most on a tie
     for k, gs in same.items():
         if k != key:
-            why += [f"{g.label} (on the scale {_scale_text(k)}, the study's "
-                    f"{_scale_text(key)})" for g in gs]
+            why += [f"{g.label} (on the scale {fmt_range(k)}, the study's "
+                    f"{fmt_range(key)})" for g in gs]
     return same[key], why
 
 
