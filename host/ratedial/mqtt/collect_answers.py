@@ -111,15 +111,15 @@ class DaemonAnswers:
             return  # an answer to an earlier request: ask again if still missing
         self.stats.answers += 1
         st.outstanding = None
+        wanted = RangeSet(asked)
+        absent = [r for a, b in absent for r in within(wanted, a, b)]  # only what was asked
         probe, st.probe = st.probe, None
         if probe is not None and asked == [probe]:
-            st.tail_answered(probe, [r for a, b in absent for r in within(RangeSet(asked), a, b)])
+            st.tail_answered(probe, absent)
             st.attempts, st.not_before = 0, now
             return
-        wanted = RangeSet(asked)
         for a, b in absent:
-            for x, y in within(wanted, a, b):
-                st.absent.add(x, y)
+            st.absent.add(a, b)
         still = subtract(asked, st.received, st.absent)
         progress = sum(b - a for a, b in still) < sum(b - a for a, b in asked)
         st.attempts = 0 if progress else st.attempts + 1

@@ -98,8 +98,7 @@ def is_int(x: Any) -> TypeGuard[int]:
 
 def is_number(x: Any) -> bool:
     """A finite JSON number (not a bool)."""
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and (
-        not isinstance(x, int) or -INT64 <= x < INT64)
+    return is_int(x) or (isinstance(x, float) and math.isfinite(x))
 
 
 def parse_ranges(x: Any) -> list[Range] | None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import secrets
 from typing import Any
 
@@ -23,6 +22,7 @@ import aiomqtt
 
 from ..config import MqttConfig
 from .requests import BrokerAddress
+from .topics import loads
 
 FRESH_S = 2.5  # a live daemon publishes its status every second (a busy one later)
 RETAINED_S = 0.3  # a retained status comes right after the subscription's SUBACK
@@ -79,8 +79,8 @@ async def _live(client: aiomqtt.Client, retained_s: float) -> bool:
 
 
 def _state(payload: Any) -> str | None:
-    with contextlib.suppress(ValueError, TypeError, AttributeError):
-        data = json.loads(payload)
-        state = data.get("state")
+    with contextlib.suppress(ValueError, TypeError):
+        data = loads(payload)
+        state = data.get("state") if isinstance(data, dict) else None
         return state if isinstance(state, str) else None
     return None
