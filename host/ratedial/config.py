@@ -11,7 +11,7 @@ import math
 import os
 import ssl
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast, overload
@@ -282,6 +282,17 @@ def home(path: str | None) -> str | None:
     return os.path.expanduser(path) if path is not None else None
 
 
+def _first_clash(named: Iterable[tuple[str, str]]) -> tuple[str, str] | None:
+    """The first two names, in order, that ``(key, name)`` pairs give one key; None if
+    every key has one name."""
+    seen: dict[str, str] = {}
+    for key, name in named:
+        other = seen.setdefault(key, name)
+        if other != name:
+            return other, name
+    return None
+
+
 def _dial_key(ident: str) -> str:
     """A port however written (./vd0 and the /dev/pts/1 it links to, /dev/../dev/x for a port
     not plugged in yet) is one key; a dial id or COM3 in any case."""
@@ -322,23 +333,17 @@ class RunConfig:
         for port in self.ports:
             ports.setdefault(port_key(port), port)
         object.__setattr__(self, "ports", tuple(ports.values()))
-        folded: dict[str, str] = {}
-        for label in self.raters:
-            other = folded.setdefault(label.lower(), label)  # as the analysis pairs them
-            if other != label:  # the analysis pairs labels in any case: one rater twice
-                raise UsageError(f"raters: {other} and {label} differ only in case, and the "
-                                 "analysis takes them as one rater; give each its own label")
-        keys: dict[str, str] = {}
-        for key in self.session:
-            other = keys.setdefault(key.lower(), key)
-            if other != key:  # "dyad" pairs recordings: "Dyad" beside it was a second key
-                raise UsageError(f"session: {other} and {key} differ only in case; keep one")
-        seen: dict[str, str] = {}
-        for label, ident in self.raters.items():
-            other = seen.setdefault(_dial_key(ident), label)
-            if other != label:
-                raise UsageError(f"raters: {other} and {label} both name dial {ident}; each "
-                                 "rater needs a dial of their own")
+        clash = _first_clash((label.lower(), label) for label in self.raters)
+        if clash:  # the analysis pairs labels in any case: one rater twice
+            raise UsageError(f"raters: {clash[0]} and {clash[1]} differ only in case, and the "
+                             "analysis takes them as one rater; give each its own label")
+        clash = _first_clash((key.lower(), key) for key in self.session)
+        if clash:  # "dyad" pairs recordings: "Dyad" beside it was a second key
+            raise UsageError(f"session: {clash[0]} and {clash[1]} differ only in case; keep one")
+        clash = _first_clash((_dial_key(ident), label) for label, ident in self.raters.items())
+        if clash:
+            raise UsageError(f"raters: {clash[0]} and {clash[1]} both name dial "
+                             f"{self.raters[clash[1]]}; each rater needs a dial of their own")
         if self.duration_s is not None and not 0.1 <= self.duration_s <= 1e9:
             # the bound of --duration (and of every option without one of its own)
             raise UsageError("config: duration_s must be between 0.1 and 1e9 (seconds)")
