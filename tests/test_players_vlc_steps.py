@@ -124,6 +124,17 @@ def test_attaching_to_a_playing_vlc_records_no_seek_and_settles(seed):
     assert max(map(abs, settled)) < 0.065, settled
 
 
+def _seek_is_recorded_once(m: FakeMedia, f: Follow, by_s: float) -> None:
+    """Seek ``by_s`` from where the fake VLC is now: exactly one ``media_seek``, landing there."""
+    target = (m.truth(f.t) or 0) + by_s
+    m.advance(f.t)
+    m.seek(f.t, target)
+    f.run(1.5)
+    seeks = f.seeks()
+    assert len(seeks) == 1 and seeks[0]["to_s"] == pytest.approx(target, abs=0.001), \
+        f.out.events
+
+
 @pytest.mark.parametrize(("after_s", "by_s"), [(0.05, 3.0), (0.05, -2.0), (0.1, 1.3),
                                                 (0.7, 0.6), (0.7, -0.3)])
 def test_real_seeks_just_after_attaching_are_recorded(after_s, by_s):
@@ -133,13 +144,7 @@ def test_real_seeks_just_after_attaching_are_recorded(after_s, by_s):
     m.advance(attach)
     f = Follow(m, attach, probe_s=0.0)  # the exact length with the first answer
     f.run(after_s)
-    target = (m.truth(f.t) or 0) + by_s
-    m.advance(f.t)
-    m.seek(f.t, target)
-    f.run(1.5)
-    seeks = f.seeks()
-    assert len(seeks) == 1 and seeks[0]["to_s"] == pytest.approx(target, abs=0.001), \
-        f.out.events
+    _seek_is_recorded_once(m, f, by_s)
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -175,13 +180,7 @@ def test_real_seeks_around_a_rate_change_are_recorded(after_s, by_s):
     m.advance(f.t)
     m.set_rate(f.t, 2.0)
     f.run(after_s)
-    target = (m.truth(f.t) or 0) + by_s
-    m.advance(f.t)
-    m.seek(f.t, target)
-    f.run(1.5)
-    seeks = f.seeks()
-    assert len(seeks) == 1 and seeks[0]["to_s"] == pytest.approx(target, abs=0.001), \
-        f.out.events
+    _seek_is_recorded_once(m, f, by_s)
 
 
 def test_attach_and_rate_changes_over_http_with_the_fake_vlc(tmp_path: Path):
