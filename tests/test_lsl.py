@@ -192,3 +192,52 @@ def test_a_liblsl_that_cannot_load_is_one_line(tmp_path) -> None:
     assert "Traceback" not in res.stderr and res.stderr.strip().count("\n") == 0, res.stderr
     assert "cannot load liblsl" in res.stderr
     assert not (tmp_path / "r.ratedial").exists()
+
+
+def test_a_dials_markers_always_carry_its_rater() -> None:
+    """An audit (2026-12-05): a dial without a label gave markers without a ``rater`` key,
+    while the docs' example always has one (null now, as on MQTT)."""
+    from ratedial.lsl import LslSink
+    from ratedial.outputs import EventOut
+
+    labels = {"ab" * 8: "client"}
+    sink = LslSink(raters=labels.get, pylsl=pylsl)
+    pushed: list[dict[str, object]] = []
+
+    class Outlet:
+        def push_sample(self, values: list[str], t: float) -> None:
+            pushed.append(json.loads(values[0]))
+
+    sink._markers = Outlet()
+    sink.handle([EventOut("ab" * 8, 1, "button", {"pressed": True}),
+                 EventOut("cd" * 8, 2, "button", {"pressed": True}),
+                 EventOut("", 3, "media_play", {"media_s": 1.0})])
+    assert [(m.get("dial"), m.get("rater", "absent")) for m in pushed] == [
+        ("ab" * 8, "client"), ("cd" * 8, None), (None, "absent")]
+
+
+@pytest.mark.parametrize("lab_config", [False, True])
+def test_liblsl_says_no_info_lines_unless_the_labs_config_asks(tmp_path, lab_config) -> None:
+    """An audit (2026-12-05): --lsl put liblsl's ``INFO| Loaded default config`` and its
+    build on stderr, where a --json script reads the live view's URL. A lab's own
+    lsl_api.cfg is still what liblsl reads (its level too)."""
+    import subprocess
+    import sys
+
+    if os.path.exists("/etc/lsl_api/lsl_api.cfg"):
+        pytest.skip("this machine has an /etc/lsl_api/lsl_api.cfg")
+    if lab_config:
+        (tmp_path / "lsl_api.cfg").write_text("[log]\nlevel = 0\n")
+    env = {k: v for k, v in os.environ.items() if k != "LSLAPICFG"}
+    env["HOME"] = str(tmp_path)  # no ~/lsl_api/lsl_api.cfg of this machine's user
+    res = subprocess.run([sys.executable, "-m", "ratedial", "run", "--broker", "none",
+                          "--no-scan", "--duration", "0.3", "--lsl", "--json", "--web",
+                          "--record", str(tmp_path / "r.ratedial")], capture_output=True,
+                         text=True, timeout=60, check=False, cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stderr
+    lines = res.stderr.strip().splitlines()
+    if lab_config:
+        assert any("INFO|" in line and "lsl_api.cfg" in line for line in lines), lines
+    else:
+        assert not any("INFO|" in line or "git:" in line for line in lines), lines
+        assert any(line.startswith("ratedial: live view on ") for line in lines), lines

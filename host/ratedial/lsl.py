@@ -16,12 +16,16 @@ Invariants:
   model has its first fit) are skipped, not guessed, and counted in :attr:`LslSink.skipped`.
 * :meth:`LslSink.handle` never blocks: liblsl copies a chunk into its send buffer (~1 µs a
   sample here) and sends from its own threads.
+* liblsl logs warnings and errors only (its INFO lines were noise on the daemon's stderr),
+  unless this computer has an ``lsl_api.cfg`` of its own, which is left to say.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,7 +92,35 @@ def _import_pylsl() -> Any:
         raise UsageError(f"--lsl: pylsl cannot load liblsl ({str(exc).splitlines()[0]}): "
                          "install liblsl for this platform, or unset PYLSL_LIB if it names "
                          "the wrong file") from None
+    _quiet_log(pylsl)
     return pylsl
+
+
+LOG_LEVEL = -1  # liblsl's [log] level: warnings and errors (0 adds its INFO lines)
+
+
+def lab_config() -> str | None:
+    """The ``lsl_api.cfg`` liblsl reads on this computer, where it looks (``LSLAPICFG``, the
+    current folder, ``~/lsl_api/``, ``/etc/lsl_api/``), or None: its defaults."""
+    if os.environ.get("LSLAPICFG"):
+        return os.environ["LSLAPICFG"]
+    for name in ("lsl_api.cfg", os.path.expanduser("~/lsl_api/lsl_api.cfg"),
+                 "/etc/lsl_api/lsl_api.cfg"):
+        if os.path.isfile(name):
+            return name
+    return None
+
+
+def _quiet_log(pylsl: Any) -> None:
+    """liblsl's defaults with :data:`LOG_LEVEL`: it printed "Loaded default config" and its
+    build at INFO on stderr, where a ``--json`` script reads the live view's URL. Given as
+    the configuration's text, which liblsl takes before any file, so not where the lab has
+    a file of its own (known peers, a session id, its own log level): that stays in force."""
+    set_content = getattr(pylsl, "set_config_content", None)  # pylsl 1.17.7 and later
+    if set_content is None or lab_config() is not None:
+        return
+    with contextlib.suppress(NotImplementedError):  # a liblsl before 1.17.7: INFO lines
+        set_content(f"[log]\nlevel = {LOG_LEVEL}\n")
 
 
 LINGER_S = 0.5  # on stop, how long outlets stay for the last samples to go out
@@ -186,9 +218,7 @@ class LslSink:
         marker: dict[str, Any] = {"event": name}
         if o.uid:
             marker["dial"] = o.uid
-            rater = self._raters(o.uid)
-            if rater:
-                marker["rater"] = rater
+            marker["rater"] = self._raters(o.uid) or None  # null: no label, as on MQTT
         marker.update(public_data(o.data))  # no file names off this computer
         marker["event_id"] = o.event_id
         self._markers.push_sample([json.dumps(marker, separators=(",", ":"), default=str)],
