@@ -21,8 +21,8 @@ import pytest
 
 from daemonrun import finish, start_daemon
 from ratedial.errors import UsageError
-from ratedial.outputs import SamplesOut
-from ratedial.web import RING_POINTS, WebServer, WebSink, parse_addr
+from ratedial.outputs import EventOut, SamplesOut
+from ratedial.web import BIN_S, RING_POINTS, WebServer, WebSink, parse_addr
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -227,6 +227,41 @@ def test_page_in_headless_chromium(tmp_path):
     print(f"web: {rate:.1f} updates/s in the page")
 
 
+@pytest.mark.slow
+def test_the_page_tells_apart_dials_whose_ids_share_8_digits():
+    """An audit (2026-12-05): two dials whose ids share the first 8 hex digits were both
+    shown as ``(ffff0000)``."""
+    import threading
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    views = [View("ffff0000aaaa1111"), View("ffff0000bbbb2222"), View("1c9628e2aaaa3333")]
+    views[0].rater, views[1].rater, views[2].rater = "client", "therapist", None
+    sink = WebSink(views=lambda: views, media=lambda: {"player": "none", "connected": False})
+    loop = asyncio.new_event_loop()
+    server = WebServer(sink, "127.0.0.1:0")
+    url = loop.run_until_complete(server.start())
+    stop = asyncio.Event()
+    thread = threading.Thread(target=loop.run_until_complete, args=(server.run(stop),))
+    thread.start()
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                         headless=True)
+            page = browser.new_page(bypass_csp=True)
+            page.goto(url)
+            page.wait_for_function("document.querySelectorAll('tr[data-uid]').length === 3")
+            names = page.evaluate("[...document.querySelectorAll('tr[data-uid] td:first-child')]"
+                                  ".map(td => td.innerText.trim())")
+            browser.close()
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+        loop.close()
+    assert names == ["client (ffff0000a)", "therapist (ffff0000b)", "1c9628e2aaaa3333"], names
+
+
 def test_a_view_bound_to_every_interface_prints_this_machines_name() -> None:
     """``--web 0.0.0.0:0`` printed http://0.0.0.0:PORT/, which other computers cannot open."""
     import socket
@@ -313,6 +348,62 @@ def test_the_snapshot_says_the_mean_the_last_tick_said():
         samples(batch, ("a",))
     assert sink.tick()["mean"] is None
     assert sink.snapshot()["mean"] is None
+
+
+def test_run_time_zero_is_the_run_start_event():
+    """An audit (2026-12-05): run time was counted from the sink's creation, 20-55 ms before
+    the run_start event, a time nothing in the recording holds."""
+    now = [1_000_000_000]
+    sink = WebSink(views=lambda: [View("a")],
+                   media=lambda: {"player": "none", "connected": False},
+                   clock=lambda: now[0])
+    start = 7_000_000_000
+    sink.handle([EventOut("", start, "run_start", {"recording": "r.ratedial"})])
+    host = tuple(start + 250_000_000 + i * 1_000_000 for i in range(20))
+    sink.handle([SamplesOut("a", 1, 0, 1000, tuple(range(20)), host, (0,) * 20,
+                            tuple(float(40 + i) for i in range(20)), (0,) * 20)])
+    host = tuple(start + 400_000_000 + i * 1_000_000 for i in range(20))
+    sink.handle([SamplesOut("a", 1, 20, 1000, tuple(range(20)), host, (0,) * 20,
+                            (50.0,) * 20, (0,) * 20)])
+    now[0] = start + 500_000_000
+    msg = sink.tick()
+    assert msg["points"]["a"] == [[0.269, 59.0, 0]]  # the bin's last sample, at run time
+    assert msg["t"] == 0.5
+
+
+@pytest.mark.slow
+def test_state_points_are_recorded_samples_at_run_time(tmp_path):
+    """Every wall-axis point of /state is the recorded sample at host_ns = run_start's
+    host_ns + x s: the last of its 100 ms bin, its rating, to the 1 ms that x is rounded to."""
+    import bisect
+    import math
+
+    from daemonrun import query, wait_until
+    from ratedial.virtual import VirtualDial
+
+    path = tmp_path / "web.ratedial"
+    with VirtualDial(seed=43, subprocess=True) as dial:
+        proc = start_daemon("--port", dial.port, "--broker", "none", "--record", str(path),
+                            "--duration", "8", "--web")
+        url = read_url(proc)
+        wait_until(path, "SELECT count(*) FROM samples WHERE host_ns IS NOT NULL",
+                   lambda n: n >= 4000)
+        with urllib.request.urlopen(url + "state") as r:
+            state = json.loads(r.read())
+        finish(proc)
+    (start,), = query(path, "SELECT host_ns FROM events WHERE kind = 'run_start'")
+    rows = query(path, "SELECT host_ns, rating FROM samples WHERE host_ns IS NOT NULL "
+                       "ORDER BY host_ns")
+    run_s = [(h - start) / 1e9 for h, _ in rows]
+    bins = [math.floor(x / BIN_S) for x in run_s]
+    (points,) = state["points"].values()
+    assert len(points) >= 30 and all(m == 0 for *_, m in points)
+    for x, rating, _ in points:
+        near = range(bisect.bisect_left(run_s, x - 0.0005 - 1e-9),
+                     bisect.bisect_right(run_s, x + 0.0005 + 1e-9))  # x is rounded to 1 ms
+        last = [k for k in near if k + 1 < len(bins) and bins[k + 1] != bins[k]]
+        assert len(last) == 1 and rows[last[0]][1] == rating, (
+            x, rating, [(run_s[k], rows[k][1]) for k in near])
 
 
 def test_a_flood_of_idle_connections_is_bounded(monkeypatch):

@@ -11,8 +11,9 @@ Invariants:
 * Memory is bounded whatever the session length: per dial one ring of ``RING_POINTS``
   points (10 minutes of curve at 10 points a second) and one open bin; one group ring.
 * The time axis of a point is the sample's media time when a player maps it, else the run's
-  wall time (seconds since the sink started, from the sample's mapped host time); each point
-  says which (``m``), so the page never mixes the two on one axis.
+  time: the sample's mapped host time (``samples.host_ns``) less the host time of the run's
+  ``run_start`` event (``events.host_ns``), in seconds, so a point is found in the recording
+  exactly; each point says which axis (``m``), so the page never mixes the two on one axis.
 * Only pseudonymous data leaves: dial ids, rater labels, numbers. No ports, paths or session
   labels.
 """
@@ -27,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from ..outputs import Out, SamplesOut
+from ..outputs import EventOut, Out, SamplesOut
 
 BIN_S = 0.1  # one curve point per 100 ms of the axis (10 points/s)
 RING_POINTS = 6000  # 10 minutes of curve per dial
@@ -73,7 +74,7 @@ class WebSink:
         self._views = views
         self._media = media
         self._clock = clock
-        self.t0_ns = clock()
+        self.t0_ns = clock()  # until the run_start event gives the recorded one
         self.scale = scale
         self.curves: dict[str, _Curve] = {}
         self.group: deque[tuple[int, float, float, float, float, int, int]] = deque(
@@ -90,6 +91,10 @@ class WebSink:
         for o in outs:
             if isinstance(o, SamplesOut):
                 self._samples(o)
+            elif isinstance(o, EventOut) and o.kind == "run_start":
+                # run time 0: a recorded time (it was the sink's creation, 20-55 ms before
+                # it, which nothing in the recording holds)
+                self.t0_ns = o.host_ns
 
     def _samples(self, o: SamplesOut) -> None:
         c = self.curves.get(o.uid)
