@@ -13,9 +13,12 @@ import contextlib
 import json
 import re
 import shutil
+import socket
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -29,6 +32,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
+T = TypeVar("T")
 
 
 class View:
@@ -107,14 +111,64 @@ def test_the_mean_line_holds_one_point_per_bin_like_the_curves(paused):
         assert len(group_x) == RING_POINTS and abs(group_x[0] - curve_x[0]) <= 0.2
 
 
-async def _status_for(server: WebServer, host_header: str | None, path: str = "/state") -> str:
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+async def _status_for(server: WebServer, host_header: str | None, path: str = "/state", *,
+                      at: str = "127.0.0.1", extra: str = "") -> str:
+    reader, writer = await asyncio.open_connection(at, server.port)
     head = f"GET {path} HTTP/1.1\r\n" + (f"Host: {host_header}\r\n" if host_header else "")
-    writer.write((head + "\r\n").encode())
+    writer.write((head + extra + "\r\n").encode())
     await writer.drain()
     status = (await reader.readline()).decode().strip()
     writer.close()
     return status
+
+
+def _serve(bind: str, ask: Callable[[WebServer], Awaitable[T]]) -> tuple[T, str]:
+    """Start a view bound to ``bind``, run ``ask`` against it, stop it; (its answer, URL)."""
+    sink = WebSink(views=lambda: [View("a")],
+                   media=lambda: {"player": "none", "connected": False})
+
+    async def main() -> tuple[T, str]:
+        server = WebServer(sink, bind)
+        url = await server.start()
+        stop = asyncio.Event()
+        task = asyncio.create_task(server.run(stop))
+        try:
+            return await ask(server), url
+        finally:
+            stop.set()
+            await task
+
+    return asyncio.run(main())
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 on this machine")
+@pytest.mark.parametrize("dualstack", [True, False])
+def test_a_view_bound_to_every_ipv6_interface_serves_ipv4_too(dualstack, monkeypatch):
+    """An audit (2026-12-05): ``--web [::]:PORT`` listened on IPv6 only (asyncio sets
+    IPV6_V6ONLY whatever the system's bindv6only), so 127.0.0.1, the lab's IPv4 addresses
+    and the URL it printed (this machine's name) found nothing. Without a dual-stack socket
+    (``dualstack=False``), two listeners on one port."""
+    if not dualstack:
+        monkeypatch.setattr(socket, "has_dualstack_ipv6", lambda: False)
+
+    async def ask(server: WebServer) -> dict[str, str]:
+        p = server.port
+        return {"v4": await _status_for(server, f"127.0.0.1:{p}", at="127.0.0.1"),
+                "v6": await _status_for(server, f"[::1]:{p}", at="::1"),
+                "any name": await _status_for(server, f"labpc7:{p}", at="127.0.0.1")}
+
+    got, url = _serve("[::]:0", ask)
+    assert set(got.values()) == {"HTTP/1.1 200 OK"}, got  # every interface: any Host
+    assert url.startswith(f"http://{socket.gethostname()}:"), url
 
 
 @pytest.mark.parametrize("bind", ["127.0.0.1:0", "0.0.0.0:0"])

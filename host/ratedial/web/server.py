@@ -16,6 +16,9 @@ Invariants:
 * Bound to this machine only (a loopback address or ``localhost``), it answers only requests
   whose ``Host`` names this machine: a web page elsewhere cannot read the view through DNS
   rebinding (its name made to resolve to 127.0.0.1).
+* Bound to ``::`` (every interface), it serves IPv4 clients too: asyncio sets IPV6_V6ONLY
+  on the sockets it makes, so ``::`` alone was IPv6 only and the URL printed with this
+  machine's name (an IPv4 address, in most labs) did not open.
 """
 
 from __future__ import annotations
@@ -86,6 +89,14 @@ def _is_ipv6(text: str) -> bool:
     return True
 
 
+def every_interface(host: str) -> bool:
+    """``0.0.0.0``, ``::`` (however written: ``0::0``)."""
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
 def is_loopback(host: str) -> bool:
     name = host.lower()
     if name == "localhost" or name.endswith(".localhost"):
@@ -121,7 +132,7 @@ class WebServer:
         self.host, self.port = parse_addr(addr)
         self._local_only = True  # then Host must name this machine: start() says, by address
         self.tick_s = tick_s
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
         self._clients: set[asyncio.Queue[bytes | None]] = set()
         self._page = page_html()
         self._open = 0  # connections being served
@@ -131,27 +142,51 @@ class WebServer:
     def url(self) -> str:
         """Where a browser finds the view: bound to every interface, this machine's name
         (http://0.0.0.0:PORT/ opens nothing on the lab's other computers)."""
-        host = socket.gethostname() if self.host in ("0.0.0.0", "::", "") else self.host
+        host = socket.gethostname() if every_interface(self.host) else self.host
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}/"
 
     async def start(self) -> str:
         """Bind (so the URL with the real port can be printed) and return the URL."""
         try:
-            self._server = await asyncio.start_server(self._connection, self.host, self.port)
+            if every_interface(self.host) and _is_ipv6(self.host):
+                self._servers = await self._listen_both()
+            else:
+                self._servers = [await asyncio.start_server(self._connection, self.host,
+                                                            self.port)]
         except OSError as exc:
             raise UsageError(f"--web: cannot listen on {self.host}:{self.port}: "
                              f"{exc.strerror}") from None
-        self.port = self._server.sockets[0].getsockname()[1]
+        sockets = [sock for server in self._servers for sock in server.sockets]
+        self.port = sockets[0].getsockname()[1]
         # by the addresses bound, not the name given: a name for 127.0.0.1 (an /etc/hosts
         # alias) is as local as the address itself
-        self._local_only = all(is_loopback(str(sock.getsockname()[0]))
-                               for sock in self._server.sockets)
+        self._local_only = all(is_loopback(str(sock.getsockname()[0])) for sock in sockets)
         return self.url
+
+    async def _listen_both(self) -> list[asyncio.Server]:
+        """``::``, IPv6 and IPv4 alike: one dual-stack socket (IPV6_V6ONLY off, as Linux,
+        Windows and macOS allow), else one socket of each family on the same port."""
+        if socket.has_dualstack_ipv6():
+            sock = socket.create_server((self.host, self.port), family=socket.AF_INET6,
+                                        backlog=100, dualstack_ipv6=True)
+            try:
+                return [await asyncio.start_server(self._connection, sock=sock)]
+            except BaseException:
+                sock.close()
+                raise
+        v6 = await asyncio.start_server(self._connection, self.host, self.port,
+                                        family=socket.AF_INET6)
+        try:
+            port = v6.sockets[0].getsockname()[1]
+            return [v6, await asyncio.start_server(self._connection, "0.0.0.0", port)]
+        except BaseException:
+            v6.close()
+            raise
 
     async def run(self, stop: asyncio.Event) -> None:
         """Send ticks until ``stop`` is set, then close every stream and the socket."""
-        if self._server is None:
+        if not self._servers:
             await self.start()
         loop = asyncio.get_running_loop()
         next_t = loop.time()
@@ -167,10 +202,11 @@ class WebServer:
         finally:
             for q in list(self._clients):
                 _offer(q, None)
-            if self._server is not None:
-                self._server.close()
+            for server in self._servers:
+                server.close()
+            for server in self._servers:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._server.wait_closed(), 2.0)
+                    await asyncio.wait_for(server.wait_closed(), 2.0)
 
     def _broadcast(self, msg: bytes) -> None:
         for q in list(self._clients):
