@@ -99,6 +99,38 @@ def test_a_bad_value_from_the_file_names_its_key_and_file(tmp_path: Path, text: 
     assert not (tmp_path / "r.ratedial").exists()
 
 
+@pytest.mark.parametrize("value", ["", " "])
+def test_an_empty_web_address_in_the_file_is_refused(tmp_path: Path, value: str) -> None:
+    """An audit (2026-12-05): ``web = ""``, written to mean "off", started a view on
+    127.0.0.1 and a free port."""
+    path = tmp_path / "c.toml"
+    path.write_text(f'web = "{value}"\n')
+    res = run("run", "--config", str(path), "--no-scan", "--broker", "none", "--duration",
+              "0.2", "--record", str(tmp_path / "r.ratedial"))
+    line = one_line(res)
+    assert res.returncode == 2, res.stderr
+    assert f"web = {value!r} in {path}: an empty address is not 'off'" in line, line
+    assert "--no-web" in line and not (tmp_path / "r.ratedial").exists()
+
+
+def test_no_web_undoes_the_files_web(tmp_path: Path) -> None:
+    """configuration.md: every key of the file can be undone for a run; ``web`` had no
+    flag that did (``No such option '--no-web'``)."""
+    path = tmp_path / "c.toml"
+    path.write_text('web = "127.0.0.1:0"\n')
+    common = ("run", "--config", str(path), "--no-scan", "--broker", "none", "--duration", "0.2")
+    res = run(*common, "--record", str(tmp_path / "a.ratedial"))
+    assert res.returncode == 0 and "live view on http://127.0.0.1:" in res.stdout, res.stderr
+    res = run(*common, "--no-web", "--record", str(tmp_path / "b.ratedial"))
+    assert res.returncode == 0 and "live view" not in res.stdout + res.stderr, res.stderr
+    path.write_text('web = ""\n')  # undone, so not refused either
+    res = run(*common, "--no-web", "--record", str(tmp_path / "c.ratedial"))
+    assert res.returncode == 0, res.stderr
+    res = run(*common, "--web", "--no-web", "--record", str(tmp_path / "d.ratedial"))
+    assert res.returncode == 2 and "--web and --no-web: give one" in one_line(res)
+    assert not (tmp_path / "d.ratedial").exists()
+
+
 def test_monitor_names_the_broker_of_the_file(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[mqtt]\nbroker = "bogus://x"\n')

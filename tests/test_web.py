@@ -53,6 +53,18 @@ def test_parse_addr():
             parse_addr(bad)
 
 
+def test_a_blank_address_is_refused_and_a_blank_host_is_loopback():
+    """An audit (2026-12-05): ``--web ""`` and ``--web " "`` (``web = ""`` written to mean
+    "off") started a view on 127.0.0.1, and ``[]:8000`` an empty host: every interface."""
+    for blank in ("", " ", "\t"):
+        with pytest.raises(UsageError, match="an empty address is not 'off'"):
+            parse_addr(blank)
+    with pytest.raises(UsageError, match=r"expected \[IPV6\]:PORT"):
+        parse_addr("[]:8000")
+    assert parse_addr(":8000") == ("127.0.0.1", 8000)  # a blank host: loopback, documented
+    assert parse_addr(" :8000 ") == ("127.0.0.1", 8000)
+
+
 def test_sink_memory_is_bounded_over_a_long_session():
     """Two dials at 1 kHz for a simulated hour: held points never exceed the rings."""
     now = [0]
@@ -169,6 +181,34 @@ def test_a_view_bound_to_every_ipv6_interface_serves_ipv4_too(dualstack, monkeyp
     got, url = _serve("[::]:0", ask)
     assert set(got.values()) == {"HTTP/1.1 200 OK"}, got  # every interface: any Host
     assert url.startswith(f"http://{socket.gethostname()}:"), url
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1:0", "0.0.0.0:0"])
+def test_two_host_headers_are_a_bad_request(bind):
+    """An audit (2026-12-05): with two Host headers the first was used."""
+    async def ask(server: WebServer) -> list[str]:
+        p = server.port
+        return [await _status_for(server, f"localhost:{p}", extra="Host: evil.example\r\n"),
+                await _status_for(server, f"localhost:{p}", extra=f"host: localhost:{p}\r\n"),
+                await _status_for(server, f"localhost:{p}")]
+
+    got, _ = _serve(bind, ask)
+    assert got == ["HTTP/1.1 400 Bad Request"] * 2 + ["HTTP/1.1 200 OK"], got
+
+
+def test_the_page_is_served_at_slash_only():
+    """An audit (2026-12-05): /index.html served the page; the docs say 404 for every path
+    but /, /events and /state."""
+    async def ask(server: WebServer) -> dict[str, str]:
+        host = f"127.0.0.1:{server.port}"
+        return {path: await _status_for(server, host, path)
+                for path in ("/", "/?x=1", "/index.html", "/static/index.html", "/state")}
+
+    got, _ = _serve("127.0.0.1:0", ask)
+    assert got == {"/": "HTTP/1.1 200 OK", "/?x=1": "HTTP/1.1 200 OK",
+                   "/index.html": "HTTP/1.1 404 Not Found",
+                   "/static/index.html": "HTTP/1.1 404 Not Found",
+                   "/state": "HTTP/1.1 200 OK"}, got
 
 
 @pytest.mark.parametrize("bind", ["127.0.0.1:0", "0.0.0.0:0"])

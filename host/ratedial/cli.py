@@ -158,7 +158,9 @@ def _pairs(values: tuple[str, ...], what: str, *, one_sign: bool = False) -> dic
                    "lsl extra), or not (the default). Config: lsl.")
 @click.option("--web", is_flag=False, flag_value="127.0.0.1:0", default=None, metavar="[ADDR]",
               help="Serve a live view of the dials at ADDR (HOST:PORT, [IPV6]:PORT, HOST or "
-                   "PORT; alone: 127.0.0.1 and a free port, printed).")
+                   "PORT; alone: 127.0.0.1 and a free port, printed). Config: web.")
+@click.option("--no-web", is_flag=True, default=False,
+              help="No live view, even if the config file has web.")
 @click.option("--serial-io", type=click.Choice(["asyncio", "thread"]), default=None,
               help="How dials' serial ports are read: asyncio (the event loop waits on the "
                    "port; default on Linux and macOS) or thread (a thread per port blocked "
@@ -169,7 +171,7 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
         duration: float | None, config_path: str | None, broker: str | None, scan: bool | None,
         daemon_id: str | None, session: tuple[str, ...], player: str | None,
         video: str | None, osd: bool | None, lsl: bool | None, web: str | None,
-        serial_io: str | None, as_json: bool) -> None:
+        no_web: bool, serial_io: str | None, as_json: bool) -> None:
     """Record dials (and publish them over MQTT) until stopped.
 
     Finds dials on USB (or uses --port), maps their clocks to this computer's clock,
@@ -190,7 +192,11 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
     )
     from .player_choice import choose_player
 
+    if web is not None and no_web:
+        raise UsageError("--web and --no-web: give one")
     cfg = load_config(config_path)
+    if no_web:
+        cfg = dataclasses.replace(cfg, web=None)  # the file's web, undone
     if config_path is not None:  # the file's own values: their errors name the key and file
         from .players.spec import parse_spec
         from .web.server import parse_addr

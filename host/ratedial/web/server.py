@@ -3,7 +3,7 @@
 Routes: ``GET /`` the page (a package resource, inline JS and CSS, no external assets),
 ``GET /events`` an event stream (``snapshot`` once, then ``tick`` every :data:`TICK_S`),
 ``GET /state`` the snapshot as JSON. Anything else is 404, any other method 405 (also
-``HEAD /events``).
+``HEAD /events``); a request with two ``Host`` headers 400.
 
 Invariants:
 
@@ -55,12 +55,16 @@ _SECURITY_HEADERS = (
 
 def parse_addr(addr: str) -> tuple[str, int]:
     """``HOST:PORT``, ``[V6]:PORT``, ``HOST`` (an IPv6 address too) or ``PORT`` -> (host,
-    port); 127.0.0.1 and port 0 (a free one) by default."""
+    port); 127.0.0.1 (also for a blank host, ``:8000``) and port 0 (a free one) by default.
+    An empty address is refused: written to mean "off", it started a view."""
+    if not addr.strip():
+        raise UsageError(f"--web {addr!r}: an empty address is not 'off': leave --web out "
+                         "(or give --no-web) for no live view, or give HOST:PORT, HOST or PORT")
     addr = addr.strip()
     host, port = "127.0.0.1", "0"
     if addr.startswith("["):
         end = addr.find("]")
-        if end < 0:
+        if end <= 1:  # no "]", or "[]": an empty host bound every interface
             raise UsageError(f"--web {addr}: expected [IPV6]:PORT")
         host, rest = addr[1:end], addr[end + 1:]
         if rest:
@@ -73,8 +77,8 @@ def parse_addr(addr: str) -> tuple[str, int]:
         host = addr
     elif ":" in addr:
         host, _, port = addr.rpartition(":")
-        host = host or "127.0.0.1"
-    elif addr:
+        host = host.strip() or "127.0.0.1"
+    else:
         host = addr
     if not port.isdigit() or not 0 <= int(port) <= 65535:
         raise UsageError(f"--web {addr}: the port must be a number 0-65535")
@@ -107,16 +111,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def host_of(head: bytes) -> str | None:
-    """The host name of a request's ``Host`` header (no port, no brackets, lower case)."""
+def hosts_of(head: bytes) -> list[str]:
+    """The host names of a request's ``Host`` headers (no port, no brackets, lower case),
+    in order; more than one is a bad request (RFC 9112 3.2)."""
+    hosts = []
     for line in head.split(b"\r\n")[1:]:
         name, sep, value = line.partition(b":")
         if sep and name.strip().lower() == b"host":
             text = value.strip().decode("latin-1").lower()
             if text.startswith("["):
-                return text[1:text.find("]")] if "]" in text else None
-            return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
-    return None
+                hosts.append(text[1:text.find("]")] if "]" in text else "")
+            else:
+                hosts.append(text.rsplit(":", 1)[0] if text.count(":") == 1 else text)
+    return hosts
 
 
 def page_html() -> bytes:
@@ -226,15 +233,19 @@ class WebServer:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT_S)
             method, _, rest = head.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
             path = rest.split(" ", 1)[0].split("?", 1)[0]
-            host = host_of(head)
-            if self._local_only and not (host is not None and (
+            hosts = hosts_of(head)
+            host = hosts[0] if len(hosts) == 1 else None
+            if len(hosts) > 1:  # which one is meant? (a proxy and the server may differ)
+                await _respond(writer, "400 Bad Request", "text/plain",
+                               b"more than one Host header\n")
+            elif self._local_only and not (host is not None and (
                     is_loopback(host) or host == self.host.lower())):
                 await _respond(writer, "403 Forbidden", "text/plain",
                                b"this view answers requests for this machine only\n")
             elif method not in ("GET", "HEAD"):
                 await _respond(writer, "405 Method Not Allowed", "text/plain", b"read-only\n",
                                extra="Allow: GET, HEAD\r\n")
-            elif path in ("/", "/index.html"):
+            elif path == "/":
                 await _respond(writer, "200 OK", "text/html; charset=utf-8", self._page,
                                head=method == "HEAD")
             elif path == "/state":
