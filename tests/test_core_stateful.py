@@ -283,9 +283,12 @@ class DialStreams(RuleBasedStateMachine):
         a, b = _outcome(self.split), _outcome(self.whole)
         assert a == b, "the outcome depends on read boundaries"
         recorded, gaps, hosts, epochs = a
+        unsettled = _unsettled(self.whole)
+        assert unsettled == _unsettled(self.split)
         for key in set(recorded) | set(gaps):
             assert key in epochs, f"output for {key} without a HELLO of that uid and boot"
             spans = sorted([(i, i + 1, "sample") for i in recorded.get(key, [])]
+                           + [(i, i + 1, "unsettled") for i in unsettled.get(key, ())]
                            + gaps.get(key, []))
             for (_, end, _), (first, _, what) in itertools.pairwise(spans):
                 assert first == end, f"{key}: {what} at {first} after {end} (overlap or hole)"
@@ -316,12 +319,27 @@ class DialStreams(RuleBasedStateMachine):
 
 
 def _pending(w: World) -> dict[tuple[str, int], set[int]]:
-    """The indices of the frames each boot keeps pending (waiting for a later frame)."""
+    """The indices of the frames each boot keeps pending (waiting for a later frame) and of
+    the samples it has taken in that wait for its first SYNC to be mapped."""
     out: dict[tuple[str, int], set[int]] = {}
     for core in w.daemon.cores.values():
         for ep in core.epochs.values():
             for p in ep.pending:
                 out.setdefault((core.uid, ep.boot_id), set()).update(p.samples.indices)
+            for first, _, times, *_ in ep.unsettled:
+                out.setdefault((core.uid, ep.boot_id), set()).update(
+                    range(first, first + len(times)))
+    return out
+
+
+def _unsettled(w: World) -> dict[tuple[str, int], set[int]]:
+    """The indices taken in that wait for their boot's first SYNC to be mapped."""
+    out: dict[tuple[str, int], set[int]] = {}
+    for core in w.daemon.cores.values():
+        for ep in core.epochs.values():
+            for first, _, times, *_ in ep.unsettled:
+                out.setdefault((core.uid, ep.boot_id), set()).update(
+                    range(first, first + len(times)))
     return out
 
 
@@ -382,10 +400,11 @@ def _example() -> Iterator[DialStreams]:
 
 
 def _this_boot(m: DialStreams) -> tuple[set[int], list[tuple[int, int, str]]]:
-    """The indices recorded and the gaps, of the current dial's current boot."""
+    """The indices recorded (or taken in, waiting for the boot's first SYNC to be mapped)
+    and the gaps, of the current dial's current boot."""
     recorded, gaps, _, _ = _outcome(m.whole)
     key = (m.dial.uid.hex(), m.dial.boot)
-    return set(recorded.get(key, [])), gaps.get(key, [])
+    return set(recorded.get(key, [])) | _unsettled(m.whole).get(key, set()), gaps.get(key, [])
 
 
 def test_an_old_index_with_a_current_time_as_the_first_frame_does_not_hold_the_dial():

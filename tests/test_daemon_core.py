@@ -7,7 +7,7 @@ from ratedial.daemon.core import DialCore
 from ratedial.integrity import GapReason
 from ratedial.outputs import ArrivalOut, EpochOut, EventOut, GapOut, SamplesOut
 from ratedial.scale import RatingScale
-from ratedial.wire import Ack, Drop, Hello, Samples
+from ratedial.wire import Ack, Drop, Hello, Samples, Sync
 
 UID = bytes.fromhex("e66038b7132f4a2c")
 
@@ -355,3 +355,56 @@ def test_the_live_rate_of_a_dial_that_sends_a_frame_every_two_seconds():
     for k in range(1, 301):
         fast.note_rate(k * 10_000_000, 10)  # 1 kHz in 10-sample frames
     assert 990 < fast.rate_hz < 1010
+
+
+def test_a_backlog_at_a_boots_start_is_mapped_by_its_first_sync():
+    """An audit (2026-12-05, virtual dial stalled before the run, then read): the boot's
+    first frames were 4 s old when they came, in a burst. Mapped as they came, by their
+    arrivals alone, they were put 4 s late (the first model's ±25 ms bound did not cover
+    it); the correction was then slewed in for 8 s, so 9,400 samples were seconds off and
+    some after their own frame's arrival. The daemon's samples now wait for the boot's first
+    SYNC (at most SETTLE_S): each is mapped within the stated bound of the truth and never
+    after its frame came."""
+    from ratedial.daemon.run import SETTLE_S
+
+    c = DialCore(UID.hex(), scale=RatingScale(), clock_factory=DeviceClock,
+                 settle_s=SETTLE_S)
+    truth = 1_000_000_000_000  # host ns of device time 0; the dial's clock is exact
+
+    def when(t_us: int) -> int:
+        return truth + 1000 * t_us
+
+    arrival: dict[int, int] = {}
+    outs = []
+    # 0.5 s of samples (50 frames) queued on the dial since device time 0.1 s, read in a burst
+    # 4 s later (10 frames a millisecond), then the HELLO that answers the host's INFO
+    for k in range(50):
+        f = frame(100 + 10 * k, [0] * 10, t0=100_000 + 10_000 * k)
+        arrival[f.first_index] = when(4_600_000) + 100_000 * k
+        outs += c.samples(f, arrival[f.first_index])
+    outs += c.hello(hello(7, t_us=4_600_000), when(4_600_000) + 5_300_000)
+    assert of(outs, EpochOut)
+    early = of(outs, SamplesOut)
+    # then live frames, 2 ms after their last sample; a PING answered after the first
+    t = 4_610_000
+    for k in range(30):
+        f = Samples(seq=0, first_index=t // 1000, period_us=1000, counts=(0,) * 10,
+                    times_us=tuple(t + 1000 * j for j in range(10)), flags=(0,) * 10)
+        arrival[f.first_index] = when(t + 9000) + 2_000_000
+        outs += c.samples(f, arrival[f.first_index])
+        if k == 3:
+            sent = when(t + 9000) + 2_500_000
+            outs += c.sync(Sync(seq=0, token=1, t_rx_us=t + 11_600, t_tx_us=t + 11_700),
+                           sent, when(t + 11_700) + 1_500_000)
+        t += 10_000
+    mapped = of(outs, SamplesOut)
+    worst = 0
+    for s in mapped:
+        for t_us, h_ns in zip(s.device_us, s.host_ns, strict=True):
+            assert h_ns is not None
+            worst = max(worst, abs(h_ns - when(t_us)))
+        assert s.host_ns[-1] <= arrival[s.first_index]  # never after its frame came
+    assert [s.first_index for s in mapped] == sorted(s.first_index for s in mapped)
+    assert mapped[0].first_index == 100
+    assert worst <= 5_000_000, worst  # 4.5 s of backlog; the first SYNC pins it to ms
+    assert not early  # none was mapped before the first SYNC

@@ -48,7 +48,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..clock import ClockEpochError
+from ..clock import ClockEpochError, ClockEstimate
 from ..integrity import GapReason, GapWhy
 from ..outputs import ArrivalOut, ClockOut, EpochOut, EventOut, GapOut, Out, SamplesOut, SyncOut
 from ..scale import RatingScale
@@ -65,7 +65,7 @@ from ..wire import (
     Sync,
 )
 from ..wire.checks import field_problem
-from .epoch import NO_HELLO, ClockLike, Epoch, Held, stalls
+from .epoch import NO_HELLO, ClockLike, Epoch, Held, Unmapped, stalls
 from .pending import discard, flush, wait_or_confirm
 from .placement import (
     DRIFT,
@@ -108,6 +108,7 @@ class DialCore:
         adc_units_per_point: float = 655.35,
         hold_s: float = 6.0,
         slack_s: float = 5.0,
+        settle_s: float = 0.0,
     ) -> None:
         self.uid = uid
         self.scale = scale
@@ -116,6 +117,9 @@ class DialCore:
         self._clock_factory = clock_factory
         self._snapshot_ns = int(clock_snapshot_s * 1e9)
         self._slack_us = int(slack_s * 1e6)
+        # a boot's samples wait at most this long for its first SYNC before they are mapped
+        # (0: mapped as they come, by arrivals alone at first)
+        self._settle_ns = int(settle_s * 1e9)
         self.epoch: Epoch | None = None
         self.epochs: dict[int, Epoch] = {}  # every boot seen, newest last (MAX_EPOCHS)
         self._retired: set[int] = set()
@@ -168,6 +172,7 @@ class DialCore:
         else:
             if ep is not None:  # the boot before ends here for now
                 out += flush(self, ep, host_ns, self._slack_us)
+                out += self.settle(ep)
             previous = None if ep is None else ep.boot_id
             resumed = self.epochs.get(h.boot_id)
             if resumed is None:
@@ -249,7 +254,9 @@ class DialCore:
 
     def finish(self, host_ns: int) -> list[Out]:
         """The run ends: the current boot's pending frames are taken in as far as they fit."""
-        return [] if self.epoch is None else flush(self, self.epoch, host_ns, self._slack_us)
+        if self.epoch is None:
+            return []
+        return flush(self, self.epoch, host_ns, self._slack_us) + self.settle(self.epoch)
 
     def take_in(self, ep: Epoch, s: Samples, host_recv_ns: int,
                 why: GapWhy | None = None) -> list[Out]:
@@ -318,10 +325,9 @@ class DialCore:
             out.append(EventOut(self.uid, host_recv_ns, "rating_reset", {
                 "rating": rating, "index": index, "boot_id": ep.boot_id,
                 "cause": "long_press"}))
-        host = (None,) * len(times) if ep.rate_implausible else ep.host_times(est, times)
         ep.last_device_us = times[-1]
-        out.append(SamplesOut(self.uid, ep.boot_id, new.start, s.period_us, times, host, counts,
-                              tuple(ratings), flags))
+        out += self._map_out(ep, est, (new.start, s.period_us, times, counts, tuple(ratings),
+                                       flags), host_recv_ns)
         # Every fit of the boot's first EARLY_FITS_S (they move a lot), then one a second.
         if est is not None and est is not ep.stored_est and (
                 host_recv_ns >= ep.next_snapshot_ns
@@ -330,6 +336,39 @@ class DialCore:
             ep.stored_est = est
             out.append(ClockOut(self.uid, ep.boot_id, host_recv_ns, est))
         return out
+
+    def _map_out(self, ep: Epoch, est: ClockEstimate | None, item: Unmapped,
+                 host_recv_ns: int) -> list[Out]:
+        """The samples of one frame out, mapped to host time, once the boot's clock has its
+        first SYNC (or ``settle_s`` after the boot's first samples came): until then they
+        wait in ``ep.unsettled`` (docs/timing.md, "The first frames of a boot")."""
+        if not ep.settled:
+            if ep.unsettled_since_ns is None:
+                ep.unsettled_since_ns = host_recv_ns
+            if ep.n_syncs == 0 and host_recv_ns - ep.unsettled_since_ns < self._settle_ns:
+                ep.unsettled.append(item)
+                return []
+            if ep.unsettled:
+                ep.unsettled.append(item)
+                return self.settle(ep)
+            ep.settled = True
+        return [self._mapped(ep, est, item)]
+
+    def _mapped(self, ep: Epoch, est: ClockEstimate | None, item: Unmapped) -> SamplesOut:
+        first, period, times, counts, ratings, flags = item
+        host = (None,) * len(times) if ep.rate_implausible else ep.host_times(est, times)
+        return SamplesOut(self.uid, ep.boot_id, first, period, times, host, counts, ratings,
+                          flags)
+
+    def settle(self, ep: Epoch) -> list[Out]:
+        """The samples waiting for the boot's first SYNC go out, mapped by a fit to every
+        observation so far (a SYNC came, the wait ran out, the boot ends for now)."""
+        ep.settled = True
+        if not ep.unsettled:
+            return []
+        est = ep.clock.estimate()
+        items, ep.unsettled = ep.unsettled, []
+        return [self._mapped(ep, est, item) for item in items]
 
     def _stalls(self, ep: Epoch, first: int, prev_us: int | None, times: Sequence[int],
                 host_ns: int) -> list[Out]:
@@ -368,7 +407,7 @@ class DialCore:
             return []
         ep.n_syncs += 1
         return [SyncOut(self.uid, ep.boot_id, f.token, host_send_ns, f.t_rx_us, f.t_tx_us,
-                        host_recv_ns)]
+                        host_recv_ns), *self.settle(ep)]
 
     def drop(self, d: Drop, host_ns: int) -> list[Out]:
         ep = self.epoch
@@ -451,10 +490,15 @@ class DialCore:
         return [EventOut(self.uid, host_ns, "frame_rejected", data)]
 
     def expire(self, now_ns: int) -> list[Out]:
-        """Reject the frames that waited for a HELLO longer than ``hold_s``."""
-        if not self.held.frames:  # the usual case, checked on every SAMPLES frame
-            return []
+        """Reject the frames that waited for a HELLO longer than ``hold_s``; map the
+        samples that waited ``settle_s`` for their boot's first SYNC."""
+        ep = self.epoch
         out: list[Out] = []
+        if ep is not None and ep.unsettled and ep.unsettled_since_ns is not None \
+                and now_ns - ep.unsettled_since_ns >= self._settle_ns:
+            out += self.settle(ep)
+        if not self.held.frames:  # the usual case, checked on every SAMPLES frame
+            return out
         for s, _, why in self.held.expire(now_ns):
             out += self.reject(s, why, "its boot's HELLO did not come in time", now_ns)
         if out and not self.held.frames and self.epoch is not None:
@@ -470,11 +514,13 @@ class DialCore:
     def unplugged(self, host_ns: int, port: str, *, cause: str = "unplugged") -> list[Out]:
         self.needs_hello = True
         last = None
+        out: list[Out] = []
         if self.epoch is not None:
+            out += self.settle(self.epoch)  # what waited for a SYNC: mapped as it stands
             self.epoch.ledger.note_unplugged()
             last = self.epoch.ledger.next_index
-        return [EventOut(self.uid, host_ns, "dial_lost", {"port": port, "next_index": last,
-                                                          "cause": cause})]
+        return [*out, EventOut(self.uid, host_ns, "dial_lost", {
+            "port": port, "next_index": last, "cause": cause})]
 
     def start_rating(self, rating: float | None = None) -> None:
         """Set the rating to the scale's start (beginning of a recording)."""

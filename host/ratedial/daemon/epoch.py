@@ -34,6 +34,11 @@ MAX_HELD = 20_000  # frames waiting for a HELLO (6 s of 1-sample frames at 2 kHz
 MAX_PENDING = 8  # frames of a boot waiting for the next frame to go on from one of them
 
 
+# samples taken in but not yet mapped: (first index, period, device times, counts, ratings,
+# flags)
+Unmapped = tuple[int, int, tuple[int, ...], tuple[int, ...], tuple[float, ...], tuple[int, ...]]
+
+
 class ClockLike(Protocol):
     def add_sync(self, host_send_ns: int, device_rx_us: int, device_tx_us: int,
                  host_recv_ns: int) -> None: ...
@@ -43,6 +48,8 @@ class ClockLike(Protocol):
     def mark_congested(self, device_us: int) -> None: ...
 
     def current(self) -> ClockEstimate | None: ...
+
+    def estimate(self) -> ClockEstimate | None: ...
 
     def peek(self) -> ClockEstimate | None: ...
 
@@ -82,6 +89,12 @@ class Epoch:
     # SAMPLES frames that skip indices or leap ahead, waiting for the next frame to go on
     # from one of them (oldest first); none while frames go on from the last one taken in
     pending: list[Pending] = field(default_factory=list)
+    # Samples taken in before the boot's clock has its first two-way bound (a SYNC), waiting
+    # to be mapped (docs/timing.md, "The first frames of a boot"): (first index, period,
+    # device times, counts, ratings, flags), oldest first, and when the first of them came
+    unsettled: list[Unmapped] = field(default_factory=list)
+    unsettled_since_ns: int | None = None
+    settled: bool = False
 
     def host_times(self, est: ClockEstimate | None,
                    times: tuple[int, ...]) -> tuple[int | None, ...]:

@@ -78,6 +78,10 @@ def dial_ports(ports: Iterable[Any] | None = None, *, platform: str = sys.platfo
 
 FAST_SYNCS = 10  # answered PINGs per boot before the PING interval slows to the configured one
 HOLD_NS = 6_000_000_000  # SAMPLES wait this long for their dial's first HELLO
+# A boot's first samples wait this long for its first SYNC before they are mapped by their
+# arrivals alone (docs/timing.md, "The first frames of a boot"); the first PING goes out as
+# the HELLO is in, so the wait is one round trip and a frame (10-40 ms) when the dial answers
+SETTLE_S = 2.0
 
 
 class Daemon:
@@ -267,7 +271,8 @@ class Daemon:
         if core is None:
             core = DialCore(uid, scale=self.scale, clock_factory=DeviceClock,
                             long_press_s=self.cfg.scale.long_press_s or None,  # 0: never
-                            adc_units_per_point=self.cfg.scale.adc_units_per_point)
+                            adc_units_per_point=self.cfg.scale.adc_units_per_point,
+                            settle_s=SETTLE_S)
             self.cores[uid] = core
             labels = self.cfg.raters_for(uid, port)
             # each label one dial: a label by port that an earlier dial on that port took
