@@ -399,3 +399,27 @@ def test_an_offline_replay_with_the_same_congested_moments_is_the_live_model():
     replayed = fit_log(log["syncs"], log["arrivals"], congested_us=log["marks"])
     assert replayed.estimate() == live.estimate()
     assert fit_log(log["syncs"], log["arrivals"]).estimate() != live.estimate()
+
+
+def test_slewed_times_are_never_after_their_frames_arrival():
+    """A line that moves back while a correction is being slewed in would put a frame's
+    samples after the frame arrived (an audit, 2026-12-05: up to 94 ms on a 115200-baud link
+    after a backlog, 0.26 ms on USB): they are held to the arrival, a bound the daemon has
+    in hand, and the correction still to take in shrinks by as much."""
+    from ratedial.clock import SlewedMap
+
+    late = ClockEstimate(ref_device_us=0, ref_host_ns=100_000_000, skew_ppm=0.0,
+                         uncertainty_ns=50_000_000, n_obs=1)
+    m = SlewedMap()
+    first = m.map(late, [1000 * k for k in range(10)], limit_ns=110_000_000)
+    assert first[-1] == 109_000_000
+    right = replace(late, ref_host_ns=40_000_000, uncertainty_ns=1_000_000)  # 60 ms earlier
+    times = [10_000 + 1000 * k for k in range(10)]
+    arrived = 112_000_000  # the frames drain fast: this one 2 ms after the first
+    host = m.map(right, times, limit_ns=arrived)
+    assert max(host) == arrived and host[0] < arrived
+    assert all(b >= a for a, b in zip([first[-1], *host], host, strict=False))
+    # what is left to take in is the mapped time less the line, no more
+    assert m.offset_ns == host[-1] - right.to_host_ns(times[-1])
+    nxt = m.map(right, [20_000 + 1000 * k for k in range(10)], limit_ns=arrived + 1_000_000)
+    assert nxt[0] >= host[-1] and nxt[-1] <= arrived + 1_000_000

@@ -408,3 +408,52 @@ def test_a_backlog_at_a_boots_start_is_mapped_by_its_first_sync():
     assert mapped[0].first_index == 100
     assert worst <= 5_000_000, worst  # 4.5 s of backlog; the first SYNC pins it to ms
     assert not early  # none was mapped before the first SYNC
+
+
+def test_a_loose_first_sync_does_not_map_the_backlog():
+    """The same backlog on a 115200-baud link (an audit, 2026-12-05): the first SYNC's reply
+    waited behind the draining backlog, so it bounded the clock only to ±0.3 s; mapped by it,
+    3 s of samples were recorded 65-167 ms late, beyond the stated bound. The samples wait
+    for a SYNC that pins the clock to within SETTLE_BOUND_NS."""
+    from ratedial.daemon.core import SETTLE_BOUND_NS
+    from ratedial.daemon.run import SETTLE_S
+
+    c = DialCore(UID.hex(), scale=RatingScale(), clock_factory=DeviceClock,
+                 settle_s=SETTLE_S)
+    truth = 1_000_000_000_000
+
+    def when(t_us: int) -> int:
+        return truth + 1000 * t_us
+
+    arrival: dict[int, int] = {}
+    outs = []
+    # 50 frames queued since device time 0.1 s, draining at 2 frames per 10 ms from 4.6 s
+    for k in range(50):
+        f = frame(100 + 10 * k, [0] * 10, t0=100_000 + 10_000 * k)
+        arrival[f.first_index] = when(4_600_000) + 5_000_000 * k
+        outs += c.samples(f, arrival[f.first_index])
+    outs += c.hello(hello(7, t_us=4_600_000), when(4_600_000) + 250_000_000)
+    # the first PING is read at once, its reply queued behind 0.3 s of backlog
+    outs += c.sync(Sync(seq=0, token=1, t_rx_us=4_850_100, t_tx_us=4_850_200),
+                   when(4_850_000), when(4_850_200) + 300_000_000)
+    after_loose = of(outs, SamplesOut)
+    # live frames once drained (the dial dropped what its queue could not hold), 2 ms
+    # late; then a PING answered within 3 ms
+    t = 5_160_000
+    for k in range(30):
+        f = Samples(seq=0, first_index=t // 1000, period_us=1000, counts=(0,) * 10,
+                    times_us=tuple(t + 1000 * j for j in range(10)), flags=(0,) * 10)
+        arrival[f.first_index] = when(t + 9000) + 2_000_000
+        outs += c.samples(f, arrival[f.first_index])
+        t += 10_000
+        if k == 10:
+            outs += c.sync(Sync(seq=0, token=2, t_rx_us=t + 1_000, t_tx_us=t + 1_100),
+                           when(t), when(t + 1_100) + 1_500_000)
+    mapped = of(outs, SamplesOut)
+    worst = max(abs(h - when(d)) for s in mapped for d, h in zip(s.device_us, s.host_ns,
+                                                                 strict=True))
+    # 5 s back from the SYNC that pinned it, at a skew known to ±1000 ppm: ±5 ms, not ±150
+    assert worst <= 10_000_000, worst
+    assert not after_loose
+    assert all(s.host_ns[-1] <= arrival[s.first_index] for s in mapped)
+    assert SETTLE_BOUND_NS < 150_000_000  # the loose SYNC's band: ±150 ms

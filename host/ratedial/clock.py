@@ -413,7 +413,12 @@ class SlewedMap:
         self._est: ClockEstimate | None = None
         self._last_us: int | None = None
 
-    def map(self, est: ClockEstimate, times_us: Sequence[int]) -> list[int]:
+    def map(self, est: ClockEstimate, times_us: Sequence[int],
+            limit_ns: int | None = None) -> list[int]:
+        """Host times of ``times_us`` (ascending, after those mapped before). ``limit_ns``: the
+        host time their frame arrived, which none of them can be later than (a line moving
+        back while a correction is slewed in would put some after it; they are held to it,
+        and what is still to be taken in shrinks by as much)."""
         host = est.to_host_ns_many(times_us)
         prev = self._est
         if prev is not None and prev is not est and self._last_us is not None:
@@ -431,6 +436,12 @@ class SlewedMap:
                 at = t
                 host[k] += round(off)
             self.offset_ns, self._at_us = off, at
+        if limit_ns is not None and host and host[-1] > limit_ns:
+            self.offset_ns -= host[-1] - limit_ns
+            for k in range(len(host) - 1, -1, -1):
+                if host[k] <= limit_ns:
+                    break
+                host[k] = limit_ns
         return host
 
 

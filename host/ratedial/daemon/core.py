@@ -91,6 +91,10 @@ CONGESTED_SHARE = 4
 # The dial took no sample for this long (a sample's interval since the one before it, indices
 # consecutive: its sampler stopped, e.g. a firmware hang): an overrun, never a gap, but said
 STALL_US = 100_000
+# A boot's samples are mapped once a SYNC pins its clock this tightly (ClockEstimate
+# uncertainty_ns; 1-6 ms after the first SYNC on a USB link, 0.05-0.5 s while a SYNC reply
+# waits behind a backlog draining through a 115200-baud UART)
+SETTLE_BOUND_NS = 20_000_000
 EVENTS_PER_REASON = 100  # frame_rejected events per dial and reason; then every 1000th
 
 
@@ -327,7 +331,7 @@ class DialCore:
                 "cause": "long_press"}))
         ep.last_device_us = times[-1]
         out += self._map_out(ep, est, (new.start, s.period_us, times, counts, tuple(ratings),
-                                       flags), host_recv_ns)
+                                       flags, host_recv_ns))
         # Every fit of the boot's first EARLY_FITS_S (they move a lot), then one a second.
         if est is not None and est is not ep.stored_est and (
                 host_recv_ns >= ep.next_snapshot_ns
@@ -337,32 +341,43 @@ class DialCore:
             out.append(ClockOut(self.uid, ep.boot_id, host_recv_ns, est))
         return out
 
-    def _map_out(self, ep: Epoch, est: ClockEstimate | None, item: Unmapped,
-                 host_recv_ns: int) -> list[Out]:
-        """The samples of one frame out, mapped to host time, once the boot's clock has its
-        first SYNC (or ``settle_s`` after the boot's first samples came): until then they
-        wait in ``ep.unsettled`` (docs/timing.md, "The first frames of a boot")."""
+    def _map_out(self, ep: Epoch, est: ClockEstimate | None, item: Unmapped) -> list[Out]:
+        """The samples of one frame out, mapped to host time, once a SYNC of the boot has
+        pinned its clock to within ``SETTLE_BOUND_NS`` (or ``settle_s`` after the boot's
+        first samples came): until then they wait in ``ep.unsettled`` (docs/timing.md, "The
+        first frames of a boot")."""
         if not ep.settled:
             if ep.unsettled_since_ns is None:
-                ep.unsettled_since_ns = host_recv_ns
-            if ep.n_syncs == 0 and host_recv_ns - ep.unsettled_since_ns < self._settle_ns:
+                ep.unsettled_since_ns = item[-1]
+            if item[-1] - ep.unsettled_since_ns < self._settle_ns:
                 ep.unsettled.append(item)
                 return []
-            if ep.unsettled:
-                ep.unsettled.append(item)
-                return self.settle(ep)
-            ep.settled = True
+            ep.unsettled.append(item)
+            return self.settle(ep)
         return [self._mapped(ep, est, item)]
 
     def _mapped(self, ep: Epoch, est: ClockEstimate | None, item: Unmapped) -> SamplesOut:
-        first, period, times, counts, ratings, flags = item
-        host = (None,) * len(times) if ep.rate_implausible else ep.host_times(est, times)
+        first, period, times, counts, ratings, flags, arrived = item
+        host = (None,) * len(times) if ep.rate_implausible else ep.host_times(est, times,
+                                                                               arrived)
         return SamplesOut(self.uid, ep.boot_id, first, period, times, host, counts, ratings,
                           flags)
 
+    def _settle_after_sync(self, ep: Epoch) -> list[Out]:
+        """After a SYNC: the boot's samples go out once its clock is pinned (a SYNC whose
+        reply waited behind a backlog on a slow link bounds it loosely: the next ones, after
+        the backlog has drained, pin it)."""
+        if ep.settled:
+            return []
+        est = ep.clock.estimate()
+        if est is None or est.uncertainty_ns > SETTLE_BOUND_NS:
+            return []
+        return self.settle(ep)
+
     def settle(self, ep: Epoch) -> list[Out]:
-        """The samples waiting for the boot's first SYNC go out, mapped by a fit to every
-        observation so far (a SYNC came, the wait ran out, the boot ends for now)."""
+        """The samples waiting for the boot's clock to be pinned go out, mapped by a fit to
+        every observation so far (a SYNC pinned it, the wait ran out, the boot ends for
+        now)."""
         ep.settled = True
         if not ep.unsettled:
             return []
@@ -407,7 +422,7 @@ class DialCore:
             return []
         ep.n_syncs += 1
         return [SyncOut(self.uid, ep.boot_id, f.token, host_send_ns, f.t_rx_us, f.t_tx_us,
-                        host_recv_ns), *self.settle(ep)]
+                        host_recv_ns), *self._settle_after_sync(ep)]
 
     def drop(self, d: Drop, host_ns: int) -> list[Out]:
         ep = self.epoch

@@ -35,8 +35,9 @@ MAX_PENDING = 8  # frames of a boot waiting for the next frame to go on from one
 
 
 # samples taken in but not yet mapped: (first index, period, device times, counts, ratings,
-# flags)
-Unmapped = tuple[int, int, tuple[int, ...], tuple[int, ...], tuple[float, ...], tuple[int, ...]]
+# flags, their frame's arrival)
+Unmapped = tuple[int, int, tuple[int, ...], tuple[int, ...], tuple[float, ...], tuple[int, ...],
+                 int]
 
 
 class ClockLike(Protocol):
@@ -96,10 +97,12 @@ class Epoch:
     unsettled_since_ns: int | None = None
     settled: bool = False
 
-    def host_times(self, est: ClockEstimate | None,
-                   times: tuple[int, ...]) -> tuple[int | None, ...]:
-        """``times`` (device µs) mapped to host ns by ``est`` through this boot's slewed map."""
-        return (None,) * len(times) if est is None else tuple(self.mapper.map(est, times))
+    def host_times(self, est: ClockEstimate | None, times: tuple[int, ...],
+                   arrived_ns: int | None = None) -> tuple[int | None, ...]:
+        """``times`` (device µs) mapped to host ns by ``est`` through this boot's slewed map,
+        none later than ``arrived_ns`` (their frame's arrival)."""
+        return (None,) * len(times) if est is None else tuple(
+            self.mapper.map(est, times, arrived_ns))
 
 
 @dataclass(slots=True)
