@@ -292,6 +292,7 @@ async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | N
             mqtt_cfg, topics=Topics(cfg.mqtt.topic_prefix, daemon_id), recorder=recorder,
             run_id=run_id, resume=resume, earlier=earlier, rater_of=rec_sink.raters,
             status_of=lambda: {uid: status_dict(v, daemon_id) for uid, v in daemon.views.items()},
+            unrecorded_from=daemon.unrecorded_from,
             wall_offset_ns=wall_offset, software_version=__version__,
             mqtt5=embedded is None,  # the embedded broker (amqtt) speaks MQTT 3.1.1
             on_link=lambda kind, data: daemon.event(None, kind, **data))

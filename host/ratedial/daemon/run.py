@@ -146,6 +146,13 @@ class Daemon:
     def event(self, uid: str | None, kind: str, **data: Any) -> None:
         self.emit([EventOut(uid or "", time.monotonic_ns(), kind, data)])
 
+    def unrecorded_from(self, uid: str, boot_id: int) -> int | None:
+        """The first index of ``uid``'s boot ``boot_id`` taken in but not yet put out to the
+        recording (its boot's first samples wait for the clock: docs/timing.md), or None."""
+        core = self.cores.get(uid)
+        ep = None if core is None else core.epochs.get(boot_id)
+        return ep.unsettled[0][0] if ep is not None and ep.unsettled else None
+
     def say_once(self, message: str) -> None:
         if message not in self._said:
             self._said.add(message)

@@ -44,6 +44,9 @@ class FromRecordings:
     archives: list[Archive]
     outbox: Outbox
     rater_of: Callable[[str], str | None]
+    # the first index of a (dial, boot) taken in but not yet recorded (its boot's first
+    # samples wait for the clock to be pinned: docs/timing.md), or None
+    unrecorded_from: Callable[[str, int], int | None]
     wall_offset_ns: int
     replayed_samples: int
     requests_served: int
@@ -222,13 +225,17 @@ class FromRecordings:
                 await self._serve_event_request(req)
                 continue
             key: Key = (req["dial"], req["boot"])
+            # indices taken in but not recorded yet are neither sent nor absent: they go out
+            # live soon, and the requester asks again for what it still lacks
+            held = self.unrecorded_from(*key)
             await asyncio.to_thread(self.recorder.flush)
             absent: list[list[int]] = []
             try:
                 for first, end in union(req["ranges"]):  # each index once
                     rows = await asyncio.to_thread(read_samples, self.archives, key, first, end)
                     await self._send_rows(key, rows)
-                    absent += [[a, b] for a, b in absent_ranges(first, end,
+                    known = end if held is None else max(first, min(end, held))
+                    absent += [[a, b] for a, b in absent_ranges(first, known,
                                                                 (r[0] for r in rows))]
             except ArchiveUnreadable as exc:
                 # No answer rather than a wrong "absent": the requester asks again.

@@ -107,6 +107,7 @@ class MqttPublisher(LivePublishing):
         software_version: str,
         mqtt5: bool = True,
         on_link: Callable[[str, dict[str, Any]], None] | None = None,
+        unrecorded_from: Callable[[str, int], int | None] = lambda uid, boot: None,
     ) -> None:
         self.cfg = cfg
         self._password = Reread(cfg.password, log.warning)
@@ -121,6 +122,7 @@ class MqttPublisher(LivePublishing):
         self.run_id = run_id
         self.archives = [Archive(recorder.path, run_id)]
         self.rater_of = rater_of
+        self.unrecorded_from = unrecorded_from
         # the rating scale (meta.scale) the daemon status carries, for collectors
         self.scale: dict[str, Any] | None = None
         self.status_of = status_of
