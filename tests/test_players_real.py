@@ -462,3 +462,16 @@ def test_video_without_a_display_plays_from_the_start_and_says_so(tmp_path, vide
         out = daemon.stop()
         assert daemon.proc.returncode == 0, out
     assert "no display: mpv plays" in out
+
+
+def test_video_without_a_display_kept_paused_says_it_starts_paused(tmp_path, video):
+    """An audit: with RATEDIAL_MPV_ARGS=--pause and no display the line said mpv "plays
+    ... from the start" while it stayed paused, as asked; now it says it starts paused."""
+    with video_run(tmp_path, 44, video, unset=("DISPLAY", "WAYLAND_DISPLAY"),
+                   env={"RATEDIAL_MPV_ARGS": "--pause"}) as (daemon, _sock):
+        daemon.wait_for("SELECT 1 FROM samples WHERE media_state = 2", timeout=30.0)
+        out = daemon.stop()
+        assert daemon.proc.returncode == 0, out
+    assert f"no display: mpv starts {video.name} paused" in out, out
+    assert "from the start" not in out, out
+    assert 1 not in {s for _, _, s, _ in daemon.recording.samples()}  # it did stay paused

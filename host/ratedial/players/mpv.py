@@ -341,6 +341,27 @@ def _num(v: Any) -> float | None:
     return f if f is not None and f > 0 else None
 
 
+def starts_paused(args: tuple[str, ...]) -> bool:
+    """Whether mpv options ``args`` leave it paused: the last of ``--pause[=yes|no]`` /
+    ``--no-pause`` wins, as in mpv."""
+    paused = False
+    for a in args:
+        if a in ("--pause", "--pause=yes"):
+            paused = True
+        elif a in ("--pause=no", "--no-pause"):
+            paused = False
+    return paused
+
+
+def no_display_note(name: str, extra: tuple[str, ...]) -> str:
+    """The one line a ``--video`` run without a display says of what mpv does."""
+    if starts_paused(extra):
+        return (f"no display: mpv starts {name} paused, without a window or sound "
+                "(RATEDIAL_MPV_ARGS has --pause: play it over its socket)")
+    return (f"no display: mpv plays {name} without a window or sound, from the start "
+            "(RATEDIAL_MPV_ARGS=--pause keeps it paused)")
+
+
 def launched_session(video: str, *, socket_path: str | None, latency_ms: float, osd: bool,
                      ratings: Callable[[], dict[str, float]]) -> MpvSession:
     """``--video FILE``: an mpv started (paused) by ratedial on a private socket."""
@@ -356,8 +377,7 @@ def launched_session(video: str, *, socket_path: str | None, latency_ms: float, 
         socket_path, tmpdir = private_endpoint()
     extra = tuple(shlex.split(os.environ.get("RATEDIAL_MPV_ARGS", "")))
     if not has_display():  # no window to press Space in: it plays from the start
-        log.warning("no display: mpv plays %s without a window or sound, from the start "
-                    "(RATEDIAL_MPV_ARGS=--pause keeps it paused)", os.path.basename(video))
+        log.warning("%s", no_display_note(os.path.basename(video), extra))
         extra = ("--vo=null", "--ao=null", "--pause=no", *extra)
     return MpvSession(socket_path, latency_ms=latency_ms, video=os.path.abspath(video),
                       osd=osd, ratings=ratings, mpv_exe=exe, extra_args=extra, tmpdir=tmpdir)
