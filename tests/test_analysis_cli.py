@@ -67,6 +67,32 @@ def test_analyze_json_for_one_rater(tmp_path):
     assert len(r["segments"]) == 3  # three tops fill 90 s; no bottom may overlap them
 
 
+def test_a_missing_kind_of_segments_is_said_in_the_report_and_the_json(tmp_path):
+    """An audit: a 90 s video with 30 s windows gave top segments only, and neither the
+    report nor the JSON said there were no bottom ones, or why."""
+    rec = tmp_path / "r.ratedial"
+    write_recording(rec, [simple_rater("client", constant(60), 90)], rate_hz=50,
+                    media=SynthMedia(duration_s=90.0))
+    note = ("no bottom (hindering) segments: every 30 s window rated ≥ 90% overlaps a top "
+            "segment (a shorter --window leaves room for both)")
+    res = run("analyze", str(rec), "--json")
+    (r,) = analyze_json(res.stdout)["dyads"][0]["raters"]
+    assert [(x["label"], x["mean"]) for x in r["segments"]] == [("T1", 60), ("T2", 60),
+                                                                ("T3", 60)]
+    assert r["segments_note"] == note
+    res = run("analyze", str(rec), "--no-truth-bias")
+    assert res.returncode == 0, res.stderr
+    assert f"  client: {note}" in res.stdout.splitlines(), res.stdout
+    res = run("analyze", str(rec), "--json", "--window", "10")  # room for both: no note
+    (r,) = analyze_json(res.stdout)["dyads"][0]["raters"]
+    assert r["segments_note"] is None and len(r["segments"]) == 6
+    assert "no bottom" not in run("analyze", str(rec), "--window", "10").stdout
+    res = run("analyze", str(rec), "--json", "--window", "100")
+    (r,) = analyze_json(res.stdout)["dyads"][0]["raters"]
+    assert r["segments"] == []
+    assert r["segments_note"] == "none (the video is shorter than one 100 s window)"
+
+
 def test_analyze_without_a_player_says_run_time_everywhere(tmp_path):
     rec = tmp_path / "wall.ratedial"
     write_recording(rec, [SynthRater(label="client", curve=piecewise([20], [70, 30]),

@@ -649,3 +649,28 @@ def test_a_lowest_segment_above_neutral_is_said_to_be_so(tmp_path):
     segs = [ln for ln in report.stdout.splitlines() if ln.strip().startswith("client ")
             and " B" in ln]
     assert segs and all(ln.endswith("(not below the neutral band)") for ln in segs), segs
+
+
+def test_a_guess_test_of_one_kind_of_segments_warns_and_scores_it_as_such(tmp_path):
+    """An audit: a short video with long windows gave a guess test of top segments only,
+    with no warning, scored "helpful 2 of 2, hindering 0 of 0" as if balanced."""
+    rec = make_recording(tmp_path, None)
+    res = _review(rec, "--window", "15", "--guess", "--no-video", "--order-seed", "1",
+                  stdin=b"+\n-\n")
+    assert res.returncode == 0, res.stderr
+    out = res.stdout.decode()
+    lines = out.splitlines()
+    warning = ("warning: client's segments are all of one kind (with these options no "
+               "window is left for the other): the score cannot show whether helpful and "
+               "hindering moments are told apart; a shorter --window gives both")
+    assert lines[1] == warning, out  # at the start, before the first segment
+    (note,) = read_notes(rec, "guess")
+    data = note["data"]
+    assert {s["kind"] for s in data["segments"]} == {"top"} and data["n"] == 2
+    assert (data["score"], data["helpful_correct"], data["hindering_correct"]) == (1, 1, 0)
+    assert ("Score: 1 of 2 correct (helpful 1 of 2; no hindering segment, so not a test of "
+            "telling the two apart).") in out
+    assert "hindering 0 of 0" not in out
+    res = _review(rec, "--guess", "--no-video", "--order-seed", "1", stdin=b"+\n" * 6)
+    assert res.returncode == 0 and b"all of one kind" not in res.stdout  # 3 s: both kinds
+    assert b"(helpful 3 of 3, hindering 0 of 3)" in res.stdout

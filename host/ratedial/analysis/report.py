@@ -11,7 +11,7 @@ from .fmt import fmt_p as _p
 from .fmt import fmt_p_cell as _p_cell
 from .mediatime import fmt_span, fmt_time
 from .read import RUN_TIME_NOTE, RUN_TIMELINE
-from .results import rater_guess, segment_params
+from .results import rater_guess, segment_params, segments_note
 from .stats import CATEGORY_NAMES, Estimate, off_side
 
 
@@ -93,10 +93,9 @@ def _segment_lines(result: GroupResult) -> list[str]:
     checks = {} if result.pair is None else {(c.owner, c.segment.label): c
                                              for c in result.pair.checks}
     for r in result.raters:
-        if not r.segments:
-            why = (f"the video is shorter than one {opt.window_s:g} s window"
-                   if opt.window_s > r.duration_s else "too little rated time")
-            lines.append(f"  {r.rater}: none ({why})")
+        note = segments_note(r, result.options)
+        if not r.segments and note is not None:
+            lines.append(f"  {r.rater}: {note}")
         for s in r.segments:
             line = (f"  {r.rater:<10} {s.label}  {fmt_span(s.start_s, s.end_s):<17} "
                     f"mean {_f(s.mean):>5}")
@@ -111,6 +110,8 @@ def _segment_lines(result: GroupResult) -> list[str]:
                 if c.overlap_same_s > 0:
                     line += f", overlaps {c.other}'s {s.kind} segment"
             lines.append(line.rstrip())
+        if r.segments and note is not None:  # one kind missing: said, with why
+            lines.append(f"  {r.rater}: {note}")
         guess = _guess_line(r, result)
         if guess:
             lines.append(guess)

@@ -19,7 +19,7 @@ from .analyse import AnalysisOptions, GroupResult, PairResult, RaterResult
 from .errors import UsageError
 from .load import Series
 from .read import RUN_TIME_NOTE, RUN_TIMELINE
-from .segments import Segment
+from .segments import Segment, missing_kind_note
 from .stats import CATEGORY_NAMES, Agreement, Estimate
 
 
@@ -69,6 +69,19 @@ def segment_params(s: Series, opt: AnalysisOptions) -> dict[str, Any]:
             "min_separation_s": seg.min_separation_s}
 
 
+def segments_note(r: RaterResult, opt: AnalysisOptions) -> str | None:
+    """Why a rater has no segments, or none of one kind (``raters[].segments_note``); None
+    when both kinds are there (or none was asked for)."""
+    seg = opt.segments
+    if seg.k == 0:
+        return None
+    if not r.segments:
+        why = (f"the video is shorter than one {seg.window_s:g} s window"
+               if seg.window_s > r.duration_s else "too little rated time")
+        return f"none ({why})"
+    return missing_kind_note(r.segments, seg)
+
+
 def rater_json(r: RaterResult, opt: AnalysisOptions) -> dict[str, Any]:
     d, s = r.describe, r.series
     return {
@@ -86,6 +99,7 @@ def rater_json(r: RaterResult, opt: AnalysisOptions) -> dict[str, Any]:
         "stalled": {"n": s.stalls[0], "seconds": _num(s.stalls[1], 3)},
         "missing_samples": r.missing_samples, "annotations": s.recording.annotations,
         "segments": [_segment(x) for x in r.segments],
+        "segments_note": segments_note(r, opt),
         "guess": rater_guess(r, opt),
     }
 

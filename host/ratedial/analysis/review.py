@@ -279,6 +279,12 @@ def run_guess(recording: Path, rater: str, segments: Sequence[Segment], *, playe
     prompter.say(f"Guess test: {_count(len(shown), 'segment')} of {rater}'s ratings in random "
                  f"order (seed {seed}). For each, {answerer}: was it helpful or hindering?")
     _say_timeline(prompter, params)
+    one_kind = len({s.kind for s in shown}) == 1
+    if one_kind:  # said without naming the kind: the test stays blind
+        prompter.say(f"warning: {rater}'s segments are all of one kind (with these options "
+                     "no window is left for the other): the score cannot show whether "
+                     "helpful and hindering moments are told apart; a shorter --window "
+                     "gives both")
     answers: list[str] = []
     try:
         for i, s in enumerate(shown, start=1):
@@ -312,8 +318,15 @@ def run_guess(recording: Path, rater: str, segments: Sequence[Segment], *, playe
         "score": result.score, "n": len(shown), "helpful_correct": top[0],
         "hindering_correct": bottom[0], "params": dict(params or {}),
     })
-    prompter.say(f"Score: {result.score} of {len(shown)} correct (helpful {top[0]} of {top[1]}, "
-                 f"hindering {bottom[0]} of {bottom[1]}). Saved to {recording.name}.")
+    if one_kind:  # "hindering 0 of 0" would read as a balanced test
+        (have, got), none = ((("helpful", top[0]), "hindering") if top[1] else
+                             (("hindering", bottom[0]), "helpful"))
+        counts = (f"{have} {got} of {len(shown)}; no {none} segment, so not a test of "
+                  "telling the two apart")
+    else:
+        counts = f"helpful {top[0]} of {top[1]}, hindering {bottom[0]} of {bottom[1]}"
+    prompter.say(f"Score: {result.score} of {len(shown)} correct ({counts}). "
+                 f"Saved to {recording.name}.")
     for i, (s, a, c) in enumerate(zip(shown, answers, correct, strict=True), start=1):
         prompter.say(f"  {i}  {fmt_span(s.start_s, s.end_s):<17} answered {a:<9} was {s.label} "
                      f"({TRUTH[s.kind]}, mean {s.mean:.1f})  {'correct' if c else 'wrong'}"

@@ -10,7 +10,8 @@ Invariants:
   wins), and taken greedily in that order, skipping any that overlaps one already taken.
 * ``peaks`` mode: candidates are the local extremes of the windowed mean (scipy
   ``find_peaks``; the ends of the video count), at least ``min_separation_s`` apart.
-* Top segments are chosen first; a bottom segment never overlaps a top one.
+* Top segments are chosen first; a bottom segment never overlaps a top one. So only the
+  bottom kind can be missing while the other is there (:func:`missing_kind_note`).
 """
 
 from __future__ import annotations
@@ -155,3 +156,18 @@ def find_segments(values: FloatArray, rate_hz: float,
                                   end_s=(s + w) / rate_hz, mean=float(means[s]),
                                   coverage=float(cov[s])))
     return tuple(result)
+
+
+def missing_kind_note(segments: tuple[Segment, ...] | list[Segment],
+                      opt: SegmentOptions) -> str | None:
+    """One line when there are top segments but no bottom one (a short video or long
+    windows: every candidate overlaps a top segment, which is chosen first), with why; else
+    None. Said by the report, ``analyze --json`` and the guess test, which would otherwise
+    score helpful answers only."""
+    kinds = {s.kind for s in segments}
+    if opt.k == 0 or kinds != {"top"}:
+        return None
+    what = (f"{opt.window_s:g} s window" if opt.mode == "windows" else
+            f"minimum of the {opt.window_s:g} s means")
+    return (f"no bottom (hindering) segments: every {what} rated ≥ {opt.min_coverage:.0%} "
+            "overlaps a top segment (a shorter --window leaves room for both)")
