@@ -122,6 +122,32 @@ def test_analyze_without_a_player_says_run_time_everywhere(tmp_path):
     assert side["dyads"][0]["timeline"]["kind"] == "run"
 
 
+def test_the_brief_overview_marks_a_run_time_dyad(tmp_path):
+    """An audit: ``analyze --brief`` on a recording without a player said nothing of run
+    time (``miss.ratedial  (no pair)``), though every other output says it."""
+    wall = tmp_path / "wall.ratedial"
+    write_recording(wall, [SynthRater(label="client", curve=piecewise([20], [70, 30]),
+                                      script=(NoPlayer(seconds=40),)),
+                           SynthRater(label="therapist", uid="bb",
+                                      curve=piecewise([20], [65, 35]),
+                                      script=(NoPlayer(seconds=40),))],
+                    media=None, rate_hz=50, session={"dyad": "W2"})
+    alone = tmp_path / "alone.ratedial"
+    write_recording(alone, [SynthRater(label="client", curve=constant(60),
+                                       script=(NoPlayer(seconds=10),))], media=None, rate_hz=50)
+    video = tmp_path / "v.ratedial"
+    write_recording(video, [simple_rater("client", constant(60), 10)], rate_hz=50,
+                    media=SynthMedia(duration_s=10.0), session={"dyad": "V1"})
+    res = run("analyze", str(wall), str(alone), str(video), "--brief", "--window", "5",
+              "--bootstrap", "200")
+    assert res.returncode == 0, res.stderr
+    rows = {ln.split()[0]: ln for ln in res.stdout.splitlines()[1:] if ln.strip()}
+    assert rows["W2"].startswith("W2") and rows["W2"].endswith("  (run time)"), res.stdout
+    assert " 1.00 " in rows["W2"]  # the figures are still there, the mark after them
+    assert rows["alone.ratedial"].endswith("(no pair)  (run time)"), res.stdout
+    assert "run time" not in rows["V1"], res.stdout
+
+
 def test_annotate_round_trip(tmp_path):
     rec = tmp_path / "r.ratedial"
     write_recording(rec, [simple_rater("client", constant(60), 5)], rate_hz=50,

@@ -216,9 +216,13 @@ def format_group(result: GroupResult) -> str:
 _RULE = {"last": "last pass wins", "first": "first pass", "mean": "mean of passes"}
 
 
+RUN_TIME_MARK = "(run time)"
+
+
 def format_overview(results: Sequence[GroupResult]) -> str:
     """One line per dyad; the dyad and pair columns as wide as their longest entry (a name
-    such as "D07 session07.mp4" ran into the next column)."""
+    such as "D07 session07.mp4" ran into the next column). A dyad analysed on run time (no
+    video followed) ends its line with :data:`RUN_TIME_MARK`."""
     pairs = {id(r): ("(no pair)" if r.pair is None else f"{r.pair.a}/{r.pair.b}")
              for r in results}
     dw = max([len("dyad"), *(len(r.label) for r in results)]) + 2
@@ -227,13 +231,16 @@ def format_overview(results: Sequence[GroupResult]) -> str:
              f"{'kappa':>7}{'lag s':>7}"]
     for r in results:
         p = r.pair
+        # times are not positions in a video: said on the line, as everywhere (section 1)
+        mark = f"  {RUN_TIME_MARK}" if r.group.media.timeline == RUN_TIMELINE else ""
         if p is None or p.agreement is None:  # a pair with no time rated by both: said
-            lines.append(f"{r.label:<{dw}}{pairs[id(r)]:<{pw}}".rstrip() if p is None else
-                         f"{r.label:<{dw}}{pairs[id(r)]:<{pw}}(no time rated by both)")
+            line = (f"{r.label:<{dw}}{pairs[id(r)]:<{pw}}".rstrip() if p is None else
+                    f"{r.label:<{dw}}{pairs[id(r)]:<{pw}}(no time rated by both)")
+            lines.append(line + mark)
             continue
         ag = p.agreement
         ci = f"[{_f(ag.pearson.ci_low, 2)}, {_f(ag.pearson.ci_high, 2)}]"
         lines.append(f"{r.label:<{dw}}{pairs[id(r)]:<{pw}}{_f(ag.pearson.value, 2):>6}{ci:>16}"
                      f"{_p_cell(ag.pearson_p):>9}{_f(ag.icc2_1.value, 2):>10}"
-                     f"{_f(ag.kappa.value, 2):>7}{_f(p.best_lag_s, 1):>7}")
+                     f"{_f(ag.kappa.value, 2):>7}{_f(p.best_lag_s, 1):>7}{mark}")
     return "\n".join(lines)
