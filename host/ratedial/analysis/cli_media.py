@@ -28,6 +28,7 @@ from .cli_options import (
     _segment_opts,
     alignment_options,
     band_of,
+    being_recorded,
     friendly,
     segment_options,
 )
@@ -147,10 +148,15 @@ def _video(s: Series, video: str | None) -> Path:
 @click.option("--speed", type=FiniteRange(min=0.1, max=10), default=1.0,
               show_default=True, help="Playback speed.")
 @click.option("--mpv", "mpv_exe", default="mpv", show_default=True, help="The mpv program.")
+@click.option("--live", is_flag=True,
+              help="Allow a recording that is still being recorded: its segments are those "
+                   "of what it holds so far, and the notes are marked partial (default: "
+                   "refused).")
 @friendly
 def review(*, recording: str, who: str | None, guess: bool, answerer: str, order: str,
            order_seed: int | None, lead_in_s: float, video: str | None, no_video: bool,
-           skip_noted: bool, headless: bool | None, speed: float, mpv_exe: str, **kw: Any) -> None:
+           skip_noted: bool, headless: bool | None, speed: float, mpv_exe: str, live: bool,
+           **kw: Any) -> None:
     """Replay a rater's top and bottom segments in mpv and save the interviewer's notes.
 
     With --guess: the client's segments are shown to the therapist in random order (seeded;
@@ -163,6 +169,12 @@ def review(*, recording: str, who: str | None, guess: bool, answerer: str, order
     from .review import NoVideo, Player, Prompter, noted, run_guess, run_review
     from .segments import find_segments
 
+    partial = being_recorded(recording)  # its segments can still change as it grows
+    if partial and not live:
+        raise UsageError(f"{recording} is still being recorded: its segments can change until "
+                         "the run ends; stop the run first (or give --live to "
+                         f"{'test' if guess else 'review'} what it holds so far, the notes "
+                         "marked partial)")
     series, _ = _load([recording], kw)
     if who is None and guess:  # the client's segments, never silently the answerer's own
         who = "client"
@@ -207,12 +219,12 @@ def review(*, recording: str, who: str | None, guess: bool, answerer: str, order
         if guess:
             run_guess(Path(recording), s.rater, segments, player=player, prompter=prompter,
                       answerer=answerer, seed=order_seed, lead_in_s=lead_in_s, params=params,
-                      band=band)
+                      band=band, partial=partial)
         else:
             run_review(Path(recording), s.rater, segments, player=player, prompter=prompter,
                        order=order,  # type: ignore[arg-type]  # click.Choice checked it
                        lead_in_s=lead_in_s, seed=order_seed, params=params, skip=skip,
-                       band=band)
+                       band=band, partial=partial)
     finally:
         if mpv is not None:
             mpv.close()

@@ -192,7 +192,7 @@ def _load(recordings: Sequence[str], kw: dict[str, Any]) -> tuple[list[Series], 
     unclean = sorted({str(s.recording.path) for s in series
                       if "ended_wall_ns" not in s.recording.meta})
     for path in unclean:  # being recorded, or killed, crashed, or copied while running
-        if _being_recorded(path):
+        if being_recorded(path):
             click.echo(f"ratedial: note: {path} is still being recorded: this is what it "
                        "holds so far", err=True)
             continue
@@ -202,7 +202,7 @@ def _load(recordings: Sequence[str], kw: dict[str, Any]) -> tuple[list[Series], 
     return series, group_series(series, _pairing(kw))
 
 
-def _being_recorded(path: str) -> bool:
+def being_recorded(path: str) -> bool:
     """A run (``ratedial run`` or ``record --mqtt``) holds the recording's writer lock."""
     from .._platform.lock import try_lock
 

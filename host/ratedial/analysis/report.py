@@ -129,6 +129,9 @@ def _guess_line(r: RaterResult, result: GroupResult) -> str:
         here = segment_params(r.series, result.options)
         diff = ", ".join(f"{k} {g['params'][k]} (here {here[k]})" for k in here
                          if k in g["params"] and g["params"][k] != here[k])
+        if not diff:  # the same options, other windows: the recording grew since
+            diff = ("on the recording while it was still being recorded" if g["partial"]
+                    else "other windows")
         line += f": made on other segments ({diff}), not the ones above"
     return line
 

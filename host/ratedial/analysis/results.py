@@ -109,14 +109,28 @@ GUESS_KEYS = ("answered_by", "score", "n", "helpful_correct", "hindering_correct
 
 def rater_guess(r: RaterResult, opt: AnalysisOptions) -> dict[str, Any] | None:
     """The newest guess test of ``r``'s segments, as ``raters[].guess`` (below)."""
-    return _guess(r.series.recording.guess_of(r.rater), segment_params(r.series, opt))
+    return _guess(r.series.recording.guess_of(r.rater), segment_params(r.series, opt),
+                  r.segments)
 
 
-def _guess(g: Mapping[str, Any] | None, here: Mapping[str, Any]) -> dict[str, Any] | None:
+def _spans(segments: Any) -> list[tuple[str, str, float, float]] | None:
+    """(label, kind, start_s, end_s) of segments, as a guess note saves them (3 decimals);
+    None when they are not in that form (a note edited by hand)."""
+    try:
+        return sorted((str(x["label"]), str(x["kind"]), round(float(x["start_s"]), 3),
+                       round(float(x["end_s"]), 3)) for x in segments)
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
+def _guess(g: Mapping[str, Any] | None, here: Mapping[str, Any],
+           segments: Sequence[Segment] = ()) -> dict[str, Any] | None:
     """The newest guess test of a rater's segments (``ratedial review --guess``), or None;
     a value of the wrong type (a note edited by hand) is None. ``params``: the options its
-    segments were found with; ``same_segments``: whether they are this analysis's (``here``;
-    null when the note does not say), so a score is never read against other segments."""
+    segments were found with; ``same_segments``: whether they are this analysis's (``here``
+    and ``segments``: the same options and, where the note lists them, the same windows;
+    null when the note does not say), so a score is never read against other segments, also
+    when it was made on a recording still being recorded (``partial``) that grew since."""
     if g is None:
         return None
     out: dict[str, Any] = {}
@@ -129,8 +143,14 @@ def _guess(g: Mapping[str, Any] | None, here: Mapping[str, Any]) -> dict[str, An
     params = {k: v for k, v in params.items() if k != "timeline"} \
         if isinstance(params, dict) else None
     out["params"] = params
-    out["same_segments"] = None if not params else all(
+    same = None if not params else all(
         params.get(k) == v for k, v in here.items() if k in params)
+    saved = _spans(g.get("segments"))
+    if same and saved is not None:  # same options, but on what the recording held then?
+        same = saved == _spans([{"label": x.label, "kind": x.kind, "start_s": x.start_s,
+                                 "end_s": x.end_s} for x in segments])
+    out["same_segments"] = same
+    out["partial"] = g.get("partial") is True
     return out
 
 

@@ -188,10 +188,12 @@ def _count(n: int, what: str) -> str:
 def run_review(recording: Path, rater: str, segments: Sequence[Segment], *, player: Player,
                prompter: Prompter, order: Order = "rank", lead_in_s: float = 5.0,
                seed: int | None = None, params: Mapping[str, Any] | None = None,
-               skip: Collection[str] = (), band: Band | None = None) -> list[dict[str, Any]]:
+               skip: Collection[str] = (), band: Band | None = None,
+               partial: bool = False) -> list[dict[str, Any]]:
     """Replay each segment and save the interviewer's notes; returns the notes saved.
     Segments labelled in ``skip`` (already noted: :func:`noted`) keep their place in the
-    order but are not shown."""
+    order but are not shown. ``partial``: the recording was still being recorded (the
+    segments are of what it held then): each note says so."""
     if order == "random" and seed is None:
         seed = secrets.randbelow(2**31)
     shown = order_segments(segments, order, random.Random(seed))
@@ -221,7 +223,8 @@ def run_review(recording: Path, rater: str, segments: Sequence[Segment], *, play
                          "again):")
             data = {"rater": rater, "segment": _segment_json(s), "position": i,
                     "order": order, "seed": seed if order == "random" else None,
-                    "lead_in_s": shown_lead_in(s, lead_in_s), "params": dict(params or {})}
+                    "lead_in_s": shown_lead_in(s, lead_in_s), "params": dict(params or {}),
+                    **_partial(partial)}
             try:
                 text = prompter.lines(
                     "> ", {"/replay": functools.partial(_play, player, prompter, s, lead_in_s)})
@@ -271,8 +274,9 @@ def parse_answer(text: str) -> str | None:
 def run_guess(recording: Path, rater: str, segments: Sequence[Segment], *, player: Player,
               prompter: Prompter, answerer: str = "therapist", seed: int | None = None,
               lead_in_s: float = 5.0, params: Mapping[str, Any] | None = None,
-              band: Band | None = None) -> GuessResult:
-    """The guess test; saves one ``guess`` note with answers, seed, order and score."""
+              band: Band | None = None, partial: bool = False) -> GuessResult:
+    """The guess test; saves one ``guess`` note with answers, seed, order and score
+    (``partial`` as for :func:`run_review`)."""
     if seed is None:
         seed = secrets.randbelow(2**31)
     shown = tuple(order_segments(segments, "random", random.Random(seed)))
@@ -316,7 +320,7 @@ def run_guess(recording: Path, rater: str, segments: Sequence[Segment], *, playe
         "answers": [{"segment": s.label, "answer": a, "truth": TRUTH[s.kind], "correct": c}
                     for s, a, c in zip(shown, answers, correct, strict=True)],
         "score": result.score, "n": len(shown), "helpful_correct": top[0],
-        "hindering_correct": bottom[0], "params": dict(params or {}),
+        "hindering_correct": bottom[0], "params": dict(params or {}), **_partial(partial),
     })
     if one_kind:  # "hindering 0 of 0" would read as a balanced test
         (have, got), none = ((("helpful", top[0]), "hindering") if top[1] else
@@ -332,6 +336,12 @@ def run_guess(recording: Path, rater: str, segments: Sequence[Segment], *, playe
                      f"({TRUTH[s.kind]}, mean {s.mean:.1f})  {'correct' if c else 'wrong'}"
                      + _side_note(s, band))
     return result
+
+
+def _partial(partial: bool) -> dict[str, bool]:
+    """``"partial": true`` in a note made on a recording still being recorded (absent
+    otherwise): its segments are of what the recording held then, maybe not its final ones."""
+    return {"partial": True} if partial else {}
 
 
 def _side_note(s: Segment, band: Band | None) -> str:
