@@ -272,8 +272,11 @@ def test_a_port_that_never_answers_beside_a_dial_that_does_exits_1_and_keeps_the
     assert res.returncode == 1, res.stderr
     last = res.stderr.strip().splitlines()[-1]
     assert last == (f"ratedial: error: no dial answered on {silent} during the run (is the "
-                    "firmware installed? try: ratedial devices); the recording "
+                    "firmware installed? try: ratedial flash); the recording "
                     f"{rec} holds the other dials"), res.stderr
+    # the line said when it happened gives the same hint (an audit: flash, then devices)
+    assert f"ratedial: {silent}: no ratedial dial answered (is the firmware installed? try: " \
+        "ratedial flash)" in res.stderr.splitlines(), res.stderr
     summary = json.loads(res.stdout)
     assert summary["silent_ports"] == [silent]
     assert summary["error"] == last.removeprefix("ratedial: error: ")

@@ -8,6 +8,7 @@ import serial
 
 from .daemon.link import _reason
 from .daemon.run import dial_ports
+from .errors import NO_FIRMWARE_HINT
 from .wire import FrameDecoder, Hello, Info, encode_command
 
 
@@ -33,7 +34,7 @@ def ask_hello(port: str, timeout: float) -> Hello | str:
             if dec.stats.last_foreign_version is not None:
                 return (f"dial speaks protocol v{dec.stats.last_foreign_version}; "
                         "update it with ratedial flash")
-            return "no ratedial dial answered (firmware not installed? try: ratedial flash)"
+            return f"no ratedial dial answered ({NO_FIRMWARE_HINT})"
     except (serial.SerialException, OSError) as exc:
         return _reason(exc)
 

@@ -17,6 +17,11 @@ def hide_userinfo(text: str) -> str:
     return text
 
 
+# What a port on which no ratedial dial answers is told to try, in every message that says
+# so (the run's line when it happens, its last line, ``ratedial devices``): one hint, not two
+NO_FIRMWARE_HINT = "is the firmware installed? try: ratedial flash"
+
+
 class RatedialError(Exception):
     """Base class: ``str(exc)`` is the one-line message shown to the user."""
 

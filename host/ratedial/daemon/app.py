@@ -21,7 +21,7 @@ from .. import __version__
 from .._platform.signals import stop_on_signals
 from .._platform.stopsignal import ignore_stop_signals
 from ..config import RunConfig
-from ..errors import RatedialError
+from ..errors import NO_FIRMWARE_HINT, RatedialError
 from ..media import MediaOutput, MediaSession, NoPlayer
 from ..mqtt.archive import find_earlier, find_unfinished
 from ..mqtt.topics import Topics, checked_daemon_id
@@ -380,8 +380,8 @@ async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | N
             raise RatedialError(f"stopped before a dial answered on {', '.join(cfg.ports)}: "
                                 "nothing was recorded")
         raise RatedialError(f"no dial answered on {', '.join(cfg.ports)} during the run in "
-                            "a protocol this host speaks: nothing was recorded (is the "
-                            "firmware installed? try: ratedial devices)")
+                            "a protocol this host speaks: nothing was recorded "
+                            f"({NO_FIRMWARE_HINT})")
     recorder.set_meta("ended_wall_ns", time.time_ns())
     if publisher is not None:
         publisher.save_progress(final=True)

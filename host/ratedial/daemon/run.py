@@ -28,7 +28,7 @@ from serial.tools import list_ports
 from .._platform import port_key
 from ..clock import DeviceClock
 from ..config import RunConfig
-from ..errors import PortError, ProtocolMismatch
+from ..errors import NO_FIRMWARE_HINT, PortError, ProtocolMismatch
 from ..media import MediaSession, NoPlayer
 from ..outputs import EventOut, Out, SamplesOut, Sink
 from ..wire import (
@@ -377,12 +377,10 @@ class Daemon:
                 else:
                     self.say_once(f"{port}: no ratedial dial answered in {SCAN_GIVE_UP_S:g} "
                                   "s: closed and left alone while it stays plugged in "
-                                  "(another device? if it is a dial, is the firmware "
-                                  "installed? try: ratedial flash)")
+                                  f"(another device? if it is a dial, {NO_FIRMWARE_HINT})")
                 return
             if time.monotonic() > deadline and link.decoder.stats.last_foreign_version is None:
-                self.say_once(f"{port}: no ratedial dial answered (is the firmware "
-                              "installed? try: ratedial flash)")
+                self.say_once(f"{port}: no ratedial dial answered ({NO_FIRMWARE_HINT})")
             # Again every 50 ms for the first second (a dial may miss an INFO sent as the
             # port opens, and its frames wait for the HELLO), then every half second (a
             # booting dial).

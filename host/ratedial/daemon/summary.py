@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ..errors import NO_FIRMWARE_HINT
 from .dialview import DialView, name_together
 
 __all__ = ["RunSummary", "json_summary", "name_together", "print_summary", "silent_ports_error"]
@@ -95,5 +96,5 @@ def silent_ports_error(s: RunSummary, *, handshake_s: float = 3.0) -> str | None
     if s.seconds < handshake_s:
         return (f"stopped before a dial answered on {ports}; the recording {s.path} holds "
                 "the other dials")
-    return (f"no dial answered on {ports} during the run (is the firmware installed? try: "
-            f"ratedial devices); the recording {s.path} holds the other dials")
+    return (f"no dial answered on {ports} during the run ({NO_FIRMWARE_HINT}); the "
+            f"recording {s.path} holds the other dials")
