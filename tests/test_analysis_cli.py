@@ -148,6 +148,28 @@ def test_the_brief_overview_marks_a_run_time_dyad(tmp_path):
     assert "run time" not in rows["V1"], res.stdout
 
 
+def test_the_guess_params_in_the_json_are_the_notes_timeline_included(tmp_path):
+    """An audit: raters[].guess.params had no ``timeline``, though analysis.md says they
+    are as for segment_note (which has it)."""
+    for name, media, script in (
+            ("v.ratedial", SynthMedia(duration_s=40.0), None),
+            ("w.ratedial", None, (NoPlayer(seconds=40),))):
+        rec = tmp_path / name
+        curve = piecewise([10, 20, 30], [50, 90, 50, 10])
+        rater = (simple_rater("client", curve, 40) if script is None else
+                 SynthRater(label="client", curve=curve, script=script))
+        write_recording(rec, [rater], rate_hz=50, media=media)
+        res = run("review", str(rec), "--guess", "--no-video", "--window", "5",
+                  "--order-seed", "1", stdin="+\n" * 6)
+        assert res.returncode == 0, res.stderr
+        (note,) = read_notes(rec, "guess")
+        res = run("analyze", str(rec), "--json", "--window", "5")
+        (r,) = analyze_json(res.stdout)["dyads"][0]["raters"]
+        assert r["guess"]["params"] == note["data"]["params"]
+        assert r["guess"]["params"]["timeline"] == ("media" if script is None else "run")
+        assert r["guess"]["same_segments"] is True
+
+
 def test_annotate_round_trip(tmp_path):
     rec = tmp_path / "r.ratedial"
     write_recording(rec, [simple_rater("client", constant(60), 5)], rate_hz=50,

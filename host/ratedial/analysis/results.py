@@ -62,7 +62,7 @@ def options_json(opt: AnalysisOptions, rate_hz: float, rerate: str, max_fill_s: 
 def segment_params(s: Series, opt: AnalysisOptions) -> dict[str, Any]:
     """What a rater's segments depend on (as ``ratedial review`` saves with its notes)."""
     seg = opt.segments
-    return {"rate_hz": s.rate_hz, "rerate": s.options.rerate,
+    return {"timeline": s.media.timeline, "rate_hz": s.rate_hz, "rerate": s.options.rerate,
             "max_fill_s": s.options.max_fill_s,
             "rewind_tolerance_s": s.options.rewind_tolerance_s, "window_s": seg.window_s,
             "k": seg.k, "min_coverage": seg.min_coverage, "mode": seg.mode,
@@ -140,8 +140,7 @@ def _guess(g: Mapping[str, Any] | None, here: Mapping[str, Any],
             isinstance(v, int) and not isinstance(v, bool))
         out[k] = v if ok else None
     params = g.get("params")
-    params = {k: v for k, v in params.items() if k != "timeline"} \
-        if isinstance(params, dict) else None
+    params = dict(params) if isinstance(params, dict) else None
     out["params"] = params
     same = None if not params else all(
         params.get(k) == v for k, v in here.items() if k in params)
