@@ -92,3 +92,61 @@ def test_nohup_ratedial_run_outlives_a_hangup(tmp_path) -> None:
         out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert json.loads(out.strip().splitlines()[-1])["seconds"] >= 3.9, out
+
+
+def test_the_summary_says_whether_the_run_ran_its_duration_or_was_stopped(tmp_path) -> None:
+    """An audit: a run stopped by Ctrl+C mid-run exits 0 (a clean stop), as one that ran
+    its --duration does, and nothing in the --json summary told a script which it was (the
+    recording's run_end said "stopped" for both). Now ``ended`` and run_end's ``reason``:
+    ``duration`` or ``stopped``; the exit status stays 0."""
+    import json
+    import os
+    import sqlite3
+    import time
+
+    from ratedial.virtual import VirtualDial
+
+    def run_end(rec) -> str:
+        con = sqlite3.connect(rec)
+        try:
+            (data,) = con.execute("SELECT data FROM events WHERE kind = 'run_end'").fetchone()
+        finally:
+            con.close()
+        return str(json.loads(data)["reason"])
+
+    with VirtualDial(seed=83, subprocess=True) as dial:
+        ran = tmp_path / "ran.ratedial"
+        res = subprocess.run([sys.executable, "-m", "ratedial", "run", "--port", dial.port,
+                              "--no-scan", "--broker", "none", "--duration", "2", "--record",
+                              str(ran), "--json"], capture_output=True, text=True, timeout=120,
+                             check=False)
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["ended"] == "duration"
+        assert run_end(ran) == "duration"
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            cut = tmp_path / f"cut-{sig.name}.ratedial"
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "ratedial", "run", "--port", dial.port, "--no-scan",
+                 "--broker", "none", "--duration", "600", "--record", str(cut), "--json"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                # as from an interactive shell (a background shell leaves SIGINT ignored)
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
+            deadline = time.monotonic() + 60
+            while True:  # until the run records (a sample committed), then stop it
+                assert proc.poll() is None and time.monotonic() < deadline
+                if cut.exists():
+                    con = sqlite3.connect(f"file:{cut}?mode=ro", uri=True)
+                    try:
+                        if con.execute("SELECT 1 FROM samples LIMIT 1").fetchone():
+                            break
+                    except sqlite3.Error:
+                        pass
+                    finally:
+                        con.close()
+                time.sleep(0.05)
+            os.kill(proc.pid, sig)
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err  # a clean stop: the exit status is unchanged
+            summary = json.loads(out)
+            assert summary["ended"] == "stopped" and summary["seconds"] < 600, summary
+            assert run_end(cut) == "stopped"

@@ -113,6 +113,7 @@ def test_disk_fills_during_the_run_stops_with_one_line_and_keeps_what_was_commit
         stopped = json.loads(out.strip().splitlines()[-1])
         assert stopped["error"] == one_line(err).removeprefix("ratedial: error: ")
         assert stopped["path"] == str(rec) and stopped["dials"][0]["received"] >= 3000
+        assert stopped["ended"] == "failed"  # neither its --duration nor a stop signal
         assert (stopped_ns - full_ns) / 1e9 < 5.0  # noticed at the next commit, not later
 
         # --- the file on the still-full disk: intact, exact, nothing committed lost ----------

@@ -361,7 +361,8 @@ async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | N
                              unpublished=(0, 0) if publisher is None
                              else publisher.unpublished(recorder.next_id("events") - 1),
                              daemon_id=daemon_id,
-                             silent_ports=[p for p in cfg.ports if p not in daemon.answered])
+                             silent_ports=[p for p in cfg.ports if p not in daemon.answered],
+                             ended="failed" if failure else daemon.ended or "stopped")
         for core in daemon.cores.values():
             for reason, n in core.missing_by_reason().items():
                 summary.gaps[reason] = summary.gaps.get(reason, 0) + n
@@ -451,7 +452,7 @@ async def _refresh(view: LiveView, daemon: Daemon, recorder: Recorder) -> None:
     # and the frames still waiting for a frame to confirm them (Daemon.finish)
     daemon.finish()
     if recorder.error is None:
-        daemon.event(None, "run_end", reason="stopped")
+        daemon.event(None, "run_end", reason=daemon.ended or "stopped")
     for sink in daemon.sinks:
         stop = getattr(sink, "stop", None)
         if stop is not None:

@@ -108,6 +108,7 @@ class Daemon:
         self.answered: set[str] = set()  # ports on which a dial answered during the run
         self._say = on_message or (lambda m: log.warning("%s", m))
         self.stop_event = asyncio.Event()
+        self.ended: str | None = None  # why it stopped, the first reason: stopped, duration
         self._finished = False  # the run has ended (finish): reads after it are dropped
 
     # --- outputs --------------------------------------------------------------------------
@@ -471,9 +472,13 @@ class Daemon:
 
     async def _stop_after(self, seconds: float) -> None:
         await self._sleep(seconds)
-        self.stop()
+        self.stop("duration")
 
-    def stop(self) -> None:
+    def stop(self, why: str = "stopped") -> None:
+        """End the run; ``why`` (the first one asked counts): ``duration`` (its
+        ``--duration`` ran out) or ``stopped`` (a stop signal, anything else)."""
+        if self.ended is None:
+            self.ended = why
         self.stop_event.set()
 
 

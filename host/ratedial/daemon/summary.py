@@ -29,6 +29,9 @@ class RunSummary:
     unpublished: tuple[int, int] = (0, 0)  # samples, events the broker has not confirmed
     daemon_id: str = ""
     silent_ports: list[str] = field(default_factory=list)  # --port with no dial all run
+    # how it ended: "duration" (ran its --duration), "stopped" (a stop signal first: Ctrl+C,
+    # SIGTERM, SIGHUP), "failed" (the recording stopped: the summary's error says why)
+    ended: str = "stopped"
 
 
 def print_summary(console: Console, s: RunSummary) -> None:
@@ -74,6 +77,7 @@ def json_summary(s: RunSummary, *, error: str | None = None) -> str:
     """The ``--json`` summary; ``error``: the one line a run that failed ended with."""
     return json.dumps({**({"error": error} if error else {}),
                        "path": os.fspath(s.path), "seconds": round(s.seconds, 3),
+                       "ended": s.ended,
                        "dials": [{"uid": v.uid, "rater": v.rater, "received": v.received,
                                   "missing": v.missing, "rejected": v.rejected,
                                   "rejected_content": v.rejected_content,
