@@ -105,8 +105,16 @@ def test_disk_fills_during_the_run_stops_with_one_line_and_keeps_what_was_commit
 
         # --- one clear line, a non-zero exit --------------------------------------------------
         assert proc.returncode == 1, (proc.returncode, err)
-        assert one_line(err) == f"ratedial: error: recording stopped: the disk holding {rec} " \
-                                "is full"
+        said = f"ratedial: error: recording stopped: the disk holding {rec} is full"
+        # what SQLite could not fold into the file (the disk is full) is in its -wal: the
+        # line says so, for without it the file alone lacks its end (an audit, 2026-12-06)
+        wal = rec.with_name("run.ratedial-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            said += ("; its last part is in run.ratedial-wal: keep run.ratedial-wal and "
+                     "run.ratedial-shm beside run.ratedial (without them the file lacks its "
+                     "end or reads as damaged), and once the disk has room open it once "
+                     f"(ratedial analyze {rec}) to fold them in")
+        assert one_line(err) == said
         assert "Traceback" not in out, out
         # --json still prints the counts, with the line the run ended with (a black-box
         # test found stdout empty: a script got nothing to read)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -232,6 +233,8 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
         _check_credentials(cfg.mqtt, address)  # files that cannot be used: one line now
     console = Console(stderr=as_json)  # with --json, stdout carries only the summary
     _platform_notes(cfg.record or "recordings")
+    if hasattr(signal, "SIGXFSZ"):  # a file size limit (ulimit -f) is a write error said in
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # one line, not a silent kill
     try:
         summary = serve(cfg, console=console, last=True)
     except RatedialError as exc:

@@ -33,6 +33,7 @@ import numpy.typing as npt
 from .._platform.lock import held
 from ..recording.readonly import closed, connect_ro, uri
 from ..recording.schema import FORMAT, FORMAT_VERSION, MediaState
+from ..recording.walfile import fold
 from .errors import NotARecording
 from .guard import is_sqlite
 from .losses import Loss, read_losses, read_stalls, run_end_s
@@ -238,28 +239,30 @@ def connect(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
     return con
 
 
-def _fold_wal(p: Path) -> None:
+def _fold_wal(p: Path) -> bool:
     """Fold what a crashed run left in ``FILE-wal`` into the recording itself, so that the
     file alone holds everything from now on (docs/recording.md): only when no process writes
     it (the recorder's lock is free) and its folder can be written; quietly otherwise (the
-    reader still reads the ``-wal``). The contents do not change, only where they are."""
+    reader still reads the ``-wal``). The contents do not change, only where they are. With
+    no other connection open, SQLite then removes the emptied ``-wal`` and the ``-shm`` (an
+    empty pair left beside a folded file read as a crash's). True when it folded."""
     wal = p.with_name(p.name + "-wal")
     try:
-        if not wal.is_file() or wal.stat().st_size == 0 or _read_only_folder(p):
-            return
+        if not wal.is_file() or _read_only_folder(p):
+            return False
     except OSError:
-        return
+        return False
     with held(p) as free:
         if not free:  # being recorded: its writer folds it
-            return
+            return False
         try:
             con = sqlite3.connect(uri(p, "rw"), uri=True)
             try:
-                con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                return fold(con)
             finally:
                 con.close()
         except sqlite3.Error:
-            pass
+            return False
 
 
 def _check(con: sqlite3.Connection) -> sqlite3.Connection:
@@ -328,7 +331,10 @@ def read_recording(path: str | Path) -> Recording:
     p = Path(path)
     con = connect(p)
     _intact(con, p)
-    _fold_wal(p)  # once per recording read, before its samples are
+    if Path(f"{p}-wal").exists():  # once per recording read, before its samples are; with
+        con.close()  # this connection closed, the folding one is the last and tidies up
+        _fold_wal(p)
+        con = connect(p)
     try:
         raw = dict(con.execute("SELECT key, value FROM meta").fetchall())
         check_scale(p, raw.get("scale"))

@@ -26,6 +26,7 @@ from ..media import MediaOutput, MediaSession, NoPlayer
 from ..mqtt.archive import find_earlier, find_unfinished
 from ..mqtt.topics import Topics, checked_daemon_id
 from ..outputs import EventOut, Sink
+from ..recording.walfile import wal_of
 from ..recording.writer import Recorder, RecordingError, remove_recording, try_lock
 from .dialview import DialView
 from .run import HANDSHAKE_S, Daemon
@@ -383,12 +384,24 @@ async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | N
         raise RatedialError(f"no dial answered on {', '.join(cfg.ports)} during the run in "
                             "a protocol this host speaks: nothing was recorded "
                             f"({NO_FIRMWARE_HINT})")
-    recorder.set_meta("ended_wall_ns", time.time_ns())
+    ended = {"ended_wall_ns": time.time_ns()}  # written once all else is in the file
     if publisher is not None:
         publisher.save_progress(final=True)
-    recorder.close()
-    if lock_fd is not None:
-        os.close(lock_fd)
+    try:
+        recorder.close(ended=ended)
+    except RecordingError as exc:  # the final save failed (the disk filled): exit 1
+        exc.summary = summarise()
+        raise
+    finally:
+        if lock_fd is not None:
+            os.close(lock_fd)
+    if not recorder.folded:  # a reader held the last commits back: the file alone lacks them
+        wal = wal_of(recorder.path)
+        console.print(f"ratedial: note: another program was reading {recorder.path} as the "
+                      f"run ended, so its last part is still only in {wal.name}: keep "
+                      f"{wal.name} and {recorder.path.name}-shm beside it until it has been "
+                      f"opened once after that program is done (ratedial analyze "
+                      f"{recorder.path} folds them in)", highlight=False, soft_wrap=True)
     return summarise()
 
 

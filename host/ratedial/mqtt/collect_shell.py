@@ -346,14 +346,15 @@ class CollectorShell:
 
     def _close(self, collector: Collector, store: RecorderStore) -> None:
         recorder = store.recorder
+        ended = None
         if not self.failure:
             with contextlib.suppress(RecordingError):
                 collector.record_holes()
                 recorder.set_meta("collected", {**collector.describe(),
                                                 "daemon_status": collector.daemons})
-                recorder.set_meta("ended_wall_ns", time.time_ns())
+                ended = {"ended_wall_ns": time.time_ns()}  # once all else is in the file
         try:
-            store.close()
+            store.close(ended=ended)
         except RecordingError as exc:
             if not self.failure:
                 self.failure.append(exc)

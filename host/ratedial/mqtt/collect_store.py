@@ -35,6 +35,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..recording.schema import FORMAT, FORMAT_VERSION
+from ..recording.walfile import fold, wal_has_data, wal_left, wal_of
 from ..recording.writer import SQL, Recorder, RecordingError, describe_sqlite_error
 from .collect_ranges import is_int
 from .collect_state import UNCOLLECTED, ResumeState
@@ -142,12 +143,14 @@ class RecorderStore:
     def uncollected(self, rows: list[tuple[int, int, int, int]]) -> None:
         self.holes = list(rows)  # written by close()
 
-    def close(self) -> None:
+    def close(self, *, ended: dict[str, Any] | None = None) -> None:
         """Close the recorder, then write the dial fields learnt after their rows and
         replace the file's ``uncollected`` gap rows by the holes still open (one
-        transaction)."""
-        self.recorder.close()
-        if not self.dial_rows and self.holes is None:
+        transaction). ``ended`` (``ended_wall_ns``): written last, once everything else is
+        folded into the file itself (:meth:`Recorder.close`)."""
+        later = bool(self.dial_rows) or self.holes is not None
+        self.recorder.close(ended=None if later else ended)
+        if not later:
             return
         path = self.recorder.path
         try:
@@ -162,10 +165,19 @@ class RecorderStore:
                         con.execute("DELETE FROM gaps WHERE reason = ?", (UNCOLLECTED,))
                         con.executemany(SQL["gaps"], [(e, d, a, b, UNCOLLECTED, None, None)
                                                       for e, d, a, b in self.holes])
+                folded = fold(con)
+                if ended:
+                    with con:
+                        con.executemany(SQL["meta"], [(k, json.dumps(v))
+                                                      for k, v in ended.items()])
+                    fold(con, wait=folded)
             finally:
                 con.close()
         except sqlite3.Error as exc:
-            raise RecordingError(describe_sqlite_error(path, exc)) from None
+            error = RecordingError(describe_sqlite_error(path, exc))
+            if wal_has_data(wal_of(path)):
+                error = RecordingError(wal_left(path, error))
+            raise error from None
         self.dial_rows.clear()
         self.holes = None
 

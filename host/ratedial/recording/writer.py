@@ -10,6 +10,11 @@ Invariants:
   (a passive checkpoint, on this thread): after a crash, the recording file alone holds all
   but the last seconds (SQLite's own checkpoint waits for 4 MB of ``-wal``, ~50 s of two
   dials), and the ``-wal`` beside it the rest.
+* :meth:`Recorder.close` folds every commit into the file and checks that it did (SQLite's
+  own checkpoint at close fails silently: a disk full at the run's end left the file
+  looking complete with its last part only in the ``-wal``); only then is ``ended_wall_ns``
+  written. A failure is the run's error, naming the ``-wal`` to keep; a reader holding the
+  fold back is :attr:`Recorder.folded` False.
 * The asyncio side never blocks on SQLite: it enqueues rows; the thread batches them.
 * A write failure (disk full, file removed, I/O error) stops the recorder and is reported
   once, as a :class:`RecordingError` with a one-line message; rows are never dropped silently.
@@ -33,6 +38,7 @@ from .._platform.lock import try_lock
 from .._platform.privacy import make_private_dirs, remove_made_dirs
 from ..errors import RatedialError
 from .schema import DDL, FORMAT, FORMAT_VERSION
+from .walfile import fold, wal_has_data, wal_left, wal_of
 
 CHECKPOINT_S = 5.0  # the -wal is folded into the recording at least this often
 LOOK_S = 1.0  # how often the writer looks that its file is still where it was made
@@ -186,6 +192,8 @@ class Recorder:
         self.commits = 0
         self._next_checkpoint = time.monotonic() + CHECKPOINT_S
         self.error: RecordingError | None = None
+        self._told_wal = False  # the error names the -wal left with data in it
+        self.folded = False  # after close: everything is in the file itself, no -wal left
         self.made_dirs: list[Path] = []  # folders made for a new file (gone with it)
         if not append:
             self.made_dirs = create_private_file(self.path)
@@ -288,16 +296,42 @@ class Recorder:
         if self.error is not None:
             raise self.error
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Commit what is queued, stop the thread and close the file."""
+    def close(self, timeout: float = 10.0, *, ended: dict[str, Any] | None = None) -> None:
+        """Commit what is queued, stop the thread, fold the ``-wal`` into the file and close
+        it. ``ended``: the meta keys that say the run ended cleanly (``ended_wall_ns``),
+        written only once everything else is in the file itself: when that final save fails
+        (the disk is full) they are left out, and the error says where the data is."""
         if self._thread.is_alive():
             self._queue.put(None)
             self._kick.set()
             self._thread.join(timeout)
+        if self.error is None and not self._thread.is_alive():
+            self._finish(ended or {})
         with contextlib.suppress(sqlite3.Error):
-            self._con.close()
+            self._con.close()  # folds the -wal in and removes it, unless the disk is full
         if self.error is not None:
+            if not self._told_wal and self.path.is_file() and wal_has_data(wal_of(self.path)):
+                # the same error object the run was told of (on_error) says it too
+                self._told_wal = True
+                self.error.args = (wal_left(self.path, self.error),)
             raise self.error
+
+    def _finish(self, ended: dict[str, Any]) -> None:
+        """The final save: every commit folded into the file itself (a checkpoint that
+        must end with the ``-wal`` empty; SQLite's own one at close fails silently, which
+        left a run on a full disk looking clean with its last part only in the ``-wal``),
+        then ``ended``, folded in the same way."""
+        try:
+            folded = fold(self._con)
+            if ended:
+                self._con.executemany(SQL["meta"], [(k, json.dumps(v))
+                                                    for k, v in ended.items()])
+                # a reader that held the first fold back (busy) is not waited for again
+                folded = fold(self._con, wait=folded)
+        except (sqlite3.Error, OSError) as exc:
+            self.error = RecordingError(describe_sqlite_error(self.path, exc))
+            return
+        self.folded = folded
 
     # --- writer thread --------------------------------------------------------------------
 
