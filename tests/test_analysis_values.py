@@ -75,3 +75,42 @@ def test_a_scale_left_out_or_null_is_the_assumed_one(tmp_path: Path):
                           "--no-truth-bias"], text=True, capture_output=True, timeout=120,
                          check=False)
     assert res.returncode == 0 and "neutral band 45 to 55" in res.stdout, res.stderr
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    ("{not json", ["meta.session is not JSON ('{not json')", "is not paired by a guess"]),
+    ('"D02"', ['meta.session is not a JSON object ("D02")', 'e.g. {"dyad": "D07"}']),
+])
+def test_a_session_that_is_not_labels_is_named(tmp_path: Path, value: str, words: list[str]):
+    """An audit (2026-12-06): a meta.session that was not JSON was passed over in silence,
+    and the recording paired by its video's name instead of its dyad label."""
+    path = _rec(tmp_path / "s.ratedial")
+    with sqlite3.connect(path) as con:
+        con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('session', ?)", (value,))
+    _one_line(path, *words)
+
+
+@pytest.mark.parametrize(("value", "said"), [
+    # was: 'has recording format version 1; this ratedial reads version 1'
+    ('"1"', 'has meta.format_version "1", which is not a number; this ratedial reads '
+            'version 1, written as the JSON number 1'),
+    ("true", "has meta.format_version true, which is not a number"),
+    ("{bad", "has meta.format_version {bad, which is not a number"),
+    ("2", "has recording format version 2; this ratedial reads version 1"),
+])
+def test_a_format_version_that_is_not_the_number_1_is_named(tmp_path: Path, value: str,
+                                                             said: str):
+    path = _rec(tmp_path / "f.ratedial")
+    with sqlite3.connect(path) as con:
+        con.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (value,))
+    _one_line(path, said)
+
+
+def test_a_format_version_written_as_1_0_is_read(tmp_path: Path):
+    path = _rec(tmp_path / "f.ratedial")
+    with sqlite3.connect(path) as con:
+        con.execute("UPDATE meta SET value = '1.0' WHERE key = 'format_version'")
+    res = subprocess.run([sys.executable, "-m", "ratedial", "analyze", str(path),
+                          "--no-truth-bias"], text=True, capture_output=True, timeout=120,
+                         check=False)
+    assert res.returncode == 0, res.stderr

@@ -37,7 +37,7 @@ from ..recording.walfile import fold
 from .errors import NotARecording
 from .guard import is_sqlite
 from .losses import Loss, read_losses, read_stalls, run_end_s
-from .values import bad_sample, check_scale
+from .values import bad_sample, check_scale, check_session
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -228,15 +228,30 @@ def connect(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
                                 f"({exc}; a truncated or partly copied file?)") from None
         raise NotARecording(f"{p} is not a ratedial recording (not an SQLite file with a "
                             "meta table)") from None
-    if row is None or json.loads(row[0]) != FORMAT:
+    if row is None or _json(row[0]) != FORMAT:
         con.close()
         raise NotARecording(f"{p} is not a ratedial recording (meta.format is not {FORMAT!r})")
-    if version is None or json.loads(version[0]) != FORMAT_VERSION:
+    wrong = _wrong_version(None if version is None else version[0])
+    if wrong:
         con.close()
-        raise NotARecording(f"{p} has recording format version "
-                            f"{None if version is None else json.loads(version[0])}; this "
-                            f"ratedial reads version {FORMAT_VERSION}")
+        raise NotARecording(f"{p} {wrong}")
     return con
+
+
+def _wrong_version(raw: str | None) -> str | None:
+    """What is wrong with ``meta.format_version`` (its stored text), or None: it must be
+    the JSON number 1. Text such as ``"1"`` was refused as "version 1; this ratedial reads
+    version 1" (an audit, 2026-12-06)."""
+    ours = f"this ratedial reads version {FORMAT_VERSION}"
+    if raw is None:
+        return f"has no meta.format_version; {ours}"
+    value = _json(raw)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return (f"has meta.format_version {str(raw)[:40]}, which is not a number; {ours}, "
+                f"written as the JSON number {FORMAT_VERSION}")
+    if value != FORMAT_VERSION:
+        return f"has recording format version {value}; {ours}"
+    return None
 
 
 def _fold_wal(p: Path) -> bool:
@@ -338,6 +353,7 @@ def read_recording(path: str | Path) -> Recording:
     try:
         raw = dict(con.execute("SELECT key, value FROM meta").fetchall())
         check_scale(p, raw.get("scale"))
+        check_session(p, raw.get("session"))
         meta = {k: _json(v) for k, v in raw.items()}
         dials = tuple(Dial(dial_id=r[0], uid=r[1], rater=r[2], board=r[3], firmware=r[4],
                            backend=r[5])

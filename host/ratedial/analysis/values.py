@@ -1,5 +1,6 @@
 """Values SQLite accepts in a recording but recording.md rules out (pure checks of an open
-connection): a ``meta.scale`` that is not a scale, and samples whose ``rating`` or
+connection): a ``meta.scale`` that is not a scale, a ``meta.session`` that is not labels,
+and samples whose ``rating`` or
 ``media_s`` is not a finite number (text, a blob, Inf). Each is one line naming the file,
 never a wrong number: SQLite's SUM counts text as 0 and a rating of Inf would average to
 Inf or NaN."""
@@ -19,22 +20,41 @@ _BAD_SAMPLE = (f"(typeof(rating) NOT IN ('integer', 'real') OR abs(rating) > {_M
                f"typeof(media_s) IN ('text', 'blob') OR abs(media_s) > {_MAX})")
 
 
+def check_session(p: Path, raw: str | None) -> None:
+    """Refuse a ``meta.session`` (its stored text, None when absent) that is not a JSON
+    object: its labels (the dyad that pairs recordings) cannot be read, and pairing the
+    recording by its video's name instead would be a silent guess (an audit, 2026-12-06).
+    Absent (or JSON null): no labels."""
+    _json_object(p, "session", raw, 'a recording\'s session is a JSON object of labels, e.g. '
+                 '{"dyad": "D07"}: its dyad cannot be read, and the recording is not paired '
+                 'by a guess (docs/recording.md)')
+
+
+def _json_object(p: Path, key: str, raw: str | None, rule: str) -> dict[str, Any] | None:
+    """``meta.KEY`` (stored text ``raw``) as a JSON object, None when absent or null; one
+    line naming the file and the ``rule`` otherwise."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except (TypeError, ValueError, RecursionError):
+        raise NotARecording(f"{p}: meta.{key} is not JSON ({str(raw)[:40]!r}): {rule}") \
+            from None
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise NotARecording(f"{p}: meta.{key} is not a JSON object ({str(raw)[:40]}): {rule}")
+    return value
+
+
 def check_scale(p: Path, raw: str | None) -> None:
     """Refuse a ``meta.scale`` (its stored text, None when absent) that is not a JSON
     object whose ``minimum`` and ``maximum`` (0 and 100 when left out) are finite numbers,
     the minimum below the maximum. Absent (or JSON null) is the assumed 0-100 scale."""
-    if raw is None:
-        return
-    try:
-        scale = json.loads(raw)
-    except (TypeError, ValueError, RecursionError):
-        raise NotARecording(f"{p}: meta.scale is not JSON ({str(raw)[:40]!r}): a recording's "
-                            "scale is a JSON object (docs/recording.md)") from None
+    scale = _json_object(p, "scale", raw,
+                         "a recording's scale is a JSON object (docs/recording.md)")
     if scale is None:
         return
-    if not isinstance(scale, dict):
-        raise NotARecording(f"{p}: meta.scale is not a JSON object ({str(raw)[:40]}): a "
-                            "recording's scale is one (docs/recording.md)")
     ends = [scale.get("minimum", 0.0), scale.get("maximum", 100.0)]
     if not all(_number(v) for v in ends) or not ends[0] < ends[1]:
         raise NotARecording(f"{p}: meta.scale has minimum {ends[0]!r} and maximum "
