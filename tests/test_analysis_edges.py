@@ -385,9 +385,17 @@ def test_a_recording_that_did_not_end_cleanly_is_named(tmp_path: Path) -> None:
     res = run("analyze", str(path), "--brief", "--no-truth-bias", "--bootstrap", "200")
     assert res.returncode == 0, res.stderr
     assert f"{path} did not end cleanly" in res.stderr and res.stderr.count("\n") == 1
-    res = run("analyze", str(dyad(tmp_path / "ok.ratedial")), "--brief", "--no-truth-bias",
-              "--bootstrap", "200")
+    # annotate reads it too, and said nothing (an audit, 2026-12-06)
+    res = run("annotate", str(path))
+    assert res.returncode == 0 and res.stdout.strip() == "{}", res.stderr
+    assert res.stderr == (f"ratedial: note: {path} did not end cleanly (no end time): its "
+                          "last seconds may be missing, and a copy made after a crash needs "
+                          "its -wal file beside it\n")
+    ok = dyad(tmp_path / "ok.ratedial")
+    res = run("analyze", str(ok), "--brief", "--no-truth-bias", "--bootstrap", "200")
     assert res.returncode == 0 and "did not end cleanly" not in res.stderr, res.stderr
+    res = run("annotate", str(ok))
+    assert res.returncode == 0 and res.stderr == "", res.stderr
 
 
 def test_without_the_research_extra_spss_and_elan_are_one_line(tmp_path: Path) -> None:

@@ -45,6 +45,13 @@ def test_raters_on_different_scales_are_said_and_each_scale_is_in_the_sidecar(tm
     side = json.loads((tmp_path / "out" / "P01.json").read_text())
     scales = {s["rater"]: s["scale"] for s in side["dyads"][0]["series"]}
     assert scales == {"client": DEFAULT, "therapist": ONE_TO_SEVEN}
+    # the top-level scale is the first series' (the first dyad's first role: the client's),
+    # whatever the order of the files given (recording.md; an audit read "first recording")
+    assert side["scale"] == DEFAULT
+    back = export(recs[1], recs[0], "-o", str(tmp_path / "back" / "P01"), "--format",
+                  "csv-wide")
+    assert back.returncode == 0, back.stderr
+    assert json.loads((tmp_path / "back" / "P01.json").read_text())["scale"] == DEFAULT
     same = export(recs[0], "-o", str(tmp_path / "one" / "C"), "--format", "csv-long")
     assert same.returncode == 0 and same.stderr == "", same.stderr
 

@@ -321,3 +321,46 @@ def test_a_virtual_dials_truth_file_is_as_the_page_says(tmp_path):
         device_us = line["tick_start"] + offset_us - (2**30 if offset_us >= 200_000 else 0)
         near = line["mono0_ns"] + offset_us * 1000
         assert _doc_host_ns(line, device_us, near) == boot.host_ns(device_us, near_ns=near)
+
+
+def test_the_pages_pandas_recipe_tells_a_reboots_samples_apart(tmp_path):
+    """The page's "Reading a recording" code, run as printed on a recording whose dial
+    rebooted (indices start again at 0): every row is one sample, told apart by its
+    ``(epoch_id, sample_index)``, and every gap joins its epoch. An audit: the recipe
+    selected no epoch_id, so a rater's rows after a reboot repeated indices that could not
+    be told apart or joined to ``gaps``."""
+    pd = pytest.importorskip("pandas")
+    from ratedial.analysis.synth import (
+        Play,
+        Reboot,
+        SynthMedia,
+        SynthRater,
+        constant,
+        write_recording,
+    )
+
+    path = tmp_path / "session.ratedial"
+    write_recording(path, [SynthRater(label="client", curve=constant(40), script=(
+        Play(start_s=0, end_s=10, gaps=((4, 5, "crc"),)), Reboot(),
+        Play(start_s=10, end_s=20, gaps=((14, 15, "crc"),))))],
+        media=SynthMedia(duration_s=20.0), rate_hz=50)
+    text = DOC.read_text(encoding="utf-8")
+    part = text[text.index("## Reading a recording"):]
+    code = part[part.index("```python\n") + 10:part.index("\n```", part.index("```python"))]
+    found: dict[str, Any] = {}
+    assert code.count("file:session.ratedial?") == 1
+    exec(compile(code.replace("file:session.ratedial?", f"file:{path}?"), "recording.md",
+                 "exec"), found)
+    samples, gaps = found["samples"], found["gaps"]
+    (n,) = sqlite3.connect(path).execute("SELECT count(*) FROM samples").fetchone()
+    assert len(samples) == n
+    assert {"epoch_id", "dial_id"} <= set(samples.columns)
+    assert samples["sample_index"].duplicated().any()  # the reboot: indices start again
+    assert not samples.duplicated(["dial_id", "epoch_id", "sample_index"]).any()
+    assert samples["epoch_id"].nunique() == 2 and len(gaps) == 2
+    # each gap's indices are missing from its own epoch's rows, and only there
+    for g in gaps.itertuples():
+        mine = samples[samples["epoch_id"] == g.epoch_id]["sample_index"]
+        assert not mine.between(g.first_index, g.end_index - 1).any()
+        assert mine.min() < g.first_index and mine.max() >= g.end_index
+    assert isinstance(samples, pd.DataFrame)

@@ -24,6 +24,7 @@ def annotate(*, recording: str, values: tuple[str, ...], remove: tuple[str, ...]
     'ratedial analyze --table' as <rater>_ann_<key>. Without KEY=VALUE, shows them.
     """
     from ..cli_types import check_text
+    from .cli_options import say_unclean
     from .notes import annotate as do_annotate
     from .notes import parse_assignments
     from .read import read_recording
@@ -33,8 +34,10 @@ def annotate(*, recording: str, values: tuple[str, ...], remove: tuple[str, ...]
     for k in remove:
         check_text(k, "--remove")
     if not values and not remove:
-        current = read_recording(recording).annotations
-        click.echo(json.dumps(current, indent=1, sort_keys=True, ensure_ascii=False))
+        rec = read_recording(recording)
+        # as every reader does (an audit: annotate alone said nothing)
+        say_unclean([recording] if "ended_wall_ns" not in rec.meta else [])
+        click.echo(json.dumps(rec.annotations, indent=1, sort_keys=True, ensure_ascii=False))
         return
     result = do_annotate(recording, parse_assignments(values), remove)
     click.echo(json.dumps(result, indent=1, sort_keys=True, ensure_ascii=False))

@@ -14,7 +14,7 @@ import functools
 import importlib.util
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -189,9 +189,15 @@ def _load(recordings: Sequence[str], kw: dict[str, Any]) -> tuple[list[Series], 
         if Path(f).resolve() not in used:
             click.echo(f"ratedial: note: {f} holds no samples to analyse (no dial, or no "
                        "sample with a time): left out", err=True)
-    unclean = sorted({str(s.recording.path) for s in series
-                      if "ended_wall_ns" not in s.recording.meta})
-    for path in unclean:  # being recorded, or killed, crashed, or copied while running
+    say_unclean(s.recording.path for s in series if "ended_wall_ns" not in s.recording.meta)
+    return series, group_series(series, _pairing(kw))
+
+
+def say_unclean(paths: Iterable[str | Path]) -> None:
+    """A note for each recording (read, and found without ``ended_wall_ns``) that is still
+    being recorded, or did not end cleanly: killed, crashed, copied while running, or its
+    final save failed."""
+    for path in sorted({str(p) for p in paths}):
         if being_recorded(path):
             click.echo(f"ratedial: note: {path} is still being recorded: this is what it "
                        "holds so far", err=True)
@@ -199,7 +205,6 @@ def _load(recordings: Sequence[str], kw: dict[str, Any]) -> tuple[list[Series], 
         click.echo(f"ratedial: note: {path} did not end cleanly (no end time): its last "
                    "seconds may be missing, and a copy made after a crash needs its -wal file "
                    "beside it", err=True)
-    return series, group_series(series, _pairing(kw))
 
 
 def being_recorded(path: str) -> bool:
