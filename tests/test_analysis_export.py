@@ -20,7 +20,8 @@ pytest.importorskip("pyarrow")
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     d = tmp_path_factory.mktemp("export")
-    media = SynthMedia(duration_s=30.0, fingerprint="rdfp1:feed", path="s.mp4")
+    media = SynthMedia(duration_s=30.0, fingerprint="rdfp1:feed",
+                       path="/home/clinic/Videos/Jane Doe 2026-11-30/s.mp4")
     client = SynthRater(label="client", curve=constant(70), uid="c1", script=(
         Play(start_s=0, end_s=30, gaps=((10, 12, "device_drop"), (20, 20.2, "crc"))),))
     therapist = SynthRater(label="therapist", curve=constant(40), uid="t1", firmware="0.2.0",
@@ -88,6 +89,10 @@ def test_sidecar_describes_everything(exported):
     assert c["gaps"][0]["media_from_s"] == pytest.approx(9.99)
     assert c["clock"][0]["uncertainty_us_max"] == pytest.approx(180.0)
     assert t["dial"]["firmware"] == "0.2.0" and t["media"]["fingerprint"] == "rdfp1:feed"
+    # the video's file name, not the folders on the recording computer (an audit,
+    # 2026-12-06: they often name the client, and exports are what leaves the clinic)
+    assert c["media"]["path"] == t["media"]["path"] == "s.mp4"
+    assert "Jane Doe" not in (exported / "study.json").read_text()
     assert meta["files"] == {"csv-long": "study.long.csv", "csv-wide": "study.wide.csv",
                              "parquet": "study.parquet"}
 
@@ -119,3 +124,13 @@ def test_two_exports_to_one_prefix_keep_every_file_in_the_sidecar(tmp_path):
     export("--format", "csv-long,parquet")
     assert set(export("--format", "csv-wide")["files"]) == {"csv-long", "parquet", "csv-wide"}
     assert set(export("--format", "csv-wide", "--rate", "5")["files"]) == {"csv-wide"}
+
+
+@pytest.mark.parametrize(("path", "name"), [
+    ("/home/clinic/Jane Doe/s.mp4", "s.mp4"), ("C:\\Users\\clinic\\Jane Doe\\s.mp4", "s.mp4"),
+    ("s.mp4", "s.mp4"), (None, None)])
+def test_a_videos_file_name_leaves_its_folders_out(path, name):
+    from ratedial.analysis.read import Media
+
+    media = Media(media_id=1, path=path, duration_s=None, fps=None, fingerprint=None)
+    assert media.file_name == name

@@ -175,7 +175,8 @@ def _series_json(s: Series) -> dict[str, Any]:
                    "uncertainty_us_median": c.uncertainty_us_median,
                    "uncertainty_us_max": c.uncertainty_us_max, "skew_ppm": c.skew_ppm}
                   for c in clocks],
-        "media": {"media_id": s.media.media_id, "path": s.media.path,
+        # the file name alone: the folders on the recording computer often name a client
+        "media": {"media_id": s.media.media_id, "path": s.media.file_name,
                   "duration_s": s.media.duration_s, "fps": s.media.fps,
                   "fingerprint": s.media.fingerprint},
         "session": rec.session, "annotations": rec.annotations, "scale": scale_json(s),

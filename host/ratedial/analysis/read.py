@@ -76,6 +76,13 @@ class Media:
     timeline: str = MEDIA_TIMELINE
 
     @property
+    def file_name(self) -> str | None:
+        """The video's file name without its folders (a recording made on Windows read
+        elsewhere too): what exports shared outside the clinic carry, not the folders of
+        the recording computer, which may name the client."""
+        return None if not self.path else self.path.replace("\\", "/").rsplit("/", 1)[-1]
+
+    @property
     def name(self) -> str:
         if self.timeline == RUN_TIMELINE:
             return "run time (no video)"
