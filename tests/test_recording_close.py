@@ -198,6 +198,7 @@ def test_a_run_whose_disk_fills_at_its_final_save_exits_1_and_says_where_its_end
                         f"room open it once (ratedial analyze {path}) to fold them in"), line
         summary = json.loads(res.stdout.strip().splitlines()[-1])
         assert summary["error"] == line.removeprefix("ratedial: error: ")
+        assert summary["ended"] == "failed"
         received = summary["dials"][0]["received"]
         assert received >= 3000
         assert Path(f"{path}-wal").stat().st_size > 0

@@ -390,6 +390,7 @@ async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | N
     try:
         recorder.close(ended=ended)
     except RecordingError as exc:  # the final save failed (the disk filled): exit 1
+        failure.append(exc)  # the summary says the run failed
         exc.summary = summarise()
         raise
     finally:
