@@ -18,9 +18,12 @@ def hello(boot: int, t_us: int = 1_010_000) -> Hello:
                  firmware="0.1.0", backend="irq")
 
 
-def frame(first: int, counts: list[int], *, t0: int | None = None, button: int = 0) -> Samples:
+def frame(first: int, counts: list[int], *, t0: int | None = None, button: int = 0,
+          seq: int | None = None) -> Samples:
+    """Made after the HELLO (seq 100) unless ``seq`` says otherwise."""
     t0 = 1_000_000 + first * 1000 if t0 is None else t0
-    return Samples(seq=0, first_index=first, period_us=1000, counts=tuple(counts),
+    seq = 101 + first // 10 % 1000 if seq is None else seq
+    return Samples(seq=seq, first_index=first, period_us=1000, counts=tuple(counts),
                    times_us=tuple(t0 + 1000 * k for k in range(len(counts))),
                    flags=(button,) * len(counts))
 
@@ -40,7 +43,7 @@ def of(outs, kind):
 
 def test_samples_wait_for_hello_then_flow_with_ratings_and_times():
     c = core()
-    assert c.samples(frame(0, [0] * 10), host(0)) == []
+    assert c.samples(frame(0, [0] * 10, seq=99), host(0)) == []
     outs = c.hello(hello(7), host(0))
     (ep,) = of(outs, EpochOut)
     assert ep.boot_id == 7 and ep.previous_boot_id is None
@@ -152,7 +155,7 @@ def test_samples_of_an_unannounced_boot_are_held_until_its_hello():
     c.hello(hello(1), host(0))
     c.samples(frame(50_000, [0] * 10, t0=60_000_000), host(0) + 60_000_000_000)
     # the dial rebooted and its HELLO was lost: index and device time went backwards
-    assert c.samples(frame(0, [0] * 10, t0=100), host(0) + 61_000_000_000) == []
+    assert c.samples(frame(0, [0] * 10, t0=100, seq=1), host(0) + 61_000_000_000) == []
     assert c.needs_hello
     outs = c.hello(hello(9), host(0) + 61_100_000_000)
     assert of(outs, SamplesOut)[0].boot_id == 9

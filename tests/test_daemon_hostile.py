@@ -6,9 +6,10 @@ duplicate with device time 2^40 µs ahead, the frame the dial will send 2 s late
 index from 4 s in the future, an index 2^31 ahead, a SYNC that ends before it
 starts, impossible BUTTON, ERROR, ACK, STATUS and DROP frames, a HELLO of protocol v2, a
 megabyte of 0x00, a damaged frame, 300 random frames with valid CRCs, another dial taking
-the port and leaving it, and a reboot whose HELLO comes late. The daemon must exit 0 with
-every honest sample recorded or in a gap with the right reason, each case's outcome in the
-recording, and its memory bounded.
+the port and leaving it, a reboot whose HELLO comes late, and a soft reboot whose HELLO
+comes later than the boot before it had run (its indices pass that boot's). The daemon must
+exit 0 with every honest sample recorded or in a gap with the right reason, each case's
+outcome in the recording, the boots never mixed, and its memory bounded.
 """
 
 from __future__ import annotations
@@ -90,16 +91,17 @@ class Script:
         self.a = SimDial(UID_A, boot=42)
         self.b = SimDial(UID_B, boot=77, t0_us=50_000_000)
         self.a43_first_frame = 0
+        self.a44_first_frame = 0
         self.damaged: list[range] = []
 
     def chunks(self) -> Iterator[tuple[bytes, float]]:
         a, b = self.a, self.b
         rng = random.Random(12)
-        for k in range(1100):
+        for k in range(1400):
             at = k * FRAME_S
             if 600 <= k < 700:  # dial B has the port for a second
-                s = b.frame()
-                yield (encode_frame(b.hello()) if k % 50 == 0 else b"") + encode_frame(s), at
+                announced = encode_frame(b.hello()) if k % 50 == 0 else b""
+                yield announced + encode_frame(b.frame()), at
                 continue
             if k == 700:
                 a.next_index += 1000  # A was away a second: those samples never came
@@ -109,9 +111,15 @@ class Script:
                 continue
             if k == 900:
                 self.a43_first_frame = len(a.sent)
+            if k == 1100:  # a soft reboot (device time goes on) after 2 s of boot 43
+                self.a44_first_frame = len(a.sent)
+                a.reboot(44, t0_us=a.t_us(a.next_index) + 20_000, at_host_ns=0)
+            # boot 43's HELLO comes 0.8 s late; boot 44's 2.5 s late, when its indices have
+            # passed all of boot 43's
+            announce = k % 50 == 0 and not 900 <= k < 980 and not 1100 <= k < 1350
+            data = encode_frame(a.hello()) if announce else b""  # made first: a lower seq
             s = a.frame()
-            announce = k % 50 == 0 and not 900 <= k < 980  # boot 43's HELLO comes 0.8 s late
-            data = (encode_frame(a.hello()) if announce else b"") + encode_frame(s)
+            data += encode_frame(s)
             if k == 450:  # a bit error in a frame: rejected by its CRC, a crc gap
                 bad = bytearray(encode_frame(s))
                 bad[12] ^= 0x04
@@ -165,9 +173,9 @@ def test_daemon_against_a_hostile_dial(tmp_path: Path) -> None:
     proc = start_daemon("--port", port.path, "--broker", "none", "--record", str(path),
                         "--duration", "120")
     try:
-        # until the last honest frame of boot 43 is in the recording
+        # until the last honest frame of boot 44 is in the recording
         wait_until(path, "SELECT count(*) FROM samples s JOIN epochs e USING (epoch_id) "
-                         "WHERE e.boot_id = 43", lambda n: n == 2000, timeout=90)
+                         "WHERE e.boot_id = 44", lambda n: n == 3000, timeout=90)
         hwm_kb = _vm_hwm_kb(proc.pid)
         proc.send_signal(signal.SIGINT)
         out, err = finish(proc)
@@ -181,8 +189,11 @@ def test_daemon_against_a_hostile_dial(tmp_path: Path) -> None:
     a, b = script.a, script.b
     rec = recorded(con)
     a42 = sorted(i for s in a.sent[:script.a43_first_frame] for i in s.indices)
-    a43 = sorted(i for s in a.sent[script.a43_first_frame:] for i in s.indices)
-    assert rec == {(UID_A.hex(), 42): a42, (UID_A.hex(), 43): a43,
+    a43 = sorted(i for s in a.sent[script.a43_first_frame:script.a44_first_frame]
+                 for i in s.indices)
+    a44 = sorted(i for s in a.sent[script.a44_first_frame:] for i in s.indices)
+    assert a44 == list(range(3000)) and a43 == list(range(2000))
+    assert rec == {(UID_A.hex(), 42): a42, (UID_A.hex(), 43): a43, (UID_A.hex(), 44): a44,
                    (UID_B.hex(), 77): sorted(i for s in b.sent for i in s.indices)}
     (damaged,) = script.damaged
     assert gaps(con) == {(UID_A.hex(), 42): [(damaged.start, damaged.stop, "crc"),
@@ -207,14 +218,17 @@ def test_daemon_against_a_hostile_dial(tmp_path: Path) -> None:
     lost = [json.loads(d)["cause"] for (d,) in con.execute(
         "SELECT data FROM events WHERE kind = 'dial_lost'")]
     assert lost == ["replaced", "replaced"]
-    (reboot,) = [json.loads(d) for (d,) in con.execute(
+    reboots = [json.loads(d) for (d,) in con.execute(
         "SELECT data FROM events WHERE kind = 'dial_reboot'")]
-    assert (reboot["old_boot_id"], reboot["new_boot_id"]) == (42, 43)
+    assert [(r["old_boot_id"], r["new_boot_id"]) for r in reboots] == [(42, 43), (43, 44)]
+    assert not con.execute("SELECT count(*) FROM events WHERE kind = 'dial_stalled'"
+                           ).fetchone()[0]  # boot 44's frames were never boot 43's
 
     assert sum(1 for ln in (out + err).splitlines() if "protocol v2" in ln) == 1
     dials = {d["uid"]: d for d in summary["dials"]}
-    assert dials[UID_A.hex()]["received"] == len(a42) + len(a43)
+    assert dials[UID_A.hex()]["received"] == len(a42) + len(a43) + len(a44)
     assert dials[UID_A.hex()]["missing"] == 1010
+    assert dials[UID_A.hex()]["stalled_s"] == 0
     assert summary["gaps"] == {"crc": 10, "unplugged": 1000} | {
         k: 0 for k in summary["gaps"] if k not in ("crc", "unplugged")}
     assert sum(summary["rejected_content"].values()) >= 8

@@ -25,10 +25,11 @@ def stream(world: World, dial: SimDial, n: int, *, hello_every: int = 50,
     ``first_hello`` (None: no HELLO), and ``inject[k]`` (bytes) sent in the same read just
     after frame ``k``."""
     for k in range(n):
-        s = dial.frame()
         announce = first_hello is not None and k >= first_hello and \
             (k - first_hello) % hello_every == 0
-        data = (encode_frame(dial.hello()) if announce else b"") + encode_frame(s)
+        data = encode_frame(dial.hello()) if announce else b""  # made first: a lower seq
+        s = dial.frame()
+        data += encode_frame(s)
         if inject and k in inject:
             data += inject[k]
         world.send(data, dial.arrival_ns(s))
@@ -258,3 +259,76 @@ def test_a_read_handed_over_after_the_run_ended_is_neither_recorded_nor_publishe
     assert not [o for o in world.outs[before:] if isinstance(o, SamplesOut)]
     (n,) = world.close().execute("SELECT count(*) FROM samples").fetchone()
     assert n == 20 * dial.batch
+
+
+@pytest.mark.parametrize(("kind", "old_frames", "late_frames"), [
+    ("soft", 100, 300), ("hard", 100, 300), ("soft", 100, 800),
+    ("soft", 1, 150), ("hard", 1, 150), ("hard_earlier", 1, 150)])
+def test_a_reboot_whose_hello_is_later_than_the_old_boot_ran_never_mixes_the_boots(
+        world, kind, old_frames, late_frames):
+    """An audit (2026-12): a soft reboot (device time goes on) whose HELLO came 5 s late,
+    after an old boot of 3 s. Once the new boot's indices reached the old boot's next one,
+    its frames fitted the old boot as a 3 s sampler stall: 400 samples were recorded in the
+    old boot behind an invented dial_stalled event, and were a link gap of the new boot.
+    So for a hard reboot whose device time starts later than the old boot's did, and for
+    a HELLO so late (8 s) that the new boot's first frames expired waiting for it. And (the
+    property test, after that fix) when the old boot sent one frame only (a brown-out
+    loop): the new boot's frames replaced that unconfirmed first frame, also after a hard
+    reboot whose device time starts earlier than the old boot's."""
+    dial = SimDial(UID_A, boot=1, t0_us=300_000)
+    stream(world, dial, old_frames)
+    at = dial.arrival_ns(dial.sent[-1]) + 50_000_000
+    t0 = {"soft": dial.t_us(dial.next_index) + 50_000, "hard": 400_000,
+          "hard_earlier": 200_000}[kind]
+    dial.reboot(2, t0_us=t0, at_host_ns=at)
+    stream(world, dial, late_frames, first_hello=None)  # boot 2 passes boot 1's indices
+    stream(world, dial, 20)  # now its HELLO
+    con = world.close()
+    rec = recorded(con)
+    assert rec[(UID_A.hex(), 1)] == list(range(10 * old_frames))
+    assert not world.events("dial_stalled")
+    if late_frames * 10 < 6000:  # all held for the HELLO
+        assert rec[(UID_A.hex(), 2)] == list(range(dial.next_index))
+        assert gaps(con) == {}
+    else:  # the first ones waited longer than 6 s: a no_hello gap of boot 2
+        ((first, end, reason),) = gaps(con)[(UID_A.hex(), 2)]
+        assert (first, reason) == (0, "no_hello") and 1000 < end < 3000
+        assert rec[(UID_A.hex(), 2)] == list(range(end, dial.next_index))
+        # rejected as they expired: of no boot a HELLO named (not boot 1's, which they
+        # did not fit)
+        events = world.events("frame_rejected")
+        assert events and all(e.data["boot_id"] is None for e in events)
+        assert events[0].data["detail"] == \
+            "it did not fit boot 1, and no HELLO named its boot within 6 s"
+    accounted(con)
+
+
+@pytest.mark.parametrize("hostile", ["time_jump", "time_backwards", "index_jump", "replay"])
+@pytest.mark.parametrize("hello_first", [False, True])
+def test_a_gap_after_a_held_frame_is_rejected_whenever_its_hello_comes(world, hostile,
+                                                                        hello_first):
+    """An audit (2026-12): a frame that does not fit the boot (held for a HELLO), then a
+    lost frame. When the HELLO that answers INFO came before the frame after the loss, the
+    gap was `rejected`; when it came after (the same frames in one read), `link`. A held
+    frame now counts for the next gap when it comes, whatever its HELLO later makes of
+    it."""
+    dial = SimDial(UID_A, boot=7)
+    stream(world, dial, 30)
+    i, t = dial.next_index, dial.t_us(dial.next_index)
+    first, t0 = {"time_jump": (i, t + 2**40), "time_backwards": (i, t - 200_000),
+                 "index_jump": (i + 100_000, t), "replay": (i - 10, t - 9_999)}[hostile]
+    bad = Samples(seq=1, first_index=first, period_us=1000, counts=(0,) * 10,
+                  times_us=tuple(t0 + 1000 * k for k in range(10)), flags=(0,) * 10)
+    lost = dial.frame()
+    world.send(encode_frame(bad), dial.arrival_ns(lost))
+    if hello_first:  # the dial's answer to INFO
+        world.send(encode_frame(dial.hello()), dial.arrival_ns(lost) + 1_000_000)
+    stream(world, dial, 10, first_hello=None)
+    stream(world, dial, 10)  # its periodic HELLO, if the answer did not come first
+    con = world.close()
+    assert gaps(con) == {(UID_A.hex(), 7): [(lost.first_index, lost.end_index, "rejected")]}
+    assert rejected(world) == [("SAMPLES", hostile)]
+    (event,) = world.events("frame_rejected")
+    assert event.data["boot_id"] == 7
+    assert event.data["detail"].startswith("does not fit boot 7, whose HELLO came after it")
+

@@ -129,8 +129,9 @@ def test_daemon_replug_of_the_same_boot_records_every_honest_frame(tmp_path):
     dial = SimDial(UID, boot=7)
 
     def send(with_hello: bool = False) -> None:
+        data = encode_frame(dial.hello()) if with_hello else b""  # made first: a lower seq
         s = dial.frame()
-        data = (encode_frame(dial.hello()) if with_hello else b"") + encode_frame(s)
+        data += encode_frame(s)
         world.send(data, dial.arrival_ns(s))
 
     send(with_hello=True)

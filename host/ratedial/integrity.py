@@ -5,11 +5,14 @@ Invariants:
 * Every sample index from the first one seen onwards is, exactly once, either *received* or
   part of exactly one :class:`Gap`. Gaps are never filled with values.
 * A gap's reason is ``device_drop`` for indices inside a DROP range the device reported,
-  ``unplugged`` when the link was down, ``crc`` when the decoder rejected damaged bytes since
-  the last good SAMPLES frame, ``rejected`` when well-formed frames were rejected as
-  impossible since then, ``no_hello`` for indices whose frames came from a boot the host had
-  not been told of in time (:meth:`IndexLedger.seed`), and ``link`` otherwise (lost without
-  trace). The reason depends only on the order of what arrived, never on read boundaries.
+  ``unplugged`` when the link was down, ``crc`` when the decoder rejected a chunk of any kind
+  since the last good SAMPLES frame (damaged bytes, or a frame it cannot read: another
+  protocol version, a payload too short), ``rejected`` when well-formed SAMPLES frames were
+  rejected as impossible, or held for a HELLO as not fitting this boot, since then,
+  ``no_hello`` for indices whose frames came from a boot the host had not been told of in
+  time (:meth:`IndexLedger.seed`), and ``link`` otherwise (lost without trace). The reason
+  depends only on the order of what arrived, never on read boundaries or on when a held
+  frame's HELLO comes (:meth:`IndexLedger.note_held`).
 * Samples that arrive twice or out of order are counted and ignored, never recorded twice.
 * What was noted for the next gap (damage, rejections, an unplug) belongs to the first gap
   after it, also when the frame after it is accepted only later (:meth:`IndexLedger.hold`,
@@ -27,7 +30,7 @@ from .wire import Drop, Samples
 
 class GapReason(StrEnum):
     DEVICE_DROP = "device_drop"  # the device discarded them: the host was not reading
-    CRC = "crc"  # frames arrived damaged and were rejected
+    CRC = "crc"  # the decoder rejected chunks: damaged, or frames it cannot read
     LINK = "link"  # lost between device and host without trace
     UNPLUGGED = "unplugged"  # the dial was disconnected
     REJECTED = "rejected"  # well-formed frames with impossible contents were rejected
@@ -71,6 +74,8 @@ class IndexLedger:
     _rejects_pending: GapReason | None = None
     _unplugged: bool = False
     _seed_reason: GapReason | None = None
+    _held: int = 0  # frames held for a HELLO (not fitting this boot) since the notes were taken
+    _generation: int = 0  # how many times the notes were taken (note_held's tokens)
 
     def note_drop(self, drop: Drop) -> None:
         """A DROP frame arrived: it precedes the samples that follow the dropped range."""
@@ -83,11 +88,38 @@ class IndexLedger:
         if self._rejects_pending is not GapReason.CRC:
             self._rejects_pending = reason
 
+    def note_held(self) -> int:
+        """A SAMPLES frame that does not fit this boot came and waits for a HELLO: for the
+        next gap it counts as rejected whatever the HELLO later makes of it, so that the
+        gap's reason does not depend on whether that HELLO comes before the frame after the
+        gap or after it. Returns a token for :meth:`unnote_held`."""
+        self._held += 1
+        return self._generation
+
+    def unnote_held(self, token: int) -> bool:
+        """Take back the note of a held frame (``token`` from :meth:`note_held`) that its
+        HELLO places again, if nothing has taken the notes since it came (no frame was
+        accepted or held back since). True if it was taken back."""
+        if token == self._generation and self._held:
+            self._held -= 1
+            return True
+        return False
+
+    def _noted(self) -> GapWhy:
+        rejects = self._rejects_pending
+        if rejects is None and self._held:
+            rejects = GapReason.REJECTED
+        return GapWhy(self._unplugged, rejects)
+
+    def _clear(self) -> None:
+        self._unplugged, self._rejects_pending, self._held = False, None, 0
+        self._generation += 1
+
     def hold(self) -> GapWhy:
         """Take what has been noted for the next gap, for a frame that is held back before it
         is accepted (its gap, if any, is explained by what came before it, not after)."""
-        why = GapWhy(self._unplugged, self._rejects_pending)
-        self._unplugged, self._rejects_pending = False, None
+        why = self._noted()
+        self._clear()
         return why
 
     def restore(self, why: GapWhy) -> None:
@@ -131,13 +163,11 @@ class IndexLedger:
             self.duplicates += self.next_index - first
             first = self.next_index
         if first > self.next_index:
-            noted = GapWhy(self._unplugged, self._rejects_pending)
-            gaps = self._explain(self.next_index, first, noted if why is None else why)
+            gaps = self._explain(self.next_index, first, self._noted() if why is None else why)
             for gap in gaps:
                 self.missing[gap.reason] += gap.n_samples
         if why is None:  # what was noted explained this gap (else it stays for the next)
-            self._rejects_pending = None
-            self._unplugged = False
+            self._clear()
         self._seed_reason = None
         self.next_index = end
         self.received += end - first

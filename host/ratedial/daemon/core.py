@@ -4,7 +4,8 @@ One :class:`DialCore` exists per dial *identity* (unique id) for the whole run a
 unplugging. It owns, per device epoch (boot), the sample ledger and the clock model, and
 across epochs the rating tracker. docs/protocol.md ("What a host does with ...") is the
 contract this module implements. What a boot keeps is in :mod:`~ratedial.daemon.epoch`; where
-a frame fits in a boot, judged by host time, in :mod:`~ratedial.daemon.placement`.
+a frame fits in a boot, judged by host time, in :mod:`~ratedial.daemon.placement`; what
+becomes of frames held for a HELLO in :mod:`~ratedial.daemon.held`.
 
 Invariants:
 
@@ -20,7 +21,12 @@ Invariants:
   new boot takes them in. SAMPLES that came before any HELLO (of the dial, or on a port
   opened again after an unplug) were judged against no boot: whichever boot the HELLO
   names, it takes them in if they fit it. What waited too long is rejected, and if its
-  boot's HELLO comes later, its indices become a ``no_hello`` gap of that boot.
+  boot's HELLO comes later, its indices become a ``no_hello`` gap of that boot. A frame that
+  would be a stall of the boot (or replace its unconfirmed first frame) but goes on, on
+  their grid, from frames held as not of it is held with them: a reboot whose HELLO is late
+  never becomes the old boot's once its indices pass the old boot's
+  (:func:`~ratedial.daemon.placement.of_held_boot`). A held frame counts for the boot's next
+  gap when it comes, whenever its HELLO comes (:mod:`~ratedial.daemon.held`).
 * A SAMPLES frame extends its epoch only within what host time allows: one from the far
   future is rejected, never a gap of billions (:mod:`~ratedial.daemon.placement`).
 * After a boot's first frame, a frame that skips indices or leaps ahead in device time is
@@ -66,16 +72,20 @@ from ..wire import (
 )
 from ..wire.checks import field_problem
 from .epoch import NO_HELLO, ClockLike, Epoch, Held, Unmapped, stalls
+from .held import place_held, reject_expired
 from .pending import discard, flush, wait_or_confirm
 from .placement import (
     DRIFT,
     DUPLICATE,
     FOREIGN,
+    NOT_THIS_BOOT,
+    REANCHOR,
     ahead_limit,
     check_rate,
     first_unheard,
     leaps,
     max_new_samples,
+    of_held_boot,
     place,
     projected,
 )
@@ -212,20 +222,7 @@ class DialCore:
                     "resumed": resumed is not None}))
         self.needs_hello = False
         self.held.lost.clear()
-        for s, t, why in self.held.take():
-            # Placed in the boot the HELLO names if they fit it now: held unjudged
-            # (``no_hello``: they came before any HELLO on their port, e.g. a reopened port
-            # after an unplug), against another boot, or against this very boot as it was
-            # before this HELLO (a RATE command's HELLO, lost and asked for again, brings the
-            # period its frames have: found by a review). Frames created before this HELLO
-            # have smaller seq numbers (mod 2^16), and the HELLO a dial sends at start (seq 0)
-            # has none before it.
-            if not 0 < (h.seq - s.seq) % 65536 < 32768 or \
-                    place(ep, s, t, self._slack_us, before_hello=True)[0] == FOREIGN:
-                out += self.reject(s, why, "not of the boot its HELLO named", host_ns)
-            else:
-                out += self.samples(s, t, before_hello=True)
-        return out
+        return out + place_held(self, ep, h, self.held.take(), host_ns, self._slack_us)
 
     def samples(self, s: Samples, host_recv_ns: int, *, before_hello: bool = False,
                 checked: bool = False) -> list[Out]:
@@ -245,16 +242,31 @@ class DialCore:
             ep.ledger.duplicates += len(s)
             return out
         if kind == FOREIGN:
-            self.needs_hello = True
-            self.held.add(s, host_recv_ns, why)
+            self._hold(ep, s, host_recv_ns, why)
             return out
-        nxt = ep.ledger.next_index
-        if nxt is not None and (s.first_index > nxt or leaps(ep, s)):
-            return out + wait_or_confirm(self, ep, s, host_recv_ns)
+        nxt, last_t = ep.ledger.next_index, ep.last_device_us
+        if nxt is not None and last_t is not None:
+            leap = leaps(ep, s)
+            # Not a stall: the dial took samples meanwhile, of another boot. Nor a frame that
+            # shows the boot's first frame was an impostor: it goes on from frames that did
+            # not fit that one.
+            if (leap or why == REANCHOR) and not before_hello and of_held_boot(
+                    ep, s, self.held.frames, self.held.lost,
+                    after_us=last_t if leap else -1):
+                self._hold(ep, s, host_recv_ns, NOT_THIS_BOOT)
+                return out
+            if leap or s.first_index > nxt:
+                return out + wait_or_confirm(self, ep, s, host_recv_ns)
         if ep.pending:  # the dial's frames go on without them: not the dial's
             pending, ep.pending = ep.pending, []
             out += discard(self, pending, host_recv_ns)
         return out + self.take_in(ep, s, host_recv_ns)
+
+    def _hold(self, ep: Epoch, s: Samples, host_ns: int, why: str) -> None:
+        """``s`` does not fit boot ``ep``: it waits for a HELLO, and counts as a rejection
+        for the boot's next gap (:meth:`~ratedial.integrity.IndexLedger.note_held`)."""
+        self.needs_hello = True
+        self.held.add(s, host_ns, why, ep.boot_id, ep.ledger.note_held())
 
     def finish(self, host_ns: int) -> list[Out]:
         """The run ends: the current boot's pending frames are taken in as far as they fit."""
@@ -485,10 +497,13 @@ class DialCore:
         return [EventOut(self.uid, host_ns, "dial_error", {"code": e.code, "text": e.text})]
 
     def reject(self, f: Frame, reason: str, detail: str, host_ns: int, *,
-               note: bool = True) -> list[Out]:
+               note: bool = True, boot_known: bool = True) -> list[Out]:
         """Count ``f`` as impossible; report it (every one up to EVENTS_PER_REASON, then
         every 1000th); a rejected SAMPLES frame makes the next gap's reason ``rejected``
-        (``note``; a pending frame's rejection may explain an earlier gap instead)."""
+        (``note``; a pending frame's rejection may explain an earlier gap instead, and a
+        held frame noted itself when it came). The event names the current boot, the one
+        ``f`` was judged against, unless ``boot_known`` is False (a frame whose boot no
+        HELLO named in time)."""
         n = self.rejected[reason] = self.rejected.get(reason, 0) + 1
         ep = self.epoch
         if isinstance(f, Samples) and ep is not None and note:
@@ -497,7 +512,8 @@ class DialCore:
             return []
         data: dict[str, Any] = {"reason": reason, "detail": detail,
                                 "frame": type(f).__name__.upper(), "seq": f.seq,
-                                "boot_id": None if ep is None else ep.boot_id, "n": n}
+                                "boot_id": None if ep is None or not boot_known
+                                else ep.boot_id, "n": n}
         if isinstance(f, Samples):
             data.update(first_index=f.first_index, end_index=f.end_index)
         elif isinstance(f, Hello):
@@ -514,9 +530,9 @@ class DialCore:
             out += self.settle(ep)
         if not self.held.frames:  # the usual case, checked on every SAMPLES frame
             return out
-        for s, _, why in self.held.expire(now_ns):
-            out += self.reject(s, why, "its boot's HELLO did not come in time", now_ns)
-        if out and not self.held.frames and self.epoch is not None:
+        expired = reject_expired(self, self.held.expire(now_ns), self.held.hold_ns, now_ns)
+        out += expired
+        if expired and not self.held.frames and self.epoch is not None:
             self.needs_hello = False
         return out
 

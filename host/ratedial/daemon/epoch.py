@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from heapq import merge as merge_sorted
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ..clock import ClockEstimate, SlewedMap
 from ..integrity import GapReason, GapWhy, IndexLedger
@@ -116,26 +116,49 @@ class Pending:
     why: GapWhy  # what was noted for the gap before it when it came
 
 
+class HeldFrame(NamedTuple):
+    """A SAMPLES frame waiting for a HELLO, and what it did not fit."""
+
+    samples: Samples
+    host_ns: int  # its arrival
+    why: str  # the reason it did not fit (its rejection's, if it is rejected)
+    boot_id: int | None = None  # the boot it did not fit (None: it came before any HELLO)
+    token: int = -1  # that boot's ledger note (IndexLedger.note_held)
+
+
+class Lost(NamedTuple):
+    """A held frame that waited too long (:meth:`Held.expire`)."""
+
+    first_index: int
+    end_index: int
+    last_us: int  # its last device time
+    arrival_ns: int
+    period_us: int
+    boot_id: int | None  # the boot it did not fit
+
+
 @dataclass(slots=True)
 class Held:
     """SAMPLES frames waiting for a HELLO that says which boot they belong to."""
 
     hold_ns: int
-    frames: list[tuple[Samples, int, str]] = field(default_factory=list)  # frame, host, why
-    # What expired: (first index, last device time, arrival), for a later HELLO's gap.
-    lost: list[tuple[int, int, int]] = field(default_factory=list)
+    frames: list[HeldFrame] = field(default_factory=list)  # in order of arrival
+    # What expired, for a later HELLO's gap (and to see a new boot's frames go on).
+    lost: list[Lost] = field(default_factory=list)
 
-    def add(self, s: Samples, host_ns: int, why: str) -> None:
-        self.frames.append((s, host_ns, why))
+    def add(self, s: Samples, host_ns: int, why: str, boot_id: int | None = None,
+            token: int = -1) -> None:
+        self.frames.append(HeldFrame(s, host_ns, why, boot_id, token))
 
-    def expire(self, now_ns: int) -> list[tuple[Samples, int, str]]:
+    def expire(self, now_ns: int) -> list[HeldFrame]:
         """Take out the frames that have waited longer than ``hold_ns`` (or beyond the cap)."""
         n = 0
-        while n < len(self.frames) and (self.frames[n][1] < now_ns - self.hold_ns
+        while n < len(self.frames) and (self.frames[n].host_ns < now_ns - self.hold_ns
                                         or len(self.frames) - n > MAX_HELD):
             n += 1
         out, self.frames = self.frames[:n], self.frames[n:]
-        self.lost += [(s.first_index, s.times_us[-1], t) for s, t, _ in out]
+        self.lost += [Lost(h.samples.first_index, h.samples.end_index, h.samples.times_us[-1],
+                           h.host_ns, h.samples.period_us, h.boot_id) for h in out]
         del self.lost[:-MAX_HELD]
         return out
 
@@ -143,11 +166,11 @@ class Held:
         """Take over ``other``'s frames and losses (a port's, when its dial is known), in
         order of arrival (a replugged dial may still hold frames from before the unplug;
         :meth:`expire` and the HELLO that places them go by arrival)."""
-        self.frames = list(merge_sorted(other.frames, self.frames, key=lambda f: f[1]))
-        self.lost = list(merge_sorted(other.lost, self.lost, key=lambda x: x[2]))
+        self.frames = list(merge_sorted(other.frames, self.frames, key=lambda f: f.host_ns))
+        self.lost = list(merge_sorted(other.lost, self.lost, key=lambda x: x.arrival_ns))
         del self.lost[:-MAX_HELD]
 
-    def take(self) -> list[tuple[Samples, int, str]]:
+    def take(self) -> list[HeldFrame]:
         out, self.frames = self.frames, []
         return out
 

@@ -33,7 +33,7 @@ from .placement import DUPLICATE, NEW, confirmed_by, place, within_bound
 
 
 class Core(Protocol):
-    """What of :class:`~ratedial.daemon.core.DialCore` the pending frames use."""
+    """What of :class:`~ratedial.daemon.core.DialCore` the pending and held frames use."""
 
     def take_in(self, ep: Epoch, s: Samples, host_recv_ns: int,
                 why: GapWhy | None = None) -> list[Out]: ...
@@ -42,7 +42,7 @@ class Core(Protocol):
                 checked: bool = False) -> list[Out]: ...
 
     def reject(self, f: Frame, reason: str, detail: str, host_ns: int, *,
-               note: bool = True) -> list[Out]: ...
+               note: bool = True, boot_known: bool = True) -> list[Out]: ...
 
 
 def wait_or_confirm(core: Core, ep: Epoch, s: Samples, host_ns: int) -> list[Out]:

@@ -27,18 +27,23 @@ Invariants:
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Sequence
 from typing import Any
 
 from ..wire import Hello, Samples
 from ..wire.checks import MAX_PERIOD_US, MIN_PERIOD_US
-from .epoch import Epoch
+from .epoch import Epoch, HeldFrame, Lost
 
 DRIFT = 1.001  # device and host clocks agree within 1000 ppm
 PACKING_US = 50_000  # a frame is queued within this of its last sample (GC pauses included)
+CHAIN_LOOKBACK = 16  # the newest held (and expired) frames a leaping frame may go on from
 RATE_CHECK_NS = 10_000_000_000  # host time in a boot before its clock rate is judged
 
 # What a SAMPLES frame is to an epoch.
 NEW, DUPLICATE, FOREIGN = "new", "duplicate", "foreign"
+# Why a frame is held when it is another boot's by what it goes on from, not by its values
+NOT_THIS_BOOT = "not_this_boot"
+REANCHOR = "reanchor"  # a NEW frame that replaces the boot's unconfirmed first frame
 
 
 def projected(ep: Epoch, host_ns: int) -> int:
@@ -74,9 +79,11 @@ def place(ep: Epoch, s: Samples, host_ns: int, slack_us: int, *, before_hello: b
         # HELLO ended before it was built, one that came after ended after.
         t_hello = ep.hello.time_us
         if before_hello and s.times_us[-1] > t_hello + PACKING_US:
-            return FOREIGN, "not_this_boot"
+            return FOREIGN, NOT_THIS_BOOT
         if not before_hello and s.times_us[-1] < t_hello - PACKING_US:
             return FOREIGN, "time_backwards"
+        if not before_hello and not made_after(ep.hello, s):
+            return FOREIGN, NOT_THIS_BOOT
         if not since_start(s):
             return FOREIGN, "index_jump"
         return NEW, ""
@@ -106,9 +113,21 @@ def place(ep: Epoch, s: Samples, host_ns: int, slack_us: int, *, before_hello: b
             # and trusting it would hold every honest frame after it. Going forward in
             # both index and device time, this frame re-anchors the boot; the indices
             # between are a gap.
-            return NEW, ""
+            return NEW, REANCHOR
         return FOREIGN, "index_jump"
     return NEW, ""
+
+
+def made_after(h: Hello, s: Samples) -> bool:
+    """Whether SAMPLES ``s``, received after HELLO ``h`` with no frame of its boot before
+    it, can be a frame its dial made after ``h``: a later ``seq`` (mod 2^16; a boot that
+    began since, its HELLO lost, numbers its frames from 0 again), and ending no later
+    than that many frames of ``h``'s batch and period allow after ``h``'s device time
+    (every frame the dial makes takes a number, those it loses too; a sampler that stalls
+    right after a HELLO makes its first frame wait for the next HELLO)."""
+    k = (s.seq - h.seq) % 65536
+    return 0 < k < 32768 and \
+        s.times_us[-1] <= h.time_us + k * h.batch * h.period_us + PACKING_US
 
 
 def boot_period_us(ep: Epoch) -> int:
@@ -185,18 +204,49 @@ def recorded_time(ep: Epoch, index: int) -> int | None:
     return times[index - first] if index - first < len(times) else None
 
 
-def first_unheard(h: Hello, host_ns: int, lost: list[tuple[int, int, int]],
+def on_grid(last_index: int, last_us: int, period_us: int, s: Samples) -> bool:
+    """Whether ``s``'s first sample is where a sampler at ``period_us`` that took sample
+    ``last_index`` at ``last_us`` takes its sample of that index: each index one period
+    later, within a period of jitter either way (no index skipped that device time does not
+    allow, no stall between)."""
+    d = s.first_index - last_index
+    dt = s.times_us[0] - last_us
+    return d >= 1 and (d - 1) * period_us <= dt < (d + 1) * period_us
+
+
+def of_held_boot(ep: Epoch, s: Samples, held: Sequence[HeldFrame], lost: Sequence[Lost],
+                 *, after_us: int) -> bool:
+    """Whether NEW frame ``s`` goes on, on their grid, from a frame that did not fit epoch
+    ``ep`` (held for a HELLO, or expired waiting) and whose device time is after
+    ``after_us``: then ``s`` is of that frame's boot, a reboot whose HELLO is late (device
+    time goes on, or starts again, and indices start again; once the new boot has run
+    longer than the old one, they reach and pass its indices). The core asks for a frame
+    that leaps ahead of ``ep`` (``after_us``: its last sample: the dial took samples where
+    ``s`` would have it stalled, with other indices), and for one that would replace ``ep``'s
+    unconfirmed first frame (any device time: ``s`` goes on from frames that did not fit
+    that first frame, not from it)."""
+    for h in reversed(held[-CHAIN_LOOKBACK:]):
+        p = h.samples
+        if h.boot_id == ep.boot_id and p.times_us[-1] > after_us and on_grid(
+                p.end_index - 1, p.times_us[-1], min(p.period_us, s.period_us), s):
+            return True
+    return any(x.boot_id == ep.boot_id and x.last_us > after_us and on_grid(
+        x.end_index - 1, x.last_us, min(x.period_us, s.period_us), s)
+        for x in lost[-CHAIN_LOOKBACK:])
+
+
+def first_unheard(h: Hello, host_ns: int, lost: Sequence[Lost],
                   slack_us: int) -> int | None:
     """Frames of the new boot of HELLO ``h`` (arrived at ``host_ns``) that expired waiting
     for it: the first of their indices, where the boot's ``no_hello`` gap starts (only those
     whose device time this boot can have had). ``lost``: (first index, last device time,
-    arrival) of each expired frame (:attr:`~ratedial.daemon.epoch.Held.lost`)."""
+    arrival, ...) of each expired frame (:attr:`~ratedial.daemon.epoch.Held.lost`)."""
     def could_be_ours(t_us: int, arrival_ns: int) -> bool:
         # taken before this HELLO was built, and not before that frame's arrival allows
         before = int(max(0, host_ns - arrival_ns) // 1000 * DRIFT) + slack_us
         return h.time_us - before <= t_us <= h.time_us + slack_us
 
-    firsts = [first for first, t, arrival in lost if could_be_ours(t, arrival)]
+    firsts = [x.first_index for x in lost if could_be_ours(x.last_us, x.arrival_ns)]
     return min(firsts) if firsts else None
 
 
