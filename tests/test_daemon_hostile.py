@@ -153,6 +153,9 @@ class Script:
         if k == 350:
             return b"".join(encode_frame(f) for f in (
                 Button(1, True, 2**64 - 1, s.times_us[-1], s.times_us[0]),
+                Button(1, 7, s.first_index, s.times_us[0], s.times_us[0]),  # pressed 7
+                Button(1, True, 2**40, s.times_us[-1], s.times_us[0]),  # index vs its time
+                Button(1, True, 0, s.times_us[-1], s.times_us[0]),  # sample 0 was 3.5 s ago
                 Error(1, 2, "\x00\x01\xfe\xffbinary"),
                 Ack(1, 9, s.end_index, 0),
                 Status(1, s.times_us[-1], s.end_index, 0, 0, 0, 0, 100_000, 200, 64),
@@ -206,14 +209,16 @@ def test_daemon_against_a_hostile_dial(tmp_path: Path) -> None:
                 "SELECT data FROM events WHERE kind = 'frame_rejected'")))
     for case in [("SAMPLES", "time_jump"), ("SAMPLES", "index_jump"), ("SYNC", "field"),
                  ("BUTTON", "field"), ("ERROR", "field"), ("ACK", "field"),
-                 ("STATUS", "field"), ("DROP", "drop")]:
+                 ("STATUS", "field"), ("DROP", "drop"), ("BUTTON", "button")]:
         assert events[case] >= 1, case
+    assert events[("BUTTON", "field")] >= 3
     assert events[("SAMPLES", "unconfirmed")] >= 2  # the frames ahead and from the future
     # Only the random frames can have passed as buttons, errors or ACKs: none of the
     # impossible values did.
     for kind, (d,) in ((k, (json.loads(x),)) for k, x in con.execute(
             "SELECT kind, data FROM events WHERE kind IN ('button', 'dial_error', 'dial_ack')")):
         assert d.get("index", 0) < 2**53 and d.get("command") != "?", (kind, d)
+        assert d.get("pressed", False) in (True, False), (kind, d)
         assert all(" " <= ch <= "~" for ch in d.get("text", "")), (kind, d)
     lost = [json.loads(d)["cause"] for (d,) in con.execute(
         "SELECT data FROM events WHERE kind = 'dial_lost'")]

@@ -13,6 +13,7 @@ import dataclasses
 import pytest
 
 from hostile import PORT, SimDial, World, accounted, gaps, recorded
+from ratedial.outputs import SyncOut
 from ratedial.wire import Ack, Button, Error, Hello, Samples, Sync, encode_frame
 
 UID_A = bytes.fromhex("a1a2a3a4a5a6a7a8")
@@ -152,6 +153,9 @@ def test_gap_reasons_do_not_depend_on_read_boundaries(world, splits):
 
 @pytest.mark.parametrize(("frame", "what"), [
     (Button(seq=1, pressed=True, index=2**64 - 1, t_us=2_000_000, t_edge_us=1_990_000),
+     "BUTTON"),
+    (Button(seq=1, pressed=7, index=55, t_us=1_055_000, t_edge_us=1_050_000), "BUTTON"),
+    (Button(seq=1, pressed=True, index=2**40, t_us=1_055_000, t_edge_us=1_050_000),
      "BUTTON"),
     (Error(seq=1, code=2, text="\x00\x01\x02binary\xff"), "ERROR"),
     (Ack(seq=1, command=9, index=100, value=0), "ACK"),
@@ -332,3 +336,62 @@ def test_a_gap_after_a_held_frame_is_rejected_whenever_its_hello_comes(world, ho
     assert event.data["boot_id"] == 7
     assert event.data["detail"].startswith("does not fit boot 7, whose HELLO came after it")
 
+
+def test_a_button_off_its_boots_samples_is_rejected_and_an_honest_one_recorded(world):
+    """An audit (2026-12): BUTTON frames with index 0 at the device time of now (sample 0
+    was recorded 15 s earlier), with an index 2^40 and with `pressed` 7 were recorded as
+    events and published. A BUTTON's sample must lie on the boot's samples: the device time
+    recorded for its index (within one period), or on the boot's grid from its newest
+    sample for one not among the recent frames."""
+    dial = SimDial(UID_A, boot=7)
+    stream(world, dial, 100)
+    last, nxt = dial.sent[-1], dial.next_index
+    now = dial.t_us(nxt)
+    honest = [Button(1, 1, 995, dial.t_us(995), dial.t_us(990)),  # a sample recorded
+              Button(1, 0, nxt + 3, dial.t_us(nxt + 3), dial.t_us(nxt + 1))]  # one to come
+    bad = [Button(1, 1, 0, now, now - 5000),  # sample 0 at the time of now
+           Button(1, 1, 995, dial.t_us(995) + 3000, dial.t_us(990)),  # another time
+           Button(1, 1, nxt + 500, now, now - 5000)]  # 500 samples ahead in 1 ms
+    world.send(b"".join(encode_frame(b) for b in honest + bad), dial.arrival_ns(last))
+    stream(world, dial, 10)
+    con = world.close()
+    assert [(e.data["index"], e.data["pressed"]) for e in world.events("button")] == [
+        (995, True), (nxt + 3, False)]
+    assert rejected(world) == [("BUTTON", "button")] * 3
+    assert recorded(con) == {(UID_A.hex(), 7): owed(dial)}
+
+
+def test_a_sync_from_before_frames_already_received_is_rejected(world):
+    """An audit (2026-12): SYNCs claiming the dial read the PING long before frames that
+    had already arrived were taken into the clock model. A SYNC reply is written after the
+    frames received before it: its t_tx_us is not before their samples."""
+    dial = SimDial(UID_A, boot=7)
+    stream(world, dial, 20)
+    last = dial.sent[-1]
+    arrived = dial.arrival_ns(last)
+    world.daemon._pings[(PORT, 98)] = arrived - 3_000_000
+    world.daemon._pings[(PORT, 99)] = arrived - 3_000_000
+    t = last.times_us[-1]
+    world.send(encode_frame(Sync(seq=1, token=98, t_rx_us=t - 10_005, t_tx_us=t - 10_000))
+               + encode_frame(Sync(seq=2, token=99, t_rx_us=t + 100, t_tx_us=t + 150)),
+               arrived + 1_000_000)
+    stream(world, dial, 10)
+    world.close()
+    assert rejected(world) == [("SYNC", "sync")]
+    assert [o.token for o in world.outs if isinstance(o, SyncOut)] == [99]
+
+
+@pytest.mark.parametrize("time_us", [0, 2**52])
+def test_a_hello_of_the_current_boot_with_an_impossible_time_is_rejected(world, time_us):
+    """An audit (2026-12): a HELLO of the current boot with time_us 2^52 or 0 was taken
+    (its settings too). Its device time must lie between the newest sample received before
+    it (less the 50 ms a frame can wait to be queued) and what host time allows."""
+    dial = SimDial(UID_A, boot=7)
+    stream(world, dial, 20)
+    forged = dataclasses.replace(dial.hello(), time_us=time_us, rate_hz=500, period_us=2000)
+    stream(world, dial, 20, inject={0: encode_frame(forged)})
+    con = world.close()
+    assert rejected(world) == [("HELLO", "hello")]
+    core = world.daemon.cores[UID_A.hex()]
+    assert core.epoch is not None and core.epoch.hello.rate_hz == 1000
+    assert recorded(con) == {(UID_A.hex(), 7): owed(dial)}

@@ -4,8 +4,9 @@ One :class:`DialCore` exists per dial *identity* (unique id) for the whole run a
 unplugging. It owns, per device epoch (boot), the sample ledger and the clock model, and
 across epochs the rating tracker. docs/protocol.md ("What a host does with ...") is the
 contract this module implements. What a boot keeps is in :mod:`~ratedial.daemon.epoch`; where
-a frame fits in a boot, judged by host time, in :mod:`~ratedial.daemon.placement`; what
-becomes of frames held for a HELLO in :mod:`~ratedial.daemon.held`.
+a frame fits in a boot, judged by host time, in :mod:`~ratedial.daemon.placement` (SAMPLES)
+and :mod:`~ratedial.daemon.rare` (BUTTON, SYNC, HELLO); what becomes of frames held for a
+HELLO in :mod:`~ratedial.daemon.held`.
 
 Invariants:
 
@@ -80,7 +81,6 @@ from .placement import (
     FOREIGN,
     NOT_THIS_BOOT,
     REANCHOR,
-    ahead_limit,
     check_rate,
     first_unheard,
     leaps,
@@ -89,6 +89,7 @@ from .placement import (
     place,
     projected,
 )
+from .rare import button_problem, hello_problem, sync_problem
 from .rating import DialRating
 
 EARLY_FITS_NS = 5_000_000_000  # every fit of a boot's first 5 s is stored (clock_models)
@@ -172,10 +173,21 @@ class DialCore:
                 return self.error(f, host_ns)
         return []  # pragma: no cover - every frame type is matched above
 
-    def hello(self, h: Hello, host_ns: int) -> list[Out]:
+    def hello_problem(self, h: Hello, host_ns: int) -> tuple[str, str] | None:
+        """Why HELLO ``h`` is impossible for this dial (reason, detail), or None: a field
+        beyond what a HELLO can carry, or the device time of a boot this run knows (the
+        current one or an earlier one) off what that boot already sent."""
         problem = field_problem(h)
         if problem is not None:
-            return self.reject(h, "field", problem, host_ns)
+            return "field", problem
+        known = self.epochs.get(h.boot_id)
+        problem = None if known is None else hello_problem(known, h, host_ns, self._slack_us)
+        return None if problem is None else ("hello", problem)
+
+    def hello(self, h: Hello, host_ns: int) -> list[Out]:
+        problem = self.hello_problem(h, host_ns)
+        if problem is not None:
+            return self.reject(h, *problem, host_ns)
         out: list[Out] = []
         ep = self.epoch
         same_boot = ep is not None and ep.boot_id == h.boot_id
@@ -415,19 +427,13 @@ class DialCore:
         ep = self.epoch
         if ep is None or self.needs_hello:
             return []
-        if ep.last_device_us is not None and f.t_tx_us < ep.last_device_us - 10_000_000:
-            return []  # a reply from an earlier boot
         if host_send_ns < ep.anchor0_host_ns:
             # A PING written to the boot before, read by this one after it began: a lower
             # bound looser by the whole reboot (135 ms seen) put the first model far early.
             return []
-        # The dial cannot spend longer between reading the PING and answering it than the
-        # host waited for the answer, nor answer from further ahead than time allows.
-        if (f.t_tx_us - f.t_rx_us) * 1000 > (host_recv_ns - host_send_ns) * DRIFT + 1_000_000:
-            return self.reject(f, "sync", "longer on the dial than the round trip", host_recv_ns)
-        if f.t_tx_us > ahead_limit(ep, host_recv_ns, self._slack_us):
-            return self.reject(f, "sync", "device time further ahead than time allows",
-                               host_recv_ns)
+        problem = sync_problem(ep, f, host_send_ns, host_recv_ns, self._slack_us)
+        if problem is not None:
+            return self.reject(f, "sync", problem, host_recv_ns)
         try:
             ep.clock.add_sync(host_send_ns, f.t_rx_us, f.t_tx_us, host_recv_ns)
         except ClockEpochError:
@@ -466,11 +472,11 @@ class DialCore:
         if problem is not None:
             return self.reject(b, "field", problem, host_ns)
         ep = self.epoch
-        if ep is not None and b.t_us > ahead_limit(ep, host_ns, self._slack_us):
-            return self.reject(b, "button", "device time further ahead than time allows",
-                               host_ns)
+        problem = None if ep is None else button_problem(ep, b, host_ns, self._slack_us)
+        if problem is not None:
+            return self.reject(b, "button", problem, host_ns)
         return [EventOut(self.uid, host_ns, "button", {
-            "pressed": b.pressed, "index": b.index, "device_us": b.t_us,
+            "pressed": b.pressed == 1, "index": b.index, "device_us": b.t_us,
             "boot_id": None if ep is None else ep.boot_id})]
 
     def ack(self, a: Ack, host_ns: int) -> list[Out]:

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..wire import Hello, Samples
-from ..wire.checks import MAX_PERIOD_US, MIN_PERIOD_US
+from ..wire.checks import MIN_PERIOD_US, index_fits_time
 from .epoch import Epoch, HeldFrame, Lost
 
 DRIFT = 1.001  # device and host clocks agree within 1000 ppm
@@ -191,7 +191,7 @@ def since_start(s: Samples) -> bool:
     behind it in index, never one ahead of it, whose samples are already recorded
     (found by test_core_stateful: a first frame at index 19997 and 0.997 s, then every
     honest frame from index 0 was judged a replay)."""
-    return s.first_index * MIN_PERIOD_US <= s.times_us[0] + 2 * MAX_PERIOD_US
+    return index_fits_time(s.first_index, s.times_us[0])
 
 
 def recorded_time(ep: Epoch, index: int) -> int | None:

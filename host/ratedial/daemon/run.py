@@ -180,9 +180,19 @@ class Daemon:
                 self._rejected_chunk(port, core, f)
                 continue
             if isinstance(f, Hello) and (core is None or core.uid != f.uid_hex):
-                if field_problem(f) is not None:
-                    if core is not None:
-                        outs += core.receive(f, host_ns)
+                # An impossible HELLO takes no port: one of a dial this run knows is judged
+                # by its boots, as on the port it came from (and counted there, or by the
+                # dial it names when the port has none yet)
+                known = self.cores.get(f.uid_hex)
+                if known is not None:
+                    problem = known.hello_problem(f, host_ns)
+                else:
+                    field = field_problem(f)
+                    problem = None if field is None else ("field", field)
+                if problem is not None:
+                    judge = core or known
+                    if judge is not None:
+                        outs += judge.reject(f, *problem, host_ns)
                     continue
                 self.emit(outs)
                 outs = []

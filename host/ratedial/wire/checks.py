@@ -100,13 +100,24 @@ def _sync(f: Sync) -> str | None:
 
 
 def _button(f: Button) -> str | None:
+    if f.pressed not in (0, 1):
+        return f"pressed {int(f.pressed)} is neither 1 (pressed) nor 0 (released)"
     if f.index >= MAX_INDEX:
         return f"index {f.index} beyond 2^53"
     if f.t_us >= MAX_DEVICE_US:
         return f"t_us {f.t_us} beyond 2^53"
     if f.t_edge_us > f.t_us:
         return f"t_edge_us {f.t_edge_us} after t_us {f.t_us}"
+    if not index_fits_time(f.index, f.t_us):
+        return f"index {f.index} is more than device time {f.t_us} allows since start"
     return None
+
+
+def index_fits_time(index: int, t_us: int) -> bool:
+    """Whether sample ``index`` can have device time ``t_us``: index 0 was taken at a
+    device time of 0 or later and each index since took at least MIN_PERIOD_US, less a
+    period of jitter at either end (the bound a boot's first SAMPLES frame is held to)."""
+    return index * MIN_PERIOD_US <= t_us + 2 * MAX_PERIOD_US
 
 
 def _status(f: Status) -> str | None:

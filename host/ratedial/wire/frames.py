@@ -104,7 +104,7 @@ class Sync:
 @dataclass(frozen=True, slots=True)
 class Button:
     seq: int
-    pressed: bool
+    pressed: int  # 1 pressed, 0 released (any other value is impossible: wire.checks)
     index: int
     t_us: int
     t_edge_us: int

@@ -125,7 +125,7 @@ def _parse_sync(seq: int, p: bytes) -> Sync:
 
 def _parse_button(seq: int, p: bytes) -> Button:
     pressed, index, t_us, t_edge = _unpack(_BUTTON, p)
-    return Button(seq=seq, pressed=bool(pressed), index=index, t_us=t_us, t_edge_us=t_edge)
+    return Button(seq=seq, pressed=pressed, index=index, t_us=t_us, t_edge_us=t_edge)
 
 
 def _parse_status(seq: int, p: bytes) -> Status:
