@@ -233,6 +233,7 @@ def test_daemon_against_a_hostile_dial(tmp_path: Path) -> None:
     dials = {d["uid"]: d for d in summary["dials"]}
     assert dials[UID_A.hex()]["received"] == len(a42) + len(a43) + len(a44)
     assert dials[UID_A.hex()]["missing"] == 1010
+    assert dials[UID_A.hex()]["duplicates"] == 10  # the replay of a frame 0.8 s old
     assert dials[UID_A.hex()]["stalled_s"] == 0
     assert summary["gaps"] == {"crc": 10, "unplugged": 1000} | {
         k: 0 for k in summary["gaps"] if k not in ("crc", "unplugged")}

@@ -568,6 +568,11 @@ class DialCore:
         return self.rating.last
 
     @property
+    def duplicates(self) -> int:
+        """Samples that came again, in every boot kept (counted and ignored)."""
+        return sum(ep.ledger.duplicates for ep in self.epochs.values())
+
+    @property
     def total_missing(self) -> int:
         return sum(ep.ledger.total_missing for ep in self.epochs.values())
 

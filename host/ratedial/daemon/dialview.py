@@ -27,6 +27,7 @@ class DialView:
     missing: int = 0
     rejected: int = 0  # damaged chunks the decoder rejected
     rejected_content: int = 0  # well-formed frames rejected as impossible (docs/protocol.md)
+    duplicates: int = 0  # samples that came again (duplicates: counted, never recorded twice)
     stalls: int = 0  # times the dial took no sample for 0.1 s or more (dial_stalled events)
     stalled_s: float = 0.0
     rate_hz: float = 0.0

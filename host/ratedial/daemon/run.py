@@ -244,6 +244,7 @@ class Daemon:
         view = self.views[core.uid]
         view.missing = core.total_missing
         view.rejected_content = sum(core.rejected.values())
+        view.duplicates = core.duplicates
         view.stalls, view.stalled_s = core.stalls, core.stalled_us / 1e6
         ep = core.epoch
         if ep is None:
@@ -478,6 +479,7 @@ class Daemon:
         now = time.monotonic_ns()
         for core in self.cores.values():
             self.emit(core.finish(now))
+            self._refresh_view(core, now)  # the summary counts what they added
         self._finished = True
 
     async def _stop_after(self, seconds: float) -> None:

@@ -41,9 +41,11 @@ def print_summary(console: Console, s: RunSummary) -> None:
                       "samples (ratedial devices lists the dials this computer sees)",
                       highlight=False, soft_wrap=True)
     for v in s.dials:
+        again = f", {v.duplicates} duplicate samples ignored" if v.duplicates else ""
         console.print(f"  dial {v.uid} rater={v.rater or '-'}: {v.received} samples received, "
                       f"{v.missing} missing, {v.rejected} damaged frames, "
-                      f"{v.rejected_content} impossible frames", highlight=False, soft_wrap=True)
+                      f"{v.rejected_content} impossible frames{again}", highlight=False,
+                      soft_wrap=True)
     for v in s.dials:
         if v.stalls:  # an overrun, never a gap: no sample was taken then, none is missing
             console.print(f"  dial {v.uid}: took no samples {v.stalls} time(s), "
@@ -81,6 +83,7 @@ def json_summary(s: RunSummary, *, error: str | None = None) -> str:
                        "dials": [{"uid": v.uid, "rater": v.rater, "received": v.received,
                                   "missing": v.missing, "rejected": v.rejected,
                                   "rejected_content": v.rejected_content,
+                                  "duplicates": v.duplicates,
                                   "stalled_s": round(v.stalled_s, 6)}
                                  for v in s.dials], "gaps": s.gaps,
                        "rejected_content": s.rejected, "broker": s.broker,
