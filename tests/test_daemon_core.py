@@ -382,7 +382,7 @@ def test_a_backlog_at_a_boots_start_is_mapped_by_its_first_sync():
     # 0.5 s of samples (50 frames) queued on the dial since device time 0.1 s, read in a burst
     # 4 s later (10 frames a millisecond), then the HELLO that answers the host's INFO
     for k in range(50):
-        f = frame(100 + 10 * k, [0] * 10, t0=100_000 + 10_000 * k)
+        f = frame(100 + 10 * k, [0] * 10, t0=100_000 + 10_000 * k, seq=50 + k)  # before the HELLO
         arrival[f.first_index] = when(4_600_000) + 100_000 * k
         outs += c.samples(f, arrival[f.first_index])
     outs += c.hello(hello(7, t_us=4_600_000), when(4_600_000) + 5_300_000)
@@ -391,7 +391,7 @@ def test_a_backlog_at_a_boots_start_is_mapped_by_its_first_sync():
     # then live frames, 2 ms after their last sample; a PING answered after the first
     t = 4_610_000
     for k in range(30):
-        f = Samples(seq=0, first_index=t // 1000, period_us=1000, counts=(0,) * 10,
+        f = Samples(seq=101 + k, first_index=t // 1000, period_us=1000, counts=(0,) * 10,
                     times_us=tuple(t + 1000 * j for j in range(10)), flags=(0,) * 10)
         arrival[f.first_index] = when(t + 9000) + 2_000_000
         outs += c.samples(f, arrival[f.first_index])
@@ -432,7 +432,7 @@ def test_a_loose_first_sync_does_not_map_the_backlog():
     outs = []
     # 50 frames queued since device time 0.1 s, draining at 2 frames per 10 ms from 4.6 s
     for k in range(50):
-        f = frame(100 + 10 * k, [0] * 10, t0=100_000 + 10_000 * k)
+        f = frame(100 + 10 * k, [0] * 10, t0=100_000 + 10_000 * k, seq=50 + k)  # before the HELLO
         arrival[f.first_index] = when(4_600_000) + 5_000_000 * k
         outs += c.samples(f, arrival[f.first_index])
     outs += c.hello(hello(7, t_us=4_600_000), when(4_600_000) + 250_000_000)
@@ -444,7 +444,7 @@ def test_a_loose_first_sync_does_not_map_the_backlog():
     # late; then a PING answered within 3 ms
     t = 5_160_000
     for k in range(30):
-        f = Samples(seq=0, first_index=t // 1000, period_us=1000, counts=(0,) * 10,
+        f = Samples(seq=101 + k, first_index=t // 1000, period_us=1000, counts=(0,) * 10,
                     times_us=tuple(t + 1000 * j for j in range(10)), flags=(0,) * 10)
         arrival[f.first_index] = when(t + 9000) + 2_000_000
         outs += c.samples(f, arrival[f.first_index])
