@@ -418,8 +418,8 @@ def test_a_loose_first_sync_does_not_map_the_backlog():
     waited behind the draining backlog, so it bounded the clock only to ±0.3 s; mapped by it,
     3 s of samples were recorded 65-167 ms late, beyond the stated bound. The samples wait
     for a SYNC that pins the clock to within SETTLE_BOUND_NS."""
-    from ratedial.daemon.core import SETTLE_BOUND_NS
     from ratedial.daemon.run import SETTLE_S
+    from ratedial.daemon.settle import SETTLE_BOUND_NS
 
     c = DialCore(UID.hex(), scale=RatingScale(), clock_factory=DeviceClock,
                  settle_s=SETTLE_S)

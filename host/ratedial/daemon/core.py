@@ -55,9 +55,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..clock import ClockEpochError, ClockEstimate
+from ..clock import ClockEpochError
 from ..integrity import GapReason, GapWhy
-from ..outputs import ArrivalOut, ClockOut, EpochOut, EventOut, GapOut, Out, SamplesOut, SyncOut
+from ..outputs import ArrivalOut, ClockOut, EpochOut, EventOut, GapOut, Out, SyncOut
 from ..scale import RatingScale
 from ..wire import (
     Ack,
@@ -72,7 +72,7 @@ from ..wire import (
     Sync,
 )
 from ..wire.checks import field_problem
-from .epoch import NO_HELLO, ClockLike, Epoch, Held, Unmapped, stalls
+from .epoch import NO_HELLO, ClockLike, Epoch, Held, stalls
 from .held import place_held, reject_expired
 from .pending import discard, flush, wait_or_confirm
 from .placement import (
@@ -91,6 +91,7 @@ from .placement import (
 )
 from .rare import button_problem, hello_problem, sync_problem
 from .rating import DialRating
+from .settle import map_out, settle, settle_after_sync
 
 EARLY_FITS_NS = 5_000_000_000  # every fit of a boot's first 5 s is stored (clock_models)
 MAX_EPOCHS = 16  # boots of one dial kept resumable; older ones are retired
@@ -102,10 +103,6 @@ CONGESTED_SHARE = 4
 # The dial took no sample for this long (a sample's interval since the one before it, indices
 # consecutive: its sampler stopped, e.g. a firmware hang): an overrun, never a gap, but said
 STALL_US = 100_000
-# A boot's samples are mapped once a SYNC pins its clock this tightly (ClockEstimate
-# uncertainty_ns; 1-6 ms after the first SYNC on a USB link, 0.05-0.5 s while a SYNC reply
-# waits behind a backlog draining through a 115200-baud UART)
-SETTLE_BOUND_NS = 20_000_000
 EVENTS_PER_REASON = 100  # frame_rejected events per dial and reason; then every 1000th
 
 
@@ -198,7 +195,7 @@ class DialCore:
         else:
             if ep is not None:  # the boot before ends here for now
                 out += flush(self, ep, host_ns, self._slack_us)
-                out += self.settle(ep)
+                out += settle(self.uid, ep)
             previous = None if ep is None else ep.boot_id
             resumed = self.epochs.get(h.boot_id)
             if resumed is None:
@@ -284,7 +281,7 @@ class DialCore:
         """The run ends: the current boot's pending frames are taken in as far as they fit."""
         if self.epoch is None:
             return []
-        return flush(self, self.epoch, host_ns, self._slack_us) + self.settle(self.epoch)
+        return flush(self, self.epoch, host_ns, self._slack_us) + settle(self.uid, self.epoch)
 
     def take_in(self, ep: Epoch, s: Samples, host_recv_ns: int,
                 why: GapWhy | None = None) -> list[Out]:
@@ -354,8 +351,8 @@ class DialCore:
                 "rating": rating, "index": index, "boot_id": ep.boot_id,
                 "cause": "long_press"}))
         ep.last_device_us = times[-1]
-        out += self._map_out(ep, est, (new.start, s.period_us, times, counts, tuple(ratings),
-                                       flags, host_recv_ns))
+        item = (new.start, s.period_us, times, counts, tuple(ratings), flags, host_recv_ns)
+        out += map_out(self.uid, ep, est, item, self._settle_ns)
         # Every fit of the boot's first EARLY_FITS_S (they move a lot), then one a second.
         if est is not None and est is not ep.stored_est and (
                 host_recv_ns >= ep.next_snapshot_ns
@@ -364,50 +361,6 @@ class DialCore:
             ep.stored_est = est
             out.append(ClockOut(self.uid, ep.boot_id, host_recv_ns, est))
         return out
-
-    def _map_out(self, ep: Epoch, est: ClockEstimate | None, item: Unmapped) -> list[Out]:
-        """The samples of one frame out, mapped to host time, once a SYNC of the boot has
-        pinned its clock to within ``SETTLE_BOUND_NS`` (or ``settle_s`` after the boot's
-        first samples came): until then they wait in ``ep.unsettled`` (docs/timing.md, "The
-        first frames of a boot")."""
-        if not ep.settled:
-            if ep.unsettled_since_ns is None:
-                ep.unsettled_since_ns = item[-1]
-            if item[-1] - ep.unsettled_since_ns < self._settle_ns:
-                ep.unsettled.append(item)
-                return []
-            ep.unsettled.append(item)
-            return self.settle(ep)
-        return [self._mapped(ep, est, item)]
-
-    def _mapped(self, ep: Epoch, est: ClockEstimate | None, item: Unmapped) -> SamplesOut:
-        first, period, times, counts, ratings, flags, arrived = item
-        host = (None,) * len(times) if ep.rate_implausible else ep.host_times(est, times,
-                                                                               arrived)
-        return SamplesOut(self.uid, ep.boot_id, first, period, times, host, counts, ratings,
-                          flags)
-
-    def _settle_after_sync(self, ep: Epoch) -> list[Out]:
-        """After a SYNC: the boot's samples go out once its clock is pinned (a SYNC whose
-        reply waited behind a backlog on a slow link bounds it loosely: the next ones, after
-        the backlog has drained, pin it)."""
-        if ep.settled:
-            return []
-        est = ep.clock.estimate()
-        if est is None or est.uncertainty_ns > SETTLE_BOUND_NS:
-            return []
-        return self.settle(ep)
-
-    def settle(self, ep: Epoch) -> list[Out]:
-        """The samples waiting for the boot's clock to be pinned go out, mapped by a fit to
-        every observation so far (a SYNC pinned it, the wait ran out, the boot ends for
-        now)."""
-        ep.settled = True
-        if not ep.unsettled:
-            return []
-        est = ep.clock.estimate()
-        items, ep.unsettled = ep.unsettled, []
-        return [self._mapped(ep, est, item) for item in items]
 
     def _stalls(self, ep: Epoch, first: int, prev_us: int | None, times: Sequence[int],
                 host_ns: int) -> list[Out]:
@@ -440,7 +393,7 @@ class DialCore:
             return []
         ep.n_syncs += 1
         return [SyncOut(self.uid, ep.boot_id, f.token, host_send_ns, f.t_rx_us, f.t_tx_us,
-                        host_recv_ns), *self._settle_after_sync(ep)]
+                        host_recv_ns), *settle_after_sync(self.uid, ep)]
 
     def drop(self, d: Drop, host_ns: int) -> list[Out]:
         ep = self.epoch
@@ -533,7 +486,7 @@ class DialCore:
         out: list[Out] = []
         if ep is not None and ep.unsettled and ep.unsettled_since_ns is not None \
                 and now_ns - ep.unsettled_since_ns >= self._settle_ns:
-            out += self.settle(ep)
+            out += settle(self.uid, ep)
         if not self.held.frames:  # the usual case, checked on every SAMPLES frame
             return out
         expired = reject_expired(self, self.held.expire(now_ns), self.held.hold_ns, now_ns)
@@ -553,7 +506,7 @@ class DialCore:
         last = None
         out: list[Out] = []
         if self.epoch is not None:
-            out += self.settle(self.epoch)  # what waited for a SYNC: mapped as it stands
+            out += settle(self.uid, self.epoch)  # what waited for a SYNC: mapped as it stands
             self.epoch.ledger.note_unplugged()
             last = self.epoch.ledger.next_index
         return [*out, EventOut(self.uid, host_ns, "dial_lost", {
