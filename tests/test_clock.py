@@ -423,3 +423,18 @@ def test_slewed_times_are_never_after_their_frames_arrival():
     assert m.offset_ns == host[-1] - right.to_host_ns(times[-1])
     nxt = m.map(right, [20_000 + 1000 * k for k in range(10)], limit_ns=arrived + 1_000_000)
     assert nxt[0] >= host[-1] and nxt[-1] <= arrived + 1_000_000
+
+
+def test_the_arrival_bound_never_takes_a_time_below_one_mapped_before():
+    """A review (2026-12-05): at the end of a boot, pending frames are taken in newest first;
+    an older pending frame ahead of the dial in index (it arrived earlier) was held to its
+    own arrival, 33 ms below the time just given to a lower index. The bound gives way to
+    what is already mapped."""
+    from ratedial.clock import SlewedMap
+
+    line = ClockEstimate(ref_device_us=0, ref_host_ns=0, skew_ppm=0.0, uncertainty_ns=1_000,
+                         n_obs=1)
+    m = SlewedMap()
+    first = m.map(line, [50_000 + 1000 * k for k in range(10)], limit_ns=70_000_000)
+    ahead = m.map(line, [100_000 + 1000 * k for k in range(10)], limit_ns=30_000_000)
+    assert min(ahead) >= first[-1]

@@ -43,7 +43,8 @@ from hypothesis.stateful import (
 )
 
 from hostile import PORT, SimDial, World, accounted
-from ratedial.outputs import EpochOut, GapOut, SamplesOut
+from ratedial.daemon.run import SETTLE_S
+from ratedial.outputs import ArrivalOut, EpochOut, GapOut, SamplesOut
 from ratedial.wire import (
     Ack,
     Button,
@@ -336,6 +337,10 @@ class DialStreams(RuleBasedStateMachine):
         recorded, gaps, hosts, epochs = a
         unsettled = _unsettled(self.whole)
         assert unsettled == _unsettled(self.split)
+        later = _unsettled_gaps(self.whole)
+        assert later == _unsettled_gaps(self.split)
+        for key, pending_gaps in later.items():
+            gaps = {**gaps, key: gaps.get(key, []) + pending_gaps}
         for key in set(recorded) | set(gaps):
             assert key in epochs, f"output for {key} without a HELLO of that uid and boot"
             spans = sorted([(i, i + 1, "sample") for i in recorded.get(key, [])]
@@ -346,6 +351,10 @@ class DialStreams(RuleBasedStateMachine):
             h = [hosts[key][i] for i in sorted(hosts.get(key, {}))]
             assert all(y >= x for x, y in itertools.pairwise(h)), \
                 f"{key}: host times went backwards"
+        for o in self.whole.outs:  # the arrival bounds every time (docs/timing.md)
+            if isinstance(o, ArrivalOut) and o.last_index in hosts.get((o.uid, o.boot_id), {}):
+                assert hosts[(o.uid, o.boot_id)][o.last_index] <= o.host_recv_ns, \
+                    f"{o.uid, o.boot_id}: index {o.last_index} mapped after its frame came"
         waiting = {} if closed else _pending(self.whole)
         assert closed or waiting == _pending(self.split)
         for key, owed in self.owed.items():
@@ -362,6 +371,14 @@ class DialStreams(RuleBasedStateMachine):
                 assert not mixed or k <= 1, f"{key}: samples of other boots in it: {mixed[:3]}"
                 if mixed:
                     break
+
+    @invariant()
+    def no_sample_waits_for_its_clock_past_the_wait(self) -> None:
+        for w in (self.split, self.whole):
+            for core in w.daemon.cores.values():
+                for ep in core.epochs.values():
+                    if ep.unsettled and ep.unsettled_since_ns is not None:
+                        assert ep.unsettled_since_ns >= self.now_ns - (SETTLE_S + 10) * 10**9
 
     @invariant()
     def no_held_frame_outlives_its_wait(self) -> None:
@@ -391,6 +408,17 @@ def _pending(w: World) -> dict[tuple[str, int], set[int]]:
             for first, _, times, *_ in ep.unsettled:
                 out.setdefault((core.uid, ep.boot_id), set()).update(
                     range(first, first + len(times)))
+    return out
+
+
+def _unsettled_gaps(w: World) -> dict[tuple[str, int], list[tuple[int, int, str]]]:
+    """The gaps found among samples that wait for their boot's clock (put out with them)."""
+    out: dict[tuple[str, int], list[tuple[int, int, str]]] = {}
+    for core in w.daemon.cores.values():
+        for ep in core.epochs.values():
+            for gap, _, _ in ep.unsettled_gaps:
+                out.setdefault((core.uid, ep.boot_id), []).append(
+                    (gap.first_index, gap.end_index, str(gap.reason)))
     return out
 
 
@@ -476,7 +504,8 @@ def _this_boot(m: DialStreams) -> tuple[set[int], list[tuple[int, int, str]]]:
     and the gaps, of the current dial's current boot."""
     recorded, gaps, _, _ = _outcome(m.whole)
     key = (m.dial.uid.hex(), m.dial.boot)
-    return set(recorded.get(key, [])) | _unsettled(m.whole).get(key, set()), gaps.get(key, [])
+    return (set(recorded.get(key, [])) | _unsettled(m.whole).get(key, set()),
+            gaps.get(key, []) + _unsettled_gaps(m.whole).get(key, []))
 
 
 def test_an_old_index_with_a_current_time_as_the_first_frame_does_not_hold_the_dial():

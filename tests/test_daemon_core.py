@@ -460,3 +460,69 @@ def test_a_loose_first_sync_does_not_map_the_backlog():
     assert not after_loose
     assert all(s.host_ns[-1] <= arrival[s.first_index] for s in mapped)
     assert SETTLE_BOUND_NS < 150_000_000  # the loose SYNC's band: ±150 ms
+
+
+def _backlog_core():
+    from ratedial.daemon.run import SETTLE_S
+
+    return DialCore(UID.hex(), scale=RatingScale(), clock_factory=DeviceClock,
+                    settle_s=SETTLE_S)
+
+
+def _live(c, outs, t, n, when, sync_at):
+    """``n`` live frames from device time ``t``, 2 ms late; a PING answered within 3 ms
+    after frame ``sync_at``."""
+    for k in range(n):
+        f = Samples(seq=101 + k, first_index=t // 1000, period_us=1000, counts=(0,) * 10,
+                    times_us=tuple(t + 1000 * j for j in range(10)), flags=(0,) * 10)
+        outs += c.samples(f, when(t + 9000) + 2_000_000)
+        if k == sync_at:
+            outs += c.sync(Sync(seq=0, token=1, t_rx_us=t + 10_500, t_tx_us=t + 10_600),
+                           when(t + 10_000), when(t + 10_600) + 1_500_000)
+        t += 10_000
+
+
+def test_a_backlog_read_slowly_before_the_hello_still_waits_for_a_sync():
+    """A review (2026-12-05): the wait ran from the first backlog frame's arrival, so a
+    backlog that took more than SETTLE_S to come in was mapped at the HELLO by arrivals
+    alone (4.47 s off), before any PING could be answered. The wait starts at the HELLO."""
+    truth = 1_000_000_000_000
+
+    def when(t_us: int) -> int:
+        return truth + 1000 * t_us
+
+    c, outs = _backlog_core(), []
+    for k in range(50):  # 2.5 s to come in: 50 ms a frame
+        f = frame(100 + 10 * k, [0] * 10, t0=100_000 + 10_000 * k, seq=50 + k)
+        outs += c.samples(f, when(4_600_000) + 50_000_000 * k)
+    outs += c.hello(hello(7, t_us=7_100_000), when(7_100_000))
+    at_hello = of(outs, SamplesOut)
+    _live(c, outs, 7_110_000, 10, when, sync_at=2)
+    worst = max(abs(h - when(d)) for s in of(outs, SamplesOut)
+                for d, h in zip(s.device_us, s.host_ns, strict=True))
+    assert worst <= 10_000_000, worst
+    assert not at_hello
+
+
+def test_a_gap_in_a_backlog_is_timed_with_its_samples():
+    """A review (2026-12-05): a gap's host times were computed as it was found, by the
+    unpinned clock, while the samples around it waited for the SYNC: the gap was put 4.47 s
+    off the samples either side. It now waits and is mapped with them."""
+    truth = 1_000_000_000_000
+
+    def when(t_us: int) -> int:
+        return truth + 1000 * t_us
+
+    c, outs = _backlog_core(), []
+    for k in range(50):
+        if k == 20:
+            continue  # one frame of the backlog lost on the link
+        f = frame(100 + 10 * k, [0] * 10, t0=100_000 + 10_000 * k, seq=50 + k)
+        outs += c.samples(f, when(4_600_000) + 100_000 * k)
+    outs += c.hello(hello(7, t_us=4_600_000), when(4_600_000) + 5_300_000)
+    _live(c, outs, 4_610_000, 30, when, sync_at=3)
+    (lost, dropped) = of(outs, GapOut)
+    assert (lost.gap.first_index, lost.gap.end_index) == (300, 310)
+    assert abs(lost.first_host_ns - when(300_000)) <= 5_000_000
+    assert abs(lost.end_host_ns - when(310_000)) <= 5_000_000
+    assert abs(dropped.end_host_ns - when(4_610_000)) <= 5_000_000

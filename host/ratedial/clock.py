@@ -404,7 +404,7 @@ class SlewedMap:
     current line.
     """
 
-    __slots__ = ("_at_us", "_est", "_last_us", "offset_ns", "slew")
+    __slots__ = ("_at_us", "_est", "_last_host", "_last_us", "offset_ns", "slew")
 
     def __init__(self, slew: float = 0.5) -> None:
         self.slew = slew
@@ -412,6 +412,7 @@ class SlewedMap:
         self._at_us = 0
         self._est: ClockEstimate | None = None
         self._last_us: int | None = None
+        self._last_host: int | None = None
 
     def map(self, est: ClockEstimate, times_us: Sequence[int],
             limit_ns: int | None = None) -> list[int]:
@@ -436,12 +437,18 @@ class SlewedMap:
                 at = t
                 host[k] += round(off)
             self.offset_ns, self._at_us = off, at
+        if limit_ns is not None and self._last_host is not None:
+            # never below what is mapped already (a pending frame taken in after a newer one
+            # arrived before it: a review, 2026-12-05)
+            limit_ns = max(limit_ns, self._last_host)
         if limit_ns is not None and host and host[-1] > limit_ns:
             self.offset_ns -= host[-1] - limit_ns
             for k in range(len(host) - 1, -1, -1):
                 if host[k] <= limit_ns:
                     break
                 host[k] = limit_ns
+        if host:
+            self._last_host = host[-1]
         return host
 
 

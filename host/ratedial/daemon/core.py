@@ -57,7 +57,7 @@ from typing import Any
 
 from ..clock import ClockEpochError
 from ..integrity import GapReason, GapWhy
-from ..outputs import ArrivalOut, ClockOut, EpochOut, EventOut, GapOut, Out, SyncOut
+from ..outputs import ArrivalOut, ClockOut, EpochOut, EventOut, Out, SyncOut
 from ..scale import RatingScale
 from ..wire import (
     Ack,
@@ -91,7 +91,7 @@ from .placement import (
 )
 from .rare import button_problem, hello_problem, sync_problem
 from .rating import DialRating
-from .settle import map_out, settle, settle_after_sync
+from .settle import gap_out, map_out, settle, settle_after_sync
 
 EARLY_FITS_NS = 5_000_000_000  # every fit of a boot's first 5 s is stored (clock_models)
 MAX_EPOCHS = 16  # boots of one dial kept resumable; older ones are retired
@@ -195,7 +195,7 @@ class DialCore:
         else:
             if ep is not None:  # the boot before ends here for now
                 out += flush(self, ep, host_ns, self._slack_us)
-                out += settle(self.uid, ep)
+                out += settle(self.uid, ep, pinned=False)
             previous = None if ep is None else ep.boot_id
             resumed = self.epochs.get(h.boot_id)
             if resumed is None:
@@ -281,7 +281,8 @@ class DialCore:
         """The run ends: the current boot's pending frames are taken in as far as they fit."""
         if self.epoch is None:
             return []
-        return flush(self, self.epoch, host_ns, self._slack_us) + settle(self.uid, self.epoch)
+        return flush(self, self.epoch, host_ns, self._slack_us) + settle(
+            self.uid, self.epoch, pinned=False)
 
     def take_in(self, ep: Epoch, s: Samples, host_recv_ns: int,
                 why: GapWhy | None = None) -> list[Out]:
@@ -309,10 +310,8 @@ class DialCore:
         new, gaps = ep.ledger.accept(s, why)
         ep.fitted += 1
         for gap in gaps:
-            first_t = None if est is None or ep.last_device_us is None else est.to_host_ns(
-                ep.last_device_us + s.period_us)
-            end_t = None if est is None else est.to_host_ns(s.times_us[0])
-            out.append(GapOut(self.uid, ep.boot_id, gap, first_t, end_t))
+            first_us = None if ep.last_device_us is None else ep.last_device_us + s.period_us
+            out += gap_out(self.uid, ep, est, gap, first_us, s.times_us[0])
             out.append(EventOut(self.uid, host_recv_ns, "gap", {
                 "boot_id": ep.boot_id, "first_index": gap.first_index,
                 "end_index": gap.end_index, "reason": str(gap.reason)}))
@@ -506,7 +505,8 @@ class DialCore:
         last = None
         out: list[Out] = []
         if self.epoch is not None:
-            out += settle(self.uid, self.epoch)  # what waited for a SYNC: mapped as it stands
+            # what waited for a SYNC: mapped as it stands
+            out += settle(self.uid, self.epoch, pinned=False)
             self.epoch.ledger.note_unplugged()
             last = self.epoch.ledger.next_index
         return [*out, EventOut(self.uid, host_ns, "dial_lost", {

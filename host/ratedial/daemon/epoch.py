@@ -26,7 +26,7 @@ from heapq import merge as merge_sorted
 from typing import NamedTuple, Protocol
 
 from ..clock import ClockEstimate, SlewedMap
-from ..integrity import GapReason, GapWhy, IndexLedger
+from ..integrity import Gap, GapReason, GapWhy, IndexLedger
 from ..wire import Hello, Samples, Status
 
 RECENT_FRAMES = 4096  # frames whose device times a duplicate is checked against exactly
@@ -94,6 +94,8 @@ class Epoch:
     # to be mapped (docs/timing.md, "The first frames of a boot"): (first index, period,
     # device times, counts, ratings, flags), oldest first, and when the first of them came
     unsettled: list[Unmapped] = field(default_factory=list)
+    # gaps found meanwhile, with the device times they start and end at (mapped with them)
+    unsettled_gaps: list[tuple[Gap, int | None, int]] = field(default_factory=list)
     unsettled_since_ns: int | None = None
     settled: bool = False
 

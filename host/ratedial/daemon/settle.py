@@ -18,7 +18,8 @@ Invariants:
 from __future__ import annotations
 
 from ..clock import ClockEstimate
-from ..outputs import Out, SamplesOut
+from ..integrity import Gap
+from ..outputs import GapOut, Out, SamplesOut
 from .epoch import Epoch, Unmapped
 
 # A boot's samples are mapped once a SYNC pins its clock this tightly (ClockEstimate
@@ -33,12 +34,33 @@ def map_out(uid: str, ep: Epoch, est: ClockEstimate | None, item: Unmapped,
     then they wait, at most ``settle_ns`` of host time from the boot's first."""
     if not ep.settled:
         if ep.unsettled_since_ns is None:
-            ep.unsettled_since_ns = item[-1]
+            # no PING can be answered before the boot's HELLO: the wait starts there (a
+            # backlog read before it would otherwise use up the wait: a review, 2026-12-05)
+            ep.unsettled_since_ns = max(item[-1], ep.anchor0_host_ns)
         ep.unsettled.append(item)
-        if item[-1] - ep.unsettled_since_ns < settle_ns:
+        if settle_ns and item[-1] - ep.unsettled_since_ns < settle_ns:
             return []
         return settle(uid, ep)
     return [mapped(uid, ep, est, item)]
+
+
+def gap_out(uid: str, ep: Epoch, est: ClockEstimate | None, gap: Gap, first_us: int | None,
+            end_us: int) -> list[Out]:
+    """A gap of the boot, with the host times of where it starts and ends (device µs):
+    mapped now once the boot is settled, else when its samples are (a gap within a backlog
+    would otherwise be put seconds off the samples around it: a review, 2026-12-05)."""
+    if not ep.settled:
+        ep.unsettled_gaps.append((gap, first_us, end_us))
+        return []
+    return [_gap(uid, ep, est, gap, first_us, end_us)]
+
+
+def _gap(uid: str, ep: Epoch, est: ClockEstimate | None, gap: Gap, first_us: int | None,
+         end_us: int) -> GapOut:
+    if est is None:
+        return GapOut(uid, ep.boot_id, gap, None, None)
+    first_t = None if first_us is None else est.to_host_ns(first_us)
+    return GapOut(uid, ep.boot_id, gap, first_t, est.to_host_ns(end_us))
 
 
 def mapped(uid: str, ep: Epoch, est: ClockEstimate | None, item: Unmapped) -> SamplesOut:
@@ -60,12 +82,19 @@ def settle_after_sync(uid: str, ep: Epoch) -> list[Out]:
     return settle(uid, ep)
 
 
-def settle(uid: str, ep: Epoch) -> list[Out]:
+def settle(uid: str, ep: Epoch, *, pinned: bool = True) -> list[Out]:
     """The samples waiting for the boot's clock go out, mapped by a fit to every observation
-    so far (a SYNC pinned it, the wait ran out, the boot ends for now)."""
-    ep.settled = True
-    if not ep.unsettled:
+    so far: a SYNC pinned it or the wait ran out (``pinned``: later frames go out as they
+    come), or the boot ends for now (the dial is lost, another boot's HELLO, the run ends:
+    a later return of the boot waits again, its clock not yet pinned)."""
+    if pinned:
+        ep.settled = True
+    else:
+        ep.unsettled_since_ns = None
+    if not ep.unsettled and not ep.unsettled_gaps:
         return []
     est = ep.clock.estimate()
     items, ep.unsettled = ep.unsettled, []
-    return [mapped(uid, ep, est, item) for item in items]
+    gaps, ep.unsettled_gaps = ep.unsettled_gaps, []
+    return [*(_gap(uid, ep, est, *g) for g in gaps),
+            *(mapped(uid, ep, est, item) for item in items)]
