@@ -360,6 +360,36 @@ def test_the_live_rate_of_a_dial_that_sends_a_frame_every_two_seconds():
     assert 990 < fast.rate_hz < 1010
 
 
+TRUTH_NS = 1_000_000_000_000  # host ns of device time 0 in the backlog tests (exact clocks)
+
+
+def when(t_us: int) -> int:
+    """The true host time of device time ``t_us``."""
+    return TRUTH_NS + 1000 * t_us
+
+
+def _backlog(c: DialCore, outs: list, first_ns: int, every_ns: int,
+             skip: int | None = None) -> dict[int, int]:
+    """50 frames (0.5 s of samples from device time 0.1 s) that waited on the dial, read from
+    ``first_ns`` one every ``every_ns``, before their HELLO (``skip``: one lost on the
+    link); their arrivals by first index."""
+    arrival: dict[int, int] = {}
+    for k in range(50):
+        if k == skip:
+            continue
+        f = frame(100 + 10 * k, [0] * 10, t0=100_000 + 10_000 * k, seq=50 + k)
+        arrival[f.first_index] = first_ns + every_ns * k
+        outs += c.samples(f, arrival[f.first_index])
+    return arrival
+
+
+def _backlog_core() -> DialCore:
+    from ratedial.daemon.run import SETTLE_S
+
+    return DialCore(UID.hex(), scale=RatingScale(), clock_factory=DeviceClock,
+                    settle_s=SETTLE_S)
+
+
 def test_a_backlog_at_a_boots_start_is_mapped_by_its_first_sync():
     """An audit (2026-12-05, virtual dial stalled before the run, then read): the boot's
     first frames were 4 s old when they came, in a burst. Mapped as they came, by their
@@ -368,23 +398,9 @@ def test_a_backlog_at_a_boots_start_is_mapped_by_its_first_sync():
     some after their own frame's arrival. The daemon's samples now wait for the boot's first
     SYNC (at most SETTLE_S): each is mapped within the stated bound of the truth and never
     after its frame came."""
-    from ratedial.daemon.run import SETTLE_S
-
-    c = DialCore(UID.hex(), scale=RatingScale(), clock_factory=DeviceClock,
-                 settle_s=SETTLE_S)
-    truth = 1_000_000_000_000  # host ns of device time 0; the dial's clock is exact
-
-    def when(t_us: int) -> int:
-        return truth + 1000 * t_us
-
-    arrival: dict[int, int] = {}
-    outs = []
-    # 0.5 s of samples (50 frames) queued on the dial since device time 0.1 s, read in a burst
-    # 4 s later (10 frames a millisecond), then the HELLO that answers the host's INFO
-    for k in range(50):
-        f = frame(100 + 10 * k, [0] * 10, t0=100_000 + 10_000 * k, seq=50 + k)  # before the HELLO
-        arrival[f.first_index] = when(4_600_000) + 100_000 * k
-        outs += c.samples(f, arrival[f.first_index])
+    c, outs = _backlog_core(), []
+    # read in a burst 4 s later (10 frames a millisecond), then the HELLO answering INFO
+    arrival = _backlog(c, outs, when(4_600_000), 100_000)
     outs += c.hello(hello(7, t_us=4_600_000), when(4_600_000) + 5_300_000)
     assert of(outs, EpochOut)
     early = of(outs, SamplesOut)
@@ -418,23 +434,10 @@ def test_a_loose_first_sync_does_not_map_the_backlog():
     waited behind the draining backlog, so it bounded the clock only to ±0.3 s; mapped by it,
     3 s of samples were recorded 65-167 ms late, beyond the stated bound. The samples wait
     for a SYNC that pins the clock to within SETTLE_BOUND_NS."""
-    from ratedial.daemon.run import SETTLE_S
     from ratedial.daemon.settle import SETTLE_BOUND_NS
 
-    c = DialCore(UID.hex(), scale=RatingScale(), clock_factory=DeviceClock,
-                 settle_s=SETTLE_S)
-    truth = 1_000_000_000_000
-
-    def when(t_us: int) -> int:
-        return truth + 1000 * t_us
-
-    arrival: dict[int, int] = {}
-    outs = []
-    # 50 frames queued since device time 0.1 s, draining at 2 frames per 10 ms from 4.6 s
-    for k in range(50):
-        f = frame(100 + 10 * k, [0] * 10, t0=100_000 + 10_000 * k, seq=50 + k)  # before the HELLO
-        arrival[f.first_index] = when(4_600_000) + 5_000_000 * k
-        outs += c.samples(f, arrival[f.first_index])
+    c, outs = _backlog_core(), []
+    arrival = _backlog(c, outs, when(4_600_000), 5_000_000)  # 2 frames per 10 ms
     outs += c.hello(hello(7, t_us=4_600_000), when(4_600_000) + 250_000_000)
     # the first PING is read at once, its reply queued behind 0.3 s of backlog
     outs += c.sync(Sync(seq=0, token=1, t_rx_us=4_850_100, t_tx_us=4_850_200),
@@ -462,14 +465,7 @@ def test_a_loose_first_sync_does_not_map_the_backlog():
     assert SETTLE_BOUND_NS < 150_000_000  # the loose SYNC's band: ±150 ms
 
 
-def _backlog_core():
-    from ratedial.daemon.run import SETTLE_S
-
-    return DialCore(UID.hex(), scale=RatingScale(), clock_factory=DeviceClock,
-                    settle_s=SETTLE_S)
-
-
-def _live(c, outs, t, n, when, sync_at):
+def _live(c, outs, t, n, sync_at):
     """``n`` live frames from device time ``t``, 2 ms late; a PING answered within 3 ms
     after frame ``sync_at``."""
     for k in range(n):
@@ -486,18 +482,11 @@ def test_a_backlog_read_slowly_before_the_hello_still_waits_for_a_sync():
     """A review (2026-12-05): the wait ran from the first backlog frame's arrival, so a
     backlog that took more than SETTLE_S to come in was mapped at the HELLO by arrivals
     alone (4.47 s off), before any PING could be answered. The wait starts at the HELLO."""
-    truth = 1_000_000_000_000
-
-    def when(t_us: int) -> int:
-        return truth + 1000 * t_us
-
     c, outs = _backlog_core(), []
-    for k in range(50):  # 2.5 s to come in: 50 ms a frame
-        f = frame(100 + 10 * k, [0] * 10, t0=100_000 + 10_000 * k, seq=50 + k)
-        outs += c.samples(f, when(4_600_000) + 50_000_000 * k)
+    _backlog(c, outs, when(4_600_000), 50_000_000)  # 2.5 s to come in: 50 ms a frame
     outs += c.hello(hello(7, t_us=7_100_000), when(7_100_000))
     at_hello = of(outs, SamplesOut)
-    _live(c, outs, 7_110_000, 10, when, sync_at=2)
+    _live(c, outs, 7_110_000, 10, sync_at=2)
     worst = max(abs(h - when(d)) for s in of(outs, SamplesOut)
                 for d, h in zip(s.device_us, s.host_ns, strict=True))
     assert worst <= 10_000_000, worst
@@ -508,19 +497,10 @@ def test_a_gap_in_a_backlog_is_timed_with_its_samples():
     """A review (2026-12-05): a gap's host times were computed as it was found, by the
     unpinned clock, while the samples around it waited for the SYNC: the gap was put 4.47 s
     off the samples either side. It now waits and is mapped with them."""
-    truth = 1_000_000_000_000
-
-    def when(t_us: int) -> int:
-        return truth + 1000 * t_us
-
     c, outs = _backlog_core(), []
-    for k in range(50):
-        if k == 20:
-            continue  # one frame of the backlog lost on the link
-        f = frame(100 + 10 * k, [0] * 10, t0=100_000 + 10_000 * k, seq=50 + k)
-        outs += c.samples(f, when(4_600_000) + 100_000 * k)
+    _backlog(c, outs, when(4_600_000), 100_000, skip=20)
     outs += c.hello(hello(7, t_us=4_600_000), when(4_600_000) + 5_300_000)
-    _live(c, outs, 4_610_000, 30, when, sync_at=3)
+    _live(c, outs, 4_610_000, 30, sync_at=3)
     (lost, dropped) = of(outs, GapOut)
     assert (lost.gap.first_index, lost.gap.end_index) == (300, 310)
     assert abs(lost.first_host_ns - when(300_000)) <= 5_000_000
