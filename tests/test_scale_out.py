@@ -45,11 +45,14 @@ def dial_stream(uid: str, n_frames: int, *, boot: int = 42, skip: range = range(
             b, k = boot, i
             if reboot_at is not None and i >= reboot_at:
                 b, k = boot + 1, i - reboot_at
-            h = dataclasses.replace(hello(boot=b, index=10 * k), uid=bytes.fromhex(uid))
+            # one seq counter per boot, as in the firmware: a HELLO, then the frame after it
+            h = dataclasses.replace(hello(boot=b, index=10 * k), uid=bytes.fromhex(uid),
+                                    seq=2 * k % 65536)
             extra = encode_frame(h) if k % 50 == 0 else b""
             if i in skip:
                 continue
-            yield extra + encode_frame(samples(10 * k)), i * 0.01
+            f = dataclasses.replace(samples(10 * k), seq=(2 * k + 1) % 65536)
+            yield extra + encode_frame(f), i * 0.01
     return chunks
 
 
