@@ -400,14 +400,11 @@ class DialStreams(RuleBasedStateMachine):
 def _pending(w: World) -> dict[tuple[str, int], set[int]]:
     """The indices of the frames each boot keeps pending (waiting for a later frame) and of
     the samples it has taken in that wait for its first SYNC to be mapped."""
-    out: dict[tuple[str, int], set[int]] = {}
+    out = _unsettled(w)
     for core in w.daemon.cores.values():
         for ep in core.epochs.values():
             for p in ep.pending:
                 out.setdefault((core.uid, ep.boot_id), set()).update(p.samples.indices)
-            for first, _, times, *_ in ep.unsettled:
-                out.setdefault((core.uid, ep.boot_id), set()).update(
-                    range(first, first + len(times)))
     return out
 
 
@@ -427,9 +424,9 @@ def _unsettled(w: World) -> dict[tuple[str, int], set[int]]:
     out: dict[tuple[str, int], set[int]] = {}
     for core in w.daemon.cores.values():
         for ep in core.epochs.values():
-            for first, _, times, *_ in ep.unsettled:
+            for item in ep.unsettled:
                 out.setdefault((core.uid, ep.boot_id), set()).update(
-                    range(first, first + len(times)))
+                    range(item.first, item.first + len(item.times_us)))
     return out
 
 

@@ -72,7 +72,7 @@ from ..wire import (
     Sync,
 )
 from ..wire.checks import field_problem
-from .epoch import NO_HELLO, ClockLike, Epoch, Held, stalls
+from .epoch import NO_HELLO, ClockLike, Epoch, Held, Unmapped, stalls
 from .held import place_held, reject_expired
 from .pending import discard, flush, wait_or_confirm
 from .placement import (
@@ -91,7 +91,7 @@ from .placement import (
 )
 from .rare import button_problem, hello_problem, sync_problem
 from .rating import DialRating
-from .settle import gap_out, map_out, settle, settle_after_sync
+from .settle import gap_out, map_out, settle, settle_after_sync, settle_if_due
 
 EARLY_FITS_NS = 5_000_000_000  # every fit of a boot's first 5 s is stored (clock_models)
 MAX_EPOCHS = 16  # boots of one dial kept resumable; older ones are retired
@@ -350,7 +350,8 @@ class DialCore:
                 "rating": rating, "index": index, "boot_id": ep.boot_id,
                 "cause": "long_press"}))
         ep.last_device_us = times[-1]
-        item = (new.start, s.period_us, times, counts, tuple(ratings), flags, host_recv_ns)
+        item = Unmapped(new.start, s.period_us, times, counts, tuple(ratings), flags,
+                        host_recv_ns)
         out += map_out(self.uid, ep, est, item, self._settle_ns)
         # Every fit of the boot's first EARLY_FITS_S (they move a lot), then one a second.
         if est is not None and est is not ep.stored_est and (
@@ -481,11 +482,8 @@ class DialCore:
     def expire(self, now_ns: int) -> list[Out]:
         """Reject the frames that waited for a HELLO longer than ``hold_s``; map the
         samples that waited ``settle_s`` for their boot's first SYNC."""
-        ep = self.epoch
-        out: list[Out] = []
-        if ep is not None and ep.unsettled and ep.unsettled_since_ns is not None \
-                and now_ns - ep.unsettled_since_ns >= self._settle_ns:
-            out += settle(self.uid, ep)
+        out = [] if self.epoch is None else settle_if_due(self.uid, self.epoch, now_ns,
+                                                          self._settle_ns)
         if not self.held.frames:  # the usual case, checked on every SAMPLES frame
             return out
         expired = reject_expired(self, self.held.expire(now_ns), self.held.hold_ns, now_ns)

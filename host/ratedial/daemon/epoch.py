@@ -34,10 +34,6 @@ MAX_HELD = 20_000  # frames waiting for a HELLO (6 s of 1-sample frames at 2 kHz
 MAX_PENDING = 8  # frames of a boot waiting for the next frame to go on from one of them
 
 
-# samples taken in but not yet mapped: (first index, period, device times, counts, ratings,
-# flags, their frame's arrival)
-Unmapped = tuple[int, int, tuple[int, ...], tuple[int, ...], tuple[float, ...], tuple[int, ...],
-                 int]
 
 
 class ClockLike(Protocol):
@@ -90,9 +86,8 @@ class Epoch:
     # SAMPLES frames that skip indices or leap ahead, waiting for the next frame to go on
     # from one of them (oldest first); none while frames go on from the last one taken in
     pending: list[Pending] = field(default_factory=list)
-    # Samples taken in before the boot's clock has its first two-way bound (a SYNC), waiting
-    # to be mapped (docs/timing.md, "The first frames of a boot"): (first index, period,
-    # device times, counts, ratings, flags), oldest first, and when the first of them came
+    # Samples taken in before a SYNC has pinned the boot's clock, waiting to be mapped
+    # (docs/timing.md, "The first frames of a boot"), oldest first; since when they wait
     unsettled: list[Unmapped] = field(default_factory=list)
     # gaps found meanwhile, with the device times they start and end at (mapped with them)
     unsettled_gaps: list[tuple[Gap, int | None, int]] = field(default_factory=list)
@@ -116,6 +111,18 @@ class Pending:
     samples: Samples
     host_ns: int
     why: GapWhy  # what was noted for the gap before it when it came
+
+
+class Unmapped(NamedTuple):
+    """One frame's samples taken into their boot but not yet mapped to host time."""
+
+    first: int  # first index
+    period_us: int
+    times_us: tuple[int, ...]
+    counts: tuple[int, ...]
+    ratings: tuple[float, ...]
+    flags: tuple[int, ...]
+    arrived_ns: int  # the frame's arrival: no sample of it is mapped later
 
 
 class HeldFrame(NamedTuple):

@@ -152,7 +152,7 @@ class Daemon:
         recording (its boot's first samples wait for the clock: docs/timing.md), or None."""
         core = self.cores.get(uid)
         ep = None if core is None else core.epochs.get(boot_id)
-        return ep.unsettled[0][0] if ep is not None and ep.unsettled else None
+        return ep.unsettled[0].first if ep is not None and ep.unsettled else None
 
     def say_once(self, message: str) -> None:
         if message not in self._said:

@@ -36,12 +36,19 @@ def map_out(uid: str, ep: Epoch, est: ClockEstimate | None, item: Unmapped,
         if ep.unsettled_since_ns is None:
             # no PING can be answered before the boot's HELLO: the wait starts there (a
             # backlog read before it would otherwise use up the wait: a review, 2026-12-05)
-            ep.unsettled_since_ns = max(item[-1], ep.anchor0_host_ns)
+            ep.unsettled_since_ns = max(item.arrived_ns, ep.anchor0_host_ns)
         ep.unsettled.append(item)
-        if settle_ns and item[-1] - ep.unsettled_since_ns < settle_ns:
-            return []
-        return settle(uid, ep)
+        return settle_if_due(uid, ep, item.arrived_ns, settle_ns)
     return [mapped(uid, ep, est, item)]
+
+
+def settle_if_due(uid: str, ep: Epoch, now_ns: int, settle_ns: int) -> list[Out]:
+    """The waiting samples out if they have waited ``settle_ns`` of host time by
+    ``now_ns`` (a frame's arrival, or the daemon's tick between frames); else nothing."""
+    since = ep.unsettled_since_ns
+    if not ep.unsettled or since is None or (settle_ns and now_ns - since < settle_ns):
+        return []
+    return settle(uid, ep)
 
 
 def gap_out(uid: str, ep: Epoch, est: ClockEstimate | None, gap: Gap, first_us: int | None,
@@ -65,9 +72,10 @@ def _gap(uid: str, ep: Epoch, est: ClockEstimate | None, gap: Gap, first_us: int
 
 def mapped(uid: str, ep: Epoch, est: ClockEstimate | None, item: Unmapped) -> SamplesOut:
     """One frame's samples with their host times (none: the boot's clock is implausible)."""
-    first, period, times, counts, ratings, flags, arrived = item
-    host = (None,) * len(times) if ep.rate_implausible else ep.host_times(est, times, arrived)
-    return SamplesOut(uid, ep.boot_id, first, period, times, host, counts, ratings, flags)
+    host = (None,) * len(item.times_us) if ep.rate_implausible else ep.host_times(
+        est, item.times_us, item.arrived_ns)
+    return SamplesOut(uid, ep.boot_id, item.first, item.period_us, item.times_us, host,
+                      item.counts, item.ratings, item.flags)
 
 
 def settle_after_sync(uid: str, ep: Epoch) -> list[Out]:
