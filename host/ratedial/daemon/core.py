@@ -129,8 +129,8 @@ class DialCore:
         self._clock_factory = clock_factory
         self._snapshot_ns = int(clock_snapshot_s * 1e9)
         self._slack_us = int(slack_s * 1e6)
-        # a boot's samples wait at most this long for its first SYNC before they are mapped
-        # (0: mapped as they come, by arrivals alone at first)
+        # a boot's samples wait at most this long for a SYNC that pins its clock before they
+        # are mapped (0: mapped as they come, by arrivals alone at first)
         self._settle_ns = int(settle_s * 1e9)
         self.epoch: Epoch | None = None
         self.epochs: dict[int, Epoch] = {}  # every boot seen, newest last (MAX_EPOCHS)

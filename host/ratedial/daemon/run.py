@@ -78,9 +78,10 @@ def dial_ports(ports: Iterable[Any] | None = None, *, platform: str = sys.platfo
 
 FAST_SYNCS = 10  # answered PINGs per boot before the PING interval slows to the configured one
 HOLD_NS = 6_000_000_000  # SAMPLES wait this long for their dial's first HELLO
-# A boot's first samples wait this long for its first SYNC before they are mapped by their
-# arrivals alone (docs/timing.md, "The first frames of a boot"); the first PING goes out as
-# the HELLO is in, so the wait is one round trip and a frame (10-40 ms) when the dial answers
+# A boot's first samples wait at most this long (from its HELLO) for a SYNC that pins its
+# clock (daemon/settle.py) before they are mapped as the clock then stands (docs/timing.md,
+# "The first frames of a boot"); the first PING goes out as the HELLO is in, so the wait is
+# 40-80 ms at a run's start when the dial answers
 SETTLE_S = 2.0
 
 
