@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import signal
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 import click
 
 from . import __version__
+from ._platform.signals import write_errors_for_file_size_limit
 from ._platform.stopsignal import exit_stopped
 from .cli_group import Commands, Stopped
 from .cli_types import FiniteRange, HomePath, check_text
@@ -233,8 +233,7 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
         _check_credentials(cfg.mqtt, address)  # files that cannot be used: one line now
     console = Console(stderr=as_json)  # with --json, stdout carries only the summary
     _platform_notes(cfg.record or "recordings")
-    if hasattr(signal, "SIGXFSZ"):  # a file size limit (ulimit -f) is a write error said in
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # one line, not a silent kill
+    write_errors_for_file_size_limit()
     try:
         summary = serve(cfg, console=console, last=True)
     except RatedialError as exc:

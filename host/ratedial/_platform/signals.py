@@ -119,3 +119,11 @@ def interrupt_on_terminate() -> Iterator[None]:
         for sig, old in previous.items():
             with contextlib.suppress(ValueError, OSError, TypeError):
                 signal.signal(sig, old)
+
+
+def write_errors_for_file_size_limit() -> None:
+    """A file size limit (``ulimit -f``) makes a write fail with EFBIG, said in one line like
+    any write error, instead of SIGXFSZ killing the process silently (POSIX; Windows has
+    no such signal)."""
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
