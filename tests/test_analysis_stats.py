@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy import stats as sps
 
 from ratedial.analysis.stats import (
+    P_FLOOR,
     Band,
     _all_from,
     _features,
@@ -20,6 +23,7 @@ from ratedial.analysis.stats import (
     cross_correlation,
     describe,
     effective_n,
+    rank_average,
 )
 
 pingouin = pytest.importorskip("pingouin")
@@ -237,3 +241,44 @@ def test_lags_with_little_overlap_have_no_r():
     assert np.isnan(r[np.abs(lags) > 300]).all()
     assert np.isfinite(r[np.abs(lags) <= 300]).all()
     assert best_lag(lags, r)[0] == 0
+
+
+@given(st.lists(st.integers(-3, 3).map(float) | st.floats(-1e3, 1e3), min_size=1,
+                max_size=60))
+def test_rank_average_is_scipys_rankdata(xs: list[float]) -> None:
+    """Ranks with ties averaged, as scipy.stats.rankdata (default method) gives them: the
+    small integers make ties of every length."""
+    x = np.asarray(xs, dtype=np.float64)
+    assert rank_average(x).tolist() == sps.rankdata(x).tolist()
+
+
+@pytest.mark.parametrize("r", [0.0, 0.05, -0.3, 0.5, 0.9, -0.999, 0.999999])
+@pytest.mark.parametrize("n_eff", [2.5, 3.0, 10.0, 57.3, 1e4])
+def test_corr_p_is_the_t_tests_two_sided_p(r: float, n_eff: float) -> None:
+    t = r * np.sqrt((n_eff - 2) / (1 - r * r))
+    want = max(P_FLOOR, float(2 * sps.t.sf(abs(t), n_eff - 2)))
+    assert corr_p(r, n_eff) == pytest.approx(want, rel=1e-12, abs=0)
+
+
+def test_analyze_loads_no_scipy_stats_or_signal(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """scipy.stats and scipy.signal take most of a second to load: an analysis without the
+    Truth-and-Bias model (statsmodels loads them) does without them."""
+    import subprocess
+    import sys
+
+    from ratedial.analysis.synth import SynthMedia, piecewise, simple_rater, write_recording
+    path = tmp_path / "D01.ratedial"
+    write_recording(path, [
+        simple_rater("client", piecewise([20, 40], [30, 70, 50]), 60, uid="aa"),
+        simple_rater("therapist", piecewise([25, 45], [40, 80, 45]), 60, uid="bb")],
+        rate_hz=50, media=SynthMedia(duration_s=60.0), session={"dyad": "D01"})
+    code = ("import sys, runpy\n"
+            "sys.argv = ['ratedial', 'analyze', sys.argv[1], '--json', '--bootstrap', '200',\n"
+            "            '--no-truth-bias']\n"
+            "try:\n    runpy.run_module('ratedial', run_name='__main__')\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "print(sorted(m for m in sys.modules if m in ('scipy.stats', 'scipy.signal')))")
+    res = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "[]", res.stdout[-500:]

@@ -22,7 +22,6 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy.signal import find_peaks
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -117,6 +116,8 @@ def _peaks(score: FloatArray, distance: int) -> IntArray:
     and last windows can be peaks."""
     floor = np.nanmin(score) - 1 if np.isfinite(score).any() else 0.0
     padded = np.concatenate([[floor - 1], np.where(np.isnan(score), floor, score), [floor - 1]])
+    from scipy.signal import find_peaks  # peaks mode only: scipy.signal takes 0.7 s to load
+
     idx, _ = find_peaks(padded, distance=max(1, distance))
     idx = idx - 1
     return np.asarray(idx[~np.isnan(score[idx])], dtype=np.int64)
