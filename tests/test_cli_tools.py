@@ -185,6 +185,23 @@ def test_monitor_rides_out_broker_restarts(tmp_path):
     assert "reconnecting" not in "\n".join(lines.seen["out"])  # the table ends connected
 
 
+def test_devices_finds_a_dial_within_its_shortest_timeout():
+    """The first frame after an open has no 0x00 before it and is discarded, and it is
+    usually the HELLO answering the first INFO: devices asks again once the stream is in
+    step, so 0.2 s (the shortest --timeout) finds a dial every time (before: never, as the
+    second INFO went out after 0.3 s)."""
+    from ratedial.devices import ask_hello
+    from ratedial.wire import Hello
+
+    with VirtualDial(seed=79, subprocess=True) as dial:
+        assert isinstance(ask_hello(dial.port, 10.0), Hello)  # the firmware is up
+        answers = [ask_hello(dial.port, 0.2) for _ in range(8)]
+        proc = ratedial("devices", "--port", dial.port, "--timeout", "0.2")
+    assert [type(a).__name__ for a in answers] == ["Hello"] * 8, answers
+    assert proc.returncode == 0, proc.stderr
+    assert dial.port in proc.stdout
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="ptys are POSIX")
 def test_devices_says_a_port_another_program_holds_is_busy():
     with VirtualDial(seed=73, subprocess=True) as dial, \

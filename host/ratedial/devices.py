@@ -17,20 +17,32 @@ def candidate_ports(extra: tuple[str, ...] = ()) -> list[str]:
 
 
 def ask_hello(port: str, timeout: float) -> Hello | str:
-    """The dial's HELLO, or a one-line explanation of why there is none."""
+    """The dial's HELLO, or a one-line explanation of why there is none.
+
+    INFO goes out as the port opens, again as soon as the first ``0x00`` arrives, then every
+    0.3 s. The first frame after an open has no ``0x00`` before it and is discarded as a
+    missed start (docs/protocol.md, "After opening the port"): it is often the HELLO that
+    answers the first INFO, so the INFO after the first ``0x00`` is the one that counts. So
+    a dial answers within one round trip after its first frame, well inside the shortest
+    ``--timeout`` (0.2 s)."""
     try:
-        with serial.Serial(port, 115200, timeout=0.05, exclusive=True) as ser:
+        with serial.Serial(port, 115200, timeout=0.02, exclusive=True) as ser:
             ser.reset_input_buffer()
             dec = FrameDecoder()
             deadline = time.monotonic() + timeout
             next_ask = 0.0
+            in_step = False  # a 0x00 has come: the replies from here on are read whole
             while time.monotonic() < deadline:
                 if time.monotonic() >= next_ask:  # again every 0.3 s: a dial may miss one
                     ser.write(encode_command(Info()))
                     next_ask = time.monotonic() + 0.3
-                for f in dec.feed(ser.read(4096)):
+                data = ser.read(4096)
+                for f in dec.feed(data):
                     if isinstance(f, Hello):
                         return f
+                if not in_step and 0 in data:
+                    in_step = True
+                    next_ask = 0.0  # the first reply may have been the discarded frame
             if dec.stats.last_foreign_version is not None:
                 return (f"dial speaks protocol v{dec.stats.last_foreign_version}; "
                         "update it with ratedial flash")
