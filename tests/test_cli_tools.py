@@ -185,21 +185,53 @@ def test_monitor_rides_out_broker_restarts(tmp_path):
     assert "reconnecting" not in "\n".join(lines.seen["out"])  # the table ends connected
 
 
-def test_devices_finds_a_dial_within_its_shortest_timeout():
-    """The first frame after an open has no 0x00 before it and is discarded, and it is
-    usually the HELLO answering the first INFO: devices asks again once the stream is in
-    step, so 0.2 s (the shortest --timeout) finds a dial every time (before: never, as the
-    second INFO went out after 0.3 s)."""
-    from ratedial.devices import ask_hello
-    from ratedial.wire import Hello
+@pytest.mark.skipif(sys.platform == "win32", reason="ptys are POSIX")
+def test_devices_asks_again_once_the_stream_is_in_step():
+    """The first frame after an open has no 0x00 before it and is discarded (protocol.md,
+    "After opening the port"), and it is often the HELLO answering the first INFO. A dial
+    played on a pty answers each INFO at once, its first answer as a dial whose port just
+    opened sends it (no 0x00 before): devices must ask again as soon as a 0x00 arrives, so
+    it finds the dial inside 0.25 s (before: never, as the second INFO went out after
+    0.3 s). The dial answers at once, so the margin is the host's own two round trips."""
+    import os
+    import tty
 
-    with VirtualDial(seed=79, subprocess=True) as dial:
-        assert isinstance(ask_hello(dial.port, 10.0), Hello)  # the firmware is up
-        answers = [ask_hello(dial.port, 0.2) for _ in range(8)]
-        proc = ratedial("devices", "--port", dial.port, "--timeout", "0.2")
-    assert [type(a).__name__ for a in answers] == ["Hello"] * 8, answers
-    assert proc.returncode == 0, proc.stderr
-    assert dial.port in proc.stdout
+    from ratedial.devices import ask_hello
+    from ratedial.wire import Hello, encode_frame
+    from scripted import hello
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    path = os.ttyname(slave)
+    frame = encode_frame(hello(boot=5, index=0))
+    assert frame.endswith(b"\x00") and b"\x00" not in frame[:-1]
+    infos: list[int] = []
+    stop = threading.Event()
+
+    def dial() -> None:
+        buf = b""
+        while not stop.is_set():
+            try:
+                buf += os.read(master, 4096)
+            except OSError:
+                return
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if line.strip() == b"INFO":
+                    infos.append(1)
+                    os.write(master, frame)  # never a lone 0x00 first: as after an open
+
+    t = threading.Thread(target=dial, daemon=True)
+    t.start()
+    try:
+        got = ask_hello(path, 0.25)
+    finally:
+        stop.set()
+        os.close(slave)
+        os.close(master)
+        t.join(5)
+    assert isinstance(got, Hello), got
+    assert got.boot_id == 5 and len(infos) == 2
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="ptys are POSIX")
