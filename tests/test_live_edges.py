@@ -250,6 +250,32 @@ def test_a_run_whose_port_never_answers_exits_1_and_leaves_no_file(tmp_path: Pat
     assert not list(tmp_path.iterdir())
 
 
+def test_a_run_whose_port_never_answers_prints_its_json_summary(tmp_path: Path) -> None:
+    """An audit (2026-12-05): with --json and no dial answering on its --port, stdout was
+    empty (a script parsing it crashed in the case it most needs to detect), while a run
+    where another dial answered printed ``error`` and ``silent_ports``. Now both do; the
+    exit status stays 1 and no file is kept (``path`` null)."""
+    import os as _os
+
+    master, slave = _os.openpty()
+    try:
+        port = _os.ttyname(slave)
+        res = run("run", "--no-scan", "--broker", "none", "--port", port, "--record",
+                  str(tmp_path / "probe.ratedial"), "--duration", "1", "--json")
+    finally:
+        _os.close(master)
+        _os.close(slave)
+    assert res.returncode == 1, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    summary = json.loads(res.stdout)
+    assert summary["error"] == last.removeprefix("ratedial: error: ")
+    assert summary["error"].startswith(f"no dial answered on {port} during the run")
+    assert summary["silent_ports"] == [port]
+    assert summary["path"] is None and summary["dials"] == []
+    assert summary["ended"] == "duration"
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_port_that_never_answers_beside_a_dial_that_does_exits_1_and_keeps_the_data(
         tmp_path: Path) -> None:
     """An audit (2026-12-05): with two --ports and one silent, the run exited 0, and its

@@ -227,3 +227,41 @@ def test_a_second_run_of_a_running_daemon_id_is_refused_before_it_touches_the_br
     kinds = [k for (k,) in query(rec1, "SELECT kind FROM events")]
     assert "broker_down" not in kinds, kinds
     assert summary["broker"].startswith("connected"), summary
+
+
+def test_with_no_broker_each_summary_counts_its_own_run_apart_from_earlier_ones(tmp_path):
+    """Found by a black-box test: with no broker (README's default localhost:1883 in a lab
+    without one), each run's "not confirmed ... N samples; they are in the recording" added
+    the earlier recordings' backlog it carries (by design: it republishes it once a broker
+    is there), so N grew with every session and was not what the file held; and each new
+    file's mqtt_progress listed the earlier files' epochs. Now the summary counts this run's
+    apart (``unpublished``) from the earlier recordings' (``unpublished_earlier``), the new
+    file's mqtt_progress holds only its own, and "unreachable" says how to run without one.
+    The dial's boot goes on across the runs (a dial stays powered between sessions)."""
+    from brokers import free_port
+
+    nowhere = f"mqtt://127.0.0.1:{free_port()}"  # nothing listens there
+    folder = tmp_path / "recs"
+    summaries, errs = [], []
+    for k in (1, 2):
+        port = ScriptedPort(stream(20000, boot=70, first_frame=(k - 1) * 1000))
+        try:
+            out, err = finish(start_daemon(
+                "--port", port.path, "--broker", nowhere, "--daemon-id", "room7",
+                "--record", str(folder / f"run{k}.ratedial"), "--duration", "2"))
+        finally:
+            port.close()
+        summaries.append(json.loads(out.strip().splitlines()[-1]))
+        errs.append(err)
+    n1, n2 = (query(folder / f"run{k}.ratedial", N_SAMPLES)[0][0] for k in (1, 2))
+    first, second = summaries
+    assert first["unpublished"]["samples"] == n1 > 0
+    assert first["unpublished_earlier"] == {"samples": 0, "events": 0, "recordings": 0}
+    assert second["unpublished"]["samples"] == n2 > 0  # this run's only
+    assert second["unpublished_earlier"]["samples"] == n1
+    assert second["unpublished_earlier"]["recordings"] == 1
+    assert second["unpublished_earlier"]["events"] >= 1  # run1's run_start, run_end ...
+    lo2 = query(folder / "run2.ratedial", "SELECT min(sample_index) FROM samples")[0][0]
+    (epoch,) = mqtt_progress(folder / "run2.ratedial")["epochs"]  # type: ignore[misc]
+    assert epoch["boot"] == 70 and min(a for a, _ in epoch["pending"]) >= lo2, epoch
+    assert all("--broker none" in e and "--broker embedded" in e for e in errs), errs

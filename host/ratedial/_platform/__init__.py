@@ -14,7 +14,8 @@ SIGTERM stop the daemon), :mod:`.keys` (lines typed at the terminal), :mod:`.pip
 IPC: a Unix socket or a Windows named pipe), :mod:`.loops` (a loop MQTT can use),
 :mod:`.privacy` (who can read a recording), :func:`default_serial_io` (the serial reader,
 :mod:`ratedial.daemon.serial_thread` on Windows), :func:`clock_note`, :func:`has_display`,
-:func:`port_key` (one name for a serial port however written).
+:func:`port_key` (one name for a serial port however written), :func:`is_com_port`,
+:func:`shell_quote` (a word of a command the user pastes into their shell).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import ntpath
 import os
 import re
+import shlex
 import sys
 
 WINDOWS = sys.platform == "win32"
@@ -56,6 +58,23 @@ def has_display() -> bool:
 
 
 _WIN_COM = re.compile(r"(?:\\\\[.?]\\)?(COM[0-9]+)", re.IGNORECASE)
+
+
+_WIN_PLAIN = re.compile(r"[A-Za-z0-9_.:\\/-]+")
+
+
+def shell_quote(arg: str, platform: str = sys.platform) -> str:
+    """``arg`` as one word of a command printed for the user to paste: ``shlex.quote`` for
+    POSIX shells; on Windows double quotes (cmd and PowerShell both take them, and neither
+    takes POSIX single quotes as quoting in cmd) unless it is plain."""
+    if platform == "win32":
+        return arg if _WIN_PLAIN.fullmatch(arg) else f'"{arg}"'
+    return shlex.quote(arg)
+
+
+def is_com_port(port: str, platform: str = sys.platform) -> bool:
+    """A Windows serial port's name (``COM3``, ``\\\\.\\COM3``): never so elsewhere."""
+    return platform == "win32" and _WIN_COM.fullmatch(port.strip()) is not None
 
 
 def port_key(port: str, platform: str = sys.platform) -> str:

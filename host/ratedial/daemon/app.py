@@ -31,7 +31,7 @@ from ..recording.writer import Recorder, RecordingError, remove_recording, try_l
 from .dialview import DialView
 from .run import HANDSHAKE_S, Daemon
 from .sinks import RecorderSink
-from .summary import RunSummary
+from .summary import NoDialAnswered, RunSummary
 from .view import LiveView, player_line
 
 SECRET_FLAGS = ("--password",)
@@ -359,11 +359,12 @@ async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | N
                              dials=list(daemon.views.values()), broker=broker_state(),
                              mqtt_refused=0 if publisher is None
                              else publisher.refused_messages,
-                             unpublished=(0, 0) if publisher is None
-                             else publisher.unpublished(recorder.next_id("events") - 1),
                              daemon_id=daemon_id,
                              silent_ports=[p for p in cfg.ports if p not in daemon.answered],
                              ended="failed" if failure else daemon.ended or "stopped")
+        if publisher is not None:  # this run's, then earlier recordings' it republished
+            summary.unpublished, summary.unpublished_earlier = publisher.unpublished(
+                recorder.next_id("events") - 1)
         for core in daemon.cores.values():
             for reason, n in core.missing_by_reason().items():
                 summary.gaps[reason] = summary.gaps.get(reason, 0) + n
@@ -379,11 +380,15 @@ async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | N
         _close_quietly(recorder, lock_fd)
         remove_recording(path, recorder.made_dirs)  # it holds no dial's data
         if stopper.asked and time.monotonic() - t0 < HANDSHAKE_S:
-            raise RatedialError(f"stopped before a dial answered on {', '.join(cfg.ports)}: "
-                                "nothing was recorded")
-        raise RatedialError(f"no dial answered on {', '.join(cfg.ports)} during the run in "
-                            "a protocol this host speaks: nothing was recorded "
-                            f"({NO_FIRMWARE_HINT})")
+            silent = NoDialAnswered(f"stopped before a dial answered on {', '.join(cfg.ports)}"
+                                    ": nothing was recorded")
+        else:
+            silent = NoDialAnswered(f"no dial answered on {', '.join(cfg.ports)} during the "
+                                    "run in a protocol this host speaks: nothing was recorded "
+                                    f"({NO_FIRMWARE_HINT})")
+        silent.summary = summarise()  # for --json: its error, silent_ports and no file
+        silent.summary.kept = False
+        raise silent
     ended = {"ended_wall_ns": time.time_ns()}  # written once all else is in the file
     if publisher is not None:
         publisher.save_progress(final=True)

@@ -10,10 +10,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..errors import NO_FIRMWARE_HINT
+from .._platform import shell_quote
+from ..errors import NO_FIRMWARE_HINT, RatedialError
 from .dialview import DialView, name_together
 
-__all__ = ["RunSummary", "json_summary", "name_together", "print_summary", "silent_ports_error"]
+__all__ = ["NoDialAnswered", "RunSummary", "json_summary", "name_together", "print_summary",
+           "silent_ports_error"]
 
 
 @dataclass(slots=True)
@@ -26,12 +28,23 @@ class RunSummary:
     events: int = 0
     broker: str = "none"
     mqtt_refused: int = 0  # QoS 1 messages the broker refused (MQTT 5 reason codes)
-    unpublished: tuple[int, int] = (0, 0)  # samples, events the broker has not confirmed
+    unpublished: tuple[int, int] = (0, 0)  # this run's samples, events not confirmed
+    # earlier recordings' samples, events (and how many files) this run was republishing and
+    # the broker has not confirmed yet: they stay in those files for the next run
+    unpublished_earlier: tuple[int, int, int] = (0, 0, 0)
     daemon_id: str = ""
     silent_ports: list[str] = field(default_factory=list)  # --port with no dial all run
     # how it ended: "duration" (ran its --duration), "stopped" (a stop signal first: Ctrl+C,
     # SIGTERM, SIGHUP), "failed" (the recording stopped: the summary's error says why)
     ended: str = "stopped"
+    kept: bool = True  # False: no file was kept (no dial answered on any --port): path null
+
+
+class NoDialAnswered(RatedialError):
+    """No dial answered on any ``--port``: nothing was kept. ``summary``: the run's, for
+    ``--json`` (``kept`` false, ``silent_ports`` every port)."""
+
+    summary: RunSummary | None = None
 
 
 def print_summary(console: Console, s: RunSummary) -> None:
@@ -64,21 +77,30 @@ def print_summary(console: Console, s: RunSummary) -> None:
                       soft_wrap=True)
     if any(s.unpublished):
         console.print(f"  not confirmed by the MQTT broker ({s.broker}): {s.unpublished[0]} "
-                      f"samples and {s.unpublished[1]} events; they are in the recording, and "
-                      f"the next run of daemon {s.daemon_id} with this folder publishes them",
+                      f"samples and {s.unpublished[1]} events of this run; they are in the "
+                      f"recording, and the next run of daemon {s.daemon_id} with this folder "
+                      "publishes them", highlight=False, soft_wrap=True)
+    samples, events, files = s.unpublished_earlier
+    if samples or events:
+        console.print(f"  not yet republished from {files} earlier recording(s) of daemon "
+                      f"{s.daemon_id}: {samples} samples and {events} events; they stay in "
+                      "those recordings, and the next run with this folder publishes them",
                       highlight=False, soft_wrap=True)
     for port in s.silent_ports:
         when = "before the run was stopped" if s.seconds < 3.0 else "during the run"
         console.print(f"  {port}: no dial answered {when}: its rater was not recorded",
                       highlight=False, soft_wrap=True)
-    console.print(f"  inspect it: sqlite3 {s.path} 'SELECT count(*) FROM samples'  "
-                  "(schema: docs/recording.md)", highlight=False, soft_wrap=True)
+    # quoted for this platform's shell: the line is pasted as it is (spaces, non-ASCII)
+    console.print(f"  inspect it: sqlite3 {shell_quote(os.fspath(s.path))} "
+                  f"{shell_quote('SELECT count(*) FROM samples')}  "
+                  "(schema: docs/recording.md)", highlight=False, soft_wrap=True, markup=False)
 
 
 def json_summary(s: RunSummary, *, error: str | None = None) -> str:
     """The ``--json`` summary; ``error``: the one line a run that failed ended with."""
     return json.dumps({**({"error": error} if error else {}),
-                       "path": os.fspath(s.path), "seconds": round(s.seconds, 3),
+                       "path": os.fspath(s.path) if s.kept else None,
+                       "seconds": round(s.seconds, 3),
                        "ended": s.ended,
                        "dials": [{"uid": v.uid, "rater": v.rater, "received": v.received,
                                   "missing": v.missing, "rejected": v.rejected,
@@ -90,6 +112,9 @@ def json_summary(s: RunSummary, *, error: str | None = None) -> str:
                        "mqtt_refused": s.mqtt_refused,
                        "unpublished": {"samples": s.unpublished[0],
                                        "events": s.unpublished[1]},
+                       "unpublished_earlier": {"samples": s.unpublished_earlier[0],
+                                               "events": s.unpublished_earlier[1],
+                                               "recordings": s.unpublished_earlier[2]},
                        "silent_ports": s.silent_ports})
 
 

@@ -152,14 +152,19 @@ class LivePublishing(FromRecordings):
             status["scale"] = self.scale
         return status
 
-    def unpublished(self, last_event_id: int) -> tuple[int, int]:
-        """Samples and events of this run the broker has not confirmed (``last_event_id``:
-        the run's newest event, recorded but perhaps never handed to the broker): they wait
-        in the recording for a later run of this daemon."""
+    def unpublished(self, last_event_id: int) -> tuple[tuple[int, int], tuple[int, int, int]]:
+        """What the broker has not confirmed: this run's ``(samples, events)``
+        (``last_event_id``: the run's newest event, recorded but perhaps never handed to the
+        broker), which wait in this recording for a later run of this daemon; then the
+        ``(samples, events, recordings)`` of the earlier recordings this run was
+        republishing and did not finish, which stay in those files for the next run."""
         snap = self.outbox.snapshot()
-        samples = sum(b - a for e in snap["epochs"] for a, b in e["pending"])
+        samples, earlier = self.outbox.unconfirmed_samples()
         never_handed = max(0, last_event_id - int(snap["events_handed_max"]))
-        return samples, len(snap["events_pending"]) + never_handed
+        earlier_events = sum(len(ids) for ids in self._old_events.values())
+        files = len(self._resumed) - len(self._finished)
+        return ((samples, len(snap["events_pending"]) + never_handed),
+                (earlier, earlier_events, files if earlier or earlier_events else 0))
 
     def save_progress(self, *, final: bool = False) -> None:
         """Store what the broker has not confirmed in the recording (``mqtt_progress``)."""

@@ -73,13 +73,17 @@ class Outbox:
     events_handed_max: int = 0
     refused: dict[Key, list[tuple[int, int]]] = field(default_factory=dict)
     refused_events: set[int] = field(default_factory=set)
+    # what this run handed to us (live or missed), as against what restore() brought from
+    # earlier recordings: the summary and this recording's mqtt_progress count only this
+    own: dict[Key, list[tuple[int, int]]] = field(default_factory=dict)
 
-    def _handed(self, key: Key, end: int) -> None:
+    def _handed(self, key: Key, first: int, end: int) -> None:
         self.sent_below[key] = max(self.sent_below.get(key, end), end)
+        _add(self.own.setdefault(key, []), first, end)
 
     def live_sent(self, key: Key, first: int, end: int) -> None:
         self._live.append((self.generation, key, first, end))
-        self._handed(key, end)
+        self._handed(key, first, end)
 
     def event_sent(self, event_id: int) -> None:
         """An event went out at QoS 1 but its PUBACK has not come yet."""
@@ -92,7 +96,7 @@ class Outbox:
 
     def missed(self, key: Key, first: int, end: int) -> None:
         _add(self.backlog.setdefault(key, []), first, end)
-        self._handed(key, end)
+        self._handed(key, first, end)
 
     def live_refused(self, key: Key, first: int, end: int) -> None:
         """The broker refused this live batch: it is no longer in flight, and a checkpoint
@@ -141,8 +145,8 @@ class Outbox:
         return bool(self.backlog or self._live or self._live_events or self.event_backlog
                     or self.refused or self.refused_events)
 
-    def snapshot(self, *, complete: bool = False) -> dict[str, Any]:
-        """What is not yet confirmed, as JSON for the recording's ``mqtt_progress`` row."""
+    def _pending(self) -> dict[Key, list[tuple[int, int]]]:
+        """Every unconfirmed range: backlog, refused and in flight."""
         pending: dict[Key, list[tuple[int, int]]] = {}
         for held in (self.backlog, self.refused):
             for key, ranges in held.items():
@@ -150,6 +154,29 @@ class Outbox:
                     _add(pending.setdefault(key, []), a, b)
         for _, key, a, b in self._live:
             _add(pending.setdefault(key, []), a, b)
+        return pending
+
+    def _own_pending(self) -> dict[Key, list[tuple[int, int]]]:
+        """The unconfirmed ranges this run handed to us (not an earlier recording's)."""
+        out: dict[Key, list[tuple[int, int]]] = {}
+        for key, ranges in self._pending().items():
+            for a, b in ranges:
+                for lo, hi in self.own.get(key, []):
+                    if max(a, lo) < min(b, hi):
+                        _add(out.setdefault(key, []), max(a, lo), min(b, hi))
+        return out
+
+    def unconfirmed_samples(self) -> tuple[int, int]:
+        """Unconfirmed samples: (this run's, earlier recordings' still to be republished)."""
+        total = sum(b - a for rs in self._pending().values() for a, b in rs)
+        mine = sum(b - a for rs in self._own_pending().values() for a, b in rs)
+        return mine, total - mine
+
+    def snapshot(self, *, complete: bool = False) -> dict[str, Any]:
+        """What of this run is not yet confirmed, as JSON for the recording's
+        ``mqtt_progress`` row. An earlier recording's backlog (:meth:`restore`) is not in
+        it: that recording's own row keeps it until the broker has all of it."""
+        pending = self._own_pending()
         keys = sorted(set(pending) | set(self.sent_below))
         return {
             "complete": complete,

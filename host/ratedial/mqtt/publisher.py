@@ -48,6 +48,10 @@ from .tuning import no_delay, write_at_once
 __all__ = ["MqttPublisher"]
 
 log = logging.getLogger("ratedial.mqtt")
+
+# added to "unreachable" while this run never reached its broker: a lab may have none
+NO_BROKER_HINT = (" (no MQTT broker here? --broker none records without one, --broker "
+                  "embedded starts one)")
 # aiomqtt warns "There are N pending publish calls" whenever more than ten QoS 1 messages
 # await their PUBACK: normal here (20 live batches a second per dial), and at tens of dials
 # a flood of stderr lines. Connection problems reach us as exceptions, not log lines.
@@ -339,8 +343,10 @@ class MqttPublisher(LivePublishing):
     def _went_down(self, reason: str, *, refused: bool = False) -> None:
         """No connection: the broker is away, or (``refused``) it refused the credentials."""
         if self.connected or self.last_error != reason:
-            log.warning("MQTT broker %s:%d %s %s", self.address.host, self.address.port,
-                        "is there, but" if refused else "unreachable:", reason)
+            # a lab with no broker at all: say how to run without one (docs/mqtt.md)
+            hint = "" if refused or self._ever_connected else NO_BROKER_HINT
+            log.warning("MQTT broker %s:%d %s %s%s", self.address.host, self.address.port,
+                        "is there, but" if refused else "unreachable:", reason, hint)
         self.connected = False
         self.state = "refused" if refused else "down"
         self.last_error = reason
