@@ -185,6 +185,7 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
 
     from .config import load_config, with_overrides
     from .daemon.app import serve
+    from .daemon.rater_ports import unopened_rater_error
     from .daemon.summary import (
         json_summary,
         name_together,
@@ -223,6 +224,9 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
     for note in chosen.notes:
         click.echo(f"ratedial: note: {note}", err=True)
     cfg = chosen.cfg
+    unopened = unopened_rater_error(cfg)
+    if unopened is not None:  # else a whole session is recorded without that rater's dial
+        raise UsageError(unopened)
     cfg.mqtt.check_tls_for(cfg.mqtt.broker)
     if cfg.mqtt.broker not in ("embedded", "none"):
         from .mqtt.requests import parse_broker

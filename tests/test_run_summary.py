@@ -1,0 +1,141 @@
+"""The end of a ``ratedial run``, and what it refuses before it starts: found by a newcomer's
+black-box audit (2026-12-05, /tmp/audit_newcomer/REPORT.md F1-F3)."""
+
+from __future__ import annotations
+
+import io
+import os
+import shlex
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from ratedial._platform import shell_quote
+from ratedial.config import RunConfig
+from ratedial.daemon.rater_ports import unopened_rater_port
+from ratedial.daemon.summary import RunSummary, print_summary
+from ratedial.mqtt.outbox import Outbox
+
+
+def printed(s: RunSummary) -> list[str]:
+    out = io.StringIO()
+    print_summary(Console(file=out, width=80), s)  # narrow: no line may wrap
+    return [ln.strip() for ln in out.getvalue().splitlines()]
+
+
+# --- F1: this run's unconfirmed samples apart from the earlier recordings' ----------------
+
+def test_the_outbox_counts_this_runs_unconfirmed_apart_from_an_earlier_recordings() -> None:
+    """An earlier recording's backlog (restore) is carried, but neither counted as this run's
+    nor written into this recording's mqtt_progress (that file's own row keeps it)."""
+    box = Outbox()
+    box.restore(("dial", 7), 0, 4000)      # run1's boot, none of it confirmed
+    box.restore(("dial", 8), 0, 1000)      # run1 again, the same boot as this run ...
+    box.missed(("dial", 8), 1000, 1500)    # ... which this run goes on with, broker down
+    box.live_sent(("dial", 8), 1500, 1600)  # in flight
+    assert box.unconfirmed_samples() == (600, 5000)
+    snap = box.snapshot()
+    assert snap["epochs"] == [{"dial": "dial", "boot": 8, "sent_below": 1600,
+                               "pending": [[1000, 1600]]}]
+    box.backfill_acked(("dial", 7), 0, 4000)
+    assert box.unconfirmed_samples() == (600, 1000)
+
+
+def test_the_plain_summary_says_which_samples_are_this_runs() -> None:
+    s = RunSummary(path=Path("run3.ratedial"), seconds=4.0, broker="down (localhost:1883)",
+                   unpublished=(3990, 4), unpublished_earlier=(7970, 6, 2), daemon_id="d5")
+    lines = printed(s)
+    assert ("not confirmed by the MQTT broker (down (localhost:1883)): 3990 samples and 4 "
+            "events of this run; they are in the recording, and the next run of daemon d5 "
+            "with this folder publishes them") in lines
+    assert ("not yet republished from 2 earlier recording(s) of daemon d5: 7970 samples and "
+            "6 events; they stay in those recordings, and the next run with this folder "
+            "publishes them") in lines
+    lines = printed(RunSummary(path=Path("r.ratedial"), seconds=4.0, unpublished=(5, 1)))
+    assert not any("earlier recording" in ln for ln in lines)
+
+
+# --- F2: a rater named by a port the run does not open ------------------------------------
+
+def test_a_rater_on_a_port_that_is_not_opened_is_found(tmp_path: Path) -> None:
+    pty = tmp_path / "dial0"
+    pty.write_text("")  # a port that exists: a virtual dial's pty, say
+    raters = {"client": str(pty)}
+    # the scan opens only dials' USB ports: this one never
+    assert unopened_rater_port(RunConfig(raters=raters), usb_ports=["/dev/ttyACM0"]) == (
+        "client", str(pty))
+    # a USB dial's port the scan opens, a --port (written another way), a dial id: fine
+    assert unopened_rater_port(RunConfig(raters=raters), usb_ports=[str(pty)]) is None
+    os.symlink(pty, tmp_path / "link")
+    assert unopened_rater_port(RunConfig(raters=raters, ports=(str(tmp_path / "link"),),
+                                         scan=False), usb_ports=[]) is None
+    assert unopened_rater_port(RunConfig(raters={"client": "e6614103e7a1b2c3"}, scan=False),
+                               usb_ports=[]) is None
+    # a port not plugged in yet: the scan opens it when it comes; without the scan, never
+    later = {"client": "/dev/serial/by-id/usb-ratedial-not-here"}
+    assert unopened_rater_port(RunConfig(raters=later), usb_ports=[]) is None
+    assert unopened_rater_port(RunConfig(raters=later, scan=False), usb_ports=[]) == (
+        "client", later["client"])
+    # COM3 is a port on Windows (a dial id has only hex digits)
+    assert unopened_rater_port(RunConfig(raters={"client": "COM3"}, scan=False),
+                               usb_ports=[], platform="win32") == ("client", "COM3")
+
+
+def test_a_run_whose_rater_names_a_port_it_does_not_open_is_refused(tmp_path: Path) -> None:
+    """The audit: ``--rater client=<a virtual dial's port>`` without ``--port`` recorded 70 s
+    with no dial, exit 0, and named the rater only after the run."""
+    master, slave = os.openpty()
+    try:
+        port = os.ttyname(slave)
+        rec = tmp_path / "D07-client.ratedial"
+        res = subprocess.run([sys.executable, "-m", "ratedial", "run", "--rater",
+                              f"client={port}", "--broker", "none", "--record", str(rec),
+                              "--duration", "5"],
+                             text=True, capture_output=True, timeout=60, check=False)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr == (f"ratedial: error: rater client={port} names a port this run does "
+                          "not open (the USB scan opens only dials plugged in by USB): add "
+                          f"--port {port}\n")
+    assert not list(tmp_path.iterdir())
+
+
+# --- F3: the "inspect it" line pastes into a shell ----------------------------------------
+
+@pytest.mark.parametrize("name", ["my recs/D01 client.ratedial", "réc dir/Dü7 client.ratedial",
+                                  "it's/r.ratedial"])
+def test_the_inspect_line_pastes_into_the_shell(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.parent.mkdir()
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE samples (x)")
+    con.executemany("INSERT INTO samples VALUES (?)", [(1,), (2,), (3,)])
+    con.commit()
+    con.close()
+    rel = Path(name)  # as given to --record, from the folder the user is in
+    (line,) = (ln for ln in printed(RunSummary(path=rel, seconds=1.0))
+               if ln.startswith("inspect it: "))
+    command = line.removeprefix("inspect it: ").split("  (schema")[0]
+    assert shlex.split(command) == ["sqlite3", name, "SELECT count(*) FROM samples"]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    if shutil.which("sqlite3"):  # pasted as printed: 3 rows, no stray file
+        res = subprocess.run(["sh", "-c", command], cwd=tmp_path, text=True,
+                             capture_output=True, timeout=30, check=False)
+        assert (res.returncode, res.stdout) == (0, "3\n"), res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_shell_quoting_on_windows_uses_double_quotes() -> None:
+    """cmd does not take single quotes as quoting; cmd and PowerShell both take double."""
+    assert shell_quote(r"C:\Users\a b\D01.ratedial", "win32") == r'"C:\Users\a b\D01.ratedial"'
+    assert shell_quote(r"recordings\D01.ratedial", "win32") == r"recordings\D01.ratedial"
+    assert shell_quote("SELECT count(*) FROM samples", "win32") == \
+        '"SELECT count(*) FROM samples"'
+    assert shell_quote("r.ratedial", "linux") == "r.ratedial"
