@@ -154,3 +154,22 @@ def test_every_dyad_has_the_same_columns_in_the_same_order(tmp_path):
                    for f in ("start_s", "end_s", "mean_abs_diff")]
     assert header.index(div[-1]) < header.index("tb_truth_force")
     assert rows[0]["divergent3_start_s"] == "" and rows[1]["divergent3_start_s"] != ""
+
+
+def test_a_guess_note_saved_before_the_counts_per_kind_gets_them_from_its_answers():
+    """The table's R_guess_helpful_n and R_guess_hindering_n (an audit, 2026-12-05: "0 of 0
+    hindering" read as "0 right"); a note saved before they were has its answers' truths."""
+    from ratedial.analysis.results import _guess
+
+    old = {"answered_by": "therapist", "score": 1, "n": 2, "helpful_correct": 1,
+           "hindering_correct": 0, "seed": 1,
+           "answers": [{"segment": "T1", "answer": "helpful", "truth": "helpful",
+                        "correct": True},
+                       {"segment": "T2", "answer": "hindering", "truth": "helpful",
+                        "correct": False}]}
+    g = _guess(old, {})
+    assert g is not None and (g["helpful_n"], g["hindering_n"]) == (2, 0)
+    g = _guess({**old, "helpful_n": 1, "hindering_n": 1}, {})  # saved: as saved
+    assert g is not None and (g["helpful_n"], g["hindering_n"]) == (1, 1)
+    g = _guess({k: v for k, v in old.items() if k != "answers"}, {})
+    assert g is not None and (g["helpful_n"], g["hindering_n"]) == (None, None)

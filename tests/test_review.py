@@ -3,7 +3,9 @@ against a real mpv without a display (``--vo=null --ao=null``)."""
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 import os
 import random
 import selectors
@@ -668,6 +670,20 @@ def test_a_guess_test_of_one_kind_of_segments_warns_and_scores_it_as_such(tmp_pa
     data = note["data"]
     assert {s["kind"] for s in data["segments"]} == {"top"} and data["n"] == 2
     assert (data["score"], data["helpful_correct"], data["hindering_correct"]) == (1, 1, 0)
+    assert (data["helpful_n"], data["hindering_n"]) == (2, 0)  # 0 of 0, not a miss
+    # the table and --json say so too (an audit: "hindering_correct 0" read as a miss)
+    table = tmp_path / "t.csv"
+    an = subprocess.run([sys.executable, "-m", "ratedial", "analyze", str(rec), "--window",
+                         "15", "--no-truth-bias", "--table", str(table), "--json"],
+                        capture_output=True, text=True, timeout=120, check=False)
+    assert an.returncode == 0, an.stderr
+    (row,) = list(csv.DictReader(table.open()))
+    assert {k: row[f"client_guess_{k}"] for k in (
+        "n", "helpful_n", "helpful_correct", "hindering_n", "hindering_correct")} == {
+        "n": "2", "helpful_n": "2", "helpful_correct": "1", "hindering_n": "0",
+        "hindering_correct": "0"}
+    (rater,) = json.loads(an.stdout)["dyads"][0]["raters"]
+    assert (rater["guess"]["helpful_n"], rater["guess"]["hindering_n"]) == (2, 0)
     assert ("Score: 1 of 2 correct (helpful 1 of 2; no hindering segment, so not a test of "
             "telling the two apart).") in out
     assert "hindering 0 of 0" not in out

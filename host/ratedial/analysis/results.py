@@ -104,7 +104,8 @@ def rater_json(r: RaterResult, opt: AnalysisOptions) -> dict[str, Any]:
     }
 
 
-GUESS_KEYS = ("answered_by", "score", "n", "helpful_correct", "hindering_correct", "seed")
+GUESS_KEYS = ("answered_by", "score", "n", "helpful_n", "helpful_correct", "hindering_n",
+              "hindering_correct", "seed")
 
 
 def rater_guess(r: RaterResult, opt: AnalysisOptions) -> dict[str, Any] | None:
@@ -139,6 +140,11 @@ def _guess(g: Mapping[str, Any] | None, here: Mapping[str, Any],
         ok = isinstance(v, str) if k == "answered_by" else (
             isinstance(v, int) and not isinstance(v, bool))
         out[k] = v if ok else None
+    for kind in ("helpful", "hindering"):  # a note saved before they were: from its answers
+        if out[f"{kind}_n"] is None and isinstance(g.get("answers"), list):
+            truths = [a.get("truth") for a in g["answers"] if isinstance(a, dict)]
+            if len(truths) == len(g["answers"]):
+                out[f"{kind}_n"] = truths.count(kind)
     params = g.get("params")
     params = dict(params) if isinstance(params, dict) else None
     out["params"] = params
@@ -235,8 +241,8 @@ def _rater_columns(r: RaterResult, opt: AnalysisOptions) -> dict[str, Any]:
             row[f"{p}_{kind}{i + 1}_mean"] = None if s is None else _num(s.mean)
     guess = j["guess"]
     if guess is not None:  # how well the other guessed this rater's segments
-        for key in ("answered_by", "score", "n", "helpful_correct", "hindering_correct",
-                    "same_segments"):
+        for key in ("answered_by", "score", "n", "helpful_n", "helpful_correct", "hindering_n",
+                    "hindering_correct", "same_segments"):
             row[f"{p}_guess_{key}"] = _scalar(guess[key])
     for key, value in sorted(r.series.recording.annotations.items()):
         row[f"{p}_ann_{key}"] = _scalar(value)

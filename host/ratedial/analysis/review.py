@@ -319,8 +319,9 @@ def run_guess(recording: Path, rater: str, segments: Sequence[Segment], *, playe
         "segments": [_segment_json(s) for s in shown],
         "answers": [{"segment": s.label, "answer": a, "truth": TRUTH[s.kind], "correct": c}
                     for s, a, c in zip(shown, answers, correct, strict=True)],
-        "score": result.score, "n": len(shown), "helpful_correct": top[0],
-        "hindering_correct": bottom[0], "params": dict(params or {}), **_partial(partial),
+        "score": result.score, "n": len(shown), "helpful_n": top[1],
+        "helpful_correct": top[0], "hindering_n": bottom[1], "hindering_correct": bottom[0],
+        "params": dict(params or {}), **_partial(partial),
     })
     if one_kind:  # "hindering 0 of 0" would read as a balanced test
         (have, got), none = ((("helpful", top[0]), "hindering") if top[1] else
