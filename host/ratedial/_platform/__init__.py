@@ -23,7 +23,6 @@ from __future__ import annotations
 import ntpath
 import os
 import re
-import shlex
 import sys
 
 WINDOWS = sys.platform == "win32"
@@ -69,6 +68,8 @@ def shell_quote(arg: str, platform: str = sys.platform) -> str:
     takes POSIX single quotes as quoting in cmd) unless it is plain."""
     if platform == "win32":
         return arg if _WIN_PLAIN.fullmatch(arg) else f'"{arg}"'
+    import shlex  # here: this package is imported before a run's stop handlers are in place
+
     return shlex.quote(arg)
 
 
