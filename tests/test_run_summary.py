@@ -44,6 +44,9 @@ def test_the_outbox_counts_this_runs_unconfirmed_apart_from_an_earlier_recording
                                "pending": [[1000, 1600]]}]
     box.backfill_acked(("dial", 7), 0, 4000)
     assert box.unconfirmed_samples() == (600, 1000)
+    box.missed(("dial", 8), 1700, 1750)  # after samples the dial lost (a gap)
+    assert box.unconfirmed_samples() == (650, 1000)
+    assert box.snapshot()["epochs"][0]["pending"] == [[1000, 1600], [1700, 1750]]
 
 
 def test_the_plain_summary_says_which_samples_are_this_runs() -> None:

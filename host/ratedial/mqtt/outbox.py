@@ -73,13 +73,15 @@ class Outbox:
     events_handed_max: int = 0
     refused: dict[Key, list[tuple[int, int]]] = field(default_factory=dict)
     refused_events: set[int] = field(default_factory=set)
-    # what this run handed to us (live or missed), as against what restore() brought from
-    # earlier recordings: the summary and this recording's mqtt_progress count only this
-    own: dict[Key, list[tuple[int, int]]] = field(default_factory=dict)
+    # the first index this run handed to us per epoch (live or missed): what restore() brought
+    # from an earlier recording of the same epoch lies below it (that run came first). The
+    # summary and this recording's mqtt_progress count only what is at or above it.
+    own_from: dict[Key, int] = field(default_factory=dict)
 
     def _handed(self, key: Key, first: int, end: int) -> None:
         self.sent_below[key] = max(self.sent_below.get(key, end), end)
-        _add(self.own.setdefault(key, []), first, end)
+        if first < self.own_from.get(key, first + 1):
+            self.own_from[key] = first
 
     def live_sent(self, key: Key, first: int, end: int) -> None:
         self._live.append((self.generation, key, first, end))
@@ -160,10 +162,12 @@ class Outbox:
         """The unconfirmed ranges this run handed to us (not an earlier recording's)."""
         out: dict[Key, list[tuple[int, int]]] = {}
         for key, ranges in self._pending().items():
-            for a, b in ranges:
-                for lo, hi in self.own.get(key, []):
-                    if max(a, lo) < min(b, hi):
-                        _add(out.setdefault(key, []), max(a, lo), min(b, hi))
+            lo = self.own_from.get(key)
+            if lo is None:
+                continue  # an earlier recording's epoch this run never saw
+            mine = [(max(a, lo), b) for a, b in ranges if b > lo]
+            if mine:
+                out[key] = mine
         return out
 
     def unconfirmed_samples(self) -> tuple[int, int]:
