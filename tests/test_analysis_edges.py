@@ -877,3 +877,30 @@ def test_a_dial_that_stalled_is_said_in_the_report_and_the_json(tmp_path: Path) 
     report = run("analyze", str(path), "--no-truth-bias", "--bootstrap", "200")
     (row,) = [ln for ln in report.stdout.splitlines() if ln.strip().startswith("dial stalled")]
     assert "2x, 2.5 s" in row and row.split()[-1] == "-", row
+
+
+def test_a_folder_given_as_a_recording_says_where_its_recordings_go(rec: Path) -> None:
+    folder = str(rec.parent)
+    res = run("analyze", folder)
+    one_line_error(res, 2, "is a folder", f"ratedial study {folder}", "*.ratedial")
+    res = run("export", folder, "-o", str(rec.parent / "x"))
+    one_line_error(res, 2, "is a folder", "*.ratedial")
+    assert "study" not in res.stderr  # export has no folder form to point to
+
+
+def test_a_best_lag_at_the_edge_of_the_search_is_said_to_be_a_bound(rec: Path) -> None:
+    """The therapist follows the client by 5 s (its steps come 5 s later): searched over
+    ±10 s that is a peak; over ±3 s the highest r is at the search's edge, a bound."""
+    by_max = {}
+    for max_lag in ("10", "3"):
+        res = run("analyze", str(rec), "--json", "--no-truth-bias", "--max-lag", max_lag)
+        assert res.returncode == 0, res.stderr
+        pair = json.loads(res.stdout)["dyads"][0]["pair"]
+        by_max[max_lag] = (pair["best_lag_s"], pair["best_lag_at_edge"])
+    assert by_max == {"10": (5.0, False), "3": (3.0, True)}
+    text = run("analyze", str(rec), "--no-truth-bias", "--max-lag", "3").stdout
+    assert "at the edge of the search" in text
+    text = run("analyze", str(rec), "--no-truth-bias").stdout
+    assert "at the edge" not in text
+    # 60 s hold one 40 s block (4 x --max-lag): no interval, and the report says why
+    assert "no 95% CI: fewer than two 40 s blocks rated by both" in text

@@ -32,6 +32,7 @@ from .stats import (
     Agreement,
     Band,
     Describe,
+    IntArray,
     agreement,
     best_lag,
     categories,
@@ -121,6 +122,9 @@ class PairResult:
     xcorr: FloatArray
     best_lag_s: float  # > 0: b follows a
     best_lag_r: float
+    # the best lag is the outermost lag searched on its side (that has an r): the highest r
+    # may lie beyond --max-lag, so the lag is a bound, not a peak
+    best_lag_at_edge: bool
     lag: Lag | None  # the same lag with its block-bootstrap interval (None: too short)
     aligned_lag_s: float | None  # b was moved back by this before the agreement figures
     checks: tuple[SegmentCheck, ...]
@@ -219,6 +223,14 @@ def _divergent(a: FloatArray, b: FloatArray, rate_hz: float, options: AnalysisOp
     return tuple(out)
 
 
+def _at_edge(lags: IntArray, r: FloatArray, lag: int) -> bool:
+    """Whether ``lag`` (not 0) is the outermost lag on its side with an r."""
+    if lag == 0:
+        return False
+    side = lags[np.isfinite(r) & (np.sign(lags) == np.sign(lag))]
+    return bool(side.size) and abs(lag) == int(np.abs(side).max())
+
+
 def pair_result(group: Group, ra: RaterResult, rb: RaterResult,
                 options: AnalysisOptions) -> PairResult:
     n, rate = group.n_bins, group.rate_hz
@@ -246,7 +258,7 @@ def pair_result(group: Group, ra: RaterResult, rb: RaterResult,
                       xcorr=r, lag=with_ci,
                       # no r at any lag (nothing rated by both): no lag either, not 0
                       best_lag_s=lag / rate if math.isfinite(r_best) else math.nan,
-                      best_lag_r=r_best,
+                      best_lag_r=r_best, best_lag_at_edge=_at_edge(lags, r, lag),
                       aligned_lag_s=aligned, checks=checks,
                       divergent=_divergent(a, b, rate, options))
 

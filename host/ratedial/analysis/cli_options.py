@@ -34,8 +34,25 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-RECORDINGS = click.argument("recordings", nargs=-1, required=True,
-                            type=HomePath(dir_okay=False))
+class RecordingPath(HomePath):
+    """A recording argument: a folder is refused with where its recordings go (its files by
+    name, or ``ratedial study`` for a folder of dyads), not click's bare "is a directory"."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False)
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        if isinstance(value, str | os.PathLike) and os.path.isdir(os.path.expanduser(value)):
+            folder = os.fspath(value)
+            study = (f", or analyse a folder of dyads with: ratedial study {folder}"
+                     if ctx is not None and ctx.info_name == "analyze" else "")
+            self.fail(f"{folder!r} is a folder: name its recordings "
+                      f"({os.path.join(folder, '*.ratedial')}){study}", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+RECORDINGS = click.argument("recordings", nargs=-1, required=True, type=RecordingPath())
 
 
 def _needs_extra() -> None:

@@ -165,10 +165,16 @@ def _pair_lines(p: PairResult, result: GroupResult) -> list[str]:
         # blocks only): named when that differs from the whole series' best lag
         own = "" if p.lag is None or p.lag.lag_s == p.best_lag_s else \
             f"in blocks {p.lag.lag_s:g} s, "
-        ci = "" if p.lag is None else (f"; {own}95% CI [{round(p.lag.ci_low_s, 2):g}, "
-                                         f"{round(p.lag.ci_high_s, 2):g}] s")
+        # blocks are --block long, at least four times --max-lag (analysis/lag.py)
+        block = max(result.options.block_s, 4 * result.options.max_lag_s)
+        ci = (f"; no 95% CI: fewer than two {block:g} s blocks rated by both (--block, at "
+              "least 4 x --max-lag)") if p.lag is None else (
+            f"; {own}95% CI [{round(p.lag.ci_low_s, 2):g}, {round(p.lag.ci_high_s, 2):g}] s")
         lines.append(f"  best lag        {who} (r {_f(p.best_lag_r, 2)}; searched "
                      f"±{result.options.max_lag_s:g} s{ci})")
+        if p.best_lag_at_edge:
+            lines.append("                  at the edge of the search: r may rise beyond it "
+                         "(a wider --max-lag finds out)")
     if p.aligned_lag_s is not None:
         lines.append(f"  aligned         {p.b} moved {'back' if p.aligned_lag_s > 0 else 'on'} "
                      f"by {abs(p.aligned_lag_s):g} s before the figures above (--align-lag)")

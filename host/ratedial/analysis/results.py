@@ -177,6 +177,7 @@ def pair_json(p: PairResult) -> dict[str, Any]:
         })
     out["best_lag_s"] = _num(p.best_lag_s, 3)
     out["best_lag_r"] = _num(p.best_lag_r)
+    out["best_lag_at_edge"] = p.best_lag_at_edge
     out["lag"] = None if p.lag is None else {
         "lag_s": _num(p.lag.lag_s, 3), "r": _num(p.lag.r), "ci_low_s": _num(p.lag.ci_low_s, 3),
         "ci_high_s": _num(p.lag.ci_high_s, 3), "replicates": p.lag.replicates,
@@ -275,6 +276,7 @@ def _pair_columns(pr: PairResult, divergent_k: int) -> dict[str, Any]:
         row.update(_agreement_columns(pr, pr.agreement))
     row["best_lag_s"] = _num(pr.best_lag_s, 3)
     row["best_lag_r"] = _num(pr.best_lag_r)
+    row["best_lag_at_edge"] = pr.best_lag_at_edge
     row["best_lag_blocks_s"] = None if pr.lag is None else _num(pr.lag.lag_s, 3)
     row["best_lag_ci_low_s"] = None if pr.lag is None else _num(pr.lag.ci_low_s, 3)
     row["best_lag_ci_high_s"] = None if pr.lag is None else _num(pr.lag.ci_high_s, 3)
