@@ -37,6 +37,7 @@ from typing import Any
 from .._platform.lock import try_lock
 from .._platform.privacy import make_private_dirs, remove_made_dirs
 from ..errors import RatedialError
+from .batch import insert_many
 from .schema import DDL, FORMAT, FORMAT_VERSION
 from .walfile import fold, wal_has_data, wal_left, wal_of
 
@@ -423,7 +424,7 @@ class Recorder:
                 self._con.execute("BEGIN")
                 # updates after inserts: a row and its update can share a commit
                 for table in sorted(pending, key=lambda t: t in UPDATES):
-                    self._con.executemany(SQL[table], pending[table])
+                    insert_many(self._con, table, SQL[table], pending[table])
                 self._con.execute("COMMIT")
                 committed = True
                 self.commits += 1
