@@ -92,6 +92,10 @@ class Daemon:
                  on_message: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg
         self.media: MediaSession = media or NoPlayer()
+        # Without a player, samples go out with their media columns empty, which every sink
+        # reads as NoPlayer's annotation (no media, state NONE: SamplesOut says so): not
+        # annotating saves a SamplesOut a frame (issue 16)
+        self._annotate = not isinstance(self.media, NoPlayer)
         self._next_event_id = next_event_id or itertools.count(1).__next__
         self.sinks = sinks
         self.scale = cfg.scale.scale()
@@ -117,19 +121,21 @@ class Daemon:
     def emit(self, outs: list[Out]) -> None:
         if not outs:
             return
-        for o in outs:
-            if isinstance(o, SamplesOut):
-                self.media.poll()  # media events it records go out before these samples
-                break
+        annotate = self._annotate
+        if annotate:
+            for o in outs:
+                if isinstance(o, SamplesOut):
+                    self.media.poll()  # media events it records go out before these samples
+                    break
         for i, o in enumerate(outs):
             if isinstance(o, SamplesOut):
-                ids, pos, states = self.media.annotate(o.host_ns)
-                # built directly: dataclasses.replace walks the fields every frame
-                annotated = SamplesOut(o.uid, o.boot_id, o.first_index, o.period_us,
-                                       o.device_us, o.host_ns, o.counts, o.ratings, o.flags,
-                                       ids, pos, states)
-                outs[i] = annotated
-                v = self.views.get(annotated.uid)
+                if annotate:
+                    ids, pos, states = self.media.annotate(o.host_ns)
+                    # built directly: dataclasses.replace walks the fields every frame
+                    outs[i] = SamplesOut(o.uid, o.boot_id, o.first_index, o.period_us,
+                                         o.device_us, o.host_ns, o.counts, o.ratings, o.flags,
+                                         ids, pos, states)
+                v = self.views.get(o.uid)
                 if v is not None:
                     v.received += len(o)
                     v.rating = o.ratings[-1]
