@@ -5,7 +5,6 @@ Each sink takes lists of outputs (:mod:`ratedial.outputs`) and must not block.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -46,13 +45,15 @@ class RecorderSink:
         # If the recorder failed (a full disk), it has reported that once through its
         # on_error callback, which stops the run; what arrives until the daemon has stopped
         # cannot be recorded, and must not end up as a traceback in the event loop.
-        with contextlib.suppress(RecordingError):
+        try:  # (a try costs nothing when nothing is raised; a suppress() is built each call)
             self._handle(outs)
+        except RecordingError:
+            return
 
     def _handle(self, outs: list[Out]) -> None:
         rec = self.recorder
         for o in outs:
-            match o:
+            match o:  # a frame's two outputs, SAMPLES and its arrival, matched first
                 case SamplesOut():
                     epoch = self.epoch_ids[(o.uid, o.boot_id)]
                     dial = self.dial_ids[o.uid]
@@ -63,6 +64,9 @@ class RecorderSink:
                         repeat(dial, n), o.device_us, o.host_ns, o.counts, o.ratings, o.flags,
                         o.media_ids or repeat(None, n), o.media_s or repeat(None, n),
                         o.media_states or repeat(_NO_MEDIA, n), strict=True)))
+                case ArrivalOut():
+                    rec.put("arrivals", (self.epoch_ids[(o.uid, o.boot_id)], o.last_index,
+                                         o.device_us, o.host_recv_ns))
                 case EpochOut() if (o.uid, o.boot_id) not in self.epoch_ids:
                     h = o.hello
                     dial = self.dial_id(o.uid, h.board, h.firmware, h.backend)
@@ -83,9 +87,6 @@ class RecorderSink:
                     rec.put("sync_obs", (self.epoch_ids[(o.uid, o.boot_id)], o.token,
                                          o.host_send_ns, o.device_rx_us, o.device_tx_us,
                                          o.host_recv_ns))
-                case ArrivalOut():
-                    rec.put("arrivals", (self.epoch_ids[(o.uid, o.boot_id)], o.last_index,
-                                         o.device_us, o.host_recv_ns))
                 case ClockOut():
                     e = o.estimate
                     rec.put("clock_models", (self.epoch_ids[(o.uid, o.boot_id)], o.host_ns,
