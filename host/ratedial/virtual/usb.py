@@ -11,9 +11,19 @@ Invariants:
   part), so a host that does not read fills the 4 KB pipe and the firmware drops frames
   itself, exactly counted. Bytes are delivered at the link model's times, never reordered,
   and only while the host has fewer than ``HOST_BUFFER`` bytes unread (a real tty's buffer).
-- While no process has the port open (POLLHUP on the master), or while it is unplugged,
-  device output is read and discarded at once, as TinyUSB discards writes to a port that
-  is not open. Bytes already on the link when the port closes are discarded too.
+- While the port is plugged in and no process has it open (POLLHUP on the master), device
+  output is read at once and its newest ``HOLD_BYTES`` are kept, older ones overwritten:
+  MicroPython on rp2 writes into TinyUSB's 256-byte TX FIFO, overwritable while DTR is low,
+  and never blocks. When a host opens the port the kept bytes go onto the link first (the
+  cut tail of a frame, then whole frames), then the live stream. Bytes on the link when the
+  host closes the port are discarded (MicroPython clears the FIFO when DTR drops).
+- Unplugged, nothing is kept: what was kept or on the link is discarded, and output is
+  discarded at once until the port is back (a Pico on USB power is off; the virtual dial's
+  firmware runs on, but the port that comes back starts empty). A reboot without
+  ``native_usb`` keeps the port and what it holds (the bridge's docstring).
+- ``bytes_discarded`` counts device output that no host will get (overwritten while kept,
+  dropped by a close or an unplug); ``bytes_from_device`` = ``bytes_to_host`` +
+  ``bytes_discarded`` + what is on the link or kept now (``held_bytes()``).
 - Host -> device bytes still on the link when the port is unplugged (or the firmware
   reboots: ``lose_to_device``) are lost, and counted.
 """
@@ -37,6 +47,7 @@ from .port import PtyPort
 log = logging.getLogger("ratedial.virtual")
 
 HOLD_BYTES = 256  # device -> host bytes held by the bridge (TinyUSB's TX FIFO is 256 bytes)
+# and kept while no host has the port open (the FIFO, overwritten oldest first)
 HOST_BUFFER = 4096  # unread bytes at the host before the link pushes back (n_tty buffer)
 H2D_HOLD = 4096  # host -> device bytes held before the bridge stops reading the pty
 HOST_CHECK_NS = 10_000_000  # look for a host opening the port every 10 ms
@@ -54,7 +65,7 @@ class _Chunk:
 class Stats:
     bytes_from_device: int = 0
     bytes_to_host: int = 0
-    bytes_discarded: int = 0  # device output nobody received (port closed or unplugged)
+    bytes_discarded: int = 0  # device output no host will get (overwritten, closed, unplugged)
     bytes_to_device: int = 0
     bytes_lost_to_device: int = 0  # host -> device bytes lost by unplug or reboot
 
@@ -78,6 +89,7 @@ class UsbLink:
 
         self._d2h: deque[_Chunk] = deque()
         self._d2h_bytes = 0
+        self._kept = bytearray()  # the newest device output while no host has the port open
         self._h2d: deque[tuple[int, bytes]] = deque()
         self._h2d_bytes = 0
         self._blocked_until = 0
@@ -106,6 +118,7 @@ class UsbLink:
         self.port = None
         self.host_open = False
         self._drop_d2h()
+        self._drop_kept()
         self.lose_to_device()
 
     def lose_to_device(self) -> None:
@@ -119,6 +132,14 @@ class UsbLink:
         self._d2h.clear()
         self._d2h_bytes = 0
 
+    def _drop_kept(self) -> None:
+        self.stats.bytes_discarded += len(self._kept)
+        self._kept.clear()
+
+    def held_bytes(self) -> int:
+        """Device output on the link or kept for the next host, not yet delivered."""
+        return self._d2h_bytes + len(self._kept)
+
     def check_host(self, now: int) -> None:
         """Notice a host opening the port (while none has, the master shows POLLHUP)."""
         port = self.port
@@ -128,7 +149,10 @@ class UsbLink:
         if port.host_open():
             self.host_open = True
             self._unread = 0
-            log.info("host opened the port")
+            log.info("host opened the port (%d bytes kept go first)", len(self._kept))
+            if self._kept:
+                kept, self._kept = bytes(self._kept), bytearray()
+                self._onto_link(now, kept)
 
     def _host_closed(self) -> None:
         self.host_open = False
@@ -180,11 +204,22 @@ class UsbLink:
     # ------------------------------------------------------------------ data paths
 
     def from_device(self, now: int, data: bytes) -> None:
-        """Bytes the firmware wrote at ``now``: onto the link, or discarded if not connected."""
+        """Bytes the firmware wrote at ``now``: onto the link; while no host has the port
+        open, kept (the newest ``HOLD_BYTES``); unplugged, discarded."""
         self.stats.bytes_from_device += len(data)
-        if not self.connected():
+        if self.port is None:
             self.stats.bytes_discarded += len(data)
             return
+        if not self.host_open:
+            self._kept += data
+            over = len(self._kept) - HOLD_BYTES
+            if over > 0:
+                del self._kept[:over]
+                self.stats.bytes_discarded += over
+            return
+        self._onto_link(now, data)
+
+    def _onto_link(self, now: int, data: bytes) -> None:
         if self.opts.link_model:
             off = 0
             for t, n in self._sched.to_host(now, len(data)):
