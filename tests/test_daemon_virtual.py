@@ -136,8 +136,8 @@ def test_a_reboot_starts_a_new_epoch_without_mixing_indices(tmp_path):
 
 
 def test_a_native_usb_reboot_accounts_for_the_new_boot_from_index_0(tmp_path):
-    """A Pico's port is gone while it reboots, and it discards what it samples until the
-    port is open again: those first indices of the new boot are a gap (an audit found them
+    """A Pico's port is gone while it reboots, and it keeps only its newest 256 bytes until
+    the port is open again: those first indices of the new boot are a gap (an audit found them
     in no gap, the summary saying 0 missing)."""
     path = tmp_path / "usb-reboot.ratedial"
     with VirtualDial(seed=37, native_usb=True, reenumerate_s=0.5, subprocess=True) as dial:
