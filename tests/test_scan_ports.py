@@ -111,9 +111,9 @@ def test_a_scanned_port_that_never_answers_is_left_alone_until_plugged_in_again(
 def test_a_lost_port_is_looked_for_again_at_once_and_a_busy_one_is_said(
         monkeypatch: pytest.MonkeyPatch, reason: str, waits: list[float], said: bool) -> None:
     """A dial keeps only its newest 256 bytes (about 30 ms at 1 kHz) while no program has its
-    port open: every second of waiting after it is back is a second lost (an audit, 2026-12-04: 1.4-1.6 s on top of the
-    time unplugged, retries at 0.2, 0.6, 1.4, 3.0 s). Another program taking the port
-    meanwhile was not said at all."""
+    port open: every second of waiting after it is back is a second lost (an audit,
+    2026-12-04: 1.4-1.6 s on top of the time unplugged, retries at 0.2, 0.6, 1.4, 3.0 s).
+    Another program taking the port meanwhile was not said at all."""
     from ratedial.errors import PortError
 
     messages: list[str] = []
