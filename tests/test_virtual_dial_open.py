@@ -14,14 +14,18 @@ the device's stream.
 from __future__ import annotations
 
 import itertools
+import os
+import select
 import time
+from pathlib import Path
 
 import pytest
 import serial
 from cobs import cobs
 
 from ratedial.virtual import VirtualDial
-from ratedial.virtual.usb import HOLD_BYTES
+from ratedial.virtual.options import DialOptions
+from ratedial.virtual.usb import HOLD_BYTES, UsbLink
 from ratedial.wire import FrameDecoder, Samples
 
 pytestmark = pytest.mark.timeout(120)
@@ -92,3 +96,75 @@ def test_opening_the_port_delivers_the_cut_tail_written_before_the_open() -> Non
 
         st = dial.status()
         assert st["bytes_discarded"] >= before_open - HOLD_BYTES
+
+
+def _read_all(fd: int) -> bytes:
+    out = b""
+    while True:
+        try:
+            d = os.read(fd, 4096)
+        except BlockingIOError:
+            return out
+        if not d:
+            return out
+        out += d
+
+
+def test_the_link_keeps_the_newest_bytes_over_a_close_and_drops_them_when_unplugged(
+        tmp_path: Path) -> None:
+    """The bridge's rules alone (a real pty, no firmware, no link model): the newest 256
+    bytes are kept while no host has the port open, undelivered bytes stay kept over a close,
+    an unplug drops them, and every byte is delivered, discarded or held."""
+    usb = UsbLink(DialOptions(link_model=False), link=tmp_path / "dial0", origin_ns=0,
+                  on_flips=lambda: None)
+    usb.plug()
+    assert usb.port is not None
+    stream = bytes(i % 251 + 1 for i in range(1000))  # no 0x00, so every offset is known
+    usb.from_device(1, stream[:300])
+    assert usb.held_bytes() == HOLD_BYTES
+    assert usb.stats.bytes_discarded == 300 - HOLD_BYTES
+
+    def accounted() -> None:
+        s = usb.stats
+        assert s.bytes_from_device == s.bytes_to_host + s.bytes_discarded + usb.held_bytes()
+
+    accounted()
+    host = os.open(usb.port.slave_name, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    try:
+        usb.check_host(2)
+        assert usb.host_open
+        usb.from_device(3, stream[300:400])
+        usb.deliver_to_host(4)
+        assert _read_all(host) == stream[300 - HOLD_BYTES : 400]  # kept first, then live
+        usb.from_device(5, stream[400:450])  # on the link, not delivered yet
+        accounted()
+    finally:
+        os.close(host)
+    for _fd, ev in select_poll(usb.port.master):
+        usb.on_master(ev, 6)
+    assert not usb.host_open
+    assert usb.held_bytes() == 50  # what was on the link stays, as the oldest kept
+    usb.from_device(7, stream[450:600])
+    accounted()
+    host = os.open(usb.port.slave_name, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    try:
+        usb.check_host(usb._next_host_check)
+        usb.deliver_to_host(usb._next_host_check)
+        assert _read_all(host) == stream[400:600]
+    finally:
+        os.close(host)
+    for _fd, ev in select_poll(usb.port.master):
+        usb.on_master(ev, 8)
+    usb.from_device(9, stream[600:700])
+    usb.unplug()
+    assert usb.held_bytes() == 0
+    usb.from_device(10, stream[700:800])  # unplugged: nothing is kept
+    assert usb.held_bytes() == 0
+    accounted()
+    assert usb.stats.bytes_to_host == 100 + HOLD_BYTES + 200
+
+
+def select_poll(fd: int) -> list[tuple[int, int]]:
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    return p.poll(1000)

@@ -16,13 +16,17 @@ Invariants:
   MicroPython on rp2 writes into TinyUSB's 256-byte TX FIFO, overwritable while DTR is low,
   and never blocks. When a host opens the port the kept bytes go onto the link first (the
   cut tail of a frame, then whole frames), then the live stream. Bytes on the link when the
-  host closes the port are discarded (MicroPython clears the FIFO when DTR drops).
+  host closes the port stay, as the oldest kept (MicroPython 1.28, the pinned version; its
+  1.29 preview clears the FIFO when DTR drops: the same once 256 more bytes were written).
+  Not modelled: the one packet (<= 64 bytes) TinyUSB also leaves armed on its IN endpoint
+  while the port is closed, sent before the FIFO's bytes (docs/protocol.md).
 - Unplugged, nothing is kept: what was kept or on the link is discarded, and output is
   discarded at once until the port is back (a Pico on USB power is off; the virtual dial's
-  firmware runs on, but the port that comes back starts empty). A reboot without
+  firmware runs on, but the port that comes back starts empty, where a Pico powered
+  otherwise would keep its FIFO: MicroPython sets tx_persistent). A reboot without
   ``native_usb`` keeps the port and what it holds (the bridge's docstring).
 - ``bytes_discarded`` counts device output that no host will get (overwritten while kept,
-  dropped by a close or an unplug); ``bytes_from_device`` = ``bytes_to_host`` +
+  dropped by an unplug); ``bytes_from_device`` = ``bytes_to_host`` +
   ``bytes_discarded`` + what is on the link or kept now (``held_bytes()``).
 - Host -> device bytes still on the link when the port is unplugged (or the firmware
   reboots: ``lose_to_device``) are lost, and counted.
@@ -157,7 +161,11 @@ class UsbLink:
     def _host_closed(self) -> None:
         self.host_open = False
         self._next_host_check = time.monotonic_ns() + HOST_CHECK_NS
-        self._drop_d2h()
+        # What the link still held stays in the FIFO, the oldest bytes to be kept.
+        for c in self._d2h:
+            self._kept += c.data
+        self._d2h.clear()
+        self._d2h_bytes = 0
         if self.port is not None:
             self.port.flush_host_input()
         log.info("host closed the port")
