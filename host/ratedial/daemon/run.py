@@ -357,9 +357,9 @@ class Daemon:
                 if not explicit:
                     return  # a scanned port that went away: the scanner will find it again
                 if exc.gone:
-                    # Unplugged: look again every 0.2 s. A dial discards what it samples
-                    # while no program has its port open, so each second of waiting past
-                    # its return is a second of samples lost.
+                    # Unplugged: look again every 0.2 s. While no program has its port
+                    # open a dial keeps only its newest 256 bytes (about 30 ms at 1 kHz),
+                    # so each second of waiting past its return is a second of samples lost.
                     await self._sleep(0.2)
                     continue
                 self.say_once(f"{exc}: retrying")  # busy (another program took it), denied
