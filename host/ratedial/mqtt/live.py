@@ -168,8 +168,9 @@ class LivePublishing(FromRecordings):
 
     def save_progress(self, *, final: bool = False) -> None:
         """Store what the broker has not confirmed in the recording (``mqtt_progress``)."""
-        done = final and not self._batches and not self.outbox.unconfirmed \
-            and not self._old_events
+        # this file's row holds this run's part only: complete when the broker has all of
+        # it, whatever earlier recordings still wait for (their own rows say so)
+        done = final and not self._batches and not self.outbox.own_unconfirmed()
         snap = self.outbox.snapshot(complete=done)
         if snap != self._last_progress:
             self._last_progress = snap

@@ -170,6 +170,12 @@ class Outbox:
                 out[key] = mine
         return out
 
+    def own_unconfirmed(self) -> bool:
+        """Whether anything this run handed to us is unconfirmed (an earlier recording's
+        backlog aside: that recording's own row says whether the broker has all of it)."""
+        return bool(self._own_pending() or self.event_backlog or self.refused_events
+                    or self._live_events)
+
     def unconfirmed_samples(self) -> tuple[int, int]:
         """Unconfirmed samples: (this run's, earlier recordings' still to be republished)."""
         total = sum(b - a for rs in self._pending().values() for a, b in rs)
