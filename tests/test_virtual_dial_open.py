@@ -50,11 +50,24 @@ def test_opening_the_port_delivers_the_cut_tail_written_before_the_open() -> Non
             real(now, data)
 
         usb.from_device = observe  # type: ignore[method-assign]
+        # how much the dial had written when the bridge noticed the host open the port: the
+        # kept bytes are the newest HOLD_BYTES of those (however long the noticing took)
+        noticed: list[int] = []
+        real_check = usb.check_host
+
+        def check(now: int) -> None:
+            was = usb.host_open
+            real_check(now)
+            if usb.host_open and not was:
+                noticed.append(len(written))
+
+        usb.check_host = check  # type: ignore[method-assign]
 
         # Stream with no host until several kilobytes (many FIFOs' worth) were written.
         deadline = time.monotonic() + 30
         while dial.status()["bytes_from_device"] < 8 * HOLD_BYTES:
             assert time.monotonic() < deadline, "the dial wrote too little"
+            time.sleep(0.005)  # polling a condition, not standing in for one
         before_open = len(written)
         st = dial.status()
         assert st["bytes_to_host"] == 0
@@ -67,11 +80,12 @@ def test_opening_the_port_delivers_the_cut_tail_written_before_the_open() -> Non
                 got += ser.read(2048 - len(got))
         assert len(got) >= 2048
 
-        # The first bytes received were written before the open: the newest <= 256 of them
-        # (more were written between the open and the bridge noticing it, overwriting older).
+        # The first bytes received were written before the bridge noticed the open: exactly
+        # the newest HOLD_BYTES of them (the FIFO overwrites older ones).
+        assert len(noticed) == 1 and noticed[0] >= before_open
         start = bytes(written).find(bytes(got[:512]))
         assert start >= 0, "the bytes received are not one piece of the device's stream"
-        assert before_open - HOLD_BYTES <= start < before_open
+        assert start == noticed[0] - HOLD_BYTES
         assert bytes(written[start : start + len(got)]) == bytes(got)  # in order, none lost
 
         # They start at an arbitrary point inside a frame: the cut tail of a real frame ...
