@@ -904,3 +904,17 @@ def test_a_best_lag_at_the_edge_of_the_search_is_said_to_be_a_bound(rec: Path) -
     assert "at the edge" not in text
     # 60 s hold one 40 s block (4 x --max-lag): no interval, and the report says why
     assert "no 95% CI: fewer than two 40 s blocks rated by both" in text
+
+
+def test_a_best_lag_beside_lags_with_no_r_is_no_edge_of_the_search() -> None:
+    """Lags whose r is null for too little overlap stay null at any --max-lag: the best lag
+    next to them is not flagged (no wider search can find out); ±max_lag is."""
+    import numpy as np
+
+    from ratedial.analysis.analyse import _at_edge
+
+    lags = np.arange(-4, 5)
+    nan = float("nan")
+    r = np.array([nan, nan, 0.9, 0.5, 0.2, 0.1, 0.3, 0.4, 0.6])
+    assert not _at_edge(lags, r, -2)  # the outermost lag with an r, not the search's edge
+    assert _at_edge(lags, r, 4) and not _at_edge(lags, r, 3) and not _at_edge(lags, r, 0)

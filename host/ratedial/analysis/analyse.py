@@ -122,8 +122,9 @@ class PairResult:
     xcorr: FloatArray
     best_lag_s: float  # > 0: b follows a
     best_lag_r: float
-    # the best lag is the outermost lag searched on its side (that has an r): the highest r
-    # may lie beyond --max-lag, so the lag is a bound, not a peak
+    # the best lag is the outermost lag searched (±--max-lag): the strongest r may lie
+    # beyond it, so the lag is a bound, not a peak. (A lag whose r is null for too little
+    # overlap is no edge of the search: no --max-lag gives it an r.)
     best_lag_at_edge: bool
     lag: Lag | None  # the same lag with its block-bootstrap interval (None: too short)
     aligned_lag_s: float | None  # b was moved back by this before the agreement figures
@@ -224,11 +225,9 @@ def _divergent(a: FloatArray, b: FloatArray, rate_hz: float, options: AnalysisOp
 
 
 def _at_edge(lags: IntArray, r: FloatArray, lag: int) -> bool:
-    """Whether ``lag`` (not 0) is the outermost lag on its side with an r."""
-    if lag == 0:
-        return False
-    side = lags[np.isfinite(r) & (np.sign(lags) == np.sign(lag))]
-    return bool(side.size) and abs(lag) == int(np.abs(side).max())
+    """Whether ``lag`` (not 0, with an r) is ``-max_lag`` or ``max_lag``, an end of ``lags``."""
+    return lag != 0 and bool(np.isfinite(r[lags == lag]).all()) and \
+        abs(lag) == int(np.abs(lags).max())
 
 
 def pair_result(group: Group, ra: RaterResult, rb: RaterResult,

@@ -173,8 +173,8 @@ def _pair_lines(p: PairResult, result: GroupResult) -> list[str]:
         lines.append(f"  best lag        {who} (r {_f(p.best_lag_r, 2)}; searched "
                      f"±{result.options.max_lag_s:g} s{ci})")
         if p.best_lag_at_edge:
-            lines.append("                  at the edge of the search: r may rise beyond it "
-                         "(a wider --max-lag finds out)")
+            lines.append("                  at the edge of the search: the strongest r may lie "
+                         "beyond it (a wider --max-lag finds out)")
     if p.aligned_lag_s is not None:
         lines.append(f"  aligned         {p.b} moved {'back' if p.aligned_lag_s > 0 else 'on'} "
                      f"by {abs(p.aligned_lag_s):g} s before the figures above (--align-lag)")
