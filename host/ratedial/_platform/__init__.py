@@ -65,7 +65,9 @@ _WIN_PLAIN = re.compile(r"[A-Za-z0-9_.:\\/-]+")
 def shell_quote(arg: str, platform: str = sys.platform) -> str:
     """``arg`` as one word of a command printed for the user to paste: ``shlex.quote`` for
     POSIX shells; on Windows double quotes (cmd and PowerShell both take them, and neither
-    takes POSIX single quotes as quoting in cmd) unless it is plain."""
+    takes POSIX single quotes as quoting in cmd) unless it is plain. Inside them cmd still
+    expands ``%NAME%`` and PowerShell ``$name`` and backticks: no one quoting serves both
+    shells there, and the README says so."""
     if platform == "win32":
         return arg if _WIN_PLAIN.fullmatch(arg) else f'"{arg}"'
     import shlex  # here: this package is imported before a run's stop handlers are in place
