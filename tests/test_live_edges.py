@@ -454,6 +454,21 @@ def test_a_rater_by_port_matches_however_the_port_is_written(tmp_path: Path,
                                                             str(port)) == []
 
 
+def test_a_rater_names_a_windows_port_however_it_is_written(monkeypatch) -> None:
+    """The check before a run takes ``--rater client=com3`` for ``--port COM3`` (one
+    port, as Windows sees it): the dial that answers there gets the label too (a review:
+    the label was compared as text, and the dial went unlabelled). Windows' port names
+    are played here by giving the config the win32 key."""
+    from ratedial import _platform, config
+
+    monkeypatch.setattr(config, "port_key", lambda p: _platform.port_key(p, "win32"))
+    for ident in ("COM3", "com3", "\\\\.\\COM3"):
+        cfg = config.RunConfig(raters={"client": ident})
+        assert cfg.raters_for("e66038b7132f4a2c", "COM3") == ["client"], ident
+    assert config.RunConfig(raters={"client": "COM4"}).raters_for("e66038b7132f4a2c",
+                                                                   "COM3") == []
+
+
 def test_a_bare_ratedial_prints_its_help_not_an_error() -> None:
     """An audit (2026-12-05): `ratedial` alone said "ratedial: error: Usage: ..." with the
     whole help inside an error line and a hint to see the help."""

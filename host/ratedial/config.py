@@ -364,11 +364,12 @@ class RunConfig:
     def raters_for(self, uid: str, port: str) -> list[str]:
         """The labels that name the dial ``uid`` on ``port``: by its id, or by the port
         however it is written (relative, or a link such as /dev/serial/by-id/...). More
-        than one (one by id, another by port) is a mistake only the dial's arrival shows."""
-        real = os.path.realpath(port)
+        than one (one by id, another by port) is a mistake only the dial's arrival shows.
+        Ports compare by :func:`port_key`, as the check before a run does (on Windows
+        ``com3`` and ``\\\\.\\COM3`` name ``COM3``)."""
+        key = port_key(port)
         return [label for label, ident in self.raters.items()
-                if ident.lower() == uid.lower() or ident == port
-                or os.path.realpath(ident) == real]
+                if ident.lower() == uid.lower() or ident == port or port_key(ident) == key]
 
 
 _SECTIONS: dict[str, type] = {"scale": ScaleConfig, "mqtt": MqttConfig,
