@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from .._paths import install_hint
+from .._platform import shell_quote
 from .._platform.privacy import make_private_dirs
 from ..cli_types import A_DAY_S, FiniteRange, HomePath
 from ..errors import RatedialError, UsageError
@@ -45,9 +46,9 @@ class RecordingPath(HomePath):
                 ctx: click.Context | None) -> Any:
         if isinstance(value, str | os.PathLike) and os.path.isdir(os.path.expanduser(value)):
             folder = os.fspath(value)
-            study = (f", or analyse a folder of dyads with: ratedial study {folder}"
+            study = (f", or analyse a folder of dyads with: ratedial study {shell_quote(folder)}"
                      if ctx is not None and ctx.info_name == "analyze" else "")
-            self.fail(f"{folder!r} is a folder: name its recordings "
+            self.fail(f"{folder} is a folder: name its recordings "
                       f"({os.path.join(folder, '*.ratedial')}){study}", param, ctx)
         return super().convert(value, param, ctx)
 
