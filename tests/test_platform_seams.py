@@ -303,3 +303,8 @@ def test_one_serial_port_written_two_ways_is_one_key(tmp_path):
     (tmp_path / "by-id").symlink_to(dev)
     assert port_key(str(tmp_path / "by-id"), "linux") == port_key(str(dev), "linux")
     assert port_key("/dev/ttyACM0", "linux") != port_key("/dev/ttyACM1", "linux")
+    # macOS: a device's call-in side (tty.) is its call-out side (cu., what the scan opens)
+    assert port_key("/dev/tty.usbmodem101", "darwin") == "/dev/cu.usbmodem101"
+    assert port_key("/dev/cu.usbmodem101", "darwin") == "/dev/cu.usbmodem101"
+    assert port_key("/dev/tty.usbmodem102", "darwin") != port_key("/dev/cu.usbmodem101",
+                                                                   "darwin")

@@ -83,7 +83,14 @@ def is_com_port(port: str, platform: str = sys.platform) -> bool:
 def port_key(port: str, platform: str = sys.platform) -> str:
     """One key for a serial port however written: relative or absolute, through a link
     (/dev/serial/by-id/...); on Windows in any case and with or without the device prefix
-    (``COM3``, ``com3`` and ``\\\\.\\COM3`` are one port)."""
+    (``COM3``, ``com3`` and ``\\\\.\\COM3`` are one port); on macOS the call-in side of a
+    device (``/dev/tty.usbmodem1``) is its call-out side (``/dev/cu.usbmodem1``), the one the
+    USB scan opens."""
+    if platform == "darwin":
+        head, name = os.path.split(os.path.realpath(port))
+        if head == "/dev" and name.startswith("tty."):
+            return f"/dev/cu.{name[4:]}"
+        return os.path.join(head, name)
     if platform == "win32":
         com = _WIN_COM.fullmatch(port.strip())
         if com is not None:
