@@ -89,7 +89,16 @@ class Dial:
             return
         now_us = time.monotonic_ns() // 1000
         if self.t0_us is None and data:
-            self.t0_us = tick_us + TICK_NS // 1000  # the first sample: the next tick
+            # The first sample: the first tick after now, as the firmware's start() sends
+            # its HELLO and then starts its sampler. When this loop runs late (a sleep that
+            # overshot on a loaded machine), the tick after ``tick_us`` is already past:
+            # samples from there, sent after a HELLO of "now", are frames a dial queued long
+            # after their last sample, which never come after a HELLO (docs/protocol.md: a
+            # boot's first frame ends no earlier than 50 ms before it). The daemon held them
+            # and rejected them at the next HELLO (time_backwards, "(replay)": each of 24
+            # dials' first 37 frames, the loop ~420 ms late).
+            tick = TICK_NS // 1000
+            self.t0_us = tick_us + tick * (max(0, now_us - tick_us) // tick + 1)
             if self.fmt == "frames":
                 self.pending += self.hello(now_us)
                 self.next_hello_us = now_us + 5_000_000
@@ -102,6 +111,9 @@ class Dial:
             if not words:
                 continue
             if words[0] == b"INFO":
+                # The firmware packs a frame when its last sample is taken: what fell due
+                # before this HELLO goes before it in the queue, as on a dial.
+                self.produce(now_us)
                 self.pending += self.hello(now_us)
             elif words[0] == b"PING" and len(words) == 2 and words[1].isdigit():
                 self.pending += encode_frame(Sync(seq=self._next_seq(), token=int(words[1]),
@@ -119,9 +131,6 @@ class Dial:
             self.pending += "".join(out).encode()
             self.sent = due
             return
-        if now_us >= self.next_hello_us:
-            self.pending += self.hello(now_us)
-            self.next_hello_us = now_us + 5_000_000
         while due - self.sent >= self.batch or (due == self.n_total and due > self.sent):
             n = min(self.batch, due - self.sent)
             counts = []
@@ -135,6 +144,10 @@ class Dial:
                 times_us=tuple(self.t0_us + (first + j) * self.period_us for j in range(n)),
                 flags=(0,) * n))
             self.sent += n
+        if now_us >= self.next_hello_us:  # after the frames due (the firmware's housekeeping
+            # comes after its packing): a late loop's frames do not follow a later HELLO
+            self.pending += self.hello(now_us)
+            self.next_hello_us = now_us + 5_000_000
 
     def flush(self, now_us: int) -> None:
         self.max_pending = max(self.max_pending, len(self.pending))
