@@ -506,3 +506,43 @@ def test_a_gap_in_a_backlog_is_timed_with_its_samples():
     assert abs(lost.first_host_ns - when(300_000)) <= 5_000_000
     assert abs(lost.end_host_ns - when(310_000)) <= 5_000_000
     assert abs(dropped.end_host_ns - when(4_610_000)) <= 5_000_000
+
+
+def test_a_first_frame_takes_in_the_frames_held_before_it_that_it_goes_on_from():
+    """A dial whose sampler ran while its frames were not made sends, after the HELLO that
+    answers the daemon's INFO, frames whose last sample is long before that HELLO: the
+    virtual dial's process starved for 0.5 s as the port opened (45 frames), a bench feeder
+    whose loop woke 420 ms late (37 frames of each of 24 dials). Held as ending too long
+    before the HELLO (docs/protocol.md, a boot's first frame), they were rejected at the
+    next HELLO (time_backwards, "(replay)": below the boot's first index). The first frame
+    that fits goes on from them without a gap: they are the dial's, taken in before it."""
+    c = core()
+    t_hello = 1_000_000 + 420_000  # sample 0 at 1 s; the HELLO made 420 ms later
+    outs = c.hello(hello(9, t_us=t_hello), t_hello * 1000 + 1_000_000)
+    for first in range(0, 600, 10):
+        arrive = max(t_hello + 2000, 1_000_000 + (first + 9) * 1000 + 2000) * 1000
+        outs += c.samples(frame(first, [first // 10] * 10), arrive)
+    outs += c.hello(hello(9, t_us=1_700_000), 1_700_002_000)  # the next HELLO: nothing held
+    assert c.rejected == {}
+    assert [o.first_index for o in of(outs, SamplesOut)] == list(range(0, 600, 10))
+    assert of(outs, GapOut) == [] and c.total_missing == 0
+
+
+def test_frames_held_before_a_first_frame_it_does_not_go_on_from_are_rejected():
+    """Only a chain without a gap is the dial's backlog: a frame held as ending too long
+    before the HELLO that the boot's first frame does not go on from (indices skipped, off
+    its grid, or numbered before the HELLO) is rejected when the next HELLO comes, as
+    before; one it goes on from is taken in."""
+    t_hello = 1_500_000
+    t_e = t_hello - 65_000  # the held frame ends 56 ms before the HELLO, the next 46 ms
+    for case, first, shift, seq in (("chain", 10, 0, None), ("gap", 20, 0, None),
+                                    ("grid", 10, 3000, None), ("seq", 10, 0, 50)):
+        c = core()
+        c.hello(hello(9, t_us=t_hello), t_hello * 1000 + 1_000_000)
+        c.samples(frame(0, [0] * 10, t0=t_e, seq=seq), (t_hello + 2000) * 1000)
+        outs = c.samples(frame(first, [1] * 10, t0=t_e + first * 1000 + shift),
+                         (t_hello + 3000) * 1000)
+        taken = [o.first_index for o in of(outs, SamplesOut)]
+        assert taken == ([0, 10] if case == "chain" else [first]), case
+        c.hello(hello(9, t_us=t_hello + 50_000), (t_hello + 52_000) * 1000)
+        assert c.rejected == ({} if case == "chain" else {"time_backwards": 1}), case

@@ -27,7 +27,10 @@ Invariants:
   their grid, from frames held as not of it is held with them: a reboot whose HELLO is late
   never becomes the old boot's once its indices pass the old boot's
   (:func:`~ratedial.daemon.placement.of_held_boot`). A held frame counts for the boot's next
-  gap when it comes, whenever its HELLO comes (:mod:`~ratedial.daemon.held`).
+  gap when it comes, whenever its HELLO comes (:mod:`~ratedial.daemon.held`). A boot's
+  first frame that fits takes in before it the frames held as ending too long before its
+  HELLO that it goes on from without a gap: the dial's, made late
+  (:func:`~ratedial.daemon.held.backlog`).
 * A SAMPLES frame extends its epoch only within what host time allows: one from the far
   future is rejected, never a gap of billions (:mod:`~ratedial.daemon.placement`).
 * After a boot's first frame, a frame that skips indices or leaps ahead in device time is
@@ -73,7 +76,7 @@ from ..wire import (
 )
 from ..wire.checks import field_problem
 from .epoch import NO_HELLO, ClockLike, Epoch, Held, Unmapped, stalls
-from .held import place_held, reject_expired
+from .held import backlog, place_held, reject_expired
 from .pending import discard, flush, wait_or_confirm
 from .placement import (
     DRIFT,
@@ -269,6 +272,13 @@ class DialCore:
         if ep.pending:  # the dial's frames go on without them: not the dial's
             pending, ep.pending = ep.pending, []
             out += discard(self, pending, host_recv_ns)
+        if nxt is None and self.held.frames and not before_hello:
+            chain = backlog(ep, s, self.held.frames)  # the dial's frames, made late
+            for x in reversed(chain):  # notes are taken back newest first
+                self.held.frames.remove(x)
+                ep.ledger.unnote_held(x.token)
+            for x in chain:
+                out += self.take_in(ep, x.samples, x.host_ns)
         return out + self.take_in(ep, s, host_recv_ns)
 
     def _hold(self, ep: Epoch, s: Samples, host_ns: int, why: str) -> None:
