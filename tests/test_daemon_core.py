@@ -165,7 +165,7 @@ def test_gaps_are_reported_with_reasons_never_filled():
     c = core()
     c.hello(hello(1), host(0))
     c.samples(frame(0, [0] * 10), host(0))
-    c.drop(Drop(seq=0, first_index=10, n_samples=20, n_frames=2), host(40))
+    c.receive(Drop(seq=0, first_index=10, n_samples=20, n_frames=2), host(40))
     # a frame that skips indices waits for the next frame to go on from it (protocol.md)
     assert c.samples(frame(40, [0] * 10), host(40)) == []
     outs = c.samples(frame(50, [0] * 10), host(50))
@@ -205,7 +205,7 @@ def test_ratings_sample_by_sample_across_a_zero_and_a_short_press():
 
     assert ratings(0, [0] * 10) == [50.0] * 10
     assert ratings(10, list(range(10))) == [50.0 + k for k in range(10)]
-    c.ack(Ack(seq=1, command=3, index=25, value=0), host(20))  # counts restart at 25
+    c.receive(Ack(seq=1, command=3, index=25, value=0), host(20))  # counts restart at 25
     assert ratings(20, [10, 11, 12, 13, 14, 0, 1, 2, 3, 4]) == [
         60.0, 61.0, 62.0, 63.0, 64.0, 64.0, 65.0, 66.0, 67.0, 68.0]
     # a press of 3 ms (well under long_press_s) moves nothing, and is over by the next frame
@@ -231,7 +231,7 @@ def test_zero_rebases_counts_without_a_jump():
     c = core()
     c.hello(hello(1), host(0))
     c.samples(frame(0, [0] * 5 + [10] * 5), host(0))
-    c.ack(Ack(seq=0, command=3, index=10, value=0), host(5))
+    c.receive(Ack(seq=0, command=3, index=10, value=0), host(5))
     (s,) = of(c.samples(frame(10, [0, 1, 2]), host(10)), SamplesOut)
     assert s.ratings == (60.0, 61.0, 62.0)
 
@@ -266,7 +266,7 @@ def test_a_drop_before_the_first_samples_of_a_boot_is_a_device_drop_gap():
     missing from the recording and the summary: the epoch simply started at index 30)."""
     c = core()
     c.hello(hello(1), host(0))
-    c.drop(Drop(seq=1, first_index=0, n_samples=30, n_frames=3), host(0))
+    c.receive(Drop(seq=1, first_index=0, n_samples=30, n_frames=3), host(0))
     outs = c.samples(frame(30, [0] * 10), host(30))
     (gap,) = of(outs, GapOut)
     assert (gap.gap.first_index, gap.gap.end_index, gap.gap.reason) == (

@@ -64,7 +64,6 @@ from ..outputs import ArrivalOut, ClockOut, EpochOut, EventOut, Out, SyncOut
 from ..scale import RatingScale
 from ..wire import (
     Ack,
-    AckCommand,
     Button,
     Drop,
     Error,
@@ -75,6 +74,7 @@ from ..wire import (
     Sync,
 )
 from ..wire.checks import field_problem
+from . import notices
 from .epoch import NO_HELLO, ClockLike, Epoch, Held, Unmapped, stalls
 from .held import backlog, place_held, reject_expired
 from .pending import discard, flush, wait_or_confirm
@@ -87,22 +87,17 @@ from .placement import (
     check_rate,
     first_unheard,
     leaps,
-    max_new_samples,
     of_held_boot,
     place,
     projected,
 )
-from .rare import button_problem, hello_problem, sync_problem
+from .rare import hello_problem, sync_problem
 from .rating import DialRating
 from .settle import gap_out, map_out, settle, settle_after_sync, settle_if_due
 
 EARLY_FITS_NS = 5_000_000_000  # every fit of a boot's first 5 s is stored (clock_models)
 MAX_EPOCHS = 16  # boots of one dial kept resumable; older ones are retired
 ANCHOR_TOL_US = 1_000_000  # a new anchor may tighten the bound on the dial's time by this
-# A STATUS whose transmit queue is at least 1/CONGESTED_SHARE full: frames wait on the dial
-# (at the default 10-sample frames and 64-frame queues, 160 ms of data), so arrivals are not
-# near the latency floor (DeviceClock.mark_congested)
-CONGESTED_SHARE = 4
 # The dial took no sample for this long (a sample's interval since the one before it, indices
 # consecutive: its sampler stopped, e.g. a firmware hang): an overrun, never a gap, but said
 STALL_US = 100_000
@@ -131,7 +126,7 @@ class DialCore:
                                  adc_units_per_point=adc_units_per_point)
         self._clock_factory = clock_factory
         self._snapshot_ns = int(clock_snapshot_s * 1e9)
-        self._slack_us = int(slack_s * 1e6)
+        self.slack_us = int(slack_s * 1e6)
         # a boot's samples wait at most this long for a SYNC that pins its clock before they
         # are mapped (0: mapped as they come, by arrivals alone at first)
         self._settle_ns = int(settle_s * 1e9)
@@ -162,15 +157,15 @@ class DialCore:
                     return self.reject(f, "sync", "answers no outstanding PING", host_ns)
                 return self.sync(f, ping_sent_ns, host_ns)
             case Drop():
-                return self.drop(f, host_ns)
+                return notices.drop(self, f, host_ns)
             case Status():
-                return self.status(f, host_ns)
+                return notices.status(self, f)
             case Button():
-                return self.button(f, host_ns)
+                return notices.button(self, f, host_ns)
             case Ack():
-                return self.ack(f, host_ns)
+                return notices.ack(self, f, host_ns)
             case Error():
-                return self.error(f, host_ns)
+                return notices.error(self, f, host_ns)
         return []  # pragma: no cover - every frame type is matched above
 
     def hello_problem(self, h: Hello, host_ns: int) -> tuple[str, str] | None:
@@ -181,7 +176,7 @@ class DialCore:
         if problem is not None:
             return "field", problem
         known = self.epochs.get(h.boot_id)
-        problem = None if known is None else hello_problem(known, h, host_ns, self._slack_us)
+        problem = None if known is None else hello_problem(known, h, host_ns, self.slack_us)
         return None if problem is None else ("hello", problem)
 
     def hello(self, h: Hello, host_ns: int) -> list[Out]:
@@ -197,7 +192,7 @@ class DialCore:
             return self.reject(h, "retired_boot", f"boot {h.boot_id} ended long ago", host_ns)
         else:
             if ep is not None:  # the boot before ends here for now
-                out += flush(self, ep, host_ns, self._slack_us)
+                out += flush(self, ep, host_ns, self.slack_us)
                 out += settle(self.uid, ep, pinned=False)
             previous = None if ep is None else ep.boot_id
             resumed = self.epochs.get(h.boot_id)
@@ -207,11 +202,11 @@ class DialCore:
                            anchor0_host_ns=host_ns)
                 self._add_epoch(ep)
                 out.append(EpochOut(self.uid, h.boot_id, h, host_ns, previous))
-                ep.seed_index = first_unheard(h, host_ns, self.held.lost, self._slack_us)
+                ep.seed_index = first_unheard(h, host_ns, self.held.lost, self.slack_us)
                 old_ep = self.epochs.get(previous) if previous is not None else None
                 if old_ep is not None and h.time_us <= int(
                         max(0, host_ns - old_ep.anchor_host_ns) // 1000 * DRIFT) \
-                        + self._slack_us:
+                        + self.slack_us:
                     # This run saw the boot before, and this one's device time fits its
                     # having begun since: its indices from 0 were all produced during the
                     # run, and what never came is a gap (a Pico's port is gone while it
@@ -234,7 +229,7 @@ class DialCore:
                     "resumed": resumed is not None}))
         self.needs_hello = False
         self.held.lost.clear()
-        return out + place_held(self, ep, h, self.held.take(), host_ns, self._slack_us)
+        return out + place_held(self, ep, h, self.held.take(), host_ns, self.slack_us)
 
     def samples(self, s: Samples, host_recv_ns: int, *, before_hello: bool = False,
                 checked: bool = False) -> list[Out]:
@@ -249,7 +244,7 @@ class DialCore:
             self.needs_hello = True
             self.held.add(s, host_recv_ns, NO_HELLO)
             return out
-        kind, why = place(ep, s, host_recv_ns, self._slack_us, before_hello=before_hello)
+        kind, why = place(ep, s, host_recv_ns, self.slack_us, before_hello=before_hello)
         if kind == DUPLICATE:
             ep.ledger.duplicates += len(s)
             return out
@@ -291,7 +286,7 @@ class DialCore:
         """The run ends: the current boot's pending frames are taken in as far as they fit."""
         if self.epoch is None:
             return []
-        return flush(self, self.epoch, host_ns, self._slack_us) + settle(
+        return flush(self, self.epoch, host_ns, self.slack_us) + settle(
             self.uid, self.epoch, pinned=False)
 
     def take_in(self, ep: Epoch, s: Samples, host_recv_ns: int,
@@ -394,7 +389,7 @@ class DialCore:
             # A PING written to the boot before, read by this one after it began: a lower
             # bound looser by the whole reboot (135 ms seen) put the first model far early.
             return []
-        problem = sync_problem(ep, f, host_send_ns, host_recv_ns, self._slack_us)
+        problem = sync_problem(ep, f, host_send_ns, host_recv_ns, self.slack_us)
         if problem is not None:
             return self.reject(f, "sync", problem, host_recv_ns)
         try:
@@ -404,66 +399,6 @@ class DialCore:
         ep.n_syncs += 1
         return [SyncOut(self.uid, ep.boot_id, f.token, host_send_ns, f.t_rx_us, f.t_tx_us,
                         host_recv_ns), *settle_after_sync(self.uid, ep)]
-
-    def drop(self, d: Drop, host_ns: int) -> list[Out]:
-        ep = self.epoch
-        if ep is None:
-            return []
-        nxt = ep.ledger.next_index
-        if nxt is not None and d.n_samples and d.first_index < nxt:
-            return self.reject(d, "drop", f"reports indices from {d.first_index}, already "
-                               f"past {nxt}", host_ns)
-        if d.n_samples > max_new_samples(ep, host_ns, self._slack_us) + (
-                0 if nxt is None else nxt - d.first_index):
-            return self.reject(d, "drop", f"{d.n_samples} samples is more than time allows",
-                               host_ns)
-        ep.ledger.note_drop(d)
-        if ep.last_device_us is not None:  # the link is slower than the dial's data
-            ep.clock.mark_congested(ep.last_device_us)
-        return []
-
-    def status(self, st: Status, host_ns: int) -> list[Out]:
-        ep = self.epoch
-        if ep is not None:
-            ep.status = st
-            if st.queue_capacity and st.queue_depth * CONGESTED_SHARE >= st.queue_capacity:
-                ep.clock.mark_congested(st.time_us)  # frames wait in the dial's queue
-        return []
-
-    def button(self, b: Button, host_ns: int) -> list[Out]:
-        problem = field_problem(b)
-        if problem is not None:
-            return self.reject(b, "field", problem, host_ns)
-        ep = self.epoch
-        problem = None if ep is None else button_problem(ep, b, host_ns, self._slack_us)
-        if problem is not None:
-            return self.reject(b, "button", problem, host_ns)
-        return [EventOut(self.uid, host_ns, "button", {
-            "pressed": b.pressed == 1, "index": b.index, "device_us": b.t_us,
-            "boot_id": None if ep is None else ep.boot_id})]
-
-    def ack(self, a: Ack, host_ns: int) -> list[Out]:
-        problem = field_problem(a)
-        if problem is not None:
-            return self.reject(a, "field", problem, host_ns)
-        ep = self.epoch
-        if ep is not None and ep.ledger.next_index is not None and a.index > \
-                ep.ledger.next_index + max_new_samples(ep, host_ns, self._slack_us):
-            return self.reject(a, "ack", f"index {a.index} further ahead than time allows",
-                               host_ns)
-        name = AckCommand(a.command).name
-        if a.command == AckCommand.ZERO:
-            # Counts restart from 0 at sample a.index (the ACK precedes that sample's frame).
-            self.rating.zero_at(a.index)
-        return [EventOut(self.uid, host_ns, "dial_ack", {"command": name, "index": a.index,
-                                                          "value": a.value})]
-
-    def error(self, e: Error, host_ns: int) -> list[Out]:
-        problem = field_problem(e)
-        if problem is not None:
-            return self.reject(e, "field", problem, host_ns)
-        self.errors.append(e)
-        return [EventOut(self.uid, host_ns, "dial_error", {"code": e.code, "text": e.text})]
 
     def reject(self, f: Frame, reason: str, detail: str, host_ns: int, *,
                note: bool = True, boot_known: bool = True) -> list[Out]:
