@@ -144,12 +144,9 @@ def test_shell_quoting_on_windows_uses_double_quotes() -> None:
     assert shell_quote("r.ratedial", "linux") == "r.ratedial"
 
 
-def test_a_recording_whose_own_part_the_broker_has_is_complete_whatever_earlier_ones_wait_for(
-        tmp_path: Path) -> None:
-    """A recording's mqtt_progress holds its own run's part only (docs/recording.md): it is
-    `complete` when the broker confirmed all of that, even while an earlier recording's
-    backlog waits (that recording's own row says so). Before: complete stayed false, the row
-    listed nothing pending, and no later run ever marked the file complete (a review)."""
+def _final_progress(path: Path, fill) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    """A publisher (no broker) over a recording at ``path``, its outbox filled by ``fill``,
+    then its final save_progress: the recording's mqtt_progress row."""
     import json
 
     from ratedial.config import MqttConfig
@@ -157,39 +154,39 @@ def test_a_recording_whose_own_part_the_broker_has_is_complete_whatever_earlier_
     from ratedial.mqtt.topics import Topics
     from ratedial.recording.writer import Recorder
 
-    path = tmp_path / "run2.ratedial"
-    rec = Recorder(path, meta={"daemon_id": "d", "run_id": "r2"})
+    rec = Recorder(path, meta={"daemon_id": "d", "run_id": path.stem})
     try:
         pub = MqttPublisher(MqttConfig(broker="mqtt://127.0.0.1:1"),
-                            topics=Topics("ratedial", "d"), recorder=rec, run_id="r2",
+                            topics=Topics("ratedial", "d"), recorder=rec, run_id=path.stem,
                             rater_of=lambda _u: None, status_of=dict, wall_offset_ns=0,
                             software_version="test")
-        key = ("c0ffee0000000001", 7)
-        pub.outbox.restore(key, 900, 1001)  # run 1's backlog: the broker does not have it
-        pub.outbox.live_sent(key, 1200, 1300)  # this run's samples, all confirmed
-        pub.outbox.checkpoint_acked(pub.outbox.checkpoint())
+        fill(pub.outbox)
         pub.save_progress(final=True)
         rec.flush()
     finally:
         rec.close()
     with sqlite3.connect(path) as con:
         (row,) = con.execute("SELECT value FROM meta WHERE key = 'mqtt_progress'").fetchone()
-    progress = json.loads(row)
+    return json.loads(row)  # type: ignore[no-any-return]
+
+
+def test_a_recording_whose_own_part_the_broker_has_is_complete_whatever_earlier_ones_wait_for(
+        tmp_path: Path) -> None:
+    """A recording's mqtt_progress holds its own run's part only (docs/recording.md): it is
+    `complete` when the broker confirmed all of that, even while an earlier recording's
+    backlog waits (that recording's own row says so). Before: complete stayed false, the row
+    listed nothing pending, and no later run ever marked the file complete (a review)."""
+    key = ("c0ffee0000000001", 7)
+
+    def earlier_waits(box: Outbox) -> None:
+        box.restore(key, 900, 1001)  # run 1's backlog: the broker does not have it
+        box.live_sent(key, 1200, 1300)  # this run's samples, all confirmed
+        box.checkpoint_acked(box.checkpoint())
+
+    progress = _final_progress(tmp_path / "run2.ratedial", earlier_waits)
     assert progress["complete"] is True
     assert [e["pending"] for e in progress["epochs"]] == [[]]
     # with this run's own samples unconfirmed it is not complete
-    path2 = tmp_path / "run3.ratedial"
-    rec = Recorder(path2, meta={"daemon_id": "d", "run_id": "r3"})
-    try:
-        pub = MqttPublisher(MqttConfig(broker="mqtt://127.0.0.1:1"),
-                            topics=Topics("ratedial", "d"), recorder=rec, run_id="r3",
-                            rater_of=lambda _u: None, status_of=dict, wall_offset_ns=0,
-                            software_version="test")
-        pub.outbox.missed(key, 1300, 1400)
-        pub.save_progress(final=True)
-        rec.flush()
-    finally:
-        rec.close()
-    with sqlite3.connect(path2) as con:
-        (row,) = con.execute("SELECT value FROM meta WHERE key = 'mqtt_progress'").fetchone()
-    assert json.loads(row)["complete"] is False
+    progress = _final_progress(tmp_path / "run3.ratedial",
+                               lambda box: box.missed(key, 1300, 1400))
+    assert progress["complete"] is False
