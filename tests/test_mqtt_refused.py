@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import paho.mqtt.client as paho
@@ -136,15 +138,25 @@ def test_reason_codes_that_refuse_and_those_that_do_not():
 
 def test_a_refused_replay_request_is_told_once(tmp_path):
     """The collector (``ratedial record --mqtt``) asks the daemon for a hole on a topic the
-    broker's access rules deny: said in one line, not taken as asked, not a traceback."""
+    broker's access rules deny: said in one line, not taken as asked, not a traceback. The
+    test waits until the broker has denied the request twice (asked again after its
+    back-off), as its log shows, then stops the collector: no --duration, which a loaded
+    machine outran before the first request (a CI preview)."""
     acl = tmp_path / "acl"
     acl.write_text("topic readwrite #\ntopic deny ratedial/v1/daemons/+/replay\n")
-    broker = Mosquitto(tmp_path / "broker", extra=f"acl_file {acl}\nmax_queued_messages 1000")
+    broker = Mosquitto(tmp_path / "broker",
+                       extra=f"acl_file {acl}\nmax_queued_messages 1000\nlog_type all")
     broker.start()
+
+    def denied() -> int:
+        return sum(1 for ln in broker.log.read_text(errors="replace").splitlines()
+                   if "Denied PUBLISH" in ln and "daemons/room1/replay" in ln)
+
+    proc: subprocess.Popen[str] | None = None
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ratedial", "record", "--mqtt", broker.url, "--record",
-             str(tmp_path / "c.ratedial"), "--duration", "8", "--json"],
+             str(tmp_path / "c.ratedial"), "--settle", "0.5", "--json"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert proc.stderr is not None
         said = [proc.stderr.readline()]  # "ratedial: connected to ...": subscribed next
@@ -153,8 +165,15 @@ def test_a_refused_replay_request_is_told_once(tmp_path):
             for first, n in ((0, 100), (150, 50)):  # 100..150 missing
                 topic, payload = _samples(first, n)
                 pub.publish(topic, payload, qos=1).wait_for_publish(5)
+        end = time.monotonic() + 90
+        while denied() < 2:
+            assert time.monotonic() < end and proc.poll() is None, broker.log.read_text()[-3000:]
+            time.sleep(0.1)  # polling the broker's log, not standing in for it
+        proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
         broker.stop()
     said += err.splitlines()
     assert proc.returncode == 0, said
