@@ -20,6 +20,12 @@ def _rec(path: Path) -> Path:
     return path
 
 
+def _analyze(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ratedial", "analyze", str(path),
+                           "--no-truth-bias"], text=True, capture_output=True, timeout=120,
+                          check=False)
+
+
 def _one_line(path: Path, *words: str) -> None:
     for args in (["analyze", str(path), "--no-truth-bias"],
                  ["export", str(path), "-o", str(path.with_suffix(""))]):
@@ -71,9 +77,7 @@ def test_a_scale_left_out_or_null_is_the_assumed_one(tmp_path: Path):
     path = _rec(tmp_path / "n.ratedial")
     with sqlite3.connect(path) as con:
         con.execute("UPDATE meta SET value = 'null' WHERE key = 'scale'")
-    res = subprocess.run([sys.executable, "-m", "ratedial", "analyze", str(path),
-                          "--no-truth-bias"], text=True, capture_output=True, timeout=120,
-                         check=False)
+    res = _analyze(path)
     assert res.returncode == 0 and "neutral band 45 to 55" in res.stdout, res.stderr
 
 
@@ -110,7 +114,5 @@ def test_a_format_version_written_as_1_0_is_read(tmp_path: Path):
     path = _rec(tmp_path / "f.ratedial")
     with sqlite3.connect(path) as con:
         con.execute("UPDATE meta SET value = '1.0' WHERE key = 'format_version'")
-    res = subprocess.run([sys.executable, "-m", "ratedial", "analyze", str(path),
-                          "--no-truth-bias"], text=True, capture_output=True, timeout=120,
-                         check=False)
+    res = _analyze(path)
     assert res.returncode == 0, res.stderr

@@ -21,10 +21,8 @@ import contextlib
 import errno
 import json
 import os
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,6 +36,7 @@ from daemonrun import (
     wait_until,
 )
 from ratedial.virtual import VirtualDial
+from tmpfs import tmpfs
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0 or sys.platform != "linux",
@@ -48,19 +47,6 @@ pytestmark = [
 N_SAMPLES = "SELECT count(*) FROM samples"
 COMMIT_NS = 250_000_000  # the recorder commits at least every 250 ms
 SLACK_NS = 250_000_000  # batching on the way from the dial to the recorder, scheduling
-
-
-@contextlib.contextmanager
-def tmpfs(where: Path, *options: str) -> Iterator[Path]:
-    where.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(where)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def fill(directory: Path) -> int:

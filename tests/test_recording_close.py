@@ -29,13 +29,13 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from daemonrun import query, wait_until
 from ratedial.virtual import VirtualDial
+from tmpfs import tmpfs
 
 pytestmark = [pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX"),
               pytest.mark.timeout(180)]
@@ -153,19 +153,6 @@ RUN_SCRIPT = textwrap.dedent("""
 """)
 
 
-@contextlib.contextmanager
-def tmpfs(where: Path, size: str) -> Iterator[Path]:
-    where.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
 @pytest.mark.parametrize("how", [
     "rlimit",
     pytest.param("tmpfs", marks=pytest.mark.skipif(
@@ -176,7 +163,7 @@ def test_a_run_whose_disk_fills_at_its_final_save_exits_1_and_says_where_its_end
     with contextlib.ExitStack() as stack:
         folder = tmp_path / "rec"
         if how == "tmpfs":
-            stack.enter_context(tmpfs(folder, "16m"))
+            stack.enter_context(tmpfs(folder, "size=16m"))
         else:
             folder.mkdir()
         path = folder / "w.ratedial"
