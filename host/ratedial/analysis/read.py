@@ -33,7 +33,7 @@ import numpy.typing as npt
 from .._platform.lock import held
 from ..recording.readonly import closed, connect_ro, uri
 from ..recording.schema import FORMAT, FORMAT_VERSION, MediaState
-from ..recording.walfile import fold
+from ..recording.walfile import fold, wal_of
 from .errors import NotARecording
 from .guard import is_sqlite
 from .losses import Loss, read_losses, read_stalls, run_end_s
@@ -222,7 +222,7 @@ def connect(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         if "no such table" in str(exc):
             hint = ""
-            if not Path(f"{p}-wal").exists() and 0 < p.stat().st_size <= 8192:
+            if not wal_of(p).exists() and 0 < p.stat().st_size <= 8192:
                 hint = ("; if it is a recording copied after a crash, its data is in "
                         f"{p.name}-wal: copy that file beside it too")
             raise NotARecording(f"{p} is not a ratedial recording (an SQLite file without "
@@ -268,7 +268,7 @@ def _fold_wal(p: Path) -> bool:
     reader still reads the ``-wal``). The contents do not change, only where they are. With
     no other connection open, SQLite then removes the emptied ``-wal`` and the ``-shm`` (an
     empty pair left beside a folded file read as a crash's). True when it folded."""
-    wal = p.with_name(p.name + "-wal")
+    wal = wal_of(p)
     try:
         if not wal.is_file() or _read_only_folder(p):
             return False
@@ -316,7 +316,7 @@ def _immutable(p: Path) -> sqlite3.Connection:
     """Open a recording in a folder that cannot be written: as an immutable file, which is
     exact when everything is in the main file. A ``-wal`` file with contents (a recording
     whose daemon was killed, copied as it was) would be ignored that way, so it is refused."""
-    wal = p.with_name(p.name + "-wal")
+    wal = wal_of(p)
     if wal.is_file() and wal.stat().st_size > 0:
         raise NotARecording(
             f"{p} is in a folder that cannot be written and has an unfinished {wal.name} "
@@ -353,7 +353,7 @@ def read_recording(path: str | Path) -> Recording:
     p = Path(path)
     con = connect(p)
     _intact(con, p)
-    if Path(f"{p}-wal").exists():  # once per recording read, before its samples are; with
+    if wal_of(p).exists():  # once per recording read, before its samples are; with
         con.close()  # this connection closed, the folding one is the last and tidies up
         _fold_wal(p)
         con = connect(p)

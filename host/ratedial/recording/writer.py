@@ -130,7 +130,7 @@ def remove_recording(path: Path, made_dirs: list[Path] | None = None) -> None:
     """Remove a recording this process made and will not keep, with SQLite's side files
     (quietly: what is already gone is gone), and the folders made for it (``made_dirs``, from
     :func:`create_private_file`) that are left empty."""
-    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+    for p in (path, wal_of(path), path.with_name(path.name + "-shm")):
         with contextlib.suppress(OSError):
             p.unlink()
     remove_made_dirs(made_dirs or [])
