@@ -35,8 +35,14 @@ from typing import Any
 
 from ..errors import UsageError
 from ..recording.schema import FORMAT, FORMAT_VERSION
-from ..recording.walfile import fold, wal_has_data, wal_left, wal_of
-from ..recording.writer import SQL, Recorder, RecordingError, describe_sqlite_error
+from ..recording.walfile import wal_has_data, wal_left, wal_of
+from ..recording.writer import (
+    SQL,
+    Recorder,
+    RecordingError,
+    describe_sqlite_error,
+    fold_and_end,
+)
 from .collect_ranges import is_int
 from .collect_state import UNCOLLECTED, ResumeState
 
@@ -165,12 +171,7 @@ class RecorderStore:
                         con.execute("DELETE FROM gaps WHERE reason = ?", (UNCOLLECTED,))
                         con.executemany(SQL["gaps"], [(e, d, a, b, UNCOLLECTED, None, None)
                                                       for e, d, a, b in self.holes])
-                folded = fold(con)
-                if ended:
-                    with con:
-                        con.executemany(SQL["meta"], [(k, json.dumps(v))
-                                                      for k, v in ended.items()])
-                    fold(con, wait=folded)
+                fold_and_end(con, ended)
             finally:
                 con.close()
         except sqlite3.Error as exc:

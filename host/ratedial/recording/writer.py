@@ -112,7 +112,7 @@ def describe_sqlite_error(path: Path, exc: BaseException, *,
 
 
 __all__ = ["SQL", "Recorder", "RecordingError", "create_private_file",
-           "describe_sqlite_error", "remove_recording", "try_lock"]
+           "describe_sqlite_error", "fold_and_end", "remove_recording", "try_lock"]
 
 
 def _free_name(path: Path) -> Path:
@@ -154,6 +154,21 @@ def create_private_file(path: Path) -> list[Path]:
         raise RecordingError(f"cannot create recording {path}: {exc.strerror}") from None
     os.close(fd)
     return made
+
+
+def fold_and_end(con: sqlite3.Connection, ended: dict[str, Any] | None) -> bool:
+    """A recording's final save on ``con``: every commit folded into the file itself
+    (:func:`~ratedial.recording.walfile.fold`), then ``ended`` (the meta keys that say the
+    recording ended cleanly, ``ended_wall_ns``) written and folded the same way, so a file
+    that says it ended holds everything. True when all of it is in the file (False: a
+    reader held a fold back). A failure to write (a full disk) raises sqlite3.Error."""
+    folded = fold(con)
+    if ended:
+        with con:
+            con.executemany(SQL["meta"], [(k, json.dumps(v)) for k, v in ended.items()])
+        # a reader that held the first fold back (busy) is not waited for again
+        folded = fold(con, wait=folded)
+    return folded
 
 
 class Recorder:
@@ -323,16 +338,9 @@ class Recorder:
         left a run on a full disk looking clean with its last part only in the ``-wal``),
         then ``ended``, folded in the same way."""
         try:
-            folded = fold(self._con)
-            if ended:
-                self._con.executemany(SQL["meta"], [(k, json.dumps(v))
-                                                    for k, v in ended.items()])
-                # a reader that held the first fold back (busy) is not waited for again
-                folded = fold(self._con, wait=folded)
+            self.folded = fold_and_end(self._con, ended)
         except (sqlite3.Error, OSError) as exc:
             self.error = RecordingError(describe_sqlite_error(self.path, exc))
-            return
-        self.folded = folded
 
     # --- writer thread --------------------------------------------------------------------
 
