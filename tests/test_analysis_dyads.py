@@ -175,3 +175,37 @@ def test_the_overview_columns_fit_long_dyad_names(tmp_path):
     row = lines[head + 1]
     assert row.startswith("D07-a-rather-long-dyad-label ")
     assert row[col:].startswith("client/therapist")
+
+
+@pytest.mark.parametrize("a, b", [("d01", "D01"), ("D01", "D01 "), (" D01", "D01"),
+                                  ("\u00dc03", "U\u030803")])  # Ü03 in NFC and in NFD
+def test_labels_differing_only_in_case_space_or_unicode_form_are_one_dyad(tmp_path, a, b):
+    """Found by a black-box audit: such labels split a dyad into two "(no pair)" rows that
+    looked alike in the overview; they are one dyad, shown as first seen (stripped), and a
+    note names the other spelling."""
+    c = _rec(tmp_path / "c.ratedial", "client", dyad=a)
+    t = _rec(tmp_path / "t.ratedial", "therapist", dyad=b, uid="bb")
+    (g,) = group_series(load([c, t]))
+    assert g.pair is not None and g.paired_by == "roles"
+    other = tuple(x for x in (a, b) if x != a.strip())
+    assert g.label == a.strip() and g.spellings == other
+    res = CliRunner().invoke(cli, ["analyze", str(c), str(t), "--brief", "--no-truth-bias",
+                                   "--bootstrap", "100"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    notes = [ln for ln in res.stderr.splitlines() if "also written" in ln]
+    shown = {"D01 ": "'D01 '", " D01": "' D01'",
+             "U\u030803": "U\u030803 (another Unicode form, NFD)"}.get(other[0], other[0])
+    assert notes == [f"ratedial: note: dyad {a.strip()}: also written {shown} (labels that "
+                     "differ only in case, Unicode form or surrounding spaces are one dyad)"]
+    rows = [ln for ln in res.stdout.splitlines() if ln.startswith(a.strip())]
+    assert len(rows) == 1 and "client/therapist" in rows[0]
+
+
+def test_a_dyad_label_given_with_dyad_is_shown_and_different_labels_stay_apart(tmp_path):
+    paths = [_rec(tmp_path / "c1.ratedial", "client", dyad="d01"),
+             _rec(tmp_path / "t1.ratedial", "therapist", dyad="D01", uid="bb"),
+             _rec(tmp_path / "c2.ratedial", "client", dyad="D02", uid="cc"),
+             _rec(tmp_path / "t2.ratedial", "therapist", dyad="D2", uid="dd")]
+    groups = group_series(load(paths), PairingOptions(dyads={"t1.ratedial": "D01"}))
+    assert [(g.label, g.spellings, g.pair is not None) for g in groups] == [
+        ("D01", ("d01",), True), ("D02", (), False), ("D2", (), False)]

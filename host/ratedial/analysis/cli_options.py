@@ -208,7 +208,22 @@ def _load(recordings: Sequence[str], kw: dict[str, Any]) -> tuple[list[Series], 
             click.echo(f"ratedial: note: {f} holds no samples to analyse (no dial, or no "
                        "sample with a time): left out", err=True)
     say_unclean(s.recording.path for s in series if "ended_wall_ns" not in s.recording.meta)
-    return series, group_series(series, _pairing(kw))
+    groups = group_series(series, _pairing(kw))
+    say_spellings(groups)
+    return series, groups
+
+
+def say_spellings(groups: Iterable[Group]) -> None:
+    """A note for each dyad whose label was written in several ways that differ only in
+    surrounding whitespace, Unicode normal form or case (paired as one dyad)."""
+    from .groups import spelling
+
+    for g in groups:
+        if g.spellings:
+            also = ", ".join(spelling(x) for x in g.spellings)
+            click.echo(f"ratedial: note: dyad {g.label}: also written {also} (labels that "
+                       "differ only in case, Unicode form or surrounding spaces are one "
+                       "dyad)", err=True)
 
 
 def say_unclean(paths: Iterable[str | Path]) -> None:

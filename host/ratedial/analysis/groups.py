@@ -5,8 +5,11 @@ docs/analysis.md, "Pairing dyads"):
   without a fingerprint falls back to its file name), the same file name (``"path"``), or
   every recording is taken to show the same video (``"any"``).
 * Dyad label: ``meta.session[dyad_key]`` (``ratedial run --session dyad=D07``), or
-  ``--dyad RECORDING=LABEL``. Series of one video with different labels are different
-  groups; series without a label join the one labelled group of their video (or form their
+  ``--dyad RECORDING=LABEL``. Labels are compared by :func:`label_key` (surrounding
+  whitespace, Unicode normal form and case do not count): ``D01``, ``d01 `` and ``D01``
+  typed on another computer are one dyad, shown by the label given with ``--dyad`` or else
+  the first seen, with the other spellings in ``Group.spellings``. Series of one video with
+  different labels are different groups; series without a label join the one labelled group of their video (or form their
   own group, called after the video, when there is none; with several it is an error).
 * The pair: the raters named by ``roles`` (default ``client`` then ``therapist``), so ``a``
   is the client and ``b`` the therapist. A group of exactly two other raters is paired in
@@ -17,6 +20,7 @@ docs/analysis.md, "Pairing dyads"):
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +48,7 @@ class Group:
     series: tuple[Series, ...]  # the pair first (a, b), then any others by label
     pair: tuple[Series, Series] | None
     paired_by: str  # "roles", "label order" or "" (no pair)
+    spellings: tuple[str, ...] = ()  # other spellings of the label, merged into this dyad
 
     @property
     def n_bins(self) -> int:
@@ -80,10 +85,34 @@ def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
                  for p in re.split(r"(\d+)", text) if p)
 
 
-def dyad_label(s: Series, options: PairingOptions) -> str | None:
+def label_key(label: str) -> str:
+    """What two dyad labels are compared by: without surrounding whitespace, in one Unicode
+    normal form, without case (``"D01"``, ``"d01 "``, and ``"Ü03"`` typed as ``U`` plus a
+    combining diaeresis are ``"d01"``, ``"d01"`` and ``"ü03"``)."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", label.strip()).casefold())
+
+
+def spelling(alt: str) -> str:
+    """``alt``, another spelling of a dyad's label, written so that its difference shows
+    (quoted when it has surrounding whitespace; its Unicode form named)."""
+    text = repr(alt) if alt != alt.strip() else alt
+    if unicodedata.normalize("NFC", alt) != alt:
+        text += " (another Unicode form, NFD)" if unicodedata.is_normalized("NFD", alt) \
+            else " (another Unicode form)"
+    return text
+
+
+def _override(s: Series, options: PairingOptions) -> str | None:
     for name in recording_names(s.recording):
         if name in options.dyads:
             return options.dyads[name]
+    return None
+
+
+def dyad_label(s: Series, options: PairingOptions) -> str | None:
+    given = _override(s, options)
+    if given is not None:
+        return given
     value = s.recording.session.get(options.dyad_key)
     return None if value is None or value == "" else str(value)
 
@@ -113,12 +142,25 @@ def group_series(series: Sequence[Series], options: PairingOptions | None = None
     for s in series:
         by_media.setdefault(media_key(s.media, opt.match), []).append(s)
     raw: list[tuple[str, str, list[Series]]] = []
+    spellings: dict[tuple[str, str], tuple[str, ...]] = {}  # (video, label) -> other spellings
     for key, members in by_media.items():
-        labelled: dict[str, list[Series]] = {}
+        by_key: dict[str, list[tuple[str, Series]]] = {}  # label_key -> (label, series)
         unlabelled: list[Series] = []
         for s in members:
             label = dyad_label(s, opt)
-            (labelled.setdefault(label, []) if label is not None else unlabelled).append(s)
+            if label is None:
+                unlabelled.append(s)
+            else:
+                by_key.setdefault(label_key(label), []).append((label, s))
+        labelled: dict[str, list[Series]] = {}  # by the label shown
+        for pairs in by_key.values():
+            given = [lb for lb, s in pairs if _override(s, opt) is not None]
+            first = (given or [pairs[0][0]])[0]  # a --dyad label, or the first seen
+            label = first.strip() or first
+            written = list(dict.fromkeys(lb for lb, _ in pairs))
+            if len(written) > 1:
+                spellings[(key, label)] = tuple(w for w in written if w != label)
+            labelled[label] = [s for _, s in pairs]
         if key == "run-time":  # each run has its own time zero: an unlabelled one is a
             # group of its own (its file, named after it), never joined to another run's
             # dyad, nor to another file of the same name in another folder
@@ -163,5 +205,5 @@ def group_series(series: Sequence[Series], options: PairingOptions | None = None
             name = f"{base} ({k})"
         used.add(name)
         groups.append(Group(label=name, media_key=key, series=ordered, pair=pair,
-                            paired_by=how))
+                            paired_by=how, spellings=spellings.get((key, label), ())))
     return sorted(groups, key=lambda g: natural_key(g.label))
