@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -209,3 +211,34 @@ def test_a_dyad_label_given_with_dyad_is_shown_and_different_labels_stay_apart(t
     groups = group_series(load(paths), PairingOptions(dyads={"t1.ratedial": "D01"}))
     assert [(g.label, g.spellings, g.pair is not None) for g in groups] == [
         ("D01", ("d01",), True), ("D02", (), False), ("D2", (), False)]
+
+
+def test_a_file_name_that_names_several_recordings_is_refused(tmp_path):
+    """Found by a black-box audit: in a folder-per-dyad study (S00/client.ratedial,
+    S01/client.ratedial, ...) `--dyad client.ratedial=S01` moved every client into S01, exit
+    0. Refused in one line naming the recordings; a longer trailing path names one."""
+    for d in ("S00", "S01", "S02"):
+        (tmp_path / d).mkdir()
+        _rec(tmp_path / d / "client.ratedial", "client", dyad="X" + d)
+        _rec(tmp_path / d / "therapist.ratedial", "therapist", uid="bb",
+             dyad="XS0l" if d == "S01" else "X" + d)  # a typo in S01
+    base = ["study", str(tmp_path), "-o", str(tmp_path / "out") + "/"]
+    for opt in ("--dyad", "--rater"):
+        res = subprocess.run([sys.executable, "-m", "ratedial", *base, opt,
+                              "client.ratedial=S01"], capture_output=True, text=True,
+                             timeout=120, check=False)
+        assert res.returncode == 2, res.stderr
+        assert res.stderr.strip().splitlines() == [
+            f"ratedial: error: {opt} client.ratedial=S01: 'client.ratedial' names 3 recordings "
+            "(S00/client.ratedial, S01/client.ratedial, S02/client.ratedial); give a longer "
+            "path that names one"]
+        assert not (tmp_path / "out").exists()
+    fix = "S01/therapist.ratedial"
+    res = CliRunner().invoke(cli, [*base, "--bootstrap", "100", "--dyad", f"{fix}=XS01"],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith("6 recordings, 3 dyads (3 with both raters)")
+    groups = group_series(load(sorted(tmp_path.rglob("*.ratedial"))),
+                          PairingOptions(dyads={fix: "XS01"}))
+    assert [(g.label, g.pair is not None) for g in groups] == [
+        ("XS00", True), ("XS01", True), ("XS02", True)]

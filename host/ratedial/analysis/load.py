@@ -153,26 +153,52 @@ def _resolved_key(target: str) -> str | None:
 
 
 def recording_names(rec: Recording) -> set[str]:
-    """The names a ``--rater`` or ``--dyad`` override may give a recording by."""
-    return {str(rec.path), rec.path.name, str(rec.path.resolve())}
+    """The names a ``--rater`` or ``--dyad`` override may give a recording by: the path as
+    given, the absolute path, and every trailing part of it (``client.ratedial``,
+    ``S01/client.ratedial``, ...; with ``/`` or the system's separator)."""
+    parts = rec.path.resolve().parts
+    tails = {sep.join(parts[i:]) for i in range(1, len(parts)) for sep in {"/", os.sep}}
+    return {str(rec.path), rec.path.name, str(rec.path.resolve()), *tails}
+
+
+def distinct_names(paths: Iterable[Path]) -> dict[Path, str]:
+    """Each path by the shortest trailing part of it that no other of ``paths`` ends with
+    (``S01/client.ratedial`` and ``backup/S01/client.ratedial``): for messages naming
+    recordings of one file name in several folders."""
+    full = {p: p.resolve().parts for p in paths}
+    out: dict[Path, str] = {}
+    for p, parts in full.items():
+        for n in range(1, len(parts) + 1):
+            tail = parts[-n:]
+            if not any(q != p and other[-n:] == tail for q, other in full.items()):
+                break
+        out[p] = "/".join(tail) if n < len(parts) else str(p.resolve())
+    return out
 
 
 def check_overrides(recs: Sequence[Recording], overrides: Mapping[str, str], *,
                     option: str, dials: bool) -> None:
     """Refuse an override that names no recording (or no dial of it): a typo must not leave
     a rater or dyad silently under its recorded label."""
-    known: set[str] = set()
+    known: dict[Path, set[str]] = {}  # each recording (once) -> the names it is known by
     for rec in recs:
         names = recording_names(rec)
-        known |= names
         if dials:
-            known |= {f"{n}:{sel}" for n in names for d in rec.dials
+            names |= {f"{n}:{sel}" for n in names for d in rec.dials
                       for sel in (d.uid, str(d.dial_id), d.rater) if sel is not None}
+        known.setdefault(rec.path.resolve(), set()).update(names)
+    shown = distinct_names(known)
     for key in overrides:
-        if key not in known and _resolved_key(key) not in known:
+        resolved = _resolved_key(key)
+        hits = [p for p, names in known.items() if key in names or resolved in names]
+        if not hits:
             what = "recording or dial" if dials else "recording"
             raise UsageError(f"{option} {key}={overrides[key]}: no {what} given is {key!r} "
                              f"(recordings: {', '.join(r.path.name for r in recs)})")
+        if len(hits) > 1:  # a bare file name in a folder-per-dyad study: which one?
+            raise UsageError(f"{option} {key}={overrides[key]}: {key!r} names "
+                             f"{len(hits)} recordings ({', '.join(shown[p] for p in hits)}); give a "
+                             "longer path that names one")
 
 
 def rater_label(rec: Recording, dial: Dial, overrides: Mapping[str, str]) -> str:
