@@ -242,3 +242,25 @@ def test_a_file_name_that_names_several_recordings_is_refused(tmp_path):
                           PairingOptions(dyads={fix: "XS01"}))
     assert [(g.label, g.pair is not None) for g in groups] == [
         ("XS00", True), ("XS01", True), ("XS02", True)]
+
+
+def test_the_same_rater_twice_names_files_that_can_be_told_apart(tmp_path):
+    """Found by a black-box audit: a backup copy in a subfolder gave "client
+    (S01-client.ratedial) and client (S01-client.ratedial)"."""
+    (tmp_path / "backup").mkdir()
+    paths = [_rec(tmp_path / "S01-client.ratedial", "client", dyad="S01"),
+             _rec(tmp_path / "S01-therapist.ratedial", "therapist", dyad="S01", uid="bb"),
+             _rec(tmp_path / "backup" / "S01-client.ratedial", "client", dyad="S01")]
+    with pytest.raises(PairingError) as err:
+        group_series(load(paths))
+    assert str(err.value) == (
+        f"rater 'client' appears twice for S01 (client ({tmp_path.name}/S01-client.ratedial) "
+        "and client (backup/S01-client.ratedial)); relabel one with --rater "
+        "RECORDING[:DIAL]=LABEL or leave it out")
+    two = tmp_path / "two.ratedial"  # two dials of one recording: told apart by dial
+    write_recording(two, [simple_rater("client", constant(50.0), 60, uid="c1"),
+                          simple_rater("client", constant(60.0), 60, uid="c2")],
+                    media=SynthMedia(duration_s=60.0, fingerprint="rdfp1:w"), rate_hz=20)
+    with pytest.raises(PairingError, match=r"\(client \(dial c1 in two.ratedial\) and "
+                                           r"client \(dial c2 in two.ratedial\)\)"):
+        group_series(load([two]))

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from .errors import PairingError
-from .load import Series, recording_names
+from .load import Series, distinct_names, recording_names
 from .read import RUN_TIMELINE, Media
 
 Match = Literal["fingerprint", "path", "any"]
@@ -136,6 +136,18 @@ def _pair(series: list[Series], roles: tuple[str, str]) -> tuple[tuple[Series, .
     return tuple(ordered), None, ""
 
 
+def _both(a: Series, b: Series) -> str:
+    """Two series of one rater label, told apart: by the shortest trailing parts of their
+    paths that differ (``S01-client.ratedial`` and ``backup/S01-client.ratedial``), and by
+    dial when they are in one recording."""
+    pa, pb = a.recording.path, b.recording.path
+    if pa.resolve() == pb.resolve():
+        return (f"{a.rater} (dial {a.dial.uid} in {pa.name}) and {b.rater} "
+                f"(dial {b.dial.uid} in {pb.name})")
+    names = distinct_names([pa, pb])
+    return f"{a.rater} ({names[pa]}) and {b.rater} ({names[pb]})"
+
+
 def group_series(series: Sequence[Series], options: PairingOptions | None = None) -> list[Group]:
     opt = options or PairingOptions()
     by_media: dict[str, list[Series]] = {}
@@ -193,9 +205,8 @@ def group_series(series: Sequence[Series], options: PairingOptions | None = None
             role = s.rater.lower()  # "Client" and "client" are one role
             if role in seen:
                 raise PairingError(
-                    f"rater {s.rater!r} appears twice for {label} ({seen[role].label} and "
-                    f"{s.label}); relabel one with --rater RECORDING[:DIAL]=LABEL or leave "
-                    "it out")
+                    f"rater {s.rater!r} appears twice for {label} ({_both(seen[role], s)}); "
+                    "relabel one with --rater RECORDING[:DIAL]=LABEL or leave it out")
             seen[role] = s
         ordered, pair, how = _pair(ss, opt.roles)
         name = base = label if counts[label] == 1 else f"{label} {ss[0].media.name}"
