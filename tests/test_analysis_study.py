@@ -173,3 +173,26 @@ def test_a_guess_note_saved_before_the_counts_per_kind_gets_them_from_its_answer
     assert g is not None and (g["helpful_n"], g["hindering_n"]) == (1, 1)
     g = _guess({k: v for k, v in old.items() if k != "answers"}, {})
     assert g is not None and (g["helpful_n"], g["hindering_n"]) == (None, None)
+
+
+def test_a_valid_annotation_name_keeps_its_spss_name_beside_near_duplicates(tmp_path):
+    """Found by a black-box audit: annotations `wai sr`, `wai-sr`, `wai_sr` gave the .sav's
+    `client_ann_wai_sr` the value of `wai sr` (3), and the annotation really named `wai_sr`
+    became `client_ann_wai_sr_3`. A valid name is kept; the others get _2, _3 in column
+    order."""
+    write_dyad(tmp_path, "D01", duration_s=60, seed=1, rate_hz=20,
+               annotations=({"wai sr": 3, "wai-sr": 1, "wai_sr": 2}, {}))
+    res = subprocess.run([sys.executable, "-m", "ratedial", "study", str(tmp_path),
+                          "-o", str(tmp_path / "study"), "--bootstrap", "100"],
+                         capture_output=True, text=True, timeout=180, check=False)
+    assert res.returncode == 0, res.stderr
+    df, meta = pyreadstat.read_sav(str(tmp_path / "study.sav"))
+    got = {c: (float(df[c][0]), meta.column_names_to_labels[c]) for c in df.columns
+           if c.startswith("client_ann_")}
+    assert got == {"client_ann_wai_sr": (2.0, "client_ann_wai_sr"),
+                   "client_ann_wai_sr_2": (3.0, "client_ann_wai sr"),
+                   "client_ann_wai_sr_3": (1.0, "client_ann_wai-sr")}
+    from ratedial.analysis.spss import spss_names
+
+    assert spss_names(["x-y", "X_y", "x_Y", "1st"]) == {
+        "x-y": "x_y_2", "X_y": "X_y", "x_Y": "x_Y_3", "1st": "v_1st"}

@@ -7,7 +7,8 @@ Invariants:
   0 missing / 1 rated / 2 filled with value labels.
 * A missing value is SPSS's system-missing, never a number.
 * Variable names are valid SPSS names (letters, digits, ``_``; at most 64 bytes; starting
-  with a letter); a renamed column keeps its original name in its label.
+  with a letter); a column whose name is valid keeps it, a renamed column keeps its
+  original name in its label (:func:`spss_names`).
 * Files are created with mode 0600, like every export.
 """
 
@@ -35,8 +36,17 @@ LONG_LABELS = {
 }
 
 
+VALID_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def valid_spss(name: str) -> bool:
+    """Letters, digits and ``_``, starting with a letter, at most 64 bytes."""
+    return VALID_NAME.fullmatch(name) is not None and len(name) <= 64
+
+
 def spss_name(name: str, taken: set[str]) -> str:
-    """A valid, unique SPSS variable name for ``name``."""
+    """A valid, unique SPSS variable name for ``name`` (``taken``: lower-cased names in use;
+    SPSS names ignore case)."""
     out = re.sub(r"[^A-Za-z0-9_]", "_", name)
     if not out or not out[0].isalpha():
         out = "v_" + out
@@ -48,6 +58,21 @@ def spss_name(name: str, taken: set[str]) -> str:
         i += 1
     taken.add(out.lower())
     return out
+
+
+def spss_names(columns: Sequence[str]) -> dict[str, str]:
+    """Each column's SPSS variable name: a column whose name is already valid keeps it (the
+    first of several that differ only in case); the others are made valid (other characters
+    become ``_``, ``v_`` before a name that does not start with a letter, cut at 64) and get
+    ``_2``, ``_3``, ... when that name is taken, in column order. So ``wai_sr`` is always
+    ``wai_sr``, whatever ``wai-sr`` or ``wai sr`` beside it become."""
+    taken: set[str] = set()
+    out: dict[str, str] = {}
+    for c in columns:  # valid names first: they are not renamed for an invalid one
+        if valid_spss(c) and c.lower() not in taken:
+            taken.add(c.lower())
+            out[c] = c
+    return {c: out[c] if c in out else spss_name(c, taken) for c in columns}
 
 
 def write_long_sav(groups: Sequence[Group], path: Path,
@@ -102,8 +127,7 @@ def write_table_sav(rows: Sequence[Mapping[str, Any]], path: Path,
     from .results import table_columns
 
     cols = table_columns(rows)
-    taken: set[str] = set()
-    names = {c: spss_name(c, taken) for c in cols}
+    names = spss_names(cols)
     data: dict[str, Any] = {}
     for c in cols:
         values = [r.get(c) for r in rows]
