@@ -179,7 +179,7 @@ def test_the_overview_columns_fit_long_dyad_names(tmp_path):
     assert row[col:].startswith("client/therapist")
 
 
-@pytest.mark.parametrize("a, b", [("d01", "D01"), ("D01", "D01 "), (" D01", "D01"),
+@pytest.mark.parametrize(("a", "b"), [("d01", "D01"), ("D01", "D01 "), (" D01", "D01"),
                                   ("\u00dc03", "U\u030803")])  # Ü03 in NFC and in NFD
 def test_labels_differing_only_in_case_space_or_unicode_form_are_one_dyad(tmp_path, a, b):
     """Found by a black-box audit: such labels split a dyad into two "(no pair)" rows that

@@ -9,8 +9,9 @@ docs/analysis.md, "Pairing dyads"):
   whitespace, Unicode normal form and case do not count): ``D01``, ``d01 `` and ``D01``
   typed on another computer are one dyad, shown by the label given with ``--dyad`` or else
   the first seen, with the other spellings in ``Group.spellings``. Series of one video with
-  different labels are different groups; series without a label join the one labelled group of their video (or form their
-  own group, called after the video, when there is none; with several it is an error).
+  different labels are different groups; series without a label join the one labelled
+  group of their video (or form their own group, called after the video, when there is
+  none; with several it is an error).
 * The pair: the raters named by ``roles`` (default ``client`` then ``therapist``), so ``a``
   is the client and ``b`` the therapist. A group of exactly two other raters is paired in
   the order of their labels. A rater label twice in one group is an error (relabel with

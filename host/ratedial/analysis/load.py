@@ -196,9 +196,9 @@ def check_overrides(recs: Sequence[Recording], overrides: Mapping[str, str], *,
             raise UsageError(f"{option} {key}={overrides[key]}: no {what} given is {key!r} "
                              f"(recordings: {', '.join(r.path.name for r in recs)})")
         if len(hits) > 1:  # a bare file name in a folder-per-dyad study: which one?
-            raise UsageError(f"{option} {key}={overrides[key]}: {key!r} names "
-                             f"{len(hits)} recordings ({', '.join(shown[p] for p in hits)}); give a "
-                             "longer path that names one")
+            listed = ", ".join(shown[p] for p in hits)
+            raise UsageError(f"{option} {key}={overrides[key]}: {key!r} names {len(hits)} "
+                             f"recordings ({listed}); give a longer path that names one")
 
 
 def rater_label(rec: Recording, dial: Dial, overrides: Mapping[str, str]) -> str:
