@@ -256,6 +256,102 @@ def test_a_truncated_recording_is_named_damaged(story, tmp_path):
         load([cut])
 
 
+def test_a_recording_cut_short_by_a_few_bytes_is_named_damaged(story, tmp_path):
+    """An audit (2026-12-05): a file cut by 1-12 bytes passed SQLite's integrity check and
+    was read whole, its last sample's values read as zeros (a rating 55.0 as 0.0).
+    reliability.md: a file cut short is "damaged". So is one with bytes appended."""
+    whole, _ = story
+    data = whole.read_bytes()
+    assert len(data) % 4096 == 0
+    cut = tmp_path / "cut.ratedial"
+    cut.write_bytes(data[:-3])
+    def rows(p, sql="SELECT * FROM samples ORDER BY epoch_id, sample_index"):
+        con = sqlite3.connect(f"file:{p}?immutable=1", uri=True)
+        try:
+            return con.execute(sql).fetchall()
+        finally:
+            con.close()
+
+    # the case: SQLite itself sees nothing wrong, and a value changed
+    assert rows(cut, "PRAGMA integrity_check") == [("ok",)]
+    assert rows(cut) != rows(whole)
+    for k in (1, 3, 12, 100, 4095, 4096):
+        cut.write_bytes(data[:-k])
+        with pytest.raises(NotARecording, match=(
+                rf"cut\.ratedial is damaged: an SQLite file cut short \({len(data) - k} bytes, "
+                rf"where its header says {len(data) // 4096} pages of 4096 bytes; a truncated "
+                r"or partly copied file\?\)$")):
+            load([cut])
+    cut.write_bytes(data + b"\0" * 7)
+    with pytest.raises(NotARecording, match=r"cut\.ratedial is damaged: an SQLite file with "
+                                            r"7 bytes after its last page"):
+        load([cut])
+    cut.write_bytes(data[:60])
+    with pytest.raises(NotARecording, match=r"is damaged: an SQLite file cut short within"):
+        load([cut])
+
+
+def _page_one_of_wal(wal: bytes, page: int = 4096) -> bytes:
+    """The newest page 1 in a -wal (32-byte header, then frames of a 24-byte header and a
+    page; a frame's first 4 bytes are its page number)."""
+    found = None
+    for at in range(32, len(wal) - 24 - page + 1, 24 + page):
+        if int.from_bytes(wal[at:at + 4], "big") == 1:
+            found = wal[at + 24:at + 24 + page]
+    assert found is not None
+    return found
+
+
+def test_a_crashed_recording_whose_file_is_shorter_than_its_header_says_is_read(tmp_path):
+    """A crash (or a copy) in the middle of a fold of the -wal into the file leaves the file
+    with its new page 1 (SQLite writes pages in order) and not yet its new last pages: the
+    file is shorter than its header says, and the -wal holds everything. Such a recording is
+    whole, not cut short: it is read (while being recorded too) and folded."""
+    import os
+    import shutil
+
+    from ratedial._platform.lock import try_lock
+
+    path = tmp_path / "live.ratedial"
+    rater = SynthRater(label="client", curve=constant(55), script=(Play(start_s=0, end_s=30),))
+    write_recording(path, [rater], media=SynthMedia(duration_s=30.0), rate_hz=SAMPLE_HZ)
+    size = path.stat().st_size
+    con = sqlite3.connect(path)  # a writer whose last commits stay in its -wal
+    con.execute("PRAGMA wal_autocheckpoint = 0")
+    con.execute("CREATE TABLE ballast (x)")  # the file grows by 200 pages
+    con.execute("INSERT INTO ballast SELECT randomblob(3000) FROM samples LIMIT 200")
+    con.execute("UPDATE samples SET rating = 56 WHERE sample_index < 100")
+    con.commit()
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    for suffix in ("", "-wal", "-shm"):  # copied as a crash in a fold leaves them
+        shutil.copy(f"{path}{suffix}", crashed / f"c.ratedial{suffix}")
+    con.close()
+    copy = crashed / "c.ratedial"
+    with copy.open("r+b") as f:
+        f.write(_page_one_of_wal((crashed / "c.ratedial-wal").read_bytes()))
+    head = copy.read_bytes()[:100]
+    assert int.from_bytes(head[28:32], "big") * 4096 > copy.stat().st_size == size
+
+    def ratings(p):
+        (series,) = load([p])
+        return set(np.unique(series.values[~np.isnan(series.values)]).tolist())
+
+    fd = try_lock(copy)  # as its recorder would: read, not folded, not called damaged
+    assert fd is not None
+    try:
+        assert ratings(copy) == {55.0, 56.0}
+    finally:
+        os.close(fd)
+    assert (crashed / "c.ratedial-wal").stat().st_size > 0
+    assert ratings(copy) == {55.0, 56.0}  # no writer: folded, then read from the file alone
+    assert not (crashed / "c.ratedial-wal").exists()
+    assert copy.stat().st_size == int.from_bytes(copy.read_bytes()[28:32], "big") * 4096
+    con = sqlite3.connect(f"file:{copy}?mode=ro", uri=True)
+    assert con.execute("SELECT count(*) FROM samples WHERE rating = 56").fetchone() == (100,)
+    con.close()
+
+
 def test_bytes_changed_inside_a_recording_that_sqlite_still_reads_are_refused(story, tmp_path):
     """An audit (2026-12-05): three flipped bits left a recording SQLite still read, and export
     wrote a sample's changed host_ns (176,000 extra missing bins) with exit 0. reliability.md:

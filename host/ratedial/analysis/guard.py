@@ -18,7 +18,8 @@ from .errors import UsageError
 
 #: SQLite's side files of a recording.
 _SIDE_FILES = ("", "-wal", "-shm", "-journal")
-_SQLITE_MAGIC = b"SQLite format 3\x00"
+#: The first 16 bytes of an SQLite 3 database.
+SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -33,7 +34,7 @@ def is_sqlite(path: Path) -> bool:
     """Whether ``path`` starts as an SQLite 3 database does."""
     try:
         with open(path, "rb") as f:
-            return f.read(16) == _SQLITE_MAGIC
+            return f.read(16) == SQLITE_MAGIC
     except OSError:
         return False
 
