@@ -753,6 +753,46 @@ def test_an_empty_file_is_not_sent_looking_for_a_wal(tmp_path: Path) -> None:
         assert "-wal" not in res.stderr, res.stderr
 
 
+def test_only_a_copy_made_after_a_crash_is_sent_looking_for_its_wal(tmp_path: Path) -> None:
+    """An audit (2026-12-05): a 1-byte file and another program's SQLite file were told
+    "if it is a recording copied after a crash, its data is in NAME-wal". That hint is for
+    an SQLite file in WAL mode without a table (a run's file before its first fold)."""
+    from ratedial.recording.writer import Recorder
+
+    one = tmp_path / "one.ratedial"
+    one.write_bytes(b"S")
+    other = tmp_path / "other.ratedial"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE moz_places (id INTEGER, url TEXT)")
+    con.commit()
+    con.close()
+    walmode = tmp_path / "walmode.ratedial"
+    con = sqlite3.connect(walmode)
+    con.execute("PRAGMA journal_mode = WAL")
+    con.execute("CREATE TABLE moz_places (id INTEGER, url TEXT)")
+    con.commit()
+    con.close()
+    res = run("analyze", str(one))
+    one_line_error(res, 1, "one.ratedial is not a ratedial recording (not an SQLite file)")
+    for path in (other, walmode):
+        res = run("analyze", str(path))
+        one_line_error(res, 1, f"{path.name} is not a ratedial recording (an SQLite file "
+                               "without ratedial's meta table)")
+        assert "-wal" not in res.stderr, res.stderr
+    live = tmp_path / "live.ratedial"
+    rec = Recorder(live, meta={})  # a run before its first fold, its file copied alone
+    try:
+        copy = tmp_path / "copy.ratedial"
+        copy.write_bytes(live.read_bytes())
+    finally:
+        rec.close()
+    res = run("analyze", str(copy))
+    one_line_error(res, 1, "copy.ratedial is not a ratedial recording (an SQLite file "
+                           "without ratedial's meta table; if it is a recording copied after "
+                           "a crash, its data is in copy.ratedial-wal: copy that file beside "
+                           "it too)")
+
+
 def test_annotating_a_recording_in_a_read_only_folder_says_read_only(tmp_path: Path) -> None:
     """An audit (2026-12-05): a healthy recording in a folder nobody may write (here an
     immutable one, which stops root too) was called "damaged ... a truncated or partly

@@ -224,10 +224,13 @@ def connect(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
         version = con.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
     except sqlite3.Error as exc:
         if "no such table" in str(exc):
+            if not is_sqlite(p):  # SQLite reads an empty (or a 1-byte) file as empty
+                raise NotARecording(f"{p} is not a ratedial recording (not an SQLite "
+                                    "file)") from None
             hint = ""
-            if not wal_of(p).exists() and 0 < p.stat().st_size <= 8192:
+            if _crash_copy(p):
                 hint = ("; if it is a recording copied after a crash, its data is in "
-                        f"{p.name}-wal: copy that file beside it too")
+                        f"{wal_of(p).name}: copy that file beside it too")
             raise NotARecording(f"{p} is not a ratedial recording (an SQLite file without "
                                 f"ratedial's meta table{hint})") from None
         if write and is_sqlite(p) and (not os.access(p, os.W_OK) or _read_only_folder(p)):
@@ -246,6 +249,25 @@ def connect(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
         con.close()
         raise NotARecording(f"{p} {wrong}")
     return con
+
+
+def _crash_copy(p: Path) -> bool:
+    """``p`` looks like a recording copied without its ``-wal`` before its run ever folded
+    it: an SQLite file in WAL mode (header bytes 18 and 19 are 2) without a single table,
+    and no ``-wal`` beside it. Only then is "its data is in NAME-wal" a plausible hint (an
+    audit, 2026-12-05: a 1-byte file and another program's SQLite file were given it)."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(100)
+        if len(head) < 100 or head[18:20] != b"\x02\x02" or wal_of(p).exists():
+            return False
+        con = connect_ro(p, immutable=True)
+        try:
+            return bool(con.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,))
+        finally:
+            con.close()
+    except (OSError, sqlite3.Error):
+        return False
 
 
 def _cut_short(p: Path) -> str | None:
