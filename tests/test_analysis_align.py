@@ -246,6 +246,25 @@ def test_not_a_recording(tmp_path):
         load([tmp_path / "missing.ratedial"])
 
 
+@pytest.mark.parametrize(("table", "said"), [
+    ("dials", r"its epoch 1 names dial 1, which has no row in its dials table \(rows "
+              r"deleted\?\), so those samples belong to no rater; use an intact copy$"),
+    ("epochs", r"it has samples of epoch 1, which has no row in its epochs table \(rows "
+               r"deleted\?\), so they belong to no dial; use an intact copy$")])
+def test_a_recording_whose_dials_or_epochs_were_deleted_says_so(story, tmp_path, table, said):
+    """An audit (2026-12-05): such a recording was "no samples to analyse ... (no sample has
+    a media time or a host time)", though every sample in it had a host time."""
+    whole, _ = story
+    path = tmp_path / "edited.ratedial"
+    path.write_bytes(whole.read_bytes())
+    con = sqlite3.connect(path)
+    with con:
+        con.execute(f"DELETE FROM {table}")
+    con.close()
+    with pytest.raises(NotARecording, match=r"edited\.ratedial is damaged: " + said):
+        load([path])
+
+
 def test_a_truncated_recording_is_named_damaged(story, tmp_path):
     whole, _ = story
     assert load([whole])  # the whole file reads

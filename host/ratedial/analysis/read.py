@@ -443,6 +443,7 @@ def read_recording(path: str | Path) -> Recording:
             epochs.append(Epoch(epoch_id=eid, dial_id=did, boot_id=boot,
                                 rate_hz=float(rate) if isinstance(rate, int | float) and rate > 0
                                 else None, last_index=last))
+        _check_owners(con, p, dials, epochs)
         rates = {e.epoch_id: e.rate_hz for e in epochs}
         timeline, run_t0 = MEDIA_TIMELINE, None
         if con.execute("SELECT 1 FROM samples WHERE media_s IS NOT NULL LIMIT 1").fetchone() \
@@ -497,6 +498,31 @@ def read_recording(path: str | Path) -> Recording:
                      gaps=tuple(gaps), clocks=tuple(clocks), timeline=timeline, losses=losses,
                      scale_differs=scale_differs, stalls=stalls, run_end_s=run_end,
                      run_t0_ns=run_t0, guesses=tuple(guesses))
+
+
+def _check_owners(con: sqlite3.Connection, p: Path, dials: tuple[Dial, ...],
+                  epochs: list[Epoch]) -> None:
+    """Every sample belongs to an epoch of the ``epochs`` table, and every epoch to a dial of
+    the ``dials`` table: samples without them belong to no rater, and a recording whose rows
+    there were deleted was said to have "no sample has a media time or a host time" though
+    every sample had one (an audit, 2026-12-05). Refused whole, as a damaged file is. The
+    samples' epochs are found through their primary key, one lookup per epoch."""
+    known = {d.dial_id for d in dials}
+    for e in epochs:
+        if e.dial_id not in known:
+            raise NotARecording(
+                f"{p} is damaged: its epoch {e.epoch_id} names dial {e.dial_id}, which has no "
+                "row in its dials table (rows deleted?), so those samples belong to no "
+                "rater; use an intact copy")
+    have = {e.epoch_id for e in epochs}
+    (eid,) = con.execute("SELECT MIN(epoch_id) FROM samples").fetchone()
+    while eid is not None:
+        if eid not in have:
+            raise NotARecording(
+                f"{p} is damaged: it has samples of epoch {eid}, which has no row in its "
+                "epochs table (rows deleted?), so they belong to no dial; use an intact copy")
+        (eid,) = con.execute("SELECT MIN(epoch_id) FROM samples WHERE epoch_id > ?",
+                             (eid,)).fetchone()
 
 
 def _run_gap(con: sqlite3.Connection, g: Gap, t0_ns: int | None) -> Gap:
