@@ -813,6 +813,24 @@ def test_annotating_a_recording_in_a_read_only_folder_says_read_only(tmp_path: P
         subprocess.run(["chattr", "-i", str(folder)], check=False)
 
 
+def test_annotate_refuses_a_file_that_readers_refuse(tmp_path: Path) -> None:
+    """An audit (2026-12-05): annotate wrote into a recording without a samples table and
+    exited 0, though every reader refuses that file. Now the same line, nothing written."""
+    path = dyad(tmp_path / "nos.ratedial")
+    con = sqlite3.connect(path)
+    con.execute("DROP TABLE samples")
+    con.commit()
+    con.close()
+    before = path.read_bytes()
+    read = run("annotate", str(path))
+    one_line_error(read, 1, "nos.ratedial: cannot read the recording: no such table: samples")
+    res = run("annotate", str(path), "wai=52")
+    one_line_error(res, 1)
+    assert res.stderr == read.stderr
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nos.ratedial"]
+
+
 def test_annotate_shows_text_as_typed(tmp_path: Path) -> None:
     """An audit: annotate showed ``"note": "\\u00fc b"`` (JSON's ASCII escapes)."""
     path = dyad(tmp_path / "u.ratedial")

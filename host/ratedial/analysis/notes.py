@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import NotARecording, UsageError
-from .read import connect
+from .read import connect, read_recording
 
 KINDS = ("segment_note", "guess", "annotation")
 
@@ -101,11 +101,16 @@ def check_writable(path: str | Path) -> None:
 
 def annotate(path: str | Path, values: Mapping[str, Any],
              remove: Iterable[str] = ()) -> dict[str, Any]:
-    """Merge ``values`` into ``meta.annotations`` (and drop ``remove``); returns the result."""
+    """Merge ``values`` into ``meta.annotations`` (and drop ``remove``); returns the result.
+    A file that is not a readable recording is refused as readers refuse it
+    (:class:`NotARecording`), before anything is written."""
     drop = list(remove)
     twice = next((k for k in drop if drop.count(k) > 1), None)
     if twice is not None:
         raise UsageError(f"--remove {twice} is given twice: give each key once")
+    # a file every reader refuses (no samples table, damaged) is refused here too, and
+    # nothing is written to it: it was annotated with exit 0 (an audit, 2026-12-05)
+    read_recording(path)
     con = connect(path, write=True)
     try:
         con.isolation_level = None
