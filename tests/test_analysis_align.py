@@ -265,6 +265,28 @@ def test_a_recording_whose_dials_or_epochs_were_deleted_says_so(story, tmp_path,
         load([path])
 
 
+@pytest.mark.parametrize(("hello", "said"), [
+    ("[1,2", r"is not JSON \('\[1,2'\)"), ("[1, 2]", r"is not a JSON object \(\[1, 2\]\)")])
+def test_an_epochs_hello_that_is_not_a_json_object_is_refused(story, tmp_path, hello, said):
+    """An audit (2026-12-05): a hello of '[1,2' was read without a word by every command,
+    while a meta.session that is not JSON is refused. docs/recording.md: both are refused."""
+    whole, _ = story
+    path = tmp_path / "h.ratedial"
+    path.write_bytes(whole.read_bytes())
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("UPDATE epochs SET hello = ? WHERE epoch_id = 2", (hello,))
+    con.close()
+    with pytest.raises(NotARecording, match=r"h\.ratedial: epochs\.hello of epoch 2 " + said
+                       + r": an epoch's hello is the JSON object of the dial's HELLO"):
+        load([path])
+    con = sqlite3.connect(path)
+    with con:  # an object without a rate is read, as before
+        con.execute("UPDATE epochs SET hello = '{}' WHERE epoch_id = 2")
+    con.close()
+    assert load([path])
+
+
 def test_a_truncated_recording_is_named_damaged(story, tmp_path):
     whole, _ = story
     assert load([whole])  # the whole file reads

@@ -37,7 +37,7 @@ from ..recording.walfile import fold, wal_has_data, wal_of
 from .errors import NotARecording
 from .guard import SQLITE_MAGIC, is_sqlite
 from .losses import Loss, read_losses, read_stalls, run_end_s
-from .values import bad_sample, check_scale, check_session
+from .values import bad_sample, check_hello, check_scale, check_session
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -436,8 +436,7 @@ def read_recording(path: str | Path) -> Recording:
         epochs = []
         for eid, did, boot, hello in con.execute(
                 "SELECT epoch_id, dial_id, boot_id, hello FROM epochs ORDER BY epoch_id"):
-            h = _json(hello)
-            rate = h.get("rate_hz") if isinstance(h, dict) else None
+            rate = check_hello(p, eid, hello).get("rate_hz")
             last = con.execute("SELECT MAX(sample_index) FROM samples WHERE epoch_id=?",
                                (eid,)).fetchone()[0]
             epochs.append(Epoch(epoch_id=eid, dial_id=did, boot_id=boot,

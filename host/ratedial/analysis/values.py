@@ -1,6 +1,6 @@
 """Values SQLite accepts in a recording but recording.md rules out (pure checks of an open
 connection): a ``meta.scale`` that is not a scale, a ``meta.session`` that is not labels,
-and samples whose ``rating`` or
+an ``epochs.hello`` that is not a JSON object, and samples whose ``rating`` or
 ``media_s`` is not a finite number (text, a blob, Inf). Each is one line naming the file,
 never a wrong number: SQLite's SUM counts text as 0 and a rating of Inf would average to
 Inf or NaN."""
@@ -60,6 +60,24 @@ def check_scale(p: Path, raw: str | None) -> None:
         raise NotARecording(f"{p}: meta.scale has minimum {ends[0]!r} and maximum "
                             f"{ends[1]!r}: they must be finite numbers, the minimum below "
                             "the maximum (docs/recording.md)")
+
+
+def check_hello(p: Path, epoch_id: int, raw: Any) -> dict[str, Any]:
+    """An epoch's ``hello`` (its stored value) as the JSON object the recorder writes; one
+    line naming the file and the epoch otherwise, as for ``meta.session`` and ``meta.scale``
+    (a hello of ``[1,2`` was read without a word, its sample rate unknown: an audit,
+    2026-12-05). An object without a usable ``rate_hz`` is still read (docs/recording.md)."""
+    rule = ("an epoch's hello is the JSON object of the dial's HELLO, e.g. {\"rate_hz\": 100, "
+            "...} (docs/recording.md)")
+    try:
+        value = json.loads(raw)
+    except (TypeError, ValueError, RecursionError):
+        raise NotARecording(f"{p}: epochs.hello of epoch {epoch_id} is not JSON "
+                            f"({str(raw)[:40]!r}): {rule}") from None
+    if not isinstance(value, dict):
+        raise NotARecording(f"{p}: epochs.hello of epoch {epoch_id} is not a JSON object "
+                            f"({str(raw)[:40]}): {rule}")
+    return value
 
 
 def _number(v: Any) -> bool:
