@@ -93,7 +93,9 @@ def test_unplug_and_replug_twice_gives_exact_gaps_and_the_run_goes_on(tmp_path):
         for k in (1, 2):
             wait_until(path, N_SAMPLES, lambda n, k=k: n >= 3000 * k)
             dial.control("unplug 1.5")
-        finish(proc)
+        out, _ = finish(proc)
+    (summary_dial,) = json.loads(out.strip().splitlines()[-1])["dials"]
+    assert summary_dial["lost_at_end"] is None  # lost twice, but back each time
     gaps = gap_ranges(path)
     (key,) = epoch_indices(path)
     unplugged = [g for g in gaps.get(key, []) if g[2] == "unplugged"]
@@ -107,6 +109,36 @@ def test_unplug_and_replug_twice_gives_exact_gaps_and_the_run_goes_on(tmp_path):
     assert "frame_rejected" not in kinds  # the replugged dial's frames are honest
     idx = epoch_indices(path)[key]
     assert idx[-1] - idx[0] > 12_000  # the run went on after both unplugs
+
+
+def test_a_dial_lost_and_not_back_by_the_end_is_in_the_summary(tmp_path):
+    """The crash audit (2026-12-05, finding 2): a dial unplugged 2.5 s into a 7 s run and
+    never back got "0 missing" and exit 0, and nothing in --json told it."""
+    path = tmp_path / "lost.ratedial"
+    with VirtualDial(seed=24, subprocess=True) as dial:
+        proc = start_daemon("--port", dial.port, "--broker", "none", "--record", str(path),
+                            "--rater", f"client={dial.port}")
+        wait_until(path, N_SAMPLES, lambda n: n >= 2000)
+        dial.control("unplug")  # and never plugged in again
+        wait_until(path, "SELECT count(*) FROM events WHERE kind = 'dial_lost'", lambda n: n)
+        proc.send_signal(signal.SIGINT)
+        out, _ = finish(proc)
+    summary = json.loads(out.strip().splitlines()[-1])
+    (d,) = summary["dials"]
+    (start_ns, lost_ns), = query(
+        path, "SELECT (SELECT host_ns FROM events WHERE kind = 'run_start'), "
+              "(SELECT host_ns FROM events WHERE kind = 'dial_lost')")
+    lost = d["lost_at_end"]
+    assert (d["rater"], lost["cause"]) == ("client", "unplugged")
+    # the run's start is stamped just before run_start; the loss with dial_lost's own stamp
+    assert lost["at_s"] == pytest.approx((lost_ns - start_ns) / 1e9, abs=0.01)
+    assert lost["at_s"] >= 2.0  # after the 2000 samples at 1 kHz
+    assert 0 < lost["for_s"] <= summary["seconds"] - lost["at_s"] + 0.002
+    assert summary["ended"] == "stopped"
+    # the time lost at the end has no sample indices: in no gap, not missing (as documented)
+    in_gaps = query(path, "SELECT coalesce(sum(end_index - first_index), 0) FROM gaps")[0][0]
+    assert d["missing"] == in_gaps < 100  # a device_drop on a starved machine at most
+    assert_exact_accounting(path)
 
 
 def test_a_reboot_starts_a_new_epoch_without_mixing_indices(tmp_path):

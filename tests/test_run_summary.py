@@ -190,3 +190,24 @@ def test_a_recording_whose_own_part_the_broker_has_is_complete_whatever_earlier_
     progress = _final_progress(tmp_path / "run3.ratedial",
                                lambda box: box.missed(key, 1300, 1400))
     assert progress["complete"] is False
+
+
+# --- the crash audit (2026-12-05, finding 2): a dial lost and not back by the end ----------
+
+def test_the_plain_summary_names_a_dial_lost_and_not_back() -> None:
+    from ratedial.daemon.dialview import DialView
+    from ratedial.daemon.summary import LostAtEnd, json_summary
+
+    gone = DialView(uid="e6614103e7a1b2c3", rater="client", received=2050)
+    back = DialView(uid="e6614103e7a1b2c4", rater="therapist", received=7000)
+    s = RunSummary(path=Path("r.ratedial"), seconds=7.0, dials=[gone, back],
+                   lost_at_end={gone.uid: LostAtEnd(at_s=2.5, for_s=4.5, cause="unplugged")})
+    lines = printed(s)
+    assert ("dial e6614103e7a1b2c3 rater=client: lost 2.5 s into the run (its port went away) "
+            "and not back: its last 4.5 s (64% of the run) have no samples (in no gap, not "
+            "counted as missing)") in lines
+    assert not any("e6614103e7a1b2c4" in ln and "lost" in ln for ln in lines)
+    import json
+    dials = json.loads(json_summary(s))["dials"]
+    assert [d["lost_at_end"] for d in dials] == [
+        {"at_s": 2.5, "for_s": 4.5, "cause": "unplugged"}, None]

@@ -31,7 +31,7 @@ from ..recording.writer import Recorder, RecordingError, remove_recording, try_l
 from .dialview import DialView
 from .run import HANDSHAKE_S, Daemon
 from .sinks import RecorderSink
-from .summary import NoDialAnswered, RunSummary
+from .summary import LostAtEnd, NoDialAnswered, RunSummary
 from .view import LiveView, player_line
 
 SECRET_FLAGS = ("--password",)
@@ -325,6 +325,7 @@ async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | N
     gc.collect()  # garbage of the start-up is collected, not frozen
     gc.freeze()
     t0 = time.monotonic()
+    t0_ns = time.monotonic_ns()  # the clock of the dials' lost_ns and the daemon's stopped_ns
     daemon.event(None, "run_start", recording=path.name)
     ran = False
     try:
@@ -362,6 +363,12 @@ async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | N
                              daemon_id=daemon_id,
                              silent_ports=[p for p in cfg.ports if p not in daemon.answered],
                              ended="failed" if failure else daemon.ended or "stopped")
+        end_ns = daemon.stopped_ns or time.monotonic_ns()  # the run's end, not the final save
+        for v in summary.dials:  # lost and not back: the rest of the run is not recorded
+            if v.state == "lost" and v.lost_ns is not None:
+                summary.lost_at_end[v.uid] = LostAtEnd(
+                    at_s=max(0, v.lost_ns - t0_ns) / 1e9,
+                    for_s=max(0, end_ns - v.lost_ns) / 1e9, cause=v.lost_cause)
         if publisher is not None:  # this run's, then earlier recordings' it republished
             summary.unpublished, summary.unpublished_earlier = publisher.unpublished(
                 recorder.next_id("events") - 1)

@@ -21,6 +21,8 @@ class DialView:
     conflict: tuple[str, ...] = ()  # rater labels that all name this dial (none is used)
     port: str | None = None
     state: str = "connecting"  # connecting | connected | lost
+    lost_ns: int | None = None  # monotonic time it was lost, while lost (None once back)
+    lost_cause: str = ""  # why: unplugged (its port went away) or replaced (another dial)
     board: str = ""
     firmware: str = ""
     received: int = 0

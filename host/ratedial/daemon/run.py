@@ -114,6 +114,7 @@ class Daemon:
         self._say = on_message or (lambda m: log.warning("%s", m))
         self.stop_event = asyncio.Event()
         self.ended: str | None = None  # why it stopped, the first reason: stopped, duration
+        self.stopped_ns: int | None = None  # monotonic time it was asked to stop (first ask)
         self._finished = False  # the run has ended (finish): reads after it are dropped
 
     # --- outputs --------------------------------------------------------------------------
@@ -277,11 +278,13 @@ class Daemon:
         if self.by_port.get(port) == uid:
             del self.by_port[port]
         view = self.views[uid]
+        now = time.monotonic_ns()
         view.state = "lost"
+        view.lost_ns, view.lost_cause = now, cause  # the summary names a dial not back
         view.rate_hz = 0.0
         view._window.clear()
         view._in_window = 0
-        self.emit(self.cores[uid].unplugged(time.monotonic_ns(), port, cause=cause))
+        self.emit(self.cores[uid].unplugged(now, port, cause=cause))
 
     def _bind(self, port: str, h: Hello, host_ns: int) -> DialCore | None:
         """Bind ``port`` to the dial of ``h``; None if that dial is live on another port."""
@@ -320,6 +323,7 @@ class Daemon:
         view = self.views[uid]
         if view.state != "connected":
             view.state = "connected"
+            view.lost_ns, view.lost_cause = None, ""
             view.port = port
             view.board, view.firmware = h.board, h.firmware
             self.event(uid, "dial_connected", port=port, boot_id=h.boot_id,
@@ -498,6 +502,7 @@ class Daemon:
         ``--duration`` ran out) or ``stopped`` (a stop signal, anything else)."""
         if self.ended is None:
             self.ended = why
+            self.stopped_ns = time.monotonic_ns()
         self.stop_event.set()
 
 

@@ -14,8 +14,20 @@ from .._platform import shell_quote
 from ..errors import NO_FIRMWARE_HINT, RatedialError
 from .dialview import DialView, name_together
 
-__all__ = ["NoDialAnswered", "RunSummary", "json_summary", "name_together", "print_summary",
-           "silent_ports_error"]
+__all__ = ["LostAtEnd", "NoDialAnswered", "RunSummary", "json_summary", "name_together",
+           "print_summary", "silent_ports_error"]
+
+
+@dataclass(frozen=True, slots=True)
+class LostAtEnd:
+    """A dial lost before the run ended and not back by its end: ``at_s`` into the run (from
+    its start), for its last ``for_s`` (to the moment it was stopped or its --duration ran
+    out), and why (``unplugged``: its port went away; ``replaced``: another dial answered on
+    it). No sample index is known for that time, so it is in no gap and not in ``missing``."""
+
+    at_s: float
+    for_s: float
+    cause: str
 
 
 @dataclass(slots=True)
@@ -38,6 +50,7 @@ class RunSummary:
     # SIGTERM, SIGHUP), "failed" (the recording stopped: the summary's error says why)
     ended: str = "stopped"
     kept: bool = True  # False: no file was kept (no dial answered on any --port): path null
+    lost_at_end: dict[str, LostAtEnd] = field(default_factory=dict)  # by dial uid
 
 
 class NoDialAnswered(RatedialError):
@@ -59,6 +72,16 @@ def print_summary(console: Console, s: RunSummary) -> None:
                       f"{v.missing} missing, {v.rejected} damaged frames, "
                       f"{v.rejected_content} impossible frames{again}", highlight=False,
                       soft_wrap=True)
+    for v in s.dials:
+        lost = s.lost_at_end.get(v.uid)
+        if lost is not None:
+            how = "its port went away" if lost.cause == "unplugged" else \
+                "another dial answered on its port"
+            share = f" ({lost.for_s / s.seconds:.0%} of the run)" if s.seconds > 0 else ""
+            console.print(f"  dial {v.uid} rater={v.rater or '-'}: lost {lost.at_s:.1f} s into "
+                          f"the run ({how}) and not back: its last {lost.for_s:.1f} s{share} "
+                          "have no samples (in no gap, not counted as missing)",
+                          highlight=False, soft_wrap=True)
     for v in s.dials:
         if v.stalls:  # an overrun, never a gap: no sample was taken then, none is missing
             console.print(f"  dial {v.uid}: took no samples {v.stalls} time(s), "
@@ -106,7 +129,8 @@ def json_summary(s: RunSummary, *, error: str | None = None) -> str:
                                   "missing": v.missing, "rejected": v.rejected,
                                   "rejected_content": v.rejected_content,
                                   "duplicates": v.duplicates,
-                                  "stalled_s": round(v.stalled_s, 6)}
+                                  "stalled_s": round(v.stalled_s, 6),
+                                  "lost_at_end": _lost_json(s.lost_at_end.get(v.uid))}
                                  for v in s.dials], "gaps": s.gaps,
                        "rejected_content": s.rejected, "broker": s.broker,
                        "mqtt_refused": s.mqtt_refused,
@@ -116,6 +140,12 @@ def json_summary(s: RunSummary, *, error: str | None = None) -> str:
                                                "events": s.unpublished_earlier[1],
                                                "recordings": s.unpublished_earlier[2]},
                        "silent_ports": s.silent_ports})
+
+
+def _lost_json(lost: LostAtEnd | None) -> dict[str, object] | None:
+    if lost is None:
+        return None
+    return {"at_s": round(lost.at_s, 3), "for_s": round(lost.for_s, 3), "cause": lost.cause}
 
 
 def silent_ports_error(s: RunSummary, *, handshake_s: float = 3.0) -> str | None:
