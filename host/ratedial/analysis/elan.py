@@ -33,7 +33,7 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
-from .._platform.privacy import create_private
+from ..outfile import staged
 from .align import padded
 from .groups import Group
 from .read import connect
@@ -134,20 +134,19 @@ def write_eaf(group: Group, base: Path, segments: SegmentOptions | None = None) 
 
     opt = segments or SegmentOptions()
     eaf_path, csv_path, conf_path = eaf_files(base)
-    eaf_path.parent.mkdir(parents=True, exist_ok=True)
     raters = [s.rater for s in group.series]
     n = group.n_bins
-    create_private(csv_path)
-    with csv_path.open("w", newline="", encoding="utf-8") as fh:
+    with staged(csv_path, overwrite=True) as part, \
+            part.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["t_s", *raters])
         cols = [np.round(padded(s.values, n), 6) for s in group.series]
         for i in range(n):
             w.writerow([repr(round(i / group.rate_hz, 6)),
                         *("" if np.isnan(c[i]) else repr(float(c[i])) for c in cols)])
-    create_private(conf_path)
-    conf_path.write_text(_tsconf(csv_path, [(s.rater, *s.recording.scale_range)
-                                            for s in group.series]), encoding="utf-8")
+    with staged(conf_path, overwrite=True) as part:
+        part.write_text(_tsconf(csv_path, [(s.rater, *s.recording.scale_range)
+                                           for s in group.series]), encoding="utf-8")
 
     eaf = pympi.Elan.Eaf(author="ratedial")
     eaf.remove_tier("default")
@@ -172,12 +171,14 @@ def write_eaf(group: Group, base: Path, segments: SegmentOptions | None = None) 
     eaf.add_tier("events")
     for start, end, text in _non_overlapping(media_events(group)):
         eaf.add_annotation("events", start, end, text)
-    # pympi renames an existing file to .bak: write in a private folder, then move it in
-    with tempfile.TemporaryDirectory(dir=eaf_path.parent, prefix=".eaf-") as tmp:
-        part = Path(tmp) / eaf_path.name
-        pympi.Elan.to_eaf(str(part), eaf)
-        os.chmod(part, 0o600)
-        os.replace(part, eaf_path)
+    # pympi renames an existing file to .bak: it writes a new one in a private folder, which
+    # then takes the staged part's place (0600)
+    with staged(eaf_path, overwrite=True) as part, \
+            tempfile.TemporaryDirectory(dir=eaf_path.parent, prefix=".eaf-") as tmp:
+        fresh = Path(tmp) / eaf_path.name
+        pympi.Elan.to_eaf(str(fresh), eaf)
+        os.chmod(fresh, 0o600)
+        os.replace(fresh, part)
     return [eaf_path, csv_path, conf_path]
 
 

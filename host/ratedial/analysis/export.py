@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from .._platform.privacy import create_private
+from ..outfile import staged
 from .align import STATUS_NAMES, padded
 from .errors import UsageError
 from .groups import Group
@@ -83,8 +83,8 @@ def _cell(x: float) -> str:
 
 
 def write_long_csv(groups: Sequence[Group], path: Path) -> None:
-    create_private(path)
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with staged(path, overwrite=True) as part, \
+            part.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(list(LONG_COLUMNS))
         for rec in long_records(groups):
@@ -105,8 +105,8 @@ def rater_columns(groups: Sequence[Group]) -> list[str]:
 
 def write_wide_csv(groups: Sequence[Group], path: Path) -> None:
     raters = rater_columns(groups)
-    create_private(path)
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with staged(path, overwrite=True) as part, \
+            part.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["dyad", "media", "t_s", *raters])
         for g in groups:
@@ -136,8 +136,8 @@ def write_parquet(groups: Sequence[Group], path: Path) -> None:
     df = pd.concat(frames, ignore_index=True)
     for col in ("dyad", "media", "rater", "recording", "dial", "status"):
         df[col] = df[col].astype("category")
-    create_private(path)
-    df.to_parquet(path, engine="pyarrow", index=False)
+    with staged(path, overwrite=True) as part:
+        df.to_parquet(part, engine="pyarrow", index=False)
 
 
 DEFAULT_SCALE_JSON: dict[str, Any] = {
@@ -295,8 +295,8 @@ def write_export(groups: Sequence[Group], prefix: str | Path, formats: Sequence[
     meta = base.with_name(base.name + ".json")
     side = sidecar(groups, {f: names[f].name for f in formats})
     side["files"] = {**_earlier_files(meta, side), **side["files"]}
-    create_private(meta)
-    meta.write_text(json.dumps(side, indent=1, default=str) + "\n", encoding="utf-8")
+    with staged(meta, overwrite=True) as part:  # last: a complete export has its sidecar
+        part.write_text(json.dumps(side, indent=1, default=str) + "\n", encoding="utf-8")
     written.append(meta)
     return written
 
@@ -328,8 +328,8 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
         write_table_sav(rows, path)
         return
     cols = table_columns(rows)
-    create_private(path)
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with staged(path, overwrite=True) as part, \
+            part.open("w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=cols, restval="")
         w.writeheader()
         for r in rows:

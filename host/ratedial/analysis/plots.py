@@ -26,7 +26,7 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter
 
-from .._platform.privacy import create_private
+from ..outfile import staged
 from .analyse import GroupResult, RaterResult
 from .fmt import fmt_num, fmt_p, fmt_signed
 from .mediatime import fmt_span, fmt_time
@@ -224,9 +224,8 @@ def overview(result: GroupResult) -> Figure:
 
 def save(fig: Figure, path: Path) -> Path:
     """Save as PNG (300 dpi) or SVG by ``path``'s suffix; the file is private (0600)."""
-    create_private(path)
-    with mpl.rc_context(RC):
-        fig.savefig(path, dpi=300 if path.suffix.lower() == ".png" else None)
+    with staged(path, overwrite=True) as part, mpl.rc_context(RC):
+        fig.savefig(part, dpi=300 if path.suffix.lower() == ".png" else None)
     return path
 
 

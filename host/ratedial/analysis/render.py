@@ -28,8 +28,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +36,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .._platform.privacy import make_private_dirs, open_private
-from .._platform.signals import interrupt_on_terminate
+from .._platform.privacy import open_private
+from ..outfile import staged
 from .align import padded
 from .errors import UsageError
 from .guard import refuse_inputs, same_file
@@ -219,55 +218,6 @@ def check_output(output: Path, *, recordings: Sequence[Path], video: Path,
     if not overwrite and os.path.lexists(output):
         raise UsageError(f"{output} exists: choose another -o, or pass --overwrite to "
                          "replace it")
-
-
-@contextmanager
-def staged(output: Path, *, overwrite: bool = False) -> Iterator[Path]:
-    """A private (0600) empty file beside ``output`` for a writer to fill; when the block
-    ends without an exception it becomes ``output`` (replacing one only when ``overwrite``),
-    otherwise it is removed, with any folders made for it. Keeps the output's suffix, which
-    tells ffmpeg the format."""
-    folder = output.parent
-    made = [d for d in (folder, *folder.parents) if not d.exists()]
-    make_private_dirs(folder)  # new folders are private too
-    fd, name = tempfile.mkstemp(dir=folder, prefix=f".{output.stem[:64]}.",  # < NAME_MAX
-                                suffix=f".part{output.suffix}")
-    os.close(fd)
-    part = Path(name)
-    moved = False
-    try:
-        with interrupt_on_terminate():  # killed (SIGTERM) mid-render: the part is removed too
-            yield part
-        with open(part, "r+b") as fh:  # on disk before it takes the output's name
-            os.fsync(fh.fileno())
-        _move(part, output, overwrite=overwrite)
-        moved = True
-    finally:
-        if not moved:
-            part.unlink(missing_ok=True)
-            for d in made:  # deepest first; only folders left empty
-                try:
-                    d.rmdir()
-                except OSError:
-                    break
-
-
-def _move(part: Path, output: Path, *, overwrite: bool) -> None:
-    if overwrite:
-        os.replace(part, output)
-        return
-    try:  # a hard link fails if the output appeared meanwhile (another render to it)
-        os.link(part, output)
-    except FileExistsError:
-        raise UsageError(f"{output} appeared while rendering: not replaced (pass "
-                         "--overwrite to replace it)") from None
-    except OSError:  # no hard links on this file system (FAT, some network shares)
-        if os.path.lexists(output):
-            raise UsageError(f"{output} appeared while rendering: not replaced (pass "
-                             "--overwrite to replace it)") from None
-        os.replace(part, output)
-        return
-    part.unlink()
 
 
 def render(video: Path, traces: Sequence[Trace], output: Path, *,

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .._platform.privacy import create_private
+from ..outfile import staged, write_failed
 from .align import STATUS_NAMES
 from .groups import Group
 from .read import DEFAULT_ANCHORS, RUN_TIMELINE
@@ -78,7 +78,6 @@ def spss_names(columns: Sequence[str]) -> dict[str, str]:
 def write_long_sav(groups: Sequence[Group], path: Path,
                    anchors: Mapping[float, str] | None = None) -> Path:
     import pandas as pd
-    import pyreadstat
 
     from .export import long_records
 
@@ -107,9 +106,8 @@ def write_long_sav(groups: Sequence[Group], path: Path,
         labels["t_s"] = ("Media time of the bin start (s), or run time where media is "
                          "run-time (no video); bin is [t_s, t_s + 1/rate)")
         grid = "media-time grid (run time for recordings without a video)"
-    create_private(path)
-    pyreadstat.write_sav(
-        df, str(path), file_label=f"ratedial export: ratings on a uniform {grid}",
+    _write_sav(
+        df, path, file_label=f"ratedial export: ratings on a uniform {grid}",
         column_labels=[labels.get(str(c)) for c in df.columns],
         variable_value_labels={"rating": {float(k): v for k, v in scale.items()},
                                "status": {float(k): s for k, s in STATUS_NAMES.items()}},
@@ -122,7 +120,6 @@ def write_table_sav(rows: Sequence[Mapping[str, Any]], path: Path,
                     labels: Mapping[str, str] | None = None) -> Path:
     """The one-row-per-dyad table as ``.sav`` (columns as in the CSV, names made valid)."""
     import pandas as pd
-    import pyreadstat
 
     from .results import table_columns
 
@@ -140,7 +137,23 @@ def write_table_sav(rows: Sequence[Mapping[str, Any]], path: Path,
     df = pd.DataFrame(data)
     given = dict(labels or {})
     col_labels: list[str | None] = [given.get(c, c) for c in cols]
-    create_private(path)
-    pyreadstat.write_sav(df, str(path), file_label="ratedial dyad table",
-                         column_labels=col_labels)
+    _write_sav(df, path, file_label="ratedial dyad table", column_labels=col_labels)
     return path
+
+
+def _write_sav(df: Any, path: Path, **options: Any) -> None:
+    """``df`` as ``path``, written in full or not at all (:func:`ratedial.outfile.staged`),
+    and read back: pyreadstat does not always say that a write failed (on a full disk it
+    left a 0-byte file and returned)."""
+    import pyreadstat
+
+    with staged(path, overwrite=True) as part:
+        try:
+            pyreadstat.write_sav(df, str(part), **options)
+            first = [str(df.columns[0])] if len(df.columns) else None
+            back, _ = pyreadstat.read_sav(str(part), usecols=first)
+            whole = len(back) == len(df)
+        except pyreadstat.ReadstatError:
+            whole = False
+        if not whole:
+            raise write_failed(part, "the SPSS writer could not write it whole")

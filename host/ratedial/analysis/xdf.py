@@ -18,14 +18,13 @@ Invariants:
 from __future__ import annotations
 
 import json
-import os
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 from xml.sax.saxutils import escape
 
-from .._platform.privacy import open_private
+from ..outfile import staged
 from .read import Recording, connect
 
 CHUNK_SAMPLES = 8192
@@ -108,7 +107,7 @@ def write_xdf(recordings: Sequence[Recording], path: Path,
     """Write every dial boot of ``recordings`` and their events to one XDF file. ``raters``
     names a dial's streams (keyed by recording path and dial id: the labels ``--rater`` gave
     the analysis); otherwise the recorded rater, or the dial's id."""
-    with os.fdopen(open_private(path), "wb") as fh:
+    with staged(path, overwrite=True) as part, part.open("wb") as fh:
         fh.write(b"XDF:")
         _chunk(fh, TAG_FILE_HEADER,
                b"<?xml version=\"1.0\"?><info><version>1.0</version></info>")
