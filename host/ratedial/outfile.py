@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -89,10 +90,9 @@ def _reason(exc: OSError) -> str:
 def write_failed(part: Path, what: str) -> OSError:
     """For a writer that failed without an OSError (or did not say it failed, and its file
     was found cut short): a full disk named as such, else ``what``."""
-    try:
-        st = os.statvfs(part.parent)
-        full = min(st.f_bavail, st.f_bfree) == 0
-    except (OSError, AttributeError):  # no statvfs on Windows
+    try:  # shutil: statvfs on POSIX, GetDiskFreeSpaceEx on Windows
+        full = shutil.disk_usage(part.parent).free == 0
+    except OSError:
         full = False
     if full:
         return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
