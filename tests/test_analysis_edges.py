@@ -862,6 +862,29 @@ def test_a_scores_sheet_separated_by_semicolons_is_read(rec: Path, tmp_path: Pat
                        "--no-truth-bias"), 2, "needs a 'dyad' column", "separated by ';'")
 
 
+def test_a_scores_sheet_row_is_matched_as_dyad_labels_are_paired(rec: Path,
+                                                                  tmp_path: Path) -> None:
+    """Dyad labels that differ only in case, surrounding spaces or Unicode form are one dyad
+    (docs/analysis.md, 2); a scores sheet's ``dyad`` cell is matched the same way: its row
+    ``d01 `` is dyad D01's (it was named as a dyad not in the recordings, its columns
+    empty), and two rows that are one dyad are refused as a dyad given twice."""
+    import csv
+
+    sheet = tmp_path / "scores.csv"
+    sheet.write_text("dyad,wai\nd01 ,50\n", encoding="utf-8")
+    table = tmp_path / "t.csv"
+    res = run("analyze", str(rec), "--annotations", str(sheet), "--table", str(table),
+              "--brief", "--no-truth-bias")
+    assert res.returncode == 0, res.stderr
+    assert "not in these recordings" not in res.stderr, res.stderr
+    with table.open(newline="", encoding="utf-8") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert (row["dyad"], row["wai"]) == ("D01", "50")
+    sheet.write_text("dyad,wai\nD01,50\nd01,51\n", encoding="utf-8")
+    one_line_error(run("analyze", str(rec), "--annotations", str(sheet), "--brief",
+                       "--no-truth-bias"), 2, "'d01' has two rows", "also written 'D01'")
+
+
 def test_a_dial_lost_for_good_is_said_in_the_report_the_json_and_the_export(
         tmp_path: Path) -> None:
     """An audit (2026-12-05): a client's dial died 28 s into a 60 s video and never came

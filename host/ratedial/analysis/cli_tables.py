@@ -72,7 +72,7 @@ def analyze(*, recordings: tuple[str, ...], as_json: bool, table: str | None,
     Recordings are paired into dyads by the video's fingerprint and the session label
     'dyad' (see docs/analysis.md).
     """
-    from .export import read_annotation_table, write_table
+    from .export import read_annotation_table, scores_for, write_table
     from .report import format_group, format_overview
     from .results import table_row, to_json
 
@@ -87,7 +87,7 @@ def analyze(*, recordings: tuple[str, ...], as_json: bool, table: str | None,
     _tell_unmatched(extra, results)
     tb = _truth_bias(groups, kw, tb_step_s) if truth_bias else None
     if table is not None:
-        write_table([{**table_row(r, extra.get(r.label)), **_tb_columns(tb, r.label)}
+        write_table([{**table_row(r, scores_for(extra, r.label)), **_tb_columns(tb, r.label)}
                      for r in results], Path(table))
     if plots is not None:
         from .plots import write_plots
@@ -139,7 +139,7 @@ def study(*, paths: tuple[str, ...], prefix: str, annotations: str | None, tb_st
     with 'ratedial annotate' (or --annotations). Written as CSV and as SPSS .sav (the
     .sav needs the research extra; without it, the CSV and a note).
     """
-    from .export import read_annotation_table, write_table
+    from .export import read_annotation_table, scores_for, write_table
     from .report import format_overview
     from .results import table_row
 
@@ -154,7 +154,8 @@ def study(*, paths: tuple[str, ...], prefix: str, annotations: str | None, tb_st
     extra = {} if annotations is None else read_annotation_table(Path(annotations))
     _tell_unmatched(extra, results)
     tb = _truth_bias(groups, kw, tb_step_s)
-    rows = [{**table_row(r, extra.get(r.label)), **_tb_columns(tb, r.label)} for r in results]
+    rows = [{**table_row(r, scores_for(extra, r.label)), **_tb_columns(tb, r.label)}
+            for r in results]
     base = _output_prefix(prefix, "study")
     out = [base.with_name(base.name + ".csv"), base.with_name(base.name + ".sav")]
     refuse_inputs(out, recordings=[Path(f) for f in files],

@@ -26,7 +26,7 @@ from .. import __version__
 from ..outfile import staged
 from .align import STATUS_NAMES, padded
 from .errors import UsageError
-from .groups import Group
+from .groups import Group, label_key
 from .load import Series, differing_scales
 from .read import DEFAULT_ANCHORS
 from .results import table_columns, timeline_json
@@ -359,19 +359,30 @@ def read_annotation_table(path: Path, key: str = "dyad") -> dict[str, dict[str, 
         if any(not c.strip() for c in reader.fieldnames):
             raise UsageError(f"{path}: a column has no name (an empty header cell)")
         out: dict[str, dict[str, str]] = {}
+        seen: dict[str, str] = {}  # label_key -> the label as typed
         for row in reader:
-            if row[key] in out:
-                raise UsageError(f"{path}: dyad {row[key]!r} has two rows; keep one")
+            first = seen.setdefault(label_key(row[key] or ""), row[key])
+            if first != row[key] or row[key] in out:
+                also = "" if first == row[key] else f" (also written {first!r})"
+                raise UsageError(f"{path}: dyad {row[key]!r} has two rows{also}; keep one")
             out[row[key]] = {k: v for k, v in row.items() if k != key}
         return out
     except csv.Error as exc:
         raise UsageError(f"{path}: not a CSV table ({exc})") from None
 
 
+def scores_for(table: Mapping[str, dict[str, str]], label: str) -> dict[str, str] | None:
+    """The ``--annotations`` row of the dyad ``label``: its ``dyad`` cell compared as dyad
+    labels are (:func:`~ratedial.analysis.groups.label_key`: ``d01 `` is ``D01``)."""
+    want = label_key(label)
+    return next((row for k, row in table.items() if label_key(k) == want), None)
+
+
 def unmatched_annotations(table: Mapping[str, object], labels: Iterable[str]) -> str | None:
     """One line naming the rows of an ``--annotations`` CSV that no dyad of the study has
     (a typo in a dyad label), or None."""
-    missing = sorted(set(table) - set(labels))
+    have = {label_key(label) for label in labels}
+    missing = sorted(k for k in table if label_key(k) not in have)
     if not missing:
         return None
     return (f"ratedial: note: --annotations has rows for {len(missing)} dyad(s) not in these "
