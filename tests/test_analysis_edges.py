@@ -73,6 +73,15 @@ def test_a_constant_rater_has_no_pearson_r(tmp_path: Path) -> None:
         assert pair[name]["value"] is None and pair[name]["ci_low"] is None, pair[name]
         assert pair[name]["undefined_resamples"] == 200
     assert pair["pearson_p"] is None
+    # the report says why (an audit, 2026-12-05: only "2000 bootstrap resamples undefined"),
+    # and an ICC of 0 up to rounding is 0.00, not -0.00
+    text = run("analyze", str(path), "--no-truth-bias", "--bootstrap", "200")
+    assert text.returncode == 0, text.stderr
+    assert ("note: client's rating is constant (50.0 throughout): Pearson r and Spearman "
+            "rho are undefined, the ICCs are 0") in text.stdout, text.stdout
+    assert "therapist's rating is constant" not in text.stdout
+    icc = [ln for ln in text.stdout.splitlines() if ln.strip().startswith("ICC(")]
+    assert len(icc) == 2 and all("-0.00" not in ln and " 0.00" in ln for ln in icc), icc
 
 
 def test_number_options_must_be_finite(rec: Path, tmp_path: Path) -> None:

@@ -13,7 +13,12 @@ def fmt_range(key: tuple[float, float]) -> str:
 
 
 def fmt_num(x: float | None, digits: int = 1) -> str:
-    return "-" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+    """``x`` to ``digits`` places; ``-`` for none; never ``-0.00`` (an ICC of a constant
+    rating is 0 up to rounding, and showed as ``-0.00``: zero has no sign here)."""
+    if x is None or not math.isfinite(x):
+        return "-"
+    text = f"{x:.{digits}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text
 
 
 def fmt_signed(x: float | None, digits: int = 1) -> str:

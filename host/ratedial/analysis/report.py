@@ -136,6 +136,19 @@ def _guess_line(r: RaterResult, result: GroupResult) -> str:
     return line
 
 
+def _constant(result: GroupResult) -> list[str]:
+    """A note for each rater of the pair whose rating never changed: a correlation with a
+    constant is undefined (no variance), and its ICCs are 0 (the rating explains none of the
+    other's variance)."""
+    pair = result.pair
+    if pair is None:
+        return []
+    return [f"  note: {r.rater}'s rating is constant ({_f(r.describe.minimum, 1)} throughout): "
+            "Pearson r and Spearman rho are undefined, the ICCs are 0"
+            for r in result.raters if r.rater in (pair.a, pair.b)
+            and r.describe.n and r.describe.range == 0]
+
+
 def _pair_lines(p: PairResult, result: GroupResult) -> list[str]:
     lines = [f"Agreement, {p.a} vs {p.b} (over {fmt_time(p.common_s)} rated by both"
              + (", paired by label order" if p.paired_by == "label order" else "") + ")"]
@@ -151,6 +164,7 @@ def _pair_lines(p: PairResult, result: GroupResult) -> list[str]:
         f"  ICC(2,1)        {_est(ag.icc2_1)}  (absolute agreement)",
         f"  ICC(3,1)        {_est(ag.icc3_1)}  (consistency)",
         f"  Cohen's kappa   {_est(ag.kappa)}  (hindering / neutral / helpful)",
+        *_constant(result),
         *_notes(("Pearson r", ag.pearson), ("Spearman rho", ag.spearman),
                 ("ICC(2,1)", ag.icc2_1), ("ICC(3,1)", ag.icc3_1), ("kappa", ag.kappa)),
     ]
