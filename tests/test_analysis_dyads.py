@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ from scipy import stats as sps
 from jsonschemas import analyze_json
 from ratedial.analysis.errors import PairingError
 from ratedial.analysis.groups import PairingOptions, group_series
-from ratedial.analysis.load import load
+from ratedial.analysis.load import load, parse_rater_overrides
 from ratedial.analysis.notes import annotate
 from ratedial.analysis.synth import SynthMedia, constant, simple_rater, write_dyad, write_recording
 from ratedial.cli import cli
@@ -264,3 +265,32 @@ def test_the_same_rater_twice_names_files_that_can_be_told_apart(tmp_path):
     with pytest.raises(PairingError, match=r"\(client \(dial c1 in two.ratedial\) and "
                                            r"client \(dial c2 in two.ratedial\)\)"):
         group_series(load([two]))
+
+
+@pytest.mark.parametrize("opt", ["--dyad", "--rater"])
+def test_two_overrides_of_one_recording_with_different_labels_are_refused(tmp_path, opt):
+    """Found by a code review: `--dyad client.ratedial=A --dyad S01/client.ratedial=B` (or
+    --rater) was taken, and which label won depended on PYTHONHASHSEED (the order of a set
+    of names). Refused in one line, exit 2; the same label twice is harmless."""
+    (tmp_path / "S01").mkdir()
+    c = _rec(tmp_path / "S01" / "client.ratedial", "client", dyad="S01")
+    t = _rec(tmp_path / "S01" / "therapist.ratedial", "therapist", dyad="S01", uid="bb")
+    second = "S01/client.ratedial:aa" if opt == "--rater" else "S01/client.ratedial"
+    for seed in ("0", "1", "2", "3"):
+        res = subprocess.run([sys.executable, "-m", "ratedial", "analyze", str(c), str(t),
+                              "--brief", opt, "client.ratedial=A", opt, f"{second}=B"],
+                             capture_output=True, text=True, timeout=120, check=False,
+                             env={**os.environ, "PYTHONHASHSEED": seed})
+        assert res.returncode == 2, res.stderr
+        what = "dial aa of client.ratedial" if opt == "--rater" else "client.ratedial"
+        assert res.stderr.strip().splitlines() == [
+            f"ratedial: error: {opt} client.ratedial=A and {second}=B both name {what}; "
+            "give one label"]
+    same = parse_rater_overrides(["client.ratedial=A", f"{second}=A"])
+    kw = {"raters": same} if opt == "--rater" else {"dyads": same}
+    series = load([c, t], **kw)
+    groups = group_series(series, PairingOptions(dyads=kw.get("dyads", {})))
+    if opt == "--rater":
+        assert sorted(s.rater for s in series) == ["A", "therapist"]
+    else:
+        assert sorted(g.label for g in groups) == ["A", "S01"]

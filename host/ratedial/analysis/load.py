@@ -179,26 +179,57 @@ def distinct_names(paths: Iterable[Path]) -> dict[Path, str]:
 def check_overrides(recs: Sequence[Recording], overrides: Mapping[str, str], *,
                     option: str, dials: bool) -> None:
     """Refuse an override that names no recording (or no dial of it): a typo must not leave
-    a rater or dyad silently under its recorded label."""
+    a rater or dyad silently under its recorded label. Refuse two overrides that name one
+    recording (for ``--rater``: one dial) by different names with different labels
+    (``client.ratedial=A`` and ``S01/client.ratedial=B``): which one won depended on the
+    order of a set, that is on ``PYTHONHASHSEED``. The same label twice is harmless."""
     known: dict[Path, set[str]] = {}  # each recording (once) -> the names it is known by
+    by_dial: dict[tuple[Path, int], set[str]] = {}  # (recording, dial) -> REC:DIAL names
     for rec in recs:
         names = recording_names(rec)
+        path = rec.path.resolve()
+        known.setdefault(path, set()).update(names)
         if dials:
-            names |= {f"{n}:{sel}" for n in names for d in rec.dials
-                      for sel in (d.uid, str(d.dial_id), d.rater) if sel is not None}
-        known.setdefault(rec.path.resolve(), set()).update(names)
-    shown = distinct_names(known)
+            for d in rec.dials:
+                by_dial.setdefault((path, d.dial_id), set()).update(
+                    f"{n}:{sel}" for n in names
+                    for sel in (d.uid, str(d.dial_id), d.rater) if sel is not None)
+    dials_of: dict[Path, list[tuple[Path, int]]] = {}
+    for target in by_dial:
+        dials_of.setdefault(target[0], []).append(target)
+    first: dict[tuple[Path, int], str] = {}  # what is overridden -> the first key naming it
     for key in overrides:
         resolved = _resolved_key(key)
         hits = [p for p, names in known.items() if key in names or resolved in names]
+        on_dials = [t for t, names in by_dial.items() if key in names or resolved in names]
+        if on_dials:
+            hits = list(dict.fromkeys(p for p, _ in on_dials))
         if not hits:
             what = "recording or dial" if dials else "recording"
             raise UsageError(f"{option} {key}={overrides[key]}: no {what} given is {key!r} "
                              f"(recordings: {', '.join(r.path.name for r in recs)})")
         if len(hits) > 1:  # a bare file name in a folder-per-dyad study: which one?
+            shown = distinct_names(known)
             listed = ", ".join(shown[p] for p in hits)
             raise UsageError(f"{option} {key}={overrides[key]}: {key!r} names {len(hits)} "
                              f"recordings ({listed}); give a longer path that names one")
+        targets = on_dials or (dials_of.get(hits[0], []) if dials else [(hits[0], -1)])
+        for t in targets:
+            other = first.setdefault(t, key)
+            if overrides[other] != overrides[key]:
+                name = distinct_names(known)[t[0]]
+                what = name if t[1] == -1 else f"dial {_dial_uid(recs, t)} of {name}"
+                raise UsageError(f"{option} {other}={overrides[other]} and {key}="
+                                 f"{overrides[key]} both name {what}; give one label")
+
+
+def _dial_uid(recs: Sequence[Recording], target: tuple[Path, int]) -> str:
+    for rec in recs:
+        if rec.path.resolve() == target[0]:
+            for d in rec.dials:
+                if d.dial_id == target[1]:
+                    return d.uid
+    return str(target[1])
 
 
 def rater_label(rec: Recording, dial: Dial, overrides: Mapping[str, str]) -> str:
