@@ -294,3 +294,24 @@ def test_two_overrides_of_one_recording_with_different_labels_are_refused(tmp_pa
         assert sorted(s.rater for s in series) == ["A", "therapist"]
     else:
         assert sorted(g.label for g in groups) == ["A", "S01"]
+
+
+@pytest.mark.parametrize(("first", "second", "names"), [
+    ("D01", "D01", ["D01 v1.mp4", "D01 v2.mp4"]), ("D01", "d01 ", ["D01 v1.mp4", "d01 v2.mp4"]),
+    ("\u00dc01", "U\u030801", ["\u00dc01 v1.mp4", "U\u030801 v2.mp4"]),
+    ("D01", "D1", ["D01", "D1"]), ("d01", "D02", ["d01", "D02"])])
+def test_one_dyad_on_two_videos_is_told_apart_whatever_the_spelling(tmp_path, first, second,
+                                                                    names):
+    """Found by a code review: the suffix naming the video counted labels exactly, so
+    D01/D01 gave 'D01 v1.mp4' and 'D01 v2.mp4' but D01/'d01 ' (one dyad) gave 'D01' and
+    'd01', two rows that look like two dyads. Rows are in the order of their labels as
+    compared (d01 before D02)."""
+    def two(n, label, fp, video, uid):
+        return [_rec(tmp_path / f"c{n}.ratedial", "client", dyad=label, uid=uid + "c",
+                     fingerprint=fp, path_name=video),
+                _rec(tmp_path / f"t{n}.ratedial", "therapist", dyad=label, uid=uid + "t",
+                     fingerprint=fp, path_name=video)]
+    paths = two(1, first, "rdfp1:v1", "v1.mp4", "a") + two(2, second, "rdfp1:v2", "v2.mp4", "b")
+    assert [g.label for g in group_series(load(paths))] == names
+    same_name = two(3, "D01", "rdfp1:w1", "w.mp4", "c") + two(4, "d01", "rdfp1:w2", "w.mp4", "d")
+    assert [g.label for g in group_series(load(same_name))] == ["D01 w.mp4", "d01 w.mp4 (2)"]

@@ -195,11 +195,11 @@ def group_series(series: Sequence[Series], options: PairingOptions | None = None
                 labelled[members[0].media.name] = unlabelled
         for label, ss in labelled.items():
             raw.append((label, key, ss))
-    counts: dict[str, int] = {}
+    counts: dict[str, int] = {}  # label_key -> groups (videos): "D01" and "d01 " are one
     for label, _, _ in raw:
-        counts[label] = counts.get(label, 0) + 1
+        counts[label_key(label)] = counts.get(label_key(label), 0) + 1
     groups = []
-    used: set[str] = set()
+    used: set[str] = set()  # label_key of the names given
     for label, key, ss in raw:
         seen: dict[str, Series] = {}
         for s in ss:
@@ -210,12 +210,13 @@ def group_series(series: Sequence[Series], options: PairingOptions | None = None
                     "relabel one with --rater RECORDING[:DIAL]=LABEL or leave it out")
             seen[role] = s
         ordered, pair, how = _pair(ss, opt.roles)
-        name = base = label if counts[label] == 1 else f"{label} {ss[0].media.name}"
+        name = base = label if counts[label_key(label)] == 1 else f"{label} {ss[0].media.name}"
         k = 1
-        while name in used:  # one label, two videos of one file name: rows told apart
+        while label_key(name) in used:  # one label, two videos of one file name: told apart
             k += 1
             name = f"{base} ({k})"
-        used.add(name)
+        used.add(label_key(name))
         groups.append(Group(label=name, media_key=key, series=ordered, pair=pair,
                             paired_by=how, spellings=spellings.get((key, label), ())))
-    return sorted(groups, key=lambda g: natural_key(g.label))
+    # by label_key first: the groups of one dyad written "D01" and "d01 " stay together
+    return sorted(groups, key=lambda g: (natural_key(label_key(g.label)), natural_key(g.label)))
