@@ -315,3 +315,33 @@ def test_one_dyad_on_two_videos_is_told_apart_whatever_the_spelling(tmp_path, fi
     assert [g.label for g in group_series(load(paths))] == names
     same_name = two(3, "D01", "rdfp1:w1", "w.mp4", "c") + two(4, "d01", "rdfp1:w2", "w.mp4", "d")
     assert [g.label for g in group_series(load(same_name))] == ["D01 w.mp4", "d01 w.mp4 (2)"]
+
+
+@pytest.mark.parametrize(("client", "therapist"), [
+    ("client ", "Therapist"), ("CLIENT", " therapist"),
+    ("Kli\u0065\u0301nt", "Th\u00e9rapeut")])  # NFD client, NFC therapist
+def test_rater_roles_are_compared_like_dyad_labels(tmp_path, client, therapist):
+    """Found by a code review: roles were only lower-cased, so a client dial labelled
+    'client ' (a TOML config's trailing space) beside 'Therapist' was paired by label order,
+    a = Therapist: truth and judge swapped in Truth and Bias; nor was it a duplicate of
+    'client'. Roles compare by label_key, as dyad labels do."""
+    roles = ("kli\u00e9nt", "th\u00e9rapeut") if "\u0301" in client else ("client", "therapist")
+    c = _rec(tmp_path / "c.ratedial", client, dyad="D01", value=70)
+    t = _rec(tmp_path / "t.ratedial", therapist, dyad="d01 ", uid="bb", value=30)
+    (g,) = group_series(load([c, t]), PairingOptions(roles=roles))
+    assert g.paired_by == "roles" and g.pair is not None
+    assert [s.rater for s in g.pair] == [client, therapist]
+    assert [float(np.nanmean(s.values)) for s in g.pair] == [70.0, 30.0]
+    again = _rec(tmp_path / "c2.ratedial", roles[0], dyad="D01", uid="cc")
+    with pytest.raises(PairingError, match="appears twice for D01"):
+        group_series(load([c, t, again]), PairingOptions(roles=roles))
+    other = [_rec(tmp_path / "o1.ratedial", "observer ", dyad="D02", uid="o1"),
+             _rec(tmp_path / "o2.ratedial", "Coder", dyad="D02", uid="o2")]
+    (o,) = group_series(load(other))
+    assert o.paired_by == "label order" and [s.rater for s in o.series] == ["Coder",
+                                                                            "observer "]
+    res = subprocess.run([sys.executable, "-m", "ratedial", "analyze", str(c), str(t),
+                          "--roles", "client,Client"], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert res.returncode == 2 and res.stderr.startswith(
+        "ratedial: error: --roles needs two different labels (got 'client' and 'Client')")

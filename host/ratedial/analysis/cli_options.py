@@ -170,14 +170,15 @@ def friendly(f: F) -> F:
 
 
 def _pairing(kw: dict[str, Any]) -> PairingOptions:
-    from .groups import PairingOptions
+    from .groups import PairingOptions, label_key
     from .load import parse_rater_overrides
 
     roles = tuple(r.strip() for r in kw["roles"].split(","))
     if len(roles) != 2 or not all(roles):
         raise UsageError("--roles needs two labels, e.g. client,therapist")
-    if roles[0] == roles[1]:
-        raise UsageError(f"--roles needs two different labels (got {roles[0]!r} twice): a "
+    if label_key(roles[0]) == label_key(roles[1]):  # as raters are matched to roles
+        got = f"{roles[0]!r} twice" if roles[0] == roles[1] else f"{roles[0]!r} and {roles[1]!r}"
+        raise UsageError(f"--roles needs two different labels (got {got}): a "
                          "rater is never compared with itself")
     return PairingOptions(dyad_key=kw["dyad_key"], roles=(roles[0], roles[1]),
                           match=kw["match"], dyads=parse_rater_overrides(kw["dyads"]))

@@ -13,9 +13,10 @@ docs/analysis.md, "Pairing dyads"):
   group of their video (or form their own group, called after the video, when there is
   none; with several it is an error).
 * The pair: the raters named by ``roles`` (default ``client`` then ``therapist``), so ``a``
-  is the client and ``b`` the therapist. A group of exactly two other raters is paired in
-  the order of their labels. A rater label twice in one group is an error (relabel with
-  ``--rater``).
+  is the client and ``b`` the therapist; rater labels are compared with the roles, and with
+  each other, by :func:`label_key` too (``Client`` and ``client `` are the client). A group
+  of exactly two other raters is paired in the order of their labels (so compared). A rater
+  label twice in one group is an error (relabel with ``--rater``).
 """
 
 from __future__ import annotations
@@ -118,20 +119,24 @@ def dyad_label(s: Series, options: PairingOptions) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
+def _rater_order(s: Series) -> tuple[str, str]:
+    return label_key(s.rater), s.rater
+
+
 def _pair(series: list[Series], roles: tuple[str, str]) -> tuple[tuple[Series, ...],
                                                                   tuple[Series, Series] | None,
                                                                   str]:
-    # roles match labels whatever their case ("Therapist" is the therapist: paired by label
-    # order instead, a capital reversed the dyad's truth and judge in Truth and Bias)
-    by = {s.rater.lower(): s for s in series}
-    roles = (roles[0].lower(), roles[1].lower())
-    others = sorted((s for s in series if s.rater.lower() not in roles),
-                    key=lambda s: s.rater)
+    # roles match labels as dyad labels do, by label_key: whatever their case, surrounding
+    # whitespace and Unicode form ("Therapist" or "client " is a role: paired by label order
+    # instead, a capital or a space reversed the dyad's truth and judge in Truth and Bias)
+    by = {label_key(s.rater): s for s in series}
+    roles = (label_key(roles[0]), label_key(roles[1]))
+    others = sorted((s for s in series if label_key(s.rater) not in roles), key=_rater_order)
     if roles[0] in by and roles[1] in by:
         a, b = by[roles[0]], by[roles[1]]
         return (a, b, *others), (a, b), "roles"
     if len(series) == 2:
-        a, b = sorted(series, key=lambda s: s.rater)
+        a, b = sorted(series, key=_rater_order)
         return (a, b), (a, b), "label order"
     ordered = [by[r] for r in roles if r in by] + others
     return tuple(ordered), None, ""
@@ -203,7 +208,7 @@ def group_series(series: Sequence[Series], options: PairingOptions | None = None
     for label, key, ss in raw:
         seen: dict[str, Series] = {}
         for s in ss:
-            role = s.rater.lower()  # "Client" and "client" are one role
+            role = label_key(s.rater)  # "Client", "client " and "client" are one role
             if role in seen:
                 raise PairingError(
                     f"rater {s.rater!r} appears twice for {label} ({_both(seen[role], s)}); "
