@@ -21,6 +21,7 @@ import math
 import multiprocessing
 import os
 import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -164,15 +165,15 @@ def recording_names(rec: Recording) -> set[str]:
 def distinct_names(paths: Iterable[Path]) -> dict[Path, str]:
     """Each path by the shortest trailing part of it that no other of ``paths`` ends with
     (``S01/client.ratedial`` and ``backup/S01/client.ratedial``): for messages naming
-    recordings of one file name in several folders."""
+    recordings of one file name in several folders. Every trailing part is counted once, so
+    the cost grows with the number of paths times their depth squared, not with the number
+    of paths squared."""
     full = {p: p.resolve().parts for p in paths}
+    ends = Counter(parts[-n:] for parts in full.values() for n in range(1, len(parts) + 1))
     out: dict[Path, str] = {}
     for p, parts in full.items():
-        for n in range(1, len(parts) + 1):
-            tail = parts[-n:]
-            if not any(q != p and other[-n:] == tail for q, other in full.items()):
-                break
-        out[p] = "/".join(tail) if n < len(parts) else str(p.resolve())
+        n = next((n for n in range(1, len(parts)) if ends[parts[-n:]] == 1), len(parts))
+        out[p] = "/".join(parts[-n:]) if n < len(parts) else str(p.resolve())
     return out
 
 
@@ -209,7 +210,7 @@ def check_overrides(recs: Sequence[Recording], overrides: Mapping[str, str], *,
             raise UsageError(f"{option} {key}={overrides[key]}: no {what} given is {key!r} "
                              f"(recordings: {', '.join(r.path.name for r in recs)})")
         if len(hits) > 1:  # a bare file name in a folder-per-dyad study: which one?
-            shown = distinct_names(known)
+            shown = distinct_names(hits)  # only here: it costs, and only they share a name
             listed = ", ".join(shown[p] for p in hits)
             raise UsageError(f"{option} {key}={overrides[key]}: {key!r} names {len(hits)} "
                              f"recordings ({listed}); give a longer path that names one")
@@ -217,7 +218,7 @@ def check_overrides(recs: Sequence[Recording], overrides: Mapping[str, str], *,
         for t in targets:
             other = first.setdefault(t, key)
             if overrides[other] != overrides[key]:
-                name = distinct_names(known)[t[0]]
+                name = distinct_names(p for p in known if p.name == t[0].name)[t[0]]
                 what = name if t[1] == -1 else f"dial {_dial_uid(recs, t)} of {name}"
                 raise UsageError(f"{option} {other}={overrides[other]} and {key}="
                                  f"{overrides[key]} both name {what}; give one label")
