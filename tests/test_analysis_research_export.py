@@ -265,3 +265,41 @@ def test_elan_tracks_span_each_raters_scale(tmp_path):
     ranges = {t.get("name"): (t.find("range").get("min"), t.find("range").get("max"))
               for t in tracks}
     assert ranges == {"client": ("1.0", "7.0"), "therapist": ("0.0", "100.0")}
+
+
+def test_a_sav_is_checked_by_its_last_row_and_one_cut_short_is_refused(tmp_path, monkeypatch):
+    """Found by a code review: every .sav was read back in full after writing to catch a
+    write pyreadstat did not report (16 % on top of writing 1M rows). Now only its last row
+    is read; a file cut short (as on a full disk) is still refused, and nothing is left."""
+    import pandas as pd
+
+    from ratedial.analysis import spss
+    from ratedial.errors import RatedialError
+
+    real_read, real_write = pyreadstat.read_sav, pyreadstat.write_sav
+    rows_read: list[int] = []
+
+    def read(path, **kw):
+        df, meta = real_read(path, **kw)
+        rows_read.append(len(df))
+        return df, meta
+
+    monkeypatch.setattr(pyreadstat, "read_sav", read)
+    df = pd.DataFrame({"dyad": ["D01"] * 5000, "t_s": np.arange(5000) / 10.0})
+    out = tmp_path / "t.sav"
+    spss._write_sav(df, out, file_label="x")
+    assert rows_read == [1]
+    back, _ = real_read(str(out))
+    assert len(back) == 5000 and float(back["t_s"].iloc[-1]) == 499.9
+    spss._write_sav(df.iloc[:0], tmp_path / "empty.sav", file_label="x")
+    assert rows_read == [1, 0]
+
+    def cut(frame, path, **kw):  # a writer that loses the file's end and says nothing
+        real_write(frame, path, **kw)
+        data = Path(path).read_bytes()
+        Path(path).write_bytes(data[:-3000])
+
+    monkeypatch.setattr(pyreadstat, "write_sav", cut)
+    with pytest.raises(RatedialError, match="could not write it whole"):
+        spss._write_sav(df, tmp_path / "cut.sav", file_label="x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.sav", "t.sav"]

@@ -143,16 +143,24 @@ def write_table_sav(rows: Sequence[Mapping[str, Any]], path: Path,
 
 def _write_sav(df: Any, path: Path, **options: Any) -> None:
     """``df`` as ``path``, written in full or not at all (:func:`ratedial.outfile.staged`),
-    and read back: pyreadstat does not always say that a write failed (on a full disk it
-    left a 0-byte file and returned)."""
+    and its last row read back: pyreadstat does not always say that a write failed (on a
+    full disk it left a 0-byte file and returned). Only the last row: reading every row back
+    cost 16 % on top of writing 1M rows; a file cut short is refused either way (readstat
+    checks the row count in the header against the data)."""
     import pyreadstat
 
     with staged(path, overwrite=True) as part:
         try:
             pyreadstat.write_sav(df, str(part), **options)
-            first = [str(df.columns[0])] if len(df.columns) else None
-            back, _ = pyreadstat.read_sav(str(part), usecols=first)
-            whole = len(back) == len(df)
+            n = len(df)
+            if n:
+                first = [str(df.columns[0])] if len(df.columns) else None
+                back, _ = pyreadstat.read_sav(str(part), usecols=first, row_offset=n - 1,
+                                              row_limit=1)
+                whole = len(back) == 1
+            else:
+                _, meta = pyreadstat.read_sav(str(part), metadataonly=True)
+                whole = not meta.number_rows
         except pyreadstat.ReadstatError:
             whole = False
         if not whole:
