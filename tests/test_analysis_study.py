@@ -196,3 +196,29 @@ def test_a_valid_annotation_name_keeps_its_spss_name_beside_near_duplicates(tmp_
 
     assert spss_names(["x-y", "X_y", "x_Y", "1st"]) == {
         "x-y": "x_y_2", "X_y": "X_y", "x_Y": "x_Y_3", "1st": "v_1st"}
+
+
+def test_spss_reserved_words_are_renamed(tmp_path):
+    """Found by a code review: a column named like an SPSS reserved keyword (ALL AND BY EQ
+    GE GT LE LT NE NOT OR TO WITH, any case), e.g. from --annotations, kept its name, which
+    SPSS does not accept as a variable name. It is renamed by the rule (v_ before it)."""
+    from ratedial.analysis.spss import spss_names, valid_spss
+
+    for word in ("ALL", "and", "By", "EQ", "ge", "GT", "le", "LT", "ne", "NOT", "or", "To",
+                 "WITH"):
+        assert not valid_spss(word)
+    assert valid_spss("total") and valid_spss("v_to") and valid_spss("nott")
+    assert spss_names(["to", "v_to", "With", "or_", "1to"]) == {
+        "to": "v_to_2", "v_to": "v_to", "With": "v_With", "or_": "or_", "1to": "v_1to"}
+    write_dyad(tmp_path, "D01", duration_s=60, seed=1, rate_hz=20)
+    sidecar = tmp_path / "scores.csv"
+    sidecar.write_text("dyad,to,With\nD01,3,4\n")
+    res = subprocess.run([sys.executable, "-m", "ratedial", "study", str(tmp_path),
+                          "-o", str(tmp_path / "study"), "--bootstrap", "100",
+                          "--annotations", str(sidecar)],
+                         capture_output=True, text=True, timeout=180, check=False)
+    assert res.returncode == 0, res.stderr
+    df, meta = pyreadstat.read_sav(str(tmp_path / "study.sav"))
+    got = {c: (float(df[c][0]), meta.column_names_to_labels[c]) for c in ("v_to", "v_With")}
+    assert got == {"v_to": (3.0, "to"), "v_With": (4.0, "With")}
+    assert not {"to", "With"} & set(df.columns)

@@ -7,8 +7,9 @@ Invariants:
   0 missing / 1 rated / 2 filled with value labels.
 * A missing value is SPSS's system-missing, never a number.
 * Variable names are valid SPSS names (letters, digits, ``_``; at most 64 bytes; starting
-  with a letter); a column whose name is valid keeps it, a renamed column keeps its
-  original name in its label (:func:`spss_names`).
+  with a letter; not a reserved keyword such as ``TO`` or ``WITH``); a column whose name is
+  valid keeps it, a renamed column keeps its original name in its label
+  (:func:`spss_names`).
 * Files are created with mode 0600, like every export.
 """
 
@@ -37,18 +38,23 @@ LONG_LABELS = {
 
 
 VALID_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+#: SPSS's reserved keywords: never a variable name, in any case (``to``, ``With``).
+RESERVED = frozenset({"all", "and", "by", "eq", "ge", "gt", "le", "lt", "ne", "not", "or",
+                      "to", "with"})
 
 
 def valid_spss(name: str) -> bool:
-    """Letters, digits and ``_``, starting with a letter, at most 64 bytes."""
-    return VALID_NAME.fullmatch(name) is not None and len(name) <= 64
+    """Letters, digits and ``_``, starting with a letter, at most 64 bytes, and not a
+    reserved keyword (:data:`RESERVED`, any case)."""
+    return (VALID_NAME.fullmatch(name) is not None and len(name) <= 64
+            and name.lower() not in RESERVED)
 
 
 def spss_name(name: str, taken: set[str]) -> str:
     """A valid, unique SPSS variable name for ``name`` (``taken``: lower-cased names in use;
     SPSS names ignore case)."""
     out = re.sub(r"[^A-Za-z0-9_]", "_", name)
-    if not out or not out[0].isalpha():
+    if not out or not out[0].isalpha() or out.lower() in RESERVED:
         out = "v_" + out
     out = out[:64]
     base, i = out, 2
@@ -63,7 +69,8 @@ def spss_name(name: str, taken: set[str]) -> str:
 def spss_names(columns: Sequence[str]) -> dict[str, str]:
     """Each column's SPSS variable name: a column whose name is already valid keeps it (the
     first of several that differ only in case); the others are made valid (other characters
-    become ``_``, ``v_`` before a name that does not start with a letter, cut at 64) and get
+    become ``_``, ``v_`` before a name that does not start with a letter or is a reserved
+    keyword, cut at 64) and get
     ``_2``, ``_3``, ... when that name is taken, in column order. So ``wai_sr`` is always
     ``wai_sr``, whatever ``wai-sr`` or ``wai sr`` beside it become."""
     taken: set[str] = set()
