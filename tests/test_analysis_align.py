@@ -393,6 +393,50 @@ def test_a_crashed_recording_whose_file_is_shorter_than_its_header_says_is_read(
     con.close()
 
 
+def test_a_crashed_recording_cut_short_beside_its_wal_is_named_damaged(tmp_path):
+    """A review (2026-12-06): with a -wal beside it, a file cut short was not size-checked,
+    the -wal was folded in (SQLite pads the file to its header's size with zeros) and the
+    copy read without a word, a media_s changed and the user's file rewritten. Only pages
+    that the -wal's committed frames hold may be missing from the end of the file."""
+    import shutil
+
+    path = tmp_path / "live.ratedial"
+    rater = SynthRater(label="client", curve=lambda t: 40 + 0.25 * t, uid="c1",
+                       script=(Play(start_s=0, end_s=60),))
+    write_recording(path, [rater], media=SynthMedia(duration_s=60.0), rate_hz=SAMPLE_HZ)
+    con = sqlite3.connect(path)  # a run that crashed: its last commit only in its -wal
+    con.execute("PRAGMA wal_autocheckpoint = 0")
+    con.execute("INSERT INTO events (host_ns, dial_id, kind, data) VALUES (1, NULL, 'x', '{}')")
+    con.commit()
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    for suffix in ("", "-wal"):
+        shutil.copy(f"{path}{suffix}", crashed / f"c.ratedial{suffix}")
+    con.close()
+    copy, wal = crashed / "c.ratedial", crashed / "c.ratedial-wal"
+    data, log = copy.read_bytes(), wal.read_bytes()
+    pages = int.from_bytes(data[28:32], "big")
+    assert len(data) == pages * 4096 and len(log) > 32
+    cases = {5: log, 4096: log, 1: log}
+    # the last page missing and in the -wal, but in frames of an older log (other salts)
+    older = bytearray(log)
+    for at in range(32, len(older) - 24 - 4096 + 1, 24 + 4096):
+        older[at:at + 4] = pages.to_bytes(4, "big")
+    older[16:24] = bytes(8)
+    cases[-4096] = bytes(older)
+    for k, side in cases.items():
+        cut = data[:-abs(k)]
+        copy.write_bytes(cut)
+        wal.write_bytes(side)
+        with pytest.raises(NotARecording, match=(
+                rf"c\.ratedial is damaged: an SQLite file cut short \({len(cut)} bytes, where "
+                rf"its header says {pages} pages of 4096 bytes; a truncated or partly copied "
+                r"file\?\)$")):
+            load([copy])
+        assert copy.read_bytes() == cut and wal.read_bytes() == side  # neither rewritten
+    # the legitimate case, a fold cut off, is read: see the test before this one
+
+
 def test_bytes_changed_inside_a_recording_that_sqlite_still_reads_are_refused(story, tmp_path):
     """An audit (2026-12-05): three flipped bits left a recording SQLite still read, and export
     wrote a sample's changed host_ns (176,000 extra missing bins) with exit 0. reliability.md:

@@ -33,7 +33,7 @@ import numpy.typing as npt
 from .._platform.lock import held
 from ..recording.readonly import closed, connect_ro, uri
 from ..recording.schema import FORMAT, FORMAT_VERSION, MediaState
-from ..recording.walfile import fold, wal_has_data, wal_of
+from ..recording.walfile import fold, wal_has_data, wal_of, wal_pages
 from .errors import NotARecording
 from .guard import SQLITE_MAGIC, is_sqlite
 from .losses import Loss, read_losses, read_stalls, run_end_s
@@ -275,9 +275,13 @@ def _cut_short(p: Path) -> str | None:
     times the page size its 100-byte header gives. SQLite reads a last page that is cut
     short as if zeros were there, and its integrity check sees nothing when the cut falls in
     a record: a recording cut by 1-12 bytes was read whole, its last sample's rating 55.0
-    read as 0.0 (an audit, 2026-12-05). Not checked while a ``-wal`` with data is beside it:
-    the file then holds the recording as of its last fold (or part of a fold a crash cut
-    off) and the ``-wal`` the rest; the reader folds it and checks the file alone after."""
+    read as 0.0 (an audit, 2026-12-05). While a ``-wal`` with data is beside it, the file
+    holds the recording as of its last fold (or part of a fold a crash cut off) and the
+    ``-wal`` the rest: the file may then be shorter than its header says, by pages (or part
+    of a page: a fold cut off by a full disk or a file size limit) that are all in the
+    ``-wal``'s committed frames (the fold writes them whole). Anything else is cut short: folding it would have SQLite pad the file with zeros to its header's size,
+    and the cut read as zeros without a word (and the file rewritten; a review,
+    2026-12-06)."""
     try:
         with open(p, "rb") as f:
             head = f.read(100)
@@ -291,12 +295,22 @@ def _cut_short(p: Path) -> str | None:
                 "truncated or partly copied file?)")
     raw = int.from_bytes(head[16:18], "big")
     page = 65536 if raw == 1 else raw
-    if page < 512 or page & (page - 1) or wal_has_data(wal_of(p)):
+    if page < 512 or page & (page - 1):
         return None
     pages = int.from_bytes(head[28:32], "big")
     if pages == 0 or head[24:28] != head[92:96]:  # no valid in-header size (SQLite < 3.7)
         pages = -(-size // page)
     if size == pages * page:
+        return None
+    wal = wal_of(p)
+    with_wal = wal_has_data(wal)
+    if with_wal and (
+            # whole pages after the header's: the fold truncates them
+            (size > pages * page and size % page == 0)
+            # pages missing or cut short (a fold stopped by a full disk writes part of one):
+            # every one is in the -wal, whose copy the fold writes whole
+            or (size < pages * page
+                and set(range(size // page + 1, pages + 1)) <= wal_pages(wal, page))):
         return None
     with held(p) as free:
         if not free:  # being recorded: its writer may be folding the -wal in right now

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-__all__ = ["fold", "wal_has_data", "wal_left", "wal_of"]
+__all__ = ["fold", "wal_has_data", "wal_left", "wal_of", "wal_pages"]
 
 
 def wal_of(path: Path) -> Path:
@@ -24,6 +24,42 @@ def wal_has_data(wal: Path) -> bool:
         return wal.stat().st_size > 0
     except OSError:
         return False
+
+
+def wal_pages(wal: Path, page: int) -> frozenset[int]:
+    """The page numbers a ``-wal`` holds in its valid, committed frames: what SQLite would
+    copy into the file on a fold (empty when there is no ``-wal`` or it is not one). WAL
+    format: a 32-byte header (page size at bytes 8-11, salts at 16-23), then frames of a
+    24-byte header (page number at 0-3, the database's page count after a commit at 4-7,
+    nonzero on a commit's last frame; salts at 8-15, equal to the header's) and one page.
+    Frames end at the first one cut short or with other salts (an older log's), and those
+    after the last commit frame are not part of the database. Checksums are not checked."""
+    found: set[int] = set()
+    pending: set[int] = set()
+    try:
+        with open(wal, "rb") as f:
+            head = f.read(32)
+            if (len(head) < 32 or head[:4] not in (b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83")
+                    or int.from_bytes(head[8:12], "big") != page):
+                return frozenset()
+            salts = head[16:24]
+            at = 32
+            while True:
+                f.seek(at)
+                frame = f.read(24)
+                if len(frame) < 24 or frame[8:16] != salts:
+                    break
+                f.seek(at + 24 + page - 1)
+                if len(f.read(1)) < 1:  # its page cut short
+                    break
+                pending.add(int.from_bytes(frame[:4], "big"))
+                if int.from_bytes(frame[4:8], "big"):
+                    found |= pending
+                    pending.clear()
+                at += 24 + page
+    except OSError:
+        return frozenset()
+    return frozenset(found)
 
 
 def fold(con: sqlite3.Connection, *, wait: bool = True) -> bool:
