@@ -287,6 +287,36 @@ def test_an_epochs_hello_that_is_not_a_json_object_is_refused(story, tmp_path, h
     assert load([path])
 
 
+@pytest.mark.parametrize("rate", ["Infinity", "-Infinity", "1e999", "NaN", "true", "false",
+                                  "1" + "0" * 400, "0", "-100", '"100"', "null"])
+def test_an_epochs_hello_rate_that_is_not_a_finite_positive_number_is_unknown(
+        story, tmp_path, rate):
+    """A review (2026-12-06): a hello rate_hz of Infinity or 1e999 crashed analyze and export
+    (OverflowError), and true was read as 1.0 Hz. docs/recording.md: a rate_hz that is not a
+    positive number leaves the rate unknown, as none does."""
+    from ratedial.analysis.read import read_recording
+
+    whole, _ = story
+    path = tmp_path / "h.ratedial"
+    path.write_bytes(whole.read_bytes())
+
+    def rates_and_values(hello):
+        con = sqlite3.connect(path)
+        with con:
+            con.execute("UPDATE epochs SET hello = ? WHERE epoch_id = 2", (hello,))
+        con.close()
+        rates = {e.epoch_id: e.rate_hz for e in read_recording(path).epochs}
+        return rates, [s.values for s in load([path])]
+
+    absent = rates_and_values("{}")
+    assert absent[0][2] is None
+    rates, values = rates_and_values(f'{{"rate_hz": {rate}}}')
+    assert rates == absent[0]
+    assert len(values) == len(absent[1]) and all(
+        np.array_equal(a, b, equal_nan=True) for a, b in zip(values, absent[1], strict=True))
+    assert rates_and_values('{"rate_hz": 100}')[0][2] == 100.0
+
+
 def test_a_truncated_recording_is_named_damaged(story, tmp_path):
     whole, _ = story
     assert load([whole])  # the whole file reads

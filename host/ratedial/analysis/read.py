@@ -37,7 +37,7 @@ from ..recording.walfile import fold, wal_has_data, wal_of, wal_pages
 from .errors import NotARecording
 from .guard import SQLITE_MAGIC, is_sqlite
 from .losses import Loss, read_losses, read_stalls, run_end_s
-from .values import bad_sample, check_hello, check_scale, check_session
+from .values import bad_sample, check_hello, check_scale, check_session, hello_rate
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -279,9 +279,9 @@ def _cut_short(p: Path) -> str | None:
     holds the recording as of its last fold (or part of a fold a crash cut off) and the
     ``-wal`` the rest: the file may then be shorter than its header says, by pages (or part
     of a page: a fold cut off by a full disk or a file size limit) that are all in the
-    ``-wal``'s committed frames (the fold writes them whole). Anything else is cut short: folding it would have SQLite pad the file with zeros to its header's size,
-    and the cut read as zeros without a word (and the file rewritten; a review,
-    2026-12-06)."""
+    ``-wal``'s committed frames (the fold writes them whole). Anything else is cut short:
+    folding it would have SQLite pad the file with zeros to its header's size, and the cut
+    read as zeros without a word (and the file rewritten; a review, 2026-12-06)."""
     try:
         with open(p, "rb") as f:
             head = f.read(100)
@@ -450,12 +450,11 @@ def read_recording(path: str | Path) -> Recording:
         epochs = []
         for eid, did, boot, hello in con.execute(
                 "SELECT epoch_id, dial_id, boot_id, hello FROM epochs ORDER BY epoch_id"):
-            rate = check_hello(p, eid, hello).get("rate_hz")
+            rate = hello_rate(check_hello(p, eid, hello))
             last = con.execute("SELECT MAX(sample_index) FROM samples WHERE epoch_id=?",
                                (eid,)).fetchone()[0]
             epochs.append(Epoch(epoch_id=eid, dial_id=did, boot_id=boot,
-                                rate_hz=float(rate) if isinstance(rate, int | float) and rate > 0
-                                else None, last_index=last))
+                                rate_hz=rate, last_index=last))
         _check_owners(con, p, dials, epochs)
         rates = {e.epoch_id: e.rate_hz for e in epochs}
         timeline, run_t0 = MEDIA_TIMELINE, None

@@ -80,6 +80,21 @@ def check_hello(p: Path, epoch_id: int, raw: Any) -> dict[str, Any]:
     return value
 
 
+def hello_rate(hello: dict[str, Any]) -> float | None:
+    """An epoch's sample rate from its ``hello``: ``rate_hz`` when it is a finite number
+    above 0 (not a bool), None (unknown, as when it is absent) otherwise. A review
+    (2026-12-06): Infinity and 1e999 crashed analyze and export (OverflowError), and
+    ``true`` was read as 1.0 Hz."""
+    rate = hello.get("rate_hz")
+    if isinstance(rate, bool) or not isinstance(rate, int | float):
+        return None
+    try:
+        value = float(rate)
+    except OverflowError:  # an integer of hundreds of digits
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
 def _number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
