@@ -153,3 +153,49 @@ def test_an_export_stopped_mid_write_leaves_no_file(tmp_path: Path, rec: Path,
         write_export(groups, tmp_path / "f", ["parquet"])
     assert (tmp_path / "f.parquet").read_bytes() == b"an earlier export"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.parquet"]  # no temporary
+
+
+@pytest.mark.parametrize("name", ["t." + "x" * 245, "x" * 251 + ".csv", "é" * 125 + ".csv",
+                                  "a." + "b" * 253, "é" * 126 + ".x"])
+def test_an_output_name_the_os_takes_is_never_refused_for_its_temporarys(
+        tmp_path: Path, name: str) -> None:
+    """A review (2026-12-06): the temporary's name (``.STEM.XXXXXXXX.part.SUF``, the stem cut
+    to 64 characters, not bytes) was longer than a name of up to 255 bytes the OS takes:
+    'File name too long', naming the temporary."""
+    from ratedial.outfile import staged
+
+    out = tmp_path / name
+    assert len(os.fsencode(name)) <= 255
+    with staged(out) as part:
+        assert len(os.fsencode(part.name)) <= 255 and part.name.startswith(".")
+        part.write_text("whole")
+    assert out.read_text() == "whole"
+    assert every_file(tmp_path) == [name]
+
+
+def test_a_folder_that_cannot_be_written_is_said_of_the_output(tmp_path: Path) -> None:
+    """A review (2026-12-06): the error from creating the temporary named the hidden
+    temporary ('.../ro/.table.7_v2s_f6.part.csv: Permission denied'), not the output."""
+    import tempfile
+
+    top = Path(tempfile.mkdtemp())
+    try:
+        os.chmod(top, 0o755)
+        ro = top / "ro"
+        ro.mkdir(mode=0o555)
+        out = ro / "table.csv"
+        code = ("import sys; from pathlib import Path; from ratedial.outfile import staged\n"
+                "try:\n"
+                "    with staged(Path(sys.argv[1])): pass\n"
+                "except Exception as exc: print(type(exc).__name__, exc)\n")
+        as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        res = subprocess.run([*(as_user if os.geteuid() == 0 else []), sys.executable, "-c",
+                              code, str(out)], text=True, capture_output=True, timeout=60,
+                             check=False, env={**os.environ, "HOME": str(top)})
+        assert res.stderr == ""
+        assert res.stdout == f"OutputWriteError cannot write {out}: permission denied\n"
+        assert os.listdir(ro) == []
+    finally:
+        os.chmod(top / "ro", 0o755)
+        import shutil
+        shutil.rmtree(top)

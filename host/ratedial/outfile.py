@@ -50,8 +50,12 @@ def staged(output: Path, *, overwrite: bool = False) -> Iterator[Path]:
     try:
         try:
             make_private_dirs(folder)  # new folders are private too
-            fd, name = tempfile.mkstemp(dir=folder, prefix=f".{output.stem[:64]}.",  # NAME_MAX
-                                        suffix=f".part{output.suffix}")
+            prefix, suffix = _part_name(output)
+            try:
+                fd, name = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
+            except OSError as exc:  # the folder cannot be written: said of the output,
+                # not of the hidden temporary's name (a review, 2026-12-06)
+                raise OutputWriteError(f"cannot write {output}: {_reason(exc)}") from exc
             os.close(fd)
             part = Path(name)
             with interrupt_on_terminate():  # killed (SIGTERM) mid-write: the part is removed
@@ -75,6 +79,32 @@ def staged(output: Path, *, overwrite: bool = False) -> Iterator[Path]:
                     d.rmdir()
                 except OSError:
                     break
+
+
+#: The longest file name most file systems take, in bytes (ext4, XFS, APFS, tmpfs; NTFS and
+#: FAT take 255 UTF-16 units, never fewer than the UTF-8 bytes of the same name's BMP text).
+NAME_MAX = 255
+_PART_FIXED = len(".") + len(".") + 8 + len(".part")  # mkstemp's 8 random characters
+
+
+def _part_name(output: Path) -> tuple[str, str]:
+    """``mkstemp``'s prefix and suffix for ``output``'s temporary, ``.STEM.XXXXXXXX.part.SUF``,
+    at most :data:`NAME_MAX` bytes in all: the stem cut (whole characters, at most 64 bytes)
+    to what the suffix leaves, and a suffix too long to leave room (no format's) dropped.
+    An output name the OS takes is never refused for its temporary's longer name (a review,
+    2026-12-06: a 247-byte name failed with ENAMETOOLONG naming the temporary)."""
+    suf = output.suffix if _bytes(output.suffix) <= NAME_MAX - _PART_FIXED else ""
+    room = min(64, NAME_MAX - _PART_FIXED - _bytes(suf))
+    stem = ""
+    for ch in output.name[:len(output.name) - len(suf)] if suf else output.name:
+        if _bytes(stem + ch) > room:
+            break
+        stem += ch
+    return f".{stem}.", f".part{suf}"
+
+
+def _bytes(text: str) -> int:
+    return len(os.fsencode(text))
 
 
 def _reason(exc: OSError) -> str:
