@@ -194,6 +194,24 @@ def test_a_recording_whose_own_part_the_broker_has_is_complete_whatever_earlier_
 
 # --- the crash audit (2026-12-05, finding 2): a dial lost and not back by the end ----------
 
+def test_a_dial_lost_during_the_handshake_is_lost_for_the_run_not_longer() -> None:
+    """A review (2026-12-06): a dial lost before the run's t0 (during the handshake) had its
+    for_s counted from when it was lost, longer than the run (here 9.5 s of a 7 s run)."""
+    from ratedial.daemon.app import lost_at_end
+    from ratedial.daemon.dialview import DialView
+    from ratedial.daemon.summary import LostAtEnd
+
+    t0, end = 10_000_000_000, 17_000_000_000  # a 7 s run
+    early = DialView(uid="a1", rater="client", state="lost", lost_ns=t0 - 2_500_000_000,
+                     lost_cause="unplugged")
+    later = DialView(uid="b2", rater="therapist", state="lost", lost_ns=t0 + 2_500_000_000,
+                     lost_cause="replaced")
+    back = DialView(uid="c3", rater="observer", state="connected")
+    assert lost_at_end([early, later, back], t0, end) == {
+        "a1": LostAtEnd(at_s=0.0, for_s=7.0, cause="unplugged"),
+        "b2": LostAtEnd(at_s=2.5, for_s=4.5, cause="replaced")}
+
+
 def test_the_plain_summary_names_a_dial_lost_and_not_back() -> None:
     from ratedial.daemon.dialview import DialView
     from ratedial.daemon.summary import LostAtEnd, json_summary

@@ -106,6 +106,20 @@ def precise_loop() -> asyncio.AbstractEventLoop:
     return asyncio.SelectorEventLoop(selectors.SelectSelector())
 
 
+def lost_at_end(dials: list[DialView], t0_ns: int, end_ns: int) -> dict[str, LostAtEnd]:
+    """The dials lost and not back at the run's end (the rest of the run is not recorded),
+    by uid: when in the run (seconds from ``t0_ns``) and for how long until ``end_ns``. A
+    dial lost before ``t0_ns`` (during the handshake) is lost from the run's start: its
+    ``for_s`` was the time since it was lost, longer than the run (a review, 2026-12-06)."""
+    found = {}
+    for v in dials:
+        if v.state == "lost" and v.lost_ns is not None:
+            lost_ns = max(v.lost_ns, t0_ns)
+            found[v.uid] = LostAtEnd(at_s=(lost_ns - t0_ns) / 1e9,
+                                     for_s=max(0, end_ns - lost_ns) / 1e9, cause=v.lost_cause)
+    return found
+
+
 def _close_quietly(recorder: Recorder, lock_fd: int | None) -> None:
     """Close a run's recording and its lock on a failure (the recorder has reported its own
     error, if it had one)."""
@@ -364,11 +378,7 @@ async def _run_daemon(cfg: RunConfig, stopper: _Stopper, *, console: Console | N
                              silent_ports=[p for p in cfg.ports if p not in daemon.answered],
                              ended="failed" if failure else daemon.ended or "stopped")
         end_ns = daemon.stopped_ns or time.monotonic_ns()  # the run's end, not the final save
-        for v in summary.dials:  # lost and not back: the rest of the run is not recorded
-            if v.state == "lost" and v.lost_ns is not None:
-                summary.lost_at_end[v.uid] = LostAtEnd(
-                    at_s=max(0, v.lost_ns - t0_ns) / 1e9,
-                    for_s=max(0, end_ns - v.lost_ns) / 1e9, cause=v.lost_cause)
+        summary.lost_at_end = lost_at_end(summary.dials, t0_ns, end_ns)
         if publisher is not None:  # this run's, then earlier recordings' it republished
             summary.unpublished, summary.unpublished_earlier = publisher.unpublished(
                 recorder.next_id("events") - 1)
