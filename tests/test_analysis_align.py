@@ -291,7 +291,7 @@ def test_an_epochs_hello_that_is_not_a_json_object_is_refused(story, tmp_path, h
                                   "1" + "0" * 400, "0", "-100", '"100"', "null"])
 def test_an_epochs_hello_rate_that_is_not_a_finite_positive_number_is_unknown(
         story, tmp_path, rate):
-    """A review (2026-12-06): a hello rate_hz of Infinity or 1e999 crashed analyze and export
+    """A review (2026-12-05): a hello rate_hz of Infinity or 1e999 crashed analyze and export
     (OverflowError), and true was read as 1.0 Hz. docs/recording.md: a rate_hz that is not a
     positive number leaves the rate unknown, as none does."""
     from ratedial.analysis.read import read_recording
@@ -424,7 +424,7 @@ def test_a_crashed_recording_whose_file_is_shorter_than_its_header_says_is_read(
 
 
 def test_a_crashed_recording_cut_short_beside_its_wal_is_named_damaged(tmp_path):
-    """A review (2026-12-06): with a -wal beside it, a file cut short was not size-checked,
+    """A review (2026-12-05): with a -wal beside it, a file cut short was not size-checked,
     the -wal was folded in (SQLite pads the file to its header's size with zeros) and the
     copy read without a word, a media_s changed and the user's file rewritten. Only pages
     that the -wal's committed frames hold may be missing from the end of the file."""

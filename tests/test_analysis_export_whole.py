@@ -159,7 +159,7 @@ def test_an_export_stopped_mid_write_leaves_no_file(tmp_path: Path, rec: Path,
                                   "a." + "b" * 253, "é" * 126 + ".x"])
 def test_an_output_name_the_os_takes_is_never_refused_for_its_temporarys(
         tmp_path: Path, name: str) -> None:
-    """A review (2026-12-06): the temporary's name (``.STEM.XXXXXXXX.part.SUF``, the stem cut
+    """A review (2026-12-05): the temporary's name (``.STEM.XXXXXXXX.part.SUF``, the stem cut
     to 64 characters, not bytes) was longer than a name of up to 255 bytes the OS takes:
     'File name too long', naming the temporary."""
     from ratedial.outfile import staged
@@ -174,7 +174,7 @@ def test_an_output_name_the_os_takes_is_never_refused_for_its_temporarys(
 
 
 def test_a_folder_that_cannot_be_written_is_said_of_the_output(tmp_path: Path) -> None:
-    """A review (2026-12-06): the error from creating the temporary named the hidden
+    """A review (2026-12-05): the error from creating the temporary named the hidden
     temporary ('.../ro/.table.7_v2s_f6.part.csv: Permission denied'), not the output."""
     import tempfile
 

@@ -64,6 +64,8 @@ def test_a_sample_that_is_not_a_number_is_named(tmp_path: Path, sql: str, words:
     ('"0-100"', ["meta.scale is not a JSON object"]),
     ('{"minimum": 7, "maximum": 1}', ["minimum 7 and maximum 1"]),
     ('{"minimum": "a", "maximum": 10}', ["minimum 'a'"]),
+    # an integer of 401 digits raised OverflowError in math.isfinite: a traceback
+    ('{"minimum": 0, "maximum": 1' + "0" * 400 + '}', ["must be finite numbers"]),
 ])
 def test_a_scale_that_is_not_one_is_named(tmp_path: Path, value: str, words: list[str]):
     """It was read as 0-100 without a word (recording.md says so only when absent)."""

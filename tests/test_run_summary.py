@@ -195,7 +195,7 @@ def test_a_recording_whose_own_part_the_broker_has_is_complete_whatever_earlier_
 # --- the crash audit (2026-12-05, finding 2): a dial lost and not back by the end ----------
 
 def test_a_dial_lost_during_the_handshake_is_lost_for_the_run_not_longer() -> None:
-    """A review (2026-12-06): a dial lost before the run's t0 (during the handshake) had its
+    """A review (2026-12-05): a dial lost before the run's t0 (during the handshake) had its
     for_s counted from when it was lost, longer than the run (here 9.5 s of a 7 s run)."""
     from ratedial.daemon.app import lost_at_end
     from ratedial.daemon.dialview import DialView

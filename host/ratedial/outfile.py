@@ -54,7 +54,7 @@ def staged(output: Path, *, overwrite: bool = False) -> Iterator[Path]:
             try:
                 fd, name = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
             except OSError as exc:  # the folder cannot be written: said of the output,
-                # not of the hidden temporary's name (a review, 2026-12-06)
+                # not of the hidden temporary's name (a review, 2026-12-05)
                 raise OutputWriteError(f"cannot write {output}: {_reason(exc)}") from exc
             os.close(fd)
             part = Path(name)
@@ -92,7 +92,7 @@ def _part_name(output: Path) -> tuple[str, str]:
     at most :data:`NAME_MAX` bytes in all: the stem cut (whole characters, at most 64 bytes)
     to what the suffix leaves, and a suffix too long to leave room (no format's) dropped.
     An output name the OS takes is never refused for its temporary's longer name (a review,
-    2026-12-06: a 247-byte name failed with ENAMETOOLONG naming the temporary)."""
+    2026-12-05: a 247-byte name failed with ENAMETOOLONG naming the temporary)."""
     suf = output.suffix if _bytes(output.suffix) <= NAME_MAX - _PART_FIXED else ""
     room = min(64, NAME_MAX - _PART_FIXED - _bytes(suf))
     stem = ""

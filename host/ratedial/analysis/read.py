@@ -281,7 +281,7 @@ def _cut_short(p: Path) -> str | None:
     of a page: a fold cut off by a full disk or a file size limit) that are all in the
     ``-wal``'s committed frames (the fold writes them whole). Anything else is cut short:
     folding it would have SQLite pad the file with zeros to its header's size, and the cut
-    read as zeros without a word (and the file rewritten; a review, 2026-12-06)."""
+    read as zeros without a word (and the file rewritten; a review, 2026-12-05)."""
     try:
         with open(p, "rb") as f:
             head = f.read(100)

@@ -57,9 +57,16 @@ def check_scale(p: Path, raw: str | None) -> None:
         return
     ends = [scale.get("minimum", 0.0), scale.get("maximum", 100.0)]
     if not all(_number(v) for v in ends) or not ends[0] < ends[1]:
-        raise NotARecording(f"{p}: meta.scale has minimum {ends[0]!r} and maximum "
-                            f"{ends[1]!r}: they must be finite numbers, the minimum below "
-                            "the maximum (docs/recording.md)")
+        lo, hi = (_brief(v) for v in ends)
+        raise NotARecording(f"{p}: meta.scale has minimum {lo} and maximum {hi}: they must "
+                            "be finite numbers, the minimum below the maximum "
+                            "(docs/recording.md)")
+
+
+def _brief(v: Any) -> str:
+    """``repr(v)``, cut to 40 characters (an integer of 400 digits stays one line)."""
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def check_hello(p: Path, epoch_id: int, raw: Any) -> dict[str, Any]:
@@ -83,7 +90,7 @@ def check_hello(p: Path, epoch_id: int, raw: Any) -> dict[str, Any]:
 def hello_rate(hello: dict[str, Any]) -> float | None:
     """An epoch's sample rate from its ``hello``: ``rate_hz`` when it is a finite number
     above 0 (not a bool), None (unknown, as when it is absent) otherwise. A review
-    (2026-12-06): Infinity and 1e999 crashed analyze and export (OverflowError), and
+    (2026-12-05): Infinity and 1e999 crashed analyze and export (OverflowError), and
     ``true`` was read as 1.0 Hz."""
     rate = hello.get("rate_hz")
     if isinstance(rate, bool) or not isinstance(rate, int | float):
@@ -96,7 +103,14 @@ def hello_rate(hello: dict[str, Any]) -> float | None:
 
 
 def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    """A finite JSON number (not a bool; an integer of hundreds of digits is none: it
+    raised OverflowError in ``math.isfinite``)."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def bad_sample(con: sqlite3.Connection, p: Path | str, epoch_id: int) -> NotARecording:

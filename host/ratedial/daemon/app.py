@@ -110,7 +110,7 @@ def lost_at_end(dials: list[DialView], t0_ns: int, end_ns: int) -> dict[str, Los
     """The dials lost and not back at the run's end (the rest of the run is not recorded),
     by uid: when in the run (seconds from ``t0_ns``) and for how long until ``end_ns``. A
     dial lost before ``t0_ns`` (during the handshake) is lost from the run's start: its
-    ``for_s`` was the time since it was lost, longer than the run (a review, 2026-12-06)."""
+    ``for_s`` was the time since it was lost, longer than the run (a review, 2026-12-05)."""
     found = {}
     for v in dials:
         if v.state == "lost" and v.lost_ns is not None:
