@@ -1084,6 +1084,29 @@ def test_an_epochs_rate_is_the_nominal_one_once_a_batch_tells_it_also_in_a_conti
     assert _hellos(path) == [(7, 1000, 1000.0)]
 
 
+@pytest.mark.parametrize("rate", [True, float("inf"), 10 ** 400, -5, 0, "1000", None])
+def test_a_status_rate_that_is_no_rate_is_not_taken(tmp_path, rate):
+    """A review (2026-12-05): a status's ``rate_hz`` of ``true`` was taken as 1.0 Hz and
+    Infinity as a rate (written into the epoch's hello); an integer of 400 digits raised
+    OverflowError. Only a finite number above 0 (not a bool) is a rate; otherwise the
+    epoch's hello has none (the reader then takes the rate as unknown)."""
+    path = tmp_path / "c.ratedial"
+    store = RecorderStore(_collected(path))
+    c = Collector(P, store, wall_offset_ns=OFFSET, settle_s=2.0)
+    topic, payload = _offline(300)
+    text = json.dumps({**json.loads(payload), "rate_hz": 0}).replace(
+        '"rate_hz": 0', f'"rate_hz": {json.dumps(rate) if rate != float("inf") else "Infinity"}')
+    feed(c, (topic, text.encode()), now=0.0)
+    c.due_requests(3.0)
+    holes = c.record_holes()
+    store.close()
+    if (isinstance(rate, int) and rate > 10 ** 300) or rate == float("inf"):
+        # the payload itself is refused (not finite JSON): no epoch from it at all
+        assert (holes, _hellos(path)) == (0, [])
+    else:
+        assert (holes, _hellos(path)) == (300, [(7, None, None)])
+
+
 def test_a_backfilled_boots_period_is_corrected_by_the_first_live_batch():
     c, store = make()
     topic, payload = batch(0, 10, replay=True)  # device times 2 us apart: period 2

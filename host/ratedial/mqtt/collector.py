@@ -324,8 +324,8 @@ class Collector(DaemonAnswers):
             raise ValueError("status of another dial")
         daemon = self._seen_daemon(msg.get("daemon"))
         d = self._dial(uid, **_dial_fields(msg))
-        rate = msg.get("rate_hz")
-        if isinstance(rate, int | float) and rate > 0:
+        rate = msg.get("rate_hz")  # a finite number above 0, not a bool (true was 1.0 Hz)
+        if isinstance(rate, int | float) and not isinstance(rate, bool) and 0 < rate < 1e9:
             d.rate_hz = float(rate)
         if daemon:
             d.daemon = daemon
