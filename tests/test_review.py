@@ -365,6 +365,10 @@ def test_the_guess_test_never_shows_the_answerer_their_own_segments(tmp_path):
     res = _cli(["review", str(path), "--guess", "--of", "therapist", "--no-video",
                 "--window", "3"], "+\n" * 6)
     assert res.returncode == 2 and "would guess their own segments" in res.stderr
+    # labels are one as the analysis pairs them: "Therapist " is the therapist too
+    res = _cli(["review", str(path), "--guess", "--of", "Therapist ", "--no-video",
+                "--window", "3"], "+\n" * 6)
+    assert res.returncode == 2 and "would guess their own segments" in res.stderr
     assert read_notes(path, "guess") == []
     client = make_recording(tmp_path, None)
     res = _cli(["review", str(client), "--guess", "--of", "Client", "--no-video",

@@ -32,6 +32,7 @@ from .cli_options import (
     friendly,
     segment_options,
 )
+from .labels import same_label
 
 if TYPE_CHECKING:
     from .load import Series
@@ -48,8 +49,8 @@ def _pick(series: Sequence[Series], rater: str | None, what: str) -> Series:
     for s in series:
         if s.rater == rater:
             return s
-    for s in series:  # "Client" for "client": one rater, however its label was typed
-        if s.rater.lower() == rater.lower():
+    for s in series:  # "Client" or "client " for "client": one rater, however typed
+        if same_label(s.rater, rater):
             return s
     raise UsageError(f"no rater {rater!r} in the recording (raters: {', '.join(labels)})")
 
@@ -179,7 +180,7 @@ def review(*, recording: str, who: str | None, guess: bool, answerer: str, order
     if who is None and guess:  # the client's segments, never silently the answerer's own
         who = "client"
     s = _pick(series, who, "whose segments to show")
-    if guess and s.rater.lower() == answerer.lower():
+    if guess and same_label(s.rater, answerer):
         raise UsageError(f"--guess: {answerer} would guess their own segments; give the "
                          "recording of the rater being guessed (or --of LABEL)")
     opt = _segment_opts(kw)

@@ -170,7 +170,8 @@ def friendly(f: F) -> F:
 
 
 def _pairing(kw: dict[str, Any]) -> PairingOptions:
-    from .groups import PairingOptions, label_key
+    from .groups import PairingOptions
+    from .labels import label_key
     from .load import parse_rater_overrides
 
     roles = tuple(r.strip() for r in kw["roles"].split(","))

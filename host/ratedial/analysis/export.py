@@ -26,7 +26,8 @@ from .. import __version__
 from ..outfile import staged
 from .align import STATUS_NAMES, padded
 from .errors import UsageError
-from .groups import Group, label_key
+from .groups import Group
+from .labels import label_key
 from .load import Series, differing_scales
 from .read import DEFAULT_ANCHORS
 from .results import table_columns, timeline_json

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 from .errors import PairingError
+from .labels import label_key
 from .load import Series, distinct_names, recording_names
 from .read import RUN_TIMELINE, Media
 
@@ -87,11 +88,6 @@ def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
                  for p in re.split(r"(\d+)", text) if p)
 
 
-def label_key(label: str) -> str:
-    """What two dyad labels are compared by: without surrounding whitespace, in one Unicode
-    normal form, without case (``"D01"``, ``"d01 "``, and ``"Ü03"`` typed as ``U`` plus a
-    combining diaeresis are ``"d01"``, ``"d01"`` and ``"ü03"``)."""
-    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", label.strip()).casefold())
 
 
 def spelling(alt: str) -> str:

@@ -36,6 +36,7 @@ from ..recording.schema import FORMAT, FORMAT_VERSION, MediaState
 from ..recording.walfile import fold, wal_has_data, wal_of, wal_pages
 from .errors import NotARecording
 from .guard import SQLITE_MAGIC, is_sqlite
+from .labels import same_label
 from .losses import Loss, read_losses, read_stalls, run_end_s
 from .values import bad_sample, check_hello, check_scale, check_session, hello_rate
 
@@ -155,7 +156,7 @@ class Recording:
 
     def guess_of(self, rater: str) -> dict[str, Any] | None:
         """The newest guess test of ``rater``'s segments saved with this recording."""
-        mine = [g for g in self.guesses if str(g.get("rater", "")).lower() == rater.lower()]
+        mine = [g for g in self.guesses if same_label(str(g.get("rater", "")), rater)]
         return mine[-1] if mine else None
 
     @property
