@@ -72,8 +72,8 @@ def test_demo_follows_the_video_and_ends_with_its_analysis(tmp_path):
     assert all(v > SECONDS - 0.5 for v in playing.values()), playing
 
     # Not a terminal: no sentence is wrapped.
-    assert re.search(r"inspect it: sqlite3 \S+ 'SELECT count\(\*\) FROM samples'  "
-                     r"\(schema: docs/recording.md\)\n", out)
+    assert re.search(r"inspect it \(schema: docs/recording.md\):\n"
+                     r" +sqlite3 \S+ 'SELECT count\(\*\) FROM samples'\n", out)
 
     # The analysis of that video.
     assert "the analysis (ratedial analyze):" in out

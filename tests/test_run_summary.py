@@ -55,10 +55,10 @@ def test_the_plain_summary_says_which_samples_are_this_runs() -> None:
     lines = printed(s)
     assert ("not confirmed by the MQTT broker (down (localhost:1883)): 3990 samples and 4 "
             "events of this run; they are in the recording, and the next run of daemon d5 "
-            "with this folder publishes them") in lines
+            "with this folder and broker publishes them") in lines
     assert ("not yet republished from 2 earlier recording(s) of daemon d5: 7970 samples and "
             "6 events; they stay in those recordings, and the next run with this folder "
-            "publishes them") in lines
+            "and their broker publishes them") in lines
     lines = printed(RunSummary(path=Path("r.ratedial"), seconds=4.0, unpublished=(5, 1)))
     assert not any("earlier recording" in ln for ln in lines)
 
@@ -123,9 +123,10 @@ def test_the_inspect_line_pastes_into_the_shell(tmp_path: Path, name: str) -> No
     con.commit()
     con.close()
     rel = Path(name)  # as given to --record, from the folder the user is in
-    (line,) = (ln for ln in printed(RunSummary(path=rel, seconds=1.0))
-               if ln.startswith("inspect it: "))
-    command = line.removeprefix("inspect it: ").split("  (schema")[0]
+    lines = printed(RunSummary(path=rel, seconds=1.0))
+    at = lines.index("inspect it (schema: docs/recording.md):")
+    command = lines[at + 1]  # the whole line, pasted as printed (an audit: the schema
+    # pointer after the command on one line broke the paste)
     assert shlex.split(command) == ["sqlite3", name, "SELECT count(*) FROM samples"]
     before = sorted(p.name for p in tmp_path.iterdir())
     if shutil.which("sqlite3"):  # pasted as printed: 3 rows, no stray file

@@ -37,3 +37,9 @@ def test_the_offline_recipe_leaves_nothing_beside_a_closed_recording(tmp_path, m
     assert db.execute("SELECT count(*) FROM sync_obs").fetchone() == (0,)
     db.close()
     assert sorted(os.listdir(tmp_path)) == ["session.ratedial"]
+    # the whole recipe runs as printed (an audit: it used an `epoch` it never defined)
+    scope = {}
+    exec(code.group(1), scope)
+    assert isinstance(scope["epoch"], int) and scope["estimate"] is None  # no observations
+    scope["db"].close()  # type: ignore[attr-defined]
+    assert sorted(os.listdir(tmp_path)) == ["session.ratedial"]

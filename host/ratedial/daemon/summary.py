@@ -101,22 +101,25 @@ def print_summary(console: Console, s: RunSummary) -> None:
     if any(s.unpublished):
         console.print(f"  not confirmed by the MQTT broker ({s.broker}): {s.unpublished[0]} "
                       f"samples and {s.unpublished[1]} events of this run; they are in the "
-                      f"recording, and the next run of daemon {s.daemon_id} with this folder "
-                      "publishes them", highlight=False, soft_wrap=True)
+                      f"recording, and the next run of daemon {s.daemon_id} with this folder and "
+                      "broker publishes them", highlight=False, soft_wrap=True)
     samples, events, files = s.unpublished_earlier
     if samples or events:
         console.print(f"  not yet republished from {files} earlier recording(s) of daemon "
                       f"{s.daemon_id}: {samples} samples and {events} events; they stay in "
-                      "those recordings, and the next run with this folder publishes them",
+                      "those recordings, and the next run with this folder and their broker "
+                      "publishes them",
                       highlight=False, soft_wrap=True)
     for port in s.silent_ports:
         when = "before the run was stopped" if s.seconds < 3.0 else "during the run"
         console.print(f"  {port}: no dial answered {when}: its rater was not recorded",
                       highlight=False, soft_wrap=True)
-    # quoted for this platform's shell: the line is pasted as it is (spaces, non-ASCII)
-    console.print(f"  inspect it: sqlite3 {shell_quote(os.fspath(s.path))} "
-                  f"{shell_quote('SELECT count(*) FROM samples')}  "
-                  "(schema: docs/recording.md)", highlight=False, soft_wrap=True, markup=False)
+    # quoted for this platform's shell, and alone on its line: the whole line is pasted as
+    # it is (spaces, non-ASCII); the schema pointer after it broke the paste (an audit)
+    console.print("  inspect it (schema: docs/recording.md):", highlight=False)
+    console.print(f"    sqlite3 {shell_quote(os.fspath(s.path))} "
+                  f"{shell_quote('SELECT count(*) FROM samples')}", highlight=False,
+                  soft_wrap=True, markup=False)
 
 
 def json_summary(s: RunSummary, *, error: str | None = None) -> str:
