@@ -206,6 +206,15 @@ def test_credentials_in_the_files_broker_url_are_refused_in_words_about_the_file
     assert "pw" not in res.stderr
     res = run("run", "--broker", "mqtt://u:pw@127.0.0.1:1", "--no-scan", "--duration", "0.5")
     assert "a command line is visible to every user of this computer" in res.stderr
+    # a --broker that overrides it does not make the file's password safe (an audit: with
+    # --broker none, or another URL, the file was run with exit 0)
+    for other in ("none", "embedded", "mqtt://127.0.0.1:1"):
+        res = run("run", "--config", "c.toml", "--broker", other, "--no-scan", "--duration",
+                  "0.5", "--record", "x.ratedial", cwd=tmp_path)
+        assert res.returncode == 2, (other, res.stderr)
+        assert "mqtt.broker in c.toml mqtt://***@127.0.0.1:1: credentials do not go in the " \
+            "URL" in res.stderr and "pw" not in res.stderr
+        assert not (tmp_path / "x.ratedial").exists()
 
 
 def test_a_client_certificate_without_its_key_asks_for_key_file(tmp_path: Path) -> None:

@@ -207,6 +207,14 @@ def run(ports: tuple[str, ...], raters: tuple[str, ...], record: str | None,
         _file_value(config_path, "web", cfg.web if web is None else None, parse_addr)
     if broker is not None and broker.strip().lower() in ("embedded", "none"):
         broker = broker.strip().lower()  # --broker None is the word, not a host named None
+    if config_path is not None and broker is not None and \
+            cfg.mqtt.broker not in ("embedded", "none"):
+        # the file's own URL, though --broker overrides it: a password written there is
+        # refused all the same (the file is read by whoever it is shared with)
+        from .mqtt.requests import parse_broker
+
+        parse_broker(cfg.mqtt.broker, tls=cfg.mqtt.tls, option=f"mqtt.broker in {config_path}",
+                     words="embedded or none")
     mqtt = cfg.mqtt if broker is None else dataclasses.replace(cfg.mqtt, broker=broker)
     if daemon_id is not None:
         mqtt = dataclasses.replace(mqtt, daemon_id=daemon_id)
