@@ -51,6 +51,37 @@ def test_known_truth_force_and_bias_are_recovered():
     assert "autocorrelated" in tb.notes[0]
 
 
+@pytest.mark.parametrize("case", ["random", "constant_truth", "two_moments", "exact_line"])
+def test_one_dyads_ols_equals_statsmodels(case):
+    """One dyad is fitted by least squares in numpy (importing statsmodels took half of a
+    one-dyad analysis's time): the same slope, intercept, standard errors and residual SD
+    as statsmodels' OLS, also where the design is singular or has no residual freedom."""
+    import statsmodels.api as sm
+
+    data = synthetic(seed=5, dyads=1, n=200)
+    t, j = data.truth, data.judgment
+    if case == "constant_truth":
+        t = np.full_like(t, 2.5)
+    elif case == "two_moments":
+        t, j = t[:2], j[:2]
+    elif case == "exact_line":
+        j = 3.0 + 0.5 * t
+    one = TBData(dyad=["D00"] * len(t), truth=t, judgment=j, mean_truth=data.mean_truth,
+                 step_s=1.0)
+    tb = fit(one)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = sm.OLS(j, sm.add_constant(t, has_constant="add")).fit()
+            want = (res.params[1], res.params[0], res.bse[1], res.bse[0], np.sqrt(res.scale))
+    got = (tb.truth_force, tb.directional_bias, tb.truth_force_se, tb.directional_bias_se,
+           tb.sd_residual)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9, equal_nan=True)
+    assert tb.method.startswith("OLS") and tb.by_dyad == {"D00": (got[0], got[1])}
+
+
 def test_statsmodels_equals_an_independent_reml_fit():
     data = synthetic(seed=11)
     tb = fit(data)
