@@ -73,7 +73,8 @@ def test_kill_hup_with_the_terminal_open_still_shows_the_summary(tmp_path):
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     flat = "".join(shown.decode(errors="replace").split())  # the terminal wraps lines
-    assert f"recording:{rec}" in flat and "inspectit:sqlite3" in flat, flat[-800:]
+    assert f"recording:{rec}" in flat and "inspectit(schema:docs/recording.md):sqlite3" in flat, \
+        flat[-800:]
 
 
 def run_on_a_terminal(port: str, rec) -> tuple[int, int]:

@@ -370,12 +370,17 @@ def test_scheduled_faults_run_at_their_times() -> None:
         (["--fault", "explode@3"], "unknown fault"),
         (["--rate", "fast"], "'fast' is not a valid integer"),
         (["--bogus"], "No such option"),
-        # was a firmware traceback, after the port was printed
-        (["--truth", "/nonexistent/dir/t.jsonl"], "--truth /nonexistent/dir/t.jsonl: "
-                                                   "directory /nonexistent/dir does not exist"),
+        # was a firmware traceback, after the port was printed; TMP: a folder of this test
+        # (a fixed /nonexistent/dir existed once, made by someone's export as root: the
+        # dial then ran, and the test waited for its exit until its timeout)
+        (["--truth", "TMP/missing/t.jsonl"], "--truth TMP/missing/t.jsonl: "
+                                             "directory TMP/missing does not exist"),
     ],
 )
-def test_cli_bad_options_one_line_exit_2(args: list[str], message: str) -> None:
+def test_cli_bad_options_one_line_exit_2(args: list[str], message: str,
+                                         tmp_path: Path) -> None:
+    args = [a.replace("TMP", str(tmp_path)) for a in args]
+    message = message.replace("TMP", str(tmp_path))
     r = subprocess.run(_cli(*args), capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 2
     assert r.stdout == ""
