@@ -159,7 +159,7 @@ def test_a_refused_replay_request_is_told_once(tmp_path):
              str(tmp_path / "c.ratedial"), "--settle", "0.5", "--json"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert proc.stderr is not None
-        said = [proc.stderr.readline()]  # "ratedial: connected to ...": subscribed next
+        said = [proc.stderr.readline()]  # "ratedial: connected to ...": once subscribed
         assert "connected to" in said[0], said
         with paho_client(broker.port) as pub:
             for first, n in ((0, 100), (150, 50)):  # 100..150 missing

@@ -273,12 +273,15 @@ class CollectorShell:
                         self.connects += 1
                         last_error = None
                         backoff.reset()
-                        self.on_message(f"connected to {self.address.host}:"
-                                        f"{self.address.port} as {self.client_id}")
                         collector.connected_to(_public_url(self.cfg.mqtt.broker))
                         for topic in subscriptions(self.cfg.mqtt.topic_prefix,
                                                    self.cfg.share):
                             await subscribe(client, topic)
+                        # said once subscribed: what is published from then on is collected
+                        # (said before, a publisher that waited for it could race the
+                        # subscriptions: a loaded CI preview lost a test's samples so)
+                        self.on_message(f"connected to {self.address.host}:"
+                                        f"{self.address.port} as {self.client_id}")
                         await self._serve(client, collector)
                     break
                 except aiomqtt.MqttError as exc:
